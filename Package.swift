@@ -1,0 +1,47 @@
+// swift-tools-version:5.10
+import PackageDescription
+
+let package = Package(
+    name: "convnext-convert",
+    products: [
+        .library(name: "CNXRuntime", targets: ["CNXRuntime"]),
+        .library(name: "CNXImport", targets: ["CNXImport"]),
+        .executable(name: "convnext-convert", targets: ["convnext-convert"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries, through module maps (Debian: libopenblas-dev, zlib1g-dev).
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        // protobuf-c code generated from Formats/onnx.proto (scripts/gen-onnx.sh); links libprotobuf-c.
+        .target(
+            name: "CONNX",
+            path: "Sources/CONNX",
+            cSettings: [.unsafeFlags(["-O2"])],
+            linkerSettings: [.linkedLibrary("protobuf-c")]
+        ),
+        // Hot loops in C: every kernel is built with optimisation even in debug builds.
+        .target(
+            name: "CKernels",
+            dependencies: ["COpenBLAS"],
+            cSettings: [.unsafeFlags(["-O2", "-fno-math-errno"])],
+            linkerSettings: [.linkedLibrary("openblas"), .linkedLibrary("m")]
+        ),
+        .target(name: "CNXGraph", dependencies: ["CZlib"]),
+        .target(name: "CNXImport", dependencies: ["CNXGraph", "CONNX"]),
+        .target(name: "CNXRuntime", dependencies: ["CNXGraph", "CKernels"]),
+        .executableTarget(
+            name: "convnext-convert",
+            dependencies: [
+                "CNXGraph", "CNXImport", "CNXRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "CNXGraphTests", dependencies: ["CNXGraph"]),
+        .testTarget(name: "CNXImportTests", dependencies: ["CNXImport", "CNXGraph"]),
+        .testTarget(name: "CNXRuntimeTests", dependencies: ["CNXRuntime", "CNXImport", "CNXGraph"]),
+        .testTarget(name: "CLITests", dependencies: ["CNXGraph"]),
+    ]
+)

@@ -1,0 +1,72 @@
+/// What a graph is, read off its meaning: the depthwise 7x7 convolutions are the blocks, the
+/// channel count of each block gives the stages, the first convolution gives the stem, the head's
+/// last matrix gives the classes. Nothing here depends on node names.
+public struct Architecture: Equatable, Sendable {
+    public var family: String
+    public var variant: String?
+    public var depths: [Int]
+    public var dims: [Int]
+    public var classes: Int?
+    public var stem: String
+    public var grn: Bool
+
+    /// (name, depths, dims) of the published ConvNeXt variants.
+    static let variants: [(String, [Int], [Int])] = [
+        ("atto", [2, 2, 6, 2], [40, 80, 160, 320]),
+        ("femto", [2, 2, 6, 2], [48, 96, 192, 384]),
+        ("pico", [2, 2, 6, 2], [64, 128, 256, 512]),
+        ("nano", [2, 2, 8, 2], [80, 160, 320, 640]),
+        ("tiny", [3, 3, 9, 3], [96, 192, 384, 768]),
+        ("small", [3, 3, 27, 3], [96, 192, 384, 768]),
+        ("base", [3, 3, 27, 3], [128, 256, 512, 1024]),
+        ("large", [3, 3, 27, 3], [192, 384, 768, 1536]),
+        ("xlarge", [3, 3, 27, 3], [256, 512, 1024, 2048]),
+        ("xxlarge", [3, 4, 30, 3], [384, 768, 1536, 3072]),
+        ("huge", [3, 3, 27, 3], [352, 704, 1408, 2816]),
+    ]
+    static let isotropicVariants: [(String, Int, Int)] = [("small", 18, 384), ("base", 18, 768), ("large", 36, 1024)]
+
+    /// Recognises a ConvNeXt in `graph`, or returns nil when the graph has no ConvNeXt blocks.
+    public static func recognise(_ graph: Graph) -> Architecture? {
+        var blockChannels: [Int] = []
+        var convs: [(node: Node, weight: [Int])] = []
+        for n in graph.nodes where n.op == .conv {
+            guard n.inputs.count > 1, let w = graph.initializers[n.inputs[1]], w.shape.count == 4 else { continue }
+            convs.append((n, w.shape))
+            let group = n.int("group") ?? 1
+            if w.shape[1] == 1, group == w.shape[0], group > 1, w.shape[2] == 7, w.shape[3] == 7 {
+                blockChannels.append(w.shape[0])
+            }
+        }
+        guard !blockChannels.isEmpty else { return nil }
+        var depths: [Int] = [], dims: [Int] = []
+        for c in blockChannels {
+            if dims.last == c { depths[depths.count - 1] += 1 } else { dims.append(c); depths.append(1) }
+        }
+        let grn = graph.nodes.contains { $0.op == .reduceL2 }
+        var stem = "unknown"
+        if let first = convs.first {
+            let k = first.weight[2], s = first.node.ints("strides") ?? [1, 1]
+            if k == s[0] {
+                stem = "patchify \(k)x\(k) stride \(k)"
+            } else if convs.count > 1, s[0] == 2, (convs[1].node.ints("strides") ?? [1, 1])[0] == 2 {
+                stem = "overlapping: two \(k)x\(k) stride 2"
+            } else {
+                stem = "\(k)x\(k) stride \(s[0])"
+            }
+        }
+        var classes: Int?
+        if let out = graph.outputs.first?.shape?.last?.value { classes = out }
+        let isotropic = dims.count == 1
+        var family = grn ? "ConvNeXt V2" : "ConvNeXt"
+        var variant: String?
+        if isotropic {
+            family = "ConvNeXt (isotropic)"
+            variant = isotropicVariants.first { $0.1 == depths[0] && $0.2 == dims[0] }.map { "convnext_isotropic_\($0.0)" }
+        } else if let v = variants.first(where: { $0.1 == depths && $0.2 == dims }) {
+            let prefix = grn ? "convnextv2_" : "convnext_"
+            variant = prefix + v.0 + (stem.hasPrefix("overlapping") ? "_ols" : "")
+        }
+        return Architecture(family: family, variant: variant, depths: depths, dims: dims, classes: classes, stem: stem, grn: grn)
+    }
+}

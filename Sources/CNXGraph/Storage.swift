@@ -1,0 +1,74 @@
+import Foundation
+
+/// Bytes that back a tensor: memory this process allocated, or a range of a mapped file (or of
+/// another owner's memory) kept alive by `owner`.
+public final class Storage: @unchecked Sendable {
+    public let bytes: UnsafeMutableRawPointer
+    public let byteCount: Int
+    private let owner: AnyObject?
+    private let allocated: Bool
+
+    /// New zeroed memory, 64-byte aligned.
+    public init(byteCount: Int) {
+        let n = max(byteCount, 1)
+        bytes = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64)
+        bytes.initializeMemory(as: UInt8.self, repeating: 0, count: n)
+        self.byteCount = byteCount
+        owner = nil
+        allocated = true
+    }
+
+    /// A view of memory that `owner` keeps valid; nothing is copied. Read-only by contract.
+    public init(borrowing pointer: UnsafeRawPointer, byteCount: Int, owner: AnyObject) {
+        bytes = UnsafeMutableRawPointer(mutating: pointer)
+        self.byteCount = byteCount
+        self.owner = owner
+        allocated = false
+    }
+
+    deinit {
+        if allocated { bytes.deallocate() }
+    }
+
+    /// True when the data lives in a mapped file or another owner's memory.
+    public var isBorrowed: Bool { !allocated }
+}
+
+/// A whole file mapped read-only into memory.
+public final class MappedFile: @unchecked Sendable {
+    public let path: String
+    public let bytes: UnsafeRawPointer?
+    public let count: Int
+
+    public init(path: String) throws {
+        self.path = path
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else {
+            throw CNXError("\(path): cannot open (\(String(cString: strerror(errno))))")
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            throw CNXError("\(path): cannot stat (\(String(cString: strerror(errno))))")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw CNXError("\(path): not a regular file")
+        }
+        count = Int(st.st_size)
+        if count == 0 {
+            bytes = nil
+            return
+        }
+        let p = mmap(nil, count, PROT_READ, MAP_PRIVATE, fd, 0)
+        guard let p, p != MAP_FAILED else {
+            throw CNXError("\(path): cannot map \(count) bytes (\(String(cString: strerror(errno))))")
+        }
+        bytes = UnsafeRawPointer(p)
+    }
+
+    deinit {
+        if let bytes { munmap(UnsafeMutableRawPointer(mutating: bytes), count) }
+    }
+
+    public var buffer: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: bytes, count: count) }
+}

@@ -1,0 +1,67 @@
+/// A dense tensor: element type, shape and the bytes behind it (row-major).
+public struct Tensor: @unchecked Sendable {
+    public var dtype: DType
+    public var shape: [Int]
+    public var storage: Storage
+
+    public var count: Int { shape.reduce(1, *) }
+    public var byteCount: Int { count * dtype.size }
+
+    public init(dtype: DType, shape: [Int], storage: Storage) {
+        precondition(storage.byteCount >= (checkedElementCount(shape) ?? Int.max) * dtype.size)
+        self.dtype = dtype
+        self.shape = shape
+        self.storage = storage
+    }
+
+    /// A zero-filled tensor.
+    public init(zeros dtype: DType, shape: [Int]) {
+        self.dtype = dtype
+        self.shape = shape
+        storage = Storage(byteCount: shape.reduce(1, *) * dtype.size)
+    }
+
+    public init(floats: [Float], shape: [Int]) {
+        precondition(floats.count == shape.reduce(1, *))
+        self.init(zeros: .float32, shape: shape)
+        floats.withUnsafeBytes { storage.bytes.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+    }
+
+    public init(int64s: [Int64], shape: [Int]) {
+        precondition(int64s.count == shape.reduce(1, *))
+        self.init(zeros: .int64, shape: shape)
+        int64s.withUnsafeBytes { storage.bytes.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+    }
+
+    public var floatPointer: UnsafeMutablePointer<Float> {
+        storage.bytes.assumingMemoryBound(to: Float.self)
+    }
+
+    public var int64Pointer: UnsafeMutablePointer<Int64> {
+        storage.bytes.assumingMemoryBound(to: Int64.self)
+    }
+
+    public var floats: [Float] {
+        precondition(dtype == .float32)
+        return Array(UnsafeBufferPointer(start: floatPointer, count: count))
+    }
+
+    public var int64s: [Int64] {
+        precondition(dtype == .int64)
+        return Array(UnsafeBufferPointer(start: int64Pointer, count: count))
+    }
+
+    /// The same bytes seen with another shape of equal element count.
+    public func reshaped(_ newShape: [Int]) -> Tensor {
+        var t = self
+        t.shape = newShape
+        return t
+    }
+
+    /// A copy into newly allocated memory.
+    public func copy() -> Tensor {
+        let t = Tensor(zeros: dtype, shape: shape)
+        t.storage.bytes.copyMemory(from: storage.bytes, byteCount: byteCount)
+        return t
+    }
+}

@@ -1,0 +1,50 @@
+import CNXGraph
+
+/// Text that `inspect` prints.
+enum Report {
+    static func inspect(_ graph: Graph, path: String) -> String {
+        var lines: [String] = []
+        let m = graph.metadata
+        lines.append("file:       \(path)")
+        lines.append("format:     \(m["format"] ?? "?")" + (m["external_data"].map { " (external data: \($0))" } ?? ""))
+        lines.append("producer:   \(m["producer"] ?? "?") \(m["producer_version"] ?? "")")
+        lines.append("opset:      \(m["opset"] ?? "?") (IR version \(m["ir_version"] ?? "?"))")
+        let p = graph.parameterCount
+        lines.append("parameters: \(grouped(p.elements)) (\(bytes(p.bytes)))")
+        lines.append("inputs:")
+        for v in graph.inputs { lines.append("  \(v.name): \(v.dtype.name) \(v.shape.map(describe) ?? "[?]")") }
+        lines.append("outputs:")
+        for v in graph.outputs { lines.append("  \(v.name): \(v.dtype.name) \(v.shape.map(describe) ?? "[?]")") }
+        lines.append("operators (\(graph.nodes.count) nodes):")
+        for (op, count) in graph.opHistogram { lines.append("  \(op.rawValue.padding(toLength: 20, withPad: " ", startingAt: 0)) \(count)") }
+        if let a = Architecture.recognise(graph) {
+            lines.append("architecture:")
+            lines.append("  family:   \(a.family)")
+            lines.append("  variant:  \(a.variant ?? "none of the published ones")")
+            lines.append("  depths:   \(a.depths.map(String.init).joined(separator: ", "))")
+            lines.append("  dims:     \(a.dims.map(String.init).joined(separator: ", "))")
+            lines.append("  classes:  \(a.classes.map(String.init) ?? "?")")
+            lines.append("  stem:     \(a.stem)")
+        } else {
+            lines.append("architecture: not recognised as ConvNeXt (no depthwise 7x7 blocks)")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func grouped(_ n: Int) -> String {
+        let s = String(n)
+        var out = ""
+        for (i, c) in s.enumerated() {
+            if i > 0 && (s.count - i) % 3 == 0 { out.append(",") }
+            out.append(c)
+        }
+        return out
+    }
+
+    static func bytes(_ n: Int) -> String {
+        if n >= 1 << 30 { return String(format: "%.2f GiB", Double(n) / Double(1 << 30)) }
+        if n >= 1 << 20 { return String(format: "%.1f MiB", Double(n) / Double(1 << 20)) }
+        if n >= 1 << 10 { return String(format: "%.1f KiB", Double(n) / Double(1 << 10)) }
+        return "\(n) B"
+    }
+}
