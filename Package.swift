@@ -39,9 +39,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "CNXGraphTests", dependencies: ["CNXGraph"]),
-        .testTarget(name: "CNXImportTests", dependencies: ["CNXImport", "CNXGraph"]),
-        .testTarget(name: "CNXRuntimeTests", dependencies: ["CNXRuntime", "CNXImport", "CNXGraph"]),
-        .testTarget(name: "CLITests", dependencies: ["CNXGraph"]),
+        .target(name: "CNXTestSupport", dependencies: ["CNXGraph"], path: "Tests/CNXTestSupport"),
+        .testTarget(name: "CNXGraphTests", dependencies: ["CNXGraph", "CNXImport", "CNXTestSupport"]),
+        .testTarget(name: "CNXImportTests", dependencies: ["CNXImport", "CNXGraph", "CNXTestSupport"]),
+        .testTarget(name: "CNXRuntimeTests", dependencies: ["CNXRuntime", "CNXImport", "CNXGraph", "CNXTestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["CNXGraph", "CNXTestSupport"]),
     ]
 )

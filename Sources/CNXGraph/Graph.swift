@@ -84,7 +84,7 @@ public enum OpType: String, CaseIterable, Sendable {
     case transpose = "Transpose", reshape = "Reshape", flatten = "Flatten"
     case squeeze = "Squeeze", unsqueeze = "Unsqueeze", concat = "Concat"
     case gather = "Gather", shape = "Shape", slice = "Slice", expand = "Expand"
-    case cast = "Cast", constantOfShape = "ConstantOfShape"
+    case cast = "Cast", constantOfShape = "ConstantOfShape", range = "Range"
     case identity = "Identity", dropout = "Dropout", constant = "Constant"
 }
 

@@ -130,7 +130,9 @@ private final class Loader {
         if !externalFiles.isEmpty {
             metadata["external_data"] = externalFiles.keys.sorted().joined(separator: ", ")
         }
-        return Graph(inputs: inputs, outputs: outputs, nodes: nodes, initializers: initializers, metadata: metadata)
+        let graph = Graph(inputs: inputs, outputs: outputs, nodes: nodes, initializers: initializers, metadata: metadata)
+        try Verifier.verify(graph)
+        return graph
     }
 
     func valueInfo(_ v: Onnx__ValueInfoProto) throws -> ValueInfo {

@@ -139,6 +139,23 @@ enum Kernels {
                 return [out]
             }
             return [Tensor(zeros: .float32, shape: shape)]
+        case .range:
+            let start = try arg(0), limit = try arg(1), delta = try arg(2)
+            guard start.count == 1, limit.count == 1, delta.count == 1, start.dtype == limit.dtype, start.dtype == delta.dtype else {
+                throw CNXError("start, limit and delta must be scalars of one type")
+            }
+            if start.dtype == .int64 {
+                let s = start.int64Pointer[0], l = limit.int64Pointer[0], d = delta.int64Pointer[0]
+                guard d != 0 else { throw CNXError("delta is 0") }
+                let n = max(0, Int((Double(l) - Double(s)) / Double(d)).advanced(by: (l - s) % d == 0 ? 0 : 1))
+                guard n <= 1 << 24 else { throw CNXError("range of \(n) elements refused") }
+                return [Tensor(int64s: (0..<n).map { s + Int64($0) * d }, shape: [n])]
+            }
+            let s = try float(start).floatPointer[0], l = try float(limit).floatPointer[0], d = try float(delta).floatPointer[0]
+            let count = ceil((l - s) / d)
+            guard d != 0, count.isFinite, count <= Float(1 << 24) else { throw CNXError("invalid range") }
+            let n = max(0, Int(count))
+            return [Tensor(floats: (0..<n).map { s + Float($0) * d }, shape: [n])]
         case .identity, .dropout:
             if node.outputs.count > 1 && !node.outputs[1].isEmpty { throw CNXError("Dropout's mask output is not supported") }
             return [try arg(0)]

@@ -1,0 +1,344 @@
+/// What is known about one value before running the graph: its element type, its shape with
+/// symbolic dimensions, and for small int64 tensors that hold shapes (Shape -> Gather -> Concat ->
+/// Reshape chains) the dimensions they hold.
+public struct ValueFacts: Sendable {
+    public var dtype: DType
+    public var shape: [Dim]?
+    /// The elements of a 1-D or scalar int64 tensor, as dimensions (fixed or symbolic).
+    public var elements: [Dim]?
+}
+
+/// A product of dimensions: a rational coefficient times at most one symbol.
+private struct Product {
+    var num: Int
+    var den: Int
+    var symbol: String?
+
+    init?(_ dims: some Sequence<Dim>) {
+        num = 1; den = 1; symbol = nil
+        for d in dims {
+            switch d {
+            case .fixed(let v): num *= v
+            case .symbolic(let name, let n, let q):
+                guard symbol == nil else { return nil }
+                symbol = name; num *= n; den *= q
+            case .unknown: return nil
+            }
+        }
+        reduce()
+    }
+
+    mutating func reduce() {
+        let g = gcd(num, den)
+        num /= g; den /= g
+    }
+
+    func divided(by other: Product) -> Dim {
+        guard other.num != 0 else { return .unknown }
+        var r = self
+        r.num *= other.den
+        r.den *= other.num
+        if let s = other.symbol {
+            guard s == symbol else { return .unknown }
+            r.symbol = nil
+        }
+        r.reduce()
+        return r.dim
+    }
+
+    var dim: Dim {
+        if let symbol { return .symbolic(name: symbol, num: num, den: den) }
+        return den == 1 ? .fixed(num) : .unknown
+    }
+}
+
+/// Infers every value's type and shape through the graph, with symbolic batch, height and width.
+/// Throws when a shape is certainly inconsistent (the error names the node); dimensions it cannot
+/// follow become `.unknown` rather than guesses.
+public enum ShapeInference {
+    public static func infer(_ graph: Graph) throws -> [String: ValueFacts] {
+        var facts: [String: ValueFacts] = [:]
+        for (name, t) in graph.initializers {
+            var f = ValueFacts(dtype: t.dtype, shape: t.shape.map { .fixed($0) })
+            if t.dtype == .int64, t.shape.count <= 1, t.count <= 64 { f.elements = t.int64s.map { .fixed(Int($0)) } }
+            facts[name] = f
+        }
+        for v in graph.inputs { facts[v.name] = ValueFacts(dtype: v.dtype, shape: v.shape) }
+        for node in graph.nodes {
+            let ins = node.inputs.map { $0.isEmpty ? nil : facts[$0] }
+            do {
+                let outs = try infer(node, ins)
+                for (name, f) in zip(node.outputs, outs) where !name.isEmpty { facts[name] = f }
+            } catch let e as CNXError {
+                throw CNXError("\(node.label): \(e.message)")
+            }
+        }
+        return facts
+    }
+
+    static func broadcast(_ a: [Dim], _ b: [Dim]) throws -> [Dim] {
+        let rank = max(a.count, b.count)
+        var out: [Dim] = []
+        for i in 0..<rank {
+            let da = i < rank - a.count ? Dim.fixed(1) : a[i - (rank - a.count)]
+            let db = i < rank - b.count ? Dim.fixed(1) : b[i - (rank - b.count)]
+            if da == db || db == .fixed(1) { out.append(da) } else if da == .fixed(1) { out.append(db) } else if let x = da.value, let y = db.value, x != y {
+                throw CNXError("shapes \(describe(a)) and \(describe(b)) do not broadcast")
+            } else if da.value != nil { out.append(da) } else if db.value != nil { out.append(db) } else { out.append(.unknown) }
+        }
+        return out
+    }
+
+    static func axis(_ a: Int, rank: Int) throws -> Int {
+        let v = a < 0 ? a + rank : a
+        guard v >= 0 && v < rank else { throw CNXError("axis \(a) out of range for rank \(rank)") }
+        return v
+    }
+
+    /// The constant integers an input holds, when they are known.
+    static func constants(_ f: ValueFacts?) -> [Int]? {
+        guard let e = f?.elements else { return nil }
+        let v = e.compactMap(\.value)
+        return v.count == e.count ? v : nil
+    }
+
+    static func infer(_ node: Node, _ ins: [ValueFacts?]) throws -> [ValueFacts] {
+        func input(_ i: Int) throws -> ValueFacts {
+            guard i < ins.count, let f = ins[i] else { throw CNXError("input \(i) is missing or undefined") }
+            return f
+        }
+        let x = try input(0)
+        let same = ValueFacts(dtype: x.dtype, shape: x.shape)
+        func shaped(_ s: [Dim]?, _ dtype: DType? = nil) -> [ValueFacts] { [ValueFacts(dtype: dtype ?? x.dtype, shape: s)] }
+        switch node.op {
+        case .add, .sub, .mul, .div, .pow:
+            let y = try input(1)
+            guard let a = x.shape, let b = y.shape else { return shaped(nil) }
+            var out = ValueFacts(dtype: x.dtype, shape: try broadcast(a, b))
+            if let u = constants(x), let v = constants(y), u.count == v.count || v.count == 1 {
+                out.elements = zip(u, v.count == 1 ? Array(repeating: v[0], count: u.count) : v).map { p, q -> Dim in
+                    switch node.op {
+                    case .add: return .fixed(p + q)
+                    case .sub: return .fixed(p - q)
+                    case .mul: return .fixed(p * q)
+                    case .div: return q != 0 ? .fixed(p / q) : .unknown
+                    default: return .unknown
+                    }
+                }
+            }
+            return [out]
+        case .sqrt, .erf, .tanh, .relu, .sigmoid, .neg, .reciprocal, .gelu, .layerNormalization:
+            return [same]
+        case .identity, .dropout:
+            return [x]
+        case .cast:
+            guard let to = node.int("to"), let dtype = DType(rawValue: Int32(to)) else { throw CNXError("Cast without a known 'to'") }
+            var out = x
+            out.dtype = dtype == .int32 ? .int64 : dtype == .float16 || dtype == .float64 ? .float32 : dtype
+            return [out]
+        case .conv:
+            let w = try input(1)
+            guard let s = x.shape else { return shaped(nil) }
+            guard let ws = w.shape, ws.count == 4, s.count == 4 else { throw CNXError("only 2-D convolution is supported") }
+            let strides = node.ints("strides") ?? [1, 1], dil = node.ints("dilations") ?? [1, 1]
+            let pads = node.ints("pads") ?? [0, 0, 0, 0]
+            let autoPad = node.string("auto_pad") ?? "NOTSET"
+            guard strides.count == 2, dil.count == 2, pads.count == 4, let kh = ws[2].value, let kw = ws[3].value else {
+                throw CNXError("invalid convolution attributes")
+            }
+            if let c = s[1].value, let wc = ws[1].value, let group = Optional(node.int("group") ?? 1), c != wc * group {
+                throw CNXError("input has \(c) channels, weight \(describe(ws)) with group \(group) expects \(wc * group)")
+            }
+            func out(_ d: Dim, _ k: Int, _ i: Int) -> Dim {
+                if autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER" {
+                    if let v = d.value { return .fixed((v + strides[i] - 1) / strides[i]) }
+                    return d.scaled(1, strides[i])
+                }
+                let total = autoPad == "VALID" ? 0 : pads[i] + pads[i + 2]
+                let shrink = total - dil[i] * (k - 1) - 1
+                if let v = d.value { return .fixed((v + shrink) / strides[i] + 1) }
+                if shrink + strides[i] == 0 { return d.scaled(1, strides[i]) }
+                return .unknown
+            }
+            return shaped([s[0], ws[0], out(s[2], kh, 0), out(s[3], kw, 1)])
+        case .matMul:
+            let y = try input(1)
+            guard var a = x.shape, var b = y.shape, !a.isEmpty, !b.isEmpty else { return shaped(nil) }
+            let av = a.count == 1, bv = b.count == 1
+            if av { a = [.fixed(1)] + a }
+            if bv { b = b + [.fixed(1)] }
+            if let k1 = a.last?.value, let k2 = b[b.count - 2].value, k1 != k2 {
+                throw CNXError("inner dimensions differ: \(describe(a)) x \(describe(b))")
+            }
+            var out = try broadcast(Array(a.dropLast(2)), Array(b.dropLast(2))) + [a[a.count - 2], b[b.count - 1]]
+            if av { out.remove(at: out.count - 2) }
+            if bv { out.removeLast() }
+            return shaped(out)
+        case .gemm:
+            let y = try input(1)
+            guard let a = x.shape, let b = y.shape, a.count == 2, b.count == 2 else { throw CNXError("Gemm needs 2-D inputs") }
+            let ta = node.int("transA") ?? 0, tb = node.int("transB") ?? 0
+            return shaped([ta != 0 ? a[1] : a[0], tb != 0 ? b[0] : b[1]])
+        case .reduceMean, .reduceL2, .reduceSum:
+            guard let s = x.shape else { return shaped(nil) }
+            var axes: [Int]
+            if ins.count > 1, ins[1] != nil {
+                guard let c = constants(ins[1]) else { return shaped(nil) }
+                axes = c
+            } else {
+                axes = node.ints("axes") ?? []
+            }
+            if axes.isEmpty {
+                if node.int("noop_with_empty_axes") == 1 { return [same] }
+                axes = Array(0..<s.count)
+            }
+            let set = Set(try axes.map { try axis($0, rank: s.count) })
+            let keep = (node.int("keepdims") ?? 1) != 0
+            var out: [Dim] = []
+            for (i, d) in s.enumerated() {
+                if set.contains(i) { if keep { out.append(.fixed(1)) } } else { out.append(d) }
+            }
+            return shaped(out)
+        case .globalAveragePool:
+            guard let s = x.shape else { return shaped(nil) }
+            guard s.count >= 3 else { throw CNXError("needs rank 3 or more") }
+            return shaped(Array(s[0..<2]) + Array(repeating: .fixed(1), count: s.count - 2))
+        case .transpose:
+            guard let s = x.shape else { return shaped(nil) }
+            let perm = node.ints("perm") ?? Array((0..<s.count).reversed())
+            guard perm.count == s.count, Set(perm) == Set(0..<s.count) else { throw CNXError("invalid perm \(perm) for rank \(s.count)") }
+            return shaped(perm.map { s[$0] })
+        case .reshape:
+            guard let spec = try input(1).elements else { return shaped(nil) }
+            var out: [Dim] = []
+            var inferred: Int?
+            for (i, d) in spec.enumerated() {
+                if d == .fixed(0) && node.int("allowzero") != 1 {
+                    guard let s = x.shape, i < s.count else { return shaped(nil) }
+                    out.append(s[i])
+                } else if d == .fixed(-1) {
+                    inferred = i
+                    out.append(.unknown)
+                } else {
+                    out.append(d)
+                }
+            }
+            if let i = inferred {
+                var rest = out
+                rest.remove(at: i)
+                if let s = x.shape, let total = Product(s), let known = Product(rest) {
+                    out[i] = total.divided(by: known)
+                }
+            }
+            return shaped(out)
+        case .flatten:
+            guard let s = x.shape else { return shaped(nil) }
+            let a = (node.int("axis") ?? 1) < 0 ? (node.int("axis") ?? 1) + s.count : (node.int("axis") ?? 1)
+            guard a >= 0 && a <= s.count else { throw CNXError("axis out of range") }
+            return shaped([Product(s[..<a])?.dim ?? .unknown, Product(s[a...])?.dim ?? .unknown])
+        case .squeeze, .unsqueeze:
+            guard let s = x.shape else { return shaped(nil) }
+            let axes: [Int]?
+            if ins.count > 1, ins[1] != nil { axes = constants(ins[1]) } else { axes = node.ints("axes") }
+            var result: ValueFacts
+            if node.op == .squeeze {
+                if let axes {
+                    let set = Set(try axes.map { try axis($0, rank: s.count) })
+                    result = shaped(s.enumerated().filter { !set.contains($0.offset) }.map(\.element))[0]
+                } else {
+                    result = shaped(s.filter { $0 != .fixed(1) })[0]
+                }
+            } else {
+                guard let axes else { return shaped(nil) }
+                let rank = s.count + axes.count
+                let set = Set(try axes.map { try axis($0, rank: rank) })
+                var it = s.makeIterator()
+                result = shaped((0..<rank).map { set.contains($0) ? .fixed(1) : it.next() ?? .unknown })[0]
+            }
+            result.elements = x.elements
+            return [result]
+        case .concat:
+            let parts = ins.compactMap { $0 }
+            guard parts.count == ins.count, let s0 = parts[0].shape else { return shaped(nil) }
+            let a = try axis(node.int("axis") ?? 0, rank: s0.count)
+            var out = s0
+            var total: Int? = 0
+            for p in parts {
+                guard let ps = p.shape, ps.count == s0.count else { return shaped(nil) }
+                if let t = total, let v = ps[a].value { total = t + v } else { total = nil }
+            }
+            out[a] = total.map { .fixed($0) } ?? (parts.count == 1 ? s0[a] : .unknown)
+            var result = ValueFacts(dtype: x.dtype, shape: out)
+            if parts.allSatisfy({ $0.elements != nil }) { result.elements = parts.flatMap { $0.elements! } }
+            return [result]
+        case .gather:
+            let idx = try input(1)
+            guard let s = x.shape, let ish = idx.shape else { return shaped(nil) }
+            let a = try axis(node.int("axis") ?? 0, rank: s.count)
+            var result = ValueFacts(dtype: x.dtype, shape: Array(s[..<a]) + ish + Array(s[(a + 1)...]))
+            if let e = x.elements, let picks = constants(idx) {
+                result.elements = picks.map { i in
+                    let j = i < 0 ? i + e.count : i
+                    return j >= 0 && j < e.count ? e[j] : .unknown
+                }
+            }
+            return [result]
+        case .shape:
+            guard let s = x.shape else { return [ValueFacts(dtype: .int64, shape: [.unknown])] }
+            var start = node.int("start") ?? 0, end = node.int("end") ?? s.count
+            if start < 0 { start += s.count }
+            if end < 0 { end += s.count }
+            start = min(max(start, 0), s.count)
+            end = min(max(end, start), s.count)
+            return [ValueFacts(dtype: .int64, shape: [.fixed(end - start)], elements: Array(s[start..<end]))]
+        case .slice:
+            guard let s = x.shape else { return shaped(nil) }
+            let starts: [Int]?, ends: [Int]?, axes: [Int]?, steps: [Int]?
+            if ins.count >= 3 {
+                starts = constants(ins[1]); ends = constants(ins[2])
+                axes = ins.count > 3 ? constants(ins[3]) : nil
+                steps = ins.count > 4 ? constants(ins[4]) : nil
+                if (ins.count > 3 && ins[3] != nil && axes == nil) || (ins.count > 4 && ins[4] != nil && steps == nil) { return shaped(nil) }
+            } else {
+                starts = node.ints("starts"); ends = node.ints("ends"); axes = node.ints("axes"); steps = nil
+            }
+            guard let starts, let ends, starts.count == ends.count else { return shaped(nil) }
+            var out = s
+            var elements = x.elements
+            for (k, rawAxis) in (axes ?? Array(0..<starts.count)).enumerated() {
+                let a = try axis(rawAxis, rank: s.count)
+                let step = steps?[k] ?? 1
+                guard let dim = s[a].value, step != 0 else { out[a] = .unknown; elements = nil; continue }
+                var b = starts[k] < 0 ? starts[k] &+ dim : starts[k], e = ends[k] < 0 ? ends[k] &+ dim : ends[k]
+                if step > 0 { b = min(max(b, 0), dim); e = min(max(e, 0), dim) } else { b = min(max(b, 0), dim - 1); e = min(max(e, -1), dim - 1) }
+                let n = step > 0 ? max(0, (e - b + step - 1) / step) : max(0, (b - e - step - 1) / -step)
+                out[a] = .fixed(n)
+                if let el = elements, s.count == 1 { elements = stride(from: b, to: e, by: step).map { el[$0] } }
+            }
+            var result = ValueFacts(dtype: x.dtype, shape: out)
+            result.elements = elements
+            return [result]
+        case .expand:
+            guard let s = x.shape, let target = try input(1).elements else { return shaped(nil) }
+            return shaped(try broadcast(s, target))
+        case .constantOfShape:
+            var dtype = DType.float32
+            if case .tensor(let t)? = node.attributes["value"] { dtype = t.dtype }
+            return [ValueFacts(dtype: dtype, shape: x.elements)]
+        case .range:
+            // Range(0, n, 1) over a symbolic n (the batch, in dynamo's lowering of a pooled
+            // reshape) has n elements, whatever n is.
+            if constants(x) == [0], constants(try input(2)) == [1], let limit = try input(1).elements, limit.count == 1 {
+                return [ValueFacts(dtype: x.dtype, shape: limit)]
+            }
+            guard let start = constants(x), let limit = constants(try input(1)), let delta = constants(try input(2)),
+                  start.count == 1, limit.count == 1, delta.count == 1, delta[0] != 0 else {
+                return [ValueFacts(dtype: x.dtype, shape: [.unknown])]
+            }
+            let values = Array(stride(from: start[0], to: limit[0], by: delta[0]))
+            return [ValueFacts(dtype: x.dtype, shape: [.fixed(values.count)], elements: values.map { .fixed($0) })]
+        case .constant:
+            throw CNXError("Constant nodes are folded by the reader")
+        }
+    }
+}

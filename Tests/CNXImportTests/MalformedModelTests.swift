@@ -1,0 +1,136 @@
+import CNXGraph
+import CNXImport
+import CNXTestSupport
+import XCTest
+
+/// A minimal protobuf writer, to build ONNX files the exporters would never write.
+struct ProtoWriter {
+    var bytes: [UInt8] = []
+
+    mutating func varint(_ v: UInt64) {
+        var v = v
+        while v >= 0x80 { bytes.append(UInt8(v & 0x7f) | 0x80); v >>= 7 }
+        bytes.append(UInt8(v))
+    }
+
+    mutating func int(_ field: Int, _ v: Int) { varint(UInt64(field << 3)); varint(UInt64(bitPattern: Int64(v))) }
+    mutating func bytes(_ field: Int, _ b: [UInt8]) { varint(UInt64(field << 3 | 2)); varint(UInt64(b.count)); bytes += b }
+    mutating func string(_ field: Int, _ s: String) { bytes(field, Array(s.utf8)) }
+    mutating func message(_ field: Int, _ build: (inout ProtoWriter) -> Void) {
+        var w = ProtoWriter()
+        build(&w)
+        bytes(field, w.bytes)
+    }
+}
+
+/// ModelProto bytes: one float input `x` [1, 4], the given nodes, output `y`.
+func modelBytes(nodes: [(op: String, name: String, inputs: [String], output: String)], opset: Int = 17) -> [UInt8] {
+    var m = ProtoWriter()
+    m.int(1, 8)                                 // ir_version
+    m.string(2, "hand-written")                 // producer_name
+    m.message(8) { $0.string(1, ""); $0.int(2, opset) }
+    m.message(7) { g in
+        for n in nodes {
+            g.message(1) { w in
+                for i in n.inputs { w.string(1, i) }
+                w.string(2, n.output)
+                w.string(3, n.name)
+                w.string(4, n.op)
+            }
+        }
+        g.string(2, "g")
+        for (field, name) in [(11, "x"), (12, "y")] {
+            g.message(field) { v in
+                v.string(1, name)
+                v.message(2) { t in
+                    t.message(1) { tt in
+                        tt.int(1, 1)
+                        tt.message(2) { s in
+                            s.message(1) { $0.int(1, 1) }
+                            s.message(1) { $0.int(1, 4) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return m.bytes
+}
+
+final class MalformedModelTests: XCTestCase {
+    var dir: URL!
+
+    override func setUpWithError() throws { dir = try temporaryDirectory() }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func write(_ bytes: [UInt8], _ name: String) throws -> String {
+        let url = dir.appendingPathComponent(name)
+        try Data(bytes).write(to: url)
+        return url.path
+    }
+
+    func expectError(_ path: String, containing parts: [String], file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try ONNXReader.load(path: path), file: file, line: line) { error in
+            let text = "\(error)"
+            for p in parts { XCTAssertTrue(text.contains(p), "'\(p)' not in: \(text)", file: file, line: line) }
+        }
+    }
+
+    func testHandWrittenModelRuns() throws {
+        let path = try write(modelBytes(nodes: [("Relu", "r", ["x"], "t"), ("Neg", "n", ["t"], "y")]), "ok.onnx")
+        let g = try ONNXReader.load(path: path)
+        XCTAssertEqual(g.nodes.map(\.op), [.relu, .neg])
+        XCTAssertEqual(g.inputs.first?.shape, [.fixed(1), .fixed(4)])
+    }
+
+    func testEveryUnsupportedOpIsListedWithItsNodes() throws {
+        let path = try write(modelBytes(nodes: [("Relu", "r", ["x"], "a"), ("FancyOp", "f1", ["a"], "b"),
+                                                ("MaxPool", "p1", ["b"], "c"), ("FancyOp", "f2", ["c"], "y")]), "ops.onnx")
+        expectError(path, containing: [path, "FancyOp (f1, f2)", "MaxPool (p1)"])
+    }
+
+    func testNotProtobuf() throws {
+        let path = try write(Array("this is plainly not an ONNX model\n".utf8), "text.onnx")
+        expectError(path, containing: [path, "byte"])
+    }
+
+    func testEmptyFile() throws {
+        expectError(try write([], "empty.onnx"), containing: ["empty"])
+    }
+
+    func testTruncatedAtManyPointsNamesTheOffset() throws {
+        let entry = try XCTUnwrap(try Fixtures.manifest().first { $0.exporter == "legacy" })
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: entry.model)))
+        for cut in [1, 7, 40, bytes.count / 3, bytes.count / 2, bytes.count - 1] {
+            let path = try write(Array(bytes[..<cut]), "cut\(cut).onnx")
+            XCTAssertThrowsError(try ONNXReader.load(path: path)) { error in
+                let text = "\(error)"
+                XCTAssertTrue(text.hasPrefix(path), text)
+                XCTAssertTrue(text.contains("truncated") || text.contains("byte"), "cut \(cut): \(text)")
+            }
+        }
+    }
+
+    func testMissingExternalDataNamesThePath() throws {
+        let entry = try XCTUnwrap(try Fixtures.manifest().first { $0.exporter == "dynamo" })
+        let copy = dir.appendingPathComponent("model.onnx")
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: entry.model), to: copy)
+        expectError(copy.path, containing: ["external-data file not found", dir.appendingPathComponent("model.onnx.data").path])
+    }
+
+    func testExternalDataShorterThanClaimed() throws {
+        let entry = try XCTUnwrap(try Fixtures.manifest().first { $0.exporter == "dynamo" })
+        let copy = dir.appendingPathComponent("model.onnx")
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: entry.model), to: copy)
+        let data = try Data(contentsOf: entry.directory.appendingPathComponent("model.onnx.data"))
+        try data.prefix(data.count / 2).write(to: dir.appendingPathComponent("model.onnx.data"))
+        expectError(copy.path, containing: ["past the end"])
+    }
+
+    func testExternalDataIsMappedNotCopied() throws {
+        let entry = try XCTUnwrap(try Fixtures.manifest().first { $0.exporter == "dynamo" })
+        let g = try ONNXReader.load(path: entry.model)
+        XCTAssertTrue(g.initializers.values.contains { $0.storage.isBorrowed && $0.count > 64 })
+        XCTAssertNotNil(g.metadata["external_data"])
+    }
+}
