@@ -53,3 +53,49 @@ final class CLIRunTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
 }
+
+/// Bad input through the command-line tool: one line on stderr naming the file, exit status 1.
+final class CLIBadInputTests: XCTestCase {
+    func check(_ arguments: [String], mentions: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+        let r = try runTool(arguments)
+        XCTAssertEqual(r.status, 1, r.stderr, file: file, line: line)
+        let lines = r.stderr.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, r.stderr, file: file, line: line)
+        for m in mentions { XCTAssertTrue(r.stderr.contains(m), "'\(m)' not in \(r.stderr)", file: file, line: line) }
+        XCTAssertTrue(r.stdout.isEmpty, r.stdout, file: file, line: line)
+    }
+
+    func testMalformedModels() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let entries = try Fixtures.manifest()
+        let legacy = try XCTUnwrap(entries.first { $0.exporter == "legacy" })
+        let dynamo = try XCTUnwrap(entries.first { $0.exporter == "dynamo" })
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: legacy.model))
+        let truncated = dir.appendingPathComponent("truncated.onnx").path
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: truncated))
+        let text = dir.appendingPathComponent("text.onnx").path
+        try Data("hello, world\n".utf8).write(to: URL(fileURLWithPath: text))
+        let lonely = dir.appendingPathComponent("lonely.onnx").path
+        try FileManager.default.copyItem(atPath: dynamo.model, toPath: lonely)
+        let out = dir.appendingPathComponent("y.npy").path
+        let input = legacy.path(legacy.cases[0].input)
+        for command in ["inspect", "run"] {
+            func args(_ model: String) -> [String] { command == "inspect" ? [command, model] : [command, model, "--input", input, "--output", out] }
+            try check(args(truncated), mentions: [truncated, "truncated", "byte"])
+            try check(args(text), mentions: [text, "byte"])
+            try check(args(lonely), mentions: [lonely, dir.appendingPathComponent("model.onnx.data").path])
+            try check(args(dir.appendingPathComponent("absent.onnx").path), mentions: ["absent.onnx"])
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+
+    func testWrongInputShapeNamesTheInput() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let entry = try XCTUnwrap(try Fixtures.manifest().first { !$0.dynamic_batch && !$0.dynamic_hw })
+        let bad = dir.appendingPathComponent("bad.npy").path
+        try NPY.write(Tensor(zeros: .float32, shape: [1, 3, 8, 8]), path: bad)
+        try check(["run", entry.model, "--input", bad, "--output", dir.appendingPathComponent("y.npy").path], mentions: ["input"])
+    }
+}

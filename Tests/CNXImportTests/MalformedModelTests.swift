@@ -134,3 +134,81 @@ final class MalformedModelTests: XCTestCase {
         XCTAssertNotNil(g.metadata["external_data"])
     }
 }
+
+/// Initializers in every storage form the reader accepts, checked element by element.
+final class InitializerFormsTests: XCTestCase {
+    /// A model computing y = x + c, where c is stored as the given TensorProto fields.
+    func model(initializer: (inout ProtoWriter) -> Void) -> [UInt8] {
+        var m = ProtoWriter()
+        m.int(1, 8)
+        m.message(8) { $0.string(1, ""); $0.int(2, 17) }
+        m.message(7) { g in
+            g.message(1) { w in w.string(1, "x"); w.string(1, "c"); w.string(2, "y"); w.string(3, "add"); w.string(4, "Add") }
+            g.message(5, initializer)
+            for (field, name) in [(11, "x"), (12, "y")] {
+                g.message(field) { v in
+                    v.string(1, name)
+                    v.message(2) { t in t.message(1) { tt in tt.int(1, 1); tt.message(2) { s in s.message(1) { $0.int(1, 4) } } } }
+                }
+            }
+        }
+        return m.bytes
+    }
+
+    func load(_ bytes: [UInt8]) throws -> Graph {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("m.onnx").path
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        return try ONNXReader.load(path: path)
+    }
+
+    func testFloat16RawData() throws {
+        let values: [Float16] = [1.5, -2.25, 0.0009765625, 65504]
+        let raw = values.flatMap { v -> [UInt8] in [UInt8(v.bitPattern & 0xff), UInt8(v.bitPattern >> 8)] }
+        let g = try load(model { t in t.int(1, 4); t.int(2, 10); t.string(8, "c"); t.bytes(9, raw) })
+        XCTAssertEqual(g.initializers["c"]?.floats, values.map { Float($0) })
+    }
+
+    func testFloatData() throws {
+        var packed = ProtoWriter()
+        for v: Float in [1, 2, 3, 4] { packed.bytes += withUnsafeBytes(of: v.bitPattern.littleEndian) { Array($0) } }
+        let g = try load(model { t in t.int(1, 4); t.int(2, 1); t.string(8, "c"); t.bytes(4, packed.bytes) })
+        XCTAssertEqual(g.initializers["c"]?.floats, [1, 2, 3, 4])
+    }
+
+    func testInt32DataWidensToInt64() throws {
+        var packed = ProtoWriter()
+        for v in [7, -3, 0, 1 << 20] { packed.varint(UInt64(bitPattern: Int64(v))) }
+        let g = try load(model { t in t.int(1, 4); t.int(2, 6); t.string(8, "c"); t.bytes(5, packed.bytes) })
+        XCTAssertEqual(g.initializers["c"]?.int64s, [7, -3, 0, 1 << 20])
+    }
+
+    func testInt64Data() throws {
+        var packed = ProtoWriter()
+        for v in [5, -1, 1 << 40, 2] { packed.varint(UInt64(bitPattern: Int64(v))) }
+        let g = try load(model { t in t.int(1, 4); t.int(2, 7); t.string(8, "c"); t.bytes(7, packed.bytes) })
+        XCTAssertEqual(g.initializers["c"]?.int64s, [5, -1, 1 << 40, 2])
+    }
+
+    func testRawDataOfTheWrongLengthNamesTheTensor() throws {
+        XCTAssertThrowsError(try load(model { t in t.int(1, 4); t.int(2, 1); t.string(8, "c"); t.bytes(9, [0, 0, 0, 0]) })) {
+            XCTAssertTrue("\($0)".contains("'c'") && "\($0)".contains("raw_data"), "\($0)")
+        }
+    }
+
+    func testOverflowingShapeIsRefused() throws {
+        XCTAssertThrowsError(try load(model { t in t.int(1, 1 << 40); t.int(1, 1 << 40); t.int(2, 1); t.string(8, "c"); t.bytes(9, []) })) {
+            XCTAssertTrue("\($0)".contains("overflow"), "\($0)")
+        }
+    }
+
+    func testExternalDataOutsideTheFolderIsRefused() throws {
+        let bytes = model { t in
+            t.int(1, 4); t.int(2, 1); t.string(8, "c")
+            t.message(13) { $0.string(1, "location"); $0.string(2, "../../etc/passwd") }
+            t.int(14, 1)
+        }
+        XCTAssertThrowsError(try load(bytes)) { XCTAssertTrue("\($0)".contains("refused"), "\($0)") }
+    }
+}
