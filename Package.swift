@@ -6,6 +6,8 @@ let package = Package(
     products: [
         .library(name: "CNXRuntime", targets: ["CNXRuntime"]),
         .library(name: "CNXImport", targets: ["CNXImport"]),
+        .library(name: "CNXFormat", targets: ["CNXFormat"]),
+        .library(name: "CNXPasses", targets: ["CNXPasses"]),
         .executable(name: "convnext-convert", targets: ["convnext-convert"]),
     ],
     dependencies: [
@@ -31,11 +33,13 @@ let package = Package(
         ),
         .target(name: "CNXGraph", dependencies: ["CZlib"]),
         .target(name: "CNXImport", dependencies: ["CNXGraph", "CONNX"]),
-        .target(name: "CNXRuntime", dependencies: ["CNXGraph", "CKernels"]),
+        .target(name: "CNXFormat", dependencies: ["CNXGraph", "CZlib"]),
+        .target(name: "CNXRuntime", dependencies: ["CNXGraph", "CNXFormat", "CKernels"]),
+        .target(name: "CNXPasses", dependencies: ["CNXGraph", "CNXRuntime"]),
         .executableTarget(
             name: "convnext-convert",
             dependencies: [
-                "CNXGraph", "CNXImport", "CNXRuntime",
+                "CNXGraph", "CNXImport", "CNXRuntime", "CNXFormat", "CNXPasses",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -44,5 +48,8 @@ let package = Package(
         .testTarget(name: "CNXImportTests", dependencies: ["CNXImport", "CNXGraph", "CNXTestSupport"]),
         .testTarget(name: "CNXRuntimeTests", dependencies: ["CNXRuntime", "CNXImport", "CNXGraph", "CNXTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["CNXGraph", "CNXTestSupport"]),
+        .testTarget(name: "CNXFormatTests", dependencies: ["CNXFormat", "CNXGraph", "CNXImport", "CNXTestSupport"]),
+        .testTarget(name: "CNXPassesTests", dependencies: ["CNXPasses", "CNXRuntime", "CNXImport", "CNXGraph", "CNXTestSupport"]),
+        .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
     ]
 )

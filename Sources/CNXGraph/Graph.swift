@@ -86,6 +86,25 @@ public enum OpType: String, CaseIterable, Sendable {
     case gather = "Gather", shape = "Shape", slice = "Slice", expand = "Expand"
     case cast = "Cast", constantOfShape = "ConstantOfShape", range = "Range"
     case identity = "Identity", dropout = "Dropout", constant = "Constant"
+
+    // The project's own fused operations (domain "cnx"), produced by the passes. Each one's
+    // inputs, attributes and layout are documented in Formats/CNX.md.
+    /// x[..., K] · W[K, N] + b: a pointwise layer on the last axis.
+    case linear = "cnx.Linear"
+    /// Global response normalisation of ConvNeXt V2, channels-last.
+    case grn = "cnx.GRN"
+    /// Stem: patchify convolution of an NCHW image, then LayerNorm over channels; NHWC out.
+    case stem = "cnx.Stem"
+    /// Downsample: LayerNorm over channels, then a k x k stride-k convolution; NHWC in and out.
+    case downsample = "cnx.Downsample"
+    /// One ConvNeXt block, NHWC in and out: depthwise 7x7, LayerNorm, pointwise, GELU, (GRN),
+    /// pointwise with layer scale folded in, residual add.
+    case block = "cnx.Block"
+    /// Head: global average pool of an NHWC map, LayerNorm, Linear to logits.
+    case head = "cnx.Head"
+
+    /// True for the project's own operations, which ONNX files never contain.
+    public var isFused: Bool { rawValue.hasPrefix("cnx.") }
 }
 
 /// One operation: its type, named inputs and outputs (an empty input name is an omitted optional

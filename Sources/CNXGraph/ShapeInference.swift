@@ -339,6 +339,23 @@ public enum ShapeInference {
             return [ValueFacts(dtype: x.dtype, shape: [.fixed(values.count)], elements: values.map { .fixed($0) })]
         case .constant:
             throw CNXError("Constant nodes are folded by the reader")
+        case .linear:
+            guard let s = x.shape, let w = try input(1).shape, w.count == 2 else { return shaped(nil) }
+            if let k = s.last?.value, let wk = w[0].value, k != wk { throw CNXError("input \(describe(s)) does not fit weight \(describe(w))") }
+            return shaped(Array(s.dropLast()) + [w[1]])
+        case .grn, .block:
+            return [same]
+        case .stem:
+            // NCHW image in, NHWC map out; the weight is [Cin*k*k, Cout].
+            guard let s = x.shape, s.count == 4, let w = try input(1).shape, w.count == 2, let k = node.int("kernel"), k > 0 else { return shaped(nil) }
+            return shaped([s[0], s[2].value.map { .fixed($0 / k) } ?? s[2].scaled(1, k), s[3].value.map { .fixed($0 / k) } ?? s[3].scaled(1, k), w[1]])
+        case .downsample:
+            // NHWC in and out; the weight is [k*k*Cin, Cout].
+            guard let s = x.shape, s.count == 4, let w = try input(1).shape, w.count == 2, let k = node.int("kernel"), k > 0 else { return shaped(nil) }
+            return shaped([s[0], s[1].value.map { .fixed($0 / k) } ?? s[1].scaled(1, k), s[2].value.map { .fixed($0 / k) } ?? s[2].scaled(1, k), w[1]])
+        case .head:
+            guard let s = x.shape, s.count == 4, let w = try input(1).shape, w.count == 2 else { return shaped(nil) }
+            return shaped([s[0], w[1]])
         }
     }
 }

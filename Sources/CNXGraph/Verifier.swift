@@ -15,6 +15,12 @@ public enum Verifier {
         case .dropout: return 1...3
         case .concat: return 1...Int.max
         case .constant: return 0...0
+        case .linear: return 2...3
+        case .grn: return 3...3
+        case .stem: return 3...5
+        case .downsample: return 3...5
+        case .block: return 7...9
+        case .head: return 3...3
         }
     }
 

@@ -161,6 +161,8 @@ enum Kernels {
             return [try arg(0)]
         case .constant:
             throw CNXError("Constant nodes are folded by the reader")
+        case .linear, .grn, .stem, .downsample, .block, .head:
+            return try evaluateFused(node, args)
         }
     }
 

@@ -52,3 +52,13 @@ void cnx_reduce_middle_f32(const float *x, int64_t outer, int64_t axis, int64_t 
 }
 #endif
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/// Depthwise k x k convolution, stride 1, pad (k-1)/2, over an NHWC map; w is [k][k][c].
+void cnx_dwconv_nhwc_f32(const float *x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t k,
+                         const float *weight, const float *bias, float *y);
+#ifdef __cplusplus
+}
+#endif

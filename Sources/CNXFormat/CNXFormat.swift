@@ -1,0 +1,1 @@
+// The .cnx reader and writer (Formats/CNX.md).

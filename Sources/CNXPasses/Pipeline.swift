@@ -1,0 +1,1 @@
+// The optimisation passes; Pipeline.swift lists them in order.

@@ -1,0 +1,139 @@
+import CKernels
+import CNXGraph
+import Foundation
+
+/// Reference implementations of the project's fused operations (Formats/CNX.md), composed from
+/// the plain kernels: slow but obviously right, the oracle for the fast runtime.
+extension Kernels {
+    static func evaluateFused(_ node: Node, _ args: [Tensor?]) throws -> [Tensor] {
+        func arg(_ i: Int) throws -> Tensor {
+            guard i < args.count, let t = args[i] else { throw CNXError("input \(i) is missing") }
+            return try float(t)
+        }
+        func optionalArg(_ i: Int) throws -> Tensor? { i < args.count ? try args[i].map(float) : nil }
+        let eps = node.float("epsilon") ?? 1e-6
+        switch node.op {
+        case .linear:
+            let y = try linear(arg(0), arg(1), optionalArg(2))
+            if node.string("activation") == "gelu" { cnx_gelu_f32(y.floatPointer, y.floatPointer, Int64(y.count), 0) }
+            return [y]
+        case .grn:
+            return [try grn(arg(0), arg(1), arg(2), eps: node.float("grn_epsilon") ?? 1e-6)]
+        case .stem:
+            let x = try arg(0), w = try arg(1)
+            let k = try kernelSize(node)
+            guard x.shape.count == 4, x.shape[2] % k == 0, x.shape[3] % k == 0, w.shape.count == 2, w.shape[0] == x.shape[1] * k * k else {
+                throw CNXError("input \(x.shape) does not fit a \(k)x\(k) stem with weight \(w.shape)")
+            }
+            let (n, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+            let oh = h / k, ow = wd / k
+            // Patches in (channel, ky, kx) order, the order of the ONNX weight's trailing axes.
+            let patches = Tensor(zeros: .float32, shape: [n, oh, ow, c * k * k])
+            let xp = x.floatPointer, pp = patches.floatPointer
+            for b in 0..<n { for oy in 0..<oh { for ox in 0..<ow {
+                let row = pp + ((b * oh + oy) * ow + ox) * c * k * k
+                for ch in 0..<c { for ky in 0..<k { for kx in 0..<k {
+                    row[(ch * k + ky) * k + kx] = xp[((b * c + ch) * h + oy * k + ky) * wd + ox * k + kx]
+                } } }
+            } } }
+            let y = try linear(patches, w, optionalArg(2))
+            return [try layerNormLast(y, optionalArg(3), optionalArg(4), eps: eps)]
+        case .downsample:
+            let x = try arg(0), w = try arg(1)
+            let k = try kernelSize(node)
+            guard x.shape.count == 4, x.shape[1] % k == 0, x.shape[2] % k == 0, w.shape.count == 2, w.shape[0] == x.shape[3] * k * k else {
+                throw CNXError("input \(x.shape) does not fit a \(k)x\(k) downsample with weight \(w.shape)")
+            }
+            let normed = try layerNormLast(x, optionalArg(3), optionalArg(4), eps: eps)
+            let (n, h, wd, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+            let oh = h / k, ow = wd / k
+            // Patches in (ky, kx, channel) order: whole channel rows copy at once.
+            let patches = Tensor(zeros: .float32, shape: [n, oh, ow, k * k * c])
+            for b in 0..<n { for oy in 0..<oh { for ox in 0..<ow { for ky in 0..<k { for kx in 0..<k {
+                let src = normed.floatPointer + ((b * h + oy * k + ky) * wd + ox * k + kx) * c
+                let dst = patches.floatPointer + ((b * oh + oy) * ow + ox) * k * k * c + (ky * k + kx) * c
+                dst.update(from: src, count: c)
+            } } } } }
+            return [try linear(patches, w, optionalArg(2))]
+        case .block:
+            let x = try arg(0), dw = try arg(1), dwb = try arg(2)
+            guard x.shape.count == 4, dw.shape.count == 3, dw.shape[0] == dw.shape[1], dw.shape[0] % 2 == 1, dw.shape[2] == x.shape[3], dwb.count == x.shape[3] else {
+                throw CNXError("input \(x.shape) does not fit depthwise weight \(dw.shape)")
+            }
+            let t = Tensor(zeros: .float32, shape: x.shape)
+            cnx_dwconv_nhwc_f32(x.floatPointer, Int64(x.shape[0]), Int64(x.shape[1]), Int64(x.shape[2]), Int64(x.shape[3]),
+                                Int64(dw.shape[0]), dw.floatPointer, dwb.floatPointer, t.floatPointer)
+            let normed = try layerNormLast(t, nil, nil, eps: eps)
+            var hidden = try linear(normed, arg(3), arg(4))
+            cnx_gelu_f32(hidden.floatPointer, hidden.floatPointer, Int64(hidden.count), 0)
+            if let gamma = try optionalArg(7), let beta = try optionalArg(8) {
+                hidden = try grn(hidden, gamma, beta, eps: node.float("grn_epsilon") ?? 1e-6)
+            }
+            let y = try linear(hidden, arg(5), arg(6))
+            guard y.shape == x.shape else { throw CNXError("block output \(y.shape) differs from its input \(x.shape)") }
+            let yp = y.floatPointer, xp = x.floatPointer
+            for i in 0..<y.count { yp[i] += xp[i] }
+            return [y]
+        case .head:
+            let x = try arg(0)
+            guard x.shape.count == 4 else { throw CNXError("head input must be NHWC, got \(x.shape)") }
+            let (n, h, wd, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+            let pooled = Tensor(zeros: .float32, shape: [n, c])
+            cnx_reduce_middle_f32(x.floatPointer, Int64(n), Int64(h * wd), Int64(c), 0, pooled.floatPointer)
+            return [try linear(layerNormLast(pooled, nil, nil, eps: eps), arg(1), arg(2))]
+        default:
+            throw CNXError("not a fused operation")
+        }
+    }
+
+    static func kernelSize(_ node: Node) throws -> Int {
+        guard let k = node.int("kernel"), k > 0 else { throw CNXError("missing or invalid 'kernel'") }
+        return k
+    }
+
+    /// x[..., K] · w[K, N] + b.
+    static func linear(_ x: Tensor, _ w: Tensor, _ b: Tensor?) throws -> Tensor {
+        guard w.shape.count == 2, let k = x.shape.last, k == w.shape[0] else {
+            throw CNXError("input \(x.shape) does not fit weight \(w.shape)")
+        }
+        let n = w.shape[1], rows = x.count / max(k, 1)
+        if let b, b.count != n { throw CNXError("bias has \(b.count) values for \(n) outputs") }
+        let y = Tensor(zeros: .float32, shape: Array(x.shape.dropLast()) + [n])
+        if let b {
+            for r in 0..<rows { (y.floatPointer + r * n).update(from: b.floatPointer, count: n) }
+        }
+        cnx_sgemm(0, 0, Int64(rows), Int64(n), Int64(k), 1, x.floatPointer, Int64(k), w.floatPointer, Int64(n), b == nil ? 0 : 1, y.floatPointer, Int64(n))
+        return y
+    }
+
+    static func layerNormLast(_ x: Tensor, _ gamma: Tensor?, _ beta: Tensor?, eps: Float) throws -> Tensor {
+        let c = x.shape.last ?? 1
+        if let gamma, gamma.count != c { throw CNXError("LayerNorm scale has \(gamma.count) values for \(c) channels") }
+        if let beta, beta.count != c { throw CNXError("LayerNorm bias has \(beta.count) values for \(c) channels") }
+        let y = Tensor(zeros: .float32, shape: x.shape)
+        cnx_layernorm_lastaxis_f32(x.floatPointer, Int64(x.count / max(c, 1)), Int64(c), gamma?.floatPointer, beta?.floatPointer, eps, y.floatPointer)
+        return y
+    }
+
+    /// ConvNeXt V2's GRN on an NHWC map: Gx = ||x||₂ over H, W; Nx = Gx / (mean over C of Gx + eps);
+    /// y = gamma ⊙ (x ⊙ Nx) + beta + x.
+    static func grn(_ x: Tensor, _ gamma: Tensor, _ beta: Tensor, eps: Float) throws -> Tensor {
+        guard x.shape.count == 4 else { throw CNXError("GRN input must be NHWC, got \(x.shape)") }
+        let (n, hw, c) = (x.shape[0], x.shape[1] * x.shape[2], x.shape[3])
+        guard gamma.count == c, beta.count == c else { throw CNXError("GRN parameters must have \(c) values") }
+        let y = Tensor(zeros: .float32, shape: x.shape)
+        let norms = Tensor(zeros: .float32, shape: [n, c])
+        cnx_reduce_middle_f32(x.floatPointer, Int64(n), Int64(hw), Int64(c), 1, norms.floatPointer)
+        for b in 0..<n {
+            let g = norms.floatPointer + b * c
+            var mean: Float = 0
+            for i in 0..<c { mean += g[i] }
+            mean /= Float(c)
+            for p in 0..<hw {
+                let xp = x.floatPointer + (b * hw + p) * c, yp = y.floatPointer + (b * hw + p) * c
+                for i in 0..<c { yp[i] = gamma.floatPointer[i] * (xp[i] * (g[i] / (mean + eps))) + beta.floatPointer[i] + xp[i] }
+            }
+        }
+        return y
+    }
+}

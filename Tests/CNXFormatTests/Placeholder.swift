@@ -1,0 +1,5 @@
+import XCTest
+
+final class CNXFormatTestsPlaceholder: XCTestCase {
+    func testBuilds() {}
+}
