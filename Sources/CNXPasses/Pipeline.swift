@@ -1,1 +1,50 @@
-// The optimisation passes; Pipeline.swift lists them in order.
+import CNXGraph
+import Foundation
+
+/// The optimisation pipeline: the passes in the order they run, each with why it is there.
+public struct Pipeline {
+    public var passes: [any Pass]
+
+    public static let standard = Pipeline(passes: [
+        FoldConstants(),          // shape chains and constant subgraphs become tensors, so patterns see constants
+        FoldLayerNorm(),          // decomposed and channels-first LayerNorms become one op over the last axis
+        FoldGelu(),               // erf and tanh chains become Gelu
+        FoldGRN(),                // ConvNeXt V2's GRN chain becomes one op
+        FoldLinear(),             // MatMul+Add, Gemm, 1x1 Conv become Linear (channels-last)
+        EliminateTransposes(),    // the permutes around LayerNorm and the MLP cancel; layer scale moves next to its Linear
+        FoldLayerNormAffine(),    // LayerNorm's gamma and beta go into the next Linear
+        FoldLayerScale(),         // layer scale goes into the second pointwise layer
+        FuseStem(),               // patchify Conv + LayerNorm -> one op that writes channels-last
+        FuseDownsample(),         // LayerNorm + 2x2 stride-2 Conv -> one channels-last op
+        FuseBlocks(),             // depthwise, LayerNorm, MLP, GELU, (GRN), residual -> one channels-last op
+        FuseHead(),               // pool, LayerNorm, Linear -> one op reading channels-last
+        EliminateTransposes(),    // the permutes left between fused ops cancel
+    ])
+
+    public init(passes: [any Pass]) { self.passes = passes }
+
+    /// What one pass did.
+    public struct Step: Sendable {
+        public let pass: String
+        public let rewrites: Int
+        public let nodesAfter: Int
+        public let seconds: Double
+    }
+
+    /// Runs every pass, then the verifier; `after` sees the graph after each pass.
+    public func run(_ graph: inout Graph, after: ((String, Graph) -> Void)? = nil) throws -> [Step] {
+        var steps: [Step] = []
+        for pass in passes {
+            let start = Date()
+            let n = try pass.run(&graph)
+            do {
+                try Verifier.verify(graph)
+            } catch let e as CNXError {
+                throw CNXError("after pass \(pass.name): the graph no longer verifies: \(e.message)")
+            }
+            steps.append(Step(pass: pass.name, rewrites: n, nodesAfter: graph.nodes.count, seconds: Date().timeIntervalSince(start)))
+            after?(pass.name, graph)
+        }
+        return steps
+    }
+}

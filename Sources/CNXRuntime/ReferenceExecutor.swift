@@ -73,3 +73,11 @@ public final class ReferenceExecutor: @unchecked Sendable {
         return out
     }
 }
+
+extension ReferenceExecutor {
+    /// Evaluates one node on the given inputs (nil for an omitted optional input): the passes
+    /// use it to fold constants with exactly the arithmetic the executor uses.
+    public static func evaluate(_ node: Node, _ inputs: [Tensor?]) throws -> [Tensor] {
+        try Kernels.evaluate(node, inputs)
+    }
+}

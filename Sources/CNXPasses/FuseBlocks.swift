@@ -1,0 +1,85 @@
+import CNXGraph
+
+/// Fuses each ConvNeXt block, in the canonical form the earlier passes leave,
+///
+///     t = DepthwiseConv7x7(x)            (NCHW; groups = channels, stride 1, pad 3)
+///     u = Linear2(GRN?(Gelu(Linear1(LayerNorm(Transpose_to_NHWC(t))))))
+///     y = x + Transpose_to_NCHW(u)
+///
+/// into one channels-last `cnx.Block` between a pair of transposes, which the transpose pass
+/// cancels against the neighbouring blocks'. The LayerNorm must already have its affine folded
+/// into Linear1 (unit scale, no shift) and the layer scale must already be in Linear2; a chain
+/// with a second reader of any intermediate, another activation, or a residual from elsewhere
+/// is left alone.
+public struct FuseBlocks: Pass {
+    public let name = "fuse-blocks"
+    public let summary = "depthwise 7x7 -> LayerNorm -> Linear -> GELU -> (GRN) -> Linear -> residual add -> cnx.Block"
+
+    public init() {}
+
+    public func run(_ graph: inout Graph) throws -> Int {
+        repeatUntilStable(&graph) { g in fuseOne(&g) }
+    }
+
+    private func fuseOne(_ g: inout Graph) -> Bool {
+        let index = GraphIndex(g)
+        for (i, dw) in g.nodes.enumerated() where dw.op == .conv {
+            guard let w = index.constant(dw.inputs[1]), w.dtype == .float32, w.shape.count == 4 else { continue }
+            let (c, k) = (w.shape[0], w.shape[2])
+            let pad = (k - 1) / 2
+            guard w.shape[1] == 1, w.shape[3] == k, k % 2 == 1, (dw.int("group") ?? 1) == c, c > 1,
+                  (dw.ints("strides") ?? [1, 1]) == [1, 1], (dw.ints("dilations") ?? [1, 1]) == [1, 1],
+                  (dw.ints("pads") ?? [0, 0, 0, 0]) == [pad, pad, pad, pad], (dw.string("auto_pad") ?? "NOTSET") == "NOTSET" else { continue }
+            let x = dw.inputs[0]
+            guard let t1 = index.soleConsumer(dw.outputs[0], .transpose), t1.node.ints("perm") == [0, 2, 3, 1],
+                  let ln = index.soleConsumer(t1.node.outputs[0], .layerNormalization), ln.node.inputs[0] == t1.node.outputs[0],
+                  (ln.node.int("axis") ?? -1) == -1 || ln.node.int("axis") == 3,
+                  ln.node.inputs.count >= 2, index.constant(ln.node.inputs[1])?.vector(of: c)?.allSatisfy({ $0 == 1 }) == true,
+                  ln.node.inputs.count < 3 || ln.node.inputs[2].isEmpty || index.constant(ln.node.inputs[2])?.vector(of: c)?.allSatisfy({ $0 == 0 }) == true,
+                  let l1 = index.soleConsumer(ln.node.outputs[0], .linear), l1.node.string("activation") == nil,
+                  let w1 = index.constant(l1.node.inputs[1]), w1.shape.count == 2, w1.shape[0] == c,
+                  let gelu = index.soleConsumer(l1.node.outputs[0], .gelu), (gelu.node.string("approximate") ?? "none") == "none" else { continue }
+            let hidden = w1.shape[1]
+            var cursor = gelu.node.outputs[0]
+            var removed: Set<Int> = [i, t1.index, ln.index, l1.index, gelu.index]
+            var grnInputs: [String] = []
+            var grnEps: Float?
+            if let grn = index.soleConsumer(cursor, .grn) {
+                grnInputs = [grn.node.inputs[1], grn.node.inputs[2]]
+                grnEps = grn.node.float("grn_epsilon") ?? 1e-6
+                removed.insert(grn.index)
+                cursor = grn.node.outputs[0]
+            }
+            guard let l2 = index.soleConsumer(cursor, .linear), l2.node.string("activation") == nil,
+                  let w2 = index.constant(l2.node.inputs[1]), w2.shape == [hidden, c],
+                  let t2 = index.soleConsumer(l2.node.outputs[0], .transpose), t2.node.ints("perm") == [0, 3, 1, 2],
+                  let add = index.soleConsumer(t2.node.outputs[0], .add), index.other(add.node, than: t2.node.outputs[0]) == x else { continue }
+            removed.formUnion([l2.index, t2.index, add.index])
+            let out = add.node.outputs[0]
+            // Depthwise weight [C, 1, k, k] -> [k, k, C], the layout the channels-last kernel reads.
+            let dwName = g.freshName("\(out).dw_weight")
+            let dwWeight = permute(w.reshaped([c, k, k]), [1, 2, 0])
+            var tensors = [dwName: dwWeight]
+            func biasName(_ node: Node, slot: Int, count: Int, label: String) -> String {
+                if node.inputs.count > slot, !node.inputs[slot].isEmpty { return node.inputs[slot] }
+                let name = g.freshName("\(out).\(label)")
+                tensors[name] = Tensor(zeros: .float32, shape: [count])
+                return name
+            }
+            let dwBias = biasName(dw, slot: 2, count: c, label: "dw_bias")
+            let b1 = biasName(l1.node, slot: 2, count: hidden, label: "b1")
+            let b2 = biasName(l2.node, slot: 2, count: c, label: "b2")
+            let nhwcIn = g.freshName("\(x).nhwc"), nhwcOut = g.freshName("\(out).nhwc")
+            var attrs: [String: Attribute] = ["epsilon": .float(ln.node.float("epsilon") ?? 1e-5)]
+            if let grnEps { attrs["grn_epsilon"] = .float(grnEps) }
+            g.replace(removed, with: [
+                Node(name: "\(dw.name).to_nhwc", op: .transpose, inputs: [x], outputs: [nhwcIn], attributes: ["perm": .ints([0, 2, 3, 1])]),
+                Node(name: dw.name, op: .block, inputs: [nhwcIn, dwName, dwBias, l1.node.inputs[1], b1, l2.node.inputs[1], b2] + grnInputs,
+                     outputs: [nhwcOut], attributes: attrs),
+                Node(name: "\(add.node.name).to_nchw", op: .transpose, inputs: [nhwcOut], outputs: [out], attributes: ["perm": .ints([0, 3, 1, 2])]),
+            ], adding: tensors)
+            return true
+        }
+        return false
+    }
+}

@@ -1,5 +1,0 @@
-import XCTest
-
-final class CNXPassesTestsPlaceholder: XCTestCase {
-    func testBuilds() {}
-}
