@@ -1,0 +1,158 @@
+import CNXGraph
+import CNXImport
+import CNXPasses
+import CNXRuntime
+import CNXTestSupport
+import XCTest
+
+/// Each pass on its own: the graph before it and after it, run on the same inputs, agree; the
+/// verifier accepts the result; and every pass rewrites something on some fixture.
+final class PassEquivalenceTests: XCTestCase {
+    func testEveryPassPreservesEveryFixture() throws {
+        let passes = Pipeline.standard.passes
+        var rewritesPerPass = [Int](repeating: 0, count: passes.count)
+        for entry in try Fixtures.manifest() {
+            var graph = try ONNXReader.load(path: entry.model)
+            var previous = try outputs(of: graph, entry)
+            for (k, pass) in passes.enumerated() {
+                let n = try pass.run(&graph)
+                rewritesPerPass[k] += n
+                XCTAssertNoThrow(try Verifier.verify(graph), "\(entry.name) after \(pass.name)")
+                let now = try outputs(of: graph, entry)
+                for (a, b) in zip(now, previous) {
+                    XCTAssertEqual(a.shape, b.shape, "\(entry.name) \(pass.name)")
+                    XCTAssertLessThanOrEqual(relativeError(a.floats, b.floats), 1e-5, "\(entry.name): \(pass.name) changed the result")
+                }
+                previous = now
+            }
+        }
+        for (k, pass) in passes.enumerated() {
+            XCTAssertGreaterThan(rewritesPerPass[k], 0, "\(pass.name) never matched any fixture")
+        }
+    }
+
+    /// The fully optimised graph of every ConvNeXt fixture from the legacy exporter is nothing
+    /// but fused operations: every permute cancelled, every block fused.
+    func testLegacyExportsFuseCompletely() throws {
+        for entry in try Fixtures.manifest() where entry.exporter == "legacy" && entry.source != "isotropic" {
+            var graph = try ONNXReader.load(path: entry.model)
+            _ = try Pipeline.standard.run(&graph)
+            XCTAssertTrue(graph.nodes.allSatisfy { $0.op.isFused }, "\(entry.name): \(graph.opHistogram)")
+            XCTAssertEqual(graph.nodes.filter { $0.op == .block }.count, entry.depths.reduce(0, +), entry.name)
+        }
+    }
+}
+
+/// Hand-built graphs that almost match a pattern: each must come out of its pass unchanged.
+final class NearMissTests: XCTestCase {
+    /// A decomposed LayerNorm over `axis` of an input [2, 3, 4, 5], optionally broken.
+    func layerNormChain(axis: Int, epsAsInput: Bool = false, affine: Bool = true, extraReaderOfD: Bool = false) -> Graph {
+        let dims = [2, 3, 4, 5]
+        let c = dims[axis]
+        var affineShape = [Int](repeating: 1, count: 4 - axis)
+        affineShape[0] = c
+        var nodes = [
+            Node(name: "mean", op: .reduceMean, inputs: ["x"], outputs: ["m"], attributes: ["axes": .ints([axis]), "keepdims": .int(1)]),
+            Node(name: "sub", op: .sub, inputs: ["x", "m"], outputs: ["d"]),
+            Node(name: "pow", op: .pow, inputs: ["d", "two"], outputs: ["p"]),
+            Node(name: "var", op: .reduceMean, inputs: ["p"], outputs: ["v"], attributes: ["axes": .ints([axis]), "keepdims": .int(1)]),
+            Node(name: "add_eps", op: .add, inputs: ["v", epsAsInput ? "e" : "eps"], outputs: ["ve"]),
+            Node(name: "sqrt", op: .sqrt, inputs: ["ve"], outputs: ["s"]),
+            Node(name: "div", op: .div, inputs: ["d", "s"], outputs: affine ? ["n"] : ["y"]),
+        ]
+        if affine {
+            nodes += [Node(name: "scale", op: .mul, inputs: ["n", "gamma"], outputs: ["a"]),
+                      Node(name: "shift", op: .add, inputs: ["a", "beta"], outputs: extraReaderOfD ? ["y0"] : ["y"])]
+        }
+        if extraReaderOfD { nodes.append(Node(name: "leak", op: .add, inputs: ["y0", "d"], outputs: ["y"])) }
+        var inputs = [ValueInfo(name: "x", dtype: .float32, shape: dims.map { .fixed($0) })]
+        if epsAsInput { inputs.append(ValueInfo(name: "e", dtype: .float32, shape: [])) }
+        return Graph(inputs: inputs, outputs: [ValueInfo(name: "y", dtype: .float32, shape: nil)], nodes: nodes, initializers: [
+            "two": Tensor(floats: [2], shape: []), "eps": Tensor(floats: [1e-6], shape: []),
+            "gamma": Tensor(floats: (0..<c).map { 0.5 + Float($0) }, shape: affine ? (axis == 3 ? [c] : affineShape) : [c]),
+            "beta": Tensor(floats: (0..<c).map { Float($0) - 1 }, shape: axis == 3 ? [c] : affineShape),
+        ])
+    }
+
+    func random(_ shape: [Int], seed: UInt64) -> Tensor {
+        var state = seed
+        let values = (0..<shape.reduce(1, *)).map { _ -> Float in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: state >> 11) % 2000) / 1000
+        }
+        return Tensor(floats: values, shape: shape)
+    }
+
+    func testLayerNormFoldsOnTheLastAxisAndOnAxisOne() throws {
+        for axis in [3, 1] {
+            let original = layerNormChain(axis: axis)
+            var graph = original
+            XCTAssertEqual(try FoldLayerNorm().run(&graph), 1, "axis \(axis)")
+            XCTAssertTrue(graph.nodes.contains { $0.op == .layerNormalization })
+            let x = random([2, 3, 4, 5], seed: 7)
+            let a = try ReferenceExecutor(graph: original).run(["x": x])["y"]!
+            let b = try ReferenceExecutor(graph: graph).run(["x": x])["y"]!
+            XCTAssertLessThanOrEqual(relativeError(b.floats, a.floats), 1e-5)
+        }
+    }
+
+    func testLayerNormNearMissesAreLeftAlone() throws {
+        let cases: [(String, Graph)] = [
+            ("another axis", layerNormChain(axis: 2)),
+            ("epsilon not a constant", layerNormChain(axis: 3, epsAsInput: true)),
+            ("missing affine", layerNormChain(axis: 3, affine: false)),
+            ("intermediate used twice", layerNormChain(axis: 3, extraReaderOfD: true)),
+        ]
+        for (label, original) in cases {
+            var graph = original
+            XCTAssertEqual(try FoldLayerNorm().run(&graph), 0, label)
+            XCTAssertEqual(graph.nodes.map(\.op), original.nodes.map(\.op), label)
+        }
+    }
+
+    func geluChain(divisor: Float, half: Float = 0.5) -> Graph {
+        Graph(inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.fixed(4), .fixed(8)])],
+              outputs: [ValueInfo(name: "y", dtype: .float32, shape: nil)],
+              nodes: [
+                Node(name: "div", op: .div, inputs: ["x", "k"], outputs: ["u"]),
+                Node(name: "erf", op: .erf, inputs: ["u"], outputs: ["e"]),
+                Node(name: "plus", op: .add, inputs: ["e", "one"], outputs: ["a"]),
+                Node(name: "mul", op: .mul, inputs: ["x", "a"], outputs: ["m"]),
+                Node(name: "half", op: .mul, inputs: ["m", "h"], outputs: ["y"]),
+              ],
+              initializers: ["k": Tensor(floats: [divisor], shape: []), "one": Tensor(floats: [1], shape: []), "h": Tensor(floats: [half], shape: [])])
+    }
+
+    func testGeluFoldsAndNearMissesStay() throws {
+        let original = geluChain(divisor: 1.4142135)
+        var graph = original
+        XCTAssertEqual(try FoldGelu().run(&graph), 1)
+        XCTAssertEqual(graph.nodes.map(\.op), [.gelu])
+        let x = random([4, 8], seed: 3)
+        let a = try ReferenceExecutor(graph: original).run(["x": x])["y"]!
+        let b = try ReferenceExecutor(graph: graph).run(["x": x])["y"]!
+        XCTAssertLessThanOrEqual(relativeError(b.floats, a.floats), 1e-6)
+        for (label, near) in [("another constant", geluChain(divisor: 1.5)), ("another factor", geluChain(divisor: 1.4142135, half: 0.25))] {
+            var g = near
+            XCTAssertEqual(try FoldGelu().run(&g), 0, label)
+            XCTAssertEqual(g.nodes.count, 5, label)
+        }
+    }
+
+    /// A block whose residual comes from somewhere else is not a ConvNeXt block.
+    func testBlockWithAForeignResidualIsLeftAlone() throws {
+        let entry = try XCTUnwrap(try Fixtures.manifest().first { $0.name == "timm_linear_op17" })
+        var graph = try ONNXReader.load(path: entry.model)
+        for pass in Pipeline.standard.passes.prefix { $0.name != "fuse-stem" } { _ = try pass.run(&graph) }
+        // Point the first residual Add at the stem's output through a new Identity-free detour:
+        // add a Relu of the block input and use it as the residual.
+        let add = try XCTUnwrap(graph.nodes.firstIndex { $0.op == .add })
+        let original = graph.nodes[add]
+        let detour = Node(name: "detour", op: .relu, inputs: [original.inputs[1]], outputs: ["detour_out"])
+        graph.nodes[add].inputs[1] = "detour_out"
+        graph.nodes.insert(detour, at: add)
+        let blocksBefore = graph.nodes.filter { $0.op == .conv && $0.int("group") ?? 1 > 1 }.count
+        XCTAssertEqual(try FuseBlocks().run(&graph), blocksBefore - 1)
+        XCTAssertTrue(graph.nodes.contains { $0.name == "detour" })
+    }
+}
