@@ -36,10 +36,12 @@ let package = Package(
         .target(name: "CNXFormat", dependencies: ["CNXGraph", "CZlib"]),
         .target(name: "CNXRuntime", dependencies: ["CNXGraph", "CNXFormat", "CKernels"]),
         .target(name: "CNXPasses", dependencies: ["CNXGraph", "CNXRuntime"]),
+        // What the command-line tool does, as library functions: one per command.
+        .target(name: "CNXConvert", dependencies: ["CNXGraph", "CNXImport", "CNXFormat", "CNXPasses", "CNXRuntime"]),
         .executableTarget(
             name: "convnext-convert",
             dependencies: [
-                "CNXGraph", "CNXImport", "CNXRuntime", "CNXFormat", "CNXPasses",
+                "CNXGraph", "CNXImport", "CNXRuntime", "CNXFormat", "CNXPasses", "CNXConvert",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -47,7 +49,7 @@ let package = Package(
         .testTarget(name: "CNXGraphTests", dependencies: ["CNXGraph", "CNXImport", "CNXTestSupport"]),
         .testTarget(name: "CNXImportTests", dependencies: ["CNXImport", "CNXGraph", "CNXTestSupport"]),
         .testTarget(name: "CNXRuntimeTests", dependencies: ["CNXRuntime", "CNXImport", "CNXGraph", "CNXTestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["CNXGraph", "CNXTestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["CNXGraph", "CNXFormat", "CNXTestSupport"]),
         .testTarget(name: "CNXFormatTests", dependencies: ["CNXFormat", "CNXGraph", "CNXImport", "CNXTestSupport"]),
         .testTarget(name: "CNXPassesTests", dependencies: ["CNXPasses", "CNXRuntime", "CNXImport", "CNXGraph", "CNXTestSupport"]),
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),

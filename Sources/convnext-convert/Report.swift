@@ -1,11 +1,35 @@
+import CNXConvert
+import CNXFormat
 import CNXGraph
+import Foundation
 
 /// Text that `inspect` prints.
 enum Report {
-    static func inspect(_ graph: Graph, path: String) -> String {
+    static func inspect(_ loaded: LoadedModel, path: String) -> String {
+        let graph = loaded.graph
         var lines: [String] = []
         let m = graph.metadata
         lines.append("file:       \(path)")
+        if loaded.format == "cnx" {
+            lines.append("format:     cnx")
+            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+            lines.append("size:       \(bytes(size))")
+            lines.append("metadata:")
+            for (k, v) in loaded.metadata.sorted(by: { $0.key < $1.key }) { lines.append("  \(k) = \(show(v))") }
+            let p = graph.parameterCount
+            lines.append("parameters: \(grouped(p.elements)) (\(bytes(p.bytes)))")
+            lines.append("inputs:")
+            for v in graph.inputs { lines.append("  \(v.name): \(v.dtype.name) \(v.shape.map(describe) ?? "[?]")") }
+            lines.append("outputs:")
+            for v in graph.outputs { lines.append("  \(v.name): \(v.dtype.name) \(v.shape.map(describe) ?? "[?]")") }
+            lines.append("operators (\(graph.nodes.count) nodes):")
+            for (op, count) in graph.opHistogram { lines.append("  \(op.rawValue.padding(toLength: 20, withPad: " ", startingAt: 0)) \(count)") }
+            lines.append("tensors (\(graph.initializers.count)):")
+            for (name, t) in graph.initializers.sorted(by: { $0.key < $1.key }) {
+                lines.append("  \(name): \(t.dtype.name) \(t.shape) (\(bytes(t.byteCount)))")
+            }
+            return lines.joined(separator: "\n")
+        }
         lines.append("format:     \(m["format"] ?? "?")" + (m["external_data"].map { " (external data: \($0))" } ?? ""))
         lines.append("producer:   \(m["producer"] ?? "?") \(m["producer_version"] ?? "")")
         lines.append("opset:      \(m["opset"] ?? "?") (IR version \(m["ir_version"] ?? "?"))")
@@ -29,6 +53,19 @@ enum Report {
             lines.append("architecture: not recognised as ConvNeXt (no depthwise 7x7 blocks)")
         }
         return lines.joined(separator: "\n")
+    }
+
+    static func show(_ v: MetadataValue) -> String {
+        switch v {
+        case .string(let s): return "\"\(s)\""
+        case .int(let i): return String(i)
+        case .float(let f): return String(f)
+        case .double(let d): return String(d)
+        case .bool(let b): return String(b)
+        case .ints(let a): return "\(a)"
+        case .floats(let a): return "\(a)"
+        case .strings(let a): return a.count > 12 ? "[\(a.count) strings: \(a.prefix(3).joined(separator: ", ")), …]" : "\(a)"
+        }
     }
 
     static func grouped(_ n: Int) -> String {

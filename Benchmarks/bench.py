@@ -1,0 +1,829 @@
+#!/usr/bin/env python3
+"""Speed benchmark: convnext-convert against ONNX Runtime and OpenVINO, side by side, in one run.
+
+Run it through Benchmarks/run.sh (it sets up the venv, the model and the release build):
+
+    bash Benchmarks/run.sh                 # ConvNeXt-T float32, batch 1 and 8, 2 threads (~3 minutes)
+    bash Benchmarks/run.sh --quick         # a smoke run (~1 minute)
+    bash Benchmarks/run.sh --model other.onnx --batch 1
+
+Absolute times drift by 10 to 30% on shared machines, so every runtime is measured in the same
+run, interleaved round-robin (each round: every runtime, each with its own warm-up, in an order
+that rotates from round to round), and the table reports ratios. Each competitor runs in its own
+worker process (one per runtime and batch size), which isolates thread pools and gives its peak
+RSS; ours runs as `convnext-convert bench ... --json`, one process per round.
+
+Before any timing, every row is checked numerically on the exact session/compiled model that is
+timed: its output on fixture inputs (tiled to the batch size) against the fixture's expected.npy.
+A float32 row whose output is wrong is marked WRONG and the script exits with status 3.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+DEFAULT_MODEL = os.path.join(ROOT, "Fixtures", "large", "convnext_tiny_op17", "model.onnx")
+DEFAULT_BINARY = os.path.join(ROOT, ".build", "release", "convnext-convert")
+DEFAULT_RESULTS = os.path.join(HERE, "results")
+
+# Competitors' settings: the ones behind the anchors in shared/CONVNEXT.md.
+ORT = "ort"
+OV_F32 = "ov_f32"
+OV_AUTO = "ov_auto"
+COMPETITORS = (ORT, OV_F32, OV_AUTO)
+
+# Float32 rows must match the fixture's expected output (ONNX Runtime CPU) to this tolerance,
+# relative to the largest |expected| (at least 1). Rows in reduced precision (OpenVINO's
+# bfloat16 pick) are reported, and checked only loosely.
+F32_REL_TOL = 1e-3
+LOW_PRECISION_REL_TOL = 5e-2
+# A short pause before each runtime's turn lets the previous runtime's spinning threads park.
+PAUSE_S = 0.05
+# A round in which other processes used more than this share of the machine's CPU is noisy.
+NOISY_SHARE = 0.10
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker: one competitor runtime at one batch size, in its own process.
+# Protocol: one JSON command per line on stdin, one JSON reply per line on the original stdout.
+# ---------------------------------------------------------------------------------------------
+
+def worker_main(kind: str, model: str, batch: int, threads: int, hw: tuple[int, int]) -> int:
+    # Libraries may print to stdout; keep the protocol channel private.
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+
+    def reply(obj):
+        proto.write(json.dumps(obj) + "\n")
+        proto.flush()
+
+    try:
+        t0 = time.perf_counter()
+        if kind == ORT:
+            import onnxruntime as ort
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = threads
+            so.inter_op_num_threads = 1
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+            in_name = sess.get_inputs()[0].name
+
+            def infer(x):
+                return sess.run(None, {in_name: x})[0]
+
+            info = {"runtime": "onnxruntime", "version": ort.__version__, "precision": "f32",
+                    "settings": {"intra_op_num_threads": threads, "inter_op_num_threads": 1,
+                                 "graph_optimization_level": "ORT_ENABLE_ALL",
+                                 "providers": sess.get_providers()}}
+        else:
+            import openvino as ov
+            core = ov.Core()
+            m = core.read_model(model)
+            # A static shape per batch size: OpenVINO's CPU plugin runs static shapes faster
+            # (benchmark_app does the same).
+            m.reshape([batch, 3, hw[0], hw[1]])
+            config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+            if kind == OV_F32:
+                config["INFERENCE_PRECISION_HINT"] = "f32"
+            compiled = core.compile_model(m, "CPU", config)
+            request = compiled.create_infer_request()
+            precision = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+            precision = {"<Type: 'float32'>": "f32", "<Type: 'bfloat16'>": "bf16",
+                         "<Type: 'float16'>": "f16"}.get(precision, precision)
+
+            def infer(x):
+                request.infer({0: x}, share_inputs=True)
+                return request.get_output_tensor(0).data
+
+            info = {"runtime": "openvino", "version": ov.get_version(), "precision": precision,
+                    "settings": {k: str(v) for k, v in config.items()}}
+        info["load_s"] = time.perf_counter() - t0
+        x = None
+        reply({"ok": True, "info": info})
+
+        for line in sys.stdin:
+            cmd = json.loads(line)
+            op = cmd["cmd"]
+            if op == "input":
+                x = np.ascontiguousarray(np.load(cmd["path"]), dtype=np.float32)
+                reply({"ok": True})
+            elif op == "infer":
+                y = np.array(infer(x), dtype=np.float32, copy=True)
+                np.save(cmd["out"], y)
+                reply({"ok": True})
+            elif op == "time":
+                for _ in range(cmd["warmup"]):
+                    infer(x)
+                samples = []
+                for _ in range(cmd["iterations"]):
+                    t = time.perf_counter()
+                    infer(x)
+                    samples.append((time.perf_counter() - t) * 1000.0)
+                reply({"ok": True, "samples_ms": samples})
+            elif op == "exit":
+                reply({"ok": True})
+                break
+            else:
+                reply({"ok": False, "error": f"unknown command {op}"})
+    except Exception as e:  # reported to the parent, which marks the row unavailable
+        reply({"ok": False, "error": f"{type(e).__name__}: {e}"})
+        return 1
+    return 0
+
+
+class Worker:
+    """Parent side of a competitor worker process."""
+
+    def __init__(self, kind, model, batch, threads, hw):
+        self.kind, self.batch = kind, batch
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind, "--model", model,
+               "--batch", str(batch), "--threads", str(threads), "--hw", f"{hw[0]}x{hw[1]}"]
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, text=True, bufsize=1)
+        self.maxrss_mb = None
+        first = self._read()
+        if not first.get("ok"):
+            raise RuntimeError(first.get("error", "worker failed"))
+        self.info = first["info"]
+
+    def _read(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            self.stderr.seek(0)
+            err = self.stderr.read().decode(errors="replace").strip().splitlines()
+            raise RuntimeError("worker died: " + (err[-1] if err else "no output"))
+        return json.loads(line)
+
+    def call(self, **cmd):
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        r = self._read()
+        if not r.get("ok"):
+            raise RuntimeError(r.get("error", "worker error"))
+        return r
+
+    def close(self):
+        try:
+            self.call(cmd="exit")
+            self.proc.stdin.close()
+        except Exception:
+            pass
+        try:
+            _, _, ru = os.wait4(self.proc.pid, 0)
+            self.proc.returncode = 0
+            self.maxrss_mb = ru.ru_maxrss / 1024.0
+        except ChildProcessError:
+            pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Our tool, as a subprocess.
+# ---------------------------------------------------------------------------------------------
+
+def run_child(cmd, timeout=None):
+    """Runs cmd; returns (returncode, stdout, stderr, wall_s, maxrss_mb) for that child alone."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        try:
+            p = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        except OSError as e:
+            return 127, "", str(e), 0.0, None
+        deadline = None if timeout is None else t0 + timeout
+        status = ru = None
+        while True:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            if deadline and time.perf_counter() > deadline:
+                p.kill()
+                _, status, ru = os.wait4(p.pid, 0)
+                break
+            time.sleep(0.002)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return (p.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
+                wall, ru.ru_maxrss / 1024.0)
+
+
+def short_error(stderr: str, stdout: str = "", rc: int | None = None) -> str:
+    lines = [l.strip() for l in (stderr or stdout).strip().splitlines() if l.strip()]
+    # The first line says what failed; the last one says why (for tracebacks and wrapped errors).
+    msg = (lines[0] if len(lines) == 1 else f"{lines[0]} | ... | {lines[-1]}" if len(lines) > 2 else
+           " | ".join(lines)) if lines else "no output"
+    if rc is not None:
+        msg = f"exit {rc}: {msg}"
+    return msg[:400]
+
+
+def parse_json_object(stdout: str):
+    """The bench subcommand prints one JSON object; tolerate other lines around it."""
+    s = stdout.strip()
+    try:
+        obj = json.loads(s)
+        if isinstance(obj, dict):
+            return obj
+    except json.JSONDecodeError:
+        pass
+    for line in reversed(s.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                obj = json.loads(line)
+                if isinstance(obj, dict):
+                    return obj
+            except json.JSONDecodeError:
+                continue
+    raise ValueError("no JSON object in the output: " + s[:200])
+
+
+SAMPLE_KEYS = ("samples_ms", "latencies_ms", "times_ms", "iterations_ms")
+
+
+class OurBench:
+    """One row for `convnext-convert bench MODEL ...` (a .cnx, or the .onnx reference executor)."""
+
+    def __init__(self, binary, model, batch, threads, label):
+        self.binary, self.model, self.batch, self.threads, self.label = binary, model, batch, threads, label
+        self.rounds = []        # the parsed JSON of each round, with "_round" = its index
+        self.maxrss_mb = None
+
+    def cmd(self, iterations):
+        return [self.binary, "bench", self.model, "--threads", str(self.threads), "--batch", str(self.batch),
+                "--iterations", str(iterations), "--json"]
+
+    def round(self, r, iterations, timeout):
+        rc, out, err, wall, rss = run_child(self.cmd(iterations), timeout=timeout)
+        if rc != 0:
+            raise RuntimeError(short_error(err, out, rc))
+        obj = parse_json_object(out)
+        for k in ("median_ms", "p90_ms"):
+            if not isinstance(obj.get(k), (int, float)):
+                raise RuntimeError(f"the JSON has no number {k!r}: {json.dumps(obj)[:200]}")
+        obj["_wall_s"] = wall
+        obj["_maxrss_mb"] = rss
+        obj["_round"] = r
+        self.rounds.append(obj)
+        self.maxrss_mb = max(self.maxrss_mb or 0.0, rss)
+        return obj
+
+
+# ---------------------------------------------------------------------------------------------
+# Model facts and fixture data.
+# ---------------------------------------------------------------------------------------------
+
+def model_facts(path):
+    import onnx
+    m = onnx.load(path, load_external_data=False)
+    float_types = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
+                   onnx.TensorProto.DOUBLE}
+    params = sum(int(np.prod(t.dims)) for t in m.graph.initializer if t.data_type in float_types)
+    init_names = {t.name for t in m.graph.initializer}
+    inp = next(i for i in m.graph.input if i.name not in init_names)
+    dims = []
+    for d in inp.type.tensor_type.shape.dim:
+        dims.append(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?"))
+    size = os.path.getsize(path)
+    ext = set()
+    for t in m.graph.initializer:
+        for kv in t.external_data:
+            if kv.key == "location":
+                ext.add(kv.value)
+    for loc in ext:
+        p = os.path.join(os.path.dirname(path), loc)
+        if os.path.exists(p):
+            size += os.path.getsize(p)
+    opset = max((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), default=None)
+    return {"parameters": params, "input_name": inp.name, "input_dims": dims, "onnx_bytes": size,
+            "opset": opset, "producer": f"{m.producer_name} {m.producer_version}".strip()}
+
+
+def fixture_rows(model_path, hw, seed=0):
+    """(inputs, expected or None): the fixture's sample rows (input.npy, input2.npy, ...)."""
+    d = os.path.dirname(model_path)
+    xs, ys = [], []
+    for suffix in ("", "2"):
+        xp, yp = os.path.join(d, f"input{suffix}.npy"), os.path.join(d, f"expected{suffix}.npy")
+        if os.path.exists(xp) and os.path.exists(yp):
+            x, y = np.load(xp), np.load(yp)
+            if x.ndim == 4 and tuple(x.shape[2:]) == tuple(hw) and x.shape[0] == y.shape[0]:
+                xs.append(x.astype(np.float32))
+                ys.append(y.astype(np.float32))
+    if xs:
+        return np.concatenate(xs), np.concatenate(ys)
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((3, 3, hw[0], hw[1]), dtype=np.float32), None
+
+
+def tile_rows(a, batch):
+    idx = [i % a.shape[0] for i in range(batch)]
+    return np.ascontiguousarray(a[idx])
+
+
+def compare(y, ref):
+    if y is None or ref is None:
+        return None
+    if y.shape != ref.shape:
+        return {"error": f"shape {list(y.shape)} != expected {list(ref.shape)}"}
+    diff = float(np.max(np.abs(y.astype(np.float64) - ref.astype(np.float64))))
+    scale = max(1.0, float(np.max(np.abs(ref))))
+    top1 = float(np.mean(np.argmax(y, axis=-1) == np.argmax(ref, axis=-1))) if y.ndim == 2 else None
+    return {"max_abs_diff": diff, "scale": scale, "top1_agreement": top1}
+
+
+def judge(check, low_precision):
+    """'ok', 'WRONG' or 'unverified'."""
+    if not check:
+        return "unverified"
+    if "error" in check:
+        return "WRONG"
+    tol = (LOW_PRECISION_REL_TOL if low_precision else F32_REL_TOL) * check["scale"]
+    return "ok" if check["max_abs_diff"] <= tol else "WRONG"
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics and report.
+# ---------------------------------------------------------------------------------------------
+
+def stats_from_samples(samples):
+    a = np.asarray(samples, dtype=np.float64)
+    return {"median_ms": float(np.median(a)), "p90_ms": float(np.percentile(a, 90)),
+            "min_ms": float(a.min()), "n": int(a.size)}
+
+
+def round_samples(obj):
+    for k in SAMPLE_KEYS:
+        if isinstance(obj.get(k), list) and obj[k]:
+            return [float(v) for v in obj[k]]
+    return None
+
+
+def stats_for_ours(row: OurBench, keep_rounds):
+    rounds = [r for r in row.rounds if r["_round"] in keep_rounds] or row.rounds
+    per_iteration = [round_samples(r) for r in rounds]
+    if all(per_iteration):
+        s = stats_from_samples([v for lst in per_iteration for v in lst])
+        s["from"] = "per-iteration samples"
+    else:
+        med = [float(r["median_ms"]) for r in rounds]
+        p90 = [float(r["p90_ms"]) for r in rounds]
+        s = {"median_ms": float(np.median(med)), "p90_ms": float(np.median(p90)), "min_ms": None,
+             "n": int(sum(int(r.get("iterations", 0) or 0) for r in rounds)) or len(med),
+             "from": "median of per-round medians / p90s"}
+    peaks = [r.get("peak_rss_mb") for r in row.rounds if isinstance(r.get("peak_rss_mb"), (int, float))]
+    s["peak_rss_mb"] = max(peaks) if peaks else row.maxrss_mb
+    tps = [r.get("throughput_ips") for r in rounds if isinstance(r.get("throughput_ips"), (int, float))]
+    s["reported_throughput_ips"] = float(np.median(tps)) if tps else None
+    return s
+
+
+def fmt(v, spec=".1f", none="-"):
+    return none if v is None else format(v, spec)
+
+
+def print_table(title, rows, refs):
+    """rows: list of dicts with label, median_ms, p90_ms, ips, rss, check, status."""
+    ref_cols = [(k, lbl) for k, lbl in (("ort", "t/ORT"), ("ov_f32", "t/OVf32"), ("ov_auto", "t/OVbf16"))]
+    head = (f"{'runtime':<44} {'median ms':>9} {'p90 ms':>8} {'img/s':>7} " +
+            " ".join(f"{lbl:>8}" for _, lbl in ref_cols) + f" {'RSS MB':>7} {'max|diff|':>9}  check")
+    print(title)
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        if r.get("unavailable"):
+            print(f"{r['label']:<44} not available: {r['unavailable']}")
+            continue
+        ratios = []
+        for k, _ in ref_cols:
+            ref = refs.get(k)
+            ratios.append(f"{r['median_ms'] / ref:>8.2f}" if ref else f"{'-':>8}")
+        check = r.get("check") or {}
+        diff = check.get("max_abs_diff")
+        print(f"{r['label']:<44} {r['median_ms']:>9.2f} {r['p90_ms']:>8.2f} {r['ips']:>7.1f} " +
+              " ".join(ratios) + f" {fmt(r.get('rss_mb'), '.0f'):>7} {fmt(diff, '.2e'):>9}  {r['status']}")
+    print()
+
+
+# ---------------------------------------------------------------------------------------------
+# Main.
+# ---------------------------------------------------------------------------------------------
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=DEFAULT_MODEL,
+                    help="ONNX model (default: the full-size ConvNeXt-T legacy opset-17 export). "
+                         "input*.npy/expected*.npy beside it are used to verify; without them ORT is the reference")
+    ap.add_argument("--batch", default="1,8", help="comma-separated batch sizes (default 1,8)")
+    ap.add_argument("--threads", type=int, default=2, help="threads for every runtime (default 2)")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 7; --quick 2)")
+    ap.add_argument("--iterations", type=int, default=None,
+                    help="timed iterations per runtime per round (default max(4, ceil(24/batch)); --quick max(2, ceil(6/batch)))")
+    ap.add_argument("--warmup", type=int, default=None,
+                    help="untimed iterations before each runtime's round (default 2 at batch 1, 1 above; --quick 1)")
+    ap.add_argument("--quick", action="store_true", help="a fast smoke run")
+    ap.add_argument("--binary", default=DEFAULT_BINARY, help="the convnext-convert release binary")
+    ap.add_argument("--no-ours", action="store_true", help="skip this project's rows (competitors only)")
+    ap.add_argument("--no-reference", action="store_true",
+                    help="skip the row for the reference executor (bench MODEL.onnx)")
+    ap.add_argument("--results", default=DEFAULT_RESULTS, help="directory for latest.json and the .cnx")
+    ap.add_argument("--budget", type=float, default=240.0,
+                    help="seconds after which no extra round is started to replace noisy ones (default 240)")
+    ap.add_argument("--no-extra-rounds", action="store_true",
+                    help="do not add rounds when other processes made some of them noisy")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds allowed for one invocation of our tool")
+    ap.add_argument("--hw", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=COMPETITORS, default=None, help=argparse.SUPPRESS)
+    return ap.parse_args(argv)
+
+
+def default_iterations(args, batch):
+    if args.iterations:
+        return args.iterations
+    return max(2, math.ceil(6 / batch)) if args.quick else max(4, math.ceil(24 / batch))
+
+
+def default_warmup(args, batch):
+    if args.warmup is not None:
+        return args.warmup
+    return 1 if (args.quick or batch > 1) else 2
+
+
+def machine_busy_s():
+    """CPU seconds the whole machine has spent busy since boot (all cores), from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        # user nice system idle iowait irq softirq steal ...
+        return (v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def process_cpu_s(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def own_cpu_s(worker_pids):
+    """CPU seconds of this process, its finished children (our tool's runs) and the live workers."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system + sum(process_cpu_s(p) for p in worker_pids)
+
+
+def git_state():
+    try:
+        rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except OSError:
+        return None
+
+
+def cpu_facts():
+    name, flags = platform.processor(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and not name:
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                if name and flags:
+                    break
+    except OSError:
+        pass
+    return {"model": name, "cores": os.cpu_count(),
+            "avx512_bf16": "avx512_bf16" in flags, "avx512_vnni": "avx512_vnni" in flags,
+            "amx_bf16": "amx_bf16" in flags}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker:
+        h, w = (int(v) for v in args.hw.split("x"))
+        return worker_main(args.worker, args.model, int(args.batch), args.threads, (h, w))
+
+    t_start = time.perf_counter()
+    rounds = args.rounds if args.rounds else (2 if args.quick else 7)
+    batches = [int(b) for b in str(args.batch).split(",") if b.strip()]
+    model = os.path.abspath(args.model)
+    if not os.path.exists(model):
+        print(f"error: no model at {model} (bash Benchmarks/setup_venv.sh --model makes the default one)",
+              file=sys.stderr)
+        return 2
+    os.makedirs(args.results, exist_ok=True)
+    facts = model_facts(model)
+    dims = facts["input_dims"]
+    hw = tuple(d if isinstance(d, int) and d > 0 else 224 for d in dims[2:4]) if len(dims) == 4 else (224, 224)
+    if isinstance(dims[0], int) and dims[0] > 0:
+        fixed = dims[0]
+        dropped = [b for b in batches if b != fixed]
+        if dropped:
+            print(f"note: the model has a fixed batch of {fixed}; skipping batch {dropped}")
+        batches = [fixed]
+    xs_pool, ys_pool = fixture_rows(model, hw)
+    model_name = os.path.basename(os.path.dirname(model)) if os.path.basename(model) == "model.onnx" \
+        else os.path.splitext(os.path.basename(model))[0]
+    cpu = cpu_facts()
+    env_keep = {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "OMP_", "MKL_"))}
+
+    print(f"model: {model} ({facts['producer']}, opset {facts['opset']}, input {dims}, "
+          f"{facts['parameters']:,} parameters, {facts['onnx_bytes'] / 1e6:.1f} MB)")
+    print(f"cpu: {cpu['model']}, {cpu['cores']} cores, avx512_bf16={cpu['avx512_bf16']}; "
+          f"env: {' '.join(f'{k}={v}' for k, v in sorted(env_keep.items())) or '-'}")
+    print(f"batches {batches}, {args.threads} threads, {rounds} rounds, iterations per round "
+          f"{ {b: default_iterations(args, b) for b in batches} }, "
+          f"warmup { {b: default_warmup(args, b) for b in batches} }")
+    print(f"verification reference: {'expected*.npy beside the model' if ys_pool is not None else 'ONNX Runtime (no expected.npy beside the model)'}")
+    print()
+
+    tmp = tempfile.mkdtemp(prefix="cnx-bench-")
+    inputs, refs = {}, {}
+    for b in batches:
+        inputs[b] = os.path.join(tmp, f"input_b{b}.npy")
+        np.save(inputs[b], tile_rows(xs_pool, b))
+        refs[b] = tile_rows(ys_pool, b) if ys_pool is not None else None
+
+    result = {"model": model, "model_facts": facts, "batches": batches, "threads": args.threads,
+              "rounds": rounds, "cpu": cpu, "env": env_keep, "git": git_state(),
+              "python": platform.python_version(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "rows": {}, "conversion": None, "failures": []}
+
+    # --- competitors: one worker per (runtime, batch); verify on exactly what is timed ---------
+    labels = {ORT: "ONNX Runtime (f32)", OV_F32: "OpenVINO (f32 hint)", OV_AUTO: "OpenVINO (no hint)"}
+    workers, unavailable = {}, {}
+    for b in batches:
+        for kind in COMPETITORS:
+            key = (kind, b)
+            try:
+                w = Worker(kind, model, b, args.threads, hw)
+                w.call(cmd="input", path=inputs[b])
+                out = os.path.join(tmp, f"{kind}_b{b}.npy")
+                w.call(cmd="infer", out=out)
+                y = np.load(out)
+                if refs[b] is None and kind == ORT:
+                    refs[b] = y   # no fixture: ONNX Runtime is the reference
+                w.check = compare(y, refs[b])
+                workers[key] = w
+            except Exception as e:
+                unavailable[key] = str(e)[:400]
+    # Labels with versions and the precision OpenVINO picked.
+    for (kind, b), w in workers.items():
+        if kind == ORT:
+            labels[kind] = f"ONNX Runtime {w.info['version']} (f32)"
+        elif kind == OV_F32:
+            labels[kind] = f"OpenVINO {w.info['version'].split('-')[0]} (f32 hint)"
+        else:
+            labels[kind] = f"OpenVINO {w.info['version'].split('-')[0]} (no hint: {w.info['precision']})"
+
+    # --- ours: convert, then check the bench and run subcommands ---------------------------------
+    ours = {}             # (kind, batch) -> OurBench; kind "cnx" or "ref"
+    ours_unavailable = {}
+    ours_checks = {}
+    ours_run_errors = {}
+    cnx_path = os.path.join(args.results, f"{model_name}.cnx")
+    binary = os.path.abspath(args.binary)
+    if args.no_ours:
+        for b in batches:
+            ours_unavailable[("cnx", b)] = "skipped (--no-ours)"
+    elif not os.path.exists(binary):
+        for b in batches:
+            ours_unavailable[("cnx", b)] = f"no binary at {binary} (swift build -c release --product convnext-convert)"
+    else:
+        if os.path.exists(cnx_path):
+            os.remove(cnx_path)
+        rc, out, err, wall, rss = run_child([binary, "convert", model, cnx_path], timeout=args.timeout)
+        conv = {"command": shlex.join([binary, "convert", model, cnx_path]), "ok": rc == 0 and os.path.exists(cnx_path),
+                "wall_s": wall, "peak_rss_mb": rss}
+        if conv["ok"]:
+            size = os.path.getsize(cnx_path)
+            conv.update({"cnx_bytes": size, "fp32_param_bytes": 4 * facts["parameters"],
+                         "size_vs_4_bytes_per_param": size / (4 * facts["parameters"]) if facts["parameters"] else None})
+        else:
+            conv["error"] = short_error(err, out, rc)
+        result["conversion"] = conv
+
+        candidates = []
+        if conv["ok"]:
+            candidates += [("cnx", b) for b in batches]
+        else:
+            for b in batches:
+                ours_unavailable[("cnx", b)] = f"convert failed: {conv['error']}"
+        if not args.no_reference:
+            candidates += [("ref", b) for b in batches]
+        for kind, b in candidates:
+            path = cnx_path if kind == "cnx" else model
+            label = "convnext-convert .cnx" if kind == "cnx" else "convnext-convert .onnx (reference executor)"
+            row = OurBench(binary, path, b, args.threads, label)
+            # Correctness first: `run` on the same input the competitors were checked on.
+            y_out = os.path.join(tmp, f"ours_{kind}_b{b}.npy")
+            rc, out, err, _, _ = run_child([binary, "run", path, "--input", inputs[b], "--output", y_out],
+                                           timeout=args.timeout)
+            if rc == 0 and os.path.exists(y_out):
+                ours_checks[(kind, b)] = compare(np.load(y_out), refs[b])
+            else:
+                ours_checks[(kind, b)] = None
+                ours_run_errors[(kind, b)] = short_error(err, out, rc)
+            # Probe the bench subcommand once (also a warm-up for the page cache).
+            try:
+                rc, out, err, _, _ = run_child(row.cmd(1), timeout=args.timeout)
+                if rc != 0:
+                    raise RuntimeError(short_error(err, out, rc))
+                parse_json_object(out)
+                ours[(kind, b)] = row
+            except Exception as e:
+                ours_unavailable[(kind, b)] = str(e)[:400]
+
+    # Announce verification.
+    print("verification (output on the fixture inputs tiled to the batch, vs expected):")
+    for b in batches:
+        for kind in COMPETITORS:
+            if (kind, b) in workers:
+                c = workers[(kind, b)].check
+                low = workers[(kind, b)].info["precision"] != "f32"
+                st = judge(c, low)
+                print(f"  batch {b:<3} {labels[kind]:<44} max|diff| {fmt(c and c.get('max_abs_diff'), '.3e')}"
+                      f"  top-1 agree {fmt(c and c.get('top1_agreement'), '.2f')}  {st}")
+            else:
+                print(f"  batch {b:<3} {labels[kind]:<44} not available: {unavailable.get((kind, b))}")
+        for kind in ("cnx", "ref"):
+            key = (kind, b)
+            if key not in ours and key not in ours_checks:
+                continue
+            c = ours_checks.get(key)
+            lbl = "convnext-convert .cnx" if kind == "cnx" else "convnext-convert .onnx (reference executor)"
+            if c is None:
+                err = ours_run_errors.get(key, "run failed")
+                print(f"  batch {b:<3} {lbl:<44} not verified: `run` not available: {err}")
+            else:
+                print(f"  batch {b:<3} {lbl:<44} max|diff| {fmt(c.get('max_abs_diff'), '.3e')}"
+                      f"  top-1 agree {fmt(c.get('top1_agreement'), '.2f')}  {judge(c, False)}")
+    print()
+
+    # --- the interleaved rounds -----------------------------------------------------------------
+    samples = {key: {} for key in workers}     # key -> round -> per-iteration ms
+    t_rounds = time.perf_counter()
+    pids = [w.proc.pid for w in workers.values()]
+    foreign_by_round = []
+    max_rounds = rounds if (args.quick or args.no_extra_rounds) else 2 * rounds
+    r = 0
+    while True:
+        if r >= rounds:
+            n_quiet = sum(1 for sh in foreign_by_round if sh is None or sh <= NOISY_SHARE)
+            if n_quiet >= rounds or r >= max_rounds or time.perf_counter() - t_start > args.budget:
+                break
+            if r == rounds:
+                print(f"  {rounds - n_quiet} noisy rounds: running extra rounds (at most {max_rounds - rounds}, "
+                      f"within a {args.budget:.0f} s budget) to get {rounds} quiet ones")
+        t_r, busy0, own0 = time.perf_counter(), machine_busy_s(), own_cpu_s(pids)
+        for b in batches:
+            entries = [("w", key) for key in workers if key[1] == b] + [("o", key) for key in ours if key[1] == b]
+            k = r % len(entries) if entries else 0
+            entries = entries[k:] + entries[:k]      # rotate the order from round to round
+            iters, warm = default_iterations(args, b), default_warmup(args, b)
+            for how, key in entries:
+                time.sleep(PAUSE_S)
+                try:
+                    if how == "w":
+                        samples[key][r] = workers[key].call(cmd="time", warmup=warm, iterations=iters)["samples_ms"]
+                    else:
+                        # The reference executor is far slower: fewer iterations.
+                        n = iters if key[0] == "cnx" else max(1, iters // 8)
+                        ours[key].round(r, n, args.timeout)
+                except Exception as e:
+                    if how == "w":
+                        unavailable[key] = f"failed in round {r + 1}: {e}"[:400]
+                        workers.pop(key).close()
+                    else:
+                        ours_unavailable[key] = f"failed in round {r + 1}: {e}"[:400]
+                        ours.pop(key)
+        busy1, own1 = machine_busy_s(), own_cpu_s(pids)
+        share = None
+        if busy0 is not None and busy1 is not None:
+            wall = max(1e-6, time.perf_counter() - t_r)
+            share = max(0.0, (busy1 - busy0) - (own1 - own0)) / (wall * (os.cpu_count() or 1))
+        foreign_by_round.append(share)
+        print(f"  round {r + 1}/{rounds}{' (extra)' if r >= rounds else ''} done ({time.perf_counter() - t_rounds:.0f} s)"
+              + ("" if share is None else f"; other processes used {100 * share:.0f}% of the CPU"
+                 + ("  <- noisy" if share > NOISY_SHARE else "")), flush=True)
+        r += 1
+    planned, rounds = rounds, r
+    # Other jobs on the machine (a build, a test suite) distort even the ratios: runtimes suffer
+    # unequally when a core is taken away (ONNX Runtime's spinning thread pool far more than
+    # OpenVINO). Keep only the quiet rounds when there are enough of them.
+    quiet = [r for r, sh in enumerate(foreign_by_round) if sh is None or sh <= NOISY_SHARE]
+    keep_rounds = set(quiet) if len(quiet) >= max(1, (planned + 1) // 2) else set(range(rounds))
+    noisy = sorted(set(range(rounds)) - set(quiet))
+    result["foreign_cpu_share_by_round"] = foreign_by_round
+    result["rounds_used"] = sorted(keep_rounds)
+    result["rounds"] = rounds
+    result["loadavg_end"] = os.getloadavg()
+    if noisy and len(keep_rounds) < rounds:
+        print(f"  statistics from the {len(keep_rounds)} quiet rounds; dropped noisy rounds "
+              f"{[r + 1 for r in noisy]} (other processes used > {100 * NOISY_SHARE:.0f}% of the CPU)")
+    elif noisy:
+        print(f"  NOISY RUN: other processes used > {100 * NOISY_SHARE:.0f}% of the CPU in "
+              f"{len(noisy)} of {rounds} rounds, too many to drop. Even the ratios are distorted "
+              "(runtimes suffer unequally from contention): rerun on a quiet machine.")
+        result["noisy"] = True
+    print()
+    for w in workers.values():
+        w.close()
+
+    # --- report ---------------------------------------------------------------------------------
+    exit_code = 0
+    for b in batches:
+        rows, table_refs = [], {}
+        for kind in COMPETITORS:
+            key = (kind, b)
+            if key not in workers:
+                rows.append({"label": labels[kind], "unavailable": unavailable.get(key, "?"), "key": kind})
+                continue
+            w = workers[key]
+            s = stats_from_samples([v for r in sorted(keep_rounds) for v in samples[key].get(r, [])]
+                                   or [v for lst in samples[key].values() for v in lst])
+            status = judge(w.check, w.info["precision"] != "f32")
+            rows.append({"label": labels[kind], "key": kind, **s, "ips": b * 1000.0 / s["median_ms"],
+                         "rss_mb": w.maxrss_mb, "check": w.check, "status": status, "info": w.info})
+            table_refs[kind] = s["median_ms"]
+        for kind in ("cnx", "ref"):
+            key = (kind, b)
+            lbl = "convnext-convert .cnx" if kind == "cnx" else "convnext-convert .onnx (reference executor)"
+            if key in ours:
+                s = stats_for_ours(ours[key], keep_rounds)
+                c = ours_checks.get(key)
+                rows.append({"label": lbl, "key": kind, **s, "ips": b * 1000.0 / s["median_ms"],
+                             "rss_mb": s["peak_rss_mb"], "check": c, "status": judge(c, False),
+                             "rounds_json": ours[key].rounds})
+            elif key in ours_unavailable:
+                rows.append({"label": lbl, "key": kind, "unavailable": ours_unavailable[key]})
+        for row in rows:
+            if row.get("status") == "WRONG" and (row["key"] in ("cnx", "ref") or
+                                                  row.get("info", {}).get("precision") == "f32"):
+                exit_code = 3
+                result["failures"].append(f"batch {b}: {row['label']} output is wrong")
+        n_it = default_iterations(args, b)
+        used = f"{len(keep_rounds)} of {rounds}" if len(keep_rounds) < rounds else f"{rounds}"
+        print_table(f"{model_name}, batch {b}, {args.threads} threads "
+                    f"({used} interleaved rounds x {n_it} iterations; ratios are median time / the "
+                    f"competitor's; < 1.00 is faster)", rows, table_refs)
+        result["rows"][str(b)] = [{k: v for k, v in row.items()} for row in rows]
+
+    # The headline: this project's .cnx against each competitor, per batch.
+    for b in batches:
+        rows = {r["key"]: r for r in result["rows"][str(b)] if "median_ms" in r}
+        if "cnx" in rows:
+            parts = [f"{rows[k]['median_ms'] / rows['cnx']['median_ms']:.2f}x {name}"
+                     for k, name in ((ORT, "ONNX Runtime"), (OV_F32, "OpenVINO f32"), (OV_AUTO, "OpenVINO no-hint"))
+                     if k in rows]
+            print(f"batch {b}: convnext-convert .cnx speed = " + ", ".join(parts) + "  (> 1.00: we are faster)")
+    conv = result["conversion"]
+    if conv is None:
+        print("conversion: not run (" + (ours_unavailable.get(("cnx", batches[0])) or "no binary") + ")")
+    elif not conv["ok"]:
+        print(f"conversion: not available: {conv['error']}")
+    else:
+        print(f"conversion: {conv['wall_s']:.2f} s wall, peak RSS {conv['peak_rss_mb']:.0f} MB; "
+              f".cnx {conv['cnx_bytes'] / 1e6:.1f} MB = {conv['size_vs_4_bytes_per_param']:.3f} x "
+              f"4 bytes/parameter ({conv['fp32_param_bytes'] / 1e6:.1f} MB for {facts['parameters']:,} parameters)")
+    total = time.perf_counter() - t_start
+    result["total_s"] = total
+    print(f"total benchmark time: {total:.0f} s")
+    out_json = os.path.join(args.results, "latest.json")
+    tmp_json = out_json + ".tmp"
+    with open(tmp_json, "w") as f:
+        json.dump(result, f, indent=1, default=str)
+    os.replace(tmp_json, out_json)
+    print(f"results: {out_json}")
+    for msg in result["failures"]:
+        print(f"FAILED: {msg}", file=sys.stderr)
+    for f in os.listdir(tmp):
+        os.remove(os.path.join(tmp, f))
+    os.rmdir(tmp)
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+// Microbenchmark of the fast kernels (Sources/CKernels/fast_*.c), single-threaded, against
+// OpenBLAS's cblas_sgemm (one thread). Built and run by run.sh. Prints GFLOP/s (2 m n k / time)
+// and milliseconds; every figure is the median of several timed repeats.
+#include "cnx_fast.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static float *alloc_floats(size_t count) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, (count ? count : 1) * sizeof(float)) != 0) abort();
+    return (float *)p;
+}
+
+static void fill(float *x, size_t count, unsigned seed) {
+    for (size_t i = 0; i < count; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        x[i] = (float)((seed >> 8) & 0xFFFF) / 32768.0f - 1.0f;
+    }
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+// Median seconds per call of fn(ctx), with repeats sized to about 30 ms each.
+#define REPEATS 9
+static double time_call(void (*fn)(void *), void *ctx) {
+    fn(ctx);
+    double t0 = now();
+    int calls = 0;
+    do { fn(ctx); calls++; } while (now() - t0 < 0.01);
+    int per = (int)(calls * 3.0) + 1;
+    double s[REPEATS];
+    for (int r = 0; r < REPEATS; r++) {
+        double t = now();
+        for (int i = 0; i < per; i++) fn(ctx);
+        s[r] = (now() - t) / per;
+    }
+    qsort(s, REPEATS, sizeof(double), cmp_double);
+    return s[REPEATS / 2];
+}
+
+typedef struct {
+    int64_t m, n, k;
+    float *a, *b, *pb, *bias, *c;
+    int act;
+} gemm_ctx;
+
+static void run_ours(void *p) {
+    gemm_ctx *g = p;
+    cnx_gemm_f32(g->m, g->n, g->k, g->a, g->k, g->pb, g->bias, g->act, NULL, 0, g->c, g->n);
+}
+
+static void run_blas(void *p) {
+    gemm_ctx *g = p;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->m, (int)g->n, (int)g->k, 1.0f,
+                g->a, (int)g->k, g->b, (int)g->n, 0.0f, g->c, (int)g->n);
+}
+
+typedef struct {
+    int64_t h, w, c;
+    float *x, *wt, *bias, *y;
+    int ref;
+} dw_ctx;
+
+static void run_dw(void *p) {
+    dw_ctx *d = p;
+    if (d->ref) cnx_dwconv_nhwc_rows_f32_ref(d->x, d->h, d->w, d->c, 7, d->wt, d->bias, d->y, 0, d->h);
+    else cnx_dwconv_nhwc_rows_f32(d->x, d->h, d->w, d->c, 7, d->wt, d->bias, d->y, 0, d->h);
+}
+
+typedef struct { int64_t rows, c; float *x, *y; } ln_ctx;
+static void run_ln(void *p) {
+    ln_ctx *l = p;
+    cnx_layernorm_rows_f32(l->x, l->rows, l->c, 1e-6f, NULL, NULL, l->y);
+}
+static void run_gelu(void *p) {
+    ln_ctx *l = p;
+    memcpy(l->y, l->x, (size_t)(l->rows * l->c) * sizeof(float));
+    cnx_gelu_inplace_f32(l->y, l->rows * l->c);
+}
+
+static const int64_t KN[8][2] = {{96, 384}, {384, 96}, {192, 768}, {768, 192},
+                                 {384, 1536}, {1536, 384}, {768, 3072}, {3072, 768}};
+static const int64_t STAGE_M[4] = {3136, 784, 196, 49};
+
+int main(int argc, char **argv) {
+    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    openblas_set_num_threads(1);
+    cnx_isa hw = cnx_isa_detect();
+    printf("CPU path: %s; OpenBLAS core: %s, 1 thread\n\n", cnx_isa_name(hw), openblas_get_corename());
+
+    printf("GEMM, single thread, GFLOP/s (2mnk/t). act0: plain; act1: + bias + GELU epilogue.\n");
+    printf("%6s %5s %5s | %9s %9s %9s | %9s %9s | %8s\n", "m", "k", "n", "avx512", "avx512g", "avx2",
+           "openblas", "ratio", "blas ms");
+    for (int s = 0; s < 8; s++) {
+        int64_t k = KN[s][0], n = KN[s][1];
+        int64_t ms[4] = {64, 256, STAGE_M[s / 2], 0};
+        for (int mi = 0; mi < 3; mi++) {
+            int64_t m = ms[mi];
+            if (mi == 2 && (m == 64 || m == 256)) continue;
+            if (quick && mi != 1) continue;
+            gemm_ctx g = {m, n, k, alloc_floats((size_t)(m * k)), alloc_floats((size_t)(k * n)),
+                          alloc_floats(cnx_gemm_packed_b_floats(k, n)), alloc_floats((size_t)n),
+                          alloc_floats((size_t)(m * n)), 0};
+            fill(g.a, (size_t)(m * k), 1);
+            fill(g.b, (size_t)(k * n), 2);
+            fill(g.bias, (size_t)n, 3);
+            cnx_gemm_pack_b(g.b, k, n, g.pb);
+            double flop = 2.0 * (double)m * (double)n * (double)k;
+            double r[4] = {0, 0, 0, 0};
+            if (hw >= CNX_ISA_AVX512) {
+                cnx_isa_force(CNX_ISA_AVX512);
+                g.act = 0; r[0] = flop / time_call(run_ours, &g) / 1e9;
+                g.act = 1; r[1] = flop / time_call(run_ours, &g) / 1e9;
+            }
+            if (hw >= CNX_ISA_AVX2) {
+                cnx_isa_force(CNX_ISA_AVX2);
+                g.act = 0; r[2] = flop / time_call(run_ours, &g) / 1e9;
+            }
+            double tb = time_call(run_blas, &g);
+            r[3] = flop / tb / 1e9;
+            printf("%6lld %5lld %5lld | %9.1f %9.1f %9.1f | %9.1f %9.2f | %8.3f\n", (long long)m,
+                   (long long)k, (long long)n, r[0], r[1], r[2], r[3],
+                   r[3] > 0 ? (r[0] > 0 ? r[0] : r[2]) / r[3] : 0.0, tb * 1e3);
+            free(g.a); free(g.b); free(g.pb); free(g.bias); free(g.c);
+        }
+    }
+    cnx_isa_force(-1);
+
+    printf("\nDepthwise 7x7, whole image, single thread, ms (GFLOP/s = 2 h w c 49 / t)\n");
+    printf("%14s | %14s %14s %14s\n", "h x w x c", "avx512", "avx2", "scalar ref");
+    static const int64_t DW[4][3] = {{56, 56, 96}, {28, 28, 192}, {14, 14, 384}, {7, 7, 768}};
+    for (int s = 0; s < 4; s++) {
+        int64_t h = DW[s][0], w = DW[s][1], c = DW[s][2];
+        dw_ctx d = {h, w, c, alloc_floats((size_t)(h * w * c)), alloc_floats((size_t)(49 * c)),
+                    alloc_floats((size_t)c), alloc_floats((size_t)(h * w * c)), 0};
+        fill(d.x, (size_t)(h * w * c), 4);
+        fill(d.wt, (size_t)(49 * c), 5);
+        fill(d.bias, (size_t)c, 6);
+        double flop = 2.0 * (double)(h * w * c) * 49.0, t[3] = {0, 0, 0};
+        if (hw >= CNX_ISA_AVX512) { cnx_isa_force(CNX_ISA_AVX512); t[0] = time_call(run_dw, &d); }
+        if (hw >= CNX_ISA_AVX2) { cnx_isa_force(CNX_ISA_AVX2); t[1] = time_call(run_dw, &d); }
+        d.ref = 1;
+        t[2] = time_call(run_dw, &d);
+        char name[32];
+        snprintf(name, sizeof name, "%lldx%lldx%lld", (long long)h, (long long)w, (long long)c);
+        printf("%14s |", name);
+        for (int i = 0; i < 3; i++) printf("  %6.3f (%4.0f)", t[i] * 1e3, t[i] > 0 ? flop / t[i] / 1e9 : 0.0);
+        printf("\n");
+        free(d.x); free(d.wt); free(d.bias); free(d.y);
+    }
+    cnx_isa_force(-1);
+
+    printf("\nLayerNorm and GELU (copy + in place) over 3136 x 96 and 3136 x 384, single thread, ms\n");
+    printf("%14s | %9s %9s %9s\n", "", "avx512", "avx2", "scalar");
+    static const int64_t LN[2][2] = {{3136, 96}, {3136, 384}};
+    for (int s = 0; s < 2; s++) {
+        ln_ctx l = {LN[s][0], LN[s][1], alloc_floats((size_t)(LN[s][0] * LN[s][1])),
+                    alloc_floats((size_t)(LN[s][0] * LN[s][1]))};
+        fill(l.x, (size_t)(l.rows * l.c), 7);
+        for (int f = 0; f < 2; f++) {
+            printf("%8s %5lld |", f ? "gelu" : "lnorm", (long long)l.c);
+            for (int isa = 2; isa >= 0; isa--) {
+                if (isa > (int)hw) { printf(" %9s", "-"); continue; }
+                cnx_isa_force(isa);
+                printf(" %9.3f", time_call(f ? run_gelu : run_ln, &l) * 1e3);
+            }
+            printf("\n");
+        }
+        free(l.x); free(l.y);
+    }
+    cnx_isa_force(-1);
+    return 0;
+}

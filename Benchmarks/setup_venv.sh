@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Create (or update) the benchmark virtual env at <repo>/.venv-bench from PyPI.
+# Idempotent: prints one line and does nothing when requirements.txt has not changed.
+#
+#   bash Benchmarks/setup_venv.sh            # the competitors' venv only
+#   bash Benchmarks/setup_venv.sh --model    # also make sure the full-size ConvNeXt-T export exists
+#                                            # (needs torch: uses Fixtures/setup_venv.sh + make_fixtures.py)
+set -euo pipefail
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+VENV="$ROOT/.venv-bench"
+REQ="$HERE/requirements.txt"
+PYTHON="${PYTHON:-python3}"
+
+want_model=0
+for a in "$@"; do
+    case "$a" in
+        --model) want_model=1 ;;
+        *) echo "usage: $0 [--model]" >&2; exit 2 ;;
+    esac
+done
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "creating benchmark virtual env at $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+
+STAMP="$VENV/.requirements.sha256"
+WANT="$(sha256sum "$REQ" | cut -d' ' -f1)"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
+    :   # up to date: stay quiet
+else
+    echo "installing benchmark requirements into $VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQ"
+    echo "$WANT" > "$STAMP"
+    echo "done: $("$VENV/bin/python" -c 'import onnxruntime, openvino, numpy, onnx; print("onnxruntime", onnxruntime.__version__, "openvino", openvino.__version__, "numpy", numpy.__version__, "onnx", onnx.__version__)')"
+fi
+
+if [ "$want_model" = 1 ]; then
+    MODEL="$ROOT/Fixtures/large/convnext_tiny_op17/model.onnx"
+    if [ ! -f "$MODEL" ]; then
+        echo "full-size ConvNeXt-T export missing ($MODEL): making it with the fixtures venv (torch)"
+        bash "$ROOT/Fixtures/setup_venv.sh"
+        (cd "$ROOT" && "$ROOT/.venv-fixtures/bin/python" Fixtures/make_fixtures.py --full-size "$ROOT/Fixtures/large")
+    fi
+fi

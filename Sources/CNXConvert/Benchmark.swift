@@ -1,0 +1,91 @@
+import CNXFormat
+import CNXGraph
+import CNXRuntime
+import Foundation
+
+/// `bench`: latency percentiles, throughput and peak memory of one model on random input.
+public enum Benchmark {
+    public struct Result {
+        public var model: String
+        public var runtime: String
+        public var threads: Int
+        public var batch: Int
+        public var size: [Int]
+        public var iterations: Int
+        public var latenciesMs: [Double]
+        public var loadMs: Double
+        public var peakRSSMB: Double
+
+        public var medianMs: Double { percentile(0.5) }
+        public var p90Ms: Double { percentile(0.9) }
+        public var throughput: Double { Double(batch) * 1000 / medianMs }
+
+        func percentile(_ p: Double) -> Double {
+            let s = latenciesMs.sorted()
+            guard !s.isEmpty else { return 0 }
+            let rank = p * Double(s.count - 1)
+            let lo = Int(rank.rounded(.down)), hi = Int(rank.rounded(.up))
+            return s[lo] + (s[hi] - s[lo]) * (rank - Double(lo))
+        }
+
+        public var json: String {
+            func f(_ v: Double) -> String { String(format: "%.3f", v) }
+            return "{\"model\": \"\(model)\", \"runtime\": \"\(runtime)\", \"threads\": \(threads), \"batch\": \(batch), \"input\": \(size), \"iterations\": \(iterations), \"median_ms\": \(f(medianMs)), \"p90_ms\": \(f(p90Ms)), \"min_ms\": \(f(latenciesMs.min() ?? 0)), \"throughput_ips\": \(f(throughput)), \"load_ms\": \(f(loadMs)), \"peak_rss_mb\": \(f(peakRSSMB))}"
+        }
+
+        public var table: String {
+            [
+                "model:       \(model) (\(runtime))",
+                "input:       batch \(batch), \(size[0])x\(size[1]), \(threads) threads, \(iterations) iterations",
+                String(format: "latency:     median %.2f ms, p90 %.2f ms, min %.2f ms", medianMs, p90Ms, latenciesMs.min() ?? 0),
+                String(format: "throughput:  %.1f images/s", throughput),
+                String(format: "load:        %.1f ms", loadMs),
+                String(format: "peak memory: %.1f MB", peakRSSMB),
+            ].joined(separator: "\n")
+        }
+    }
+
+    /// Peak resident memory of this process, in MB.
+    public static func peakRSSMB() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_maxrss) / 1024
+    }
+
+    public static func run(model path: String, threads: Int?, batch: Int, iterations: Int, size: Int?) throws -> Result {
+        let loadStart = Date()
+        let loaded = try ModelLoader.load(path)
+        guard let input = loaded.graph.inputs.first else { throw CNXError("\(path): the graph has no input") }
+        var hw = [size ?? 224, size ?? 224]
+        if size == nil, case .ints(let s)? = loaded.metadata[MetadataKey.inputSize], s.count == 2 { hw = s.map { Int($0) } }
+        if let shape = input.shape, shape.count == 4 {
+            if let h = shape[2].value { hw[0] = h }
+            if let w = shape[3].value { hw[1] = w }
+            if let b = shape[0].value, b != batch { throw CNXError("\(path): the model's batch is fixed at \(b)") }
+        }
+        let x = Converter.randomTensor([batch, 3, hw[0], hw[1]])
+        let call: () throws -> Void
+        let runtime: String
+        let usedThreads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        if loaded.format == "cnx" {
+            let model = try Model(graph: loaded.graph, metadata: loaded.metadata, threads: usedThreads)
+            let workspace = model.makeWorkspace()
+            call = { _ = try model.predict(x, workspace: workspace) }
+            runtime = "cnx fast runtime"
+        } else {
+            let executor = ReferenceExecutor(graph: loaded.graph)
+            call = { _ = try executor.run([input.name: x]) }
+            runtime = "reference executor (unoptimised)"
+        }
+        let loadMs = Date().timeIntervalSince(loadStart) * 1000
+        for _ in 0..<3 { try call() }
+        var times: [Double] = []
+        for _ in 0..<iterations {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try call()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+        }
+        return Result(model: path, runtime: runtime, threads: usedThreads, batch: batch, size: hw, iterations: iterations,
+                      latenciesMs: times, loadMs: loadMs, peakRSSMB: peakRSSMB())
+    }
+}

@@ -1,0 +1,140 @@
+import CNXFormat
+import CNXGraph
+import CNXPasses
+import CNXRuntime
+import Foundation
+
+/// The version written into every `.cnx` (`converter.version`).
+public let converterVersion = "0.2.0"
+
+/// Converts a model file to `.cnx`: read, optimise, check the optimised graph against the
+/// original on a random input, write atomically.
+public enum Converter {
+    public struct Options {
+        public var verify = true
+        public var verbose = false
+        public var dumpAfter: String?
+        public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        public init() {}
+    }
+
+    public struct Report {
+        public var architecture: Architecture?
+        public var steps: [Pipeline.Step]
+        public var nodesBefore: Int
+        public var nodesAfter: Int
+        public var outputBytes: Int
+        public var seconds: Double
+        /// Relative error of the optimised graph against the original, when checked.
+        public var verificationError: Float?
+    }
+
+    public static func convert(input: String, output: String, options: Options = Options()) throws -> Report {
+        let start = Date()
+        let loaded = try ModelLoader.load(input)
+        let source = loaded.graph
+        let architecture = Architecture.recognise(source)
+        var graph = source
+        if let name = options.dumpAfter, !Pipeline.standard.passes.contains(where: { $0.name == name }) {
+            throw CNXError("--dump-after: no pass is called '\(name)'; passes: \(Pipeline.standard.passes.map(\.name).joined(separator: ", "))")
+        }
+        let steps: [Pipeline.Step]
+        do {
+            steps = try Pipeline.standard.run(&graph) { name, g in
+                if name == options.dumpAfter { options.log("--- graph after \(name) ---\n\(g.dump())") }
+            }
+        } catch let e as CNXError {
+            throw CNXError("\(input): \(e.message)")
+        }
+        if options.verbose {
+            for s in steps {
+                options.log(String(format: "  %-22@ %4d rewrites, %4d nodes after, %.1f ms", s.pass as NSString, s.rewrites, s.nodesAfter, s.seconds * 1000))
+            }
+        }
+        var error: Float?
+        if options.verify {
+            let e = try verify(original: source, optimised: graph)
+            error = e
+            guard e <= 1e-4 else {
+                throw CNXError("\(input): the optimised graph differs from the original by a relative error of \(e) (> 1e-4) on a random input; nothing was written. Run with --no-verify to write it anyway.")
+            }
+        }
+        var metadata = loaded.metadata
+        for (k, v) in try describe(source: input, format: loaded.format, architecture: architecture, graph: source, steps: steps) where metadata[k] == nil || k.hasPrefix("converter.") {
+            metadata[k] = v
+        }
+        try CNXWriter.write(CNXModel(graph: graph, metadata: metadata), to: output)
+        let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+        return Report(architecture: architecture, steps: steps, nodesBefore: source.nodes.count, nodesAfter: graph.nodes.count,
+                      outputBytes: size, seconds: Date().timeIntervalSince(start), verificationError: error)
+    }
+
+    /// A concrete input shape for a graph input: symbolic batch 1, symbolic height and width 64.
+    public static func sampleShape(_ info: ValueInfo, spatial: Int = 64) -> [Int] {
+        guard let shape = info.shape else { return [1, 3, spatial, spatial] }
+        return shape.enumerated().map { i, d in d.value ?? (i == 0 ? 1 : i == 1 ? 3 : spatial) }
+    }
+
+    /// Deterministic pseudo-random values in [-2, 2).
+    public static func randomTensor(_ shape: [Int], seed: UInt64 = 0x5eed) -> Tensor {
+        var state = seed
+        let t = Tensor(zeros: .float32, shape: shape)
+        for i in 0..<t.count {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            t.floatPointer[i] = Float(state >> 40) / Float(1 << 24) * 4 - 2
+        }
+        return t
+    }
+
+    /// Max relative error of the optimised graph, on the fast runtime, against the original
+    /// graph on the reference executor, on one random input.
+    static func verify(original: Graph, optimised: Graph) throws -> Float {
+        guard let input = original.inputs.first else { return 0 }
+        let x = randomTensor(sampleShape(input))
+        let expected = try ReferenceExecutor(graph: original).run([input.name: x])
+        let model = try Model(graph: optimised)
+        let actual = try model.predictAll([optimised.inputs.first?.name ?? input.name: x])
+        var worst: Float = 0
+        for (o, n) in zip(original.outputs, optimised.outputs) {
+            guard let a = actual[n.name], let e = expected[o.name], a.shape == e.shape else {
+                throw CNXError("output '\(o.name)' has a different shape after optimisation")
+            }
+            var diff: Float = 0, scale: Float = 0
+            let ap = a.floatPointer, ep = e.floatPointer
+            for i in 0..<a.count {
+                diff = max(diff, abs(ap[i] - ep[i]))
+                scale = max(scale, abs(ep[i]))
+            }
+            worst = max(worst, scale > 0 ? diff / scale : diff)
+        }
+        return worst
+    }
+
+    static func describe(source path: String, format: String, architecture a: Architecture?, graph: Graph, steps: [Pipeline.Step]) throws -> [String: MetadataValue] {
+        var m: [String: MetadataValue] = [
+            MetadataKey.sourceFileName: .string(URL(fileURLWithPath: path).lastPathComponent),
+            MetadataKey.sourceSHA256: .string(try SHA256.hex(path: path)),
+            MetadataKey.converterVersion: .string(converterVersion),
+            MetadataKey.converterPasses: .strings(steps.filter { $0.rewrites > 0 }.map(\.pass)),
+            MetadataKey.mean: .floats([0.485, 0.456, 0.406]),
+            MetadataKey.std: .floats([0.229, 0.224, 0.225]),
+            MetadataKey.interpolation: .string("bicubic"),
+            MetadataKey.cropPct: .float(0.875),
+        ]
+        if let a {
+            m[MetadataKey.architecture] = .string("convnext")
+            m[MetadataKey.family] = .string(a.family)
+            if let v = a.variant { m[MetadataKey.variant] = .string(v) }
+            m[MetadataKey.depths] = .ints(a.depths.map(Int64.init))
+            m[MetadataKey.dims] = .ints(a.dims.map(Int64.init))
+            if let c = a.classes { m[MetadataKey.classes] = .int(Int64(c)) }
+            m[MetadataKey.stem] = .string(a.stem)
+        }
+        if let shape = graph.inputs.first?.shape, shape.count == 4, let h = shape[2].value, let w = shape[3].value {
+            m[MetadataKey.inputSize] = .ints([Int64(h), Int64(w)])
+        } else {
+            m[MetadataKey.inputSize] = .ints([224, 224])
+        }
+        return m
+    }
+}

@@ -1,0 +1,88 @@
+import CNXGraph
+
+/// One typed metadata value (Formats/CNX.md, `enum cnx_metadata_type`).
+public enum MetadataValue: Equatable, Sendable {
+    case string(String)
+    case int(Int64)
+    case float(Float)
+    case double(Double)
+    case bool(Bool)
+    case ints([Int64])
+    case floats([Float])
+    case strings([String])
+
+    public var stringValue: String? {
+        if case .string(let v) = self { return v }
+        return nil
+    }
+
+    public var intValue: Int64? {
+        if case .int(let v) = self { return v }
+        return nil
+    }
+
+    public var intsValue: [Int64]? {
+        if case .ints(let v) = self { return v }
+        return nil
+    }
+
+    public var floatsValue: [Float]? {
+        if case .floats(let v) = self { return v }
+        return nil
+    }
+
+    public var stringsValue: [String]? {
+        if case .strings(let v) = self { return v }
+        return nil
+    }
+}
+
+/// What a .cnx file holds: the graph with its constant tensors, and typed metadata about it.
+public struct CNXModel: @unchecked Sendable {
+    public var graph: Graph
+    /// Standard keys are listed in `MetadataKey` and Formats/CNX.md; others are kept as they are.
+    public var metadata: [String: MetadataValue]
+
+    public init(graph: Graph, metadata: [String: MetadataValue] = [:]) {
+        self.graph = graph
+        self.metadata = metadata
+    }
+}
+
+/// The standard metadata keys of Formats/CNX.md, so that writers and readers spell them once.
+public enum MetadataKey {
+    public static let architecture = "general.architecture"
+    public static let variant = "general.variant"
+    public static let family = "general.family"
+    public static let classNames = "general.class_names"
+    public static let depths = "convnext.depths"
+    public static let dims = "convnext.dims"
+    public static let classes = "convnext.classes"
+    public static let stem = "convnext.stem"
+    public static let inputSize = "input.size"
+    public static let mean = "preprocess.mean"
+    public static let std = "preprocess.std"
+    public static let interpolation = "preprocess.interpolation"
+    public static let cropPct = "preprocess.crop_pct"
+    public static let sourceFileName = "source.file_name"
+    public static let sourceSHA256 = "source.sha256"
+    public static let converterVersion = "converter.version"
+    public static let converterPasses = "converter.passes"
+    public static let quantizationDescription = "quantization.description"
+}
+
+extension Architecture {
+    /// The standard `general.*` and `convnext.*` metadata entries describing this architecture.
+    public var metadata: [String: MetadataValue] {
+        var m: [String: MetadataValue] = [
+            MetadataKey.architecture: .string("convnext"),
+            MetadataKey.family: .string(family),
+            MetadataKey.depths: .ints(depths.map { Int64($0) }),
+            MetadataKey.dims: .ints(dims.map { Int64($0) }),
+            MetadataKey.stem: .string(stem),
+        ]
+        if let variant { m[MetadataKey.variant] = .string(variant) }
+        if let classes { m[MetadataKey.classes] = .int(Int64(classes)) }
+        return m
+    }
+}

@@ -1,0 +1,322 @@
+import CKernels
+import CNXGraph
+import Dispatch
+import Foundation
+
+/// A weight matrix [K, N] packed once, at load, into the GEMM kernel's panel layout.
+final class PackedMatrix: @unchecked Sendable {
+    let k: Int, n: Int
+    let data: UnsafeMutablePointer<Float>
+
+    init(_ t: Tensor) {
+        k = t.shape[0]
+        n = t.shape[1]
+        let floats = cnx_gemm_packed_b_floats(Int64(k), Int64(n))
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(floats, 1) * 4, alignment: 64)
+        data = raw.bindMemory(to: Float.self, capacity: max(floats, 1))
+        cnx_gemm_pack_b(t.floatPointer, Int64(k), Int64(n), data)
+    }
+
+    deinit { data.deallocate() }
+
+    /// c[m x n] = residual + act(a[m x k] · self + bias).
+    func multiply(_ a: UnsafePointer<Float>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, gelu: Bool,
+                  residual: UnsafePointer<Float>?, ldr: Int, into c: UnsafeMutablePointer<Float>, ldc: Int) {
+        cnx_gemm_f32(Int64(rows), Int64(n), Int64(k), a, Int64(lda), data, bias, gelu ? 1 : 0, residual, Int64(ldr), c, Int64(ldc))
+    }
+}
+
+/// Runs `body(start, end)` over `count` items split into at most `threads` contiguous chunks.
+func parallelChunks(_ count: Int, threads: Int, _ body: (Int, Int, Int) -> Void) {
+    let chunks = max(1, min(threads, count))
+    if chunks == 1 {
+        body(0, count, 0)
+        return
+    }
+    DispatchQueue.concurrentPerform(iterations: chunks) { t in
+        let lo = count * t / chunks, hi = count * (t + 1) / chunks
+        if lo < hi { body(lo, hi, t) }
+    }
+}
+
+/// Per-thread scratch memory, grown on demand and reused across layers and calls.
+final class Scratch {
+    private var buffers: [UnsafeMutablePointer<Float>?]
+    private var sizes: [Int]
+
+    init(slots: Int) {
+        buffers = Array(repeating: nil, count: slots)
+        sizes = Array(repeating: 0, count: slots)
+    }
+
+    func buffer(_ slot: Int, floats: Int) -> UnsafeMutablePointer<Float> {
+        if sizes[slot] < floats {
+            buffers[slot]?.deallocate()
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: max(floats, 1) * 4, alignment: 64)
+            buffers[slot] = raw.bindMemory(to: Float.self, capacity: max(floats, 1))
+            sizes[slot] = floats
+        }
+        return buffers[slot]!
+    }
+
+    deinit { for b in buffers { b?.deallocate() } }
+}
+
+/// The fast executor of optimised graphs: the fused ConvNeXt operations run on the SIMD kernels
+/// with pre-packed weights, threaded over rows of the feature map; any other node runs on the
+/// reference kernels. Immutable after creation, so one instance serves many threads at once.
+final class FastExecutor: @unchecked Sendable {
+    let graph: Graph
+    let threads: Int
+    private var packed: [String: PackedMatrix] = [:]
+    private let readers: [String: Int]
+    private let outputNames: Set<String>
+
+    init(graph: Graph, threads: Int) throws {
+        self.graph = graph
+        self.threads = max(1, threads)
+        var readers: [String: Int] = [:]
+        for n in graph.nodes { for i in n.inputs where !i.isEmpty { readers[i, default: 0] += 1 } }
+        self.readers = readers
+        outputNames = Set(graph.outputs.map(\.name))
+        for node in graph.nodes {
+            let slots: [Int]
+            switch node.op {
+            case .block: slots = [3, 5]
+            case .stem, .downsample, .head: slots = [1]
+            default: slots = []
+            }
+            for s in slots {
+                guard s < node.inputs.count, let w = graph.initializers[node.inputs[s]], w.dtype == .float32, w.shape.count == 2 else {
+                    throw CNXError("\(node.label): weight input \(s) must be a constant 2-D float tensor")
+                }
+                if packed[node.inputs[s]] == nil { packed[node.inputs[s]] = PackedMatrix(w) }
+            }
+        }
+    }
+
+    /// Threads used per layer when `rows` rows of work are available.
+    private func lanes(_ rows: Int) -> Int { min(threads, max(1, rows / 8)) }
+
+    func run(_ inputs: [String: Tensor], scratch: [Scratch]) throws -> [String: Tensor] {
+        var values = graph.initializers
+        for (k, v) in inputs { values[k] = v }
+        var remaining = readers
+        for node in graph.nodes {
+            var args: [Tensor?] = []
+            for name in node.inputs {
+                if name.isEmpty { args.append(nil); continue }
+                guard let v = values[name] else { throw CNXError("\(node.label) reads '\(name)', which nothing computed") }
+                args.append(v)
+            }
+            // The block may overwrite its input when nothing else reads that value later.
+            let input = node.inputs.first ?? ""
+            let exclusive = remaining[input] == 1 && !outputNames.contains(input) && graph.initializers[input] == nil
+                && inputs[input] == nil
+            let result: Tensor
+            do {
+                switch node.op {
+                case .block: result = try block(node, args, inPlace: exclusive, scratch: scratch)
+                case .stem: result = try stem(node, args, scratch: scratch)
+                case .downsample: result = try downsample(node, args, scratch: scratch)
+                case .head: result = try head(node, args)
+                default:
+                    let outs = try Kernels.evaluate(node, args)
+                    for (name, t) in zip(node.outputs, outs) where !name.isEmpty { values[name] = t }
+                    release(node, &remaining, &values)
+                    continue
+                }
+            } catch let e as CNXError {
+                throw CNXError("\(node.label): \(e.message)")
+            }
+            values[node.outputs[0]] = result
+            release(node, &remaining, &values)
+        }
+        var out: [String: Tensor] = [:]
+        for o in graph.outputs {
+            guard let t = values[o.name] else { throw CNXError("graph output '\(o.name)' was never computed") }
+            out[o.name] = t
+        }
+        return out
+    }
+
+    private func release(_ node: Node, _ remaining: inout [String: Int], _ values: inout [String: Tensor]) {
+        for name in node.inputs where !name.isEmpty {
+            remaining[name, default: 0] -= 1
+            if remaining[name] == 0 && !outputNames.contains(name) && graph.initializers[name] == nil { values[name] = nil }
+        }
+    }
+
+    private func float(_ args: [Tensor?], _ i: Int) throws -> Tensor {
+        guard i < args.count, let t = args[i], t.dtype == .float32 else { throw CNXError("input \(i) must be a float32 tensor") }
+        return t
+    }
+
+    private func optional(_ args: [Tensor?], _ i: Int, count: Int) throws -> UnsafeMutablePointer<Float>? {
+        guard i < args.count, let t = args[i] else { return nil }
+        guard t.dtype == .float32, t.count == count else { throw CNXError("input \(i) must hold \(count) float32 values") }
+        return t.floatPointer
+    }
+
+    private func matrix(_ node: Node, _ slot: Int) throws -> PackedMatrix {
+        guard let m = packed[node.inputs[slot]] else { throw CNXError("weight '\(node.inputs[slot])' was not prepared") }
+        return m
+    }
+
+    func block(_ node: Node, _ args: [Tensor?], inPlace: Bool, scratch: [Scratch]) throws -> Tensor {
+        let x = try float(args, 0), dw = try float(args, 1)
+        guard x.shape.count == 4 else { throw CNXError("input must be NHWC, got \(x.shape)") }
+        let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let k = dw.shape[0]
+        guard dw.shape == [k, k, c], k % 2 == 1 else { throw CNXError("depthwise weight \(dw.shape) does not fit \(x.shape)") }
+        let w1 = try matrix(node, 3), w2 = try matrix(node, 5)
+        let hidden = w1.n
+        guard w1.k == c, w2.k == hidden, w2.n == c else { throw CNXError("pointwise weights [\(w1.k), \(w1.n)] and [\(w2.k), \(w2.n)] do not fit \(c) channels") }
+        let dwb = try optional(args, 2, count: c), b1 = try optional(args, 4, count: hidden), b2 = try optional(args, 6, count: c)
+        let grnGamma = try optional(args, 7, count: hidden), grnBeta = try optional(args, 8, count: hidden)
+        let eps = node.float("epsilon") ?? 1e-6
+        let out = inPlace ? x : x.copy()
+        let pixels = h * w
+        let t = scratch[0].buffer(0, floats: pixels * c)
+        let tile = hidden >= 1536 ? 64 : 128
+        for b in 0..<n {
+            let xb = out.floatPointer + b * pixels * c
+            parallelChunks(h, threads: lanes(h)) { y0, y1, _ in
+                cnx_dwconv_nhwc_rows_f32(xb, Int64(h), Int64(w), Int64(c), Int64(k), dw.floatPointer, dwb, t, Int64(y0), Int64(y1))
+            }
+            if let grnGamma, let grnBeta {
+                // GRN needs statistics over the whole map: materialise the hidden activation.
+                let hbuf = scratch[0].buffer(1, floats: pixels * hidden)
+                let tiles = (pixels + tile - 1) / tile
+                parallelChunks(tiles, threads: lanes(tiles * 8)) { lo, hi, lane in
+                    let ln = scratch[lane].buffer(2, floats: tile * c)
+                    for ti in lo..<hi {
+                        let r0 = ti * tile, rows = min(tile, pixels - r0)
+                        cnx_layernorm_rows_f32(t + r0 * c, Int64(rows), Int64(c), eps, nil, nil, ln)
+                        w1.multiply(ln, rows: rows, lda: c, bias: b1, gelu: true, residual: nil, ldr: 0, into: hbuf + r0 * hidden, ldc: hidden)
+                    }
+                }
+                applyGRN(hbuf, pixels: pixels, channels: hidden, gamma: grnGamma, beta: grnBeta, eps: node.float("grn_epsilon") ?? 1e-6)
+                parallelChunks(tiles, threads: lanes(tiles * 8)) { lo, hi, _ in
+                    for ti in lo..<hi {
+                        let r0 = ti * tile, rows = min(tile, pixels - r0)
+                        w2.multiply(hbuf + r0 * hidden, rows: rows, lda: hidden, bias: b2, gelu: false, residual: xb + r0 * c, ldr: c, into: xb + r0 * c, ldc: c)
+                    }
+                }
+                continue
+            }
+            // Tiles of rows: the 4C hidden activation of a tile stays in cache and the whole
+            // map's hidden activation never exists.
+            let tiles = (pixels + tile - 1) / tile
+            parallelChunks(tiles, threads: lanes(tiles * 8)) { lo, hi, lane in
+                let ln = scratch[lane].buffer(2, floats: tile * c)
+                let hb = scratch[lane].buffer(3, floats: tile * hidden)
+                for ti in lo..<hi {
+                    let r0 = ti * tile, rows = min(tile, pixels - r0)
+                    cnx_layernorm_rows_f32(t + r0 * c, Int64(rows), Int64(c), eps, nil, nil, ln)
+                    w1.multiply(ln, rows: rows, lda: c, bias: b1, gelu: true, residual: nil, ldr: 0, into: hb, ldc: hidden)
+                    w2.multiply(hb, rows: rows, lda: hidden, bias: b2, gelu: false, residual: xb + r0 * c, ldr: c, into: xb + r0 * c, ldc: c)
+                }
+            }
+        }
+        return out
+    }
+
+    /// GRN in place on a (pixels x channels) map: x += gamma ⊙ x ⊙ Nx + beta.
+    private func applyGRN(_ x: UnsafeMutablePointer<Float>, pixels: Int, channels c: Int, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, eps: Float) {
+        var sums = [Double](repeating: 0, count: c)
+        for p in 0..<pixels {
+            let row = x + p * c
+            for i in 0..<c { sums[i] += Double(row[i]) * Double(row[i]) }
+        }
+        let norms = sums.map { Float($0.squareRoot()) }
+        let mean = norms.reduce(0, +) / Float(c)
+        let factor = (0..<c).map { 1 + gamma[$0] * (norms[$0] / (mean + eps)) }
+        for p in 0..<pixels {
+            let row = x + p * c
+            for i in 0..<c { row[i] = row[i] * factor[i] + beta[i] }
+        }
+    }
+
+    func stem(_ node: Node, _ args: [Tensor?], scratch: [Scratch]) throws -> Tensor {
+        let x = try float(args, 0)
+        let wm = try matrix(node, 1)
+        guard let k = node.int("kernel"), k > 0, x.shape.count == 4, x.shape[2] % k == 0, x.shape[3] % k == 0, wm.k == x.shape[1] * k * k else {
+            throw CNXError("input \(x.shape) does not fit the stem (weight [\(wm.k), \(wm.n)], kernel \(node.int("kernel") ?? 0))")
+        }
+        let (n, cin, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (oh, ow, cout) = (h / k, w / k, wm.n)
+        let bias = try optional(args, 2, count: cout), gamma = try optional(args, 3, count: cout), beta = try optional(args, 4, count: cout)
+        let eps = node.float("epsilon") ?? 1e-6
+        let y = Tensor(zeros: .float32, shape: [n, oh, ow, cout])
+        let patch = cin * k * k
+        for b in 0..<n {
+            let xb = x.floatPointer + b * cin * h * w
+            let yb = y.floatPointer + b * oh * ow * cout
+            parallelChunks(oh, threads: lanes(oh)) { lo, hi, lane in
+                let patches = scratch[lane].buffer(2, floats: ow * patch)
+                for oy in lo..<hi {
+                    for ox in 0..<ow {
+                        let row = patches + ox * patch
+                        for ch in 0..<cin { for ky in 0..<k {
+                            let src = xb + (ch * h + oy * k + ky) * w + ox * k
+                            let dst = row + (ch * k + ky) * k
+                            dst.update(from: src, count: k)
+                        } }
+                    }
+                    let out = yb + oy * ow * cout
+                    wm.multiply(patches, rows: ow, lda: patch, bias: bias, gelu: false, residual: nil, ldr: 0, into: out, ldc: cout)
+                    cnx_layernorm_rows_f32(out, Int64(ow), Int64(cout), eps, gamma, beta, out)
+                }
+            }
+        }
+        return y
+    }
+
+    func downsample(_ node: Node, _ args: [Tensor?], scratch: [Scratch]) throws -> Tensor {
+        let x = try float(args, 0)
+        let wm = try matrix(node, 1)
+        guard let k = node.int("kernel"), k > 0, x.shape.count == 4, x.shape[1] % k == 0, x.shape[2] % k == 0, wm.k == x.shape[3] * k * k else {
+            throw CNXError("input \(x.shape) does not fit the downsample (weight [\(wm.k), \(wm.n)])")
+        }
+        let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (oh, ow, cout) = (h / k, w / k, wm.n)
+        let bias = try optional(args, 2, count: cout), gamma = try optional(args, 3, count: c), beta = try optional(args, 4, count: c)
+        let eps = node.float("epsilon") ?? 1e-6
+        let y = Tensor(zeros: .float32, shape: [n, oh, ow, cout])
+        let patch = k * k * c
+        for b in 0..<n {
+            let xb = x.floatPointer + b * h * w * c
+            let yb = y.floatPointer + b * oh * ow * cout
+            parallelChunks(oh, threads: lanes(oh)) { lo, hi, lane in
+                let patches = scratch[lane].buffer(2, floats: ow * patch)
+                for oy in lo..<hi {
+                    // LayerNorm each input pixel straight into its place in the patch rows.
+                    for ky in 0..<k {
+                        for ox in 0..<ow {
+                            let src = xb + ((oy * k + ky) * w + ox * k) * c
+                            let dst = patches + ox * patch + ky * k * c
+                            cnx_layernorm_rows_f32(src, Int64(k), Int64(c), eps, gamma, beta, dst)
+                        }
+                    }
+                    wm.multiply(patches, rows: ow, lda: patch, bias: bias, gelu: false, residual: nil, ldr: 0, into: yb + oy * ow * cout, ldc: cout)
+                }
+            }
+        }
+        return y
+    }
+
+    func head(_ node: Node, _ args: [Tensor?]) throws -> Tensor {
+        let x = try float(args, 0)
+        let wm = try matrix(node, 1)
+        guard x.shape.count == 4, x.shape[3] == wm.k else { throw CNXError("input \(x.shape) does not fit the head weight [\(wm.k), \(wm.n)]") }
+        let (n, hw, c) = (x.shape[0], x.shape[1] * x.shape[2], x.shape[3])
+        let bias = try optional(args, 2, count: wm.n)
+        let pooled = Tensor(zeros: .float32, shape: [n, c])
+        cnx_reduce_middle_f32(x.floatPointer, Int64(n), Int64(hw), Int64(c), 0, pooled.floatPointer)
+        cnx_layernorm_rows_f32(pooled.floatPointer, Int64(n), Int64(c), node.float("epsilon") ?? 1e-6, nil, nil, pooled.floatPointer)
+        let y = Tensor(zeros: .float32, shape: [n, wm.n])
+        wm.multiply(pooled.floatPointer, rows: n, lda: c, bias: bias, gelu: false, residual: nil, ldr: 0, into: y.floatPointer, ldc: wm.n)
+        return y
+    }
+}

@@ -1,0 +1,196 @@
+import CKernels
+import XCTest
+
+final class FastGemmTests: XCTestCase {
+    static let sizes = [1, 7, 13, 97]
+
+    /// Packs b (k x n) and returns the packed panels.
+    private func pack(_ b: [Float], k: Int, n: Int) -> FloatBuffer {
+        let packed = FloatBuffer(repeating: .nan, count: cnx_gemm_packed_b_floats(Int64(k), Int64(n)))
+        b.withUnsafeBufferPointer { cnx_gemm_pack_b($0.baseAddress, Int64(k), Int64(n), packed.pointer) }
+        return packed
+    }
+
+    /// The triple loop in Double over the unpacked B, with the epilogue.
+    private func naive(m: Int, n: Int, k: Int, a: [Float], lda: Int, b: [Float], bias: [Float]?,
+                       act: Int32, residual: [Float]?, ldr: Int) -> [Float] {
+        var c = [Float](repeating: 0, count: m * n)
+        a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var s = 0.0
+                        for kk in 0..<k { s += Double(pa[i * lda + kk]) * Double(pb[kk * n + j]) }
+                        if let bias { s += Double(bias[j]) }
+                        if act == 1 { s = geluExact(s) }
+                        if let residual { s += Double(residual[i * ldr + j]) }
+                        c[i * n + j] = Float(s)
+                    }
+                }
+            }
+        }
+        return c
+    }
+
+    /// Runs the dispatched GEMM (or the reference) into a fresh m x ldc buffer; returns the m x n
+    /// part. Columns past n must come back untouched.
+    private func run(ref: Bool, m: Int, n: Int, k: Int, a: FloatBuffer, lda: Int, packed: FloatBuffer,
+                     bias: FloatBuffer?, act: Int32, residual: FloatBuffer?, ldr: Int,
+                     ldc: Int? = nil, file: StaticString = #filePath, line: UInt = #line) -> [Float] {
+        let ldc = ldc ?? n
+        let c = FloatBuffer(repeating: 1234.5, count: m * ldc)
+        let call = ref ? cnx_gemm_f32_ref : cnx_gemm_f32
+        call(Int64(m), Int64(n), Int64(k), a.const, Int64(lda), packed.const, bias?.const, act,
+             residual?.const, Int64(ldr), c.pointer, Int64(ldc))
+        var out: [Float] = []
+        for i in 0..<m {
+            for j in 0..<ldc {
+                if j < n { out.append(c.pointer[i * ldc + j]) }
+                else { XCTAssertEqual(c.pointer[i * ldc + j], 1234.5, "wrote past n", file: file, line: line) }
+            }
+        }
+        return out
+    }
+
+    func testPackBLayout() {
+        var rng = LCG(1)
+        for (k, n) in [(1, 1), (3, 33), (5, 64), (2, 97)] {
+            let b = rng.floats(k * n)
+            let packed = pack(b, k: k, n: n)
+            let panels = (n + 31) / 32
+            XCTAssertEqual(packed.count, panels * 32 * k)
+            for p in 0..<panels {
+                for kk in 0..<k {
+                    for jj in 0..<32 {
+                        let j = p * 32 + jj
+                        let got = packed.pointer[(p * k + kk) * 32 + jj]
+                        XCTAssertEqual(got, j < n ? b[kk * n + j] : 0, "k \(k) n \(n) at \(kk), \(j)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every path on odd shapes, with bias + GELU + residual, against the Double triple loop
+    /// and against the scalar reference.
+    func testGemmOddShapesMatchNaiveAndReference() {
+        var rng = LCG(2)
+        for m in Self.sizes + [200] {
+            for n in Self.sizes + [384] {
+                for k in Self.sizes + [384] {
+                    let a = rng.floats(m * k), b = rng.floats(k * n)
+                    let bias = rng.floats(n), residual = rng.floats(m * n)
+                    let expected = naive(m: m, n: n, k: k, a: a, lda: k, b: b, bias: bias, act: 1,
+                                         residual: residual, ldr: n)
+                    let pa = FloatBuffer(a), packed = pack(b, k: k, n: n)
+                    let pbias = FloatBuffer(bias), pres = FloatBuffer(residual)
+                    let ref = run(ref: true, m: m, n: n, k: k, a: pa, lda: k, packed: packed, bias: pbias,
+                                  act: 1, residual: pres, ldr: n)
+                    XCTAssertLessThan(relativeError(ref, expected), 1e-5, "ref m \(m) n \(n) k \(k)")
+                    forEachISA { _, name in
+                        let got = run(ref: false, m: m, n: n, k: k, a: pa, lda: k, packed: packed,
+                                      bias: pbias, act: 1, residual: pres, ldr: n)
+                        XCTAssertLessThan(relativeError(got, ref), 1e-5, "\(name) m \(m) n \(n) k \(k) vs ref")
+                        XCTAssertLessThan(relativeError(got, expected), 1e-5, "\(name) m \(m) n \(n) k \(k) vs naive")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Each epilogue alone and combined (none, bias, GELU, residual), every path vs the reference.
+    func testGemmEpiloguesMatchReference() {
+        var rng = LCG(3)
+        for (m, n, k) in [(13, 97, 7), (97, 13, 97), (200, 384, 384), (7, 384, 1), (29, 65, 450)] {
+            let pa = FloatBuffer(rng.floats(m * k)), packed = pack(rng.floats(k * n), k: k, n: n)
+            let bias = FloatBuffer(rng.floats(n)), residual = FloatBuffer(rng.floats(m * n, scale: 4))
+            for useBias in [false, true] {
+                for act: Int32 in [0, 1] {
+                    for useResidual in [false, true] {
+                        let b = useBias ? bias : nil, r = useResidual ? residual : nil
+                        let ref = run(ref: true, m: m, n: n, k: k, a: pa, lda: k, packed: packed, bias: b,
+                                      act: act, residual: r, ldr: n)
+                        forEachISA { _, name in
+                            let got = run(ref: false, m: m, n: n, k: k, a: pa, lda: k, packed: packed,
+                                          bias: b, act: act, residual: r, ldr: n)
+                            XCTAssertLessThan(relativeError(got, ref), 1e-5,
+                                              "\(name) \(m)x\(n)x\(k) bias \(useBias) act \(act) residual \(useResidual)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// residual == C (in place), with K long enough to be split into blocks, with and without GELU.
+    func testGemmResidualInPlaceAcrossKBlocks() {
+        var rng = LCG(4)
+        for (m, n, k) in [(13, 97, 7), (30, 64, 384), (17, 40, 1000), (3, 96, 3072)] {
+            let pa = FloatBuffer(rng.floats(m * k)), packed = pack(rng.floats(k * n), k: k, n: n)
+            let bias = FloatBuffer(rng.floats(n)), start = rng.floats(m * n, scale: 3)
+            for act: Int32 in [0, 1] {
+                let separate = FloatBuffer(start)
+                let ref = run(ref: true, m: m, n: n, k: k, a: pa, lda: k, packed: packed, bias: bias,
+                              act: act, residual: separate, ldr: n)
+                forEachISA { _, name in
+                    let c = FloatBuffer(start)
+                    cnx_gemm_f32(Int64(m), Int64(n), Int64(k), pa.const, Int64(k), packed.const, bias.const,
+                                 act, c.const, Int64(n), c.pointer, Int64(n))
+                    XCTAssertLessThan(relativeError(c.array, ref), 1e-5, "\(name) in place \(m)x\(n)x\(k) act \(act)")
+                }
+            }
+        }
+    }
+
+    /// lda > k, ldc > n, ldr different from ldc; and a column range computed panel by panel
+    /// (packed_b advanced by 32 k per panel) equals the whole.
+    func testGemmLeadingDimensionsAndColumnPanels() {
+        var rng = LCG(5)
+        let (m, n, k) = (23, 100, 45)
+        let (lda, ldr, ldc) = (k + 3, n + 5, n + 9)
+        let pa = FloatBuffer(rng.floats(m * lda)), b = rng.floats(k * n), packed = pack(b, k: k, n: n)
+        let bias = FloatBuffer(rng.floats(n)), residual = FloatBuffer(rng.floats(m * ldr))
+        let a = pa.array
+        var tight: [Float] = []
+        for i in 0..<m { tight += a[(i * lda)..<(i * lda + k)] }
+        let residualArray = residual.array
+        let expected = naive(m: m, n: n, k: k, a: tight, lda: k, b: b, bias: bias.array, act: 1,
+                             residual: residualArray, ldr: ldr)
+        forEachISA { _, name in
+            let got = run(ref: false, m: m, n: n, k: k, a: pa, lda: lda, packed: packed, bias: bias, act: 1,
+                          residual: residual, ldr: ldr, ldc: ldc)
+            XCTAssertLessThan(relativeError(got, expected), 1e-5, "\(name) leading dimensions")
+
+            let whole = FloatBuffer(repeating: 0, count: m * n), pieces = FloatBuffer(repeating: 0, count: m * n)
+            cnx_gemm_f32(Int64(m), Int64(n), Int64(k), pa.const, Int64(lda), packed.const, bias.const, 1,
+                         residual.const, Int64(ldr), whole.pointer, Int64(n))
+            for j0 in stride(from: 0, to: n, by: 64) {
+                let width = min(64, n - j0)
+                cnx_gemm_f32(Int64(m), Int64(width), Int64(k), pa.const, Int64(lda),
+                             packed.const + (j0 / 32) * 32 * k, bias.const + j0, 1,
+                             residual.const + j0, Int64(ldr), pieces.pointer + j0, Int64(n))
+            }
+            XCTAssertEqual(whole.array, pieces.array, "\(name) column panels")
+        }
+    }
+
+    /// k == 0: C = residual + act(bias).
+    func testGemmZeroK() {
+        let (m, n) = (5, 37)
+        var rng = LCG(6)
+        let bias = FloatBuffer(rng.floats(n, scale: 3)), residual = FloatBuffer(rng.floats(m * n))
+        let a = FloatBuffer([]), packed = FloatBuffer([])
+        var expected: [Float] = []
+        for i in 0..<m {
+            for j in 0..<n { expected.append(Float(geluExact(Double(bias.pointer[j]))) + residual.pointer[i * n + j]) }
+        }
+        let ref = run(ref: true, m: m, n: n, k: 0, a: a, lda: 1, packed: packed, bias: bias, act: 1,
+                      residual: residual, ldr: n)
+        XCTAssertLessThan(relativeError(ref, expected), 2e-6)
+        forEachISA { _, name in
+            let got = run(ref: false, m: m, n: n, k: 0, a: a, lda: 1, packed: packed, bias: bias, act: 1,
+                          residual: residual, ldr: n)
+            XCTAssertLessThan(relativeError(got, expected), 2e-6, name)
+        }
+    }
+}

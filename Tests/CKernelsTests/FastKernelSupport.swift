@@ -1,0 +1,76 @@
+import CKernels
+import XCTest
+
+/// Deterministic pseudo-random floats (a 64-bit LCG), so failures reproduce.
+struct LCG {
+    private var state: UInt64
+
+    init(_ seed: UInt64) { state = seed &* 0x9E37_79B9_7F4A_7C15 &+ 1 }
+
+    /// A float in [-1, 1].
+    mutating func next() -> Float {
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return Float(Int32(truncatingIfNeeded: state >> 32)) / Float(Int32.max)
+    }
+
+    mutating func floats(_ count: Int, scale: Float = 1) -> [Float] {
+        (0..<count).map { _ in next() * scale }
+    }
+}
+
+/// A manually allocated float buffer: stable addresses, so tests can alias arguments.
+final class FloatBuffer {
+    let pointer: UnsafeMutablePointer<Float>
+    let count: Int
+
+    init(_ values: [Float]) {
+        count = values.count
+        pointer = .allocate(capacity: max(count, 1))
+        pointer.initialize(repeating: 0, count: max(count, 1))
+        for i in 0..<count { pointer[i] = values[i] }
+    }
+
+    convenience init(repeating value: Float, count: Int) {
+        self.init([Float](repeating: value, count: count))
+    }
+
+    deinit { pointer.deallocate() }
+
+    var array: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
+    var const: UnsafePointer<Float> { UnsafePointer(pointer) }
+}
+
+/// max |a - b| / max |b|: the accuracy measure the kernels promise (0 when both are zero).
+func relativeError(_ a: [Float], _ b: [Float]) -> Float {
+    precondition(a.count == b.count)
+    var diff: Float = 0, scale: Float = 0
+    for i in 0..<a.count {
+        diff = max(diff, abs(a[i] - b[i]))
+        scale = max(scale, abs(b[i]))
+    }
+    if diff.isNaN { return .infinity }
+    return scale == 0 ? diff : diff / scale
+}
+
+/// The kernel paths this CPU supports, slowest first (forcing is clamped to the hardware).
+func supportedISAs() -> [cnx_isa] {
+    var paths: [cnx_isa] = []
+    for isa in [CNX_ISA_SCALAR, CNX_ISA_AVX2, CNX_ISA_AVX512] {
+        cnx_isa_force(Int32(isa.rawValue))
+        if cnx_isa_current() == isa { paths.append(isa) }
+    }
+    cnx_isa_force(-1)
+    return paths
+}
+
+/// Runs body once per supported path with that path forced, then returns to automatic choice.
+func forEachISA(_ body: (cnx_isa, String) throws -> Void) rethrows {
+    defer { cnx_isa_force(-1) }
+    for isa in supportedISAs() {
+        cnx_isa_force(Int32(isa.rawValue))
+        try body(isa, String(cString: cnx_isa_name(isa)))
+    }
+}
+
+/// GELU in Double, the value every path approximates.
+func geluExact(_ x: Double) -> Double { 0.5 * x * (1 + erf(x / 2.0.squareRoot())) }

@@ -1,5 +1,0 @@
-import XCTest
-
-final class CKernelsTestsPlaceholder: XCTestCase {
-    func testBuilds() {}
-}

@@ -1,5 +1,0 @@
-import XCTest
-
-final class CNXFormatTestsPlaceholder: XCTestCase {
-    func testBuilds() {}
-}
