@@ -257,14 +257,16 @@ SAMPLE_KEYS = ("samples_ms", "latencies_ms", "times_ms", "iterations_ms")
 class OurBench:
     """One row for `convnext-convert bench MODEL ...` (a .cnx, or the .onnx reference executor)."""
 
-    def __init__(self, binary, model, batch, threads, label):
+    def __init__(self, binary, model, batch, threads, label, hw=(224, 224)):
         self.binary, self.model, self.batch, self.threads, self.label = binary, model, batch, threads, label
+        self.hw = hw
         self.rounds = []        # the parsed JSON of each round, with "_round" = its index
         self.maxrss_mb = None
 
     def cmd(self, iterations):
+        size = [] if self.hw == (224, 224) or self.hw[0] != self.hw[1] else ["--size", str(self.hw[0])]
         return [self.binary, "bench", self.model, "--threads", str(self.threads), "--batch", str(self.batch),
-                "--iterations", str(iterations), "--json"]
+                "--iterations", str(iterations), "--json"] + size
 
     def round(self, r, iterations, timeout):
         rc, out, err, wall, rss = run_child(self.cmd(iterations), timeout=timeout)
@@ -313,20 +315,25 @@ def model_facts(path):
 
 
 def fixture_rows(model_path, hw, seed=0):
-    """(inputs, expected or None): the fixture's sample rows (input.npy, input2.npy, ...)."""
+    """(inputs, expected or None, (H, W)): the fixture's sample rows (input.npy, input2.npy, ...).
+
+    hw: the model's fixed (H, W), or None when they are dynamic (then the first fixture's)."""
     d = os.path.dirname(model_path)
     xs, ys = [], []
     for suffix in ("", "2"):
         xp, yp = os.path.join(d, f"input{suffix}.npy"), os.path.join(d, f"expected{suffix}.npy")
         if os.path.exists(xp) and os.path.exists(yp):
             x, y = np.load(xp), np.load(yp)
+            if hw is None and x.ndim == 4:
+                hw = tuple(x.shape[2:])
             if x.ndim == 4 and tuple(x.shape[2:]) == tuple(hw) and x.shape[0] == y.shape[0]:
                 xs.append(x.astype(np.float32))
                 ys.append(y.astype(np.float32))
+    hw = tuple(hw) if hw else (224, 224)
     if xs:
-        return np.concatenate(xs), np.concatenate(ys)
+        return np.concatenate(xs), np.concatenate(ys), hw
     rng = np.random.default_rng(seed)
-    return rng.standard_normal((3, 3, hw[0], hw[1]), dtype=np.float32), None
+    return rng.standard_normal((3, 3, hw[0], hw[1]), dtype=np.float32), None, hw
 
 
 def tile_rows(a, batch):
@@ -440,8 +447,8 @@ def parse_args(argv):
     ap.add_argument("--no-reference", action="store_true",
                     help="skip the row for the reference executor (bench MODEL.onnx)")
     ap.add_argument("--results", default=DEFAULT_RESULTS, help="directory for latest.json and the .cnx")
-    ap.add_argument("--budget", type=float, default=240.0,
-                    help="seconds after which no extra round is started to replace noisy ones (default 240)")
+    ap.add_argument("--budget", type=float, default=180.0,
+                    help="seconds after which no extra round is started to replace noisy ones (default 180)")
     ap.add_argument("--no-extra-rounds", action="store_true",
                     help="do not add rounds when other processes made some of them noisy")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds allowed for one invocation of our tool")
@@ -536,14 +543,14 @@ def main(argv=None):
     os.makedirs(args.results, exist_ok=True)
     facts = model_facts(model)
     dims = facts["input_dims"]
-    hw = tuple(d if isinstance(d, int) and d > 0 else 224 for d in dims[2:4]) if len(dims) == 4 else (224, 224)
+    fixed_hw = len(dims) == 4 and all(isinstance(d, int) and d > 0 for d in dims[2:4])
     if isinstance(dims[0], int) and dims[0] > 0:
         fixed = dims[0]
         dropped = [b for b in batches if b != fixed]
         if dropped:
             print(f"note: the model has a fixed batch of {fixed}; skipping batch {dropped}")
         batches = [fixed]
-    xs_pool, ys_pool = fixture_rows(model, hw)
+    xs_pool, ys_pool, hw = fixture_rows(model, tuple(dims[2:4]) if fixed_hw else None)
     model_name = os.path.basename(os.path.dirname(model)) if os.path.basename(model) == "model.onnx" \
         else os.path.splitext(os.path.basename(model))[0]
     cpu = cpu_facts()
@@ -553,7 +560,7 @@ def main(argv=None):
           f"{facts['parameters']:,} parameters, {facts['onnx_bytes'] / 1e6:.1f} MB)")
     print(f"cpu: {cpu['model']}, {cpu['cores']} cores, avx512_bf16={cpu['avx512_bf16']}; "
           f"env: {' '.join(f'{k}={v}' for k, v in sorted(env_keep.items())) or '-'}")
-    print(f"batches {batches}, {args.threads} threads, {rounds} rounds, iterations per round "
+    print(f"input {hw[0]}x{hw[1]}, batches {batches}, {args.threads} threads, {rounds} rounds, iterations per round "
           f"{ {b: default_iterations(args, b) for b in batches} }, "
           f"warmup { {b: default_warmup(args, b) for b in batches} }")
     print(f"verification reference: {'expected*.npy beside the model' if ys_pool is not None else 'ONNX Runtime (no expected.npy beside the model)'}")
@@ -577,6 +584,7 @@ def main(argv=None):
     for b in batches:
         for kind in COMPETITORS:
             key = (kind, b)
+            w = None
             try:
                 w = Worker(kind, model, b, args.threads, hw)
                 w.call(cmd="input", path=inputs[b])
@@ -589,6 +597,8 @@ def main(argv=None):
                 workers[key] = w
             except Exception as e:
                 unavailable[key] = str(e)[:400]
+                if w is not None:
+                    w.close()
     # Labels with versions and the precision OpenVINO picked.
     for (kind, b), w in workers.items():
         if kind == ORT:
@@ -636,7 +646,7 @@ def main(argv=None):
         for kind, b in candidates:
             path = cnx_path if kind == "cnx" else model
             label = "convnext-convert .cnx" if kind == "cnx" else "convnext-convert .onnx (reference executor)"
-            row = OurBench(binary, path, b, args.threads, label)
+            row = OurBench(binary, path, b, args.threads, label, hw)
             # Correctness first: `run` on the same input the competitors were checked on.
             y_out = os.path.join(tmp, f"ours_{kind}_b{b}.npy")
             rc, out, err, _, _ = run_child([binary, "run", path, "--input", inputs[b], "--output", y_out],

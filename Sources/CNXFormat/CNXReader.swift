@@ -77,10 +77,10 @@ private struct FileParser {
         }
         let storedCRC = try fixed.u32("header_crc32")
         _ = try fixed.u32("flags")  // reserved: ignored by 1.x readers (Formats/CNX.md, Compatibility)
-        var sections: [(name: String, start: Int, length: Int, field: Int)] = []
-        for name in ["metadata", "graph", "tensors"] {
+        var sections: [(name: String, label: String, start: Int, length: Int, field: Int)] = []
+        for (name, label) in [("metadata", "metadata section"), ("graph", "graph section"), ("tensors", "tensor table")] {
             let field = fixed.offset
-            sections.append((name, try fixed.size("\(name)_offset"), try fixed.size("\(name)_size"), field))
+            sections.append((name, label, try fixed.size("\(name)_offset"), try fixed.size("\(name)_size"), field))
         }
         let dataOffsetField = fixed.offset
         let dataOffset = try fixed.size("data_offset")
@@ -115,8 +115,9 @@ private struct FileParser {
         }
 
         func cursor(_ i: Int) -> ByteCursor {
-            ByteCursor(base: base, start: sections[i].start, end: sections[i].start + sections[i].length, section: "\(sections[i].name == "tensors" ? "tensor table" : sections[i].name + " section")")
+            ByteCursor(base: base, start: sections[i].start, end: sections[i].start + sections[i].length, section: sections[i].label)
         }
+        // The tensor table first: the graph's tensor attributes refer to its entries.
         var tensorCursor = cursor(2)
         let entries = try parseTensorTable(&tensorCursor)
         try tensorCursor.finish(allowTrailing: newerMinor)
@@ -131,6 +132,10 @@ private struct FileParser {
         try graphCursor.finish(allowTrailing: newerMinor)
         for (i, e) in entries.enumerated() where e.flags & CNXLayout.initializerFlag != 0 {
             graph.initializers[e.name] = tensors[i]
+        }
+        // Last, since it reads every byte: a malformed header is reported without that wait.
+        if verify {
+            for e in entries { try checkCRC(e, base: base, dataOffset: dataOffset) }
         }
         return CNXModel(graph: graph, metadata: metadata)
     }
@@ -207,7 +212,7 @@ private struct FileParser {
         return entries
     }
 
-    /// A tensor borrowing its bytes from the mapping, after bounds and (when verifying) checksum checks.
+    /// A tensor borrowing its bytes from the mapping, after checking they lie inside the file.
     private func tensor(_ e: TensorEntry, base: UnsafeRawPointer, dataOffset: Int, dataSize: Int) throws -> Tensor {
         guard e.offset <= dataSize, e.byteCount <= dataSize - e.offset else {
             // Both values fit an Int, so their sum with the data offset can only overflow as UInt64.
@@ -216,13 +221,16 @@ private struct FileParser {
             throw CNXError("tensor '\(shown(e.name))': data at bytes \(start)..<\(overflow ? "2^64+" : String(end)) runs past the end of the \(file.count)-byte file")
         }
         let pointer = base + dataOffset + e.offset
-        if verify {
-            let crc = CRC32.checksum(pointer, e.byteCount)
-            guard crc == e.crc else {
-                throw CNXError("tensor '\(shown(e.name))': checksum mismatch: its data at bytes \(dataOffset + e.offset)..<\(dataOffset + e.offset + e.byteCount) has CRC-32 \(hex32(crc)), but the tensor table (byte \(e.crcFieldOffset)) says \(hex32(e.crc)); the file is damaged")
-            }
-        }
         return Tensor(dtype: e.dtype, shape: e.shape, storage: Storage(borrowing: pointer, byteCount: e.byteCount, owner: file))
+    }
+
+    /// Compares a tensor's bytes with its table entry's CRC-32; bounds were checked by `tensor`.
+    private func checkCRC(_ e: TensorEntry, base: UnsafeRawPointer, dataOffset: Int) throws {
+        let start = dataOffset + e.offset
+        let crc = CRC32.checksum(base + start, e.byteCount)
+        guard crc == e.crc else {
+            throw CNXError("tensor '\(shown(e.name))': checksum mismatch: its data at bytes \(start)..<\(start + e.byteCount) has CRC-32 \(hex32(crc)), but the tensor table (byte \(e.crcFieldOffset)) says \(hex32(e.crc)); the file is damaged")
+        }
     }
 
     /// `struct cnx_metadata`.

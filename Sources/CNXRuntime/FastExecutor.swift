@@ -90,7 +90,10 @@ final class FastExecutor: @unchecked Sendable {
                 guard s < node.inputs.count, let w = graph.initializers[node.inputs[s]], w.dtype == .float32, w.shape.count == 2 else {
                     throw CNXError("\(node.label): weight input \(s) must be a constant 2-D float tensor")
                 }
-                if packed[node.inputs[s]] == nil { packed[node.inputs[s]] = PackedMatrix(w) }
+                if packed[node.inputs[s]] == nil {
+                    packed[node.inputs[s]] = PackedMatrix(w)
+                    releasePages(of: w)
+                }
             }
         }
     }

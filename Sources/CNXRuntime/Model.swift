@@ -24,8 +24,10 @@ public final class Model: @unchecked Sendable {
     /// - Throws: `CNXError` naming the file and the section, tensor or offset at fault.
     public convenience init(path: String, threads: Int? = nil) throws {
         let file = try CNXReader.load(path: path)
+        // Checking the checksums read every page; let them go before packing reads them again
+        // one weight at a time.
+        for t in file.graph.initializers.values { releasePages(of: t) }
         try self.init(graph: file.graph, metadata: file.metadata, threads: threads)
-        Model.releaseMappedWeights(file.graph, except: [])
     }
 
     /// Wraps an in-memory graph (optimised or not: unfused operations run on the reference kernels).
@@ -74,19 +76,15 @@ public final class Model: @unchecked Sendable {
         let ws = workspace ?? makeWorkspace()
         return try executor.run(inputs, scratch: ws.scratch)
     }
+}
 
-    /// Tells the kernel it may drop the mapped pages of weights that were packed into memory of
-    /// their own, so a loaded model costs its packed weights, not twice its file.
-    static func releaseMappedWeights(_ graph: Graph, except: Set<String>) {
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        for node in graph.nodes where [.block, .stem, .downsample, .head].contains(node.op) {
-            let slots = node.op == .block ? [3, 5] : [1]
-            for s in slots where s < node.inputs.count {
-                guard let t = graph.initializers[node.inputs[s]], t.storage.isBorrowed else { continue }
-                let start = Int(bitPattern: t.storage.bytes)
-                let lo = (start + page - 1) / page * page, hi = (start + t.byteCount) / page * page
-                if hi > lo { madvise(UnsafeMutableRawPointer(bitPattern: lo), hi - lo, MADV_DONTNEED) }
-            }
-        }
-    }
+/// Tells the kernel it may drop the mapped file pages behind a borrowed tensor: they are clean,
+/// and come back from the file if read again. Keeps a loaded model's memory near its packed
+/// weights instead of twice its file.
+func releasePages(of t: Tensor) {
+    guard t.storage.isBorrowed else { return }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let start = Int(bitPattern: t.storage.bytes)
+    let lo = (start + page - 1) / page * page, hi = (start + t.byteCount) / page * page
+    if hi > lo { madvise(UnsafeMutableRawPointer(bitPattern: lo), hi - lo, MADV_DONTNEED) }
 }

@@ -198,4 +198,34 @@ final class CorruptFileTests: XCTestCase {
         XCTAssertGreaterThan(refused, 0)
         XCTAssertGreaterThan(loaded, 0, "changing a name or a value should still load")
     }
+
+    /// Several header bytes changed at once, at random (a fixed seed, so a failure repeats).
+    func testRandomHeaderDamageWithAMatchingChecksumNeverCrashes() throws {
+        let h = try FixedHeader(good)
+        var rng = SplitMix64(seed: 0xC0FFEE)
+        for _ in 0..<2000 {
+            var bytes = good
+            for _ in 0..<(1 + Int(rng.next() % 4)) {
+                let position = 12 + Int(rng.next() % UInt64(h.dataOffset - 12))
+                bytes[position] = UInt8(truncatingIfNeeded: rng.next())
+            }
+            try? fixHeaderCRC(&bytes)
+            _ = try load(bytes)
+        }
+    }
+}
+
+/// A small deterministic random number generator (Steele, Lea and Flood's SplitMix64).
+struct SplitMix64 {
+    var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
 }
