@@ -31,12 +31,34 @@ public enum Converter {
 
     public static func convert(input: String, output: String, options: Options = Options()) throws -> Report {
         let start = Date()
-        let loaded = try ModelLoader.load(input)
-        let source = loaded.graph
-        let architecture = Architecture.recognise(source)
-        var graph = source
+        // The source's SHA-256 (for the metadata) is computed on another core meanwhile.
+        let digest = BackgroundResult { try SHA256.hex(path: input) }
+        var graph: Graph
+        var metadata: [String: MetadataValue]
+        var architecture: Architecture?
+        let format: String
+        // The original graph's answer on a random input is taken first, so that the original
+        // weights can be freed as the passes replace them.
+        var check: (input: Tensor, expected: [Tensor])?
+        do {
+            let loaded = try ModelLoader.load(input)
+            graph = loaded.graph
+            metadata = loaded.metadata
+            format = loaded.format
+        }
+        let inputInfo = graph.inputs
+        let nodesBefore = graph.nodes.count
+        architecture = Architecture.recognise(graph)
         if let name = options.dumpAfter, !Pipeline.standard.passes.contains(where: { $0.name == name }) {
             throw CNXError("--dump-after: no pass is called '\(name)'; passes: \(Pipeline.standard.passes.map(\.name).joined(separator: ", "))")
+        }
+        if options.verify, let first = graph.inputs.first {
+            let x = randomTensor(sampleShape(first))
+            let out = try ReferenceExecutor(graph: graph).run([first.name: x])
+            check = (x, try graph.outputs.map { o in
+                guard let t = out[o.name] else { throw CNXError("\(input): output '\(o.name)' was not computed") }
+                return t
+            })
         }
         let steps: [Pipeline.Step]
         do {
@@ -52,25 +74,25 @@ public enum Converter {
             }
         }
         var error: Float?
-        if options.verify {
-            let e = try verify(original: source, optimised: graph)
+        if let check {
+            let e = try compare(graph, input: check.input, expected: check.expected)
             error = e
             guard e <= 1e-4 else {
                 throw CNXError("\(input): the optimised graph differs from the original by a relative error of \(e) (> 1e-4) on a random input; nothing was written. Run with --no-verify to write it anyway.")
             }
         }
-        var metadata = loaded.metadata
-        for (k, v) in try describe(source: input, format: loaded.format, architecture: architecture, graph: source, steps: steps) where metadata[k] == nil || k.hasPrefix("converter.") {
-            metadata[k] = v
-        }
+        var described = try describe(source: input, format: format, architecture: architecture, inputs: inputInfo, steps: steps)
+        described[MetadataKey.sourceSHA256] = .string(try digest.value())
+        for (k, v) in described where metadata[k] == nil || k.hasPrefix("converter.") { metadata[k] = v }
         try CNXWriter.write(CNXModel(graph: graph, metadata: metadata), to: output)
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
-        return Report(architecture: architecture, steps: steps, nodesBefore: source.nodes.count, nodesAfter: graph.nodes.count,
+        return Report(architecture: architecture, steps: steps, nodesBefore: nodesBefore, nodesAfter: graph.nodes.count,
                       outputBytes: size, seconds: Date().timeIntervalSince(start), verificationError: error)
     }
 
-    /// A concrete input shape for a graph input: symbolic batch 1, symbolic height and width 64.
-    public static func sampleShape(_ info: ValueInfo, spatial: Int = 64) -> [Int] {
+    /// A concrete input shape for a graph input: symbolic batch 1, symbolic height and width 32
+    /// (the smallest a ConvNeXt takes, so the check costs little).
+    public static func sampleShape(_ info: ValueInfo, spatial: Int = 32) -> [Int] {
         guard let shape = info.shape else { return [1, 3, spatial, spatial] }
         return shape.enumerated().map { i, d in d.value ?? (i == 0 ? 1 : i == 1 ? 3 : spatial) }
     }
@@ -86,17 +108,14 @@ public enum Converter {
         return t
     }
 
-    /// Max relative error of the optimised graph against the original, on one random input.
-    static func verify(original: Graph, optimised: Graph) throws -> Float {
-        guard let input = original.inputs.first else { return 0 }
-        let x = randomTensor(sampleShape(input))
-        // Both graphs run on the reference kernels: the check is about what the passes did,
-        // and it needs no second, packed copy of the weights.
-        let expected = try ReferenceExecutor(graph: original).run([input.name: x])
-        let actual = try ReferenceExecutor(graph: optimised).run([optimised.inputs.first?.name ?? input.name: x])
+    /// Max relative error of `graph`'s outputs on `input` against `expected`, run on the
+    /// reference kernels: the check is about what the passes did.
+    static func compare(_ graph: Graph, input x: Tensor, expected: [Tensor]) throws -> Float {
+        guard let name = graph.inputs.first?.name else { return 0 }
+        let actual = try ReferenceExecutor(graph: graph).run([name: x])
         var worst: Float = 0
-        for (o, n) in zip(original.outputs, optimised.outputs) {
-            guard let a = actual[n.name], let e = expected[o.name], a.shape == e.shape else {
+        for (o, e) in zip(graph.outputs, expected) {
+            guard let a = actual[o.name], a.shape == e.shape else {
                 throw CNXError("output '\(o.name)' has a different shape after optimisation")
             }
             var diff: Float = 0, scale: Float = 0
@@ -110,10 +129,9 @@ public enum Converter {
         return worst
     }
 
-    static func describe(source path: String, format: String, architecture a: Architecture?, graph: Graph, steps: [Pipeline.Step]) throws -> [String: MetadataValue] {
+    static func describe(source path: String, format: String, architecture a: Architecture?, inputs: [ValueInfo], steps: [Pipeline.Step]) throws -> [String: MetadataValue] {
         var m: [String: MetadataValue] = [
             MetadataKey.sourceFileName: .string(URL(fileURLWithPath: path).lastPathComponent),
-            MetadataKey.sourceSHA256: .string(try SHA256.hex(path: path)),
             MetadataKey.converterVersion: .string(converterVersion),
             MetadataKey.converterPasses: .strings(steps.filter { $0.rewrites > 0 }.map(\.pass)),
             MetadataKey.mean: .floats([0.485, 0.456, 0.406]),
@@ -130,11 +148,31 @@ public enum Converter {
             if let c = a.classes { m[MetadataKey.classes] = .int(Int64(c)) }
             m[MetadataKey.stem] = .string(a.stem)
         }
-        if let shape = graph.inputs.first?.shape, shape.count == 4, let h = shape[2].value, let w = shape[3].value {
+        if let shape = inputs.first?.shape, shape.count == 4, let h = shape[2].value, let w = shape[3].value {
             m[MetadataKey.inputSize] = .ints([Int64(h), Int64(w)])
         } else {
             m[MetadataKey.inputSize] = .ints([224, 224])
         }
         return m
+    }
+}
+
+/// A value computed on a background thread; `value()` waits for it.
+final class BackgroundResult<T>: @unchecked Sendable {
+    private var result: Result<T, Error>?
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ work: @escaping () throws -> T) {
+        Thread.detachNewThread { [self] in
+            result = Result { try work() }
+            done.signal()
+        }
+    }
+
+    func value() throws -> T {
+        done.wait()
+        done.signal()
+        guard let result else { throw CNXError("background work vanished") }
+        return try result.get()
     }
 }

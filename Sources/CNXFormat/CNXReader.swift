@@ -221,7 +221,7 @@ private struct FileParser {
             throw CNXError("tensor '\(shown(e.name))': data at bytes \(start)..<\(overflow ? "2^64+" : String(end)) runs past the end of the \(file.count)-byte file")
         }
         let pointer = base + dataOffset + e.offset
-        return Tensor(dtype: e.dtype, shape: e.shape, storage: Storage(borrowing: pointer, byteCount: e.byteCount, owner: file))
+        return Tensor(dtype: e.dtype, shape: e.shape, storage: Storage(borrowing: pointer, byteCount: e.byteCount, owner: file, mapped: true))
     }
 
     /// Compares a tensor's bytes with its table entry's CRC-32; bounds were checked by `tensor`.

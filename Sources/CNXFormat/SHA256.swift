@@ -42,7 +42,12 @@ public enum SHA256 {
         }
 
         private mutating func block(_ p: UnsafeRawBufferPointer) {
-            var w = [UInt32](repeating: 0, count: 64)
+            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
+                compress(p, w.baseAddress!)
+            }
+        }
+
+        private mutating func compress(_ p: UnsafeRawBufferPointer, _ w: UnsafeMutablePointer<UInt32>) {
             for i in 0..<16 {
                 w[i] = UInt32(p[4 * i]) << 24 | UInt32(p[4 * i + 1]) << 16 | UInt32(p[4 * i + 2]) << 8 | UInt32(p[4 * i + 3])
             }
@@ -85,9 +90,20 @@ public enum SHA256 {
         return hasher.finalize()
     }
 
-    /// The SHA-256 of a file, read through a mapping.
+    /// The SHA-256 of a file, read in chunks (not mapped: the pages stay in the page cache and
+    /// out of this process's memory).
     public static func hex(path: String) throws -> String {
-        let file = try MappedFile(path: path)
-        return hex(file.buffer)
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw CNXError("\(path): cannot open") }
+        defer { try? handle.close() }
+        var hasher = Hasher()
+        while true {
+            let chunk: Data
+            do { chunk = try handle.read(upToCount: 1 << 22) ?? Data() } catch {
+                throw CNXError("\(path): cannot read (\(error.localizedDescription))")
+            }
+            if chunk.isEmpty { break }
+            chunk.withUnsafeBytes { hasher.update($0) }
+        }
+        return hasher.finalize()
     }
 }

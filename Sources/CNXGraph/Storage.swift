@@ -7,6 +7,7 @@ public final class Storage: @unchecked Sendable {
     public let byteCount: Int
     private let owner: AnyObject?
     private let allocated: Bool
+    private let releasesPages: Bool
 
     /// New zeroed memory, 64-byte aligned.
     public init(byteCount: Int) {
@@ -16,18 +17,33 @@ public final class Storage: @unchecked Sendable {
         self.byteCount = byteCount
         owner = nil
         allocated = true
+        releasesPages = false
     }
 
     /// A view of memory that `owner` keeps valid; nothing is copied. Read-only by contract.
-    public init(borrowing pointer: UnsafeRawPointer, byteCount: Int, owner: AnyObject) {
+    /// `mapped`: the bytes are a clean, read-only file mapping, whose pages may be given back to
+    /// the kernel when this view goes (a converter that replaces every weight then holds each
+    /// weight once, not twice).
+    public init(borrowing pointer: UnsafeRawPointer, byteCount: Int, owner: AnyObject, mapped: Bool = false) {
         bytes = UnsafeMutableRawPointer(mutating: pointer)
         self.byteCount = byteCount
         self.owner = owner
         allocated = false
+        releasesPages = mapped
     }
 
     deinit {
-        if allocated { bytes.deallocate() }
+        if allocated { bytes.deallocate() } else if releasesPages { dropPages() }
+    }
+
+    /// Lets the kernel drop the whole pages inside a mapped view; they are read back from the
+    /// file if touched again. Does nothing for memory this process allocated.
+    public func dropPages() {
+        guard !allocated, releasesPages else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = Int(bitPattern: bytes)
+        let lo = (start + page - 1) / page * page, hi = (start + byteCount) / page * page
+        if hi > lo { madvise(UnsafeMutableRawPointer(bitPattern: lo), hi - lo, MADV_DONTNEED) }
     }
 
     /// True when the data lives in a mapped file or another owner's memory.

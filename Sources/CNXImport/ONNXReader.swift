@@ -35,6 +35,9 @@ private final class Loader {
     let directory: URL
     var externalFiles: [String: MappedFile] = [:]
     var owner: UnpackedModel?
+    var file: MappedFile?
+    /// Where each initializer's raw_data lies in the model file (see InitializerStripper).
+    var rawRanges: [Range<Int>?] = []
 
     init(path: String) {
         self.path = path
@@ -45,7 +48,11 @@ private final class Loader {
         let file = try MappedFile(path: path)
         guard file.count > 0 else { throw CNXError("empty file: not an ONNX model") }
         try ProtoWireChecker(bytes: file.buffer).check()
-        guard let proto = onnx__model_proto__unpack(nil, file.count, file.bytes?.assumingMemoryBound(to: UInt8.self)) else {
+        self.file = file
+        let (stripped, ranges) = InitializerStripper(bytes: file.buffer).strip()
+        rawRanges = ranges
+        let unpacked = stripped.withUnsafeBufferPointer { onnx__model_proto__unpack(nil, $0.count, $0.baseAddress) }
+        guard let proto = unpacked else {
             throw CNXError("not a valid ONNX protobuf: protobuf-c could not parse the \(file.count) bytes")
         }
         let owner = UnpackedModel(proto)
@@ -65,7 +72,8 @@ private final class Loader {
         for i in 0..<g.n_initializer {
             guard let t = g.initializer[i] else { continue }
             let name = string(t.pointee.name)
-            initializers[name] = try tensor(t, what: "initializer '\(name)'")
+            let raw = i < rawRanges.count ? rawRanges[i] : nil
+            initializers[name] = try tensor(t, what: "initializer '\(name)'", raw: raw)
         }
 
         var nodes: [Node] = []
@@ -198,7 +206,7 @@ private final class Loader {
     }
 
     /// Converts a TensorProto, checking every length against the shape before touching data.
-    func tensor(_ tp: UnsafeMutablePointer<Onnx__TensorProto>, what: String) throws -> Tensor {
+    func tensor(_ tp: UnsafeMutablePointer<Onnx__TensorProto>, what: String, raw: Range<Int>? = nil) throws -> Tensor {
         let t = tp.pointee
         var shape: [Int] = []
         for i in 0..<t.n_dims {
@@ -217,7 +225,13 @@ private final class Loader {
 
         if t.has_data_location != 0 && t.data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL {
             let (pointer, owner) = try externalBytes(t, expectedBytes: expectedBytes, what: what)
-            return try widen(dtype: dtype, shape: shape, count: count, bytes: pointer, owner: owner, what: what)
+            return try widen(dtype: dtype, shape: shape, count: count, bytes: pointer, owner: owner, what: what, mapped: true)
+        }
+        if let raw, let file, let base = file.bytes {
+            guard raw.count == expectedBytes else {
+                throw CNXError("\(what): raw_data at byte \(raw.lowerBound) holds \(raw.count) bytes, shape \(shape) of \(dtype.name) needs \(expectedBytes)")
+            }
+            return try widen(dtype: dtype, shape: shape, count: count, bytes: base + raw.lowerBound, owner: file, what: what, mapped: true)
         }
         if t.has_raw_data != 0 {
             guard t.raw_data.len == expectedBytes else {
@@ -254,16 +268,18 @@ private final class Loader {
     /// Turns bytes of any supported element type into a float32 or int64 tensor, borrowing them
     /// when they already have that type and alignment.
     func widen(dtype: DType, shape: [Int], count: Int, bytes: UnsafeRawPointer, owner: AnyObject,
-               what: String) throws -> Tensor {
-        let aligned = Int(bitPattern: bytes) % 8 == 0
+               what: String, mapped: Bool = false) throws -> Tensor {
+        let aligned = Int(bitPattern: bytes) % dtype.size == 0
         switch dtype {
         case .float32, .int64:
             if aligned {
                 return Tensor(dtype: dtype, shape: shape,
-                              storage: Storage(borrowing: bytes, byteCount: count * dtype.size, owner: owner))
+                              storage: Storage(borrowing: bytes, byteCount: count * dtype.size, owner: owner, mapped: mapped))
             }
+            // Misaligned in the file: copy, then give the file's pages back.
             let t = Tensor(zeros: dtype, shape: shape)
             t.storage.bytes.copyMemory(from: bytes, byteCount: count * dtype.size)
+            if mapped { Storage(borrowing: bytes, byteCount: count * dtype.size, owner: owner, mapped: true).dropPages() }
             return t
         case .float16, .bfloat16:
             let out = Tensor(zeros: .float32, shape: shape)

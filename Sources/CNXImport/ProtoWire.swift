@@ -68,3 +68,98 @@ struct ProtoWireChecker {
         }
     }
 }
+
+/// Splits the bulk of an ONNX file from its structure: a copy of the ModelProto in which every
+/// initializer's `raw_data` (TensorProto field 9) is left out, and where each one was in the
+/// file. protobuf-c then parses only the small structural part (it copies every bytes field it
+/// reads), and the weights are read straight from the mapped file, once.
+struct InitializerStripper {
+    let bytes: UnsafeRawBufferPointer
+
+    /// The stripped ModelProto and, for each initializer in order, the byte range of its
+    /// raw_data in the file (nil when it has none). Call after `ProtoWireChecker.check()`.
+    func strip() -> (model: [UInt8], raw: [Range<Int>?]) {
+        var raw: [Range<Int>?] = []
+        var out: [UInt8] = []
+        out.reserveCapacity(1 << 16)
+        var offset = 0
+        while offset < bytes.count {
+            let field = readField(&offset)
+            if field.number == 7 && field.wire == 2 {
+                let graph = stripGraph(field.payload, &raw)
+                append(key: field.key, payload: graph, to: &out)
+            } else {
+                out.append(contentsOf: bytes[field.start..<field.end])
+            }
+        }
+        return (out, raw)
+    }
+
+    private struct Field {
+        var start: Int, end: Int, key: UInt64, number: UInt64, wire: UInt64
+        var payload: Range<Int>
+    }
+
+    private func varint(_ offset: inout Int) -> UInt64 {
+        var result: UInt64 = 0, shift: UInt64 = 0
+        while offset < bytes.count {
+            let b = bytes[offset]
+            offset += 1
+            result |= UInt64(b & 0x7f) << shift
+            if b & 0x80 == 0 { break }
+            shift += 7
+        }
+        return result
+    }
+
+    /// One field at `offset` (already validated by the checker), advancing past it.
+    private func readField(_ offset: inout Int) -> Field {
+        let start = offset
+        let key = varint(&offset)
+        let wire = key & 7
+        var payload = offset..<offset
+        switch wire {
+        case 0: _ = varint(&offset)
+        case 1: offset += 8
+        case 5: offset += 4
+        default:
+            let length = Int(varint(&offset))
+            payload = offset..<offset + length
+            offset += length
+        }
+        return Field(start: start, end: offset, key: key, number: key >> 3, wire: wire, payload: payload)
+    }
+
+    private func append(key: UInt64, payload: [UInt8], to out: inout [UInt8]) {
+        func put(_ v: UInt64) {
+            var v = v
+            while v >= 0x80 { out.append(UInt8(v & 0x7f) | 0x80); v >>= 7 }
+            out.append(UInt8(v))
+        }
+        put(key)
+        put(UInt64(payload.count))
+        out.append(contentsOf: payload)
+    }
+
+    private func stripGraph(_ range: Range<Int>, _ raw: inout [Range<Int>?]) -> [UInt8] {
+        var out: [UInt8] = []
+        var offset = range.lowerBound
+        while offset < range.upperBound {
+            let field = readField(&offset)
+            guard field.number == 5 && field.wire == 2 else {
+                out.append(contentsOf: bytes[field.start..<field.end])
+                continue
+            }
+            var tensor: [UInt8] = []
+            var data: Range<Int>?
+            var inner = field.payload.lowerBound
+            while inner < field.payload.upperBound {
+                let f = readField(&inner)
+                if f.number == 9 && f.wire == 2 { data = f.payload } else { tensor.append(contentsOf: bytes[f.start..<f.end]) }
+            }
+            raw.append(data)
+            append(key: field.key, payload: tensor, to: &out)
+        }
+        return out
+    }
+}

@@ -139,13 +139,15 @@ public protocol Pass {
 }
 
 /// Applies `rewriteOnce` until it returns false; the pass's count is the number of rewrites.
+/// Dead nodes and tensors go after every rewrite, so a weight that a fold replaced is freed
+/// at once and a large model is never held twice.
 func repeatUntilStable(_ graph: inout Graph, _ rewriteOnce: (inout Graph) throws -> Bool) rethrows -> Int {
     var count = 0
     while try rewriteOnce(&graph) {
         count += 1
+        graph.removeDeadCode()
         if count > 100_000 { break }
     }
-    if count > 0 { graph.removeDeadCode() }
     return count
 }
 

@@ -92,7 +92,7 @@ final class FastExecutor: @unchecked Sendable {
                 }
                 if packed[node.inputs[s]] == nil {
                     packed[node.inputs[s]] = PackedMatrix(w)
-                    releasePages(of: w)
+                    w.storage.dropPages()
                 }
             }
         }

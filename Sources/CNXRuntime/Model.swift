@@ -26,7 +26,7 @@ public final class Model: @unchecked Sendable {
         let file = try CNXReader.load(path: path)
         // Checking the checksums read every page; let them go before packing reads them again
         // one weight at a time.
-        for t in file.graph.initializers.values { releasePages(of: t) }
+        for t in file.graph.initializers.values { t.storage.dropPages() }
         try self.init(graph: file.graph, metadata: file.metadata, threads: threads)
     }
 
@@ -76,15 +76,4 @@ public final class Model: @unchecked Sendable {
         let ws = workspace ?? makeWorkspace()
         return try executor.run(inputs, scratch: ws.scratch)
     }
-}
-
-/// Tells the kernel it may drop the mapped file pages behind a borrowed tensor: they are clean,
-/// and come back from the file if read again. Keeps a loaded model's memory near its packed
-/// weights instead of twice its file.
-func releasePages(of t: Tensor) {
-    guard t.storage.isBorrowed else { return }
-    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-    let start = Int(bitPattern: t.storage.bytes)
-    let lo = (start + page - 1) / page * page, hi = (start + t.byteCount) / page * page
-    if hi > lo { madvise(UnsafeMutableRawPointer(bitPattern: lo), hi - lo, MADV_DONTNEED) }
 }

@@ -81,3 +81,24 @@ final class CLIConvertTests: XCTestCase {
         for key in ["median_ms", "p90_ms", "throughput_ips", "peak_rss_mb"] { XCTAssertNotNil(object?[key], key) }
     }
 }
+
+/// The source fingerprint in a `.cnx` is the file's real SHA-256, as coreutils computes it.
+final class SourceDigestTests: XCTestCase {
+    func testSHA256MatchesCoreutils() throws {
+        let entry = try XCTUnwrap(try Fixtures.manifest().first { $0.exporter == "legacy" })
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cnx = dir.appendingPathComponent("m.cnx").path
+        XCTAssertEqual(try runTool([entry.model, cnx]).status, 0)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
+        process.arguments = [entry.model]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        let expected = String(text.prefix(64))
+        XCTAssertEqual(try CNXReader.load(path: cnx).metadata[MetadataKey.sourceSHA256], .string(expected))
+    }
+}
