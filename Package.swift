@@ -17,6 +17,9 @@ let package = Package(
         // System libraries, through module maps (Debian: libopenblas-dev, zlib1g-dev).
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        // Image codecs (Debian: libjpeg62-turbo-dev, libpng-dev).
+        .systemLibrary(name: "CJPEG", path: "Sources/CJPEG"),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
         // protobuf-c code generated from Formats/onnx.proto (scripts/gen-onnx.sh); links libprotobuf-c.
         .target(
             name: "CONNX",
@@ -32,26 +35,29 @@ let package = Package(
             linkerSettings: [.linkedLibrary("openblas"), .linkedLibrary("m")]
         ),
         .target(name: "CNXGraph", dependencies: ["CZlib"]),
-        .target(name: "CNXImport", dependencies: ["CNXGraph", "CONNX"]),
+        .target(name: "CNXImport", dependencies: ["CNXGraph", "CONNX", "CZlib"]),
         .target(name: "CNXFormat", dependencies: ["CNXGraph", "CZlib"]),
         .target(name: "CNXRuntime", dependencies: ["CNXGraph", "CNXFormat", "CKernels"]),
         .target(name: "CNXPasses", dependencies: ["CNXGraph", "CNXRuntime"]),
+        .target(name: "CNXValidate", dependencies: ["CNXGraph", "CNXFormat", "CNXRuntime", "CJPEG", "CPNG"]),
         // What the command-line tool does, as library functions: one per command.
-        .target(name: "CNXConvert", dependencies: ["CNXGraph", "CNXImport", "CNXFormat", "CNXPasses", "CNXRuntime"]),
+        .target(name: "CNXConvert", dependencies: ["CNXGraph", "CNXImport", "CNXFormat", "CNXPasses", "CNXRuntime", "CNXValidate"]),
         .executableTarget(
             name: "convnext-convert",
             dependencies: [
-                "CNXGraph", "CNXImport", "CNXRuntime", "CNXFormat", "CNXPasses", "CNXConvert",
+                "CNXGraph", "CNXImport", "CNXRuntime", "CNXFormat", "CNXPasses", "CNXConvert", "CNXValidate",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .target(name: "CNXTestSupport", dependencies: ["CNXGraph"], path: "Tests/CNXTestSupport"),
         .testTarget(name: "CNXGraphTests", dependencies: ["CNXGraph", "CNXImport", "CNXTestSupport"]),
-        .testTarget(name: "CNXImportTests", dependencies: ["CNXImport", "CNXGraph", "CNXTestSupport"]),
+        .testTarget(name: "CNXImportTests", dependencies: ["CNXImport", "CNXGraph", "CNXConvert", "CNXRuntime", "CNXPasses", "CNXTestSupport"]),
         .testTarget(name: "CNXRuntimeTests", dependencies: ["CNXRuntime", "CNXImport", "CNXGraph", "CNXTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["CNXGraph", "CNXFormat", "CNXTestSupport"]),
         .testTarget(name: "CNXFormatTests", dependencies: ["CNXFormat", "CNXGraph", "CNXImport", "CNXTestSupport"]),
         .testTarget(name: "CNXPassesTests", dependencies: ["CNXPasses", "CNXRuntime", "CNXImport", "CNXGraph", "CNXTestSupport"]),
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
+        .testTarget(name: "CNXValidateTests", dependencies: ["CNXValidate", "CNXGraph", "CNXFormat", "CNXRuntime", "CNXConvert", "CNXTestSupport"]),
+        .testTarget(name: "ReliabilityTests", dependencies: ["CNXImport", "CNXFormat", "CNXRuntime", "CNXGraph", "CNXConvert", "CNXTestSupport"]),
     ]
 )

@@ -1,0 +1,48 @@
+import ArgumentParser
+import CNXConvert
+import CNXFormat
+import CNXGraph
+import CNXRuntime
+import Foundation
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure latency and throughput of a model on random input.",
+        discussion: "A .cnx runs on the fast runtime; an .onnx on the reference executor (unoptimised).")
+
+    @Argument(help: "The model file (.cnx or .onnx).")
+    var model: String
+
+    @Option(name: .long, help: "Threads (default: all cores).")
+    var threads: Int?
+
+    @Option(name: .long, help: "Batch size.")
+    var batch = 1
+
+    @Option(name: .long, help: "Timed iterations (after 3 warm-up runs).")
+    var iterations = 20
+
+    @Option(name: .long, help: "Input height and width (default: the model's, else 224).")
+    var size: Int?
+
+    @Flag(name: .long, help: "Print one JSON object instead of a table.")
+    var json = false
+
+    func validate() throws {
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let size, size < 32 || size % 32 != 0 { throw ValidationError("--size must be a positive multiple of 32") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let r = try Benchmark.run(model: model, threads: threads, batch: batch, iterations: iterations, size: size)
+            if json {
+                print(r.json)
+            } else {
+                print(r.table)
+            }
+        }
+    }
+}

@@ -1,0 +1,50 @@
+import ArgumentParser
+import CNXConvert
+import CNXFormat
+import CNXGraph
+import CNXRuntime
+import Foundation
+
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Optimise a model (fold LayerNorm, GELU, layer scale; fuse blocks) and write a .cnx file.",
+        discussion: """
+        The optimised graph is checked against the original on a random input before anything is
+        written; the output file appears whole or not at all.
+        """)
+
+    @Argument(help: "The model to convert (.onnx).")
+    var input: String
+
+    @Argument(help: "The .cnx file to write.")
+    var output: String
+
+    @Flag(name: .long, help: "Skip the check of the optimised graph against the original.")
+    var noVerify = false
+
+    @Flag(name: .shortAndLong, help: "Print what each pass did.")
+    var verbose = false
+
+    @Option(name: .long, help: "Print the graph after the named pass (fold-constants, fold-layernorm, fold-gelu, fold-grn, fold-linear, eliminate-transposes, fold-layernorm-affine, fold-layer-scale, fuse-stem, fuse-downsample, fuse-blocks, fuse-head).")
+    var dumpAfter: String?
+
+    func run() throws {
+        try reportingErrors {
+            var options = Converter.Options()
+            options.verify = !noVerify
+            options.verbose = verbose
+            options.dumpAfter = dumpAfter
+            let r = try Converter.convert(input: input, output: output, options: options)
+            if let a = r.architecture {
+                print("model:     \(a.family) \(a.variant ?? "(custom)"), depths \(a.depths), dims \(a.dims), \(a.classes.map { "\($0) classes" } ?? "")")
+            } else {
+                print("model:     not recognised as ConvNeXt; converted as a generic graph")
+            }
+            let applied = r.steps.filter { $0.rewrites > 0 }.map { "\($0.pass) (\($0.rewrites))" }
+            print("passes:    \(applied.joined(separator: ", "))")
+            print("graph:     \(r.nodesBefore) nodes -> \(r.nodesAfter)")
+            if let e = r.verificationError { print(String(format: "verified:  relative error %.2e against the original on a random input", e)) }
+            print(String(format: "wrote:     %@ (%.1f MB) in %.2f s", output, Double(r.outputBytes) / 1e6, r.seconds))
+        }
+    }
+}

@@ -1,0 +1,5 @@
+import XCTest
+
+final class CNXValidatePlaceholder: XCTestCase {
+    func testBuilds() {}
+}
