@@ -14,6 +14,8 @@ public enum Converter {
         public var verify = true
         public var verbose = false
         public var dumpAfter: String?
+        /// Stages whose outputs become the graph's outputs (backbone mode); nil keeps the head.
+        public var features: [Int]?
         public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         public init() {}
     }
@@ -80,6 +82,9 @@ public enum Converter {
             guard e <= 1e-4 else {
                 throw CNXError("\(input): the optimised graph differs from the original by a relative error of \(e) (> 1e-4) on a random input; nothing was written. Run with --no-verify to write it anyway.")
             }
+        }
+        if let features = options.features {
+            do { try ExtractFeatures.apply(&graph, stages: features) } catch let e as CNXError { throw CNXError("\(input): \(e.message)") }
         }
         var described = try describe(source: input, format: format, architecture: architecture, inputs: inputInfo, steps: steps)
         described[MetadataKey.sourceSHA256] = .string(try digest.value())

@@ -28,9 +28,26 @@ struct Convert: ParsableCommand {
     @Option(name: .long, help: "Print the graph after the named pass (fold-constants, fold-layernorm, fold-gelu, fold-grn, fold-linear, eliminate-transposes, fold-layernorm-affine, fold-layer-scale, fuse-stem, fuse-downsample, fuse-blocks, fuse-head).")
     var dumpAfter: String?
 
+    @Option(name: .long, help: ArgumentHelp("Backbone mode: drop the head and output these stages' feature maps (N x C x H x W), named stage0...stage3.", valueName: "0,1,2,3"))
+    var features: String?
+
+    /// The stage list of `--features`, as `0,1,2,3` or `[0,1,2,3]`.
+    var featureStages: [Int]? {
+        get throws {
+            guard let features else { return nil }
+            let parts = features.trimmingCharacters(in: CharacterSet(charactersIn: "[] ")).split(separator: ",")
+            let stages = parts.compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !parts.isEmpty, stages.count == parts.count else { throw ValidationError("--features takes stage numbers like 0,1,2,3") }
+            return stages
+        }
+    }
+
+    func validate() throws { _ = try featureStages }
+
     func run() throws {
         try reportingErrors {
             var options = Converter.Options()
+            options.features = try featureStages
             options.verify = !noVerify
             options.verbose = verbose
             options.dumpAfter = dumpAfter

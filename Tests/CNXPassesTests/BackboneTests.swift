@@ -1,0 +1,61 @@
+import CNXGraph
+import CNXImport
+import CNXPasses
+import CNXRuntime
+import CNXTestSupport
+import XCTest
+
+/// A timm `features_only` backbone: four stage outputs, each intact through the passes and
+/// the fast runtime.
+final class BackboneTests: XCTestCase {
+    var dir: URL { Fixtures.root.appendingPathComponent("Fixtures/backbone") }
+
+    func expected(_ name: String) throws -> Tensor { try NPY.read(path: dir.appendingPathComponent("expected_\(name).npy").path) }
+
+    func testEveryStageOutputMatchesONNXRuntimeAfterOptimisation() throws {
+        var graph = try ONNXReader.load(path: dir.appendingPathComponent("backbone.onnx").path)
+        XCTAssertEqual(graph.outputs.map(\.name), ["stage0", "stage1", "stage2", "stage3"])
+        _ = try Pipeline.standard.run(&graph)
+        XCTAssertEqual(graph.outputs.map(\.name), ["stage0", "stage1", "stage2", "stage3"])
+        XCTAssertEqual(graph.nodes.filter { $0.op == .block }.count, 5, graph.dump())
+        let x = try NPY.read(path: dir.appendingPathComponent("input.npy").path)
+        XCTAssertEqual(x.shape[0], 2)
+        let outputs = try Model(graph: graph, threads: 2).predictAll([graph.inputs[0].name: x])
+        for name in ["stage0", "stage1", "stage2", "stage3"] {
+            let y = try XCTUnwrap(outputs[name]), e = try expected(name)
+            XCTAssertEqual(y.shape, e.shape, name)
+            XCTAssertLessThanOrEqual(relativeError(y.floats, e.floats), 1e-4, name)
+        }
+    }
+}
+
+/// `convnext-convert classifier.onnx out.cnx --features 0,1,2,3` gives the stage outputs of
+/// the backbone exported from the same weights.
+final class FeaturesFromClassifierTests: XCTestCase {
+    func testFeaturesMatchTheBackboneExport() throws {
+        let dir = Fixtures.root.appendingPathComponent("Fixtures/backbone")
+        let tmp = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let cnx = tmp.appendingPathComponent("features.cnx").path
+        let r = try runTool([dir.appendingPathComponent("classifier.onnx").path, cnx, "--features", "0,1,2,3"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let model = try Model(path: cnx, threads: 2)
+        XCTAssertEqual(model.outputNames, ["stage0", "stage1", "stage2", "stage3"])
+        XCTAssertFalse(model.graph.nodes.contains { $0.op == .head }, "the head is dropped")
+        let x = try NPY.read(path: dir.appendingPathComponent("input.npy").path)
+        let outputs = try model.predictAll([model.inputName: x])
+        for name in model.outputNames {
+            let e = try NPY.read(path: dir.appendingPathComponent("expected_\(name).npy").path)
+            let y = try XCTUnwrap(outputs[name])
+            XCTAssertEqual(y.shape, e.shape, name)
+            XCTAssertLessThanOrEqual(relativeError(y.floats, e.floats), 1e-4, name)
+        }
+        // A subset, and a stage that does not exist.
+        let two = tmp.appendingPathComponent("two.cnx").path
+        XCTAssertEqual(try runTool([dir.appendingPathComponent("classifier.onnx").path, two, "--features", "[1,3]"]).status, 0)
+        XCTAssertEqual(try Model(path: two).outputNames, ["stage1", "stage3"])
+        let bad = try runTool([dir.appendingPathComponent("classifier.onnx").path, tmp.appendingPathComponent("bad.cnx").path, "--features", "0,7"])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertTrue(bad.stderr.contains("stage 7"), bad.stderr)
+    }
+}
