@@ -7,6 +7,8 @@ public struct Pipeline {
 
     public static let standard = Pipeline(passes: [
         FoldConstants(),          // shape chains and constant subgraphs become tensors, so patterns see constants
+        SimplifyGather(),         // dynamo's index arithmetic over a flattened tensor becomes the Reshape it is
+        SimplifyReshape(),        // reshapes in a row merge; reshapes to the same shape go
         FoldLayerNorm(),          // decomposed and channels-first LayerNorms become one op over the last axis
         FoldGelu(),               // erf and tanh chains become Gelu
         FoldGRN(),                // ConvNeXt V2's GRN chain becomes one op

@@ -31,10 +31,10 @@ final class PassEquivalenceTests: XCTestCase {
         }
     }
 
-    /// The fully optimised graph of every ConvNeXt fixture from the legacy exporter is nothing
+    /// The fully optimised graph of every ConvNeXt fixture, from either exporter, is nothing
     /// but fused operations: every permute cancelled, every block fused.
-    func testLegacyExportsFuseCompletely() throws {
-        for entry in try Fixtures.manifest() where entry.exporter == "legacy" && entry.source != "isotropic" {
+    func testExportsFuseCompletely() throws {
+        for entry in try Fixtures.manifest() where entry.source != "isotropic" {
             var graph = try ONNXReader.load(path: entry.model)
             _ = try Pipeline.standard.run(&graph)
             XCTAssertTrue(graph.nodes.allSatisfy { $0.op.isFused }, "\(entry.name): \(graph.opHistogram)")
@@ -45,6 +45,28 @@ final class PassEquivalenceTests: XCTestCase {
 
 /// Hand-built graphs that almost match a pattern: each must come out of its pass unchanged.
 final class NearMissTests: XCTestCase {
+    func gatherGraph(_ indices: [Int64]) -> Graph {
+        Graph(inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.fixed(6)])], outputs: [ValueInfo(name: "y", dtype: .float32, shape: nil)],
+              nodes: [Node(name: "g", op: .gather, inputs: ["x", "idx"], outputs: ["y"], attributes: ["axis": .int(0)])],
+              initializers: ["idx": Tensor(int64s: indices, shape: [2, 3])])
+    }
+
+    func testGatherInRowMajorOrderIsAReshapeAndOtherOrdersStay() throws {
+        var graph = gatherGraph([0, 1, 2, 3, 4, 5])
+        XCTAssertEqual(try SimplifyGather().run(&graph), 1)
+        XCTAssertEqual(graph.nodes.map(\.op), [.reshape])
+        let x = random([6], seed: 5)
+        let a = try ReferenceExecutor(graph: gatherGraph([0, 1, 2, 3, 4, 5])).run(["x": x])["y"]!
+        let b = try ReferenceExecutor(graph: graph).run(["x": x])["y"]!
+        XCTAssertEqual(a.floats, b.floats)
+        XCTAssertEqual(b.shape, [2, 3])
+        for near in [[0, 2, 4, 1, 3, 5], [1, 2, 3, 4, 5, 0], [0, 1, 2, 3, 4, 4]] as [[Int64]] {
+            var g = gatherGraph(near)
+            XCTAssertEqual(try SimplifyGather().run(&g), 0, "\(near)")
+            XCTAssertEqual(g.nodes.map(\.op), [.gather])
+        }
+    }
+
     /// A decomposed LayerNorm over `axis` of an input [2, 3, 4, 5], optionally broken.
     func layerNormChain(axis: Int, epsAsInput: Bool = false, affine: Bool = true, extraReaderOfD: Bool = false) -> Graph {
         let dims = [2, 3, 4, 5]
