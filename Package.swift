@@ -8,6 +8,8 @@ let package = Package(
         .library(name: "CNXImport", targets: ["CNXImport"]),
         .library(name: "CNXFormat", targets: ["CNXFormat"]),
         .library(name: "CNXPasses", targets: ["CNXPasses"]),
+        .library(name: "CNXQuantize", targets: ["CNXQuantize"]),
+        .library(name: "CNXConvert", targets: ["CNXConvert"]),
         .executable(name: "convnext-convert", targets: ["convnext-convert"]),
     ],
     dependencies: [
@@ -39,13 +41,14 @@ let package = Package(
         .target(name: "CNXFormat", dependencies: ["CNXGraph", "CZlib"]),
         .target(name: "CNXRuntime", dependencies: ["CNXGraph", "CNXFormat", "CKernels"]),
         .target(name: "CNXPasses", dependencies: ["CNXGraph", "CNXRuntime"]),
+        .target(name: "CNXQuantize", dependencies: ["CNXGraph", "CNXRuntime", "CNXPasses", "CNXFormat"]),
         .target(name: "CNXValidate", dependencies: ["CNXGraph", "CNXFormat", "CNXRuntime", "CJPEG", "CPNG"]),
         // What the command-line tool does, as library functions: one per command.
-        .target(name: "CNXConvert", dependencies: ["CNXGraph", "CNXImport", "CNXFormat", "CNXPasses", "CNXRuntime", "CNXValidate"]),
+        .target(name: "CNXConvert", dependencies: ["CNXGraph", "CNXImport", "CNXFormat", "CNXPasses", "CNXRuntime", "CNXValidate", "CNXQuantize"]),
         .executableTarget(
             name: "convnext-convert",
             dependencies: [
-                "CNXGraph", "CNXImport", "CNXRuntime", "CNXFormat", "CNXPasses", "CNXConvert", "CNXValidate",
+                "CNXGraph", "CNXImport", "CNXRuntime", "CNXFormat", "CNXPasses", "CNXConvert", "CNXValidate", "CNXQuantize",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -57,6 +60,7 @@ let package = Package(
         .testTarget(name: "CNXFormatTests", dependencies: ["CNXFormat", "CNXGraph", "CNXImport", "CNXTestSupport"]),
         .testTarget(name: "CNXPassesTests", dependencies: ["CNXPasses", "CNXRuntime", "CNXImport", "CNXGraph", "CNXTestSupport"]),
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
+        .testTarget(name: "CNXQuantizeTests", dependencies: ["CNXQuantize", "CNXRuntime", "CNXPasses", "CNXImport", "CNXGraph", "CNXConvert", "CNXTestSupport"]),
         .testTarget(name: "CNXValidateTests", dependencies: ["CNXValidate", "CNXGraph", "CNXFormat", "CNXRuntime", "CNXConvert", "CNXTestSupport"]),
         .testTarget(name: "ReliabilityTests", dependencies: ["CNXImport", "CNXFormat", "CNXRuntime", "CNXGraph", "CNXConvert", "CNXTestSupport"]),
     ]

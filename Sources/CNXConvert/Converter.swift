@@ -1,6 +1,7 @@
 import CNXFormat
 import CNXGraph
 import CNXPasses
+import CNXQuantize
 import CNXRuntime
 import Foundation
 
@@ -16,6 +17,8 @@ public enum Converter {
         public var dumpAfter: String?
         /// Stages whose outputs become the graph's outputs (backbone mode); nil keeps the head.
         public var features: [Int]?
+        /// int8 quantization after optimisation: calibration samples (N x 3 x H x W) and settings.
+        public var int8: (calibration: Tensor, options: Quantizer.Options)?
         public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         public init() {}
     }
@@ -29,6 +32,11 @@ public enum Converter {
         public var seconds: Double
         /// Relative error of the optimised graph against the original, when checked.
         public var verificationError: Float?
+        /// With int8: the output SQNR of the quantized model against the float32 one on the
+        /// calibration samples, and the layers kept in float32.
+        public var int8SQNR: Double?
+        public var keptFloat: [String] = []
+        public var quantizeSeconds: Double?
     }
 
     public static func convert(input: String, output: String, options: Options = Options()) throws -> Report {
@@ -86,13 +94,34 @@ public enum Converter {
         if let features = options.features {
             do { try ExtractFeatures.apply(&graph, stages: features) } catch let e as CNXError { throw CNXError("\(input): \(e.message)") }
         }
+        var int8SQNR: Double?, keptFloat: [String] = [], quantizeSeconds: Double?
+        if let int8 = options.int8 {
+            guard !graph.initializers.values.contains(where: { $0.dtype == .int8 }) else {
+                throw CNXError("\(input): the model is already quantized")
+            }
+            let t0 = Date()
+            let q: Quantizer.Result
+            do { q = try Quantizer.quantize(graph, calibration: int8.calibration, options: int8.options) } catch let e as CNXError {
+                throw CNXError("\(input): \(e.message)")
+            }
+            quantizeSeconds = Date().timeIntervalSince(t0)
+            // How far int8 is from float32, on a few calibration samples.
+            let probe = Quantizer.firstSamples(int8.calibration, count: min(4, int8.calibration.shape[0]), graph: graph)
+            let f = try Model(graph: graph, threads: int8.options.threads).predict(probe)
+            let y = try Model(graph: q.graph, threads: int8.options.threads).predict(probe)
+            int8SQNR = OutputError.sqnr(y, f)
+            keptFloat = q.keptFloat
+            graph = q.graph
+            for (k, v) in q.metadata { metadata[k] = v }
+        }
         var described = try describe(source: input, format: format, architecture: architecture, inputs: inputInfo, steps: steps)
         described[MetadataKey.sourceSHA256] = .string(try digest.value())
         for (k, v) in described where metadata[k] == nil || k.hasPrefix("converter.") { metadata[k] = v }
         try CNXWriter.write(CNXModel(graph: graph, metadata: metadata), to: output)
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         return Report(architecture: architecture, steps: steps, nodesBefore: nodesBefore, nodesAfter: graph.nodes.count,
-                      outputBytes: size, seconds: Date().timeIntervalSince(start), verificationError: error)
+                      outputBytes: size, seconds: Date().timeIntervalSince(start), verificationError: error,
+                      int8SQNR: int8SQNR, keptFloat: keptFloat, quantizeSeconds: quantizeSeconds)
     }
 
     /// A concrete input shape for a graph input: symbolic batch 1, symbolic height and width 32

@@ -114,7 +114,7 @@ extension Graph {
 
     /// Drops nodes whose results nobody reads and tensors no node reads. Returns how many nodes went.
     @discardableResult
-    mutating func removeDeadCode() -> Int {
+    public mutating func removeDeadCode() -> Int {
         var live = Set(outputs.map(\.name))
         var keep = [Bool](repeating: false, count: nodes.count)
         for i in stride(from: nodes.count - 1, through: 0, by: -1) where nodes[i].outputs.contains(where: { live.contains($0) }) {

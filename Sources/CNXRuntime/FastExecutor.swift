@@ -26,6 +26,14 @@ final class PackedMatrix: @unchecked Sendable {
     }
 }
 
+/// Sees the activations that enter the pointwise layers of fused blocks, for calibration.
+/// `observe` is called from several threads at once, each time with a slice of rows of one
+/// activation: layer 1 is the LayerNorm output (input of the first pointwise layer), layer 2 the
+/// GELU (or GRN) output (input of the second).
+public protocol ActivationObserver: AnyObject {
+    func observe(node: Int, layer: Int, values: UnsafeBufferPointer<Float>)
+}
+
 /// Runs `body(start, end)` over `count` items split into at most `threads` contiguous chunks.
 func parallelChunks(_ count: Int, threads: Int, _ body: (Int, Int, Int) -> Void) {
     let chunks = max(1, min(threads, count))
@@ -87,6 +95,8 @@ final class FastExecutor: @unchecked Sendable {
             default: slots = []
             }
             for s in slots {
+                // int8 weights are the quantized path's (packed separately).
+                if node.op == .block, s < node.inputs.count, graph.initializers[node.inputs[s]]?.dtype == .int8 { continue }
                 guard s < node.inputs.count, let w = graph.initializers[node.inputs[s]], w.dtype == .float32, w.shape.count == 2 else {
                     throw CNXError("\(node.label): weight input \(s) must be a constant 2-D float tensor")
                 }
@@ -101,11 +111,11 @@ final class FastExecutor: @unchecked Sendable {
     /// Threads used per layer when `rows` rows of work are available.
     private func lanes(_ rows: Int) -> Int { min(threads, max(1, rows / 8)) }
 
-    func run(_ inputs: [String: Tensor], scratch: [Scratch]) throws -> [String: Tensor] {
+    func run(_ inputs: [String: Tensor], scratch: [Scratch], observer: ActivationObserver? = nil) throws -> [String: Tensor] {
         var values = graph.initializers
         for (k, v) in inputs { values[k] = v }
         var remaining = readers
-        for node in graph.nodes {
+        for (nodeIndex, node) in graph.nodes.enumerated() {
             var args: [Tensor?] = []
             for name in node.inputs {
                 if name.isEmpty { args.append(nil); continue }
@@ -119,7 +129,9 @@ final class FastExecutor: @unchecked Sendable {
             let result: Tensor
             do {
                 switch node.op {
-                case .block: result = try block(node, args, inPlace: exclusive, scratch: scratch)
+                case .block where args.count > 5 && (args[3]?.dtype == .int8 || args[5]?.dtype == .int8):
+                    result = try Kernels.evaluate(node, args)[0]
+                case .block: result = try block(node, args, inPlace: exclusive, scratch: scratch, observer: observer.map { ($0, nodeIndex) })
                 case .stem: result = try stem(node, args, scratch: scratch)
                 case .downsample: result = try downsample(node, args, scratch: scratch)
                 case .head: result = try head(node, args)
@@ -166,7 +178,10 @@ final class FastExecutor: @unchecked Sendable {
         return m
     }
 
-    func block(_ node: Node, _ args: [Tensor?], inPlace: Bool, scratch: [Scratch]) throws -> Tensor {
+    func block(_ node: Node, _ args: [Tensor?], inPlace: Bool, scratch: [Scratch], observer: (ActivationObserver, Int)? = nil) throws -> Tensor {
+        func report(_ layer: Int, _ p: UnsafeMutablePointer<Float>, _ count: Int) {
+            observer?.0.observe(node: observer!.1, layer: layer, values: UnsafeBufferPointer(start: p, count: count))
+        }
         let x = try float(args, 0), dw = try float(args, 1)
         guard x.shape.count == 4 else { throw CNXError("input must be NHWC, got \(x.shape)") }
         let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
@@ -196,10 +211,12 @@ final class FastExecutor: @unchecked Sendable {
                     for ti in lo..<hi {
                         let r0 = ti * tile, rows = min(tile, pixels - r0)
                         cnx_layernorm_rows_f32(t + r0 * c, Int64(rows), Int64(c), eps, nil, nil, ln)
+                        report(1, ln, rows * c)
                         w1.multiply(ln, rows: rows, lda: c, bias: b1, gelu: true, residual: nil, ldr: 0, into: hbuf + r0 * hidden, ldc: hidden)
                     }
                 }
                 applyGRN(hbuf, pixels: pixels, channels: hidden, gamma: grnGamma, beta: grnBeta, eps: node.float("grn_epsilon") ?? 1e-6)
+                report(2, hbuf, pixels * hidden)
                 parallelChunks(tiles, threads: lanes(tiles * 8)) { lo, hi, _ in
                     for ti in lo..<hi {
                         let r0 = ti * tile, rows = min(tile, pixels - r0)
@@ -217,7 +234,9 @@ final class FastExecutor: @unchecked Sendable {
                 for ti in lo..<hi {
                     let r0 = ti * tile, rows = min(tile, pixels - r0)
                     cnx_layernorm_rows_f32(t + r0 * c, Int64(rows), Int64(c), eps, nil, nil, ln)
+                    report(1, ln, rows * c)
                     w1.multiply(ln, rows: rows, lda: c, bias: b1, gelu: true, residual: nil, ldr: 0, into: hb, ldc: hidden)
+                    report(2, hb, rows * hidden)
                     w2.multiply(hb, rows: rows, lda: hidden, bias: b2, gelu: false, residual: xb + r0 * c, ldr: c, into: xb + r0 * c, ldc: c)
                 }
             }

@@ -64,12 +64,12 @@ extension Kernels {
             cnx_dwconv_nhwc_f32(x.floatPointer, Int64(x.shape[0]), Int64(x.shape[1]), Int64(x.shape[2]), Int64(x.shape[3]),
                                 Int64(dw.shape[0]), dw.floatPointer, dwb.floatPointer, t.floatPointer)
             let normed = try layerNormLast(t, nil, nil, eps: eps)
-            var hidden = try linear(normed, arg(3), arg(4))
+            var hidden = try pointwise(normed, node, args, layer: 1)
             cnx_gelu_f32(hidden.floatPointer, hidden.floatPointer, Int64(hidden.count), 0)
             if let gamma = try optionalArg(7), let beta = try optionalArg(8) {
                 hidden = try grn(hidden, gamma, beta, eps: node.float("grn_epsilon") ?? 1e-6)
             }
-            let y = try linear(hidden, arg(5), arg(6))
+            let y = try pointwise(hidden, node, args, layer: 2)
             guard y.shape == x.shape else { throw CNXError("block output \(y.shape) differs from its input \(x.shape)") }
             let yp = y.floatPointer, xp = x.floatPointer
             for i in 0..<y.count { yp[i] += xp[i] }
@@ -84,6 +84,32 @@ extension Kernels {
         default:
             throw CNXError("not a fused operation")
         }
+    }
+
+    /// A block's pointwise layer 1 (inputs 3, 4) or 2 (inputs 5, 6): float32, or int8 when its
+    /// weight is int8, with the activation quantization in the attributes `a<layer>_scale`,
+    /// `a<layer>_zero` and the per-output-channel weight scales in `w<layer>_scales`.
+    static func pointwise(_ x: Tensor, _ node: Node, _ args: [Tensor?], layer: Int) throws -> Tensor {
+        let slot = layer == 1 ? 3 : 5
+        guard slot + 1 < args.count, let w = args[slot], let b = args[slot + 1] else { throw CNXError("pointwise layer \(layer) is missing") }
+        if w.dtype == .float32 { return try linear(x, w, float(b)) }
+        guard w.dtype == .int8, w.shape.count == 2, let k = x.shape.last, k == w.shape[0] else {
+            throw CNXError("pointwise layer \(layer): weight \(w.dtype.name) \(w.shape) does not fit input \(x.shape)")
+        }
+        let q = try QuantizedLayer(node, layer: layer, outputs: w.shape[1])
+        let n = w.shape[1], rows = x.count / max(k, 1)
+        let codes = Tensor(zeros: .uint8, shape: x.shape)
+        cnx_quantize_u8_reference(x.floatPointer, Int64(x.count), q.activationScale, q.activationZero,
+                                  codes.storage.bytes.assumingMemoryBound(to: UInt8.self))
+        let y = Tensor(zeros: .float32, shape: Array(x.shape.dropLast()) + [n])
+        let bias = try float(b)
+        try q.weightScales.withUnsafeBufferPointer { scales in
+            guard bias.count == n else { throw CNXError("pointwise layer \(layer): bias has \(bias.count) values for \(n) outputs") }
+            cnx_qlinear_reference(Int64(rows), Int64(n), Int64(k), codes.storage.bytes.assumingMemoryBound(to: UInt8.self),
+                                  w.storage.bytes.assumingMemoryBound(to: Int8.self), q.activationZero, q.activationScale,
+                                  scales.baseAddress, bias.floatPointer, y.floatPointer)
+        }
+        return y
     }
 
     static func kernelSize(_ node: Node) throws -> Int {
@@ -135,5 +161,24 @@ extension Kernels {
             }
         }
         return y
+    }
+}
+
+/// The quantization parameters of one int8 pointwise layer of a fused block.
+struct QuantizedLayer {
+    let activationScale: Float
+    let activationZero: Int32
+    let weightScales: [Float]
+
+    init(_ node: Node, layer: Int, outputs n: Int) throws {
+        guard let scale = node.float("a\(layer)_scale"), scale > 0, scale.isFinite,
+              let zero = node.int("a\(layer)_zero"), (0...255).contains(zero),
+              case .tensor(let w)? = node.attributes["w\(layer)_scales"], w.dtype == .float32, w.count == n else {
+            throw CNXError("int8 pointwise layer \(layer) lacks valid a\(layer)_scale, a\(layer)_zero or w\(layer)_scales (\(n) values)")
+        }
+        activationScale = scale
+        activationZero = Int32(zero)
+        weightScales = w.floats
+        guard weightScales.allSatisfy({ $0 > 0 && $0.isFinite }) else { throw CNXError("w\(layer)_scales must be positive") }
     }
 }

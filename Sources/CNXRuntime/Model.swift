@@ -58,8 +58,9 @@ public final class Model: @unchecked Sendable {
         return y
     }
 
-    /// Runs the model and returns every graph output by name.
-    public func predictAll(_ inputs: [String: Tensor], workspace: Workspace? = nil) throws -> [String: Tensor] {
+    /// Runs the model and returns every graph output by name. An `observer` sees the inputs of
+    /// every float32 pointwise layer of the fused blocks (calibration for int8).
+    public func predictAll(_ inputs: [String: Tensor], workspace: Workspace? = nil, observer: ActivationObserver? = nil) throws -> [String: Tensor] {
         for info in graph.inputs {
             guard let t = inputs[info.name] else { throw CNXError("missing input '\(info.name)'") }
             guard t.dtype == .float32 else { throw CNXError("input '\(info.name)' must be float32, got \(t.dtype.name)") }
@@ -74,6 +75,6 @@ public final class Model: @unchecked Sendable {
             }
         }
         let ws = workspace ?? makeWorkspace()
-        return try executor.run(inputs, scratch: ws.scratch)
+        return try executor.run(inputs, scratch: ws.scratch, observer: observer)
     }
 }

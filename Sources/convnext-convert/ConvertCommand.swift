@@ -28,6 +28,14 @@ struct Convert: ParsableCommand {
     @Option(name: .long, help: "Print the graph after the named pass (fold-constants, fold-layernorm, fold-gelu, fold-grn, fold-linear, eliminate-transposes, fold-layernorm-affine, fold-layer-scale, fuse-stem, fuse-downsample, fuse-blocks, fuse-head).")
     var dumpAfter: String?
 
+    @Flag(name: .long, help: "Also quantize to int8 (needs --calibration); the same as `quantize --int8`.")
+    var int8 = false
+
+    @OptionGroup var quantization: Int8Options
+
+    @Option(name: .long, help: "Threads for verification and calibration (default: all cores).")
+    var threads: Int?
+
     @Option(name: .long, help: ArgumentHelp("Backbone mode: drop the head and output these stages' feature maps (N x C x H x W), named stage0...stage3.", valueName: "0,1,2,3"))
     var features: String?
 
@@ -48,6 +56,7 @@ struct Convert: ParsableCommand {
         try reportingErrors {
             var options = Converter.Options()
             options.features = try featureStages
+            if int8 { options.int8 = try quantization.settings(threads: threads) }
             options.verify = !noVerify
             options.verbose = verbose
             options.dumpAfter = dumpAfter
@@ -61,6 +70,7 @@ struct Convert: ParsableCommand {
             print("passes:    \(applied.joined(separator: ", "))")
             print("graph:     \(r.nodesBefore) nodes -> \(r.nodesAfter)")
             if let e = r.verificationError { print(String(format: "verified:  relative error %.2e against the original on a random input", e)) }
+            if int8 { printInt8Report(r, output: output); return }
             print(String(format: "wrote:     %@ (%.1f MB) in %.2f s", output, Double(r.outputBytes) / 1e6, r.seconds))
         }
     }

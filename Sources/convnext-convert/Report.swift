@@ -1,6 +1,7 @@
 import CNXConvert
 import CNXFormat
 import CNXGraph
+import CNXQuantize
 import Foundation
 
 /// Text that `inspect` prints.
@@ -24,6 +25,22 @@ enum Report {
             for v in graph.outputs { lines.append("  \(v.name): \(v.dtype.name) \(v.shape.map(describe) ?? "[?]")") }
             lines.append("operators (\(graph.nodes.count) nodes):")
             for (op, count) in graph.opHistogram { lines.append("  \(op.rawValue.padding(toLength: 20, withPad: " ", startingAt: 0)) \(count)") }
+            let names = Int8Lowering.layerNames(graph)
+            let quantized = names.keys.sorted().filter { graph.nodes[$0.node].attributes["a\($0.layer)_scale"] != nil }
+            if !quantized.isEmpty {
+                lines.append("pointwise layers (\(names.count), \(quantized.count) int8):")
+                for key in names.keys.sorted() {
+                    let node = graph.nodes[key.node]
+                    guard let scale = node.float("a\(key.layer)_scale"), let zero = node.int("a\(key.layer)_zero"),
+                          case .tensor(let w)? = node.attributes["w\(key.layer)_scales"] else {
+                        lines.append("  \(names[key]!): float32")
+                        continue
+                    }
+                    let ws = w.floats
+                    lines.append(String(format: "  %@: int8, input scale %.5g zero %d, weight scales %.3g...%.3g (%d channels)",
+                                        names[key]!, scale, zero, ws.min() ?? 0, ws.max() ?? 0, ws.count))
+                }
+            }
             lines.append("tensors (\(graph.initializers.count)):")
             for (name, t) in graph.initializers.sorted(by: { $0.key < $1.key }) {
                 lines.append("  \(name): \(t.dtype.name) \(t.shape) (\(bytes(t.byteCount)))")

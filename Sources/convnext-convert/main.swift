@@ -26,11 +26,12 @@ struct ConvnextConvert: ParsableCommand {
         discussion: """
         Reads ONNX files (with the external-data file torch writes beside them) and .cnx files.
           convnext-convert model.onnx model.cnx          optimise and write a .cnx (convert is the default)
+          convnext-convert quantize --int8 model.onnx model.int8.cnx --calibration calib.npy
           convnext-convert inspect model.cnx             what a model file holds
           convnext-convert run model.cnx --input x.npy --output logits.npy
           convnext-convert bench model.cnx --threads 2 --batch 1
         """,
-        subcommands: [Convert.self, Inspect.self, Run.self, Bench.self],
+        subcommands: [Convert.self, Quantize.self, Inspect.self, Run.self, Bench.self],
         defaultSubcommand: Convert.self
     )
 }

@@ -1,0 +1,68 @@
+import CNXGraph
+import CNXPasses
+
+/// Rewrites the pointwise layers of fused blocks to int8: weights symmetric per output
+/// channel (scale = max |w| / 127 over the channel), the activation entering each layer u8 with
+/// a zero point from calibration. LayerNorm, GELU, GRN, the depthwise convolution and the
+/// residual stream stay float32 (the runtime dequantizes in the GEMM epilogue and quantizes in
+/// the LayerNorm's), so no value is quantized twice.
+public enum Int8Lowering {
+    /// A name people can type for each pointwise layer: `stages.S.blocks.J.pw1` / `.pw2`.
+    public static func layerNames(_ graph: Graph) -> [LayerKey: String] {
+        var names: [LayerKey: String] = [:]
+        var stage = -1, block = 0, lastWidth: Int?
+        for (i, node) in graph.nodes.enumerated() where node.op == .block || node.op == .downsample {
+            if node.op == .downsample { lastWidth = nil; continue }
+            let width = graph.initializers[node.inputs[1]]?.shape.last
+            if width != lastWidth { stage += 1; block = 0 } else { block += 1 }
+            lastWidth = width
+            names[LayerKey(node: i, layer: 1)] = "stages.\(stage).blocks.\(block).pw1"
+            names[LayerKey(node: i, layer: 2)] = "stages.\(stage).blocks.\(block).pw2"
+        }
+        return names
+    }
+
+    /// Per-output-channel symmetric int8 weights and their scales, for a [K, N] float weight.
+    static func quantizeWeight(_ w: Tensor) -> (Tensor, Tensor) {
+        let (k, n) = (w.shape[0], w.shape[1])
+        let q = Tensor(zeros: .int8, shape: [k, n])
+        var scales = [Float](repeating: 1, count: n)
+        let src = w.floatPointer, dst = q.storage.bytes.assumingMemoryBound(to: Int8.self)
+        for j in 0..<n {
+            var m: Float = 0
+            for r in 0..<k { m = max(m, abs(src[r * n + j])) }
+            scales[j] = m > 0 ? m / 127 : 1
+        }
+        for r in 0..<k {
+            for j in 0..<n {
+                let v = (src[r * n + j] / scales[j]).rounded(.toNearestOrEven)
+                dst[r * n + j] = Int8(max(-127, min(127, v)))
+            }
+        }
+        return (q, Tensor(floats: scales, shape: [n]))
+    }
+
+    /// Quantizes the layers in `activations` (all of them, less `keepFloat`).
+    public static func apply(_ graph: inout Graph, activations: [LayerKey: ActivationQuantization], keepFloat: Set<LayerKey> = []) throws {
+        for key in activations.keys.sorted() where !keepFloat.contains(key) {
+            guard key.node < graph.nodes.count, graph.nodes[key.node].op == .block, let q = activations[key] else {
+                throw CNXError("calibration refers to node \(key.node), which is not a fused block")
+            }
+            var node = graph.nodes[key.node]
+            let slot = key.layer == 1 ? 3 : 5
+            guard let w = graph.initializers[node.inputs[slot]], w.shape.count == 2 else {
+                throw CNXError("\(node.label): pointwise layer \(key.layer) has no 2-D weight")
+            }
+            guard w.dtype == .float32 else { continue }
+            let (qw, scales) = quantizeWeight(w)
+            let name = node.inputs[slot] + ".int8"
+            graph.initializers[name] = qw
+            node.inputs[slot] = name
+            node.attributes["a\(key.layer)_scale"] = .float(q.scale)
+            node.attributes["a\(key.layer)_zero"] = .int(Int(q.zero))
+            node.attributes["w\(key.layer)_scales"] = .tensor(scales)
+            graph.nodes[key.node] = node
+        }
+        graph.removeDeadCode()
+    }
+}
