@@ -37,6 +37,8 @@ public enum Converter {
         public var int8SQNR: Double?
         public var keptFloat: [String] = []
         public var quantizeSeconds: Double?
+        public var sensitivity: [Quantizer.Sensitivity] = []
+        public var accuracy: Quantizer.AccuracyCheck?
     }
 
     public static func convert(input: String, output: String, options: Options = Options()) throws -> Report {
@@ -95,6 +97,7 @@ public enum Converter {
             do { try ExtractFeatures.apply(&graph, stages: features) } catch let e as CNXError { throw CNXError("\(input): \(e.message)") }
         }
         var int8SQNR: Double?, keptFloat: [String] = [], quantizeSeconds: Double?
+        var sensitivity: [Quantizer.Sensitivity] = [], accuracy: Quantizer.AccuracyCheck?
         if let int8 = options.int8 {
             guard !graph.initializers.values.contains(where: { $0.dtype == .int8 }) else {
                 throw CNXError("\(input): the model is already quantized")
@@ -111,6 +114,8 @@ public enum Converter {
             let y = try Model(graph: q.graph, threads: int8.options.threads).predict(probe)
             int8SQNR = OutputError.sqnr(y, f)
             keptFloat = q.keptFloat
+            sensitivity = q.sensitivity
+            accuracy = q.accuracy
             graph = q.graph
             for (k, v) in q.metadata { metadata[k] = v }
         }
@@ -121,7 +126,8 @@ public enum Converter {
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         return Report(architecture: architecture, steps: steps, nodesBefore: nodesBefore, nodesAfter: graph.nodes.count,
                       outputBytes: size, seconds: Date().timeIntervalSince(start), verificationError: error,
-                      int8SQNR: int8SQNR, keptFloat: keptFloat, quantizeSeconds: quantizeSeconds)
+                      int8SQNR: int8SQNR, keptFloat: keptFloat, quantizeSeconds: quantizeSeconds,
+                      sensitivity: sensitivity, accuracy: accuracy)
     }
 
     /// A concrete input shape for a graph input: symbolic batch 1, symbolic height and width 32

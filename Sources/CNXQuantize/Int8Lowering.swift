@@ -7,12 +7,21 @@ import CNXPasses
 /// residual stream stay float32 (the runtime dequantizes in the GEMM epilogue and quantizes in
 /// the LayerNorm's), so no value is quantized twice.
 public enum Int8Lowering {
-    /// A name people can type for each pointwise layer: `stages.S.blocks.J.pw1` / `.pw2`.
+    /// A name people can type for each quantizable layer: `stem`, `stages.S.downsample`,
+    /// `stages.S.blocks.J.pw1` / `.pw2`, `head`.
     public static func layerNames(_ graph: Graph) -> [LayerKey: String] {
         var names: [LayerKey: String] = [:]
         var stage = -1, block = 0, lastWidth: Int?
-        for (i, node) in graph.nodes.enumerated() where node.op == .block || node.op == .downsample {
-            if node.op == .downsample { lastWidth = nil; continue }
+        for (i, node) in graph.nodes.enumerated() where [.block, .downsample, .stem, .head].contains(node.op) {
+            switch node.op {
+            case .stem: names[LayerKey(node: i, layer: 1)] = "stem"; continue
+            case .head: names[LayerKey(node: i, layer: 1)] = "head"; continue
+            case .downsample:
+                names[LayerKey(node: i, layer: 1)] = "stages.\(stage + 1).downsample"
+                lastWidth = nil
+                continue
+            default: break
+            }
             let width = graph.initializers[node.inputs[1]]?.shape.last
             if width != lastWidth { stage += 1; block = 0 } else { block += 1 }
             lastWidth = width
@@ -45,11 +54,11 @@ public enum Int8Lowering {
     /// Quantizes the layers in `activations` (all of them, less `keepFloat`).
     public static func apply(_ graph: inout Graph, activations: [LayerKey: ActivationQuantization], keepFloat: Set<LayerKey> = []) throws {
         for key in activations.keys.sorted() where !keepFloat.contains(key) {
-            guard key.node < graph.nodes.count, graph.nodes[key.node].op == .block, let q = activations[key] else {
-                throw CNXError("calibration refers to node \(key.node), which is not a fused block")
+            guard key.node < graph.nodes.count, [.block, .stem, .downsample, .head].contains(graph.nodes[key.node].op), let q = activations[key] else {
+                throw CNXError("calibration refers to node \(key.node), which is not a fused operation")
             }
             var node = graph.nodes[key.node]
-            let slot = key.layer == 1 ? 3 : 5
+            let slot = node.op == .block ? (key.layer == 1 ? 3 : 5) : 1
             guard let w = graph.initializers[node.inputs[slot]], w.shape.count == 2 else {
                 throw CNXError("\(node.label): pointwise layer \(key.layer) has no 2-D weight")
             }

@@ -26,7 +26,29 @@ public enum Quantizer {
         public var keepFloat: [String] = []
         public var threads: Int?
         public var progress: ((Int, Int) -> Void)?
+        /// Measure what quantizing each layer alone does to the output.
+        public var sensitivity = false
+        /// Keep the most sensitive layers float32 until top-1 agreement with float32 (or, with
+        /// labels, accuracy) is within this many percentage points.
+        public var maxDrop: Double?
+        /// Samples for sensitivity and max-drop (the calibration samples when nil), and labels.
+        public var validation: Tensor?
+        public var labels: [Int]?
         public init() {}
+    }
+
+    /// What quantizing one layer alone does: the output's SQNR against float32, in dB.
+    public struct Sensitivity: Sendable {
+        public let layer: String
+        public let sqnr: Double
+    }
+
+    /// Where the accuracy control ended.
+    public struct AccuracyCheck: Sendable {
+        public var floatAccuracy: Double?
+        public var int8Accuracy: Double?
+        public var agreement: Double
+        public var drop: Double
     }
 
     public struct Result {
@@ -35,6 +57,9 @@ public enum Quantizer {
         public var activations: [LayerKey: ActivationQuantization]
         public var names: [LayerKey: String]
         public var keptFloat: [String]
+        /// Worst first, when asked for (or needed by maxDrop).
+        public var sensitivity: [Sensitivity] = []
+        public var accuracy: AccuracyCheck?
     }
 
     /// The first `count` samples of a batch (rounded to the model's fixed batch, if it has one).
@@ -70,13 +95,48 @@ public enum Quantizer {
         let model = try Model(graph: graph, threads: options.threads)
         let activations = try Calibrator.calibrate(model: model, samples: calibration, method: options.method,
                                                    percentile: options.percentile, progress: options.progress)
-        let keep = try keys(for: options.keepFloat, in: graph)
+        var keep = try keys(for: options.keepFloat, in: graph)
+        let names = Int8Lowering.layerNames(graph)
+        // The stem reads the image itself: a 0.1% share of the work, kept float32 so the error
+        // starts after it.
+        keep.formUnion(names.filter { $0.value == "stem" }.keys)
+        var sensitivity: [Sensitivity] = []
+        var accuracy: AccuracyCheck?
+        if options.sensitivity || options.maxDrop != nil {
+            let samples = options.validation ?? firstSamples(calibration, count: 8, graph: graph)
+            let reference = try predictBatches(model, samples)
+            var scored: [(LayerKey, Double)] = []
+            for key in activations.keys.sorted() where !keep.contains(key) {
+                var one = graph
+                try Int8Lowering.apply(&one, activations: activations, keepFloat: Set(activations.keys).subtracting([key]))
+                let y = try predictBatches(try Model(graph: one, threads: options.threads), samples)
+                scored.append((key, OutputError.sqnr(y, reference)))
+            }
+            scored.sort { $0.1 < $1.1 }
+            sensitivity = scored.map { Sensitivity(layer: names[$0.0] ?? "node \($0.0.node) layer \($0.0.layer)", sqnr: $0.1) }
+            if let maxDrop = options.maxDrop {
+                let floatTop = top1(reference)
+                let floatAcc = options.labels.map { accuracyOf(floatTop, $0) }
+                var order = scored.map(\.0)[...]
+                while true {
+                    var trial = graph
+                    try Int8Lowering.apply(&trial, activations: activations, keepFloat: keep)
+                    let top = top1(try predictBatches(try Model(graph: trial, threads: options.threads), samples))
+                    let agreement = zip(top, floatTop).filter { $0 == $1 }.count
+                    let agree = Double(agreement) / Double(max(top.count, 1))
+                    let int8Acc = options.labels.map { accuracyOf(top, $0) }
+                    let drop = (floatAcc.map { f in (f - (int8Acc ?? 0)) * 100 }) ?? (100 - agree * 100)
+                    accuracy = AccuracyCheck(floatAccuracy: floatAcc, int8Accuracy: int8Acc, agreement: agree, drop: drop)
+                    guard drop > maxDrop, let next = order.popFirst() else { break }
+                    keep.insert(next)
+                }
+            }
+        }
         var quantized = graph
         try Int8Lowering.apply(&quantized, activations: activations, keepFloat: keep)
-        let names = Int8Lowering.layerNames(graph)
-        let total = activations.count, int8 = total - keep.count
+        let total = activations.count
         let metadata: [String: MetadataValue] = [
-            MetadataKey.quantizationDescription: .string("int8: weights symmetric per output channel, activations u8 per tensor with a zero point; \(int8) of \(total) pointwise layers int8; depthwise 7x7, LayerNorm, GELU, GRN, stem, downsample and head float32"),
+            MetadataKey.quantizationDescription: .string("int8: weights symmetric per output channel, activations u8 per tensor with a zero point; \(total - keep.count) of \(total) GEMM layers int8 (pointwise, downsample, head); depthwise 7x7, LayerNorm, GELU, GRN, residual stream and stem float32"),
             "quantization.method": .string(options.method.rawValue),
             "quantization.samples": .int(Int64(calibration.shape.first ?? 0)),
             "quantization.int8_layers": .strings(activations.keys.sorted().filter { !keep.contains($0) }.compactMap { names[$0] }),
@@ -84,6 +144,39 @@ public enum Quantizer {
             "quantization.depthwise": .string("float32"),
         ]
         return Result(graph: quantized, metadata: metadata, activations: activations, names: names,
-                      keptFloat: keep.sorted().compactMap { names[$0] })
+                      keptFloat: keep.sorted().compactMap { names[$0] }, sensitivity: sensitivity, accuracy: accuracy)
+    }
+
+    /// Runs `samples` through `model` in batches the model accepts; returns the first output.
+    static func predictBatches(_ model: Model, _ samples: Tensor) throws -> Tensor {
+        let n = samples.shape[0], per = samples.count / max(n, 1)
+        let batch = model.graph.inputs.first?.shape?.first?.value ?? min(n, 16)
+        var outputs: [Float] = []
+        var cols = 0
+        var start = 0
+        while start + batch <= n || (start < n && model.graph.inputs.first?.shape?.first?.value == nil) {
+            let count = min(batch, n - start)
+            let chunk = Tensor(zeros: .float32, shape: [count] + Array(samples.shape.dropFirst()))
+            chunk.floatPointer.update(from: samples.floatPointer + start * per, count: count * per)
+            let y = try model.predict(chunk)
+            cols = y.count / count
+            outputs += y.floats
+            start += count
+        }
+        return Tensor(floats: outputs, shape: [outputs.count / max(cols, 1), cols])
+    }
+
+    static func top1(_ logits: Tensor) -> [Int] {
+        let cols = logits.shape.last ?? 1
+        return (0..<(logits.count / max(cols, 1))).map { r in
+            var best = 0
+            for c in 1..<cols where logits.floatPointer[r * cols + c] > logits.floatPointer[r * cols + best] { best = c }
+            return best
+        }
+    }
+
+    static func accuracyOf(_ predictions: [Int], _ labels: [Int]) -> Double {
+        let n = min(predictions.count, labels.count)
+        return n == 0 ? 0 : Double(zip(predictions, labels).filter { $0 == $1 }.count) / Double(n)
     }
 }

@@ -26,10 +26,11 @@ final class PackedMatrix: @unchecked Sendable {
     }
 }
 
-/// Sees the activations that enter the pointwise layers of fused blocks, for calibration.
-/// `observe` is called from several threads at once, each time with a slice of rows of one
-/// activation: layer 1 is the LayerNorm output (input of the first pointwise layer), layer 2 the
-/// GELU (or GRN) output (input of the second).
+/// Sees the activations that enter the GEMMs of fused operations, for calibration. `observe`
+/// is called from several threads at once, each time with a slice of rows of one activation.
+/// In a block, layer 1 is the LayerNorm output (input of the first pointwise layer) and layer 2
+/// the GELU (or GRN) output (input of the second); the stem's, downsample's and head's one
+/// GEMM is layer 1 (its patches, or the pooled, normalised features).
 public protocol ActivationObserver: AnyObject {
     func observe(node: Int, layer: Int, values: UnsafeBufferPointer<Float>)
 }
@@ -96,7 +97,7 @@ final class FastExecutor: @unchecked Sendable {
             }
             for s in slots {
                 // int8 weights are the quantized path's (packed separately).
-                if node.op == .block, s < node.inputs.count, graph.initializers[node.inputs[s]]?.dtype == .int8 { continue }
+                if s < node.inputs.count, graph.initializers[node.inputs[s]]?.dtype == .int8 { continue }
                 guard s < node.inputs.count, let w = graph.initializers[node.inputs[s]], w.dtype == .float32, w.shape.count == 2 else {
                     throw CNXError("\(node.label): weight input \(s) must be a constant 2-D float tensor")
                 }
@@ -131,10 +132,12 @@ final class FastExecutor: @unchecked Sendable {
                 switch node.op {
                 case .block where args.count > 5 && (args[3]?.dtype == .int8 || args[5]?.dtype == .int8):
                     result = try Kernels.evaluate(node, args)[0]
+                case .stem, .downsample, .head where args.count > 1 && args[1]?.dtype == .int8:
+                    result = try Kernels.evaluate(node, args)[0]
                 case .block: result = try block(node, args, inPlace: exclusive, scratch: scratch, observer: observer.map { ($0, nodeIndex) })
-                case .stem: result = try stem(node, args, scratch: scratch)
-                case .downsample: result = try downsample(node, args, scratch: scratch)
-                case .head: result = try head(node, args)
+                case .stem: result = try stem(node, args, scratch: scratch, observer: observer.map { ($0, nodeIndex) })
+                case .downsample: result = try downsample(node, args, scratch: scratch, observer: observer.map { ($0, nodeIndex) })
+                case .head: result = try head(node, args, observer: observer.map { ($0, nodeIndex) })
                 default:
                     let outs = try Kernels.evaluate(node, args)
                     for (name, t) in zip(node.outputs, outs) where !name.isEmpty { values[name] = t }
@@ -260,7 +263,7 @@ final class FastExecutor: @unchecked Sendable {
         }
     }
 
-    func stem(_ node: Node, _ args: [Tensor?], scratch: [Scratch]) throws -> Tensor {
+    func stem(_ node: Node, _ args: [Tensor?], scratch: [Scratch], observer: (ActivationObserver, Int)? = nil) throws -> Tensor {
         let x = try float(args, 0)
         let wm = try matrix(node, 1)
         guard let k = node.int("kernel"), k > 0, x.shape.count == 4, x.shape[2] % k == 0, x.shape[3] % k == 0, wm.k == x.shape[1] * k * k else {
@@ -287,6 +290,7 @@ final class FastExecutor: @unchecked Sendable {
                         } }
                     }
                     let out = yb + oy * ow * cout
+                    if let (o, i) = observer { o.observe(node: i, layer: 1, values: UnsafeBufferPointer(start: patches, count: ow * patch)) }
                     wm.multiply(patches, rows: ow, lda: patch, bias: bias, gelu: false, residual: nil, ldr: 0, into: out, ldc: cout)
                     cnx_layernorm_rows_f32(out, Int64(ow), Int64(cout), eps, gamma, beta, out)
                 }
@@ -295,7 +299,7 @@ final class FastExecutor: @unchecked Sendable {
         return y
     }
 
-    func downsample(_ node: Node, _ args: [Tensor?], scratch: [Scratch]) throws -> Tensor {
+    func downsample(_ node: Node, _ args: [Tensor?], scratch: [Scratch], observer: (ActivationObserver, Int)? = nil) throws -> Tensor {
         let x = try float(args, 0)
         let wm = try matrix(node, 1)
         guard let k = node.int("kernel"), k > 0, x.shape.count == 4, x.shape[1] % k == 0, x.shape[2] % k == 0, wm.k == x.shape[3] * k * k else {
@@ -321,6 +325,7 @@ final class FastExecutor: @unchecked Sendable {
                             cnx_layernorm_rows_f32(src, Int64(k), Int64(c), eps, gamma, beta, dst)
                         }
                     }
+                    if let (o, i) = observer { o.observe(node: i, layer: 1, values: UnsafeBufferPointer(start: patches, count: ow * patch)) }
                     wm.multiply(patches, rows: ow, lda: patch, bias: bias, gelu: false, residual: nil, ldr: 0, into: yb + oy * ow * cout, ldc: cout)
                 }
             }
@@ -328,7 +333,7 @@ final class FastExecutor: @unchecked Sendable {
         return y
     }
 
-    func head(_ node: Node, _ args: [Tensor?]) throws -> Tensor {
+    func head(_ node: Node, _ args: [Tensor?], observer: (ActivationObserver, Int)? = nil) throws -> Tensor {
         let x = try float(args, 0)
         let wm = try matrix(node, 1)
         guard x.shape.count == 4, x.shape[3] == wm.k else { throw CNXError("input \(x.shape) does not fit the head weight [\(wm.k), \(wm.n)]") }
@@ -337,6 +342,7 @@ final class FastExecutor: @unchecked Sendable {
         let pooled = Tensor(zeros: .float32, shape: [n, c])
         cnx_reduce_middle_f32(x.floatPointer, Int64(n), Int64(hw), Int64(c), 0, pooled.floatPointer)
         cnx_layernorm_rows_f32(pooled.floatPointer, Int64(n), Int64(c), node.float("epsilon") ?? 1e-6, nil, nil, pooled.floatPointer)
+        if let (o, i) = observer { o.observe(node: i, layer: 1, values: UnsafeBufferPointer(start: pooled.floatPointer, count: n * c)) }
         let y = Tensor(zeros: .float32, shape: [n, wm.n])
         wm.multiply(pooled.floatPointer, rows: n, lda: c, bias: bias, gelu: false, residual: nil, ldr: 0, into: y.floatPointer, ldc: wm.n)
         return y

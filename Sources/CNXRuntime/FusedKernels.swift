@@ -20,7 +20,8 @@ extension Kernels {
         case .grn:
             return [try grn(arg(0), arg(1), arg(2), eps: node.float("grn_epsilon") ?? 1e-6)]
         case .stem:
-            let x = try arg(0), w = try arg(1)
+            let x = try arg(0)
+            guard let w = args.count > 1 ? args[1] : nil else { throw CNXError("input 1 is missing") }
             let k = try kernelSize(node)
             guard x.shape.count == 4, x.shape[2] % k == 0, x.shape[3] % k == 0, w.shape.count == 2, w.shape[0] == x.shape[1] * k * k else {
                 throw CNXError("input \(x.shape) does not fit a \(k)x\(k) stem with weight \(w.shape)")
@@ -36,10 +37,11 @@ extension Kernels {
                     row[(ch * k + ky) * k + kx] = xp[((b * c + ch) * h + oy * k + ky) * wd + ox * k + kx]
                 } } }
             } } }
-            let y = try linear(patches, w, optionalArg(2))
+            let y = try pointwise(patches, node, args, slot: 1, layer: 1)
             return [try layerNormLast(y, optionalArg(3), optionalArg(4), eps: eps)]
         case .downsample:
-            let x = try arg(0), w = try arg(1)
+            let x = try arg(0)
+            guard let w = args.count > 1 ? args[1] : nil else { throw CNXError("input 1 is missing") }
             let k = try kernelSize(node)
             guard x.shape.count == 4, x.shape[1] % k == 0, x.shape[2] % k == 0, w.shape.count == 2, w.shape[0] == x.shape[3] * k * k else {
                 throw CNXError("input \(x.shape) does not fit a \(k)x\(k) downsample with weight \(w.shape)")
@@ -54,7 +56,7 @@ extension Kernels {
                 let dst = patches.floatPointer + ((b * oh + oy) * ow + ox) * k * k * c + (ky * k + kx) * c
                 dst.update(from: src, count: c)
             } } } } }
-            return [try linear(patches, w, optionalArg(2))]
+            return [try pointwise(patches, node, args, slot: 1, layer: 1)]
         case .block:
             let x = try arg(0), dw = try arg(1), dwb = try arg(2)
             guard x.shape.count == 4, dw.shape.count == 3, dw.shape[0] == dw.shape[1], dw.shape[0] % 2 == 1, dw.shape[2] == x.shape[3], dwb.count == x.shape[3] else {
@@ -64,12 +66,12 @@ extension Kernels {
             cnx_dwconv_nhwc_f32(x.floatPointer, Int64(x.shape[0]), Int64(x.shape[1]), Int64(x.shape[2]), Int64(x.shape[3]),
                                 Int64(dw.shape[0]), dw.floatPointer, dwb.floatPointer, t.floatPointer)
             let normed = try layerNormLast(t, nil, nil, eps: eps)
-            var hidden = try pointwise(normed, node, args, layer: 1)
+            var hidden = try pointwise(normed, node, args, slot: 3, layer: 1)
             cnx_gelu_f32(hidden.floatPointer, hidden.floatPointer, Int64(hidden.count), 0)
             if let gamma = try optionalArg(7), let beta = try optionalArg(8) {
                 hidden = try grn(hidden, gamma, beta, eps: node.float("grn_epsilon") ?? 1e-6)
             }
-            let y = try pointwise(hidden, node, args, layer: 2)
+            let y = try pointwise(hidden, node, args, slot: 5, layer: 2)
             guard y.shape == x.shape else { throw CNXError("block output \(y.shape) differs from its input \(x.shape)") }
             let yp = y.floatPointer, xp = x.floatPointer
             for i in 0..<y.count { yp[i] += xp[i] }
@@ -80,17 +82,18 @@ extension Kernels {
             let (n, h, wd, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
             let pooled = Tensor(zeros: .float32, shape: [n, c])
             cnx_reduce_middle_f32(x.floatPointer, Int64(n), Int64(h * wd), Int64(c), 0, pooled.floatPointer)
-            return [try linear(layerNormLast(pooled, nil, nil, eps: eps), arg(1), arg(2))]
+            return [try pointwise(layerNormLast(pooled, nil, nil, eps: eps), node, args, slot: 1, layer: 1)]
         default:
             throw CNXError("not a fused operation")
         }
     }
 
-    /// A block's pointwise layer 1 (inputs 3, 4) or 2 (inputs 5, 6): float32, or int8 when its
-    /// weight is int8, with the activation quantization in the attributes `a<layer>_scale`,
-    /// `a<layer>_zero` and the per-output-channel weight scales in `w<layer>_scales`.
-    static func pointwise(_ x: Tensor, _ node: Node, _ args: [Tensor?], layer: Int) throws -> Tensor {
-        let slot = layer == 1 ? 3 : 5
+    /// A fused op's GEMM: weight at input `slot`, bias at `slot + 1` (a block's layers 1 and 2
+    /// are inputs 3-4 and 5-6; the stem's, downsample's and head's single layer is 1-2).
+    /// float32, or int8 when its weight is int8, with the activation quantization in the
+    /// attributes `a<layer>_scale`, `a<layer>_zero` and the per-output-channel weight scales in
+    /// `w<layer>_scales`.
+    static func pointwise(_ x: Tensor, _ node: Node, _ args: [Tensor?], slot: Int, layer: Int) throws -> Tensor {
         guard slot + 1 < args.count, let w = args[slot], let b = args[slot + 1] else { throw CNXError("pointwise layer \(layer) is missing") }
         if w.dtype == .float32 { return try linear(x, w, float(b)) }
         guard w.dtype == .int8, w.shape.count == 2, let k = x.shape.last, k == w.shape[0] else {

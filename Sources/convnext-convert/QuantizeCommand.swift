@@ -19,6 +19,18 @@ struct Int8Options: ParsableArguments {
     @Option(name: .long, parsing: .upToNextOption, help: "Layers to keep in float32, e.g. stages.2.blocks.0.pw2 or stages.2.blocks.0 (both layers).")
     var keepFloat: [String] = []
 
+    @Flag(name: .long, help: "Print, worst first, the output SQNR when each layer alone is int8.")
+    var sensitivity = false
+
+    @Option(name: .long, help: "Keep the most sensitive layers float32 until top-1 agreement with float32 (accuracy, with --labels) is within X percentage points.")
+    var maxDrop: Double?
+
+    @Option(name: .long, help: "Validation data for --sensitivity and --max-drop: a float32 .npy batch (default: calibration samples).")
+    var validation: String?
+
+    @Option(name: .long, help: "Labels of the validation samples: a .npy of integer class ids.")
+    var labels: String?
+
     func settings(threads: Int?) throws -> (calibration: Tensor, options: Quantizer.Options) {
         guard let calibration else { throw ValidationError("--int8 needs --calibration DATA (a .npy batch of preprocessed samples)") }
         guard let m = CalibrationMethod(rawValue: method) else {
@@ -33,6 +45,21 @@ struct Int8Options: ParsableArguments {
         options.percentile = percentile
         options.keepFloat = keepFloat
         options.threads = threads
+        options.sensitivity = sensitivity
+        options.maxDrop = maxDrop
+        if let validation {
+            let v = try NPY.read(path: validation)
+            guard v.dtype == .float32, v.shape.count == 4 else { throw CNXError("\(validation): validation data must be float32 N x 3 x H x W") }
+            options.validation = v
+        }
+        if let labels {
+            let l = try NPY.read(path: labels)
+            guard l.dtype == .int64 else { throw CNXError("\(labels): labels must be integer class ids") }
+            options.labels = l.int64s.map { Int($0) }
+        }
+        if maxDrop != nil && validation == nil && labels != nil {
+            throw ValidationError("--labels goes with --validation DATA")
+        }
         if isatty(2) != 0 {
             options.progress = { done, total in
                 let width = 30, filled = width * done / max(total, 1)
@@ -82,6 +109,17 @@ struct Quantize: ParsableCommand {
 }
 
 func printInt8Report(_ r: Converter.Report, output: String) {
+    if !r.sensitivity.isEmpty {
+        print("sensitivity (output SQNR with only this layer int8, worst first):")
+        for s in r.sensitivity { print(String(format: "  %-28@ %6.1f dB", s.layer as NSString, s.sqnr)) }
+    }
+    if let a = r.accuracy {
+        if let f = a.floatAccuracy, let q = a.int8Accuracy {
+            print(String(format: "accuracy:  float32 %.2f%%, int8 %.2f%% (drop %.2f points), top-1 agreement %.2f%%", f * 100, q * 100, a.drop, a.agreement * 100))
+        } else {
+            print(String(format: "agreement: top-1 agreement with float32 %.2f%%", a.agreement * 100))
+        }
+    }
     if let a = r.architecture { print("model:     \(a.family) \(a.variant ?? "(custom)"), depths \(a.depths), dims \(a.dims)") }
     if let s = r.quantizeSeconds { print(String(format: "quantized: in %.2f s", s)) }
     if let q = r.int8SQNR { print(String(format: "int8:      output SQNR %.1f dB against float32 on calibration samples", q)) }
