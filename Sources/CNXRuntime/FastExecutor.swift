@@ -78,6 +78,8 @@ final class FastExecutor: @unchecked Sendable {
     let graph: Graph
     let threads: Int
     private var packed: [String: PackedMatrix] = [:]
+    /// The GEMM layers of each fused node, by node index and weight input slot.
+    private var layers: [Int: [Int: LayerWeights]] = [:]
     private let readers: [String: Int]
     private let outputNames: Set<String>
 
@@ -88,7 +90,7 @@ final class FastExecutor: @unchecked Sendable {
         for n in graph.nodes { for i in n.inputs where !i.isEmpty { readers[i, default: 0] += 1 } }
         self.readers = readers
         outputNames = Set(graph.outputs.map(\.name))
-        for node in graph.nodes {
+        for (nodeIndex, node) in graph.nodes.enumerated() {
             let slots: [Int]
             switch node.op {
             case .block: slots = [3, 5]
@@ -96,15 +98,21 @@ final class FastExecutor: @unchecked Sendable {
             default: slots = []
             }
             for s in slots {
-                // int8 weights are the quantized path's (packed separately).
-                if s < node.inputs.count, graph.initializers[node.inputs[s]]?.dtype == .int8 { continue }
-                guard s < node.inputs.count, let w = graph.initializers[node.inputs[s]], w.dtype == .float32, w.shape.count == 2 else {
-                    throw CNXError("\(node.label): weight input \(s) must be a constant 2-D float tensor")
+                guard s < node.inputs.count, let w = graph.initializers[node.inputs[s]], w.shape.count == 2 else {
+                    throw CNXError("\(node.label): weight input \(s) must be a constant 2-D tensor")
                 }
+                if w.dtype == .int8 {
+                    let layer = node.op == .block && s == 5 ? 2 : 1
+                    layers[nodeIndex, default: [:]][s] = .int8(try PackedQMatrix(weight: w, node: node, layer: layer))
+                    w.storage.dropPages()
+                    continue
+                }
+                guard w.dtype == .float32 else { throw CNXError("\(node.label): weight input \(s) must be float32 or int8") }
                 if packed[node.inputs[s]] == nil {
                     packed[node.inputs[s]] = PackedMatrix(w)
                     w.storage.dropPages()
                 }
+                layers[nodeIndex, default: [:]][s] = .float(packed[node.inputs[s]]!)
             }
         }
     }
@@ -130,14 +138,12 @@ final class FastExecutor: @unchecked Sendable {
             let result: Tensor
             do {
                 switch node.op {
-                case .block where args.count > 5 && (args[3]?.dtype == .int8 || args[5]?.dtype == .int8):
+                case .stem where args.count > 1 && args[1]?.dtype == .int8:
                     result = try Kernels.evaluate(node, args)[0]
-                case .stem, .downsample, .head where args.count > 1 && args[1]?.dtype == .int8:
-                    result = try Kernels.evaluate(node, args)[0]
-                case .block: result = try block(node, args, inPlace: exclusive, scratch: scratch, observer: observer.map { ($0, nodeIndex) })
+                case .block: result = try block(node, nodeIndex, args, inPlace: exclusive, scratch: scratch, observer: observer.map { ($0, nodeIndex) })
                 case .stem: result = try stem(node, args, scratch: scratch, observer: observer.map { ($0, nodeIndex) })
-                case .downsample: result = try downsample(node, args, scratch: scratch, observer: observer.map { ($0, nodeIndex) })
-                case .head: result = try head(node, args, observer: observer.map { ($0, nodeIndex) })
+                case .downsample: result = try downsample(node, nodeIndex, args, scratch: scratch, observer: observer.map { ($0, nodeIndex) })
+                case .head: result = try head(node, nodeIndex, args, observer: observer.map { ($0, nodeIndex) })
                 default:
                     let outs = try Kernels.evaluate(node, args)
                     for (name, t) in zip(node.outputs, outs) where !name.isEmpty { values[name] = t }
@@ -181,7 +187,12 @@ final class FastExecutor: @unchecked Sendable {
         return m
     }
 
-    func block(_ node: Node, _ args: [Tensor?], inPlace: Bool, scratch: [Scratch], observer: (ActivationObserver, Int)? = nil) throws -> Tensor {
+    private func layer(_ nodeIndex: Int, _ slot: Int) throws -> LayerWeights {
+        guard let l = layers[nodeIndex]?[slot] else { throw CNXError("node \(nodeIndex): weight input \(slot) was not prepared") }
+        return l
+    }
+
+    func block(_ node: Node, _ nodeIndex: Int, _ args: [Tensor?], inPlace: Bool, scratch: [Scratch], observer: (ActivationObserver, Int)? = nil) throws -> Tensor {
         func report(_ layer: Int, _ p: UnsafeMutablePointer<Float>, _ count: Int) {
             observer?.0.observe(node: observer!.1, layer: layer, values: UnsafeBufferPointer(start: p, count: count))
         }
@@ -190,7 +201,7 @@ final class FastExecutor: @unchecked Sendable {
         let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let k = dw.shape[0]
         guard dw.shape == [k, k, c], k % 2 == 1 else { throw CNXError("depthwise weight \(dw.shape) does not fit \(x.shape)") }
-        let w1 = try matrix(node, 3), w2 = try matrix(node, 5)
+        let w1 = try layer(nodeIndex, 3), w2 = try layer(nodeIndex, 5)
         let hidden = w1.n
         guard w1.k == c, w2.k == hidden, w2.n == c else { throw CNXError("pointwise weights [\(w1.k), \(w1.n)] and [\(w2.k), \(w2.n)] do not fit \(c) channels") }
         let dwb = try optional(args, 2, count: c), b1 = try optional(args, 4, count: hidden), b2 = try optional(args, 6, count: c)
@@ -200,47 +211,61 @@ final class FastExecutor: @unchecked Sendable {
         let pixels = h * w
         let t = scratch[0].buffer(0, floats: pixels * c)
         let tile = hidden >= 1536 ? 64 : 128
+        // Bytes of u8 codes per lane: a tile of inputs to either layer.
+        func codes(_ lane: Int) -> UnsafeMutablePointer<UInt8> {
+            UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (tile * max(c, hidden) + 3) / 4 + 16)).assumingMemoryBound(to: UInt8.self)
+        }
         for b in 0..<n {
             let xb = out.floatPointer + b * pixels * c
             parallelChunks(h, threads: lanes(h)) { y0, y1, _ in
                 cnx_dwconv_nhwc_rows_f32(xb, Int64(h), Int64(w), Int64(c), Int64(k), dw.floatPointer, dwb, t, Int64(y0), Int64(y1))
             }
+            let tiles = (pixels + tile - 1) / tile
             if let grnGamma, let grnBeta {
                 // GRN needs statistics over the whole map: materialise the hidden activation.
                 let hbuf = scratch[0].buffer(1, floats: pixels * hidden)
-                let tiles = (pixels + tile - 1) / tile
                 parallelChunks(tiles, threads: lanes(tiles * 8)) { lo, hi, lane in
                     let ln = scratch[lane].buffer(2, floats: tile * c)
                     for ti in lo..<hi {
                         let r0 = ti * tile, rows = min(tile, pixels - r0)
                         cnx_layernorm_rows_f32(t + r0 * c, Int64(rows), Int64(c), eps, nil, nil, ln)
                         report(1, ln, rows * c)
-                        w1.multiply(ln, rows: rows, lda: c, bias: b1, gelu: true, residual: nil, ldr: 0, into: hbuf + r0 * hidden, ldc: hidden)
+                        w1.apply(ln, rows: rows, lda: c, bias: b1, gelu: true, residual: nil, ldr: 0, into: hbuf + r0 * hidden, ldo: hidden, codes: codes(lane))
                     }
                 }
                 applyGRN(hbuf, pixels: pixels, channels: hidden, gamma: grnGamma, beta: grnBeta, eps: node.float("grn_epsilon") ?? 1e-6)
                 report(2, hbuf, pixels * hidden)
-                parallelChunks(tiles, threads: lanes(tiles * 8)) { lo, hi, _ in
+                parallelChunks(tiles, threads: lanes(tiles * 8)) { lo, hi, lane in
                     for ti in lo..<hi {
                         let r0 = ti * tile, rows = min(tile, pixels - r0)
-                        w2.multiply(hbuf + r0 * hidden, rows: rows, lda: hidden, bias: b2, gelu: false, residual: xb + r0 * c, ldr: c, into: xb + r0 * c, ldc: c)
+                        w2.apply(hbuf + r0 * hidden, rows: rows, lda: hidden, bias: b2, gelu: false, residual: xb + r0 * c, ldr: c,
+                                 into: xb + r0 * c, ldo: c, codes: codes(lane))
                     }
                 }
                 continue
             }
             // Tiles of rows: the 4C hidden activation of a tile stays in cache and the whole
             // map's hidden activation never exists.
-            let tiles = (pixels + tile - 1) / tile
             parallelChunks(tiles, threads: lanes(tiles * 8)) { lo, hi, lane in
                 let ln = scratch[lane].buffer(2, floats: tile * c)
                 let hb = scratch[lane].buffer(3, floats: tile * hidden)
+                let q = codes(lane)
                 for ti in lo..<hi {
                     let r0 = ti * tile, rows = min(tile, pixels - r0)
                     cnx_layernorm_rows_f32(t + r0 * c, Int64(rows), Int64(c), eps, nil, nil, ln)
                     report(1, ln, rows * c)
-                    w1.multiply(ln, rows: rows, lda: c, bias: b1, gelu: true, residual: nil, ldr: 0, into: hb, ldc: hidden)
+                    if case .int8(let q1) = w1, case .int8(let q2) = w2, observer == nil {
+                        // int8 to int8: LayerNorm output quantized once, the GELU output
+                        // requantized in the first GEMM's epilogue, dequantized in the second's.
+                        q1.quantize(ln, count: rows * c, into: q)
+                        let hq = UnsafeMutableRawPointer(hb).assumingMemoryBound(to: UInt8.self)
+                        q1.multiply(q, rows: rows, lda: c, bias: b1, gelu: true, requantizingFor: q2, into: hq, ldo: hidden)
+                        q2.multiply(hq, rows: rows, lda: hidden, bias: b2, gelu: false, residual: xb + r0 * c, ldr: c, into: xb + r0 * c, ldo: c)
+                        continue
+                    }
+                    w1.apply(ln, rows: rows, lda: c, bias: b1, gelu: true, residual: nil, ldr: 0, into: hb, ldo: hidden, codes: q)
                     report(2, hb, rows * hidden)
-                    w2.multiply(hb, rows: rows, lda: hidden, bias: b2, gelu: false, residual: xb + r0 * c, ldr: c, into: xb + r0 * c, ldc: c)
+                    w2.apply(hb, rows: rows, lda: hidden, bias: b2, gelu: false, residual: xb + r0 * c, ldr: c, into: xb + r0 * c, ldo: c, codes: q)
                 }
             }
         }
@@ -299,9 +324,9 @@ final class FastExecutor: @unchecked Sendable {
         return y
     }
 
-    func downsample(_ node: Node, _ args: [Tensor?], scratch: [Scratch], observer: (ActivationObserver, Int)? = nil) throws -> Tensor {
+    func downsample(_ node: Node, _ nodeIndex: Int, _ args: [Tensor?], scratch: [Scratch], observer: (ActivationObserver, Int)? = nil) throws -> Tensor {
         let x = try float(args, 0)
-        let wm = try matrix(node, 1)
+        let wm = try layer(nodeIndex, 1)
         guard let k = node.int("kernel"), k > 0, x.shape.count == 4, x.shape[1] % k == 0, x.shape[2] % k == 0, wm.k == x.shape[3] * k * k else {
             throw CNXError("input \(x.shape) does not fit the downsample (weight [\(wm.k), \(wm.n)])")
         }
@@ -326,16 +351,17 @@ final class FastExecutor: @unchecked Sendable {
                         }
                     }
                     if let (o, i) = observer { o.observe(node: i, layer: 1, values: UnsafeBufferPointer(start: patches, count: ow * patch)) }
-                    wm.multiply(patches, rows: ow, lda: patch, bias: bias, gelu: false, residual: nil, ldr: 0, into: yb + oy * ow * cout, ldc: cout)
+                    let codes = UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (ow * patch + 3) / 4 + 16)).assumingMemoryBound(to: UInt8.self)
+                    wm.apply(patches, rows: ow, lda: patch, bias: bias, gelu: false, residual: nil, ldr: 0, into: yb + oy * ow * cout, ldo: cout, codes: codes)
                 }
             }
         }
         return y
     }
 
-    func head(_ node: Node, _ args: [Tensor?], observer: (ActivationObserver, Int)? = nil) throws -> Tensor {
+    func head(_ node: Node, _ nodeIndex: Int, _ args: [Tensor?], observer: (ActivationObserver, Int)? = nil) throws -> Tensor {
         let x = try float(args, 0)
-        let wm = try matrix(node, 1)
+        let wm = try layer(nodeIndex, 1)
         guard x.shape.count == 4, x.shape[3] == wm.k else { throw CNXError("input \(x.shape) does not fit the head weight [\(wm.k), \(wm.n)]") }
         let (n, hw, c) = (x.shape[0], x.shape[1] * x.shape[2], x.shape[3])
         let bias = try optional(args, 2, count: wm.n)
@@ -344,7 +370,9 @@ final class FastExecutor: @unchecked Sendable {
         cnx_layernorm_rows_f32(pooled.floatPointer, Int64(n), Int64(c), node.float("epsilon") ?? 1e-6, nil, nil, pooled.floatPointer)
         if let (o, i) = observer { o.observe(node: i, layer: 1, values: UnsafeBufferPointer(start: pooled.floatPointer, count: n * c)) }
         let y = Tensor(zeros: .float32, shape: [n, wm.n])
-        wm.multiply(pooled.floatPointer, rows: n, lda: c, bias: bias, gelu: false, residual: nil, ldr: 0, into: y.floatPointer, ldc: wm.n)
+        let codes = UnsafeMutablePointer<UInt8>.allocate(capacity: max(n * c, 1))
+        defer { codes.deallocate() }
+        wm.apply(pooled.floatPointer, rows: n, lda: c, bias: bias, gelu: false, residual: nil, ldr: 0, into: y.floatPointer, ldo: wm.n, codes: codes)
         return y
     }
 }

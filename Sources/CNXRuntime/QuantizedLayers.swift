@@ -1,0 +1,77 @@
+import CKernels
+import CNXGraph
+
+/// An int8 GEMM layer of a fused operation, ready for the VNNI kernels: weights packed once,
+/// with their column sums (the zero-point correction) and per-channel scales, and the u8
+/// quantization of the activation that enters it.
+final class PackedQMatrix: @unchecked Sendable {
+    let k: Int, n: Int
+    let packed: UnsafeMutableRawPointer
+    let columnSums: UnsafePointer<Int32>
+    let weightScales: [Float]
+    let inputScale: Float
+    let inputZero: Int32
+
+    init(weight w: Tensor, node: Node, layer: Int) throws {
+        guard w.dtype == .int8, w.shape.count == 2 else { throw CNXError("\(node.label): int8 layer \(layer) needs a 2-D int8 weight") }
+        k = w.shape[0]
+        n = w.shape[1]
+        let q = try QuantizedLayer(node, layer: layer, outputs: n)
+        weightScales = q.weightScales
+        inputScale = q.activationScale
+        inputZero = q.activationZero
+        let bytes = cnx_qgemm_packed_b_bytes(Int64(k), Int64(n))
+        packed = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
+        cnx_qgemm_pack_b(w.storage.bytes.assumingMemoryBound(to: Int8.self), Int64(k), Int64(n), packed)
+        columnSums = cnx_qgemm_packed_col_sums(packed, Int64(k), Int64(n))
+    }
+
+    deinit { packed.deallocate() }
+
+    /// u8 rows of this layer's input from float rows.
+    func quantize(_ x: UnsafePointer<Float>, count: Int, into q: UnsafeMutablePointer<UInt8>) {
+        cnx_quantize_u8(x, Int64(count), inputScale, inputZero, q)
+    }
+
+    /// out (float) = residual + act(dequantized GEMM + bias), from u8 input rows.
+    func multiply(_ a: UnsafePointer<UInt8>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, gelu: Bool,
+                  residual: UnsafePointer<Float>?, ldr: Int, into out: UnsafeMutablePointer<Float>, ldo: Int) {
+        weightScales.withUnsafeBufferPointer { ws in
+            cnx_qgemm_fused_f32(Int64(rows), Int64(n), Int64(k), a, Int64(lda), packed, columnSums, inputZero, inputScale,
+                                ws.baseAddress, bias, gelu ? 1 : 0, residual, Int64(ldr), out, Int64(ldo))
+        }
+    }
+
+    /// out (u8, quantized for `next`) = act(dequantized GEMM + bias), from u8 input rows: the
+    /// hidden activation of a block goes from one int8 layer to the next without a float copy.
+    func multiply(_ a: UnsafePointer<UInt8>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, gelu: Bool,
+                  requantizingFor next: PackedQMatrix, into out: UnsafeMutablePointer<UInt8>, ldo: Int) {
+        weightScales.withUnsafeBufferPointer { ws in
+            cnx_qgemm_fused_u8(Int64(rows), Int64(n), Int64(k), a, Int64(lda), packed, columnSums, inputZero, inputScale,
+                               ws.baseAddress, bias, gelu ? 1 : 0, next.inputScale, next.inputZero, out, Int64(ldo))
+        }
+    }
+}
+
+/// A GEMM layer in either precision.
+enum LayerWeights {
+    case float(PackedMatrix)
+    case int8(PackedQMatrix)
+
+    var k: Int { switch self { case .float(let m): return m.k; case .int8(let q): return q.k } }
+    var n: Int { switch self { case .float(let m): return m.n; case .int8(let q): return q.n } }
+
+    /// out = residual + act(x · W + bias) from float input rows; an int8 layer quantizes the
+    /// rows into `codes` first (rows * k bytes).
+    func apply(_ x: UnsafeMutablePointer<Float>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, gelu: Bool,
+               residual: UnsafePointer<Float>?, ldr: Int, into out: UnsafeMutablePointer<Float>, ldo: Int,
+               codes: UnsafeMutablePointer<UInt8>) {
+        switch self {
+        case .float(let m):
+            m.multiply(x, rows: rows, lda: lda, bias: bias, gelu: gelu, residual: residual, ldr: ldr, into: out, ldc: ldo)
+        case .int8(let q):
+            for r in 0..<rows { q.quantize(x + r * lda, count: q.k, into: codes + r * q.k) }
+            q.multiply(codes, rows: rows, lda: q.k, bias: bias, gelu: gelu, residual: residual, ldr: ldr, into: out, ldo: ldo)
+        }
+    }
+}
