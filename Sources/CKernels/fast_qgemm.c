@@ -1,0 +1,385 @@
+// Int8 pointwise kernels: path detection, weight packing, the scalar reference twins (also the
+// portable path) and the public entry points that dispatch to fast_qgemm_avx512.c and
+// fast_qgemm_avx2.c. The arithmetic is specified in cnx_qgemm.h.
+#define CNX_QGEMM_INTERNAL
+#include "cnx_qgemm.h"
+
+#include <cpuid.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PANEL CNX_QGEMM_PANEL
+
+// MARK: - Path detection (own cpuid: the float kernels' cnx_isa has no VNNI levels)
+
+// XCR0 bits the OS must enable before ymm / zmm registers can be used.
+#define XCR0_YMM 0x06u   // SSE and AVX state
+#define XCR0_ZMM 0xE6u   // plus opmask, ZMM_Hi256, Hi16_ZMM state
+
+static uint64_t read_xcr0(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+// Bit i set: path i is supported.
+static unsigned hardware_paths(void) {
+    unsigned paths = 1u << CNX_QISA_SCALAR;
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return paths;
+    const int osxsave = (ecx >> 27) & 1, avx = (ecx >> 28) & 1, fma = (ecx >> 12) & 1;
+    if (!osxsave || !avx || !fma) return paths;
+    const uint64_t xcr0 = read_xcr0();
+    if ((xcr0 & XCR0_YMM) != XCR0_YMM || __get_cpuid_max(0, NULL) < 7) return paths;
+    __cpuid_count(7, 0, eax, ebx, ecx, edx);
+    if (!((ebx >> 5) & 1)) return paths;  // AVX2
+    paths |= 1u << CNX_QISA_AVX2;
+    const int f = (ebx >> 16) & 1, dq = (ebx >> 17) & 1, bw = (ebx >> 30) & 1, vl = (ebx >> 31) & 1;
+    const int vnni512 = (ecx >> 11) & 1;
+    if (f && dq && bw && vl && vnni512 && (xcr0 & XCR0_ZMM) == XCR0_ZMM)
+        paths |= 1u << CNX_QISA_AVX512_VNNI;
+    unsigned eax1, ebx1, ecx1, edx1;
+    __cpuid_count(7, 1, eax1, ebx1, ecx1, edx1);
+    if ((eax1 >> 4) & 1) paths |= 1u << CNX_QISA_AVX_VNNI;  // AVX-VNNI (VEX)
+    return paths;
+}
+
+static _Atomic int g_paths = -1;   // hardware_paths(), once known
+static _Atomic int g_active = -1;  // the path in use; -1 = not chosen yet
+
+static unsigned paths_cached(void) {
+    int v = atomic_load_explicit(&g_paths, memory_order_relaxed);
+    if (v < 0) {
+        v = (int)hardware_paths();
+        atomic_store_explicit(&g_paths, v, memory_order_relaxed);
+    }
+    return (unsigned)v;
+}
+
+// The best supported path at or below `want`.
+static cnx_qisa clamp_path(int want) {
+    const unsigned paths = paths_cached();
+    if (want > CNX_QISA_AVX512_VNNI) want = CNX_QISA_AVX512_VNNI;
+    for (int p = want; p > 0; p--)
+        if (paths & (1u << p)) return (cnx_qisa)p;
+    return CNX_QISA_SCALAR;
+}
+
+int cnx_qisa_supported(cnx_qisa isa) {
+    if ((int)isa < 0 || (int)isa > CNX_QISA_AVX512_VNNI) return 0;
+    return (paths_cached() >> isa) & 1;
+}
+
+cnx_qisa cnx_qisa_detect(void) {
+    int want = CNX_QISA_AVX512_VNNI;
+    const char *env = getenv("CNX_QISA");
+    if (env != NULL && env[0] != 0) {
+        if (strcmp(env, "scalar") == 0) want = CNX_QISA_SCALAR;
+        else if (strcmp(env, "avx2") == 0) want = CNX_QISA_AVX2;
+        else if (strcmp(env, "avxvnni") == 0) want = CNX_QISA_AVX_VNNI;
+    } else if ((env = getenv("CNX_ISA")) != NULL && env[0] != 0) {
+        if (strcmp(env, "scalar") == 0) want = CNX_QISA_SCALAR;
+        else if (strcmp(env, "avx2") == 0) want = CNX_QISA_AVX_VNNI;
+    }
+    return clamp_path(want);
+}
+
+cnx_qisa cnx_qisa_current(void) {
+    int v = atomic_load_explicit(&g_active, memory_order_relaxed);
+    if (v < 0) {
+        // Racing first calls compute the same value, so a plain store is enough.
+        v = (int)cnx_qisa_detect();
+        atomic_store_explicit(&g_active, v, memory_order_relaxed);
+    }
+    return (cnx_qisa)v;
+}
+
+void cnx_qisa_force(int isa) {
+    const int v = isa < 0 ? (int)cnx_qisa_detect() : (int)clamp_path(isa);
+    atomic_store_explicit(&g_active, v, memory_order_relaxed);
+}
+
+const char *cnx_qisa_name(cnx_qisa isa) {
+    switch (isa) {
+    case CNX_QISA_SCALAR: return "scalar";
+    case CNX_QISA_AVX2: return "avx2";
+    case CNX_QISA_AVX_VNNI: return "avxvnni";
+    case CNX_QISA_AVX512_VNNI: return "avx512vnni";
+    }
+    return "unknown";
+}
+
+// MARK: - Packing
+
+static int64_t panels_of(int64_t n) { return n > 0 ? (n + PANEL - 1) / PANEL : 0; }
+static int64_t groups_of(int64_t k) { return k > 0 ? (k + 3) / 4 : 0; }
+
+size_t cnx_qgemm_packed_b_bytes(int64_t k, int64_t n) {
+    const int64_t np = panels_of(n);
+    return (size_t)np * (size_t)groups_of(k) * 64 + (size_t)np * PANEL * sizeof(int32_t);
+}
+
+const int32_t *cnx_qgemm_packed_col_sums(const void *packed, int64_t k, int64_t n) {
+    return (const int32_t *)((const uint8_t *)packed + (size_t)panels_of(n) * (size_t)groups_of(k) * 64);
+}
+
+void cnx_qgemm_col_sums(const int8_t *b, int64_t k, int64_t n, int32_t *out) {
+    for (int64_t j = 0; j < n; j++) out[j] = 0;
+    for (int64_t kk = 0; kk < k; kk++)
+        for (int64_t j = 0; j < n; j++) out[j] += b[kk * n + j];
+}
+
+void cnx_qgemm_pack_b(const int8_t *b, int64_t k, int64_t n, void *packed) {
+    const int64_t np = panels_of(n), kq = groups_of(k);
+    int8_t *dst = (int8_t *)packed;
+    for (int64_t p = 0; p < np; p++) {
+        for (int64_t g = 0; g < kq; g++) {
+            int8_t *grp = dst + (p * kq + g) * 64;
+            for (int jj = 0; jj < PANEL; jj++) {
+                const int64_t j = p * PANEL + jj;
+                for (int t = 0; t < 4; t++) {
+                    const int64_t kk = 4 * g + t;
+                    grp[jj * 4 + t] = (j < n && kk < k) ? b[kk * n + j] : 0;
+                }
+            }
+        }
+    }
+    int32_t *sums = (int32_t *)(dst + np * kq * 64);
+    for (int64_t j = 0; j < np * PANEL; j++) sums[j] = 0;
+    if (n > 0) cnx_qgemm_col_sums(b, k, n, sums);
+}
+
+// MARK: - Reference arithmetic (the specification; also the portable path)
+
+#define INV_SQRT2 0.70710678118654752f
+
+static inline float gelu_scalar(float x) { return 0.5f * x * (1.0f + erff(x * INV_SQRT2)); }
+
+// B[kk][j] from the packed form.
+static inline int32_t packed_at(const int8_t *pb, int64_t kq, int64_t kk, int64_t j) {
+    return pb[((j / PANEL) * kq + kk / 4) * 64 + (j % PANEL) * 4 + kk % 4];
+}
+
+// sum_k A[i][k] B[k][j], wrapping mod 2^32 as vpdpbusd does.
+static inline int32_t dot_ref(const uint8_t *arow, const int8_t *pb, int64_t kq, int64_t k, int64_t j) {
+    uint32_t s = 0;
+    for (int64_t kk = 0; kk < k; kk++) s += (uint32_t)((int32_t)arow[kk] * packed_at(pb, kq, kk, j));
+    return (int32_t)s;
+}
+
+// The dequantized value y of one output (cnx_qgemm.h). Separate statements: no FMA contraction.
+static inline float epilogue_value(int32_t acc, const cnx_qjob *e, int64_t j) {
+    const uint32_t corr = (uint32_t)e->a_zero * (uint32_t)(e->colsum ? e->colsum[j] : 0);
+    const float s = e->w_scale ? e->a_scale * e->w_scale[j] : e->a_scale;
+    float y = (float)(int32_t)((uint32_t)acc - corr);
+    y = y * s;
+    y = y + (e->bias ? e->bias[j] : 0.0f);
+    if (e->act == 1) y = gelu_scalar(y);
+    return y;
+}
+
+// A u8 zero point: [0, 255].
+static inline int32_t clamp_zero(int32_t zero) { return zero < 0 ? 0 : zero > 255 ? 255 : zero; }
+
+static inline uint8_t requantize(float y, float inv, int32_t zero) {
+    // nearbyintf rounds half to even in the default rounding mode.
+    float v = nearbyintf(y * inv);
+    v = v + (float)zero;
+    if (!(v >= 0.0f)) v = 0.0f;  // also NaN
+    if (v > 255.0f) v = 255.0f;
+    return (uint8_t)(int32_t)v;
+}
+
+// Writes the output of (i, j) for job e from the accumulator value.
+static inline void emit_ref(int32_t acc, const cnx_qjob *e, int64_t i, int64_t j) {
+    switch (e->mode) {
+    case CNX_QOUT_S32:
+        ((int32_t *)e->out)[i * e->ldo + j] = acc;
+        return;
+    case CNX_QOUT_F32: {
+        float y = epilogue_value(acc, e, j);
+        if (e->residual) y = e->residual[i * e->ldr + j] + y;
+        ((float *)e->out)[i * e->ldo + j] = y;
+        return;
+    }
+    default:
+        ((uint8_t *)e->out)[i * e->ldo + j] = requantize(epilogue_value(acc, e, j), e->o_inv, e->o_zero);
+        return;
+    }
+}
+
+static void gemm_ref(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda,
+                     const void *packed_b, const cnx_qjob *e) {
+    const int8_t *pb = (const int8_t *)packed_b;
+    const int64_t kq = groups_of(k);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) emit_ref(dot_ref(a + i * lda, pb, kq, k, j), e, i, j);
+}
+
+static void epilogue_ref(int64_t m, int64_t n, const int32_t *acc, int64_t ldacc, const cnx_qjob *e) {
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) emit_ref(acc[i * ldacc + j], e, i, j);
+}
+
+// MARK: - Jobs and dispatch
+
+static cnx_qjob job_s32(int32_t *c, int64_t ldc) {
+    cnx_qjob e;
+    memset(&e, 0, sizeof e);
+    e.mode = CNX_QOUT_S32;
+    e.out = c;
+    e.ldo = ldc;
+    return e;
+}
+
+static cnx_qjob job_f32(const int32_t *colsum, int32_t a_zero, float a_scale, const float *w_scale,
+                        const float *bias, int act, const float *residual, int64_t ldr, float *out,
+                        int64_t ldo) {
+    cnx_qjob e;
+    memset(&e, 0, sizeof e);
+    e.mode = CNX_QOUT_F32;
+    e.colsum = colsum;
+    e.a_zero = a_zero;
+    e.a_scale = a_scale;
+    e.w_scale = w_scale;
+    e.bias = bias;
+    e.act = act;
+    e.residual = residual;
+    e.ldr = ldr;
+    e.out = out;
+    e.ldo = ldo;
+    return e;
+}
+
+static cnx_qjob job_u8(const int32_t *colsum, int32_t a_zero, float a_scale, const float *w_scale,
+                       const float *bias, int act, float o_scale, int32_t o_zero, uint8_t *out,
+                       int64_t ldo) {
+    cnx_qjob e = job_f32(colsum, a_zero, a_scale, w_scale, bias, act, NULL, 0, NULL, ldo);
+    e.mode = CNX_QOUT_U8;
+    e.o_inv = 1.0f / o_scale;
+    e.o_zero = clamp_zero(o_zero);
+    e.out = out;
+    return e;
+}
+
+static void gemm_dispatch(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda,
+                          const void *packed_b, const cnx_qjob *e) {
+    if (m <= 0 || n <= 0) return;
+    switch (cnx_qisa_current()) {
+    case CNX_QISA_AVX512_VNNI: cnx_qgemm_run_avx512vnni(m, n, k, a, lda, packed_b, e); return;
+    case CNX_QISA_AVX_VNNI: cnx_qgemm_run_avxvnni(m, n, k, a, lda, packed_b, e); return;
+    case CNX_QISA_AVX2: cnx_qgemm_run_avx2(m, n, k, a, lda, packed_b, e); return;
+    default: gemm_ref(m, n, k, a, lda, packed_b, e); return;
+    }
+}
+
+static void epilogue_dispatch(int64_t m, int64_t n, const int32_t *acc, int64_t ldacc,
+                              const cnx_qjob *e) {
+    if (m <= 0 || n <= 0) return;
+    switch (cnx_qisa_current()) {
+    case CNX_QISA_AVX512_VNNI: cnx_qepilogue_avx512(m, n, acc, ldacc, e); return;
+    case CNX_QISA_AVX_VNNI:
+    case CNX_QISA_AVX2: cnx_qepilogue_avx2(m, n, acc, ldacc, e); return;
+    default: epilogue_ref(m, n, acc, ldacc, e); return;
+    }
+}
+
+// MARK: - Public entry points
+
+void cnx_qgemm_u8s8_s32(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda,
+                        const void *packed_b, int32_t *c, int64_t ldc) {
+    const cnx_qjob e = job_s32(c, ldc);
+    gemm_dispatch(m, n, k, a, lda, packed_b, &e);
+}
+
+void cnx_qgemm_u8s8_s32_ref(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda,
+                            const void *packed_b, int32_t *c, int64_t ldc) {
+    const cnx_qjob e = job_s32(c, ldc);
+    gemm_ref(m, n, k, a, lda, packed_b, &e);
+}
+
+void cnx_qgemm_epilogue_f32(int64_t m, int64_t n, const int32_t *acc, int64_t ldacc,
+                            const int32_t *colsum, int32_t a_zero, float a_scale,
+                            const float *w_scale, const float *bias, int act,
+                            const float *residual, int64_t ldr, float *out, int64_t ldo) {
+    const cnx_qjob e = job_f32(colsum, a_zero, a_scale, w_scale, bias, act, residual, ldr, out, ldo);
+    epilogue_dispatch(m, n, acc, ldacc, &e);
+}
+
+void cnx_qgemm_epilogue_f32_ref(int64_t m, int64_t n, const int32_t *acc, int64_t ldacc,
+                                const int32_t *colsum, int32_t a_zero, float a_scale,
+                                const float *w_scale, const float *bias, int act,
+                                const float *residual, int64_t ldr, float *out, int64_t ldo) {
+    const cnx_qjob e = job_f32(colsum, a_zero, a_scale, w_scale, bias, act, residual, ldr, out, ldo);
+    epilogue_ref(m, n, acc, ldacc, &e);
+}
+
+void cnx_qgemm_epilogue_u8(int64_t m, int64_t n, const int32_t *acc, int64_t ldacc,
+                           const int32_t *colsum, int32_t a_zero, float a_scale,
+                           const float *w_scale, const float *bias, int act, float o_scale,
+                           int32_t o_zero, uint8_t *out, int64_t ldo) {
+    const cnx_qjob e = job_u8(colsum, a_zero, a_scale, w_scale, bias, act, o_scale, o_zero, out, ldo);
+    epilogue_dispatch(m, n, acc, ldacc, &e);
+}
+
+void cnx_qgemm_epilogue_u8_ref(int64_t m, int64_t n, const int32_t *acc, int64_t ldacc,
+                               const int32_t *colsum, int32_t a_zero, float a_scale,
+                               const float *w_scale, const float *bias, int act, float o_scale,
+                               int32_t o_zero, uint8_t *out, int64_t ldo) {
+    const cnx_qjob e = job_u8(colsum, a_zero, a_scale, w_scale, bias, act, o_scale, o_zero, out, ldo);
+    epilogue_ref(m, n, acc, ldacc, &e);
+}
+
+void cnx_qgemm_fused_f32(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda,
+                         const void *packed_b, const int32_t *colsum, int32_t a_zero,
+                         float a_scale, const float *w_scale, const float *bias, int act,
+                         const float *residual, int64_t ldr, float *out, int64_t ldo) {
+    const cnx_qjob e = job_f32(colsum, a_zero, a_scale, w_scale, bias, act, residual, ldr, out, ldo);
+    gemm_dispatch(m, n, k, a, lda, packed_b, &e);
+}
+
+void cnx_qgemm_fused_f32_ref(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda,
+                             const void *packed_b, const int32_t *colsum, int32_t a_zero,
+                             float a_scale, const float *w_scale, const float *bias, int act,
+                             const float *residual, int64_t ldr, float *out, int64_t ldo) {
+    const cnx_qjob e = job_f32(colsum, a_zero, a_scale, w_scale, bias, act, residual, ldr, out, ldo);
+    gemm_ref(m, n, k, a, lda, packed_b, &e);
+}
+
+void cnx_qgemm_fused_u8(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda,
+                        const void *packed_b, const int32_t *colsum, int32_t a_zero,
+                        float a_scale, const float *w_scale, const float *bias, int act,
+                        float o_scale, int32_t o_zero, uint8_t *out, int64_t ldo) {
+    const cnx_qjob e = job_u8(colsum, a_zero, a_scale, w_scale, bias, act, o_scale, o_zero, out, ldo);
+    gemm_dispatch(m, n, k, a, lda, packed_b, &e);
+}
+
+void cnx_qgemm_fused_u8_ref(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda,
+                            const void *packed_b, const int32_t *colsum, int32_t a_zero,
+                            float a_scale, const float *w_scale, const float *bias, int act,
+                            float o_scale, int32_t o_zero, uint8_t *out, int64_t ldo) {
+    const cnx_qjob e = job_u8(colsum, a_zero, a_scale, w_scale, bias, act, o_scale, o_zero, out, ldo);
+    gemm_ref(m, n, k, a, lda, packed_b, &e);
+}
+
+void cnx_quantize_u8_ref(const float *x, int64_t count, float scale, int32_t zero, uint8_t *q) {
+    const float inv = 1.0f / scale;
+    const int32_t z = clamp_zero(zero);
+    for (int64_t i = 0; i < count; i++) q[i] = requantize(x[i], inv, z);
+}
+
+void cnx_quantize_u8(const float *x, int64_t count, float scale, int32_t zero, uint8_t *q) {
+    if (count <= 0) return;
+    const float inv = 1.0f / scale;
+    const int32_t z = clamp_zero(zero);
+    switch (cnx_qisa_current()) {
+    case CNX_QISA_AVX512_VNNI: cnx_quantize_u8_avx512(x, count, inv, z, q); return;
+    case CNX_QISA_AVX_VNNI:
+    case CNX_QISA_AVX2: cnx_quantize_u8_avx2(x, count, inv, z, q); return;
+    default:
+        for (int64_t i = 0; i < count; i++) q[i] = requantize(x[i], inv, z);
+        return;
+    }
+}
