@@ -12,8 +12,9 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 OUT="${OUT:-${TMPDIR:-/tmp}/cnx-bench-kernels}"
 EXTRA_CFLAGS="${EXTRA_CFLAGS:-}"   # e.g. -DGEMM_KC=256 -DGEMM_MC=56 to try other blockings
 CC="${CC:-clang}"
+K="$ROOT/Sources/CKernels"
 "$CC" -O2 -fno-math-errno -std=gnu11 $EXTRA_CFLAGS -I"$ROOT/Sources/CKernels/include" \
     -I/usr/include/x86_64-linux-gnu/openblas-pthread \
-    "$HERE/bench_kernels.c" "$ROOT"/Sources/CKernels/fast_*.c \
+    "$HERE/bench_kernels.c" "$K/fast_dispatch.c" "$K/fast_gemm.c" "$K/fast_dwconv.c" "$K/fast_layernorm.c" \
     -o "$OUT" -lopenblas -lm
 exec "$OUT" "$@"

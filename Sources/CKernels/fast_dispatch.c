@@ -2,10 +2,12 @@
 // cnx_isa_force. The choice is cached in one atomic int that every fast_* entry point reads.
 #include "cnx_fast.h"
 
-#include <cpuid.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(CNX_NO_SIMD)
+#include <cpuid.h>
 
 // XCR0 bits the OS must enable before ymm / zmm registers can be used.
 #define XCR0_YMM 0x06u   // SSE and AVX state
@@ -32,6 +34,9 @@ static cnx_isa hardware_isa(void) {
     if (f && dq && bw && vl && (xcr0 & XCR0_ZMM) == XCR0_ZMM) return CNX_ISA_AVX512;
     return CNX_ISA_AVX2;
 }
+#else
+static cnx_isa hardware_isa(void) { return CNX_ISA_SCALAR; }
+#endif
 
 static _Atomic int g_hardware = -1;  // hardware_isa(), once known
 static _Atomic int g_active = -1;    // the path in use; -1 = not chosen yet

@@ -6,13 +6,15 @@
 // accumulator it reaches, so the inner loop is FMA-bound rather than load-bound. The image border
 // clamps the kernel rows and skips input pixels outside the row: no padded copy. k = 3, 5, 7
 // are compiled with k and R constant; other k take a per-pixel loop.
+// R: AVX-512 takes 14 pixels (k = 7: 7 weights + 14 accumulators + 1 input of 32 zmm; enough
+// independent FMA chains), then 7 for the rest of the row, so ConvNeXt's widths 56, 28, 14, 7
+// waste nothing; AVX2 takes 7 (7 + 7 + 1 = 15 of 16 ymm).
 #include "cnx_fast.h"
 
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(CNX_NO_SIMD)
+#define CNX_X86 1
 #include <immintrin.h>
-
-#define T512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
-#define T256 __attribute__((target("avx2,fma")))
-#define INLINE static inline __attribute__((always_inline))
+#endif
 
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -41,6 +43,12 @@ void cnx_dwconv_nhwc_rows_f32_ref(const float *x, int64_t h, int64_t w, int64_t 
         }
     }
 }
+
+#if CNX_X86
+
+#define T512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
+#define T256 __attribute__((target("avx2,fma")))
+#define INLINE static inline __attribute__((always_inline))
 
 // MARK: - AVX-512
 
@@ -76,8 +84,8 @@ INLINE T512 void dw_block512(const int K, const int R, const int CHECK, const fl
         if (j < valid) _mm512_mask_storeu_ps(yrow + (x0 + j) * c, mk, acc[j]);
 }
 
-// One output row of one channel block: blocks of 14 pixels, then of 7; interior blocks skip
-// the column test.
+// One output row of one channel block: blocks of 14 pixels (one, partly used, for widths 8..13),
+// then of 7; interior blocks skip the column test.
 INLINE T512 void dw_row512(const int K, const float *x, int64_t h, int64_t w, int64_t c,
                            const float *wt, __m512 bias, float *yrow, int64_t oy, __mmask16 mk) {
     const int pad = K / 2;
@@ -245,6 +253,8 @@ static T256 void dwconv_avx2(const float *x, int64_t h, int64_t w, int64_t c, in
     }
 }
 
+#endif  // CNX_X86
+
 void cnx_dwconv_nhwc_rows_f32(const float *x, int64_t h, int64_t w, int64_t c, int64_t k,
                               const float *weight, const float *bias, float *y, int64_t y0,
                               int64_t y1) {
@@ -252,8 +262,10 @@ void cnx_dwconv_nhwc_rows_f32(const float *x, int64_t h, int64_t w, int64_t c, i
     y1 = min64(y1, h);
     if (y0 >= y1 || w <= 0 || c <= 0 || k <= 0) return;
     switch (cnx_isa_current()) {
+#if CNX_X86
     case CNX_ISA_AVX512: dwconv_avx512(x, h, w, c, k, weight, bias, y, y0, y1); return;
     case CNX_ISA_AVX2: dwconv_avx2(x, h, w, c, k, weight, bias, y, y0, y1); return;
+#endif
     default: cnx_dwconv_nhwc_rows_f32_ref(x, h, w, c, k, weight, bias, y, y0, y1); return;
     }
 }

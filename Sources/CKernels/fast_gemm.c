@@ -1,160 +1,35 @@
 // GEMM with a fused epilogue (bias, exact GELU, residual) for the pointwise layers, and the
-// elementwise GELU that shares its vectorised erf.
+// elementwise GELU that shares its vectorised form.
 //
 // Layout: B is packed once into panels of 32 columns, K-major inside a panel, so a K block of a
 // panel is one contiguous run. A is read in place (rows contiguous, leading dimension lda).
 // Loop nest of the SIMD paths, per call:
 //   rows in blocks of MC -> K in blocks of at most KC -> 32-column panels -> micro-tiles of MR rows.
-// The panel's K block (KC x 32 floats) stays in L1 while the MR-row tiles of the row block stream
-// their A rows past it; the row block's C stays in L2 between K blocks. Partial sums of the
-// earlier K blocks live in C; the epilogue runs in registers after the last K block.
+// The panel's K block stays in L1 while the row block's MR-row tiles stream their A rows past
+// it; the first tile of a panel prefetches the next panel's K block (B comes from L3 or memory
+// when the layer is large and m small). Partial sums of earlier K blocks live in C. The bias
+// (and a residual not behind a GELU) initialise the accumulators; GELU, and a residual after
+// it, run after the last K block on the tile while it is in registers or L1.
 #include "cnx_fast.h"
 
-#include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
 
-#define T512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
-#define T256 __attribute__((target("avx2,fma")))
-#define INLINE static inline __attribute__((always_inline))
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(CNX_NO_SIMD)
+#define CNX_X86 1
+#include <immintrin.h>
+#endif
 
 #define PANEL CNX_GEMM_PANEL
-
-// Blocking. KC x 32 floats of B (24 KB at KC = 192) plus an A tile (MR x KC) fit the 48 KB L1.
-#ifndef GEMM_KC
-#define GEMM_KC 192
-#endif
-#ifndef GEMM_MC
-#define GEMM_MC 112
-#endif
-#define MR512 14   // AVX-512 tile: 14 rows x 32 columns = 28 zmm accumulators
-#define MR256 6    // AVX2 tile:     6 rows x 16 columns = 12 ymm accumulators
-
-// MARK: - erf and GELU
-
-// erf on [0, 4) by piecewise polynomials in t = x - centre (centre 0 for the first interval, so
-// that erf stays relatively accurate near 0, and the interval's midpoint for the others), fitted
-// to erf (minimax by reweighted least squares, then rounded to float); absolute error below 7e-8
-// in float arithmetic. erf(x) rounds to 1 in float beyond 3.92, so |x| is clamped to 4. A lane
-// permute picks each lane's interval: row 0 holds the centres, row 1 + j the coefficients of t^j,
-// columns are intervals.
-// Past ERF_ONE erf is exactly 1 (as erff gives it): then 1 + erf(-x) is 0, not a rounding error
-// that GELU would multiply by a huge |x|.
-// The AVX2 path has 8-lane permutes: 8 intervals of width 1/2, degree 7.
-static const float ERF_TAB[9][8] __attribute__((aligned(32))) = {
-    {0.0f, 0.75f, 1.25f, 1.75f, 2.25f, 2.75f, 3.25f, 3.75f},
-    {0.000000000e+00f, 7.111556530e-01f, 9.229001403e-01f, 9.866716862e-01f, 9.985373020e-01f, 9.998993874e-01f, 9.999957085e-01f, 9.999998808e-01f},
-    {1.128379345e+00f, 6.429310441e-01f, 2.365211248e-01f, 5.277499557e-02f, 7.142319344e-03f, 5.862773396e-04f, 2.918900100e-05f, 8.814262173e-07f},
-    {-9.590844456e-06f, -4.821981490e-01f, -2.956517339e-01f, -9.235620499e-02f, -1.607015729e-02f, -1.612267341e-03f, -9.486932686e-05f, -3.306070539e-06f},
-    {-3.759651482e-01f, 2.678815462e-02f, 1.675359309e-01f, 9.015743434e-02f, 2.172449417e-02f, 2.760376548e-03f, 1.958139910e-04f, 7.970661500e-06f},
-    {-1.272979076e-03f, 1.506757587e-01f, -6.132055540e-03f, -4.810548946e-02f, -1.908825338e-02f, -3.257713048e-03f, -2.861695539e-04f, -1.378542675e-05f},
-    {1.181067899e-01f, -5.321077257e-02f, -4.718795419e-02f, 6.617028266e-03f, 1.066066977e-02f, 2.756412374e-03f, 3.135855077e-04f, 1.831937516e-05f},
-    {-1.142420620e-02f, -2.658424340e-02f, 2.059795707e-02f, 9.049122222e-03f, -2.779600443e-03f, -1.667821896e-03f, -2.737570030e-04f, -2.069223410e-05f},
-    {-1.594039798e-02f, 1.782745495e-02f, 3.757900558e-03f, -5.919799674e-03f, -7.271057693e-04f, 6.347000017e-04f, 1.739928412e-04f, 1.724240246e-05f},
-};
-
-// The AVX-512 path uses 16 intervals of width 1/4 (a zmm permute selects among 16), where
-// degree 5 reaches the same accuracy (below 6e-8) with two fewer multiply-adds.
-static const float ERF16_TAB[7][16] __attribute__((aligned(64))) = {
-    {0.0f, 0.375f, 0.625f, 0.875f, 1.125f, 1.375f, 1.625f, 1.875f, 2.125f, 2.375f, 2.625f, 2.875f, 3.125f, 3.375f, 3.625f, 3.875f},
-    {0.000000000e+00f, 4.041168988e-01f, 6.232408881e-01f, 7.840750813e-01f, 8.883882165e-01f, 9.481700659e-01f, 9.784437418e-01f, 9.919900298e-01f, 9.973459840e-01f, 9.992170334e-01f, 9.997946024e-01f, 9.999521375e-01f, 9.999901056e-01f, 9.999982119e-01f, 9.999997020e-01f, 9.999999404e-01f},
-    {1.128378630e+00f, 9.803528190e-01f, 7.634995580e-01f, 5.247450471e-01f, 3.182739615e-01f, 1.703597754e-01f, 8.047225326e-02f, 3.354582563e-02f, 1.234081946e-02f, 4.006478004e-03f, 1.147875562e-03f, 2.902286651e-04f, 6.475887494e-05f, 1.275181421e-05f, 2.215943141e-06f, 3.398282047e-07f},
-    {2.748206498e-05f, -3.676254749e-01f, -4.771815538e-01f, -4.591504931e-01f, -3.580603004e-01f, -2.342477143e-01f, -1.307694018e-01f, -6.289899349e-02f, -2.622399852e-02f, -9.514959529e-03f, -3.012863919e-03f, -8.342493093e-04f, -2.023084089e-04f, -4.301684021e-05f, -8.027216609e-06f, -1.315553618e-06f},
-    {-3.765966296e-01f, -2.348746210e-01f, -5.567584187e-02f, 9.291825444e-02f, 1.624495536e-01f, 1.579381078e-01f, 1.148424000e-01f, 6.744251400e-02f, 3.303794935e-02f, 1.373050082e-02f, 4.890230484e-03f, 1.502382918e-03f, 3.999423061e-04f, 9.255314217e-05f, 1.866452112e-05f, 3.286130777e-06f},
-    {3.341478994e-03f, 1.654139906e-01f, 1.754938513e-01f, 1.121532470e-01f, 2.833469212e-02f, -2.998309024e-02f, -4.938131571e-02f, -4.216312617e-02f, -2.640287764e-02f, -1.320593618e-02f, -5.466934759e-03f, -1.908536651e-03f, -5.682219053e-04f, -1.453426958e-04f, -3.210358773e-05f, -6.146433407e-06f},
-    {1.037122607e-01f, 4.530490190e-02f, -2.698134072e-02f, -6.663781404e-02f, -6.102391705e-02f, -3.064923175e-02f, -2.327173948e-03f, 1.130888797e-02f, 1.243695151e-02f, 8.361012675e-03f, 4.239049740e-03f, 1.729768468e-03f, 5.853062030e-04f, 1.669819903e-04f, 4.058416380e-05f, 8.462296137e-06f},
-};
-
-#define ERF_ONE 3.92f  // erfc(3.92) = 2.98e-8 = half an ulp below 1
 #define INV_SQRT2 0.70710678118654752f
 
+// MARK: - Scalar reference
+
 static inline float gelu_scalar(float x) { return 0.5f * x * (1.0f + erff(x * INV_SQRT2)); }
-
-INLINE T512 __m512 erf512(__m512 z) {
-    __m512 az = _mm512_min_ps(_mm512_abs_ps(z), _mm512_set1_ps(4.0f));  // NaN -> 4
-    __m512i idx = _mm512_cvttps_epi32(_mm512_mul_ps(az, _mm512_set1_ps(4.0f)));
-    idx = _mm512_min_epi32(idx, _mm512_set1_epi32(15));
-    __m512 t = _mm512_sub_ps(az, _mm512_permutexvar_ps(idx, _mm512_load_ps(ERF16_TAB[0])));
-    __m512 p = _mm512_permutexvar_ps(idx, _mm512_load_ps(ERF16_TAB[6]));
-    for (int j = 5; j >= 1; j--)
-        p = _mm512_fmadd_ps(p, t, _mm512_permutexvar_ps(idx, _mm512_load_ps(ERF16_TAB[j])));
-    p = _mm512_min_ps(p, _mm512_set1_ps(1.0f));
-    p = _mm512_mask_mov_ps(p, _mm512_cmp_ps_mask(az, _mm512_set1_ps(ERF_ONE), _CMP_GE_OQ), _mm512_set1_ps(1.0f));
-    return _mm512_or_ps(p, _mm512_and_ps(z, _mm512_set1_ps(-0.0f)));
-}
-
-INLINE T512 __m512 gelu512(__m512 x) {
-    __m512 h = _mm512_mul_ps(x, _mm512_set1_ps(0.5f));
-    return _mm512_fmadd_ps(h, erf512(_mm512_mul_ps(x, _mm512_set1_ps(INV_SQRT2))), h);
-}
-
-INLINE T256 __m256 erf256(__m256 z) {
-    __m256 az = _mm256_min_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), z), _mm256_set1_ps(4.0f));
-    __m256i idx = _mm256_cvttps_epi32(_mm256_add_ps(az, az));
-    idx = _mm256_min_epi32(idx, _mm256_set1_epi32(7));
-    __m256 t = _mm256_sub_ps(az, _mm256_permutevar8x32_ps(_mm256_load_ps(ERF_TAB[0]), idx));
-    __m256 p = _mm256_permutevar8x32_ps(_mm256_load_ps(ERF_TAB[8]), idx);
-    for (int j = 7; j >= 1; j--)
-        p = _mm256_fmadd_ps(p, t, _mm256_permutevar8x32_ps(_mm256_load_ps(ERF_TAB[j]), idx));
-    p = _mm256_min_ps(p, _mm256_set1_ps(1.0f));
-    p = _mm256_blendv_ps(p, _mm256_set1_ps(1.0f), _mm256_cmp_ps(az, _mm256_set1_ps(ERF_ONE), _CMP_GE_OQ));
-    return _mm256_or_ps(p, _mm256_and_ps(z, _mm256_set1_ps(-0.0f)));
-}
-
-INLINE T256 __m256 gelu256(__m256 x) {
-    __m256 h = _mm256_mul_ps(x, _mm256_set1_ps(0.5f));
-    return _mm256_fmadd_ps(h, erf256(_mm256_mul_ps(x, _mm256_set1_ps(INV_SQRT2))), h);
-}
-
-// MARK: - Elementwise GELU
 
 void cnx_gelu_inplace_f32_ref(float *x, int64_t count) {
     for (int64_t i = 0; i < count; i++) x[i] = gelu_scalar(x[i]);
 }
-
-static T512 void gelu_inplace_avx512(float *x, int64_t count) {
-    int64_t i = 0;
-    for (; i + 32 <= count; i += 32) {
-        __m512 v0 = _mm512_loadu_ps(x + i), v1 = _mm512_loadu_ps(x + i + 16);
-        _mm512_storeu_ps(x + i, gelu512(v0));
-        _mm512_storeu_ps(x + i + 16, gelu512(v1));
-    }
-    for (; i < count; i += 16) {
-        int64_t left = count - i;
-        __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-        _mm512_mask_storeu_ps(x + i, m, gelu512(_mm512_maskz_loadu_ps(m, x + i)));
-    }
-}
-
-INLINE T256 __m256i mask256(int64_t valid) {
-    // Lanes [0, valid) set, valid clamped to [0, 8].
-    if (valid < 0) valid = 0;
-    if (valid > 8) valid = 8;
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)valid), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-static T256 void gelu_inplace_avx2(float *x, int64_t count) {
-    int64_t i = 0;
-    for (; i + 16 <= count; i += 16) {
-        __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
-        _mm256_storeu_ps(x + i, gelu256(v0));
-        _mm256_storeu_ps(x + i + 8, gelu256(v1));
-    }
-    for (; i < count; i += 8) {
-        __m256i m = mask256(count - i);
-        _mm256_maskstore_ps(x + i, m, gelu256(_mm256_maskload_ps(x + i, m)));
-    }
-}
-
-void cnx_gelu_inplace_f32(float *x, int64_t count) {
-    switch (cnx_isa_current()) {
-    case CNX_ISA_AVX512: gelu_inplace_avx512(x, count); return;
-    case CNX_ISA_AVX2: gelu_inplace_avx2(x, count); return;
-    default: cnx_gelu_inplace_f32_ref(x, count); return;
-    }
-}
-
-// MARK: - Packing and the reference GEMM
 
 size_t cnx_gemm_packed_b_floats(int64_t k, int64_t n) {
     if (k <= 0 || n <= 0) return 0;
@@ -191,6 +66,119 @@ void cnx_gemm_f32_ref(int64_t m, int64_t n, int64_t k, const float *a, int64_t l
     }
 }
 
+#if CNX_X86
+
+#define T512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
+#define T256 __attribute__((target("avx2,fma")))
+#define INLINE static inline __attribute__((always_inline))
+
+// Blocking. A panel's K block (KC x 32 floats: 32 KB at KC = 256) and a 14-row A tile (14 KB)
+// share the 48 KB L1; a row block's A (MC x KC) and C stay in L2. K is split into equal blocks
+// of at most KC. Measured on Zen 5: KC 192..320 and MC 56..252 are all within 2-3 %.
+#ifndef GEMM_KC
+#define GEMM_KC 256
+#endif
+#ifndef GEMM_MC
+#define GEMM_MC 112
+#endif
+#define MR512 14   // AVX-512 tile: 14 rows x 32 columns = 28 zmm accumulators
+#define MR256 6    // AVX2 tile:     6 rows x 16 columns = 12 ymm accumulators
+
+// MARK: - Vector GELU
+
+// GELU(x) = x Phi(x) = max(x, 0) - |x| Q(|x|), with Q(a) = Phi(-a) = erfc(a / sqrt 2) / 2.
+// This form needs no sign juggling and no 1 + erf(x) cancellation, and a |x| Q(|x|) is below 7e-9
+// past |x| = 6, where it is dropped (so huge |x| and infinities come out exact).
+// Q on [0, 6) is piecewise polynomial: n equal intervals, on each a polynomial in the position
+// u in [0, 1) inside the interval, fitted (minimax on a |P(u) - Q(a)|, by reweighted least squares)
+// and rounded to float. A lane permute fetches each lane's coefficients: row j of a table holds
+// the coefficients of u^j, one column per interval. With float arithmetic the result is within
+// 4e-8 of GELU beyond the final rounding.
+//   AVX-512: 16 intervals (one zmm permute), degree 5.  AVX2: 8 intervals (ymm permute), degree 6.
+#define GELU_AMAX 6.0f
+
+static const float GELU_Q16[6][16] __attribute__((aligned(64))) = {
+    {5.000000000e-01f, 3.538302183e-01f, 2.266273499e-01f, 1.302945167e-01f, 6.680720299e-02f, 3.039636277e-02f, 1.222447399e-02f, 4.332448356e-03f, 1.349897822e-03f, 3.690782178e-04f, 8.841715317e-05f, 1.853668255e-05f, 3.397655519e-06f, 5.440377322e-07f, 7.604862873e-08f, 9.275223256e-09f},
+    {-1.496032178e-01f, -1.394453049e-01f, -1.129262745e-01f, -7.945371419e-02f, -4.856922477e-02f, -2.579498850e-02f, -1.190243661e-02f, -4.771574400e-03f, -1.661924995e-03f, -5.029021995e-04f, -1.322136814e-04f, -3.019868927e-05f, -5.992620117e-06f, -1.033143008e-06f, -1.547451660e-07f, -2.013653955e-08f},
+    {-1.532748001e-06f, 9.800854139e-03f, 1.587727666e-02f, 1.675936393e-02f, 1.366145071e-02f, 9.070049971e-03f, 5.022100639e-03f, 2.348589944e-03f, 9.346365114e-04f, 3.180517815e-04f, 9.285534907e-05f, 2.331265387e-05f, 5.042028988e-06f, 9.406303434e-07f, 1.515221584e-07f, 2.109251263e-08f},
+    {3.512408817e-03f, 2.824777737e-03f, 1.170671312e-03f, -4.926054971e-04f, -1.428605174e-03f, -1.527421991e-03f, -1.136722742e-03f, -6.591936108e-04f, -3.107583907e-04f, -1.216118762e-04f, -3.998498141e-05f, -1.113012513e-05f, -2.636549880e-06f, -5.334721322e-07f, -9.245285071e-08f, -1.375229619e-08f},
+    {-1.037514085e-05f, -3.584710066e-04f, -4.783212207e-04f, -3.455025435e-04f, -1.097052082e-04f, 6.745206338e-05f, 1.282774465e-04f, 1.081026494e-04f, 6.414602103e-05f, 2.961081918e-05f, 1.106737727e-05f, 3.419213954e-06f, 8.839676866e-07f, 1.927785718e-07f, 3.566278295e-08f, 5.619149146e-09f},
+    {-6.705107080e-05f, -2.472889901e-05f, 2.381076592e-05f, 4.513870590e-05f, 3.524294880e-05f, 1.301865359e-05f, -3.243603487e-06f, -8.474898095e-06f, -6.918731287e-06f, -3.809636610e-06f, -1.604603199e-06f, -5.421140372e-07f, -1.504562874e-07f, -3.478617217e-08f, -6.761061488e-09f, -1.111626791e-09f},
+};
+static const float GELU_Q8[7][8] __attribute__((aligned(32))) = {
+    {5.000000000e-01f, 2.266273350e-01f, 6.680720299e-02f, 1.222447678e-02f, 1.349897939e-03f, 8.841690578e-05f, 3.397613000e-06f, 7.604597130e-08f},
+    {-2.992078662e-01f, -2.258513868e-01f, -9.713809937e-02f, -2.380514331e-02f, -3.323879791e-03f, -2.644097258e-04f, -1.198178597e-05f, -3.092642089e-07f},
+    {1.924149910e-05f, 6.349641085e-02f, 5.463835225e-02f, 2.009163052e-02f, 3.739341162e-03f, 3.712841426e-04f, 2.013012636e-05f, 6.033505997e-07f},
+    {2.793110162e-02f, 9.402290918e-03f, -1.136922929e-02f, -9.104431607e-03f, -2.493218053e-03f, -3.202434746e-04f, -2.101216887e-05f, -7.310265460e-07f},
+    {3.578190226e-04f, -7.629821543e-03f, -1.973715378e-03f, 2.051529242e-03f, 1.054482418e-03f, 1.823462517e-04f, 1.446083934e-05f, 5.759105761e-07f},
+    {-2.928650705e-03f, 5.405119155e-04f, 1.500571263e-03f, -5.386496559e-05f, -2.717253810e-04f, -6.520682655e-05f, -6.121121714e-06f, -2.719035592e-07f},
+    {4.557005304e-04f, 2.218740847e-04f, -2.406072017e-04f, -5.430297460e-05f, 3.351913256e-05f, 1.121070636e-05f, 1.202599492e-06f, 5.787691393e-08f},
+};
+
+
+INLINE T512 __m512 gelu512(__m512 x) {
+    const __m512 a = _mm512_abs_ps(x);
+    // Interval position; the clamp keeps the index below 16 (NaN -> 15.99999; masked off below).
+    const __m512 s = _mm512_min_ps(_mm512_mul_ps(a, _mm512_set1_ps(16.0f / GELU_AMAX)), _mm512_set1_ps(15.99999f));
+    const __m512 f = _mm512_roundscale_ps(s, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    const __m512i idx = _mm512_cvttps_epi32(f);
+    const __m512 u = _mm512_sub_ps(s, f);
+    __m512 p = _mm512_permutexvar_ps(idx, _mm512_load_ps(GELU_Q16[5]));
+    for (int j = 4; j >= 0; j--)
+        p = _mm512_fmadd_ps(p, u, _mm512_permutexvar_ps(idx, _mm512_load_ps(GELU_Q16[j])));
+    const __m512 relu = _mm512_max_ps(_mm512_setzero_ps(), x);  // NaN stays NaN (second operand)
+    const __mmask16 near = _mm512_cmp_ps_mask(a, _mm512_set1_ps(GELU_AMAX), _CMP_LT_OQ);
+    return _mm512_mask3_fnmadd_ps(a, p, relu, near);  // relu - a p where |x| < 6, else relu
+}
+
+INLINE T256 __m256 gelu256(__m256 x) {
+    const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+    const __m256 s = _mm256_min_ps(_mm256_mul_ps(a, _mm256_set1_ps(8.0f / GELU_AMAX)), _mm256_set1_ps(7.99999f));
+    const __m256 f = _mm256_round_ps(s, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    const __m256i idx = _mm256_cvttps_epi32(f);
+    const __m256 u = _mm256_sub_ps(s, f);
+    __m256 p = _mm256_permutevar8x32_ps(_mm256_load_ps(GELU_Q8[6]), idx);
+    for (int j = 5; j >= 0; j--)
+        p = _mm256_fmadd_ps(p, u, _mm256_permutevar8x32_ps(_mm256_load_ps(GELU_Q8[j]), idx));
+    const __m256 relu = _mm256_max_ps(_mm256_setzero_ps(), x);
+    const __m256 near = _mm256_cmp_ps(a, _mm256_set1_ps(GELU_AMAX), _CMP_LT_OQ);
+    return _mm256_sub_ps(relu, _mm256_and_ps(near, _mm256_mul_ps(a, p)));
+}
+
+INLINE T256 __m256i mask256(int64_t valid) {
+    // Lanes [0, valid) set, valid clamped to [0, 8].
+    if (valid < 0) valid = 0;
+    if (valid > 8) valid = 8;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)valid), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+static T512 void gelu_inplace_avx512(float *x, int64_t count) {
+    int64_t i = 0;
+    for (; i + 32 <= count; i += 32) {
+        __m512 v0 = _mm512_loadu_ps(x + i), v1 = _mm512_loadu_ps(x + i + 16);
+        _mm512_storeu_ps(x + i, gelu512(v0));
+        _mm512_storeu_ps(x + i + 16, gelu512(v1));
+    }
+    for (; i < count; i += 16) {
+        int64_t left = count - i;
+        __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+        _mm512_mask_storeu_ps(x + i, m, gelu512(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
+static T256 void gelu_inplace_avx2(float *x, int64_t count) {
+    int64_t i = 0;
+    for (; i + 16 <= count; i += 16) {
+        __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
+        _mm256_storeu_ps(x + i, gelu256(v0));
+        _mm256_storeu_ps(x + i + 8, gelu256(v1));
+    }
+    for (; i < count; i += 8) {
+        __m256i m = mask256(count - i);
+        _mm256_maskstore_ps(x + i, m, gelu256(_mm256_maskload_ps(x + i, m)));
+    }
+}
+
 // MARK: - Blocking shared by the SIMD paths
 
 typedef struct {
@@ -200,6 +188,7 @@ typedef struct {
     int act;
     int first, last;        // first / last K block: initialise from bias / run the epilogue
     int64_t valid_n;        // columns of the tile inside C (may exceed the tile width)
+    const float *prefetch;  // the next panel's K block, prefetched by a panel's first tile; or NULL
 } tile_ep;
 
 // The residual can be folded into the initial accumulators (read at the first K block) unless
@@ -250,7 +239,12 @@ INLINE T512 void tile512(const int MR, int64_t kc, const float *a, int64_t lda, 
             acc1[r] = _mm512_maskz_loadu_ps(m1, c + r * ldc + 16);
         }
     }
+    const float *pf = e->prefetch;
     for (int64_t kk = 0; kk < kc; kk++) {
+        if (pf) {
+            _mm_prefetch((const char *)(pf + kk * PANEL), _MM_HINT_T0);
+            _mm_prefetch((const char *)(pf + kk * PANEL + 16), _MM_HINT_T0);
+        }
         const __m512 b0 = _mm512_loadu_ps(bp + kk * PANEL), b1 = _mm512_loadu_ps(bp + kk * PANEL + 16);
 #pragma clang loop unroll(full)
         for (int r = 0; r < MR; r++) {
@@ -260,18 +254,26 @@ INLINE T512 void tile512(const int MR, int64_t kc, const float *a, int64_t lda, 
         }
     }
     if (e->last && e->act == 1) {
+        // GELU (and the residual after it) from a copy of the tile in L1: a plain loop keeps the
+        // 28 accumulators from competing with GELU's temporaries for registers. The copy is not
+        // C itself, because the residual may be C.
+        __m512 tile[MR512][2];
 #pragma clang loop unroll(full)
         for (int r = 0; r < MR; r++) {
-            acc0[r] = gelu512(acc0[r]);
-            if (m1) acc1[r] = gelu512(acc1[r]);
+            tile[r][0] = acc0[r];
+            tile[r][1] = acc1[r];
         }
-        if (e->residual) {
-#pragma clang loop unroll(full)
-            for (int r = 0; r < MR; r++) {
-                acc0[r] = _mm512_add_ps(acc0[r], _mm512_maskz_loadu_ps(m0, e->residual + r * e->ldr));
-                acc1[r] = _mm512_add_ps(acc1[r], _mm512_maskz_loadu_ps(m1, e->residual + r * e->ldr + 16));
+        const float *res = e->residual;
+        for (int r = 0; r < MR; r++) {
+            __m512 v0 = gelu512(tile[r][0]), v1 = gelu512(tile[r][1]);
+            if (res) {
+                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, res + r * e->ldr));
+                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, res + r * e->ldr + 16));
             }
+            _mm512_mask_storeu_ps(c + r * ldc, m0, v0);
+            _mm512_mask_storeu_ps(c + r * ldc + 16, m1, v1);
         }
+        return;
     }
 #pragma clang loop unroll(full)
     for (int r = 0; r < MR; r++) {
@@ -387,10 +389,18 @@ static void gemm_blocked(int64_t m, int64_t n, int64_t k, const float *a, int64_
                          const tile_fn *tiles, int mr_max, int tile_n) {
     if (m <= 0 || n <= 0) return;
     const int64_t kcb = k_block(m, n, k, act, residual, ldr, c, ldc);
-    const int64_t mcb = (GEMM_MC / mr_max) * mr_max;
     const int64_t panels = (n + PANEL - 1) / PANEL;
-    for (int64_t m0 = 0; m0 < m; m0 += mcb) {
-        const int64_t m1 = m0 + mcb < m ? m0 + mcb : m;
+    // Row blocks of at most MC rows, as equal as whole tiles allow; inside a block, tiles of
+    // nearly equal height (64 rows: 13 13 13 13 12, not 14 14 14 14 8), since a short tile has
+    // too few accumulators to cover the FMA latency.
+    const int64_t max_tiles = GEMM_MC / mr_max;
+    const int64_t tiles_total = (m + mr_max - 1) / mr_max;
+    const int64_t blocks = (tiles_total + max_tiles - 1) / max_tiles;
+    const int64_t block_tiles = (tiles_total + blocks - 1) / blocks;
+    for (int64_t m0 = 0; m0 < m;) {
+        const int64_t m1 = m0 + block_tiles * mr_max < m ? m0 + block_tiles * mr_max : m;
+        const int64_t rows = m1 - m0, ntiles = (rows + mr_max - 1) / mr_max;
+        const int64_t tile_rows = rows / ntiles, taller = rows % ntiles;  // first `taller` get +1
         int64_t k0 = 0;
         do {
             const int64_t kc = k - k0 < kcb ? k - k0 : kcb;
@@ -404,15 +414,32 @@ static void gemm_blocked(int64_t m, int64_t n, int64_t k, const float *a, int64_
                     const float *bp = packed_b + p * PANEL * k + k0 * PANEL + (j0 - p * PANEL);
                     e.bias = bias ? bias + j0 : NULL;
                     e.valid_n = n - j0;
-                    for (int64_t i = m0; i < m1; i += mr_max) {
-                        const int64_t mr = m1 - i < mr_max ? m1 - i : mr_max;
+                    for (int64_t t = 0, i = m0; t < ntiles; t++) {
+                        const int64_t mr = tile_rows + (t < taller);
+                        e.prefetch = (i == m0 && p + 1 < panels && tile_n == PANEL) ? bp + PANEL * k : NULL;
                         e.residual = residual ? residual + i * ldr + j0 : NULL;
                         tiles[mr](kc, a + i * lda + k0, lda, bp, c + i * ldc + j0, ldc, &e);
+                        i += mr;
                     }
                 }
             }
             k0 += kc;
         } while (k0 < k);
+        m0 = m1;
+    }
+}
+
+#endif  // CNX_X86
+
+// MARK: - Dispatch
+
+void cnx_gelu_inplace_f32(float *x, int64_t count) {
+    switch (cnx_isa_current()) {
+#if CNX_X86
+    case CNX_ISA_AVX512: gelu_inplace_avx512(x, count); return;
+    case CNX_ISA_AVX2: gelu_inplace_avx2(x, count); return;
+#endif
+    default: cnx_gelu_inplace_f32_ref(x, count); return;
     }
 }
 
@@ -420,12 +447,14 @@ void cnx_gemm_f32(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                   const float *packed_b, const float *bias, int act, const float *residual,
                   int64_t ldr, float *c, int64_t ldc) {
     switch (cnx_isa_current()) {
+#if CNX_X86
     case CNX_ISA_AVX512:
         gemm_blocked(m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc, TILES512, MR512, 32);
         return;
     case CNX_ISA_AVX2:
         gemm_blocked(m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc, TILES256, MR256, 16);
         return;
+#endif
     default:
         cnx_gemm_f32_ref(m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc);
         return;

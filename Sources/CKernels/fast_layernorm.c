@@ -2,11 +2,12 @@
 // affine unless gamma / beta are given: the converter folds them into the next layer.
 #include "cnx_fast.h"
 
-#include <immintrin.h>
 #include <math.h>
 
-#define T512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
-#define T256 __attribute__((target("avx2,fma")))
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(CNX_NO_SIMD)
+#define CNX_X86 1
+#include <immintrin.h>
+#endif
 
 void cnx_layernorm_rows_f32_ref(const float *x, int64_t rows, int64_t c, float eps,
                                 const float *gamma, const float *beta, float *y) {
@@ -30,6 +31,11 @@ void cnx_layernorm_rows_f32_ref(const float *x, int64_t rows, int64_t c, float e
         }
     }
 }
+
+#if CNX_X86
+
+#define T512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
+#define T256 __attribute__((target("avx2,fma")))
 
 static inline __attribute__((always_inline)) T512 __mmask16 tail512(int64_t left) {
     return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
@@ -140,11 +146,15 @@ static T256 void layernorm_avx2(const float *x, int64_t rows, int64_t c, float e
     }
 }
 
+#endif  // CNX_X86
+
 void cnx_layernorm_rows_f32(const float *x, int64_t rows, int64_t c, float eps,
                             const float *gamma, const float *beta, float *y) {
     switch (cnx_isa_current()) {
+#if CNX_X86
     case CNX_ISA_AVX512: layernorm_avx512(x, rows, c, eps, gamma, beta, y); return;
     case CNX_ISA_AVX2: layernorm_avx2(x, rows, c, eps, gamma, beta, y); return;
+#endif
     default: cnx_layernorm_rows_f32_ref(x, rows, c, eps, gamma, beta, y); return;
     }
 }

@@ -11,25 +11,45 @@ final class FastGemmTests: XCTestCase {
         return packed
     }
 
-    /// The triple loop in Double over the unpacked B, with the epilogue.
-    private func naive(m: Int, n: Int, k: Int, a: [Float], lda: Int, b: [Float], bias: [Float]?,
-                       act: Int32, residual: [Float]?, ldr: Int) -> [Float] {
-        var c = [Float](repeating: 0, count: m * n)
+    /// The triple loop in Double over the unpacked B: the sums before any epilogue.
+    private func naiveSums(m: Int, n: Int, k: Int, a: [Float], lda: Int, b: [Float]) -> [Double] {
+        var sums = [Double](repeating: 0, count: m * n)
         a.withUnsafeBufferPointer { pa in
             b.withUnsafeBufferPointer { pb in
-                for i in 0..<m {
-                    for j in 0..<n {
-                        var s = 0.0
-                        for kk in 0..<k { s += Double(pa[i * lda + kk]) * Double(pb[kk * n + j]) }
-                        if let bias { s += Double(bias[j]) }
-                        if act == 1 { s = geluExact(s) }
-                        if let residual { s += Double(residual[i * ldr + j]) }
-                        c[i * n + j] = Float(s)
+                sums.withUnsafeMutableBufferPointer { ps in
+                    for i in 0..<m {
+                        for j in 0..<n {
+                            var s = 0.0
+                            for kk in 0..<k { s += Double(pa[i * lda + kk]) * Double(pb[kk * n + j]) }
+                            ps[i * n + j] = s
+                        }
                     }
                 }
             }
         }
+        return sums
+    }
+
+    /// The epilogue in Double: residual + act(sum + bias).
+    private func epilogue(_ sums: [Double], m: Int, n: Int, bias: [Float]?, act: Int32, residual: [Float]?,
+                          ldr: Int) -> [Float] {
+        var c = [Float](repeating: 0, count: m * n)
+        for i in 0..<m {
+            for j in 0..<n {
+                var s = sums[i * n + j]
+                if let bias { s += Double(bias[j]) }
+                if act == 1 { s = geluExact(s) }
+                if let residual { s += Double(residual[i * ldr + j]) }
+                c[i * n + j] = Float(s)
+            }
+        }
         return c
+    }
+
+    private func naive(m: Int, n: Int, k: Int, a: [Float], lda: Int, b: [Float], bias: [Float]?,
+                       act: Int32, residual: [Float]?, ldr: Int) -> [Float] {
+        epilogue(naiveSums(m: m, n: n, k: k, a: a, lda: lda, b: b), m: m, n: n, bias: bias, act: act,
+                 residual: residual, ldr: ldr)
     }
 
     /// Runs the dispatched GEMM (or the reference) into a fresh m x ldc buffer; returns the m x n
@@ -42,6 +62,7 @@ final class FastGemmTests: XCTestCase {
         let call = ref ? cnx_gemm_f32_ref : cnx_gemm_f32
         call(Int64(m), Int64(n), Int64(k), a.const, Int64(lda), packed.const, bias?.const, act,
              residual?.const, Int64(ldr), c.pointer, Int64(ldc))
+        if ldc == n { return c.array }
         var out: [Float] = []
         for i in 0..<m {
             for j in 0..<ldc {
@@ -71,8 +92,8 @@ final class FastGemmTests: XCTestCase {
         }
     }
 
-    /// Every path on odd shapes, with bias + GELU + residual, against the Double triple loop
-    /// and against the scalar reference.
+    /// Every path on odd shapes, with no epilogue, bias, bias + GELU, and bias + GELU + residual,
+    /// against the triple loop in Double and against the scalar reference.
     func testGemmOddShapesMatchNaiveAndReference() {
         var rng = LCG(2)
         for m in Self.sizes + [200] {
@@ -80,18 +101,23 @@ final class FastGemmTests: XCTestCase {
                 for k in Self.sizes + [384] {
                     let a = rng.floats(m * k), b = rng.floats(k * n)
                     let bias = rng.floats(n), residual = rng.floats(m * n)
-                    let expected = naive(m: m, n: n, k: k, a: a, lda: k, b: b, bias: bias, act: 1,
-                                         residual: residual, ldr: n)
+                    let sums = naiveSums(m: m, n: n, k: k, a: a, lda: k, b: b)
                     let pa = FloatBuffer(a), packed = pack(b, k: k, n: n)
                     let pbias = FloatBuffer(bias), pres = FloatBuffer(residual)
-                    let ref = run(ref: true, m: m, n: n, k: k, a: pa, lda: k, packed: packed, bias: pbias,
-                                  act: 1, residual: pres, ldr: n)
-                    XCTAssertLessThan(relativeError(ref, expected), 1e-5, "ref m \(m) n \(n) k \(k)")
-                    forEachISA { _, name in
-                        let got = run(ref: false, m: m, n: n, k: k, a: pa, lda: k, packed: packed,
-                                      bias: pbias, act: 1, residual: pres, ldr: n)
-                        XCTAssertLessThan(relativeError(got, ref), 1e-5, "\(name) m \(m) n \(n) k \(k) vs ref")
-                        XCTAssertLessThan(relativeError(got, expected), 1e-5, "\(name) m \(m) n \(n) k \(k) vs naive")
+                    for (useBias, act, useResidual) in [(false, 0, false), (true, 0, false), (true, 1, false), (true, 1, true)] as [(Bool, Int32, Bool)] {
+                        let label = "m \(m) n \(n) k \(k) bias \(useBias) act \(act) residual \(useResidual)"
+                        let expected = epilogue(sums, m: m, n: n, bias: useBias ? bias : nil, act: act,
+                                                residual: useResidual ? residual : nil, ldr: n)
+                        let b = useBias ? pbias : nil, r = useResidual ? pres : nil
+                        let ref = run(ref: true, m: m, n: n, k: k, a: pa, lda: k, packed: packed, bias: b,
+                                      act: act, residual: r, ldr: n)
+                        XCTAssertLessThan(relativeError(ref, expected), 1e-5, "ref \(label)")
+                        forEachISA { _, name in
+                            let got = run(ref: false, m: m, n: n, k: k, a: pa, lda: k, packed: packed,
+                                          bias: b, act: act, residual: r, ldr: n)
+                            XCTAssertLessThan(relativeError(got, ref), 1e-5, "\(name) \(label) vs ref")
+                            XCTAssertLessThan(relativeError(got, expected), 1e-5, "\(name) \(label) vs naive")
+                        }
                     }
                 }
             }
@@ -101,7 +127,8 @@ final class FastGemmTests: XCTestCase {
     /// Each epilogue alone and combined (none, bias, GELU, residual), every path vs the reference.
     func testGemmEpiloguesMatchReference() {
         var rng = LCG(3)
-        for (m, n, k) in [(13, 97, 7), (97, 13, 97), (200, 384, 384), (7, 384, 1), (29, 65, 450)] {
+        // 250 and 113 rows cross row blocks (112 rows) with uneven tiles; 450 and 520 split K.
+        for (m, n, k) in [(13, 97, 7), (97, 13, 97), (200, 384, 384), (7, 384, 1), (29, 65, 450), (250, 40, 30), (113, 33, 520)] {
             let pa = FloatBuffer(rng.floats(m * k)), packed = pack(rng.floats(k * n), k: k, n: n)
             let bias = FloatBuffer(rng.floats(n)), residual = FloatBuffer(rng.floats(m * n, scale: 4))
             for useBias in [false, true] {

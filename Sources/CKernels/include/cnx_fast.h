@@ -5,6 +5,8 @@
 // AVX2 + FMA version (8-lane ymm) and a portable scalar version. The scalar versions are also
 // exported under a `_ref` name: they are the specification the SIMD versions are tested against.
 // All functions are single-threaded and allocate nothing: callers thread over rows.
+// The SIMD code uses per-function target attributes, so no -mavx flags are needed; off x86, or
+// built with -DCNX_NO_SIMD, only the scalar paths exist.
 #ifndef CNX_FAST_H
 #define CNX_FAST_H
 
@@ -32,7 +34,7 @@ cnx_isa cnx_isa_detect(void);
 cnx_isa cnx_isa_current(void);
 
 /// Forces a path (for tests and benchmarks), clamped to what the CPU supports; -1 returns to
-/// automatic detection. Not meant to race with running kernels.
+/// automatic detection. Safe at any time: a call already running finishes on its path.
 void cnx_isa_force(int isa);
 
 /// "scalar", "avx2", "avx512" (or "unknown").
@@ -53,10 +55,14 @@ void cnx_gemm_pack_b(const float *b, int64_t k, int64_t n, float *packed);
 
 /// C[i][j] = residual[i][j] + act(sum_k A[i][k] B[k][j] + bias[j]),  0 <= i < m, 0 <= j < n.
 ///   a: m x k, leading dimension lda (rows contiguous). packed_b: from cnx_gemm_pack_b(b, k, n).
-///   bias: n values or NULL. act: 0 = none, 1 = exact GELU 0.5 x (1 + erf(x / sqrt 2)).
+///   bias: n values or NULL. act: 0 = none, 1 = exact GELU 0.5 x (1 + erf(x / sqrt 2)), as
+///   cnx_gelu_inplace_f32 computes it.
 ///   residual: NULL or m x n with leading dimension ldr; it may be C itself (then ldr == ldc),
 ///   but must not overlap C in any other way. C must not overlap A.
 /// k == 0 gives C = residual + act(bias).
+/// Column ranges: columns [j0, j0 + w) alone (say, to split a layer with few rows across threads
+/// by columns) are n = w, packed_b + (j0 / 32) * 32 * k, bias + j0, residual + j0, c + j0, with
+/// j0 a multiple of 32. Row ranges are a + i0 * lda, residual + i0 * ldr, c + i0 * ldc.
 void cnx_gemm_f32(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                   const float *packed_b, const float *bias, int act, const float *residual,
                   int64_t ldr, float *c, int64_t ldc);
@@ -88,8 +94,9 @@ void cnx_layernorm_rows_f32(const float *x, int64_t rows, int64_t c, float eps,
 void cnx_layernorm_rows_f32_ref(const float *x, int64_t rows, int64_t c, float eps,
                                 const float *gamma, const float *beta, float *y);
 
-/// x = 0.5 x (1 + erf(x / sqrt 2)) in place. The SIMD paths evaluate erf with piecewise
-/// polynomials (absolute error below 1e-7); the reference uses libm's erff.
+/// x = 0.5 x (1 + erf(x / sqrt 2)) in place. The SIMD paths compute max(x, 0) - |x| Phi(-|x|)
+/// with Phi(-a) piecewise polynomial (within 4e-8 of exact GELU beyond the float rounding); the
+/// reference uses libm's erff.
 void cnx_gelu_inplace_f32(float *x, int64_t count);
 void cnx_gelu_inplace_f32_ref(float *x, int64_t count);
 
