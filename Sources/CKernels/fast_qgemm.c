@@ -1,6 +1,6 @@
-// Int8 pointwise kernels: path detection, weight packing, the scalar reference twins (also the
-// portable path) and the public entry points that dispatch to fast_qgemm_avx512.c and
-// fast_qgemm_avx2.c. The arithmetic is specified in cnx_qgemm.h.
+// Int8 pointwise kernels: path detection, weight packing, the scalar reference twins, the portable
+// C path and the public entry points that dispatch to fast_qgemm_avx512.c and fast_qgemm_avx2.c.
+// The arithmetic is specified in cnx_qgemm.h.
 #define CNX_QGEMM_INTERNAL
 #include "cnx_qgemm.h"
 
@@ -218,6 +218,32 @@ static void gemm_ref(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t 
         for (int64_t j = 0; j < n; j++) emit_ref(dot_ref(a + i * lda, pb, kq, k, j), e, i, j);
 }
 
+// The portable path: the reference arithmetic in the packed order (per row, per 16-column panel,
+// groups of 4 k in sequence), which compilers vectorise for the baseline ISA.
+static void gemm_portable(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda,
+                          const void *packed_b, const cnx_qjob *e) {
+    const int8_t *pb = (const int8_t *)packed_b;
+    const int64_t kq = groups_of(k), np = panels_of(n);
+    for (int64_t i = 0; i < m; i++) {
+        const uint8_t *arow = a + i * lda;
+        for (int64_t p = 0; p < np; p++) {
+            uint32_t acc[PANEL] = {0};
+            for (int64_t g = 0; g < kq; g++) {
+                int16_t x[4] = {0, 0, 0, 0};
+                for (int t = 0; t < 4 && 4 * g + t < k; t++) x[t] = arow[4 * g + t];
+                const int8_t *grp = pb + (p * kq + g) * 64;
+                for (int jj = 0; jj < PANEL; jj++) {
+                    // 16 x 16 -> 32-bit products, |sum of 4| <= 4 * 255 * 128: exact.
+                    int32_t s = 0;
+                    for (int t = 0; t < 4; t++) s += (int32_t)x[t] * (int32_t)(int16_t)grp[4 * jj + t];
+                    acc[jj] += (uint32_t)s;
+                }
+            }
+            for (int jj = 0; jj < PANEL && p * PANEL + jj < n; jj++) emit_ref((int32_t)acc[jj], e, i, p * PANEL + jj);
+        }
+    }
+}
+
 static void epilogue_ref(int64_t m, int64_t n, const int32_t *acc, int64_t ldacc, const cnx_qjob *e) {
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < n; j++) emit_ref(acc[i * ldacc + j], e, i, j);
@@ -271,7 +297,7 @@ static void gemm_dispatch(int64_t m, int64_t n, int64_t k, const uint8_t *a, int
     case CNX_QISA_AVX512_VNNI: cnx_qgemm_run_avx512vnni(m, n, k, a, lda, packed_b, e); return;
     case CNX_QISA_AVX_VNNI: cnx_qgemm_run_avxvnni(m, n, k, a, lda, packed_b, e); return;
     case CNX_QISA_AVX2: cnx_qgemm_run_avx2(m, n, k, a, lda, packed_b, e); return;
-    default: gemm_ref(m, n, k, a, lda, packed_b, e); return;
+    default: gemm_portable(m, n, k, a, lda, packed_b, e); return;
     }
 }
 

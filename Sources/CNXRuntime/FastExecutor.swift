@@ -210,7 +210,11 @@ final class FastExecutor: @unchecked Sendable {
         let out = inPlace ? x : x.copy()
         let pixels = h * w
         let t = scratch[0].buffer(0, floats: pixels * c)
-        let tile = hidden >= 1536 ? 64 : 128
+        // Row tiles: at most 64 or 128 rows (so a tile's hidden activation stays in cache), and
+        // a multiple of the thread count of them so every thread gets the same work.
+        let tileMax = hidden >= 1536 ? 64 : 128
+        let tileCount = max(threads, ((pixels + tileMax - 1) / tileMax + threads - 1) / threads * threads)
+        let tile = max(1, (pixels + tileCount - 1) / tileCount)
         // Bytes of u8 codes per lane: a tile of inputs to either layer.
         func codes(_ lane: Int) -> UnsafeMutablePointer<UInt8> {
             UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (tile * max(c, hidden) + 3) / 4 + 16)).assumingMemoryBound(to: UInt8.self)
@@ -224,7 +228,7 @@ final class FastExecutor: @unchecked Sendable {
             if let grnGamma, let grnBeta {
                 // GRN needs statistics over the whole map: materialise the hidden activation.
                 let hbuf = scratch[0].buffer(1, floats: pixels * hidden)
-                parallelChunks(tiles, threads: lanes(tiles * 8)) { lo, hi, lane in
+                parallelChunks(tiles, threads: threads) { lo, hi, lane in
                     let ln = scratch[lane].buffer(2, floats: tile * c)
                     for ti in lo..<hi {
                         let r0 = ti * tile, rows = min(tile, pixels - r0)
@@ -235,7 +239,7 @@ final class FastExecutor: @unchecked Sendable {
                 }
                 applyGRN(hbuf, pixels: pixels, channels: hidden, gamma: grnGamma, beta: grnBeta, eps: node.float("grn_epsilon") ?? 1e-6)
                 report(2, hbuf, pixels * hidden)
-                parallelChunks(tiles, threads: lanes(tiles * 8)) { lo, hi, lane in
+                parallelChunks(tiles, threads: threads) { lo, hi, lane in
                     for ti in lo..<hi {
                         let r0 = ti * tile, rows = min(tile, pixels - r0)
                         w2.apply(hbuf + r0 * hidden, rows: rows, lda: hidden, bias: b2, gelu: false, residual: xb + r0 * c, ldr: c,
@@ -244,9 +248,27 @@ final class FastExecutor: @unchecked Sendable {
                 }
                 continue
             }
+            if pixels <= 256, threads > 1, observer == nil, case .float(let m1) = w1, case .float(let m2) = w2 {
+                // Small maps (the last stages): few rows but large weights, so the threads
+                // split the weights' columns instead of the rows, and each reads half of them.
+                let ln = scratch[0].buffer(2, floats: pixels * c)
+                cnx_layernorm_rows_f32(t, Int64(pixels), Int64(c), eps, nil, nil, ln)
+                let hbuf = scratch[0].buffer(1, floats: pixels * hidden)
+                parallelChunks((hidden + 31) / 32, threads: threads) { lo, hi, _ in
+                    let j0 = lo * 32, width = min(hidden, hi * 32) - j0
+                    cnx_gemm_f32(Int64(pixels), Int64(width), Int64(c), ln, Int64(c), m1.data + lo * 32 * c, b1.map { $0 + j0 }, 1,
+                                 nil, 0, hbuf + j0, Int64(hidden))
+                }
+                parallelChunks((c + 31) / 32, threads: threads) { lo, hi, _ in
+                    let j0 = lo * 32, width = min(c, hi * 32) - j0
+                    cnx_gemm_f32(Int64(pixels), Int64(width), Int64(hidden), hbuf, Int64(hidden), m2.data + lo * 32 * hidden, b2.map { $0 + j0 }, 0,
+                                 xb + j0, Int64(c), xb + j0, Int64(c))
+                }
+                continue
+            }
             // Tiles of rows: the 4C hidden activation of a tile stays in cache and the whole
             // map's hidden activation never exists.
-            parallelChunks(tiles, threads: lanes(tiles * 8)) { lo, hi, lane in
+            parallelChunks(tiles, threads: threads) { lo, hi, lane in
                 let ln = scratch[lane].buffer(2, floats: tile * c)
                 let hb = scratch[lane].buffer(3, floats: tile * hidden)
                 let q = codes(lane)

@@ -10,7 +10,8 @@
 //
 // Paths, chosen at run time (cnx_qisa_current), each beside the scalar `_ref` twin it is tested
 // against: AVX-512 VNNI (vpdpbusd on zmm), AVX-VNNI (vpdpbusd on ymm, VEX), AVX2 without VNNI
-// (bytes widened to 16 bits, vpmaddwd) and portable C (the `_ref` functions themselves).
+// (bytes widened to 16 bits, vpmaddwd) and portable C (the reference arithmetic in packed order;
+// the epilogues and the quantizer are the `_ref` functions themselves).
 // Exactness:
 //   - the s32 GEMM is bit-identical on every path (integer arithmetic, wrapping mod 2^32 like
 //     vpdpbusd; no overflow is possible for k <= 65793 since |a w| <= 255 * 128);
@@ -35,7 +36,7 @@ extern "C" {
 /// The int8 kernel paths. The numbers are stable; a larger number is not always a superset
 /// (a CPU can have AVX-512 VNNI without AVX-VNNI), see cnx_qisa_supported.
 typedef enum {
-    CNX_QISA_SCALAR = 0,        // portable C (the reference functions)
+    CNX_QISA_SCALAR = 0,        // portable C
     CNX_QISA_AVX2 = 1,          // AVX2 + FMA, no VNNI
     CNX_QISA_AVX_VNNI = 2,      // AVX2 + FMA + AVX-VNNI (ymm)
     CNX_QISA_AVX512_VNNI = 3,   // AVX-512 F/BW/DQ/VL + AVX512-VNNI (zmm), OS-enabled zmm state
