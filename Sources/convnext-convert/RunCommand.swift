@@ -3,48 +3,110 @@ import CNXConvert
 import CNXFormat
 import CNXGraph
 import CNXRuntime
+import CNXValidate
 import Foundation
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a model on a float32 NCHW .npy batch and write its output (logits) as .npy.")
+        abstract: "Classify images, or run a model on a float32 NCHW .npy batch and write its output (logits) as .npy.",
+        discussion: """
+          convnext-convert run model.cnx photo.jpg other.png --top 5
+          convnext-convert run model.cnx --input x.npy --output logits.npy
+
+        Images are resized, centre-cropped and normalised as the model says (see `validate --help`). Class names: --labels FILE (one a line), else the .cnx's general.class_names, else ImageNet-1K's for a 1000-class model, else the class numbers.
+        """)
 
     @Argument(help: "The model file (.cnx or .onnx).")
     var model: String
 
+    @Argument(help: "Images to classify (JPEG or PNG).")
+    var images: [String] = []
+
     @Option(name: .long, help: "Input batch: float32 .npy of shape N x 3 x H x W, preprocessed.")
-    var input: String
+    var input: String?
 
     @Option(name: .long, help: "Where to write the output (float32 .npy).")
-    var output: String
+    var output: String?
+
+    @Option(name: .long, help: "How many classes to print for each image.")
+    var top = 5
+
+    @Option(name: .long, help: "Class names, one a line, in class-id order.")
+    var labels: String?
+
+    @OptionGroup var preprocess: PreprocessOptions
 
     @Option(name: .long, help: "Threads (default: all cores).")
     var threads: Int?
 
+    func validate() throws {
+        if images.isEmpty {
+            guard input != nil, output != nil else {
+                throw ValidationError("give images to classify, or --input X.npy and --output Y.npy")
+            }
+        } else if input != nil || output != nil {
+            throw ValidationError("give images to classify or --input/--output, not both")
+        }
+        guard top >= 1 else { throw ValidationError("--top must be at least 1") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
     func run() throws {
         try reportingErrors {
-            let loaded = try ModelLoader.load(model)
-            let x = try NPY.read(path: input)
-            guard x.dtype == .float32 else { throw CNXError("\(input): the input must be float32, got \(x.dtype.name)") }
-            guard loaded.graph.inputs.count == 1, let name = loaded.graph.inputs.first?.name else {
-                throw CNXError("\(model): expected one graph input, found \(loaded.graph.inputs.count)")
+            if let input, let output {
+                try runBatch(input: input, output: output)
+            } else {
+                try classify()
             }
-            let start = Date()
-            let y: Tensor
-            do {
-                if loaded.format == "cnx" {
-                    y = try Model(graph: loaded.graph, metadata: loaded.metadata, threads: threads).predict(x)
-                } else {
-                    let result = try ReferenceExecutor(graph: loaded.graph).run([name: x])
-                    guard let outName = loaded.graph.outputs.first?.name, let out = result[outName] else { throw CNXError("the graph has no output") }
-                    y = out
+        }
+    }
+
+    func runBatch(input: String, output: String) throws {
+        let loaded = try ModelLoader.load(model)
+        let x = try NPY.read(path: input)
+        guard x.dtype == .float32 else { throw CNXError("\(input): the input must be float32, got \(x.dtype.name)") }
+        guard loaded.graph.inputs.count == 1, let name = loaded.graph.inputs.first?.name else {
+            throw CNXError("\(model): expected one graph input, found \(loaded.graph.inputs.count)")
+        }
+        let start = Date()
+        let y: Tensor
+        do {
+            if loaded.format == "cnx" {
+                y = try Model(graph: loaded.graph, metadata: loaded.metadata, threads: threads).predict(x)
+            } else {
+                let result = try ReferenceExecutor(graph: loaded.graph).run([name: x])
+                guard let outName = loaded.graph.outputs.first?.name, let out = result[outName] else { throw CNXError("the graph has no output") }
+                y = out
+            }
+        } catch let e as CNXError {
+            throw CNXError("\(model) on \(input): \(e.message)")
+        }
+        let seconds = Date().timeIntervalSince(start)
+        try NPY.write(y, path: output)
+        note(String(format: "ran %@ on %@ %@ in %.1f ms; wrote %@ %@", model, input, "\(x.shape)", seconds * 1000, output, "\(y.shape)"))
+    }
+
+    func classify() throws {
+        let (m, _) = try Models.load(model, threads: threads, fast: true)
+        let dataset = try Dataset.files(images, preprocessing: try preprocess.resolve([m]))
+        dataset.threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
+        var names: [String]?
+        var start = 0
+        while start < dataset.count {
+            let range = start..<min(start + 16, dataset.count)
+            let x = try dataset.batch(range)
+            let logits: Tensor
+            do { logits = try m.predict(x) } catch let e as CNXError { throw e.inFile(model) }
+            let classes = logits.shape[1]
+            if names == nil { names = try Classification.classNames(classes: classes, metadata: m.metadata, labelsFile: labels) }
+            for (i, scores) in Classification.top(logits, k: top, names: names ?? []).enumerated() {
+                print(images[range.lowerBound + i])
+                for s in scores {
+                    let label = s.name == String(s.id) ? "class \(s.id)" : "\(s.name) (\(s.id))"
+                    print(String(format: "  %6.2f%%  %@", s.probability * 100, label))
                 }
-            } catch let e as CNXError {
-                throw CNXError("\(model) on \(input): \(e.message)")
             }
-            let seconds = Date().timeIntervalSince(start)
-            try NPY.write(y, path: output)
-            note(String(format: "ran %@ on %@ %@ in %.1f ms; wrote %@ %@", model, input, "\(x.shape)", seconds * 1000, output, "\(y.shape)"))
+            start = range.upperBound
         }
     }
 }

@@ -1,0 +1,91 @@
+import CNXFormat
+import CNXGraph
+import CNXRuntime
+import Foundation
+
+/// A model as `validate` and `run` use it: a batch in, logits out, and what it runs on.
+public struct Predictor: @unchecked Sendable {
+    /// The file it came from.
+    public var path: String
+    /// What executes it, for reports: "cnx fast runtime" or "reference executor".
+    public var runtime: String
+    /// The graph it runs.
+    public var graph: Graph
+    /// Metadata of a `.cnx` (empty for other files).
+    public var metadata: [String: MetadataValue]
+    private let body: (Tensor) throws -> Tensor
+
+    public init(path: String, runtime: String, graph: Graph, metadata: [String: MetadataValue] = [:], run: @escaping (Tensor) throws -> Tensor) {
+        self.path = path
+        self.runtime = runtime
+        self.graph = graph
+        self.metadata = metadata
+        body = run
+    }
+
+    /// The fast runtime of a loaded `.cnx`.
+    public static func fast(_ model: Model, path: String) -> Predictor {
+        let workspace = model.makeWorkspace()
+        return Predictor(path: path, runtime: "cnx fast runtime, \(model.threads) thread\(model.threads == 1 ? "" : "s")",
+                         graph: model.graph, metadata: model.metadata) { try model.predict($0, workspace: workspace) }
+    }
+
+    /// The reference executor on a graph as the file has it, unoptimised: the source's own arithmetic.
+    public static func reference(graph: Graph, path: String, metadata: [String: MetadataValue] = [:]) -> Predictor {
+        let executor = ReferenceExecutor(graph: graph)
+        return Predictor(path: path, runtime: "reference executor", graph: graph, metadata: metadata) { x in
+            guard let input = graph.inputs.first?.name, let output = graph.outputs.first?.name else {
+                throw CNXError("the graph has no input or no output")
+            }
+            guard let y = try executor.run([input: x])[output] else { throw CNXError("output '\(output)' was not computed") }
+            return y
+        }
+    }
+
+    /// The batch size the graph's input fixes, if it fixes one.
+    public var fixedBatch: Int? { graph.inputs.first?.shape?.first?.value }
+
+    /// Height and width the graph's input fixes, if it fixes them.
+    public var fixedSize: (height: Int, width: Int)? {
+        guard let s = graph.inputs.first?.shape, s.count == 4, let h = s[2].value, let w = s[3].value else { return nil }
+        return (h, w)
+    }
+
+    /// Number of classes, when the graph's output shape says it.
+    public var classes: Int? {
+        guard let s = graph.outputs.first?.shape, s.count >= 2 else { return nil }
+        return s[1].value
+    }
+
+    /// Logits [n, classes] of a batch [n, 3, H, W]. A graph with a fixed batch size gets the batch
+    /// in pieces of that size, the last one padded with copies of the first sample.
+    public func predict(_ x: Tensor) throws -> Tensor {
+        let n = x.shape[0]
+        let y: Tensor
+        if let b = fixedBatch, b != n {
+            let per = x.count / max(n, 1)
+            var parts: [Tensor] = []
+            var start = 0
+            while start < n {
+                let piece = Tensor(zeros: .float32, shape: [b] + Array(x.shape.dropFirst()))
+                let take = min(b, n - start)
+                piece.storage.bytes.copyMemory(from: x.storage.bytes + start * per * 4, byteCount: take * per * 4)
+                for i in take..<b { (piece.floatPointer + i * per).update(from: x.floatPointer, count: per) }
+                let out = try body(piece)
+                parts.append(Tensor(floats: Array(out.floats.prefix(take * (out.count / b))), shape: [take] + Array(out.shape.dropFirst())))
+                start += take
+            }
+            y = Tensor(floats: parts.flatMap(\.floats), shape: [n] + Array(parts[0].shape.dropFirst()))
+        } else {
+            y = try body(x)
+        }
+        guard y.dtype == .float32, y.shape.first == n else {
+            throw CNXError("\(path): the output has shape \(y.shape) for a batch of \(n)")
+        }
+        let cols = y.count / max(n, 1)
+        guard y.count == n * cols, y.shape.dropFirst().allSatisfy({ $0 == cols || $0 == 1 }) else {
+            throw CNXError("\(path): the output has shape \(y.shape); logits [N, classes] were expected")
+        }
+        return y.reshaped([n, cols])
+    }
+}

@@ -1,0 +1,97 @@
+import CNXGraph
+import Foundation
+
+/// What `validate` found: the two models on the same samples.
+public struct ValidationResult: Sendable {
+    public var modelPath: String
+    public var modelRuntime: String
+    public var referencePath: String
+    public var referenceRuntime: String
+    public var dataPath: String
+    public var sampleShape: [Int]
+    public var labelSource: String?
+    public var classNames: [String]?
+    /// The transform applied to images (nil for a `.npy` batch).
+    public var preprocessing: Preprocessing?
+    public var metrics: MetricsAccumulator
+    /// Seconds spent inside each model's predictions.
+    public var modelSeconds: Double
+    public var referenceSeconds: Double
+    /// Block-by-block comparison, when asked for.
+    public var perLayer: [LayerComparison]?
+
+    public var samples: Int { metrics.samples }
+    public var modelThroughput: Double { modelSeconds > 0 ? Double(samples) / modelSeconds : 0 }
+    public var referenceThroughput: Double { referenceSeconds > 0 ? Double(samples) / referenceSeconds : 0 }
+
+    /// Whether the model stays within a budget of `maxDrop`: with labels, top-1 accuracy no more
+    /// than `maxDrop` percentage points below the reference's; without, top-1 agreement at least
+    /// 100 - `maxDrop` percent.
+    public func withinBudget(maxDrop: Double) -> Bool {
+        if metrics.hasLabels { return metrics.accuracyDropPoints <= maxDrop + 1e-9 }
+        return metrics.top1Agreement * 100 >= 100 - maxDrop - 1e-9
+    }
+
+    /// One sentence on the budget, for people.
+    public func budgetVerdict(maxDrop: Double) -> String {
+        let ok = withinBudget(maxDrop: maxDrop)
+        let limit = String(format: "%g", maxDrop)
+        if metrics.hasLabels {
+            return String(format: "accuracy drop %.2f points %@ --max-drop %@", metrics.accuracyDropPoints, ok ? "is within" : "exceeds", limit)
+        }
+        return String(format: "top-1 agreement %.2f%% %@ the %@%% that --max-drop %@ requires", metrics.top1Agreement * 100,
+                      ok ? "meets" : "is below", String(format: "%g", 100 - maxDrop), limit)
+    }
+}
+
+/// Runs a model and a reference on the same samples and compares them.
+public enum Validation {
+    /// - Parameters:
+    ///   - batch: samples per prediction.
+    ///   - progress: shows a progress line on stderr when it is a terminal.
+    /// - Throws: `CNXError` naming the file or sample at fault.
+    public static func run(model: Predictor, reference: Predictor, data: Dataset, batch: Int = 32,
+                           progress: Bool = true) throws -> ValidationResult {
+        guard batch >= 1 else { throw CNXError("the batch size must be at least 1") }
+        let n = data.count
+        var metrics = MetricsAccumulator()
+        var modelSeconds = 0.0, referenceSeconds = 0.0
+        let bar = Progress("validating", total: n, enabled: progress ? nil : false)
+        defer { bar.finish() }
+        var start = 0
+        while start < n {
+            let range = start..<min(start + batch, n)
+            let x = try data.batch(range)
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let y: Tensor
+            do { y = try model.predict(x) } catch let e as CNXError { throw e.inFile(model.path) }
+            let t1 = DispatchTime.now().uptimeNanoseconds
+            let r: Tensor
+            do { r = try reference.predict(x) } catch let e as CNXError { throw e.inFile(reference.path) }
+            let t2 = DispatchTime.now().uptimeNanoseconds
+            modelSeconds += Double(t1 - t0) / 1e9
+            referenceSeconds += Double(t2 - t1) / 1e9
+            guard y.shape == r.shape else {
+                throw CNXError("\(model.path) gives logits of shape \(y.shape) where \(reference.path) gives \(r.shape)")
+            }
+            let classes = y.shape[1]
+            var labels: ArraySlice<Int>?
+            if let all = data.labels {
+                labels = all[range]
+                if let bad = labels?.firstIndex(where: { $0 >= classes }) {
+                    throw CNXError("\(data.labelSource ?? data.path): label \(all[bad]) of sample \(bad) is not below the model's \(classes) classes")
+                }
+            }
+            metrics.add(model: UnsafeBufferPointer(start: y.floatPointer, count: y.count),
+                        reference: UnsafeBufferPointer(start: r.floatPointer, count: r.count), classes: classes, labels: labels)
+            bar.advance(by: range.count)
+            start = range.upperBound
+        }
+        var preprocessing: Preprocessing?
+        if case .images(_, let p) = data.source { preprocessing = p }
+        return ValidationResult(modelPath: model.path, modelRuntime: model.runtime, referencePath: reference.path,
+                                referenceRuntime: reference.runtime, dataPath: data.path, sampleShape: data.sampleShape,
+                                labelSource: data.labelSource, classNames: data.classNames, preprocessing: preprocessing,
+                                metrics: metrics, modelSeconds: modelSeconds, referenceSeconds: referenceSeconds, perLayer: nil)
+    }
+}

@@ -1,0 +1,129 @@
+import Foundation
+
+extension ValidationResult {
+    /// The name of class `id`: the folder name for an image folder, else the number.
+    func className(_ id: Int) -> String {
+        if let names = classNames, id < names.count { return names[id] }
+        return String(id)
+    }
+
+    /// One JSON object. Always: `samples`, `classes`, `top1_agreement`, `top5_overlap`,
+    /// `mean_cosine`, `sqnr_db` (null when the logits are identical), `max_abs_diff`, `model`,
+    /// `reference`; with labels: `top1_accuracy`, `reference_top1_accuracy`, `top5_accuracy`,
+    /// `reference_top5_accuracy` (fractions), `correct`, `reference_correct`,
+    /// `accuracy_drop_points`; `per_class`, `per_layer` and `max_drop`/`within_budget` when asked for.
+    public func json(perClass: Bool = false, maxDrop: Double? = nil) -> String {
+        let m = metrics
+        var o: [(String, JSON)] = [
+            ("samples", .int(samples)),
+            ("classes", .int(m.classes)),
+            ("data", .string(dataPath)),
+        ]
+        if m.hasLabels {
+            o += [
+                ("top1_accuracy", .number(m.modelTop1Accuracy)),
+                ("reference_top1_accuracy", .number(m.referenceTop1Accuracy)),
+                ("top5_accuracy", m.classes >= 5 ? .number(m.modelTop5Accuracy) : .null),
+                ("reference_top5_accuracy", m.classes >= 5 ? .number(m.referenceTop5Accuracy) : .null),
+                ("correct", .int(m.modelTop1)),
+                ("reference_correct", .int(m.referenceTop1)),
+                ("accuracy_drop_points", .number(m.accuracyDropPoints)),
+            ]
+        }
+        o += [
+            ("top1_agreement", .number(m.top1Agreement)),
+            ("top5_overlap", .number(m.top5Overlap)),
+            ("mean_cosine", .number(m.meanCosine)),
+            ("sqnr_db", .number(m.sqnrDB)),
+            ("max_abs_diff", .number(Double(m.maxAbsDiff))),
+            ("model", .object([("path", .string(modelPath)), ("runtime", .string(modelRuntime)),
+                               ("seconds", .number(modelSeconds)), ("images_per_second", .number(modelThroughput))])),
+            ("reference", .object([("path", .string(referencePath)), ("runtime", .string(referenceRuntime)),
+                                   ("seconds", .number(referenceSeconds)), ("images_per_second", .number(referenceThroughput))])),
+        ]
+        if perClass && m.hasLabels {
+            o.append(("per_class", .array(m.classAccuracies.map { c in
+                .object([("class", .int(c.id)), ("name", .string(className(c.id))), ("samples", .int(c.samples)),
+                         ("top1_accuracy", .number(c.model)), ("reference_top1_accuracy", .number(c.reference)),
+                         ("change_points", .number(c.changePoints))])
+            })))
+        }
+        if let layers = perLayer {
+            o.append(("per_layer", .array(layers.map { l in
+                .object([("layer", .string(l.name)), ("shape", .array(l.shape.map { .int($0) })), ("sqnr_db", .number(l.sqnrDB)),
+                         ("local_sqnr_db", l.localSQNRDB.map { .number($0) } ?? .null),
+                         ("max_abs_diff", .number(Double(l.maxAbsDiff))), ("cosine", .number(l.cosine))])
+            })))
+        }
+        if let maxDrop {
+            o += [("max_drop", .number(maxDrop)), ("within_budget", .bool(withinBudget(maxDrop: maxDrop)))]
+        }
+        return JSON.object(o).text
+    }
+
+    /// The table for people.
+    public func table(perClass: Bool = false, maxDrop: Double? = nil) -> String {
+        let m = metrics
+        var lines: [String] = []
+        func percent(_ v: Double) -> String { String(format: "%.2f%%", v * 100) }
+        func rate(_ v: Double) -> String { v >= 100 ? String(format: "%.0f images/s", v) : String(format: "%.1f images/s", v) }
+        func db(_ v: Double) -> String { v.isInfinite ? "inf (identical logits)" : String(format: "%.1f dB", v) }
+        lines.append("model:      \(modelPath) (\(modelRuntime))")
+        lines.append("reference:  \(referencePath) (\(referenceRuntime))")
+        var data = "data:       \(dataPath): \(samples) samples of \(sampleShape.map(String.init).joined(separator: "x")), \(m.classes) classes"
+        if let labelSource { data += ", labels from \(labelSource)" }
+        lines.append(data)
+        if let p = preprocessing { lines.append("transform:  \(p.summary)") }
+        lines.append("")
+        let w0 = 18, w1 = 16
+        func row(_ a: String, _ b: String, _ c: String) -> String {
+            a.padding(toLength: w0, withPad: " ", startingAt: 0) + b.padding(toLength: w1, withPad: " ", startingAt: 0) + c
+        }
+        lines.append(row("", "model", "reference"))
+        if m.hasLabels {
+            lines.append(row("top-1 accuracy", "\(percent(m.modelTop1Accuracy))", "\(percent(m.referenceTop1Accuracy))"))
+            lines.append(row("  correct", "\(m.modelTop1) / \(m.labelled)", "\(m.referenceTop1) / \(m.labelled)"))
+            if m.classes >= 5 {
+                lines.append(row("top-5 accuracy", percent(m.modelTop5Accuracy), percent(m.referenceTop5Accuracy)))
+            }
+        }
+        lines.append(row("throughput", rate(modelThroughput), rate(referenceThroughput)))
+        lines.append("")
+        lines.append("agreement:  top-1 \(percent(m.top1Agreement)) (\(m.top1Agreements) / \(samples)), top-\(m.k) overlap \(percent(m.top5Overlap))")
+        lines.append(String(format: "logits:     mean cosine %.6f, SQNR %@, largest |difference| %.3g", m.meanCosine, db(m.sqnrDB), Double(m.maxAbsDiff)))
+        if m.hasLabels {
+            lines.append(String(format: "change:     %+.2f points of top-1 accuracy", m.accuracyDropPoints == 0 ? 0.0 : -m.accuracyDropPoints))
+        }
+        if perClass && m.hasLabels {
+            lines.append("")
+            let changed = m.classAccuracies.filter { $0.model != $0.reference }
+            lines.append("per class (top-1 accuracy, model vs reference, \(changed.count) of \(m.classAccuracies.count) classes changed):")
+            // Classes that changed first, worst first; then the rest by id, unless there are many.
+            let ordered = changed.sorted { $0.changePoints != $1.changePoints ? $0.changePoints < $1.changePoints : $0.id < $1.id }
+                + (m.classAccuracies.count <= 50 ? m.classAccuracies.filter { $0.model == $0.reference } : [])
+            for c in ordered {
+                let name = "\(className(c.id))".padding(toLength: max(12, min(32, className(c.id).count)), withPad: " ", startingAt: 0)
+                lines.append(String(format: "  %@ %4d samples  %7.2f%%  %7.2f%%  %+7.2f", name, c.samples, c.model * 100, c.reference * 100, c.changePoints))
+            }
+        }
+        if let layers = perLayer {
+            lines.append("")
+            lines.append("per layer (SQNR of the model's output against the reference's; alone: the layer given the reference's input):")
+            lines.append("  " + "layer".padding(toLength: 20, withPad: " ", startingAt: 0) + "shape".padding(toLength: 20, withPad: " ", startingAt: 0)
+                         + "SQNR".padding(toLength: 12, withPad: " ", startingAt: 0) + "alone".padding(toLength: 12, withPad: " ", startingAt: 0) + "max |diff|")
+            for l in layers {
+                func d(_ v: Double?) -> String { v.map { $0.isInfinite ? "inf" : String(format: "%.1f dB", $0) } ?? "-" }
+                lines.append("  " + l.name.padding(toLength: 20, withPad: " ", startingAt: 0)
+                             + "\(l.shape)".padding(toLength: 20, withPad: " ", startingAt: 0)
+                             + d(l.sqnrDB).padding(toLength: 12, withPad: " ", startingAt: 0)
+                             + d(l.localSQNRDB).padding(toLength: 12, withPad: " ", startingAt: 0)
+                             + String(format: "%.3g", Double(l.maxAbsDiff)))
+            }
+        }
+        if let maxDrop {
+            lines.append("")
+            lines.append("budget:     \(budgetVerdict(maxDrop: maxDrop))")
+        }
+        return lines.joined(separator: "\n")
+    }
+}

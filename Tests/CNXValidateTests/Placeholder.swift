@@ -1,5 +1,0 @@
-import XCTest
-
-final class CNXValidatePlaceholder: XCTestCase {
-    func testBuilds() {}
-}
