@@ -174,11 +174,9 @@ public enum Converter {
             MetadataKey.sourceFileName: .string(URL(fileURLWithPath: path).lastPathComponent),
             MetadataKey.converterVersion: .string(converterVersion),
             MetadataKey.converterPasses: .strings(steps.filter { $0.rewrites > 0 }.map(\.pass)),
-            MetadataKey.mean: .floats([0.485, 0.456, 0.406]),
-            MetadataKey.std: .floats([0.229, 0.224, 0.225]),
-            MetadataKey.interpolation: .string("bicubic"),
-            MetadataKey.cropPct: .float(0.875),
         ]
+        // Preprocessing is recorded only when the source says it (a timm config.json beside a
+        // checkpoint); an ONNX file does not, and a guess would be trusted as a fact.
         if let a {
             m[MetadataKey.architecture] = .string("convnext")
             m[MetadataKey.family] = .string(a.family)
