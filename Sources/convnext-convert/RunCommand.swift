@@ -25,7 +25,7 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Input batch: float32 .npy of shape N x 3 x H x W, preprocessed.")
     var input: String?
 
-    @Option(name: .long, help: "Where to write the output (float32 .npy).")
+    @Option(name: .long, help: "Where to write the output: float32 .npy, or .npz with every output of a model that has several (a backbone's stages), named by output.")
     var output: String?
 
     @Option(name: .long, help: "How many classes to print for each image.")
@@ -68,22 +68,34 @@ struct Run: ParsableCommand {
         guard loaded.graph.inputs.count == 1, let name = loaded.graph.inputs.first?.name else {
             throw CNXError("\(model): expected one graph input, found \(loaded.graph.inputs.count)")
         }
+        let npz = output.lowercased().hasSuffix(".npz")
+        let names = loaded.graph.outputs.map(\.name)
+        guard npz || names.count == 1 else {
+            throw CNXError("\(model) has \(names.count) outputs (\(names.joined(separator: ", "))): write them with --output FILE.npz")
+        }
         let start = Date()
-        let y: Tensor
+        let result: [String: Tensor]
         do {
             if loaded.format == "cnx" {
-                y = try Model(graph: loaded.graph, metadata: loaded.metadata, threads: threads).predict(x)
+                result = try Model(graph: loaded.graph, metadata: loaded.metadata, threads: threads).predictAll([name: x])
             } else {
-                let result = try ReferenceExecutor(graph: loaded.graph).run([name: x])
-                guard let outName = loaded.graph.outputs.first?.name, let out = result[outName] else { throw CNXError("the graph has no output") }
-                y = out
+                result = try ReferenceExecutor(graph: loaded.graph).run([name: x])
             }
         } catch let e as CNXError {
             throw CNXError("\(model) on \(input): \(e.message)")
         }
         let seconds = Date().timeIntervalSince(start)
-        try NPY.write(y, path: output)
-        note(String(format: "ran %@ on %@ %@ in %.1f ms; wrote %@ %@", model, input, "\(x.shape)", seconds * 1000, output, "\(y.shape)"))
+        let arrays = try names.map { n -> (name: String, tensor: Tensor) in
+            guard let t = result[n] else { throw CNXError("\(model): output '\(n)' was not computed") }
+            return (n, t)
+        }
+        if npz {
+            try NPZ.write(arrays, path: output)
+        } else {
+            try NPY.write(arrays[0].tensor, path: output)
+        }
+        let shapes = arrays.map { "\($0.name) \($0.tensor.shape)" }.joined(separator: ", ")
+        note(String(format: "ran %@ on %@ %@ in %.1f ms; wrote %@: %@", model, input, "\(x.shape)", seconds * 1000, output, shapes))
     }
 
     func classify() throws {
