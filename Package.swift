@@ -38,13 +38,13 @@ let package = Package(
         ),
         .target(name: "CNXGraph", dependencies: ["CZlib"]),
         .target(name: "CNXImport", dependencies: ["CNXGraph", "CONNX", "CZlib"]),
-        .target(name: "CNXFormat", dependencies: ["CNXGraph", "CZlib"]),
+        .target(name: "CNXFormat", dependencies: ["CNXGraph", "CZlib", "CKernels"]),
         .target(name: "CNXRuntime", dependencies: ["CNXGraph", "CNXFormat", "CKernels"]),
         .target(name: "CNXPasses", dependencies: ["CNXGraph", "CNXRuntime"]),
         .target(name: "CNXQuantize", dependencies: ["CNXGraph", "CNXRuntime", "CNXPasses", "CNXFormat"]),
         .target(name: "CNXValidate", dependencies: ["CNXGraph", "CNXFormat", "CNXRuntime", "CJPEG", "CPNG"]),
         // What the command-line tool does, as library functions: one per command.
-        .target(name: "CNXConvert", dependencies: ["CNXGraph", "CNXImport", "CNXFormat", "CNXPasses", "CNXRuntime", "CNXValidate", "CNXQuantize"]),
+        .target(name: "CNXConvert", dependencies: ["CKernels", "CNXGraph", "CNXImport", "CNXFormat", "CNXPasses", "CNXRuntime", "CNXValidate", "CNXQuantize"]),
         .executableTarget(
             name: "convnext-convert",
             dependencies: [

@@ -105,3 +105,9 @@ void cnx_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float 
                 trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, alpha, a, (int)lda, b,
                 (int)ldb, beta, c, (int)ldc);
 }
+
+int cnx_blas_threads(int threads) {
+    const int previous = openblas_get_num_threads();
+    if (threads > 0) openblas_set_num_threads(threads);
+    return previous;
+}

@@ -1,3 +1,4 @@
+import CKernels
 import CNXFormat
 import CNXGraph
 import CNXPasses
@@ -43,8 +44,12 @@ public enum Converter {
 
     public static func convert(input: String, output: String, options: Options = Options()) throws -> Report {
         let start = Date()
+        // The checks below run tiny GEMMs on the reference kernels: one BLAS thread is faster
+        // there, and leaves the other core to hashing.
+        let blasThreads = cnx_blas_threads(1)
+        defer { _ = cnx_blas_threads(blasThreads) }
         // The source's SHA-256 (for the metadata) is computed on another core meanwhile.
-        let digest = BackgroundResult { try SHA256.hex(path: input) }
+        let digest = BackgroundResult { try SHA256.hex(path: ModelLoader.sourceFile(input)) }
         var graph: Graph
         var metadata: [String: MetadataValue]
         var architecture: Architecture?
@@ -86,7 +91,9 @@ public enum Converter {
             }
         }
         var error: Float?
-        if let check {
+        // With int8, the float32 graph is checked here, before quantization changes its
+        // numbers; otherwise the written file itself is checked, on the runtime, below.
+        if let check, options.int8 != nil {
             let e = try compare(graph, input: check.input, expected: check.expected)
             error = e
             guard e <= 1e-4 else {
@@ -122,9 +129,34 @@ public enum Converter {
         var described = try describe(source: input, format: format, architecture: architecture, inputs: inputInfo, steps: steps)
         described[MetadataKey.sourceSHA256] = .string(try digest.value())
         for (k, v) in described where metadata[k] == nil || k.hasPrefix("converter.") { metadata[k] = v }
-        try CNXWriter.write(CNXModel(graph: graph, metadata: metadata), to: output)
+        let nodesAfter = graph.nodes.count
+        if let check, options.int8 == nil, options.features == nil {
+            // Write beside the output, check that file on the runtime that will run it, and only
+            // then put it in place: what is checked is what ships.
+            let url = URL(fileURLWithPath: output)
+            let staging = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).checking").path
+            let registration = InterruptCleanup.register(staging)
+            defer { InterruptCleanup.unregister(registration) }
+            try CNXWriter.write(CNXModel(graph: graph, metadata: metadata), to: staging)
+            graph = Graph(inputs: [], outputs: [], nodes: [], initializers: [:])
+            do {
+                let e = try compare(file: staging, input: check.input, expected: check.expected)
+                error = e
+                guard e <= 1e-4 else {
+                    throw CNXError("\(input): the converted model differs from the original by a relative error of \(e) (> 1e-4) on a random input; nothing was written. Run with --no-verify to write it anyway.")
+                }
+                guard rename(staging, output) == 0 else {
+                    throw CNXError("\(output): cannot write (\(String(cString: strerror(errno))))")
+                }
+            } catch {
+                unlink(staging)
+                throw error
+            }
+        } else {
+            try CNXWriter.write(CNXModel(graph: graph, metadata: metadata), to: output)
+        }
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
-        return Report(architecture: architecture, steps: steps, nodesBefore: nodesBefore, nodesAfter: graph.nodes.count,
+        return Report(architecture: architecture, steps: steps, nodesBefore: nodesBefore, nodesAfter: nodesAfter,
                       outputBytes: size, seconds: Date().timeIntervalSince(start), verificationError: error,
                       int8SQNR: int8SQNR, keptFloat: keptFloat, quantizeSeconds: quantizeSeconds,
                       sensitivity: sensitivity, accuracy: accuracy)
@@ -146,6 +178,28 @@ public enum Converter {
             t.floatPointer[i] = Float(state >> 40) / Float(1 << 24) * 4 - 2
         }
         return t
+    }
+
+    /// Max relative error of a written `.cnx`, run on the fast runtime, against `expected`.
+    static func compare(file: String, input x: Tensor, expected: [Tensor]) throws -> Float {
+        let model = try Model(path: file)
+        let actual = try model.predictAll([model.inputName: x])
+        return try worstError(model.graph.outputs.map { actual[$0.name] }, expected)
+    }
+
+    static func worstError(_ actual: [Tensor?], _ expected: [Tensor]) throws -> Float {
+        var worst: Float = 0
+        for (a, e) in zip(actual, expected) {
+            guard let a, a.shape == e.shape else { throw CNXError("an output has a different shape after optimisation") }
+            var diff: Float = 0, scale: Float = 0
+            let ap = a.floatPointer, ep = e.floatPointer
+            for i in 0..<a.count {
+                diff = max(diff, abs(ap[i] - ep[i]))
+                scale = max(scale, abs(ep[i]))
+            }
+            worst = max(worst, scale > 0 ? diff / scale : diff)
+        }
+        return worst
     }
 
     /// Max relative error of `graph`'s outputs on `input` against `expected`, run on the
@@ -214,3 +268,4 @@ final class BackgroundResult<T>: @unchecked Sendable {
         return try result.get()
     }
 }
+

@@ -7,30 +7,84 @@ import Foundation
 public struct LoadedModel {
     public var graph: Graph
     public var metadata: [String: MetadataValue]
-    /// "onnx" or "cnx".
+    /// "cnx", "onnx", "safetensors" or "pth".
     public var format: String
 }
 
-/// Chooses the reader for a model file by its first bytes (a `.cnx` starts with its magic),
-/// then by its extension.
+/// Chooses the reader for a model by its content first, then its extension:
+///
+/// - a folder: the checkpoint inside (`model.safetensors`, else `pytorch_model.bin`), with the
+///   timm hub `config.json` beside it;
+/// - `CNX\0`: a `.cnx` file;
+/// - `PK\x03\x04`: a zip archive, which is what `torch.save` writes (`.pth`, `.pt`, `.bin`);
+/// - an 8-byte length followed by `{`, or the `.safetensors` extension: safetensors;
+/// - anything else: ONNX.
+///
+/// For checkpoints, a timm `config.json` next to the weights gives the model name, the class
+/// names and the preprocessing, returned as `.cnx` metadata.
 public enum ModelLoader {
     public static func load(_ path: String) throws -> LoadedModel {
-        if isCNX(path) {
+        var isDirectory: ObjCBool = false
+        let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+        if exists && isDirectory.boolValue {
+            let weights = try CheckpointReader.weightsFile(path)
+            return try loadCheckpoint(path, kind: weights.hasSuffix(".safetensors") ? .safetensors : .pth)
+        }
+        let head = firstBytes(path, 16)
+        if head.count >= 4 && Array(head.prefix(4)) == [0x43, 0x4E, 0x58, 0x00] {   // "CNX\0", Formats/CNX.md
             let file = try CNXReader.load(path: path)
             return LoadedModel(graph: file.graph, metadata: file.metadata, format: "cnx")
         }
+        let lower = path.lowercased()
+        if head.count >= 4 && Array(head.prefix(4)) == [0x50, 0x4B, 0x03, 0x04] {   // "PK\3\4"
+            return try loadCheckpoint(path, kind: .pth)
+        }
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        if lower.hasSuffix(".safetensors") || SafetensorsReader.looksLikeSafetensors(head, fileSize: size) {
+            return try loadCheckpoint(path, kind: .safetensors)
+        }
+        if [".pth", ".pt", ".bin", ".ckpt"].contains(where: { lower.hasSuffix($0) }) {
+            // Not a zip: TorchCheckpoint explains (an empty file, the legacy pickle format, ...).
+            return try loadCheckpoint(path, kind: .pth)
+        }
         do {
             return LoadedModel(graph: try ONNXReader.load(path: path), metadata: [:], format: "onnx")
-        } catch let e as CNXError where !path.lowercased().hasSuffix(".onnx") {
-            throw CNXError("\(e.message) (read as ONNX; this version reads .onnx and .cnx files)")
+        } catch let e as CNXError where !lower.hasSuffix(".onnx") {
+            throw CNXError("\(e.message) (read as ONNX; this version reads .onnx, .cnx, .safetensors and PyTorch .pth files, and timm hub folders)")
         }
+    }
+
+    /// The file whose bytes a model path stands for: the path itself, or for a checkpoint folder
+    /// the weights file inside it (for the source's SHA-256).
+    public static func sourceFile(_ path: String) -> String {
+        (try? CheckpointReader.weightsFile(path)) ?? path
+    }
+
+    static func loadCheckpoint(_ path: String, kind: CheckpointReader.Kind) throws -> LoadedModel {
+        let checkpoint = try CheckpointReader.load(path: path, kind: kind)
+        var metadata: [String: MetadataValue] = [:]
+        if let c = checkpoint.config {
+            if let a = c.architecture { metadata[MetadataKey.variant] = .string(a) }
+            if let names = c.classNames { metadata[MetadataKey.classNames] = .strings(names) }
+            if let s = c.inputSize { metadata[MetadataKey.inputSize] = .ints([Int64(s[1]), Int64(s[2])]) }
+            if let m = c.mean { metadata[MetadataKey.mean] = .floats(m) }
+            if let s = c.std { metadata[MetadataKey.std] = .floats(s) }
+            if let i = c.interpolation { metadata[MetadataKey.interpolation] = .string(i) }
+            if let p = c.cropPct { metadata[MetadataKey.cropPct] = .float(p) }
+            if let t = c.tag { metadata["source.pretrained_tag"] = .string(t) }
+        }
+        metadata["source.naming_scheme"] = .string(checkpoint.scheme.name)
+        return LoadedModel(graph: checkpoint.graph, metadata: metadata, format: checkpoint.format)
+    }
+
+    static func firstBytes(_ path: String, _ n: Int) -> [UInt8] {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return [] }
+        defer { try? handle.close() }
+        return [UInt8]((try? handle.read(upToCount: n)) ?? Data())
     }
 
     /// True when the file starts with the `.cnx` magic.
     static func isCNX(_ path: String) -> Bool {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
-        defer { try? handle.close() }
-        let head = (try? handle.read(upToCount: 4)) ?? Data()
-        return head.count == 4 && [UInt8](head) == [0x43, 0x4E, 0x58, 0x00]   // "CNX\0", Formats/CNX.md
+        firstBytes(path, 4) == [0x43, 0x4E, 0x58, 0x00]
     }
 }

@@ -29,7 +29,11 @@ public enum CNXWriter {
     /// removed and `path` is untouched (absent, or the file that was there before).
     ///
     /// The header is built in memory; tensor bytes are streamed from their storage, so a model of
-    /// hundreds of MB is never copied into one buffer.
+    /// hundreds of MB is never copied into one buffer. SIGINT or SIGTERM during the write removes
+    /// the temporary file (`InterruptCleanup`).
+    ///
+    /// Test hook: the environment variable `CNX_TEST_WRITE_DELAY_MS` makes the writer sleep that
+    /// many milliseconds before each tensor, so a test can interrupt a write of a small model.
     ///
     /// - Throws: `CNXError` naming `path` (and the tensor, where one is at fault).
     public static func write(_ model: CNXModel, to path: String) throws {
@@ -37,10 +41,12 @@ public enum CNXWriter {
         let plan: Plan
         do { plan = try Plan(model) } catch let e as CNXError { throw e.inFile(path) }
         let output = try AtomicOutput(path: path)
+        let delay = getenv("CNX_TEST_WRITE_DELAY_MS").flatMap { UInt32(String(cString: $0)) } ?? 0
         do {
             try output.write(plan.header)
             var position = 0
             for t in plan.tensors {
+                if delay > 0 { usleep(delay * 1000) }
                 try output.writeZeros(t.offset - position)
                 try output.write(UnsafeRawPointer(t.tensor.storage.bytes), count: t.byteCount, what: "tensor '\(t.name)'")
                 position = t.offset + t.byteCount
@@ -289,6 +295,8 @@ final class AtomicOutput {
     let path: String
     let temporaryPath: String
     private var fd: Int32
+    /// Removes the temporary file if a signal ends the process before commit or abandon.
+    private var registration: InterruptCleanup.Token?
 
     init(path: String) throws {
         self.path = path
@@ -304,13 +312,16 @@ final class AtomicOutput {
         while true {
             let candidate = url.deletingLastPathComponent()
                 .appendingPathComponent(".\(url.lastPathComponent).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp").path
+            let registration = InterruptCleanup.register(candidate)
             let opened = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
             if opened >= 0 {
                 fd = opened
                 temporaryPath = candidate
+                self.registration = registration
                 return
             }
             let reason = errno
+            InterruptCleanup.unregister(registration)
             attempt += 1
             guard reason == EEXIST, attempt < 16 else {
                 throw CNXError("\(path): cannot create a temporary file in \(directory) (\(String(cString: strerror(reason))))")
@@ -354,6 +365,8 @@ final class AtomicOutput {
         guard rename(temporaryPath, path) == 0 else {
             throw CNXError("\(path): cannot rename the finished temporary file into place (\(String(cString: strerror(errno))))")
         }
+        InterruptCleanup.unregister(registration)
+        registration = nil
         // Make the rename itself durable; a failure here leaves a complete file, so it is not an error.
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
         let dfd = open(directory, O_RDONLY | O_CLOEXEC)
@@ -370,9 +383,12 @@ final class AtomicOutput {
             fd = -1
         }
         unlink(temporaryPath)
+        InterruptCleanup.unregister(registration)
+        registration = nil
     }
 
     deinit {
         if fd >= 0 { close(fd) }
+        InterruptCleanup.unregister(registration)
     }
 }

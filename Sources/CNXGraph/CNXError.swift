@@ -18,3 +18,14 @@ public struct CNXError: Error, CustomStringConvertible, Equatable {
 extension CNXError: LocalizedError {
     public var errorDescription: String? { message }
 }
+
+extension CNXError {
+    /// The message with control characters escaped (`\n` as `\\n`, ESC as `\u{1B}`): names read from
+    /// a file can hold anything, and a message must stay one line that cannot drive a terminal.
+    public var escapingControlCharacters: CNXError {
+        let escaped = message.unicodeScalars.map { s -> String in
+            s.value < 0x20 || (0x7F...0x9F).contains(s.value) ? s.escaped(asASCII: false) : String(s)
+        }
+        return CNXError(escaped.joined())
+    }
+}

@@ -8,16 +8,31 @@ public final class Storage: @unchecked Sendable {
     private let owner: AnyObject?
     private let allocated: Bool
     private let releasesPages: Bool
+    /// Memory of an anonymous mapping of our own (large allocations).
+    private let anonymous: Bool
+
+    /// Bytes from which an allocation gets pages of its own from the kernel (an anonymous
+    /// mapping, returned to it when freed). Through malloc, glibc would raise its mmap threshold
+    /// after the first large free and serve later weights from the heap, where freed weights
+    /// stay resident: a converter that replaces every weight would then hold the model twice.
+    static let mappingThreshold = 256 * 1024
 
     /// New zeroed memory, 64-byte aligned.
     public init(byteCount: Int) {
         let n = max(byteCount, 1)
-        bytes = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64)
-        bytes.initializeMemory(as: UInt8.self, repeating: 0, count: n)
         self.byteCount = byteCount
         owner = nil
-        allocated = true
         releasesPages = false
+        if n >= Storage.mappingThreshold, let p = mmap(nil, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED {
+            bytes = p
+            allocated = false
+            anonymous = true
+            return
+        }
+        bytes = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64)
+        bytes.initializeMemory(as: UInt8.self, repeating: 0, count: n)
+        allocated = true
+        anonymous = false
     }
 
     /// A view of memory that `owner` keeps valid; nothing is copied. Read-only by contract.
@@ -29,17 +44,24 @@ public final class Storage: @unchecked Sendable {
         self.byteCount = byteCount
         self.owner = owner
         allocated = false
+        anonymous = false
         releasesPages = mapped
     }
 
     deinit {
-        if allocated { bytes.deallocate() } else if releasesPages { dropPages() }
+        if allocated {
+            bytes.deallocate()
+        } else if anonymous {
+            munmap(bytes, max(byteCount, 1))
+        } else if releasesPages {
+            dropPages()
+        }
     }
 
     /// Lets the kernel drop the whole pages inside a mapped view; they are read back from the
     /// file if touched again. Does nothing for memory this process allocated.
     public func dropPages() {
-        guard !allocated, releasesPages else { return }
+        guard releasesPages else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = Int(bitPattern: bytes)
         let lo = (start + page - 1) / page * page, hi = (start + byteCount) / page * page
@@ -47,7 +69,7 @@ public final class Storage: @unchecked Sendable {
     }
 
     /// True when the data lives in a mapped file or another owner's memory.
-    public var isBorrowed: Bool { !allocated }
+    public var isBorrowed: Bool { !allocated && !anonymous }
 }
 
 /// A whole file mapped read-only into memory.

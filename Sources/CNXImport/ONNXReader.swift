@@ -20,7 +20,7 @@ public enum ONNXReader {
         do {
             return try Loader(path: path).load()
         } catch let error as CNXError {
-            throw error.inFile(path)
+            throw error.inFile(path).escapingControlCharacters
         }
     }
 }

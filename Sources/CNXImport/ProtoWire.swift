@@ -2,13 +2,31 @@ import CNXGraph
 
 /// A walk over protobuf wire format that checks every field's tag and length against the bytes
 /// that remain, so that a truncated or corrupt ONNX file is reported with the byte offset of the
-/// first field that does not fit (protobuf-c only says "failed"). It descends into the messages
-/// whose layout it knows: the model, its graph, and the graph's nodes, tensors and value infos.
+/// first field that does not fit (protobuf-c only says "failed"). It descends into every message
+/// of Formats/onnx.proto (which has no recursion, so neither has the walk); unknown fields are skipped.
 struct ProtoWireChecker {
     let bytes: UnsafeRawBufferPointer
 
-    /// Field numbers of length-delimited sub-messages to descend into, per message kind.
-    enum Kind { case model, graph, leaf }
+    /// Message kinds, for choosing which length-delimited fields hold sub-messages.
+    enum Kind { case model, graph, node, attribute, tensor, valueInfo, type, typeTensor, shape, leaf }
+
+    /// The sub-message a field holds (its kind and name), or nil for scalars, bytes and unknown fields.
+    static func child(of kind: Kind, field: UInt64) -> (kind: Kind, name: String)? {
+        switch (kind, field) {
+        case (.model, 7): return (.graph, "GraphProto")
+        case (.model, 8): return (.leaf, "OperatorSetIdProto")
+        case (.model, 14), (.tensor, 13): return (.leaf, "StringStringEntryProto")
+        case (.graph, 1): return (.node, "NodeProto")
+        case (.graph, 5), (.attribute, 5), (.attribute, 10): return (.tensor, "TensorProto")
+        case (.graph, 11), (.graph, 12), (.graph, 13): return (.valueInfo, "ValueInfoProto")
+        case (.node, 5): return (.attribute, "AttributeProto")
+        case (.valueInfo, 2): return (.type, "TypeProto")
+        case (.type, 1): return (.typeTensor, "TypeProto.Tensor")
+        case (.typeTensor, 2): return (.shape, "TensorShapeProto")
+        case (.shape, 1): return (.leaf, "TensorShapeProto.Dimension")
+        default: return nil
+        }
+    }
 
     func check() throws {
         try walk(from: 0, to: bytes.count, kind: .model, path: "ModelProto")
@@ -40,6 +58,10 @@ struct ProtoWireChecker {
             guard field != 0 else {
                 throw CNXError("invalid protobuf field number 0 at byte \(fieldStart) in \(path): not an ONNX model")
             }
+            let child = ProtoWireChecker.child(of: kind, field: field)
+            if let child, wire != 2 {
+                throw CNXError("field \(field) of \(path) at byte \(fieldStart) has wire type \(wire), but holds a \(child.name)")
+            }
             switch wire {
             case 0:
                 _ = try varint(at: &offset, end: end, path: path)
@@ -55,12 +77,7 @@ struct ProtoWireChecker {
                     throw CNXError("truncated: field \(field) of \(path) at byte \(fieldStart) claims \(length) bytes, \(end - offset) remain")
                 }
                 let sub = offset, subEnd = offset + Int(length)
-                switch (kind, field) {
-                case (.model, 7): try walk(from: sub, to: subEnd, kind: .graph, path: "GraphProto")
-                case (.graph, 1): try walk(from: sub, to: subEnd, kind: .leaf, path: "NodeProto at byte \(sub)")
-                case (.graph, 5): try walk(from: sub, to: subEnd, kind: .leaf, path: "TensorProto at byte \(sub)")
-                default: break
-                }
+                if let child { try walk(from: sub, to: subEnd, kind: child.kind, path: "\(child.name) at byte \(sub)") }
                 offset = subEnd
             default:
                 throw CNXError("invalid protobuf wire type \(wire) at byte \(fieldStart) in \(path): not an ONNX model")

@@ -141,3 +141,52 @@ public struct ClassAccuracy: Equatable, Sendable {
     /// In percentage points; negative when the model does worse.
     public var changePoints: Double { (model - reference) * 100 }
 }
+
+/// Model against reference on one output of any shape (a stage's feature map, say), gathered
+/// batch by batch: the cosine similarity of each sample's values, SQNR over all values, and the
+/// largest absolute difference.
+public struct OutputMetrics: Sendable {
+    /// The graph output's name.
+    public var name: String
+    /// The output's shape for one sample (without the batch dimension).
+    public var shape: [Int]
+    public private(set) var samples = 0
+    public private(set) var cosineSum = 0.0
+    public private(set) var signal = 0.0
+    public private(set) var noise = 0.0
+    public private(set) var maxAbsDiff: Float = 0
+
+    public init(name: String, shape: [Int] = []) {
+        self.name = name
+        self.shape = shape
+    }
+
+    /// Adds a batch of `samples` samples: the model's and the reference's values, row-major, each
+    /// sample's values contiguous.
+    public mutating func add(model: UnsafeBufferPointer<Float>, reference: UnsafeBufferPointer<Float>, samples n: Int) {
+        precondition(model.count == reference.count && n > 0 && model.count % n == 0)
+        let per = model.count / n
+        for s in 0..<n {
+            let m = UnsafeBufferPointer(rebasing: model[s * per..<(s + 1) * per])
+            let r = UnsafeBufferPointer(rebasing: reference[s * per..<(s + 1) * per])
+            cosineSum += cosineSimilarity(m, r)
+            for i in 0..<per {
+                let d = m[i] - r[i]
+                signal += Double(r[i]) * Double(r[i])
+                noise += Double(d) * Double(d)
+                let ad = abs(d)
+                if ad.isNaN || ad > maxAbsDiff { maxAbsDiff = ad }
+            }
+        }
+        samples += n
+    }
+
+    public mutating func add(model: [Float], reference: [Float], samples n: Int) {
+        model.withUnsafeBufferPointer { m in
+            reference.withUnsafeBufferPointer { r in add(model: m, reference: r, samples: n) }
+        }
+    }
+
+    public var meanCosine: Double { samples > 0 ? cosineSum / Double(samples) : 0 }
+    public var sqnrDB: Double { sqnr(signal: signal, noise: noise) }
+}

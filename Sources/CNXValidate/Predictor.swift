@@ -13,32 +13,40 @@ public struct Predictor: @unchecked Sendable {
     public var graph: Graph
     /// Metadata of a `.cnx` (empty for other files).
     public var metadata: [String: MetadataValue]
-    private let body: (Tensor) throws -> Tensor
+    /// Names of the graph's outputs, in order.
+    public var outputNames: [String] { graph.outputs.map(\.name) }
+    private let body: (Tensor) throws -> [String: Tensor]
 
+    /// A predictor whose `run` gives the first output (the logits) only.
     public init(path: String, runtime: String, graph: Graph, metadata: [String: MetadataValue] = [:], run: @escaping (Tensor) throws -> Tensor) {
+        let first = graph.outputs.first?.name ?? ""
+        self.init(path: path, runtime: runtime, graph: graph, metadata: metadata, runAll: { [first: try run($0)] })
+    }
+
+    /// A predictor whose `runAll` gives every graph output by name.
+    public init(path: String, runtime: String, graph: Graph, metadata: [String: MetadataValue] = [:], runAll: @escaping (Tensor) throws -> [String: Tensor]) {
         self.path = path
         self.runtime = runtime
         self.graph = graph
         self.metadata = metadata
-        body = run
+        body = runAll
     }
 
     /// The fast runtime of a loaded `.cnx`.
     public static func fast(_ model: Model, path: String) -> Predictor {
         let workspace = model.makeWorkspace()
         return Predictor(path: path, runtime: "cnx fast runtime, \(model.threads) thread\(model.threads == 1 ? "" : "s")",
-                         graph: model.graph, metadata: model.metadata) { try model.predict($0, workspace: workspace) }
+                         graph: model.graph, metadata: model.metadata) { try model.predictAll([model.inputName: $0], workspace: workspace) }
     }
 
     /// The reference executor on a graph as the file has it, unoptimised: the source's own arithmetic.
     public static func reference(graph: Graph, path: String, metadata: [String: MetadataValue] = [:]) -> Predictor {
         let executor = ReferenceExecutor(graph: graph)
         return Predictor(path: path, runtime: "reference executor", graph: graph, metadata: metadata) { x in
-            guard let input = graph.inputs.first?.name, let output = graph.outputs.first?.name else {
+            guard let input = graph.inputs.first?.name, !graph.outputs.isEmpty else {
                 throw CNXError("the graph has no input or no output")
             }
-            guard let y = try executor.run([input: x])[output] else { throw CNXError("output '\(output)' was not computed") }
-            return y
+            return try executor.run([input: x])
         }
     }
 
@@ -57,35 +65,49 @@ public struct Predictor: @unchecked Sendable {
         return s[1].value
     }
 
-    /// Logits [n, classes] of a batch [n, 3, H, W]. A graph with a fixed batch size gets the batch
-    /// in pieces of that size, the last one padded with copies of the first sample.
+    /// Logits [n, classes] of a batch [n, 3, H, W]: the first output. A graph with a fixed batch
+    /// size gets the batch in pieces of that size, the last one padded with copies of the first sample.
     public func predict(_ x: Tensor) throws -> Tensor {
         let n = x.shape[0]
-        let y: Tensor
-        if let b = fixedBatch, b != n {
-            let per = x.count / max(n, 1)
-            var parts: [Tensor] = []
-            var start = 0
-            while start < n {
-                let piece = Tensor(zeros: .float32, shape: [b] + Array(x.shape.dropFirst()))
-                let take = min(b, n - start)
-                piece.storage.bytes.copyMemory(from: x.storage.bytes + start * per * 4, byteCount: take * per * 4)
-                for i in take..<b { (piece.floatPointer + i * per).update(from: x.floatPointer, count: per) }
-                let out = try body(piece)
-                parts.append(Tensor(floats: Array(out.floats.prefix(take * (out.count / b))), shape: [take] + Array(out.shape.dropFirst())))
-                start += take
-            }
-            y = Tensor(floats: parts.flatMap(\.floats), shape: [n] + Array(parts[0].shape.dropFirst()))
-        } else {
-            y = try body(x)
-        }
-        guard y.dtype == .float32, y.shape.first == n else {
-            throw CNXError("\(path): the output has shape \(y.shape) for a batch of \(n)")
-        }
+        guard let first = graph.outputs.first?.name else { throw CNXError("\(path): the graph has no output") }
+        let y = try predictAll(x, names: [first])[0]
         let cols = y.count / max(n, 1)
         guard y.count == n * cols, y.shape.dropFirst().allSatisfy({ $0 == cols || $0 == 1 }) else {
             throw CNXError("\(path): the output has shape \(y.shape); logits [N, classes] were expected")
         }
         return y.reshaped([n, cols])
+    }
+
+    /// Every output named in `names` (default: all, in graph order) of a batch [n, 3, H, W], each
+    /// float32 with n as its first dimension. A fixed batch size is handled as in `predict`.
+    public func predictAll(_ x: Tensor, names: [String]? = nil) throws -> [Tensor] {
+        let names = names ?? outputNames
+        let n = x.shape[0]
+        func pick(_ all: [String: Tensor], batch: Int) throws -> [Tensor] {
+            try names.map { name in
+                guard let y = all[name] else { throw CNXError("\(path): output '\(name)' was not computed") }
+                guard y.dtype == .float32, y.shape.first == batch else {
+                    throw CNXError("\(path): output '\(name)' has shape \(y.shape) for a batch of \(batch)")
+                }
+                return y
+            }
+        }
+        guard let b = fixedBatch, b != n else { return try pick(try body(x), batch: n) }
+        let per = x.count / max(n, 1)
+        var parts: [[Float]] = Array(repeating: [], count: names.count)
+        var shapes: [[Int]] = Array(repeating: [], count: names.count)
+        var start = 0
+        while start < n {
+            let piece = Tensor(zeros: .float32, shape: [b] + Array(x.shape.dropFirst()))
+            let take = min(b, n - start)
+            piece.storage.bytes.copyMemory(from: x.storage.bytes + start * per * 4, byteCount: take * per * 4)
+            for i in take..<b { (piece.floatPointer + i * per).update(from: x.floatPointer, count: per) }
+            for (k, out) in try pick(try body(piece), batch: b).enumerated() {
+                parts[k] += out.floats.prefix(take * (out.count / b))
+                shapes[k] = Array(out.shape.dropFirst())
+            }
+            start += take
+        }
+        return zip(parts, shapes).map { Tensor(floats: $0, shape: [n] + $1) }
     }
 }

@@ -19,12 +19,38 @@ public struct ValidationResult: Sendable {
     public var referenceSeconds: Double
     /// Block-by-block comparison, when asked for.
     public var perLayer: [LayerComparison]?
+    /// For models with several outputs, each output compared (in the model's output order); then
+    /// `metrics` holds nothing: classification metrics are for single-output models. Nil for a
+    /// single-output model.
+    public var outputs: [OutputMetrics]? = nil
 
-    public var samples: Int { metrics.samples }
+    public var samples: Int { outputs?.first?.samples ?? metrics.samples }
+    /// Whether the models have several outputs, compared one by one.
+    public var isMultiOutput: Bool { outputs != nil }
+
+    /// The worst over the outputs: the lowest mean cosine and SQNR, the largest difference (for a
+    /// single-output model, its logits' figures). NaN anywhere gives NaN.
+    public var worstMeanCosine: Double {
+        guard let outputs else { return metrics.meanCosine }
+        return worst(outputs.map(\.meanCosine), lowest: true)
+    }
+    public var worstSQNRDB: Double {
+        guard let outputs else { return metrics.sqnrDB }
+        return worst(outputs.map(\.sqnrDB), lowest: true)
+    }
+    public var largestAbsDiff: Double {
+        guard let outputs else { return Double(metrics.maxAbsDiff) }
+        return worst(outputs.map { Double($0.maxAbsDiff) }, lowest: false)
+    }
+
+    private func worst(_ values: [Double], lowest: Bool) -> Double {
+        if values.contains(where: \.isNaN) { return .nan }
+        return (lowest ? values.min() : values.max()) ?? .nan
+    }
     public var modelThroughput: Double { modelSeconds > 0 ? Double(samples) / modelSeconds : 0 }
     public var referenceThroughput: Double { referenceSeconds > 0 ? Double(samples) / referenceSeconds : 0 }
 
-    /// Whether the model stays within a budget of `maxDrop`: with labels, top-1 accuracy no more
+    /// Whether a single-output (classification) model stays within a budget of `maxDrop`: with labels, top-1 accuracy no more
     /// than `maxDrop` percentage points below the reference's; without, top-1 agreement at least
     /// 100 - `maxDrop` percent.
     public func withinBudget(maxDrop: Double) -> Bool {
@@ -46,6 +72,21 @@ public struct ValidationResult: Sendable {
 
 /// Runs a model and a reference on the same samples and compares them.
 public enum Validation {
+    /// The outputs to compare one by one when either model has several: the model's output names,
+    /// in its order. Nil when both have one output (compared as logits, whatever their names).
+    /// - Throws: `CNXError` when the two models' output names differ.
+    public static func pairedOutputs(model: Predictor, reference: Predictor) throws -> [String]? {
+        let mo = model.outputNames, ro = reference.outputNames
+        guard mo.count > 1 || ro.count > 1 else { return nil }
+        guard Set(mo) == Set(ro), mo.count == ro.count else {
+            func list(_ names: [String]) -> String { names.isEmpty ? "none" : names.joined(separator: ", ") }
+            let onlyM = mo.filter { !ro.contains($0) }, onlyR = ro.filter { !mo.contains($0) }
+            throw CNXError("\(model.path) has outputs \(list(mo)) and \(reference.path) has \(list(ro)): outputs are compared by name, "
+                           + "and these differ (only in the model: \(list(onlyM)); only in the reference: \(list(onlyR)))")
+        }
+        return mo
+    }
+
     /// - Parameters:
     ///   - batch: samples per prediction.
     ///   - progress: shows a progress line on stderr when it is a terminal.
@@ -53,6 +94,9 @@ public enum Validation {
     public static func run(model: Predictor, reference: Predictor, data: Dataset, batch: Int = 32,
                            progress: Bool = true) throws -> ValidationResult {
         guard batch >= 1 else { throw CNXError("the batch size must be at least 1") }
+        if let names = try pairedOutputs(model: model, reference: reference) {
+            return try runOutputs(names, model: model, reference: reference, data: data, batch: batch, progress: progress)
+        }
         let n = data.count
         var metrics = MetricsAccumulator()
         var modelSeconds = 0.0, referenceSeconds = 0.0
@@ -93,5 +137,46 @@ public enum Validation {
                                 referenceRuntime: reference.runtime, dataPath: data.path, sampleShape: data.sampleShape,
                                 labelSource: data.labelSource, classNames: data.classNames, preprocessing: preprocessing,
                                 metrics: metrics, modelSeconds: modelSeconds, referenceSeconds: referenceSeconds, perLayer: nil)
+    }
+
+    /// Every output named in `names`, compared one by one.
+    static func runOutputs(_ names: [String], model: Predictor, reference: Predictor, data: Dataset, batch: Int,
+                           progress: Bool) throws -> ValidationResult {
+        let n = data.count
+        var outputs = names.map { OutputMetrics(name: $0) }
+        var modelSeconds = 0.0, referenceSeconds = 0.0
+        let bar = Progress("validating", total: n, enabled: progress ? nil : false)
+        defer { bar.finish() }
+        var start = 0
+        while start < n {
+            let range = start..<min(start + batch, n)
+            let x = try data.batch(range)
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let ys: [Tensor]
+            do { ys = try model.predictAll(x, names: names) } catch let e as CNXError { throw e.inFile(model.path) }
+            let t1 = DispatchTime.now().uptimeNanoseconds
+            let rs: [Tensor]
+            do { rs = try reference.predictAll(x, names: names) } catch let e as CNXError { throw e.inFile(reference.path) }
+            let t2 = DispatchTime.now().uptimeNanoseconds
+            modelSeconds += Double(t1 - t0) / 1e9
+            referenceSeconds += Double(t2 - t1) / 1e9
+            for (k, (y, r)) in zip(ys, rs).enumerated() {
+                guard y.shape == r.shape else {
+                    throw CNXError("\(model.path) gives output '\(names[k])' of shape \(y.shape) where \(reference.path) gives \(r.shape)")
+                }
+                if outputs[k].samples == 0 { outputs[k].shape = Array(y.shape.dropFirst()) }
+                outputs[k].add(model: UnsafeBufferPointer(start: y.floatPointer, count: y.count),
+                               reference: UnsafeBufferPointer(start: r.floatPointer, count: r.count), samples: range.count)
+            }
+            bar.advance(by: range.count)
+            start = range.upperBound
+        }
+        var preprocessing: Preprocessing?
+        if case .images(_, let p) = data.source { preprocessing = p }
+        return ValidationResult(modelPath: model.path, modelRuntime: model.runtime, referencePath: reference.path,
+                                referenceRuntime: reference.runtime, dataPath: data.path, sampleShape: data.sampleShape,
+                                labelSource: data.labelSource, classNames: data.classNames, preprocessing: preprocessing,
+                                metrics: MetricsAccumulator(), modelSeconds: modelSeconds, referenceSeconds: referenceSeconds,
+                                perLayer: nil, outputs: outputs)
     }
 }

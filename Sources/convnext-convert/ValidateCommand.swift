@@ -109,6 +109,8 @@ struct Validate: ParsableCommand {
 
         A .cnx runs on the fast runtime, other files on the reference executor as they are (--fast: optimised in memory, on the fast runtime).
 
+        Models with several outputs (a backbone's stage0..stage3, say) are compared output by output, matched by name (MODEL and REF must have the same output names): mean cosine similarity, SQNR and largest difference of each, one table row or one entry of the JSON `outputs` object per output, the top-level mean_cosine and sqnr_db being the worst over them. Accuracy, agreement and --max-drop are for classification (single-output) models and are not available there.
+
         Exit status: 0; 1 on an error; 2 when --max-drop is exceeded.
         """)
 
@@ -127,7 +129,7 @@ struct Validate: ParsableCommand {
     @Flag(name: .long, help: "Print one JSON object instead of a table.")
     var json = false
 
-    @Option(name: .customLong("max-drop"), help: "Exit with status 2 when MODEL's top-1 accuracy is more than this many percentage points below REF's (without labels: when top-1 agreement is below 100 minus this, in percent).")
+    @Option(name: .customLong("max-drop"), help: "Exit with status 2 when MODEL's top-1 accuracy is more than this many percentage points below REF's (without labels: when top-1 agreement is below 100 minus this, in percent). Classification (single-output) models only.")
     var maxDrop: Double?
 
     @Flag(name: .customLong("per-class"), help: "Add the per-class accuracy change.")
@@ -158,6 +160,10 @@ struct Validate: ParsableCommand {
         try reportingErrors {
             let (m, mLoaded) = try Models.load(model, threads: threads, fast: fast)
             let (r, rLoaded) = try Models.load(reference, threads: threads, fast: fast)
+            if let names = try Validation.pairedOutputs(model: m, reference: r), maxDrop != nil {
+                throw CNXError("--max-drop gates classification models (one output); \(model) has \(names.count) outputs "
+                               + "(\(names.joined(separator: ", "))): validate it without --max-drop and check each output's SQNR")
+            }
             let dataset: Dataset
             if data.lowercased().hasSuffix(".npy") {
                 dataset = try Dataset.npy(data)

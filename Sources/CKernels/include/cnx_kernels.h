@@ -33,6 +33,9 @@ void cnx_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float 
                const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                float *c, int64_t ldc);
 
+/// OpenBLAS's thread count (the reference kernels' GEMMs): returns the previous one.
+int cnx_blas_threads(int threads);
+
 /// y = erf(x), elementwise.
 void cnx_erf_f32(const float *x, float *y, int64_t count);
 

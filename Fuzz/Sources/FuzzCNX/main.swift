@@ -1,0 +1,4 @@
+// The driver; the target is `LLVMFuzzerTestOneInput` in FuzzCNX.swift.
+import FuzzSupport
+
+runFuzzer { fuzzCNX($0, $1) }

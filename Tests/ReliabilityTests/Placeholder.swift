@@ -1,5 +1,0 @@
-import XCTest
-
-final class ReliabilityPlaceholder: XCTestCase {
-    func testBuilds() {}
-}
