@@ -30,7 +30,7 @@ public enum Benchmark {
 
         public var json: String {
             func f(_ v: Double) -> String { String(format: "%.3f", v) }
-            return "{\"model\": \"\(model)\", \"runtime\": \"\(runtime)\", \"threads\": \(threads), \"batch\": \(batch), \"input\": \(size), \"iterations\": \(iterations), \"median_ms\": \(f(medianMs)), \"p90_ms\": \(f(p90Ms)), \"min_ms\": \(f(latenciesMs.min() ?? 0)), \"throughput_ips\": \(f(throughput)), \"load_ms\": \(f(loadMs)), \"peak_rss_mb\": \(f(peakRSSMB))}"
+            return "{\"model\": \"\(model)\", \"runtime\": \"\(runtime)\", \"threads\": \(threads), \"batch\": \(batch), \"input\": \(size), \"iterations\": \(iterations), \"median_ms\": \(f(medianMs)), \"p90_ms\": \(f(p90Ms)), \"min_ms\": \(f(latenciesMs.min() ?? 0)), \"throughput_ips\": \(f(throughput)), \"load_ms\": \(f(loadMs)), \"peak_rss_mb\": \(f(peakRSSMB)), \"samples_ms\": [\(latenciesMs.map(f).joined(separator: ", "))]}"
         }
 
         public var table: String {
@@ -45,8 +45,14 @@ public enum Benchmark {
         }
     }
 
-    /// Peak resident memory of this process, in MB.
+    /// Peak resident memory of this process, in MB: VmHWM from /proc/self/status (getrusage's
+    /// ru_maxrss can include the process that started this one).
     public static func peakRSSMB() -> Double {
+        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+           let kb = Double(line.split(separator: " ").dropFirst().first ?? "") {
+            return kb / 1024
+        }
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         return Double(usage.ru_maxrss) / 1024
