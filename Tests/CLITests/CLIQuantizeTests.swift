@@ -1,0 +1,51 @@
+import CNXFormat
+import CNXGraph
+import CNXTestSupport
+import XCTest
+
+/// `quantize --int8` as a user runs it, on the bundled trained digits model.
+final class CLIQuantizeTests: XCTestCase {
+    let digits = Fixtures.root.appendingPathComponent("Fixtures/digits")
+    func path(_ name: String) -> String { digits.appendingPathComponent(name).path }
+
+    func testSensitivityKeepFloatAndMaxDrop() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("d.int8.cnx").path
+        let r = try runTool(["quantize", "--int8", path("model.onnx"), out, "--calibration", path("calib.npy"),
+                             "--keep-float", "stages.3.blocks.1", "--sensitivity",
+                             "--max-drop", "0.5", "--validation", path("test.npy"), "--labels", path("test_labels.npy")])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        // Sensitivity: every int8 layer, worst (lowest SQNR) first.
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        let start = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("sensitivity") })
+        let rows = lines[(start + 1)...].prefix { $0.hasPrefix("  ") }
+        let values = rows.compactMap { Double($0.split(separator: " ").dropLast().last ?? "") }
+        XCTAssertGreaterThan(values.count, 10)
+        XCTAssertEqual(values, values.sorted(), "worst first")
+        XCTAssertTrue(r.stdout.contains("accuracy:"), r.stdout)
+        // The file says which layers are float32, with the method and the sample count.
+        let file = try CNXReader.load(path: out)
+        guard case .strings(let kept)? = file.metadata["quantization.float_layers"] else { return XCTFail("no float_layers") }
+        XCTAssertTrue(kept.contains("stages.3.blocks.1.pw1") && kept.contains("stages.3.blocks.1.pw2"), "\(kept)")
+        XCTAssertEqual(file.metadata["quantization.method"], .string("percentile"))
+        XCTAssertEqual(file.metadata["quantization.samples"], .int(256))
+        let inspect = try runTool(["inspect", out])
+        XCTAssertTrue(inspect.stdout.contains("stages.0.blocks.0.pw1: int8, input scale"), inspect.stdout)
+        XCTAssertTrue(inspect.stdout.contains("stages.3.blocks.1.pw2: float32"), inspect.stdout)
+    }
+
+    func testBadRequestsAreRefused() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("x.cnx").path
+        for args in [["quantize", path("model.onnx"), out, "--calibration", path("calib.npy")],       // no --int8
+                     ["quantize", "--int8", path("model.onnx"), out],                                 // no calibration
+                     ["quantize", "--int8", path("model.onnx"), out, "--calibration", path("calib.npy"), "--method", "magic"],
+                     ["quantize", "--int8", path("model.onnx"), out, "--calibration", path("calib.npy"), "--keep-float", "stages.9.blocks.0"]] {
+            let r = try runTool(args)
+            XCTAssertNotEqual(r.status, 0, args.joined(separator: " "))
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out), args.joined(separator: " "))
+        }
+    }
+}
