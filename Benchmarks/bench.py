@@ -6,6 +6,7 @@ Run it through Benchmarks/run.sh (it sets up the venv, the model and the release
     bash Benchmarks/run.sh                 # ConvNeXt-T float32, batch 1 and 8, 2 threads (~3 minutes)
     bash Benchmarks/run.sh --quick         # a smoke run (~1 minute)
     bash Benchmarks/run.sh --model other.onnx --batch 1
+    bash Benchmarks/run.sh --backbone-only --quick
 
 Absolute times drift by 10 to 30% on shared machines, so every runtime is measured in the same
 run, interleaved round-robin (each round: every runtime, each with its own warm-up, in an order
@@ -16,6 +17,11 @@ RSS; ours runs as `convnext-convert bench ... --json`, one process per round.
 Before any timing, every row is checked numerically on the exact session/compiled model that is
 timed: its output on fixture inputs (tiled to the batch size) against the fixture's expected.npy.
 A float32 row whose output is wrong is marked WRONG and the script exits with status 3.
+
+Then the backbone rows (--no-backbone skips them, --backbone-only runs them alone): ConvNeXt-T
+features_only (Fixtures/make_backbone.py --full-size; outputs stage0..stage3) at 224x224 and
+512x512, batch 1, ONNX Runtime against `convnext-convert bench MODEL.cnx --size S`, verified per
+stage (max relative error < 1e-4) and interleaved and noise-checked the same way.
 """
 from __future__ import annotations
 
@@ -35,6 +41,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DEFAULT_MODEL = os.path.join(ROOT, "Fixtures", "large", "convnext_tiny_op17", "model.onnx")
+DEFAULT_BACKBONE = os.path.join(ROOT, "Fixtures", "large", "convnext_tiny_features", "model.onnx")
 DEFAULT_BINARY = os.path.join(ROOT, ".build", "release", "convnext-convert")
 DEFAULT_RESULTS = os.path.join(HERE, "results")
 
@@ -49,6 +56,9 @@ COMPETITORS = (ORT, OV_F32, OV_AUTO)
 # bfloat16 pick) are reported, and checked only loosely.
 F32_REL_TOL = 1e-3
 LOW_PRECISION_REL_TOL = 5e-2
+# The backbone rows: every output (stage) of ours and ONNX Runtime's must agree with the reference
+# to this relative error, max|y - ref| / max|ref| per output.
+BACKBONE_REL_TOL = 1e-4
 # A short pause before each runtime's turn lets the previous runtime's spinning threads park.
 PAUSE_S = 0.05
 # A round in which other processes used more than this share of the machine's CPU is noisy.
@@ -60,7 +70,8 @@ NOISY_SHARE = 0.10
 # Protocol: one JSON command per line on stdin, one JSON reply per line on the original stdout.
 # ---------------------------------------------------------------------------------------------
 
-def worker_main(kind: str, model: str, batch: int, threads: int, hw: tuple[int, int]) -> int:
+def worker_main(kind: str, model: str, batch: int, threads: int, hw: tuple[int, int],
+                all_outputs: bool = False) -> int:
     # Libraries may print to stdout; keep the protocol channel private.
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
@@ -79,15 +90,21 @@ def worker_main(kind: str, model: str, batch: int, threads: int, hw: tuple[int, 
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
             in_name = sess.get_inputs()[0].name
+            out_names = [o.name for o in sess.get_outputs()]
 
             def infer(x):
-                return sess.run(None, {in_name: x})[0]
+                # Every output is computed either way; a backbone's are all kept (an .npz).
+                ys = sess.run(None, {in_name: x})
+                return dict(zip(out_names, ys)) if all_outputs else ys[0]
 
             info = {"runtime": "onnxruntime", "version": ort.__version__, "precision": "f32",
                     "settings": {"intra_op_num_threads": threads, "inter_op_num_threads": 1,
                                  "graph_optimization_level": "ORT_ENABLE_ALL",
-                                 "providers": sess.get_providers()}}
+                                 "providers": sess.get_providers()},
+                    "outputs": out_names}
         else:
+            if all_outputs:
+                raise ValueError("all outputs: ONNX Runtime workers only")
             import openvino as ov
             core = ov.Core()
             m = core.read_model(model)
@@ -120,8 +137,11 @@ def worker_main(kind: str, model: str, batch: int, threads: int, hw: tuple[int, 
                 x = np.ascontiguousarray(np.load(cmd["path"]), dtype=np.float32)
                 reply({"ok": True})
             elif op == "infer":
-                y = np.array(infer(x), dtype=np.float32, copy=True)
-                np.save(cmd["out"], y)
+                y = infer(x)
+                if isinstance(y, dict):
+                    np.savez(cmd["out"], **{k: np.asarray(v, dtype=np.float32) for k, v in y.items()})
+                else:
+                    np.save(cmd["out"], np.array(y, dtype=np.float32, copy=True))
                 reply({"ok": True})
             elif op == "time":
                 for _ in range(cmd["warmup"]):
@@ -146,10 +166,12 @@ def worker_main(kind: str, model: str, batch: int, threads: int, hw: tuple[int, 
 class Worker:
     """Parent side of a competitor worker process."""
 
-    def __init__(self, kind, model, batch, threads, hw):
+    def __init__(self, kind, model, batch, threads, hw, all_outputs=False):
         self.kind, self.batch = kind, batch
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind, "--model", model,
                "--batch", str(batch), "--threads", str(threads), "--hw", f"{hw[0]}x{hw[1]}"]
+        if all_outputs:
+            cmd.append("--all-outputs")
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.stderr, text=True, bufsize=1)
@@ -286,14 +308,16 @@ SAMPLE_KEYS = ("samples_ms", "latencies_ms", "times_ms", "iterations_ms")
 class OurBench:
     """One row for `convnext-convert bench MODEL ...` (a .cnx, or the .onnx reference executor)."""
 
-    def __init__(self, binary, model, batch, threads, label, hw=(224, 224)):
+    def __init__(self, binary, model, batch, threads, label, hw=(224, 224), force_size=False):
         self.binary, self.model, self.batch, self.threads, self.label = binary, model, batch, threads, label
         self.hw = hw
+        self.force_size = force_size    # always pass --size (the backbone rows: dynamic H and W)
         self.rounds = []        # the parsed JSON of each round, with "_round" = its index
         self.maxrss_mb = None
 
     def cmd(self, iterations):
-        size = [] if self.hw == (224, 224) or self.hw[0] != self.hw[1] else ["--size", str(self.hw[0])]
+        size = ["--size", str(self.hw[0])] if self.hw[0] == self.hw[1] and (self.force_size or self.hw != (224, 224)) \
+            else []
         return [self.binary, "bench", self.model, "--threads", str(self.threads), "--batch", str(self.batch),
                 "--iterations", str(iterations), "--json"] + size
 
@@ -340,7 +364,7 @@ def model_facts(path):
             size += os.path.getsize(p)
     opset = max((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), default=None)
     return {"parameters": params, "input_name": inp.name, "input_dims": dims, "onnx_bytes": size,
-            "opset": opset, "producer": f"{m.producer_name} {m.producer_version}".strip()}
+            "opset": opset, "output_names": [o.name for o in m.graph.output], "producer": f"{m.producer_name} {m.producer_version}".strip()}
 
 
 def fixture_rows(model_path, hw, seed=0):
@@ -455,6 +479,326 @@ def print_table(title, rows, refs):
 
 
 # ---------------------------------------------------------------------------------------------
+# The backbone rows: ConvNeXt-T features_only (four stage outputs) at 224 and 512, batch 1,
+# against ONNX Runtime on the same export.
+# ---------------------------------------------------------------------------------------------
+
+def backbone_iterations(args, size):
+    """Timed iterations per row per round: about the same time per turn at every size."""
+    if args.backbone_iterations:
+        return args.backbone_iterations
+    scale = (224.0 / size) ** 2
+    return max(2, math.ceil(6 * scale)) if args.quick else max(6, math.ceil(24 * scale))
+
+
+def load_outputs(path):
+    """An .npz (every output by name) as a dict of float32 arrays."""
+    with np.load(path) as z:
+        return {k: np.asarray(z[k], dtype=np.float32) for k in z.files}
+
+
+def compare_outputs(ys, refs):
+    """Max relative error per output: max|y - ref| / max|ref|; None when there is no reference."""
+    if ys is None or refs is None:
+        return None
+    per = {}
+    for name, ref in refs.items():
+        if name not in ys:
+            return {"error": f"no output {name!r} (has {sorted(ys)})"}
+        y = ys[name]
+        if y.shape != ref.shape:
+            return {"error": f"{name}: shape {list(y.shape)} != expected {list(ref.shape)}"}
+        scale = float(np.max(np.abs(ref)))
+        diff = float(np.max(np.abs(y.astype(np.float64) - ref.astype(np.float64))))
+        per[name] = diff / scale if scale > 0 else diff
+    return {"rel_by_output": per, "max_rel": float(np.max(list(per.values())))}
+
+
+def judge_outputs(check):
+    if not check:
+        return "unverified"
+    if "error" in check:
+        return "WRONG"
+    return "ok" if check["max_rel"] < BACKBONE_REL_TOL else "WRONG"   # NaN is WRONG
+
+
+def describe_check(check):
+    if not check:
+        return "no reference"
+    if "error" in check:
+        return check["error"]
+    return "  ".join(f"{k} {v:.2e}" for k, v in check["rel_by_output"].items())
+
+
+def print_backbone_table(title, rows, ort_ms):
+    head = (f"{'runtime':<34} {'median ms':>9} {'p90 ms':>8} {'img/s':>7} {'t/ORT':>7} {'RSS MB':>7} "
+            f"{'max rel err':>11}  check")
+    print(title)
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        if r.get("unavailable"):
+            print(f"{r['label']:<34} not available: {r['unavailable']}")
+            continue
+        ratio = f"{r['median_ms'] / ort_ms:>7.2f}" if ort_ms else f"{'-':>7}"
+        c = r.get("check") or {}
+        print(f"{r['label']:<34} {r['median_ms']:>9.2f} {r['p90_ms']:>8.2f} {r['ips']:>7.2f} {ratio} "
+              f"{fmt(r.get('rss_mb'), '.0f'):>7} {fmt(c.get('max_rel'), '.2e'):>11}  {r['status']}")
+    print()
+
+
+def backbone_section(args):
+    """Returns (exit code, the results' "backbone" entry). Exit code 3 when a row is WRONG, 2 when
+    there is no model."""
+    t0 = time.perf_counter()
+    model = os.path.abspath(args.backbone_model)
+    sizes = [int(v) for v in str(args.backbone_sizes).split(",") if v.strip()]
+    rounds = args.rounds if args.rounds else (2 if args.quick else 7)
+    threads = args.threads
+    res = {"model": model, "sizes": sizes, "batch": 1, "threads": threads,
+           "iterations": {str(s): backbone_iterations(args, s) for s in sizes},
+           "warmup": default_warmup(args, 1), "rel_tolerance": BACKBONE_REL_TOL,
+           "rows": {}, "conversion": None, "failures": []}
+    print(f"backbone: {model}")
+    if not os.path.exists(model):
+        msg = (f"no model at {model} (bash Benchmarks/setup_venv.sh --backbone makes the default one: "
+               "Fixtures/make_backbone.py --full-size)")
+        print(f"backbone rows not available: {msg}\n")
+        res["unavailable"] = msg
+        return 2, res
+    facts = model_facts(model)
+    res["model_facts"] = facts
+    name = os.path.basename(os.path.dirname(model)) if os.path.basename(model) == "model.onnx" \
+        else os.path.splitext(os.path.basename(model))[0]
+    out_names = facts["output_names"]
+    d = os.path.dirname(model)
+    tmp = tempfile.mkdtemp(prefix="cnx-bench-backbone-")
+    # Inputs and references: input_S.npy and expected_S_<output>.npy beside the model (ONNX Runtime's
+    # outputs, made by make_backbone.py), else a random input and the ONNX Runtime row's outputs.
+    inputs, refs, ref_source = {}, {}, {}
+    for s in sizes:
+        xp = os.path.join(d, f"input_{s}.npy")
+        x = np.load(xp) if os.path.exists(xp) else None
+        if x is not None and x.shape == (1, 3, s, s) and x.dtype == np.float32:
+            inputs[s] = xp
+            eps = {o: os.path.join(d, f"expected_{s}_{o}.npy") for o in out_names}
+            if all(os.path.exists(p) for p in eps.values()):
+                refs[s] = {o: np.load(p).astype(np.float32) for o, p in eps.items()}
+                ref_source[s] = f"expected_{s}_<output>.npy beside the model"
+        else:
+            inputs[s] = os.path.join(tmp, f"input_{s}.npy")
+            np.save(inputs[s], np.random.default_rng(s).standard_normal((1, 3, s, s), dtype=np.float32))
+        if s not in refs:
+            refs[s], ref_source[s] = None, "ONNX Runtime's outputs (no expected files beside the model)"
+    print(f"input {sizes} square, batch 1, {threads} threads, {rounds} rounds, iterations per round "
+          f"{ {s: backbone_iterations(args, s) for s in sizes} }, warmup {default_warmup(args, 1)}; "
+          f"outputs {out_names}")
+    print()
+
+    # --- ONNX Runtime: one worker per size, checked on exactly the session that is timed ---------
+    workers, unavailable, ort_label = {}, {}, "ONNX Runtime (f32)"
+    for s in sizes:
+        w = None
+        try:
+            w = Worker(ORT, model, 1, threads, (s, s), all_outputs=True)
+            w.call(cmd="input", path=inputs[s])
+            out = os.path.join(tmp, f"ort_{s}.npz")
+            w.call(cmd="infer", out=out)
+            ys = load_outputs(out)
+            if refs[s] is None:
+                refs[s] = ys
+            w.check = compare_outputs(ys, refs[s])
+            workers[s] = w
+            ort_label = f"ONNX Runtime {w.info['version']} (f32)"
+        except Exception as e:
+            unavailable[s] = " ".join(str(e).split())[:400]
+            if w is not None:
+                w.close()
+
+    # --- ours: convert once, check `run` on every size, probe `bench` ------------------------------
+    ours, ours_unavailable, ours_checks, ours_run_errors = {}, {}, {}, {}
+    our_label = "convnext-convert .cnx"
+    binary = os.path.abspath(args.binary)
+    cnx_path = os.path.join(args.results, f"{name}.cnx")
+    if args.no_ours:
+        ours_unavailable = {s: "skipped (--no-ours)" for s in sizes}
+    elif not os.path.exists(binary):
+        ours_unavailable = {s: f"no binary at {binary} (swift build -c release --product convnext-convert)" for s in sizes}
+    else:
+        if os.path.exists(cnx_path):
+            os.remove(cnx_path)
+        cmd = [binary, "convert", model, cnx_path]
+        rc, out, err, wall, rss = run_child(cmd, timeout=args.timeout)
+        conv = {"command": shlex.join(cmd), "ok": rc == 0 and os.path.exists(cnx_path), "wall_s": wall,
+                "peak_rss_mb": rss}
+        if conv["ok"]:
+            size = os.path.getsize(cnx_path)
+            conv.update({"cnx_bytes": size, "fp32_param_bytes": 4 * facts["parameters"],
+                         "size_vs_4_bytes_per_param": size / (4 * facts["parameters"]) if facts["parameters"] else None})
+        else:
+            conv["error"] = short_error(err, out, rc)
+            ours_unavailable = {s: f"convert failed: {conv['error']}" for s in sizes}
+        res["conversion"] = conv
+        for s in sizes if conv["ok"] else []:
+            row = OurBench(binary, cnx_path, 1, threads, our_label, (s, s), force_size=True)
+            y_out = os.path.join(tmp, f"ours_{s}.npz")
+            rc, out, err, _, _ = run_child([binary, "run", cnx_path, "--input", inputs[s], "--output", y_out],
+                                           timeout=args.timeout)
+            if rc == 0 and os.path.exists(y_out):
+                try:
+                    ours_checks[s] = compare_outputs(load_outputs(y_out), refs[s])
+                except Exception as e:   # not an .npz: one output only, or a broken file
+                    ours_checks[s] = {"error": f"could not read {os.path.basename(y_out)}: {e}"[:400]}
+            else:
+                ours_checks[s] = None
+                ours_run_errors[s] = short_error(err, out, rc)
+            try:
+                rc, out, err, _, _ = run_child(row.cmd(1), timeout=args.timeout)
+                if rc != 0:
+                    raise RuntimeError(short_error(err, out, rc))
+                obj = parse_json_object(out)
+                if isinstance(obj.get("input"), list) and list(obj["input"])[-2:] != [s, s]:
+                    raise RuntimeError(f"bench ran on input {obj['input']}, not {s}x{s}")
+                ours[s] = row
+            except Exception as e:
+                ours_unavailable[s] = " ".join(str(e).split())[:400]
+
+    print(f"backbone verification (max |y - ref| / max |ref| per output, must be < {BACKBONE_REL_TOL:g}):")
+    for s in sizes:
+        print(f"  {s}x{s}: reference = {ref_source[s]}")
+        if s in workers:
+            c = workers[s].check
+            print(f"    {ort_label:<32} {describe_check(c)}  {judge_outputs(c)}")
+        else:
+            print(f"    {ort_label:<32} not available: {unavailable.get(s)}")
+        if s in ours_checks:
+            c = ours_checks[s]
+            if c is None:
+                print(f"    {our_label:<32} not verified: `run` not available: {ours_run_errors.get(s, 'run failed')}")
+            else:
+                print(f"    {our_label:<32} {describe_check(c)}  {judge_outputs(c)}")
+        elif s in ours_unavailable:
+            print(f"    {our_label:<32} not available: {ours_unavailable[s]}")
+    print()
+
+    # --- the interleaved rounds (as for the classifier rows) --------------------------------------
+    samples = {s: {} for s in workers}
+    pids = [w.proc.pid for w in workers.values()]
+    foreign_by_round = []
+    max_rounds = rounds if (args.quick or args.no_extra_rounds) else 2 * rounds
+    t_rounds = time.perf_counter()
+    r = 0
+    while workers or ours:
+        if r >= rounds:
+            n_quiet = sum(1 for sh in foreign_by_round if sh is None or sh <= NOISY_SHARE)
+            if n_quiet >= rounds or r >= max_rounds or time.perf_counter() - t0 > args.budget:
+                break
+            if r == rounds:
+                print(f"  {rounds - n_quiet} noisy rounds: running extra rounds (at most {max_rounds - rounds}, "
+                      f"within a {args.budget:.0f} s budget) to get {rounds} quiet ones")
+        t_r, busy0, own0 = time.perf_counter(), machine_busy_s(), own_cpu_s(pids)
+        for s in sizes:
+            entries = ([("w", s)] if s in workers else []) + ([("o", s)] if s in ours else [])
+            k = r % len(entries) if entries else 0
+            entries = entries[k:] + entries[:k]
+            iters = backbone_iterations(args, s)
+            for how, _ in entries:
+                time.sleep(PAUSE_S)
+                try:
+                    if how == "w":
+                        samples[s][r] = workers[s].call(cmd="time", warmup=default_warmup(args, 1),
+                                                        iterations=iters)["samples_ms"]
+                    else:
+                        ours[s].round(r, iters, args.timeout)
+                except Exception as e:
+                    if how == "w":
+                        unavailable[s] = f"failed in round {r + 1}: {' '.join(str(e).split())}"[:400]
+                        workers.pop(s).close()
+                    else:
+                        ours_unavailable[s] = f"failed in round {r + 1}: {' '.join(str(e).split())}"[:400]
+                        ours.pop(s)
+        busy1, own1 = machine_busy_s(), own_cpu_s(pids)
+        share = None
+        if busy0 is not None and busy1 is not None:
+            wall = max(1e-6, time.perf_counter() - t_r)
+            share = max(0.0, (busy1 - busy0) - (own1 - own0)) / (wall * (os.cpu_count() or 1))
+        foreign_by_round.append(share)
+        print(f"  backbone round {r + 1}/{rounds}{' (extra)' if r >= rounds else ''} done "
+              f"({time.perf_counter() - t_rounds:.0f} s)"
+              + ("" if share is None else f"; other processes used {100 * share:.0f}% of the CPU"
+                 + ("  <- noisy" if share > NOISY_SHARE else "")), flush=True)
+        r += 1
+    planned, rounds = rounds, r
+    quiet = [i for i, sh in enumerate(foreign_by_round) if sh is None or sh <= NOISY_SHARE]
+    keep_rounds = set(quiet) if len(quiet) >= max(1, (planned + 1) // 2) else set(range(rounds))
+    noisy = sorted(set(range(rounds)) - set(quiet))
+    res.update({"rounds": rounds, "rounds_used": sorted(keep_rounds), "foreign_cpu_share_by_round": foreign_by_round,
+                "loadavg_end": os.getloadavg(), "noisy": bool(noisy) and len(keep_rounds) == rounds})
+    if noisy and len(keep_rounds) < rounds:
+        print(f"  statistics from the {len(keep_rounds)} quiet rounds; dropped noisy rounds "
+              f"{[i + 1 for i in noisy]} (other processes used > {100 * NOISY_SHARE:.0f}% of the CPU)")
+    elif noisy:
+        print(f"  NOISY RUN: other processes used > {100 * NOISY_SHARE:.0f}% of the CPU in "
+              f"{len(noisy)} of {rounds} rounds, too many to drop: rerun on a quiet machine.")
+    print()
+    for w in workers.values():
+        w.close()
+
+    # --- report -----------------------------------------------------------------------------------
+    exit_code = 0
+    headline = []
+    for s in sizes:
+        rows, ort_ms = [], None
+        if s in workers:
+            w = workers[s]
+            st = stats_from_samples([v for i in sorted(keep_rounds) for v in samples[s].get(i, [])]
+                                    or [v for lst in samples[s].values() for v in lst])
+            rows.append({"label": ort_label, "key": ORT, **st, "ips": 1000.0 / st["median_ms"], "rss_mb": w.maxrss_mb,
+                         "check": w.check, "status": judge_outputs(w.check), "info": w.info})
+            ort_ms = st["median_ms"]
+        else:
+            rows.append({"label": ort_label, "key": ORT, "unavailable": unavailable.get(s, "?")})
+        if s in ours:
+            st = stats_for_ours(ours[s], keep_rounds)
+            c = ours_checks.get(s)
+            rows.append({"label": our_label, "key": "cnx", **st, "ips": 1000.0 / st["median_ms"],
+                         "rss_mb": st["peak_rss_mb"], "check": c, "status": judge_outputs(c),
+                         "rounds_json": ours[s].rounds})
+        elif s in ours_unavailable:
+            rows.append({"label": our_label, "key": "cnx", "unavailable": ours_unavailable[s]})
+        for row in rows:
+            if row.get("status") == "WRONG":
+                exit_code = 3
+                res["failures"].append(f"backbone {s}x{s}: {row['label']} output is wrong "
+                                       f"({describe_check(row['check'])})")
+        used = f"{len(keep_rounds)} of {rounds}" if len(keep_rounds) < rounds else f"{rounds}"
+        print_backbone_table(f"{name}, {s}x{s}, batch 1, {threads} threads ({used} interleaved rounds x "
+                             f"{backbone_iterations(args, s)} iterations; t/ORT = median time / ONNX Runtime's; "
+                             f"< 1.00 is faster)", rows, ort_ms)
+        res["rows"][str(s)] = rows
+        by_key = {row["key"]: row for row in rows if "median_ms" in row}
+        if ORT in by_key and "cnx" in by_key:
+            speed = by_key[ORT]["median_ms"] / by_key["cnx"]["median_ms"]
+            res.setdefault("speed_vs_ort", {})[str(s)] = speed
+            headline.append(f"{s}x{s} {speed:.2f}x")
+    if headline:
+        print("backbone: convnext-convert .cnx speed vs ONNX Runtime = " + ", ".join(headline) + "  (> 1.00: we are faster)")
+    conv = res["conversion"]
+    if conv and conv["ok"]:
+        print(f"backbone conversion: {conv['wall_s']:.2f} s wall, peak RSS {conv['peak_rss_mb']:.0f} MB; "
+              f".cnx {conv['cnx_bytes'] / 1e6:.1f} MB = {conv['size_vs_4_bytes_per_param']:.3f} x 4 bytes/parameter")
+    elif conv:
+        print(f"backbone conversion: not available: {conv['error']}")
+    if res["noisy"]:
+        print("NOISY RUN (backbone): other processes competed for the CPU in most rounds; these ratios are not reliable")
+    res["total_s"] = time.perf_counter() - t0
+    for f in os.listdir(tmp):
+        os.remove(os.path.join(tmp, f))
+    os.rmdir(tmp)
+    return exit_code, res
+
+
+# ---------------------------------------------------------------------------------------------
 # Main.
 # ---------------------------------------------------------------------------------------------
 
@@ -481,7 +825,19 @@ def parse_args(argv):
     ap.add_argument("--no-extra-rounds", action="store_true",
                     help="do not add rounds when other processes made some of them noisy")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds allowed for one invocation of our tool")
+    ap.add_argument("--no-backbone", action="store_true",
+                    help="skip the backbone rows (ConvNeXt-T features_only at 224 and 512, batch 1, against ONNX Runtime)")
+    ap.add_argument("--backbone-only", action="store_true", help="run the backbone rows alone")
+    ap.add_argument("--backbone-model", default=DEFAULT_BACKBONE,
+                    help="the backbone export (default: Fixtures/large/convnext_tiny_features/model.onnx, made by "
+                         "Fixtures/make_backbone.py --full-size); input_S.npy / expected_S_<output>.npy beside it "
+                         "are used to verify, otherwise ONNX Runtime's outputs are the reference")
+    ap.add_argument("--backbone-sizes", default="224,512", help="square input sizes of the backbone rows (default 224,512)")
+    ap.add_argument("--backbone-iterations", type=int, default=None,
+                    help="timed iterations per backbone row per round (default max(6, ceil(24 x (224/S)^2)): "
+                         "24 at 224, 6 at 512; --quick max(2, ceil(6 x (224/S)^2)))")
     ap.add_argument("--hw", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--all-outputs", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--worker", choices=COMPETITORS, default=None, help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -559,17 +915,59 @@ def main(argv=None):
     args = parse_args(argv)
     if args.worker:
         h, w = (int(v) for v in args.hw.split("x"))
-        return worker_main(args.worker, args.model, int(args.batch), args.threads, (h, w))
+        return worker_main(args.worker, args.model, int(args.batch), args.threads, (h, w), args.all_outputs)
 
     t_start = time.perf_counter()
+    os.makedirs(args.results, exist_ok=True)
+    if args.backbone_only:
+        exit_code, result = 0, run_header()
+        cpu = result["cpu"]
+        print(f"cpu: {cpu['model']}, {cpu['cores']} cores, avx512_bf16={cpu['avx512_bf16']}; "
+              f"env: {' '.join(f'{k}={v}' for k, v in sorted(result['env'].items())) or '-'}")
+    else:
+        exit_code, result = classifier_section(args, t_start)
+        if result is None:
+            return exit_code
+    if args.no_backbone:
+        result["backbone"] = {"skipped": "--no-backbone"}
+    else:
+        print()
+        code, result["backbone"] = backbone_section(args)
+        result["failures"] += result["backbone"].get("failures", [])
+        if args.backbone_only and code == 2:
+            return 2
+        exit_code = max(exit_code, code)
+    total = time.perf_counter() - t_start
+    result["total_s"] = total
+    print(f"total benchmark time: {total:.0f} s")
+    out_json = os.path.join(args.results, "latest.json")
+    tmp_json = out_json + ".tmp"
+    with open(tmp_json, "w") as f:
+        json.dump(result, f, indent=1, default=str)
+    os.replace(tmp_json, out_json)
+    print(f"results: {out_json}")
+    for msg in result["failures"]:
+        print(f"FAILED: {msg}", file=sys.stderr)
+    return exit_code
+
+
+def run_header():
+    """The facts about the machine and the checkout that every results file records."""
+    return {"cpu": cpu_facts(), "env": {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "OMP_", "MKL_"))},
+            "git": git_state(), "python": platform.python_version(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "failures": []}
+
+
+def classifier_section(args, t_start):
+    """The classifier rows (ConvNeXt-T against ONNX Runtime and OpenVINO). Returns (exit code, result);
+    result None when nothing could run."""
     rounds = args.rounds if args.rounds else (2 if args.quick else 7)
     batches = [int(b) for b in str(args.batch).split(",") if b.strip()]
     model = os.path.abspath(args.model)
     if not os.path.exists(model):
         print(f"error: no model at {model} (bash Benchmarks/setup_venv.sh --model makes the default one)",
               file=sys.stderr)
-        return 2
-    os.makedirs(args.results, exist_ok=True)
+        return 2, None
     facts = model_facts(model)
     dims = facts["input_dims"]
     fixed_hw = len(dims) == 4 and all(isinstance(d, int) and d > 0 for d in dims[2:4])
@@ -851,21 +1249,10 @@ def main(argv=None):
               f"4 bytes/parameter ({conv['fp32_param_bytes'] / 1e6:.1f} MB for {facts['parameters']:,} parameters)")
     if result.get("noisy"):
         print("NOISY RUN: other processes competed for the CPU in most rounds; these ratios are not reliable")
-    total = time.perf_counter() - t_start
-    result["total_s"] = total
-    print(f"total benchmark time: {total:.0f} s")
-    out_json = os.path.join(args.results, "latest.json")
-    tmp_json = out_json + ".tmp"
-    with open(tmp_json, "w") as f:
-        json.dump(result, f, indent=1, default=str)
-    os.replace(tmp_json, out_json)
-    print(f"results: {out_json}")
-    for msg in result["failures"]:
-        print(f"FAILED: {msg}", file=sys.stderr)
     for f in os.listdir(tmp):
         os.remove(os.path.join(tmp, f))
     os.rmdir(tmp)
-    return exit_code
+    return exit_code, result
 
 
 if __name__ == "__main__":

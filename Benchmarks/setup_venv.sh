@@ -5,6 +5,8 @@
 #   bash Benchmarks/setup_venv.sh            # the competitors' venv only
 #   bash Benchmarks/setup_venv.sh --model    # also make sure the full-size ConvNeXt-T export exists
 #                                            # (needs torch: uses Fixtures/setup_venv.sh + make_fixtures.py)
+#   bash Benchmarks/setup_venv.sh --backbone # also make sure the full-size ConvNeXt-T features_only
+#                                            # export exists (Fixtures/make_backbone.py --full-size)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -14,10 +16,12 @@ REQ="$HERE/requirements.txt"
 PYTHON="${PYTHON:-python3}"
 
 want_model=0
+want_backbone=0
 for a in "$@"; do
     case "$a" in
         --model) want_model=1 ;;
-        *) echo "usage: $0 [--model]" >&2; exit 2 ;;
+        --backbone) want_backbone=1 ;;
+        *) echo "usage: $0 [--model] [--backbone]" >&2; exit 2 ;;
     esac
 done
 
@@ -44,5 +48,14 @@ if [ "$want_model" = 1 ]; then
         echo "full-size ConvNeXt-T export missing ($MODEL): making it with the fixtures venv (torch)"
         bash "$ROOT/Fixtures/setup_venv.sh"
         (cd "$ROOT" && "$ROOT/.venv-fixtures/bin/python" Fixtures/make_fixtures.py --full-size "$ROOT/Fixtures/large")
+    fi
+fi
+
+if [ "$want_backbone" = 1 ]; then
+    BACKBONE="$ROOT/Fixtures/large/convnext_tiny_features/model.onnx"
+    if [ ! -f "$BACKBONE" ]; then
+        echo "full-size ConvNeXt-T backbone export missing ($BACKBONE): making it with the fixtures venv (torch)"
+        bash "$ROOT/Fixtures/setup_venv.sh"
+        (cd "$ROOT" && "$ROOT/.venv-fixtures/bin/python" Fixtures/make_backbone.py --full-size "$ROOT/Fixtures/large" >/dev/null)
     fi
 fi
