@@ -58,6 +58,9 @@ final class Scratch {
         sizes = Array(repeating: 0, count: slots)
     }
 
+    /// The current buffer of `slot`, if any (without growing it).
+    func existing(_ slot: Int) -> UnsafeMutablePointer<Float>? { buffers[slot] }
+
     func buffer(_ slot: Int, floats: Int) -> UnsafeMutablePointer<Float> {
         if sizes[slot] < floats {
             buffers[slot]?.deallocate()
@@ -124,6 +127,8 @@ final class FastExecutor: @unchecked Sendable {
         var values = graph.initializers
         for (k, v) in inputs { values[k] = v }
         var remaining = readers
+        // Which value each arena buffer holds in this call.
+        var arenaHolders: [Int: String] = [:]
         for (nodeIndex, node) in graph.nodes.enumerated() {
             var args: [Tensor?] = []
             for name in node.inputs {
@@ -141,8 +146,10 @@ final class FastExecutor: @unchecked Sendable {
                 case .stem where args.count > 1 && args[1]?.dtype == .int8:
                     result = try Kernels.evaluate(node, args)[0]
                 case .block: result = try block(node, nodeIndex, args, inPlace: exclusive, scratch: scratch, observer: observer.map { ($0, nodeIndex) })
-                case .stem: result = try stem(node, args, scratch: scratch, observer: observer.map { ($0, nodeIndex) })
-                case .downsample: result = try downsample(node, nodeIndex, args, scratch: scratch, observer: observer.map { ($0, nodeIndex) })
+                case .stem: result = try stem(node, args, scratch: scratch, observer: observer.map { ($0, nodeIndex) },
+                                              arena: arenaSlot(for: node, values: values, holding: arenaHolders).map { (scratch[0], $0) })
+                case .downsample: result = try downsample(node, nodeIndex, args, scratch: scratch, observer: observer.map { ($0, nodeIndex) },
+                                                          arena: arenaSlot(for: node, values: values, holding: arenaHolders).map { (scratch[0], $0) })
                 case .head: result = try head(node, nodeIndex, args, observer: observer.map { ($0, nodeIndex) })
                 default:
                     let outs = try Kernels.evaluate(node, args)
@@ -154,6 +161,12 @@ final class FastExecutor: @unchecked Sendable {
                 throw CNXError("\(node.label): \(e.message)")
             }
             values[node.outputs[0]] = result
+            // Track which value each arena buffer holds: a new map, or a block's in-place update.
+            for slot in [FastExecutor.arenaSlots.0, FastExecutor.arenaSlots.1] {
+                if let p = scratch[0].existing(slot), p == result.floatPointer {
+                    arenaHolders[slot] = node.outputs[0]
+                }
+            }
             release(node, &remaining, &values)
         }
         var out: [String: Tensor] = [:]
@@ -310,7 +323,32 @@ final class FastExecutor: @unchecked Sendable {
         }
     }
 
-    func stem(_ node: Node, _ args: [Tensor?], scratch: [Scratch], observer: (ActivationObserver, Int)? = nil) throws -> Tensor {
+    /// The activation arena: two buffers in the workspace that the feature maps alternate
+    /// between. The stem writes buffer A; blocks update their map in place; each downsample
+    /// writes the buffer its input is not in. So a whole network runs in two map-sized buffers
+    /// (plus the depthwise output and per-thread tiles), reused from call to call.
+    static let arenaSlots = (5, 6)
+
+    /// The arena buffer a stem or downsample may write: not the one holding its input, and only
+    /// when the value the buffer holds is dead and the output is not a graph output (an output
+    /// must outlive the call).
+    private func arenaSlot(for node: Node, values: [String: Tensor], holding: [Int: String]) -> Int? {
+        guard !outputNames.contains(node.outputs[0]) else { return nil }
+        let (a, b) = FastExecutor.arenaSlots
+        let target = holding[a] == node.inputs.first ? b : a
+        if let holder = holding[target], values[holder] != nil { return nil }
+        return target
+    }
+
+    /// An output map in the arena's `slot` (or fresh memory without one).
+    private func arenaTensor(_ shape: [Int], arena: (Scratch, Int)?) -> Tensor {
+        guard let (scratch, slot) = arena else { return Tensor(zeros: .float32, shape: shape) }
+        let count = shape.reduce(1, *)
+        let p = scratch.buffer(slot, floats: count)
+        return Tensor(dtype: .float32, shape: shape, storage: Storage(borrowing: p, byteCount: count * 4, owner: scratch))
+    }
+
+    func stem(_ node: Node, _ args: [Tensor?], scratch: [Scratch], observer: (ActivationObserver, Int)? = nil, arena: (Scratch, Int)? = nil) throws -> Tensor {
         let x = try float(args, 0)
         let wm = try matrix(node, 1)
         guard let k = node.int("kernel"), k > 0, x.shape.count == 4, x.shape[2] % k == 0, x.shape[3] % k == 0, wm.k == x.shape[1] * k * k else {
@@ -320,7 +358,7 @@ final class FastExecutor: @unchecked Sendable {
         let (oh, ow, cout) = (h / k, w / k, wm.n)
         let bias = try optional(args, 2, count: cout), gamma = try optional(args, 3, count: cout), beta = try optional(args, 4, count: cout)
         let eps = node.float("epsilon") ?? 1e-6
-        let y = Tensor(zeros: .float32, shape: [n, oh, ow, cout])
+        let y = arenaTensor([n, oh, ow, cout], arena: arena)
         let patch = cin * k * k
         for b in 0..<n {
             let xb = x.floatPointer + b * cin * h * w
@@ -346,7 +384,7 @@ final class FastExecutor: @unchecked Sendable {
         return y
     }
 
-    func downsample(_ node: Node, _ nodeIndex: Int, _ args: [Tensor?], scratch: [Scratch], observer: (ActivationObserver, Int)? = nil) throws -> Tensor {
+    func downsample(_ node: Node, _ nodeIndex: Int, _ args: [Tensor?], scratch: [Scratch], observer: (ActivationObserver, Int)? = nil, arena: (Scratch, Int)? = nil) throws -> Tensor {
         let x = try float(args, 0)
         let wm = try layer(nodeIndex, 1)
         guard let k = node.int("kernel"), k > 0, x.shape.count == 4, x.shape[1] % k == 0, x.shape[2] % k == 0, wm.k == x.shape[3] * k * k else {
@@ -356,7 +394,7 @@ final class FastExecutor: @unchecked Sendable {
         let (oh, ow, cout) = (h / k, w / k, wm.n)
         let bias = try optional(args, 2, count: cout), gamma = try optional(args, 3, count: c), beta = try optional(args, 4, count: c)
         let eps = node.float("epsilon") ?? 1e-6
-        let y = Tensor(zeros: .float32, shape: [n, oh, ow, cout])
+        let y = arenaTensor([n, oh, ow, cout], arena: arena)
         let patch = k * k * c
         for b in 0..<n {
             let xb = x.floatPointer + b * h * w * c
@@ -398,3 +436,4 @@ final class FastExecutor: @unchecked Sendable {
         return y
     }
 }
+
