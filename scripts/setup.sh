@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build needs. Idempotent, and silent when they are present.
 set -euo pipefail
-packages=(libprotobuf-c-dev protobuf-c-compiler libopenblas-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev)
+packages=(libprotobuf-c-dev protobuf-c-compiler libopenblas-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev time)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
