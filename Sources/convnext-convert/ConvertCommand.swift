@@ -56,7 +56,7 @@ struct Convert: ParsableCommand {
         try reportingErrors {
             var options = Converter.Options()
             options.features = try featureStages
-            if int8 { options.int8 = try quantization.settings(threads: threads) }
+            if int8 { options.int8 = try quantization.settings(threads: threads, model: input) }
             options.verify = !noVerify
             options.verbose = verbose
             options.dumpAfter = dumpAfter

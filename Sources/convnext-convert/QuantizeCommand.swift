@@ -3,11 +3,12 @@ import CNXConvert
 import CNXFormat
 import CNXGraph
 import CNXQuantize
+import CNXValidate
 import Foundation
 
 /// Options shared by `quantize` and `convert --int8`.
 struct Int8Options: ParsableArguments {
-    @Option(name: .long, help: "Calibration data: a float32 .npy batch N x 3 x H x W, preprocessed as the model expects.")
+    @Option(name: .long, help: "Calibration data: a float32 .npy batch N x 3 x H x W, preprocessed as the model expects, or a folder of JPEG/PNG images (preprocessed as the model's metadata says, else ImageNet's; at most 1024 are used).")
     var calibration: String?
 
     @Option(name: .long, help: "How activation ranges are chosen: minmax, percentile (default) or entropy.")
@@ -31,12 +32,31 @@ struct Int8Options: ParsableArguments {
     @Option(name: .long, help: "Labels of the validation samples: a .npy of integer class ids.")
     var labels: String?
 
-    func settings(threads: Int?) throws -> (calibration: Tensor, options: Quantizer.Options) {
-        guard let calibration else { throw ValidationError("--int8 needs --calibration DATA (a .npy batch of preprocessed samples)") }
+    /// Calibration samples from a `.npy` batch, or from a folder of images preprocessed as the
+    /// model's metadata says (ImageNet's settings otherwise, at the model's input size).
+    func samples(model: String?) throws -> Tensor {
+        guard let calibration else { throw ValidationError("--int8 needs --calibration DATA (a .npy batch, or a folder of images)") }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: calibration, isDirectory: &isDirectory), isDirectory.boolValue, let model else {
+            return try NPY.read(path: calibration)
+        }
+        let loaded = try ModelLoader.load(model)
+        var preprocessing = Preprocessing.imagenet.updated(metadata: loaded.metadata)
+        if let shape = loaded.graph.inputs.first?.shape, shape.count == 4, let h = shape[2].value, let w = shape[3].value {
+            (preprocessing.height, preprocessing.width) = (h, w)
+        }
+        let data = try Dataset.images(calibration, preprocessing: preprocessing)
+        let n = min(data.count, 1024)
+        guard n > 0 else { throw CNXError("\(calibration): no images to calibrate with") }
+        return try data.batch(0..<n)
+    }
+
+    func settings(threads: Int?, model: String? = nil) throws -> (calibration: Tensor, options: Quantizer.Options) {
         guard let m = CalibrationMethod(rawValue: method) else {
             throw ValidationError("--method must be one of \(CalibrationMethod.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        let samples = try NPY.read(path: calibration)
+        let samples = try self.samples(model: model)
+        let calibration = self.calibration ?? ""
         guard samples.dtype == .float32, samples.shape.count == 4 else {
             throw CNXError("\(calibration): calibration data must be float32 N x 3 x H x W, got \(samples.dtype.name) \(samples.shape)")
         }
@@ -101,7 +121,7 @@ struct Quantize: ParsableCommand {
     func run() throws {
         try reportingErrors {
             var options = Converter.Options()
-            options.int8 = try quantization.settings(threads: threads)
+            options.int8 = try quantization.settings(threads: threads, model: input)
             let r = try Converter.convert(input: input, output: output, options: options)
             printInt8Report(r, output: output)
         }

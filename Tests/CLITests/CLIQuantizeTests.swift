@@ -49,3 +49,23 @@ final class CLIQuantizeTests: XCTestCase {
         }
     }
 }
+
+/// Calibration from a folder of images, preprocessed as the tool would for validation.
+final class CLIQuantizeImagesTests: XCTestCase {
+    func testCalibrationFromAnImageFolder() throws {
+        let digits = Fixtures.root.appendingPathComponent("Fixtures/digits")
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("d.int8.cnx").path
+        let r = try runTool(["quantize", "--int8", digits.appendingPathComponent("model.onnx").path, out,
+                             "--calibration", digits.appendingPathComponent("test_png").path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let file = try CNXReader.load(path: out)
+        XCTAssertEqual(file.metadata["quantization.samples"], .int(360))
+        XCTAssertTrue(file.graph.initializers.values.contains { $0.dtype == .int8 })
+        let v = try runTool(["validate", out, "--reference", digits.appendingPathComponent("model.onnx").path,
+                             "--data", digits.appendingPathComponent("test.npy").path,
+                             "--labels", digits.appendingPathComponent("test_labels.npy").path, "--max-drop", "1"])
+        XCTAssertEqual(v.status, 0, v.stdout + v.stderr)
+    }
+}
