@@ -84,7 +84,14 @@ public enum Benchmark {
             runtime = "reference executor (unoptimised)"
         }
         let loadMs = Date().timeIntervalSince(loadStart) * 1000
-        for _ in 0..<3 { try call() }
+        // Warm up: at least 3 runs and half a second, so caches, page tables and the thread pool
+        // are settled before the first timed run (at most 50 runs).
+        let warmStart = Date()
+        var warm = 0
+        while warm < 3 || (warm < 50 && Date().timeIntervalSince(warmStart) < 0.5) {
+            try call()
+            warm += 1
+        }
         var times: [Double] = []
         for _ in 0..<iterations {
             let t0 = DispatchTime.now().uptimeNanoseconds

@@ -236,16 +236,18 @@ final class FastExecutor: @unchecked Sendable {
             let xb = out.floatPointer + b * pixels * c
             parallelChunks(h, threads: lanes(h)) { y0, y1, _ in
                 cnx_dwconv_nhwc_rows_f32(xb, Int64(h), Int64(w), Int64(c), Int64(k), dw.floatPointer, dwb, t, Int64(y0), Int64(y1))
+                // The LayerNorm as the depthwise pass's epilogue, on the rows still in cache.
+                let rows = t + y0 * w * c
+                cnx_layernorm_rows_f32(rows, Int64((y1 - y0) * w), Int64(c), eps, nil, nil, rows)
             }
             let tiles = (pixels + tile - 1) / tile
             if let grnGamma, let grnBeta {
                 // GRN needs statistics over the whole map: materialise the hidden activation.
                 let hbuf = scratch[0].buffer(1, floats: pixels * hidden)
                 parallelChunks(tiles, threads: threads) { lo, hi, lane in
-                    let ln = scratch[lane].buffer(2, floats: tile * c)
                     for ti in lo..<hi {
                         let r0 = ti * tile, rows = min(tile, pixels - r0)
-                        cnx_layernorm_rows_f32(t + r0 * c, Int64(rows), Int64(c), eps, nil, nil, ln)
+                        let ln = t + r0 * c
                         report(1, ln, rows * c)
                         w1.apply(ln, rows: rows, lda: c, bias: b1, gelu: true, residual: nil, ldr: 0, into: hbuf + r0 * hidden, ldo: hidden, codes: codes(lane))
                     }
@@ -264,8 +266,7 @@ final class FastExecutor: @unchecked Sendable {
             if pixels <= 256, threads > 1, observer == nil, case .float(let m1) = w1, case .float(let m2) = w2 {
                 // Small maps (the last stages): few rows but large weights, so the threads
                 // split the weights' columns instead of the rows, and each reads half of them.
-                let ln = scratch[0].buffer(2, floats: pixels * c)
-                cnx_layernorm_rows_f32(t, Int64(pixels), Int64(c), eps, nil, nil, ln)
+                let ln = t
                 let hbuf = scratch[0].buffer(1, floats: pixels * hidden)
                 parallelChunks((hidden + 31) / 32, threads: threads) { lo, hi, _ in
                     let j0 = lo * 32, width = min(hidden, hi * 32) - j0
@@ -282,12 +283,11 @@ final class FastExecutor: @unchecked Sendable {
             // Tiles of rows: the 4C hidden activation of a tile stays in cache and the whole
             // map's hidden activation never exists.
             parallelChunks(tiles, threads: threads) { lo, hi, lane in
-                let ln = scratch[lane].buffer(2, floats: tile * c)
                 let hb = scratch[lane].buffer(3, floats: tile * hidden)
                 let q = codes(lane)
                 for ti in lo..<hi {
                     let r0 = ti * tile, rows = min(tile, pixels - r0)
-                    cnx_layernorm_rows_f32(t + r0 * c, Int64(rows), Int64(c), eps, nil, nil, ln)
+                    let ln = t + r0 * c
                     report(1, ln, rows * c)
                     if case .int8(let q1) = w1, case .int8(let q2) = w2, observer == nil {
                         // int8 to int8: LayerNorm output quantized once, the GELU output

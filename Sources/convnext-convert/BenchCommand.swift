@@ -19,7 +19,7 @@ struct Bench: ParsableCommand {
     @Option(name: .long, help: "Batch size.")
     var batch = 1
 
-    @Option(name: .long, help: "Timed iterations (after 3 warm-up runs).")
+    @Option(name: .long, help: "Timed iterations (after at least 3 warm-up runs and half a second).")
     var iterations = 20
 
     @Option(name: .long, help: "Input height and width (default: the model's, else 224).")
