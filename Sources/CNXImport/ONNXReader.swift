@@ -225,20 +225,20 @@ private final class Loader {
 
         if t.has_data_location != 0 && t.data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL {
             let (pointer, owner) = try externalBytes(t, expectedBytes: expectedBytes, what: what)
-            return try widen(dtype: dtype, shape: shape, count: count, bytes: pointer, owner: owner, what: what, mapped: true)
+            return tensorFromBytes(dtype: dtype, shape: shape, bytes: pointer, owner: owner, mapped: true)
         }
         if let raw, let file, let base = file.bytes {
             guard raw.count == expectedBytes else {
                 throw CNXError("\(what): raw_data at byte \(raw.lowerBound) holds \(raw.count) bytes, shape \(shape) of \(dtype.name) needs \(expectedBytes)")
             }
-            return try widen(dtype: dtype, shape: shape, count: count, bytes: base + raw.lowerBound, owner: file, what: what, mapped: true)
+            return tensorFromBytes(dtype: dtype, shape: shape, bytes: base + raw.lowerBound, owner: file, mapped: true)
         }
         if t.has_raw_data != 0 {
             guard t.raw_data.len == expectedBytes else {
                 throw CNXError("\(what): raw_data holds \(t.raw_data.len) bytes, shape \(shape) of \(dtype.name) needs \(expectedBytes)")
             }
             let pointer = UnsafeRawPointer(t.raw_data.data) ?? UnsafeRawPointer(bitPattern: 64)!
-            return try widen(dtype: dtype, shape: shape, count: count, bytes: pointer, owner: owner!, what: what)
+            return tensorFromBytes(dtype: dtype, shape: shape, bytes: pointer, owner: owner!, mapped: false)
         }
         // Typed fields.
         func mismatch(_ field: String, _ n: Int) -> CNXError {
@@ -262,47 +262,6 @@ private final class Loader {
             guard t.n_int32_data == count else { throw mismatch("int32_data", t.n_int32_data) }
             let bits = UnsafeBufferPointer(start: t.int32_data, count: count).map { UInt16(truncatingIfNeeded: $0) }
             return Tensor(floats: bits.map { halfToFloat($0, bfloat: dtype == .bfloat16) }, shape: shape)
-        }
-    }
-
-    /// Turns bytes of any supported element type into a float32 or int64 tensor, borrowing them
-    /// when they already have that type and alignment.
-    func widen(dtype: DType, shape: [Int], count: Int, bytes: UnsafeRawPointer, owner: AnyObject,
-               what: String, mapped: Bool = false) throws -> Tensor {
-        let aligned = Int(bitPattern: bytes) % dtype.size == 0
-        switch dtype {
-        case .float32, .int64:
-            if aligned {
-                return Tensor(dtype: dtype, shape: shape,
-                              storage: Storage(borrowing: bytes, byteCount: count * dtype.size, owner: owner, mapped: mapped))
-            }
-            // Misaligned in the file: copy, then give the file's pages back.
-            let t = Tensor(zeros: dtype, shape: shape)
-            t.storage.bytes.copyMemory(from: bytes, byteCount: count * dtype.size)
-            if mapped { Storage(borrowing: bytes, byteCount: count * dtype.size, owner: owner, mapped: true).dropPages() }
-            return t
-        case .float16, .bfloat16:
-            let out = Tensor(zeros: .float32, shape: shape)
-            for i in 0..<count {
-                out.floatPointer[i] = halfToFloat(bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self), bfloat: dtype == .bfloat16)
-            }
-            return out
-        case .float64:
-            let out = Tensor(zeros: .float32, shape: shape)
-            for i in 0..<count { out.floatPointer[i] = Float(bytes.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
-            return out
-        case .int32:
-            let out = Tensor(zeros: .int64, shape: shape)
-            for i in 0..<count { out.int64Pointer[i] = Int64(bytes.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)) }
-            return out
-        case .int8:
-            let out = Tensor(zeros: .int64, shape: shape)
-            for i in 0..<count { out.int64Pointer[i] = Int64(bytes.load(fromByteOffset: i, as: Int8.self)) }
-            return out
-        case .uint8, .bool:
-            let out = Tensor(zeros: .int64, shape: shape)
-            for i in 0..<count { out.int64Pointer[i] = Int64(bytes.load(fromByteOffset: i, as: UInt8.self)) }
-            return out
         }
     }
 
