@@ -2,9 +2,11 @@ import CNXFormat
 import CNXGraph
 import Foundation
 
-/// One of N deterministic slices of a dataset: shard K (counted from 0) holds samples
-/// [floor(K n / N), floor((K + 1) n / N)) of the n samples in the data's stable order (sorted
-/// paths for a folder, rows for a `.npy` batch).
+/// One of N deterministic slices of a dataset, in whole batches: of the b = ceil(n / batch)
+/// batches of the n samples in the data's stable order (sorted paths for a folder, rows for a
+/// `.npy` batch), shard K (counted from 0) holds batches [floor(K b / N), floor((K + 1) b / N)).
+/// So every sample is predicted in the same batch as in an unsharded run, and the figures do not
+/// depend on the sharding even where a runtime's arithmetic depends on the batch.
 public struct Shard: Equatable, Sendable {
     public let index: Int
     public let count: Int
@@ -16,9 +18,11 @@ public struct Shard: Equatable, Sendable {
         self.count = count
     }
 
-    /// The samples of this shard among `total`.
-    public func range(of total: Int) -> Range<Int> {
-        (total * index / count)..<(total * (index + 1) / count)
+    /// The samples of this shard among `total`, validated `batch` at a time.
+    public func range(of total: Int, batch: Int) -> Range<Int> {
+        let batches = (total + batch - 1) / batch
+        let first = batches * index / count, end = batches * (index + 1) / count
+        return min(first * batch, total)..<min(end * batch, total)
     }
 
     public var description: String { "\(index)/\(count)" }
@@ -80,15 +84,18 @@ public struct ValidationPart {
     /// The shard's samples, and how many the whole data has.
     public var range: Range<Int>
     public var total: Int
+    /// Samples per prediction: the shards' batches are those of the unsharded run.
+    public var batch: Int
     /// What must be the same in every part of one validation: the model's and the reference's
     /// content, the data, the labels and the preprocessing.
     public var identity: [(String, String)]
     public var result: ValidationResult
 
-    public init(shard: Shard, range: Range<Int>, total: Int, identity: [(String, String)], result: ValidationResult) {
+    public init(shard: Shard, range: Range<Int>, total: Int, batch: Int, identity: [(String, String)], result: ValidationResult) {
         self.shard = shard
         self.range = range
         self.total = total
+        self.batch = batch
         self.identity = identity
         self.result = result
     }
@@ -99,10 +106,13 @@ public struct ValidationPart {
     /// reference logits), a fingerprint of the data (the image paths below the data folder and
     /// their sizes, or the `.npy` file's size, header and first MiB), of the labels, and the
     /// preprocessing.
-    public static func identity(modelFile: String, referenceFile: String, data: Dataset) throws -> [(String, String)] {
-        var out: [(String, String)] = [
-            ("model_sha256", try SHA256.hex(path: modelFile)),
-            ("reference_sha256", try SHA256.hex(path: referenceFile)),
+    /// `referenceLogits`: the name given to `--reference-logits` (each shard may read its own
+    /// file), which stands for the reference instead of a file's content.
+    public static func identity(modelFile: String, referenceFile: String?, referenceLogits: String?, data: Dataset) throws -> [(String, String)] {
+        var out: [(String, String)] = [("model_sha256", try SHA256.hex(path: modelFile))]
+        if let referenceFile { out.append(("reference_sha256", try SHA256.hex(path: referenceFile))) }
+        if let referenceLogits { out.append(("reference_logits", referenceLogits)) }
+        out += [
             ("samples", String(data.count)),
         ]
         var hasher = SHA256.Hasher()
@@ -139,6 +149,7 @@ public struct ValidationPart {
             ("format", .string(Self.format)), ("version", .int(Self.version)),
             ("shard", .int(shard.index)), ("shards", .int(shard.count)),
             ("first_sample", .int(range.lowerBound)), ("end_sample", .int(range.upperBound)), ("total_samples", .int(total)),
+            ("batch", .int(batch)),
             ("identity", .object(identity.map { ($0.0, .string($0.1)) })),
             ("model", .object([("path", .string(r.modelPath)), ("runtime", .string(r.modelRuntime)), ("seconds", .string(bits(r.modelSeconds)))])),
             ("reference", .object([("path", .string(r.referencePath)), ("runtime", .string(r.referenceRuntime)),
@@ -199,8 +210,9 @@ public struct ValidationPart {
         guard try reader.int(o, "version") == version else { throw CNXError("\(path): validation part version \(o["version"] ?? "?") is not \(version)") }
         let shard = try Shard(index: try reader.int(o, "shard"), count: try reader.int(o, "shards"))
         let first = try reader.int(o, "first_sample"), end = try reader.int(o, "end_sample"), total = try reader.int(o, "total_samples")
-        guard 0 <= first, first <= end, end <= total, shard.range(of: total) == first..<end else {
-            throw CNXError("\(path): samples \(first)..<\(end) are not shard \(shard.description) of \(total)")
+        let batch = try reader.int(o, "batch")
+        guard batch >= 1, total >= 0, 0 <= first, first <= end, end <= total, shard.range(of: total, batch: batch) == first..<end else {
+            throw CNXError("\(path): samples \(first)..<\(end) are not shard \(shard.description) of \(total) in batches of \(batch)")
         }
         let identityObject = try reader.object(o, "identity")
         let identity = identityObject.keys.sorted().map { ($0, "\(identityObject[$0]!)") }
@@ -256,7 +268,7 @@ public struct ValidationPart {
                                        maxAbsDiff: try reader.float(d, "max_abs_diff"), cosine: try reader.double(d, "cosine"))
             }
         }
-        return ValidationPart(shard: shard, range: first..<end, total: total, identity: identity, result: result)
+        return ValidationPart(shard: shard, range: first..<end, total: total, batch: batch, identity: identity, result: result)
     }
 
     // MARK: - Merge
@@ -272,12 +284,15 @@ public struct ValidationPart {
             guard p.shard.count == first.shard.count else {
                 throw CNXError("\(path): shard \(p.shard.description) is of \(p.shard.count) shards, but \(firstPath) is of \(first.shard.count)")
             }
+            guard p.batch == first.batch else {
+                throw CNXError("\(path): validated in batches of \(p.batch), but \(firstPath) in batches of \(first.batch): give every shard the same --batch")
+            }
             guard p.total == first.total else {
                 throw CNXError("\(path): the data has \(p.total) samples, but \(firstPath)'s has \(first.total): parts of different data")
             }
             let mine = Dictionary(p.identity, uniquingKeysWith: { a, _ in a }), theirs = Dictionary(first.identity, uniquingKeysWith: { a, _ in a })
             for key in Set(mine.keys).union(theirs.keys).sorted() where mine[key] != theirs[key] {
-                let what = ["model_sha256": "model", "reference_sha256": "reference", "data_fingerprint": "data", "labels_sha256": "labels",
+                let what = ["model_sha256": "model", "reference_sha256": "reference", "reference_logits": "reference", "data_fingerprint": "data", "labels_sha256": "labels",
                             "preprocessing": "preprocessing", "samples": "data"][key] ?? key
                 throw CNXError("\(path): a part of another validation than \(firstPath): the \(what) differs (\(key): \(mine[key] ?? "none") vs \(theirs[key] ?? "none"))")
             }

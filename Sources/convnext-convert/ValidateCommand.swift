@@ -260,7 +260,7 @@ struct Validate: ParsableCommand {
             }
             dataset.threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
             if let labels { try dataset.loadLabels(labels) }
-            let range = shard?.range(of: dataset.count) ?? 0..<dataset.count
+            let range = shard?.range(of: dataset.count, batch: batch) ?? 0..<dataset.count
             if let shard { note("validate: shard \(shard.description): samples \(range.lowerBound)..<\(range.upperBound) of \(dataset.count)") }
             var result: ValidationResult
             if let r = reference?.0 {
@@ -298,9 +298,9 @@ struct Validate: ParsableCommand {
                 }
             }
             if let shard, let part {
-                let referenceFile = self.reference.map { ModelLoader.sourceFile($0) } ?? referenceName
-                let identity = try ValidationPart.identity(modelFile: ModelLoader.sourceFile(model), referenceFile: referenceFile, data: dataset)
-                let text = ValidationPart(shard: shard, range: range, total: dataset.count, identity: identity, result: result).json()
+                let identity = try ValidationPart.identity(modelFile: ModelLoader.sourceFile(model), referenceFile: self.reference.map { ModelLoader.sourceFile($0) },
+                                                           referenceLogits: referenceLogits, data: dataset)
+                let text = ValidationPart(shard: shard, range: range, total: dataset.count, batch: batch, identity: identity, result: result).json()
                 try AtomicFile.write(Data(text.utf8), to: named(part))
                 note("validate: part \(shard.description) (\(range.count) samples, "
                      + String(format: "%.1f images/s", result.modelThroughput) + ") written to \(named(part))")
