@@ -3,7 +3,8 @@ import Foundation
 
 /// Prepares the next batches of a dataset on another thread while the caller runs the model on
 /// the current one: images are decoded and transformed ahead, at most `depth` batches at a time,
-/// so memory stays flat however many samples there are. A `.npy` batch is a view, made inline.
+/// so memory stays flat however many samples there are. A `.npy` batch is a view, made inline;
+/// with `depth` 0, images are decoded inline too.
 final class Prefetcher: @unchecked Sendable {
     private let data: Dataset
     private let ranges: [Range<Int>]
@@ -19,7 +20,7 @@ final class Prefetcher: @unchecked Sendable {
         self.data = data
         self.ranges = ranges
         self.depth = max(1, depth)
-        if case .images = data.source, ranges.count > 1 {
+        if case .images = data.source, ranges.count > 1, depth > 0 {
             // The thread holds the prefetcher until it ends: at the last batch, a failure, or
             // `cancel()`, which every caller defers.
             let t = Thread { self.produce() }

@@ -93,30 +93,32 @@ public enum Validation {
     ///     same batch as an unsharded run would, wherever the shard starts.
     ///   - progress: shows a progress line on stderr when it is a terminal.
     ///   - range: the samples to validate (a shard); all by default.
+    ///   - decodeAhead: image batches decoded and transformed ahead on another thread while the
+    ///     models run (0: on the calling thread, between predictions).
     ///   - saveReference: given each batch's sample range and the reference's logits (single-output
     ///     models), to keep them for later runs (`--save-logits`).
     /// - Throws: `CNXError` naming the file or sample at fault.
     public static func run(model: Predictor, reference: Predictor, data: Dataset, batch: Int = 32,
-                           progress: Bool = true, range: Range<Int>? = nil,
+                           progress: Bool = true, range: Range<Int>? = nil, decodeAhead: Int = 2,
                            saveReference: ((Range<Int>, Tensor) throws -> Void)? = nil) throws -> ValidationResult {
         guard batch >= 1 else { throw CNXError("the batch size must be at least 1") }
         if let names = try pairedOutputs(model: model, reference: reference) {
             return try runOutputs(names, model: model, reference: reference, data: data, batch: batch, progress: progress,
-                                  range: range ?? 0..<data.count)
+                                  range: range ?? 0..<data.count, decodeAhead: decodeAhead)
         }
         return try runClassification(model: model, referencePath: reference.path, referenceRuntime: reference.runtime,
                                      referenceOutput: { _, x in
                                          do { return try reference.predict(x) } catch let e as CNXError { throw e.inFile(reference.path) }
                                      },
                                      data: data, batch: batch, progress: progress, range: range ?? 0..<data.count,
-                                     saveReference: saveReference)
+                                     decodeAhead: decodeAhead, saveReference: saveReference)
     }
 
     /// Validates against logits a reference gave earlier (`--reference-logits`): `logits` holds
     /// one row per sample, of the whole data (row i is sample i) or of `range` alone (row 0 is
     /// its first sample).
     public static func run(model: Predictor, referenceLogits logits: Tensor, path: String, data: Dataset, batch: Int = 32,
-                           progress: Bool = true, range: Range<Int>? = nil) throws -> ValidationResult {
+                           progress: Bool = true, range: Range<Int>? = nil, decodeAhead: Int = 2) throws -> ValidationResult {
         guard batch >= 1 else { throw CNXError("the batch size must be at least 1") }
         let range = range ?? 0..<data.count
         guard model.outputNames.count == 1 else {
@@ -144,7 +146,8 @@ public enum Validation {
                                          (rows.floatPointer).update(from: logits.floatPointer + (r.lowerBound - first) * classes, count: r.count * classes)
                                          return rows
                                      },
-                                     data: data, batch: batch, progress: progress, range: range, saveReference: nil)
+                                     data: data, batch: batch, progress: progress, range: range, decodeAhead: decodeAhead,
+                                     saveReference: nil)
     }
 
     /// The batches of `range`, aligned to multiples of `batch` from sample 0.
@@ -161,16 +164,16 @@ public enum Validation {
 
     static func runClassification(model: Predictor, referencePath: String, referenceRuntime: String,
                                   referenceOutput: (Range<Int>, Tensor) throws -> Tensor, data: Dataset, batch: Int,
-                                  progress: Bool, range: Range<Int>,
+                                  progress: Bool, range: Range<Int>, decodeAhead: Int,
                                   saveReference: ((Range<Int>, Tensor) throws -> Void)?) throws -> ValidationResult {
         guard range.lowerBound >= 0, range.upperBound <= data.count else {
             throw CNXError("samples \(range) are outside \(data.path)'s \(data.count)")
         }
         var metrics = MetricsAccumulator()
         var modelSeconds = 0.0, referenceSeconds = 0.0
-        let bar = Progress("validating", total: range.count, enabled: progress ? nil : false)
+        let bar = Progress("validating", total: range.count, enabled: progress ? nil : false, logEvery: 30)
         defer { bar.finish() }
-        let prefetch = Prefetcher(data: data, ranges: batches(range, batch: batch))
+        let prefetch = Prefetcher(data: data, ranges: batches(range, batch: batch), depth: decodeAhead)
         defer { prefetch.cancel() }
         while let (r, x) = try prefetch.next() {
             let t0 = DispatchTime.now().uptimeNanoseconds
@@ -207,15 +210,15 @@ public enum Validation {
 
     /// Every output named in `names`, compared one by one.
     static func runOutputs(_ names: [String], model: Predictor, reference: Predictor, data: Dataset, batch: Int,
-                           progress: Bool, range all: Range<Int>) throws -> ValidationResult {
+                           progress: Bool, range all: Range<Int>, decodeAhead: Int) throws -> ValidationResult {
         guard all.lowerBound >= 0, all.upperBound <= data.count else {
             throw CNXError("samples \(all) are outside \(data.path)'s \(data.count)")
         }
         var outputs = names.map { OutputMetrics(name: $0) }
         var modelSeconds = 0.0, referenceSeconds = 0.0
-        let bar = Progress("validating", total: all.count, enabled: progress ? nil : false)
+        let bar = Progress("validating", total: all.count, enabled: progress ? nil : false, logEvery: 30)
         defer { bar.finish() }
-        let prefetch = Prefetcher(data: data, ranges: batches(all, batch: batch))
+        let prefetch = Prefetcher(data: data, ranges: batches(all, batch: batch), depth: decodeAhead)
         defer { prefetch.cancel() }
         while let (range, x) = try prefetch.next() {
             let t0 = DispatchTime.now().uptimeNanoseconds

@@ -221,7 +221,11 @@ struct Validate: ParsableCommand {
     @Option(name: .long, help: "Threads (default: all cores).")
     var threads: Int?
 
+    @Option(name: .customLong("decode-ahead"), help: "Image batches decoded ahead on other threads while the models run (0: decode between predictions).")
+    var decodeAhead = 2
+
     func validate() throws {
+        guard decodeAhead >= 0 else { throw ValidationError("--decode-ahead must be 0 or more") }
         guard (reference == nil) != (referenceLogits == nil) else {
             throw ValidationError("give the reference as --reference MODEL or as --reference-logits FILE (one of the two)")
         }
@@ -273,7 +277,8 @@ struct Validate: ParsableCommand {
                         (all.floatPointer + (rows.lowerBound - range.lowerBound) * all.shape[1]).update(from: logits.floatPointer, count: logits.count)
                     }
                 }
-                result = try Validation.run(model: m, reference: r, data: dataset, batch: batch, range: range, saveReference: keep)
+                result = try Validation.run(model: m, reference: r, data: dataset, batch: batch, range: range, decodeAhead: decodeAhead,
+                                            saveReference: keep)
                 if let path = saveLogits {
                     guard let saved else { throw CNXError("--save-logits: \(reference?.1.graph.outputs.count ?? 0) outputs; only a classification reference's logits are saved") }
                     try NPY.write(saved, path: named(path))
@@ -282,7 +287,8 @@ struct Validate: ParsableCommand {
             } else {
                 let path = referenceName
                 let logits = try NPY.read(path: path)
-                result = try Validation.run(model: m, referenceLogits: logits, path: path, data: dataset, batch: batch, range: range)
+                result = try Validation.run(model: m, referenceLogits: logits, path: path, data: dataset, batch: batch, range: range,
+                                            decodeAhead: decodeAhead)
             }
             if perLayer && (shard?.index ?? 0) != 0 {
                 note("validate: --per-layer is computed by shard 0 only (on the data's first samples)")
