@@ -1,3 +1,4 @@
+import CNXGraph
 import Foundation
 
 /// Indices of the `k` largest values of `row`, largest first (ties: the lower index first).
@@ -46,11 +47,14 @@ public struct MetricsAccumulator: Sendable {
     public private(set) var classes = 0
     /// Samples whose top-1 class agrees between model and reference.
     public private(set) var top1Agreements = 0
-    /// Sum over samples of |top-5(model) ∩ top-5(reference)| / 5 (k = min(5, classes)).
-    public private(set) var top5OverlapSum = 0.0
-    public private(set) var cosineSum = 0.0
-    public private(set) var signal = 0.0
-    public private(set) var noise = 0.0
+    /// Sum over samples of |top-k(model) ∩ top-k(reference)| (k = min(5, classes)).
+    public private(set) var top5OverlapCount = 0
+    /// Exact sums (independent of the order samples come in, so shards merge bit for bit):
+    /// of each sample's cosine similarity, of each sample's sum of reference² and of
+    /// (model - reference)² (each sample's own sums taken in double, in element order).
+    public private(set) var cosineTotal = ExactSum()
+    public private(set) var signalTotal = ExactSum()
+    public private(set) var noiseTotal = ExactSum()
     public private(set) var maxAbsDiff: Float = 0
     // With labels:
     public private(set) var labelled = 0
@@ -62,6 +66,26 @@ public struct MetricsAccumulator: Sendable {
     public private(set) var perClass: [Int: (samples: Int, model: Int, reference: Int)] = [:]
 
     public init() {}
+
+    /// The sums a validation part recorded.
+    init(samples: Int, classes: Int, top1Agreements: Int, top5OverlapCount: Int, cosine: ExactSum, signal: ExactSum, noise: ExactSum,
+         maxAbsDiff: Float, labelled: Int, modelTop1: Int, referenceTop1: Int, modelTop5: Int, referenceTop5: Int,
+         perClass: [Int: (samples: Int, model: Int, reference: Int)]) {
+        self.samples = samples
+        self.classes = classes
+        self.top1Agreements = top1Agreements
+        self.top5OverlapCount = top5OverlapCount
+        cosineTotal = cosine
+        signalTotal = signal
+        noiseTotal = noise
+        self.maxAbsDiff = maxAbsDiff
+        self.labelled = labelled
+        self.modelTop1 = modelTop1
+        self.referenceTop1 = referenceTop1
+        self.modelTop5 = modelTop5
+        self.referenceTop5 = referenceTop5
+        self.perClass = perClass
+    }
 
     /// k of top-k overlap and top-k accuracy: 5, or the class count when smaller.
     public var k: Int { min(5, classes) }
@@ -78,15 +102,8 @@ public struct MetricsAccumulator: Sendable {
             let r = UnsafeBufferPointer(rebasing: reference[s * c..<(s + 1) * c])
             let mt = topK(m, k), rt = topK(r, k)
             if mt[0] == rt[0] { top1Agreements += 1 }
-            top5OverlapSum += Double(Set(mt).intersection(rt).count) / Double(k)
-            cosineSum += cosineSimilarity(m, r)
-            for i in 0..<c {
-                let d = m[i] - r[i]
-                signal += Double(r[i]) * Double(r[i])
-                noise += Double(d) * Double(d)
-                let ad = abs(d)
-                if ad.isNaN || ad > maxAbsDiff { maxAbsDiff = ad }
-            }
+            top5OverlapCount += Set(mt).intersection(rt).count
+            addSample(m, r, cosine: &cosineTotal, signal: &signalTotal, noise: &noiseTotal, maxAbsDiff: &maxAbsDiff)
             if let labels {
                 let label = labels[labels.startIndex + s]
                 labelled += 1
@@ -112,9 +129,42 @@ public struct MetricsAccumulator: Sendable {
     }
 
     public var top1Agreement: Double { samples > 0 ? Double(top1Agreements) / Double(samples) : 0 }
-    public var top5Overlap: Double { samples > 0 ? top5OverlapSum / Double(samples) : 0 }
+    public var top5Overlap: Double { samples > 0 ? Double(top5OverlapCount) / Double(k * samples) : 0 }
+    public var cosineSum: Double { cosineTotal.value }
+    public var signal: Double { signalTotal.value }
+    public var noise: Double { noiseTotal.value }
     public var meanCosine: Double { samples > 0 ? cosineSum / Double(samples) : 0 }
     public var sqnrDB: Double { sqnr(signal: signal, noise: noise) }
+
+    /// Adds the samples another accumulator saw (a shard of the same data): the result is the
+    /// one accumulator that saw both, whatever the order.
+    /// - Throws: `CNXError` when the two have different class counts.
+    public mutating func merge(_ other: MetricsAccumulator) throws {
+        if other.samples == 0 { return }
+        if samples > 0 && classes != other.classes {
+            throw CNXError("parts with \(classes) and \(other.classes) classes cannot be merged")
+        }
+        classes = other.classes
+        samples += other.samples
+        top1Agreements += other.top1Agreements
+        top5OverlapCount += other.top5OverlapCount
+        cosineTotal.add(other.cosineTotal)
+        signalTotal.add(other.signalTotal)
+        noiseTotal.add(other.noiseTotal)
+        maxAbsDiff = largerDifference(maxAbsDiff, other.maxAbsDiff)
+        labelled += other.labelled
+        modelTop1 += other.modelTop1
+        referenceTop1 += other.referenceTop1
+        modelTop5 += other.modelTop5
+        referenceTop5 += other.referenceTop5
+        for (id, e) in other.perClass {
+            var entry = perClass[id] ?? (0, 0, 0)
+            entry.samples += e.samples
+            entry.model += e.model
+            entry.reference += e.reference
+            perClass[id] = entry
+        }
+    }
     public var hasLabels: Bool { labelled > 0 }
     public var modelTop1Accuracy: Double { labelled > 0 ? Double(modelTop1) / Double(labelled) : 0 }
     public var referenceTop1Accuracy: Double { labelled > 0 ? Double(referenceTop1) / Double(labelled) : 0 }
@@ -151,14 +201,26 @@ public struct OutputMetrics: Sendable {
     /// The output's shape for one sample (without the batch dimension).
     public var shape: [Int]
     public private(set) var samples = 0
-    public private(set) var cosineSum = 0.0
-    public private(set) var signal = 0.0
-    public private(set) var noise = 0.0
+    /// Exact sums, as in `MetricsAccumulator`.
+    public private(set) var cosineTotal = ExactSum()
+    public private(set) var signalTotal = ExactSum()
+    public private(set) var noiseTotal = ExactSum()
     public private(set) var maxAbsDiff: Float = 0
 
     public init(name: String, shape: [Int] = []) {
         self.name = name
         self.shape = shape
+    }
+
+    /// The sums a validation part recorded.
+    init(name: String, shape: [Int], samples: Int, cosine: ExactSum, signal: ExactSum, noise: ExactSum, maxAbsDiff: Float) {
+        self.name = name
+        self.shape = shape
+        self.samples = samples
+        cosineTotal = cosine
+        signalTotal = signal
+        noiseTotal = noise
+        self.maxAbsDiff = maxAbsDiff
     }
 
     /// Adds a batch of `samples` samples: the model's and the reference's values, row-major, each
@@ -169,14 +231,7 @@ public struct OutputMetrics: Sendable {
         for s in 0..<n {
             let m = UnsafeBufferPointer(rebasing: model[s * per..<(s + 1) * per])
             let r = UnsafeBufferPointer(rebasing: reference[s * per..<(s + 1) * per])
-            cosineSum += cosineSimilarity(m, r)
-            for i in 0..<per {
-                let d = m[i] - r[i]
-                signal += Double(r[i]) * Double(r[i])
-                noise += Double(d) * Double(d)
-                let ad = abs(d)
-                if ad.isNaN || ad > maxAbsDiff { maxAbsDiff = ad }
-            }
+            addSample(m, r, cosine: &cosineTotal, signal: &signalTotal, noise: &noiseTotal, maxAbsDiff: &maxAbsDiff)
         }
         samples += n
     }
@@ -187,6 +242,47 @@ public struct OutputMetrics: Sendable {
         }
     }
 
+    public var cosineSum: Double { cosineTotal.value }
+    public var signal: Double { signalTotal.value }
+    public var noise: Double { noiseTotal.value }
     public var meanCosine: Double { samples > 0 ? cosineSum / Double(samples) : 0 }
     public var sqnrDB: Double { sqnr(signal: signal, noise: noise) }
+
+    /// Adds the samples another shard saw of the same output.
+    public mutating func merge(_ other: OutputMetrics) throws {
+        guard other.name == name else { throw CNXError("output '\(other.name)' cannot be merged into '\(name)'") }
+        if other.samples == 0 { return }
+        if samples > 0 && shape != other.shape {
+            throw CNXError("output '\(name)' has shape \(shape) in one part and \(other.shape) in another")
+        }
+        shape = other.shape
+        samples += other.samples
+        cosineTotal.add(other.cosineTotal)
+        signalTotal.add(other.signalTotal)
+        noiseTotal.add(other.noiseTotal)
+        maxAbsDiff = largerDifference(maxAbsDiff, other.maxAbsDiff)
+    }
+}
+
+/// One sample's contribution: its cosine similarity, its sum of reference² and of differences²
+/// (summed in double in element order, then added exactly), and the largest difference.
+func addSample(_ m: UnsafeBufferPointer<Float>, _ r: UnsafeBufferPointer<Float>, cosine: inout ExactSum, signal: inout ExactSum,
+               noise: inout ExactSum, maxAbsDiff: inout Float) {
+    cosine.add(cosineSimilarity(m, r))
+    var s = 0.0, n = 0.0
+    for i in 0..<m.count {
+        let d = m[i] - r[i]
+        s += Double(r[i]) * Double(r[i])
+        n += Double(d) * Double(d)
+        let ad = abs(d)
+        if ad.isNaN || ad > maxAbsDiff { maxAbsDiff = ad }
+    }
+    signal.add(s)
+    noise.add(n)
+}
+
+/// The larger of two largest differences, NaN when either is (as the running maximum gives).
+func largerDifference(_ a: Float, _ b: Float) -> Float {
+    if a.isNaN || b.isNaN { return .nan }
+    return max(a, b)
 }

@@ -88,69 +88,139 @@ public enum Validation {
     }
 
     /// - Parameters:
-    ///   - batch: samples per prediction.
+    ///   - batch: samples per prediction. Batches start at multiples of `batch` counted from the
+    ///     first sample of the data (not of `range`), so that a shard predicts each sample in the
+    ///     same batch as an unsharded run would, wherever the shard starts.
     ///   - progress: shows a progress line on stderr when it is a terminal.
+    ///   - range: the samples to validate (a shard); all by default.
+    ///   - decodeAhead: image batches decoded and transformed ahead on another thread while the
+    ///     models run (0: on the calling thread, between predictions).
+    ///   - saveReference: given each batch's sample range and the reference's logits (single-output
+    ///     models), to keep them for later runs (`--save-logits`).
     /// - Throws: `CNXError` naming the file or sample at fault.
     public static func run(model: Predictor, reference: Predictor, data: Dataset, batch: Int = 32,
-                           progress: Bool = true) throws -> ValidationResult {
+                           progress: Bool = true, range: Range<Int>? = nil, decodeAhead: Int = 2,
+                           saveReference: ((Range<Int>, Tensor) throws -> Void)? = nil) throws -> ValidationResult {
         guard batch >= 1 else { throw CNXError("the batch size must be at least 1") }
         if let names = try pairedOutputs(model: model, reference: reference) {
-            return try runOutputs(names, model: model, reference: reference, data: data, batch: batch, progress: progress)
+            return try runOutputs(names, model: model, reference: reference, data: data, batch: batch, progress: progress,
+                                  range: range ?? 0..<data.count, decodeAhead: decodeAhead)
         }
-        let n = data.count
+        return try runClassification(model: model, referencePath: reference.path, referenceRuntime: reference.runtime,
+                                     referenceOutput: { _, x in
+                                         do { return try reference.predict(x) } catch let e as CNXError { throw e.inFile(reference.path) }
+                                     },
+                                     data: data, batch: batch, progress: progress, range: range ?? 0..<data.count,
+                                     decodeAhead: decodeAhead, saveReference: saveReference)
+    }
+
+    /// Validates against logits a reference gave earlier (`--reference-logits`): `logits` holds
+    /// one row per sample, of the whole data (row i is sample i) or of `range` alone (row 0 is
+    /// its first sample).
+    public static func run(model: Predictor, referenceLogits logits: Tensor, path: String, data: Dataset, batch: Int = 32,
+                           progress: Bool = true, range: Range<Int>? = nil, decodeAhead: Int = 2) throws -> ValidationResult {
+        guard batch >= 1 else { throw CNXError("the batch size must be at least 1") }
+        let range = range ?? 0..<data.count
+        guard model.outputNames.count == 1 else {
+            throw CNXError("\(path): reference logits serve single-output (classification) models; \(model.path) has \(model.outputNames.count) outputs")
+        }
+        guard logits.dtype == .float32, logits.shape.count == 2 else {
+            throw CNXError("\(path): reference logits must be a float32 samples x classes array, got \(logits.dtype.name) \(logits.shape)")
+        }
+        let first: Int
+        if logits.shape[0] == data.count {
+            first = 0
+        } else if logits.shape[0] == range.count {
+            first = range.lowerBound
+        } else {
+            throw CNXError("\(path): \(logits.shape[0]) rows of logits, but \(data.path) has \(data.count) samples"
+                           + (range.count == data.count ? "" : " (this shard: \(range.count))"))
+        }
+        if let classes = model.classes, classes != logits.shape[1] {
+            throw CNXError("\(path): \(logits.shape[1]) classes of logits, but \(model.path) has \(classes)")
+        }
+        let classes = logits.shape[1]
+        return try runClassification(model: model, referencePath: path, referenceRuntime: "saved logits",
+                                     referenceOutput: { r, _ in
+                                         let rows = Tensor(zeros: .float32, shape: [r.count, classes])
+                                         (rows.floatPointer).update(from: logits.floatPointer + (r.lowerBound - first) * classes, count: r.count * classes)
+                                         return rows
+                                     },
+                                     data: data, batch: batch, progress: progress, range: range, decodeAhead: decodeAhead,
+                                     saveReference: nil)
+    }
+
+    /// The batches of `range`, aligned to multiples of `batch` from sample 0.
+    static func batches(_ range: Range<Int>, batch: Int) -> [Range<Int>] {
+        var out: [Range<Int>] = []
+        var start = range.lowerBound
+        while start < range.upperBound {
+            let end = min((start / batch + 1) * batch, range.upperBound)
+            out.append(start..<end)
+            start = end
+        }
+        return out
+    }
+
+    static func runClassification(model: Predictor, referencePath: String, referenceRuntime: String,
+                                  referenceOutput: (Range<Int>, Tensor) throws -> Tensor, data: Dataset, batch: Int,
+                                  progress: Bool, range: Range<Int>, decodeAhead: Int,
+                                  saveReference: ((Range<Int>, Tensor) throws -> Void)?) throws -> ValidationResult {
+        guard range.lowerBound >= 0, range.upperBound <= data.count else {
+            throw CNXError("samples \(range) are outside \(data.path)'s \(data.count)")
+        }
         var metrics = MetricsAccumulator()
         var modelSeconds = 0.0, referenceSeconds = 0.0
-        let bar = Progress("validating", total: n, enabled: progress ? nil : false)
+        let bar = Progress("validating", total: range.count, enabled: progress ? nil : false, logEvery: 30)
         defer { bar.finish() }
-        var start = 0
-        while start < n {
-            let range = start..<min(start + batch, n)
-            let x = try data.batch(range)
+        let prefetch = Prefetcher(data: data, ranges: batches(range, batch: batch), depth: decodeAhead)
+        defer { prefetch.cancel() }
+        while let (r, x) = try prefetch.next() {
             let t0 = DispatchTime.now().uptimeNanoseconds
             let y: Tensor
             do { y = try model.predict(x) } catch let e as CNXError { throw e.inFile(model.path) }
             let t1 = DispatchTime.now().uptimeNanoseconds
-            let r: Tensor
-            do { r = try reference.predict(x) } catch let e as CNXError { throw e.inFile(reference.path) }
+            let ref = try referenceOutput(r, x)
             let t2 = DispatchTime.now().uptimeNanoseconds
             modelSeconds += Double(t1 - t0) / 1e9
             referenceSeconds += Double(t2 - t1) / 1e9
-            guard y.shape == r.shape else {
-                throw CNXError("\(model.path) gives logits of shape \(y.shape) where \(reference.path) gives \(r.shape)")
+            guard y.shape == ref.shape else {
+                throw CNXError("\(model.path) gives logits of shape \(y.shape) where \(referencePath) gives \(ref.shape)")
             }
+            try saveReference?(r, ref)
             let classes = y.shape[1]
             var labels: ArraySlice<Int>?
             if let all = data.labels {
-                labels = all[range]
+                labels = all[r]
                 if let bad = labels?.firstIndex(where: { $0 >= classes }) {
                     throw CNXError("\(data.labelSource ?? data.path): label \(all[bad]) of sample \(bad) is not below the model's \(classes) classes")
                 }
             }
             metrics.add(model: UnsafeBufferPointer(start: y.floatPointer, count: y.count),
-                        reference: UnsafeBufferPointer(start: r.floatPointer, count: r.count), classes: classes, labels: labels)
-            bar.advance(by: range.count)
-            start = range.upperBound
+                        reference: UnsafeBufferPointer(start: ref.floatPointer, count: ref.count), classes: classes, labels: labels)
+            bar.advance(by: r.count)
         }
         var preprocessing: Preprocessing?
         if case .images(_, let p) = data.source { preprocessing = p }
-        return ValidationResult(modelPath: model.path, modelRuntime: model.runtime, referencePath: reference.path,
-                                referenceRuntime: reference.runtime, dataPath: data.path, sampleShape: data.sampleShape,
+        return ValidationResult(modelPath: model.path, modelRuntime: model.runtime, referencePath: referencePath,
+                                referenceRuntime: referenceRuntime, dataPath: data.path, sampleShape: data.sampleShape,
                                 labelSource: data.labelSource, classNames: data.classNames, preprocessing: preprocessing,
                                 metrics: metrics, modelSeconds: modelSeconds, referenceSeconds: referenceSeconds, perLayer: nil)
     }
 
     /// Every output named in `names`, compared one by one.
     static func runOutputs(_ names: [String], model: Predictor, reference: Predictor, data: Dataset, batch: Int,
-                           progress: Bool) throws -> ValidationResult {
-        let n = data.count
+                           progress: Bool, range all: Range<Int>, decodeAhead: Int) throws -> ValidationResult {
+        guard all.lowerBound >= 0, all.upperBound <= data.count else {
+            throw CNXError("samples \(all) are outside \(data.path)'s \(data.count)")
+        }
         var outputs = names.map { OutputMetrics(name: $0) }
         var modelSeconds = 0.0, referenceSeconds = 0.0
-        let bar = Progress("validating", total: n, enabled: progress ? nil : false)
+        let bar = Progress("validating", total: all.count, enabled: progress ? nil : false, logEvery: 30)
         defer { bar.finish() }
-        var start = 0
-        while start < n {
-            let range = start..<min(start + batch, n)
-            let x = try data.batch(range)
+        let prefetch = Prefetcher(data: data, ranges: batches(all, batch: batch), depth: decodeAhead)
+        defer { prefetch.cancel() }
+        while let (range, x) = try prefetch.next() {
             let t0 = DispatchTime.now().uptimeNanoseconds
             let ys: [Tensor]
             do { ys = try model.predictAll(x, names: names) } catch let e as CNXError { throw e.inFile(model.path) }
@@ -169,7 +239,6 @@ public enum Validation {
                                reference: UnsafeBufferPointer(start: r.floatPointer, count: r.count), samples: range.count)
             }
             bar.advance(by: range.count)
-            start = range.upperBound
         }
         var preprocessing: Preprocessing?
         if case .images(_, let p) = data.source { preprocessing = p }

@@ -101,8 +101,65 @@ enum Models {
     }
 }
 
+/// `validate MODEL ...` (the default) and `validate merge PART...`.
+struct ValidateGroup: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "validate",
+        abstract: "Compare a model with a reference on data; merge the parts of a validation run in shards.",
+        subcommands: [Validate.self, ValidateMerge.self],
+        defaultSubcommand: Validate.self)
+}
+
+struct ValidateMerge: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "merge",
+        abstract: "Merge the parts of a validation run in shards (validate --shard K/N --part FILE) into its report.",
+        discussion: """
+        The figures are exactly those of the same validation run unsharded (the sums behind them are kept exactly); \
+        timings are the parts' added up. Parts of different models, references, data, labels, preprocessing or shard \
+        counts are refused, and missing or repeated shards are named.
+
+        Exit status: 0; 1 on an error; 2 when --max-drop is exceeded.
+        """)
+
+    @Argument(help: "The parts, one per shard, in any order.")
+    var parts: [String]
+
+    @Flag(name: .long, help: "Print one JSON object instead of a table.")
+    var json = false
+
+    @Option(name: .customLong("max-drop"), help: "Exit with status 2 when the model's top-1 accuracy is more than this many percentage points below the reference's (without labels: when top-1 agreement is below 100 minus this, in percent).")
+    var maxDrop: Double?
+
+    @Flag(name: .customLong("per-class"), help: "Add the per-class accuracy change.")
+    var perClass = false
+
+    func validate() throws {
+        guard !parts.isEmpty else { throw ValidationError("give the parts to merge") }
+        if let maxDrop, !(maxDrop >= 0 && maxDrop <= 100) { throw ValidationError("--max-drop must be between 0 and 100") }
+    }
+
+    func run() throws {
+        var within = true
+        try reportingErrors {
+            let read = try parts.map { (path: $0, part: try ValidationPart.read(path: $0)) }
+            let result = try ValidationPart.merge(read)
+            if maxDrop != nil && result.isMultiOutput {
+                throw CNXError("--max-drop gates classification models (one output); these parts compare \(result.outputs?.count ?? 0) outputs")
+            }
+            print(json ? result.json(perClass: perClass, maxDrop: maxDrop) : result.table(perClass: perClass, maxDrop: maxDrop))
+            if let maxDrop {
+                within = result.withinBudget(maxDrop: maxDrop)
+                if !within { note("validate merge: \(result.budgetVerdict(maxDrop: maxDrop))") }
+            }
+        }
+        if !within { throw ExitCode(2) }
+    }
+}
+
 struct Validate: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "check",
         abstract: "Compare a model with a reference on data: accuracy, agreement, logits error, throughput.",
         discussion: """
         DATA is a float32 .npy batch (N x 3 x H x W, preprocessed), an image, a folder of images, or a folder of class sub-folders (labels as torchvision's ImageFolder gives them). Images are resized, centre-cropped and normalised as the model says (a timm config.json beside it, or its .cnx metadata), overridden by --size, --crop-pct, --interpolation, --mean and --std.
@@ -118,7 +175,22 @@ struct Validate: ParsableCommand {
     var model: String
 
     @Option(name: .long, help: "The model to compare with (.onnx or .cnx), normally the source of MODEL.")
-    var reference: String
+    var reference: String?
+
+    @Option(name: .customLong("reference-logits"), help: "The reference's logits saved by an earlier --save-logits (.npy, samples x classes), instead of --reference. '{shard}' in the name stands for the shard number.")
+    var referenceLogits: String?
+
+    @Option(name: .customLong("save-logits"), help: "Write the reference's logits of the samples validated to this .npy, for --reference-logits later. '{shard}' in the name stands for the shard number.")
+    var saveLogits: String?
+
+    @Option(name: .long, help: "Validate shard K of N only (K counted from 0: a deterministic slice of the data), and write its part with --part; 'auto' takes K and N from Slurm's SLURM_ARRAY_TASK_* or Kubernetes' JOB_COMPLETION_INDEX (with --shards).")
+    var shard: String?
+
+    @Option(name: .long, help: "The number of shards, for --shard auto under Kubernetes (the Job's completions).")
+    var shards: Int?
+
+    @Option(name: .long, help: "With --shard: write the shard's part (JSON sums, for 'validate merge') to this file. '{shard}' in the name stands for the shard number.")
+    var part: String?
 
     @Option(name: .long, help: "The samples: a .npy batch, an image, or a folder of images or of class folders.")
     var data: String
@@ -149,7 +221,21 @@ struct Validate: ParsableCommand {
     @Option(name: .long, help: "Threads (default: all cores).")
     var threads: Int?
 
+    @Option(name: .customLong("decode-ahead"), help: "Image batches decoded ahead on other threads while the models run (0: decode between predictions).")
+    var decodeAhead = 2
+
     func validate() throws {
+        guard decodeAhead >= 0 else { throw ValidationError("--decode-ahead must be 0 or more") }
+        guard (reference == nil) != (referenceLogits == nil) else {
+            throw ValidationError("give the reference as --reference MODEL or as --reference-logits FILE (one of the two)")
+        }
+        if shard != nil && part == nil { throw ValidationError("--shard needs --part FILE, where the shard's part goes") }
+        if part != nil && shard == nil { throw ValidationError("--part goes with --shard K/N") }
+        if shard != nil && (perClass || json || maxDrop != nil) {
+            throw ValidationError("--per-class, --json and --max-drop belong to 'validate merge' when validating in shards")
+        }
+        if saveLogits != nil && referenceLogits != nil { throw ValidationError("--save-logits saves a reference model's logits; --reference-logits already are") }
+        if let shards, shards < 1 { throw ValidationError("--shards must be at least 1") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let maxDrop, !(maxDrop >= 0 && maxDrop <= 100) { throw ValidationError("--max-drop must be between 0 and 100") }
@@ -158,9 +244,15 @@ struct Validate: ParsableCommand {
     func run() throws {
         var within = true
         try reportingErrors {
+            let shard = try self.shard.map { try Shard.parse($0, shards: shards) }
+            func named(_ template: String) -> String {
+                template.replacingOccurrences(of: "{shard}", with: shard.map { String($0.index) } ?? "all")
+            }
             let (m, mLoaded) = try Models.load(model, threads: threads, fast: fast)
-            let (r, rLoaded) = try Models.load(reference, threads: threads, fast: fast)
-            if let names = try Validation.pairedOutputs(model: m, reference: r), maxDrop != nil {
+            var reference: (Predictor, LoadedModel)?
+            if let path = self.reference { reference = try Models.load(path, threads: threads, fast: fast) }
+            let referenceName = self.reference ?? named(referenceLogits ?? "")
+            if let r = reference?.0, let names = try Validation.pairedOutputs(model: m, reference: r), maxDrop != nil {
                 throw CNXError("--max-drop gates classification models (one output); \(model) has \(names.count) outputs "
                                + "(\(names.joined(separator: ", "))): validate it without --max-drop and check each output's SQNR")
             }
@@ -168,20 +260,57 @@ struct Validate: ParsableCommand {
             if data.lowercased().hasSuffix(".npy") {
                 dataset = try Dataset.npy(data)
             } else {
-                dataset = try Dataset.images(data, preprocessing: try preprocess.resolve([m, r]))
+                dataset = try Dataset.images(data, preprocessing: try preprocess.resolve([m] + (reference.map { [$0.0] } ?? [])))
             }
             dataset.threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
             if let labels { try dataset.loadLabels(labels) }
-            var result = try Validation.run(model: m, reference: r, data: dataset, batch: batch)
-            if perLayer {
-                let n = min(m.fixedBatch ?? r.fixedBatch ?? 8, dataset.count)
+            let range = shard?.range(of: dataset.count, batch: batch) ?? 0..<dataset.count
+            if let shard { note("validate: shard \(shard.description): samples \(range.lowerBound)..<\(range.upperBound) of \(dataset.count)") }
+            var result: ValidationResult
+            if let r = reference?.0 {
+                var saved: Tensor?
+                var keep: ((Range<Int>, Tensor) throws -> Void)?
+                if saveLogits != nil {
+                    keep = { rows, logits in
+                        if saved == nil { saved = Tensor(zeros: .float32, shape: [range.count, logits.shape[1]]) }
+                        guard let all = saved, logits.shape.count == 2, logits.shape[1] == all.shape[1] else { return }
+                        (all.floatPointer + (rows.lowerBound - range.lowerBound) * all.shape[1]).update(from: logits.floatPointer, count: logits.count)
+                    }
+                }
+                result = try Validation.run(model: m, reference: r, data: dataset, batch: batch, range: range, decodeAhead: decodeAhead,
+                                            saveReference: keep)
+                if let path = saveLogits {
+                    guard let saved else { throw CNXError("--save-logits: \(reference?.1.graph.outputs.count ?? 0) outputs; only a classification reference's logits are saved") }
+                    try NPY.write(saved, path: named(path))
+                    note("validate: the reference's logits of \(range.count) samples written to \(named(path))")
+                }
+            } else {
+                let path = referenceName
+                let logits = try NPY.read(path: path)
+                result = try Validation.run(model: m, referenceLogits: logits, path: path, data: dataset, batch: batch, range: range,
+                                            decodeAhead: decodeAhead)
+            }
+            if perLayer && (shard?.index ?? 0) != 0 {
+                note("validate: --per-layer is computed by shard 0 only (on the data's first samples)")
+            } else if perLayer {
+                guard let rLoaded = reference?.1 else { throw CNXError("--per-layer needs a reference model (--reference), not saved logits") }
+                let n = min(m.fixedBatch ?? reference?.0.fixedBatch ?? 8, dataset.count)
                 let x = try dataset.batch(0..<n)
-                let mg = try Models.optimised(mLoaded, path: model), rg = try Models.optimised(rLoaded, path: reference)
+                let mg = try Models.optimised(mLoaded, path: model), rg = try Models.optimised(rLoaded, path: referenceName)
                 do {
                     result.perLayer = try PerLayer.compare(model: mg, reference: rg, input: x)
                 } catch let e as CNXError {
-                    throw CNXError("--per-layer: \(model) against \(reference): \(e.message)")
+                    throw CNXError("--per-layer: \(model) against \(referenceName): \(e.message)")
                 }
+            }
+            if let shard, let part {
+                let identity = try ValidationPart.identity(modelFile: ModelLoader.sourceFile(model), referenceFile: self.reference.map { ModelLoader.sourceFile($0) },
+                                                           referenceLogits: referenceLogits, data: dataset)
+                let text = ValidationPart(shard: shard, range: range, total: dataset.count, batch: batch, identity: identity, result: result).json()
+                try AtomicFile.write(Data(text.utf8), to: named(part))
+                note("validate: part \(shard.description) (\(range.count) samples, "
+                     + String(format: "%.1f images/s", result.modelThroughput) + ") written to \(named(part))")
+                return
             }
             print(json ? result.json(perClass: perClass, maxDrop: maxDrop) : result.table(perClass: perClass, maxDrop: maxDrop))
             if let maxDrop {

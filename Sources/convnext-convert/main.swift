@@ -31,7 +31,7 @@ struct ConvnextConvert: ParsableCommand {
           convnext-convert run model.cnx --input x.npy --output logits.npy
           convnext-convert bench model.cnx --threads 2 --batch 1
         """,
-        subcommands: [Convert.self, Quantize.self, Inspect.self, Run.self, Bench.self, Validate.self],
+        subcommands: [Convert.self, Quantize.self, Inspect.self, Run.self, Bench.self, ValidateGroup.self],
         defaultSubcommand: Convert.self
     )
 }
