@@ -90,9 +90,10 @@ public enum Validation {
     /// - Parameters:
     ///   - batch: samples per prediction.
     ///   - progress: shows a progress line on stderr when it is a terminal.
+    ///   - collect: also gathers what the HTML report shows (single-output models).
     /// - Throws: `CNXError` naming the file or sample at fault.
     public static func run(model: Predictor, reference: Predictor, data: Dataset, batch: Int = 32,
-                           progress: Bool = true) throws -> ValidationResult {
+                           progress: Bool = true, collect: ReportCollector? = nil) throws -> ValidationResult {
         guard batch >= 1 else { throw CNXError("the batch size must be at least 1") }
         if let names = try pairedOutputs(model: model, reference: reference) {
             return try runOutputs(names, model: model, reference: reference, data: data, batch: batch, progress: progress)
@@ -128,6 +129,8 @@ public enum Validation {
             }
             metrics.add(model: UnsafeBufferPointer(start: y.floatPointer, count: y.count),
                         reference: UnsafeBufferPointer(start: r.floatPointer, count: r.count), classes: classes, labels: labels)
+            collect?.add(first: range.lowerBound, model: UnsafeBufferPointer(start: y.floatPointer, count: y.count),
+                         reference: UnsafeBufferPointer(start: r.floatPointer, count: r.count), classes: classes, labels: labels)
             bar.advance(by: range.count)
             start = range.upperBound
         }

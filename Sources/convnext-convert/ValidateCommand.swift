@@ -138,6 +138,9 @@ struct Validate: ParsableCommand {
     @Flag(name: .customLong("per-layer"), help: "Add the SQNR of every stem, block, downsample and head output against the reference's (on the first 8 samples).")
     var perLayer = false
 
+    @Option(name: .long, help: "Also write a self-contained HTML report to this file: summary, per-layer error (with --per-layer), per-class accuracy and confusions, disagreeing images, speed and size.")
+    var report: String?
+
     @OptionGroup var preprocess: PreprocessOptions
 
     @Flag(name: .long, help: "Run MODEL or REF files that are not .cnx optimised in memory on the fast runtime, not as they are on the (much slower) reference executor.")
@@ -158,6 +161,7 @@ struct Validate: ParsableCommand {
     func run() throws {
         var within = true
         try reportingErrors {
+            if let report { try checkReportPath(report) }
             let (m, mLoaded) = try Models.load(model, threads: threads, fast: fast)
             let (r, rLoaded) = try Models.load(reference, threads: threads, fast: fast)
             if let names = try Validation.pairedOutputs(model: m, reference: r), maxDrop != nil {
@@ -172,7 +176,8 @@ struct Validate: ParsableCommand {
             }
             dataset.threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
             if let labels { try dataset.loadLabels(labels) }
-            var result = try Validation.run(model: m, reference: r, data: dataset, batch: batch)
+            let collector = report == nil ? nil : ReportCollector()
+            var result = try Validation.run(model: m, reference: r, data: dataset, batch: batch, collect: collector)
             if perLayer {
                 let n = min(m.fixedBatch ?? r.fixedBatch ?? 8, dataset.count)
                 let x = try dataset.batch(0..<n)
@@ -184,6 +189,9 @@ struct Validate: ParsableCommand {
                 }
             }
             print(json ? result.json(perClass: perClass, maxDrop: maxDrop) : result.table(perClass: perClass, maxDrop: maxDrop))
+            if let report {
+                try writeReport(report, result: result, collector: collector, data: dataset, model: (m, mLoaded), reference: (r, rLoaded))
+            }
             if let maxDrop {
                 within = result.withinBudget(maxDrop: maxDrop)
                 if !within { note("validate: \(result.budgetVerdict(maxDrop: maxDrop))") }
@@ -191,4 +199,42 @@ struct Validate: ParsableCommand {
         }
         if !within { throw ExitCode(2) }
     }
+}
+
+extension Validate {
+    /// The HTML report of `--report`, written whole or not at all.
+    func writeReport(_ path: String, result: ValidationResult, collector: ReportCollector?, data: Dataset,
+                     model: (Predictor, LoadedModel), reference: (Predictor, LoadedModel)) throws {
+        func facts(_ p: Predictor, _ l: LoadedModel) -> ModelFacts {
+            .of(path: p.path, file: ModelLoader.sourceFile(p.path), format: l.format, graph: l.graph, metadata: l.metadata, runtime: p.runtime)
+        }
+        let classes = result.metrics.classes
+        let names = result.classNames ?? (try? Classification.classNames(classes: classes, metadata: model.0.metadata, labelsFile: nil))
+            ?? (0..<classes).map(String.init)
+        let context = HTMLReport.Context(model: facts(model.0, model.1), reference: facts(reference.0, reference.1), data: data,
+                                         classNames: names, batch: batch, maxDrop: maxDrop,
+                                         command: commandLine())
+        try HTMLReport.write(HTMLReport.validation(result, collector: collector, context: context), to: path)
+    }
+}
+
+/// Refuses a report path whose folder does not exist, before any work is done.
+func checkReportPath(_ path: String) throws {
+    let folder = (path as NSString).deletingLastPathComponent
+    var isDirectory: ObjCBool = false
+    guard folder.isEmpty || (FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) && isDirectory.boolValue) else {
+        throw CNXError("\(path): cannot write the report: there is no folder \(folder)")
+    }
+}
+
+/// This process's command line, as a shell would take it, for reports.
+func commandLine() -> String {
+    (["convnext-convert"] + CommandLine.arguments.dropFirst()).map(shellQuoted).joined(separator: " ")
+}
+
+/// An argument as a shell would need it quoted, for the command line shown in reports.
+func shellQuoted(_ s: String) -> String {
+    let plain = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=,:+@%")
+    if !s.isEmpty, s.unicodeScalars.allSatisfy(plain.contains) { return s }
+    return "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
 }
