@@ -8,23 +8,19 @@ enum HTML {
         var out = ""
         out.reserveCapacity(s.utf8.count)
         for c in s.unicodeScalars {
-            switch c {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default:
+            if let entity = entities[c] {
+                out += entity
+            } else if (c.value < 0x20 && c != "\t" && c != "\n") || (0x7F..<0xA0).contains(c.value) {
                 // Control characters other than tab and newline are not allowed in HTML text.
-                if c.value < 0x20 && c != "\t" && c != "\n" || (0x7F..<0xA0).contains(c.value) {
-                    out += "\u{FFFD}"
-                } else {
-                    out.unicodeScalars.append(c)
-                }
+                out += "\u{FFFD}"
+            } else {
+                out.unicodeScalars.append(c)
             }
         }
         return out
     }
+
+    static let entities: [Unicode.Scalar: String] = ["&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "'": "&#39;"]
 
     /// `s` cut to `n` characters with an ellipsis, escaped.
     static func short(_ s: String, _ n: Int) -> String {
@@ -153,6 +149,7 @@ enum HTML {
     @media (max-width: 760px) { .grid2 { grid-template-columns: 1fr; } }
     @media print {
       body { background: #fff; font-size: 11px; }
+      .mono, figcaption, .note, .lede { font-size: 10.5px; }
       .wrap { max-width: none; padding: 0; }
       header { background: none; color: #000; border-bottom: 2px solid #000; padding: 0 0 6px; }
       header .kicker, header .subtitle { color: #333; }

@@ -9,28 +9,20 @@ public enum HTMLReport {
     public struct Context {
         public var model: ModelFacts
         public var reference: ModelFacts
-        /// The samples (for thumbnails).
-        public var data: Dataset?
         /// Class names by id (the data's class folders, else the model's, else numbers).
         public var classNames: [String]
+        /// The samples (for thumbnails).
+        public var data: Dataset?
         /// Samples per prediction, for the latency per batch.
-        public var batch: Int
+        public var batch = 32
         public var maxDrop: Double?
         /// The command line, for the footer.
-        public var command: String
+        public var command = ""
         /// When the report was made, for the footer (nil: not said).
-        public var date: Date?
+        public var date: Date? = Date()
 
-        public init(model: ModelFacts, reference: ModelFacts, data: Dataset?, classNames: [String], batch: Int,
-                    maxDrop: Double?, command: String, date: Date? = Date()) {
-            self.model = model
-            self.reference = reference
-            self.data = data
-            self.classNames = classNames
-            self.batch = batch
-            self.maxDrop = maxDrop
-            self.command = command
-            self.date = date
+        public init(model: ModelFacts, reference: ModelFacts, classNames: [String]) {
+            (self.model, self.reference, self.classNames) = (model, reference, classNames)
         }
     }
 
@@ -224,9 +216,11 @@ public enum HTMLReport {
                 let better = order.filter { $0.changePoints > 0 }.suffix(10)
                 shown = Array(worse) + Array(better)
             }
+            let counted = all.count < classes ? "\(all.count) classes with samples" : "\(all.count) classes"
             s += "<p class=\"lede\">Top-1 accuracy of each class under the reference (○) and the model (◆), worst change first; "
-                + "\(changed) of \(all.count) classes changed."
-                + (shown.count < order.count ? " Shown: the \(shown.count) classes that changed most; every class is in the table below." : "") + "</p>\n"
+                + "\(changed) of \(counted) changed."
+                + (shown.count < order.count && !shown.isEmpty ? " Shown: the \(shown.count) classes that changed most; every class is in the table below." : "")
+                + "</p>\n"
             if !shown.isEmpty {
                 let pairs = shown.map { a in
                     SVGChart.Pair(label: name(c, a.id), detail: "\(a.samples) samples", reference: a.reference, model: a.model,
@@ -273,44 +267,48 @@ public enum HTMLReport {
         }
         // Most confused pairs, and the pairs the two models disagree on.
         var lists = ""
-        let pairs = collector.pairs(counts)
-        let limit = classes <= 100 ? 12 : 30
+        // By count, then by the change against the reference.
+        func changeOf(_ p: (row: Int, column: Int, count: Int)) -> Int { abs(change[p.row * classes + p.column] ?? 0) }
+        let pairs = collector.pairs(counts).enumerated().sorted {
+            ($0.element.count, changeOf($0.element), -$0.offset) > ($1.element.count, changeOf($1.element), -$1.offset)
+        }.map(\.element)
+        let limit = classes <= 100 ? 12 : 25
         if labelled {
-            lists += "<h3>Most confused pairs</h3>\n"
-            if pairs.isEmpty {
-                lists += "<p class=\"note\">No sample is misclassified.</p>\n"
-            } else {
-                lists += "<table><tr><th>label</th><th>model's answer</th><th class=\"num\">model</th><th class=\"num\">reference</th><th class=\"num\">change</th></tr>\n"
-                for p in pairs.prefix(limit) {
-                    let key = p.row * classes + p.column
-                    let r = collector.referenceConfusion[key] ?? 0
-                    lists += "<tr><td>\(HTML.escape(names[p.row]))</td><td>\(HTML.escape(names[p.column]))</td><td class=\"num\">\(p.count)</td>"
-                        + "<td class=\"num\">\(r)</td><td class=\"num\">\(SVGChart.signed(p.count - r))</td></tr>\n"
-                }
-                lists += "</table>\n"
-                if pairs.count > limit { lists += "<p class=\"note\">\(pairs.count - limit) more pairs not listed.</p>\n" }
+            lists += pairTable("Most confused pairs", empty: "No sample is misclassified.",
+                               headers: ["label", "model's answer", "model", "reference", "change"], pairs: pairs, limit: limit) { p in
+                let r = collector.referenceConfusion[p.row * classes + p.column] ?? 0
+                return [HTML.escape(names[p.row]), HTML.escape(names[p.column]), "\(p.count)", "\(r)", SVGChart.signed(p.count - r)]
             }
         }
-        let flips = collector.pairs(collector.flips)
         if labelled || classes > 100 {
-            lists += "<h3>Where model and reference disagree</h3>\n"
-            if flips.isEmpty {
-                lists += "<p class=\"note\">They agree on every sample's top-1 class.</p>\n"
-            } else {
-                lists += "<table><tr><th>reference's top-1</th><th>model's top-1</th><th class=\"num\">samples</th></tr>\n"
-                for p in flips.prefix(limit) {
-                    lists += "<tr><td>\(HTML.escape(names[p.row]))</td><td>\(HTML.escape(names[p.column]))</td><td class=\"num\">\(p.count)</td></tr>\n"
-                }
-                lists += "</table>\n"
-                if flips.count > limit { lists += "<p class=\"note\">\(flips.count - limit) more pairs not listed.</p>\n" }
+            lists += pairTable("Where model and reference disagree", empty: "They agree on every sample's top-1 class.",
+                               headers: ["reference's top-1", "model's top-1", "samples"], pairs: collector.pairs(collector.flips), limit: limit) { p in
+                [HTML.escape(names[p.row]), HTML.escape(names[p.column]), "\(p.count)"]
             }
         }
-        // A small matrix leaves room for the lists beside it.
+        // A small matrix leaves room for the lists beside it; without a matrix, the lists go side by side.
         if !matrix.isEmpty && classes <= 30 && !lists.isEmpty {
             s += "<div class=\"grid2\"><div>\(matrix)</div><div>\(lists)</div></div>\n"
+        } else if matrix.isEmpty, let split = lists.range(of: "<h3>Where model and reference disagree</h3>"), split.lowerBound != lists.startIndex {
+            s += "<div class=\"grid2\"><div>\(lists[..<split.lowerBound])</div><div>\(lists[split.lowerBound...])</div></div>\n"
         } else {
             s += matrix + lists
         }
+        return s
+    }
+
+    /// A table of class pairs, at most `limit` rows: two name columns, then numbers.
+    static func pairTable(_ title: String, empty: String, headers: [String], pairs: [(row: Int, column: Int, count: Int)], limit: Int,
+                          cells: ((row: Int, column: Int, count: Int)) -> [String]) -> String {
+        var s = "<h3>\(title)</h3>\n"
+        guard !pairs.isEmpty else { return s + "<p class=\"note\">\(empty)</p>\n" }
+        func row(_ tag: String, _ items: [String]) -> String {
+            "<tr>" + items.enumerated().map { "<\(tag)\($0.offset < 2 ? "" : " class=\"num\"")>\($0.element)</\(tag)>" }.joined() + "</tr>\n"
+        }
+        s += "<table>" + row("th", headers.map(HTML.escape))
+        for p in pairs.prefix(limit) { s += row("td", cells(p)) }
+        s += "</table>\n"
+        if pairs.count > limit { s += "<p class=\"note\">\(pairs.count - limit) more pairs not listed.</p>\n" }
         return s
     }
 
@@ -434,42 +432,29 @@ public enum HTMLReport {
 
     /// What `quantize --sensitivity --report` shows.
     public struct Sensitivity {
-        /// The model quantized, and the file written (nil when not written).
+        /// The model quantized.
         public var model: ModelFacts
-        public var output: ModelFacts?
         /// Each layer's output SQNR when it alone is int8, worst first.
         public var layers: [(layer: String, sqnrDB: Double)]
         /// Layers kept float32 in the written file.
         public var keptFloat: [String]
+        /// The file written.
+        public var output: ModelFacts?
         /// The written model's output SQNR against float32 on the calibration samples.
         public var int8SQNR: Double?
-        public var method: String
-        public var calibrationSamples: Int
+        public var method = ""
+        public var calibrationSamples = 0
         /// What the sensitivity was measured on, in words.
-        public var measuredOn: String
+        public var measuredOn = "the calibration samples"
         /// The accuracy control of --max-drop: float32 and int8 accuracy (with labels), top-1
         /// agreement with float32, and the drop in points.
         public var accuracy: (floatAccuracy: Double?, int8Accuracy: Double?, agreement: Double, drop: Double)?
         public var maxDrop: Double?
-        public var command: String
-        public var date: Date?
+        public var command = ""
+        public var date: Date? = Date()
 
-        public init(model: ModelFacts, output: ModelFacts?, layers: [(layer: String, sqnrDB: Double)], keptFloat: [String], int8SQNR: Double?,
-                    method: String, calibrationSamples: Int, measuredOn: String,
-                    accuracy: (floatAccuracy: Double?, int8Accuracy: Double?, agreement: Double, drop: Double)?,
-                    maxDrop: Double?, command: String, date: Date? = Date()) {
-            self.model = model
-            self.output = output
-            self.layers = layers
-            self.keptFloat = keptFloat
-            self.int8SQNR = int8SQNR
-            self.method = method
-            self.calibrationSamples = calibrationSamples
-            self.measuredOn = measuredOn
-            self.accuracy = accuracy
-            self.maxDrop = maxDrop
-            self.command = command
-            self.date = date
+        public init(model: ModelFacts, layers: [(layer: String, sqnrDB: Double)], keptFloat: [String]) {
+            (self.model, self.layers, self.keptFloat) = (model, layers, keptFloat)
         }
     }
 

@@ -50,12 +50,12 @@ public final class ReportCollector: @unchecked Sendable {
                     labels: ArraySlice<Int>?) {
         precondition(model.count == reference.count && c > 0 && model.count % c == 0)
         classes = c
-        let n = model.count / c
-        let k = min(3, c)
-        for s in 0..<n {
-            let m = UnsafeBufferPointer(rebasing: model[s * c..<(s + 1) * c])
-            let r = UnsafeBufferPointer(rebasing: reference[s * c..<(s + 1) * c])
-            let mt = topK(m, k), rt = topK(r, k)
+        func logits(_ all: UnsafeBufferPointer<Float>, _ sample: Int) -> UnsafeBufferPointer<Float> {
+            UnsafeBufferPointer(start: all.baseAddress.map { $0 + sample * c }, count: c)
+        }
+        for s in 0..<model.count / c {
+            let m = logits(model, s), r = logits(reference, s)
+            let mt = topK(m, min(3, c)), rt = topK(r, min(3, c))
             let label = labels.map { $0[$0.startIndex + s] }
             if let label {
                 modelConfusion[label * c + mt[0], default: 0] += 1

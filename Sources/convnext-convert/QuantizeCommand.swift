@@ -150,11 +150,11 @@ extension Quantize {
         } else {
             measuredOn = "the first \(min(8, calibration)) calibration samples"
         }
-        let page = HTMLReport.Sensitivity(
-            model: try facts(input), output: try facts(output), layers: r.sensitivity.map { ($0.layer, $0.sqnr) }, keptFloat: r.keptFloat,
-            int8SQNR: r.int8SQNR, method: settings.options.method.rawValue, calibrationSamples: calibration, measuredOn: measuredOn,
-            accuracy: r.accuracy.map { ($0.floatAccuracy, $0.int8Accuracy, $0.agreement, $0.drop) }, maxDrop: settings.options.maxDrop,
-            command: commandLine())
+        var page = HTMLReport.Sensitivity(model: try facts(input), layers: r.sensitivity.map { ($0.layer, $0.sqnr) }, keptFloat: r.keptFloat)
+        page.output = try facts(output)
+        (page.int8SQNR, page.method, page.calibrationSamples, page.measuredOn) = (r.int8SQNR, settings.options.method.rawValue, calibration, measuredOn)
+        page.accuracy = r.accuracy.map { ($0.floatAccuracy, $0.int8Accuracy, $0.agreement, $0.drop) }
+        (page.maxDrop, page.command) = (settings.options.maxDrop, commandLine())
         try HTMLReport.write(HTMLReport.sensitivity(page), to: path)
     }
 }

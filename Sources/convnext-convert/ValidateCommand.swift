@@ -211,9 +211,8 @@ extension Validate {
         let classes = result.metrics.classes
         let names = result.classNames ?? (try? Classification.classNames(classes: classes, metadata: model.0.metadata, labelsFile: nil))
             ?? (0..<classes).map(String.init)
-        let context = HTMLReport.Context(model: facts(model.0, model.1), reference: facts(reference.0, reference.1), data: data,
-                                         classNames: names, batch: batch, maxDrop: maxDrop,
-                                         command: commandLine())
+        var context = HTMLReport.Context(model: facts(model.0, model.1), reference: facts(reference.0, reference.1), classNames: names)
+        (context.data, context.batch, context.maxDrop, context.command) = (data, batch, maxDrop, commandLine())
         try HTMLReport.write(HTMLReport.validation(result, collector: collector, context: context), to: path)
     }
 }

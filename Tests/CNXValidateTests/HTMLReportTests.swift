@@ -225,9 +225,10 @@ final class HTMLReportTests: XCTestCase {
     /// The sensitivity page marks the layers kept float32, and escapes layer names.
     func testSensitivityMarksKeptLayers() throws {
         let facts = ModelFacts(path: "m<1>.onnx", format: "onnx", bytes: 2048, sha256: String(repeating: "ab", count: 32), runtime: "", precision: "float32")
-        let page = HTMLReport.Sensitivity(model: facts, output: nil, layers: [("head", 20.5), ("stages.0.blocks.0.pw1", 31), ("x<y>", 44.25)],
-                                          keptFloat: ["head", "stem"], int8SQNR: 35, method: "percentile", calibrationSamples: 16,
-                                          measuredOn: "8 samples", accuracy: (0.9, 0.88, 0.95, 2), maxDrop: 1, command: "q --x '<'")
+        var page = HTMLReport.Sensitivity(model: facts, layers: [("head", 20.5), ("stages.0.blocks.0.pw1", 31), ("x<y>", 44.25)],
+                                          keptFloat: ["head", "stem"])
+        (page.int8SQNR, page.method, page.calibrationSamples, page.measuredOn) = (35, "percentile", 16, "8 samples")
+        (page.accuracy, page.maxDrop, page.command) = ((0.9, 0.88, 0.95, 2), 1, "q --x '<'")
         let html = HTMLReport.sensitivity(page)
         XCTAssertEqual(ExternalReferences.find(in: html), [])
         let lines = html.split(separator: "\n").map(String.init)
