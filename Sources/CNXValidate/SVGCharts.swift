@@ -45,7 +45,9 @@ enum SVGChart {
                      axisTitle: String, markedLegend: String? = nil, minimumMax: Double = 0,
                      width: Double = SVGChart.width, labelWidth: Double = 190) -> String {
         let labelW = labelWidth, noteW = noteHeader.isEmpty ? 0.0 : 150.0
-        let x0 = labelW + noteW + 8, x1 = width - 96
+        // Room on the right for the longest value written after its bar (bold, about 6.8 px a character).
+        let longest = rows.flatMap { $0.values.compactMap { $0.map { $0.isInfinite ? "identical" : format($0) } } }.map(\.count).max() ?? 0
+        let x0 = labelW + noteW + 8, x1 = width - max(60, Double(longest) * 6.8 + 12)
         let barH = series.count > 1 ? 10.0 : 13.0, gap = 2.0
         let rowH = Double(series.count) * (barH + gap) + 8
         let top = 44.0, bottom = 30.0
