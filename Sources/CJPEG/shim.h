@@ -119,3 +119,48 @@ static inline int cnx_jpeg_decode_rgb(const unsigned char *data, unsigned long s
     *height = (int)h;
     return 0;
 }
+
+/* Encodes 8-bit RGB pixels (row-major, 3 bytes a pixel) as a baseline JPEG of the given quality
+ * (1-100), into memory from malloc (the caller frees `*out`). For the thumbnails of the HTML
+ * report. Returns 0, or -1 with a message in `message`. */
+static inline int cnx_jpeg_encode_rgb(const unsigned char *pixels, int width, int height, int quality,
+                                      unsigned char **out, unsigned long *size,
+                                      char *message, size_t message_size) {
+    struct jpeg_compress_struct cinfo;
+    cnx_jpeg_error_manager err;
+    unsigned char *volatile buffer = NULL;
+    unsigned long volatile length = 0;
+    *out = NULL;
+    *size = 0;
+    if (width <= 0 || height <= 0 || width > 65500 || height > 65500) {
+        snprintf(message, message_size, "cannot encode a %dx%d image", width, height);
+        return -1;
+    }
+    memset(&err, 0, sizeof err);
+    cinfo.err = jpeg_std_error(&err.pub);
+    err.pub.error_exit = cnx_jpeg_error_exit;
+    if (setjmp(err.jump)) {
+        snprintf(message, message_size, "%s", err.message);
+        jpeg_destroy_compress(&cinfo);
+        free(buffer);
+        return -1;
+    }
+    jpeg_create_compress(&cinfo);
+    jpeg_mem_dest(&cinfo, (unsigned char **)&buffer, (unsigned long *)&length);
+    cinfo.image_width = (JDIMENSION)width;
+    cinfo.image_height = (JDIMENSION)height;
+    cinfo.input_components = 3;
+    cinfo.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&cinfo);
+    jpeg_set_quality(&cinfo, quality, TRUE);
+    jpeg_start_compress(&cinfo, TRUE);
+    while (cinfo.next_scanline < cinfo.image_height) {
+        JSAMPROW row = (JSAMPROW)(pixels + (size_t)cinfo.next_scanline * (size_t)width * 3);
+        jpeg_write_scanlines(&cinfo, &row, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    jpeg_destroy_compress(&cinfo);
+    *out = buffer;
+    *size = length;
+    return 0;
+}

@@ -95,11 +95,13 @@ public enum Validation {
     ///   - range: the samples to validate (a shard); all by default.
     ///   - decodeAhead: image batches decoded and transformed ahead on another thread while the
     ///     models run (0: on the calling thread, between predictions).
+    ///   - collect: also gathers what the HTML report shows (single-output models).
     ///   - saveReference: given each batch's sample range and the reference's logits (single-output
     ///     models), to keep them for later runs (`--save-logits`).
     /// - Throws: `CNXError` naming the file or sample at fault.
     public static func run(model: Predictor, reference: Predictor, data: Dataset, batch: Int = 32,
                            progress: Bool = true, range: Range<Int>? = nil, decodeAhead: Int = 2,
+                           collect: ReportCollector? = nil,
                            saveReference: ((Range<Int>, Tensor) throws -> Void)? = nil) throws -> ValidationResult {
         guard batch >= 1 else { throw CNXError("the batch size must be at least 1") }
         if let names = try pairedOutputs(model: model, reference: reference) {
@@ -111,14 +113,15 @@ public enum Validation {
                                          do { return try reference.predict(x) } catch let e as CNXError { throw e.inFile(reference.path) }
                                      },
                                      data: data, batch: batch, progress: progress, range: range ?? 0..<data.count,
-                                     decodeAhead: decodeAhead, saveReference: saveReference)
+                                     decodeAhead: decodeAhead, collect: collect, saveReference: saveReference)
     }
 
     /// Validates against logits a reference gave earlier (`--reference-logits`): `logits` holds
     /// one row per sample, of the whole data (row i is sample i) or of `range` alone (row 0 is
     /// its first sample).
     public static func run(model: Predictor, referenceLogits logits: Tensor, path: String, data: Dataset, batch: Int = 32,
-                           progress: Bool = true, range: Range<Int>? = nil, decodeAhead: Int = 2) throws -> ValidationResult {
+                           progress: Bool = true, range: Range<Int>? = nil, decodeAhead: Int = 2,
+                           collect: ReportCollector? = nil) throws -> ValidationResult {
         guard batch >= 1 else { throw CNXError("the batch size must be at least 1") }
         let range = range ?? 0..<data.count
         guard model.outputNames.count == 1 else {
@@ -147,7 +150,7 @@ public enum Validation {
                                          return rows
                                      },
                                      data: data, batch: batch, progress: progress, range: range, decodeAhead: decodeAhead,
-                                     saveReference: nil)
+                                     collect: collect, saveReference: nil)
     }
 
     /// The batches of `range`, aligned to multiples of `batch` from sample 0.
@@ -164,7 +167,7 @@ public enum Validation {
 
     static func runClassification(model: Predictor, referencePath: String, referenceRuntime: String,
                                   referenceOutput: (Range<Int>, Tensor) throws -> Tensor, data: Dataset, batch: Int,
-                                  progress: Bool, range: Range<Int>, decodeAhead: Int,
+                                  progress: Bool, range: Range<Int>, decodeAhead: Int, collect: ReportCollector?,
                                   saveReference: ((Range<Int>, Tensor) throws -> Void)?) throws -> ValidationResult {
         guard range.lowerBound >= 0, range.upperBound <= data.count else {
             throw CNXError("samples \(range) are outside \(data.path)'s \(data.count)")
@@ -198,6 +201,8 @@ public enum Validation {
             }
             metrics.add(model: UnsafeBufferPointer(start: y.floatPointer, count: y.count),
                         reference: UnsafeBufferPointer(start: ref.floatPointer, count: ref.count), classes: classes, labels: labels)
+            collect?.add(first: r.lowerBound, model: UnsafeBufferPointer(start: y.floatPointer, count: y.count),
+                         reference: UnsafeBufferPointer(start: ref.floatPointer, count: ref.count), classes: classes, labels: labels)
             bar.advance(by: r.count)
         }
         var preprocessing: Preprocessing?

@@ -114,17 +114,48 @@ struct Quantize: ParsableCommand {
     @Option(name: .long, help: "Threads (default: all cores).")
     var threads: Int?
 
+    @Option(name: .long, help: "With --sensitivity (or --max-drop): also write the per-layer sensitivity as a self-contained HTML page to this file.")
+    var report: String?
+
     func validate() throws {
         guard int8 else { throw ValidationError("say --int8: it is the only quantization this version offers") }
+        if report != nil && !quantization.sensitivity && quantization.maxDrop == nil {
+            throw ValidationError("--report draws the per-layer sensitivity: add --sensitivity")
+        }
     }
 
     func run() throws {
         try reportingErrors {
+            if let report { try checkReportPath(report) }
             var options = Converter.Options()
             options.int8 = try quantization.settings(threads: threads, model: input)
             let r = try Converter.convert(input: input, output: output, options: options)
             printInt8Report(r, output: output)
+            if let report, let settings = options.int8 { try writeSensitivityReport(report, r, settings) }
         }
+    }
+}
+
+extension Quantize {
+    /// The HTML page of `--report`: the sensitivity chart, the layers kept float32 marked.
+    func writeSensitivityReport(_ path: String, _ r: Converter.Report, _ settings: (calibration: Tensor, options: Quantizer.Options)) throws {
+        func facts(_ file: String) throws -> ModelFacts {
+            let l = try ModelLoader.load(file)
+            return .of(path: file, file: ModelLoader.sourceFile(file), format: l.format, graph: l.graph, metadata: l.metadata, runtime: "")
+        }
+        let calibration = settings.calibration.shape.first ?? 0
+        let measuredOn: String
+        if let v = settings.options.validation, let validation = quantization.validation {
+            measuredOn = "\(validation) (\(v.shape.first ?? 0) samples)"
+        } else {
+            measuredOn = "the first \(min(8, calibration)) calibration samples"
+        }
+        var page = HTMLReport.Sensitivity(model: try facts(input), layers: r.sensitivity.map { ($0.layer, $0.sqnr) }, keptFloat: r.keptFloat)
+        page.output = try facts(output)
+        (page.int8SQNR, page.method, page.calibrationSamples, page.measuredOn) = (r.int8SQNR, settings.options.method.rawValue, calibration, measuredOn)
+        page.accuracy = r.accuracy.map { ($0.floatAccuracy, $0.int8Accuracy, $0.agreement, $0.drop) }
+        (page.maxDrop, page.command) = (settings.options.maxDrop, commandLine())
+        try HTMLReport.write(HTMLReport.sensitivity(page), to: path)
     }
 }
 

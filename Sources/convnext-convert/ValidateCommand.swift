@@ -210,6 +210,9 @@ struct Validate: ParsableCommand {
     @Flag(name: .customLong("per-layer"), help: "Add the SQNR of every stem, block, downsample and head output against the reference's (on the first 8 samples).")
     var perLayer = false
 
+    @Option(name: .long, help: "Also write a self-contained HTML report to this file: summary, per-layer error (with --per-layer), per-class accuracy and confusions, disagreeing images, speed and size.")
+    var report: String?
+
     @OptionGroup var preprocess: PreprocessOptions
 
     @Flag(name: .long, help: "Run MODEL or REF files that are not .cnx optimised in memory on the fast runtime, not as they are on the (much slower) reference executor.")
@@ -231,8 +234,8 @@ struct Validate: ParsableCommand {
         }
         if shard != nil && part == nil { throw ValidationError("--shard needs --part FILE, where the shard's part goes") }
         if part != nil && shard == nil { throw ValidationError("--part goes with --shard K/N") }
-        if shard != nil && (perClass || json || maxDrop != nil) {
-            throw ValidationError("--per-class, --json and --max-drop belong to 'validate merge' when validating in shards")
+        if shard != nil && (perClass || json || maxDrop != nil || report != nil) {
+            throw ValidationError("--per-class, --json, --max-drop and --report belong to the whole run, not to one shard: give them to 'validate merge'")
         }
         if saveLogits != nil && referenceLogits != nil { throw ValidationError("--save-logits saves a reference model's logits; --reference-logits already are") }
         if let shards, shards < 1 { throw ValidationError("--shards must be at least 1") }
@@ -244,6 +247,7 @@ struct Validate: ParsableCommand {
     func run() throws {
         var within = true
         try reportingErrors {
+            if let report { try checkReportPath(report) }
             let shard = try self.shard.map { try Shard.parse($0, shards: shards) }
             func named(_ template: String) -> String {
                 template.replacingOccurrences(of: "{shard}", with: shard.map { String($0.index) } ?? "all")
@@ -267,6 +271,7 @@ struct Validate: ParsableCommand {
             let range = shard?.range(of: dataset.count, batch: batch) ?? 0..<dataset.count
             if let shard { note("validate: shard \(shard.description): samples \(range.lowerBound)..<\(range.upperBound) of \(dataset.count)") }
             var result: ValidationResult
+            let collector = report == nil ? nil : ReportCollector()
             if let r = reference?.0 {
                 var saved: Tensor?
                 var keep: ((Range<Int>, Tensor) throws -> Void)?
@@ -278,7 +283,7 @@ struct Validate: ParsableCommand {
                     }
                 }
                 result = try Validation.run(model: m, reference: r, data: dataset, batch: batch, range: range, decodeAhead: decodeAhead,
-                                            saveReference: keep)
+                                            collect: collector, saveReference: keep)
                 if let path = saveLogits {
                     guard let saved else { throw CNXError("--save-logits: \(reference?.1.graph.outputs.count ?? 0) outputs; only a classification reference's logits are saved") }
                     try NPY.write(saved, path: named(path))
@@ -288,7 +293,7 @@ struct Validate: ParsableCommand {
                 let path = referenceName
                 let logits = try NPY.read(path: path)
                 result = try Validation.run(model: m, referenceLogits: logits, path: path, data: dataset, batch: batch, range: range,
-                                            decodeAhead: decodeAhead)
+                                            decodeAhead: decodeAhead, collect: collector)
             }
             if perLayer && (shard?.index ?? 0) != 0 {
                 note("validate: --per-layer is computed by shard 0 only (on the data's first samples)")
@@ -313,6 +318,10 @@ struct Validate: ParsableCommand {
                 return
             }
             print(json ? result.json(perClass: perClass, maxDrop: maxDrop) : result.table(perClass: perClass, maxDrop: maxDrop))
+            if let report {
+                guard let reference else { throw CNXError("--report describes a reference model: give --reference MODEL, not --reference-logits") }
+                try writeReport(report, result: result, collector: collector, data: dataset, model: (m, mLoaded), reference: reference)
+            }
             if let maxDrop {
                 within = result.withinBudget(maxDrop: maxDrop)
                 if !within { note("validate: \(result.budgetVerdict(maxDrop: maxDrop))") }
@@ -320,4 +329,41 @@ struct Validate: ParsableCommand {
         }
         if !within { throw ExitCode(2) }
     }
+}
+
+extension Validate {
+    /// The HTML report of `--report`, written whole or not at all.
+    func writeReport(_ path: String, result: ValidationResult, collector: ReportCollector?, data: Dataset,
+                     model: (Predictor, LoadedModel), reference: (Predictor, LoadedModel)) throws {
+        func facts(_ p: Predictor, _ l: LoadedModel) -> ModelFacts {
+            .of(path: p.path, file: ModelLoader.sourceFile(p.path), format: l.format, graph: l.graph, metadata: l.metadata, runtime: p.runtime)
+        }
+        let classes = result.metrics.classes
+        let names = result.classNames ?? (try? Classification.classNames(classes: classes, metadata: model.0.metadata, labelsFile: nil))
+            ?? (0..<classes).map(String.init)
+        var context = HTMLReport.Context(model: facts(model.0, model.1), reference: facts(reference.0, reference.1), classNames: names)
+        (context.data, context.batch, context.maxDrop, context.command) = (data, batch, maxDrop, commandLine())
+        try HTMLReport.write(HTMLReport.validation(result, collector: collector, context: context), to: path)
+    }
+}
+
+/// Refuses a report path whose folder does not exist, before any work is done.
+func checkReportPath(_ path: String) throws {
+    let folder = (path as NSString).deletingLastPathComponent
+    var isDirectory: ObjCBool = false
+    guard folder.isEmpty || (FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) && isDirectory.boolValue) else {
+        throw CNXError("\(path): cannot write the report: there is no folder \(folder)")
+    }
+}
+
+/// This process's command line, as a shell would take it, for reports.
+func commandLine() -> String {
+    (["convnext-convert"] + CommandLine.arguments.dropFirst()).map(shellQuoted).joined(separator: " ")
+}
+
+/// An argument as a shell would need it quoted, for the command line shown in reports.
+func shellQuoted(_ s: String) -> String {
+    let plain = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=,:+@%")
+    if !s.isEmpty, s.unicodeScalars.allSatisfy(plain.contains) { return s }
+    return "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
 }
