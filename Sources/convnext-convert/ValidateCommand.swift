@@ -165,14 +165,20 @@ struct Validate: ParsableCommand {
                                + "(\(names.joined(separator: ", "))): validate it without --max-drop and check each output's SQNR")
             }
             let dataset: Dataset
+            var resolved: ResolvedPreprocessing?
             if data.lowercased().hasSuffix(".npy") {
+                if preprocess.given { throw ValidationError("--size, --crop-pct, --interpolation, --mean and --std apply to images; \(data) is already preprocessed") }
                 dataset = try Dataset.npy(data)
             } else {
-                dataset = try Dataset.images(data, preprocessing: try preprocess.resolve([m, r]))
+                let p = try preprocess.resolveWithSources([m, r])
+                if let w = p.warning(models: [model, reference]) { note(w) }
+                dataset = try Dataset.images(data, preprocessing: p.preprocessing)
+                resolved = p
             }
             dataset.threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
             if let labels { try dataset.loadLabels(labels) }
             var result = try Validation.run(model: m, reference: r, data: dataset, batch: batch)
+            result.preprocessingSources = resolved.map { Dictionary(uniqueKeysWithValues: $0.sources.map { ($0.setting, $0.source) }) }
             if perLayer {
                 let n = min(m.fixedBatch ?? r.fixedBatch ?? 8, dataset.count)
                 let x = try dataset.batch(0..<n)
