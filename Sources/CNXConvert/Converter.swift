@@ -238,7 +238,7 @@ public enum Converter {
     /// The values of `graph` (as the source has it, unoptimised) that are the outputs of the
     /// given stages: the last block of each stage, a block being a depthwise 7x7 convolution and
     /// the residual Add that takes the convolution's input; nil when the graph is not laid out so.
-    static func stageOutputs(_ graph: Graph, stages: [Int]) -> [String]? {
+    public static func stageOutputs(_ graph: Graph, stages: [Int]) -> [String]? {
         guard let a = Architecture.recognise(graph) else { return nil }
         var blockOutputs: [String] = []
         for (i, n) in graph.nodes.enumerated() where n.op == .conv {
