@@ -29,6 +29,9 @@ public enum Converter {
         /// Metadata to record in the `.cnx` over what the source says (preprocessing and class
         /// names given on the command line).
         public var recorded: [String: MetadataValue] = [:]
+        /// Told when each step starts (reading, reference run, passes, quantizing, writing,
+        /// checking the written file), for a progress line.
+        public var stage: ((String) -> Void)?
         public init() {}
     }
 
@@ -75,6 +78,7 @@ public enum Converter {
         // weights can be freed as the passes replace them.
         var check: (input: Tensor, expected: [Tensor])?
         do {
+            options.stage?("reading \(input)")
             let loaded = try ModelLoader.load(input)
             graph = loaded.graph
             metadata = loaded.metadata
@@ -93,6 +97,7 @@ public enum Converter {
         var featureCheck: [Tensor]?
         var verifiedAgainst = "the original on a random input"
         if options.verify, let first = graph.inputs.first {
+            options.stage?("running the original on a random input")
             let x = randomTensor(sampleShape(first))
             var g = graph
             let stageValues = options.features.flatMap { stageOutputs(graph, stages: $0) }
@@ -111,6 +116,7 @@ public enum Converter {
             }
         }
         let steps: [Pipeline.Step]
+        options.stage?("optimising")
         do {
             steps = try Pipeline.standard.run(&graph) { name, g in
                 if name == options.dumpAfter { options.log("--- graph after \(name) ---\n\(g.dump())") }
@@ -161,6 +167,7 @@ public enum Converter {
             }
             let t0 = Date()
             let q: Quantizer.Result
+            options.stage?("quantizing")
             do { q = try Quantizer.quantize(graph, calibration: int8.calibration, options: int8.options) } catch let e as CNXError {
                 throw CNXError("\(input): \(e.message)")
             }
@@ -198,7 +205,9 @@ public enum Converter {
             let staging = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).checking").path
             let registration = InterruptCleanup.register(staging)
             defer { InterruptCleanup.unregister(registration) }
+            options.stage?("writing")
             try CNXWriter.write(CNXModel(graph: graph, metadata: metadata), to: staging)
+            options.stage?("checking the written file against the original")
             graph = Graph(inputs: [], outputs: [], nodes: [], initializers: [:])
             do {
                 let e = try compare(file: staging, input: check.input, expected: featureCheck ?? check.expected)

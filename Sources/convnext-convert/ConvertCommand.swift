@@ -14,7 +14,7 @@ struct Convert: ParsableCommand {
         whole or not at all. The output may not be a file the command reads, and an existing \
         file is replaced only by a .cnx over a .cnx (--force allows any other).
 
-          convnext-convert model.onnx model.cnx --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --labels names.txt
+          convnext-convert model.onnx model.cnx --mean 0.5 --std 0.5 --labels names.txt
           convnext-convert classifier.onnx backbone.cnx --features 1,2,3
         """)
 
@@ -30,7 +30,7 @@ struct Convert: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Print what each pass did.")
     var verbose = false
 
-    @Option(name: .long, help: "Print the graph after the named pass (fold-constants, fold-layernorm, fold-gelu, fold-grn, fold-linear, eliminate-transposes, fold-layernorm-affine, fold-layer-scale, fuse-stem, fuse-downsample, fuse-blocks, fuse-head).")
+    @Option(name: .long, help: ArgumentHelp("Print the graph after the named pass (fold-constants, fold-layernorm, fold-gelu, fold-grn, fold-linear, eliminate-transposes, fold-layernorm-affine, fold-layer-scale, fuse-stem, fuse-downsample, fuse-blocks, fuse-head).", valueName: "PASS"))
     var dumpAfter: String?
 
     @Flag(name: .long, help: "Also quantize to int8 (needs --calibration); the same as `quantize --int8`.")
@@ -75,7 +75,11 @@ struct Convert: ParsableCommand {
             options.verify = !noVerify
             options.verbose = verbose
             options.dumpAfter = dumpAfter
+            let line = StageLine()
+            options.stage = line.callback
+            defer { line.clear() }
             let r = try Converter.convert(input: input, output: output, options: options)
+            line.clear()
             if int8 { printInt8Report(r, output: output); return }
             if let a = r.architecture {
                 print("model:     \(a.family) \(a.variant ?? "(custom)"), depths \(a.depths), dims \(a.dims)")

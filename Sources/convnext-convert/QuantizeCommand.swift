@@ -8,7 +8,7 @@ import Foundation
 
 /// Options shared by `quantize` and `convert --int8`.
 struct Int8Options: ParsableArguments {
-    @Option(name: .long, help: "Calibration data: a float32 .npy batch N x 3 x H x W, preprocessed as the model expects, or a folder of JPEG/PNG images (preprocessed as --size/--mean/... or the model's metadata say, else as ImageNet's; at most 1024 are used).")
+    @Option(name: .long, help: ArgumentHelp("Calibration data: a float32 .npy batch N x 3 x H x W, preprocessed as the model expects, or a folder of JPEG/PNG images (preprocessed as --size/--mean/... or the model's metadata say, else as ImageNet's; at most 1024 are used).", valueName: "DATA"))
     var calibration: String?
 
     @Option(name: .long, help: "How activation ranges are chosen: minmax, percentile or entropy.")
@@ -17,19 +17,19 @@ struct Int8Options: ParsableArguments {
     @Option(name: .long, help: "Percentile for --method percentile.")
     var percentile: Double = 99.99
 
-    @Option(name: .long, parsing: .upToNextOption, help: "Layers to keep in float32, e.g. stages.2.blocks.0.pw2 or stages.2.blocks.0 (both layers).")
+    @Option(name: .long, parsing: .upToNextOption, help: ArgumentHelp("Layers to keep in float32, named as inspect, --sensitivity and validate --per-layer name them: stages.2.blocks.0.pw2, stages.2.blocks.0 (both its layers), stages.1.downsample, head.", valueName: "LAYER"))
     var keepFloat: [String] = []
 
     @Flag(name: .long, help: "Print, worst first, the output SQNR when each layer alone is int8.")
     var sensitivity = false
 
-    @Option(name: .long, help: "Keep the most sensitive layers float32 until top-1 agreement with float32 (accuracy, with --labels) is within X percentage points.")
+    @Option(name: .long, help: ArgumentHelp("Keep the most sensitive layers float32 until top-1 agreement with float32 (accuracy, with --labels) is within X percentage points.", valueName: "X"))
     var maxDrop: Double?
 
-    @Option(name: .long, help: "Validation data for --sensitivity and --max-drop: a float32 .npy batch (default: the first calibration samples).")
+    @Option(name: .long, help: ArgumentHelp("Validation data for --sensitivity and --max-drop: a float32 .npy batch (default: the first calibration samples).", valueName: "DATA"))
     var validation: String?
 
-    @Option(name: .long, help: "Class names, one a line, recorded in the .cnx; or, a .npy, the class ids of the --validation samples.")
+    @Option(name: .long, help: ArgumentHelp("Class names, one a line, recorded in the .cnx; or, a .npy, the class ids of the --validation samples.", valueName: "FILE"))
     var labels: String?
 
     func validate() throws {
@@ -128,8 +128,9 @@ struct Quantize: ParsableCommand {
         as inspect, --sensitivity and validate --per-layer name them: stem, \
         stages.S.downsample, stages.S.blocks.J (.pw1, .pw2), head.
 
-          convnext-convert quantize --int8 model.onnx model.int8.cnx --calibration calib.npy
-          convnext-convert quantize --int8 model.onnx m.int8.cnx --calibration images/ --sensitivity --json
+          convnext-convert quantize --int8 m.onnx m.int8.cnx --calibration calib.npy
+          convnext-convert quantize --int8 m.onnx m.int8.cnx --calibration images/ \\
+              --sensitivity --json
         """)
 
     @Flag(name: .long, help: "Quantize to int8 (the only scheme so far; required).")
@@ -169,7 +170,11 @@ struct Quantize: ParsableCommand {
             options.int8 = try quantization.settings(threads: threads, model: input, recorded: options.recorded)
             options.reads = quantization.reads
             options.force = force
+            let line = StageLine()
+            options.stage = line.callback
+            defer { line.clear() }
             let r = try Converter.convert(input: input, output: output, options: options)
+            line.clear()
             if json { print(int8JSON(r, output: output)) } else { printInt8Report(r, output: output) }
         }
     }

@@ -84,3 +84,23 @@ extension Int8Options {
         return files
     }
 }
+
+/// A one-line "what is happening" on stderr while a conversion runs, when stderr is a terminal
+/// (nothing when it is piped or redirected); cleared before the report is printed.
+final class StageLine: @unchecked Sendable {
+    let enabled = isatty(2) != 0
+    private var shown = false
+
+    var callback: ((String) -> Void)? {
+        guard enabled else { return nil }
+        return { [self] what in
+            FileHandle.standardError.write(Data("\r\u{1B}[K\(what)...".utf8))
+            shown = true
+        }
+    }
+
+    func clear() {
+        if shown { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        shown = false
+    }
+}

@@ -11,7 +11,7 @@ struct Run: ParsableCommand {
         abstract: "Classify images, or run a model on images or a .npy batch and save its outputs as .npy/.npz.",
         discussion: """
           convnext-convert run model.cnx photo.jpg other.png --top 5
-          convnext-convert run model.cnx photos/ 'more/*.jpg' --output logits.npy --json
+          convnext-convert run model.cnx photos/ 'more/*.jpg' --output y.npy --json
           convnext-convert run backbone.cnx photo.jpg --output features.npz
           convnext-convert run model.cnx --input x.npy --output logits.npy
 

@@ -105,7 +105,7 @@ struct Validate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Compare a model with a reference on data: accuracy, agreement, logits error, throughput.",
         discussion: """
-        DATA is a float32 .npy batch (N x 3 x H x W, preprocessed), an image, a folder of images, or a folder of class sub-folders (labels as torchvision's ImageFolder gives them). Images are resized, centre-cropped and normalised as the model says (a timm config.json beside it, or its .cnx metadata), overridden by --size, --crop-pct, --interpolation, --mean and --std.
+        DATA is a float32 .npy batch (N x 3 x H x W, preprocessed), an image, a folder of images, or a folder of class sub-folders (labels as torchvision's ImageFolder gives them). Images are resized, centre-cropped and normalised as the model says (a timm config.json beside it, or its .cnx metadata), overridden by --size, --crop-pct, --interpolation, --mean and --std, else as ImageNet's models expect; the report (and the JSON's `preprocessing`) says where each setting came from, and a warning on stderr names those that are ImageNet's defaults.
 
         A .cnx runs on the fast runtime, other files on the reference executor as they are (--fast: optimised in memory, on the fast runtime).
 

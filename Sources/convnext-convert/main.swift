@@ -40,13 +40,13 @@ struct ConvnextConvert: ParsableCommand {
         checkpoints (.safetensors, .pth/.pt/.bin, a timm hub folder with its config.json) and .cnx \
         files; writes .cnx files.
 
-          convnext-convert model.onnx model.cnx          optimise and write a .cnx (convert is the default)
-          convnext-convert quantize --int8 model.onnx model.int8.cnx --calibration calib.npy
-          convnext-convert inspect model.cnx             what a model file holds
-          convnext-convert run model.cnx photo.jpg       classify images
+          convnext-convert model.onnx model.cnx      (convert is the default command)
+          convnext-convert quantize --int8 m.onnx m.int8.cnx --calibration calib.npy
+          convnext-convert inspect model.cnx
+          convnext-convert run model.cnx photo.jpg
           convnext-convert run model.cnx --input x.npy --output logits.npy
-          convnext-convert validate model.cnx --reference model.onnx --data images/
-          convnext-convert bench model.cnx --threads 2 --batch 1
+          convnext-convert validate m.cnx --reference m.onnx --data images/
+          convnext-convert bench model.cnx --threads 2
 
         A command never writes over a file it reads; errors are one line on stderr with exit \
         status 1 (64 for a usage error). Shell completion: \

@@ -191,8 +191,13 @@ final class CLIMessageTests: CLIFolderTestCase {
             XCTAssertTrue(root.contains(s), "root help lacks \(s)")
         }
         XCTAssertTrue(try ok(["convert", "--help"]).stdout.contains(".safetensors"))
-        for command in ["convert", "quantize", "inspect", "run", "validate", "bench"] {
-            let help = try ok([command, "--help"]).stdout
+        for command in ["", "convert", "quantize", "inspect", "run", "validate", "bench"] {
+            let help = try ok(command.isEmpty ? ["--help"] : [command, "--help"]).stdout
+            // No example line is cut in two at 80 columns.
+            let lines = help.split(separator: "\n", omittingEmptySubsequences: false)
+            for (a, b) in zip(lines, lines.dropFirst()) where a.hasPrefix("  convnext-convert") {
+                XCTAssertTrue(b.isEmpty || b.hasPrefix("  "), "\(command): '\(a)' wraps into '\(b)'")
+            }
             // Defaults are printed once, by the argument parser.
             for line in help.split(separator: "\n") {
                 let l = line.lowercased()
