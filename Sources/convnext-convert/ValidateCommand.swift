@@ -171,7 +171,6 @@ struct Validate: ParsableCommand {
                 dataset = try Dataset.npy(data)
             } else {
                 let p = try preprocess.resolveWithSources([m, r])
-                if let w = p.warning(models: [model, reference]) { note(w) }
                 dataset = try Dataset.images(data, preprocessing: p.preprocessing)
                 resolved = p
             }
@@ -179,6 +178,8 @@ struct Validate: ParsableCommand {
             if let labels { try dataset.loadLabels(labels) }
             var result = try Validation.run(model: m, reference: r, data: dataset, batch: batch)
             result.preprocessingSources = resolved.map { Dictionary(uniqueKeysWithValues: $0.sources.map { ($0.setting, $0.source) }) }
+            // Said once the data has been read, so that a bad input stays one line on its own.
+            if let w = resolved?.warning(models: [model, reference]) { note(w) }
             if perLayer {
                 let n = min(m.fixedBatch ?? r.fixedBatch ?? 8, dataset.count)
                 let x = try dataset.batch(0..<n)
