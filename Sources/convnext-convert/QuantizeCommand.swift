@@ -183,7 +183,8 @@ struct Quantize: ParsableCommand {
 func printInt8Report(_ r: Converter.Report, output: String) {
     if !r.sensitivity.isEmpty {
         print("sensitivity (output SQNR with only this layer int8, worst first):")
-        for s in r.sensitivity { print(String(format: "  %-28@ %6.1f dB", s.layer as NSString, s.sqnr)) }
+        let width = max(28, (r.sensitivity.map(\.layer.count).max() ?? 0) + 2)
+        for s in r.sensitivity { print("  " + s.layer.padding(toLength: width, withPad: " ", startingAt: 0) + String(format: "%6.1f dB", s.sqnr)) }
     }
     if let a = r.accuracy {
         if let f = a.floatAccuracy, let q = a.int8Accuracy {
