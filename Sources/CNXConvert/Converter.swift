@@ -88,7 +88,7 @@ public enum Converter {
                               reads: OutputGuard.modelFiles(input, graphMetadata: graph.metadata) + options.reads, force: options.force)
         let inputInfo = graph.inputs
         let nodesBefore = graph.nodes.count
-        architecture = Architecture.recognise(graph)
+        architecture = Architecture.recognise(graph) ?? recorded(metadata, graph: graph)
         if let name = options.dumpAfter, !Pipeline.standard.passes.contains(where: { $0.name == name }) {
             throw CNXError("--dump-after: no pass is called '\(name)'; passes: \(Pipeline.standard.passes.map(\.name).joined(separator: ", "))")
         }
@@ -186,7 +186,9 @@ public enum Converter {
         if options.features != nil { architecture?.classes = nil }
         let passes = passNames(steps, features: options.features, int8: options.int8 != nil)
         var described = try describe(source: input, format: format, architecture: architecture, inputs: inputInfo, steps: steps)
-        described[MetadataKey.converterPasses] = .strings(passes)
+        // A .cnx converted again (to record metadata, say) keeps the passes that made it.
+        let earlier = format == "cnx" ? metadata[MetadataKey.converterPasses]?.stringsValue ?? [] : []
+        described[MetadataKey.converterPasses] = .strings(earlier + passes)
         described[MetadataKey.sourceSHA256] = .string(try digest.value())
         for (k, v) in described where metadata[k] == nil || k.hasPrefix("converter.") { metadata[k] = v }
         if let features = options.features {
@@ -232,6 +234,17 @@ public enum Converter {
                       sensitivity: sensitivity, accuracy: accuracy, outputs: outputs, features: options.features,
                       classes: options.features == nil ? architecture?.classes : nil, passes: passes,
                       verifiedAgainst: error == nil ? nil : verifiedAgainst, metadata: metadata)
+    }
+
+    /// The architecture a `.cnx` records (its graph is fused, so it is not recognised again from
+    /// depthwise convolutions).
+    static func recorded(_ m: [String: MetadataValue], graph: Graph) -> Architecture? {
+        guard let depths = m[MetadataKey.depths]?.intsValue, let dims = m[MetadataKey.dims]?.intsValue else { return nil }
+        var classes: Int?
+        if graph.outputs.count == 1, let s = graph.outputs[0].shape, s.count == 2 { classes = s[1].value }
+        return Architecture(family: m[MetadataKey.family]?.stringValue ?? "ConvNeXt", variant: m[MetadataKey.variant]?.stringValue,
+                            depths: depths.map { Int($0) }, dims: dims.map { Int($0) }, classes: classes,
+                            stem: m[MetadataKey.stem]?.stringValue ?? "unknown", grn: graph.nodes.contains { $0.op == .grn })
     }
 
     /// The passes that changed the graph, in order, as recorded and reported: a backbone's head

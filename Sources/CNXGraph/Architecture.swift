@@ -10,6 +10,16 @@ public struct Architecture: Equatable, Sendable {
     public var stem: String
     public var grn: Bool
 
+    public init(family: String, variant: String?, depths: [Int], dims: [Int], classes: Int?, stem: String, grn: Bool) {
+        self.family = family
+        self.variant = variant
+        self.depths = depths
+        self.dims = dims
+        self.classes = classes
+        self.stem = stem
+        self.grn = grn
+    }
+
     /// (name, depths, dims) of the published ConvNeXt variants.
     static let variants: [(String, [Int], [Int])] = [
         ("atto", [2, 2, 6, 2], [40, 80, 160, 320]),

@@ -89,7 +89,7 @@ struct Convert: ParsableCommand {
             print("outputs:   \(describeOutputs(r))")
             var applied = r.steps.filter { $0.rewrites > 0 && !(r.features != nil && $0.pass == "fuse-head") }.map { "\($0.pass) (\($0.rewrites))" }
             if r.features != nil { applied.append("extract-features") }
-            print("passes:    \(applied.joined(separator: ", "))")
+            print("passes:    \(applied.isEmpty ? "none changed the graph" : applied.joined(separator: ", "))")
             print("graph:     \(r.nodesBefore) nodes -> \(r.nodesAfter)")
             if let e = r.verificationError {
                 print(String(format: "verified:  relative error %.2e against %@", e, r.verifiedAgainst ?? "the original"))

@@ -277,6 +277,14 @@ final class CLIPreprocessingTests: CLIFolderTestCase {
         XCTAssertTrue(try oneLineError([onnx, "e.cnx", "--size", "224"]).contains("fixed at 32x32"))
         try Data("a\nb\n".utf8).write(to: URL(fileURLWithPath: path("two.txt")))
         XCTAssertTrue(try oneLineError([onnx, "e.cnx", "--labels", "two.txt"]).contains("2 class names for a model with 10 classes"))
+        // A .cnx converted again to record more: still recognised, its passes kept.
+        try Data((0..<10).map { "d\($0)\n" }.joined().utf8).write(to: URL(fileURLWithPath: path("short.txt")))
+        let again = try ok(["d.cnx", "d2.cnx", "--labels", "short.txt"])
+        XCTAssertTrue(again.stdout.contains("depths [2, 2, 2, 2]") && again.stdout.contains("verified:"), again.stdout)
+        let m2 = try CNXReader.load(path: path("d2.cnx")).metadata
+        XCTAssertEqual(m2[MetadataKey.classNames]?.stringsValue?.first, "d0")
+        XCTAssertEqual(m2[MetadataKey.mean], m[MetadataKey.mean])
+        XCTAssertEqual(m2[MetadataKey.converterPasses], m[MetadataKey.converterPasses])
     }
 }
 
