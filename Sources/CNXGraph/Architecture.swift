@@ -11,13 +11,8 @@ public struct Architecture: Equatable, Sendable {
     public var grn: Bool
 
     public init(family: String, variant: String?, depths: [Int], dims: [Int], classes: Int?, stem: String, grn: Bool) {
-        self.family = family
-        self.variant = variant
-        self.depths = depths
-        self.dims = dims
-        self.classes = classes
-        self.stem = stem
-        self.grn = grn
+        (self.family, self.variant, self.depths, self.dims) = (family, variant, depths, dims)
+        (self.classes, self.stem, self.grn) = (classes, stem, grn)
     }
 
     /// (name, depths, dims) of the published ConvNeXt variants.

@@ -45,7 +45,7 @@ struct Convert: ParsableCommand {
     var features: String?
 
     @OptionGroup(title: "Preprocessing to record in the .cnx (run, validate and calibration use it)")
-    var record: RecordOptions
+    var record: PreprocessOptions
 
     @Flag(name: .long, help: "Write over an existing file that is not a .cnx, or to a name not ending in .cnx (never over a file the command reads).")
     var force = false

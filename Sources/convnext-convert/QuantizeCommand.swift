@@ -145,7 +145,7 @@ struct Quantize: ParsableCommand {
     @OptionGroup var quantization: Int8Options
 
     @OptionGroup(title: "Preprocessing to record in the .cnx (also used for calibration images)")
-    var record: RecordOptions
+    var record: PreprocessOptions
 
     @Option(name: .long, help: "Threads (default: all cores).")
     var threads: Int?

@@ -56,7 +56,7 @@ struct Run: ParsableCommand {
     @Flag(name: .long, help: "Write --output over an existing file that is not a .npy/.npz (never over a file the command reads).")
     var force = false
 
-    @OptionGroup(title: "Preprocessing (overrides what the model records)")
+    @OptionGroup(title: "Preprocessing of images (default: what the model records, else ImageNet's)")
     var preprocess: PreprocessOptions
 
     @Option(name: .long, help: "Threads (default: all cores).")

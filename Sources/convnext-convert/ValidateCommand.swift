@@ -7,21 +7,23 @@ import CNXRuntime
 import CNXValidate
 import Foundation
 
-/// How images become inputs, overriding what the model says (shared by `validate` and `run`).
+/// How images become inputs: over what the model records for `validate` and `run` (each
+/// setting defaults to the model's, else ImageNet's: 224, 0.875, bicubic, ImageNet's mean and
+/// std), recorded in the `.cnx` by `convert` and `quantize`. The option group's title says which.
 struct PreprocessOptions: ParsableArguments {
-    @Option(name: .long, help: "Image input size, square (default: the model's, else 224).")
+    @Option(name: .long, help: "Image input size (square).")
     var size: Int?
 
-    @Option(name: .customLong("crop-pct"), help: "Resize the shorter side to floor(size / crop-pct) before the centre crop (default: the model's, else 0.875).")
+    @Option(name: .customLong("crop-pct"), help: "Resize the shorter side to floor(size / crop-pct) before the centre crop.")
     var cropPct: Double?
 
-    @Option(name: .long, help: "Resize filter: bilinear or bicubic (default: the model's, else bicubic).")
+    @Option(name: .long, help: "Resize filter: bilinear or bicubic.")
     var interpolation: String?
 
-    @Option(name: .long, help: "Per-channel mean, as a,b,c (default: the model's, else ImageNet's).")
+    @Option(name: .long, help: ArgumentHelp("Per-channel mean of pixels scaled to 0...1 (one value: all three).", valueName: "r,g,b"))
     var mean: String?
 
-    @Option(name: .long, help: "Per-channel standard deviation, as a,b,c (default: the model's, else ImageNet's).")
+    @Option(name: .long, help: ArgumentHelp("Per-channel standard deviation (one value: all three).", valueName: "r,g,b"))
     var std: String?
 
     func validate() throws {
@@ -138,7 +140,8 @@ struct Validate: ParsableCommand {
     @Flag(name: .customLong("per-layer"), help: "Add the SQNR of every stem, block, downsample and head output against the reference's (on the first 8 samples).")
     var perLayer = false
 
-    @OptionGroup var preprocess: PreprocessOptions
+    @OptionGroup(title: "Preprocessing of images (default: what the models record, else ImageNet's)")
+    var preprocess: PreprocessOptions
 
     @Flag(name: .long, help: "Run MODEL or REF files that are not .cnx optimised in memory on the fast runtime, not as they are on the (much slower) reference executor.")
     var fast = false

@@ -3,31 +3,6 @@ import CNXGraph
 import CNXTestSupport
 import XCTest
 
-/// Output and exit status of the tool run in a folder.
-struct FolderRun {
-    let status: Int32
-    let stdout: String
-    let stderr: String
-}
-
-/// The built tool, run in a folder (for relative paths like `./a.onnx`).
-func runTool(_ arguments: [String], in folder: URL, environment: [String: String]? = nil) throws -> FolderRun {
-    let process = Process()
-    process.executableURL = Fixtures.tool
-    process.arguments = arguments
-    process.currentDirectoryURL = folder
-    if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return FolderRun(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
-                      stderr: String(decoding: e, as: UTF8.self))
-}
-
 /// Every way a user can point a command's output at its own input (issue #13): refused with
 /// exit status 1 and one line on stderr, every input byte-identical afterwards, nothing left behind.
 final class CLIInputsAreSacredTests: XCTestCase {

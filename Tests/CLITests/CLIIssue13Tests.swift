@@ -19,7 +19,7 @@ class CLIFolderTestCase: XCTestCase {
     func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
 
     @discardableResult
-    func ok(_ arguments: [String], environment: [String: String]? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> FolderRun {
+    func ok(_ arguments: [String], environment: [String: String]? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> ToolResult {
         let r = try runTool(arguments, in: dir, environment: environment)
         XCTAssertEqual(r.status, 0, "\(arguments.joined(separator: " ")): \(r.stderr)", file: file, line: line)
         return r
