@@ -376,10 +376,10 @@ public enum Converter {
             if let c = a.classes { m[MetadataKey.classes] = .int(Int64(c)) }
             m[MetadataKey.stem] = .string(a.stem)
         }
+        // The size is recorded when the graph fixes it; for a dynamic one, only when the source or
+        // --size says it (224 would be a guess that `run` then reports as the file's).
         if let shape = inputs.first?.shape, shape.count == 4, let h = shape[2].value, let w = shape[3].value {
             m[MetadataKey.inputSize] = .ints([Int64(h), Int64(w)])
-        } else {
-            m[MetadataKey.inputSize] = .ints([224, 224])
         }
         return m
     }
