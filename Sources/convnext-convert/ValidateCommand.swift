@@ -116,10 +116,10 @@ struct Validate: ParsableCommand {
         Exit status: 0; 1 on an error; 2 when --max-drop is exceeded.
         """)
 
-    @Argument(help: "The model to check (.cnx or .onnx).")
+    @Argument(help: "The model to check (.cnx, .onnx, .safetensors, .pth, or a timm hub folder).")
     var model: String
 
-    @Option(name: .long, help: "The model to compare with (.onnx or .cnx), normally the source of MODEL.")
+    @Option(name: .long, help: "The model to compare with (any model file the tool reads), normally the source of MODEL.")
     var reference: String
 
     @Option(name: .long, help: "The samples: a .npy batch, an image, or a folder of images or of class folders.")
