@@ -5,6 +5,9 @@ let package = Package(
     name: "convnext-convert",
     products: [
         .library(name: "CNXRuntime", targets: ["CNXRuntime"]),
+        // For applications: the runtime, tensors and .npy, image decoding, preprocessing and
+        // class names (what `run IMAGE` needs), behind `import CNXKit`; no importer, no protobuf.
+        .library(name: "CNXKit", targets: ["CNXKit"]),
         .library(name: "CNXImport", targets: ["CNXImport"]),
         .library(name: "CNXFormat", targets: ["CNXFormat"]),
         .library(name: "CNXPasses", targets: ["CNXPasses"]),
@@ -43,6 +46,9 @@ let package = Package(
         .target(name: "CNXPasses", dependencies: ["CNXGraph", "CNXRuntime"]),
         .target(name: "CNXQuantize", dependencies: ["CNXGraph", "CNXRuntime", "CNXPasses", "CNXFormat"]),
         .target(name: "CNXValidate", dependencies: ["CNXGraph", "CNXFormat", "CNXRuntime", "CJPEG", "CPNG"]),
+        .target(name: "CNXKit", dependencies: ["CNXGraph", "CNXFormat", "CNXRuntime", "CNXValidate"]),
+        // The README's Swift example, built with the package and run by Tests/CLITests.
+        .executableTarget(name: "classify-example", dependencies: ["CNXKit"], path: "Examples/Classify"),
         // What the command-line tool does, as library functions: one per command.
         .target(name: "CNXConvert", dependencies: ["CKernels", "CNXGraph", "CNXImport", "CNXFormat", "CNXPasses", "CNXRuntime", "CNXValidate", "CNXQuantize"]),
         .executableTarget(
@@ -56,7 +62,7 @@ let package = Package(
         .testTarget(name: "CNXGraphTests", dependencies: ["CNXGraph", "CNXImport", "CNXTestSupport"]),
         .testTarget(name: "CNXImportTests", dependencies: ["CNXImport", "CNXGraph", "CNXConvert", "CNXRuntime", "CNXPasses", "CNXTestSupport"]),
         .testTarget(name: "CNXRuntimeTests", dependencies: ["CNXRuntime", "CNXImport", "CNXGraph", "CNXTestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["CNXGraph", "CNXFormat", "CNXTestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["CNXGraph", "CNXFormat", "CNXTestSupport", "CNXConvert", "CNXImport", "CNXRuntime"]),
         .testTarget(name: "CNXFormatTests", dependencies: ["CNXFormat", "CNXGraph", "CNXImport", "CNXTestSupport"]),
         .testTarget(name: "CNXPassesTests", dependencies: ["CNXPasses", "CNXRuntime", "CNXImport", "CNXGraph", "CNXTestSupport"]),
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),

@@ -9,14 +9,14 @@ swift build -c release --product convnext-convert >&2
 tool=.build/release/convnext-convert
 digits=Fixtures/digits
 work=$(mktemp -d)
-echo "== convert"
-"$tool" "$digits/model.onnx" "$work/digits.cnx"
+echo "== convert (recording the preprocessing the model was trained with)"
+"$tool" "$digits/model.onnx" "$work/digits.cnx" --crop-pct 1 --mean 0.3054 --std 0.376
 echo
 echo "== quantize to int8"
 "$tool" quantize --int8 "$digits/model.onnx" "$work/digits.int8.cnx" --calibration "$digits/calib.npy"
 echo
 echo "== run on two images"
-"$tool" run "$work/digits.cnx" "$digits/test_png/3/0008.png" "$digits/test_png/7/0013.png" --crop-pct 1 --mean 0.3054 --std 0.376 --top 3
+"$tool" run "$work/digits.cnx" "$digits/test_png/3/0008.png" "$digits/test_png/7/0013.png" --top 3
 echo
 echo "== validate float32 .cnx against the ONNX export"
 "$tool" validate "$work/digits.cnx" --reference "$digits/model.onnx" --data "$digits/test.npy" --labels "$digits/test_labels.npy" --max-drop 0

@@ -1,3 +1,4 @@
+import CKernels
 import CNXFormat
 import CNXGraph
 import CNXRuntime
@@ -15,6 +16,9 @@ public enum Benchmark {
         public var latenciesMs: [Double]
         public var loadMs: Double
         public var peakRSSMB: Double
+        /// Which kernels ran: the fast runtime's instruction set (`avx512`, `avx2`, `scalar`,
+        /// and why when `CNX_ISA` chose it), or the reference executor's.
+        public var kernels: String = ""
 
         public var medianMs: Double { percentile(0.5) }
         public var p90Ms: Double { percentile(0.9) }
@@ -30,13 +34,14 @@ public enum Benchmark {
 
         public var json: String {
             func f(_ v: Double) -> String { String(format: "%.3f", v) }
-            return "{\"model\": \"\(model)\", \"runtime\": \"\(runtime)\", \"threads\": \(threads), \"batch\": \(batch), \"input\": \(size), \"iterations\": \(iterations), \"median_ms\": \(f(medianMs)), \"p90_ms\": \(f(p90Ms)), \"min_ms\": \(f(latenciesMs.min() ?? 0)), \"throughput_ips\": \(f(throughput)), \"load_ms\": \(f(loadMs)), \"peak_rss_mb\": \(f(peakRSSMB)), \"samples_ms\": [\(latenciesMs.map(f).joined(separator: ", "))]}"
+            return "{\"model\": \"\(model)\", \"runtime\": \"\(runtime)\", \"threads\": \(threads), \"batch\": \(batch), \"input\": \(size), \"iterations\": \(iterations), \"median_ms\": \(f(medianMs)), \"p90_ms\": \(f(p90Ms)), \"min_ms\": \(f(latenciesMs.min() ?? 0)), \"throughput_ips\": \(f(throughput)), \"load_ms\": \(f(loadMs)), \"kernels\": \"\(kernels)\", \"peak_rss_mb\": \(f(peakRSSMB)), \"samples_ms\": [\(latenciesMs.map(f).joined(separator: ", "))]}"
         }
 
         public var table: String {
             [
                 "model:       \(model) (\(runtime))",
                 "input:       batch \(batch), \(size[0])x\(size[1]), \(threads) threads, \(iterations) iterations",
+                "kernels:     \(kernels)",
                 String(format: "latency:     median %.2f ms, p90 %.2f ms, min %.2f ms", medianMs, p90Ms, latenciesMs.min() ?? 0),
                 String(format: "throughput:  %.1f images/s", throughput),
                 String(format: "load:        %.1f ms", loadMs),
@@ -65,6 +70,9 @@ public enum Benchmark {
         var hw = [size ?? 224, size ?? 224]
         if size == nil, case .ints(let s)? = loaded.metadata[MetadataKey.inputSize], s.count == 2 { hw = s.map { Int($0) } }
         if let shape = input.shape, shape.count == 4 {
+            if let size, let h = shape[2].value, let w = shape[3].value, h != size || w != size {
+                throw CNXError("\(path): the model's input is fixed at \(h)x\(w), so --size \(size) cannot apply; leave --size out to measure it at \(h)x\(w)")
+            }
             if let h = shape[2].value { hw[0] = h }
             if let w = shape[3].value { hw[1] = w }
             if let b = shape[0].value, b != batch { throw CNXError("\(path): the model's batch is fixed at \(b)") }
@@ -72,16 +80,19 @@ public enum Benchmark {
         let x = Converter.randomTensor([batch, 3, hw[0], hw[1]])
         let call: () throws -> Void
         let runtime: String
+        var kernels = ""
         let usedThreads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         if loaded.format == "cnx" {
             let model = try Model(graph: loaded.graph, metadata: loaded.metadata, threads: usedThreads)
             let workspace = model.makeWorkspace()
             call = { _ = try model.predict(x, workspace: workspace) }
             runtime = "cnx fast runtime"
+            kernels = kernelsInUse()
         } else {
             let executor = ReferenceExecutor(graph: loaded.graph)
             call = { _ = try executor.run([input.name: x]) }
             runtime = "reference executor (unoptimised)"
+            kernels = "reference C kernels and OpenBLAS (not the fast runtime's)"
         }
         let loadMs = Date().timeIntervalSince(loadStart) * 1000
         // Warm up: at least 3 runs and half a second, so caches, page tables and the thread pool
@@ -99,6 +110,22 @@ public enum Benchmark {
             times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
         }
         return Result(model: path, runtime: runtime, threads: usedThreads, batch: batch, size: hw, iterations: iterations,
-                      latenciesMs: times, loadMs: loadMs, peakRSSMB: peakRSSMB())
+                      latenciesMs: times, loadMs: loadMs, peakRSSMB: peakRSSMB(), kernels: kernels)
+    }
+
+    /// The fast kernels' instruction set, and whether `CNX_ISA` lowered it from what the CPU has.
+    public static func kernelsInUse() -> String {
+        let active = cnx_isa_current()
+        var hardware = cnx_isa_detect()
+        let name = String(cString: cnx_isa_name(active))
+        if let env = ProcessInfo.processInfo.environment["CNX_ISA"], !env.isEmpty {
+            // What the CPU has: the detection without the variable's limit.
+            unsetenv("CNX_ISA")
+            hardware = cnx_isa_detect()
+            setenv("CNX_ISA", env, 1)
+            if env != name { return "\(name) (CNX_ISA=\(env), but this CPU has \(String(cString: cnx_isa_name(hardware))))" }
+            return "\(name) (chosen by CNX_ISA; this CPU has \(String(cString: cnx_isa_name(hardware))))"
+        }
+        return "\(name) (the best this CPU has)"
     }
 }

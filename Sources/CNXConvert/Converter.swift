@@ -21,6 +21,17 @@ public enum Converter {
         /// int8 quantization after optimisation: calibration samples (N x 3 x H x W) and settings.
         public var int8: (calibration: Tensor, options: Quantizer.Options)?
         public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        /// Files the command reads besides the model (calibration and validation data, labels):
+        /// the output may be none of them, nor the model or its external data.
+        public var reads: [ReadFile] = []
+        /// Write over an existing file that is not a `.cnx`, or to a name not ending in `.cnx`.
+        public var force = false
+        /// Metadata to record in the `.cnx` over what the source says (preprocessing and class
+        /// names given on the command line).
+        public var recorded: [String: MetadataValue] = [:]
+        /// Told when each step starts (reading, reference run, passes, quantizing, writing,
+        /// checking the written file), for a progress line.
+        public var stage: ((String) -> Void)?
         public init() {}
     }
 
@@ -40,6 +51,15 @@ public enum Converter {
         public var quantizeSeconds: Double?
         public var sensitivity: [Quantizer.Sensitivity] = []
         public var accuracy: Quantizer.AccuracyCheck?
+        /// What was written: the graph's outputs (name and shape), the stages kept for a
+        /// backbone (nil for a classifier), the class count (nil for a backbone), the passes that
+        /// changed the graph, in order, and what the verification compared.
+        public var outputs: [ValueInfo] = []
+        public var features: [Int]?
+        public var classes: Int?
+        public var passes: [String] = []
+        public var verifiedAgainst: String?
+        public var metadata: [String: MetadataValue] = [:]
     }
 
     public static func convert(input: String, output: String, options: Options = Options()) throws -> Report {
@@ -58,26 +78,45 @@ public enum Converter {
         // weights can be freed as the passes replace them.
         var check: (input: Tensor, expected: [Tensor])?
         do {
+            options.stage?("reading \(input)")
             let loaded = try ModelLoader.load(input)
             graph = loaded.graph
             metadata = loaded.metadata
             format = loaded.format
         }
+        try OutputGuard.check(output: output, kind: .cnx,
+                              reads: OutputGuard.modelFiles(input, graphMetadata: graph.metadata) + options.reads, force: options.force)
         let inputInfo = graph.inputs
         let nodesBefore = graph.nodes.count
-        architecture = Architecture.recognise(graph)
+        architecture = Architecture.recognise(graph) ?? recorded(metadata, graph: graph)
         if let name = options.dumpAfter, !Pipeline.standard.passes.contains(where: { $0.name == name }) {
             throw CNXError("--dump-after: no pass is called '\(name)'; passes: \(Pipeline.standard.passes.map(\.name).joined(separator: ", "))")
         }
+        // A backbone is checked on its stage outputs, against the tensors the original graph
+        // computes there (each stage's last block output, found by meaning).
+        var featureCheck: [Tensor]?
+        var verifiedAgainst = "the original on a random input"
         if options.verify, let first = graph.inputs.first {
+            options.stage?("running the original on a random input")
             let x = randomTensor(sampleShape(first))
-            let out = try ReferenceExecutor(graph: graph).run([first.name: x])
+            var g = graph
+            let stageValues = options.features.flatMap { stageOutputs(graph, stages: $0) }
+            if let stageValues { g.outputs += stageValues.map { ValueInfo(name: $0, dtype: .float32, shape: nil) } }
+            let out = try ReferenceExecutor(graph: g).run([first.name: x])
             check = (x, try graph.outputs.map { o in
                 guard let t = out[o.name] else { throw CNXError("\(input): output '\(o.name)' was not computed") }
                 return t
             })
+            if let stageValues {
+                featureCheck = try stageValues.map { name in
+                    guard let t = out[name] else { throw CNXError("\(input): value '\(name)' was not computed") }
+                    return t
+                }
+                verifiedAgainst = "the original's stage outputs on a random input"
+            }
         }
         let steps: [Pipeline.Step]
+        options.stage?("optimising")
         do {
             steps = try Pipeline.standard.run(&graph) { name, g in
                 if name == options.dumpAfter { options.log("--- graph after \(name) ---\n\(g.dump())") }
@@ -93,7 +132,7 @@ public enum Converter {
         var error: Float?
         // With int8, the float32 graph is checked here, before quantization changes its
         // numbers; otherwise the written file itself is checked, on the runtime, below.
-        if let check, options.int8 != nil {
+        if let check, options.int8 != nil || (options.features != nil && featureCheck == nil) {
             let e = try compare(graph, input: check.input, expected: check.expected)
             error = e
             guard e <= 1e-4 else {
@@ -102,6 +141,23 @@ public enum Converter {
         }
         if let features = options.features {
             do { try ExtractFeatures.apply(&graph, stages: features) } catch let e as CNXError { throw CNXError("\(input): \(e.message)") }
+            if let check, featureCheck == nil {
+                // The stage tensors of the original were not identified: the optimised graph was
+                // checked on the original's outputs above, and the written backbone is checked
+                // against the extracted graph on the reference kernels below.
+                let out = try ReferenceExecutor(graph: graph).run([graph.inputs[0].name: check.input])
+                featureCheck = try graph.outputs.map { o in
+                    guard let t = out[o.name] else { throw CNXError("\(input): output '\(o.name)' was not computed") }
+                    return t
+                }
+                verifiedAgainst = "the original's outputs, and the stage outputs against the optimised graph, on a random input"
+            } else if let check, let expected = featureCheck, options.int8 != nil {
+                let e = try compare(graph, input: check.input, expected: expected)
+                error = max(error ?? 0, e)
+                guard e <= 1e-4 else {
+                    throw CNXError("\(input): the backbone's stage outputs differ from the original's by a relative error of \(e) (> 1e-4) on a random input; nothing was written. Run with --no-verify to write it anyway.")
+                }
+            }
         }
         var int8SQNR: Double?, keptFloat: [String] = [], quantizeSeconds: Double?
         var sensitivity: [Quantizer.Sensitivity] = [], accuracy: Quantizer.AccuracyCheck?
@@ -111,6 +167,7 @@ public enum Converter {
             }
             let t0 = Date()
             let q: Quantizer.Result
+            options.stage?("quantizing")
             do { q = try Quantizer.quantize(graph, calibration: int8.calibration, options: int8.options) } catch let e as CNXError {
                 throw CNXError("\(input): \(e.message)")
             }
@@ -126,22 +183,37 @@ public enum Converter {
             graph = q.graph
             for (k, v) in q.metadata { metadata[k] = v }
         }
+        if options.features != nil { architecture?.classes = nil }
+        let passes = passNames(steps, features: options.features, int8: options.int8 != nil)
         var described = try describe(source: input, format: format, architecture: architecture, inputs: inputInfo, steps: steps)
+        // A .cnx converted again (to record metadata, say) keeps the passes that made it.
+        let earlier = format == "cnx" ? metadata[MetadataKey.converterPasses]?.stringsValue ?? [] : []
+        described[MetadataKey.converterPasses] = .strings(earlier + passes)
         described[MetadataKey.sourceSHA256] = .string(try digest.value())
         for (k, v) in described where metadata[k] == nil || k.hasPrefix("converter.") { metadata[k] = v }
+        if let features = options.features {
+            metadata[MetadataKey.classes] = nil
+            metadata[MetadataKey.classNames] = nil
+            metadata["convnext.features"] = .ints(features.map(Int64.init))
+        }
+        metadata["model.outputs"] = .strings(graph.outputs.map(\.name))
+        try record(options.recorded, into: &metadata, graph: graph, input: input)
+        let outputs = graph.outputs
         let nodesAfter = graph.nodes.count
-        if let check, options.int8 == nil, options.features == nil {
+        if let check, options.int8 == nil {
             // Write beside the output, check that file on the runtime that will run it, and only
             // then put it in place: what is checked is what ships.
             let url = URL(fileURLWithPath: output)
             let staging = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).checking").path
             let registration = InterruptCleanup.register(staging)
             defer { InterruptCleanup.unregister(registration) }
+            options.stage?("writing")
             try CNXWriter.write(CNXModel(graph: graph, metadata: metadata), to: staging)
+            options.stage?("checking the written file against the original")
             graph = Graph(inputs: [], outputs: [], nodes: [], initializers: [:])
             do {
-                let e = try compare(file: staging, input: check.input, expected: check.expected)
-                error = e
+                let e = try compare(file: staging, input: check.input, expected: featureCheck ?? check.expected)
+                error = max(error ?? 0, e)
                 guard e <= 1e-4 else {
                     throw CNXError("\(input): the converted model differs from the original by a relative error of \(e) (> 1e-4) on a random input; nothing was written. Run with --no-verify to write it anyway.")
                 }
@@ -159,7 +231,71 @@ public enum Converter {
         return Report(architecture: architecture, steps: steps, nodesBefore: nodesBefore, nodesAfter: nodesAfter,
                       outputBytes: size, seconds: Date().timeIntervalSince(start), verificationError: error,
                       int8SQNR: int8SQNR, keptFloat: keptFloat, quantizeSeconds: quantizeSeconds,
-                      sensitivity: sensitivity, accuracy: accuracy)
+                      sensitivity: sensitivity, accuracy: accuracy, outputs: outputs, features: options.features,
+                      classes: options.features == nil ? architecture?.classes : nil, passes: passes,
+                      verifiedAgainst: error == nil ? nil : verifiedAgainst, metadata: metadata)
+    }
+
+    /// The architecture a `.cnx` records (its graph is fused, so it is not recognised again from
+    /// depthwise convolutions).
+    static func recorded(_ m: [String: MetadataValue], graph: Graph) -> Architecture? {
+        guard let depths = m[MetadataKey.depths]?.intsValue, let dims = m[MetadataKey.dims]?.intsValue else { return nil }
+        var classes: Int?
+        if graph.outputs.count == 1, let s = graph.outputs[0].shape, s.count == 2 { classes = s[1].value }
+        return Architecture(family: m[MetadataKey.family]?.stringValue ?? "ConvNeXt", variant: m[MetadataKey.variant]?.stringValue,
+                            depths: depths.map { Int($0) }, dims: dims.map { Int($0) }, classes: classes,
+                            stem: m[MetadataKey.stem]?.stringValue ?? "unknown", grn: graph.nodes.contains { $0.op == .grn })
+    }
+
+    /// The passes that changed the graph, in order, as recorded and reported: a backbone's head
+    /// is fused and then dropped, so `fuse-head` is not among its passes; `extract-features`
+    /// and `quantize-int8` are added where they ran.
+    static func passNames(_ steps: [Pipeline.Step], features: [Int]?, int8: Bool) -> [String] {
+        var names = steps.filter { $0.rewrites > 0 }.map(\.pass)
+        if features != nil { names.removeAll { $0 == "fuse-head" }; names.append("extract-features") }
+        if int8 { names.append("quantize-int8") }
+        return names
+    }
+
+    /// The values of `graph` (as the source has it, unoptimised) that are the outputs of the
+    /// given stages: the last block of each stage, a block being a depthwise 7x7 convolution and
+    /// the residual Add that takes the convolution's input; nil when the graph is not laid out so.
+    public static func stageOutputs(_ graph: Graph, stages: [Int]) -> [String]? {
+        guard let a = Architecture.recognise(graph) else { return nil }
+        var blockOutputs: [String] = []
+        for (i, n) in graph.nodes.enumerated() where n.op == .conv {
+            guard n.inputs.count > 1, let w = graph.initializers[n.inputs[1]], w.shape.count == 4, w.shape[1] == 1,
+                  w.shape[2] == 7, w.shape[3] == 7, let group = n.int("group"), group == w.shape[0], group > 1 else { continue }
+            let x = n.inputs[0]
+            guard let add = graph.nodes[(i + 1)...].first(where: { $0.op == .add && $0.inputs.contains(x) }) else { return nil }
+            blockOutputs.append(add.outputs[0])
+        }
+        guard blockOutputs.count == a.depths.reduce(0, +) else { return nil }
+        var names: [String] = []
+        for s in stages {
+            guard s >= 0, s < a.depths.count else { return nil }
+            names.append(blockOutputs[a.depths[0...s].reduce(0, +) - 1])
+        }
+        return names
+    }
+
+    /// Puts the preprocessing and class names given on the command line into the metadata,
+    /// after checking them against the model: a size its input fixes otherwise, or a number of
+    /// class names that is not its number of classes, is refused.
+    static func record(_ recorded: [String: MetadataValue], into metadata: inout [String: MetadataValue], graph: Graph, input: String) throws {
+        if case .ints(let s)? = recorded[MetadataKey.inputSize], let shape = graph.inputs.first?.shape, shape.count == 4,
+           let h = shape[2].value, let w = shape[3].value, [Int64(h), Int64(w)] != s {
+            throw CNXError("\(input): the model's input is fixed at \(h)x\(w); --size \(s[0]) cannot be recorded for it")
+        }
+        if case .strings(let names)? = recorded[MetadataKey.classNames] {
+            guard graph.outputs.count == 1, let shape = graph.outputs[0].shape, shape.count == 2, let classes = shape[1].value else {
+                throw CNXError("\(input): class names (--labels) are for a classifier; this model's outputs are \(graph.outputs.map(\.name).joined(separator: ", "))")
+            }
+            guard names.count == classes else {
+                throw CNXError("--labels: \(names.count) class names for a model with \(classes) classes")
+            }
+        }
+        for (k, v) in recorded { metadata[k] = v }
     }
 
     /// A concrete input shape for a graph input: symbolic batch 1, symbolic height and width 32
@@ -240,10 +376,10 @@ public enum Converter {
             if let c = a.classes { m[MetadataKey.classes] = .int(Int64(c)) }
             m[MetadataKey.stem] = .string(a.stem)
         }
+        // The size is recorded when the graph fixes it; for a dynamic one, only when the source or
+        // --size says it (224 would be a guess that `run` then reports as the file's).
         if let shape = inputs.first?.shape, shape.count == 4, let h = shape[2].value, let w = shape[3].value {
             m[MetadataKey.inputSize] = .ints([Int64(h), Int64(w)])
-        } else {
-            m[MetadataKey.inputSize] = .ints([224, 224])
         }
         return m
     }

@@ -26,6 +26,12 @@ public enum ModelLoader {
     public static func load(_ path: String) throws -> LoadedModel {
         var isDirectory: ObjCBool = false
         let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+        guard exists else {
+            let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+            if !FileManager.default.fileExists(atPath: folder) { throw CNXError("\(path): no such file (the folder \(folder) does not exist)") }
+            throw CNXError("\(path): no such file")
+        }
+        if !isDirectory.boolValue, access(path, R_OK) != 0 { throw CNXError("\(path): cannot read (\(String(cString: strerror(errno))))") }
         if exists && isDirectory.boolValue {
             let weights = try CheckpointReader.weightsFile(path)
             return try loadCheckpoint(path, kind: weights.hasSuffix(".safetensors") ? .safetensors : .pth)
@@ -49,6 +55,11 @@ public enum ModelLoader {
         }
         do {
             return LoadedModel(graph: try ONNXReader.load(path: path), metadata: [:], format: "onnx")
+        } catch let e as CNXError where lower.hasSuffix(".cnx") {
+            // Named .cnx but without its magic: say what it is not, rather than an ONNX parse error.
+            let what = head.isEmpty ? "an empty file" : head.allSatisfy({ $0 == 9 || $0 == 10 || $0 == 13 || (32..<127).contains($0) }) ? "a text file" : "a file"
+            _ = e
+            throw CNXError("\(path): \(what), not a .cnx model (no CNX magic at byte 0) nor an ONNX model")
         } catch let e as CNXError where !lower.hasSuffix(".onnx") {
             throw CNXError("\(e.message) (read as ONNX; this version reads .onnx, .cnx, .safetensors and PyTorch .pth files, and timm hub folders)")
         }

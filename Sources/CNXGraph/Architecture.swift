@@ -10,6 +10,11 @@ public struct Architecture: Equatable, Sendable {
     public var stem: String
     public var grn: Bool
 
+    public init(family: String, variant: String?, depths: [Int], dims: [Int], classes: Int?, stem: String, grn: Bool) {
+        (self.family, self.variant, self.depths, self.dims) = (family, variant, depths, dims)
+        (self.classes, self.stem, self.grn) = (classes, stem, grn)
+    }
+
     /// (name, depths, dims) of the published ConvNeXt variants.
     static let variants: [(String, [Int], [Int])] = [
         ("atto", [2, 2, 6, 2], [40, 80, 160, 320]),
@@ -56,7 +61,9 @@ public struct Architecture: Equatable, Sendable {
             }
         }
         var classes: Int?
-        if let out = graph.outputs.first?.shape?.last?.value { classes = out }
+        // Classes only for one output of shape [N, classes]: a backbone's feature maps (N x C x
+        // H x W, one per stage) have none.
+        if graph.outputs.count == 1, let shape = graph.outputs[0].shape, shape.count == 2, let out = shape[1].value { classes = out }
         let isotropic = dims.count == 1
         var family = grn ? "ConvNeXt V2" : "ConvNeXt"
         var variant: String?

@@ -34,6 +34,10 @@ public enum Quantizer {
         /// Samples for sensitivity and max-drop (the calibration samples when nil), and labels.
         public var validation: Tensor?
         public var labels: [Int]?
+        /// Told of each step of the sensitivity measurement and the --max-drop search (they can
+        /// take minutes): `(what, done, total)`; for the search, total is the layers that may
+        /// still be kept float32.
+        public var step: ((String, Int, Int) -> Void)?
         public init() {}
     }
 
@@ -106,11 +110,13 @@ public enum Quantizer {
             let samples = options.validation ?? firstSamples(calibration, count: 8, graph: graph)
             let reference = try predictBatches(model, samples)
             var scored: [(LayerKey, Double)] = []
-            for key in activations.keys.sorted() where !keep.contains(key) {
+            let candidates = activations.keys.sorted().filter { !keep.contains($0) }
+            for key in candidates {
                 var one = graph
                 try Int8Lowering.apply(&one, activations: activations, keepFloat: Set(activations.keys).subtracting([key]))
                 let y = try predictBatches(try Model(graph: one, threads: options.threads), samples)
                 scored.append((key, OutputError.sqnr(y, reference)))
+                options.step?(String(format: "sensitivity of %@: %.1f dB", names[key] ?? "?", scored.last!.1), scored.count, candidates.count)
             }
             scored.sort { $0.1 < $1.1 }
             sensitivity = scored.map { Sensitivity(layer: names[$0.0] ?? "node \($0.0.node) layer \($0.0.layer)", sqnr: $0.1) }
@@ -127,6 +133,9 @@ public enum Quantizer {
                     let int8Acc = options.labels.map { accuracyOf(top, $0) }
                     let drop = (floatAcc.map { f in (f - (int8Acc ?? 0)) * 100 }) ?? (100 - agree * 100)
                     accuracy = AccuracyCheck(floatAccuracy: floatAcc, int8Accuracy: int8Acc, agreement: agree, drop: drop)
+                    let kept = keep.subtracting(names.filter { $0.value == "stem" }.keys).count
+                    options.step?(String(format: "max-drop: %d layer%@ float32, drop %.2f points (%@ %g)", kept, kept == 1 ? "" : "s", drop,
+                                         drop > maxDrop ? "above" : "within", maxDrop), kept, scored.count)
                     guard drop > maxDrop, let next = order.popFirst() else { break }
                     keep.insert(next)
                 }

@@ -16,14 +16,7 @@ public enum Classification {
     /// - Throws: `CNXError` when the file cannot be read or its line count is not `classes`.
     public static func classNames(classes: Int, metadata: [String: MetadataValue], labelsFile: String?) throws -> [String] {
         if let labelsFile {
-            let text: String
-            do { text = try String(contentsOfFile: labelsFile, encoding: .utf8) } catch {
-                throw CNXError("\(labelsFile): cannot read (\(error.localizedDescription))")
-            }
-            var names = text.split(separator: "\n", omittingEmptySubsequences: false).map {
-                $0.trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
-            }
-            if names.last == "" { names.removeLast() }
+            let names = try readNames(labelsFile)
             guard names.count == classes else {
                 throw CNXError("\(labelsFile): \(names.count) names (one a line) for a model with \(classes) classes")
             }
@@ -32,6 +25,20 @@ public enum Classification {
         if let names = metadata[MetadataKey.classNames]?.stringsValue, names.count == classes { return names }
         if classes == imagenetClassNames.count { return imagenetClassNames }
         return (0..<classes).map(String.init)
+    }
+
+    /// Class names from a text file, one a line (a trailing empty line ignored).
+    public static func readNames(_ path: String) throws -> [String] {
+        guard FileManager.default.fileExists(atPath: path) else { throw CNXError("\(path): no such file") }
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw CNXError("\(path): not a UTF-8 text file of class names, one a line")
+        }
+        var names = text.split(separator: "\n", omittingEmptySubsequences: false).map {
+            $0.trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
+        }
+        if names.last == "" { names.removeLast() }
+        return names
     }
 
     /// Softmax of one row of logits, in Double.

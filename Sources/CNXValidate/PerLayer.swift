@@ -5,7 +5,7 @@ import Foundation
 /// One layer (stem, block, downsample or head) of a model compared with the same layer of its
 /// reference graph.
 public struct LayerComparison: Sendable {
-    /// "stem", "stage 1 block 2", "downsample 2", "head".
+    /// "stem", "stages.1.blocks.2", "stages.2.downsample", "head".
     public var name: String
     /// Shape of the layer's output.
     public var shape: [Int]
@@ -30,26 +30,11 @@ public enum PerLayer {
         graph.nodes.indices.filter { graph.nodes[$0].op.isFused && graph.nodes[$0].op != .linear && graph.nodes[$0].op != .grn }
     }
 
-    /// Names by position: "stem", "stage s block j", "downsample s", "head".
+    /// The layers' names, in the project's one vocabulary (`LayerNames`): "stem",
+    /// "stages.S.blocks.J", "stages.S.downsample", "head", as `--keep-float` takes them.
     public static func names(_ graph: Graph) -> [String] {
-        var stage = 0, block = 0
-        return layers(graph).map { i in
-            switch graph.nodes[i].op {
-            case .stem:
-                return "stem"
-            case .downsample:
-                stage += 1
-                block = 0
-                return "downsample \(stage)"
-            case .block:
-                block += 1
-                return "stage \(stage) block \(block - 1)"
-            case .head:
-                return "head"
-            default:
-                return graph.nodes[i].name
-            }
-        }
+        let named = LayerNames.fused(graph)
+        return layers(graph).map { named[$0] ?? graph.nodes[$0].name }
     }
 
     /// The outputs of every compared layer of `graph` on `input`, run on the reference executor.

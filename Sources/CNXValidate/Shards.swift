@@ -166,6 +166,9 @@ public struct ValidationPart {
                 ("summary", .string(p.summary)),
             ])))
         }
+        if let sources = r.preprocessingSources {
+            o.append(("preprocessing_sources", .object(sources.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })))
+        }
         if let outputs = r.outputs {
             o.append(("outputs", .array(outputs.map { out in
                 .object([("name", .string(out.name)), ("shape", .array(out.shape.map { .int($0) })), ("samples", .int(out.samples)),
@@ -233,6 +236,9 @@ public struct ValidationPart {
             labelSource: dataInfo["label_source"] as? String, classNames: (dataInfo["class_names"] as? [Any])?.map { "\($0)" },
             preprocessing: preprocessing, metrics: MetricsAccumulator(),
             modelSeconds: try reader.double(model, "seconds"), referenceSeconds: try reader.double(reference, "seconds"), perLayer: nil)
+        if let sources = o["preprocessing_sources"] as? [String: Any] {
+            result.preprocessingSources = sources.mapValues { "\($0)" }
+        }
         if let outputs = o["outputs"] as? [Any] {
             result.outputs = try outputs.map { item in
                 guard let d = item as? [String: Any] else { throw CNXError("\(path): an output entry is not an object") }

@@ -23,6 +23,9 @@ public struct ValidationResult: Sendable {
     /// `metrics` holds nothing: classification metrics are for single-output models. Nil for a
     /// single-output model.
     public var outputs: [OutputMetrics]? = nil
+    /// Where each preprocessing setting (size, crop_pct, interpolation, mean, std) came from:
+    /// a flag, a model file's metadata, or ImageNet's defaults. Nil for a `.npy` batch.
+    public var preprocessingSources: [String: String]? = nil
 
     public var samples: Int { outputs?.first?.samples ?? metrics.samples }
     /// Whether the models have several outputs, compared one by one.

@@ -1,6 +1,37 @@
 import Foundation
 
 extension ValidationResult {
+    /// The order preprocessing settings are reported in.
+    static let preprocessingSettings = ["size", "crop_pct", "interpolation", "mean", "std"]
+
+    /// `size from m.cnx metadata; mean, std from ImageNet's defaults`.
+    var preprocessingOrigin: String? {
+        guard let sources = preprocessingSources else { return nil }
+        var groups: [(source: String, settings: [String])] = []
+        for setting in Self.preprocessingSettings {
+            guard let source = sources[setting] else { continue }
+            if let i = groups.firstIndex(where: { $0.source == source }) { groups[i].settings.append(setting) } else { groups.append((source, [setting])) }
+        }
+        return groups.map { "\($0.settings.joined(separator: ", ")) from \($0.source)" }.joined(separator: "; ")
+    }
+
+    /// The `preprocessing` entry of the JSON report: the transform applied to images and where
+    /// each setting came from, or that the data was a preprocessed `.npy` batch.
+    var preprocessingJSON: JSON {
+        guard let p = preprocessing else {
+            return .object([("applied", .bool(false)), ("note", .string("the data is a preprocessed .npy batch"))])
+        }
+        func decimal(_ v: Float) -> JSON { .number(Double(String(v)) ?? Double(v)) }
+        var o: [(String, JSON)] = [
+            ("applied", .bool(true)), ("height", .int(p.height)), ("width", .int(p.width)), ("crop_pct", .number(p.cropPct)),
+            ("interpolation", .string(p.interpolation.rawValue)), ("mean", .array(p.mean.map(decimal))), ("std", .array(p.std.map(decimal))),
+        ]
+        if let sources = preprocessingSources {
+            o.append(("source", .object(Self.preprocessingSettings.compactMap { k in sources[k].map { (k, .string($0)) } })))
+        }
+        return .object(o)
+    }
+
     /// The name of class `id`: the folder name for an image folder, else the number.
     func className(_ id: Int) -> String {
         if let names = classNames, id < names.count { return names[id] }
@@ -25,6 +56,7 @@ extension ValidationResult {
             ("samples", .int(samples)),
             ("classes", .int(m.classes)),
             ("data", .string(dataPath)),
+            ("preprocessing", preprocessingJSON),
         ]
         if m.hasLabels {
             o += [
@@ -72,7 +104,7 @@ extension ValidationResult {
         var data = "data:       \(dataPath): \(samples) samples of \(sampleShape.map(String.init).joined(separator: "x")), \(m.classes) classes"
         if let labelSource { data += ", labels from \(labelSource)" }
         lines.append(data)
-        if let p = preprocessing { lines.append("transform:  \(p.summary)") }
+        if let p = preprocessing { lines.append("transform:  \(p.summary)" + (preprocessingOrigin.map { " (\($0))" } ?? "")) }
         lines.append("")
         let w0 = 18, w1 = 16
         func row(_ a: String, _ b: String, _ c: String) -> String {
@@ -161,6 +193,7 @@ extension ValidationResult {
         var o: [(String, JSON)] = [
             ("samples", .int(samples)),
             ("data", .string(dataPath)),
+            ("preprocessing", preprocessingJSON),
             ("outputs", .object(outputs.map { out in
                 (out.name, .object([("shape", .array(out.shape.map { .int($0) })), ("mean_cosine", .number(out.meanCosine)),
                                     ("sqnr_db", .number(out.sqnrDB)), ("max_abs_diff", .number(Double(out.maxAbsDiff)))]))
@@ -184,7 +217,7 @@ extension ValidationResult {
         lines.append("reference:  \(referencePath) (\(referenceRuntime))")
         lines.append("data:       \(dataPath): \(samples) samples of \(sampleShape.map(String.init).joined(separator: "x")), "
                      + "\(outputs.count) outputs compared by name")
-        if let p = preprocessing { lines.append("transform:  \(p.summary)") }
+        if let p = preprocessing { lines.append("transform:  \(p.summary)" + (preprocessingOrigin.map { " (\($0))" } ?? "")) }
         lines.append("")
         lines.append(pad("", 18) + pad("model", 16) + "reference")
         lines.append(pad("throughput", 18) + pad(rate(modelThroughput), 16) + rate(referenceThroughput))

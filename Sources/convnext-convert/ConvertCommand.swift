@@ -9,11 +9,16 @@ struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Optimise a model (fold LayerNorm, GELU, layer scale; fuse blocks) and write a .cnx file.",
         discussion: """
-        The optimised graph is checked against the original on a random input before anything is
-        written; the output file appears whole or not at all.
+        The written file is run against the original on a random input (a backbone's stage \
+        outputs against the original's tensors there) before it is put in place: it appears \
+        whole or not at all. The output may not be a file the command reads, and an existing \
+        file is replaced only by a .cnx over a .cnx (--force allows any other).
+
+          convnext-convert model.onnx model.cnx --mean 0.5 --std 0.5 --labels names.txt
+          convnext-convert classifier.onnx backbone.cnx --features 1,2,3
         """)
 
-    @Argument(help: "The model to convert (.onnx).")
+    @Argument(help: "The model to convert: .onnx, .safetensors, .pth/.pt/.bin, a timm hub folder, or a .cnx.")
     var input: String
 
     @Argument(help: "The .cnx file to write.")
@@ -25,7 +30,7 @@ struct Convert: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Print what each pass did.")
     var verbose = false
 
-    @Option(name: .long, help: "Print the graph after the named pass (fold-constants, fold-layernorm, fold-gelu, fold-grn, fold-linear, eliminate-transposes, fold-layernorm-affine, fold-layer-scale, fuse-stem, fuse-downsample, fuse-blocks, fuse-head).")
+    @Option(name: .long, help: ArgumentHelp("Print the graph after the named pass (fold-constants, fold-layernorm, fold-gelu, fold-grn, fold-linear, eliminate-transposes, fold-layernorm-affine, fold-layer-scale, fuse-stem, fuse-downsample, fuse-blocks, fuse-head).", valueName: "PASS"))
     var dumpAfter: String?
 
     @Flag(name: .long, help: "Also quantize to int8 (needs --calibration); the same as `quantize --int8`.")
@@ -38,6 +43,12 @@ struct Convert: ParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("Backbone mode: drop the head and output these stages' feature maps (N x C x H x W), named stage0...stage3.", valueName: "0,1,2,3"))
     var features: String?
+
+    @OptionGroup(title: "Preprocessing to record in the .cnx (run, validate and calibration use it)")
+    var record: PreprocessOptions
+
+    @Flag(name: .long, help: "Write over an existing file that is not a .cnx, or to a name not ending in .cnx (never over a file the command reads).")
+    var force = false
 
     /// The stage list of `--features`, as `0,1,2,3` or `[0,1,2,3]`.
     var featureStages: [Int]? {
@@ -54,23 +65,39 @@ struct Convert: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try OutputGuard.check(output: output, kind: .cnx, reads: [ReadFile(input, role: "the input model")] + quantization.reads, force: force)
             var options = Converter.Options()
             options.features = try featureStages
-            if int8 { options.int8 = try quantization.settings(threads: threads, model: input) }
+            options.reads = quantization.reads
+            options.force = force
+            options.recorded = try record.metadata(classNamesFile: quantization.classNamesFile)
+            if int8 { options.int8 = try quantization.settings(threads: threads, model: input, recorded: options.recorded) }
             options.verify = !noVerify
             options.verbose = verbose
             options.dumpAfter = dumpAfter
+            let line = StageLine()
+            options.stage = line.callback
+            defer { line.clear() }
             let r = try Converter.convert(input: input, output: output, options: options)
+            line.clear()
+            if int8 { printInt8Report(r, output: output); return }
             if let a = r.architecture {
-                print("model:     \(a.family) \(a.variant ?? "(custom)"), depths \(a.depths), dims \(a.dims), \(a.classes.map { "\($0) classes" } ?? "")")
+                print("model:     \(a.family) \(a.variant ?? "(custom)"), depths \(a.depths), dims \(a.dims)")
             } else {
                 print("model:     not recognised as ConvNeXt; converted as a generic graph")
             }
-            let applied = r.steps.filter { $0.rewrites > 0 }.map { "\($0.pass) (\($0.rewrites))" }
-            print("passes:    \(applied.joined(separator: ", "))")
+            print("outputs:   \(describeOutputs(r))")
+            var applied = r.steps.filter { $0.rewrites > 0 && !(r.features != nil && $0.pass == "fuse-head") }.map { "\($0.pass) (\($0.rewrites))" }
+            if r.features != nil { applied.append("extract-features") }
+            print("passes:    \(applied.isEmpty ? "none changed the graph" : applied.joined(separator: ", "))")
             print("graph:     \(r.nodesBefore) nodes -> \(r.nodesAfter)")
-            if let e = r.verificationError { print(String(format: "verified:  relative error %.2e against the original on a random input", e)) }
-            if int8 { printInt8Report(r, output: output); return }
+            if let e = r.verificationError {
+                print(String(format: "verified:  relative error %.2e against %@", e, r.verifiedAgainst ?? "the original"))
+            } else {
+                print("verified:  no (--no-verify)")
+            }
+            let recorded = options.recorded.keys.sorted()
+            if !recorded.isEmpty { print("recorded:  \(recorded.joined(separator: ", "))") }
             print(String(format: "wrote:     %@ (%.1f MB) in %.2f s", output, Double(r.outputBytes) / 1e6, r.seconds))
         }
     }

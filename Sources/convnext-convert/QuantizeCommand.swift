@@ -8,40 +8,49 @@ import Foundation
 
 /// Options shared by `quantize` and `convert --int8`.
 struct Int8Options: ParsableArguments {
-    @Option(name: .long, help: "Calibration data: a float32 .npy batch N x 3 x H x W, preprocessed as the model expects, or a folder of JPEG/PNG images (preprocessed as the model's metadata says, else ImageNet's; at most 1024 are used).")
+    @Option(name: .long, help: ArgumentHelp("Calibration data: a float32 .npy batch N x 3 x H x W, preprocessed as the model expects, or a folder of JPEG/PNG images (preprocessed as --size/--mean/... or the model's metadata say, else as ImageNet's; at most 1024 are used).", valueName: "DATA"))
     var calibration: String?
 
-    @Option(name: .long, help: "How activation ranges are chosen: minmax, percentile (default) or entropy.")
+    @Option(name: .long, help: "How activation ranges are chosen: minmax, percentile or entropy.")
     var method: String = CalibrationMethod.percentile.rawValue
 
-    @Option(name: .long, help: "Percentile for --method percentile (default 99.99).")
+    @Option(name: .long, help: "Percentile for --method percentile.")
     var percentile: Double = 99.99
 
-    @Option(name: .long, parsing: .upToNextOption, help: "Layers to keep in float32, e.g. stages.2.blocks.0.pw2 or stages.2.blocks.0 (both layers).")
+    @Option(name: .long, parsing: .upToNextOption, help: ArgumentHelp("Layers to keep in float32, named as inspect, --sensitivity and validate --per-layer name them: stages.2.blocks.0.pw2, stages.2.blocks.0 (both its layers), stages.1.downsample, head.", valueName: "LAYER"))
     var keepFloat: [String] = []
 
     @Flag(name: .long, help: "Print, worst first, the output SQNR when each layer alone is int8.")
     var sensitivity = false
 
-    @Option(name: .long, help: "Keep the most sensitive layers float32 until top-1 agreement with float32 (accuracy, with --labels) is within X percentage points.")
+    @Option(name: .long, help: ArgumentHelp("Keep the most sensitive layers float32 until top-1 agreement with float32 (accuracy, with --labels) is within X percentage points.", valueName: "X"))
     var maxDrop: Double?
 
-    @Option(name: .long, help: "Validation data for --sensitivity and --max-drop: a float32 .npy batch (default: calibration samples).")
+    @Option(name: .long, help: ArgumentHelp("Validation data for --sensitivity and --max-drop: a float32 .npy batch (default: the first calibration samples).", valueName: "DATA"))
     var validation: String?
 
-    @Option(name: .long, help: "Labels of the validation samples: a .npy of integer class ids.")
+    @Option(name: .long, help: ArgumentHelp("Class names, one a line, recorded in the .cnx; or, a .npy, the class ids of the --validation samples.", valueName: "FILE"))
     var labels: String?
+
+    func validate() throws {
+        guard CalibrationMethod(rawValue: method) != nil else {
+            throw ValidationError("--method must be one of \(CalibrationMethod.allCases.map(\.rawValue).joined(separator: ", ")), not '\(method)'")
+        }
+        guard percentile > 0 && percentile <= 100 else { throw ValidationError("--percentile must be in (0, 100]") }
+        if let maxDrop, !(maxDrop >= 0 && maxDrop <= 100) { throw ValidationError("--max-drop must be between 0 and 100") }
+        if validationLabels != nil && validation == nil { throw ValidationError("--labels IDS.npy goes with --validation DATA") }
+    }
 
     /// Calibration samples from a `.npy` batch, or from a folder of images preprocessed as the
     /// model's metadata says (ImageNet's settings otherwise, at the model's input size).
-    func samples(model: String?) throws -> Tensor {
+    func samples(model: String?, recorded: [String: MetadataValue] = [:]) throws -> Tensor {
         guard let calibration else { throw ValidationError("--int8 needs --calibration DATA (a .npy batch, or a folder of images)") }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: calibration, isDirectory: &isDirectory), isDirectory.boolValue, let model else {
             return try NPY.read(path: calibration)
         }
         let loaded = try ModelLoader.load(model)
-        var preprocessing = Preprocessing.imagenet.updated(metadata: loaded.metadata)
+        var preprocessing = Preprocessing.imagenet.updated(metadata: loaded.metadata).updated(metadata: recorded)
         if let shape = loaded.graph.inputs.first?.shape, shape.count == 4, let h = shape[2].value, let w = shape[3].value {
             (preprocessing.height, preprocessing.width) = (h, w)
         }
@@ -51,11 +60,11 @@ struct Int8Options: ParsableArguments {
         return try data.batch(0..<n)
     }
 
-    func settings(threads: Int?, model: String? = nil) throws -> (calibration: Tensor, options: Quantizer.Options) {
+    func settings(threads: Int?, model: String? = nil, recorded: [String: MetadataValue] = [:]) throws -> (calibration: Tensor, options: Quantizer.Options) {
         guard let m = CalibrationMethod(rawValue: method) else {
             throw ValidationError("--method must be one of \(CalibrationMethod.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        let samples = try self.samples(model: model)
+        let samples = try self.samples(model: model, recorded: recorded)
         let calibration = self.calibration ?? ""
         guard samples.dtype == .float32, samples.shape.count == 4 else {
             throw CNXError("\(calibration): calibration data must be float32 N x 3 x H x W, got \(samples.dtype.name) \(samples.shape)")
@@ -72,13 +81,31 @@ struct Int8Options: ParsableArguments {
             guard v.dtype == .float32, v.shape.count == 4 else { throw CNXError("\(validation): validation data must be float32 N x 3 x H x W") }
             options.validation = v
         }
-        if let labels {
+        if let labels = validationLabels {
             let l = try NPY.read(path: labels)
             guard l.dtype == .int64 else { throw CNXError("\(labels): labels must be integer class ids") }
             options.labels = l.int64s.map { Int($0) }
         }
-        if maxDrop != nil && validation == nil && labels != nil {
-            throw ValidationError("--labels goes with --validation DATA")
+        if let maxDrop {
+            // One sample of the data the search measures on is worth 100 / n points: a finer
+            // budget can only be met by a drop of zero.
+            let n = options.validation?.shape.first ?? min(8, samples.shape[0])
+            let step = 100 / Double(max(n, 1))
+            if maxDrop > 0 && maxDrop < step {
+                note(String(format: "note: --max-drop %g is finer than one sample of the %d %@ (%.2f points each): it asks for no drop at all", maxDrop, n,
+                            validation == nil ? "calibration samples it measures on (give --validation DATA)" : "validation samples", step))
+            }
+        }
+        if sensitivity || maxDrop != nil {
+            let tty = isatty(2) != 0
+            options.step = { what, done, total in
+                if what.hasPrefix("max-drop") {
+                    FileHandle.standardError.write(Data(((tty ? "\r\u{1B}[K" : "") + what + "\n").utf8))
+                } else if tty {
+                    FileHandle.standardError.write(Data("\r\u{1B}[Kmeasuring sensitivity \(done)/\(total): \(what)\(done == total ? "\n" : "")".utf8))
+                }
+            }
+            if !tty { note("measuring the sensitivity of each layer (one run of the model per layer)...") }
         }
         if isatty(2) != 0 {
             options.progress = { done, total in
@@ -94,16 +121,22 @@ struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Quantize a model to int8 (weights per channel, activations calibrated) and write a .cnx.",
         discussion: """
-        IN may be an .onnx or a float32 .cnx. The pointwise layers of every block become int8
-        (u8 activations x s8 weights, the form VNNI dot products take); LayerNorm, GELU, GRN, the
-        depthwise convolutions and the residual stream stay float32.
-          convnext-convert quantize --int8 model.onnx model.int8.cnx --calibration calib.npy
+        IN is any model the tool reads (.onnx, a PyTorch checkpoint, a float32 .cnx). The \
+        pointwise layers of every block, the downsample layers and the head become int8 (u8 \
+        activations x s8 weights, the form VNNI dot products take); LayerNorm, GELU, GRN, the \
+        depthwise convolutions, the residual stream and the stem stay float32. Layers are named \
+        as inspect, --sensitivity and validate --per-layer name them: stem, \
+        stages.S.downsample, stages.S.blocks.J (.pw1, .pw2), head.
+
+          convnext-convert quantize --int8 m.onnx m.int8.cnx --calibration calib.npy
+          convnext-convert quantize --int8 m.onnx m.int8.cnx --calibration images/ \\
+              --sensitivity --json
         """)
 
     @Flag(name: .long, help: "Quantize to int8 (the only scheme so far; required).")
     var int8 = false
 
-    @Argument(help: "The model to quantize (.onnx or float32 .cnx).")
+    @Argument(help: "The model to quantize (.onnx, .safetensors, .pth, a timm hub folder, or a float32 .cnx).")
     var input: String
 
     @Argument(help: "The .cnx file to write.")
@@ -111,14 +144,24 @@ struct Quantize: ParsableCommand {
 
     @OptionGroup var quantization: Int8Options
 
+    @OptionGroup(title: "Preprocessing to record in the .cnx (also used for calibration images)")
+    var record: PreprocessOptions
+
     @Option(name: .long, help: "Threads (default: all cores).")
     var threads: Int?
 
     @Option(name: .long, help: "With --sensitivity (or --max-drop): also write the per-layer sensitivity as a self-contained HTML page to this file.")
     var report: String?
 
+    @Flag(name: .long, help: "Print one JSON object (the report, with the sensitivity of each layer) instead of text.")
+    var json = false
+
+    @Flag(name: .long, help: "Write over an existing file that is not a .cnx, or to a name not ending in .cnx (never over a file the command reads).")
+    var force = false
+
     func validate() throws {
         guard int8 else { throw ValidationError("say --int8: it is the only quantization this version offers") }
+        guard quantization.calibration != nil else { throw ValidationError("--int8 needs --calibration DATA (a .npy batch, or a folder of images)") }
         if report != nil && !quantization.sensitivity && quantization.maxDrop == nil {
             throw ValidationError("--report draws the per-layer sensitivity: add --sensitivity")
         }
@@ -126,11 +169,23 @@ struct Quantize: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            if let report { try checkReportPath(report) }
+            let reads = [ReadFile(input, role: "the input model")] + quantization.reads
+            try OutputGuard.check(output: output, kind: .cnx, reads: reads, force: force)
+            if let report {
+                try checkReportPath(report)
+                try OutputGuard.check(output: report, kind: .html, reads: reads + [ReadFile(output, role: "the output model")], force: force)
+            }
             var options = Converter.Options()
-            options.int8 = try quantization.settings(threads: threads, model: input)
+            options.recorded = try record.metadata(classNamesFile: quantization.classNamesFile)
+            options.int8 = try quantization.settings(threads: threads, model: input, recorded: options.recorded)
+            options.reads = quantization.reads
+            options.force = force
+            let line = StageLine()
+            options.stage = line.callback
+            defer { line.clear() }
             let r = try Converter.convert(input: input, output: output, options: options)
-            printInt8Report(r, output: output)
+            line.clear()
+            if json { print(int8JSON(r, output: output)) } else { printInt8Report(r, output: output) }
             if let report, let settings = options.int8 { try writeSensitivityReport(report, r, settings) }
         }
     }
@@ -162,7 +217,8 @@ extension Quantize {
 func printInt8Report(_ r: Converter.Report, output: String) {
     if !r.sensitivity.isEmpty {
         print("sensitivity (output SQNR with only this layer int8, worst first):")
-        for s in r.sensitivity { print(String(format: "  %-28@ %6.1f dB", s.layer as NSString, s.sqnr)) }
+        let width = max(28, (r.sensitivity.map(\.layer.count).max() ?? 0) + 2)
+        for s in r.sensitivity { print("  " + s.layer.padding(toLength: width, withPad: " ", startingAt: 0) + String(format: "%6.1f dB", s.sqnr)) }
     }
     if let a = r.accuracy {
         if let f = a.floatAccuracy, let q = a.int8Accuracy {
@@ -172,8 +228,49 @@ func printInt8Report(_ r: Converter.Report, output: String) {
         }
     }
     if let a = r.architecture { print("model:     \(a.family) \(a.variant ?? "(custom)"), depths \(a.depths), dims \(a.dims)") }
+    print("outputs:   \(describeOutputs(r))")
+    print("passes:    \(r.passes.joined(separator: ", "))")
+    if let e = r.verificationError {
+        print(String(format: "verified:  float32 graph, relative error %.2e against %@", e, r.verifiedAgainst ?? "the original"))
+    } else {
+        print("verified:  no (--no-verify)")
+    }
     if let s = r.quantizeSeconds { print(String(format: "quantized: in %.2f s", s)) }
     if let q = r.int8SQNR { print(String(format: "int8:      output SQNR %.1f dB against float32 on calibration samples", q)) }
-    print("float32:   \(r.keptFloat.isEmpty ? "no pointwise layer kept in float32" : r.keptFloat.joined(separator: ", "))")
+    print("float32:   \(r.keptFloat.isEmpty ? "no layer kept in float32" : r.keptFloat.joined(separator: ", "))")
     print(String(format: "wrote:     %@ (%.1f MB) in %.2f s", output, Double(r.outputBytes) / 1e6, r.seconds))
+}
+
+/// What a conversion wrote, for the report: `logits [N, 10] (10 classes)`, or a backbone's
+/// `stage1 [N, 16, H/8, W/8], ... (stages 1, 2; no classifier)`.
+func describeOutputs(_ r: Converter.Report) -> String {
+    let list = r.outputs.map { o in "\(o.name) \(o.shape.map { "[" + $0.map(\.description).joined(separator: ", ") + "]" } ?? "[?]")" }
+        .joined(separator: ", ")
+    if let f = r.features { return "\(list) (backbone: stages \(f.map(String.init).joined(separator: ", ")); no classifier)" }
+    if let c = r.classes { return "\(list) (\(c) classes)" }
+    return list
+}
+
+/// The int8 report as one JSON object.
+func int8JSON(_ r: Converter.Report, output: String) -> String {
+    var o: [(String, JSON)] = [("output", .string(output)), ("bytes", .int(r.outputBytes)), ("seconds", .number(r.seconds))]
+    if let a = r.architecture {
+        o.append(("model", .object([("family", .string(a.family)), ("variant", a.variant.map { .string($0) } ?? .null),
+                                    ("depths", .array(a.depths.map { .int($0) })), ("dims", .array(a.dims.map { .int($0) })),
+                                    ("classes", r.classes.map { .int($0) } ?? .null)])))
+    }
+    o.append(("outputs", .array(r.outputs.map { .string($0.name) })))
+    o.append(("features", r.features.map { .array($0.map { .int($0) }) } ?? .null))
+    o.append(("passes", .array(r.passes.map { .string($0) })))
+    o.append(("verification_error", r.verificationError.map { .number(Double($0)) } ?? .null))
+    o.append(("int8_sqnr_db", r.int8SQNR.map { .number($0) } ?? .null))
+    o.append(("float_layers", .array(r.keptFloat.map { .string($0) })))
+    o.append(("int8_layers", .array((r.metadata["quantization.int8_layers"]?.stringsValue ?? []).map { .string($0) })))
+    o.append(("sensitivity", .array(r.sensitivity.map { .object([("layer", .string($0.layer)), ("sqnr_db", .number($0.sqnr))]) })))
+    if let a = r.accuracy {
+        o.append(("accuracy", .object([("float32", a.floatAccuracy.map { .number($0) } ?? .null),
+                                       ("int8", a.int8Accuracy.map { .number($0) } ?? .null),
+                                       ("top1_agreement", .number(a.agreement)), ("drop_points", .number(a.drop))])))
+    }
+    return JSON.object(o).text
 }

@@ -2,10 +2,61 @@ import CNXConvert
 import CNXFormat
 import CNXGraph
 import CNXQuantize
+import CNXValidate
 import Foundation
 
-/// Text that `inspect` prints.
+/// What `inspect` prints, as text or as one JSON object.
 enum Report {
+    /// One fused layer of a `.cnx`: its name in the project's vocabulary, its op, the weight
+    /// tensors it reads (their names are the source's), and the precision of each GEMM in it.
+    struct Layer {
+        var name: String
+        var op: String
+        var weights: [String]
+        var gemms: [(name: String, detail: String, int8: Bool)]
+    }
+
+    static func layers(_ graph: Graph) -> [Layer] {
+        let fused = LayerNames.fused(graph)
+        let gemms = Int8Lowering.layerNames(graph)
+        return fused.keys.sorted().map { i in
+            let node = graph.nodes[i]
+            let weights = node.inputs.filter { graph.initializers[$0] != nil }
+            let mine = gemms.keys.filter { $0.node == i }.sorted()
+            return Layer(name: fused[i]!, op: node.op.rawValue, weights: weights, gemms: mine.map { key in
+                let name = gemms[key]!
+                guard let scale = node.float("a\(key.layer)_scale"), let zero = node.int("a\(key.layer)_zero"),
+                      case .tensor(let w)? = node.attributes["w\(key.layer)_scales"] else { return (name, "float32", false) }
+                let ws = w.floats
+                return (name, String(format: "int8, input scale %.5g zero %d, weight scales %.3g...%.3g (%d channels)",
+                                     scale, zero, ws.min() ?? 0, ws.max() ?? 0, ws.count), true)
+            })
+        }
+    }
+
+    /// `stem, stages.0.blocks.0...2, stages.1.downsample, ..., head`: the names a model of this
+    /// architecture gets once converted.
+    static func expectedLayers(_ a: Architecture, head: Bool) -> String {
+        var parts = ["stem"]
+        for (s, d) in a.depths.enumerated() {
+            if s > 0 { parts.append("stages.\(s).downsample") }
+            parts.append(d == 1 ? "stages.\(s).blocks.0" : "stages.\(s).blocks.0...\(d - 1)")
+        }
+        if head { parts.append("head") }
+        return parts.joined(separator: ", ")
+    }
+
+    static func classesText(_ graph: Graph, _ a: Architecture) -> String {
+        if let c = a.classes { return String(c) }
+        if graph.outputs.count > 1 || (graph.outputs.first?.shape?.count ?? 0) == 4 {
+            return "none (a backbone: \(graph.outputs.count) feature map\(graph.outputs.count == 1 ? "" : "s"))"
+        }
+        return "?"
+    }
+
+    static let tool = "convnext-convert \(converterVersion)"
+    static let vocabulary = "the names --keep-float, quantize --sensitivity and validate --per-layer use"
+
     static func inspect(_ loaded: LoadedModel, path: String) -> String {
         let graph = loaded.graph
         var lines: [String] = []
@@ -15,6 +66,7 @@ enum Report {
             lines.append("format:     cnx")
             let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
             lines.append("size:       \(bytes(size))")
+            lines.append("read by:    \(tool)")
             lines.append("metadata:")
             for (k, v) in loaded.metadata.sorted(by: { $0.key < $1.key }) { lines.append("  \(k) = \(show(v))") }
             let p = graph.parameterCount
@@ -25,31 +77,33 @@ enum Report {
             for v in graph.outputs { lines.append("  \(v.name): \(v.dtype.name) \(v.shape.map(describe) ?? "[?]")") }
             lines.append("operators (\(graph.nodes.count) nodes):")
             for (op, count) in graph.opHistogram { lines.append("  \(op.rawValue.padding(toLength: 20, withPad: " ", startingAt: 0)) \(count)") }
-            let names = Int8Lowering.layerNames(graph)
-            let quantized = names.keys.sorted().filter { graph.nodes[$0.node].attributes["a\($0.layer)_scale"] != nil }
-            if !quantized.isEmpty {
-                lines.append("pointwise layers (\(names.count), \(quantized.count) int8):")
-                for key in names.keys.sorted() {
-                    let node = graph.nodes[key.node]
-                    guard let scale = node.float("a\(key.layer)_scale"), let zero = node.int("a\(key.layer)_zero"),
-                          case .tensor(let w)? = node.attributes["w\(key.layer)_scales"] else {
-                        lines.append("  \(names[key]!): float32")
-                        continue
-                    }
-                    let ws = w.floats
-                    lines.append(String(format: "  %@: int8, input scale %.5g zero %d, weight scales %.3g...%.3g (%d channels)",
-                                        names[key]!, scale, zero, ws.min() ?? 0, ws.max() ?? 0, ws.count))
+            let all = layers(graph)
+            if !all.isEmpty {
+                let gemms = all.flatMap(\.gemms), int8 = gemms.filter(\.int8).count
+                lines.append("layers (\(all.count), \(vocabulary); \(int8) of \(gemms.count) GEMM layers int8):")
+                for l in all {
+                    lines.append("  \(l.name.padding(toLength: 22, withPad: " ", startingAt: 0)) \(l.op.padding(toLength: 16, withPad: " ", startingAt: 0)) \(l.weights.count) tensors")
+                    if int8 > 0 { for g in l.gemms { lines.append("    \(g.name): \(g.detail)") } }
                 }
             }
-            lines.append("tensors (\(graph.initializers.count)):")
+            var owner: [String: String] = [:]
+            for l in all { for w in l.weights where owner[w] == nil { owner[w] = l.name } }
+            lines.append("tensors (\(graph.initializers.count), each with the layer that reads it):")
             for (name, t) in graph.initializers.sorted(by: { $0.key < $1.key }) {
-                lines.append("  \(name): \(t.dtype.name) \(t.shape) (\(bytes(t.byteCount)))")
+                lines.append("  \(name): \(t.dtype.name) \(t.shape) (\(bytes(t.byteCount)))" + (owner[name].map { "  [\($0)]" } ?? ""))
             }
             return lines.joined(separator: "\n")
         }
-        lines.append("format:     \(m["format"] ?? "?")" + (m["external_data"].map { " (external data: \($0))" } ?? ""))
-        lines.append("producer:   \(m["producer"] ?? "?") \(m["producer_version"] ?? "")")
-        lines.append("opset:      \(m["opset"] ?? "?") (IR version \(m["ir_version"] ?? "?"))")
+        lines.append("format:     \(m["format"] ?? loaded.format)" + (m["external_data"].map { " (external data: \($0))" } ?? ""))
+        if m["producer"] != nil || loaded.format == "onnx" {
+            lines.append("producer:   \(m["producer"] ?? "?") \(m["producer_version"] ?? "")")
+            lines.append("opset:      \(m["opset"] ?? "?") (IR version \(m["ir_version"] ?? "?"))")
+        }
+        lines.append("read by:    \(tool)")
+        if !loaded.metadata.isEmpty {
+            lines.append("metadata:")
+            for (k, v) in loaded.metadata.sorted(by: { $0.key < $1.key }) { lines.append("  \(k) = \(show(v))") }
+        }
         let p = graph.parameterCount
         lines.append("parameters: \(grouped(p.elements)) (\(bytes(p.bytes)))")
         lines.append("inputs:")
@@ -64,12 +118,61 @@ enum Report {
             lines.append("  variant:  \(a.variant ?? "none of the published ones")")
             lines.append("  depths:   \(a.depths.map(String.init).joined(separator: ", "))")
             lines.append("  dims:     \(a.dims.map(String.init).joined(separator: ", "))")
-            lines.append("  classes:  \(a.classes.map(String.init) ?? "?")")
+            lines.append("  classes:  \(classesText(graph, a))")
             lines.append("  stem:     \(a.stem)")
+            lines.append("  layers:   \(expectedLayers(a, head: a.classes != nil)) (once converted; \(vocabulary))")
         } else {
             lines.append("architecture: not recognised as ConvNeXt (no depthwise 7x7 blocks)")
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// The same as one JSON object.
+    static func inspectJSON(_ loaded: LoadedModel, path: String) -> String {
+        let graph = loaded.graph
+        func values(_ list: [ValueInfo]) -> JSON {
+            .array(list.map { v in .object([("name", .string(v.name)), ("dtype", .string(v.dtype.name)),
+                                            ("shape", v.shape.map { .array($0.map { d in d.value.map { .int($0) } ?? .string(d.description) }) } ?? .null)]) })
+        }
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        let p = graph.parameterCount
+        var o: [(String, JSON)] = [("file", .string(path)), ("format", .string(loaded.format)), ("bytes", .int(size)), ("read_by", .string(tool))]
+        if loaded.format == "onnx" {
+            o.append(("onnx", .object(graph.metadata.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })))
+        }
+        o.append(("metadata", .object(loaded.metadata.sorted { $0.key < $1.key }.map { ($0.key, json($0.value)) })))
+        o += [("parameters", .int(p.elements)), ("parameter_bytes", .int(p.bytes)),
+              ("inputs", values(graph.inputs)), ("outputs", values(graph.outputs)),
+              ("operators", .object(graph.opHistogram.map { ($0.0.rawValue, .int($0.1)) }))]
+        if let a = Architecture.recognise(graph) {
+            o.append(("architecture", .object([("family", .string(a.family)), ("variant", a.variant.map { .string($0) } ?? .null),
+                                               ("depths", .array(a.depths.map { .int($0) })), ("dims", .array(a.dims.map { .int($0) })),
+                                               ("classes", a.classes.map { .int($0) } ?? .null), ("stem", .string(a.stem))])))
+        } else if loaded.format != "cnx" {
+            o.append(("architecture", .null))
+        }
+        if loaded.format == "cnx" {
+            o.append(("layers", .array(layers(graph).map { l in
+                .object([("name", .string(l.name)), ("op", .string(l.op)), ("weights", .array(l.weights.map { .string($0) })),
+                         ("gemms", .array(l.gemms.map { .object([("name", .string($0.name)), ("precision", .string($0.int8 ? "int8" : "float32"))]) }))])
+            })))
+        } else if let a = Architecture.recognise(graph) {
+            o.append(("layers", .array(LayerNames.expected(depths: a.depths, head: a.classes != nil).map { .string($0) })))
+        }
+        return JSON.object(o).text
+    }
+
+    static func json(_ v: MetadataValue) -> JSON {
+        switch v {
+        case .string(let s): return .string(s)
+        case .int(let i): return .int(Int(i))
+        case .float(let f): return .number(Double(String(f)) ?? Double(f))
+        case .double(let d): return .number(d)
+        case .bool(let b): return .bool(b)
+        case .ints(let a): return .array(a.map { .int(Int($0)) })
+        case .floats(let a): return .array(a.map { .number(Double(String($0)) ?? Double($0)) })
+        case .strings(let a): return .array(a.map { .string($0) })
+        }
     }
 
     static func show(_ v: MetadataValue) -> String {

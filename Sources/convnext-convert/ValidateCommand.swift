@@ -7,21 +7,23 @@ import CNXRuntime
 import CNXValidate
 import Foundation
 
-/// How images become inputs, overriding what the model says (shared by `validate` and `run`).
+/// How images become inputs: over what the model records for `validate` and `run` (each
+/// setting defaults to the model's, else ImageNet's: 224, 0.875, bicubic, ImageNet's mean and
+/// std), recorded in the `.cnx` by `convert` and `quantize`. The option group's title says which.
 struct PreprocessOptions: ParsableArguments {
-    @Option(name: .long, help: "Image input size, square (default: the model's, else 224).")
+    @Option(name: .long, help: "Image input size (square).")
     var size: Int?
 
-    @Option(name: .customLong("crop-pct"), help: "Resize the shorter side to floor(size / crop-pct) before the centre crop (default: the model's, else 0.875).")
+    @Option(name: .customLong("crop-pct"), help: "Resize the shorter side to floor(size / crop-pct) before the centre crop.")
     var cropPct: Double?
 
-    @Option(name: .long, help: "Resize filter: bilinear or bicubic (default: the model's, else bicubic).")
+    @Option(name: .long, help: "Resize filter: bilinear or bicubic.")
     var interpolation: String?
 
-    @Option(name: .long, help: "Per-channel mean, as a,b,c (default: the model's, else ImageNet's).")
+    @Option(name: .long, help: ArgumentHelp("Per-channel mean of pixels scaled to 0...1 (one value: all three).", valueName: "r,g,b"))
     var mean: String?
 
-    @Option(name: .long, help: "Per-channel standard deviation, as a,b,c (default: the model's, else ImageNet's).")
+    @Option(name: .long, help: ArgumentHelp("Per-channel standard deviation (one value: all three).", valueName: "r,g,b"))
     var std: String?
 
     func validate() throws {
@@ -162,7 +164,7 @@ struct Validate: ParsableCommand {
         commandName: "check",
         abstract: "Compare a model with a reference on data: accuracy, agreement, logits error, throughput.",
         discussion: """
-        DATA is a float32 .npy batch (N x 3 x H x W, preprocessed), an image, a folder of images, or a folder of class sub-folders (labels as torchvision's ImageFolder gives them). Images are resized, centre-cropped and normalised as the model says (a timm config.json beside it, or its .cnx metadata), overridden by --size, --crop-pct, --interpolation, --mean and --std.
+        DATA is a float32 .npy batch (N x 3 x H x W, preprocessed), an image, a folder of images, or a folder of class sub-folders (labels as torchvision's ImageFolder gives them). Images are resized, centre-cropped and normalised as the model says (a timm config.json beside it, or its .cnx metadata), overridden by --size, --crop-pct, --interpolation, --mean and --std, else as ImageNet's models expect; the report (and the JSON's `preprocessing`) says where each setting came from, and a warning on stderr names those that are ImageNet's defaults.
 
         A .cnx runs on the fast runtime, other files on the reference executor as they are (--fast: optimised in memory, on the fast runtime).
 
@@ -171,10 +173,10 @@ struct Validate: ParsableCommand {
         Exit status: 0; 1 on an error; 2 when --max-drop is exceeded.
         """)
 
-    @Argument(help: "The model to check (.cnx or .onnx).")
+    @Argument(help: "The model to check (.cnx, .onnx, .safetensors, .pth, or a timm hub folder).")
     var model: String
 
-    @Option(name: .long, help: "The model to compare with (.onnx or .cnx), normally the source of MODEL.")
+    @Option(name: .long, help: "The model to compare with (any model file the tool reads), normally the source of MODEL.")
     var reference: String?
 
     @Option(name: .customLong("reference-logits"), help: "The reference's logits saved by an earlier --save-logits (.npy, samples x classes), instead of --reference. '{shard}' in the name stands for the shard number.")
@@ -213,7 +215,8 @@ struct Validate: ParsableCommand {
     @Option(name: .long, help: "Also write a self-contained HTML report to this file: summary, per-layer error (with --per-layer), per-class accuracy and confusions, disagreeing images, speed and size.")
     var report: String?
 
-    @OptionGroup var preprocess: PreprocessOptions
+    @OptionGroup(title: "Preprocessing of images (default: what the models record, else ImageNet's)")
+    var preprocess: PreprocessOptions
 
     @Flag(name: .long, help: "Run MODEL or REF files that are not .cnx optimised in memory on the fast runtime, not as they are on the (much slower) reference executor.")
     var fast = false
@@ -247,11 +250,21 @@ struct Validate: ParsableCommand {
     func run() throws {
         var within = true
         try reportingErrors {
-            if let report { try checkReportPath(report) }
             let shard = try self.shard.map { try Shard.parse($0, shards: shards) }
             func named(_ template: String) -> String {
                 template.replacingOccurrences(of: "{shard}", with: shard.map { String($0.index) } ?? "all")
             }
+            // Nothing this command writes may replace a file it reads.
+            var reads = [ReadFile(model, role: "the model"), ReadFile(data, role: "the data")]
+            if let r = self.reference { reads.append(ReadFile(r, role: "the reference")) }
+            if let l = referenceLogits { reads.append(ReadFile(named(l), role: "the reference logits")) }
+            if let l = labels { reads.append(ReadFile(l, role: "the labels")) }
+            if let report {
+                try checkReportPath(report)
+                try OutputGuard.check(output: report, kind: .html, reads: reads, force: false)
+            }
+            if let part { try OutputGuard.check(output: named(part), kind: .json, reads: reads, force: false) }
+            if let l = saveLogits { try OutputGuard.check(output: named(l), kind: .npy, reads: reads, force: false) }
             let (m, mLoaded) = try Models.load(model, threads: threads, fast: fast)
             var reference: (Predictor, LoadedModel)?
             if let path = self.reference { reference = try Models.load(path, threads: threads, fast: fast) }
@@ -261,10 +274,14 @@ struct Validate: ParsableCommand {
                                + "(\(names.joined(separator: ", "))): validate it without --max-drop and check each output's SQNR")
             }
             let dataset: Dataset
+            var resolved: ResolvedPreprocessing?
             if data.lowercased().hasSuffix(".npy") {
+                if preprocess.given { throw ValidationError("--size, --crop-pct, --interpolation, --mean and --std apply to images; \(data) is already preprocessed") }
                 dataset = try Dataset.npy(data)
             } else {
-                dataset = try Dataset.images(data, preprocessing: try preprocess.resolve([m] + (reference.map { [$0.0] } ?? [])))
+                let p = try preprocess.resolveWithSources([m] + (reference.map { [$0.0] } ?? []))
+                dataset = try Dataset.images(data, preprocessing: p.preprocessing)
+                resolved = p
             }
             dataset.threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
             if let labels { try dataset.loadLabels(labels) }
@@ -295,6 +312,9 @@ struct Validate: ParsableCommand {
                 result = try Validation.run(model: m, referenceLogits: logits, path: path, data: dataset, batch: batch, range: range,
                                             decodeAhead: decodeAhead, collect: collector)
             }
+            result.preprocessingSources = resolved.map { Dictionary(uniqueKeysWithValues: $0.sources.map { ($0.setting, $0.source) }) }
+            // Said once the data has been read, so that a bad input stays one line on its own.
+            if let w = resolved?.warning(models: [model, referenceName]) { note(w) }
             if perLayer && (shard?.index ?? 0) != 0 {
                 note("validate: --per-layer is computed by shard 0 only (on the data's first samples)")
             } else if perLayer {

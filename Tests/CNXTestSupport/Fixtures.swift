@@ -77,10 +77,14 @@ public struct ToolResult {
     public let stderr: String
 }
 
-public func runTool(_ arguments: [String]) throws -> ToolResult {
+/// Runs the tool; `folder` is its working directory (for relative paths), `environment` is
+/// added to this process's.
+public func runTool(_ arguments: [String], in folder: URL? = nil, environment: [String: String]? = nil) throws -> ToolResult {
     let process = Process()
     process.executableURL = Fixtures.tool
     process.arguments = arguments
+    if let folder { process.currentDirectoryURL = folder }
+    if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err

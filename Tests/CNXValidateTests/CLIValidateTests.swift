@@ -126,9 +126,9 @@ final class CLIValidateTests: XCTestCase {
     func testPerLayerShowsWhereTheErrorEnters() throws {
         let same = try parseJSON(try validate(try converted(), npyData + ["--per-layer", "--json"]).stdout)
         let layers = try XCTUnwrap(same["per_layer"] as? [[String: Any]])
-        XCTAssertEqual(layers.map { $0["layer"] as? String }, ["stem", "stage 0 block 0", "stage 0 block 1", "downsample 1", "stage 1 block 0",
-                                                              "stage 1 block 1", "downsample 2", "stage 2 block 0", "stage 2 block 1",
-                                                              "downsample 3", "stage 3 block 0", "stage 3 block 1", "head"])
+        XCTAssertEqual(layers.map { $0["layer"] as? String }, ["stem", "stages.0.blocks.0", "stages.0.blocks.1", "stages.1.downsample", "stages.1.blocks.0",
+                                                              "stages.1.blocks.1", "stages.2.downsample", "stages.2.blocks.0", "stages.2.blocks.1",
+                                                              "stages.3.downsample", "stages.3.blocks.0", "stages.3.blocks.1", "head"])
         for l in layers { XCTAssertLessThan(try XCTUnwrap(l["max_abs_diff"] as? Double), 1e-5, "\(l)") }
         let r = try validate(try swappedHead(), npyData + ["--per-layer", "--json"], reference: try converted())
         let bad = try XCTUnwrap(try parseJSON(r.stdout)["per_layer"] as? [[String: Any]])
