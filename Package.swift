@@ -57,7 +57,7 @@ let package = Package(
         .testTarget(name: "CNXImportTests", dependencies: ["CNXImport", "CNXGraph", "CNXConvert", "CNXRuntime", "CNXPasses", "CNXTestSupport"]),
         .testTarget(name: "CNXRuntimeTests", dependencies: ["CNXRuntime", "CNXImport", "CNXGraph", "CNXTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["CNXGraph", "CNXFormat", "CNXTestSupport"]),
-        .testTarget(name: "CNXFormatTests", dependencies: ["CNXFormat", "CNXGraph", "CNXImport", "CNXTestSupport"]),
+        .testTarget(name: "CNXFormatTests", dependencies: ["CNXFormat", "CNXGraph", "CNXImport", "CNXConvert", "CNXQuantize", "CNXTestSupport"]),
         .testTarget(name: "CNXPassesTests", dependencies: ["CNXPasses", "CNXRuntime", "CNXImport", "CNXGraph", "CNXTestSupport"]),
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
         .testTarget(name: "CNXQuantizeTests", dependencies: ["CNXQuantize", "CNXRuntime", "CNXPasses", "CNXImport", "CNXGraph", "CNXConvert", "CNXTestSupport"]),
