@@ -36,9 +36,11 @@ let package = Package(
             cSettings: [.unsafeFlags(["-O2", "-fno-math-errno"])],
             linkerSettings: [.linkedLibrary("openblas"), .linkedLibrary("m")]
         ),
+        // SHA-256 in plain C (SHA extensions when present), for the file format: no BLAS.
+        .target(name: "CHash", cSettings: [.unsafeFlags(["-O2"])]),
         .target(name: "CNXGraph", dependencies: ["CZlib"]),
         .target(name: "CNXImport", dependencies: ["CNXGraph", "CONNX", "CZlib"]),
-        .target(name: "CNXFormat", dependencies: ["CNXGraph", "CZlib", "CKernels"]),
+        .target(name: "CNXFormat", dependencies: ["CNXGraph", "CZlib", "CHash"]),
         .target(name: "CNXRuntime", dependencies: ["CNXGraph", "CNXFormat", "CKernels"]),
         .target(name: "CNXPasses", dependencies: ["CNXGraph", "CNXRuntime"]),
         .target(name: "CNXQuantize", dependencies: ["CNXGraph", "CNXRuntime", "CNXPasses", "CNXFormat"]),
@@ -60,6 +62,7 @@ let package = Package(
         .testTarget(name: "CNXFormatTests", dependencies: ["CNXFormat", "CNXGraph", "CNXImport", "CNXConvert", "CNXQuantize", "CNXTestSupport"]),
         .testTarget(name: "CNXPassesTests", dependencies: ["CNXPasses", "CNXRuntime", "CNXImport", "CNXGraph", "CNXTestSupport"]),
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
+        .testTarget(name: "CHashTests", dependencies: ["CHash"]),
         .testTarget(name: "CNXQuantizeTests", dependencies: ["CNXQuantize", "CNXRuntime", "CNXPasses", "CNXImport", "CNXGraph", "CNXConvert", "CNXTestSupport"]),
         .testTarget(name: "CNXValidateTests", dependencies: ["CNXValidate", "CNXGraph", "CNXFormat", "CNXRuntime", "CNXConvert", "CNXTestSupport"]),
         .testTarget(name: "ReliabilityTests", dependencies: ["CNXImport", "CNXFormat", "CNXRuntime", "CNXGraph", "CNXConvert", "CNXTestSupport"],
