@@ -14,14 +14,12 @@ struct SpecReader {
     private(set) var seen: Set<String> = []
 
     /// What the walk learnt, for the cross-checks between sections.
+    /// One tensor-table entry: its name, whether it is an initializer, its element type (when
+    /// documented) and shape, where its bytes are (from the data section) and their CRC-32.
     private struct Entry {
-        var name: String
-        var initializer: Bool
-        var dtype: String?
-        var shape: [Int64]
-        var offset: Int
-        var byteCount: Int
-        var crc: UInt32
+        var name: String, initializer: Bool, dtype: String?, shape: [Int64]
+        var offset: Int, byteCount: Int, crc: UInt32
+        /// Where the entry's `offset` field is, for messages.
         var dataOffsetField: Int
     }
 

@@ -153,8 +153,12 @@ final class SpecReaderTests: XCTestCase {
         return SpecReader(spec: try spec ?? SpecDocument.load(), bytes: [UInt8](try CNXWriter.encode(model))).problems
     }
 
-    func firstBlock(_ model: CNXModel) throws -> Int {
-        try XCTUnwrap(model.graph.nodes.firstIndex { $0.op == .block })
+    /// The same, with the first `op` node changed by `edit`.
+    func problems(editingFirst op: OpType, _ edit: @escaping (inout Node) -> Void) throws -> [String] {
+        try problems(editing: { m in
+            guard let i = m.graph.nodes.firstIndex(where: { $0.op == op }) else { return }
+            edit(&m.graph.nodes[i])
+        })
     }
 
     func assertReported(_ problems: [String], _ needle: String, file: StaticString = #filePath, line: UInt = #line) {
@@ -166,34 +170,22 @@ final class SpecReaderTests: XCTestCase {
     }
 
     func testAnUndocumentedAttributeIsReported() throws {
-        let p = try problems(editing: { m in
-            let i = m.graph.nodes.firstIndex { $0.op == .block }!
-            m.graph.nodes[i].attributes["a3_scale"] = .float(0.5)
-        })
+        let p = try problems(editingFirst: .block) { $0.attributes["a3_scale"] = .float(0.5) }
         assertReported(p, "attribute 'a3_scale' is not documented for cnx.Block")
     }
 
     func testAnAttributeOfTheWrongTypeIsReported() throws {
-        let p = try problems(editing: { m in
-            let i = m.graph.nodes.firstIndex { $0.op == .block }!
-            m.graph.nodes[i].attributes["a1_zero"] = .float(128)
-        })
+        let p = try problems(editingFirst: .block) { $0.attributes["a1_zero"] = .float(128) }
         assertReported(p, "attribute 'a1_zero' is a float, the document says int")
     }
 
     func testAMissingInt8ScaleIsReported() throws {
-        let p = try problems(editing: { m in
-            let i = m.graph.nodes.firstIndex { $0.op == .block }!
-            m.graph.nodes[i].attributes["w1_scales"] = nil
-        })
+        let p = try problems(editingFirst: .block) { $0.attributes["w1_scales"] = nil }
         assertReported(p, "'W1' is int8 but attribute 'w1_scales' is missing")
     }
 
     func testAZeroPointOutOfRangeIsReported() throws {
-        let p = try problems(editing: { m in
-            let i = m.graph.nodes.firstIndex { $0.op == .head }!
-            m.graph.nodes[i].attributes["a1_zero"] = .int(300)
-        })
+        let p = try problems(editingFirst: .head) { $0.attributes["a1_zero"] = .int(300) }
         assertReported(p, "a1_zero 300 is outside 0..255")
     }
 
