@@ -66,9 +66,26 @@ public enum MetadataKey {
     public static let cropPct = "preprocess.crop_pct"
     public static let sourceFileName = "source.file_name"
     public static let sourceSHA256 = "source.sha256"
+    public static let sourceNamingScheme = "source.naming_scheme"
+    public static let sourcePretrainedTag = "source.pretrained_tag"
     public static let converterVersion = "converter.version"
     public static let converterPasses = "converter.passes"
     public static let quantizationDescription = "quantization.description"
+    public static let quantizationMethod = "quantization.method"
+    public static let quantizationSamples = "quantization.samples"
+    public static let quantizationInt8Layers = "quantization.int8_layers"
+    public static let quantizationFloatLayers = "quantization.float_layers"
+    public static let quantizationDepthwise = "quantization.depthwise"
+
+    /// Every standard key, in the order of Formats/CNX.md's table (the spec test checks that the
+    /// two lists agree).
+    public static let all: [String] = [
+        architecture, variant, family, classNames, depths, dims, classes, stem, inputSize,
+        mean, std, interpolation, cropPct, sourceFileName, sourceSHA256, sourceNamingScheme,
+        sourcePretrainedTag, converterVersion, converterPasses, quantizationDescription,
+        quantizationMethod, quantizationSamples, quantizationInt8Layers, quantizationFloatLayers,
+        quantizationDepthwise,
+    ]
 }
 
 extension Architecture {

@@ -32,8 +32,9 @@ public enum CNXWriter {
     /// hundreds of MB is never copied into one buffer. SIGINT or SIGTERM during the write removes
     /// the temporary file (`InterruptCleanup`).
     ///
-    /// Test hook: the environment variable `CNX_TEST_WRITE_DELAY_MS` makes the writer sleep that
-    /// many milliseconds before each tensor, so a test can interrupt a write of a small model.
+    /// Test points (`InterruptCleanup.testPoint`, enabled by `CNX_TEST_PAUSE_AT`): `write.header`
+    /// once the header is in the temporary file, `write.tensor.N` once tensor N (from 0, in table
+    /// order) is, so a test can stop the write at a known place and signal it.
     ///
     /// - Throws: `CNXError` naming `path` (and the tensor, where one is at fault).
     public static func write(_ model: CNXModel, to path: String) throws {
@@ -41,15 +42,15 @@ public enum CNXWriter {
         let plan: Plan
         do { plan = try Plan(model) } catch let e as CNXError { throw e.inFile(path) }
         let output = try AtomicOutput(path: path)
-        let delay = getenv("CNX_TEST_WRITE_DELAY_MS").flatMap { UInt32(String(cString: $0)) } ?? 0
         do {
             try output.write(plan.header)
+            InterruptCleanup.testPoint("write.header")
             var position = 0
-            for t in plan.tensors {
-                if delay > 0 { usleep(delay * 1000) }
+            for (i, t) in plan.tensors.enumerated() {
                 try output.writeZeros(t.offset - position)
                 try output.write(UnsafeRawPointer(t.tensor.storage.bytes), count: t.byteCount, what: "tensor '\(t.name)'")
                 position = t.offset + t.byteCount
+                InterruptCleanup.testPoint("write.tensor.\(i)")
             }
             try output.commit()
         } catch {

@@ -1,4 +1,4 @@
-import CKernels
+import CHash
 import CNXGraph
 import Foundation
 

@@ -50,6 +50,35 @@ public enum InterruptCleanup {
         if table.handling.pointee == 0 { free(copy) }
     }
 
+    /// Test hook, for tests that interrupt a process at a known point instead of after a guessed
+    /// delay. With the environment variable `CNX_TEST_PAUSE_AT` set to `point`, the process stops
+    /// the first time it reaches the point: it writes `cnx-test: paused at <point>` and a newline
+    /// to stderr, then waits until one byte or end of file arrives on stdin (or a signal ends
+    /// it). Without the variable this costs one comparison; `point` is not even built.
+    public static func testPoint(_ point: @autoclosure () -> String) {
+        guard let wanted = pausePoint, !pausedOnce.pointee, point() == wanted else { return }
+        pausedOnce.pointee = true
+        let line = Array("cnx-test: paused at \(wanted)\n".utf8)
+        line.withUnsafeBytes { raw in
+            var done = 0
+            while done < raw.count {
+                let n = write(2, raw.baseAddress! + done, raw.count - done)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { break }
+                done += n
+            }
+        }
+        var byte: UInt8 = 0
+        while read(0, &byte, 1) < 0 && errno == EINTR {}
+    }
+
+    private static let pausePoint: String? = getenv("CNX_TEST_PAUSE_AT").map { String(cString: $0) }
+    private static let pausedOnce: UnsafeMutablePointer<Bool> = {
+        let p = UnsafeMutablePointer<Bool>.allocate(capacity: 1)
+        p.initialize(to: false)
+        return p
+    }()
+
     /// The registry, allocated once and never freed, so that the handler can read it without
     /// touching the Swift runtime: raw pointers only, no reference counting, no exclusivity checks.
     fileprivate struct Table {

@@ -10,10 +10,13 @@ import XCTest
 final class CrasherTests: HostileFileTestCase {
     static let crashers = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Crashers")
 
+    /// The corpus of one target; an empty one fails the test, which would otherwise pass having
+    /// tested nothing.
     func inputs(_ target: String) throws -> [URL] {
         let folder = CrasherTests.crashers.appendingPathComponent(target)
-        let names = try FileManager.default.contentsOfDirectory(atPath: folder.path)
-        return names.filter { !$0.hasPrefix(".") }.sorted().map { folder.appendingPathComponent($0) }
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { !$0.hasPrefix(".") }
+        guard !names.isEmpty else { throw CNXError("Crashers/\(target) holds no inputs") }
+        return names.sorted().map { folder.appendingPathComponent($0) }
     }
 
     func expectCNXError(_ input: URL, _ body: () throws -> Void) {

@@ -4,64 +4,107 @@ import Foundation
 import XCTest
 
 /// SIGINT or SIGTERM in the middle of writing a .cnx leaves neither the output nor the
-/// temporary file. The writer's test hook `CNX_TEST_WRITE_DELAY_MS` (CNXWriter.write) sleeps
-/// before each tensor, so that a committed fixture takes long enough to write to be interrupted.
+/// temporary file. The tool is stopped at a known point of the write by the test hook
+/// `CNX_TEST_PAUSE_AT` (`InterruptCleanup.testPoint`; CNXWriter.write names `write.header` and
+/// `write.tensor.N`): it says so on stderr and waits on stdin, and only then is it signalled, so
+/// the outcome never depends on timing.
 final class InterruptedWriteTests: XCTestCase {
-    /// The committed fixture with the most bytes (the most tensors to write).
-    func largestFixture() throws -> Fixtures.Entry {
-        let entries = try Fixtures.manifest()
-        let sized = try entries.map { e -> (Fixtures.Entry, Int) in
-            let files = try FileManager.default.contentsOfDirectory(atPath: e.directory.path).filter { $0.hasPrefix("model.onnx") }
-            let size = try files.reduce(0) { $0 + (try FileManager.default.attributesOfItem(atPath: e.path($1))[.size] as? Int ?? 0) }
-            return (e, size)
-        }
-        return try XCTUnwrap(sized.max { $0.1 < $1.1 }?.0)
+    /// The tool converting the committed fixture into `dir`, stopped at `point`.
+    struct Paused {
+        let process: Process
+        let stdin: Pipe
+        let dir: URL
+        let output: String
     }
 
-    func interrupt(with signal: Int32) throws {
-        let entry = try largestFixture()
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+    func startPaused(at point: String, in dir: URL) throws -> Paused {
+        let converted = try ConvertedFixture.get()
         let output = dir.appendingPathComponent("model.cnx").path
-
         let process = Process()
         process.executableURL = Fixtures.tool
-        process.arguments = [entry.model, output]
+        process.arguments = [converted.entry.model, output]
         var environment = ProcessInfo.processInfo.environment
-        environment["CNX_TEST_WRITE_DELAY_MS"] = "50"
+        environment["CNX_TEST_PAUSE_AT"] = point
         process.environment = environment
+        let stdin = Pipe(), stderr = Pipe()
+        process.standardInput = stdin
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        process.standardError = stderr
         try process.run()
-
-        // Wait for the temporary file, then for a few tensors to be written into it.
-        let deadline = Date().addingTimeInterval(120)
-        var temporary: String?
-        while temporary == nil, process.isRunning, Date() < deadline {
-            temporary = (try? FileManager.default.contentsOfDirectory(atPath: dir.path))?.first { $0.hasSuffix(".tmp") }
-            if temporary == nil { usleep(2_000) }
+        // Blocks until the tool reports the pause, or exits (end of file) without reaching it.
+        var said = ""
+        while !said.contains("cnx-test: paused at \(point)\n") {
+            let chunk = stderr.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            said += String(decoding: chunk, as: UTF8.self)
         }
-        guard let temporary else {
-            process.terminate()
+        guard said.contains("cnx-test: paused at \(point)\n") else {
             process.waitUntilExit()
-            return XCTFail("no temporary file appeared (the tool exited with \(process.terminationStatus))")
+            throw CNXError("the tool never reached \(point) (exit \(process.terminationStatus)): \(said)")
         }
-        // The writer's temporary file (convert may first write a hidden staging copy to check).
-        XCTAssertTrue(temporary.hasPrefix(".") && temporary.contains("model.cnx."), temporary)
-        usleep(200_000)
-        XCTAssertTrue(process.isRunning, "the write finished before the signal; raise CNX_TEST_WRITE_DELAY_MS")
-        kill(process.processIdentifier, signal)
-        process.waitUntilExit()
-
-        XCTAssertEqual(process.terminationReason, .uncaughtSignal, "the tool should die of the signal, as it would without a handler")
-        XCTAssertEqual(process.terminationStatus, signal)
-        let left = try FileManager.default.contentsOfDirectory(atPath: dir.path)
-        XCTAssertEqual(left, [], "files left behind after signal \(signal)")
+        return Paused(process: process, stdin: stdin, dir: dir, output: output)
     }
 
-    func testSIGINTDuringAWriteLeavesNothing() throws { try interrupt(with: SIGINT) }
+    /// The temporary file of the write in progress (convert first writes a hidden staging copy
+    /// to check, through the same writer).
+    func temporaryFile(_ p: Paused) throws -> (name: String, size: Int) {
+        let names = try FileManager.default.contentsOfDirectory(atPath: p.dir.path)
+        let name = try XCTUnwrap(names.first { $0.hasSuffix(".tmp") }, "no temporary file while paused: \(names)")
+        let size = try FileManager.default.attributesOfItem(atPath: p.dir.appendingPathComponent(name).path)[.size] as? Int ?? 0
+        return (name, size)
+    }
 
-    func testSIGTERMDuringAWriteLeavesNothing() throws { try interrupt(with: SIGTERM) }
+    func interrupt(with signal: Int32, at point: String) throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let paused = try startPaused(at: point, in: dir)
+        let temporary = try temporaryFile(paused)
+        XCTAssertTrue(temporary.name.hasPrefix(".") && temporary.name.contains("model.cnx."), temporary.name)
+        XCTAssertGreaterThanOrEqual(temporary.size, 96, "at \(point) the header is in the temporary file")
+        XCTAssertTrue(paused.process.isRunning)
+        kill(paused.process.processIdentifier, signal)
+        paused.process.waitUntilExit()
+
+        XCTAssertEqual(paused.process.terminationReason, .uncaughtSignal, "the tool should die of the signal, as it would without a handler")
+        XCTAssertEqual(paused.process.terminationStatus, signal)
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir.path)
+        XCTAssertEqual(left, [], "files left behind after signal \(signal) at \(point)")
+    }
+
+    func testSIGINTAfterTheHeaderLeavesNothing() throws { try interrupt(with: SIGINT, at: "write.header") }
+
+    func testSIGINTBetweenTensorsLeavesNothing() throws { try interrupt(with: SIGINT, at: "write.tensor.2") }
+
+    func testSIGTERMBetweenTensorsLeavesNothing() throws { try interrupt(with: SIGTERM, at: "write.tensor.2") }
+
+    /// The control: SIGKILL cannot be handled, so the temporary file stays (hidden, `.tmp`, and
+    /// never renamed into place). It shows this test sees a file left behind when there is one.
+    func testSIGKILLLeavesOnlyTheHiddenTemporaryFile() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let paused = try startPaused(at: "write.tensor.2", in: dir)
+        let temporary = try temporaryFile(paused)
+        kill(paused.process.processIdentifier, SIGKILL)
+        paused.process.waitUntilExit()
+        XCTAssertEqual(paused.process.terminationStatus, SIGKILL)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), [temporary.name])
+    }
+
+    /// Released without a signal, the paused write finishes: the same file as an ordinary
+    /// conversion, and nothing else is left.
+    func testAPausedWriteResumesToTheSameFile() throws {
+        let converted = try ConvertedFixture.get()
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let paused = try startPaused(at: "write.tensor.0", in: dir)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: paused.output), "the output appears only when the write is done")
+        paused.stdin.fileHandleForWriting.write(Data([0x0A]))
+        paused.process.waitUntilExit()
+        XCTAssertEqual(paused.process.terminationReason, .exit)
+        XCTAssertEqual(paused.process.terminationStatus, 0)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: paused.output)), try Data(contentsOf: URL(fileURLWithPath: converted.cnx)))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["model.cnx"])
+    }
 
     /// Registrations are given back: many more writes than the table's capacity all get a slot.
     func testRegistrationsAreReleased() throws {
@@ -70,25 +113,5 @@ final class InterruptedWriteTests: XCTestCase {
             XCTAssertNotNil(token, "registration \(i)")
             InterruptCleanup.unregister(token)
         }
-    }
-
-    /// Without a signal, the hook only slows the write: the file is whole and nothing else is left.
-    func testTheDelayHookWritesTheSameFile() throws {
-        let converted = try ConvertedFixture.get()
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let output = dir.appendingPathComponent("slow.cnx").path
-        let process = Process()
-        process.executableURL = Fixtures.tool
-        process.arguments = [converted.entry.model, output]
-        var environment = ProcessInfo.processInfo.environment
-        environment["CNX_TEST_WRITE_DELAY_MS"] = "1"
-        process.environment = environment
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 0)
-        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: output)), try Data(contentsOf: URL(fileURLWithPath: converted.cnx)))
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["slow.cnx"])
     }
 }

@@ -132,6 +132,14 @@ class HostileFileTestCase: XCTestCase {
     func write(_ bytes: [UInt8], _ name: String) throws -> String {
         let url = dir.appendingPathComponent(name)
         try Data(bytes).write(to: url)
+        // How the crasher corpora (Crashers/) were collected: every hostile file a test builds,
+        // kept under the test's name, to pick the small ones from.
+        if let keep = ProcessInfo.processInfo.environment["CNX_KEEP_HOSTILE"] {
+            let test = name.hasPrefix("cli-") ? "cli" : String(describing: type(of: self))
+            let folder = URL(fileURLWithPath: keep).appendingPathComponent(test)
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try Data(bytes).write(to: folder.appendingPathComponent(name))
+        }
         return url.path
     }
 

@@ -1,5 +1,6 @@
 // SHA-256 compression (FIPS 180-4) for the source fingerprint of a conversion: the SHA
-// extensions where the CPU has them, portable C otherwise.
+// extensions where the CPU has them, portable C otherwise. The CHash target: plain C, no BLAS,
+// so that the file format's module does not link the kernels.
 #ifndef CNX_SHA256_H
 #define CNX_SHA256_H
 

@@ -1,4 +1,4 @@
-import CKernels
+import CHash
 import XCTest
 
 /// The SHA-extension compression against its portable twin, and both against FIPS 180-4's

@@ -1,3 +1,5 @@
+// SHA-256 (FIPS 180-4) compression: portable C, and the x86 SHA extensions when the CPU has
+// them. Depends on nothing but the C library and the compiler's intrinsics.
 #include "cnx_sha256.h"
 
 static const uint32_t K[64] __attribute__((aligned(16))) = {
@@ -84,9 +86,15 @@ static int has_sha_extensions(void) {
 }
 
 void cnx_sha256_blocks(uint32_t state[8], const uint8_t *data, size_t blocks) {
+    // Probed once; threads that race here all store the same answer (atomically, so the thread
+    // sanitizer agrees).
     static int support = -1;
-    if (support < 0) support = has_sha_extensions();
-    if (support) sha256_blocks_shani(state, data, blocks);
+    int s = __atomic_load_n(&support, __ATOMIC_RELAXED);
+    if (s < 0) {
+        s = has_sha_extensions();
+        __atomic_store_n(&support, s, __ATOMIC_RELAXED);
+    }
+    if (s) sha256_blocks_shani(state, data, blocks);
     else cnx_sha256_blocks_ref(state, data, blocks);
 }
 #else
