@@ -194,9 +194,9 @@ public enum Converter {
         if let features = options.features {
             metadata[MetadataKey.classes] = nil
             metadata[MetadataKey.classNames] = nil
-            metadata["convnext.features"] = .ints(features.map(Int64.init))
+            metadata[MetadataKey.features] = .ints(features.map(Int64.init))
         }
-        metadata["model.outputs"] = .strings(graph.outputs.map(\.name))
+        metadata[MetadataKey.outputs] = .strings(graph.outputs.map(\.name))
         try record(options.recorded, into: &metadata, graph: graph, input: input)
         let outputs = graph.outputs
         let nodesAfter = graph.nodes.count

@@ -58,6 +58,8 @@ public enum MetadataKey {
     public static let depths = "convnext.depths"
     public static let dims = "convnext.dims"
     public static let classes = "convnext.classes"
+    public static let features = "convnext.features"
+    public static let outputs = "model.outputs"
     public static let stem = "convnext.stem"
     public static let inputSize = "input.size"
     public static let mean = "preprocess.mean"
@@ -80,7 +82,7 @@ public enum MetadataKey {
     /// Every standard key, in the order of Formats/CNX.md's table (the spec test checks that the
     /// two lists agree).
     public static let all: [String] = [
-        architecture, variant, family, classNames, depths, dims, classes, stem, inputSize,
+        architecture, variant, family, classNames, depths, dims, classes, features, outputs, stem, inputSize,
         mean, std, interpolation, cropPct, sourceFileName, sourceSHA256, sourceNamingScheme,
         sourcePretrainedTag, converterVersion, converterPasses, quantizationDescription,
         quantizationMethod, quantizationSamples, quantizationInt8Layers, quantizationFloatLayers,
