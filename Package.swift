@@ -37,7 +37,7 @@ let package = Package(
             linkerSettings: [.linkedLibrary("openblas"), .linkedLibrary("m")]
         ),
         .target(name: "CNXGraph", dependencies: ["CZlib"]),
-        .target(name: "CNXImport", dependencies: ["CNXGraph", "CONNX", "CZlib"]),
+        .target(name: "CNXImport", dependencies: ["CNXGraph", "CNXFormat", "CONNX", "CZlib"]),
         .target(name: "CNXFormat", dependencies: ["CNXGraph", "CZlib", "CKernels"]),
         .target(name: "CNXRuntime", dependencies: ["CNXGraph", "CNXFormat", "CKernels"]),
         .target(name: "CNXPasses", dependencies: ["CNXGraph", "CNXRuntime"]),
@@ -61,7 +61,7 @@ let package = Package(
         .testTarget(name: "CNXPassesTests", dependencies: ["CNXPasses", "CNXRuntime", "CNXImport", "CNXGraph", "CNXTestSupport"]),
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
         .testTarget(name: "CNXQuantizeTests", dependencies: ["CNXQuantize", "CNXRuntime", "CNXPasses", "CNXImport", "CNXGraph", "CNXConvert", "CNXTestSupport"]),
-        .testTarget(name: "CNXValidateTests", dependencies: ["CNXValidate", "CNXGraph", "CNXFormat", "CNXRuntime", "CNXConvert", "CNXTestSupport"]),
+        .testTarget(name: "CNXValidateTests", dependencies: ["CNXValidate", "CNXGraph", "CNXFormat", "CNXImport", "CNXRuntime", "CNXConvert", "CNXTestSupport"]),
         .testTarget(name: "ReliabilityTests", dependencies: ["CNXImport", "CNXFormat", "CNXRuntime", "CNXGraph", "CNXConvert", "CNXTestSupport"],
                     exclude: ["Crashers"]),
     ]
