@@ -55,7 +55,7 @@ public enum CheckpointReader {
 
     /// A weights file's kind by its content: a zip is a PyTorch checkpoint, anything else is
     /// read as safetensors.
-    static func kind(of path: String) -> Kind {
+    public static func kind(of path: String) -> Kind {
         let head = FileHandle(forReadingAtPath: path).flatMap { h -> Data? in
             defer { try? h.close() }
             return try? h.read(upToCount: 4)

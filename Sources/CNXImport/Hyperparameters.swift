@@ -44,11 +44,12 @@ public enum Activation: String, CaseIterable, Sendable {
     }
 
     /// transformers' `hidden_act` names (`ACT2FN`) with one of these three meanings: `gelu_new`,
-    /// `gelu_fast` and `gelu_pytorch_tanh` are the tanh approximation written three ways.
+    /// `gelu_fast`, `gelu_accurate`, `gelu_python_tanh` and `gelu_pytorch_tanh` are the tanh
+    /// approximation written five ways (within 2.4e-7 of each other on [-6, 6]).
     public init?(transformersName: String) {
         switch transformersName {
         case "gelu", "gelu_python": self = .gelu
-        case "gelu_new", "gelu_fast", "gelu_pytorch_tanh": self = .geluTanh
+        case "gelu_new", "gelu_fast", "gelu_accurate", "gelu_python_tanh", "gelu_pytorch_tanh": self = .geluTanh
         case "silu", "swish": self = .silu
         default: return nil
         }
@@ -270,13 +271,15 @@ enum HyperparameterResolver {
             eps[site] = v
             epsSources[site] = source
         }
+        // One line for the blocks' epsilon and every site that shares it (value and source),
+        // one line per other site: `eps 1e-6 (...)`, `eps.head 1e-12 (...)`.
         let sites = facts.sites.sorted()
-        if let first = sites.first, sites.allSatisfy({ eps[$0] == eps[first] && epsSources[$0] == epsSources[first] }) {
-            assumptions.append(Assumption(name: "eps", value: formatEps(eps[first]!), source: epsSources[first]!))
-        } else {
-            for site in sites {
-                assumptions.append(Assumption(name: "eps.\(site.rawValue)", value: formatEps(eps[site]!), source: epsSources[site]!))
-            }
+        let same = { (s: NormSite) in eps[s] == eps[.block] && epsSources[s] == epsSources[.block] }
+        if let v = eps[.block], let source = epsSources[.block] {
+            assumptions.append(Assumption(name: "eps", value: formatEps(v), source: source))
+        }
+        for site in sites where !same(site) {
+            assumptions.append(Assumption(name: "eps.\(site.rawValue)", value: formatEps(eps[site]!), source: epsSources[site]!))
         }
 
         guard let (activation, actSource) = try choose("activation", flag: "--activation", render: { (a: Activation) in a.rawValue }, { $0.activation }) else {

@@ -51,6 +51,10 @@ public struct NamingScheme: Sendable {
     public let featureNorm: String?
     /// True when the network may use norms without a bias (timm's RMS and simple norms).
     public let allowsBiasFreeNorms: Bool
+    /// True when the head pools with `x.mean([-2, -1])` and norms the (N, C) result (the paper's
+    /// code, transformers): ReduceMean then LayerNormalization in the export, rather than
+    /// GlobalAveragePool and a channels-first norm (timm, torchvision).
+    public let headPoolsByMean: Bool
 
     /// The schemes this reader knows, in the order ties are broken.
     public static let all: [NamingScheme] = [timm, torchvision, reference, referenceIsotropic,
@@ -66,7 +70,7 @@ public struct NamingScheme: Sendable {
         block: "stages.{i}.blocks.{j}.", depthwise: "conv_dw", norm: "norm", fc1: "mlp.fc1", fc2: "mlp.fc2",
         layerScale: "gamma", layerScaleChannelsFirst: true, grnScale: "mlp.grn.weight", grnShift: "mlp.grn.bias",
         headNorm: "head.norm", headFC: "head.fc", headNormFirst: "norm_pre", headPreLogits: "head.pre_logits.fc",
-        featureNorm: nil, allowsBiasFreeNorms: true)
+        featureNorm: nil, allowsBiasFreeNorms: true, headPoolsByMean: false)
 
     /// torchvision (`torchvision.models.convnext.ConvNeXt`): `features` interleaves stages and
     /// downsamples; a block is `block` = (dwconv, permute, norm, linear, GELU, linear, permute).
@@ -76,7 +80,7 @@ public struct NamingScheme: Sendable {
         block: "features.{2i+1}.{j}.", depthwise: "block.0", norm: "block.2", fc1: "block.3", fc2: "block.5",
         layerScale: "layer_scale", layerScaleChannelsFirst: true, grnScale: nil, grnShift: nil,
         headNorm: "classifier.0", headFC: "classifier.2", headNormFirst: nil, headPreLogits: nil,
-        featureNorm: nil, allowsBiasFreeNorms: false)
+        featureNorm: nil, allowsBiasFreeNorms: false, headPoolsByMean: false)
 
     /// The paper's reference code (facebookresearch/ConvNeXt `models/convnext.py`, and
     /// ConvNeXt-V2 `models/convnextv2.py`): the stem is `downsample_layers.0`.
@@ -86,7 +90,7 @@ public struct NamingScheme: Sendable {
         block: "stages.{i}.{j}.", depthwise: "dwconv", norm: "norm", fc1: "pwconv1", fc2: "pwconv2",
         layerScale: "gamma", layerScaleChannelsFirst: false, grnScale: "grn.gamma", grnShift: "grn.beta",
         headNorm: "norm", headFC: "head", headNormFirst: nil, headPreLogits: nil,
-        featureNorm: nil, allowsBiasFreeNorms: false)
+        featureNorm: nil, allowsBiasFreeNorms: false, headPoolsByMean: true)
 
     /// The paper's isotropic ConvNeXt (`models/convnext_isotropic.py`): a 16x16 patchify stem
     /// without a norm, one run of blocks.
@@ -96,7 +100,7 @@ public struct NamingScheme: Sendable {
         block: "blocks.{j}.", depthwise: "dwconv", norm: "norm", fc1: "pwconv1", fc2: "pwconv2",
         layerScale: "gamma", layerScaleChannelsFirst: false, grnScale: "grn.gamma", grnShift: "grn.beta",
         headNorm: "norm", headFC: "head", headNormFirst: nil, headPreLogits: nil,
-        featureNorm: nil, allowsBiasFreeNorms: false)
+        featureNorm: nil, allowsBiasFreeNorms: false, headPoolsByMean: true)
 
     /// Hugging Face transformers (`ConvNextModel`, `ConvNextV2Model` and their
     /// `...ForImageClassification` and `...Backbone`): `prefix` is `convnext.` or `convnextv2.`
@@ -110,7 +114,7 @@ public struct NamingScheme: Sendable {
             block: "encoder.stages.{i}.layers.{j}.", depthwise: "dwconv", norm: "layernorm", fc1: "pwconv1", fc2: "pwconv2",
             layerScale: "layer_scale_parameter", layerScaleChannelsFirst: false, grnScale: "grn.weight", grnShift: "grn.bias",
             headNorm: "layernorm", headFC: "classifier", headNormFirst: nil, headPreLogits: nil,
-            featureNorm: prefix.isEmpty ? "hidden_states_norms.{name}" : nil, allowsBiasFreeNorms: false)
+            featureNorm: prefix.isEmpty ? "hidden_states_norms.{name}" : nil, allowsBiasFreeNorms: false, headPoolsByMean: true)
     }
 
     /// A template with its indices filled in, and the model prefix in front.

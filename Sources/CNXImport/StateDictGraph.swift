@@ -56,6 +56,7 @@ public struct StateDict {
 ///                  [-> GRN over axes (2, 3)] -> Conv 1x1 [-> Mul(layer scale)] -> Add(block input)
 ///     head:        GlobalAveragePool -> norm (channels-first) -> Flatten [-> Gemm -> act] [-> Gemm]
 ///                  or (head_norm_first) norm (channels-first) -> GlobalAveragePool -> Flatten [-> Gemm]
+///                  or (the paper's code, transformers) ReduceMean(axes -2, -1) -> norm (last axis) [-> Gemm]
 ///
 /// with the norms as the exporter writes them: LayerNorm as LayerNormalization (channels-first:
 /// between two Transposes); RMS norm as Pow(2), ReduceMean over the channels, Add(eps), Sqrt,
@@ -327,7 +328,7 @@ public enum StateDictGraph {
             let note = variants.isEmpty ? "timm's default; no registered timm variant has these depths and widths" : "timm's default"
             var d = Proposal(source: note, norm: facts.normHasBias ? .layerNorm : nil, eps: allSites(1e-6),
                              activation: .gelu, headActivation: .gelu, grnEps: 1e-6)
-            d.sources["head_activation"] = "timm's ConvNeXt head (gelu, fixed in its code)"
+            d.sources["head_activation"] = "timm's ConvNeXt head, fixed in its code"
             layers.defaults = d
         case "transformers":
             if let c = config?.timm, c.architecture != nil {
@@ -336,14 +337,15 @@ public enum StateDictGraph {
             if let c = config?.transformers {
                 layers.config = try transformersConfigProposal(c, facts: facts, tensors: tensors, layout: layout)
             }
-            var d = Proposal(source: "transformers' ConvNeXt (fixed in its code)", norm: .layerNorm, eps: allSites(1e-6),
+            var d = Proposal(source: "transformers' ConvNeXt, fixed in its code", norm: .layerNorm, eps: allSites(1e-6),
                              activation: .gelu, grnEps: 1e-6)
             d.eps[.head] = 1e-12
-            d.sources["eps.head"] = "transformers' default layer_norm_eps (no config.json says otherwise)"
-            d.sources["activation"] = "transformers' default hidden_act (no config.json says otherwise)"
+            d.sources["eps.head"] = "transformers' default layer_norm_eps; no config.json says otherwise"
+            d.sources["activation"] = "transformers' default hidden_act; no config.json says otherwise"
             layers.defaults = d
         default:
-            layers.defaults = Proposal(source: "\(s.origin)'s ConvNeXt (fixed in its code)", norm: .layerNorm,
+            let where_ = s.origin == "torchvision" ? "torchvision's ConvNeXt, fixed in its code" : "the paper's code, fixed there"
+            layers.defaults = Proposal(source: where_, norm: .layerNorm,
                                        eps: allSites(1e-6), activation: .gelu, grnEps: 1e-6)
         }
         return layers
@@ -419,7 +421,7 @@ public enum StateDictGraph {
         var p = Proposal(source: "config.json")
         if let a = c.hiddenAct {
             guard let act = Activation(transformersName: a) else {
-                throw CNXError("\(path): hidden_act '\(a)' is not an activation this reader knows (gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, silu, swish)")
+                throw CNXError("\(path): hidden_act '\(a)' is not an activation this reader knows (gelu, gelu_python, gelu_new, gelu_fast, gelu_accurate, gelu_python_tanh, gelu_pytorch_tanh, silu, swish)")
             }
             p.activation = act
             p.sources["activation"] = "config.json: hidden_act \(a)"
@@ -641,6 +643,14 @@ public enum StateDictGraph {
                 if let pre = layout.headNormFirst {
                     let n = try normFirst(x, pre, channels: c, site: .head, "head.norm_pre")
                     y = node(.flatten, [node(.globalAveragePool, [n], "head.pool")], "head.flatten", ["axis": .int(1)])
+                } else if s.headPoolsByMean {
+                    // norm(x.mean([-2, -1])): the norm over the (N, C) means.
+                    let pooled = node(.reduceMean, [x], "head.pool", ["axes": .ints([-2, -1]), "keepdims": .int(0)])
+                    y = try normLast(pooled, layout.headNorm ?? s.headNorm, channels: c, site: .head, "head.norm")
+                    if let pre = layout.headPreLogits {
+                        (y, features) = try gemm(y, pre, inputs: c, "head.pre_logits.fc")
+                        y = activation(y, hp.headActivation, "head.pre_logits.act")
+                    }
                 } else {
                     let pooled = node(.globalAveragePool, [x], "head.pool")
                     let normed = try normFirst(pooled, layout.headNorm ?? s.headNorm, channels: c, site: .head, "head.norm")
@@ -660,6 +670,7 @@ public enum StateDictGraph {
                 }
             }
 
+            mergeDuplicateTransposes()
             let graph = Graph(
                 inputs: [ValueInfo(name: "input", dtype: .float32, shape: [.symbol("batch"), .fixed(inChannels), .symbol("height"), .symbol("width")])],
                 outputs: outputs,
@@ -668,6 +679,28 @@ public enum StateDictGraph {
                            "producer_version": "", "naming_scheme": s.name, "opset": "17"])
             try Verifier.verify(graph)
             return graph
+        }
+
+        /// One Transpose per (input, perm), as the exporter's common-subexpression pass leaves
+        /// it: a stage output that is both downsampled and normed as a backbone feature is
+        /// permuted once, for both norms.
+        mutating func mergeDuplicateTransposes() {
+            var seen: [String: String] = [:]
+            var replaced: [String: String] = [:]
+            var kept: [Node] = []
+            for var n in nodes {
+                n.inputs = n.inputs.map { replaced[$0] ?? $0 }
+                if n.op == .transpose, let perm = n.ints("perm") {
+                    let key = "\(n.inputs[0])|\(perm)"
+                    if let first = seen[key] {
+                        replaced[n.outputs[0]] = first
+                        continue
+                    }
+                    seen[key] = n.outputs[0]
+                }
+                kept.append(n)
+            }
+            nodes = kept
         }
 
         /// Makes the node that writes `value` write `name` instead (a graph output).

@@ -2,6 +2,7 @@ import ArgumentParser
 import CNXConvert
 import CNXFormat
 import CNXGraph
+import CNXImport
 import CNXRuntime
 import Foundation
 
@@ -13,7 +14,7 @@ struct Convert: ParsableCommand {
         written; the output file appears whole or not at all.
         """)
 
-    @Argument(help: "The model to convert (.onnx).")
+    @Argument(help: "The model to convert (.onnx, .safetensors, .pth, a sharded .index.json, or a timm or transformers folder).")
     var input: String
 
     @Argument(help: "The .cnx file to write.")
@@ -39,6 +40,41 @@ struct Convert: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Backbone mode: drop the head and output these stages' feature maps (N x C x H x W), named stage0...stage3.", valueName: "0,1,2,3"))
     var features: String?
 
+    @Option(name: .long, help: ArgumentHelp("For a checkpoint: the norms' epsilon, for every norm or per site (stem, downsample, block, head, features), e.g. 1e-5 or head=1e-12,block=1e-6.", valueName: "eps"))
+    var layerNormEps: String?
+
+    @Option(name: .long, help: ArgumentHelp("For a checkpoint: the blocks' activation (gelu, gelu_tanh, silu).", valueName: "name"))
+    var activation: String?
+
+    @Option(name: .long, help: ArgumentHelp("For a checkpoint: the norms' kind (layernorm, rmsnorm, simplenorm).", valueName: "kind"))
+    var norm: String?
+
+    @Option(name: .long, help: ArgumentHelp("An ONNX export of the same model: the checkpoint's graph is checked against it on a random input (refused beyond 1e-4 relative).", valueName: "file"))
+    var referenceOnnx: String?
+
+    /// What the flags say about the values a checkpoint's weights do not carry.
+    var checkpointOptions: CheckpointOptions {
+        get throws {
+            var o = CheckpointOptions()
+            if let e = layerNormEps {
+                do { o.layerNormEps = try CheckpointOptions.parseEps(e) } catch let e as CNXError { throw ValidationError(e.message) }
+            }
+            if let a = activation {
+                guard let v = Activation(rawValue: a) else {
+                    throw ValidationError("--activation takes \(Activation.allCases.map(\.rawValue).joined(separator: ", ")); not '\(a)'")
+                }
+                o.activation = v
+            }
+            if let n = norm {
+                guard let v = NormKind(rawValue: n) else {
+                    throw ValidationError("--norm takes \(NormKind.allCases.map(\.rawValue).joined(separator: ", ")); not '\(n)'")
+                }
+                o.norm = v
+            }
+            return o
+        }
+    }
+
     /// The stage list of `--features`, as `0,1,2,3` or `[0,1,2,3]`.
     var featureStages: [Int]? {
         get throws {
@@ -50,7 +86,10 @@ struct Convert: ParsableCommand {
         }
     }
 
-    func validate() throws { _ = try featureStages }
+    func validate() throws {
+        _ = try featureStages
+        _ = try checkpointOptions
+    }
 
     func run() throws {
         try reportingErrors {
@@ -60,11 +99,18 @@ struct Convert: ParsableCommand {
             options.verify = !noVerify
             options.verbose = verbose
             options.dumpAfter = dumpAfter
+            options.checkpoint = try checkpointOptions
+            options.referenceONNX = referenceOnnx
             let r = try Converter.convert(input: input, output: output, options: options)
             if let a = r.architecture {
                 print("model:     \(a.family) \(a.variant ?? "(custom)"), depths \(a.depths), dims \(a.dims), \(a.classes.map { "\($0) classes" } ?? "")")
             } else {
                 print("model:     not recognised as ConvNeXt; converted as a generic graph")
+            }
+            // What the checkpoint's weights do not say, as assumed, one line each with its source.
+            for a in r.assumptions { print("assumed:   \(a.description)") }
+            if let e = r.referenceError, let ref = referenceOnnx {
+                print(String(format: "reference: relative error %.2e against %@ on a random input", e, ref))
             }
             let applied = r.steps.filter { $0.rewrites > 0 }.map { "\($0.pass) (\($0.rewrites))" }
             print("passes:    \(applied.joined(separator: ", "))")
