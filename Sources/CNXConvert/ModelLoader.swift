@@ -85,6 +85,9 @@ public enum ModelLoader {
         if let c = checkpoint.modelConfig?.transformers {
             if let names = c.classNames { metadata[MetadataKey.classNames] = .strings(names) }
             if let a = c.architectures.first { metadata["source.transformers_architecture"] = .string(a) }
+            // The image processor's transform, from preprocessor_config.json beside config.json.
+            let folder = URL(fileURLWithPath: c.path).deletingLastPathComponent().path
+            for (k, v) in try TransformersPreprocessing.metadata(folder: folder) { metadata[k] = v }
         }
         metadata["source.naming_scheme"] = .string(checkpoint.scheme.name)
         if !checkpoint.shards.isEmpty { metadata["source.shards"] = .strings(checkpoint.shards) }
