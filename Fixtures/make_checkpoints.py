@@ -542,7 +542,7 @@ def build_shard_misc():
     s1, s2 = "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"
     case("missing_shard", {s1: [("a", a)]}, {"a": s1, "b": s2})
     case("overlap", {s1: [("a", a), ("b", b)], s2: [("b", b), ("c", c)]}, {"a": s1, "b": s1, "c": s2})
-    case("wrong_map", {s1: [("a", a)], s2: [("b", b)]}, {"a": s1, "b": s1})
+    case("wrong_map", {s1: [("a", a)], s2: [("b", b), ("c", c)]}, {"a": s1, "b": s1, "c": s2})
     case("unlisted", {s1: [("a", a), ("c", c)], s2: [("b", b)]}, {"a": s1, "b": s2})
     case("not_listed_in_shard", {s1: [("a", a)], s2: [("b", b)]}, {"a": s1, "b": s2, "c": s2})
     case("outside", {s1: [("a", a)]}, {"a": "../" + s1})
