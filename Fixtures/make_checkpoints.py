@@ -4,7 +4,9 @@
 Usage (from the repository root):
     .venv-fixtures/bin/python Fixtures/make_checkpoints.py                    # -> Fixtures/checkpoints/
     .venv-fixtures/bin/python Fixtures/make_checkpoints.py --full-size tiny   # ConvNeXt-T (.safetensors, .pth) -> Fixtures/large/ (git-ignored)
-    .venv-fixtures/bin/python Fixtures/make_checkpoints.py --full-size xxlarge  # 846 M parameters, 3.4 GB each
+    .venv-fixtures/bin/python Fixtures/make_checkpoints.py --full-size xxlarge  # 846 M parameters, 3.4 GB each, also 3 shards
+    .venv-fixtures/bin/python Fixtures/make_checkpoints.py --families-only    # only the issue-11 families and misc/shards
+    .venv-fixtures/bin/python Fixtures/make_checkpoints.py --variant-table    # Sources/CNXImport/TimmVariantTable.swift
 
 For every model family it builds a small model, overwrites every parameter with random values
 far from their initial values (the recipe of make_fixtures.py), and writes, into
@@ -281,6 +283,25 @@ def full_size(which: str):
     print(f"wrote {path}: {n / 1e6:.1f} M parameters, {os.path.getsize(path) / 1e9:.2f} GB in {time.time() - t0:.0f} s")
     torch.save(sd, os.path.join(out, "model.pth"))
     print(f"wrote {os.path.join(out, 'model.pth')}")
+    if which == "xxlarge":
+        # The same weights as the hubs ship anything this size: three shards and their index.
+        sharded = os.path.join(out, "sharded")
+        shutil.rmtree(sharded, ignore_errors=True)
+        os.makedirs(sharded)
+        index = _write_shards(sd, sharded, "safetensors", 3)
+        print(f"wrote {os.path.join(sharded, index)} and its 3 shards")
+    # PyTorch's own logits on a fixed input, for the comparison (timm builds the model; the
+    # weights are assigned, not copied).
+    with torch.device("meta"):
+        model = timm.create_model(name, pretrained=False, num_classes=1000)
+    model.load_state_dict(sd, assign=True)
+    model.eval()
+    x = make_input((1, 3, 128, 128), 7)
+    with torch.inference_mode():
+        y = model(torch.from_numpy(x)).numpy()
+    np.save(os.path.join(out, "input.npy"), x)
+    np.save(os.path.join(out, "expected.npy"), y.astype(np.float32))
+    print(f"wrote input.npy (1x3x128x128) and PyTorch's logits, expected.npy (max |logit| {np.abs(y).max():.3f})")
 
 
 # ---------------------------------------------------------------------------
