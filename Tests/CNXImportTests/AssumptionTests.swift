@@ -66,15 +66,7 @@ struct SyntheticTimm {
 /// What the weights do not carry: resolved from flags, config.json, timm's table or the
 /// scheme's default, printed by `convert`, recorded in the `.cnx`, refused when ambiguous.
 final class AssumptionTests: XCTestCase {
-    func message(_ body: () throws -> Any) -> String {
-        do {
-            _ = try body()
-            XCTFail("no error")
-            return ""
-        } catch {
-            return "\(error)"
-        }
-    }
+    func message(_ body: () throws -> Any) -> String { thrownMessage(body) }
 
     func facts(_ v: TimmVariant) -> WeightFacts {
         var sites: Set<NormSite> = [.stem, .downsample, .block, .head]

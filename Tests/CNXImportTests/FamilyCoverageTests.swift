@@ -66,6 +66,17 @@ enum Families {
     }
 }
 
+/// The error `body` throws, as text; a test failure when it throws none.
+func thrownMessage(_ body: () throws -> Any, file: StaticString = #filePath, line: UInt = #line) -> String {
+    do {
+        _ = try body()
+        XCTFail("no error", file: file, line: line)
+        return ""
+    } catch {
+        return "\(error)"
+    }
+}
+
 final class FamilyCoverageTests: XCTestCase {
     func testManifestCoversEveryFamily() throws {
         XCTAssertEqual(Set(try Families.all().map(\.name)), [
