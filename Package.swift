@@ -42,7 +42,7 @@ let package = Package(
         // SHA-256 in plain C (SHA extensions when present), for the file format: no BLAS.
         .target(name: "CHash", cSettings: [.unsafeFlags(["-O2"])]),
         .target(name: "CNXGraph", dependencies: ["CZlib"]),
-        .target(name: "CNXImport", dependencies: ["CNXGraph", "CONNX", "CZlib"]),
+        .target(name: "CNXImport", dependencies: ["CNXGraph", "CNXFormat", "CONNX", "CZlib"]),
         .target(name: "CNXFormat", dependencies: ["CNXGraph", "CZlib", "CHash"]),
         .target(name: "CNXRuntime", dependencies: ["CNXGraph", "CNXFormat", "CKernels"]),
         .target(name: "CNXPasses", dependencies: ["CNXGraph", "CNXRuntime"]),
@@ -70,7 +70,7 @@ let package = Package(
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
         .testTarget(name: "CHashTests", dependencies: ["CHash"]),
         .testTarget(name: "CNXQuantizeTests", dependencies: ["CNXQuantize", "CNXRuntime", "CNXPasses", "CNXImport", "CNXGraph", "CNXConvert", "CNXTestSupport"]),
-        .testTarget(name: "CNXValidateTests", dependencies: ["CNXValidate", "CNXGraph", "CNXFormat", "CNXRuntime", "CNXConvert", "CNXTestSupport"]),
+        .testTarget(name: "CNXValidateTests", dependencies: ["CNXValidate", "CNXGraph", "CNXFormat", "CNXImport", "CNXRuntime", "CNXConvert", "CNXTestSupport"]),
         .testTarget(name: "ReliabilityTests", dependencies: ["CNXImport", "CNXFormat", "CNXRuntime", "CNXGraph", "CNXConvert", "CNXTestSupport"],
                     exclude: ["Crashers"]),
     ]

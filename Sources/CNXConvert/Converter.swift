@@ -1,6 +1,7 @@
 import CKernels
 import CNXFormat
 import CNXGraph
+import CNXImport
 import CNXPasses
 import CNXQuantize
 import CNXRuntime
@@ -32,6 +33,11 @@ public enum Converter {
         /// Told when each step starts (reading, reference run, passes, quantizing, writing,
         /// checking the written file), for a progress line.
         public var stage: ((String) -> Void)?
+        /// For a checkpoint: the command line's say on what its weights do not carry.
+        public var checkpoint = CheckpointOptions()
+        /// An ONNX export of the same model: the graph read from the input is run against it on
+        /// a random input, and the conversion refused when they differ beyond 1e-4 relative.
+        public var referenceONNX: String?
         public init() {}
     }
 
@@ -60,6 +66,10 @@ public enum Converter {
         public var passes: [String] = []
         public var verifiedAgainst: String?
         public var metadata: [String: MetadataValue] = [:]
+        /// For a checkpoint: the values its weights do not carry, as used, with their sources.
+        public var assumptions: [Assumption] = []
+        /// With `referenceONNX`: the relative error of the input's graph against the export's.
+        public var referenceError: Float?
     }
 
     public static func convert(input: String, output: String, options: Options = Options()) throws -> Report {
@@ -77,12 +87,18 @@ public enum Converter {
         // The original graph's answer on a random input is taken first, so that the original
         // weights can be freed as the passes replace them.
         var check: (input: Tensor, expected: [Tensor])?
+        let assumptions: [Assumption]
         do {
             options.stage?("reading \(input)")
-            let loaded = try ModelLoader.load(input)
+            let loaded = try ModelLoader.load(input, options: options.checkpoint)
             graph = loaded.graph
             metadata = loaded.metadata
             format = loaded.format
+            assumptions = loaded.assumptions
+        }
+        var referenceError: Float?
+        if let reference = options.referenceONNX {
+            referenceError = try checkAgainstReference(graph, input: input, reference: reference, assumptions: assumptions)
         }
         try OutputGuard.check(output: output, kind: .cnx,
                               reads: OutputGuard.modelFiles(input, graphMetadata: graph.metadata) + options.reads, force: options.force)
@@ -233,7 +249,8 @@ public enum Converter {
                       int8SQNR: int8SQNR, keptFloat: keptFloat, quantizeSeconds: quantizeSeconds,
                       sensitivity: sensitivity, accuracy: accuracy, outputs: outputs, features: options.features,
                       classes: options.features == nil ? architecture?.classes : nil, passes: passes,
-                      verifiedAgainst: error == nil ? nil : verifiedAgainst, metadata: metadata)
+                      verifiedAgainst: error == nil ? nil : verifiedAgainst, metadata: metadata,
+                      assumptions: assumptions, referenceError: referenceError)
     }
 
     /// The architecture a `.cnx` records (its graph is fused, so it is not recognised again from
@@ -296,6 +313,38 @@ public enum Converter {
             }
         }
         for (k, v) in recorded { metadata[k] = v }
+    }
+
+    /// Runs `graph` (as read from `input`) and the ONNX export `reference` on the same random
+    /// input on the reference kernels, and refuses when any output differs by more than 1e-4
+    /// relative: the check that the values the reader assumed are the model's.
+    static func checkAgainstReference(_ graph: Graph, input: String, reference: String, assumptions: [Assumption]) throws -> Float {
+        let onnx: Graph
+        do { onnx = try ONNXReader.load(path: reference) } catch let e as CNXError { throw CNXError("--reference-onnx: \(e.message)") }
+        guard let mine = graph.inputs.first, let theirs = onnx.inputs.first, onnx.inputs.count == 1 else {
+            throw CNXError("--reference-onnx \(reference): the export must have one input")
+        }
+        guard onnx.outputs.count == graph.outputs.count else {
+            throw CNXError("--reference-onnx \(reference): the export has \(onnx.outputs.count) outputs, \(input) has \(graph.outputs.count)")
+        }
+        // The export's own sizes where it fixes them (a legacy export fixes height and width).
+        let a = sampleShape(theirs), b = sampleShape(mine)
+        let shape = zip(a, zip(theirs.shape ?? [], mine.shape ?? [])).map { v, dims in dims.0.value ?? dims.1.value ?? v }
+        let x = randomTensor(shape.count == 4 ? shape : b, seed: 0xC0FFEE)
+        let expected = try ReferenceExecutor(graph: onnx).run([theirs.name: x])
+        let actual = try ReferenceExecutor(graph: graph).run([mine.name: x])
+        var worst: Float = 0
+        for (o, r) in zip(graph.outputs, onnx.outputs) {
+            guard let y = actual[o.name], let e = expected[r.name], y.shape == e.shape else {
+                throw CNXError("--reference-onnx \(reference): output '\(r.name)' does not have the shape of \(input)'s '\(o.name)'")
+            }
+            worst = max(worst, try worstError([y], [e]))
+        }
+        guard worst <= 1e-4 else {
+            let assumed = assumptions.isEmpty ? "" : "; the reader assumed " + assumptions.map(\.description).joined(separator: ", ")
+            throw CNXError("\(input): its graph differs from the ONNX export \(reference) by a relative error of \(worst) (> 1e-4) on a random input; nothing was written\(assumed); set what differs with --layer-norm-eps, --activation or --norm")
+        }
+        return worst
     }
 
     /// A concrete input shape for a graph input: symbolic batch 1, symbolic height and width 32

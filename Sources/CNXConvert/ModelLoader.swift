@@ -9,21 +9,27 @@ public struct LoadedModel {
     public var metadata: [String: MetadataValue]
     /// "cnx", "onnx", "safetensors" or "pth".
     public var format: String
+    /// For a checkpoint: the values its weights do not carry, as used, with their sources.
+    public var assumptions: [Assumption] = []
 }
 
 /// Chooses the reader for a model by its content first, then its extension:
 ///
-/// - a folder: the checkpoint inside (`model.safetensors`, else `pytorch_model.bin`), with the
-///   timm hub `config.json` beside it;
+/// - a folder: the checkpoint inside (`model.safetensors`, its sharded `.index.json`,
+///   `pytorch_model.bin`, its `.index.json`, `model.pth`), with the timm or transformers
+///   `config.json` beside it;
+/// - a sharded checkpoint's `*.index.json`;
 /// - `CNX\0`: a `.cnx` file;
 /// - `PK\x03\x04`: a zip archive, which is what `torch.save` writes (`.pth`, `.pt`, `.bin`);
 /// - an 8-byte length followed by `{`, or the `.safetensors` extension: safetensors;
 /// - anything else: ONNX.
 ///
 /// For checkpoints, a timm `config.json` next to the weights gives the model name, the class
-/// names and the preprocessing, returned as `.cnx` metadata.
+/// names and the preprocessing, a transformers one the class names; they are returned as `.cnx`
+/// metadata, with every value the reader assumed (`source.assumed.*`). `options` are the command
+/// line's say on those values (`--layer-norm-eps`, `--activation`, `--norm`).
 public enum ModelLoader {
-    public static func load(_ path: String) throws -> LoadedModel {
+    public static func load(_ path: String, options: CheckpointOptions = CheckpointOptions()) throws -> LoadedModel {
         var isDirectory: ObjCBool = false
         let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
         guard exists else {
@@ -34,7 +40,10 @@ public enum ModelLoader {
         if !isDirectory.boolValue, access(path, R_OK) != 0 { throw CNXError("\(path): cannot read (\(String(cString: strerror(errno))))") }
         if exists && isDirectory.boolValue {
             let weights = try CheckpointReader.weightsFile(path)
-            return try loadCheckpoint(path, kind: weights.hasSuffix(".safetensors") ? .safetensors : .pth)
+            return try loadCheckpoint(path, kind: CheckpointReader.kind(of: weights), options: options)
+        }
+        if exists && ShardedCheckpoint.isIndex(path) {
+            return try loadCheckpoint(path, kind: .safetensors, options: options)
         }
         let head = firstBytes(path, 16)
         if head.count >= 4 && Array(head.prefix(4)) == [0x43, 0x4E, 0x58, 0x00] {   // "CNX\0", Formats/CNX.md
@@ -43,15 +52,15 @@ public enum ModelLoader {
         }
         let lower = path.lowercased()
         if head.count >= 4 && Array(head.prefix(4)) == [0x50, 0x4B, 0x03, 0x04] {   // "PK\3\4"
-            return try loadCheckpoint(path, kind: .pth)
+            return try loadCheckpoint(path, kind: .pth, options: options)
         }
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
         if lower.hasSuffix(".safetensors") || SafetensorsReader.looksLikeSafetensors(head, fileSize: size) {
-            return try loadCheckpoint(path, kind: .safetensors)
+            return try loadCheckpoint(path, kind: .safetensors, options: options)
         }
         if [".pth", ".pt", ".bin", ".ckpt"].contains(where: { lower.hasSuffix($0) }) {
             // Not a zip: TorchCheckpoint explains (an empty file, the legacy pickle format, ...).
-            return try loadCheckpoint(path, kind: .pth)
+            return try loadCheckpoint(path, kind: .pth, options: options)
         }
         do {
             return LoadedModel(graph: try ONNXReader.load(path: path), metadata: [:], format: "onnx")
@@ -61,7 +70,7 @@ public enum ModelLoader {
             _ = e
             throw CNXError("\(path): \(what), not a .cnx model (no CNX magic at byte 0) nor an ONNX model")
         } catch let e as CNXError where !lower.hasSuffix(".onnx") {
-            throw CNXError("\(e.message) (read as ONNX; this version reads .onnx, .cnx, .safetensors and PyTorch .pth files, and timm hub folders)")
+            throw CNXError("\(e.message) (read as ONNX; this version reads .onnx, .cnx, .safetensors, PyTorch .pth files, sharded .index.json checkpoints, and timm and transformers folders)")
         }
     }
 
@@ -71,8 +80,8 @@ public enum ModelLoader {
         (try? CheckpointReader.weightsFile(path)) ?? path
     }
 
-    static func loadCheckpoint(_ path: String, kind: CheckpointReader.Kind) throws -> LoadedModel {
-        let checkpoint = try CheckpointReader.load(path: path, kind: kind)
+    static func loadCheckpoint(_ path: String, kind: CheckpointReader.Kind, options: CheckpointOptions) throws -> LoadedModel {
+        let checkpoint = try CheckpointReader.load(path: path, kind: kind, options: options)
         var metadata: [String: MetadataValue] = [:]
         if let c = checkpoint.config {
             if let a = c.architecture { metadata[MetadataKey.variant] = .string(a) }
@@ -84,8 +93,18 @@ public enum ModelLoader {
             if let p = c.cropPct { metadata[MetadataKey.cropPct] = .float(p) }
             if let t = c.tag { metadata["source.pretrained_tag"] = .string(t) }
         }
+        if let c = checkpoint.modelConfig?.transformers {
+            if let names = c.classNames { metadata[MetadataKey.classNames] = .strings(names) }
+            if let a = c.architectures.first { metadata[MetadataKey.sourceTransformersArchitecture] = .string(a) }
+            // The image processor's transform, from preprocessor_config.json beside config.json.
+            let folder = URL(fileURLWithPath: c.path).deletingLastPathComponent().path
+            for (k, v) in try TransformersPreprocessing.metadata(folder: folder) { metadata[k] = v }
+        }
         metadata["source.naming_scheme"] = .string(checkpoint.scheme.name)
-        return LoadedModel(graph: checkpoint.graph, metadata: metadata, format: checkpoint.format)
+        if !checkpoint.shards.isEmpty { metadata[MetadataKey.sourceShards] = .strings(checkpoint.shards) }
+        // Every value the weights do not carry, with where it came from (Formats/CHECKPOINTS.md).
+        for a in checkpoint.assumptions { metadata[a.metadataKey] = .string(a.metadataValue) }
+        return LoadedModel(graph: checkpoint.graph, metadata: metadata, format: checkpoint.format, assumptions: checkpoint.assumptions)
     }
 
     static func firstBytes(_ path: String, _ n: Int) -> [UInt8] {

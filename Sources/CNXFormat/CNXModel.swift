@@ -66,6 +66,9 @@ public enum MetadataKey {
     public static let std = "preprocess.std"
     public static let interpolation = "preprocess.interpolation"
     public static let cropPct = "preprocess.crop_pct"
+    public static let resizeMode = "preprocess.resize"
+    public static let cropOffset = "preprocess.crop_offset"
+    public static let rescaleFactor = "preprocess.rescale_factor"
     public static let sourceFileName = "source.file_name"
     public static let sourceSHA256 = "source.sha256"
     public static let sourceNamingScheme = "source.naming_scheme"
@@ -86,8 +89,16 @@ public enum MetadataKey {
         mean, std, interpolation, cropPct, sourceFileName, sourceSHA256, sourceNamingScheme,
         sourcePretrainedTag, converterVersion, converterPasses, quantizationDescription,
         quantizationMethod, quantizationSamples, quantizationInt8Layers, quantizationFloatLayers,
-        quantizationDepthwise,
-    ]
+        quantizationDepthwise, resizeMode, cropOffset, rescaleFactor, sourceTransformersArchitecture, sourceShards,
+    ] + assumed
+
+    /// What a checkpoint reader assumed, with its source: `source.assumed.<name>`.
+    public static let assumedPrefix = "source.assumed."
+    public static let sourceTransformersArchitecture = "source.transformers_architecture"
+    public static let sourceShards = "source.shards"
+    /// Every `source.assumed.*` key a checkpoint reader writes.
+    public static let assumed: [String] = ["norm", "eps", "eps.stem", "eps.downsample", "eps.block", "eps.head", "eps.features",
+                                           "activation", "head_activation", "grn_eps"].map { assumedPrefix + $0 }
 }
 
 extension Architecture {

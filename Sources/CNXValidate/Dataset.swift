@@ -143,9 +143,12 @@ public final class Dataset: @unchecked Sendable {
             DispatchQueue.concurrentPerform(iterations: max(1, min(threads, range.count))) { worker in
                 var i = worker
                 while i < range.count, errors.first == nil {
+                    let file = files[range.lowerBound + i]
                     do {
-                        let image = try ImageDecoder.decode(path: files[range.lowerBound + i])
-                        p.normalise(p.resizeAndCrop(image), into: base + i * per)
+                        let image = try ImageDecoder.decode(path: file)
+                        p.normalise(try p.resizeAndCrop(image), into: base + i * per)
+                    } catch let e as CNXError {
+                        errors.set(e.inFile(file))
                     } catch {
                         errors.set(error)
                     }

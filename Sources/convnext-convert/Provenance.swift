@@ -61,7 +61,8 @@ extension PreprocessOptions {
             let name = URL(fileURLWithPath: m.path).lastPathComponent
             let origin = m.path.lowercased().hasSuffix(".cnx") ? "\(name) metadata" : "\(name)'s config.json"
             let keys: [(String, String)] = [(MetadataKey.inputSize, "size"), (MetadataKey.cropPct, "crop_pct"),
-                                            (MetadataKey.interpolation, "interpolation"), (MetadataKey.mean, "mean"), (MetadataKey.std, "std")]
+                                            (MetadataKey.interpolation, "interpolation"), (MetadataKey.mean, "mean"), (MetadataKey.std, "std"),
+                                            (MetadataKey.resizeMode, "resize")]
             for (key, setting) in keys where m.metadata[key] != nil { source[setting] = origin }
             let config = URL(fileURLWithPath: m.path).deletingLastPathComponent().appendingPathComponent("config.json").path
             if let data = FileManager.default.contents(atPath: config),
@@ -77,6 +78,7 @@ extension PreprocessOptions {
         if size != nil { source["size"] = "--size" }
         if cropPct != nil { source["crop_pct"] = "--crop-pct" }
         if interpolation != nil { source["interpolation"] = "--interpolation" }
+        if resize != nil { source["resize"] = "--resize" }
         if mean != nil { source["mean"] = "--mean" }
         if std != nil { source["std"] = "--std" }
         return ResolvedPreprocessing(preprocessing: p,
@@ -84,5 +86,5 @@ extension PreprocessOptions {
     }
 
     /// Whether any of these flags was given.
-    var given: Bool { size != nil || cropPct != nil || interpolation != nil || mean != nil || std != nil }
+    var given: Bool { size != nil || cropPct != nil || interpolation != nil || resize != nil || mean != nil || std != nil }
 }

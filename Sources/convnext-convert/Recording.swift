@@ -14,6 +14,7 @@ extension PreprocessOptions {
         if let size { m[MetadataKey.inputSize] = .ints([Int64(size), Int64(size)]) }
         if let cropPct { m[MetadataKey.cropPct] = .float(Float(cropPct)) }
         if let interpolation { m[MetadataKey.interpolation] = .string(interpolation.lowercased()) }
+        if let resize, let mode = Self.resizeMode(resize) { m[MetadataKey.resizeMode] = .string(mode.rawValue) }
         func three(_ v: [Float]) -> [Float] { v.count == 1 ? [v[0], v[0], v[0]] : v }
         if let mean { m[MetadataKey.mean] = .floats(three(try Self.triple(mean, "--mean"))) }
         if let std { m[MetadataKey.std] = .floats(three(try Self.triple(std, "--std"))) }

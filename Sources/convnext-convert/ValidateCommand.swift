@@ -17,8 +17,11 @@ struct PreprocessOptions: ParsableArguments {
     @Option(name: .customLong("crop-pct"), help: "Resize the shorter side to floor(size / crop-pct) before the centre crop.")
     var cropPct: Double?
 
-    @Option(name: .long, help: "Resize filter: bilinear or bicubic.")
+    @Option(name: .long, help: "Resize filter, as PIL's: nearest, box, bilinear, hamming, bicubic or lanczos.")
     var interpolation: String?
+
+    @Option(name: .long, help: "shorter-side: resize the shorter side, then centre-crop; square: resize to the input size, no crop.")
+    var resize: String?
 
     @Option(name: .long, help: ArgumentHelp("Per-channel mean of pixels scaled to 0...1 (one value: all three).", valueName: "r,g,b"))
     var mean: String?
@@ -30,12 +33,23 @@ struct PreprocessOptions: ParsableArguments {
         if let size, size < 1 { throw ValidationError("--size must be positive") }
         if let cropPct, !(cropPct > 0 && cropPct <= 4) { throw ValidationError("--crop-pct must be in (0, 4]") }
         if let interpolation, Interpolation(rawValue: interpolation.lowercased()) == nil {
-            throw ValidationError("--interpolation must be bilinear or bicubic, not '\(interpolation)'")
+            throw ValidationError("--interpolation must be one of \(Interpolation.names), not '\(interpolation)'")
+        }
+        if let resize, Self.resizeMode(resize) == nil {
+            throw ValidationError("--resize must be shorter-side or square, not '\(resize)'")
         }
         if let mean { _ = try Self.triple(mean, "--mean") }
         if let std {
             let v = try Self.triple(std, "--std")
             guard v.allSatisfy({ $0 != 0 }) else { throw ValidationError("--std values must be non-zero") }
+        }
+    }
+
+    static func resizeMode(_ text: String) -> Preprocessing.ResizeMode? {
+        switch text.lowercased().replacingOccurrences(of: "-", with: "_") {
+        case "shorter_side": return .shorterSide
+        case "square": return .square
+        default: return nil
         }
     }
 
@@ -49,19 +63,24 @@ struct PreprocessOptions: ParsableArguments {
     }
 
     /// The preprocessing to use: these flags, over the first model's (a timm `config.json` beside
-    /// its file, else its `.cnx` metadata, and the input size its graph fixes), over the next's,
-    /// over ImageNet's defaults.
+    /// its file, else its `.cnx` metadata, which for a checkpoint folder holds what its config
+    /// files say, and the input size its graph fixes), over the next's, over ImageNet's defaults.
     func resolve(_ models: [Predictor]) throws -> Preprocessing {
         var p = Preprocessing.imagenet
         for m in models.reversed() {
             p = p.updated(metadata: m.metadata)
+            var isFolder: ObjCBool = false
             let config = URL(fileURLWithPath: m.path).deletingLastPathComponent().appendingPathComponent("config.json").path
-            if FileManager.default.fileExists(atPath: config) { p = try p.updated(timmConfig: config) }
+            if FileManager.default.fileExists(atPath: m.path, isDirectory: &isFolder), !isFolder.boolValue,
+               FileManager.default.fileExists(atPath: config) {
+                p = try p.updated(timmConfig: config)
+            }
             if let fixed = m.fixedSize { (p.height, p.width) = fixed }
         }
         if let size { (p.height, p.width) = (size, size) }
         if let cropPct { p.cropPct = cropPct }
         if let interpolation, let i = Interpolation(rawValue: interpolation.lowercased()) { p.interpolation = i }
+        if let resize, let r = Self.resizeMode(resize) { p.resizeMode = r }
         if let mean { p.mean = try Self.triple(mean, "--mean") }
         if let std { p.std = try Self.triple(std, "--std") }
         if p.mean.count == 1 { p.mean = Array(repeating: p.mean[0], count: 3) }
@@ -164,7 +183,7 @@ struct Validate: ParsableCommand {
         commandName: "check",
         abstract: "Compare a model with a reference on data: accuracy, agreement, logits error, throughput.",
         discussion: """
-        DATA is a float32 .npy batch (N x 3 x H x W, preprocessed), an image, a folder of images, or a folder of class sub-folders (labels as torchvision's ImageFolder gives them). Images are resized, centre-cropped and normalised as the model says (a timm config.json beside it, or its .cnx metadata), overridden by --size, --crop-pct, --interpolation, --mean and --std, else as ImageNet's models expect; the report (and the JSON's `preprocessing`) says where each setting came from, and a warning on stderr names those that are ImageNet's defaults.
+        DATA is a float32 .npy batch (N x 3 x H x W, preprocessed), an image, a folder of images, or a folder of class sub-folders (labels as torchvision's ImageFolder gives them). Images are resized, centre-cropped and normalised as the model says (a timm config.json beside it, or its .cnx metadata, which for a transformers folder reproduces its ConvNextImageProcessor: at 384 and above a square resize with no crop), overridden by --size, --crop-pct, --interpolation, --resize, --mean and --std, else as ImageNet's models expect; the report (and the JSON's `preprocessing`) says where each setting came from, and a warning on stderr names those that are ImageNet's defaults.
 
         A .cnx runs on the fast runtime, other files on the reference executor as they are (--fast: optimised in memory, on the fast runtime).
 

@@ -197,7 +197,7 @@ struct SpecReader {
             }
             seen.insert("metadata \(key)")
             if let documented = spec.metadataKeys[key] {
-                if documented != type { problem("metadata: '\(key)' is a \(type), the document says \(documented)") }
+                if !documented.components(separatedBy: " or ").contains(type) { problem("metadata: '\(key)' is a \(type), the document says \(documented)") }
             } else {
                 problem("metadata: key '\(key)' is not documented")
             }

@@ -89,15 +89,7 @@ final class CheckpointReaderTests: XCTestCase {
         return url.path
     }
 
-    func message(_ body: () throws -> Any) -> String {
-        do {
-            _ = try body()
-            XCTFail("no error")
-            return ""
-        } catch {
-            return "\(error)"
-        }
-    }
+    func message(_ body: () throws -> Any) -> String { thrownMessage(body) }
 
     // MARK: element types, protocols, views
 

@@ -172,7 +172,10 @@ final class CLIValidateTests: XCTestCase {
             XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
             XCTAssertTrue(r.stderr.contains(mention), "'\(mention)' not in \(r.stderr)")
         }
-        XCTAssertNotEqual(try validate(model, ["--data", ValidateFixtures.digit("test.npy"), "--interpolation", "nearest"]).status, 0)
+        let filter = try validate(model, ["--data", ValidateFixtures.digit("test.npy"), "--interpolation", "cubic"])
+        XCTAssertNotEqual(filter.status, 0)
+        XCTAssertTrue(filter.stderr.contains("nearest, box, bilinear, hamming, bicubic, lanczos"), filter.stderr)
+        XCTAssertNotEqual(try validate(model, ["--data", ValidateFixtures.digit("test.npy"), "--resize", "sideways"]).status, 0)
     }
 }
 
