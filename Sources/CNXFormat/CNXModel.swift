@@ -97,7 +97,7 @@ public enum MetadataKey {
     public static let sourceTransformersArchitecture = "source.transformers_architecture"
     public static let sourceShards = "source.shards"
     /// Every `source.assumed.*` key a checkpoint reader writes.
-    public static let assumed: [String] = ["norm", "eps", "eps.stem", "eps.downsample", "eps.block", "eps.head", "eps.features",
+    public static let assumed: [String] = ["norm", "eps", "eps.stem", "eps.downsample", "eps.head", "eps.features",
                                            "activation", "head_activation", "grn_eps"].map { assumedPrefix + $0 }
 }
 

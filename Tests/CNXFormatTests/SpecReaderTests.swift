@@ -62,6 +62,16 @@ final class SpecReaderTests: XCTestCase {
             $0.int8 = (v2Samples, q)
         }
         try convert("timm-hub", root.appendingPathComponent("checkpoints/timm_linear/hub"))
+        // Checkpoints whose readers record what they assumed and where the weights came from:
+        // transformers folders (their preprocessing, per-site epsilons, a backbone's feature
+        // norms), a sharded index, an MLP head, a V2 GRN.
+        try convert("transformers-384", root.appendingPathComponent("transformers/convnextv2_384"))
+        try convert("transformers-backbone", root.appendingPathComponent("checkpoints/hf_convnextv2_backbone/hf")) {
+            // Per-site epsilons, as `--layer-norm-eps` gives them, so that every site's key is written.
+            $0.checkpoint.layerNormEps = try CheckpointOptions.parseEps("stem=1e-5,downsample=1e-4,block=1e-6,features=1e-3")
+        }
+        try convert("transformers-sharded", root.appendingPathComponent("checkpoints/hf_convnext/hf_sharded"))
+        try convert("timm-mlp-head", root.appendingPathComponent("checkpoints/timm_mlp_head/hub"))
         for fixture in ["reference_op13", "timm_linear_op17", "torchvision_dynamo"] {
             let graph = try ONNXReader.load(path: root.appendingPathComponent("models/\(fixture)/model.onnx").path)
             files.append(("\(fixture)-unfused", [UInt8](try CNXWriter.encode(CNXModel(graph: graph)))))
@@ -118,7 +128,9 @@ final class SpecReaderTests: XCTestCase {
 
     func testBackboneFileIsDocumented() throws { try assertDocumented("digits-features") }
 
-    func testCheckpointFileIsDocumented() throws { try assertDocumented("timm-hub") }
+    func testCheckpointFileIsDocumented() throws {
+        for name in ["timm-hub", "transformers-384", "transformers-backbone", "transformers-sharded", "timm-mlp-head"] { try assertDocumented(name) }
+    }
 
     func testUnfusedGraphsAreDocumented() throws {
         for fixture in ["reference_op13", "timm_linear_op17", "torchvision_dynamo"] { try assertDocumented("\(fixture)-unfused") }
