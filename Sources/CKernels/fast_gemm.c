@@ -11,6 +11,7 @@
 // (and a residual not behind a GELU) initialise the accumulators; GELU, and a residual after
 // it, run after the last K block on the tile while it is in registers or L1.
 #include "cnx_fast.h"
+#include "neon_internal.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -439,6 +440,9 @@ void cnx_gelu_inplace_f32(float *x, int64_t count) {
     case CNX_ISA_AVX512: gelu_inplace_avx512(x, count); return;
     case CNX_ISA_AVX2: gelu_inplace_avx2(x, count); return;
 #endif
+#if CNX_ARM64
+    case CNX_ISA_NEON: cnx_activation_inplace_f32_neon(x, count, 1); return;
+#endif
     default: cnx_gelu_inplace_f32_ref(x, count); return;
     }
 }
@@ -454,6 +458,9 @@ void cnx_gemm_f32(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
     case CNX_ISA_AVX2:
         gemm_blocked(m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc, TILES256, MR256, 16);
         return;
+#endif
+#if CNX_ARM64
+    case CNX_ISA_NEON: cnx_gemm_f32_neon(m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc); return;
 #endif
     default:
         cnx_gemm_f32_ref(m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc);

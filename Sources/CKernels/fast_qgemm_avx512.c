@@ -12,6 +12,7 @@
 #define CNX_QGEMM_INTERNAL
 #include "cnx_qgemm.h"
 
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(CNX_NO_SIMD)
 #include <immintrin.h>
 #include <string.h>
 
@@ -341,3 +342,5 @@ T512 void cnx_quantize_u8_avx512(const float *x, int64_t count, float inv, int32
         _mm_mask_storeu_epi8(q + i, mk, b);
     }
 }
+
+#endif  // x86
