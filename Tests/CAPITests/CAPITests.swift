@@ -4,7 +4,8 @@ import Foundation
 import XCTest
 
 /// The C API as a C program uses it: examples/c/classify.c and Tests/capi/capi_test.c compiled
-/// with cc against the built libcnxruntime, run on models converted by the built tool.
+/// with cc against the built libcnxruntime, run on models converted by the built tool; and the
+/// Python package (scripts/python-test.sh).
 final class CAPITests: XCTestCase {
     static let buildDirectory = Fixtures.tool.deletingLastPathComponent()
     static var library: URL {
@@ -158,5 +159,20 @@ final class CAPITests: XCTestCase {
         let r = try run(program, [model, scratch.path])
         XCTAssertEqual(r.status, 0, "\(r.stdout)\n\(r.stderr)")
         XCTAssertTrue(r.stdout.hasSuffix(" passed, 0 failed\n"), r.stdout)
+    }
+
+    /// scripts/python-test.sh: pip-installs python/ into .venv-python and runs its tests.
+    func testPythonPackage() throws {
+        if let sanitizer = Self.sanitizer {
+            throw XCTSkip("python cannot load a library built with -fsanitize=\(sanitizer)")
+        }
+        guard (try? run("/usr/bin/env", ["python3", "-c", "import numpy"]))?.status == 0 else {
+            throw XCTSkip("python3 with numpy is not installed")
+        }
+        let config = Self.buildDirectory.lastPathComponent  // debug or release
+        let r = try run("/bin/bash", [Fixtures.root.appendingPathComponent("scripts/python-test.sh").path],
+                        environment: ["CONFIG": config])
+        XCTAssertEqual(r.status, 0, "\(r.stdout)\n\(r.stderr)")
+        XCTAssertTrue(r.stderr.contains("\nOK"), r.stderr)
     }
 }
