@@ -8,9 +8,11 @@
 //            16 bytes of the row loaded once.
 //   dotprod  SDOT by element (FEAT_DotProd), which multiplies s8 by s8 only. The activations are
 //            offset into s8, a - 128 = a XOR 0x80 (one EOR per 16 bytes of a row), so the GEMM
-//            computes sum (a - 128) b = sum a b - 128 colsum(B); the packed B carries colsum, and
-//            adding 128 colsum after the K loop restores sum a b. All in int32 arithmetic
-//            wrapping mod 2^32, as the reference: the identity holds bit for bit.
+//            computes sum (a - 128) b = sum a b - 128 colsum(B), and adding 128 colsum after the
+//            K loop restores sum a b. The column sums come from the panel's own bytes (SDOT against
+//            ones, once per panel and row block), not from the packed buffer's tail, so any panel
+//            pointer works. All in int32 arithmetic wrapping mod 2^32, as the reference: the
+//            identity holds bit for bit.
 //   neon     no dot product (Cortex-A53/A72 class): LD4 de-interleaves a group into its 4 k
 //            rows of 16 columns (a transpose for free), SXTL widens B to s16, UXTL widens A's 4
 //            bytes to s16 (u8 fits), and SMLAL / SMLAL2 by element accumulate s16 x s16 products
@@ -193,6 +195,16 @@ CNX_INLINE CNX_TARGET_DOTPROD void tile_dotprod(const int MR, int64_t k, const u
         for (int q = 0; q < 4; q++) vst1q_s32(t + r * QTN + 4 * q, vaddq_s32(acc[r][q], corr[q]));
 }
 
+// The 16 column sums of a panel (kqp groups), by SDOT against ones: the correction of the dotprod
+// path, computed from the panel's own bytes (so it holds for any packed B the caller passes).
+static CNX_TARGET_DOTPROD void panel_col_sums(const int8_t *b, int64_t kqp, int32_t sums[QTN]) {
+    const int8x16_t ones = vdupq_n_s8(1);
+    int32x4_t acc[4] = {vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0)};
+    for (int64_t g = 0; g < kqp; g++, b += 64)
+        for (int q = 0; q < 4; q++) acc[q] = vdotq_s32(acc[q], vld1q_s8(b + 16 * q), ones);
+    for (int q = 0; q < 4; q++) vst1q_s32(sums + 4 * q, acc[q]);
+}
+
 CNX_INLINE CNX_TARGET_I8MM void tile_i8mm(const int MR, int64_t k, const uint8_t *a, int64_t lda,
                                           const int8_t *b, const int32_t *colsum, int32_t *t) {
     (void)colsum;
@@ -294,7 +306,7 @@ void cnx_qgemm_run_neon(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64
     const qtile_fn *tiles = level == CNX_QISA_I8MM ? TILES_I8MM : level == CNX_QISA_DOTPROD ? TILES_DOTPROD : TILES_NEON;
     const int mr_max = level == CNX_QISA_NEON ? QMR_NEON : QMR_DOT;
     const int64_t kqp = (k + 3) / 4, np = (n + QTN - 1) / QTN;
-    const int32_t *colsums = cnx_qgemm_packed_col_sums(packed_b, k, n);
+    int32_t colsum[QTN] = {0};
     // Row blocks whose A stays in L2 while every panel of B passes over it.
     int64_t mc = (NEON_QGEMM_A_BLOCK / (k > 0 ? k : 1)) / mr_max * mr_max;
     if (mc < mr_max) mc = mr_max;
@@ -304,9 +316,10 @@ void cnx_qgemm_run_neon(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64
         for (int64_t p = 0; p < np; p++) {
             const int8_t *b = (const int8_t *)packed_b + p * kqp * 64;
             const int64_t j0 = p * QTN, vn = n - j0 < QTN ? n - j0 : QTN;
+            if (level == CNX_QISA_DOTPROD) panel_col_sums(b, kqp, colsum);
             for (int64_t i = i0; i < i1;) {
                 const int mr = i1 - i < mr_max ? (int)(i1 - i) : mr_max;
-                tiles[mr](k, a + i * lda, lda, b, colsums + j0, t);
+                tiles[mr](k, a + i * lda, lda, b, colsum, t);
                 emit_block(e, t, QTN, mr, i, j0, vn);
                 i += mr;
             }

@@ -342,6 +342,16 @@ static void qgemm_shape(int64_t m, int64_t n, int64_t k, int extreme) {
     cnx_qgemm_u8s8_s32_ref(m, n, k, ga.rows, lda, pb, ref, ldc);
     check(same_bits(got, ref, nc * sizeof(int32_t)), "qgemm s32 %lldx%lldx%lld%s: not bit-identical", (long long)m,
           (long long)n, (long long)k, extreme ? " extreme" : "");
+    if (n > 16) {
+        // Columns [16, n) alone, from the packed B of all n starting at its second panel.
+        int32_t *part = malloc(nc * sizeof(int32_t));
+        const int8_t *panel1 = (const int8_t *)pb + (k + 3) / 4 * 64;
+        cnx_qgemm_u8s8_s32(m, n - 16, k, ga.rows, lda, panel1, part, ldc);
+        int same = 1;
+        for (int64_t i = 0; i < m; i++) same &= same_bits(part + i * ldc, ref + i * ldc + 16, (size_t)(n - 16) * sizeof(int32_t));
+        check(same, "qgemm s32 %lldx%lldx%lld columns [16, n): not bit-identical", (long long)m, (long long)n, (long long)k);
+        free(part);
+    }
 
     // Epilogue parameters: per-column scales around 1e-3, zero point 37.
     float *w_scale = malloc((size_t)n * sizeof(float)), *bias = floats((size_t)n, 0.3f);

@@ -89,6 +89,7 @@ class Model:
         # Output shapes seen for an input shape, for models whose outputs have open dimensions
         # besides the batch (a backbone's feature maps).
         self._sizes = {}
+        self._shapes = {}
 
     def _name(self, getter, index):
         s = ctypes.c_char_p()
@@ -96,9 +97,10 @@ class Model:
         return s.value.decode("utf-8")
 
     def close(self):
-        if self._handle is not None:
-            _lib.cnx_model_close(self._handle)
-            self._handle = None
+        """Releases the model (also done when it is garbage-collected)."""
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle is not None and _lib is not None:
+            _lib.cnx_model_close(handle)
 
     def __enter__(self):
         return self
@@ -129,13 +131,16 @@ class Model:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.ndim < 1 or x.ndim > _library.MAX_RANK:
             raise ValueError(f"input must have 1 to {_library.MAX_RANK} dimensions, got {x.ndim}")
-        shape = (ctypes.c_int64 * x.ndim)(*x.shape)
+        shape = self._shapes.get(x.shape)
+        if shape is None:
+            # Read-only once made: shared by every call (and thread) with this input shape.
+            shape = self._shapes[x.shape] = (ctypes.c_int64 * x.ndim)(*x.shape)
         sizes = self._sizes.get(x.shape) or self._guess(x.shape[0]) or [(0,)] * len(self.output_names)
         for _ in range(2):
             ys = [np.empty(s, dtype=np.float32) for s in sizes]
             outs = (_library.Output * len(ys))()
             for o, y in zip(outs, ys):
-                o.data = y.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+                o.data = y.ctypes.data
                 o.capacity = y.size
             status = _lib.cnx_model_run(self._handle, x.ctypes.data, x.size, shape, x.ndim, outs, len(outs))
             if status == _library.BUFFER_TOO_SMALL:
