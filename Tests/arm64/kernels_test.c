@@ -554,6 +554,24 @@ int main(int argc, char **argv) {
     check(cnx_qisa_detect() == (cnx_qisa_supported(CNX_QISA_I8MM) ? CNX_QISA_I8MM
                                 : cnx_qisa_supported(CNX_QISA_DOTPROD) ? CNX_QISA_DOTPROD : CNX_QISA_NEON),
           "automatic int8 path %s", cnx_qisa_name(cnx_qisa_detect()));
+    // The environment lowers the automatic choice, never above the hardware, and an x86 name
+    // gives scalar.
+    setenv("CNX_ISA", "scalar", 1);
+    check(cnx_isa_detect() == CNX_ISA_SCALAR, "CNX_ISA=scalar");
+    setenv("CNX_ISA", "avx512", 1);
+    check(cnx_isa_detect() == CNX_ISA_SCALAR, "CNX_ISA=avx512 on arm64 gives scalar");
+    unsetenv("CNX_ISA");
+    cnx_isa_force(CNX_ISA_AVX2);
+    check(cnx_isa_current() == CNX_ISA_SCALAR, "forcing avx2 on arm64 gives scalar");
+    cnx_isa_force(-1);
+    setenv("CNX_QISA", "dotprod", 1);
+    check(cnx_qisa_detect() == (cnx_qisa_supported(CNX_QISA_DOTPROD) ? CNX_QISA_DOTPROD : CNX_QISA_NEON), "CNX_QISA=dotprod");
+    setenv("CNX_QISA", "avx512vnni", 1);
+    check(cnx_qisa_detect() == CNX_QISA_SCALAR, "CNX_QISA=avx512vnni on arm64 gives scalar");
+    unsetenv("CNX_QISA");
+    setenv("CNX_ISA", "scalar", 1);
+    check(cnx_qisa_detect() == CNX_QISA_SCALAR, "CNX_ISA=scalar lowers the int8 path too");
+    unsetenv("CNX_ISA");
     char list[128];
     snprintf(list, sizeof list, "%s", expect);
     for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
