@@ -69,14 +69,13 @@ void cnx_quantize_u8_neon(const float *x, int64_t count, float inv, int32_t zero
 
 // MARK: - Vector activations
 
-// GELU's Q(a) = Phi(-a) on [0, 6) as 16 polynomials of degree 5 in the position u in [0, 1)
-// inside each interval (row j: the u^j coefficients), the table of fast_gemm.c's AVX-512 GELU.
-extern const float cnx_neon_gelu_q16[6][16];
+// GELU's Q(a) = Phi(-a) on [0, 6): the table of the AVX-512 GELU (gelu_table.c).
+#include "gelu_table.h"
 #define NEON_GELU_AMAX 6.0f
 
 // The table's row j as 64 bytes for TBL.
 CNX_INLINE uint8x16x4_t neon_gelu_row(int j) {
-    const uint8_t *p = (const uint8_t *)cnx_neon_gelu_q16[j];
+    const uint8_t *p = (const uint8_t *)cnx_gelu_q16[j];
     uint8x16x4_t t;
     t.val[0] = vld1q_u8(p);
     t.val[1] = vld1q_u8(p + 16);

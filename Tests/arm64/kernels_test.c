@@ -175,8 +175,8 @@ static float gelu_model(float x) {
     const float f = floorf(s);
     const int idx = (int)f;
     const float u = s - f;
-    float p = cnx_neon_gelu_q16[5][idx];
-    for (int j = 4; j >= 0; j--) p = fmaf(p, u, cnx_neon_gelu_q16[j][idx]);
+    float p = cnx_gelu_q16[5][idx];
+    for (int j = 4; j >= 0; j--) p = fmaf(p, u, cnx_gelu_q16[j][idx]);
     const float relu = x > 0.0f ? x : 0.0f;
     return a < NEON_GELU_AMAX ? fmaf(-a, p, relu) : relu;
 }
