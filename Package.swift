@@ -14,6 +14,8 @@ let package = Package(
         .library(name: "CNXQuantize", targets: ["CNXQuantize"]),
         .library(name: "CNXConvert", targets: ["CNXConvert"]),
         .executable(name: "convnext-convert", targets: ["convnext-convert"]),
+        // The C API (Sources/CNXRuntimeC/include/cnx.h) as a shared library: libcnxruntime.
+        .library(name: "cnxruntime", type: .dynamic, targets: ["CNXCAPI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -46,6 +48,9 @@ let package = Package(
         .target(name: "CNXFormat", dependencies: ["CNXGraph", "CZlib", "CHash"]),
         .target(name: "CNXRuntime", dependencies: ["CNXGraph", "CNXFormat", "CKernels"]),
         .target(name: "CNXPasses", dependencies: ["CNXGraph", "CNXRuntime"]),
+        // The C API: its header and the plain-C parts (CNXRuntimeC), the rest in Swift over Model.
+        .target(name: "CNXRuntimeC"),
+        .target(name: "CNXCAPI", dependencies: ["CNXRuntimeC", "CNXRuntime", "CNXFormat", "CNXGraph"]),
         .target(name: "CNXQuantize", dependencies: ["CNXGraph", "CNXRuntime", "CNXPasses", "CNXFormat"]),
         .target(name: "CNXValidate", dependencies: ["CNXGraph", "CNXFormat", "CNXRuntime", "CJPEG", "CPNG"]),
         .target(name: "CNXKit", dependencies: ["CNXGraph", "CNXFormat", "CNXRuntime", "CNXValidate"]),
@@ -71,6 +76,7 @@ let package = Package(
         .testTarget(name: "CHashTests", dependencies: ["CHash"]),
         .testTarget(name: "CNXQuantizeTests", dependencies: ["CNXQuantize", "CNXRuntime", "CNXPasses", "CNXImport", "CNXGraph", "CNXConvert", "CNXTestSupport"]),
         .testTarget(name: "CNXValidateTests", dependencies: ["CNXValidate", "CNXGraph", "CNXFormat", "CNXImport", "CNXRuntime", "CNXConvert", "CNXTestSupport"]),
+        .testTarget(name: "CAPITests", dependencies: ["CNXGraph", "CNXTestSupport"]),
         .testTarget(name: "ReliabilityTests", dependencies: ["CNXImport", "CNXFormat", "CNXRuntime", "CNXGraph", "CNXConvert", "CNXTestSupport"],
                     exclude: ["Crashers"]),
     ]

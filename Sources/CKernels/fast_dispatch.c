@@ -34,9 +34,17 @@ static cnx_isa hardware_isa(void) {
     if (f && dq && bw && vl && (xcr0 & XCR0_ZMM) == XCR0_ZMM) return CNX_ISA_AVX512;
     return CNX_ISA_AVX2;
 }
+#elif defined(__aarch64__) && !defined(CNX_NO_SIMD)
+static cnx_isa hardware_isa(void) { return CNX_ISA_NEON; }
 #else
 static cnx_isa hardware_isa(void) { return CNX_ISA_SCALAR; }
 #endif
+
+// x86 levels nest (scalar < avx2 < avx512); on arm64 only scalar and neon exist.
+static int isa_supported(int isa, cnx_isa hw) {
+    if (hw == CNX_ISA_NEON) return isa == CNX_ISA_SCALAR || isa == CNX_ISA_NEON;
+    return isa >= 0 && isa <= (int)hw;
+}
 
 static _Atomic int g_hardware = -1;  // hardware_isa(), once known
 static _Atomic int g_active = -1;    // the path in use; -1 = not chosen yet
@@ -58,7 +66,9 @@ cnx_isa cnx_isa_detect(void) {
     if (strcmp(env, "scalar") == 0) want = CNX_ISA_SCALAR;
     else if (strcmp(env, "avx2") == 0) want = CNX_ISA_AVX2;
     else if (strcmp(env, "avx512") == 0) want = CNX_ISA_AVX512;
-    return want < hw ? want : hw;
+    else if (strcmp(env, "neon") == 0) want = CNX_ISA_NEON;
+    if (want > hw) want = hw;
+    return isa_supported(want, hw) ? want : CNX_ISA_SCALAR;
 }
 
 cnx_isa cnx_isa_current(void) {
@@ -76,8 +86,10 @@ void cnx_isa_force(int isa) {
         atomic_store_explicit(&g_active, (int)cnx_isa_detect(), memory_order_relaxed);
         return;
     }
-    int hw = (int)hardware_cached();
-    atomic_store_explicit(&g_active, isa < hw ? isa : hw, memory_order_relaxed);
+    const cnx_isa hw = hardware_cached();
+    int v = isa < (int)hw ? isa : (int)hw;
+    if (!isa_supported(v, hw)) v = CNX_ISA_SCALAR;
+    atomic_store_explicit(&g_active, v, memory_order_relaxed);
 }
 
 const char *cnx_isa_name(cnx_isa isa) {
@@ -85,6 +97,7 @@ const char *cnx_isa_name(cnx_isa isa) {
     case CNX_ISA_SCALAR: return "scalar";
     case CNX_ISA_AVX2: return "avx2";
     case CNX_ISA_AVX512: return "avx512";
+    case CNX_ISA_NEON: return "neon";
     }
     return "unknown";
 }

@@ -10,6 +10,7 @@
 // independent FMA chains), then 7 for the rest of the row, so ConvNeXt's widths 56, 28, 14, 7
 // waste nothing; AVX2 takes 7 (7 + 7 + 1 = 15 of 16 ymm).
 #include "cnx_fast.h"
+#include "neon_internal.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(CNX_NO_SIMD)
 #define CNX_X86 1
@@ -265,6 +266,9 @@ void cnx_dwconv_nhwc_rows_f32(const float *x, int64_t h, int64_t w, int64_t c, i
 #if CNX_X86
     case CNX_ISA_AVX512: dwconv_avx512(x, h, w, c, k, weight, bias, y, y0, y1); return;
     case CNX_ISA_AVX2: dwconv_avx2(x, h, w, c, k, weight, bias, y, y0, y1); return;
+#endif
+#if CNX_ARM64
+    case CNX_ISA_NEON: cnx_dwconv_nhwc_rows_f32_neon(x, h, w, c, k, weight, bias, y, y0, y1); return;
 #endif
     default: cnx_dwconv_nhwc_rows_f32_ref(x, h, w, c, k, weight, bias, y, y0, y1); return;
     }

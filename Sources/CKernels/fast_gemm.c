@@ -11,6 +11,8 @@
 // (and a residual not behind a GELU) initialise the accumulators; GELU, and a residual after
 // it, run after the last K block on the tile while it is in registers or L1.
 #include "cnx_fast.h"
+#include "gelu_table.h"
+#include "neon_internal.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -97,14 +99,7 @@ void cnx_gemm_f32_ref(int64_t m, int64_t n, int64_t k, const float *a, int64_t l
 //   AVX-512: 16 intervals (one zmm permute), degree 5.  AVX2: 8 intervals (ymm permute), degree 6.
 #define GELU_AMAX 6.0f
 
-static const float GELU_Q16[6][16] __attribute__((aligned(64))) = {
-    {5.000000000e-01f, 3.538302183e-01f, 2.266273499e-01f, 1.302945167e-01f, 6.680720299e-02f, 3.039636277e-02f, 1.222447399e-02f, 4.332448356e-03f, 1.349897822e-03f, 3.690782178e-04f, 8.841715317e-05f, 1.853668255e-05f, 3.397655519e-06f, 5.440377322e-07f, 7.604862873e-08f, 9.275223256e-09f},
-    {-1.496032178e-01f, -1.394453049e-01f, -1.129262745e-01f, -7.945371419e-02f, -4.856922477e-02f, -2.579498850e-02f, -1.190243661e-02f, -4.771574400e-03f, -1.661924995e-03f, -5.029021995e-04f, -1.322136814e-04f, -3.019868927e-05f, -5.992620117e-06f, -1.033143008e-06f, -1.547451660e-07f, -2.013653955e-08f},
-    {-1.532748001e-06f, 9.800854139e-03f, 1.587727666e-02f, 1.675936393e-02f, 1.366145071e-02f, 9.070049971e-03f, 5.022100639e-03f, 2.348589944e-03f, 9.346365114e-04f, 3.180517815e-04f, 9.285534907e-05f, 2.331265387e-05f, 5.042028988e-06f, 9.406303434e-07f, 1.515221584e-07f, 2.109251263e-08f},
-    {3.512408817e-03f, 2.824777737e-03f, 1.170671312e-03f, -4.926054971e-04f, -1.428605174e-03f, -1.527421991e-03f, -1.136722742e-03f, -6.591936108e-04f, -3.107583907e-04f, -1.216118762e-04f, -3.998498141e-05f, -1.113012513e-05f, -2.636549880e-06f, -5.334721322e-07f, -9.245285071e-08f, -1.375229619e-08f},
-    {-1.037514085e-05f, -3.584710066e-04f, -4.783212207e-04f, -3.455025435e-04f, -1.097052082e-04f, 6.745206338e-05f, 1.282774465e-04f, 1.081026494e-04f, 6.414602103e-05f, 2.961081918e-05f, 1.106737727e-05f, 3.419213954e-06f, 8.839676866e-07f, 1.927785718e-07f, 3.566278295e-08f, 5.619149146e-09f},
-    {-6.705107080e-05f, -2.472889901e-05f, 2.381076592e-05f, 4.513870590e-05f, 3.524294880e-05f, 1.301865359e-05f, -3.243603487e-06f, -8.474898095e-06f, -6.918731287e-06f, -3.809636610e-06f, -1.604603199e-06f, -5.421140372e-07f, -1.504562874e-07f, -3.478617217e-08f, -6.761061488e-09f, -1.111626791e-09f},
-};
+#define GELU_Q16 cnx_gelu_q16  // gelu_table.c
 static const float GELU_Q8[7][8] __attribute__((aligned(32))) = {
     {5.000000000e-01f, 2.266273350e-01f, 6.680720299e-02f, 1.222447678e-02f, 1.349897939e-03f, 8.841690578e-05f, 3.397613000e-06f, 7.604597130e-08f},
     {-2.992078662e-01f, -2.258513868e-01f, -9.713809937e-02f, -2.380514331e-02f, -3.323879791e-03f, -2.644097258e-04f, -1.198178597e-05f, -3.092642089e-07f},
@@ -439,6 +434,9 @@ void cnx_gelu_inplace_f32(float *x, int64_t count) {
     case CNX_ISA_AVX512: gelu_inplace_avx512(x, count); return;
     case CNX_ISA_AVX2: gelu_inplace_avx2(x, count); return;
 #endif
+#if CNX_ARM64
+    case CNX_ISA_NEON: cnx_activation_inplace_f32_neon(x, count, 1); return;
+#endif
     default: cnx_gelu_inplace_f32_ref(x, count); return;
     }
 }
@@ -454,6 +452,9 @@ void cnx_gemm_f32(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
     case CNX_ISA_AVX2:
         gemm_blocked(m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc, TILES256, MR256, 16);
         return;
+#endif
+#if CNX_ARM64
+    case CNX_ISA_NEON: cnx_gemm_f32_neon(m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc); return;
 #endif
     default:
         cnx_gemm_f32_ref(m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc);

@@ -1,6 +1,7 @@
 // LayerNorm over the last axis, two passes (mean, then the variance of x - mean), without
 // affine unless gamma / beta are given: the converter folds them into the next layer.
 #include "cnx_fast.h"
+#include "neon_internal.h"
 
 #include <math.h>
 
@@ -154,6 +155,9 @@ void cnx_layernorm_rows_f32(const float *x, int64_t rows, int64_t c, float eps,
 #if CNX_X86
     case CNX_ISA_AVX512: layernorm_avx512(x, rows, c, eps, gamma, beta, y); return;
     case CNX_ISA_AVX2: layernorm_avx2(x, rows, c, eps, gamma, beta, y); return;
+#endif
+#if CNX_ARM64
+    case CNX_ISA_NEON: cnx_layernorm_rows_f32_neon(x, rows, c, eps, gamma, beta, y); return;
 #endif
     default: cnx_layernorm_rows_f32_ref(x, rows, c, eps, gamma, beta, y); return;
     }

@@ -3,8 +3,12 @@
 // The arithmetic is specified in cnx_qgemm.h.
 #define CNX_QGEMM_INTERNAL
 #include "cnx_qgemm.h"
+#include "neon_internal.h"
 
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(CNX_NO_SIMD)
+#define CNX_X86 1
 #include <cpuid.h>
+#endif
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -14,6 +18,7 @@
 
 // MARK: - Path detection (own cpuid: the float kernels' cnx_isa has no VNNI levels)
 
+#if CNX_X86
 // XCR0 bits the OS must enable before ymm / zmm registers can be used.
 #define XCR0_YMM 0x06u   // SSE and AVX state
 #define XCR0_ZMM 0xE6u   // plus opmask, ZMM_Hi256, Hi16_ZMM state
@@ -45,6 +50,17 @@ static unsigned hardware_paths(void) {
     if ((eax1 >> 4) & 1) paths |= 1u << CNX_QISA_AVX_VNNI;  // AVX-VNNI (VEX)
     return paths;
 }
+#elif CNX_ARM64
+static unsigned hardware_paths(void) {
+    const unsigned f = cnx_arm64_features();
+    unsigned paths = (1u << CNX_QISA_SCALAR) | (1u << CNX_QISA_NEON);
+    if (f & CNX_ARM64_DOTPROD) paths |= 1u << CNX_QISA_DOTPROD;
+    if (f & CNX_ARM64_I8MM) paths |= 1u << CNX_QISA_I8MM;
+    return paths;
+}
+#else
+static unsigned hardware_paths(void) { return 1u << CNX_QISA_SCALAR; }
+#endif
 
 static _Atomic int g_paths = -1;   // hardware_paths(), once known
 static _Atomic int g_active = -1;  // the path in use; -1 = not chosen yet
@@ -61,24 +77,27 @@ static unsigned paths_cached(void) {
 // The best supported path at or below `want`.
 static cnx_qisa clamp_path(int want) {
     const unsigned paths = paths_cached();
-    if (want > CNX_QISA_AVX512_VNNI) want = CNX_QISA_AVX512_VNNI;
+    if (want > CNX_QISA_LAST) want = CNX_QISA_LAST;
     for (int p = want; p > 0; p--)
         if (paths & (1u << p)) return (cnx_qisa)p;
     return CNX_QISA_SCALAR;
 }
 
 int cnx_qisa_supported(cnx_qisa isa) {
-    if ((int)isa < 0 || (int)isa > CNX_QISA_AVX512_VNNI) return 0;
+    if ((int)isa < 0 || (int)isa > CNX_QISA_LAST) return 0;
     return (paths_cached() >> isa) & 1;
 }
 
 cnx_qisa cnx_qisa_detect(void) {
-    int want = CNX_QISA_AVX512_VNNI;
+    int want = CNX_QISA_LAST;
     const char *env = getenv("CNX_QISA");
     if (env != NULL && env[0] != 0) {
         if (strcmp(env, "scalar") == 0) want = CNX_QISA_SCALAR;
         else if (strcmp(env, "avx2") == 0) want = CNX_QISA_AVX2;
         else if (strcmp(env, "avxvnni") == 0) want = CNX_QISA_AVX_VNNI;
+        else if (strcmp(env, "avx512vnni") == 0) want = CNX_QISA_AVX512_VNNI;
+        else if (strcmp(env, "neon") == 0) want = CNX_QISA_NEON;
+        else if (strcmp(env, "dotprod") == 0) want = CNX_QISA_DOTPROD;
     } else if ((env = getenv("CNX_ISA")) != NULL && env[0] != 0) {
         if (strcmp(env, "scalar") == 0) want = CNX_QISA_SCALAR;
         else if (strcmp(env, "avx2") == 0) want = CNX_QISA_AVX_VNNI;
@@ -107,6 +126,9 @@ const char *cnx_qisa_name(cnx_qisa isa) {
     case CNX_QISA_AVX2: return "avx2";
     case CNX_QISA_AVX_VNNI: return "avxvnni";
     case CNX_QISA_AVX512_VNNI: return "avx512vnni";
+    case CNX_QISA_NEON: return "neon";
+    case CNX_QISA_DOTPROD: return "dotprod";
+    case CNX_QISA_I8MM: return "i8mm";
     }
     return "unknown";
 }
@@ -293,10 +315,18 @@ static cnx_qjob job_u8(const int32_t *colsum, int32_t a_zero, float a_scale, con
 static void gemm_dispatch(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda,
                           const void *packed_b, const cnx_qjob *e) {
     if (m <= 0 || n <= 0) return;
-    switch (cnx_qisa_current()) {
+    const cnx_qisa path = cnx_qisa_current();
+    switch (path) {
+#if CNX_X86
     case CNX_QISA_AVX512_VNNI: cnx_qgemm_run_avx512vnni(m, n, k, a, lda, packed_b, e); return;
     case CNX_QISA_AVX_VNNI: cnx_qgemm_run_avxvnni(m, n, k, a, lda, packed_b, e); return;
     case CNX_QISA_AVX2: cnx_qgemm_run_avx2(m, n, k, a, lda, packed_b, e); return;
+#endif
+#if CNX_ARM64
+    case CNX_QISA_NEON:
+    case CNX_QISA_DOTPROD:
+    case CNX_QISA_I8MM: cnx_qgemm_run_neon(m, n, k, a, lda, packed_b, e, (int)path); return;
+#endif
     default: gemm_portable(m, n, k, a, lda, packed_b, e); return;
     }
 }
@@ -305,9 +335,16 @@ static void epilogue_dispatch(int64_t m, int64_t n, const int32_t *acc, int64_t 
                               const cnx_qjob *e) {
     if (m <= 0 || n <= 0) return;
     switch (cnx_qisa_current()) {
+#if CNX_X86
     case CNX_QISA_AVX512_VNNI: cnx_qepilogue_avx512(m, n, acc, ldacc, e); return;
     case CNX_QISA_AVX_VNNI:
     case CNX_QISA_AVX2: cnx_qepilogue_avx2(m, n, acc, ldacc, e); return;
+#endif
+#if CNX_ARM64
+    case CNX_QISA_NEON:
+    case CNX_QISA_DOTPROD:
+    case CNX_QISA_I8MM: cnx_qepilogue_neon(m, n, acc, ldacc, e); return;
+#endif
     default: epilogue_ref(m, n, acc, ldacc, e); return;
     }
 }
@@ -401,9 +438,16 @@ void cnx_quantize_u8(const float *x, int64_t count, float scale, int32_t zero, u
     const float inv = 1.0f / scale;
     const int32_t z = clamp_zero(zero);
     switch (cnx_qisa_current()) {
+#if CNX_X86
     case CNX_QISA_AVX512_VNNI: cnx_quantize_u8_avx512(x, count, inv, z, q); return;
     case CNX_QISA_AVX_VNNI:
     case CNX_QISA_AVX2: cnx_quantize_u8_avx2(x, count, inv, z, q); return;
+#endif
+#if CNX_ARM64
+    case CNX_QISA_NEON:
+    case CNX_QISA_DOTPROD:
+    case CNX_QISA_I8MM: cnx_quantize_u8_neon(x, count, inv, z, q); return;
+#endif
     default:
         for (int64_t i = 0; i < count; i++) q[i] = requantize(x[i], inv, z);
         return;

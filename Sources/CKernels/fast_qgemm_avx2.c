@@ -21,6 +21,7 @@
 #define CNX_QGEMM_INTERNAL
 #include "cnx_qgemm.h"
 
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(CNX_NO_SIMD)
 #include <immintrin.h>
 #include <string.h>
 
@@ -398,3 +399,5 @@ T256 void cnx_quantize_u8_avx2(const float *x, int64_t count, float inv, int32_t
         }
     }
 }
+
+#endif  // x86

@@ -12,7 +12,10 @@
 #define CNX_QGEMM_INTERNAL
 #include "cnx_qgemm.h"
 
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(CNX_NO_SIMD)
 #include <immintrin.h>
+
+#include "gelu_table.h"
 #include <string.h>
 
 #define T512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma")))
@@ -31,14 +34,7 @@
 // 16 intervals, degree 5, coefficients picked per lane by a permute (row j: the u^j coefficients).
 // Same table and operations as fast_gemm.c's gelu512, so int8 and float layers agree.
 #define GELU_AMAX 6.0f
-static const float GELU_Q16[6][16] __attribute__((aligned(64))) = {
-    {5.000000000e-01f, 3.538302183e-01f, 2.266273499e-01f, 1.302945167e-01f, 6.680720299e-02f, 3.039636277e-02f, 1.222447399e-02f, 4.332448356e-03f, 1.349897822e-03f, 3.690782178e-04f, 8.841715317e-05f, 1.853668255e-05f, 3.397655519e-06f, 5.440377322e-07f, 7.604862873e-08f, 9.275223256e-09f},
-    {-1.496032178e-01f, -1.394453049e-01f, -1.129262745e-01f, -7.945371419e-02f, -4.856922477e-02f, -2.579498850e-02f, -1.190243661e-02f, -4.771574400e-03f, -1.661924995e-03f, -5.029021995e-04f, -1.322136814e-04f, -3.019868927e-05f, -5.992620117e-06f, -1.033143008e-06f, -1.547451660e-07f, -2.013653955e-08f},
-    {-1.532748001e-06f, 9.800854139e-03f, 1.587727666e-02f, 1.675936393e-02f, 1.366145071e-02f, 9.070049971e-03f, 5.022100639e-03f, 2.348589944e-03f, 9.346365114e-04f, 3.180517815e-04f, 9.285534907e-05f, 2.331265387e-05f, 5.042028988e-06f, 9.406303434e-07f, 1.515221584e-07f, 2.109251263e-08f},
-    {3.512408817e-03f, 2.824777737e-03f, 1.170671312e-03f, -4.926054971e-04f, -1.428605174e-03f, -1.527421991e-03f, -1.136722742e-03f, -6.591936108e-04f, -3.107583907e-04f, -1.216118762e-04f, -3.998498141e-05f, -1.113012513e-05f, -2.636549880e-06f, -5.334721322e-07f, -9.245285071e-08f, -1.375229619e-08f},
-    {-1.037514085e-05f, -3.584710066e-04f, -4.783212207e-04f, -3.455025435e-04f, -1.097052082e-04f, 6.745206338e-05f, 1.282774465e-04f, 1.081026494e-04f, 6.414602103e-05f, 2.961081918e-05f, 1.106737727e-05f, 3.419213954e-06f, 8.839676866e-07f, 1.927785718e-07f, 3.566278295e-08f, 5.619149146e-09f},
-    {-6.705107080e-05f, -2.472889901e-05f, 2.381076592e-05f, 4.513870590e-05f, 3.524294880e-05f, 1.301865359e-05f, -3.243603487e-06f, -8.474898095e-06f, -6.918731287e-06f, -3.809636610e-06f, -1.604603199e-06f, -5.421140372e-07f, -1.504562874e-07f, -3.478617217e-08f, -6.761061488e-09f, -1.111626791e-09f},
-};
+#define GELU_Q16 cnx_gelu_q16  // gelu_table.c
 
 // GELU of N vectors, each step over all N before the next: the N long dependency chains then sit
 // side by side in the scheduler instead of one after another (about 1.5x faster epilogues).
@@ -341,3 +337,5 @@ T512 void cnx_quantize_u8_avx512(const float *x, int64_t count, float inv, int32
         _mm_mask_storeu_epi8(q + i, mk, b);
     }
 }
+
+#endif  // x86

@@ -55,7 +55,7 @@ func relativeError(_ a: [Float], _ b: [Float]) -> Float {
 /// The kernel paths this CPU supports, slowest first (forcing is clamped to the hardware).
 func supportedISAs() -> [cnx_isa] {
     var paths: [cnx_isa] = []
-    for isa in [CNX_ISA_SCALAR, CNX_ISA_AVX2, CNX_ISA_AVX512] {
+    for isa in [CNX_ISA_SCALAR, CNX_ISA_AVX2, CNX_ISA_AVX512, CNX_ISA_NEON] {
         cnx_isa_force(Int32(isa.rawValue))
         if cnx_isa_current() == isa { paths.append(isa) }
     }

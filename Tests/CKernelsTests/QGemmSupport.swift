@@ -69,7 +69,8 @@ final class PackedWeights {
 
 /// The int8 paths this CPU supports, slowest first.
 func supportedQISAs() -> [cnx_qisa] {
-    [CNX_QISA_SCALAR, CNX_QISA_AVX2, CNX_QISA_AVX_VNNI, CNX_QISA_AVX512_VNNI].filter { cnx_qisa_supported($0) != 0 }
+    [CNX_QISA_SCALAR, CNX_QISA_AVX2, CNX_QISA_AVX_VNNI, CNX_QISA_AVX512_VNNI, CNX_QISA_NEON, CNX_QISA_DOTPROD, CNX_QISA_I8MM]
+        .filter { cnx_qisa_supported($0) != 0 }
 }
 
 /// Runs body once per supported int8 path with that path forced, then returns to automatic choice.

@@ -130,6 +130,9 @@ final class QGemmTests: XCTestCase {
         XCTAssertEqual(String(cString: cnx_qisa_name(CNX_QISA_AVX2)), "avx2")
         XCTAssertEqual(String(cString: cnx_qisa_name(CNX_QISA_AVX_VNNI)), "avxvnni")
         XCTAssertEqual(String(cString: cnx_qisa_name(CNX_QISA_AVX512_VNNI)), "avx512vnni")
+        XCTAssertEqual(String(cString: cnx_qisa_name(CNX_QISA_NEON)), "neon")
+        XCTAssertEqual(String(cString: cnx_qisa_name(CNX_QISA_DOTPROD)), "dotprod")
+        XCTAssertEqual(String(cString: cnx_qisa_name(CNX_QISA_I8MM)), "i8mm")
         XCTAssertEqual(String(cString: cnx_qisa_name(cnx_qisa(rawValue: 9))), "unknown")
         XCTAssertEqual(CNX_QISA_SCALAR.rawValue, 0)
         XCTAssertEqual(CNX_QISA_AVX512_VNNI.rawValue, 3)
@@ -140,7 +143,7 @@ final class QGemmTests: XCTestCase {
         cnx_qisa_force(99)  // the best supported path
         let best = cnx_qisa_current()
         XCTAssertEqual(best, paths.last)
-        for isa in [CNX_QISA_SCALAR, CNX_QISA_AVX2, CNX_QISA_AVX_VNNI, CNX_QISA_AVX512_VNNI] {
+        for isa in [CNX_QISA_SCALAR, CNX_QISA_AVX2, CNX_QISA_AVX_VNNI, CNX_QISA_AVX512_VNNI, CNX_QISA_NEON, CNX_QISA_DOTPROD, CNX_QISA_I8MM] {
             cnx_qisa_force(Int32(isa.rawValue))
             let got = cnx_qisa_current()
             // The best supported path at or below the request.

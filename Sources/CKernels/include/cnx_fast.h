@@ -24,20 +24,21 @@ typedef enum {
     CNX_ISA_SCALAR = 0,
     CNX_ISA_AVX2 = 1,    // AVX2 + FMA, with OS support for ymm state
     CNX_ISA_AVX512 = 2,  // AVX-512 F/BW/DQ/VL, with OS support for zmm and mask state
+    CNX_ISA_NEON = 3,    // AArch64 Advanced SIMD with FMA (every arm64 CPU); x86 paths absent
 } cnx_isa;
 
 /// The best path this CPU and OS support (cpuid + xgetbv), lowered to the environment variable
-/// CNX_ISA (`scalar`, `avx2` or `avx512`) when that is set. Never a path the CPU lacks.
+/// CNX_ISA (`scalar`, `avx2`, `avx512` or `neon`) when that is set. Never a path the CPU lacks.
 cnx_isa cnx_isa_detect(void);
 
 /// The path the kernels use now: cnx_isa_detect() on first use, unless forced. Thread-safe.
 cnx_isa cnx_isa_current(void);
 
-/// Forces a path (for tests and benchmarks), clamped to what the CPU supports; -1 returns to
-/// automatic detection. Safe at any time: a call already running finishes on its path.
+/// Forces a path (for tests and benchmarks), clamped to what the CPU supports (a path of the
+/// other architecture gives scalar); -1 returns to automatic detection. Safe at any time: a call already running finishes on its path.
 void cnx_isa_force(int isa);
 
-/// "scalar", "avx2", "avx512" (or "unknown").
+/// "scalar", "avx2", "avx512", "neon" (or "unknown").
 const char *cnx_isa_name(cnx_isa isa);
 
 // MARK: - GEMM with fused epilogue (the pointwise layers)

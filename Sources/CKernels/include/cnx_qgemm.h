@@ -40,15 +40,19 @@ typedef enum {
     CNX_QISA_AVX2 = 1,          // AVX2 + FMA, no VNNI
     CNX_QISA_AVX_VNNI = 2,      // AVX2 + FMA + AVX-VNNI (ymm)
     CNX_QISA_AVX512_VNNI = 3,   // AVX-512 F/BW/DQ/VL + AVX512-VNNI (zmm), OS-enabled zmm state
+    CNX_QISA_NEON = 4,          // arm64 without dot product: widening SMLAL (Cortex-A53/A72)
+    CNX_QISA_DOTPROD = 5,       // arm64 FEAT_DotProd: SDOT on activations offset to s8
+    CNX_QISA_I8MM = 6,          // arm64 FEAT_I8MM: SUDOT (u8 x s8 directly)
 } cnx_qisa;
+#define CNX_QISA_LAST CNX_QISA_I8MM
 
 /// 1 if this CPU and OS can run the path (cpuid + xgetbv), else 0.
 int cnx_qisa_supported(cnx_qisa isa);
 
 /// The best supported path, lowered by the environment variable CNX_QISA (`scalar`, `avx2`,
-/// `avxvnni`, `avx512vnni`) when set; when CNX_QISA is unset, CNX_ISA (the float kernels'
-/// variable) lowers it too: `scalar` -> scalar, `avx2` -> at most AVX-VNNI (ymm only),
-/// `avx512` -> no limit. Never a path the CPU lacks: a request falls to the best supported path
+/// `avxvnni`, `avx512vnni`, `neon`, `dotprod`, `i8mm`) when set; when CNX_QISA is unset, CNX_ISA
+/// (the float kernels' variable) lowers it too: `scalar` -> scalar, `avx2` -> at most AVX-VNNI
+/// (ymm only), `avx512` and `neon` -> no limit. Never a path the CPU lacks: a request falls to the best supported path
 /// at or below it.
 cnx_qisa cnx_qisa_detect(void);
 
@@ -59,7 +63,7 @@ cnx_qisa cnx_qisa_current(void);
 /// automatic detection. Not meant to race with running kernels.
 void cnx_qisa_force(int isa);
 
-/// "scalar", "avx2", "avxvnni", "avx512vnni" (or "unknown").
+/// "scalar", "avx2", "avxvnni", "avx512vnni", "neon", "dotprod", "i8mm" (or "unknown").
 const char *cnx_qisa_name(cnx_qisa isa);
 
 // MARK: - Packed weights

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The arm64 kernels under emulation. Installs what is missing (Debian: gcc-aarch64-linux-gnu,
+# libc6-dev-arm64-cross, qemu-user), cross-compiles the runtime's C kernels (Sources/CKernels,
+# without conv2d.c, the reference executor's OpenBLAS convolution) with the test driver
+# Tests/arm64/kernels_test.c, with aarch64-linux-gnu-gcc and, when the Swift toolchain's clang is
+# on PATH, with clang (what SwiftPM builds the kernels with), and runs each build under
+# qemu-aarch64 on three CPU models, so that every path runs:
+#   cortex-a53   baseline NEON, no dot product: float neon, int8 neon
+#   neoverse-n1  + dot product (SDOT/UDOT):     int8 dotprod
+#   max          + I8MM, BF16, ...:             int8 i8mm
+# Emulation checks results, not speed (see Sources/CKernels/ARM64.md).
+# Usage: scripts/arm64-test.sh [--no-install] [--keep DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+install=1
+keep=""
+while (($#)); do
+  case "$1" in
+    --no-install) install=0 ;;
+    --keep) keep="$2"; shift ;;
+    *) echo "arm64-test: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if ((install)); then
+  packages=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
+  missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    echo "arm64-test: installing ${missing[*]}" >&2
+    sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    # Other jobs may hold the dpkg lock for a while: wait for it rather than fail.
+    $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null
+  fi
+fi
+for tool in aarch64-linux-gnu-gcc qemu-aarch64; do
+  command -v "$tool" >/dev/null || { echo "arm64-test: $tool not found (run without --no-install)" >&2; exit 1; }
+done
+
+out=${keep:-$(mktemp -d)}
+mkdir -p "$out"
+[[ -n "$keep" ]] || trap 'rm -rf "$out"' EXIT
+
+sources=()
+for f in Sources/CKernels/*.c; do
+  [[ $f == */conv2d.c ]] || sources+=("$f")
+done
+common=(-O2 -fno-math-errno -Wall -Wextra -Werror -ISources/CKernels/include -ISources/CKernels)
+
+compilers=("gcc")
+clang_bin=""
+if command -v swift >/dev/null; then
+  clang_bin="$(dirname "$(readlink -f "$(command -v swift)")")/clang"
+  [[ -x $clang_bin ]] && compilers+=("clang") || clang_bin=""
+fi
+
+for cc in "${compilers[@]}"; do
+  if [[ $cc == gcc ]]; then
+    # GCC contracts a * b + c across statements by default; clang (SwiftPM) does not, and the
+    # int8 epilogues' exactness is stated for uncontracted float arithmetic.
+    aarch64-linux-gnu-gcc "${common[@]}" -ffp-contract=off "${sources[@]}" Tests/arm64/kernels_test.c -lm -o "$out/kernels_test.$cc"
+  else
+    "$clang_bin" --target=aarch64-linux-gnu "${common[@]}" "${sources[@]}" Tests/arm64/kernels_test.c -lm -o "$out/kernels_test.$cc"
+  fi
+done
+
+declare -A expect=([cortex-a53]="neon" [neoverse-n1]="neon,dotprod" [max]="neon,dotprod,i8mm")
+status=0
+summary=()
+for cc in "${compilers[@]}"; do
+  for cpu in cortex-a53 neoverse-n1 max; do
+    log="$out/$cc-$cpu.log"
+    if qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu "$cpu" "$out/kernels_test.$cc" --label "$cpu ($cc)" --expect "${expect[$cpu]}" >"$log" 2>&1; then
+      :
+    else
+      status=1
+    fi
+    grep -E '^(arm64 kernels|path |FAIL)' "$log" | head -40
+    summary+=("$cpu ($cc): $(tail -1 "$log")")
+  done
+done
+echo "arm64-test summary:"
+printf '  %s\n' "${summary[@]}"
+exit $status
