@@ -155,6 +155,9 @@ struct ValidateMerge: ParsableCommand {
     @Flag(name: .customLong("per-class"), help: "Add the per-class accuracy change.")
     var perClass = false
 
+    @Option(name: .long, help: "Also write the merged validation as a self-contained HTML report (the models are read again from the parts' paths; no gallery or confusion matrix, which the parts do not carry).")
+    var report: String?
+
     func validate() throws {
         guard !parts.isEmpty else { throw ValidationError("give the parts to merge") }
         if let maxDrop, !(maxDrop >= 0 && maxDrop <= 100) { throw ValidationError("--max-drop must be between 0 and 100") }
@@ -163,12 +166,32 @@ struct ValidateMerge: ParsableCommand {
     func run() throws {
         var within = true
         try reportingErrors {
+            if let report {
+                try checkReportPath(report)
+                try OutputGuard.check(output: report, kind: .html, reads: parts.map { ReadFile($0, role: "a part") }, force: false)
+            }
             let read = try parts.map { (path: $0, part: try ValidationPart.read(path: $0)) }
             let result = try ValidationPart.merge(read)
             if maxDrop != nil && result.isMultiOutput {
                 throw CNXError("--max-drop gates classification models (one output); these parts compare \(result.outputs?.count ?? 0) outputs")
             }
             print(json ? result.json(perClass: perClass, maxDrop: maxDrop) : result.table(perClass: perClass, maxDrop: maxDrop))
+            if let report {
+                guard result.referenceRuntime != "saved logits" else {
+                    throw CNXError("--report describes the reference model, and these parts were validated against saved logits")
+                }
+                let model = try Models.load(result.modelPath, threads: 1), reference = try Models.load(result.referencePath, threads: 1)
+                func facts(_ p: Predictor, _ l: LoadedModel, runtime: String) -> ModelFacts {
+                    .of(path: p.path, file: ModelLoader.sourceFile(p.path), format: l.format, graph: l.graph, metadata: l.metadata, runtime: runtime)
+                }
+                let classes = result.metrics.classes
+                let names = result.classNames ?? (try? Classification.classNames(classes: classes, metadata: model.0.metadata, labelsFile: nil))
+                    ?? (0..<classes).map(String.init)
+                var context = HTMLReport.Context(model: facts(model.0, model.1, runtime: result.modelRuntime),
+                                                 reference: facts(reference.0, reference.1, runtime: result.referenceRuntime), classNames: names)
+                (context.batch, context.maxDrop, context.command) = (read[0].part.batch, maxDrop, commandLine())
+                try HTMLReport.write(HTMLReport.validation(result, collector: nil, context: context), to: report)
+            }
             if let maxDrop {
                 within = result.withinBudget(maxDrop: maxDrop)
                 if !within { note("validate merge: \(result.budgetVerdict(maxDrop: maxDrop))") }

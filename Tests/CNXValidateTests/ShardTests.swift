@@ -169,7 +169,7 @@ final class ShardTests: XCTestCase {
         let reference = ["--reference", ValidateFixtures.digit("model.onnx")]
         let whole = try runTool(["validate", int8] + reference + npyData + ["--json", "--per-class"])
         XCTAssertEqual(whole.status, 0, whole.stderr)
-        for n in [3, 7] {
+        for n in [1, 3, 4, 7] {
             let (_, merged) = try shardedRun(int8, reference: reference, data: npyData, shards: n)
             XCTAssertEqual(merged.status, 0, merged.stderr)
             XCTAssertEqual(withoutTimings(merged.stdout), withoutTimings(whole.stdout), "\(n) shards")
@@ -222,6 +222,28 @@ final class ShardTests: XCTestCase {
         let bad2 = try runTool(["validate", int8, "--reference-logits", wrong] + npyData)
         XCTAssertEqual(bad2.status, 1)
         XCTAssertTrue(bad2.stderr.contains("9 classes"), bad2.stderr)
+    }
+
+    /// `validate merge --report`: the merged figures on one self-contained page.
+    func testMergeWritesTheReport() throws {
+        let (int8, float) = try Self.models.get()
+        let (parts, merged) = try shardedRun(int8, reference: ["--reference", float], data: try pngData(), shards: 3, extra: ["--per-layer"])
+        XCTAssertEqual(merged.status, 0, merged.stderr)
+        let o = try parseJSON(merged.stdout)
+        let page = dir.appendingPathComponent("merged.html").path
+        let r = try runTool(["validate", "merge"] + parts + ["--report", page, "--max-drop", "1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let html = try String(contentsOfFile: page, encoding: .utf8)
+        XCTAssertEqual(ExternalReferences.find(in: html), [])
+        XCTAssertTrue(html.contains("360 samples"), "the sample count")
+        let sqnr = try XCTUnwrap(o["sqnr_db"] as? Double)
+        XCTAssertTrue(html.contains(String(format: "%.1f dB", sqnr)), "the merged SQNR \(sqnr)")
+        XCTAssertTrue(html.contains("stages.0.blocks.0"), "per-layer rows from shard 0's part")
+        // A part is never replaced by the report.
+        let before = try Data(contentsOf: URL(fileURLWithPath: parts[0]))
+        let refused = try runTool(["validate", "merge"] + parts + ["--report", parts[0]])
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: parts[0])), before)
     }
 
     /// Missing, repeated and foreign parts: one line naming them, exit 1.
