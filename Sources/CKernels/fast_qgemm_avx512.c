@@ -5,12 +5,14 @@
 // operand; the activation operand is 4 consecutive bytes of one A row broadcast to all 16 lanes.
 // Micro-tile: MR rows x 32 columns (two 16-column panels), MR = 14: 28 zmm accumulators, 2 for
 // the weights, 1 for the broadcast. The tile runs the whole K in registers, then the epilogue
-// (store s32, or dequantize -> GELU -> float / requantized u8) runs on the accumulators before
+// (store s32, or dequantize -> activation -> float / requantized u8) runs on the accumulators before
 // anything is written, so the int32 tile never reaches memory.
 // Loop nest: row blocks of MC rows (A block kept in L2) -> 32-column tiles -> MR-row tiles; the
 // weight panels (32 x k bytes) stay in L1/L2 while the row tiles stream past them.
 #define CNX_QGEMM_INTERNAL
 #include "cnx_qgemm.h"
+
+#include "activation.h"
 
 #include <immintrin.h>
 #include <string.h>
@@ -24,51 +26,6 @@
 #ifndef QGEMM_A_BLOCK
 #define QGEMM_A_BLOCK (192 * 1024)  // bytes of A per row block
 #endif
-
-// MARK: - GELU (the vectorised form of cnx_fast.h's cnx_gelu_inplace_f32, fast_gemm.c)
-
-// GELU(x) = max(x, 0) - |x| Q(|x|), Q(a) = Phi(-a), with Q on [0, 6) piecewise polynomial:
-// 16 intervals, degree 5, coefficients picked per lane by a permute (row j: the u^j coefficients).
-// Same table and operations as fast_gemm.c's gelu512, so int8 and float layers agree.
-#define GELU_AMAX 6.0f
-static const float GELU_Q16[6][16] __attribute__((aligned(64))) = {
-    {5.000000000e-01f, 3.538302183e-01f, 2.266273499e-01f, 1.302945167e-01f, 6.680720299e-02f, 3.039636277e-02f, 1.222447399e-02f, 4.332448356e-03f, 1.349897822e-03f, 3.690782178e-04f, 8.841715317e-05f, 1.853668255e-05f, 3.397655519e-06f, 5.440377322e-07f, 7.604862873e-08f, 9.275223256e-09f},
-    {-1.496032178e-01f, -1.394453049e-01f, -1.129262745e-01f, -7.945371419e-02f, -4.856922477e-02f, -2.579498850e-02f, -1.190243661e-02f, -4.771574400e-03f, -1.661924995e-03f, -5.029021995e-04f, -1.322136814e-04f, -3.019868927e-05f, -5.992620117e-06f, -1.033143008e-06f, -1.547451660e-07f, -2.013653955e-08f},
-    {-1.532748001e-06f, 9.800854139e-03f, 1.587727666e-02f, 1.675936393e-02f, 1.366145071e-02f, 9.070049971e-03f, 5.022100639e-03f, 2.348589944e-03f, 9.346365114e-04f, 3.180517815e-04f, 9.285534907e-05f, 2.331265387e-05f, 5.042028988e-06f, 9.406303434e-07f, 1.515221584e-07f, 2.109251263e-08f},
-    {3.512408817e-03f, 2.824777737e-03f, 1.170671312e-03f, -4.926054971e-04f, -1.428605174e-03f, -1.527421991e-03f, -1.136722742e-03f, -6.591936108e-04f, -3.107583907e-04f, -1.216118762e-04f, -3.998498141e-05f, -1.113012513e-05f, -2.636549880e-06f, -5.334721322e-07f, -9.245285071e-08f, -1.375229619e-08f},
-    {-1.037514085e-05f, -3.584710066e-04f, -4.783212207e-04f, -3.455025435e-04f, -1.097052082e-04f, 6.745206338e-05f, 1.282774465e-04f, 1.081026494e-04f, 6.414602103e-05f, 2.961081918e-05f, 1.106737727e-05f, 3.419213954e-06f, 8.839676866e-07f, 1.927785718e-07f, 3.566278295e-08f, 5.619149146e-09f},
-    {-6.705107080e-05f, -2.472889901e-05f, 2.381076592e-05f, 4.513870590e-05f, 3.524294880e-05f, 1.301865359e-05f, -3.243603487e-06f, -8.474898095e-06f, -6.918731287e-06f, -3.809636610e-06f, -1.604603199e-06f, -5.421140372e-07f, -1.504562874e-07f, -3.478617217e-08f, -6.761061488e-09f, -1.111626791e-09f},
-};
-
-// GELU of N vectors, each step over all N before the next: the N long dependency chains then sit
-// side by side in the scheduler instead of one after another (about 1.5x faster epilogues).
-INLINE T512 void gelu512_n(const int N, __m512 *x) {
-    __m512 a[4], s[4], f[4], u[4], p[4];
-    __m512i idx[4];
-#pragma clang loop unroll(full)
-    for (int v = 0; v < N; v++) {
-        a[v] = _mm512_abs_ps(x[v]);
-        s[v] = _mm512_min_ps(_mm512_mul_ps(a[v], _mm512_set1_ps(16.0f / GELU_AMAX)), _mm512_set1_ps(15.99999f));
-    }
-#pragma clang loop unroll(full)
-    for (int v = 0; v < N; v++) f[v] = _mm512_roundscale_ps(s[v], _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-#pragma clang loop unroll(full)
-    for (int v = 0; v < N; v++) {
-        idx[v] = _mm512_cvttps_epi32(f[v]);
-        u[v] = _mm512_sub_ps(s[v], f[v]);
-        p[v] = _mm512_permutexvar_ps(idx[v], _mm512_load_ps(GELU_Q16[5]));
-    }
-    for (int j = 4; j >= 0; j--)
-#pragma clang loop unroll(full)
-        for (int v = 0; v < N; v++)
-            p[v] = _mm512_fmadd_ps(p[v], u[v], _mm512_permutexvar_ps(idx[v], _mm512_load_ps(GELU_Q16[j])));
-#pragma clang loop unroll(full)
-    for (int v = 0; v < N; v++) {
-        const __m512 relu = _mm512_max_ps(_mm512_setzero_ps(), x[v]);
-        const __mmask16 near = _mm512_cmp_ps_mask(a[v], _mm512_set1_ps(GELU_AMAX), _CMP_LT_OQ);
-        x[v] = _mm512_mask3_fnmadd_ps(a[v], p[v], relu, near);
-    }
-}
 
 // MARK: - Epilogue
 
@@ -120,9 +77,10 @@ INLINE T512 void requant512_n(const int N, const __m512 *y, float inv, int32_t z
 }
 
 // Writes N vectors of output, rows i..i+N-1 at columns j..j+15 under mk, from their
-// accumulators: y = (float)(acc - corr) * scale + bias (two roundings, as the reference), GELU,
-// then the residual add (F32) or clamp(round_half_even(y * inv) + zero, 0, 255) (U8). Each step
-// runs over the N vectors before the next (see gelu512_n).
+// accumulators: y = (float)(acc - corr) * scale + bias (two roundings, as the reference), the
+// activation ACT (activation.h), then the residual add (F32) or
+// clamp(round_half_even(y * inv) + zero, 0, 255) (U8). Each step runs over the N vectors before
+// the next, so the N dependency chains overlap (about 1.5x faster epilogues).
 INLINE T512 void emit512(const int MODE, const int ACT, const int N, const cnx_qjob *e, int64_t i,
                          int64_t j, __mmask16 mk, const __m512i *acc, const cols512 *c) {
     if (MODE == CNX_QOUT_S32) {
@@ -137,7 +95,7 @@ INLINE T512 void emit512(const int MODE, const int ACT, const int N, const cnx_q
     for (int v = 0; v < N; v++) y[v] = _mm512_mul_ps(y[v], c->scale);
 #pragma clang loop unroll(full)
     for (int v = 0; v < N; v++) y[v] = _mm512_add_ps(y[v], c->bias);
-    if (ACT == 1) gelu512_n(N, y);
+    cnx_act512_n(ACT, N, y);
     if (MODE == CNX_QOUT_F32) {
 #pragma clang loop unroll(full)
         for (int v = 0; v < N; v++) {
@@ -220,8 +178,12 @@ INLINE T512 void tile512(const int MR, const int NB, const int MODE, int64_t kq,
             emit_rows512(MODE, 0, MR, e, i, j0 + 16 * q, mk, col, NULL);
         } else {
             const cols512 c = load_cols512(e, j0 + 16 * q, mk);
-            if (e->act == 1) emit_rows512(MODE, 1, MR, e, i, j0 + 16 * q, mk, col, &c);
-            else emit_rows512(MODE, 0, MR, e, i, j0 + 16 * q, mk, col, &c);
+            switch (e->act) {
+            case CNX_ACT_GELU: emit_rows512(MODE, CNX_ACT_GELU, MR, e, i, j0 + 16 * q, mk, col, &c); break;
+            case CNX_ACT_GELU_TANH: emit_rows512(MODE, CNX_ACT_GELU_TANH, MR, e, i, j0 + 16 * q, mk, col, &c); break;
+            case CNX_ACT_SILU: emit_rows512(MODE, CNX_ACT_SILU, MR, e, i, j0 + 16 * q, mk, col, &c); break;
+            default: emit_rows512(MODE, CNX_ACT_NONE, MR, e, i, j0 + 16 * q, mk, col, &c); break;
+            }
         }
     }
 }
@@ -290,7 +252,7 @@ void cnx_qgemm_run_avx512vnni(int64_t m, int64_t n, int64_t k, const uint8_t *a,
 
 // MARK: - Epilogue from an accumulator buffer
 
-static T512 void epilogue_rows512(const int MODE, const int ACT, int64_t m, int64_t n,
+INLINE T512 void epilogue_rows512(const int MODE, const int ACT, int64_t m, int64_t n,
                                   const int32_t *acc, int64_t ldacc, const cnx_qjob *e) {
     for (int64_t j = 0; j < n; j += 16) {
         const __mmask16 mk = mask16(n - j);
@@ -309,16 +271,23 @@ static T512 void epilogue_rows512(const int MODE, const int ACT, int64_t m, int6
     }
 }
 
-void cnx_qepilogue_avx512(int64_t m, int64_t n, const int32_t *acc, int64_t ldacc, const cnx_qjob *e) {
-    const int act = e->act == 1;
+// One instantiation per output mode and activation.
+#define EPILOGUE_ACTS(MODE)                                                                      \
+    switch (e->act) {                                                                            \
+    case CNX_ACT_GELU: epilogue_rows512(MODE, CNX_ACT_GELU, m, n, acc, ldacc, e); return;        \
+    case CNX_ACT_GELU_TANH: epilogue_rows512(MODE, CNX_ACT_GELU_TANH, m, n, acc, ldacc, e); return; \
+    case CNX_ACT_SILU: epilogue_rows512(MODE, CNX_ACT_SILU, m, n, acc, ldacc, e); return;        \
+    default: epilogue_rows512(MODE, CNX_ACT_NONE, m, n, acc, ldacc, e); return;                  \
+    }
+
+T512 void cnx_qepilogue_avx512(int64_t m, int64_t n, const int32_t *acc, int64_t ldacc, const cnx_qjob *e) {
     if (e->mode == CNX_QOUT_F32) {
-        if (act) epilogue_rows512(CNX_QOUT_F32, 1, m, n, acc, ldacc, e);
-        else epilogue_rows512(CNX_QOUT_F32, 0, m, n, acc, ldacc, e);
+        EPILOGUE_ACTS(CNX_QOUT_F32)
     } else {
-        if (act) epilogue_rows512(CNX_QOUT_U8, 1, m, n, acc, ldacc, e);
-        else epilogue_rows512(CNX_QOUT_U8, 0, m, n, acc, ldacc, e);
+        EPILOGUE_ACTS(CNX_QOUT_U8)
     }
 }
+#undef EPILOGUE_ACTS
 
 // MARK: - Quantization
 
