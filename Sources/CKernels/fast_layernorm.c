@@ -211,19 +211,30 @@ static inline __attribute__((always_inline)) T512 void scaled_row512(const int K
         const float total = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3])));
         mean = _mm512_set1_ps(total / (float)c);
     }
+    // Squares (about the float mean: d = x - mean); for the simple norm also sum d, for the
+    // corrected two-pass variance (sum d^2 - (sum d)^2 / c): exact in real arithmetic, it removes
+    // the rounding of the mean, which would otherwise add c (mean error)^2 to the sum.
+    __m512 sd = _mm512_setzero_ps();
     for (int u = 0; u < 4; u++) s[u] = _mm512_setzero_ps();
     for (i = 0; i + 64 <= c; i += 64) {
         for (int u = 0; u < 4; u++) {
             const __m512 d = _mm512_sub_ps(_mm512_loadu_ps(xr + i + 16 * u), mean);
             s[u] = _mm512_fmadd_ps(d, d, s[u]);
+            if (KIND == NORM_SIMPLE) sd = _mm512_add_ps(sd, d);
         }
     }
     for (; i < c; i += 16) {
         const __mmask16 m = tail512(c - i);
         const __m512 d = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, xr + i), mean);
         s[0] = _mm512_fmadd_ps(d, d, s[0]);
+        if (KIND == NORM_SIMPLE) sd = _mm512_add_ps(sd, d);
     }
-    const float sq = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3])));
+    float sq = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3])));
+    if (KIND == NORM_SIMPLE) {
+        const float sum_d = _mm512_reduce_add_ps(sd);
+        sq -= sum_d * sum_d / (float)c;
+        if (sq < 0.0f) sq = 0.0f;  // rounding, for constant rows
+    }
     const float stat = sq / (float)(KIND == NORM_RMS ? c : c - 1);
     const __m512 rstd = _mm512_set1_ps(1.0f / sqrtf(stat + eps));
     for (i = 0; i < c; i += 16) {
@@ -261,22 +272,31 @@ static inline __attribute__((always_inline)) T256 void scaled_row256(const int K
         const float total = hsum256(_mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3])));
         mean = _mm256_set1_ps(total / (float)c);
     }
+    __m256 sd = _mm256_setzero_ps();  // the simple norm's sum of d (see scaled_row512)
     for (int u = 0; u < 4; u++) s[u] = _mm256_setzero_ps();
     for (i = 0; i + 32 <= cv; i += 32) {
         for (int u = 0; u < 4; u++) {
             const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(xr + i + 8 * u), mean);
             s[u] = _mm256_fmadd_ps(d, d, s[u]);
+            if (KIND == NORM_SIMPLE) sd = _mm256_add_ps(sd, d);
         }
     }
     for (; i < cv; i += 8) {
         const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(xr + i), mean);
         s[0] = _mm256_fmadd_ps(d, d, s[0]);
+        if (KIND == NORM_SIMPLE) sd = _mm256_add_ps(sd, d);
     }
     if (cv < c) {
         const __m256 d = _mm256_and_ps(_mm256_sub_ps(_mm256_maskload_ps(xr + cv, mt), mean), _mm256_castsi256_ps(mt));
         s[1] = _mm256_fmadd_ps(d, d, s[1]);
+        if (KIND == NORM_SIMPLE) sd = _mm256_add_ps(sd, d);
     }
-    const float sq = hsum256(_mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3])));
+    float sq = hsum256(_mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3])));
+    if (KIND == NORM_SIMPLE) {
+        const float sum_d = hsum256(sd);
+        sq -= sum_d * sum_d / (float)c;
+        if (sq < 0.0f) sq = 0.0f;  // rounding, for constant rows
+    }
     const float stat = sq / (float)(KIND == NORM_RMS ? c : c - 1);
     const __m256 rstd = _mm256_set1_ps(1.0f / sqrtf(stat + eps));
     for (i = 0; i < cv; i += 8) {

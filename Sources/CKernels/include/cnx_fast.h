@@ -113,10 +113,10 @@ void cnx_layernorm_rows_f32_ref(const float *x, int64_t rows, int64_t c, float e
 /// timm's RmsNorm / RmsNorm2d (`rmsnorm`, `rmsnorm2d`: convnext_atto_rms) compute exactly this
 /// with gamma = weight and no beta (x * rsqrt(mean(x^2) + eps) * weight), as does
 /// torch.nn.functional.rms_norm.
-/// Accuracy: the reference sums in double; the SIMD paths sum the squares in float over 32 (AVX-512)
-/// or 16 (AVX2) partial sums, all terms positive, so the mean square is within about
-/// (c / 16 + 6) 2^-24 relative of exact (worst case; a few ulp typically) and y within half that
-/// plus 3 roundings.
+/// Accuracy: the reference sums in double; the SIMD paths sum the squares in float over 64 (AVX-512)
+/// or 32 (AVX2) partial sums, all terms positive, so the mean square is within (c / 32 + 8) 2^-24
+/// relative of exact (worst case; a few ulp typically) and y within half that plus 4 roundings,
+/// relative to |x rstd gamma| + |beta| (Tests/CKernelsTests/FastNormTests.swift).
 void cnx_rmsnorm_rows_f32(const float *x, int64_t rows, int64_t c, float eps,
                           const float *gamma, const float *beta, float *y);
 void cnx_rmsnorm_rows_f32_ref(const float *x, int64_t rows, int64_t c, float eps,
@@ -129,7 +129,8 @@ void cnx_rmsnorm_rows_f32_ref(const float *x, int64_t rows, int64_t c, float eps
 /// (which divides by the root mean square about zero) unless the row mean is zero. timm gives
 /// it a weight and no bias: gamma = weight, beta = NULL. c == 1 gives NaN, as torch.var does
 /// (0 / 0). gamma and beta may each be NULL (1 and 0). y may equal x. Two passes (mean, then the
-/// squares about it); accuracy as the RMS norm's.
+/// squares about it, corrected by (sum (x - mean))^2 / c for the rounding of the mean, so rows far
+/// from zero mean lose nothing); accuracy as the RMS norm's.
 void cnx_simplenorm_rows_f32(const float *x, int64_t rows, int64_t c, float eps,
                              const float *gamma, const float *beta, float *y);
 void cnx_simplenorm_rows_f32_ref(const float *x, int64_t rows, int64_t c, float eps,
