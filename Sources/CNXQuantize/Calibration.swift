@@ -10,6 +10,10 @@ public enum CalibrationMethod: String, CaseIterable, Sendable {
     case percentile
     /// The range whose 8-bit histogram is closest (Kullback–Leibler) to the observed one.
     case entropy
+    /// The range that minimises the expected squared error of the quantized activation: the
+    /// rounding error (step² / 12) inside the range plus the clipping error outside it, over the
+    /// observed histogram.
+    case mse
 }
 
 /// One quantized activation: the input of pointwise layer `layer` (1 or 2) of block node `node`.
@@ -90,6 +94,9 @@ final class Statistics: ActivationObserver, @unchecked Sendable {
             let tail = (100 - percentile) / 100
             return (edge(quantileBin(tail)), edge(quantileBin(1 - tail) + 1))
         }
+        if method == .mse {
+            return mseRange(h, lo: lo, width: width)
+        }
         // Entropy: among ranges cut at symmetric tail fractions, the one whose 256-level
         // quantization of the (clipped) histogram loses the least information.
         var best = (lo, hi), bestScore = Double.infinity
@@ -98,6 +105,50 @@ final class Statistics: ActivationObserver, @unchecked Sendable {
             guard b > a else { continue }
             let score = divergence(h, from: a, to: b)
             if score < bestScore { bestScore = score; best = (edge(a), edge(b + 1)) }
+        }
+        return best
+    }
+
+    /// The [a, b] (cut at bin edges, each side independently) minimising
+    /// sum over bins of count * e², e² = step² / 12 inside (step = (b - a) / 255, the range
+    /// widened to contain 0 as the quantizer does) and the squared distance to the nearer end
+    /// outside. The cuts are searched among 64 candidates per side, from the whole range inwards
+    /// to the 10% tails, by quantile.
+    private func mseRange(_ h: [Double], lo: Float, width: Float) -> (Float, Float) {
+        let bins = h.count
+        let total = h.reduce(0, +)
+        guard total > 0 else { return (lo, lo + width * Float(bins)) }
+        var prefix = [Double](repeating: 0, count: bins + 1)
+        for i in 0..<bins { prefix[i + 1] = prefix[i] + h[i] }
+        // Candidate cut bins: quantiles from 0 (the whole range) to 10%, geometrically spaced.
+        func cuts(fromTop: Bool) -> [Int] {
+            var result: Set<Int> = [fromTop ? bins : 0]
+            for k in 0..<63 {
+                let fraction = 0.1 * pow(1e-5 / 0.1, Double(k) / 62)
+                let target = fraction * total
+                if fromTop {
+                    var i = bins
+                    while i > 0 && total - prefix[i - 1] <= target { i -= 1 }
+                    result.insert(i)
+                } else {
+                    var i = 0
+                    while i < bins && prefix[i + 1] <= target { i += 1 }
+                    result.insert(i)
+                }
+            }
+            return result.sorted()
+        }
+        func center(_ i: Int) -> Double { Double(lo) + (Double(i) + 0.5) * Double(width) }
+        var best = (lo, lo + width * Float(bins)), bestError = Double.infinity
+        for a in cuts(fromTop: false) {
+            for b in cuts(fromTop: true) where b > a {
+                let low = min(Double(lo) + Double(a) * Double(width), 0), high = max(Double(lo) + Double(b) * Double(width), 0)
+                let step = (high - low) / 255
+                var error = (prefix[b] - prefix[a]) * step * step / 12
+                for i in 0..<a where h[i] > 0 { error += h[i] * (low - center(i)) * (low - center(i)) }
+                for i in b..<bins where h[i] > 0 { error += h[i] * (center(i) - high) * (center(i) - high) }
+                if error < bestError { bestError = error; best = (Float(low), Float(high)) }
+            }
         }
         return best
     }

@@ -98,8 +98,8 @@ public enum Quantizer {
         var keep = try keys(for: options.keepFloat, in: graph)
         let names = Int8Lowering.layerNames(graph)
         // The stem reads the image itself: a 0.1% share of the work, kept float32 so the error
-        // starts after it.
-        keep.formUnion(names.filter { $0.value == "stem" }.keys)
+        // starts after it (both convolutions of an overlapping stem).
+        keep.formUnion(names.filter { $0.value == "stem" || $0.value.hasPrefix("stem.") }.keys)
         var sensitivity: [Sensitivity] = []
         var accuracy: AccuracyCheck?
         if options.sensitivity || options.maxDrop != nil {
@@ -136,7 +136,7 @@ public enum Quantizer {
         try Int8Lowering.apply(&quantized, activations: activations, keepFloat: keep)
         let total = activations.count
         let metadata: [String: MetadataValue] = [
-            MetadataKey.quantizationDescription: .string("int8: weights symmetric per output channel, activations u8 per tensor with a zero point; \(total - keep.count) of \(total) GEMM layers int8 (pointwise, downsample, head); depthwise 7x7, LayerNorm, GELU, GRN, residual stream and stem float32"),
+            MetadataKey.quantizationDescription: .string("int8: weights symmetric per output channel, activations u8 per tensor with a zero point; \(total - keep.count) of \(total) GEMM layers int8 (pointwise, downsample, head); depthwise, norms, activations, GRN, residual stream and stem float32"),
             "quantization.method": .string(options.method.rawValue),
             "quantization.samples": .int(Int64(calibration.shape.first ?? 0)),
             "quantization.int8_layers": .strings(activations.keys.sorted().filter { !keep.contains($0) }.compactMap { names[$0] }),
