@@ -67,44 +67,34 @@ def randomize(model, seed: int, random_grn: bool) -> None:
 
     gen = torch.Generator().manual_seed(seed)
 
-    def normal(p, std):
-        p.copy_(torch.randn(p.shape, generator=gen) * std)
+    def randn(p):
+        return torch.randn(p.shape, generator=gen)
 
-    def uniform(p, lo, hi):
-        p.copy_(torch.rand(p.shape, generator=gen) * (hi - lo) + lo)
+    def rand(p):
+        return torch.rand(p.shape, generator=gen)
 
-    seen = set()
+    def value(module, p_name, p, where):
+        kind = type(module).__name__
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            return randn(p) / math.sqrt(p[0].numel()) if p_name == "weight" else 0.1 * randn(p)
+        if "GlobalResponseNorm" in kind or kind == "GRN":
+            return 0.5 * randn(p) if random_grn else torch.zeros_like(p)
+        if "Norm" in kind and p_name == "weight":  # LayerNorm(2d), RmsNorm(2d), SimpleNorm(2d)
+            return (rand(p) + 0.5) * torch.where(rand(p) < 0.2, -1.0, 1.0)
+        if "Norm" in kind and p_name == "bias":
+            return 0.3 * randn(p)
+        if p_name in ("gamma", "layer_scale"):
+            return 0.1 + 0.9 * rand(p)
+        raise RuntimeError(f"do not know how to randomise {where} ({kind})")
+
+    count = 0
     with torch.no_grad():
         for mod_name, module in model.named_modules():
-            kind = type(module).__name__
             for p_name, p in module.named_parameters(recurse=False):
-                full = f"{mod_name}.{p_name}" if mod_name else p_name
-                if isinstance(module, (nn.Conv2d, nn.Linear)):
-                    if p_name == "weight":
-                        normal(p, 1.0 / math.sqrt(p[0].numel()))
-                    else:
-                        normal(p, 0.1)
-                elif "GlobalResponseNorm" in kind or kind == "GRN":
-                    if random_grn:
-                        normal(p, 0.5)
-                    else:
-                        p.zero_()
-                elif "Norm" in kind:  # LayerNorm(2d), RmsNorm(2d), SimpleNorm(2d)
-                    if p_name == "weight":
-                        uniform(p, 0.5, 1.5)
-                        p.mul_(torch.where(torch.rand(p.shape, generator=gen) < 0.2, -1.0, 1.0))
-                    elif p_name == "bias":
-                        normal(p, 0.3)
-                    else:
-                        raise RuntimeError(f"unexpected norm parameter {full} ({kind})")
-                elif p_name in ("gamma", "layer_scale"):
-                    uniform(p, 0.1, 1.0)
-                else:
-                    raise RuntimeError(f"do not know how to randomise {full} ({kind})")
-                seen.add(full)
-    left = [n for n, _ in model.named_parameters() if n not in seen]
-    if left:
-        raise RuntimeError(f"parameters left at their initial values: {left}")
+                p.copy_(value(module, p_name, p, f"{mod_name}.{p_name}"))
+                count += 1
+    if count != len(list(model.parameters())):
+        raise RuntimeError("some parameters were not randomised")
 
 
 def export(name: str, spec, out_root: str) -> dict:
@@ -115,7 +105,7 @@ def export(name: str, spec, out_root: str) -> dict:
 
     timm_name, kwargs, about, random_grn = spec
     definition = {"timm_model": timm_name, "kwargs": kwargs, "random_grn": random_grn, "seed": SEED,
-                  "opset": OPSET, "size": SIZE, "exporter": "legacy"}
+                  "opset": OPSET, "size": SIZE, "exporter": "legacy", "randomiser": 2}
     out = os.path.join(out_root, name)
     meta_path, onnx_path = os.path.join(out, "meta.json"), os.path.join(out, "model.onnx")
     if os.path.exists(meta_path) and os.path.exists(onnx_path):

@@ -61,6 +61,22 @@ typedef struct {
     int act;
 } gemm_ctx;
 
+// A GEMM of m x k by k x n with filled inputs, B packed, a bias, and no activation.
+static gemm_ctx make_gemm(int64_t m, int64_t n, int64_t k) {
+    gemm_ctx g = {m, n, k, alloc_floats((size_t)(m * k)), alloc_floats((size_t)(k * n)),
+                  alloc_floats(cnx_gemm_packed_b_floats(k, n)), alloc_floats((size_t)n),
+                  alloc_floats((size_t)(m * n)), 0};
+    fill(g.a, (size_t)(m * k), 1);
+    fill(g.b, (size_t)(k * n), 2);
+    fill(g.bias, (size_t)n, 3);
+    cnx_gemm_pack_b(g.b, k, n, g.pb);
+    return g;
+}
+
+static void free_gemm(gemm_ctx *g) {
+    free(g->a); free(g->b); free(g->pb); free(g->bias); free(g->c);
+}
+
 static void run_ours(void *p) {
     gemm_ctx *g = p;
     cnx_gemm_f32(g->m, g->n, g->k, g->a, g->k, g->pb, g->bias, g->act, NULL, 0, g->c, g->n);
@@ -116,13 +132,7 @@ static void act_section(cnx_isa hw) {
            ACT_NAMES[2], ACT_NAMES[3]);
     for (int s = 0; s < 6; s++) {
         int64_t m = PW1[s][0], k = PW1[s][1], n = 4 * k;
-        gemm_ctx g = {m, n, k, alloc_floats((size_t)(m * k)), alloc_floats((size_t)(k * n)),
-                      alloc_floats(cnx_gemm_packed_b_floats(k, n)), alloc_floats((size_t)n),
-                      alloc_floats((size_t)(m * n)), 0};
-        fill(g.a, (size_t)(m * k), 1);
-        fill(g.b, (size_t)(k * n), 2);
-        fill(g.bias, (size_t)n, 3);
-        cnx_gemm_pack_b(g.b, k, n, g.pb);
+        gemm_ctx g = make_gemm(m, n, k);
         const double flop = 2.0 * (double)m * (double)n * (double)k;
         for (int isa = 2; isa >= 1; isa--) {
             if (isa > (int)hw) continue;
@@ -134,7 +144,7 @@ static void act_section(cnx_isa hw) {
             }
             printf("\n");
         }
-        free(g.a); free(g.b); free(g.pb); free(g.bias); free(g.c);
+        free_gemm(&g);
     }
     printf("\nActivations (copy + in place) and norms over 3136 x 160 floats, single thread, ms\n");
     printf("%10s | %9s %9s %9s\n", "", "avx512", "avx2", "scalar");
@@ -191,13 +201,7 @@ int main(int argc, char **argv) {
             int64_t m = ms[mi];
             if (mi == 2 && (m == 64 || m == 256)) continue;
             if (quick && mi != 1) continue;
-            gemm_ctx g = {m, n, k, alloc_floats((size_t)(m * k)), alloc_floats((size_t)(k * n)),
-                          alloc_floats(cnx_gemm_packed_b_floats(k, n)), alloc_floats((size_t)n),
-                          alloc_floats((size_t)(m * n)), 0};
-            fill(g.a, (size_t)(m * k), 1);
-            fill(g.b, (size_t)(k * n), 2);
-            fill(g.bias, (size_t)n, 3);
-            cnx_gemm_pack_b(g.b, k, n, g.pb);
+            gemm_ctx g = make_gemm(m, n, k);
             double flop = 2.0 * (double)m * (double)n * (double)k;
             double r[5] = {0, 0, 0, 0, 0};
             if (hw >= CNX_ISA_AVX512) {
@@ -215,7 +219,7 @@ int main(int argc, char **argv) {
             printf("%6lld %5lld %5lld | %8.1f %8.1f | %8.1f %8.1f | %8.1f %6.2f | %8.3f\n", (long long)m,
                    (long long)k, (long long)n, r[0], r[1], r[2], r[3], r[4],
                    (r[0] > 0 ? r[0] : r[2]) / r[4], tb * 1e3);
-            free(g.a); free(g.b); free(g.pb); free(g.bias); free(g.c);
+            free_gemm(&g);
         }
     }
     cnx_isa_force(-1);

@@ -31,6 +31,19 @@
 #define CNX_TANH_C1 1.5957691216057308f
 #define CNX_TANH_C2 0.0713548162726002527f
 
+/// Runs BODY(ACT) with ACT the compile-time CNX_ACT_* constant equal to the run-time `act` (acts
+/// outside 1..3: CNX_ACT_NONE), so that each activation gets its own instantiation of an inline
+/// kernel. BODY is a function-like macro of the call site.
+#define CNX_ACT_DISPATCH(act, BODY)                                                              \
+    do {                                                                                         \
+        switch (act) {                                                                           \
+        case CNX_ACT_GELU: BODY(CNX_ACT_GELU); break;                                            \
+        case CNX_ACT_GELU_TANH: BODY(CNX_ACT_GELU_TANH); break;                                  \
+        case CNX_ACT_SILU: BODY(CNX_ACT_SILU); break;                                            \
+        default: BODY(CNX_ACT_NONE); break;                                                      \
+        }                                                                                        \
+    } while (0)
+
 /// Acts outside 1..3 are none.
 static inline int cnx_act_normalise(int act) {
     return act == CNX_ACT_GELU || act == CNX_ACT_GELU_TANH || act == CNX_ACT_SILU ? act : CNX_ACT_NONE;

@@ -42,12 +42,9 @@ INLINE T512 void act_inplace512(const int ACT, float *x, int64_t count) {
 }
 
 static T512 void activation_avx512(float *x, int64_t count, int act) {
-    switch (act) {
-    case CNX_ACT_GELU: act_inplace512(CNX_ACT_GELU, x, count); return;
-    case CNX_ACT_GELU_TANH: act_inplace512(CNX_ACT_GELU_TANH, x, count); return;
-    case CNX_ACT_SILU: act_inplace512(CNX_ACT_SILU, x, count); return;
-    default: return;
-    }
+#define BODY(ACT) act_inplace512(ACT, x, count)
+    CNX_ACT_DISPATCH(act, BODY);
+#undef BODY
 }
 
 INLINE T256 __m256i mask8(int64_t valid) {
@@ -72,12 +69,9 @@ INLINE T256 void act_inplace256(const int ACT, float *x, int64_t count) {
 }
 
 static T256 void activation_avx2(float *x, int64_t count, int act) {
-    switch (act) {
-    case CNX_ACT_GELU: act_inplace256(CNX_ACT_GELU, x, count); return;
-    case CNX_ACT_GELU_TANH: act_inplace256(CNX_ACT_GELU_TANH, x, count); return;
-    case CNX_ACT_SILU: act_inplace256(CNX_ACT_SILU, x, count); return;
-    default: return;
-    }
+#define BODY(ACT) act_inplace256(ACT, x, count)
+    CNX_ACT_DISPATCH(act, BODY);
+#undef BODY
 }
 
 #endif  // CNX_X86

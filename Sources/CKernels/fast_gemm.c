@@ -135,11 +135,9 @@ INLINE T512 void tile_act512_rows(const int ACT, int mr, __m512 (*tile)[2], floa
 static T512 __attribute__((noinline)) void tile_act512(int act, int mr, __m512 (*tile)[2], float *c,
                                                        int64_t ldc, const tile_ep *e, __mmask16 m0,
                                                        __mmask16 m1) {
-    switch (act) {
-    case CNX_ACT_GELU: tile_act512_rows(CNX_ACT_GELU, mr, tile, c, ldc, e, m0, m1); return;
-    case CNX_ACT_GELU_TANH: tile_act512_rows(CNX_ACT_GELU_TANH, mr, tile, c, ldc, e, m0, m1); return;
-    default: tile_act512_rows(CNX_ACT_SILU, mr, tile, c, ldc, e, m0, m1); return;
-    }
+#define BODY(ACT) tile_act512_rows(ACT, mr, tile, c, ldc, e, m0, m1)
+    CNX_ACT_DISPATCH(act, BODY);
+#undef BODY
 }
 
 INLINE T512 void tile512(const int MR, int64_t kc, const float *a, int64_t lda, const float *bp,
@@ -256,11 +254,9 @@ INLINE T256 void tile_act256_rows(const int ACT, int mr, __m256 (*tile)[2], floa
 static T256 __attribute__((noinline)) void tile_act256(int act, int mr, __m256 (*tile)[2], float *c,
                                                        int64_t ldc, const tile_ep *e, int full,
                                                        __m256i m0, __m256i m1) {
-    switch (act) {
-    case CNX_ACT_GELU: tile_act256_rows(CNX_ACT_GELU, mr, tile, c, ldc, e, full, m0, m1); return;
-    case CNX_ACT_GELU_TANH: tile_act256_rows(CNX_ACT_GELU_TANH, mr, tile, c, ldc, e, full, m0, m1); return;
-    default: tile_act256_rows(CNX_ACT_SILU, mr, tile, c, ldc, e, full, m0, m1); return;
-    }
+#define BODY(ACT) tile_act256_rows(ACT, mr, tile, c, ldc, e, full, m0, m1)
+    CNX_ACT_DISPATCH(act, BODY);
+#undef BODY
 }
 
 INLINE T256 void tile256(const int MR, int64_t kc, const float *a, int64_t lda, const float *bp,

@@ -139,22 +139,18 @@ INLINE T256 void emit_tile256(const int MR, const int MODE, const cnx_qjob *e, i
 #pragma clang loop unroll(full)
         for (int r = 0; r < MR; r += 4) {
             const int n = MR - r < 4 ? MR - r : 4;
-#define EMIT(N)                                                                             \
-    do {                                                                                    \
-        switch (act) {                                                                      \
-        case CNX_ACT_GELU: emit256(MODE, CNX_ACT_GELU, N, e, i + r, j, valid, col + r, &c); break; \
-        case CNX_ACT_GELU_TANH:                                                             \
-            emit256(MODE, CNX_ACT_GELU_TANH, N, e, i + r, j, valid, col + r, &c);           \
-            break;                                                                          \
-        case CNX_ACT_SILU: emit256(MODE, CNX_ACT_SILU, N, e, i + r, j, valid, col + r, &c); break; \
-        default: emit256(MODE, CNX_ACT_NONE, N, e, i + r, j, valid, col + r, &c); break;    \
-        }                                                                                   \
+#define EMIT_ACT(ACT) emit256(MODE, ACT, n_, e, i + r, j, valid, col + r, &c)
+#define EMIT(N)                                                                    \
+    do {                                                                           \
+        const int n_ = N;                                                          \
+        CNX_ACT_DISPATCH(act, EMIT_ACT);                                           \
     } while (0)
             if (n == 4) EMIT(4);
             else if (n == 3) EMIT(3);
             else if (n == 2) EMIT(2);
             else EMIT(1);
 #undef EMIT
+#undef EMIT_ACT
         }
     }
 }
@@ -328,22 +324,14 @@ INLINE T256 void epilogue_rows256(const int MODE, const int ACT, int64_t m, int6
 }
 
 // One instantiation per output mode and activation.
-#define EPILOGUE_ACTS(MODE)                                                                      \
-    switch (e->act) {                                                                            \
-    case CNX_ACT_GELU: epilogue_rows256(MODE, CNX_ACT_GELU, m, n, acc, ldacc, e); return;        \
-    case CNX_ACT_GELU_TANH: epilogue_rows256(MODE, CNX_ACT_GELU_TANH, m, n, acc, ldacc, e); return; \
-    case CNX_ACT_SILU: epilogue_rows256(MODE, CNX_ACT_SILU, m, n, acc, ldacc, e); return;        \
-    default: epilogue_rows256(MODE, CNX_ACT_NONE, m, n, acc, ldacc, e); return;                  \
-    }
-
 T256 void cnx_qepilogue_avx2(int64_t m, int64_t n, const int32_t *acc, int64_t ldacc, const cnx_qjob *e) {
-    if (e->mode == CNX_QOUT_F32) {
-        EPILOGUE_ACTS(CNX_QOUT_F32)
-    } else {
-        EPILOGUE_ACTS(CNX_QOUT_U8)
-    }
+#define F32(ACT) epilogue_rows256(CNX_QOUT_F32, ACT, m, n, acc, ldacc, e)
+#define U8(ACT) epilogue_rows256(CNX_QOUT_U8, ACT, m, n, acc, ldacc, e)
+    if (e->mode == CNX_QOUT_F32) CNX_ACT_DISPATCH(e->act, F32);
+    else CNX_ACT_DISPATCH(e->act, U8);
+#undef F32
+#undef U8
 }
-#undef EPILOGUE_ACTS
 
 // MARK: - Quantization
 

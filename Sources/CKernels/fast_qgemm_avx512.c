@@ -178,12 +178,9 @@ INLINE T512 void tile512(const int MR, const int NB, const int MODE, int64_t kq,
             emit_rows512(MODE, 0, MR, e, i, j0 + 16 * q, mk, col, NULL);
         } else {
             const cols512 c = load_cols512(e, j0 + 16 * q, mk);
-            switch (e->act) {
-            case CNX_ACT_GELU: emit_rows512(MODE, CNX_ACT_GELU, MR, e, i, j0 + 16 * q, mk, col, &c); break;
-            case CNX_ACT_GELU_TANH: emit_rows512(MODE, CNX_ACT_GELU_TANH, MR, e, i, j0 + 16 * q, mk, col, &c); break;
-            case CNX_ACT_SILU: emit_rows512(MODE, CNX_ACT_SILU, MR, e, i, j0 + 16 * q, mk, col, &c); break;
-            default: emit_rows512(MODE, CNX_ACT_NONE, MR, e, i, j0 + 16 * q, mk, col, &c); break;
-            }
+#define BODY(ACT) emit_rows512(MODE, ACT, MR, e, i, j0 + 16 * q, mk, col, &c)
+            CNX_ACT_DISPATCH(e->act, BODY);
+#undef BODY
         }
     }
 }
@@ -272,22 +269,14 @@ INLINE T512 void epilogue_rows512(const int MODE, const int ACT, int64_t m, int6
 }
 
 // One instantiation per output mode and activation.
-#define EPILOGUE_ACTS(MODE)                                                                      \
-    switch (e->act) {                                                                            \
-    case CNX_ACT_GELU: epilogue_rows512(MODE, CNX_ACT_GELU, m, n, acc, ldacc, e); return;        \
-    case CNX_ACT_GELU_TANH: epilogue_rows512(MODE, CNX_ACT_GELU_TANH, m, n, acc, ldacc, e); return; \
-    case CNX_ACT_SILU: epilogue_rows512(MODE, CNX_ACT_SILU, m, n, acc, ldacc, e); return;        \
-    default: epilogue_rows512(MODE, CNX_ACT_NONE, m, n, acc, ldacc, e); return;                  \
-    }
-
 T512 void cnx_qepilogue_avx512(int64_t m, int64_t n, const int32_t *acc, int64_t ldacc, const cnx_qjob *e) {
-    if (e->mode == CNX_QOUT_F32) {
-        EPILOGUE_ACTS(CNX_QOUT_F32)
-    } else {
-        EPILOGUE_ACTS(CNX_QOUT_U8)
-    }
+#define F32(ACT) epilogue_rows512(CNX_QOUT_F32, ACT, m, n, acc, ldacc, e)
+#define U8(ACT) epilogue_rows512(CNX_QOUT_U8, ACT, m, n, acc, ldacc, e)
+    if (e->mode == CNX_QOUT_F32) CNX_ACT_DISPATCH(e->act, F32);
+    else CNX_ACT_DISPATCH(e->act, U8);
+#undef F32
+#undef U8
 }
-#undef EPILOGUE_ACTS
 
 // MARK: - Quantization
 
