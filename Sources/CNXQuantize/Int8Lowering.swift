@@ -41,6 +41,35 @@ public enum Int8Lowering {
         return names
     }
 
+    /// The layers whose input a norm makes, so that the runtime can divide it by per-channel
+    /// scales for free: every block's first layer and the downsample layers. Not the stem (it
+    /// reads the image), nor a layer after an activation; nor the second layer of a V2 block,
+    /// though the runtime could scale the GRN's output as cheaply: GRN rescales each channel by
+    /// a factor that changes from image to image (it divides by the map's own statistics), so
+    /// per-channel maxima from calibration do not hold on other images, and a channel that
+    /// goes past its calibrated maximum is clipped at a fraction of the per-tensor range. Nor
+    /// the head, for the same reason: one row per image is too few values per channel.
+    public static func equalizable(_ graph: Graph) -> [LayerKey: Equalizable] {
+        var result: [LayerKey: Equalizable] = [:]
+        for (i, node) in graph.nodes.enumerated() {
+            func weight(_ slot: Int) -> Tensor? {
+                guard slot < node.inputs.count, let w = graph.initializers[node.inputs[slot]], w.dtype == .float32, w.shape.count == 2 else { return nil }
+                return w
+            }
+            switch node.op {
+            case .block:
+                if let w = weight(3) { result[LayerKey(node: i, layer: 1)] = Equalizable(weight: w, period: w.shape[0]) }
+            case .downsample:
+                if let w = weight(1), let k = node.int("kernel"), k > 0, w.shape[0] % (k * k) == 0 {
+                    result[LayerKey(node: i, layer: 1)] = Equalizable(weight: w, period: w.shape[0] / (k * k))
+                }
+            default:
+                break
+            }
+        }
+        return result
+    }
+
     /// Per-output-channel symmetric int8 weights and their scales, for a [K, N] float weight.
     static func quantizeWeight(_ w: Tensor) -> (Tensor, Tensor) {
         let (k, n) = (w.shape[0], w.shape[1])
@@ -73,7 +102,16 @@ public enum Int8Lowering {
                 throw CNXError("\(node.label): pointwise layer \(key.layer) has no 2-D weight")
             }
             guard w.dtype == .float32 else { continue }
-            let (qw, scales) = quantizeWeight(w)
+            var source = w
+            if let s = q.channelScales {
+                // diag(s) · W: row r times s[r], undoing the division of the input.
+                guard s.count == w.shape[0] else { throw CNXError("\(node.label): \(s.count) channel scales for a weight of \(w.shape[0]) rows") }
+                let n = w.shape[1]
+                source = Tensor(zeros: .float32, shape: w.shape)
+                for r in 0..<w.shape[0] { for j in 0..<n { source.floatPointer[r * n + j] = w.floatPointer[r * n + j] * s[r] } }
+                node.attributes["a\(key.layer)_channel_scales"] = .tensor(Tensor(floats: s, shape: [s.count]))
+            }
+            let (qw, scales) = quantizeWeight(source)
             let name = node.inputs[slot] + ".int8"
             graph.initializers[name] = qw
             node.inputs[slot] = name

@@ -222,6 +222,10 @@ final class FastExecutor: @unchecked Sendable {
         let grnGamma = try optional(args, 7, count: hidden), grnBeta = try optional(args, 8, count: hidden)
         let eps = node.float("epsilon") ?? 1e-6
         let norm = try FusedAttributes.norm(node), act = try FusedAttributes.activation(node, absent: CNX_ACT_GELU)
+        // int8 layers with equalized input channels: the norm (layer 1) and the GRN (layer 2)
+        // write their output already divided by the channel scales.
+        let m1 = w1.inputMultipliers, m2 = w2.inputMultipliers
+        if m2 != nil && (grnGamma == nil || grnBeta == nil) { throw CNXError("a2_channel_scales needs the block's GRN, which makes layer 2's input") }
         let out = inPlace ? x : x.copy()
         let pixels = h * w
         let t = scratch[0].buffer(0, floats: pixels * c)
@@ -240,7 +244,7 @@ final class FastExecutor: @unchecked Sendable {
                 cnx_dwconv_nhwc_rows_f32(xb, Int64(h), Int64(w), Int64(c), Int64(k), dw.floatPointer, dwb, t, Int64(y0), Int64(y1))
                 // The norm as the depthwise pass's epilogue, on the rows still in cache.
                 let rows = t + y0 * w * c
-                FusedAttributes.normRows(norm, rows, rows: (y1 - y0) * w, c: c, eps: eps, gamma: nil, beta: nil, into: rows)
+                FusedAttributes.normRows(norm, rows, rows: (y1 - y0) * w, c: c, eps: eps, gamma: m1, beta: nil, into: rows)
             }
             let tiles = (pixels + tile - 1) / tile
             if let grnGamma, let grnBeta {
@@ -254,7 +258,7 @@ final class FastExecutor: @unchecked Sendable {
                         w1.apply(ln, rows: rows, lda: c, bias: b1, act: act, residual: nil, ldr: 0, into: hbuf + r0 * hidden, ldo: hidden, codes: codes(lane))
                     }
                 }
-                applyGRN(hbuf, pixels: pixels, channels: hidden, gamma: grnGamma, beta: grnBeta, eps: node.float("grn_epsilon") ?? 1e-6)
+                applyGRN(hbuf, pixels: pixels, channels: hidden, gamma: grnGamma, beta: grnBeta, eps: node.float("grn_epsilon") ?? 1e-6, multipliers: m2)
                 report(2, hbuf, pixels * hidden)
                 parallelChunks(tiles, threads: threads) { lo, hi, lane in
                     for ti in lo..<hi {
@@ -309,8 +313,10 @@ final class FastExecutor: @unchecked Sendable {
         return out
     }
 
-    /// GRN in place on a (pixels x channels) map: x += gamma ⊙ x ⊙ Nx + beta.
-    private func applyGRN(_ x: UnsafeMutablePointer<Float>, pixels: Int, channels c: Int, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, eps: Float) {
+    /// GRN in place on a (pixels x channels) map: x += gamma ⊙ x ⊙ Nx + beta, then times
+    /// `multipliers` per channel when given (the next int8 layer's equalization).
+    private func applyGRN(_ x: UnsafeMutablePointer<Float>, pixels: Int, channels c: Int, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, eps: Float,
+                          multipliers: [Float]? = nil) {
         var sums = [Double](repeating: 0, count: c)
         for p in 0..<pixels {
             let row = x + p * c
@@ -319,6 +325,14 @@ final class FastExecutor: @unchecked Sendable {
         let norms = sums.map { Float($0.squareRoot()) }
         let mean = norms.reduce(0, +) / Float(c)
         let factor = (0..<c).map { 1 + gamma[$0] * (norms[$0] / (mean + eps)) }
+        if let m = multipliers {
+            let scaled = (0..<c).map { factor[$0] * m[$0] }, shift = (0..<c).map { beta[$0] * m[$0] }
+            for p in 0..<pixels {
+                let row = x + p * c
+                for i in 0..<c { row[i] = row[i] * scaled[i] + shift[i] }
+            }
+            return
+        }
         for p in 0..<pixels {
             let row = x + p * c
             for i in 0..<c { row[i] = row[i] * factor[i] + beta[i] }
@@ -365,6 +379,7 @@ final class FastExecutor: @unchecked Sendable {
             throw CNXError("input \(x.shape) does not fit the stem (weight [\(wm.k), \(wm.n)], kernel \(k), stride \(stride), pad \(pad))")
         }
         let cout = wm.n
+        guard wm.inputMultipliers == nil else { throw CNXError("a stem's layer takes no a1_channel_scales") }
         let bias = try optional(args, 2, count: cout), gamma = try optional(args, 3, count: cout), beta = try optional(args, 4, count: cout)
         let eps = node.float("epsilon") ?? 1e-6
         let norm = try FusedAttributes.norm(node, allowNone: true), act = try FusedAttributes.activation(node, absent: CNX_ACT_NONE)
@@ -430,7 +445,15 @@ final class FastExecutor: @unchecked Sendable {
         }
         let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let (oh, ow, cout) = (h / k, w / k, wm.n)
-        let bias = try optional(args, 2, count: cout), gamma = try optional(args, 3, count: c), beta = try optional(args, 4, count: c)
+        let bias = try optional(args, 2, count: cout)
+        var gamma = try optional(args, 3, count: c).map { Array(UnsafeBufferPointer(start: $0, count: c)) }
+        var beta = try optional(args, 4, count: c).map { Array(UnsafeBufferPointer(start: $0, count: c)) }
+        if let m = wm.inputMultipliers {
+            // One scale per channel, the same at every (ky, kx) of the patch: the norm applies it.
+            guard (0..<m.count).allSatisfy({ m[$0] == m[$0 % c] }) else { throw CNXError("a1_channel_scales must repeat one value per channel over the patch") }
+            gamma = (0..<c).map { (gamma?[$0] ?? 1) * m[$0] }
+            beta = beta.map { b in (0..<c).map { b[$0] * m[$0] } }
+        }
         let eps = node.float("epsilon") ?? 1e-6
         let norm = try FusedAttributes.norm(node)
         let y = arenaTensor([n, oh, ow, cout], arena: arena)
@@ -484,6 +507,10 @@ final class FastExecutor: @unchecked Sendable {
         for (k, slot) in [1, 3].enumerated() where slot < node.inputs.count && !node.inputs[slot].isEmpty {
             let wm = try layer(nodeIndex, slot)
             guard wm.k == features.shape[1] else { throw CNXError("head layer \(k + 1) weight [\(wm.k), \(wm.n)] does not fit \(features.shape[1]) features") }
+            if let m = wm.inputMultipliers {
+                guard k == 0 else { throw CNXError("a head's layer 2 takes no a2_channel_scales") }
+                for r in 0..<n { for j in 0..<wm.k { features.floatPointer[r * wm.k + j] *= m[j] } }
+            }
             let bias = try optional(args, slot + 1, count: wm.n)
             if let (o, i) = observer { o.observe(node: i, layer: k + 1, values: UnsafeBufferPointer(start: features.floatPointer, count: features.count)) }
             let y = Tensor(zeros: .float32, shape: [n, wm.n])

@@ -118,15 +118,18 @@ extension Kernels {
         return node.string("activation") ?? absent
     }
 
-    /// x = act(x) in place with the reference kernels (the same ones the Gelu and Swish ops use).
+    /// x = act(x) in place with the activations' scalar specification (the `_ref` twin the
+    /// fast kernels are tested against, so that int8 rounding boundaries fall where the fast
+    /// epilogues put them).
     static func activate(_ x: Tensor, _ name: String?) {
-        let p = x.floatPointer
+        let code: Int32
         switch name {
-        case "gelu": cnx_gelu_f32(p, p, Int64(x.count), 0)
-        case "gelu_tanh": cnx_gelu_f32(p, p, Int64(x.count), 1)
-        case "silu": for i in 0..<x.count { p[i] = p[i] / (1 + expf(-p[i])) }
-        default: break
+        case "gelu": code = CNX_ACT_GELU
+        case "gelu_tanh": code = CNX_ACT_GELU_TANH
+        case "silu": code = CNX_ACT_SILU
+        default: return
         }
+        cnx_activation_inplace_f32_ref(x.floatPointer, Int64(x.count), code)
     }
 
     /// A norm over the last axis with optional scale and shift, in the reference arithmetic.
@@ -149,18 +152,23 @@ extension Kernels {
     /// are inputs 3-4 and 5-6; the stem's and downsample's single layer is 1-2; a head's
     /// layers 1 and 2 are 1-2 and 3-4).
     /// float32, or int8 when its weight is int8, with the activation quantization in the
-    /// attributes `a<layer>_scale`, `a<layer>_zero` and the per-output-channel weight scales in
-    /// `w<layer>_scales`.
+    /// attributes `a<layer>_scale`, `a<layer>_zero`, the per-output-channel weight scales in
+    /// `w<layer>_scales` and the optional per-input-channel equalization `a<layer>_channel_scales`.
     static func pointwise(_ x: Tensor, _ node: Node, _ args: [Tensor?], slot: Int, layer: Int) throws -> Tensor {
         guard slot + 1 < args.count, let w = args[slot], let b = args[slot + 1] else { throw CNXError("pointwise layer \(layer) is missing") }
         if w.dtype == .float32 { return try linear(x, w, float(b)) }
         guard w.dtype == .int8, w.shape.count == 2, let k = x.shape.last, k == w.shape[0] else {
             throw CNXError("pointwise layer \(layer): weight \(w.dtype.name) \(w.shape) does not fit input \(x.shape)")
         }
-        let q = try QuantizedLayer(node, layer: layer, outputs: w.shape[1])
+        let q = try QuantizedLayer(node, layer: layer, outputs: w.shape[1], inputs: k)
         let n = w.shape[1], rows = x.count / max(k, 1)
+        var input = x
+        if let s = q.channelScales {
+            input = Tensor(zeros: .float32, shape: x.shape)
+            for i in 0..<x.count { input.floatPointer[i] = x.floatPointer[i] / s[i % k] }
+        }
         let codes = Tensor(zeros: .uint8, shape: x.shape)
-        cnx_quantize_u8_reference(x.floatPointer, Int64(x.count), q.activationScale, q.activationZero,
+        cnx_quantize_u8_reference(input.floatPointer, Int64(x.count), q.activationScale, q.activationZero,
                                   codes.storage.bytes.assumingMemoryBound(to: UInt8.self))
         let y = Tensor(zeros: .float32, shape: Array(x.shape.dropLast()) + [n])
         let bias = try float(b)
@@ -230,8 +238,11 @@ struct QuantizedLayer {
     let activationScale: Float
     let activationZero: Int32
     let weightScales: [Float]
+    /// `a<layer>_channel_scales`: the input is divided by these, per input channel, before it is
+    /// quantized (the int8 weight's rows were multiplied by them), or nil.
+    let channelScales: [Float]?
 
-    init(_ node: Node, layer: Int, outputs n: Int) throws {
+    init(_ node: Node, layer: Int, outputs n: Int, inputs k: Int? = nil) throws {
         guard let scale = node.float("a\(layer)_scale"), scale > 0, scale.isFinite,
               let zero = node.int("a\(layer)_zero"), (0...255).contains(zero),
               case .tensor(let w)? = node.attributes["w\(layer)_scales"], w.dtype == .float32, w.count == n else {
@@ -241,5 +252,14 @@ struct QuantizedLayer {
         activationZero = Int32(zero)
         weightScales = w.floats
         guard weightScales.allSatisfy({ $0 > 0 && $0.isFinite }) else { throw CNXError("w\(layer)_scales must be positive") }
+        if let attribute = node.attributes["a\(layer)_channel_scales"] {
+            guard case .tensor(let c) = attribute, c.dtype == .float32, k == nil || c.count == k,
+                  c.floats.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+                throw CNXError("a\(layer)_channel_scales must hold \(k.map(String.init) ?? "one per input channel") positive float32 values")
+            }
+            channelScales = c.floats
+        } else {
+            channelScales = nil
+        }
     }
 }

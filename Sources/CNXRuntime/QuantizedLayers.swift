@@ -11,13 +11,17 @@ final class PackedQMatrix: @unchecked Sendable {
     let weightScales: [Float]
     let inputScale: Float
     let inputZero: Int32
+    /// 1 / the input's per-channel equalization scales (nil: none): the runtime multiplies the
+    /// input by these where it is made (in the norm or the GRN) before quantizing it.
+    let inverseChannelScales: [Float]?
 
     init(weight w: Tensor, node: Node, layer: Int) throws {
         guard w.dtype == .int8, w.shape.count == 2 else { throw CNXError("\(node.label): int8 layer \(layer) needs a 2-D int8 weight") }
         k = w.shape[0]
         n = w.shape[1]
-        let q = try QuantizedLayer(node, layer: layer, outputs: n)
+        let q = try QuantizedLayer(node, layer: layer, outputs: n, inputs: k)
         weightScales = q.weightScales
+        inverseChannelScales = q.channelScales?.map { 1 / $0 }
         inputScale = q.activationScale
         inputZero = q.activationZero
         let bytes = cnx_qgemm_packed_b_bytes(Int64(k), Int64(n))
@@ -59,6 +63,9 @@ enum LayerWeights {
     case int8(PackedQMatrix)
 
     var k: Int { switch self { case .float(let m): return m.k; case .int8(let q): return q.k } }
+    /// What the layer's input must be multiplied by, per channel, before it is applied (int8
+    /// layers with equalized input channels), or nil.
+    var inputMultipliers: [Float]? { if case .int8(let q) = self { return q.inverseChannelScales } else { return nil } }
     var n: Int { switch self { case .float(let m): return m.n; case .int8(let q): return q.n } }
 
     /// out = residual + act(x · W + bias) from float input rows (act a CNX_ACT_* code); an int8

@@ -33,18 +33,28 @@ final class FamilyInt8Tests: XCTestCase {
         }
     }
 
-    /// int8 against float32 on random inputs (8 images; calibrated on 64 others drawn alike,
-    /// standard normal, as the fixtures' own inputs): at least 30 dB for every family.
+    /// int8 against float32 on random inputs: calibrated on 64 images drawn like the fixtures'
+    /// own inputs (standard normal), with the quality gate at 30 dB on 16 others (the most
+    /// sensitive layers stay float32 until it holds: tiny random models put each block's full
+    /// weight on the output, so the rounding of a dozen layers adds up to about 30 dB), then
+    /// measured on 8 more: at least 30 dB for every family, with most layers int8 (the stem and
+    /// the head stay float32 by default).
     func testEveryFamilyQuantizesToInt8() throws {
+        var allInt8 = 0
+        var minimumAgreement = Double.infinity
         for entry in try FamilyFixtures.manifest() {
             var graph = try ONNXReader.load(path: entry.onnx)
             _ = try Pipeline.standard.run(&graph)
             let x = try NPY.read(path: entry.path(entry.cases[0].input))
             let shape = Array(x.shape.dropFirst())
-            let calib = gaussian([64] + shape, seed: 21)
-            let q = try Quantizer.quantize(graph, calibration: calib, options: Quantizer.Options())
+            var options = Quantizer.Options()
+            options.minSQNR = 30
+            options.validation = gaussian([16] + shape, seed: 7)
+            let q = try Quantizer.quantize(graph, calibration: gaussian([64] + shape, seed: 21), options: options)
+            let layers = q.names.filter { !$0.value.hasPrefix("stem") && !$0.value.hasPrefix("head") }.count
             let int8Layers = q.graph.initializers.values.filter { $0.dtype == .int8 }.count
-            XCTAssertGreaterThan(int8Layers, 0, entry.name)
+            XCTAssertGreaterThanOrEqual(Double(int8Layers), 0.75 * Double(layers), "\(entry.name): \(q.keptFloat)")
+            if int8Layers == layers { allInt8 += 1 }
             // The activation and norm of every fused op survive the lowering.
             XCTAssertEqual(graph.nodes.map(\.op), q.graph.nodes.map(\.op), entry.name)
             for (a, b) in zip(graph.nodes, q.graph.nodes) {
@@ -54,9 +64,22 @@ final class FamilyInt8Tests: XCTestCase {
             let test = gaussian([8] + shape, seed: 99)
             let f = try predict(Model(graph: graph, threads: 2), test), y = try predict(Model(graph: q.graph, threads: 2), test)
             let sqnr = OutputError.sqnr(y, f)
-            print(String(format: "int8 %@: %d int8 layers, SQNR %.1f dB", entry.name, int8Layers, sqnr))
+            print(String(format: "int8 %@: %d of %d layers int8, SQNR %.1f dB (validation %.1f)%@", entry.name, int8Layers, layers, sqnr,
+                         q.validationSQNR ?? 0, q.keptFloat.filter { !$0.hasPrefix("stem") && !$0.hasPrefix("head") }.isEmpty ? "" : "; float32: " + q.keptFloat.filter { !$0.hasPrefix("stem") && !$0.hasPrefix("head") }.joined(separator: ", ")))
             XCTAssertGreaterThanOrEqual(sqnr, 30, entry.name)
+            // The fast int8 kernels compute what the reference int8 arithmetic computes, up to a
+            // u8 step where a value sits on a rounding boundary (the float arithmetic before the
+            // rounding differs by an ulp: multiplying by 1 / s in the norm against dividing by s);
+            // a random network amplifies such a step layer after layer, hence 30 dB, as for the
+            // models in Int8RuntimeTests.
+            let one = Quantizer.firstSamples(test, count: 1, graph: graph)
+            let reference = try XCTUnwrap(ReferenceExecutor(graph: q.graph).run([graph.inputs[0].name: one])[graph.outputs[0].name])
+            let fast = try Model(graph: q.graph, threads: 2).predict(one)
+            XCTAssertGreaterThan(OutputError.sqnr(fast, reference), 30, "\(entry.name): fast int8 against reference int8")
+            minimumAgreement = min(minimumAgreement, OutputError.sqnr(fast, reference))
         }
+        print(String(format: "int8: fast against reference int8 at least %.1f dB", minimumAgreement))
+        print("int8: \(allInt8) families with every layer int8")
     }
 
     /// The model's outputs for every image of `x`, in the batch size the model takes.
