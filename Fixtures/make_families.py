@@ -45,7 +45,7 @@ DEFAULT_OUT = os.path.join(HERE, "families")
 REL_TOLERANCE = 1e-4
 
 DEPTHS = (1, 1, 2, 1)
-DIMS = (16, 24, 32, 48)
+DIMS = (8, 16, 24, 32)
 
 
 # ---------------------------------------------------------------------------
@@ -168,6 +168,7 @@ class Family:
     activation: str = "gelu"
     norm: str = "layer"
     eps: float = 1e-6
+    head_eps: float | None = None  # the head's norm, when it differs from the others'
     head: str = "pool-norm-fc"
     stem: str = "patch"
     notes: str = ""
@@ -249,16 +250,17 @@ def families() -> list[Family]:
     add(Family("convnext_hnf_headless_dynamo", "headless", "timm", "convnext_tiny_hnf", timm_model("convnext_tiny_hnf", num_classes=0),
                exporter="dynamo", opset=None, head="norm-pool", seed=1708, notes="num_classes=0: mean of the normed map"))
     # Hugging Face transformers: eps 1e-6 inside, layer_norm_eps (1e-12) for the pooled norm.
+    hf = dict(head_eps=1e-12)
     add(Family("hf_convnext_op17", "transformers", "transformers", "ConvNextForImageClassification", hf_model(1),
-               seed=1801, notes="layer_norm_eps 1e-12 on the pooled norm"))
+               seed=1801, notes="layer_norm_eps 1e-12 on the pooled norm", **hf))
     add(Family("hf_convnext_dynamo", "transformers", "transformers", "ConvNextForImageClassification", hf_model(1),
-               exporter="dynamo", opset=None, seed=1802))
+               exporter="dynamo", opset=None, seed=1802, **hf))
     add(Family("hf_convnextv2_op17", "transformers", "transformers", "ConvNextV2ForImageClassification", hf_model(2),
-               seed=1803))
+               seed=1803, **hf))
     add(Family("hf_convnextv2_zero_grn_op17", "v2-zero-grn", "transformers", "ConvNextV2ForImageClassification", hf_model(2),
-               zero_grn=True, seed=1804, notes="GRN gamma and beta zero, as initialised"))
+               zero_grn=True, seed=1804, notes="GRN gamma and beta zero, as initialised", **hf))
     add(Family("hf_convnextv2_zero_grn_dynamo", "v2-zero-grn", "transformers", "ConvNextV2ForImageClassification", hf_model(2),
-               exporter="dynamo", opset=None, zero_grn=True, seed=1805))
+               exporter="dynamo", opset=None, zero_grn=True, seed=1805, **hf))
     return f
 
 
@@ -275,6 +277,20 @@ def zero_grn_parameters(model: nn.Module) -> int:
                     raise RuntimeError("a GRN parameter is not zero")
                 n += 1
     return n
+
+
+def strip_metadata(path: str) -> None:
+    """Drops the dynamo exporter's per-node metadata (stack traces naming this machine's paths:
+    most of the file) and doc strings; the graph, names and initializers stay as exported."""
+    m = onnx.load(path)  # with its external data
+    for node in m.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    m.graph.doc_string = ""
+    del m.metadata_props[:]
+    os.remove(path + ".data")  # onnx appends to an existing data file
+    onnx.save_model(m, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=os.path.basename(path) + ".data")
 
 
 def build(fam: Family, out_root: str) -> dict:
@@ -299,6 +315,7 @@ def build(fam: Family, out_root: str) -> dict:
         export_legacy(model, example, path, fam)
     else:
         export_dynamo(model, example, path, fam)
+        strip_metadata(path)
     onnx.checker.check_model(path)
     info = inspect_model(path)
     sess = ort_session(path)
@@ -333,8 +350,9 @@ def build(fam: Family, out_root: str) -> dict:
         "exporter": fam.exporter, "opset": info["opset_import"].get("ai.onnx"),
         "dynamic_batch": fam.dynamic_batch, "dynamic_hw": fam.dynamic_hw,
         "depths": list(DEPTHS), "dims": list(DIMS),
-        "activation": fam.activation, "norm": fam.norm, "eps": fam.eps, "head": fam.head, "stem": fam.stem,
-        "zero_grn": fam.zero_grn, "randomised": counts,
+        "activation": fam.activation, "norm": fam.norm, "eps": fam.eps,
+        "head_eps": fam.eps if fam.head_eps is None else fam.head_eps, "head": fam.head, "stem": fam.stem,
+        "grn": "none" if not counts.get("grn") else "zero" if fam.zero_grn else "random", "randomised": counts,
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "node_count": info["node_count"], "ops": info["ops"],
         "cases": cases, "files": files, "size_bytes": size, "notes": fam.notes,
@@ -358,22 +376,22 @@ def main(argv=None) -> int:
         if unknown:
             raise SystemExit(f"unknown families: {sorted(unknown)}")
         specs = [s for s in specs if s.name in set(args.only)]
-    entries = [build(s, out_root) for s in specs]
+    built = {e["name"]: e for e in (build(s, out_root) for s in specs)}
     manifest = os.path.join(out_root, "manifest.json")
+    # With --only, the other families keep their entries; the order is families()'.
+    known = {}
     if args.only and os.path.exists(manifest):
         with open(manifest) as fh:
-            old = {e["name"]: e for e in json.load(fh)}
-        old.update({e["name"]: e for e in entries})
-        entries = [old[s.name] for s in families() if s.name in old]
+            known = {e["name"]: e for e in json.load(fh)}
+    known.update(built)
+    entries = [known[f.name] for f in families() if f.name in known]
     with open(manifest, "w") as fh:
-        json.dump(entries, fh, indent=1)
-        fh.write("\n")
-    total = sum(e["size_bytes"] for e in entries)
-    print(f"wrote {len(entries)} families to {out_root} ({total / 1024 / 1024:.2f} MiB)")
+        fh.write(json.dumps(entries, indent=1) + "\n")
     import timm
     import transformers
-    print(f"versions: torch {torch.__version__}, timm {timm.__version__}, transformers {transformers.__version__}, "
-          f"onnx {onnx.__version__}")
+    megabytes = sum(e["size_bytes"] for e in entries) / 2 ** 20
+    print(f"{len(entries)} families in {out_root} ({megabytes:.2f} MiB); torch {torch.__version__}, timm {timm.__version__}, "
+          f"transformers {transformers.__version__}, onnx {onnx.__version__}")
     return 0
 
 

@@ -77,12 +77,7 @@ public struct FoldGRN: Pass {
             let tensors = [gName: Tensor(floats: gamma, shape: [channels]), bName: Tensor(floats: beta, shape: [channels])]
             let attrs: [String: Attribute] = ["grn_epsilon": .float(eps)]
             if channelsFirst {
-                let nhwc = g.freshName("\(out).nhwc"), normed = g.freshName("\(out).nhwc_grn")
-                g.replace(removed, with: [
-                    Node(name: "\(l2.name).to_nhwc", op: .transpose, inputs: [x], outputs: [nhwc], attributes: ["perm": .ints([0, 2, 3, 1])]),
-                    Node(name: l2.name, op: .grn, inputs: [nhwc, gName, bName], outputs: [normed], attributes: attrs),
-                    Node(name: "\(l2.name).to_nchw", op: .transpose, inputs: [normed], outputs: [out], attributes: ["perm": .ints([0, 3, 1, 2])]),
-                ], adding: tensors)
+                g.replace(removed, with: g.channelsLast(l2.name, .grn, x, [gName, bName], attributes: attrs, output: out), adding: tensors)
             } else {
                 g.replace(removed, with: [Node(name: l2.name, op: .grn, inputs: [x, gName, bName], outputs: [out], attributes: attrs)], adding: tensors)
             }

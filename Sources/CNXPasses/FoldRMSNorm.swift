@@ -174,12 +174,7 @@ public struct FoldRMSNorm: Pass {
             if !m.simple { attrs["axis"] = .int(-1) }
             let tensors = [scale: Tensor(floats: gamma, shape: [channels])]
             if m.axis == 1 && shape.count == 4 {
-                let nhwc = g.freshName("\(m.output).nhwc"), normed = g.freshName("\(m.output).nhwc_norm")
-                g.replace(m.nodes, with: [
-                    Node(name: "\(node.name).to_nhwc", op: .transpose, inputs: [m.x], outputs: [nhwc], attributes: ["perm": .ints([0, 2, 3, 1])]),
-                    Node(name: node.name, op: op, inputs: [nhwc, scale], outputs: [normed], attributes: attrs),
-                    Node(name: "\(node.name).to_nchw", op: .transpose, inputs: [normed], outputs: [m.output], attributes: ["perm": .ints([0, 3, 1, 2])]),
-                ], adding: tensors)
+                g.replace(m.nodes, with: g.channelsLast(node.name, op, m.x, [scale], attributes: attrs, output: m.output), adding: tensors)
             } else {
                 g.replace(m.nodes, with: [Node(name: node.name, op: op, inputs: [m.x, scale], outputs: [m.output], attributes: attrs)], adding: tensors)
             }

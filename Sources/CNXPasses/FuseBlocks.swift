@@ -72,10 +72,10 @@ public struct FuseBlocks: Pass {
             if activation != "gelu" { attrs["activation"] = .string(activation) }
             if let grnEps { attrs["grn_epsilon"] = .float(grnEps) }
             g.replace(removed, with: [
-                Node(name: "\(dw.name).to_nhwc", op: .transpose, inputs: [x], outputs: [nhwcIn], attributes: ["perm": .ints([0, 2, 3, 1])]),
+                toNHWC(dw.name, x, nhwcIn),
                 Node(name: dw.name, op: .block, inputs: [nhwcIn, dwName, dwBias, l1.node.inputs[1], b1, l2.node.inputs[1], b2] + grnInputs,
                      outputs: [nhwcOut], attributes: attrs),
-                Node(name: "\(add.node.name).to_nchw", op: .transpose, inputs: [nhwcOut], outputs: [out], attributes: ["perm": .ints([0, 3, 1, 2])]),
+                toNCHW(add.node.name, nhwcOut, out),
             ], adding: tensors)
             return true
         }

@@ -132,7 +132,7 @@ public struct FuseHead: Pass {
             if let activation { attrs["activation"] = .string(activation) }
             var nodes: [Node] = []
             if !normFirst {
-                nodes.append(Node(name: "\(pool.name).to_nhwc", op: .transpose, inputs: [mapInput], outputs: [nhwc], attributes: ["perm": .ints([0, 2, 3, 1])]))
+                nodes.append(toNHWC(pool.name, mapInput, nhwc))
             }
             nodes.append(Node(name: layers.last?.node.name ?? pool.name, op: .head, inputs: inputs, outputs: [out], attributes: attrs))
             g.replace(removed, with: nodes, adding: tensors)

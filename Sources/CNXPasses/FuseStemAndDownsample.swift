@@ -105,7 +105,7 @@ public struct FuseStem: Pass {
             let mapName = g.freshName("\(out).nhwc")
             g.replace(removed, with: [
                 Node(name: conv.name, op: .stem, inputs: [source, wName, bName] + normInputs, outputs: [mapName], attributes: attrs),
-                Node(name: "\(conv.name).to_nchw", op: .transpose, inputs: [mapName], outputs: [out], attributes: ["perm": .ints([0, 3, 1, 2])]),
+                toNCHW(conv.name, mapName, out),
             ], adding: tensors)
             return true
         }
@@ -161,7 +161,7 @@ public struct FuseDownsample: Pass {
             let nhwc = g.freshName("\(out).nhwc")
             g.replace([norm.index, back.index, conv.index], with: [
                 Node(name: conv.node.name, op: .downsample, inputs: inputs, outputs: [nhwc], attributes: attrs),
-                Node(name: "\(conv.node.name).to_nchw", op: .transpose, inputs: [nhwc], outputs: [out], attributes: ["perm": .ints([0, 3, 1, 2])]),
+                toNCHW(conv.node.name, nhwc, out),
             ], adding: tensors)
             return true
         }

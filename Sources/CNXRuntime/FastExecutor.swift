@@ -95,6 +95,18 @@ final class FastExecutor: @unchecked Sendable {
         self.readers = readers
         outputNames = Set(graph.outputs.map(\.name))
         for (nodeIndex, node) in graph.nodes.enumerated() {
+            // A norm or activation this runtime does not know is refused at load, not at the
+            // first prediction.
+            switch node.op {
+            case .stem, .downsample, .block, .head:
+                do {
+                    _ = try FusedAttributes.norm(node, allowNone: node.op == .stem)
+                    _ = try FusedAttributes.activation(node, absent: CNX_ACT_NONE)
+                } catch let e as CNXError {
+                    throw CNXError("\(node.label): \(e.message)")
+                }
+            default: break
+            }
             let slots: [Int]
             switch node.op {
             case .block: slots = [3, 5]

@@ -71,15 +71,38 @@ final class FamilyTests: XCTestCase {
                 XCTAssertEqual(block.string("activation") ?? "gelu", entry.activation, entry.name)
                 XCTAssertEqual(block.string("norm") ?? "layer", entry.norm, entry.name)
                 XCTAssertEqual(Double(block.float("epsilon") ?? 0), entry.eps, accuracy: entry.eps * 1e-4, entry.name)
-                XCTAssertEqual(block.inputs.count > 7, entry.family.hasPrefix("v2") && !entry.zero_grn || entry.name.hasPrefix("convnextv2_headless") || entry.name == "hf_convnextv2_op17", entry.name)
+                // A zero GRN is the identity and goes; a random one stays in the block.
+                XCTAssertEqual(block.inputs.count > 7, entry.grn == "random", entry.name)
             }
             let stems = graph.nodes.filter { $0.op == .stem }
             XCTAssertEqual(stems.count, entry.stem == "patch" ? 1 : 2, entry.name)
             if entry.stem == "overlap_act" { XCTAssertEqual(stems.first?.string("activation") ?? "none", entry.activation, entry.name) }
             let head = try XCTUnwrap(graph.nodes.first { $0.op == .head }, entry.name)
             XCTAssertEqual(head.int("norm_first") == 1, entry.head.hasPrefix("norm-"), entry.name)
+            XCTAssertEqual(head.string("norm") ?? "layer", entry.norm, entry.name)
+            XCTAssertEqual(Double(head.float("epsilon") ?? 0), entry.head_eps, accuracy: entry.head_eps * 1e-4, entry.name)
             let layers = [1, 3].filter { $0 < head.inputs.count && !head.inputs[$0].isEmpty }.count
             XCTAssertEqual(layers, entry.head.components(separatedBy: "fc").count - 1, "\(entry.name) \(entry.head)")
+        }
+    }
+}
+
+/// A fused operation naming a norm or activation the runtime does not know is refused when the
+/// model loads, with the node's name, rather than run as something else.
+final class FusedAttributeRefusalTests: XCTestCase {
+    func testUnknownActivationOrNormIsRefusedAtLoad() throws {
+        let entry = try XCTUnwrap(try FamilyFixtures.manifest().first { $0.name == "test_convnext_op17" })
+        var graph = try ONNXReader.load(path: entry.onnx)
+        _ = try Pipeline.standard.run(&graph)
+        XCTAssertNoThrow(try Model(graph: graph))
+        let block = try XCTUnwrap(graph.nodes.firstIndex { $0.op == .block })
+        for (key, value) in [("activation", "relu"), ("norm", "batch"), ("norm", "none")] {
+            var bad = graph
+            bad.nodes[block].attributes[key] = .string(value)
+            XCTAssertThrowsError(try Model(graph: bad), "\(key) \(value)") { error in
+                let message = (error as? CNXError)?.message ?? ""
+                XCTAssertTrue(message.contains(bad.nodes[block].name) && message.contains(value), message)
+            }
         }
     }
 }

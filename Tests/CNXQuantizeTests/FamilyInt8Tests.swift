@@ -34,10 +34,10 @@ final class FamilyInt8Tests: XCTestCase {
     }
 
     /// int8 against float32 on random inputs: calibrated on 64 images drawn like the fixtures'
-    /// own inputs (standard normal), with the quality gate at 30 dB on 16 others (the most
+    /// own inputs (standard normal), with the quality gate at 31 dB on 32 others (the most
     /// sensitive layers stay float32 until it holds: tiny random models put each block's full
-    /// weight on the output, so the rounding of a dozen layers adds up to about 30 dB), then
-    /// measured on 8 more: at least 30 dB for every family, with most layers int8 (the stem and
+    /// weight on the output, so the rounding of a dozen layers adds up to 30-40 dB), then
+    /// measured on 32 more: at least 30 dB for every family, with most layers int8 (the stem and
     /// the head stay float32 by default).
     func testEveryFamilyQuantizesToInt8() throws {
         var allInt8 = 0
@@ -48,8 +48,8 @@ final class FamilyInt8Tests: XCTestCase {
             let x = try NPY.read(path: entry.path(entry.cases[0].input))
             let shape = Array(x.shape.dropFirst())
             var options = Quantizer.Options()
-            options.minSQNR = 30
-            options.validation = gaussian([16] + shape, seed: 7)
+            options.minSQNR = 31
+            options.validation = gaussian([32] + shape, seed: 7)
             let q = try Quantizer.quantize(graph, calibration: gaussian([64] + shape, seed: 21), options: options)
             let layers = q.names.filter { !$0.value.hasPrefix("stem") && !$0.value.hasPrefix("head") }.count
             let int8Layers = q.graph.initializers.values.filter { $0.dtype == .int8 }.count
@@ -61,7 +61,7 @@ final class FamilyInt8Tests: XCTestCase {
                 XCTAssertEqual(a.string("activation"), b.string("activation"), entry.name)
                 XCTAssertEqual(a.string("norm"), b.string("norm"), entry.name)
             }
-            let test = gaussian([8] + shape, seed: 99)
+            let test = gaussian([32] + shape, seed: 99)
             let f = try predict(Model(graph: graph, threads: 2), test), y = try predict(Model(graph: q.graph, threads: 2), test)
             let sqnr = OutputError.sqnr(y, f)
             print(String(format: "int8 %@: %d of %d layers int8, SQNR %.1f dB (validation %.1f)%@", entry.name, int8Layers, layers, sqnr,

@@ -25,9 +25,12 @@ public enum FamilyFixtures {
         public let activation: String
         public let norm: String
         public let eps: Double
+        /// The head's norm's epsilon (transformers: `layer_norm_eps`, 1e-12).
+        public let head_eps: Double
         public let head: String
         public let stem: String
-        public let zero_grn: Bool
+        /// "none", "random" (V2 with GRN far from its initial value) or "zero" (as initialised).
+        public let grn: String
         public let cases: [Case]
 
         public var directory: URL { FamilyFixtures.root.appendingPathComponent(name) }
