@@ -293,7 +293,7 @@ struct ChannelStatistics {
     }
 }
 
-/// A layer whose input channels can be rescaled for free (the norm or the GRN that makes the
+/// A layer whose input channels can be rescaled for free (the norm that makes the
 /// input multiplies by the reciprocal), SmoothQuant's migration of range from the activation
 /// to the weight: the input is quantized as x_c / s_c and the weight as s_c W_c,: so that one
 /// per-tensor u8 grid serves channels of very different magnitude. `period` channels repeat over

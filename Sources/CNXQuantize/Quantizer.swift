@@ -27,7 +27,7 @@ public enum Quantizer {
         /// per channel as there are calibration images; an image past that range is clipped at
         /// the very end of the network, where nothing dilutes the error.
         public var quantizeHead = false
-        /// Rescale the input channels of the layers a norm or a GRN feeds (SmoothQuant-style), so
+        /// Rescale the input channels of the layers a norm feeds (SmoothQuant-style), so
         /// that channels of very different magnitude share the per-tensor u8 grid.
         public var equalize = true
         /// Layer names (`stages.S.blocks.J.pw1`, or `stages.S.blocks.J` for both) kept float32.
@@ -76,12 +76,24 @@ public enum Quantizer {
         public var validationSQNR: Double?
     }
 
-    /// The first `count` samples of a batch (rounded down to a multiple of the model's fixed
-    /// batch, if it has one, and at least one batch).
+    /// The first `count` samples of a batch, as one batch the model takes (exactly its fixed
+    /// batch, if it has one).
     public static func firstSamples(_ samples: Tensor, count: Int, graph: Graph) -> Tensor {
         var n = max(1, min(count, samples.shape[0]))
+        if let fixed = graph.inputs.first?.shape?.first?.value { n = fixed }
+        return leadingSamples(samples, n)
+    }
+
+    /// The first `count` samples, rounded down to a whole number of the model's fixed batches
+    /// (at least one), for `predictBatches`.
+    static func validationSamples(_ samples: Tensor, count: Int, graph: Graph) -> Tensor {
+        var n = max(1, min(count, samples.shape[0]))
         if let fixed = graph.inputs.first?.shape?.first?.value, fixed > 0 { n = max(fixed, n - n % fixed) }
-        n = min(n, samples.shape[0])
+        return leadingSamples(samples, n)
+    }
+
+    private static func leadingSamples(_ samples: Tensor, _ count: Int) -> Tensor {
+        let n = min(count, samples.shape[0])
         let per = samples.count / max(samples.shape[0], 1)
         let t = Tensor(zeros: .float32, shape: [n] + Array(samples.shape.dropFirst()))
         t.floatPointer.update(from: samples.floatPointer, count: n * per)
@@ -123,7 +135,7 @@ public enum Quantizer {
         var accuracy: AccuracyCheck?
         var validationSQNR: Double?
         if options.sensitivity || options.maxDrop != nil || options.minSQNR != nil {
-            let samples = options.validation ?? firstSamples(calibration, count: 8, graph: graph)
+            let samples = options.validation ?? validationSamples(calibration, count: 8, graph: graph)
             let reference = try predictBatches(model, samples)
             var scored: [(LayerKey, Double)] = []
             for key in activations.keys.sorted() where !keep.contains(key) {
@@ -167,7 +179,7 @@ public enum Quantizer {
         try Int8Lowering.apply(&quantized, activations: activations, keepFloat: keep)
         let total = activations.count
         let metadata: [String: MetadataValue] = [
-            MetadataKey.quantizationDescription: .string("int8: weights symmetric per output channel, activations u8 per tensor with a zero point; \(total - keep.count) of \(total) GEMM layers int8 (pointwise, downsample\(options.quantizeHead ? ", head" : "")); input channels of the layers a norm or GRN feeds equalized where that lowers the expected error; depthwise, norms, activations, GRN, residual stream, stem\(options.quantizeHead ? "" : " and head") float32"),
+            MetadataKey.quantizationDescription: .string("int8: weights symmetric per output channel, activations u8 per tensor with a zero point; \(total - keep.count) of \(total) GEMM layers int8 (pointwise, downsample\(options.quantizeHead ? ", head" : "")); input channels of the layers a norm feeds equalized where that lowers the expected error; depthwise, norms, activations, GRN, residual stream, stem\(options.quantizeHead ? "" : " and head") float32"),
             "quantization.method": .string(options.method.rawValue),
             "quantization.samples": .int(Int64(calibration.shape.first ?? 0)),
             "quantization.int8_layers": .strings(activations.keys.sorted().filter { !keep.contains($0) }.compactMap { names[$0] }),

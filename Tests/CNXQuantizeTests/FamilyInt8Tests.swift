@@ -82,6 +82,26 @@ final class FamilyInt8Tests: XCTestCase {
         print("int8: \(allInt8) families with every layer int8")
     }
 
+    /// `quantize --int8` end to end (Converter) on an export with a fixed batch of 1 and on one
+    /// with a fixed batch of 2: calibration, the SQNR probe and the file all take the model's batch.
+    func testConverterQuantizesFixedBatchExports() throws {
+        let tmp = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        for name in ["convnext_atto_rms_op17", "convnext_large_mlp_op17"] {
+            let entry = try XCTUnwrap(try FamilyFixtures.manifest().first { $0.name == name })
+            let x = try NPY.read(path: entry.path(entry.cases[0].input))
+            var options = Converter.Options()
+            options.log = { _ in }
+            options.int8 = (gaussian([16] + Array(x.shape.dropFirst()), seed: 3), Quantizer.Options())
+            let out = tmp.appendingPathComponent("\(name).int8.cnx").path
+            let report = try Converter.convert(input: entry.onnx, output: out, options: options)
+            XCTAssertGreaterThan(try XCTUnwrap(report.int8SQNR, name), 25, name)
+            let model = try Model(path: out)
+            XCTAssertTrue(model.graph.initializers.values.contains { $0.dtype == .int8 }, name)
+            XCTAssertEqual(try model.predict(x).shape, try NPY.read(path: entry.path(entry.cases[0].expected)).shape, name)
+        }
+    }
+
     /// The model's outputs for every image of `x`, in the batch size the model takes.
     func predict(_ model: Model, _ x: Tensor) throws -> Tensor {
         let batch = model.graph.inputs[0].shape?.first?.value ?? x.shape[0]
