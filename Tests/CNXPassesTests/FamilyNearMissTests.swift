@@ -203,4 +203,30 @@ final class FamilyNearMissTests: XCTestCase {
         let (k, _) = try apply(FuseStem(), stemConv(readsImage: false), inputShape: [1, 3, 8, 8])
         XCTAssertEqual(k, 0)
     }
+
+    // MARK: Head
+
+    /// Pool, LayerNorm over channels, Linear, then `act` and a second Linear (an MLP head).
+    func headGraph(act: OpType) -> Graph {
+        graph([
+            Node(name: "pool", op: .reduceMean, inputs: ["x"], outputs: ["p"], attributes: ["axes": .ints([2, 3]), "keepdims": .int(0)]),
+            Node(name: "ln", op: .layerNormalization, inputs: ["p", "s", "b"], outputs: ["n"], attributes: ["epsilon": .float(1e-6)]),
+            Node(name: "fc1", op: .linear, inputs: ["n", "w1", "b1"], outputs: ["h"]),
+            Node(name: "act", op: act, inputs: ["h"], outputs: ["a"], attributes: act == .gelu ? ["approximate": .string("none")] : [:]),
+            Node(name: "fc2", op: .linear, inputs: ["a", "w2", "b2"], outputs: ["y"]),
+        ], ["s": random([6], seed: 1), "b": random([6], seed: 2), "w1": random([6, 5], seed: 3), "b1": random([5], seed: 4),
+            "w2": random([5, 4], seed: 5), "b2": random([4], seed: 6)], shape: [2, 6, 3, 3])
+    }
+
+    func testMLPHeadFusesWithItsActivationAndAnotherActivationEndsTheHead() throws {
+        let (n, g) = try apply(FuseHead(), headGraph(act: .gelu), inputShape: [2, 6, 3, 3])
+        XCTAssertEqual(n, 1)
+        XCTAssertEqual(g.nodes.map(\.op), [.transpose, .head])
+        XCTAssertEqual(g.nodes[1].string("activation"), "gelu")
+        // Relu is no activation the fused ops carry: the head stops at the first Linear.
+        let (k, h) = try apply(FuseHead(), headGraph(act: .relu), inputShape: [2, 6, 3, 3])
+        XCTAssertEqual(k, 1)
+        XCTAssertEqual(h.nodes.map(\.op), [.transpose, .head, .relu, .linear])
+        XCTAssertNil(h.nodes[1].string("activation"))
+    }
 }
