@@ -61,6 +61,22 @@ typedef struct {
     int act;
 } gemm_ctx;
 
+// A GEMM of m x k by k x n with filled inputs, B packed, a bias, and no activation.
+static gemm_ctx make_gemm(int64_t m, int64_t n, int64_t k) {
+    gemm_ctx g = {m, n, k, alloc_floats((size_t)(m * k)), alloc_floats((size_t)(k * n)),
+                  alloc_floats(cnx_gemm_packed_b_floats(k, n)), alloc_floats((size_t)n),
+                  alloc_floats((size_t)(m * n)), 0};
+    fill(g.a, (size_t)(m * k), 1);
+    fill(g.b, (size_t)(k * n), 2);
+    fill(g.bias, (size_t)n, 3);
+    cnx_gemm_pack_b(g.b, k, n, g.pb);
+    return g;
+}
+
+static void free_gemm(gemm_ctx *g) {
+    free(g->a); free(g->b); free(g->pb); free(g->bias); free(g->c);
+}
+
 static void run_ours(void *p) {
     gemm_ctx *g = p;
     cnx_gemm_f32(g->m, g->n, g->k, g->a, g->k, g->pb, g->bias, g->act, NULL, 0, g->c, g->n);
@@ -95,25 +111,84 @@ static void run_gelu(void *p) {
     cnx_gelu_inplace_f32(l->y, l->rows * l->c);
 }
 
+// The activation / norm of the --act section: kind 0..3 = CNX_ACT_*, 4 = RMS norm, 5 = simple norm.
+typedef struct { ln_ctx l; int kind; } act_ctx;
+static void run_act(void *p) {
+    act_ctx *a = p;
+    const int64_t count = a->l.rows * a->l.c;
+    if (a->kind == 4) { cnx_rmsnorm_rows_f32(a->l.x, a->l.rows, a->l.c, 1e-6f, NULL, NULL, a->l.y); return; }
+    if (a->kind == 5) { cnx_simplenorm_rows_f32(a->l.x, a->l.rows, a->l.c, 1e-6f, NULL, NULL, a->l.y); return; }
+    memcpy(a->l.y, a->l.x, (size_t)count * sizeof(float));
+    cnx_activation_inplace_f32(a->l.y, count, a->kind);
+}
+
+// GEMM epilogues with each activation (the first pointwise layer of ConvNeXt-Atto and -T, k x 4k
+// at the stage's full image) and the elementwise activations and norms, per path.
+static void act_section(cnx_isa hw) {
+    static const char *ACT_NAMES[4] = {"none", "gelu", "gelu_tanh", "silu"};
+    static const int64_t PW1[6][2] = {{3136, 40}, {784, 80}, {196, 160}, {3136, 96}, {784, 192}, {49, 768}};
+    printf("\nGEMM + bias + activation (pw1: k x 4k), single thread, GFLOP/s\n");
+    printf("%6s %5s %5s %-7s | %8s %8s %8s %8s\n", "m", "k", "n", "path", ACT_NAMES[0], ACT_NAMES[1],
+           ACT_NAMES[2], ACT_NAMES[3]);
+    for (int s = 0; s < 6; s++) {
+        int64_t m = PW1[s][0], k = PW1[s][1], n = 4 * k;
+        gemm_ctx g = make_gemm(m, n, k);
+        const double flop = 2.0 * (double)m * (double)n * (double)k;
+        for (int isa = 2; isa >= 1; isa--) {
+            if (isa > (int)hw) continue;
+            cnx_isa_force(isa);
+            printf("%6lld %5lld %5lld %-7s |", (long long)m, (long long)k, (long long)n, cnx_isa_name((cnx_isa)isa));
+            for (int act = 0; act < 4; act++) {
+                g.act = act;
+                printf(" %8.1f", flop / time_call(run_ours, &g) / 1e9);
+            }
+            printf("\n");
+        }
+        free_gemm(&g);
+    }
+    printf("\nActivations (copy + in place) and norms over 3136 x 160 floats, single thread, ms\n");
+    printf("%10s | %9s %9s %9s\n", "", "avx512", "avx2", "scalar");
+    static const char *NAMES[6] = {"copy", "gelu", "gelu_tanh", "silu", "rmsnorm", "simplenorm"};
+    act_ctx a = {{3136, 160, alloc_floats(3136 * 160), alloc_floats(3136 * 160)}, 0};
+    fill(a.l.x, 3136 * 160, 8);
+    for (int kind = 0; kind < 6; kind++) {
+        a.kind = kind;
+        printf("%10s |", NAMES[kind]);
+        for (int isa = 2; isa >= 0; isa--) {
+            if (isa > (int)hw) { printf(" %9s", "-"); continue; }
+            cnx_isa_force(isa);
+            printf(" %9.3f", time_call(run_act, &a) * 1e3);
+        }
+        printf("\n");
+    }
+    free(a.l.x); free(a.l.y);
+    cnx_isa_force(-1);
+}
+
 static const int64_t KN[8][2] = {{96, 384}, {384, 96}, {192, 768}, {768, 192},
                                  {384, 1536}, {1536, 384}, {768, 3072}, {3072, 768}};
 static const int64_t STAGE_M[4] = {3136, 784, 196, 49};
 
 int main(int argc, char **argv) {
-    int quick = 0, gemm_only = 0;
+    int quick = 0, gemm_only = 0, act_only = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) quick = 1;
+        else if (strcmp(argv[i], "--act") == 0) act_only = 1;
         else if (strcmp(argv[i], "--gemm") == 0) gemm_only = 1;
         else if (strcmp(argv[i], "--min") == 0) use_min = 1;
         else if (strcmp(argv[i], "--cpu") == 0) clock_id = CLOCK_THREAD_CPUTIME_ID;
         else {
-            fprintf(stderr, "usage: %s [--quick] [--gemm] [--min] [--cpu]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--gemm] [--act] [--min] [--cpu]\n", argv[0]);
             return 2;
         }
     }
     openblas_set_num_threads(1);
     cnx_isa hw = cnx_isa_detect();
     printf("CPU path: %s; OpenBLAS core: %s, 1 thread\n\n", cnx_isa_name(hw), openblas_get_corename());
+    if (act_only) {
+        act_section(hw);
+        return 0;
+    }
 
     printf("GEMM C = A B, single thread, GFLOP/s (2mnk/t); +gelu: with the bias + GELU epilogue;\n"
            "ratio: best plain path / OpenBLAS cblas_sgemm.\n");
@@ -126,13 +201,7 @@ int main(int argc, char **argv) {
             int64_t m = ms[mi];
             if (mi == 2 && (m == 64 || m == 256)) continue;
             if (quick && mi != 1) continue;
-            gemm_ctx g = {m, n, k, alloc_floats((size_t)(m * k)), alloc_floats((size_t)(k * n)),
-                          alloc_floats(cnx_gemm_packed_b_floats(k, n)), alloc_floats((size_t)n),
-                          alloc_floats((size_t)(m * n)), 0};
-            fill(g.a, (size_t)(m * k), 1);
-            fill(g.b, (size_t)(k * n), 2);
-            fill(g.bias, (size_t)n, 3);
-            cnx_gemm_pack_b(g.b, k, n, g.pb);
+            gemm_ctx g = make_gemm(m, n, k);
             double flop = 2.0 * (double)m * (double)n * (double)k;
             double r[5] = {0, 0, 0, 0, 0};
             if (hw >= CNX_ISA_AVX512) {
@@ -150,7 +219,7 @@ int main(int argc, char **argv) {
             printf("%6lld %5lld %5lld | %8.1f %8.1f | %8.1f %8.1f | %8.1f %6.2f | %8.3f\n", (long long)m,
                    (long long)k, (long long)n, r[0], r[1], r[2], r[3], r[4],
                    (r[0] > 0 ? r[0] : r[2]) / r[4], tb * 1e3);
-            free(g.a); free(g.b); free(g.pb); free(g.bias); free(g.c);
+            free_gemm(&g);
         }
     }
     cnx_isa_force(-1);
@@ -199,5 +268,6 @@ int main(int argc, char **argv) {
         free(l.x); free(l.y);
     }
     cnx_isa_force(-1);
+    if (!quick) act_section(hw);
     return 0;
 }

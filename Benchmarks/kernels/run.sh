@@ -3,7 +3,7 @@
 # (-O2 -fno-math-errno, no -march: the SIMD paths carry their own target attributes).
 #   bash Benchmarks/kernels/run.sh            # full table
 #   bash Benchmarks/kernels/run.sh --quick    # GEMM at m = 256 only
-#   options: --gemm (GEMM table only), --min (best of the repeats instead of the median),
+#   options: --gemm (GEMM table only), --act (activations and norms only: GEMM epilogues, elementwise), --min (best of the repeats instead of the median),
 #            --cpu (time with the thread CPU clock, steadier when the cores are shared)
 # CNX_ISA=avx2 (etc.) lowers the paths tried; OPENBLAS_CORETYPE is left as the environment sets it.
 set -euo pipefail
@@ -15,6 +15,6 @@ CC="${CC:-clang}"
 K="$ROOT/Sources/CKernels"
 "$CC" -O2 -fno-math-errno -std=gnu11 $EXTRA_CFLAGS -I"$ROOT/Sources/CKernels/include" \
     -I/usr/include/x86_64-linux-gnu/openblas-pthread \
-    "$HERE/bench_kernels.c" "$K/fast_dispatch.c" "$K/fast_gemm.c" "$K/fast_dwconv.c" "$K/fast_layernorm.c" \
+    "$HERE/bench_kernels.c" "$K/fast_dispatch.c" "$K/fast_activation.c" "$K/fast_gemm.c" "$K/fast_dwconv.c" "$K/fast_layernorm.c" \
     -o "$OUT" -lopenblas -lm
 exec "$OUT" "$@"

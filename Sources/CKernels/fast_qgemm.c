@@ -5,6 +5,8 @@
 #include "cnx_qgemm.h"
 #include "neon_internal.h"
 
+#include "activation.h"
+
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(CNX_NO_SIMD)
 #define CNX_X86 1
 #include <cpuid.h>
@@ -175,10 +177,6 @@ void cnx_qgemm_pack_b(const int8_t *b, int64_t k, int64_t n, void *packed) {
 
 // MARK: - Reference arithmetic (the specification; also the portable path)
 
-#define INV_SQRT2 0.70710678118654752f
-
-static inline float gelu_scalar(float x) { return 0.5f * x * (1.0f + erff(x * INV_SQRT2)); }
-
 // B[kk][j] from the packed form.
 static inline int32_t packed_at(const int8_t *pb, int64_t kq, int64_t kk, int64_t j) {
     return pb[((j / PANEL) * kq + kk / 4) * 64 + (j % PANEL) * 4 + kk % 4];
@@ -198,7 +196,7 @@ static inline float epilogue_value(int32_t acc, const cnx_qjob *e, int64_t j) {
     float y = (float)(int32_t)((uint32_t)acc - corr);
     y = y * s;
     y = y + (e->bias ? e->bias[j] : 0.0f);
-    if (e->act == 1) y = gelu_scalar(y);
+    y = cnx_act_scalar(e->act, y);
     return y;
 }
 
@@ -293,7 +291,7 @@ static cnx_qjob job_f32(const int32_t *colsum, int32_t a_zero, float a_scale, co
     e.a_scale = a_scale;
     e.w_scale = w_scale;
     e.bias = bias;
-    e.act = act;
+    e.act = cnx_act_normalise(act);
     e.residual = residual;
     e.ldr = ldr;
     e.out = out;

@@ -21,6 +21,8 @@
 #define CNX_QGEMM_INTERNAL
 #include "cnx_qgemm.h"
 
+#include "activation.h"
+
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(CNX_NO_SIMD)
 #include <immintrin.h>
 #include <string.h>
@@ -34,51 +36,6 @@
 #ifndef QGEMM_A_BLOCK
 #define QGEMM_A_BLOCK (192 * 1024)  // bytes of A per row block
 #endif
-
-// MARK: - GELU (the vectorised form of cnx_fast.h's cnx_gelu_inplace_f32, fast_gemm.c)
-
-// GELU(x) = max(x, 0) - |x| Q(|x|), Q(a) = Phi(-a), with Q on [0, 6) piecewise polynomial:
-// 8 intervals, degree 6, coefficients picked per lane by a permute (row j: the u^j coefficients).
-// Same table and operations as fast_gemm.c's gelu256, so int8 and float layers agree.
-#define GELU_AMAX 6.0f
-static const float GELU_Q8[7][8] __attribute__((aligned(32))) = {
-    {5.000000000e-01f, 2.266273350e-01f, 6.680720299e-02f, 1.222447678e-02f, 1.349897939e-03f, 8.841690578e-05f, 3.397613000e-06f, 7.604597130e-08f},
-    {-2.992078662e-01f, -2.258513868e-01f, -9.713809937e-02f, -2.380514331e-02f, -3.323879791e-03f, -2.644097258e-04f, -1.198178597e-05f, -3.092642089e-07f},
-    {1.924149910e-05f, 6.349641085e-02f, 5.463835225e-02f, 2.009163052e-02f, 3.739341162e-03f, 3.712841426e-04f, 2.013012636e-05f, 6.033505997e-07f},
-    {2.793110162e-02f, 9.402290918e-03f, -1.136922929e-02f, -9.104431607e-03f, -2.493218053e-03f, -3.202434746e-04f, -2.101216887e-05f, -7.310265460e-07f},
-    {3.578190226e-04f, -7.629821543e-03f, -1.973715378e-03f, 2.051529242e-03f, 1.054482418e-03f, 1.823462517e-04f, 1.446083934e-05f, 5.759105761e-07f},
-    {-2.928650705e-03f, 5.405119155e-04f, 1.500571263e-03f, -5.386496559e-05f, -2.717253810e-04f, -6.520682655e-05f, -6.121121714e-06f, -2.719035592e-07f},
-    {4.557005304e-04f, 2.218740847e-04f, -2.406072017e-04f, -5.430297460e-05f, 3.351913256e-05f, 1.121070636e-05f, 1.202599492e-06f, 5.787691393e-08f},
-};
-
-// GELU of N vectors, each step over all N before the next, so the N dependency chains overlap.
-INLINE T256 void gelu256_n(const int N, __m256 *x) {
-    __m256 a[4], s[4], f[4], u[4], p[4];
-    __m256i idx[4];
-#pragma clang loop unroll(full)
-    for (int v = 0; v < N; v++) {
-        a[v] = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x[v]);
-        s[v] = _mm256_min_ps(_mm256_mul_ps(a[v], _mm256_set1_ps(8.0f / GELU_AMAX)), _mm256_set1_ps(7.99999f));
-    }
-#pragma clang loop unroll(full)
-    for (int v = 0; v < N; v++) f[v] = _mm256_round_ps(s[v], _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-#pragma clang loop unroll(full)
-    for (int v = 0; v < N; v++) {
-        idx[v] = _mm256_cvttps_epi32(f[v]);
-        u[v] = _mm256_sub_ps(s[v], f[v]);
-        p[v] = _mm256_permutevar8x32_ps(_mm256_load_ps(GELU_Q8[6]), idx[v]);
-    }
-    for (int j = 5; j >= 0; j--)
-#pragma clang loop unroll(full)
-        for (int v = 0; v < N; v++)
-            p[v] = _mm256_fmadd_ps(p[v], u[v], _mm256_permutevar8x32_ps(_mm256_load_ps(GELU_Q8[j]), idx[v]));
-#pragma clang loop unroll(full)
-    for (int v = 0; v < N; v++) {
-        const __m256 relu = _mm256_max_ps(_mm256_setzero_ps(), x[v]);
-        const __m256 near = _mm256_cmp_ps(a[v], _mm256_set1_ps(GELU_AMAX), _CMP_LT_OQ);
-        x[v] = _mm256_sub_ps(relu, _mm256_and_ps(near, _mm256_mul_ps(a[v], p[v])));
-    }
-}
 
 // MARK: - Epilogue
 
@@ -119,8 +76,8 @@ INLINE T256 __m128i requant256(__m256 y, float inv, int32_t zero) {
 
 // Writes N vectors of output, rows i..i+N-1 at columns j..j+7 (of which `valid` exist), from
 // their accumulators: y = (float)(acc - corr) * scale + bias (two roundings, as the reference),
-// GELU, then the residual add (F32) or the requantization (U8). Each step runs over the N
-// vectors before the next (see gelu256_n).
+// the activation ACT (activation.h), then the residual add (F32) or the requantization (U8).
+// Each step runs over the N vectors before the next, so the N dependency chains overlap.
 INLINE T256 void emit256(const int MODE, const int ACT, const int N, const cnx_qjob *e, int64_t i,
                          int64_t j, int64_t valid, const __m256i *acc, const cols256 *c) {
     const int full = valid >= 8;
@@ -141,7 +98,7 @@ INLINE T256 void emit256(const int MODE, const int ACT, const int N, const cnx_q
     for (int v = 0; v < N; v++) y[v] = _mm256_mul_ps(y[v], c->scale);
 #pragma clang loop unroll(full)
     for (int v = 0; v < N; v++) y[v] = _mm256_add_ps(y[v], c->bias);
-    if (ACT == 1) gelu256_n(N, y);
+    cnx_act256_n(ACT, N, y);
 #pragma clang loop unroll(full)
     for (int v = 0; v < N; v++) {
         if (MODE == CNX_QOUT_F32) {
@@ -179,20 +136,22 @@ INLINE T256 void emit_tile256(const int MR, const int MODE, const cnx_qjob *e, i
         for (int r = 0; r < MR; r++) col[r] = acc[r][h];
         cols256 c;
         if (MODE != CNX_QOUT_S32) c = load_cols256(e, j, valid);
-        const int act = MODE != CNX_QOUT_S32 && e->act == 1;
+        const int act = MODE != CNX_QOUT_S32 ? e->act : CNX_ACT_NONE;
 #pragma clang loop unroll(full)
         for (int r = 0; r < MR; r += 4) {
             const int n = MR - r < 4 ? MR - r : 4;
+#define EMIT_ACT(ACT) emit256(MODE, ACT, n_, e, i + r, j, valid, col + r, &c)
 #define EMIT(N)                                                                    \
     do {                                                                           \
-        if (act) emit256(MODE, 1, N, e, i + r, j, valid, col + r, &c);             \
-        else emit256(MODE, 0, N, e, i + r, j, valid, col + r, &c);                 \
+        const int n_ = N;                                                          \
+        CNX_ACT_DISPATCH(act, EMIT_ACT);                                           \
     } while (0)
             if (n == 4) EMIT(4);
             else if (n == 3) EMIT(3);
             else if (n == 2) EMIT(2);
             else EMIT(1);
 #undef EMIT
+#undef EMIT_ACT
         }
     }
 }
@@ -341,7 +300,7 @@ void cnx_qgemm_run_avx2(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64
 
 // MARK: - Epilogue from an accumulator buffer
 
-static T256 void epilogue_rows256(const int MODE, const int ACT, int64_t m, int64_t n,
+INLINE T256 void epilogue_rows256(const int MODE, const int ACT, int64_t m, int64_t n,
                                   const int32_t *acc, int64_t ldacc, const cnx_qjob *e) {
     for (int64_t j = 0; j < n; j += 8) {
         const int64_t valid = n - j;
@@ -365,15 +324,14 @@ static T256 void epilogue_rows256(const int MODE, const int ACT, int64_t m, int6
     }
 }
 
-void cnx_qepilogue_avx2(int64_t m, int64_t n, const int32_t *acc, int64_t ldacc, const cnx_qjob *e) {
-    const int act = e->act == 1;
-    if (e->mode == CNX_QOUT_F32) {
-        if (act) epilogue_rows256(CNX_QOUT_F32, 1, m, n, acc, ldacc, e);
-        else epilogue_rows256(CNX_QOUT_F32, 0, m, n, acc, ldacc, e);
-    } else {
-        if (act) epilogue_rows256(CNX_QOUT_U8, 1, m, n, acc, ldacc, e);
-        else epilogue_rows256(CNX_QOUT_U8, 0, m, n, acc, ldacc, e);
-    }
+// One instantiation per output mode and activation.
+T256 void cnx_qepilogue_avx2(int64_t m, int64_t n, const int32_t *acc, int64_t ldacc, const cnx_qjob *e) {
+#define F32(ACT) epilogue_rows256(CNX_QOUT_F32, ACT, m, n, acc, ldacc, e)
+#define U8(ACT) epilogue_rows256(CNX_QOUT_U8, ACT, m, n, acc, ldacc, e)
+    if (e->mode == CNX_QOUT_F32) CNX_ACT_DISPATCH(e->act, F32);
+    else CNX_ACT_DISPATCH(e->act, U8);
+#undef F32
+#undef U8
 }
 
 // MARK: - Quantization

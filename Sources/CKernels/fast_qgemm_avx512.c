@@ -5,17 +5,18 @@
 // operand; the activation operand is 4 consecutive bytes of one A row broadcast to all 16 lanes.
 // Micro-tile: MR rows x 32 columns (two 16-column panels), MR = 14: 28 zmm accumulators, 2 for
 // the weights, 1 for the broadcast. The tile runs the whole K in registers, then the epilogue
-// (store s32, or dequantize -> GELU -> float / requantized u8) runs on the accumulators before
+// (store s32, or dequantize -> activation -> float / requantized u8) runs on the accumulators before
 // anything is written, so the int32 tile never reaches memory.
 // Loop nest: row blocks of MC rows (A block kept in L2) -> 32-column tiles -> MR-row tiles; the
 // weight panels (32 x k bytes) stay in L1/L2 while the row tiles stream past them.
 #define CNX_QGEMM_INTERNAL
 #include "cnx_qgemm.h"
 
+#include "activation.h"
+
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(CNX_NO_SIMD)
 #include <immintrin.h>
 
-#include "gelu_table.h"
 #include <string.h>
 
 #define T512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma")))
@@ -27,44 +28,6 @@
 #ifndef QGEMM_A_BLOCK
 #define QGEMM_A_BLOCK (192 * 1024)  // bytes of A per row block
 #endif
-
-// MARK: - GELU (the vectorised form of cnx_fast.h's cnx_gelu_inplace_f32, fast_gemm.c)
-
-// GELU(x) = max(x, 0) - |x| Q(|x|), Q(a) = Phi(-a), with Q on [0, 6) piecewise polynomial:
-// 16 intervals, degree 5, coefficients picked per lane by a permute (row j: the u^j coefficients).
-// Same table and operations as fast_gemm.c's gelu512, so int8 and float layers agree.
-#define GELU_AMAX 6.0f
-#define GELU_Q16 cnx_gelu_q16  // gelu_table.c
-
-// GELU of N vectors, each step over all N before the next: the N long dependency chains then sit
-// side by side in the scheduler instead of one after another (about 1.5x faster epilogues).
-INLINE T512 void gelu512_n(const int N, __m512 *x) {
-    __m512 a[4], s[4], f[4], u[4], p[4];
-    __m512i idx[4];
-#pragma clang loop unroll(full)
-    for (int v = 0; v < N; v++) {
-        a[v] = _mm512_abs_ps(x[v]);
-        s[v] = _mm512_min_ps(_mm512_mul_ps(a[v], _mm512_set1_ps(16.0f / GELU_AMAX)), _mm512_set1_ps(15.99999f));
-    }
-#pragma clang loop unroll(full)
-    for (int v = 0; v < N; v++) f[v] = _mm512_roundscale_ps(s[v], _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-#pragma clang loop unroll(full)
-    for (int v = 0; v < N; v++) {
-        idx[v] = _mm512_cvttps_epi32(f[v]);
-        u[v] = _mm512_sub_ps(s[v], f[v]);
-        p[v] = _mm512_permutexvar_ps(idx[v], _mm512_load_ps(GELU_Q16[5]));
-    }
-    for (int j = 4; j >= 0; j--)
-#pragma clang loop unroll(full)
-        for (int v = 0; v < N; v++)
-            p[v] = _mm512_fmadd_ps(p[v], u[v], _mm512_permutexvar_ps(idx[v], _mm512_load_ps(GELU_Q16[j])));
-#pragma clang loop unroll(full)
-    for (int v = 0; v < N; v++) {
-        const __m512 relu = _mm512_max_ps(_mm512_setzero_ps(), x[v]);
-        const __mmask16 near = _mm512_cmp_ps_mask(a[v], _mm512_set1_ps(GELU_AMAX), _CMP_LT_OQ);
-        x[v] = _mm512_mask3_fnmadd_ps(a[v], p[v], relu, near);
-    }
-}
 
 // MARK: - Epilogue
 
@@ -116,9 +79,10 @@ INLINE T512 void requant512_n(const int N, const __m512 *y, float inv, int32_t z
 }
 
 // Writes N vectors of output, rows i..i+N-1 at columns j..j+15 under mk, from their
-// accumulators: y = (float)(acc - corr) * scale + bias (two roundings, as the reference), GELU,
-// then the residual add (F32) or clamp(round_half_even(y * inv) + zero, 0, 255) (U8). Each step
-// runs over the N vectors before the next (see gelu512_n).
+// accumulators: y = (float)(acc - corr) * scale + bias (two roundings, as the reference), the
+// activation ACT (activation.h), then the residual add (F32) or
+// clamp(round_half_even(y * inv) + zero, 0, 255) (U8). Each step runs over the N vectors before
+// the next, so the N dependency chains overlap (about 1.5x faster epilogues).
 INLINE T512 void emit512(const int MODE, const int ACT, const int N, const cnx_qjob *e, int64_t i,
                          int64_t j, __mmask16 mk, const __m512i *acc, const cols512 *c) {
     if (MODE == CNX_QOUT_S32) {
@@ -133,7 +97,7 @@ INLINE T512 void emit512(const int MODE, const int ACT, const int N, const cnx_q
     for (int v = 0; v < N; v++) y[v] = _mm512_mul_ps(y[v], c->scale);
 #pragma clang loop unroll(full)
     for (int v = 0; v < N; v++) y[v] = _mm512_add_ps(y[v], c->bias);
-    if (ACT == 1) gelu512_n(N, y);
+    cnx_act512_n(ACT, N, y);
     if (MODE == CNX_QOUT_F32) {
 #pragma clang loop unroll(full)
         for (int v = 0; v < N; v++) {
@@ -216,8 +180,9 @@ INLINE T512 void tile512(const int MR, const int NB, const int MODE, int64_t kq,
             emit_rows512(MODE, 0, MR, e, i, j0 + 16 * q, mk, col, NULL);
         } else {
             const cols512 c = load_cols512(e, j0 + 16 * q, mk);
-            if (e->act == 1) emit_rows512(MODE, 1, MR, e, i, j0 + 16 * q, mk, col, &c);
-            else emit_rows512(MODE, 0, MR, e, i, j0 + 16 * q, mk, col, &c);
+#define BODY(ACT) emit_rows512(MODE, ACT, MR, e, i, j0 + 16 * q, mk, col, &c)
+            CNX_ACT_DISPATCH(e->act, BODY);
+#undef BODY
         }
     }
 }
@@ -286,7 +251,7 @@ void cnx_qgemm_run_avx512vnni(int64_t m, int64_t n, int64_t k, const uint8_t *a,
 
 // MARK: - Epilogue from an accumulator buffer
 
-static T512 void epilogue_rows512(const int MODE, const int ACT, int64_t m, int64_t n,
+INLINE T512 void epilogue_rows512(const int MODE, const int ACT, int64_t m, int64_t n,
                                   const int32_t *acc, int64_t ldacc, const cnx_qjob *e) {
     for (int64_t j = 0; j < n; j += 16) {
         const __mmask16 mk = mask16(n - j);
@@ -305,15 +270,14 @@ static T512 void epilogue_rows512(const int MODE, const int ACT, int64_t m, int6
     }
 }
 
-void cnx_qepilogue_avx512(int64_t m, int64_t n, const int32_t *acc, int64_t ldacc, const cnx_qjob *e) {
-    const int act = e->act == 1;
-    if (e->mode == CNX_QOUT_F32) {
-        if (act) epilogue_rows512(CNX_QOUT_F32, 1, m, n, acc, ldacc, e);
-        else epilogue_rows512(CNX_QOUT_F32, 0, m, n, acc, ldacc, e);
-    } else {
-        if (act) epilogue_rows512(CNX_QOUT_U8, 1, m, n, acc, ldacc, e);
-        else epilogue_rows512(CNX_QOUT_U8, 0, m, n, acc, ldacc, e);
-    }
+// One instantiation per output mode and activation.
+T512 void cnx_qepilogue_avx512(int64_t m, int64_t n, const int32_t *acc, int64_t ldacc, const cnx_qjob *e) {
+#define F32(ACT) epilogue_rows512(CNX_QOUT_F32, ACT, m, n, acc, ldacc, e)
+#define U8(ACT) epilogue_rows512(CNX_QOUT_U8, ACT, m, n, acc, ldacc, e)
+    if (e->mode == CNX_QOUT_F32) CNX_ACT_DISPATCH(e->act, F32);
+    else CNX_ACT_DISPATCH(e->act, U8);
+#undef F32
+#undef U8
 }
 
 // MARK: - Quantization

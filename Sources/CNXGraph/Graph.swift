@@ -77,9 +77,13 @@ public enum OpType: String, CaseIterable, Sendable {
     case add = "Add", sub = "Sub", mul = "Mul", div = "Div", pow = "Pow", sqrt = "Sqrt"
     case erf = "Erf", tanh = "Tanh", relu = "Relu", sigmoid = "Sigmoid", neg = "Neg", reciprocal = "Reciprocal"
     case gelu = "Gelu"
+    /// x * sigmoid(alpha x) (ONNX opset 24; alpha 1 is SiLU).
+    case swish = "Swish"
     case conv = "Conv", matMul = "MatMul", gemm = "Gemm"
-    case reduceMean = "ReduceMean", reduceL2 = "ReduceL2", reduceSum = "ReduceSum"
+    case reduceMean = "ReduceMean", reduceL2 = "ReduceL2", reduceSum = "ReduceSum", reduceProd = "ReduceProd"
     case layerNormalization = "LayerNormalization"
+    /// x / sqrt(mean(x²) + epsilon) * scale over the axes from `axis` on (ONNX opset 23).
+    case rmsNormalization = "RMSNormalization"
     case globalAveragePool = "GlobalAveragePool"
     case transpose = "Transpose", reshape = "Reshape", flatten = "Flatten"
     case squeeze = "Squeeze", unsqueeze = "Unsqueeze", concat = "Concat"
@@ -93,14 +97,19 @@ public enum OpType: String, CaseIterable, Sendable {
     case linear = "cnx.Linear"
     /// Global response normalisation of ConvNeXt V2, channels-last.
     case grn = "cnx.GRN"
-    /// Stem: patchify convolution of an NCHW image, then LayerNorm over channels; NHWC out.
+    /// timm's SimpleNorm over the last axis: x / sqrt(var(x) + epsilon) * scale with the unbiased
+    /// variance (torch.var's default, sum of squares about the mean over C - 1); x not centred.
+    case simpleNorm = "cnx.SimpleNorm"
+    /// Stem: a convolution of an NCHW image (or of the NHWC map an earlier stem wrote), with an
+    /// optional activation, then an optional norm over channels; NHWC out.
     case stem = "cnx.Stem"
-    /// Downsample: LayerNorm over channels, then a k x k stride-k convolution; NHWC in and out.
+    /// Downsample: a norm over channels, then a k x k stride-k convolution; NHWC in and out.
     case downsample = "cnx.Downsample"
-    /// One ConvNeXt block, NHWC in and out: depthwise 7x7, LayerNorm, pointwise, GELU, (GRN),
+    /// One ConvNeXt block, NHWC in and out: depthwise k x k, norm, pointwise, activation, (GRN),
     /// pointwise with layer scale folded in, residual add.
     case block = "cnx.Block"
-    /// Head: global average pool of an NHWC map, LayerNorm, Linear to logits.
+    /// Head: global average pool of an NHWC map and a norm (in either order), then none, one or
+    /// two Linear layers (an MLP head's hidden layer with its activation, the classifier).
     case head = "cnx.Head"
 
     /// True for the project's own operations, which ONNX files never contain.

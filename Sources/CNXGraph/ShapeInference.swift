@@ -127,7 +127,7 @@ public enum ShapeInference {
                 }
             }
             return [out]
-        case .sqrt, .erf, .tanh, .relu, .sigmoid, .neg, .reciprocal, .gelu, .layerNormalization:
+        case .sqrt, .erf, .tanh, .relu, .sigmoid, .neg, .reciprocal, .gelu, .swish, .layerNormalization, .rmsNormalization, .simpleNorm:
             return [same]
         case .identity, .dropout:
             return [x]
@@ -179,7 +179,7 @@ public enum ShapeInference {
             guard let a = x.shape, let b = y.shape, a.count == 2, b.count == 2 else { throw CNXError("Gemm needs 2-D inputs") }
             let ta = node.int("transA") ?? 0, tb = node.int("transB") ?? 0
             return shaped([ta != 0 ? a[1] : a[0], tb != 0 ? b[0] : b[1]])
-        case .reduceMean, .reduceL2, .reduceSum:
+        case .reduceMean, .reduceL2, .reduceSum, .reduceProd:
             guard let s = x.shape else { return shaped(nil) }
             var axes: [Int]
             if ins.count > 1, ins[1] != nil {
@@ -346,16 +346,34 @@ public enum ShapeInference {
         case .grn, .block:
             return [same]
         case .stem:
-            // NCHW image in, NHWC map out; the weight is [Cin*k*k, Cout].
+            // NCHW image (or NHWC map, input_layout "nhwc") in, NHWC map out; weight [Cin*k*k, Cout].
             guard let s = x.shape, s.count == 4, let w = try input(1).shape, w.count == 2, let k = node.int("kernel"), k > 0 else { return shaped(nil) }
-            return shaped([s[0], s[2].value.map { .fixed($0 / k) } ?? s[2].scaled(1, k), s[3].value.map { .fixed($0 / k) } ?? s[3].scaled(1, k), w[1]])
+            let stride = node.int("stride") ?? k, pad = node.int("pad") ?? 0
+            let nhwc = node.string("input_layout") == "nhwc"
+            let (h, wd) = nhwc ? (s[1], s[2]) : (s[2], s[3])
+            return shaped([s[0], convolved(h, k, stride, pad), convolved(wd, k, stride, pad), w[1]])
         case .downsample:
             // NHWC in and out; the weight is [k*k*Cin, Cout].
             guard let s = x.shape, s.count == 4, let w = try input(1).shape, w.count == 2, let k = node.int("kernel"), k > 0 else { return shaped(nil) }
             return shaped([s[0], s[1].value.map { .fixed($0 / k) } ?? s[1].scaled(1, k), s[2].value.map { .fixed($0 / k) } ?? s[2].scaled(1, k), w[1]])
         case .head:
-            guard let s = x.shape, s.count == 4, let w = try input(1).shape, w.count == 2 else { return shaped(nil) }
-            return shaped([s[0], w[1]])
+            // [N, C] features, then the optional layers W [C, E] and W2 [E, M].
+            guard let s = x.shape, s.count == 4 else { return shaped(nil) }
+            var width = s[3]
+            for slot in [1, 3] where slot < ins.count {
+                guard let f = ins[slot] else { continue }
+                guard let w = f.shape, w.count == 2 else { return shaped(nil) }
+                width = w[1]
+            }
+            return shaped([s[0], width])
         }
+    }
+
+    /// The output size of a convolution over `d` (kernel k, stride, symmetric padding pad). A
+    /// symbolic size is taken to be divisible by the stride (as the network's input must be).
+    static func convolved(_ d: Dim, _ k: Int, _ stride: Int, _ pad: Int) -> Dim {
+        let extra = 2 * pad - k
+        if let v = d.value { return .fixed((v + extra) / stride + 1) }
+        return extra + stride >= 0 && extra + stride < stride ? d.scaled(1, stride) : .unknown
     }
 }

@@ -5,10 +5,11 @@ public enum Verifier {
     static func arity(_ op: OpType) -> ClosedRange<Int> {
         switch op {
         case .add, .sub, .mul, .div, .pow, .matMul, .expand: return 2...2
-        case .sqrt, .erf, .tanh, .relu, .sigmoid, .neg, .reciprocal, .gelu, .globalAveragePool,
+        case .sqrt, .erf, .tanh, .relu, .sigmoid, .neg, .reciprocal, .gelu, .swish, .globalAveragePool,
              .transpose, .flatten, .shape, .identity, .cast, .constantOfShape: return 1...1
         case .conv, .gemm, .layerNormalization: return (op == .layerNormalization ? 2 : 2)...3
-        case .reduceMean, .reduceL2, .reduceSum, .squeeze, .unsqueeze: return 1...2
+        case .reduceMean, .reduceL2, .reduceSum, .reduceProd, .squeeze, .unsqueeze: return 1...2
+        case .rmsNormalization, .simpleNorm: return 2...2
         case .reshape, .gather: return 2...2
         case .range: return 3...3
         case .slice: return 1...5
@@ -20,7 +21,7 @@ public enum Verifier {
         case .stem: return 3...5
         case .downsample: return 3...5
         case .block: return 7...9
-        case .head: return 3...3
+        case .head: return 1...7
         }
     }
 

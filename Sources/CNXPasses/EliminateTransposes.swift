@@ -17,7 +17,7 @@ public struct EliminateTransposes: Pass {
 
     public init() {}
 
-    static let unary: Set<OpType> = [.gelu, .erf, .sqrt, .relu, .tanh, .sigmoid, .neg, .reciprocal]
+    static let unary: Set<OpType> = [.gelu, .swish, .erf, .sqrt, .relu, .tanh, .sigmoid, .neg, .reciprocal]
     static let binary: Set<OpType> = [.add, .sub, .mul, .div, .pow]
 
     public func run(_ graph: inout Graph) throws -> Int {

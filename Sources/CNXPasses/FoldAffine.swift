@@ -1,11 +1,12 @@
 import CNXGraph
 
-/// Folds a LayerNorm's scale and shift into the pointwise layer that reads it:
-/// with y = W^T (gamma ⊙ n + beta) + b, W' = diag(gamma) · W and b' = W^T beta + b
-/// (W is stored [K, N], so gamma scales W's rows). The LayerNorm keeps a unit scale.
+/// Folds a norm's scale and shift (LayerNorm; RMSNorm and SimpleNorm have a scale only) into
+/// the pointwise layer that reads it: with y = W^T (gamma ⊙ n + beta) + b,
+/// W' = diag(gamma) · W and b' = W^T beta + b (W is stored [K, N], so gamma scales W's rows).
+/// The norm keeps a unit scale.
 public struct FoldLayerNormAffine: Pass {
     public let name = "fold-layernorm-affine"
-    public let summary = "LayerNorm scale and shift -> the following Linear's weight and bias"
+    public let summary = "norm scale and shift (LayerNorm, RMSNorm, SimpleNorm) -> the following Linear's weight and bias"
 
     public init() {}
 
@@ -13,14 +14,17 @@ public struct FoldLayerNormAffine: Pass {
         repeatUntilStable(&graph) { g in foldOne(&g) }
     }
 
+    static let norms: Set<OpType> = [.layerNormalization, .rmsNormalization, .simpleNorm]
+
     private func foldOne(_ g: inout Graph) -> Bool {
         let index = GraphIndex(g)
-        for (i, ln) in g.nodes.enumerated() where ln.op == .layerNormalization && ln.inputs.count >= 2 {
-            guard (ln.int("axis") ?? -1) == -1, let linear = index.soleConsumer(ln.outputs[0], .linear), linear.node.inputs[0] == ln.outputs[0],
+        for (i, ln) in g.nodes.enumerated() where Self.norms.contains(ln.op) {
+            // rank 0: only axis -1 is accepted, whatever the rank.
+            guard let linear = index.soleConsumer(ln.outputs[0], .linear), linear.node.inputs[0] == ln.outputs[0],
                   let w = index.constant(linear.node.inputs[1]), w.shape.count == 2,
-                  let gamma = index.constant(ln.inputs[1])?.vector(of: w.shape[0]) else { continue }
-            let beta = ln.inputs.count > 2 && !ln.inputs[2].isEmpty ? index.constant(ln.inputs[2])?.vector(of: w.shape[0]) : [Float](repeating: 0, count: w.shape[0])
-            guard let beta, !(gamma.allSatisfy { $0 == 1 } && beta.allSatisfy { $0 == 0 }) else { continue }
+                  let norm = index.lastAxisNorm((i, ln), channels: w.shape[0], rank: 0), !norm.isPlain(index),
+                  let gamma = index.constant(norm.scale)?.vector(of: w.shape[0]) else { continue }
+            let beta = norm.shift.flatMap { index.constant($0)?.vector(of: w.shape[0]) } ?? [Float](repeating: 0, count: w.shape[0])
             let n = w.shape[1]
             let bias = linear.node.inputs.count > 2 ? index.constant(linear.node.inputs[2])?.floats ?? [] : [Float](repeating: 0, count: n)
             guard bias.count == n else { continue }

@@ -78,12 +78,7 @@ public struct FoldLayerNorm: Pass {
             let tensors = [scale: Tensor(floats: gamma.floats, shape: [channels]), bias: Tensor(floats: beta.floats, shape: [channels])]
             let attrs: [String: Attribute] = ["axis": .int(-1), "epsilon": .float(eps)]
             if channelsFirst {
-                let nhwc = g.freshName("\(out).nhwc"), normed = g.freshName("\(out).nhwc_ln")
-                g.replace(removed, with: [
-                    Node(name: "\(mean.name).to_nhwc", op: .transpose, inputs: [x], outputs: [nhwc], attributes: ["perm": .ints([0, 2, 3, 1])]),
-                    Node(name: mean.name, op: .layerNormalization, inputs: [nhwc, scale, bias], outputs: [normed], attributes: attrs),
-                    Node(name: "\(mean.name).to_nchw", op: .transpose, inputs: [normed], outputs: [out], attributes: ["perm": .ints([0, 3, 1, 2])]),
-                ], adding: tensors)
+                g.replace(removed, with: g.channelsLast(mean.name, .layerNormalization, x, [scale, bias], attributes: attrs, output: out), adding: tensors)
             } else {
                 g.replace(removed, with: [Node(name: mean.name, op: .layerNormalization, inputs: [x, scale, bias], outputs: [out], attributes: attrs)], adding: tensors)
             }

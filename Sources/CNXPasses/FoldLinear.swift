@@ -72,9 +72,9 @@ public struct FoldLinear: Pass {
                 }
                 let linearOut = g.freshName("\(out).nhwc")
                 g.replace([i], with: [
-                    Node(name: "\(node.name).to_nhwc", op: .transpose, inputs: [node.inputs[0]], outputs: [inputs[0]], attributes: ["perm": .ints([0, 2, 3, 1])]),
+                    toNHWC(node.name, node.inputs[0], inputs[0]),
                     Node(name: node.name, op: .linear, inputs: inputs, outputs: [linearOut]),
-                    Node(name: "\(node.name).to_nchw", op: .transpose, inputs: [linearOut], outputs: [out], attributes: ["perm": .ints([0, 3, 1, 2])]),
+                    toNCHW(node.name, linearOut, out),
                 ])
                 return true
             default:

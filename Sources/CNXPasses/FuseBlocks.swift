@@ -2,18 +2,19 @@ import CNXGraph
 
 /// Fuses each ConvNeXt block, in the canonical form the earlier passes leave,
 ///
-///     t = DepthwiseConv7x7(x)            (NCHW; groups = channels, stride 1, pad 3)
-///     u = Linear2(GRN?(Gelu(Linear1(LayerNorm(Transpose_to_NHWC(t))))))
+///     t = DepthwiseConvKxK(x)            (NCHW; groups = channels, stride 1, pad (k-1)/2, k odd)
+///     u = Linear2(GRN?(Act(Linear1(Norm(Transpose_to_NHWC(t))))))
 ///     y = x + Transpose_to_NCHW(u)
 ///
 /// into one channels-last `cnx.Block` between a pair of transposes, which the transpose pass
-/// cancels against the neighbouring blocks'. The LayerNorm must already have its affine folded
-/// into Linear1 (unit scale, no shift) and the layer scale must already be in Linear2; a chain
-/// with a second reader of any intermediate, another activation, or a residual from elsewhere
-/// is left alone.
+/// cancels against the neighbouring blocks'. Norm is a LayerNorm, RMSNorm or SimpleNorm (the
+/// block's `norm` attribute, with its epsilon) whose affine is already folded into Linear1 (unit
+/// scale, no shift); Act is GELU (erf or tanh) or SiLU (the `activation` attribute); the layer
+/// scale must already be in Linear2. A chain with a second reader of any intermediate, another
+/// activation, or a residual from elsewhere is left alone.
 public struct FuseBlocks: Pass {
     public let name = "fuse-blocks"
-    public let summary = "depthwise 7x7 -> LayerNorm -> Linear -> GELU -> (GRN) -> Linear -> residual add -> cnx.Block"
+    public let summary = "depthwise kxk -> norm -> Linear -> GELU/SiLU -> (GRN) -> Linear -> residual add -> cnx.Block"
 
     public init() {}
 
@@ -32,16 +33,13 @@ public struct FuseBlocks: Pass {
                   (dw.ints("pads") ?? [0, 0, 0, 0]) == [pad, pad, pad, pad], (dw.string("auto_pad") ?? "NOTSET") == "NOTSET" else { continue }
             let x = dw.inputs[0]
             guard let t1 = index.soleConsumer(dw.outputs[0], .transpose), t1.node.ints("perm") == [0, 2, 3, 1],
-                  let ln = index.soleConsumer(t1.node.outputs[0], .layerNormalization), ln.node.inputs[0] == t1.node.outputs[0],
-                  (ln.node.int("axis") ?? -1) == -1 || ln.node.int("axis") == 3,
-                  ln.node.inputs.count >= 2, index.constant(ln.node.inputs[1])?.vector(of: c)?.allSatisfy({ $0 == 1 }) == true,
-                  ln.node.inputs.count < 3 || ln.node.inputs[2].isEmpty || index.constant(ln.node.inputs[2])?.vector(of: c)?.allSatisfy({ $0 == 0 }) == true,
-                  let l1 = index.soleConsumer(ln.node.outputs[0], .linear), l1.node.string("activation") == nil,
+                  let norm = index.lastAxisNorm(readerOf: t1.node.outputs[0], channels: c, rank: 4), norm.isPlain(index),
+                  let l1 = index.soleConsumer(norm.node.outputs[0], .linear), l1.node.string("activation") == nil,
                   let w1 = index.constant(l1.node.inputs[1]), w1.shape.count == 2, w1.shape[0] == c,
-                  let gelu = index.soleConsumer(l1.node.outputs[0], .gelu), (gelu.node.string("approximate") ?? "none") == "none" else { continue }
+                  let act = index.soleConsumer(l1.node.outputs[0]), let activation = Activation.name(of: act.node) else { continue }
             let hidden = w1.shape[1]
-            var cursor = gelu.node.outputs[0]
-            var removed: Set<Int> = [i, t1.index, ln.index, l1.index, gelu.index]
+            var cursor = act.node.outputs[0]
+            var removed: Set<Int> = [i, t1.index, norm.index, l1.index, act.index]
             var grnInputs: [String] = []
             var grnEps: Float?
             if let grn = index.soleConsumer(cursor, .grn) {
@@ -70,13 +68,14 @@ public struct FuseBlocks: Pass {
             let b1 = biasName(l1.node, slot: 2, count: hidden, label: "b1")
             let b2 = biasName(l2.node, slot: 2, count: c, label: "b2")
             let nhwcIn = g.freshName("\(x).nhwc"), nhwcOut = g.freshName("\(out).nhwc")
-            var attrs: [String: Attribute] = ["epsilon": .float(ln.node.float("epsilon") ?? 1e-5)]
+            var attrs = norm.attributes
+            if activation != "gelu" { attrs["activation"] = .string(activation) }
             if let grnEps { attrs["grn_epsilon"] = .float(grnEps) }
             g.replace(removed, with: [
-                Node(name: "\(dw.name).to_nhwc", op: .transpose, inputs: [x], outputs: [nhwcIn], attributes: ["perm": .ints([0, 2, 3, 1])]),
+                toNHWC(dw.name, x, nhwcIn),
                 Node(name: dw.name, op: .block, inputs: [nhwcIn, dwName, dwBias, l1.node.inputs[1], b1, l2.node.inputs[1], b2] + grnInputs,
                      outputs: [nhwcOut], attributes: attrs),
-                Node(name: "\(add.node.name).to_nchw", op: .transpose, inputs: [nhwcOut], outputs: [out], attributes: ["perm": .ints([0, 3, 1, 2])]),
+                toNCHW(add.node.name, nhwcOut, out),
             ], adding: tensors)
             return true
         }

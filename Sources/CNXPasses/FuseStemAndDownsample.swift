@@ -2,29 +2,21 @@ import CNXGraph
 
 /// Patchify convolutions: k x k, stride k, no padding, one group, dilation 1, constant weight.
 private func patchify(_ node: Node, _ index: GraphIndex) -> (weight: Tensor, k: Int)? {
-    guard node.op == .conv, let w = index.constant(node.inputs[1]), w.dtype == .float32, w.shape.count == 4 else { return nil }
-    let k = w.shape[2]
-    guard w.shape[3] == k, k > 1, (node.int("group") ?? 1) == 1, (node.ints("strides") ?? [1, 1]) == [k, k],
-          (node.ints("pads") ?? [0, 0, 0, 0]).allSatisfy({ $0 == 0 }), (node.ints("dilations") ?? [1, 1]) == [1, 1],
-          ["NOTSET", "VALID"].contains(node.string("auto_pad") ?? "NOTSET") else { return nil }
+    guard let (w, k, stride, pad) = squareConvolution(node, index), stride == k, pad == 0, k > 1 else { return nil }
     return (w, k)
 }
 
-/// A channels-last LayerNorm (Transpose to NHWC, LayerNormalization over the last axis,
-/// Transpose back) starting at the transpose `t`: its scale, shift, epsilon and node indices.
-private func channelsFirstLayerNorm(from t: (index: Int, node: Node), channels: Int, _ index: GraphIndex)
-    -> (scale: String, shift: String?, eps: Float, ln: Int, back: (index: Int, node: Node))? {
-    guard t.node.ints("perm") == [0, 2, 3, 1],
-          let ln = index.soleConsumer(t.node.outputs[0], .layerNormalization), ln.node.inputs[0] == t.node.outputs[0],
-          (ln.node.int("axis") ?? -1) == -1 || ln.node.int("axis") == 3, ln.node.inputs.count >= 2,
-          index.constant(ln.node.inputs[1])?.vector(of: channels) != nil,
-          let back = index.soleConsumer(ln.node.outputs[0], .transpose), back.node.ints("perm") == [0, 3, 1, 2] else { return nil }
-    var shift: String?
-    if ln.node.inputs.count > 2, !ln.node.inputs[2].isEmpty {
-        guard index.constant(ln.node.inputs[2])?.vector(of: channels) != nil else { return nil }
-        shift = ln.node.inputs[2]
-    }
-    return (ln.node.inputs[1], shift, ln.node.float("epsilon") ?? 1e-5, ln.index, back)
+/// A dense 2-D convolution with a square k x k kernel, equal strides, the same padding on every
+/// side, one group, dilation 1 and a constant weight: its weight, k, stride and padding.
+private func squareConvolution(_ node: Node, _ index: GraphIndex) -> (weight: Tensor, k: Int, stride: Int, pad: Int)? {
+    guard node.op == .conv, let w = index.constant(node.inputs[1]), w.dtype == .float32, w.shape.count == 4 else { return nil }
+    let k = w.shape[2]
+    let strides = node.ints("strides") ?? [1, 1], pads = node.ints("pads") ?? [0, 0, 0, 0]
+    guard w.shape[3] == k, k >= 1, (node.int("group") ?? 1) == 1, strides.count == 2, strides[0] == strides[1], strides[0] >= 1,
+          pads.count == 4, Set(pads).count == 1, pads[0] >= 0, pads[0] < k, (node.ints("dilations") ?? [1, 1]) == [1, 1] else { return nil }
+    let autoPad = node.string("auto_pad") ?? "NOTSET"
+    guard autoPad == "NOTSET" || (autoPad == "VALID" && pads[0] == 0) else { return nil }
+    return (w, k, strides[0], pads[0])
 }
 
 /// A per-channel vector tensor of `count` values reshaped to [count].
@@ -32,12 +24,21 @@ private func vector(_ name: String, _ count: Int, _ index: GraphIndex) -> Tensor
     index.constant(name)?.vector(of: count).map { Tensor(floats: $0, shape: [count]) }
 }
 
-/// Fuses the stem: a patchify convolution of the NCHW image followed by a LayerNorm over
-/// channels becomes one `cnx.Stem` (NCHW in, NHWC out). An overlapping stem (nano_ols) or a
-/// stem without the LayerNorm is left alone.
+/// Fuses the stem: the convolutions at the start of the network, each with the activation and
+/// the norm over channels that may follow it, become `cnx.Stem` operations that write NHWC.
+///
+/// - the patchify stem (k x k stride k, then a norm: every ConvNeXt but the overlapping ones);
+/// - the overlapping stems of timm's `_ols` models (`overlap`, `overlap_tiered`, `overlap_act`):
+///   two 3x3 stride-2 convolutions with padding 1, the first followed by an activation in
+///   `overlap_act`, the second by the norm; the second reads the first's NHWC output directly
+///   (`input_layout` "nhwc");
+/// - the isotropic model's patchify convolution, which has no norm (`norm` "none").
+///
+/// A stem convolution reads the graph's input, or the map an earlier stem wrote; any other
+/// convolution belongs to a block or a downsample layer and is left for those passes.
 public struct FuseStem: Pass {
     public let name = "fuse-stem"
-    public let summary = "patchify Conv -> LayerNorm over channels -> cnx.Stem"
+    public let summary = "the convolutions reading the image (+ activation, + norm over channels) -> cnx.Stem"
 
     public init() {}
 
@@ -47,35 +48,64 @@ public struct FuseStem: Pass {
 
     private func fuseOne(_ g: inout Graph) -> Bool {
         let index = GraphIndex(g)
+        let imageInputs = Set(g.inputs.map(\.name))
         for (i, conv) in g.nodes.enumerated() {
-            guard let (w, k) = patchify(conv, index), let t = index.soleConsumer(conv.outputs[0], .transpose) else { continue }
+            guard let (w, k, stride, pad) = squareConvolution(conv, index), !(k == 1 && stride == 1) else { continue }
+            // What the convolution reads: the image (NCHW), or an earlier stem's NHWC map seen
+            // through the transpose that made it NCHW.
+            var source = conv.inputs[0], nhwc = false
+            var removed: Set<Int> = [i]
+            if !imageInputs.contains(source) {
+                guard let t = index.producer(source, .transpose), t.node.ints("perm") == [0, 3, 1, 2],
+                      index.producer(t.node.inputs[0], .stem) != nil else { continue }
+                source = t.node.inputs[0]
+                nhwc = true
+                if index.soleConsumer(conv.inputs[0]) != nil { removed.insert(t.index) }
+            }
             let (cout, cin) = (w.shape[0], w.shape[1])
-            guard let ln = channelsFirstLayerNorm(from: t, channels: cout, index),
-                  let scale = vector(ln.scale, cout, index) else { continue }
-            let out = ln.back.node.outputs[0]
-            // Weight [Cout, Cin, k, k] -> [Cin*k*k, Cout]: patches are read in (channel, ky, kx) order.
-            let wName = g.freshName("\(out).stem_weight"), sName = g.freshName("\(out).stem_scale")
-            var tensors = [wName: transpose2D(w.reshaped([cout, cin * k * k])), sName: scale]
-            var inputs = [conv.inputs[0], wName]
-            if conv.inputs.count > 2, !conv.inputs[2].isEmpty, let b = vector(conv.inputs[2], cout, index) {
-                let bName = g.freshName("\(out).stem_bias")
-                tensors[bName] = b
-                inputs.append(bName)
+            var cursor = conv.outputs[0]
+            var attrs: [String: Attribute] = ["kernel": .int(k)]
+            if stride != k { attrs["stride"] = .int(stride) }
+            if pad != 0 { attrs["pad"] = .int(pad) }
+            if nhwc { attrs["input_layout"] = .string("nhwc") }
+            if let act = index.soleConsumer(cursor), let name = Activation.name(of: act.node) {
+                attrs["activation"] = .string(name)
+                removed.insert(act.index)
+                cursor = act.node.outputs[0]
+            }
+            var normInputs: [String] = []
+            var tensors: [String: Tensor] = [:]
+            if let t = index.soleConsumer(cursor, .transpose), let (norm, back) = index.channelsFirstNorm(from: t, channels: cout),
+               let scale = vector(norm.scale, cout, index) {
+                let sName = g.freshName("\(back.node.outputs[0]).stem_scale")
+                tensors[sName] = scale
+                normInputs = [sName]
+                if let shift = norm.shift, let beta = vector(shift, cout, index) {
+                    let name = g.freshName("\(back.node.outputs[0]).stem_shift")
+                    tensors[name] = beta
+                    normInputs.append(name)
+                }
+                attrs.merge(norm.attributes) { $1 }
+                removed.formUnion([t.index, norm.index, back.index])
+                cursor = back.node.outputs[0]
             } else {
-                let bName = g.freshName("\(out).stem_bias")
+                attrs["norm"] = .string("none")
+            }
+            let out = cursor
+            // Weight [Cout, Cin, k, k] -> [Cin*k*k, Cout], rows in (channel, ky, kx) order for an
+            // NCHW image, or [k*k*Cin, Cout] in (ky, kx, channel) order for an NHWC map.
+            let wName = g.freshName("\(out).stem_weight"), bName = g.freshName("\(out).stem_bias")
+            tensors[wName] = nhwc ? permute(w, [2, 3, 1, 0]).reshaped([k * k * cin, cout]) : transpose2D(w.reshaped([cout, cin * k * k]))
+            if conv.inputs.count > 2, !conv.inputs[2].isEmpty {
+                guard let b = vector(conv.inputs[2], cout, index) else { continue }
+                tensors[bName] = b
+            } else {
                 tensors[bName] = Tensor(zeros: .float32, shape: [cout])
-                inputs.append(bName)
             }
-            inputs.append(sName)
-            if let shift = ln.shift, let beta = vector(shift, cout, index) {
-                let name = g.freshName("\(out).stem_shift")
-                tensors[name] = beta
-                inputs.append(name)
-            }
-            let nhwc = g.freshName("\(out).nhwc")
-            g.replace([i, t.index, ln.ln, ln.back.index], with: [
-                Node(name: conv.name, op: .stem, inputs: inputs, outputs: [nhwc], attributes: ["kernel": .int(k), "epsilon": .float(ln.eps)]),
-                Node(name: "\(conv.name).to_nchw", op: .transpose, inputs: [nhwc], outputs: [out], attributes: ["perm": .ints([0, 3, 1, 2])]),
+            let mapName = g.freshName("\(out).nhwc")
+            g.replace(removed, with: [
+                Node(name: conv.name, op: .stem, inputs: [source, wName, bName] + normInputs, outputs: [mapName], attributes: attrs),
+                toNCHW(conv.name, mapName, out),
             ], adding: tensors)
             return true
         }
@@ -83,11 +113,13 @@ public struct FuseStem: Pass {
     }
 }
 
-/// Fuses each downsample layer: a LayerNorm over channels followed by a patchify convolution
-/// (2x2, stride 2 in ConvNeXt) becomes one `cnx.Downsample`, channels-last in and out.
+/// Fuses each downsample layer: a norm over channels (LayerNorm, RMSNorm or SimpleNorm)
+/// followed by a patchify convolution (2x2, stride 2 in ConvNeXt) becomes one
+/// `cnx.Downsample`, channels-last in and out, with the norm's affine folded into the
+/// convolution's weight and bias.
 public struct FuseDownsample: Pass {
     public let name = "fuse-downsample"
-    public let summary = "LayerNorm over channels -> patchify Conv -> cnx.Downsample"
+    public let summary = "norm over channels -> patchify Conv -> cnx.Downsample"
 
     public init() {}
 
@@ -98,34 +130,38 @@ public struct FuseDownsample: Pass {
     private func fuseOne(_ g: inout Graph) -> Bool {
         let index = GraphIndex(g)
         for (i, t) in g.nodes.enumerated() where t.op == .transpose {
-            // The LayerNorm's channel count comes from the convolution that reads it.
-            guard t.ints("perm") == [0, 2, 3, 1], let lnNode = index.soleConsumer(t.outputs[0], .layerNormalization),
-                  let back = index.soleConsumer(lnNode.node.outputs[0], .transpose),
+            // The norm's channel count comes from the convolution that reads it.
+            guard t.ints("perm") == [0, 2, 3, 1], let normNode = index.soleConsumer(t.outputs[0]),
+                  let back = index.soleConsumer(normNode.node.outputs[0], .transpose),
                   let conv = index.soleConsumer(back.node.outputs[0], .conv), conv.node.inputs[0] == back.node.outputs[0],
                   let (w, k) = patchify(conv.node, index) else { continue }
             let (cout, cin) = (w.shape[0], w.shape[1])
-            guard let ln = channelsFirstLayerNorm(from: (i, t), channels: cin, index), ln.back.index == back.index,
-                  let scale = vector(ln.scale, cin, index) else { continue }
+            guard let (norm, normBack) = index.channelsFirstNorm(from: (i, t), channels: cin), normBack.index == back.index,
+                  let scale = vector(norm.scale, cin, index) else { continue }
             let out = conv.node.outputs[0]
-            // Weight [Cout, Cin, k, k] -> [k*k*Cin, Cout]: patches are read in (ky, kx, channel) order.
-            let wName = g.freshName("\(out).ds_weight"), sName = g.freshName("\(out).ds_scale"), bName = g.freshName("\(out).ds_bias")
+            // Weight [Cout, Cin, k, k] -> [k*k*Cin, Cout]: patches are read in (ky, kx, channel)
+            // order. The norm's scale and shift fold into it (row (ky, kx, c) times gamma[c], and
+            // W^T beta into the bias), so the GEMM reads the plain normalised map: exact in
+            // float32, and for int8 the quantized activation is the same unit-scale one for
+            // every channel.
             let reordered = permute(w, [2, 3, 1, 0]).reshaped([k * k * cin, cout])
-            var tensors = [wName: reordered, sName: scale]
-            if conv.node.inputs.count > 2, !conv.node.inputs[2].isEmpty, let b = vector(conv.node.inputs[2], cout, index) {
-                tensors[bName] = b
-            } else {
-                tensors[bName] = Tensor(zeros: .float32, shape: [cout])
+            var bias = [Float](repeating: 0, count: cout)
+            if conv.node.inputs.count > 2, !conv.node.inputs[2].isEmpty {
+                guard let b = vector(conv.node.inputs[2], cout, index) else { continue }
+                bias = b.floats
             }
-            var inputs = [t.outputs[0], wName, bName, sName]
-            if let shift = ln.shift, let beta = vector(shift, cin, index) {
-                let name = g.freshName("\(out).ds_shift")
-                tensors[name] = beta
-                inputs.append(name)
-            }
+            let beta = norm.shift.flatMap { vector($0, cin, index)?.floats } ?? [Float](repeating: 0, count: cin)
+            let tile = { (v: [Float]) in [[Float]](repeating: v, count: k * k).flatMap { $0 } }
+            let (foldedW, foldedB) = foldAffineIntoLinear(weight: reordered, bias: bias, gamma: tile(scale.floats), beta: tile(beta))
+            let wName = g.freshName("\(out).ds_weight"), bName = g.freshName("\(out).ds_bias")
+            let tensors = [wName: foldedW, bName: foldedB]
+            let inputs = [t.outputs[0], wName, bName]
+            var attrs = norm.attributes
+            attrs["kernel"] = .int(k)
             let nhwc = g.freshName("\(out).nhwc")
-            g.replace([ln.ln, back.index, conv.index], with: [
-                Node(name: conv.node.name, op: .downsample, inputs: inputs, outputs: [nhwc], attributes: ["kernel": .int(k), "epsilon": .float(ln.eps)]),
-                Node(name: "\(conv.node.name).to_nchw", op: .transpose, inputs: [nhwc], outputs: [out], attributes: ["perm": .ints([0, 3, 1, 2])]),
+            g.replace([norm.index, back.index, conv.index], with: [
+                Node(name: conv.node.name, op: .downsample, inputs: inputs, outputs: [nhwc], attributes: attrs),
+                toNCHW(conv.node.name, nhwc, out),
             ], adding: tensors)
             return true
         }

@@ -10,16 +10,19 @@ public struct Pipeline {
         SimplifyGather(),         // dynamo's index arithmetic over a flattened tensor becomes the Reshape it is
         SimplifyReshape(),        // reshapes in a row merge; reshapes to the same shape go
         FoldLayerNorm(),          // decomposed and channels-first LayerNorms become one op over the last axis
+        FoldRMSNorm(),            // RMS and SimpleNorm chains (timm's _rms models) become one op over the last axis
         FoldGelu(),               // erf and tanh chains become Gelu
-        FoldGRN(),                // ConvNeXt V2's GRN chain becomes one op
+        FoldSiLU(),               // x * Sigmoid(x) becomes Swish, so SiLU models fuse like GELU ones
+        FoldGRN(),                // ConvNeXt V2's GRN chain (channels-last or channels-first) becomes one op
+        DropIdentityGRN(),        // a GRN with zero gamma and beta (V2 at initialisation) is the identity and goes
         FoldLinear(),             // MatMul+Add, Gemm, 1x1 Conv become Linear (channels-last)
-        EliminateTransposes(),    // the permutes around LayerNorm and the MLP cancel; layer scale moves next to its Linear
-        FoldLayerNormAffine(),    // LayerNorm's gamma and beta go into the next Linear
+        EliminateTransposes(),    // the permutes around norms and the MLP cancel; layer scale moves next to its Linear
+        FoldLayerNormAffine(),    // the norm's gamma and beta go into the next Linear
         FoldLayerScale(),         // layer scale goes into the second pointwise layer
-        FuseStem(),               // patchify Conv + LayerNorm -> one op that writes channels-last
-        FuseDownsample(),         // LayerNorm + 2x2 stride-2 Conv -> one channels-last op
-        FuseBlocks(),             // depthwise, LayerNorm, MLP, GELU, (GRN), residual -> one channels-last op
-        FuseHead(),               // pool, LayerNorm, Linear -> one op reading channels-last
+        FuseStem(),               // the convolutions reading the image (+ activation, + norm) -> ops that write channels-last
+        FuseDownsample(),         // norm + 2x2 stride-2 Conv -> one channels-last op
+        FuseBlocks(),             // depthwise, norm, MLP, activation, (GRN), residual -> one channels-last op
+        FuseHead(),               // pool and norm (either order), Linear / MLP / nothing -> one op reading channels-last
         EliminateTransposes(),    // the permutes left between fused ops cancel
     ])
 

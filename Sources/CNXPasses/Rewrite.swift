@@ -128,6 +128,28 @@ extension Graph {
     }
 }
 
+/// Transpose NCHW -> NHWC, as the passes write it in front of channels-last operations.
+func toNHWC(_ name: String, _ input: String, _ output: String) -> Node {
+    Node(name: "\(name).to_nhwc", op: .transpose, inputs: [input], outputs: [output], attributes: ["perm": .ints([0, 2, 3, 1])])
+}
+
+/// Transpose NHWC -> NCHW, after channels-last operations.
+func toNCHW(_ name: String, _ input: String, _ output: String) -> Node {
+    Node(name: "\(name).to_nchw", op: .transpose, inputs: [input], outputs: [output], attributes: ["perm": .ints([0, 3, 1, 2])])
+}
+
+extension Graph {
+    /// An operation over the last axis applied to the channels (axis 1) of the NCHW value `x`:
+    /// Transpose to NHWC, the operation (its other inputs `rest`), Transpose back into `output`.
+    /// The transpose pass then cancels such pairs between neighbours.
+    func channelsLast(_ name: String, _ op: OpType, _ x: String, _ rest: [String], attributes: [String: Attribute], output: String) -> [Node] {
+        let nhwc = freshName("\(output).nhwc"), result = freshName("\(output).nhwc_\(op.rawValue)")
+        return [toNHWC(name, x, nhwc),
+                Node(name: name, op: op, inputs: [nhwc] + rest, outputs: [result], attributes: attributes),
+                toNCHW(name, result, output)]
+    }
+}
+
 /// One optimisation pass: a rewrite applied until nothing matches.
 public protocol Pass {
     /// The name `--dump-after` takes.

@@ -22,6 +22,14 @@ public enum Quantizer {
     public struct Options {
         public var method: CalibrationMethod = .percentile
         public var percentile = 99.99
+        /// Quantize the head's layers too. Off by default: the head is a few hundredths of a percent
+        /// of the work, and its input is one row per image, so its range rests on as many values
+        /// per channel as there are calibration images; an image past that range is clipped at
+        /// the very end of the network, where nothing dilutes the error.
+        public var quantizeHead = false
+        /// Rescale the input channels of the layers a norm feeds (SmoothQuant-style), so
+        /// that channels of very different magnitude share the per-tensor u8 grid.
+        public var equalize = true
         /// Layer names (`stages.S.blocks.J.pw1`, or `stages.S.blocks.J` for both) kept float32.
         public var keepFloat: [String] = []
         public var threads: Int?
@@ -31,6 +39,10 @@ public enum Quantizer {
         /// Keep the most sensitive layers float32 until top-1 agreement with float32 (or, with
         /// labels, accuracy) is within this many percentage points.
         public var maxDrop: Double?
+        /// Keep the most sensitive layers float32 (worst first, as the sensitivity ranks them)
+        /// until the output's SQNR against float32 on the validation samples is at least this
+        /// many dB. nil: every layer int8 (but those kept by name).
+        public var minSQNR: Double?
         /// Samples for sensitivity and max-drop (the calibration samples when nil), and labels.
         public var validation: Tensor?
         public var labels: [Int]?
@@ -64,13 +76,28 @@ public enum Quantizer {
         /// Worst first, when asked for (or needed by maxDrop).
         public var sensitivity: [Sensitivity] = []
         public var accuracy: AccuracyCheck?
+        /// The SQNR on the validation samples where `minSQNR` stopped.
+        public var validationSQNR: Double?
     }
 
-    /// The first `count` samples of a batch (rounded to the model's fixed batch, if it has one).
+    /// The first `count` samples of a batch, as one batch the model takes (exactly its fixed
+    /// batch, if it has one).
     public static func firstSamples(_ samples: Tensor, count: Int, graph: Graph) -> Tensor {
         var n = max(1, min(count, samples.shape[0]))
         if let fixed = graph.inputs.first?.shape?.first?.value { n = fixed }
-        n = min(n, samples.shape[0])
+        return leadingSamples(samples, n)
+    }
+
+    /// The first `count` samples, rounded down to a whole number of the model's fixed batches
+    /// (at least one), for `predictBatches`.
+    static func validationSamples(_ samples: Tensor, count: Int, graph: Graph) -> Tensor {
+        var n = max(1, min(count, samples.shape[0]))
+        if let fixed = graph.inputs.first?.shape?.first?.value, fixed > 0 { n = max(fixed, n - n % fixed) }
+        return leadingSamples(samples, n)
+    }
+
+    private static func leadingSamples(_ samples: Tensor, _ count: Int) -> Tensor {
+        let n = min(count, samples.shape[0])
         let per = samples.count / max(samples.shape[0], 1)
         let t = Tensor(zeros: .float32, shape: [n] + Array(samples.shape.dropFirst()))
         t.floatPointer.update(from: samples.floatPointer, count: n * per)
@@ -98,16 +125,21 @@ public enum Quantizer {
         }
         let model = try Model(graph: graph, threads: options.threads)
         let activations = try Calibrator.calibrate(model: model, samples: calibration, method: options.method,
-                                                   percentile: options.percentile, progress: options.progress)
+                                                   percentile: options.percentile,
+                                                   equalize: options.equalize ? Int8Lowering.equalizable(graph) : [:],
+                                                   progress: options.progress)
         var keep = try keys(for: options.keepFloat, in: graph)
         let names = Int8Lowering.layerNames(graph)
         // The stem reads the image itself: a 0.1% share of the work, kept float32 so the error
-        // starts after it.
-        keep.formUnion(names.filter { $0.value == "stem" }.keys)
+        // starts after it (both convolutions of an overlapping stem). The head likewise, unless
+        // asked for (see quantizeHead).
+        keep.formUnion(names.filter { $0.value == "stem" || $0.value.hasPrefix("stem.") }.keys)
+        if !options.quantizeHead { keep.formUnion(names.filter { $0.value == "head" || $0.value.hasPrefix("head.") }.keys) }
         var sensitivity: [Sensitivity] = []
         var accuracy: AccuracyCheck?
-        if options.sensitivity || options.maxDrop != nil {
-            let samples = options.validation ?? firstSamples(calibration, count: 8, graph: graph)
+        var validationSQNR: Double?
+        if options.sensitivity || options.maxDrop != nil || options.minSQNR != nil {
+            let samples = options.validation ?? validationSamples(calibration, count: 8, graph: graph)
             let reference = try predictBatches(model, samples)
             var scored: [(LayerKey, Double)] = []
             let candidates = activations.keys.sorted().filter { !keep.contains($0) }
@@ -120,6 +152,17 @@ public enum Quantizer {
             }
             scored.sort { $0.1 < $1.1 }
             sensitivity = scored.map { Sensitivity(layer: names[$0.0] ?? "node \($0.0.node) layer \($0.0.layer)", sqnr: $0.1) }
+            if let target = options.minSQNR {
+                var order = scored.map(\.0)[...]
+                while true {
+                    var trial = graph
+                    try Int8Lowering.apply(&trial, activations: activations, keepFloat: keep)
+                    let sqnr = OutputError.sqnr(try predictBatches(try Model(graph: trial, threads: options.threads), samples), reference)
+                    validationSQNR = sqnr
+                    guard sqnr < target, let next = order.popFirst() else { break }
+                    keep.insert(next)
+                }
+            }
             if let maxDrop = options.maxDrop {
                 let floatTop = top1(reference)
                 let floatAcc = options.labels.map { accuracyOf(floatTop, $0) }
@@ -145,7 +188,7 @@ public enum Quantizer {
         try Int8Lowering.apply(&quantized, activations: activations, keepFloat: keep)
         let total = activations.count
         let metadata: [String: MetadataValue] = [
-            MetadataKey.quantizationDescription: .string("int8: weights symmetric per output channel, activations u8 per tensor with a zero point; \(total - keep.count) of \(total) GEMM layers int8 (pointwise, downsample, head); depthwise 7x7, LayerNorm, GELU, GRN, residual stream and stem float32"),
+            MetadataKey.quantizationDescription: .string("int8: weights symmetric per output channel, activations u8 per tensor with a zero point; \(total - keep.count) of \(total) GEMM layers int8 (pointwise, downsample\(options.quantizeHead ? ", head" : "")); input channels of the layers a norm feeds equalized where that lowers the expected error; depthwise, norms, activations, GRN, residual stream, stem\(options.quantizeHead ? "" : " and head") float32"),
             "quantization.method": .string(options.method.rawValue),
             "quantization.samples": .int(Int64(calibration.shape.first ?? 0)),
             "quantization.int8_layers": .strings(activations.keys.sorted().filter { !keep.contains($0) }.compactMap { names[$0] }),
@@ -153,7 +196,8 @@ public enum Quantizer {
             "quantization.depthwise": .string("float32"),
         ]
         return Result(graph: quantized, metadata: metadata, activations: activations, names: names,
-                      keptFloat: keep.sorted().compactMap { names[$0] }, sensitivity: sensitivity, accuracy: accuracy)
+                      keptFloat: keep.sorted().compactMap { names[$0] }, sensitivity: sensitivity, accuracy: accuracy,
+                      validationSQNR: validationSQNR)
     }
 
     /// Runs `samples` through `model` in batches the model accepts; returns the first output.

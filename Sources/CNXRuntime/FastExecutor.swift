@@ -19,18 +19,19 @@ final class PackedMatrix: @unchecked Sendable {
 
     deinit { data.deallocate() }
 
-    /// c[m x n] = residual + act(a[m x k] · self + bias).
-    func multiply(_ a: UnsafePointer<Float>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, gelu: Bool,
+    /// c[m x n] = residual + act(a[m x k] · self + bias), act a CNX_ACT_* code.
+    func multiply(_ a: UnsafePointer<Float>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, act: Int32,
                   residual: UnsafePointer<Float>?, ldr: Int, into c: UnsafeMutablePointer<Float>, ldc: Int) {
-        cnx_gemm_f32(Int64(rows), Int64(n), Int64(k), a, Int64(lda), data, bias, gelu ? 1 : 0, residual, Int64(ldr), c, Int64(ldc))
+        cnx_gemm_f32(Int64(rows), Int64(n), Int64(k), a, Int64(lda), data, bias, act, residual, Int64(ldr), c, Int64(ldc))
     }
 }
 
 /// Sees the activations that enter the GEMMs of fused operations, for calibration. `observe`
 /// is called from several threads at once, each time with a slice of rows of one activation.
-/// In a block, layer 1 is the LayerNorm output (input of the first pointwise layer) and layer 2
-/// the GELU (or GRN) output (input of the second); the stem's, downsample's and head's one
-/// GEMM is layer 1 (its patches, or the pooled, normalised features).
+/// In a block, layer 1 is the norm's output (input of the first pointwise layer) and layer 2
+/// the activation's (or GRN's) output (input of the second); the stem's and downsample's one
+/// GEMM is layer 1 (its patches); the head's first layer is layer 1 (the pooled, normalised
+/// features) and an MLP head's classifier layer 2 (the hidden activation).
 public protocol ActivationObserver: AnyObject {
     func observe(node: Int, layer: Int, values: UnsafeBufferPointer<Float>)
 }
@@ -94,10 +95,24 @@ final class FastExecutor: @unchecked Sendable {
         self.readers = readers
         outputNames = Set(graph.outputs.map(\.name))
         for (nodeIndex, node) in graph.nodes.enumerated() {
+            // A norm or activation this runtime does not know is refused at load, not at the
+            // first prediction.
+            switch node.op {
+            case .stem, .downsample, .block, .head:
+                do {
+                    _ = try FusedAttributes.norm(node, allowNone: node.op == .stem)
+                    _ = try FusedAttributes.activation(node, absent: CNX_ACT_NONE)
+                } catch let e as CNXError {
+                    throw CNXError("\(node.label): \(e.message)")
+                }
+            default: break
+            }
             let slots: [Int]
             switch node.op {
             case .block: slots = [3, 5]
-            case .stem, .downsample, .head: slots = [1]
+            case .stem, .downsample: slots = [1]
+            // A head's layers are optional: none (headless), one, or two (an MLP head).
+            case .head: slots = [1, 3].filter { $0 < node.inputs.count && !node.inputs[$0].isEmpty }
             default: slots = []
             }
             for s in slots {
@@ -105,7 +120,7 @@ final class FastExecutor: @unchecked Sendable {
                     throw CNXError("\(node.label): weight input \(s) must be a constant 2-D tensor")
                 }
                 if w.dtype == .int8 {
-                    let layer = node.op == .block && s == 5 ? 2 : 1
+                    let layer = (node.op == .block && s == 5) || (node.op == .head && s == 3) ? 2 : 1
                     layers[nodeIndex, default: [:]][s] = .int8(try PackedQMatrix(weight: w, node: node, layer: layer))
                     w.storage.dropPages()
                     continue
@@ -143,14 +158,12 @@ final class FastExecutor: @unchecked Sendable {
             let result: Tensor
             do {
                 switch node.op {
-                case .stem where args.count > 1 && args[1]?.dtype == .int8:
-                    result = try Kernels.evaluate(node, args)[0]
                 case .block: result = try block(node, nodeIndex, args, inPlace: exclusive, scratch: scratch, observer: observer.map { ($0, nodeIndex) })
-                case .stem: result = try stem(node, args, scratch: scratch, observer: observer.map { ($0, nodeIndex) },
+                case .stem: result = try stem(node, nodeIndex, args, scratch: scratch, observer: observer.map { ($0, nodeIndex) },
                                               arena: arenaSlot(for: node, values: values, holding: arenaHolders).map { (scratch[0], $0) })
                 case .downsample: result = try downsample(node, nodeIndex, args, scratch: scratch, observer: observer.map { ($0, nodeIndex) },
                                                           arena: arenaSlot(for: node, values: values, holding: arenaHolders).map { (scratch[0], $0) })
-                case .head: result = try head(node, nodeIndex, args, observer: observer.map { ($0, nodeIndex) })
+                case .head: result = try head(node, nodeIndex, args, scratch: scratch, observer: observer.map { ($0, nodeIndex) })
                 default:
                     let outs = try Kernels.evaluate(node, args)
                     for (name, t) in zip(node.outputs, outs) where !name.isEmpty { values[name] = t }
@@ -220,6 +233,11 @@ final class FastExecutor: @unchecked Sendable {
         let dwb = try optional(args, 2, count: c), b1 = try optional(args, 4, count: hidden), b2 = try optional(args, 6, count: c)
         let grnGamma = try optional(args, 7, count: hidden), grnBeta = try optional(args, 8, count: hidden)
         let eps = node.float("epsilon") ?? 1e-6
+        let norm = try FusedAttributes.norm(node), act = try FusedAttributes.activation(node, absent: CNX_ACT_GELU)
+        // int8 layers with equalized input channels: the norm (layer 1) and the GRN (layer 2)
+        // write their output already divided by the channel scales.
+        let m1 = w1.inputMultipliers, m2 = w2.inputMultipliers
+        if m2 != nil && (grnGamma == nil || grnBeta == nil) { throw CNXError("a2_channel_scales needs the block's GRN, which makes layer 2's input") }
         let out = inPlace ? x : x.copy()
         let pixels = h * w
         let t = scratch[0].buffer(0, floats: pixels * c)
@@ -236,9 +254,9 @@ final class FastExecutor: @unchecked Sendable {
             let xb = out.floatPointer + b * pixels * c
             parallelChunks(h, threads: lanes(h)) { y0, y1, _ in
                 cnx_dwconv_nhwc_rows_f32(xb, Int64(h), Int64(w), Int64(c), Int64(k), dw.floatPointer, dwb, t, Int64(y0), Int64(y1))
-                // The LayerNorm as the depthwise pass's epilogue, on the rows still in cache.
+                // The norm as the depthwise pass's epilogue, on the rows still in cache.
                 let rows = t + y0 * w * c
-                cnx_layernorm_rows_f32(rows, Int64((y1 - y0) * w), Int64(c), eps, nil, nil, rows)
+                FusedAttributes.normRows(norm, rows, rows: (y1 - y0) * w, c: c, eps: eps, gamma: m1, beta: nil, into: rows)
             }
             let tiles = (pixels + tile - 1) / tile
             if let grnGamma, let grnBeta {
@@ -249,15 +267,15 @@ final class FastExecutor: @unchecked Sendable {
                         let r0 = ti * tile, rows = min(tile, pixels - r0)
                         let ln = t + r0 * c
                         report(1, ln, rows * c)
-                        w1.apply(ln, rows: rows, lda: c, bias: b1, gelu: true, residual: nil, ldr: 0, into: hbuf + r0 * hidden, ldo: hidden, codes: codes(lane))
+                        w1.apply(ln, rows: rows, lda: c, bias: b1, act: act, residual: nil, ldr: 0, into: hbuf + r0 * hidden, ldo: hidden, codes: codes(lane))
                     }
                 }
-                applyGRN(hbuf, pixels: pixels, channels: hidden, gamma: grnGamma, beta: grnBeta, eps: node.float("grn_epsilon") ?? 1e-6)
+                applyGRN(hbuf, pixels: pixels, channels: hidden, gamma: grnGamma, beta: grnBeta, eps: node.float("grn_epsilon") ?? 1e-6, multipliers: m2)
                 report(2, hbuf, pixels * hidden)
                 parallelChunks(tiles, threads: threads) { lo, hi, lane in
                     for ti in lo..<hi {
                         let r0 = ti * tile, rows = min(tile, pixels - r0)
-                        w2.apply(hbuf + r0 * hidden, rows: rows, lda: hidden, bias: b2, gelu: false, residual: xb + r0 * c, ldr: c,
+                        w2.apply(hbuf + r0 * hidden, rows: rows, lda: hidden, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c, ldr: c,
                                  into: xb + r0 * c, ldo: c, codes: codes(lane))
                     }
                 }
@@ -270,12 +288,12 @@ final class FastExecutor: @unchecked Sendable {
                 let hbuf = scratch[0].buffer(1, floats: pixels * hidden)
                 parallelChunks((hidden + 31) / 32, threads: threads) { lo, hi, _ in
                     let j0 = lo * 32, width = min(hidden, hi * 32) - j0
-                    cnx_gemm_f32(Int64(pixels), Int64(width), Int64(c), ln, Int64(c), m1.data + lo * 32 * c, b1.map { $0 + j0 }, 1,
+                    cnx_gemm_f32(Int64(pixels), Int64(width), Int64(c), ln, Int64(c), m1.data + lo * 32 * c, b1.map { $0 + j0 }, act,
                                  nil, 0, hbuf + j0, Int64(hidden))
                 }
                 parallelChunks((c + 31) / 32, threads: threads) { lo, hi, _ in
                     let j0 = lo * 32, width = min(c, hi * 32) - j0
-                    cnx_gemm_f32(Int64(pixels), Int64(width), Int64(hidden), hbuf, Int64(hidden), m2.data + lo * 32 * hidden, b2.map { $0 + j0 }, 0,
+                    cnx_gemm_f32(Int64(pixels), Int64(width), Int64(hidden), hbuf, Int64(hidden), m2.data + lo * 32 * hidden, b2.map { $0 + j0 }, CNX_ACT_NONE,
                                  xb + j0, Int64(c), xb + j0, Int64(c))
                 }
                 continue
@@ -290,25 +308,27 @@ final class FastExecutor: @unchecked Sendable {
                     let ln = t + r0 * c
                     report(1, ln, rows * c)
                     if case .int8(let q1) = w1, case .int8(let q2) = w2, observer == nil {
-                        // int8 to int8: LayerNorm output quantized once, the GELU output
+                        // int8 to int8: the norm's output quantized once, the activation's output
                         // requantized in the first GEMM's epilogue, dequantized in the second's.
                         q1.quantize(ln, count: rows * c, into: q)
                         let hq = UnsafeMutableRawPointer(hb).assumingMemoryBound(to: UInt8.self)
-                        q1.multiply(q, rows: rows, lda: c, bias: b1, gelu: true, requantizingFor: q2, into: hq, ldo: hidden)
-                        q2.multiply(hq, rows: rows, lda: hidden, bias: b2, gelu: false, residual: xb + r0 * c, ldr: c, into: xb + r0 * c, ldo: c)
+                        q1.multiply(q, rows: rows, lda: c, bias: b1, act: act, requantizingFor: q2, into: hq, ldo: hidden)
+                        q2.multiply(hq, rows: rows, lda: hidden, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c, ldr: c, into: xb + r0 * c, ldo: c)
                         continue
                     }
-                    w1.apply(ln, rows: rows, lda: c, bias: b1, gelu: true, residual: nil, ldr: 0, into: hb, ldo: hidden, codes: q)
+                    w1.apply(ln, rows: rows, lda: c, bias: b1, act: act, residual: nil, ldr: 0, into: hb, ldo: hidden, codes: q)
                     report(2, hb, rows * hidden)
-                    w2.apply(hb, rows: rows, lda: hidden, bias: b2, gelu: false, residual: xb + r0 * c, ldr: c, into: xb + r0 * c, ldo: c, codes: q)
+                    w2.apply(hb, rows: rows, lda: hidden, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c, ldr: c, into: xb + r0 * c, ldo: c, codes: q)
                 }
             }
         }
         return out
     }
 
-    /// GRN in place on a (pixels x channels) map: x += gamma ⊙ x ⊙ Nx + beta.
-    private func applyGRN(_ x: UnsafeMutablePointer<Float>, pixels: Int, channels c: Int, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, eps: Float) {
+    /// GRN in place on a (pixels x channels) map: x += gamma ⊙ x ⊙ Nx + beta, then times
+    /// `multipliers` per channel when given (the next int8 layer's equalization).
+    private func applyGRN(_ x: UnsafeMutablePointer<Float>, pixels: Int, channels c: Int, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, eps: Float,
+                          multipliers: [Float]? = nil) {
         var sums = [Double](repeating: 0, count: c)
         for p in 0..<pixels {
             let row = x + p * c
@@ -317,6 +337,14 @@ final class FastExecutor: @unchecked Sendable {
         let norms = sums.map { Float($0.squareRoot()) }
         let mean = norms.reduce(0, +) / Float(c)
         let factor = (0..<c).map { 1 + gamma[$0] * (norms[$0] / (mean + eps)) }
+        if let m = multipliers {
+            let scaled = (0..<c).map { factor[$0] * m[$0] }, shift = (0..<c).map { beta[$0] * m[$0] }
+            for p in 0..<pixels {
+                let row = x + p * c
+                for i in 0..<c { row[i] = row[i] * scaled[i] + shift[i] }
+            }
+            return
+        }
         for p in 0..<pixels {
             let row = x + p * c
             for i in 0..<c { row[i] = row[i] * factor[i] + beta[i] }
@@ -348,16 +376,25 @@ final class FastExecutor: @unchecked Sendable {
         return Tensor(dtype: .float32, shape: shape, storage: Storage(borrowing: p, byteCount: count * 4, owner: scratch))
     }
 
-    func stem(_ node: Node, _ args: [Tensor?], scratch: [Scratch], observer: (ActivationObserver, Int)? = nil, arena: (Scratch, Int)? = nil) throws -> Tensor {
+    func stem(_ node: Node, _ nodeIndex: Int, _ args: [Tensor?], scratch: [Scratch], observer: (ActivationObserver, Int)? = nil,
+              arena: (Scratch, Int)? = nil) throws -> Tensor {
         let x = try float(args, 0)
-        let wm = try matrix(node, 1)
-        guard let k = node.int("kernel"), k > 0, x.shape.count == 4, x.shape[2] % k == 0, x.shape[3] % k == 0, wm.k == x.shape[1] * k * k else {
-            throw CNXError("input \(x.shape) does not fit the stem (weight [\(wm.k), \(wm.n)], kernel \(node.int("kernel") ?? 0))")
+        let wm = try layer(nodeIndex, 1)
+        let nhwc = node.string("input_layout") == "nhwc"
+        guard let k = node.int("kernel"), k > 0, x.shape.count == 4 else {
+            throw CNXError("input \(x.shape) does not fit the stem (kernel \(node.int("kernel") ?? 0))")
         }
-        let (n, cin, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        let (oh, ow, cout) = (h / k, w / k, wm.n)
+        let stride = node.int("stride") ?? k, pad = node.int("pad") ?? 0
+        let (n, cin, h, w) = nhwc ? (x.shape[0], x.shape[3], x.shape[1], x.shape[2]) : (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1
+        guard stride > 0, pad >= 0, h + 2 * pad >= k, w + 2 * pad >= k, wm.k == cin * k * k else {
+            throw CNXError("input \(x.shape) does not fit the stem (weight [\(wm.k), \(wm.n)], kernel \(k), stride \(stride), pad \(pad))")
+        }
+        let cout = wm.n
+        guard wm.inputMultipliers == nil else { throw CNXError("a stem's layer takes no a1_channel_scales") }
         let bias = try optional(args, 2, count: cout), gamma = try optional(args, 3, count: cout), beta = try optional(args, 4, count: cout)
         let eps = node.float("epsilon") ?? 1e-6
+        let norm = try FusedAttributes.norm(node, allowNone: true), act = try FusedAttributes.activation(node, absent: CNX_ACT_NONE)
         let y = arenaTensor([n, oh, ow, cout], arena: arena)
         let patch = cin * k * k
         for b in 0..<n {
@@ -365,19 +402,47 @@ final class FastExecutor: @unchecked Sendable {
             let yb = y.floatPointer + b * oh * ow * cout
             parallelChunks(oh, threads: lanes(oh)) { lo, hi, lane in
                 let patches = scratch[lane].buffer(2, floats: ow * patch)
+                let codes = UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (ow * patch + 3) / 4 + 16)).assumingMemoryBound(to: UInt8.self)
                 for oy in lo..<hi {
                     for ox in 0..<ow {
                         let row = patches + ox * patch
-                        for ch in 0..<cin { for ky in 0..<k {
-                            let src = xb + (ch * h + oy * k + ky) * w + ox * k
-                            let dst = row + (ch * k + ky) * k
-                            dst.update(from: src, count: k)
-                        } }
+                        if nhwc {
+                            // Rows (ky, kx, channel): whole channel vectors, zeros outside the map.
+                            for ky in 0..<k {
+                                let iy = oy * stride - pad + ky
+                                for kx in 0..<k {
+                                    let ix = ox * stride - pad + kx
+                                    let dst = row + (ky * k + kx) * cin
+                                    if iy >= 0 && iy < h && ix >= 0 && ix < w {
+                                        dst.update(from: xb + (iy * w + ix) * cin, count: cin)
+                                    } else {
+                                        dst.update(repeating: 0, count: cin)
+                                    }
+                                }
+                            }
+                        } else if pad == 0 && stride == k {
+                            // Patchify: each (channel, ky) row of the patch is k contiguous pixels.
+                            for ch in 0..<cin { for ky in 0..<k {
+                                (row + (ch * k + ky) * k).update(from: xb + (ch * h + oy * k + ky) * w + ox * k, count: k)
+                            } }
+                        } else {
+                            // Rows (channel, ky, kx), zeros outside the image.
+                            for ch in 0..<cin { for ky in 0..<k {
+                                let iy = oy * stride - pad + ky
+                                let dst = row + (ch * k + ky) * k
+                                guard iy >= 0 && iy < h else { dst.update(repeating: 0, count: k); continue }
+                                let src = xb + (ch * h + iy) * w
+                                for kx in 0..<k {
+                                    let ix = ox * stride - pad + kx
+                                    dst[kx] = ix >= 0 && ix < w ? src[ix] : 0
+                                }
+                            } }
+                        }
                     }
                     let out = yb + oy * ow * cout
                     if let (o, i) = observer { o.observe(node: i, layer: 1, values: UnsafeBufferPointer(start: patches, count: ow * patch)) }
-                    wm.multiply(patches, rows: ow, lda: patch, bias: bias, gelu: false, residual: nil, ldr: 0, into: out, ldc: cout)
-                    cnx_layernorm_rows_f32(out, Int64(ow), Int64(cout), eps, gamma, beta, out)
+                    wm.apply(patches, rows: ow, lda: patch, bias: bias, act: act, residual: nil, ldr: 0, into: out, ldo: cout, codes: codes)
+                    FusedAttributes.normRows(norm, out, rows: ow, c: cout, eps: eps, gamma: gamma, beta: beta, into: out)
                 }
             }
         }
@@ -392,8 +457,17 @@ final class FastExecutor: @unchecked Sendable {
         }
         let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let (oh, ow, cout) = (h / k, w / k, wm.n)
-        let bias = try optional(args, 2, count: cout), gamma = try optional(args, 3, count: c), beta = try optional(args, 4, count: c)
+        let bias = try optional(args, 2, count: cout)
+        var gamma = try optional(args, 3, count: c).map { Array(UnsafeBufferPointer(start: $0, count: c)) }
+        var beta = try optional(args, 4, count: c).map { Array(UnsafeBufferPointer(start: $0, count: c)) }
+        if let m = wm.inputMultipliers {
+            // One scale per channel, the same at every (ky, kx) of the patch: the norm applies it.
+            guard (0..<m.count).allSatisfy({ m[$0] == m[$0 % c] }) else { throw CNXError("a1_channel_scales must repeat one value per channel over the patch") }
+            gamma = (0..<c).map { (gamma?[$0] ?? 1) * m[$0] }
+            beta = beta.map { b in (0..<c).map { b[$0] * m[$0] } }
+        }
         let eps = node.float("epsilon") ?? 1e-6
+        let norm = try FusedAttributes.norm(node)
         let y = arenaTensor([n, oh, ow, cout], arena: arena)
         let patch = k * k * c
         for b in 0..<n {
@@ -402,38 +476,61 @@ final class FastExecutor: @unchecked Sendable {
             parallelChunks(oh, threads: lanes(oh)) { lo, hi, lane in
                 let patches = scratch[lane].buffer(2, floats: ow * patch)
                 for oy in lo..<hi {
-                    // LayerNorm each input pixel straight into its place in the patch rows.
+                    // Normalise each input pixel straight into its place in the patch rows.
                     for ky in 0..<k {
                         for ox in 0..<ow {
                             let src = xb + ((oy * k + ky) * w + ox * k) * c
                             let dst = patches + ox * patch + ky * k * c
-                            cnx_layernorm_rows_f32(src, Int64(k), Int64(c), eps, gamma, beta, dst)
+                            FusedAttributes.normRows(norm, src, rows: k, c: c, eps: eps, gamma: gamma, beta: beta, into: dst)
                         }
                     }
                     if let (o, i) = observer { o.observe(node: i, layer: 1, values: UnsafeBufferPointer(start: patches, count: ow * patch)) }
                     let codes = UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (ow * patch + 3) / 4 + 16)).assumingMemoryBound(to: UInt8.self)
-                    wm.apply(patches, rows: ow, lda: patch, bias: bias, gelu: false, residual: nil, ldr: 0, into: yb + oy * ow * cout, ldo: cout, codes: codes)
+                    wm.apply(patches, rows: ow, lda: patch, bias: bias, act: CNX_ACT_NONE, residual: nil, ldr: 0, into: yb + oy * ow * cout, ldo: cout, codes: codes)
                 }
             }
         }
         return y
     }
 
-    func head(_ node: Node, _ nodeIndex: Int, _ args: [Tensor?], observer: (ActivationObserver, Int)? = nil) throws -> Tensor {
+    func head(_ node: Node, _ nodeIndex: Int, _ args: [Tensor?], scratch: [Scratch], observer: (ActivationObserver, Int)? = nil) throws -> Tensor {
         let x = try float(args, 0)
-        let wm = try layer(nodeIndex, 1)
-        guard x.shape.count == 4, x.shape[3] == wm.k else { throw CNXError("input \(x.shape) does not fit the head weight [\(wm.k), \(wm.n)]") }
+        guard x.shape.count == 4 else { throw CNXError("head input must be NHWC, got \(x.shape)") }
         let (n, hw, c) = (x.shape[0], x.shape[1] * x.shape[2], x.shape[3])
-        let bias = try optional(args, 2, count: wm.n)
-        let pooled = Tensor(zeros: .float32, shape: [n, c])
-        cnx_reduce_middle_f32(x.floatPointer, Int64(n), Int64(hw), Int64(c), 0, pooled.floatPointer)
-        cnx_layernorm_rows_f32(pooled.floatPointer, Int64(n), Int64(c), node.float("epsilon") ?? 1e-6, nil, nil, pooled.floatPointer)
-        if let (o, i) = observer { o.observe(node: i, layer: 1, values: UnsafeBufferPointer(start: pooled.floatPointer, count: n * c)) }
-        let y = Tensor(zeros: .float32, shape: [n, wm.n])
-        let codes = UnsafeMutablePointer<UInt8>.allocate(capacity: max(n * c, 1))
-        defer { codes.deallocate() }
-        wm.apply(pooled.floatPointer, rows: n, lda: c, bias: bias, gelu: false, residual: nil, ldr: 0, into: y.floatPointer, ldo: wm.n, codes: codes)
-        return y
+        let norm = try FusedAttributes.norm(node), eps = node.float("epsilon") ?? 1e-6
+        let gamma = try optional(args, 5, count: c), beta = try optional(args, 6, count: c)
+        var features = Tensor(zeros: .float32, shape: [n, c])
+        if node.int("norm_first") == 1 {
+            // Norm every pixel (rows split over the threads), then average.
+            let normed = scratch[0].buffer(1, floats: hw * c)
+            for b in 0..<n {
+                parallelChunks(hw, threads: lanes(hw)) { lo, hi, _ in
+                    FusedAttributes.normRows(norm, x.floatPointer + (b * hw + lo) * c, rows: hi - lo, c: c, eps: eps, gamma: gamma, beta: beta,
+                                             into: normed + lo * c)
+                }
+                cnx_reduce_middle_f32(normed, 1, Int64(hw), Int64(c), 0, features.floatPointer + b * c)
+            }
+        } else {
+            cnx_reduce_middle_f32(x.floatPointer, Int64(n), Int64(hw), Int64(c), 0, features.floatPointer)
+            FusedAttributes.normRows(norm, features.floatPointer, rows: n, c: c, eps: eps, gamma: gamma, beta: beta, into: features.floatPointer)
+        }
+        // The optional layers: hidden (with the activation) and classifier, or the classifier alone.
+        let acts = [try FusedAttributes.activation(node, absent: CNX_ACT_NONE), CNX_ACT_NONE]
+        for (k, slot) in [1, 3].enumerated() where slot < node.inputs.count && !node.inputs[slot].isEmpty {
+            let wm = try layer(nodeIndex, slot)
+            guard wm.k == features.shape[1] else { throw CNXError("head layer \(k + 1) weight [\(wm.k), \(wm.n)] does not fit \(features.shape[1]) features") }
+            if let m = wm.inputMultipliers {
+                guard k == 0 else { throw CNXError("a head's layer 2 takes no a2_channel_scales") }
+                for r in 0..<n { for j in 0..<wm.k { features.floatPointer[r * wm.k + j] *= m[j] } }
+            }
+            let bias = try optional(args, slot + 1, count: wm.n)
+            if let (o, i) = observer { o.observe(node: i, layer: k + 1, values: UnsafeBufferPointer(start: features.floatPointer, count: features.count)) }
+            let y = Tensor(zeros: .float32, shape: [n, wm.n])
+            let codes = UnsafeMutablePointer<UInt8>.allocate(capacity: max(features.count, 1))
+            defer { codes.deallocate() }
+            wm.apply(features.floatPointer, rows: n, lda: wm.k, bias: bias, act: acts[k], residual: nil, ldr: 0, into: y.floatPointer, ldo: wm.n, codes: codes)
+            features = y
+        }
+        return features
     }
 }
-

@@ -24,6 +24,9 @@ enum Kernels {
             let y = Tensor(zeros: .float32, shape: x.shape)
             cnx_erf_f32(x.floatPointer, y.floatPointer, Int64(x.count))
             return [y]
+        case .swish:
+            let alpha = node.float("alpha") ?? 1
+            return [try unary(arg(0)) { $0 / (1 + expf(-alpha * $0)) }]
         case .gelu:
             let x = try float(arg(0))
             let approximate = node.string("approximate") ?? "none"
@@ -41,6 +44,15 @@ enum Kernels {
             return [try gemm(node, try float(arg(0)), try float(arg(1)), try optionalArg(2).map(float))]
         case .reduceMean, .reduceL2, .reduceSum:
             return [try reduce(node, try float(arg(0)), axesInput: optionalArg(1))]
+        case .reduceProd:
+            return [try reduceProduct(node, arg(0), axesInput: optionalArg(1))]
+        case .rmsNormalization:
+            let x = try float(arg(0))
+            let axis = try normalizeAxis(node.int("axis") ?? -1, rank: x.shape.count)
+            return [try rowNorm(x, scale: try float(arg(1)), from: axis, eps: node.float("epsilon") ?? 1e-5, kind: .rms)]
+        case .simpleNorm:
+            let x = try float(arg(0))
+            return [try rowNorm(x, scale: try float(arg(1)), from: max(0, x.shape.count - 1), eps: node.float("epsilon") ?? 1e-5, kind: .simple)]
         case .layerNormalization:
             if node.outputs.count > 1 && node.outputs[1...].contains(where: { !$0.isEmpty }) {
                 throw CNXError("the optional Mean and InvStdDev outputs are not supported")
@@ -378,6 +390,82 @@ enum Kernels {
             current = current.reshaped(current.shape.enumerated().filter { !normalized.contains($0.offset) }.map(\.element))
         }
         return current
+    }
+
+    /// ReduceProd over float32 or int64 (the legacy exporter multiplies shape entries with it).
+    static func reduceProduct(_ node: Node, _ x: Tensor, axesInput: Tensor?) throws -> Tensor {
+        guard x.dtype == .float32 || x.dtype == .int64 else { throw CNXError("expects float32 or int64, got \(x.dtype.name)") }
+        let rank = x.shape.count
+        var axes = try axesInput.map { try ints($0, "axes") } ?? node.ints("axes") ?? []
+        if axes.isEmpty {
+            if node.int("noop_with_empty_axes") == 1 { return x }
+            axes = Array(0..<rank)
+        }
+        let reduced = Set(try axes.map { try normalizeAxis($0, rank: rank) })
+        let keep = (node.int("keepdims") ?? 1) != 0
+        let kept = x.shape.enumerated().map { reduced.contains($0.offset) ? 1 : $0.element }
+        let outShape = keep ? kept : x.shape.enumerated().filter { !reduced.contains($0.offset) }.map(\.element)
+        let count = kept.reduce(1, *)
+        var strides = [Int](repeating: 1, count: rank)
+        for k in stride(from: rank - 2, through: 0, by: -1) { strides[k] = strides[k + 1] * x.shape[k + 1] }
+        var keptStrides = [Int](repeating: 1, count: rank)
+        for k in stride(from: rank - 2, through: 0, by: -1) { keptStrides[k] = keptStrides[k + 1] * kept[k + 1] }
+        // Output index of every input element: its coordinates with the reduced axes at 0.
+        func target(_ i: Int) -> Int {
+            var o = 0
+            for k in 0..<rank where !reduced.contains(k) { o += (i / strides[k] % x.shape[k]) * keptStrides[k] }
+            return o
+        }
+        if x.dtype == .int64 {
+            var out = [Int64](repeating: 1, count: count)
+            for i in 0..<x.count { out[target(i)] = out[target(i)] &* x.int64Pointer[i] }
+            return Tensor(int64s: out, shape: outShape)
+        }
+        var out = [Float](repeating: 1, count: count)
+        for i in 0..<x.count { out[target(i)] *= x.floatPointer[i] }
+        return Tensor(floats: out, shape: outShape)
+    }
+
+    /// The normalisations that have no centring of the output: RMS (x / sqrt(mean x² + eps)) and
+    /// SimpleNorm (x / sqrt(var x + eps), the unbiased variance). Statistics in double.
+    enum RowNorm { case rms, simple }
+
+    /// `kind` over the axes from `axis` on, times `scale` (broadcast to those axes).
+    static func rowNorm(_ x: Tensor, scale: Tensor?, from axis: Int, eps: Float, kind: RowNorm) throws -> Tensor {
+        let cols = x.shape[axis...].reduce(1, *), rows = x.count / max(cols, 1)
+        let normShape = Array(x.shape[axis...])
+        var g: Tensor?
+        if let scale {
+            guard broadcastShapes(scale.shape, normShape) == normShape else {
+                throw CNXError("scale \(scale.shape) does not broadcast to the normalised shape \(normShape)")
+            }
+            g = scale.count == cols ? scale : materialize(scale, to: normShape)
+        }
+        let y = Tensor(zeros: .float32, shape: x.shape)
+        rowNormRows(x.floatPointer, rows: rows, cols: cols, eps: eps, kind: kind, scale: g?.floatPointer, into: y.floatPointer)
+        return y
+    }
+
+    static func rowNormRows(_ x: UnsafePointer<Float>, rows: Int, cols: Int, eps: Float, kind: RowNorm,
+                            scale: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
+        for r in 0..<rows {
+            let xr = x + r * cols, yr = y + r * cols
+            var sum = 0.0, squares = 0.0
+            for c in 0..<cols {
+                sum += Double(xr[c])
+                squares += Double(xr[c]) * Double(xr[c])
+            }
+            let n = Double(max(cols, 1))
+            var stat = squares / n
+            if kind == .simple {
+                let mean = sum / n
+                var v = 0.0
+                for c in 0..<cols { v += (Double(xr[c]) - mean) * (Double(xr[c]) - mean) }
+                stat = v / (n - 1)
+            }
+            let inv = Float(1 / (stat + Double(eps)).squareRoot())
+            for c in 0..<cols { yr[c] = xr[c] * inv * (scale?[c] ?? 1) }
+        }
     }
 
     static func layerNorm(_ node: Node, _ x: Tensor, _ scale: Tensor?, _ bias: Tensor?) throws -> Tensor {

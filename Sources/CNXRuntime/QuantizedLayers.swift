@@ -11,13 +11,17 @@ final class PackedQMatrix: @unchecked Sendable {
     let weightScales: [Float]
     let inputScale: Float
     let inputZero: Int32
+    /// 1 / the input's per-channel equalization scales (nil: none): the runtime multiplies the
+    /// input by these where it is made (in the norm or the GRN) before quantizing it.
+    let inverseChannelScales: [Float]?
 
     init(weight w: Tensor, node: Node, layer: Int) throws {
         guard w.dtype == .int8, w.shape.count == 2 else { throw CNXError("\(node.label): int8 layer \(layer) needs a 2-D int8 weight") }
         k = w.shape[0]
         n = w.shape[1]
-        let q = try QuantizedLayer(node, layer: layer, outputs: n)
+        let q = try QuantizedLayer(node, layer: layer, outputs: n, inputs: k)
         weightScales = q.weightScales
+        inverseChannelScales = q.channelScales?.map { 1 / $0 }
         inputScale = q.activationScale
         inputZero = q.activationZero
         let bytes = cnx_qgemm_packed_b_bytes(Int64(k), Int64(n))
@@ -34,21 +38,21 @@ final class PackedQMatrix: @unchecked Sendable {
     }
 
     /// out (float) = residual + act(dequantized GEMM + bias), from u8 input rows.
-    func multiply(_ a: UnsafePointer<UInt8>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, gelu: Bool,
+    func multiply(_ a: UnsafePointer<UInt8>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, act: Int32,
                   residual: UnsafePointer<Float>?, ldr: Int, into out: UnsafeMutablePointer<Float>, ldo: Int) {
         weightScales.withUnsafeBufferPointer { ws in
             cnx_qgemm_fused_f32(Int64(rows), Int64(n), Int64(k), a, Int64(lda), packed, columnSums, inputZero, inputScale,
-                                ws.baseAddress, bias, gelu ? 1 : 0, residual, Int64(ldr), out, Int64(ldo))
+                                ws.baseAddress, bias, act, residual, Int64(ldr), out, Int64(ldo))
         }
     }
 
     /// out (u8, quantized for `next`) = act(dequantized GEMM + bias), from u8 input rows: the
     /// hidden activation of a block goes from one int8 layer to the next without a float copy.
-    func multiply(_ a: UnsafePointer<UInt8>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, gelu: Bool,
+    func multiply(_ a: UnsafePointer<UInt8>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, act: Int32,
                   requantizingFor next: PackedQMatrix, into out: UnsafeMutablePointer<UInt8>, ldo: Int) {
         weightScales.withUnsafeBufferPointer { ws in
             cnx_qgemm_fused_u8(Int64(rows), Int64(n), Int64(k), a, Int64(lda), packed, columnSums, inputZero, inputScale,
-                               ws.baseAddress, bias, gelu ? 1 : 0, next.inputScale, next.inputZero, out, Int64(ldo))
+                               ws.baseAddress, bias, act, next.inputScale, next.inputZero, out, Int64(ldo))
         }
     }
 }
@@ -59,19 +63,22 @@ enum LayerWeights {
     case int8(PackedQMatrix)
 
     var k: Int { switch self { case .float(let m): return m.k; case .int8(let q): return q.k } }
+    /// What the layer's input must be multiplied by, per channel, before it is applied (int8
+    /// layers with equalized input channels), or nil.
+    var inputMultipliers: [Float]? { if case .int8(let q) = self { return q.inverseChannelScales } else { return nil } }
     var n: Int { switch self { case .float(let m): return m.n; case .int8(let q): return q.n } }
 
-    /// out = residual + act(x · W + bias) from float input rows; an int8 layer quantizes the
-    /// rows into `codes` first (rows * k bytes).
-    func apply(_ x: UnsafeMutablePointer<Float>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, gelu: Bool,
+    /// out = residual + act(x · W + bias) from float input rows (act a CNX_ACT_* code); an int8
+    /// layer quantizes the rows into `codes` first (rows * k bytes).
+    func apply(_ x: UnsafeMutablePointer<Float>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, act: Int32,
                residual: UnsafePointer<Float>?, ldr: Int, into out: UnsafeMutablePointer<Float>, ldo: Int,
                codes: UnsafeMutablePointer<UInt8>) {
         switch self {
         case .float(let m):
-            m.multiply(x, rows: rows, lda: lda, bias: bias, gelu: gelu, residual: residual, ldr: ldr, into: out, ldc: ldo)
+            m.multiply(x, rows: rows, lda: lda, bias: bias, act: act, residual: residual, ldr: ldr, into: out, ldc: ldo)
         case .int8(let q):
             for r in 0..<rows { q.quantize(x + r * lda, count: q.k, into: codes + r * q.k) }
-            q.multiply(codes, rows: rows, lda: q.k, bias: bias, gelu: gelu, residual: residual, ldr: ldr, into: out, ldo: ldo)
+            q.multiply(codes, rows: rows, lda: q.k, bias: bias, act: act, residual: residual, ldr: ldr, into: out, ldo: ldo)
         }
     }
 }

@@ -38,7 +38,7 @@ final class FastGemmTests: XCTestCase {
             for j in 0..<n {
                 var s = sums[i * n + j]
                 if let bias { s += Double(bias[j]) }
-                if act == 1 { s = geluExact(s) }
+                s = activationExact(act, s)
                 if let residual { s += Double(residual[i * ldr + j]) }
                 c[i * n + j] = Float(s)
             }
@@ -92,8 +92,9 @@ final class FastGemmTests: XCTestCase {
         }
     }
 
-    /// Every path on odd shapes, with no epilogue, bias, bias + GELU, and bias + GELU + residual,
-    /// against the triple loop in Double and against the scalar reference.
+    /// Every path on odd shapes, with no epilogue, bias, bias + GELU, bias + GELU + residual, bias +
+    /// tanh GELU + residual and bias + SiLU, against the triple loop in Double and against the
+    /// scalar reference.
     func testGemmOddShapesMatchNaiveAndReference() {
         var rng = LCG(2)
         for m in Self.sizes + [200] {
@@ -104,7 +105,7 @@ final class FastGemmTests: XCTestCase {
                     let sums = naiveSums(m: m, n: n, k: k, a: a, lda: k, b: b)
                     let pa = FloatBuffer(a), packed = pack(b, k: k, n: n)
                     let pbias = FloatBuffer(bias), pres = FloatBuffer(residual)
-                    for (useBias, act, useResidual) in [(false, 0, false), (true, 0, false), (true, 1, false), (true, 1, true)] as [(Bool, Int32, Bool)] {
+                    for (useBias, act, useResidual) in [(false, 0, false), (true, 0, false), (true, 1, false), (true, 1, true), (true, 2, true), (true, 3, false)] as [(Bool, Int32, Bool)] {
                         let label = "m \(m) n \(n) k \(k) bias \(useBias) act \(act) residual \(useResidual)"
                         let expected = epilogue(sums, m: m, n: n, bias: useBias ? bias : nil, act: act,
                                                 residual: useResidual ? residual : nil, ldr: n)
@@ -124,7 +125,8 @@ final class FastGemmTests: XCTestCase {
         }
     }
 
-    /// Each epilogue alone and combined (none, bias, GELU, residual), every path vs the reference.
+    /// Each epilogue alone and combined (none, bias, each activation, residual), every path vs the
+    /// reference.
     func testGemmEpiloguesMatchReference() {
         var rng = LCG(3)
         // 250 and 113 rows cross row blocks (112 rows) with uneven tiles; 450 and 520 split K.
@@ -132,7 +134,7 @@ final class FastGemmTests: XCTestCase {
             let pa = FloatBuffer(rng.floats(m * k)), packed = pack(rng.floats(k * n), k: k, n: n)
             let bias = FloatBuffer(rng.floats(n)), residual = FloatBuffer(rng.floats(m * n, scale: 4))
             for useBias in [false, true] {
-                for act: Int32 in [0, 1] {
+                for act: Int32 in [0, 1, 2, 3] {
                     for useResidual in [false, true] {
                         let b = useBias ? bias : nil, r = useResidual ? residual : nil
                         let ref = run(ref: true, m: m, n: n, k: k, a: pa, lda: k, packed: packed, bias: b,
@@ -149,13 +151,14 @@ final class FastGemmTests: XCTestCase {
         }
     }
 
-    /// residual == C (in place), with K long enough to be split into blocks, with and without GELU.
+    /// residual == C (in place), with K long enough to be split into blocks, with and without an
+    /// activation.
     func testGemmResidualInPlaceAcrossKBlocks() {
         var rng = LCG(4)
         for (m, n, k) in [(13, 97, 7), (30, 64, 384), (17, 40, 1000), (3, 96, 3072)] {
             let pa = FloatBuffer(rng.floats(m * k)), packed = pack(rng.floats(k * n), k: k, n: n)
             let bias = FloatBuffer(rng.floats(n)), start = rng.floats(m * n, scale: 3)
-            for act: Int32 in [0, 1] {
+            for act: Int32 in [0, 1, 2, 3] {
                 let separate = FloatBuffer(start)
                 let ref = run(ref: true, m: m, n: n, k: k, a: pa, lda: k, packed: packed, bias: bias,
                               act: act, residual: separate, ldr: n)
@@ -198,6 +201,33 @@ final class FastGemmTests: XCTestCase {
                              residual.const + j0, Int64(ldr), pieces.pointer + j0, Int64(n))
             }
             XCTAssertEqual(whole.array, pieces.array, "\(name) column panels")
+        }
+    }
+
+    /// The activation inside the GEMM is cnx_activation_inplace_f32 on the same path, bit for bit:
+    /// the GEMM with act and a residual == the plain GEMM, then the activation, then + residual.
+    /// Shapes with row blocks, K blocks and partial panels; the sums scaled to reach |y| ~ 20.
+    func testGemmActivationIsTheElementwiseActivation() {
+        var rng = LCG(7)
+        for (m, n, k) in [(13, 97, 7), (250, 40, 30), (29, 65, 450), (113, 33, 520), (1, 1, 1)] {
+            let pa = FloatBuffer(rng.floats(m * k, scale: 4)), packed = pack(rng.floats(k * n, scale: 4), k: k, n: n)
+            let bias = FloatBuffer(rng.floats(n, scale: 3)), residual = FloatBuffer(rng.floats(m * n))
+            forEachISA { _, name in
+                let linear = run(ref: false, m: m, n: n, k: k, a: pa, lda: k, packed: packed, bias: bias, act: 0,
+                                 residual: nil, ldr: n)
+                for act: Int32 in [1, 2, 3] {
+                    let activated = FloatBuffer(linear)
+                    cnx_activation_inplace_f32(activated.pointer, Int64(m * n), act)
+                    let fused = run(ref: false, m: m, n: n, k: k, a: pa, lda: k, packed: packed, bias: bias,
+                                    act: act, residual: nil, ldr: n)
+                    XCTAssertTrue(qBitsEqual(fused, activated.array), "\(name) \(m)x\(n)x\(k) act \(act)")
+                    let withResidual = run(ref: false, m: m, n: n, k: k, a: pa, lda: k, packed: packed, bias: bias,
+                                           act: act, residual: residual, ldr: n)
+                    let expected = (0..<(m * n)).map { activated.pointer[$0] + residual.pointer[$0] }
+                    XCTAssertTrue(qBitsEqual(withResidual, expected), "\(name) \(m)x\(n)x\(k) act \(act) residual")
+                }
+                if m * n > 100 { XCTAssertGreaterThan(linear.map(abs).max() ?? 0, 10, "covers large |y|") }
+            }
         }
     }
 

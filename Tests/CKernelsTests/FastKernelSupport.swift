@@ -74,3 +74,29 @@ func forEachISA(_ body: (cnx_isa, String) throws -> Void) rethrows {
 
 /// GELU in Double, the value every path approximates.
 func geluExact(_ x: Double) -> Double { 0.5 * x * (1 + erf(x / 2.0.squareRoot())) }
+
+/// The activations of cnx_fast.h (CNX_ACT_*) in Double, from their definitions: the oracle every
+/// path approximates. tanh GELU is 0.5 x (1 + tanh z), z = sqrt(2/pi) (x + 0.044715 x^3); where
+/// 1 + tanh z cancels (z < -1: it loses up to 2 |z| / ln 2 bits there, even in Double), the same
+/// quantity as x / (1 + exp(-2 z)) (1 + tanh z = 2 / (1 + exp(-2 z)));
+/// FastActivationTests.testOracleFormsAgree checks the two forms against each other.
+func activationExact(_ act: Int32, _ x: Double) -> Double {
+    switch act {
+    case CNX_ACT_GELU: return geluExact(x)
+    case CNX_ACT_GELU_TANH:
+        let z = tanhGeluArgument(x)
+        return z >= -1 ? 0.5 * x * (1 + tanh(z)) : x / (1 + exp(-2 * z))
+    case CNX_ACT_SILU: return x / (1 + exp(-x))  // x sigmoid(x)
+    default: return x
+    }
+}
+
+/// z = sqrt(2/pi) (x + 0.044715 x^3), the argument of tanh in tanh GELU.
+func tanhGeluArgument(_ x: Double) -> Double { (2 / Double.pi).squareRoot() * (x + 0.044715 * x * x * x) }
+
+/// The activation codes with their names, for labels.
+let activationCodes: [(Int32, String)] = [(CNX_ACT_NONE, "none"), (CNX_ACT_GELU, "gelu"),
+                                          (CNX_ACT_GELU_TANH, "gelu_tanh"), (CNX_ACT_SILU, "silu")]
+
+/// 2^-24: the relative size of half an ulp of a float, at most.
+let floatUnit = Double(Float.ulpOfOne) / 2

@@ -2,9 +2,9 @@ import CKernels
 import XCTest
 
 /// The int8 kernels (cnx_qgemm.h): every path this CPU supports, forced in turn, against the
-/// scalar reference and a Swift triple loop. The s32 GEMM, and the epilogues without GELU, must be
-/// bit-identical; with GELU float outputs agree within 1e-6 (relative to the largest output) and
-/// u8 outputs within 1.
+/// scalar reference and a Swift triple loop. The s32 GEMM, and the epilogues without an activation,
+/// must be bit-identical; with one (exact GELU, tanh GELU, SiLU) float outputs agree within 1e-6
+/// (relative to the largest output) and u8 outputs within 1.
 final class QGemmTests: XCTestCase {
     static let ms = [1, 7, 13, 97, 200]
     static let ns = [1, 7, 13, 97, 384]
@@ -311,8 +311,9 @@ final class QGemmTests: XCTestCase {
 
     // MARK: - Epilogues
 
-    /// The epilogue alone, from an accumulator buffer: every flag combination; without GELU
-    /// bit-identical, with GELU within the stated tolerance. The reference also against Double.
+    /// The epilogue alone, from an accumulator buffer: every flag combination and activation;
+    /// without one bit-identical, with one within the stated tolerance. The reference also against
+    /// Double.
     func testEpiloguesMatchReference() {
         var rng = QRandom(5)
         for (m, n, k) in [(13, 97, 384), (7, 13, 7), (97, 384, 97), (1, 1, 1), (29, 33, 1536)] {
@@ -321,7 +322,7 @@ final class QGemmTests: XCTestCase {
             let accValues = naiveGemmS32(m: m, n: n, k: k, a: a, lda: k, b: b)
             let acc = QBuffer(accValues)
             let residual = QBuffer(rng.floats(m * n, -3, 3))
-            for act: Int32 in [0, 1] {
+            for act: Int32 in [0, 1, 2, 3] {
                 for (useBias, useColsum, useScale) in [(true, true, true), (false, true, true), (true, false, true), (true, true, false)] {
                     let e = parameters(&rng, acc: accValues, m: m, n: n, w: w, act: act, bias: useBias,
                                        colsum: useColsum, wScale: useScale)
@@ -334,7 +335,7 @@ final class QGemmTests: XCTestCase {
                             for j in 0..<n {
                                 let centred = Double(accValues[i * n + j]) - Double(e.aZero) * Double(e.colsum?[j] ?? 0)
                                 var y = centred * Double(e.aScale) * Double(e.wScale?.pointer[j] ?? 1) + Double(e.bias?.pointer[j] ?? 0)
-                                if act == 1 { y = qGeluExact(y) }
+                                y = activationExact(act, y)
                                 exact[i * n + j] = Float(y + Double(res?.pointer[i * n + j] ?? 0))
                             }
                         }
@@ -366,10 +367,9 @@ final class QGemmTests: XCTestCase {
         }
     }
 
-    /// The GELU inside the epilogues is the float kernels' GELU (cnx_gelu_inplace_f32 on the
-    /// matching float path), bit for bit, so int8 and float layers agree. A failure here means the
-    /// GELU tables copied into fast_qgemm_avx512.c / fast_qgemm_avx2.c no longer match fast_gemm.c.
-    func testEpilogueGeluIsTheFloatKernelsGelu() {
+    /// The activation inside the epilogues is the float kernels' (cnx_activation_inplace_f32 on the
+    /// matching float path), bit for bit, for every activation, so int8 and float layers agree.
+    func testEpilogueActivationIsTheFloatKernelsActivation() {
         var rng = QRandom(11)
         let (m, n, k) = (37, 45, 200)
         let a = rng.u8(m * k), b = rng.s8(k * n)
@@ -387,12 +387,14 @@ final class QGemmTests: XCTestCase {
             guard cnx_isa_current() == path else { return }  // that float path is missing here
             e.act = 0
             let linear = epilogueF32(.dispatched, m: m, n: n, acc: acc, e)
-            e.act = 1
-            let fused = epilogueF32(.dispatched, m: m, n: n, acc: acc, e)
-            var separate = linear
-            cnx_gelu_inplace_f32(&separate, Int64(separate.count))
-            XCTAssertTrue(qBitsEqual(fused, separate), "\(name) vs cnx_gelu_inplace_f32 on \(String(cString: cnx_isa_name(path)))")
             XCTAssertGreaterThan(linear.map(abs).max() ?? 0, 6, "covers |y| > 6")
+            for act: Int32 in [1, 2, 3] {
+                e.act = act
+                let fused = epilogueF32(.dispatched, m: m, n: n, acc: acc, e)
+                var separate = linear
+                cnx_activation_inplace_f32(&separate, Int64(separate.count), act)
+                XCTAssertTrue(qBitsEqual(fused, separate), "\(name) act \(act) vs cnx_activation_inplace_f32 on \(String(cString: cnx_isa_name(path)))")
+            }
         }
     }
 
@@ -405,7 +407,7 @@ final class QGemmTests: XCTestCase {
         let accValues = naiveGemmS32(m: m, n: n, k: k, a: a, lda: k, b: b)
         let acc = QBuffer(accValues)
         let start = rng.floats(m * n, -2, 2)
-        for act: Int32 in [0, 1] {
+        for act: Int32 in [0, 1, 2, 3] {
             let e = parameters(&rng, acc: accValues, m: m, n: n, w: w, act: act)
             let ref = epilogueF32(.reference, m: m, n: n, acc: acc, e, residual: QBuffer(start))
             forEachQISA { _, name in
@@ -451,10 +453,12 @@ final class QGemmTests: XCTestCase {
 
     // MARK: - Fused GEMM + epilogue
 
-    /// Fused == GEMM then epilogue, on every path (the same vector code: bit-identical even with
-    /// GELU), and == the fused reference (bit-identical without GELU, within tolerance with it).
+    /// Fused == GEMM then epilogue, on every path (the same vector code: bit-identical even with an
+    /// activation), and == the fused reference (bit-identical without an activation, within
+    /// tolerance with one).
     func testFusedOddShapesMatchPiecesAndReference() {
         var rng = QRandom(7)
+        var shape = 0
         for m in [1, 7, 13, 97] {
             for n in [1, 7, 13, 97, 384] {
                 for k in [1, 3, 13, 97, 384] {
@@ -463,7 +467,8 @@ final class QGemmTests: XCTestCase {
                     let accValues = naiveGemmS32(m: m, n: n, k: k, a: a, lda: k, b: b)
                     let acc = QBuffer(accValues)
                     let residual = QBuffer(rng.floats(m * n, -3, 3))
-                    for act: Int32 in [0, 1] {
+                    shape += 1
+                    for act: Int32 in [0, 1 + Int32(shape % 3)] {  // each activation on a third of the shapes
                         let e = parameters(&rng, acc: accValues, m: m, n: n, w: w, act: act)
                         let label = "m \(m) n \(n) k \(k) act \(act)"
                         let refF = fusedF32(.reference, m: m, n: n, k: k, a: pa, lda: k, w: w, e, residual: residual)
@@ -490,7 +495,7 @@ final class QGemmTests: XCTestCase {
         }
     }
 
-    /// The fused kernels on ConvNeXt-T's shapes (pw1: GELU then u8; pw2: float with residual),
+    /// The fused kernels on ConvNeXt-T's shapes (pw1: an activation then u8; pw2: float with residual),
     /// with lda > k and ldo > n.
     func testFusedConvNeXtShapesAndLeadingDimensions() {
         var rng = QRandom(8)
@@ -503,7 +508,7 @@ final class QGemmTests: XCTestCase {
             let pa = QBuffer(a), w = PackedWeights(b, k: k, n: n)
             let accValues = naiveGemmS32(m: m, n: n, k: k, a: tight, lda: k, b: b)
             let residual = QBuffer(rng.floats(m * n, -3, 3))
-            let act: Int32 = index % 2 == 0 ? 1 : 0  // pw1 has GELU, pw2 not
+            let act: Int32 = index % 2 == 0 ? [1, 2, 3][index / 2 % 3] : 0  // pw1 has the activation, pw2 not
             let e = parameters(&rng, acc: accValues, m: m, n: n, w: w, act: act)
             let refU = fusedU8(.reference, m: m, n: n, k: k, a: pa, lda: lda, w: w, e, ldo: ldo)
             let refF = fusedF32(.reference, m: m, n: n, k: k, a: pa, lda: lda, w: w, e, residual: residual, ldo: ldo)

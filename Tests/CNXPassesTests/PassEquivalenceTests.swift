@@ -26,15 +26,19 @@ final class PassEquivalenceTests: XCTestCase {
                 previous = now
             }
         }
-        for (k, pass) in passes.enumerated() {
+        // These passes have their coverage in FamilyTests: no model here has an RMS or simple
+        // norm, a SiLU or a zero GRN.
+        let familyOnly: Set = ["fold-rmsnorm", "fold-silu", "drop-identity-grn"]
+        for (k, pass) in passes.enumerated() where !familyOnly.contains(pass.name) {
             XCTAssertGreaterThan(rewritesPerPass[k], 0, "\(pass.name) never matched any fixture")
         }
     }
 
     /// The fully optimised graph of every ConvNeXt fixture, from either exporter, is nothing
-    /// but fused operations: every permute cancelled, every block fused.
+    /// but fused operations: every permute cancelled, every block fused (the isotropic model's
+    /// stem, which has no norm, too).
     func testExportsFuseCompletely() throws {
-        for entry in try Fixtures.manifest() where entry.source != "isotropic" {
+        for entry in try Fixtures.manifest() {
             var graph = try ONNXReader.load(path: entry.model)
             _ = try Pipeline.standard.run(&graph)
             XCTAssertTrue(graph.nodes.allSatisfy { $0.op.isFused }, "\(entry.name): \(graph.opHistogram)")

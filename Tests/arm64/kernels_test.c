@@ -14,7 +14,6 @@
 // Prints one line per failed case, a line per path, and `N passed, N failed`; exits 1 on failure.
 #define CNX_QGEMM_INTERNAL  // neon_internal.h declares the int8 entry points with its job type
 #include "cnx_fast.h"
-#include "cnx_fuse_standin.h"
 #include "cnx_qgemm.h"
 #include "neon_internal.h"
 

@@ -1,5 +1,6 @@
 // Fast CPU kernels of the ConvNeXt runtime: the pointwise GEMM with a fused epilogue, the
-// depthwise convolution, LayerNorm and GELU. Float32, row-major, activations NHWC.
+// depthwise convolution, the norms (LayerNorm, RMS norm, simple norm) and the activations (exact
+// and tanh GELU, SiLU). Float32, row-major, activations NHWC.
 //
 // Every public function dispatches at run time between an AVX-512 version (16-lane zmm), an
 // AVX2 + FMA version (8-lane ymm) and a portable scalar version. The scalar versions are also
@@ -16,6 +17,19 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+// MARK: - Activation codes
+
+/// The `int act` argument of cnx_gemm_f32, cnx_activation_inplace_f32 and the int8 epilogues
+/// (cnx_qgemm.h). Any other value means none.
+#define CNX_ACT_NONE 0
+/// Exact GELU, 0.5 x (1 + erf(x / sqrt 2)) (nn.GELU(), timm's default `gelu`).
+#define CNX_ACT_GELU 1
+/// tanh-approximated GELU, 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+/// (nn.GELU(approximate='tanh'), timm's `gelu_tanh`).
+#define CNX_ACT_GELU_TANH 2
+/// SiLU (swish), x sigmoid(x) = x / (1 + exp(-x)) (nn.SiLU(), timm's `silu` / `swish`).
+#define CNX_ACT_SILU 3
 
 // MARK: - Instruction-set dispatch
 
@@ -56,8 +70,8 @@ void cnx_gemm_pack_b(const float *b, int64_t k, int64_t n, float *packed);
 
 /// C[i][j] = residual[i][j] + act(sum_k A[i][k] B[k][j] + bias[j]),  0 <= i < m, 0 <= j < n.
 ///   a: m x k, leading dimension lda (rows contiguous). packed_b: from cnx_gemm_pack_b(b, k, n).
-///   bias: n values or NULL. act: 0 = none, 1 = exact GELU 0.5 x (1 + erf(x / sqrt 2)), as
-///   cnx_gelu_inplace_f32 computes it.
+///   bias: n values or NULL. act: a CNX_ACT_* code, computed as cnx_activation_inplace_f32 on the
+///   same path computes it (bit for bit).
 ///   residual: NULL or m x n with leading dimension ldr; it may be C itself (then ldr == ldc),
 ///   but must not overlap C in any other way. C must not overlap A.
 /// k == 0 gives C = residual + act(bias).
@@ -86,7 +100,7 @@ void cnx_dwconv_nhwc_rows_f32_ref(const float *x, int64_t h, int64_t w, int64_t 
                                   const float *weight, const float *bias, float *y, int64_t y0,
                                   int64_t y1);
 
-// MARK: - LayerNorm and GELU
+// MARK: - Norms
 
 /// y[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta over each of `rows` rows of c values
 /// (biased variance, two passes). gamma and beta may each be NULL (1 and 0). y may equal x.
@@ -95,9 +109,64 @@ void cnx_layernorm_rows_f32(const float *x, int64_t rows, int64_t c, float eps,
 void cnx_layernorm_rows_f32_ref(const float *x, int64_t rows, int64_t c, float eps,
                                 const float *gamma, const float *beta, float *y);
 
-/// x = 0.5 x (1 + erf(x / sqrt 2)) in place. The SIMD paths compute max(x, 0) - |x| Phi(-|x|)
-/// with Phi(-a) piecewise polynomial (within 4e-8 of exact GELU beyond the float rounding); the
-/// reference uses libm's erff.
+/// RMS norm: y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * gamma + beta over each row of c values
+/// (not centred; eps inside the root). gamma and beta may each be NULL (1 and 0). y may equal x.
+/// timm's RmsNorm / RmsNorm2d (`rmsnorm`, `rmsnorm2d`: convnext_atto_rms) compute exactly this
+/// with gamma = weight and no beta (x * rsqrt(mean(x^2) + eps) * weight), as does
+/// torch.nn.functional.rms_norm.
+/// Accuracy: the reference sums in double; the SIMD paths sum the squares in float over 64 (AVX-512)
+/// or 32 (AVX2) partial sums, all terms positive, so the mean square is within (c / 32 + 8) 2^-24
+/// relative of exact (worst case) and y within half that plus 4 roundings, relative to
+/// |x rstd gamma| + |beta| (the bound Tests/CKernelsTests/FastNormTests.swift asserts; measured:
+/// at most 4 * 2^-24 = 2.4e-7 on every path for c from 3 to 3072, rows of mean 0 to 50).
+void cnx_rmsnorm_rows_f32(const float *x, int64_t rows, int64_t c, float eps,
+                          const float *gamma, const float *beta, float *y);
+void cnx_rmsnorm_rows_f32_ref(const float *x, int64_t rows, int64_t c, float eps,
+                              const float *gamma, const float *beta, float *y);
+
+/// Simple norm: y[r] = x[r] / sqrt(var_unbiased(x[r]) + eps) * gamma + beta, with
+/// var_unbiased = sum (x - mean)^2 / (c - 1): scaled by the standard deviation but NOT centred.
+/// This is timm's SimpleNorm / SimpleNorm2d (`simplenorm`: convnext_zepto_rms), whose
+/// torch.var(x, dim) uses Bessel's correction by default; it differs from the RMS norm above
+/// (which divides by the root mean square about zero) unless the row mean is zero. timm gives
+/// it a weight and no bias: gamma = weight, beta = NULL. c == 1 gives NaN, as torch.var does
+/// (0 / 0). gamma and beta may each be NULL (1 and 0). y may equal x. Two passes (mean, then the
+/// squares about it, corrected by (sum (x - mean))^2 / c for the rounding of the mean, so rows far
+/// from zero mean lose nothing); accuracy as the RMS norm's.
+void cnx_simplenorm_rows_f32(const float *x, int64_t rows, int64_t c, float eps,
+                             const float *gamma, const float *beta, float *y);
+void cnx_simplenorm_rows_f32_ref(const float *x, int64_t rows, int64_t c, float eps,
+                                 const float *gamma, const float *beta, float *y);
+
+// MARK: - Activations
+
+/// x = act(x) in place, act a CNX_ACT_* code (other values: x unchanged).
+/// The scalar reference is the formula in float with libm: erff for GELU; for tanh GELU and SiLU
+/// the identity 0.5 (1 + tanh(z)) = sigmoid(2 z) gives y = x / (1 + expf(-t)) with
+/// t = x (C1 + C2 x^2), C1 = 2 sqrt(2/pi), C2 = 0.044715 C1 (tanh GELU) or t = x (SiLU), which
+/// keeps its relative accuracy where y is tiny (x << 0, where 1 + tanh cancels).
+/// The SIMD paths: GELU as cnx_gelu_inplace_f32; tanh GELU and SiLU the same formula, t bit for
+/// bit, with a vectorised exp (within 1 ulp; inputs clamped to [-104, 104]) and one division.
+/// Accuracy, measured on 8.8 million floats spread over [-20, 20] against the formula in extended
+/// precision (u = 2^-24; Tests/CKernelsTests/FastActivationTests.swift asserts the bounds in
+/// brackets, point by point, on 17,000 inputs):
+///   - SIMD vs reference: relative 3.0e-7 (5 u) [6 u] where |y| >= 1e-30; below, 1e-36 absolute
+///     (exp(-t) overflows past t = -88.7, a tiny y may come out 0) [1e-35].
+///   - SiLU, reference and SIMD: relative 1.5e-7 of exact (2.6 u) [4 u], where |y| >= 1e-30.
+///   - tanh GELU, reference and SIMD: relative 2.8 (1 + |t|) u of exact [(4 + 5 |t|) u]: the float
+///     rounding of t (a few u) is magnified |t| times by exp, which matters only far out in the
+///     negative tail, where y is tiny (absolute error at most 5.2e-7 over [-20, 20], 1 ulp of the
+///     largest y; 0.5 x (1 + tanh) in float, as PyTorch computes it, loses all relative accuracy
+///     there instead, to 1 + tanh cancelling).
+/// Large |x|: +inf -> +inf, large positive x -> x, large negative x -> -0 (exp(-t) overflows:
+/// |y| < 1e-36 lost), -inf -> NaN (as x * sigmoid(x) and 0.5 x (1 + tanh(.)) in PyTorch); NaN ->
+/// NaN.
+void cnx_activation_inplace_f32(float *x, int64_t count, int act);
+void cnx_activation_inplace_f32_ref(float *x, int64_t count, int act);
+
+/// x = 0.5 x (1 + erf(x / sqrt 2)) in place: cnx_activation_inplace_f32(x, count, CNX_ACT_GELU).
+/// The SIMD paths compute max(x, 0) - |x| Phi(-|x|) with Phi(-a) piecewise polynomial (within
+/// 4e-8 of exact GELU beyond the float rounding); the reference uses libm's erff.
 void cnx_gelu_inplace_f32(float *x, int64_t count);
 void cnx_gelu_inplace_f32_ref(float *x, int64_t count);
 

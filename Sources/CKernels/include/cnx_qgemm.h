@@ -16,16 +16,21 @@
 //   - the s32 GEMM is bit-identical on every path (integer arithmetic, wrapping mod 2^32 like
 //     vpdpbusd; no overflow is possible for k <= 65793 since |a w| <= 255 * 128);
 //   - the epilogues and the quantizer perform the same float operations in the same order on
-//     every path (no FMA contraction), so without GELU they are bit-identical too; with GELU the
-//     SIMD paths use cnx_fast.h's vectorised GELU (within 4e-8 of exact GELU beyond the rounding)
-//     and the reference libm's erff, so float outputs differ by a few ulp and u8 outputs by at most
-//     1 where the value sits on a rounding boundary.
+//     every path (no FMA contraction), so without an activation they are bit-identical too; with
+//     one (act = CNX_ACT_GELU, CNX_ACT_GELU_TANH or CNX_ACT_SILU, cnx_fast.h) the SIMD paths apply
+//     exactly what cnx_activation_inplace_f32 computes on the matching float path (AVX-512 VNNI:
+//     the AVX-512 one; AVX-VNNI and AVX2: the AVX2 one; bit for bit) and the reference applies
+//     the libm-based cnx_activation_inplace_f32_ref, so float outputs differ by a few ulp (GELU:
+//     within 4e-8 absolute beyond the rounding; tanh GELU and SiLU: within 4 ulp) and u8 outputs
+//     by at most 1 where the value sits on a rounding boundary.
 // All functions are single-threaded and allocate nothing: callers thread over row tiles.
 #ifndef CNX_QGEMM_H
 #define CNX_QGEMM_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "cnx_fast.h"  // CNX_ACT_*
 
 #ifdef __cplusplus
 extern "C" {
@@ -103,7 +108,8 @@ void cnx_qgemm_u8s8_s32_ref(int64_t m, int64_t n, int64_t k, const uint8_t *a, i
 
 /// The dequantized value of one output, in this order, in float, without FMA contraction:
 ///   y = (float)(acc[i][j] - a_zero * colsum[j]) * (a_scale * w_scale[j]);  y = y + bias[j];
-///   then act: 0 none, 1 exact GELU 0.5 y (1 + erf(y / sqrt 2)) as cnx_gelu_inplace_f32.
+///   then act, a CNX_ACT_* code (cnx_fast.h: 0 none, 1 exact GELU, 2 tanh GELU, 3 SiLU; other
+///   values none), computed as cnx_activation_inplace_f32 (see the exactness notes above).
 /// colsum NULL means zeros, w_scale NULL means ones, bias NULL means zeros.
 /// Float output: out[i][j] = residual[i][j] + y (no add when residual is NULL); residual may be
 /// `out` itself (then ldr == ldo) but must not overlap it otherwise.
