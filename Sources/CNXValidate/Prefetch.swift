@@ -15,6 +15,9 @@ final class Prefetcher: @unchecked Sendable {
     private var consumed = 0
     private var cancelled = false
     private var thread: Thread?
+    private var threaded = false
+    /// Signalled when the decoding thread has returned.
+    private let finished = DispatchSemaphore(value: 0)
 
     init(data: Dataset, ranges: [Range<Int>], depth: Int = 2) {
         self.data = data
@@ -26,19 +29,25 @@ final class Prefetcher: @unchecked Sendable {
             let t = Thread { self.produce() }
             t.name = "validate.decode"
             thread = t
+            threaded = true
             t.start()
         }
     }
 
-    /// Stops the decoding thread (the caller is done, perhaps early on an error).
+    /// Stops the decoding thread (the caller is done, perhaps early on an error) and waits for it
+    /// to return, so that no thread outlives the validation and nothing stays referenced.
     func cancel() {
         condition.lock()
         cancelled = true
         condition.broadcast()
+        let running = thread != nil
+        thread = nil   // the thread's closure holds this object; the thread object goes with it
         condition.unlock()
+        if running { finished.wait() }
     }
 
     private func produce() {
+        defer { finished.signal() }
         while true {
             condition.lock()
             while !cancelled && produced - consumed >= depth { condition.wait() }
@@ -64,7 +73,7 @@ final class Prefetcher: @unchecked Sendable {
     func next() throws -> (Range<Int>, Tensor)? {
         guard consumed < ranges.count else { return nil }
         let index = consumed
-        guard thread != nil else {
+        guard threaded else {
             consumed += 1
             return (ranges[index], try data.batch(ranges[index]))
         }

@@ -52,7 +52,11 @@ final class SpecReaderTests: XCTestCase {
         let digits = root.appendingPathComponent("digits")
         let calibration = try NPY.read(path: digits.appendingPathComponent("calib.npy").path)
         try convert("digits-float32", digits.appendingPathComponent("model.onnx"))
-        try convert("digits-int8", digits.appendingPathComponent("model.onnx")) { $0.int8 = (calibration, Quantizer.Options()) }
+        try convert("digits-int8", digits.appendingPathComponent("model.onnx")) {
+            var q = Quantizer.Options()
+            q.quantizeHead = true   // float32 by default; int8 here so that the head's int8 attributes are walked too
+            $0.int8 = (calibration, q)
+        }
         try convert("digits-features", digits.appendingPathComponent("model.onnx")) { $0.features = [0, 1, 2, 3] }
         let v2 = root.appendingPathComponent("models/v2_op17")
         let v2Samples = try NPY.read(path: v2.appendingPathComponent("input.npy").path)
@@ -197,7 +201,7 @@ final class SpecReaderTests: XCTestCase {
     }
 
     func testAZeroPointOutOfRangeIsReported() throws {
-        let p = try problems(editingFirst: .head) { $0.attributes["a1_zero"] = .int(300) }
+        let p = try problems(editingFirst: .block) { $0.attributes["a1_zero"] = .int(300) }
         assertReported(p, "a1_zero 300 is outside 0..255")
     }
 
@@ -247,14 +251,14 @@ final class SpecReaderTests: XCTestCase {
         let text = try String(contentsOfFile: SpecDocument.path, encoding: .utf8)
         let header = "| op type | attribute | type | required | default | since | meaning |\n| --- | --- | --- | --- | --- | --- | --- |\n"
         XCTAssertTrue(text.contains(header))
-        let row = "| `cnx.Block` | `activation` | string | no | `\"gelu\"` | 1.1 | test row |\n"
+        let row = "| `cnx.Block` | `probe` | string | no | `\"x\"` | 1.2 | test row |\n"
         let extended = try SpecDocument(markdown: text.replacingOccurrences(of: header, with: header + row))
         let edit: (inout CNXModel) -> Void = { m in
             let i = m.graph.nodes.firstIndex { $0.op == .block }!
-            m.graph.nodes[i].attributes["activation"] = .string("gelu")
+            m.graph.nodes[i].attributes["probe"] = .string("x")
         }
         XCTAssertEqual(try problems(editing: edit, spec: extended), [])
-        assertReported(try problems(editing: edit), "attribute 'activation' is not documented for cnx.Block")
+        assertReported(try problems(editing: edit), "attribute 'probe' is not documented for cnx.Block")
     }
 
     /// Byte-level damage the writer would never produce, each resealed so only the walker's own
