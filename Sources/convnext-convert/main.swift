@@ -7,7 +7,7 @@ import Foundation
 
 extension ParsableCommand {
     /// Runs `body`, turning the library's errors into one line on stderr and exit status 1, and
-    /// a usage error found while running into this command's usage (not the root's), status 64.
+    /// a usage error found while running into this command's usage (not the root's), status 1.
     func reportingErrors(_ body: () throws -> Void) throws {
         do {
             try body()
@@ -18,7 +18,7 @@ extension ParsableCommand {
             let name = Self.configuration.commandName ?? String(describing: Self.self).lowercased()
             let usage = ConvnextConvert.usageString(for: Self.self)
             FileHandle.standardError.write(Data("Error: \(e.message)\nUsage: \(usage)\n  See 'convnext-convert \(name) --help' for more information.\n".utf8))
-            throw ExitCode(64)
+            throw ExitCode(1)
         }
     }
 }
@@ -49,7 +49,7 @@ struct ConvnextConvert: ParsableCommand {
           convnext-convert bench model.cnx --threads 2
 
         A command never writes over a file it reads; errors are one line on stderr with exit \
-        status 1 (64 for a usage error). Shell completion: \
+        status 1 (a usage error also shows the command's usage). Shell completion: \
         convnext-convert --generate-completion-script bash|zsh|fish.
         """,
         version: "convnext-convert \(converterVersion)",
@@ -102,4 +102,16 @@ func checkISAVariable() {
 
 checkISAVariable()
 checkCommandName(Array(CommandLine.arguments.dropFirst()))
-ConvnextConvert.main()
+// As ArgumentParser's main(), except that a usage error (a bad option or value, which it would
+// end with EX_USAGE, 64) exits with status 1 like every other bad input; help, --version and the
+// commands' own exit codes (validate's 2) are unchanged.
+do {
+    var command = try ConvnextConvert.parseAsRoot()
+    try command.run()
+} catch {
+    if ConvnextConvert.exitCode(for: error) == .validationFailure {
+        FileHandle.standardError.write(Data((ConvnextConvert.fullMessage(for: error) + "\n").utf8))
+        exit(1)
+    }
+    ConvnextConvert.exit(withError: error)
+}
