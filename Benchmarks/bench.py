@@ -45,7 +45,7 @@ DEFAULT_BACKBONE = os.path.join(ROOT, "Fixtures", "large", "convnext_tiny_featur
 DEFAULT_BINARY = os.path.join(ROOT, ".build", "release", "convnext-convert")
 DEFAULT_RESULTS = os.path.join(HERE, "results")
 
-# Competitors' settings: the ones behind the anchors in shared/CONVNEXT.md.
+# Competitors' settings: the ones behind their reference measurements (Benchmarks/README.md).
 ORT = "ort"
 OV_F32 = "ov_f32"
 OV_AUTO = "ov_auto"

@@ -75,7 +75,7 @@ MARKER = "/tmp/cnx_pwned_marker"
 
 # ---------------------------------------------------------------------------
 # ConvNeXt V2 in the paper's reference layout (module names of facebookresearch/ConvNeXt-V2),
-# written from the description in shared/CONVNEXT.md: no layer scale, GRN after the GELU.
+# written from the ConvNeXt V2 paper's description: no layer scale, GRN after the GELU.
 # ---------------------------------------------------------------------------
 
 class GRN(nn.Module):

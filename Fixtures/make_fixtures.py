@@ -52,7 +52,7 @@ REL_TOLERANCE = 1e-4
 
 # ---------------------------------------------------------------------------
 # Reference-layout ConvNeXt (module names follow the paper's reference code).
-# Written here from the architecture description in shared/CONVNEXT.md.
+# Written here from the architecture the ConvNeXt paper describes.
 # ---------------------------------------------------------------------------
 
 class RefLayerNorm(nn.Module):
