@@ -356,6 +356,10 @@ public enum ShapeInference {
             // NHWC in and out; the weight is [k*k*Cin, Cout].
             guard let s = x.shape, s.count == 4, let w = try input(1).shape, w.count == 2, let k = node.int("kernel"), k > 0 else { return shaped(nil) }
             return shaped([s[0], s[1].value.map { .fixed($0 / k) } ?? s[1].scaled(1, k), s[2].value.map { .fixed($0 / k) } ?? s[2].scaled(1, k), w[1]])
+        case .features:
+            // NHWC in, NCHW out.
+            guard let s = x.shape, s.count == 4 else { return shaped(nil) }
+            return shaped([s[0], s[3], s[1], s[2]])
         case .head:
             // [N, C] features, then the optional layers W [C, E] and W2 [E, M].
             guard let s = x.shape, s.count == 4 else { return shaped(nil) }

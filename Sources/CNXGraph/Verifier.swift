@@ -22,6 +22,7 @@ public enum Verifier {
         case .downsample: return 3...5
         case .block: return 7...9
         case .head: return 1...7
+        case .features: return 1...3
         }
     }
 

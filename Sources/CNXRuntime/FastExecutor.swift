@@ -98,9 +98,9 @@ final class FastExecutor: @unchecked Sendable {
             // A norm or activation this runtime does not know is refused at load, not at the
             // first prediction.
             switch node.op {
-            case .stem, .downsample, .block, .head:
+            case .stem, .downsample, .block, .head, .features:
                 do {
-                    _ = try FusedAttributes.norm(node, allowNone: node.op == .stem)
+                    _ = try FusedAttributes.norm(node, allowNone: node.op == .stem || node.op == .features)
                     _ = try FusedAttributes.activation(node, absent: CNX_ACT_NONE)
                 } catch let e as CNXError {
                     throw CNXError("\(node.label): \(e.message)")
@@ -164,6 +164,7 @@ final class FastExecutor: @unchecked Sendable {
                 case .downsample: result = try downsample(node, nodeIndex, args, scratch: scratch, observer: observer.map { ($0, nodeIndex) },
                                                           arena: arenaSlot(for: node, values: values, holding: arenaHolders).map { (scratch[0], $0) })
                 case .head: result = try head(node, nodeIndex, args, scratch: scratch, observer: observer.map { ($0, nodeIndex) })
+                case .features: result = try features(node, args, scratch: scratch)
                 default:
                     let outs = try Kernels.evaluate(node, args)
                     for (name, t) in zip(node.outputs, outs) where !name.isEmpty { values[name] = t }

@@ -107,6 +107,12 @@ extension Kernels {
                 if args.count > 3, args[3] != nil { features = try pointwise(features, node, args, slot: 3, layer: 2) }
             }
             return [features]
+        case .features:
+            let x = try arg(0)
+            guard x.shape.count == 4 else { throw CNXError("input must be NHWC, got \(x.shape)") }
+            let kind = try FusedAttributes.norm(node, allowNone: true)
+            let normed = kind == .none ? x : try norm(kind, x, optionalArg(1), optionalArg(2), eps: eps)
+            return [try transpose(normed, [0, 3, 1, 2])]
         default:
             throw CNXError("not a fused operation")
         }

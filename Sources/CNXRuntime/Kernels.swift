@@ -173,7 +173,7 @@ enum Kernels {
             return [try arg(0)]
         case .constant:
             throw CNXError("Constant nodes are folded by the reader")
-        case .linear, .grn, .stem, .downsample, .block, .head:
+        case .linear, .grn, .stem, .downsample, .block, .head, .features:
             return try evaluateFused(node, args)
         }
     }

@@ -170,6 +170,12 @@ void cnx_activation_inplace_f32_ref(float *x, int64_t count, int act);
 void cnx_gelu_inplace_f32(float *x, int64_t count);
 void cnx_gelu_inplace_f32_ref(float *x, int64_t count);
 
+// MARK: - Layout
+
+/// y[ch * ldy + r] = x[r * c + ch] for r < rows, ch < c: `rows` channel vectors (NHWC pixels)
+/// written as channel planes (NCHW; ldy >= rows, the plane stride). Exact (a copy).
+void cnx_rows_to_planes_f32(const float *x, int64_t rows, int64_t c, float *y, int64_t ldy);
+
 #ifdef __cplusplus
 }
 #endif
