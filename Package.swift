@@ -35,8 +35,16 @@ let package = Package(
             linkerSettings: [.linkedLibrary("protobuf-c")]
         ),
         // Hot loops in C: every kernel is built with optimisation even in debug builds.
+        // The runtime's kernels (fast_*, neon_*, int8, dispatch, activations) and their scalar
+        // twins: libc and libm only.
         .target(
             name: "CKernels",
+            cSettings: [.unsafeFlags(["-O2", "-fno-math-errno"])],
+            linkerSettings: [.linkedLibrary("m")]
+        ),
+        // The reference executor's C kernels (convolution, GEMM, erf/GELU, LayerNorm, reductions).
+        .target(
+            name: "CReferenceKernels",
             dependencies: ["COpenBLAS"],
             cSettings: [.unsafeFlags(["-O2", "-fno-math-errno"])],
             linkerSettings: [.linkedLibrary("openblas"), .linkedLibrary("m")]
@@ -46,7 +54,7 @@ let package = Package(
         .target(name: "CNXGraph", dependencies: ["CZlib"]),
         .target(name: "CNXImport", dependencies: ["CNXGraph", "CNXFormat", "CONNX", "CZlib"]),
         .target(name: "CNXFormat", dependencies: ["CNXGraph", "CZlib", "CHash"]),
-        .target(name: "CNXRuntime", dependencies: ["CNXGraph", "CNXFormat", "CKernels"]),
+        .target(name: "CNXRuntime", dependencies: ["CNXGraph", "CNXFormat", "CKernels", "CReferenceKernels"]),
         .target(name: "CNXPasses", dependencies: ["CNXGraph", "CNXRuntime"]),
         // The C API: its header and the plain-C parts (CNXRuntimeC), the rest in Swift over Model.
         .target(name: "CNXRuntimeC"),
@@ -57,7 +65,7 @@ let package = Package(
         // The README's Swift example, built with the package and run by Tests/CLITests.
         .executableTarget(name: "classify-example", dependencies: ["CNXKit"], path: "Examples/Classify"),
         // What the command-line tool does, as library functions: one per command.
-        .target(name: "CNXConvert", dependencies: ["CKernels", "CNXGraph", "CNXImport", "CNXFormat", "CNXPasses", "CNXRuntime", "CNXValidate", "CNXQuantize"]),
+        .target(name: "CNXConvert", dependencies: ["CKernels", "CReferenceKernels", "CNXGraph", "CNXImport", "CNXFormat", "CNXPasses", "CNXRuntime", "CNXValidate", "CNXQuantize"]),
         .executableTarget(
             name: "convnext-convert",
             dependencies: [

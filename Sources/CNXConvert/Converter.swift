@@ -1,4 +1,5 @@
 import CKernels
+import CReferenceKernels
 import CNXFormat
 import CNXGraph
 import CNXImport

@@ -1,4 +1,5 @@
 import CKernels
+import CReferenceKernels
 import CNXGraph
 import Foundation
 
