@@ -21,8 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        // System libraries, through module maps (Debian: libopenblas-dev, zlib1g-dev).
-        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
+        // System libraries, through module maps (Debian: zlib1g-dev).
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         // Image codecs (Debian: libjpeg62-turbo-dev, libpng-dev).
         .systemLibrary(name: "CJPEG", path: "Sources/CJPEG"),
@@ -42,12 +41,14 @@ let package = Package(
             cSettings: [.unsafeFlags(["-O2", "-fno-math-errno"])],
             linkerSettings: [.linkedLibrary("m")]
         ),
-        // The reference executor's C kernels (convolution, GEMM, erf/GELU, LayerNorm, reductions).
+        // The reference executor's C kernels (convolution, general GEMM, erf/GELU, LayerNorm,
+        // reductions): what runs every operation the fast kernels do not cover. Its GEMM is
+        // CKernels' packed one, so it too needs libc and libm only.
         .target(
             name: "CReferenceKernels",
-            dependencies: ["COpenBLAS"],
+            dependencies: ["CKernels"],
             cSettings: [.unsafeFlags(["-O2", "-fno-math-errno"])],
-            linkerSettings: [.linkedLibrary("openblas"), .linkedLibrary("m")]
+            linkerSettings: [.linkedLibrary("m")]
         ),
         // SHA-256 (SHA extensions when present) and CRC-32 in plain C, for the file format: libc only.
         .target(name: "CHash", cSettings: [.unsafeFlags(["-O2"])]),
@@ -81,6 +82,7 @@ let package = Package(
         .testTarget(name: "CNXFormatTests", dependencies: ["CNXFormat", "CNXGraph", "CNXImport", "CNXConvert", "CNXQuantize", "CNXTestSupport"]),
         .testTarget(name: "CNXPassesTests", dependencies: ["CNXPasses", "CNXRuntime", "CNXImport", "CNXGraph", "CNXTestSupport"]),
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
+        .testTarget(name: "CReferenceKernelsTests", dependencies: ["CReferenceKernels"]),
         .testTarget(name: "CHashTests", dependencies: ["CHash", "CZlib"]),
         .testTarget(name: "CNXQuantizeTests", dependencies: ["CNXQuantize", "CNXRuntime", "CNXPasses", "CNXImport", "CNXGraph", "CNXConvert", "CNXTestSupport"]),
         .testTarget(name: "CNXValidateTests", dependencies: ["CNXValidate", "CNXGraph", "CNXFormat", "CNXImport", "CNXRuntime", "CNXConvert", "CNXTestSupport"]),
