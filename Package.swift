@@ -52,42 +52,48 @@ let package = Package(
         ),
         // SHA-256 (SHA extensions when present) and CRC-32 in plain C, for the file format: libc only.
         .target(name: "CHash", cSettings: [.unsafeFlags(["-O2"])]),
-        .target(name: "CNXGraph", dependencies: ["CZlib"]),
+        // The IR and its utilities (tensors, graph, shape inference, verifier): no system library.
+        .target(name: "CNXGraph"),
+        // File I/O beside the IR: .npy/.npz arrays and the interrupt-safe cleanup of partial files.
+        .target(name: "CNXIO", dependencies: ["CNXGraph", "CZlib"]),
         .target(name: "CNXImport", dependencies: ["CNXGraph", "CNXFormat", "CONNX", "CZlib"]),
-        .target(name: "CNXFormat", dependencies: ["CNXGraph", "CHash"]),
-        .target(name: "CNXRuntime", dependencies: ["CNXGraph", "CNXFormat", "CKernels", "CReferenceKernels"]),
-        .target(name: "CNXPasses", dependencies: ["CNXGraph", "CNXRuntime"]),
+        .target(name: "CNXFormat", dependencies: ["CNXGraph", "CNXIO", "CHash"]),
+        // The reference executor and kernels: constant folding, verification and every operation the
+        // fast executor does not fuse. Below both the passes and the runtime.
+        .target(name: "CNXReference", dependencies: ["CNXGraph", "CKernels", "CReferenceKernels"]),
+        .target(name: "CNXRuntime", dependencies: ["CNXGraph", "CNXFormat", "CNXReference", "CKernels", "CReferenceKernels"]),
+        .target(name: "CNXPasses", dependencies: ["CNXGraph", "CNXReference"]),
         // The C API: its header and the plain-C parts (CNXRuntimeC), the rest in Swift over Model.
         .target(name: "CNXRuntimeC"),
         .target(name: "CNXCAPI", dependencies: ["CNXRuntimeC", "CNXRuntime", "CNXFormat", "CNXGraph"]),
-        .target(name: "CNXQuantize", dependencies: ["CNXGraph", "CNXRuntime", "CNXPasses", "CNXFormat"]),
-        .target(name: "CNXValidate", dependencies: ["CNXGraph", "CNXFormat", "CNXRuntime", "CJPEG", "CPNG"]),
-        .target(name: "CNXKit", dependencies: ["CNXGraph", "CNXFormat", "CNXRuntime", "CNXValidate"]),
+        .target(name: "CNXQuantize", dependencies: ["CNXGraph", "CNXReference", "CNXRuntime", "CNXPasses", "CNXFormat"]),
+        .target(name: "CNXValidate", dependencies: ["CNXGraph", "CNXIO", "CNXFormat", "CNXReference", "CNXRuntime", "CJPEG", "CPNG"]),
+        .target(name: "CNXKit", dependencies: ["CNXGraph", "CNXIO", "CNXFormat", "CNXRuntime", "CNXValidate"]),
         // The README's Swift example, built with the package and run by Tests/CLITests.
         .executableTarget(name: "classify-example", dependencies: ["CNXKit"], path: "Examples/Classify"),
         // What the command-line tool does, as library functions: one per command.
-        .target(name: "CNXConvert", dependencies: ["CKernels", "CReferenceKernels", "CNXGraph", "CNXImport", "CNXFormat", "CNXPasses", "CNXRuntime", "CNXValidate", "CNXQuantize"]),
+        .target(name: "CNXConvert", dependencies: ["CKernels", "CReferenceKernels", "CNXGraph", "CNXIO", "CNXReference", "CNXImport", "CNXFormat", "CNXPasses", "CNXRuntime", "CNXValidate", "CNXQuantize"]),
         .executableTarget(
             name: "convnext-convert",
             dependencies: [
-                "CNXGraph", "CNXImport", "CNXRuntime", "CNXFormat", "CNXPasses", "CNXConvert", "CNXValidate", "CNXQuantize",
+                "CNXGraph", "CNXIO", "CNXImport", "CNXRuntime", "CNXFormat", "CNXPasses", "CNXConvert", "CNXValidate", "CNXQuantize",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .target(name: "CNXTestSupport", dependencies: ["CNXGraph"], path: "Tests/CNXTestSupport"),
         .testTarget(name: "CNXGraphTests", dependencies: ["CNXGraph", "CNXImport", "CNXTestSupport"]),
-        .testTarget(name: "CNXImportTests", dependencies: ["CNXImport", "CNXGraph", "CNXConvert", "CNXRuntime", "CNXPasses", "CNXTestSupport"]),
-        .testTarget(name: "CNXRuntimeTests", dependencies: ["CNXRuntime", "CNXImport", "CNXGraph", "CNXTestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["CNXGraph", "CNXFormat", "CNXTestSupport", "CNXConvert", "CNXImport", "CNXRuntime"]),
-        .testTarget(name: "CNXFormatTests", dependencies: ["CNXFormat", "CNXGraph", "CNXImport", "CNXConvert", "CNXQuantize", "CNXTestSupport"]),
-        .testTarget(name: "CNXPassesTests", dependencies: ["CNXPasses", "CNXRuntime", "CNXImport", "CNXGraph", "CNXTestSupport"]),
+        .testTarget(name: "CNXImportTests", dependencies: ["CNXImport", "CNXGraph", "CNXIO", "CNXReference", "CNXConvert", "CNXRuntime", "CNXPasses", "CNXTestSupport"]),
+        .testTarget(name: "CNXRuntimeTests", dependencies: ["CNXRuntime", "CNXReference", "CNXImport", "CNXGraph", "CNXIO", "CNXTestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["CNXGraph", "CNXIO", "CNXReference", "CNXFormat", "CNXTestSupport", "CNXConvert", "CNXImport", "CNXRuntime"]),
+        .testTarget(name: "CNXFormatTests", dependencies: ["CNXFormat", "CNXGraph", "CNXIO", "CNXImport", "CNXConvert", "CNXQuantize", "CNXTestSupport"]),
+        .testTarget(name: "CNXPassesTests", dependencies: ["CNXPasses", "CNXReference", "CNXIO", "CNXRuntime", "CNXImport", "CNXGraph", "CNXTestSupport"]),
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
         .testTarget(name: "CReferenceKernelsTests", dependencies: ["CReferenceKernels"]),
         .testTarget(name: "CHashTests", dependencies: ["CHash", "CZlib"]),
-        .testTarget(name: "CNXQuantizeTests", dependencies: ["CNXQuantize", "CNXRuntime", "CNXPasses", "CNXImport", "CNXGraph", "CNXConvert", "CNXTestSupport"]),
-        .testTarget(name: "CNXValidateTests", dependencies: ["CNXValidate", "CNXGraph", "CNXFormat", "CNXImport", "CNXRuntime", "CNXConvert", "CNXTestSupport"]),
-        .testTarget(name: "CAPITests", dependencies: ["CNXGraph", "CNXTestSupport"]),
-        .testTarget(name: "ReliabilityTests", dependencies: ["CNXImport", "CNXFormat", "CNXRuntime", "CNXGraph", "CNXConvert", "CNXTestSupport"],
+        .testTarget(name: "CNXQuantizeTests", dependencies: ["CNXQuantize", "CNXReference", "CNXIO", "CNXRuntime", "CNXPasses", "CNXImport", "CNXGraph", "CNXConvert", "CNXTestSupport"]),
+        .testTarget(name: "CNXValidateTests", dependencies: ["CNXValidate", "CNXGraph", "CNXIO", "CNXFormat", "CNXImport", "CNXRuntime", "CNXConvert", "CNXTestSupport"]),
+        .testTarget(name: "CAPITests", dependencies: ["CNXGraph", "CNXIO", "CNXTestSupport"]),
+        .testTarget(name: "ReliabilityTests", dependencies: ["CNXImport", "CNXFormat", "CNXIO", "CNXRuntime", "CNXGraph", "CNXConvert", "CNXTestSupport"],
                     exclude: ["Crashers"]),
     ]
 )

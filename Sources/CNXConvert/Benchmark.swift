@@ -1,6 +1,7 @@
 import CKernels
 import CNXFormat
 import CNXGraph
+import CNXReference
 import CNXRuntime
 import Foundation
 

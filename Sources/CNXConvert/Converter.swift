@@ -2,9 +2,11 @@ import CKernels
 import CReferenceKernels
 import CNXFormat
 import CNXGraph
+import CNXIO
 import CNXImport
 import CNXPasses
 import CNXQuantize
+import CNXReference
 import CNXRuntime
 import Foundation
 

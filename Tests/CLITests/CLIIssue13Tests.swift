@@ -1,7 +1,9 @@
 import CNXConvert
 import CNXFormat
 import CNXGraph
+import CNXIO
 import CNXImport
+import CNXReference
 import CNXRuntime
 import CNXTestSupport
 import XCTest

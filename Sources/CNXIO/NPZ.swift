@@ -1,3 +1,4 @@
+import CNXGraph
 import CZlib
 import Foundation
 
