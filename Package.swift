@@ -55,7 +55,7 @@ let package = Package(
         // The IR and its utilities (tensors, graph, shape inference, verifier): no system library.
         .target(name: "CNXGraph"),
         // File I/O beside the IR: .npy/.npz arrays and the interrupt-safe cleanup of partial files.
-        .target(name: "CNXIO", dependencies: ["CNXGraph", "CZlib"]),
+        .target(name: "CNXIO", dependencies: ["CNXGraph", "CHash"]),
         .target(name: "CNXImport", dependencies: ["CNXGraph", "CNXFormat", "CONNX", "CZlib"]),
         .target(name: "CNXFormat", dependencies: ["CNXGraph", "CNXIO", "CHash"]),
         // The reference executor and kernels: constant folding, verification and every operation the
@@ -66,7 +66,7 @@ let package = Package(
         // The C API: its header and the plain-C parts (CNXRuntimeC), the rest in Swift over Model.
         .target(name: "CNXRuntimeC"),
         .target(name: "CNXCAPI", dependencies: ["CNXRuntimeC", "CNXRuntime", "CNXFormat", "CNXGraph"]),
-        .target(name: "CNXQuantize", dependencies: ["CNXGraph", "CNXReference", "CNXRuntime", "CNXPasses", "CNXFormat"]),
+        .target(name: "CNXQuantize", dependencies: ["CNXGraph", "CNXReference", "CNXRuntime", "CNXFormat"]),
         .target(name: "CNXValidate", dependencies: ["CNXGraph", "CNXIO", "CNXFormat", "CNXReference", "CNXRuntime", "CJPEG", "CPNG"]),
         .target(name: "CNXKit", dependencies: ["CNXGraph", "CNXIO", "CNXFormat", "CNXRuntime", "CNXValidate"]),
         // The README's Swift example, built with the package and run by Tests/CLITests.
