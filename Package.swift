@@ -3,6 +3,9 @@ import PackageDescription
 
 let package = Package(
     name: "convnext-convert",
+    // Linux (x86_64, arm64) is where it is built and tested; the Apple platforms are the oldest
+    // whose Foundation has what the code uses. Linux-only settings carry `.when(platforms:)`.
+    platforms: [.macOS(.v13), .iOS(.v16)],
     products: [
         .library(name: "CNXRuntime", targets: ["CNXRuntime"]),
         // For applications: the runtime, tensors and .npy, image decoding, preprocessing and
@@ -39,7 +42,7 @@ let package = Package(
         .target(
             name: "CKernels",
             cSettings: [.unsafeFlags(["-O2", "-fno-math-errno"])],
-            linkerSettings: [.linkedLibrary("m")]
+            linkerSettings: [.linkedLibrary("m", .when(platforms: [.linux]))]
         ),
         // The reference executor's C kernels (convolution, general GEMM, erf/GELU, LayerNorm,
         // reductions): what runs every operation the fast kernels do not cover. Its GEMM is
@@ -48,7 +51,7 @@ let package = Package(
             name: "CReferenceKernels",
             dependencies: ["CKernels"],
             cSettings: [.unsafeFlags(["-O2", "-fno-math-errno"])],
-            linkerSettings: [.linkedLibrary("m")]
+            linkerSettings: [.linkedLibrary("m", .when(platforms: [.linux]))]
         ),
         // SHA-256 (SHA extensions when present) and CRC-32 in plain C, for the file format: libc only.
         .target(name: "CHash", cSettings: [.unsafeFlags(["-O2"])]),
@@ -71,6 +74,8 @@ let package = Package(
         .target(name: "CNXKit", dependencies: ["CNXGraph", "CNXIO", "CNXFormat", "CNXRuntime", "CNXValidate"]),
         // The README's Swift example, built with the package and run by Tests/CLITests.
         .executableTarget(name: "classify-example", dependencies: ["CNXKit"], path: "Examples/Classify"),
+        // A program that links only the runtime product: scripts/ldd-test.sh checks its libraries.
+        .executableTarget(name: "runtime-only-example", dependencies: ["CNXRuntime"], path: "Examples/RuntimeOnly"),
         // What the command-line tool does, as library functions: one per command.
         .target(name: "CNXConvert", dependencies: ["CKernels", "CReferenceKernels", "CNXGraph", "CNXIO", "CNXReference", "CNXImport", "CNXFormat", "CNXPasses", "CNXRuntime", "CNXValidate", "CNXQuantize"]),
         .executableTarget(
