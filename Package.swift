@@ -13,6 +13,8 @@ let package = Package(
         .library(name: "CNXKit", targets: ["CNXKit"]),
         .library(name: "CNXImport", targets: ["CNXImport"]),
         .library(name: "CNXFormat", targets: ["CNXFormat"]),
+        // .npy / .npz arrays and the interrupt-safe cleanup of partial files.
+        .library(name: "CNXIO", targets: ["CNXIO"]),
         .library(name: "CNXPasses", targets: ["CNXPasses"]),
         .library(name: "CNXQuantize", targets: ["CNXQuantize"]),
         .library(name: "CNXConvert", targets: ["CNXConvert"]),
