@@ -1,5 +1,6 @@
 import CKernels
 import CNXGraph
+import CNXReference
 
 extension FastExecutor {
     /// cnx.Features: a feature map leaving the network. Each lane takes whole image rows: the

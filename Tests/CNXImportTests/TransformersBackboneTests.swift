@@ -1,6 +1,7 @@
 import CNXConvert
 import CNXGraph
 import CNXImport
+import CNXIO
 import CNXPasses
 import CNXRuntime
 import CNXTestSupport
