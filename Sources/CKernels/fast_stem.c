@@ -9,25 +9,6 @@
 
 #include <string.h>
 
-// The specification: every element by the formula.
-void cnx_stem_patches_f32_ref(const float *x, int64_t cin, int64_t h, int64_t w, int nhwc, int64_t k,
-                              int64_t stride, int64_t pad, int64_t oy, int64_t ow, float *patches) {
-    const int64_t row = cin * k * k;
-    for (int64_t ox = 0; ox < ow; ox++) {
-        float *p = patches + ox * row;
-        for (int64_t c = 0; c < cin; c++) {
-            for (int64_t ky = 0; ky < k; ky++) {
-                for (int64_t kx = 0; kx < k; kx++) {
-                    const int64_t iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
-                    const int inside = iy >= 0 && iy < h && ix >= 0 && ix < w;
-                    const int64_t dst = nhwc ? (ky * k + kx) * cin + c : (c * k + ky) * k + kx;
-                    p[dst] = inside ? (nhwc ? x[(iy * w + ix) * cin + c] : x[(c * h + iy) * w + ix]) : 0.0f;
-                }
-            }
-        }
-    }
-}
-
 // One output pixel's patch row, element by element (the specification's loop for one ox).
 static void patch_one(const float *x, int64_t cin, int64_t h, int64_t w, int nhwc, int64_t k, int64_t stride,
                       int64_t pad, int64_t oy, int64_t ox, float *p) {
@@ -41,6 +22,12 @@ static void patch_one(const float *x, int64_t cin, int64_t h, int64_t w, int nhw
             }
         }
     }
+}
+
+// The specification: every element by the formula, pixel by pixel.
+void cnx_stem_patches_f32_ref(const float *x, int64_t cin, int64_t h, int64_t w, int nhwc, int64_t k,
+                              int64_t stride, int64_t pad, int64_t oy, int64_t ow, float *patches) {
+    for (int64_t ox = 0; ox < ow; ox++) patch_one(x, cin, h, w, nhwc, k, stride, pad, oy, ox, patches + ox * cin * k * k);
 }
 
 // The output columns [*first, *last) whose receptive field lies inside [0, w) horizontally.
