@@ -21,6 +21,9 @@ public enum Converter {
         public var features: [Int]?
         /// int8 quantization after optimisation: calibration samples (N x 3 x H x W) and settings.
         public var int8: (calibration: Tensor, options: Quantizer.Options)?
+        /// bfloat16 or float16 weights after optimisation (HalfPrecisionLowering), with the
+        /// layers to keep float32, named as inspect names them.
+        public var halfPrecision: (dtype: DType, keepFloat: [String])?
         public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         /// Files the command reads besides the model (calibration and validation data, labels):
         /// the output may be none of them, nor the model or its external data.
@@ -55,6 +58,9 @@ public enum Converter {
         public var int8SQNR: Double?
         public var keptFloat: [String] = []
         public var quantizeSeconds: Double?
+        /// With bfloat16 / float16 weights: the output SQNR against the float32 graph on the
+        /// verification's random input (nil with --no-verify).
+        public var halfSQNR: Double?
         public var sensitivity: [Quantizer.Sensitivity] = []
         public var accuracy: Quantizer.AccuracyCheck?
         /// What was written: the graph's outputs (name and shape), the stages kept for a
@@ -148,7 +154,7 @@ public enum Converter {
         var error: Float?
         // With int8, the float32 graph is checked here, before quantization changes its
         // numbers; otherwise the written file itself is checked, on the runtime, below.
-        if let check, options.int8 != nil || (options.features != nil && featureCheck == nil) {
+        if let check, options.int8 != nil || options.halfPrecision != nil || (options.features != nil && featureCheck == nil) {
             let e = try compare(graph, input: check.input, expected: check.expected)
             error = e
             guard e <= 1e-4 else {
@@ -167,7 +173,7 @@ public enum Converter {
                     return t
                 }
                 verifiedAgainst = "the original's outputs, and the stage outputs against the optimised graph, on a random input"
-            } else if let check, let expected = featureCheck, options.int8 != nil {
+            } else if let check, let expected = featureCheck, options.int8 != nil || options.halfPrecision != nil {
                 let e = try compare(graph, input: check.input, expected: expected)
                 error = max(error ?? 0, e)
                 guard e <= 1e-4 else {
@@ -199,8 +205,27 @@ public enum Converter {
             graph = q.graph
             for (k, v) in q.metadata { metadata[k] = v }
         }
+        var halfSQNR: Double?
+        if let half = options.halfPrecision {
+            guard options.int8 == nil else { throw CNXError("\(input): int8 and \(half.dtype.name) weights are exclusive") }
+            let float = graph
+            let lowered: HalfPrecisionLowering.Result
+            options.stage?("lowering weights to \(half.dtype.name)")
+            do {
+                lowered = try HalfPrecisionLowering.apply(&graph, to: half.dtype, keepFloat: Quantizer.keys(for: half.keepFloat, in: graph))
+            } catch let e as CNXError {
+                throw CNXError("\(input): \(e.message)")
+            }
+            if let check {
+                // How far the lowered graph is from float32, on the runtime that will run it.
+                halfSQNR = OutputError.sqnr(try Model(graph: graph).predict(check.input), try Model(graph: float).predict(check.input))
+            }
+            keptFloat = lowered.keptFloat
+            for (k, v) in lowered.metadata { metadata[k] = v }
+        }
         if options.features != nil { architecture?.classes = nil }
-        let passes = passNames(steps, features: options.features, int8: options.int8 != nil)
+        var passes = passNames(steps, features: options.features, int8: options.int8 != nil)
+        if let half = options.halfPrecision { passes.append(HalfPrecisionLowering.passName(half.dtype)) }
         var described = try describe(source: input, format: format, architecture: architecture, inputs: inputInfo, steps: steps)
         // A .cnx converted again (to record metadata, say) keeps the passes that made it.
         let earlier = format == "cnx" ? metadata[MetadataKey.converterPasses]?.stringsValue ?? [] : []
@@ -216,7 +241,7 @@ public enum Converter {
         try record(options.recorded, into: &metadata, graph: graph, input: input)
         let outputs = graph.outputs
         let nodesAfter = graph.nodes.count
-        if let check, options.int8 == nil {
+        if let check, options.int8 == nil, options.halfPrecision == nil {
             // Write beside the output, check that file on the runtime that will run it, and only
             // then put it in place: what is checked is what ships.
             let url = URL(fileURLWithPath: output)
@@ -246,7 +271,7 @@ public enum Converter {
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         return Report(architecture: architecture, steps: steps, nodesBefore: nodesBefore, nodesAfter: nodesAfter,
                       outputBytes: size, seconds: Date().timeIntervalSince(start), verificationError: error,
-                      int8SQNR: int8SQNR, keptFloat: keptFloat, quantizeSeconds: quantizeSeconds,
+                      int8SQNR: int8SQNR, keptFloat: keptFloat, quantizeSeconds: quantizeSeconds, halfSQNR: halfSQNR,
                       sensitivity: sensitivity, accuracy: accuracy, outputs: outputs, features: options.features,
                       classes: options.features == nil ? architecture?.classes : nil, passes: passes,
                       verifiedAgainst: error == nil ? nil : verifiedAgainst, metadata: metadata,
