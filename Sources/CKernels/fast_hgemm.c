@@ -187,34 +187,34 @@ void cnx_gemm_bf16_dot_ref(int64_t m, int64_t n, int64_t k, const float *a, int6
     }
 }
 
-void cnx_gemm_bf16_wide_ref(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
-                            const uint16_t *packed_b, const float *bias, int act,
-                            const float *residual, int64_t ldr, float *c, int64_t ldc) {
+// The widened twins: float FMAs in k order over the weights widened to float.
+static void wide_ref(int f16, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const uint16_t *packed_b,
+                     const float *bias, int act, const float *residual, int64_t ldr, float *c, int64_t ldc) {
     act = cnx_act_normalise(act);
     const int64_t kp2 = even_k(k);
     for (int64_t i = 0; i < m; i++) {
         for (int64_t j = 0; j < n; j++) {
             float s = acc_start(bias, act, residual, ldr, i, j);
-            for (int64_t kk = 0; kk < k; kk++)
-                s = fmaf(a[i * lda + kk], cnx_f32_from_bf16(packed_bf16_at(packed_b, kp2, kk, j)), s);
+            for (int64_t kk = 0; kk < k; kk++) {
+                const float w = f16 ? cnx_f32_from_f16(packed_f16_at(packed_b, kp2, kk, j))
+                                    : cnx_f32_from_bf16(packed_bf16_at(packed_b, kp2, kk, j));
+                s = fmaf(a[i * lda + kk], w, s);
+            }
             c[i * ldc + j] = acc_finish(s, act, residual, ldr, i, j);
         }
     }
 }
 
+void cnx_gemm_bf16_wide_ref(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                            const uint16_t *packed_b, const float *bias, int act,
+                            const float *residual, int64_t ldr, float *c, int64_t ldc) {
+    wide_ref(0, m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc);
+}
+
 void cnx_gemm_f16_ref(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                       const uint16_t *packed_b, const float *bias, int act, const float *residual,
                       int64_t ldr, float *c, int64_t ldc) {
-    act = cnx_act_normalise(act);
-    const int64_t kp2 = even_k(k);
-    for (int64_t i = 0; i < m; i++) {
-        for (int64_t j = 0; j < n; j++) {
-            float s = acc_start(bias, act, residual, ldr, i, j);
-            for (int64_t kk = 0; kk < k; kk++)
-                s = fmaf(a[i * lda + kk], cnx_f32_from_f16(packed_f16_at(packed_b, kp2, kk, j)), s);
-            c[i * ldc + j] = acc_finish(s, act, residual, ldr, i, j);
-        }
-    }
+    wide_ref(1, m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc);
 }
 
 // MARK: - Paths
@@ -287,38 +287,31 @@ const char *cnx_hpath_name(cnx_hpath path) {
 
 // MARK: - Dispatch
 
+// The SIMD kernel of `kind` when the path has one, else its twin (the widened one for bf16:
+// without AVX512_BF16 there is no dot product to emulate).
+static void hgemm(int kind, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const uint16_t *packed_b,
+                  const float *bias, int act, const float *residual, int64_t ldr, float *c, int64_t ldc) {
+    act = cnx_act_normalise(act);
+    const cnx_hpath path = cnx_hpath_current();
+#if CNX_X86
+    if (path != CNX_HPATH_SCALAR) {
+        if (kind == CNX_HK_BF16_DOT && path != CNX_HPATH_AVX512_BF16) kind = CNX_HK_BF16_WIDE;
+        cnx_hgemm_avx512(kind, m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc);
+        return;
+    }
+#endif
+    (void)path;
+    wide_ref(kind == CNX_HK_F16, m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc);
+}
+
 void cnx_gemm_bf16(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                    const uint16_t *packed_b, const float *bias, int act, const float *residual,
                    int64_t ldr, float *c, int64_t ldc) {
-    act = cnx_act_normalise(act);
-    switch (cnx_hpath_current()) {
-#if CNX_X86
-    case CNX_HPATH_AVX512_BF16:
-        cnx_hgemm_avx512(CNX_HK_BF16_DOT, m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc);
-        return;
-    case CNX_HPATH_AVX512:
-        cnx_hgemm_avx512(CNX_HK_BF16_WIDE, m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc);
-        return;
-#endif
-    default:
-        cnx_gemm_bf16_wide_ref(m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc);
-        return;
-    }
+    hgemm(CNX_HK_BF16_DOT, m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc);
 }
 
 void cnx_gemm_f16(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                   const uint16_t *packed_b, const float *bias, int act, const float *residual,
                   int64_t ldr, float *c, int64_t ldc) {
-    act = cnx_act_normalise(act);
-    switch (cnx_hpath_current()) {
-#if CNX_X86
-    case CNX_HPATH_AVX512_BF16:
-    case CNX_HPATH_AVX512:
-        cnx_hgemm_avx512(CNX_HK_F16, m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc);
-        return;
-#endif
-    default:
-        cnx_gemm_f16_ref(m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc);
-        return;
-    }
+    hgemm(CNX_HK_F16, m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc);
 }

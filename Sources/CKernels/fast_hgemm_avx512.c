@@ -6,12 +6,12 @@
 //   bf16 widened: a pair row of the panel (64 bytes per 16 columns) gives the even-k weights by a
 //     16-bit left shift and the odd-k weights by masking the low half; float FMAs in k order.
 //   float16: 16 halves widened by vcvtph2ps; float FMAs in k order.
-// Epilogue as fast_gemm.c: bias (and a residual not behind an activation) initialise the
-// accumulators; the activation and a residual after it run on the finished tile.
+// The tile's two ends (bias, residual, activation) are the float GEMM's (gemm_tile512.h).
 #include "cnx_half.h"
 #include "cnx_fast.h"
 
 #include "activation.h"
+#include "gemm_tile512.h"
 #include "hgemm_internal.h"
 
 #include <stdint.h>
@@ -24,7 +24,7 @@
 #define INLINE static inline __attribute__((always_inline))
 
 #define PANEL CNX_HPANEL
-#define MR 14
+#define MR CNX_TILE512_MR
 // K block in pairs of k (bf16 kinds) or in rows (float16): a panel's K block is 256 k x 32
 // columns of halves, 16 KB, in L1 beside a tile's activations.
 #define KCP 128
@@ -33,37 +33,7 @@
 // (32 KB) of stack.
 #define MCH 64
 
-typedef struct {
-    const float *bias;      // at the tile's first column, or NULL
-    const float *residual;  // at the tile's first row and column, or NULL
-    int64_t ldr;
-    int act;
-    int first, last;        // first / last K block
-    int odd_tail;           // widened bf16, last K block, k odd: the last pair has its even k only
-    int64_t valid_n;        // columns of the tile inside C
-} hep;
-
-INLINE T512 void act_rows(const int ACT, int mr, __m512 (*tile)[2], float *c, int64_t ldc, const hep *e,
-                          __mmask16 m0, __mmask16 m1) {
-    const float *res = e->residual;
-    for (int r = 0; r < mr; r++) {
-        __m512 v[2] = {tile[r][0], tile[r][1]};
-        cnx_act512_n(ACT, 2, v);
-        if (res) {
-            v[0] = _mm512_add_ps(v[0], _mm512_maskz_loadu_ps(m0, res + r * e->ldr));
-            v[1] = _mm512_add_ps(v[1], _mm512_maskz_loadu_ps(m1, res + r * e->ldr + 16));
-        }
-        _mm512_mask_storeu_ps(c + r * ldc, m0, v[0]);
-        _mm512_mask_storeu_ps(c + r * ldc + 16, m1, v[1]);
-    }
-}
-
-static T512 __attribute__((noinline)) void tile_act(int act, int mr, __m512 (*tile)[2], float *c, int64_t ldc,
-                                                    const hep *e, __mmask16 m0, __mmask16 m1) {
-#define BODY(ACT) act_rows(ACT, mr, tile, c, ldc, e, m0, m1)
-    CNX_ACT_DISPATCH(act, BODY);
-#undef BODY
-}
+typedef cnx_tile_ep hep;
 
 // One tile. KIND: CNX_HK_*. steps: pairs of k (bf16 kinds; for the widened kind, whole pairs,
 // then the even half of one more when e->odd_tail) or rows of k (float16). a: the bf16 pairs
@@ -71,31 +41,8 @@ static T512 __attribute__((noinline)) void tile_act(int act, int mr, __m512 (*ti
 INLINE T512BF void htile(const int KIND, const int R, int64_t steps, const void *av, int64_t lda,
                          const uint16_t *bp, float *c, int64_t ldc, const hep *e) {
     __m512 acc0[MR], acc1[MR];
-    const int64_t vn = e->valid_n;
-    const __mmask16 m0 = vn >= 16 ? 0xFFFF : (__mmask16)((1u << vn) - 1);
-    const __mmask16 m1 = vn >= 32 ? 0xFFFF : vn <= 16 ? 0 : (__mmask16)((1u << (vn - 16)) - 1);
-    if (e->first) {
-        __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
-        if (e->bias) {
-            b0 = _mm512_maskz_loadu_ps(m0, e->bias);
-            b1 = _mm512_maskz_loadu_ps(m1, e->bias + 16);
-        }
-#pragma clang loop unroll(full)
-        for (int r = 0; r < R; r++) {
-            acc0[r] = b0;
-            acc1[r] = b1;
-            if (e->residual && !e->act) {
-                acc0[r] = _mm512_add_ps(b0, _mm512_maskz_loadu_ps(m0, e->residual + r * e->ldr));
-                acc1[r] = _mm512_add_ps(b1, _mm512_maskz_loadu_ps(m1, e->residual + r * e->ldr + 16));
-            }
-        }
-    } else {
-#pragma clang loop unroll(full)
-        for (int r = 0; r < R; r++) {
-            acc0[r] = _mm512_maskz_loadu_ps(m0, c + r * ldc);
-            acc1[r] = _mm512_maskz_loadu_ps(m1, c + r * ldc + 16);
-        }
-    }
+    CNX_TILE512_MASKS(e->valid_n, m0, m1);
+    cnx_tile512_start(R, acc0, acc1, c, ldc, e, m0, m1);
     if (KIND == CNX_HK_BF16_DOT) {
         const uint32_t *a = (const uint32_t *)av;
         for (int64_t q = 0; q < steps; q++) {
@@ -146,43 +93,26 @@ INLINE T512BF void htile(const int KIND, const int R, int64_t steps, const void 
             }
         }
     }
-    if (e->last && e->act) {
-        __m512 tile[MR][2];
-#pragma clang loop unroll(full)
-        for (int r = 0; r < R; r++) {
-            tile[r][0] = acc0[r];
-            tile[r][1] = acc1[r];
-        }
-        tile_act(e->act, R, tile, c, ldc, e, m0, m1);
-        return;
-    }
-#pragma clang loop unroll(full)
-    for (int r = 0; r < R; r++) {
-        _mm512_mask_storeu_ps(c + r * ldc, m0, acc0[r]);
-        _mm512_mask_storeu_ps(c + r * ldc + 16, m1, acc1[r]);
-    }
+    cnx_tile512_finish(R, acc0, acc1, c, ldc, e, m0, m1);
 }
 
 typedef void (*htile_fn)(int64_t steps, const void *a, int64_t lda, const uint16_t *bp, float *c, int64_t ldc,
                          const hep *e);
 
-#define DEF_TILE(KIND, NAME, R)                                                                       \
-    static T512BF void NAME##_##R(int64_t steps, const void *a, int64_t lda, const uint16_t *bp,      \
-                                  float *c, int64_t ldc, const hep *e) {                              \
+// One instantiation per kind and tile height, R = 1..14.
+#define HTILE(KIND, R)                                                                                \
+    static T512BF void htile_##KIND##_##R(int64_t steps, const void *a, int64_t lda, const uint16_t *bp, \
+                                          float *c, int64_t ldc, const hep *e) {                      \
         htile(KIND, R, steps, a, lda, bp, c, ldc, e);                                                 \
     }
-#define DEF_TILES(KIND, NAME)                                                                         \
-    DEF_TILE(KIND, NAME, 1) DEF_TILE(KIND, NAME, 2) DEF_TILE(KIND, NAME, 3) DEF_TILE(KIND, NAME, 4)   \
-    DEF_TILE(KIND, NAME, 5) DEF_TILE(KIND, NAME, 6) DEF_TILE(KIND, NAME, 7) DEF_TILE(KIND, NAME, 8)   \
-    DEF_TILE(KIND, NAME, 9) DEF_TILE(KIND, NAME, 10) DEF_TILE(KIND, NAME, 11)                         \
-    DEF_TILE(KIND, NAME, 12) DEF_TILE(KIND, NAME, 13) DEF_TILE(KIND, NAME, 14)                        \
-    static const htile_fn NAME[MR + 1] = {                                                            \
-        0, NAME##_1, NAME##_2, NAME##_3, NAME##_4, NAME##_5, NAME##_6, NAME##_7,                      \
-        NAME##_8, NAME##_9, NAME##_10, NAME##_11, NAME##_12, NAME##_13, NAME##_14,                    \
-    };
-DEF_TILES(CNX_HK_BF16_DOT, TILES_DOT)
-DEF_TILES(CNX_HK_BF16_WIDE, TILES_WIDE)
-DEF_TILES(CNX_HK_F16, TILES_F16)
+#define HTILES(X, KIND) X(KIND, 1) X(KIND, 2) X(KIND, 3) X(KIND, 4) X(KIND, 5) X(KIND, 6) X(KIND, 7) \
+    X(KIND, 8) X(KIND, 9) X(KIND, 10) X(KIND, 11) X(KIND, 12) X(KIND, 13) X(KIND, 14)
+#define HTILE_ENTRY(KIND, R) htile_##KIND##_##R,
+HTILES(HTILE, 0) HTILES(HTILE, 1) HTILES(HTILE, 2)
+// By kind (CNX_HK_*), then height.
+static const htile_fn TILES[3][MR + 1] = {
+    {0, HTILES(HTILE_ENTRY, 0)}, {0, HTILES(HTILE_ENTRY, 1)}, {0, HTILES(HTILE_ENTRY, 2)},
+};
 
 // Rounds `rows` activation rows (floats [0, count) of each) to bfloat16 pairs, row r at
 // dst + r * KCP; a missing odd k is zero.
@@ -228,7 +158,7 @@ void cnx_hgemm_avx512(int kind, int64_t m, int64_t n, int64_t k, const float *a,
         const int64_t blocks = (steps + step_max - 1) / step_max;
         kcb = (steps + blocks - 1) / blocks;
     }
-    const htile_fn *tiles = kind == CNX_HK_BF16_DOT ? TILES_DOT : kind == CNX_HK_BF16_WIDE ? TILES_WIDE : TILES_F16;
+    const htile_fn *tiles = TILES[kind];
     const int64_t panels = (n + PANEL - 1) / PANEL;
     const int64_t row_block = kind == CNX_HK_BF16_DOT ? MCH : 112;
     __attribute__((aligned(64))) uint32_t pairs[kind == CNX_HK_BF16_DOT ? MCH * KCP : 1];
@@ -239,7 +169,7 @@ void cnx_hgemm_avx512(int kind, int64_t m, int64_t n, int64_t k, const float *a,
         int64_t s0 = 0;
         do {
             const int64_t sc = steps - s0 < kcb ? steps - s0 : kcb;
-            hep e;
+            hep e = {0};
             e.ldr = ldr;
             e.act = act;
             e.first = s0 == 0;
