@@ -244,45 +244,36 @@ static cnx_hpath hardware_hpath(void) {
 
 static _Atomic int g_hpath = -1;
 
+// Path names by number (CNX_HPATH and cnx_hpath_name); no path 1.
+static const char *const HPATH_NAMES[] = {"scalar", NULL, "avx512", "avx512bf16"};
+
 cnx_hpath cnx_hpath_detect(void) {
-    const cnx_hpath hw = hardware_hpath();
+    const int hw = (int)hardware_hpath();
     const char *env = getenv("CNX_HPATH");
-    if (env == NULL || env[0] == 0) return hw;
-    cnx_hpath want = hw;
-    if (strcmp(env, "scalar") == 0) want = CNX_HPATH_SCALAR;
-    else if (strcmp(env, "avx512") == 0) want = CNX_HPATH_AVX512;
-    else if (strcmp(env, "avx512bf16") == 0) want = CNX_HPATH_AVX512_BF16;
-    return want < hw ? want : hw;
+    for (int p = 0; env && p < hw; p++)
+        if (HPATH_NAMES[p] && strcmp(env, HPATH_NAMES[p]) == 0) return (cnx_hpath)p;  // lowered
+    return (cnx_hpath)hw;
 }
 
 cnx_hpath cnx_hpath_current(void) {
     int v = atomic_load_explicit(&g_hpath, memory_order_relaxed);
-    if (v < 0) {
-        v = (int)cnx_hpath_detect();
-        atomic_store_explicit(&g_hpath, v, memory_order_relaxed);
-    }
+    if (v >= 0) return (cnx_hpath)v;
+    // Racing first calls store the same value.
+    v = (int)cnx_hpath_detect();
+    atomic_store_explicit(&g_hpath, v, memory_order_relaxed);
     return (cnx_hpath)v;
 }
 
 void cnx_hpath_force(int path) {
-    int v;
-    if (path < 0) {
-        v = (int)cnx_hpath_detect();
-    } else {
-        const int hw = (int)hardware_hpath();
-        v = path < hw ? path : hw;
-        if (v != CNX_HPATH_SCALAR && v != CNX_HPATH_AVX512 && v != CNX_HPATH_AVX512_BF16) v = CNX_HPATH_SCALAR;
-    }
+    const int hw = (int)hardware_hpath();
+    int v = path < 0 ? (int)cnx_hpath_detect() : path < hw ? path : hw;
+    if (v == 1) v = CNX_HPATH_SCALAR;
     atomic_store_explicit(&g_hpath, v, memory_order_relaxed);
 }
 
 const char *cnx_hpath_name(cnx_hpath path) {
-    switch (path) {
-    case CNX_HPATH_SCALAR: return "scalar";
-    case CNX_HPATH_AVX512: return "avx512";
-    case CNX_HPATH_AVX512_BF16: return "avx512bf16";
-    }
-    return "unknown";
+    const int p = (int)path;
+    return p >= 0 && p <= CNX_HPATH_AVX512_BF16 && HPATH_NAMES[p] ? HPATH_NAMES[p] : "unknown";
 }
 
 // MARK: - Dispatch

@@ -35,6 +35,16 @@
 
 typedef cnx_tile_ep hep;
 
+// acc{0,1}[r] += a[r * lda] (w0, w1) for the tile's rows, in float FMAs.
+INLINE T512 void fma_rows(const int R, __m512 *acc0, __m512 *acc1, const float *a, int64_t lda, __m512 w0, __m512 w1) {
+#pragma clang loop unroll(full)
+    for (int r = 0; r < R; r++) {
+        const __m512 x = _mm512_set1_ps(a[r * lda]);
+        acc0[r] = _mm512_fmadd_ps(x, w0, acc0[r]);
+        acc1[r] = _mm512_fmadd_ps(x, w1, acc1[r]);
+    }
+}
+
 // One tile. KIND: CNX_HK_*. steps: pairs of k (bf16 kinds; for the widened kind, whole pairs,
 // then the even half of one more when e->odd_tail) or rows of k (float16). a: the bf16 pairs
 // buffer (dot; lda in pairs) or the float activations (lda in floats) at the block's first k.
@@ -60,38 +70,19 @@ INLINE T512BF void htile(const int KIND, const int R, int64_t steps, const void 
         const int64_t total = steps + (e->odd_tail ? 1 : 0);
         for (int64_t q = 0; q < total; q++) {
             const __m512i v0 = _mm512_loadu_si512(bp + q * 2 * PANEL), v1 = _mm512_loadu_si512(bp + q * 2 * PANEL + PANEL);
-            {
-                const __m512 e0 = _mm512_castsi512_ps(_mm512_slli_epi32(v0, 16));
-                const __m512 e1 = _mm512_castsi512_ps(_mm512_slli_epi32(v1, 16));
-#pragma clang loop unroll(full)
-                for (int r = 0; r < R; r++) {
-                    const __m512 x = _mm512_set1_ps(a[r * lda + 2 * q]);
-                    acc0[r] = _mm512_fmadd_ps(x, e0, acc0[r]);
-                    acc1[r] = _mm512_fmadd_ps(x, e1, acc1[r]);
-                }
-            }
+            // Even k: the weight in the high half of its lane, by a shift.
+            fma_rows(R, acc0, acc1, a + 2 * q, lda, _mm512_castsi512_ps(_mm512_slli_epi32(v0, 16)),
+                     _mm512_castsi512_ps(_mm512_slli_epi32(v1, 16)));
             if (q == steps) break;  // the odd tail: no k past the even one
-            const __m512 o0 = _mm512_castsi512_ps(_mm512_and_si512(v0, high));
-            const __m512 o1 = _mm512_castsi512_ps(_mm512_and_si512(v1, high));
-#pragma clang loop unroll(full)
-            for (int r = 0; r < R; r++) {
-                const __m512 x = _mm512_set1_ps(a[r * lda + 2 * q + 1]);
-                acc0[r] = _mm512_fmadd_ps(x, o0, acc0[r]);
-                acc1[r] = _mm512_fmadd_ps(x, o1, acc1[r]);
-            }
+            // Odd k: already in the high half; the low half masked off.
+            fma_rows(R, acc0, acc1, a + 2 * q + 1, lda, _mm512_castsi512_ps(_mm512_and_si512(v0, high)),
+                     _mm512_castsi512_ps(_mm512_and_si512(v1, high)));
         }
     } else {
         const float *a = (const float *)av;
-        for (int64_t kk = 0; kk < steps; kk++) {
-            const __m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(bp + kk * PANEL)));
-            const __m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(bp + kk * PANEL + 16)));
-#pragma clang loop unroll(full)
-            for (int r = 0; r < R; r++) {
-                const __m512 x = _mm512_set1_ps(a[r * lda + kk]);
-                acc0[r] = _mm512_fmadd_ps(x, w0, acc0[r]);
-                acc1[r] = _mm512_fmadd_ps(x, w1, acc1[r]);
-            }
-        }
+        for (int64_t kk = 0; kk < steps; kk++)
+            fma_rows(R, acc0, acc1, a + kk, lda, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(bp + kk * PANEL))),
+                     _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(bp + kk * PANEL + 16))));
     }
     cnx_tile512_finish(R, acc0, acc1, c, ldc, e, m0, m1);
 }
@@ -169,12 +160,8 @@ void cnx_hgemm_avx512(int kind, int64_t m, int64_t n, int64_t k, const float *a,
         int64_t s0 = 0;
         do {
             const int64_t sc = steps - s0 < kcb ? steps - s0 : kcb;
-            hep e = {0};
-            e.ldr = ldr;
-            e.act = act;
-            e.first = s0 == 0;
-            e.last = s0 + sc >= steps;
-            e.odd_tail = kind == CNX_HK_BF16_WIDE && e.last && (k & 1) && sc > 0;
+            const int last = s0 + sc >= steps;
+            hep e = {.ldr = ldr, .act = act, .first = s0 == 0, .last = last, .odd_tail = kind == CNX_HK_BF16_WIDE && last && (k & 1) && sc > 0};
             const int64_t tile_steps = e.odd_tail ? sc - 1 : sc;
             if (kind == CNX_HK_BF16_DOT) {
                 const int64_t k0 = 2 * s0, count = k - k0 < 2 * sc ? k - k0 : 2 * sc;

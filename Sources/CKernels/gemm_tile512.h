@@ -61,9 +61,9 @@ CNX_ACT_INLINE CNX_ACT_T512 void cnx_tile512_act_rows(const int ACT, int mr, __m
     }
 }
 
-static CNX_ACT_T512 __attribute__((noinline, unused)) void cnx_tile512_act(int act, int mr, __m512 (*tile)[2], float *c,
-                                                                           int64_t ldc, const cnx_tile_ep *e,
-                                                                           __mmask16 m0, __mmask16 m1) {
+// Out of line: one copy of each activation's epilogue per file, not one per tile height.
+static CNX_ACT_T512 __attribute__((noinline, unused)) void
+cnx_tile512_act(int act, int mr, __m512 (*tile)[2], float *c, int64_t ldc, const cnx_tile_ep *e, __mmask16 m0, __mmask16 m1) {
 #define CNX_TILE512_BODY(ACT) cnx_tile512_act_rows(ACT, mr, tile, c, ldc, e, m0, m1)
     CNX_ACT_DISPATCH(act, CNX_TILE512_BODY);
 #undef CNX_TILE512_BODY
@@ -74,10 +74,7 @@ CNX_ACT_INLINE CNX_ACT_T512 void cnx_tile512_finish(const int R, const __m512 *a
     if (e->last && e->act) {
         __m512 tile[CNX_TILE512_MR][2];
 #pragma clang loop unroll(full)
-        for (int r = 0; r < R; r++) {
-            tile[r][0] = acc0[r];
-            tile[r][1] = acc1[r];
-        }
+        for (int r = 0; r < R; r++) tile[r][0] = acc0[r], tile[r][1] = acc1[r];
         cnx_tile512_act(e->act, R, tile, c, ldc, e, m0, m1);
         return;
     }

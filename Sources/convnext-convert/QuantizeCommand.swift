@@ -143,8 +143,8 @@ struct HalfPrecisionOptions: ParsableArguments {
     }
 }
 
-/// The report of a bfloat16 / float16 conversion.
-func printHalfReport(_ r: Converter.Report, output: String, dtype: DType) {
+/// The model, outputs, passes and verification lines of the int8 and half-precision reports.
+func printModelLines(_ r: Converter.Report) {
     if let a = r.architecture { print("model:     \(a.family) \(a.variant ?? "(custom)"), depths \(a.depths), dims \(a.dims)") }
     print("outputs:   \(describeOutputs(r))")
     print("passes:    \(r.passes.joined(separator: ", "))")
@@ -153,6 +153,11 @@ func printHalfReport(_ r: Converter.Report, output: String, dtype: DType) {
     } else {
         print("verified:  no (--no-verify)")
     }
+}
+
+/// The report of a bfloat16 / float16 conversion.
+func printHalfReport(_ r: Converter.Report, output: String, dtype: DType) {
+    printModelLines(r)
     let layers = r.metadata["quantization.\(dtype.name)_layers"]?.stringsValue ?? []
     print("\(dtype.name): \(layers.count) GEMM layers" + (r.halfSQNR.map { String(format: ", output SQNR %.1f dB against float32 on a random input", $0) } ?? ""))
     print("float32:   \(r.keptFloat.isEmpty ? "no GEMM layer" : r.keptFloat.joined(separator: ", "))")
@@ -297,14 +302,7 @@ func printInt8Report(_ r: Converter.Report, output: String) {
             print(String(format: "agreement: top-1 agreement with float32 %.2f%%", a.agreement * 100))
         }
     }
-    if let a = r.architecture { print("model:     \(a.family) \(a.variant ?? "(custom)"), depths \(a.depths), dims \(a.dims)") }
-    print("outputs:   \(describeOutputs(r))")
-    print("passes:    \(r.passes.joined(separator: ", "))")
-    if let e = r.verificationError {
-        print(String(format: "verified:  float32 graph, relative error %.2e against %@", e, r.verifiedAgainst ?? "the original"))
-    } else {
-        print("verified:  no (--no-verify)")
-    }
+    printModelLines(r)
     if let s = r.quantizeSeconds { print(String(format: "quantized: in %.2f s", s)) }
     if let q = r.int8SQNR { print(String(format: "int8:      output SQNR %.1f dB against float32 on calibration samples", q)) }
     print("float32:   \(r.keptFloat.isEmpty ? "no layer kept in float32" : r.keptFloat.joined(separator: ", "))")

@@ -14,6 +14,15 @@ import XCTest
 final class HalfPrecisionTests: XCTestCase {
     func top1(_ logits: Tensor) -> [Int] { argmaxRows(logits.floats, cols: logits.shape.last ?? 1) }
 
+    /// The bundled digits model, fused, and one of its .npy files.
+    static let digitsFolder = Fixtures.root.appendingPathComponent("Fixtures/digits")
+    private func digitsGraph() throws -> Graph {
+        var graph = try ONNXReader.load(path: Self.digitsFolder.appendingPathComponent("model.onnx").path)
+        _ = try Pipeline.standard.run(&graph)
+        return graph
+    }
+    private func digits(_ file: String) throws -> Tensor { try NPY.read(path: Self.digitsFolder.appendingPathComponent(file).path) }
+
     private func lowered(_ graph: Graph, _ dtype: DType) throws -> Graph {
         var g = graph
         try HalfPrecisionLowering.apply(&g, to: dtype)
@@ -26,12 +35,8 @@ final class HalfPrecisionTests: XCTestCase {
     /// 78 dB for float16; asserted 45 and 65 dB (bfloat16 keeps 8 significant bits, 2^-9
     /// relative rounding per weight and activation: about 54 dB per layer, float16 12 dB more).
     func testDigitsKeepTheirAccuracy() throws {
-        let dir = Fixtures.root.appendingPathComponent("Fixtures/digits")
-        var graph = try ONNXReader.load(path: dir.appendingPathComponent("model.onnx").path)
-        _ = try Pipeline.standard.run(&graph)
-        let test = try NPY.read(path: dir.appendingPathComponent("test.npy").path)
-        let expected = try NPY.read(path: dir.appendingPathComponent("test_expected.npy").path)
-        let labels = try NPY.read(path: dir.appendingPathComponent("test_labels.npy").path).int64s.map { Int($0) }
+        let (graph, test, expected) = (try digitsGraph(), try digits("test.npy"), try digits("test_expected.npy"))
+        let labels = try digits("test_labels.npy").int64s.map { Int($0) }
         let floatTop = top1(expected)
         let floatAccuracy = Double(zip(floatTop, labels).filter { $0 == $1 }.count) / Double(labels.count)
         XCTAssertGreaterThan(floatAccuracy, 0.9, "the bundled model is trained")
@@ -58,11 +63,8 @@ final class HalfPrecisionTests: XCTestCase {
     /// from them by the rounding of the activations to bfloat16 (still 100% top-1 agreement).
     func testForcedPathsAgreeWithTheTwins() throws {
         defer { cnx_hpath_force(-1) }
-        let dir = Fixtures.root.appendingPathComponent("Fixtures/digits")
-        var graph = try ONNXReader.load(path: dir.appendingPathComponent("model.onnx").path)
-        _ = try Pipeline.standard.run(&graph)
-        let all = try NPY.read(path: dir.appendingPathComponent("test.npy").path)
-        let x = Quantizer.firstSamples(all, count: 16, graph: graph)
+        let graph = try digitsGraph()
+        let x = Quantizer.firstSamples(try digits("test.npy"), count: 16, graph: graph)
         for dtype in [DType.bfloat16, .float16] {
             let model = try Model(graph: try lowered(graph, dtype), threads: 2)
             cnx_hpath_force(Int32(CNX_HPATH_SCALAR.rawValue))
@@ -127,9 +129,7 @@ final class HalfPrecisionTests: XCTestCase {
 
     /// The lowering refuses what it cannot do, in one line naming the problem.
     func testLoweringRefusals() throws {
-        let dir = Fixtures.root.appendingPathComponent("Fixtures/digits")
-        var graph = try ONNXReader.load(path: dir.appendingPathComponent("model.onnx").path)
-        _ = try Pipeline.standard.run(&graph)
+        let graph = try digitsGraph()
         var twice = try lowered(graph, .bfloat16)
         XCTAssertThrowsError(try HalfPrecisionLowering.apply(&twice, to: .float16)) { XCTAssertTrue("\($0)".contains("already")) }
         var g = graph
@@ -152,7 +152,7 @@ final class HalfPrecisionTests: XCTestCase {
     func testCommandLine() throws {
         let tmp = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: tmp) }
-        let d = Fixtures.root.appendingPathComponent("Fixtures/digits")
+        let d = Self.digitsFolder
         let onnx = d.appendingPathComponent("model.onnx").path
         let f32 = tmp.appendingPathComponent("d.cnx").path, bf = tmp.appendingPathComponent("d.bf16.cnx").path
         let fp = tmp.appendingPathComponent("d.f16.cnx").path

@@ -85,26 +85,21 @@ void cnx_hgemm_pack_b_f16(const uint16_t *b, int64_t k, int64_t n, uint16_t *pac
 /// C[i][j] = residual[i][j] + act(bias[j] + sum_k A[i][k] B[k][j]), arguments as cnx_gemm_f32's
 /// (bias may be NULL, residual NULL or C itself with ldr == ldc; act a CNX_ACT_* code), packed_b
 /// from cnx_hgemm_pack_b_bf16. Dot path with AVX512_BF16, widened path otherwise.
-void cnx_gemm_bf16(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
-                   const uint16_t *packed_b, const float *bias, int act, const float *residual,
-                   int64_t ldr, float *c, int64_t ldc);
+void cnx_gemm_bf16(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const uint16_t *packed_b,
+                   const float *bias, int act, const float *residual, int64_t ldr, float *c, int64_t ldc);
 /// The same with float16 weights (packed by cnx_hgemm_pack_b_f16).
-void cnx_gemm_f16(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
-                  const uint16_t *packed_b, const float *bias, int act, const float *residual,
-                  int64_t ldr, float *c, int64_t ldc);
+void cnx_gemm_f16(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const uint16_t *packed_b,
+                  const float *bias, int act, const float *residual, int64_t ldr, float *c, int64_t ldc);
 
 /// The twins (same arguments): the bf16 dot path's emulation, the widened bf16 path, float16.
 /// Without a residual behind an activation, the accumulator starts at bias (plus the residual
 /// when there is no activation), then takes the products in k order, as the SIMD paths do.
-void cnx_gemm_bf16_dot_ref(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
-                           const uint16_t *packed_b, const float *bias, int act,
-                           const float *residual, int64_t ldr, float *c, int64_t ldc);
-void cnx_gemm_bf16_wide_ref(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
-                            const uint16_t *packed_b, const float *bias, int act,
-                            const float *residual, int64_t ldr, float *c, int64_t ldc);
-void cnx_gemm_f16_ref(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
-                      const uint16_t *packed_b, const float *bias, int act, const float *residual,
-                      int64_t ldr, float *c, int64_t ldc);
+void cnx_gemm_bf16_dot_ref(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const uint16_t *packed_b,
+                           const float *bias, int act, const float *residual, int64_t ldr, float *c, int64_t ldc);
+void cnx_gemm_bf16_wide_ref(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const uint16_t *packed_b,
+                            const float *bias, int act, const float *residual, int64_t ldr, float *c, int64_t ldc);
+void cnx_gemm_f16_ref(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const uint16_t *packed_b,
+                      const float *bias, int act, const float *residual, int64_t ldr, float *c, int64_t ldc);
 
 #ifdef __cplusplus
 }
