@@ -234,24 +234,22 @@ static int cpu_has_avx512_bf16(void) {
 
 // The best path the hardware and the float kernels' path allow, before CNX_HPATH.
 static cnx_hpath hardware_hpath(void) {
-#if CNX_X86
-    if (cnx_isa_current() != CNX_ISA_AVX512) return CNX_HPATH_SCALAR;
+    const cnx_isa isa = cnx_isa_current();
+    if (isa == CNX_ISA_SCALAR) return CNX_HPATH_SCALAR;
+    if (isa != CNX_ISA_AVX512) return CNX_HPATH_FLOAT;  // AVX2, NEON
     return cpu_has_avx512_bf16() ? CNX_HPATH_AVX512_BF16 : CNX_HPATH_AVX512;
-#else
-    return CNX_HPATH_SCALAR;
-#endif
 }
 
 static _Atomic int g_hpath = -1;
 
-// Path names by number (CNX_HPATH and cnx_hpath_name); no path 1.
-static const char *const HPATH_NAMES[] = {"scalar", NULL, "avx512", "avx512bf16"};
+// Path names by number (CNX_HPATH and cnx_hpath_name).
+static const char *const HPATH_NAMES[] = {"scalar", "float", "avx512", "avx512bf16"};
 
 cnx_hpath cnx_hpath_detect(void) {
     const int hw = (int)hardware_hpath();
     const char *env = getenv("CNX_HPATH");
     for (int p = 0; env && p < hw; p++)
-        if (HPATH_NAMES[p] && strcmp(env, HPATH_NAMES[p]) == 0) return (cnx_hpath)p;  // lowered
+        if (strcmp(env, HPATH_NAMES[p]) == 0) return (cnx_hpath)p;  // lowered
     return (cnx_hpath)hw;
 }
 
@@ -266,26 +264,26 @@ cnx_hpath cnx_hpath_current(void) {
 
 void cnx_hpath_force(int path) {
     const int hw = (int)hardware_hpath();
-    int v = path < 0 ? (int)cnx_hpath_detect() : path < hw ? path : hw;
-    if (v == 1) v = CNX_HPATH_SCALAR;
+    const int v = path < 0 ? (int)cnx_hpath_detect() : path < hw ? path : hw;
     atomic_store_explicit(&g_hpath, v, memory_order_relaxed);
 }
 
 const char *cnx_hpath_name(cnx_hpath path) {
     const int p = (int)path;
-    return p >= 0 && p <= CNX_HPATH_AVX512_BF16 && HPATH_NAMES[p] ? HPATH_NAMES[p] : "unknown";
+    return p >= 0 && p <= CNX_HPATH_AVX512_BF16 ? HPATH_NAMES[p] : "unknown";
 }
 
 // MARK: - Dispatch
 
 // The SIMD kernel of `kind` when the path has one, else its twin (the widened one for bf16:
-// without AVX512_BF16 there is no dot product to emulate).
+// without AVX512_BF16 there is no dot product to emulate; on the float path the runtime does not
+// call here, having widened the weights at load).
 static void hgemm(int kind, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const uint16_t *packed_b,
                   const float *bias, int act, const float *residual, int64_t ldr, float *c, int64_t ldc) {
     act = cnx_act_normalise(act);
     const cnx_hpath path = cnx_hpath_current();
 #if CNX_X86
-    if (path != CNX_HPATH_SCALAR) {
+    if (path == CNX_HPATH_AVX512 || path == CNX_HPATH_AVX512_BF16) {
         if (kind == CNX_HK_BF16_DOT && path != CNX_HPATH_AVX512_BF16) kind = CNX_HK_BF16_WIDE;
         cnx_hgemm_avx512(kind, m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc);
         return;

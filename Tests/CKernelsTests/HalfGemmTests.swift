@@ -11,7 +11,7 @@ final class HalfGemmTests: XCTestCase {
     /// The paths this CPU has, slowest first.
     private func paths() -> [cnx_hpath] {
         defer { cnx_hpath_force(-1) }
-        return [CNX_HPATH_SCALAR, CNX_HPATH_AVX512, CNX_HPATH_AVX512_BF16].filter {
+        return [CNX_HPATH_SCALAR, CNX_HPATH_FLOAT, CNX_HPATH_AVX512, CNX_HPATH_AVX512_BF16].filter {
             cnx_hpath_force(Int32($0.rawValue))
             return cnx_hpath_current() == $0
         }
@@ -156,11 +156,17 @@ final class HalfGemmTests: XCTestCase {
         XCTAssertEqual(cnx_hpath_current(), best)
         cnx_hpath_force(Int32(CNX_HPATH_SCALAR.rawValue))
         XCTAssertEqual(String(cString: cnx_hpath_name(cnx_hpath_current())), "scalar")
-        // A lowered float path lowers this one: CNX_ISA=avx2 leaves no AVX-512 half path.
-        cnx_isa_force(Int32(CNX_ISA_AVX2.rawValue))
+        // A lowered float path lowers this one: CNX_ISA=avx2 leaves the float path (weights
+        // widened at load for the AVX2 float GEMM), scalar the scalar one.
         defer { cnx_isa_force(-1) }
         unsetenv("CNX_HPATH")
+        cnx_isa_force(Int32(CNX_ISA_AVX2.rawValue))
+        if cnx_isa_current() == CNX_ISA_AVX2 { XCTAssertEqual(cnx_hpath_detect(), CNX_HPATH_FLOAT) }
+        cnx_isa_force(Int32(CNX_ISA_SCALAR.rawValue))
         XCTAssertEqual(cnx_hpath_detect(), CNX_HPATH_SCALAR)
+        setenv("CNX_HPATH", "float", 1)
+        cnx_isa_force(-1)
+        XCTAssertEqual(cnx_hpath_detect(), best == CNX_HPATH_SCALAR ? CNX_HPATH_SCALAR : CNX_HPATH_FLOAT)
     }
 
     // MARK: - Conversions

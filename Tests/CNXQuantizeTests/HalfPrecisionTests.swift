@@ -57,23 +57,25 @@ final class HalfPrecisionTests: XCTestCase {
         }
     }
 
-    /// Forcing each path (as CNX_HPATH does) on the whole digits model: the AVX-512 widened
-    /// bfloat16 path and the float16 path give what the scalar twins give, up to the fused
-    /// activation's SIMD-vs-libm ulps (so 1e-5 relative, not bit for bit); the dot path differs
-    /// from them by the rounding of the activations to bfloat16 (still 100% top-1 agreement).
+    /// Forcing each path (as CNX_HPATH does) on the whole digits model: the float path (weights
+    /// widened at load for the float32 GEMM: AVX2 and NEON CPUs), the AVX-512 widened bfloat16
+    /// path and the float16 path give what the scalar twins give, up to the fused activation's
+    /// SIMD-vs-libm ulps (so 1e-5 relative, not bit for bit); the dot path differs from them by
+    /// the rounding of the activations to bfloat16 (still 100% top-1 agreement).
     func testForcedPathsAgreeWithTheTwins() throws {
         defer { cnx_hpath_force(-1) }
         let graph = try digitsGraph()
         let x = Quantizer.firstSamples(try digits("test.npy"), count: 16, graph: graph)
         for dtype in [DType.bfloat16, .float16] {
-            let model = try Model(graph: try lowered(graph, dtype), threads: 2)
+            let g = try lowered(graph, dtype)
+            // The path is chosen when the model is loaded (the float path widens then).
             cnx_hpath_force(Int32(CNX_HPATH_SCALAR.rawValue))
-            let twin = try model.predict(x)
+            let twin = try Model(graph: g, threads: 2).predict(x)
             var compared = 0
-            for path in [CNX_HPATH_AVX512, CNX_HPATH_AVX512_BF16] {
+            for path in [CNX_HPATH_FLOAT, CNX_HPATH_AVX512, CNX_HPATH_AVX512_BF16] {
                 cnx_hpath_force(Int32(path.rawValue))
                 guard cnx_hpath_current() == path else { continue }
-                let y = try model.predict(x)
+                let y = try Model(graph: g, threads: 2).predict(x)
                 let name = "\(dtype.name) on \(String(cString: cnx_hpath_name(path)))"
                 if dtype == .bfloat16 && path == CNX_HPATH_AVX512_BF16 {
                     XCTAssertEqual(top1(y), top1(twin), name)
@@ -169,11 +171,13 @@ final class HalfPrecisionTests: XCTestCase {
         XCTAssertTrue(inspect.stdout.contains("stages.0.blocks.0.pw1: bfloat16"), inspect.stdout)
         XCTAssertTrue(inspect.stdout.contains("stem: float32"), inspect.stdout)
         XCTAssertTrue(inspect.stdout.contains("quantization.bfloat16_layers"), inspect.stdout)
-        for path in ["scalar", "avx512", "avx512bf16"] {
+        // CNX_ISA=avx2: a CPU without AVX-512 (the float path on the AVX2 float GEMM).
+        let environments = ["scalar", "float", "avx512", "avx512bf16"].map { ["CNX_HPATH": $0] } + [["CNX_ISA": "avx2"]]
+        for environment in environments {
             let v = try runTool(["validate", bf, "--reference", onnx, "--data", d.appendingPathComponent("test.npy").path,
                                  "--labels", d.appendingPathComponent("test_labels.npy").path, "--max-drop", "0"],
-                                environment: ["CNX_HPATH": path])
-            XCTAssertEqual(v.status, 0, "CNX_HPATH=\(path): \(v.stdout) \(v.stderr)")
+                                environment: environment)
+            XCTAssertEqual(v.status, 0, "\(environment): \(v.stdout) \(v.stderr)")
         }
         // Refusals: --int8 with --bf16, --bf16 with --fp16, calibration with --bf16.
         for args in [["quantize", "--int8", "--bf16", onnx, bf], ["quantize", "--bf16", "--fp16", onnx, bf],

@@ -58,19 +58,23 @@ void cnx_f32_from_f16_n(const uint16_t *x, int64_t count, float *y);
 /// The half-precision GEMM paths. The numbers are stable.
 typedef enum {
     CNX_HPATH_SCALAR = 0,       // the twins: bf16 widened, float16
+    CNX_HPATH_FLOAT = 1,        // AVX2 or NEON without AVX-512: here the twins too; a runtime widens
+                                // the weights once, at load, for the float32 GEMM (cnx_gemm_f32 on
+                                // cnx_isa_current()), which computes what the widened twin does
     CNX_HPATH_AVX512 = 2,       // AVX-512 F/BW/DQ/VL: bf16 widened, float16 via vcvtph2ps
     CNX_HPATH_AVX512_BF16 = 3,  // plus AVX512_BF16: bf16 by vdpbf16ps; float16 as CNX_HPATH_AVX512
 } cnx_hpath;
 
 /// The best path: AVX-512 when the float kernels' path (cnx_isa_current(), so CNX_ISA lowers it)
-/// is AVX-512, with BF16 when cpuid reports AVX512_BF16; else scalar. The environment variable
-/// CNX_HPATH (`scalar`, `avx512`, `avx512bf16`) lowers it further. Never a path the CPU lacks.
+/// is AVX-512, with BF16 when cpuid reports AVX512_BF16; float when it is AVX2 or NEON; else
+/// scalar. The environment variable CNX_HPATH (`scalar`, `float`, `avx512`, `avx512bf16`) lowers
+/// it further. Never a path the CPU lacks.
 cnx_hpath cnx_hpath_detect(void);
 /// The path in use: cnx_hpath_detect() on first use, unless forced. Thread-safe.
 cnx_hpath cnx_hpath_current(void);
 /// Forces a path (tests, benchmarks), clamped to what the CPU has; -1 returns to detection.
 void cnx_hpath_force(int path);
-/// "scalar", "avx512", "avx512bf16" (or "unknown").
+/// "scalar", "float", "avx512", "avx512bf16" (or "unknown").
 const char *cnx_hpath_name(cnx_hpath path);
 
 // MARK: - GEMM
