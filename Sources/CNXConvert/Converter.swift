@@ -194,20 +194,29 @@ public enum Converter {
                 throw CNXError("\(input): \(e.message)")
             }
             quantizeSeconds = Date().timeIntervalSince(t0)
+            var quantized = q.graph
+            keptFloat = q.keptFloat
+            if let half = options.halfPrecision {
+                // A mixed file: the layers int8 leaves float32 (but the stem) get half weights.
+                let lowered = try HalfPrecisionLowering.apply(&quantized, to: half.dtype)
+                keptFloat = lowered.keptFloat
+                for (k, v) in lowered.metadata where k != MetadataKey.quantizationDescription { metadata[k] = v }
+            }
             // How far int8 is from float32, on a few calibration samples.
             let probe = Quantizer.firstSamples(int8.calibration, count: min(4, int8.calibration.shape[0]), graph: graph)
             let f = try Model(graph: graph, threads: int8.options.threads).predict(probe)
-            let y = try Model(graph: q.graph, threads: int8.options.threads).predict(probe)
+            let y = try Model(graph: quantized, threads: int8.options.threads).predict(probe)
             int8SQNR = OutputError.sqnr(y, f)
-            keptFloat = q.keptFloat
             sensitivity = q.sensitivity
             accuracy = q.accuracy
-            graph = q.graph
-            for (k, v) in q.metadata { metadata[k] = v }
+            graph = quantized
+            for (k, v) in q.metadata where k != MetadataKey.quantizationFloatLayers || options.halfPrecision == nil { metadata[k] = v }
+            if let half = options.halfPrecision, case .string(let d)? = metadata[MetadataKey.quantizationDescription] {
+                metadata[MetadataKey.quantizationDescription] = .string(d + (d.hasSuffix(".") ? " " : ". ") + "Mixed: the GEMM layers not int8, but the stem, have \(half.dtype.name) weights.")
+            }
         }
         var halfSQNR: Double?
-        if let half = options.halfPrecision {
-            guard options.int8 == nil else { throw CNXError("\(input): int8 and \(half.dtype.name) weights are exclusive") }
+        if let half = options.halfPrecision, options.int8 == nil {
             let float = graph
             let lowered: HalfPrecisionLowering.Result
             options.stage?("lowering weights to \(half.dtype.name)")

@@ -7,7 +7,8 @@ import CNXPasses
 /// calibration: every block's two pointwise layers, the downsample layers and the head's
 /// layers. The stem (it reads the image), the depthwise convolutions, the norms, the
 /// activations, GRN, every bias and the residual stream stay float32; so does any layer in
-/// `keepFloat`. The runtime takes the precision of each layer from its weight tensor's dtype
+/// `keepFloat`. In a graph already quantized, int8 layers stay int8 and the others (those int8
+/// kept float32) get half weights: a mixed file. The runtime takes the precision of each layer from its weight tensor's dtype
 /// (cnx_half.h: float32 activations and accumulation, the weights widened or, for bfloat16 on
 /// CPUs with AVX512_BF16, the activations rounded to bfloat16 for vdpbf16ps).
 public enum HalfPrecisionLowering {
@@ -31,8 +32,8 @@ public enum HalfPrecisionLowering {
         guard graph.nodes.contains(where: { $0.op == .block }) else {
             throw CNXError("no fused ConvNeXt blocks: \(dtype.name) weights need a model the converter recognises")
         }
-        if graph.initializers.values.contains(where: { $0.dtype == .int8 || dtypes.contains($0.dtype) }) {
-            throw CNXError("the model's weights are already int8, bfloat16 or float16")
+        if graph.initializers.values.contains(where: { dtypes.contains($0.dtype) }) {
+            throw CNXError("the model's weights are already bfloat16 or float16")
         }
         let names = Int8Lowering.layerNames(graph)
         var lowered: [String] = [], kept: [String] = []
@@ -45,6 +46,7 @@ public enum HalfPrecisionLowering {
                 continue
             }
             let slot = node.op == .block ? (key.layer == 1 ? 3 : 5) : (key.layer == 1 ? 1 : 3)
+            if slot < node.inputs.count, graph.initializers[node.inputs[slot]]?.dtype == .int8 { continue }  // int8 stays
             guard slot < node.inputs.count, let w = graph.initializers[node.inputs[slot]], w.shape.count == 2, w.dtype == .float32 else {
                 throw CNXError("\(node.label): layer \(name) has no 2-D float32 weight")
             }

@@ -117,7 +117,7 @@ struct Convert: ParsableCommand {
             options.force = force
             options.recorded = try record.metadata(classNamesFile: quantization.classNamesFile)
             if int8 { options.int8 = try quantization.settings(threads: threads, model: input, recorded: options.recorded) }
-            if let dtype = half.dtype { options.halfPrecision = (dtype, quantization.keepFloat) }
+            if let dtype = half.dtype { options.halfPrecision = (dtype, int8 ? [] : quantization.keepFloat) }
             options.verify = !noVerify
             options.verbose = verbose
             options.dumpAfter = dumpAfter
@@ -129,7 +129,7 @@ struct Convert: ParsableCommand {
             let r = try Converter.convert(input: input, output: output, options: options)
             line.clear()
             if int8 { printInt8Report(r, output: output); return }
-            if let dtype = half.dtype { printHalfReport(r, output: output, dtype: dtype); return }
+            if let dtype = half.dtype, !int8 { printHalfReport(r, output: output, dtype: dtype); return }
             if let a = r.architecture {
                 print("model:     \(a.family) \(a.variant ?? "(custom)"), depths \(a.depths), dims \(a.dims)")
             } else {

@@ -133,10 +133,10 @@ struct HalfPrecisionOptions: ParsableArguments {
         if bf16 && fp16 { throw ValidationError("--bf16 and --fp16 are exclusive: say one") }
     }
 
-    /// What the int8 options may not be given with a half precision.
+    /// What the int8 options may not be given with a half precision alone. With --int8 too, the
+    /// file is mixed: the layers int8 keeps float32 (but the stem) get half weights instead.
     func check(int8: Bool, _ q: Int8Options) throws {
-        guard dtype != nil else { return }
-        if int8 { throw ValidationError("--int8 and \(flag) are exclusive: say one") }
+        guard dtype != nil, !int8 else { return }
         if q.calibration != nil || q.sensitivity || q.maxDrop != nil {
             throw ValidationError("\(flag) needs no calibration: --calibration, --sensitivity and --max-drop are for --int8 (check a \(flag) file with validate --max-drop)")
         }
@@ -190,9 +190,12 @@ struct Quantize: ParsableCommand {
 
         --bf16 (or --fp16) instead stores the weights of the same layers as bfloat16 (float16) \
         without calibration; the stem, depthwise convolutions, norms, GELU and the residual \
-        stream stay float32, and --keep-float keeps named layers float32:
+        stream stay float32, and --keep-float keeps named layers float32. --int8 --bf16 makes a \
+        mixed file: the layers int8 keeps float32 (--keep-float, --max-drop, the head) get \
+        bfloat16 weights instead; the stem stays float32:
 
           convnext-convert quantize --bf16 m.onnx m.bf16.cnx
+          convnext-convert quantize --int8 --bf16 m.onnx m.mixed.cnx --calibration calib.npy --max-drop 0.5
         """)
 
     @Flag(name: .long, help: "Quantize to int8 (or say --bf16 / --fp16).")
@@ -226,7 +229,7 @@ struct Quantize: ParsableCommand {
 
     func validate() throws {
         try half.check(int8: int8, quantization)
-        if half.dtype != nil { return }
+        if half.dtype != nil && !int8 { return }
         guard int8 else { throw ValidationError("say --int8, --bf16 or --fp16") }
         guard quantization.calibration != nil else { throw ValidationError("--int8 needs --calibration DATA (a .npy batch, or a folder of images)") }
         if report != nil && !quantization.sensitivity && quantization.maxDrop == nil {
@@ -244,11 +247,8 @@ struct Quantize: ParsableCommand {
             }
             var options = Converter.Options()
             options.recorded = try record.metadata(classNamesFile: quantization.classNamesFile)
-            if let dtype = half.dtype {
-                options.halfPrecision = (dtype, quantization.keepFloat)
-            } else {
-                options.int8 = try quantization.settings(threads: threads, model: input, recorded: options.recorded)
-            }
+            if let dtype = half.dtype { options.halfPrecision = (dtype, int8 ? [] : quantization.keepFloat) }
+            if int8 { options.int8 = try quantization.settings(threads: threads, model: input, recorded: options.recorded) }
             options.reads = quantization.reads
             options.force = force
             let line = StageLine()
@@ -256,7 +256,7 @@ struct Quantize: ParsableCommand {
             defer { line.clear() }
             let r = try Converter.convert(input: input, output: output, options: options)
             line.clear()
-            if let dtype = half.dtype {
+            if let dtype = half.dtype, !int8 {
                 if json { print(halfJSON(r, output: output, dtype: dtype)) } else { printHalfReport(r, output: output, dtype: dtype) }
                 return
             }
@@ -305,6 +305,9 @@ func printInt8Report(_ r: Converter.Report, output: String) {
     printModelLines(r)
     if let s = r.quantizeSeconds { print(String(format: "quantized: in %.2f s", s)) }
     if let q = r.int8SQNR { print(String(format: "int8:      output SQNR %.1f dB against float32 on calibration samples", q)) }
+    for dtype in HalfPrecisionLowering.dtypes {
+        if let layers = r.metadata["quantization.\(dtype.name)_layers"]?.stringsValue { print("\(dtype.name): \(layers.joined(separator: ", "))") }
+    }
     print("float32:   \(r.keptFloat.isEmpty ? "no layer kept in float32" : r.keptFloat.joined(separator: ", "))")
     print(String(format: "wrote:     %@ (%.1f MB) in %.2f s", output, Double(r.outputBytes) / 1e6, r.seconds))
 }

@@ -129,6 +129,33 @@ final class HalfPrecisionTests: XCTestCase {
                      worst[.bfloat16]!, worst[.float16]!, largest))
     }
 
+    /// A mixed file (`quantize --int8 --bf16`): int8 where calibration put it, bfloat16 for the
+    /// layers int8 keeps float32 (here by name, and the head), the stem float32; the digits keep
+    /// their accuracy within half a point (as int8 alone promises) against the labels.
+    func testMixedInt8AndBFloat16() throws {
+        let tmp = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        var options = Converter.Options()
+        options.log = { _ in }
+        var q = Quantizer.Options()
+        q.keepFloat = ["stages.1"]
+        options.int8 = (try digits("calib.npy"), q)
+        options.halfPrecision = (.bfloat16, [])
+        let out = tmp.appendingPathComponent("mixed.cnx").path
+        let report = try Converter.convert(input: Self.digitsFolder.appendingPathComponent("model.onnx").path, output: out, options: options)
+        XCTAssertEqual(report.keptFloat, ["stem"])
+        let model = try Model(path: out)
+        let weights = model.graph.nodes.filter { $0.op == .block }.map { model.graph.initializers[$0.inputs[3]]!.dtype }
+        XCTAssertEqual(Set(weights), [.int8, .bfloat16])
+        XCTAssertEqual(report.metadata["quantization.bfloat16_layers"]?.stringsValue?.filter { $0.hasPrefix("stages.1") }.count, 5)
+        let labels = try digits("test_labels.npy").int64s.map { Int($0) }
+        let top = top1(try model.predict(try digits("test.npy"))), floatTop = top1(try digits("test_expected.npy"))
+        let accuracy = Double(zip(top, labels).filter { $0 == $1 }.count) / Double(labels.count)
+        let floatAccuracy = Double(zip(floatTop, labels).filter { $0 == $1 }.count) / Double(labels.count)
+        XCTAssertGreaterThanOrEqual(accuracy, floatAccuracy - 0.005)
+        XCTAssertGreaterThanOrEqual(Double(zip(top, floatTop).filter { $0 == $1 }.count) / Double(labels.count), 0.99)
+    }
+
     /// The lowering refuses what it cannot do, in one line naming the problem.
     func testLoweringRefusals() throws {
         let graph = try digitsGraph()
@@ -179,7 +206,7 @@ final class HalfPrecisionTests: XCTestCase {
                                 environment: environment)
             XCTAssertEqual(v.status, 0, "\(environment): \(v.stdout) \(v.stderr)")
         }
-        // Refusals: --int8 with --bf16, --bf16 with --fp16, calibration with --bf16.
+        // Refusals: --bf16 with --fp16, --int8 --bf16 without calibration, calibration with --bf16 alone.
         for args in [["quantize", "--int8", "--bf16", onnx, bf], ["quantize", "--bf16", "--fp16", onnx, bf],
                      ["quantize", "--bf16", onnx, bf, "--calibration", d.appendingPathComponent("calib.npy").path]] {
             let r = try runTool(args + ["--force"])
