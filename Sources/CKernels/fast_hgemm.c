@@ -1,6 +1,7 @@
 // Half-precision weights (cnx_half.h): conversions, packing, the scalar twins, and the run-time
 // choice of path. The AVX-512 kernels are in fast_hgemm_avx512.c.
 #include "cnx_half.h"
+#include "cnx_cpu.h"
 #include "cnx_fast.h"
 
 #include "activation.h"
@@ -13,7 +14,6 @@
 
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(CNX_NO_SIMD)
 #define CNX_X86 1
-#include <cpuid.h>
 #endif
 
 #define PANEL CNX_HPANEL
@@ -219,25 +219,12 @@ void cnx_gemm_f16_ref(int64_t m, int64_t n, int64_t k, const float *a, int64_t l
 
 // MARK: - Paths
 
-static int cpu_has_avx512_bf16(void) {
-#if CNX_X86
-    unsigned eax, ebx, ecx, edx;
-    if (__get_cpuid_max(0, NULL) < 7) return 0;
-    __cpuid_count(7, 0, eax, ebx, ecx, edx);
-    if (eax < 1) return 0;  // no subleaf 1
-    __cpuid_count(7, 1, eax, ebx, ecx, edx);
-    return (eax >> 5) & 1;
-#else
-    return 0;
-#endif
-}
-
 // The best path the hardware and the float kernels' path allow, before CNX_HPATH.
 static cnx_hpath hardware_hpath(void) {
     const cnx_isa isa = cnx_isa_current();
     if (isa == CNX_ISA_SCALAR) return CNX_HPATH_SCALAR;
     if (isa != CNX_ISA_AVX512) return CNX_HPATH_FLOAT;  // AVX2, NEON
-    return cpu_has_avx512_bf16() ? CNX_HPATH_AVX512_BF16 : CNX_HPATH_AVX512;
+    return (cnx_cpu_features() & CNX_CPU_AVX512_BF16) ? CNX_HPATH_AVX512_BF16 : CNX_HPATH_AVX512;
 }
 
 static _Atomic int g_hpath = -1;

@@ -1,5 +1,6 @@
 import CKernels
 import CNXGraph
+import CNXReference
 
 /// A GEMM layer with bfloat16 or float16 weights (cnx_half.h), packed once at load: the weight
 /// tensor's dtype is the layer's precision. Activations, accumulation and the epilogue are
@@ -45,16 +46,5 @@ final class PackedHalfMatrix: @unchecked Sendable {
         } else {
             cnx_gemm_f16(Int64(rows), Int64(n), Int64(k), a, Int64(lda), data, bias, act, residual, Int64(ldr), c, Int64(ldc))
         }
-    }
-}
-
-extension Tensor {
-    /// A float32 copy of a bfloat16 or float16 tensor (exact); nil for other dtypes.
-    func widenedHalf() -> Tensor? {
-        guard dtype == .bfloat16 || dtype == .float16 else { return nil }
-        let out = Tensor(zeros: .float32, shape: shape)
-        let bits = storage.bytes.assumingMemoryBound(to: UInt16.self)
-        if dtype == .bfloat16 { cnx_f32_from_bf16_n(bits, Int64(count), out.floatPointer) } else { cnx_f32_from_f16_n(bits, Int64(count), out.floatPointer) }
-        return out
     }
 }

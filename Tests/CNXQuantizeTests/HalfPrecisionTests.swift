@@ -2,6 +2,7 @@ import CKernels
 import CNXConvert
 import CNXGraph
 import CNXImport
+import CNXIO
 import CNXPasses
 import CNXQuantize
 import CNXRuntime

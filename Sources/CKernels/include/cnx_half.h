@@ -66,7 +66,8 @@ typedef enum {
 } cnx_hpath;
 
 /// The best path: AVX-512 when the float kernels' path (cnx_isa_current(), so CNX_ISA lowers it)
-/// is AVX-512, with BF16 when cpuid reports AVX512_BF16; float when it is AVX2 or NEON; else
+/// is AVX-512, with BF16 when cnx_cpu_features() has CNX_CPU_AVX512_BF16 (cnx_cpu.h: CNX_ISA
+/// lowers both); float when it is AVX2 or NEON; else
 /// scalar. The environment variable CNX_HPATH (`scalar`, `float`, `avx512`, `avx512bf16`) lowers
 /// it further. Never a path the CPU lacks.
 cnx_hpath cnx_hpath_detect(void);
