@@ -196,7 +196,7 @@ struct Quantize: ParsableCommand {
         bfloat16 weights instead; the stem stays float32:
 
           convnext-convert quantize --bf16 m.onnx m.bf16.cnx
-          convnext-convert quantize --int8 --bf16 m.onnx m.mixed.cnx --calibration calib.npy --max-drop 0.5
+          convnext-convert quantize --int8 --bf16 m.onnx m.mix.cnx --calibration c.npy
         """)
 
     @Flag(name: .long, help: "Quantize to int8 (or say --bf16 / --fp16).")
