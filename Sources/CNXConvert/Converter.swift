@@ -24,6 +24,9 @@ public enum Converter {
         public var features: [Int]?
         /// int8 quantization after optimisation: calibration samples (N x 3 x H x W) and settings.
         public var int8: (calibration: Tensor, options: Quantizer.Options)?
+        /// bfloat16 or float16 weights after optimisation (HalfPrecisionLowering), with the
+        /// layers to keep float32, named as inspect names them.
+        public var halfPrecision: (dtype: DType, keepFloat: [String])?
         public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         /// Files the command reads besides the model (calibration and validation data, labels):
         /// the output may be none of them, nor the model or its external data.
@@ -58,6 +61,9 @@ public enum Converter {
         public var int8SQNR: Double?
         public var keptFloat: [String] = []
         public var quantizeSeconds: Double?
+        /// With bfloat16 / float16 weights: the output SQNR against the float32 graph on the
+        /// verification's random input (nil with --no-verify).
+        public var halfSQNR: Double?
         public var sensitivity: [Quantizer.Sensitivity] = []
         public var accuracy: Quantizer.AccuracyCheck?
         /// What was written: the graph's outputs (name and shape), the stages kept for a
@@ -151,7 +157,7 @@ public enum Converter {
         var error: Float?
         // With int8, the float32 graph is checked here, before quantization changes its
         // numbers; otherwise the written file itself is checked, on the runtime, below.
-        if let check, options.int8 != nil || (options.features != nil && featureCheck == nil) {
+        if let check, options.int8 != nil || options.halfPrecision != nil || (options.features != nil && featureCheck == nil) {
             let e = try compare(graph, input: check.input, expected: check.expected)
             error = e
             guard e <= 1e-4 else {
@@ -170,7 +176,7 @@ public enum Converter {
                     return t
                 }
                 verifiedAgainst = "the original's outputs, and the stage outputs against the optimised graph, on a random input"
-            } else if let check, let expected = featureCheck, options.int8 != nil {
+            } else if let check, let expected = featureCheck, options.int8 != nil || options.halfPrecision != nil {
                 let e = try compare(graph, input: check.input, expected: expected)
                 error = max(error ?? 0, e)
                 guard e <= 1e-4 else {
@@ -191,19 +197,47 @@ public enum Converter {
                 throw CNXError("\(input): \(e.message)")
             }
             quantizeSeconds = Date().timeIntervalSince(t0)
+            var quantized = q.graph
+            keptFloat = q.keptFloat
+            if let half = options.halfPrecision {
+                // A mixed file: the layers int8 leaves float32 (but the stem) get half weights.
+                let lowered = try HalfPrecisionLowering.apply(&quantized, to: half.dtype)
+                keptFloat = lowered.keptFloat
+                for (k, v) in lowered.metadata where k != MetadataKey.quantizationDescription { metadata[k] = v }
+            }
             // How far int8 is from float32, on a few calibration samples.
             let probe = Quantizer.firstSamples(int8.calibration, count: min(4, int8.calibration.shape[0]), graph: graph)
             let f = try Model(graph: graph, threads: int8.options.threads).predict(probe)
-            let y = try Model(graph: q.graph, threads: int8.options.threads).predict(probe)
+            let y = try Model(graph: quantized, threads: int8.options.threads).predict(probe)
             int8SQNR = OutputError.sqnr(y, f)
-            keptFloat = q.keptFloat
             sensitivity = q.sensitivity
             accuracy = q.accuracy
-            graph = q.graph
-            for (k, v) in q.metadata { metadata[k] = v }
+            graph = quantized
+            for (k, v) in q.metadata where k != MetadataKey.quantizationFloatLayers || options.halfPrecision == nil { metadata[k] = v }
+            if let half = options.halfPrecision, case .string(let d)? = metadata[MetadataKey.quantizationDescription] {
+                metadata[MetadataKey.quantizationDescription] = .string(d + (d.hasSuffix(".") ? " " : ". ") + "Mixed: the GEMM layers not int8, but the stem, have \(half.dtype.name) weights.")
+            }
+        }
+        var halfSQNR: Double?
+        if let half = options.halfPrecision, options.int8 == nil {
+            let float = graph
+            let lowered: HalfPrecisionLowering.Result
+            options.stage?("lowering weights to \(half.dtype.name)")
+            do {
+                lowered = try HalfPrecisionLowering.apply(&graph, to: half.dtype, keepFloat: Quantizer.keys(for: half.keepFloat, in: graph))
+            } catch let e as CNXError {
+                throw CNXError("\(input): \(e.message)")
+            }
+            if let check {
+                // How far the lowered graph is from float32, on the runtime that will run it.
+                halfSQNR = OutputError.sqnr(try Model(graph: graph).predict(check.input), try Model(graph: float).predict(check.input))
+            }
+            keptFloat = lowered.keptFloat
+            for (k, v) in lowered.metadata { metadata[k] = v }
         }
         if options.features != nil { architecture?.classes = nil }
-        let passes = passNames(steps, features: options.features, int8: options.int8 != nil)
+        var passes = passNames(steps, features: options.features, int8: options.int8 != nil)
+        if let half = options.halfPrecision { passes.append(HalfPrecisionLowering.passName(half.dtype)) }
         var described = try describe(source: input, format: format, architecture: architecture, inputs: inputInfo, steps: steps)
         // A .cnx converted again (to record metadata, say) keeps the passes that made it.
         let earlier = format == "cnx" ? metadata[MetadataKey.converterPasses]?.stringsValue ?? [] : []
@@ -219,7 +253,7 @@ public enum Converter {
         try record(options.recorded, into: &metadata, graph: graph, input: input)
         let outputs = graph.outputs
         let nodesAfter = graph.nodes.count
-        if let check, options.int8 == nil {
+        if let check, options.int8 == nil, options.halfPrecision == nil {
             // Write beside the output, check that file on the runtime that will run it, and only
             // then put it in place: what is checked is what ships.
             let url = URL(fileURLWithPath: output)
@@ -249,7 +283,7 @@ public enum Converter {
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         return Report(architecture: architecture, steps: steps, nodesBefore: nodesBefore, nodesAfter: nodesAfter,
                       outputBytes: size, seconds: Date().timeIntervalSince(start), verificationError: error,
-                      int8SQNR: int8SQNR, keptFloat: keptFloat, quantizeSeconds: quantizeSeconds,
+                      int8SQNR: int8SQNR, keptFloat: keptFloat, quantizeSeconds: quantizeSeconds, halfSQNR: halfSQNR,
                       sensitivity: sensitivity, accuracy: accuracy, outputs: outputs, features: options.features,
                       classes: options.features == nil ? architecture?.classes : nil, passes: passes,
                       verifiedAgainst: error == nil ? nil : verifiedAgainst, metadata: metadata,

@@ -190,7 +190,7 @@ public struct Graph: @unchecked Sendable {
     /// Parameters: the elements and bytes of the floating-point initializers.
     public var parameterCount: (elements: Int, bytes: Int) {
         var e = 0, b = 0
-        for t in initializers.values where t.dtype == .float32 || t.dtype == .float16 {
+        for t in initializers.values where t.dtype == .float32 || t.dtype == .float16 || t.dtype == .bfloat16 {
             e += t.count
             b += t.byteCount
         }

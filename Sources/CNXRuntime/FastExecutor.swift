@@ -127,7 +127,12 @@ final class FastExecutor: @unchecked Sendable {
                     w.storage.dropPages()
                     continue
                 }
-                guard w.dtype == .float32 else { throw CNXError("\(node.label): weight input \(s) must be float32 or int8") }
+                if w.dtype == .bfloat16 || w.dtype == .float16 {
+                    layers[nodeIndex, default: [:]][s] = .half(try PackedHalfMatrix(w, node: node, slot: s))
+                    w.storage.dropPages()
+                    continue
+                }
+                guard w.dtype == .float32 else { throw CNXError("\(node.label): weight input \(s) must be float32, bfloat16, float16 or int8") }
                 if packed[node.inputs[s]] == nil {
                     packed[node.inputs[s]] = PackedMatrix(w)
                     w.storage.dropPages()

@@ -164,9 +164,14 @@ public struct ModelFacts: Sendable {
         for i in layers {
             let node = graph.nodes[i]
             let gemms = node.op == .block ? [1, 2] : [1]
-            let kinds = gemms.map { node.attributes["a\($0)_scale"] != nil ? "int8" : "float32" }
+            let kinds = gemms.map { layer -> String in
+                if node.attributes["a\(layer)_scale"] != nil { return "int8" }
+                // Otherwise the weight's dtype: float32, bfloat16 or float16.
+                let slot = node.op == .block ? (layer == 1 ? 3 : 5) : (layer == 1 ? 1 : 3)
+                return slot < node.inputs.count ? graph.initializers[node.inputs[slot]]?.dtype.name ?? "float32" : "float32"
+            }
             int8 += kinds.filter { $0 == "int8" }.count
-            float += kinds.filter { $0 == "float32" }.count
+            float += kinds.filter { $0 != "int8" }.count
             if Set(kinds).count == 1 { perLayer.append(kinds[0]) } else {
                 perLayer.append(zip(gemms, kinds).map { "pw\($0) \($1)" }.joined(separator: ", "))
             }

@@ -39,6 +39,9 @@ struct Convert: ParsableCommand {
 
     @OptionGroup var quantization: Int8Options
 
+    @OptionGroup(title: "Half-precision weights (instead of --int8)")
+    var half: HalfPrecisionOptions
+
     @Option(name: .long, help: "Threads for verification and calibration (default: all cores).")
     var threads: Int?
 
@@ -98,6 +101,7 @@ struct Convert: ParsableCommand {
     }
 
     func validate() throws {
+        try half.check(int8: int8, quantization)
         _ = try featureStages
         _ = try checkpointOptions
     }
@@ -113,6 +117,7 @@ struct Convert: ParsableCommand {
             options.force = force
             options.recorded = try record.metadata(classNamesFile: quantization.classNamesFile)
             if int8 { options.int8 = try quantization.settings(threads: threads, model: input, recorded: options.recorded) }
+            if let dtype = half.dtype { options.halfPrecision = (dtype, int8 ? [] : quantization.keepFloat) }
             options.verify = !noVerify
             options.verbose = verbose
             options.dumpAfter = dumpAfter
@@ -124,6 +129,7 @@ struct Convert: ParsableCommand {
             let r = try Converter.convert(input: input, output: output, options: options)
             line.clear()
             if int8 { printInt8Report(r, output: output); return }
+            if let dtype = half.dtype, !int8 { printHalfReport(r, output: output, dtype: dtype); return }
             if let a = r.architecture {
                 print("model:     \(a.family) \(a.variant ?? "(custom)"), depths \(a.depths), dims \(a.dims)")
             } else {
