@@ -41,8 +41,26 @@ public func sqnr(signal: Double, noise: Double) -> Double {
     return 10 * log10(signal / noise)
 }
 
+/// The exact sums over samples of a model's outputs against the reference's (cosine
+/// similarity, signal and noise energy) that the whole-model and per-output figures share,
+/// and the figures they give.
+public protocol AgreementSums {
+    var samples: Int { get }
+    var cosineTotal: ExactSum { get }
+    var signalTotal: ExactSum { get }
+    var noiseTotal: ExactSum { get }
+}
+
+extension AgreementSums {
+    public var cosineSum: Double { cosineTotal.value }
+    public var signal: Double { signalTotal.value }
+    public var noise: Double { noiseTotal.value }
+    public var meanCosine: Double { samples > 0 ? cosineSum / Double(samples) : 0 }
+    public var sqnrDB: Double { sqnr(signal: signal, noise: noise) }
+}
+
 /// The figures `validate` reports, gathered batch by batch so that no logits are kept.
-public struct MetricsAccumulator: Sendable {
+public struct MetricsAccumulator: AgreementSums, Sendable {
     public private(set) var samples = 0
     public private(set) var classes = 0
     /// Samples whose top-1 class agrees between model and reference.
@@ -130,11 +148,6 @@ public struct MetricsAccumulator: Sendable {
 
     public var top1Agreement: Double { samples > 0 ? Double(top1Agreements) / Double(samples) : 0 }
     public var top5Overlap: Double { samples > 0 ? Double(top5OverlapCount) / Double(k * samples) : 0 }
-    public var cosineSum: Double { cosineTotal.value }
-    public var signal: Double { signalTotal.value }
-    public var noise: Double { noiseTotal.value }
-    public var meanCosine: Double { samples > 0 ? cosineSum / Double(samples) : 0 }
-    public var sqnrDB: Double { sqnr(signal: signal, noise: noise) }
 
     /// Adds the samples another accumulator saw (a shard of the same data): the result is the
     /// one accumulator that saw both, whatever the order.
@@ -195,7 +208,7 @@ public struct ClassAccuracy: Equatable, Sendable {
 /// Model against reference on one output of any shape (a stage's feature map, say), gathered
 /// batch by batch: the cosine similarity of each sample's values, SQNR over all values, and the
 /// largest absolute difference.
-public struct OutputMetrics: Sendable {
+public struct OutputMetrics: AgreementSums, Sendable {
     /// The graph output's name.
     public var name: String
     /// The output's shape for one sample (without the batch dimension).
@@ -242,11 +255,6 @@ public struct OutputMetrics: Sendable {
         }
     }
 
-    public var cosineSum: Double { cosineTotal.value }
-    public var signal: Double { signalTotal.value }
-    public var noise: Double { noiseTotal.value }
-    public var meanCosine: Double { samples > 0 ? cosineSum / Double(samples) : 0 }
-    public var sqnrDB: Double { sqnr(signal: signal, noise: noise) }
 
     /// Adds the samples another shard saw of the same output.
     public mutating func merge(_ other: OutputMetrics) throws {

@@ -176,20 +176,13 @@ public enum Validation {
             throw CNXError("samples \(range) are outside \(data.path)'s \(data.count)")
         }
         var metrics = MetricsAccumulator()
-        var modelSeconds = 0.0, referenceSeconds = 0.0
-        let bar = Progress("validating", total: range.count, enabled: progress ? nil : false, logEvery: 30)
-        defer { bar.finish() }
-        let prefetch = Prefetcher(data: data, ranges: batches(range, batch: batch), depth: decodeAhead)
-        defer { prefetch.cancel() }
-        while let (r, x) = try prefetch.next() {
-            let t0 = DispatchTime.now().uptimeNanoseconds
+        let seconds = try loop(data: data, batch: batch, range: range, progress: progress, decodeAhead: decodeAhead) { r, x in
             let y: Tensor
             do { y = try model.predict(x) } catch let e as CNXError { throw e.inFile(model.path) }
-            let t1 = DispatchTime.now().uptimeNanoseconds
-            let ref = try referenceOutput(r, x)
-            let t2 = DispatchTime.now().uptimeNanoseconds
-            modelSeconds += Double(t1 - t0) / 1e9
-            referenceSeconds += Double(t2 - t1) / 1e9
+            return y
+        } reference: { r, x in
+            try referenceOutput(r, x)
+        } compare: { r, y, ref in
             guard y.shape == ref.shape else {
                 throw CNXError("\(model.path) gives logits of shape \(y.shape) where \(referencePath) gives \(ref.shape)")
             }
@@ -202,18 +195,44 @@ public enum Validation {
                     throw CNXError("\(data.labelSource ?? data.path): label \(all[bad]) of sample \(bad) is not below the model's \(classes) classes")
                 }
             }
-            metrics.add(model: UnsafeBufferPointer(start: y.floatPointer, count: y.count),
-                        reference: UnsafeBufferPointer(start: ref.floatPointer, count: ref.count), classes: classes, labels: labels)
-            collect?.add(first: r.lowerBound, model: UnsafeBufferPointer(start: y.floatPointer, count: y.count),
-                         reference: UnsafeBufferPointer(start: ref.floatPointer, count: ref.count), classes: classes, labels: labels)
-            bar.advance(by: r.count)
+            y.withUnsafeFloats { m in
+                ref.withUnsafeFloats { rf in
+                    metrics.add(model: m, reference: rf, classes: classes, labels: labels)
+                    collect?.add(first: r.lowerBound, model: m, reference: rf, classes: classes, labels: labels)
+                }
+            }
         }
         var preprocessing: Preprocessing?
         if case .images(_, let p) = data.source { preprocessing = p }
         return ValidationResult(modelPath: model.path, modelRuntime: model.runtime, referencePath: referencePath,
                                 referenceRuntime: referenceRuntime, dataPath: data.path, sampleShape: data.sampleShape,
                                 labelSource: data.labelSource, classNames: data.classNames, preprocessing: preprocessing,
-                                metrics: metrics, modelSeconds: modelSeconds, referenceSeconds: referenceSeconds, perLayer: nil)
+                                metrics: metrics, modelSeconds: seconds.model, referenceSeconds: seconds.reference, perLayer: nil)
+    }
+
+    /// The loop every validation runs: the samples of `range` in batches, decoded ahead on
+    /// other threads, each batch run on the model and then on the reference (timed apart) and
+    /// handed to `compare`, with a progress bar. Returns the seconds spent in each.
+    static func loop<Y, R>(data: Dataset, batch: Int, range: Range<Int>, progress: Bool, decodeAhead: Int,
+                           model: (Range<Int>, Tensor) throws -> Y, reference: (Range<Int>, Tensor) throws -> R,
+                           compare: (Range<Int>, Y, R) throws -> Void) throws -> (model: Double, reference: Double) {
+        var modelSeconds = 0.0, referenceSeconds = 0.0
+        let bar = Progress("validating", total: range.count, enabled: progress ? nil : false, logEvery: 30)
+        defer { bar.finish() }
+        let prefetch = Prefetcher(data: data, ranges: batches(range, batch: batch), depth: decodeAhead)
+        defer { prefetch.cancel() }
+        while let (r, x) = try prefetch.next() {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let y = try model(r, x)
+            let t1 = DispatchTime.now().uptimeNanoseconds
+            let ref = try reference(r, x)
+            let t2 = DispatchTime.now().uptimeNanoseconds
+            modelSeconds += Double(t1 - t0) / 1e9
+            referenceSeconds += Double(t2 - t1) / 1e9
+            try compare(r, y, ref)
+            bar.advance(by: r.count)
+        }
+        return (modelSeconds, referenceSeconds)
     }
 
     /// Every output named in `names`, compared one by one.
@@ -223,37 +242,25 @@ public enum Validation {
             throw CNXError("samples \(all) are outside \(data.path)'s \(data.count)")
         }
         var outputs = names.map { OutputMetrics(name: $0) }
-        var modelSeconds = 0.0, referenceSeconds = 0.0
-        let bar = Progress("validating", total: all.count, enabled: progress ? nil : false, logEvery: 30)
-        defer { bar.finish() }
-        let prefetch = Prefetcher(data: data, ranges: batches(all, batch: batch), depth: decodeAhead)
-        defer { prefetch.cancel() }
-        while let (range, x) = try prefetch.next() {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            let ys: [Tensor]
-            do { ys = try model.predictAll(x, names: names) } catch let e as CNXError { throw e.inFile(model.path) }
-            let t1 = DispatchTime.now().uptimeNanoseconds
-            let rs: [Tensor]
-            do { rs = try reference.predictAll(x, names: names) } catch let e as CNXError { throw e.inFile(reference.path) }
-            let t2 = DispatchTime.now().uptimeNanoseconds
-            modelSeconds += Double(t1 - t0) / 1e9
-            referenceSeconds += Double(t2 - t1) / 1e9
+        let seconds = try loop(data: data, batch: batch, range: all, progress: progress, decodeAhead: decodeAhead) { _, x in
+            do { return try model.predictAll(x, names: names) } catch let e as CNXError { throw e.inFile(model.path) }
+        } reference: { _, x in
+            do { return try reference.predictAll(x, names: names) } catch let e as CNXError { throw e.inFile(reference.path) }
+        } compare: { range, ys, rs in
             for (k, (y, r)) in zip(ys, rs).enumerated() {
                 guard y.shape == r.shape else {
                     throw CNXError("\(model.path) gives output '\(names[k])' of shape \(y.shape) where \(reference.path) gives \(r.shape)")
                 }
                 if outputs[k].samples == 0 { outputs[k].shape = Array(y.shape.dropFirst()) }
-                outputs[k].add(model: UnsafeBufferPointer(start: y.floatPointer, count: y.count),
-                               reference: UnsafeBufferPointer(start: r.floatPointer, count: r.count), samples: range.count)
+                y.withUnsafeFloats { m in r.withUnsafeFloats { rf in outputs[k].add(model: m, reference: rf, samples: range.count) } }
             }
-            bar.advance(by: range.count)
         }
         var preprocessing: Preprocessing?
         if case .images(_, let p) = data.source { preprocessing = p }
         return ValidationResult(modelPath: model.path, modelRuntime: model.runtime, referencePath: reference.path,
                                 referenceRuntime: reference.runtime, dataPath: data.path, sampleShape: data.sampleShape,
                                 labelSource: data.labelSource, classNames: data.classNames, preprocessing: preprocessing,
-                                metrics: MetricsAccumulator(), modelSeconds: modelSeconds, referenceSeconds: referenceSeconds,
+                                metrics: MetricsAccumulator(), modelSeconds: seconds.model, referenceSeconds: seconds.reference,
                                 perLayer: nil, outputs: outputs)
     }
 }
