@@ -1,4 +1,5 @@
 import CNXGraph
+import CNXRuntime
 import Foundation
 
 /// Indices of the `k` largest values of `row`, largest first (ties: the lower index first).
@@ -34,12 +35,6 @@ public func cosineSimilarity(_ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferP
     return dot / (na.squareRoot() * nb.squareRoot())
 }
 
-/// Signal-to-quantisation-noise ratio in dB: 10 log10(sum ref^2 / sum (ref - x)^2); infinite
-/// when x equals ref.
-public func sqnr(signal: Double, noise: Double) -> Double {
-    if noise == 0 { return signal == 0 ? 0 : .infinity }
-    return 10 * log10(signal / noise)
-}
 
 /// The exact sums over samples of a model's outputs against the reference's (cosine
 /// similarity, signal and noise energy) that the whole-model and per-output figures share,
