@@ -33,7 +33,8 @@ final class PipelineTests: XCTestCase {
     }
 }
 
-final class DumpForDevelopment: XCTestCase {
+/// `Graph.dump()`, what `--dump-after` prints (CNX_DUMP=fixture also prints it, for development).
+final class GraphDumpTests: XCTestCase {
     /// `Graph.dump()` (what `--dump-after` prints) on a graph built by hand: every line, exactly.
     func testDumpListsInputsNodesWithConstantsAndAttributesThenOutputs() {
         let graph = Graph(
