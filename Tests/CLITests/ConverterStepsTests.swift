@@ -98,8 +98,11 @@ final class ConverterStepsTests: XCTestCase {
         let (x, y) = try oracle(e)
         // The expectation moved by 1% of its largest magnitude at one element.
         let scale = y.floats.map(abs).max() ?? 1
-        XCTAssertThrowsError(try Converter.verify(graph, on: x, expected: [nudged(y, by: scale / 100)], input: "m.onnx", what: "the optimised graph")) { error in
-            XCTAssertTrue("\(error)".hasPrefix("m.onnx: the optimised graph differs from the original by a relative error of 0.0099"), "\(error)")
+        XCTAssertThrowsError(
+            try Converter.verify(graph, on: x, expected: [nudged(y, by: scale / 100)], input: "m.onnx", what: "the optimised graph")
+        ) { error in
+            XCTAssertTrue(
+                "\(error)".hasPrefix("m.onnx: the optimised graph differs from the original by a relative error of 0.0099"), "\(error)")
             XCTAssertTrue("\(error)".contains("--no-verify"), "\(error)")
         }
         // A weight changed after the probe: the graph no longer computes the reader's answer.
@@ -115,7 +118,8 @@ final class ConverterStepsTests: XCTestCase {
         _ = try Converter.optimise(&graph, input: backbone, options: Converter.Options())
         try Converter.selectOutputs(&graph, features: [0, 2], input: backbone)
         XCTAssertEqual(graph.outputs.map(\.name), ["stage0", "stage2"])
-        let error = try Converter.verify(graph, on: probe.input, expected: try XCTUnwrap(probe.stages), input: backbone, what: "the stage outputs")
+        let error = try Converter.verify(
+            graph, on: probe.input, expected: try XCTUnwrap(probe.stages), input: backbone, what: "the stage outputs")
         XCTAssertLessThanOrEqual(error, Converter.tolerance)
         XCTAssertThrowsError(try Converter.selectOutputs(&graph, features: [7], input: backbone))
     }
