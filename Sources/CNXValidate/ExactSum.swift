@@ -40,7 +40,7 @@ public struct ExactSum: Equatable, Sendable {
             significand |= 1 << 52
             exponent = biased - 1075
         }
-        let position = exponent + Self.unitBit   // >= 14
+        let position = exponent + Self.unitBit  // >= 14
         let limb = position / 64, shift = UInt64(position % 64)
         let low = significand << shift
         let high = shift == 0 ? 0 : significand >> (64 - shift)
@@ -72,8 +72,10 @@ public struct ExactSum: Equatable, Sendable {
     /// Applies `op` (add or subtract with overflow) of the two-limb value `high:low` at limb
     /// `index`, rippling the carry (or borrow) up through the limbs.
     @inline(__always)
-    private mutating func ripple(_ low: UInt64, _ high: UInt64, at index: Int,
-                                 _ op: (UInt64, UInt64) -> (partialValue: UInt64, overflow: Bool)) {
+    private mutating func ripple(
+        _ low: UInt64, _ high: UInt64, at index: Int,
+        _ op: (UInt64, UInt64) -> (partialValue: UInt64, overflow: Bool)
+    ) {
         let first = op(limbs[index], low)
         limbs[index] = first.partialValue
         var carry: UInt64 = first.overflow ? 1 : 0
@@ -138,7 +140,9 @@ public struct ExactSum: Equatable, Sendable {
 
     public init?(text: String) {
         let fields = text.split(separator: ";", omittingEmptySubsequences: false)
-        guard fields.count == 4, let n = Int(fields[1]), let p = Int(fields[2]), let m = Int(fields[3]), n >= 0, p >= 0, m >= 0 else { return nil }
+        guard fields.count == 4, let n = Int(fields[1]), let p = Int(fields[2]), let m = Int(fields[3]), n >= 0, p >= 0, m >= 0 else {
+            return nil
+        }
         let hex = Array(fields[0].utf8)
         guard !hex.isEmpty, hex.count % 16 == 0, hex.count / 16 <= Self.limbCount else { return nil }
         var limbs = [UInt64](repeating: 0, count: Self.limbCount)

@@ -35,7 +35,6 @@ public func cosineSimilarity(_ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferP
     return dot / (na.squareRoot() * nb.squareRoot())
 }
 
-
 /// The exact sums over samples of a model's outputs against the reference's (cosine
 /// similarity, signal and noise energy) that the whole-model and per-output figures share,
 /// and the figures they give.
@@ -81,9 +80,11 @@ public struct MetricsAccumulator: AgreementSums, Sendable {
     public init() {}
 
     /// The sums a validation part recorded.
-    init(samples: Int, classes: Int, top1Agreements: Int, top5OverlapCount: Int, cosine: ExactSum, signal: ExactSum, noise: ExactSum,
-         maxAbsDiff: Float, labelled: Int, modelTop1: Int, referenceTop1: Int, modelTop5: Int, referenceTop5: Int,
-         perClass: [Int: (samples: Int, model: Int, reference: Int)]) {
+    init(
+        samples: Int, classes: Int, top1Agreements: Int, top5OverlapCount: Int, cosine: ExactSum, signal: ExactSum, noise: ExactSum,
+        maxAbsDiff: Float, labelled: Int, modelTop1: Int, referenceTop1: Int, modelTop5: Int, referenceTop5: Int,
+        perClass: [Int: (samples: Int, model: Int, reference: Int)]
+    ) {
         self.samples = samples
         self.classes = classes
         self.top1Agreements = top1Agreements
@@ -105,7 +106,9 @@ public struct MetricsAccumulator: AgreementSums, Sendable {
 
     /// Adds a batch: logits [n, classes] of the model and the reference (row-major), and the
     /// samples' labels when known.
-    public mutating func add(model: UnsafeBufferPointer<Float>, reference: UnsafeBufferPointer<Float>, classes c: Int, labels: ArraySlice<Int>?) {
+    public mutating func add(
+        model: UnsafeBufferPointer<Float>, reference: UnsafeBufferPointer<Float>, classes c: Int, labels: ArraySlice<Int>?
+    ) {
         precondition(model.count == reference.count && c > 0 && model.count % c == 0)
         classes = c
         let n = model.count / c
@@ -184,8 +187,9 @@ public struct MetricsAccumulator: AgreementSums, Sendable {
     /// Per-class accuracy of model and reference, by class id.
     public var classAccuracies: [ClassAccuracy] {
         perClass.sorted { $0.key < $1.key }.map { id, e in
-            ClassAccuracy(id: id, samples: e.samples, model: Double(e.model) / Double(e.samples),
-                          reference: Double(e.reference) / Double(e.samples))
+            ClassAccuracy(
+                id: id, samples: e.samples, model: Double(e.model) / Double(e.samples),
+                reference: Double(e.reference) / Double(e.samples))
         }
     }
 }
@@ -250,7 +254,6 @@ public struct OutputMetrics: AgreementSums, Sendable {
         }
     }
 
-
     /// Adds the samples another shard saw of the same output.
     public mutating func merge(_ other: OutputMetrics) throws {
         guard other.name == name else { throw CNXError("output '\(other.name)' cannot be merged into '\(name)'") }
@@ -269,8 +272,10 @@ public struct OutputMetrics: AgreementSums, Sendable {
 
 /// One sample's contribution: its cosine similarity, its sum of reference² and of differences²
 /// (summed in double in element order, then added exactly), and the largest difference.
-func addSample(_ m: UnsafeBufferPointer<Float>, _ r: UnsafeBufferPointer<Float>, cosine: inout ExactSum, signal: inout ExactSum,
-               noise: inout ExactSum, maxAbsDiff: inout Float) {
+func addSample(
+    _ m: UnsafeBufferPointer<Float>, _ r: UnsafeBufferPointer<Float>, cosine: inout ExactSum, signal: inout ExactSum,
+    noise: inout ExactSum, maxAbsDiff: inout Float
+) {
     cosine.add(cosineSimilarity(m, r))
     var s = 0.0, n = 0.0
     for i in 0..<m.count {

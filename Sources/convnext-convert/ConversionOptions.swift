@@ -9,7 +9,8 @@ import Foundation
 /// file written, threads, `--force` and the preprocessing recorded in the file. Flags of one
 /// command only (`--features`, `--bf16`, ...) sit beside this group in that command.
 struct ConversionOptions: ParsableArguments {
-    @Argument(help: "The model to read: .onnx, .safetensors, .pth/.pt/.bin, a sharded .index.json, a timm or transformers folder, or a .cnx.")
+    @Argument(
+        help: "The model to read: .onnx, .safetensors, .pth/.pt/.bin, a sharded .index.json, a timm or transformers folder, or a .cnx.")
     var input: String
 
     @Argument(help: "The .cnx file to write.")
@@ -18,7 +19,9 @@ struct ConversionOptions: ParsableArguments {
     @Option(name: .long, help: "Threads for verification, calibration and quantization (default: all cores).")
     var threads: Int?
 
-    @Flag(name: .long, help: "Write over an existing file that is not a .cnx, or to a name not ending in .cnx (never over a file the command reads).")
+    @Flag(
+        name: .long,
+        help: "Write over an existing file that is not a .cnx, or to a name not ending in .cnx (never over a file the command reads).")
     var force = false
 
     @OptionGroup(title: "Preprocessing to record in the .cnx (run, validate and calibration from images use it)")
@@ -44,7 +47,11 @@ struct ConversionOptions: ParsableArguments {
 /// What a checkpoint's weights do not carry (the norms' kind and epsilon, the activation), as
 /// the command line says it, and an ONNX export to check the result against.
 struct CheckpointFlags: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("For a checkpoint: the norms' epsilon, for every norm or per site (stem, downsample, block, head, features), e.g. 1e-5 or head=1e-12,block=1e-6.", valueName: "eps"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "For a checkpoint: the norms' epsilon, for every norm or per site (stem, downsample, block, head, features), e.g. 1e-5 or head=1e-12,block=1e-6.",
+            valueName: "eps"))
     var layerNormEps: String?
 
     @Option(name: .long, help: ArgumentHelp("For a checkpoint: the blocks' activation (gelu, gelu_tanh, silu).", valueName: "name"))
@@ -53,7 +60,11 @@ struct CheckpointFlags: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("For a checkpoint: the norms' kind (layernorm, rmsnorm, simplenorm).", valueName: "kind"))
     var norm: String?
 
-    @Option(name: .long, help: ArgumentHelp("An ONNX export of the same model: the checkpoint's graph is checked against it on a random input (refused beyond \(Converter.tolerance) relative).", valueName: "file"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "An ONNX export of the same model: the checkpoint's graph is checked against it on a random input (refused beyond \(Converter.tolerance) relative).",
+            valueName: "file"))
     var referenceOnnx: String?
 
     func validate() throws {
@@ -79,7 +90,8 @@ struct CheckpointFlags: ParsableArguments {
     }
 
     /// The case of `T` a flag names; nil without the flag.
-    static func choice<T: CaseIterable & RawRepresentable>(_ text: String?, _ flag: String, _: T.Type) throws -> T? where T.RawValue == String {
+    static func choice<T: CaseIterable & RawRepresentable>(_ text: String?, _ flag: String, _: T.Type) throws -> T?
+    where T.RawValue == String {
         guard let text else { return nil }
         guard let v = T(rawValue: text) else {
             throw ValidationError("\(flag) takes \(T.allCases.map(\.rawValue).joined(separator: ", ")); not '\(text)'")
