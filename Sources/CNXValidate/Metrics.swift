@@ -40,12 +40,15 @@ public func cosineSimilarity(_ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferP
 /// and the figures they give.
 public protocol AgreementSums {
     var samples: Int { get }
-    var cosineTotal: ExactSum { get }
-    var signalTotal: ExactSum { get }
-    var noiseTotal: ExactSum { get }
+    var totals: AgreementTotals { get }
 }
 
 extension AgreementSums {
+    public var cosineTotal: ExactSum { totals.cosine }
+    public var signalTotal: ExactSum { totals.signal }
+    public var noiseTotal: ExactSum { totals.noise }
+    /// The largest |model - reference| over every value seen (NaN when any difference is).
+    public var maxAbsDiff: Float { totals.maxAbsDiff }
     public var cosineSum: Double { cosineTotal.value }
     public var signal: Double { signalTotal.value }
     public var noise: Double { noiseTotal.value }
@@ -64,10 +67,7 @@ public struct MetricsAccumulator: AgreementSums, Sendable {
     /// Exact sums (independent of the order samples come in, so shards merge bit for bit):
     /// of each sample's cosine similarity, of each sample's sum of reference² and of
     /// (model - reference)² (each sample's own sums taken in double, in element order).
-    public private(set) var cosineTotal = ExactSum()
-    public private(set) var signalTotal = ExactSum()
-    public private(set) var noiseTotal = ExactSum()
-    public private(set) var maxAbsDiff: Float = 0
+    public private(set) var totals = AgreementTotals()
     // With labels:
     public private(set) var labelled = 0
     public private(set) var modelTop1 = 0
@@ -89,10 +89,7 @@ public struct MetricsAccumulator: AgreementSums, Sendable {
         self.classes = classes
         self.top1Agreements = top1Agreements
         self.top5OverlapCount = top5OverlapCount
-        cosineTotal = cosine
-        signalTotal = signal
-        noiseTotal = noise
-        self.maxAbsDiff = maxAbsDiff
+        totals = AgreementTotals(cosine: cosine, signal: signal, noise: noise, maxAbsDiff: maxAbsDiff)
         self.labelled = labelled
         self.modelTop1 = modelTop1
         self.referenceTop1 = referenceTop1
@@ -119,7 +116,7 @@ public struct MetricsAccumulator: AgreementSums, Sendable {
             let mt = topK(m, k), rt = topK(r, k)
             if mt[0] == rt[0] { top1Agreements += 1 }
             top5OverlapCount += Set(mt).intersection(rt).count
-            addSample(m, r, cosine: &cosineTotal, signal: &signalTotal, noise: &noiseTotal, maxAbsDiff: &maxAbsDiff)
+            totals.add(m, r)
             if let labels {
                 let label = labels[labels.startIndex + s]
                 labelled += 1
@@ -159,10 +156,7 @@ public struct MetricsAccumulator: AgreementSums, Sendable {
         samples += other.samples
         top1Agreements += other.top1Agreements
         top5OverlapCount += other.top5OverlapCount
-        cosineTotal.add(other.cosineTotal)
-        signalTotal.add(other.signalTotal)
-        noiseTotal.add(other.noiseTotal)
-        maxAbsDiff = largerDifference(maxAbsDiff, other.maxAbsDiff)
+        totals.merge(other.totals)
         labelled += other.labelled
         modelTop1 += other.modelTop1
         referenceTop1 += other.referenceTop1
@@ -214,10 +208,7 @@ public struct OutputMetrics: AgreementSums, Sendable {
     public var shape: [Int]
     public private(set) var samples = 0
     /// Exact sums, as in `MetricsAccumulator`.
-    public private(set) var cosineTotal = ExactSum()
-    public private(set) var signalTotal = ExactSum()
-    public private(set) var noiseTotal = ExactSum()
-    public private(set) var maxAbsDiff: Float = 0
+    public private(set) var totals = AgreementTotals()
 
     public init(name: String, shape: [Int] = []) {
         self.name = name
@@ -229,10 +220,7 @@ public struct OutputMetrics: AgreementSums, Sendable {
         self.name = name
         self.shape = shape
         self.samples = samples
-        cosineTotal = cosine
-        signalTotal = signal
-        noiseTotal = noise
-        self.maxAbsDiff = maxAbsDiff
+        totals = AgreementTotals(cosine: cosine, signal: signal, noise: noise, maxAbsDiff: maxAbsDiff)
     }
 
     /// Adds a batch of `samples` samples: the model's and the reference's values, row-major, each
@@ -243,7 +231,7 @@ public struct OutputMetrics: AgreementSums, Sendable {
         for s in 0..<n {
             let m = UnsafeBufferPointer(rebasing: model[s * per..<(s + 1) * per])
             let r = UnsafeBufferPointer(rebasing: reference[s * per..<(s + 1) * per])
-            addSample(m, r, cosine: &cosineTotal, signal: &signalTotal, noise: &noiseTotal, maxAbsDiff: &maxAbsDiff)
+            totals.add(m, r)
         }
         samples += n
     }
@@ -263,30 +251,49 @@ public struct OutputMetrics: AgreementSums, Sendable {
         }
         shape = other.shape
         samples += other.samples
-        cosineTotal.add(other.cosineTotal)
-        signalTotal.add(other.signalTotal)
-        noiseTotal.add(other.noiseTotal)
-        maxAbsDiff = largerDifference(maxAbsDiff, other.maxAbsDiff)
+        totals.merge(other.totals)
     }
 }
 
-/// One sample's contribution: its cosine similarity, its sum of reference² and of differences²
-/// (summed in double in element order, then added exactly), and the largest difference.
-func addSample(
-    _ m: UnsafeBufferPointer<Float>, _ r: UnsafeBufferPointer<Float>, cosine: inout ExactSum, signal: inout ExactSum,
-    noise: inout ExactSum, maxAbsDiff: inout Float
-) {
-    cosine.add(cosineSimilarity(m, r))
-    var s = 0.0, n = 0.0
-    for i in 0..<m.count {
-        let d = m[i] - r[i]
-        s += Double(r[i]) * Double(r[i])
-        n += Double(d) * Double(d)
-        let ad = abs(d)
-        if ad.isNaN || ad > maxAbsDiff { maxAbsDiff = ad }
+/// The exact sums of a model's outputs against the reference's over samples: cosine
+/// similarities, the reference's energy (signal) and the differences' (noise), and the largest
+/// difference. Shards' totals merge into the totals of the whole, whatever the order.
+public struct AgreementTotals: Sendable {
+    public private(set) var cosine = ExactSum()
+    public private(set) var signal = ExactSum()
+    public private(set) var noise = ExactSum()
+    public private(set) var maxAbsDiff: Float = 0
+
+    init() {}
+
+    init(cosine: ExactSum, signal: ExactSum, noise: ExactSum, maxAbsDiff: Float) {
+        (self.cosine, self.signal, self.noise, self.maxAbsDiff) = (cosine, signal, noise, maxAbsDiff)
     }
-    signal.add(s)
-    noise.add(n)
+
+    /// One sample's contribution: its cosine similarity, its sum of reference² and of
+    /// differences² (summed in double in element order, then added exactly), and the largest
+    /// difference.
+    mutating func add(_ m: UnsafeBufferPointer<Float>, _ r: UnsafeBufferPointer<Float>) {
+        cosine.add(cosineSimilarity(m, r))
+        var s = 0.0, n = 0.0
+        for i in 0..<m.count {
+            let d = m[i] - r[i]
+            s += Double(r[i]) * Double(r[i])
+            n += Double(d) * Double(d)
+            let ad = abs(d)
+            if ad.isNaN || ad > maxAbsDiff { maxAbsDiff = ad }
+        }
+        signal.add(s)
+        noise.add(n)
+    }
+
+    /// Adds another part's totals.
+    mutating func merge(_ other: AgreementTotals) {
+        cosine.add(other.cosine)
+        signal.add(other.signal)
+        noise.add(other.noise)
+        maxAbsDiff = largerDifference(maxAbsDiff, other.maxAbsDiff)
+    }
 }
 
 /// The larger of two largest differences, NaN when either is (as the running maximum gives).
