@@ -1,10 +1,11 @@
 import CKernels
+import CReferenceKernels
 import CNXGraph
 import Foundation
 
 /// The reference implementation of every operator, following the ONNX operator specification.
-enum Kernels {
-    static func evaluate(_ node: Node, _ args: [Tensor?]) throws -> [Tensor] {
+package enum Kernels {
+    package static func evaluate(_ node: Node, _ args: [Tensor?]) throws -> [Tensor] {
         func arg(_ i: Int) throws -> Tensor {
             guard i < args.count, let t = args[i] else { throw CNXError("input \(i) is missing") }
             return t
