@@ -1,9 +1,11 @@
 import CNXConvert
 import CNXFormat
 import CNXGraph
+import CNXIO
 import CNXImport
 import CNXPasses
 import CNXQuantize
+import CNXReference
 import CNXRuntime
 import CNXTestSupport
 import XCTest
