@@ -202,31 +202,18 @@ struct Quantize: ParsableCommand {
     @Flag(name: .long, help: "Quantize to int8 (or say --bf16 / --fp16).")
     var int8 = false
 
+    @OptionGroup var files: ConversionOptions
+
     @OptionGroup(title: "Half-precision weights (instead of --int8)")
     var half: HalfPrecisionOptions
 
-    @Argument(help: "The model to quantize (.onnx, .safetensors, .pth, a timm hub folder, or a float32 .cnx).")
-    var input: String
-
-    @Argument(help: "The .cnx file to write.")
-    var output: String
-
     @OptionGroup var quantization: Int8Options
-
-    @OptionGroup(title: "Preprocessing to record in the .cnx (also used for calibration images)")
-    var record: PreprocessOptions
-
-    @Option(name: .long, help: "Threads (default: all cores).")
-    var threads: Int?
 
     @Option(name: .long, help: "With --sensitivity (or --max-drop): also write the per-layer sensitivity as a self-contained HTML page to this file.")
     var report: String?
 
     @Flag(name: .long, help: "Print one JSON object (the report, with the sensitivity of each layer) instead of text.")
     var json = false
-
-    @Flag(name: .long, help: "Write over an existing file that is not a .cnx, or to a name not ending in .cnx (never over a file the command reads).")
-    var force = false
 
     func validate() throws {
         try half.check(int8: int8, quantization)
@@ -240,21 +227,17 @@ struct Quantize: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let reads = [ReadFile(input, role: "the input model")] + quantization.reads
-            try OutputGuard.check(output: output, kind: .cnx, reads: reads, force: force)
+            let (input, output) = (files.input, files.output)
+            let line = StageLine()
+            defer { line.clear() }
+            var options = try files.converterOptions(reads: quantization.reads, classNamesFile: quantization.classNamesFile, line: line)
             if let report {
                 try checkReportPath(report)
-                try OutputGuard.check(output: report, kind: .html, reads: reads + [ReadFile(output, role: "the output model")], force: force)
+                try OutputGuard.check(output: report, kind: .html, reads: [ReadFile(input, role: "the input model")] + quantization.reads
+                                      + [ReadFile(output, role: "the output model")], force: files.force)
             }
-            var options = Converter.Options()
-            options.recorded = try record.metadata(classNamesFile: quantization.classNamesFile)
             if let dtype = half.dtype { options.halfPrecision = (dtype, int8 ? [] : quantization.keepFloat) }
-            if int8 { options.int8 = try quantization.settings(threads: threads, model: input, recorded: options.recorded) }
-            options.reads = quantization.reads
-            options.force = force
-            let line = StageLine()
-            options.stage = line.callback
-            defer { line.clear() }
+            if int8 { options.int8 = try quantization.settings(threads: files.threads, model: input, recorded: options.recorded) }
             let r = try Converter.convert(input: input, output: output, options: options)
             line.clear()
             if let dtype = half.dtype, !int8 {
@@ -281,8 +264,8 @@ extension Quantize {
         } else {
             measuredOn = "the first \(min(8, calibration)) calibration samples"
         }
-        var page = HTMLReport.Sensitivity(model: try facts(input), layers: r.sensitivity.map { ($0.layer, $0.sqnr) }, keptFloat: r.keptFloat)
-        page.output = try facts(output)
+        var page = HTMLReport.Sensitivity(model: try facts(files.input), layers: r.sensitivity.map { ($0.layer, $0.sqnr) }, keptFloat: r.keptFloat)
+        page.output = try facts(files.output)
         (page.int8SQNR, page.method, page.calibrationSamples, page.measuredOn) = (r.int8SQNR, settings.options.method.rawValue, calibration, measuredOn)
         page.accuracy = r.accuracy.map { ($0.floatAccuracy, $0.int8Accuracy, $0.agreement, $0.drop) }
         (page.maxDrop, page.command) = (settings.options.maxDrop, commandLine())

@@ -62,6 +62,18 @@ enum Report {
     static let tool = "convnext-convert \(converterVersion)"
     static let vocabulary = "the names --keep-float, quantize --sensitivity and validate --per-layer use"
 
+    /// The lines `inspect` gives every model: parameters, inputs, outputs and operators.
+    static func signature(_ graph: Graph) -> [String] {
+        let p = graph.parameterCount
+        var lines = ["parameters: \(grouped(p.elements)) (\(bytes(p.bytes)))", "inputs:"]
+        lines += graph.inputs.map { "  \($0.name): \($0.dtype.name) \($0.shape.map(describe) ?? "[?]")" }
+        lines.append("outputs:")
+        lines += graph.outputs.map { "  \($0.name): \($0.dtype.name) \($0.shape.map(describe) ?? "[?]")" }
+        lines.append("operators (\(graph.nodes.count) nodes):")
+        lines += graph.opHistogram.map { op, count in "  \(op.rawValue.padding(toLength: 20, withPad: " ", startingAt: 0)) \(count)" }
+        return lines
+    }
+
     static func inspect(_ loaded: LoadedModel, path: String) -> String {
         let graph = loaded.graph
         var lines: [String] = []
@@ -74,14 +86,7 @@ enum Report {
             lines.append("read by:    \(tool)")
             lines.append("metadata:")
             for (k, v) in loaded.metadata.sorted(by: { $0.key < $1.key }) { lines.append("  \(k) = \(show(v))") }
-            let p = graph.parameterCount
-            lines.append("parameters: \(grouped(p.elements)) (\(bytes(p.bytes)))")
-            lines.append("inputs:")
-            for v in graph.inputs { lines.append("  \(v.name): \(v.dtype.name) \(v.shape.map(describe) ?? "[?]")") }
-            lines.append("outputs:")
-            for v in graph.outputs { lines.append("  \(v.name): \(v.dtype.name) \(v.shape.map(describe) ?? "[?]")") }
-            lines.append("operators (\(graph.nodes.count) nodes):")
-            for (op, count) in graph.opHistogram { lines.append("  \(op.rawValue.padding(toLength: 20, withPad: " ", startingAt: 0)) \(count)") }
+            lines += signature(graph)
             let all = layers(graph)
             if !all.isEmpty {
                 let gemms = all.flatMap(\.gemms), int8 = gemms.filter(\.int8).count
@@ -111,14 +116,7 @@ enum Report {
             lines.append("metadata:")
             for (k, v) in loaded.metadata.sorted(by: { $0.key < $1.key }) { lines.append("  \(k) = \(show(v))") }
         }
-        let p = graph.parameterCount
-        lines.append("parameters: \(grouped(p.elements)) (\(bytes(p.bytes)))")
-        lines.append("inputs:")
-        for v in graph.inputs { lines.append("  \(v.name): \(v.dtype.name) \(v.shape.map(describe) ?? "[?]")") }
-        lines.append("outputs:")
-        for v in graph.outputs { lines.append("  \(v.name): \(v.dtype.name) \(v.shape.map(describe) ?? "[?]")") }
-        lines.append("operators (\(graph.nodes.count) nodes):")
-        for (op, count) in graph.opHistogram { lines.append("  \(op.rawValue.padding(toLength: 20, withPad: " ", startingAt: 0)) \(count)") }
+        lines += signature(graph)
         if let a = Architecture.recognise(graph) {
             lines.append("architecture:")
             lines.append("  family:   \(a.family)")
