@@ -159,6 +159,16 @@ extension Kernels {
         }
     }
 
+    /// The u8 codes of an int8 layer's (already equalized) float32 input, in the reference
+    /// arithmetic (Formats/CNX.md, "int8 layers", step 2).
+    static func quantizeReference(_ x: Tensor, _ q: Int8Parameters) -> [UInt8] {
+        var codes = [UInt8](repeating: 0, count: x.count)
+        x.withUnsafeFloats { xp in
+            codes.withUnsafeMutableBufferPointer { cnx_quantize_u8_reference(xp.baseAddress, Int64(xp.count), q.activationScale, q.activationZero, $0.baseAddress) }
+        }
+        return codes
+    }
+
     /// A fused operation's GEMM layer: float32 as it is, or int8 as Formats/CNX.md's "int8
     /// layers" computes it (the input divided by the channel scales, quantized to u8, the exact
     /// integer product, dequantized with the two scales, plus the float32 bias).
@@ -178,17 +188,16 @@ extension Kernels {
                 input = Tensor(zeros: .float32, shape: x.shape)
                 x.withUnsafeFloats { src in input.withUnsafeMutableFloats { dst in for i in 0..<src.count { dst[i] = src[i] / s[i % k] } } }
             }
-            var codes = [UInt8](repeating: 0, count: x.count)
+            var codes = quantizeReference(input, q)
             let y = Tensor(zeros: .float32, shape: Array(x.shape.dropLast()) + [n])
-            withFloatPointers([input, bias]) { p in
+            withFloatPointers([bias]) { p in
                 codes.withUnsafeMutableBufferPointer { codeBuffer in
                     let c = codeBuffer.baseAddress!
-                    cnx_quantize_u8_reference(p[0], Int64(x.count), q.activationScale, q.activationZero, c)
                     w.withUnsafeBytes { wb in
                         q.weightScales.withUnsafeBufferPointer { scales in
                             y.withUnsafeMutableFloats { yp in
                                 cnx_qlinear_reference(Int64(rows), Int64(n), Int64(k), c, wb.baseAddress!.assumingMemoryBound(to: Int8.self),
-                                                      q.activationZero, q.activationScale, scales.baseAddress, p[1], yp.baseAddress)
+                                                      q.activationZero, q.activationScale, scales.baseAddress, p[0], yp.baseAddress)
                             }
                         }
                     }
