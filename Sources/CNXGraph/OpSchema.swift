@@ -129,6 +129,38 @@ extension Node {
     }
 }
 
+/// A node's inputs in slot order (nil for an omitted one), read by the slot names of its
+/// schema: the facts a shape function sees (`ShapeInference.Context`), the tensors a reference
+/// kernel computes on (`KernelCall`).
+public struct NodeInputs<Value> {
+    public let node: Node
+    public let values: [Value?]
+
+    public init(node: Node, values: [Value?]) {
+        self.node = node
+        self.values = values
+    }
+
+    /// Input `i`; throws when it is omitted (or, for facts, unknown).
+    public func input(_ i: Int) throws -> Value {
+        guard i < values.count, let v = values[i] else {
+            let slots = node.schema.inputs
+            let name = i < slots.count ? " (\(slots[i].name))" : ""
+            throw CNXError("input \(i)\(name) is missing")
+        }
+        return v
+    }
+
+    /// The input in slot `slot`; throws when it is omitted.
+    public func input(_ slot: String) throws -> Value { try input(node.schema.slot(slot)) }
+
+    /// Input `i`, nil when it is omitted.
+    public func optional(_ i: Int) -> Value? { i < values.count ? values[i] : nil }
+
+    /// The input in slot `slot`, nil when it is omitted.
+    public func optional(_ slot: String) -> Value? { optional(node.schema.slot(slot)) }
+}
+
 // MARK: The table
 
 extension OpSchema {

@@ -6,6 +6,12 @@ public struct ValueFacts: Sendable {
     public var shape: [Dim]?
     /// The elements of a 1-D or scalar int64 tensor, as dimensions (fixed or symbolic).
     public var elements: [Dim]?
+
+    public init(dtype: DType, shape: [Dim]?, elements: [Dim]? = nil) {
+        self.dtype = dtype
+        self.shape = shape
+        self.elements = elements
+    }
 }
 
 /// A product of dimensions: a rational coefficient times at most one symbol.
@@ -67,7 +73,7 @@ public enum ShapeInference {
         for node in graph.nodes {
             let ins = node.inputs.map { $0.isEmpty ? nil : facts[$0] }
             do {
-                let outs = try node.schema.shape(Context(node: node, inputs: ins))
+                let outs = try node.schema.shape(Context(node: node, values: ins))
                 for (name, f) in zip(node.outputs, outs) where !name.isEmpty { facts[name] = f }
             } catch let e as CNXError {
                 throw CNXError("\(node.label): \(e.message)")
@@ -104,30 +110,7 @@ public enum ShapeInference {
 
     /// What a shape function sees of one node: the node and the facts of its inputs (nil for an
     /// omitted or unknown input).
-    public struct Context {
-        public let node: Node
-        public let inputs: [ValueFacts?]
-
-        public init(node: Node, inputs: [ValueFacts?]) {
-            self.node = node
-            self.inputs = inputs
-        }
-
-        /// The facts of input `i`; throws when it is omitted or unknown.
-        public func input(_ i: Int) throws -> ValueFacts {
-            guard i < inputs.count, let f = inputs[i] else { throw CNXError("input \(i) is missing or undefined") }
-            return f
-        }
-
-        /// The facts of the input in slot `slot` (by the schema's slot name).
-        public func input(_ slot: String) throws -> ValueFacts { try input(node.schema.slot(slot)) }
-
-        /// The facts of the input in slot `slot`, nil when it is omitted.
-        public func optional(_ slot: String) -> ValueFacts? {
-            let i = node.schema.slot(slot)
-            return i < inputs.count ? inputs[i] : nil
-        }
-    }
+    public typealias Context = NodeInputs<ValueFacts>
 
     /// One output of input 0's type with shape `s` (or `dtype`).
     static func shaped(_ x: ValueFacts, _ s: [Dim]?, _ dtype: DType? = nil) -> [ValueFacts] {
@@ -236,7 +219,7 @@ public enum ShapeInference {
 
     /// A reduction over constant axes (an input or the attribute).
     static func reduce(_ c: Context) throws -> [ValueFacts] {
-        let ins = c.inputs
+        let ins = c.values
         let node = c.node
         let x = try c.input(0)
         guard let s = x.shape else { return shaped(x, nil) }
@@ -314,7 +297,7 @@ public enum ShapeInference {
 
     /// Squeeze and Unsqueeze.
     static func squeeze(_ c: Context) throws -> [ValueFacts] {
-        let ins = c.inputs
+        let ins = c.values
         let node = c.node
         let x = try c.input(0)
         guard let s = x.shape else { return shaped(x, nil) }
@@ -340,7 +323,7 @@ public enum ShapeInference {
     }
 
     static func concat(_ c: Context) throws -> [ValueFacts] {
-        let ins = c.inputs
+        let ins = c.values
         let node = c.node
         let x = try c.input(0)
         let parts = ins.compactMap { $0 }
@@ -388,7 +371,7 @@ public enum ShapeInference {
     }
 
     static func slice(_ c: Context) throws -> [ValueFacts] {
-        let ins = c.inputs
+        let ins = c.values
         let node = c.node
         let x = try c.input(0)
         guard let s = x.shape else { return shaped(x, nil) }

@@ -4,33 +4,29 @@
 extension Tensor {
     /// The float32 elements, read-only.
     public func withUnsafeFloats<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
-        precondition(dtype == .float32, "withUnsafeFloats on a \(dtype.name) tensor")
-        return try withExtendedLifetime(storage) {
-            try body(UnsafeBufferPointer(start: storage.bytes.assumingMemoryBound(to: Float.self), count: count))
-        }
+        try elements(of: .float32) { try body(UnsafeBufferPointer($0)) }
     }
 
     /// The float32 elements, writable (a tensor this code allocated, never a borrowed mapping).
     public func withUnsafeMutableFloats<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
-        precondition(dtype == .float32, "withUnsafeMutableFloats on a \(dtype.name) tensor")
-        return try withExtendedLifetime(storage) {
-            try body(UnsafeMutableBufferPointer(start: storage.bytes.assumingMemoryBound(to: Float.self), count: count))
-        }
+        try elements(of: .float32, body)
     }
 
     /// The int64 elements, read-only.
     public func withUnsafeInt64s<R>(_ body: (UnsafeBufferPointer<Int64>) throws -> R) rethrows -> R {
-        precondition(dtype == .int64, "withUnsafeInt64s on a \(dtype.name) tensor")
-        return try withExtendedLifetime(storage) {
-            try body(UnsafeBufferPointer(start: storage.bytes.assumingMemoryBound(to: Int64.self), count: count))
-        }
+        try elements(of: .int64) { try body(UnsafeBufferPointer($0)) }
     }
 
     /// The int64 elements, writable.
     public func withUnsafeMutableInt64s<R>(_ body: (UnsafeMutableBufferPointer<Int64>) throws -> R) rethrows -> R {
-        precondition(dtype == .int64, "withUnsafeMutableInt64s on a \(dtype.name) tensor")
+        try elements(of: .int64, body)
+    }
+
+    /// The elements as `T`, which must be the Swift type of `expected`, the tensor's element type.
+    private func elements<T, R>(of expected: DType, _ body: (UnsafeMutableBufferPointer<T>) throws -> R) rethrows -> R {
+        precondition(dtype == expected && MemoryLayout<T>.size == dtype.size, "\(expected.name) access to a \(dtype.name) tensor")
         return try withExtendedLifetime(storage) {
-            try body(UnsafeMutableBufferPointer(start: storage.bytes.assumingMemoryBound(to: Int64.self), count: count))
+            try body(UnsafeMutableBufferPointer(start: storage.bytes.assumingMemoryBound(to: T.self), count: count))
         }
     }
 

@@ -115,7 +115,7 @@ enum Kernels {
 
     static func slice(_ call: KernelCall) throws -> Tensor {
         let x = try call.input("data")
-        if call.args.count >= 3 {
+        if call.values.count >= 3 {
             let starts = try ints(call.input("starts"), "starts"), ends = try ints(call.input("ends"), "ends")
             let axes = try call.optional("axes").map { try ints($0, "axes") }
             let steps = try call.optional("steps").map { try ints($0, "steps") }
@@ -330,20 +330,12 @@ enum Kernels {
             }
         }
         let sa = broadcastStrides(aBatch, to: batch), sb = broadcastStrides(bBatch, to: batch)
-        let count = batch.reduce(1, *)
-        var index = [Int](repeating: 0, count: batch.count)
+        // One GEMM per batch entry, the batch axes walked with broadcasting.
         a.withUnsafeFloats { ab in b.withUnsafeFloats { bb in y.withUnsafeMutableFloats { yb in
-            for i in 0..<count {
-                var oa = 0, ob = 0
-                for d in 0..<batch.count { oa += index[d] * sa[d]; ob += index[d] * sb[d] }
-                cnx_sgemm(0, 0, Int64(m), Int64(n), Int64(k), 1, ab.baseAddress! + oa * m * k, Int64(k),
-                          bb.baseAddress! + ob * k * n, Int64(n), 0, yb.baseAddress! + i * m * n, Int64(n))
-                var d = batch.count - 1
-                while d >= 0 {
-                    index[d] += 1
-                    if index[d] < batch[d] { break }
-                    index[d] = 0
-                    d -= 1
+            forEachBroadcastRow(batch, sa, sb) { oa, ob, oy, count, ia, ib in
+                for j in 0..<count {
+                    cnx_sgemm(0, 0, Int64(m), Int64(n), Int64(k), 1, ab.baseAddress! + (oa + j * ia) * m * k, Int64(k),
+                              bb.baseAddress! + (ob + j * ib) * k * n, Int64(n), 0, yb.baseAddress! + (oy + j) * m * n, Int64(n))
                 }
             }
         } } }

@@ -3,34 +3,9 @@ import Foundation
 
 /// One call of a reference kernel: the node and its input tensors in slot order (nil for an
 /// omitted optional input), read by the slot names of the node's schema.
-public struct KernelCall {
-    public let node: Node
-    public let args: [Tensor?]
+public typealias KernelCall = NodeInputs<Tensor>
 
-    public init(node: Node, args: [Tensor?]) {
-        self.node = node
-        self.args = args
-    }
-
-    /// The tensor in input `i`; throws when it is omitted.
-    public func input(_ i: Int) throws -> Tensor {
-        guard i < args.count, let t = args[i] else { throw CNXError("input \(i) is missing") }
-        return t
-    }
-
-    /// The tensor in slot `slot`; throws when it is omitted.
-    public func input(_ slot: String) throws -> Tensor {
-        let i = node.schema.slot(slot)
-        guard i < args.count, let t = args[i] else { throw CNXError("input \(i) (\(slot)) is missing") }
-        return t
-    }
-
-    /// The tensor in input `i`, nil when it is omitted.
-    public func optional(_ i: Int) -> Tensor? { i < args.count ? args[i] : nil }
-
-    /// The tensor in slot `slot`, nil when it is omitted.
-    public func optional(_ slot: String) -> Tensor? { optional(node.schema.slot(slot)) }
-
+extension NodeInputs where Value == Tensor {
     /// The float32 tensor in slot `slot`.
     public func float(_ slot: String) throws -> Tensor { try Kernels.float(input(slot)) }
 
@@ -53,7 +28,7 @@ public enum ReferenceKernels {
 
     /// Evaluates `node` on `args` (nil for an omitted optional input).
     public static func evaluate(_ node: Node, _ args: [Tensor?]) throws -> [Tensor] {
-        try kernel(node.op)(KernelCall(node: node, args: args))
+        try kernel(node.op)(KernelCall(node: node, values: args))
     }
 
     /// The table's entries; the switch makes the compiler ask for a kernel for every new op.
@@ -93,7 +68,7 @@ public enum ReferenceKernels {
         case .flatten: return { [try K.flatten($0.input("input"), axis: $0.node.int("axis") ?? 1)] }
         case .squeeze: return { [try K.squeeze($0)] }
         case .unsqueeze: return { [try K.unsqueeze($0)] }
-        case .concat: return { call in [try K.concat((0..<call.args.count).map { try call.input($0) }, axis: call.node.int("axis") ?? 0)] }
+        case .concat: return { call in [try K.concat((0..<call.values.count).map { try call.input($0) }, axis: call.node.int("axis") ?? 0)] }
         case .gather: return { [try K.gather($0.input("data"), $0.input("indices"), axis: $0.node.int("axis") ?? 0)] }
         case .shape: return { [try K.shape($0)] }
         case .slice: return { [try K.slice($0)] }
@@ -112,7 +87,7 @@ public enum ReferenceKernels {
             }
         case .constant: return { _ in throw CNXError("Constant nodes are folded by the reader") }
         // The fused operations: FusedKernels' reference implementations.
-        case .linear, .grn, .stem, .downsample, .block, .head: return { try K.evaluateFused($0.node, $0.args) }
+        case .linear, .grn, .stem, .downsample, .block, .head: return { try K.evaluateFused($0.node, $0.values) }
         }
     }
 }

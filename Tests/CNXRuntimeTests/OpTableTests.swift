@@ -31,7 +31,7 @@ final class OpTableTests: XCTestCase {
             guard let (node, tensors) = Self.sample(op) else {
                 let constant = Node(name: "c", op: op, inputs: [], outputs: ["y"], attributes: ["value": .tensor(Tensor(floats: [1], shape: [1]))])
                 XCTAssertThrowsError(try ReferenceKernels.evaluate(constant, [])) { XCTAssertTrue("\($0)".contains("folded by the reader"), "\($0)") }
-                XCTAssertThrowsError(try constant.schema.shape(ShapeInference.Context(node: constant, inputs: [])))
+                XCTAssertThrowsError(try constant.schema.shape(ShapeInference.Context(node: constant, values: [])))
                 continue
             }
             var initializers: [String: Tensor] = [:]
