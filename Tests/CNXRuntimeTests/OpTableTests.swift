@@ -72,6 +72,22 @@ final class OpTableTests: XCTestCase {
         XCTAssertTrue(spelled.contains("cnx.Block"), "\(spelled.sorted())")
     }
 
+    /// MatMul whose batch axes broadcast on both sides (A [2, 1, 3, 4] x B [3, 4, 5]): each
+    /// output matrix is the product of the A and B matrices its batch index selects, written
+    /// out as sums here.
+    func testBatchedMatMulBroadcastsBothBatches() throws {
+        let a = Self.f([2, 1, 3, 4]), b = Self.f([3, 4, 5], seed: 2)
+        let node = Node(name: "mm", op: .matMul, inputs: ["a", "b"], outputs: ["y"])
+        let y = try XCTUnwrap(try ReferenceKernels.evaluate(node, [a, b]).first)
+        XCTAssertEqual(y.shape, [2, 3, 3, 5])
+        let av = a.floats, bv = b.floats, yv = y.floats
+        for i in 0..<2 { for j in 0..<3 { for r in 0..<3 { for c in 0..<5 {
+            var sum: Float = 0
+            for k in 0..<4 { sum += av[(i * 3 + r) * 4 + k] * bv[(j * 4 + k) * 5 + c] }
+            XCTAssertEqual(yv[((i * 3 + j) * 3 + r) * 5 + c], sum, accuracy: 1e-5)
+        } } } }
+    }
+
     // MARK: samples
 
     /// Deterministic values in [lo, hi).
