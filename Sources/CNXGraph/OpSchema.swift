@@ -3,8 +3,10 @@
 /// is the one table the verifier and the shape inference read; the reference kernels are bound
 /// to the same op types in the runtime's kernel table (`ReferenceKernels`).
 ///
-/// Adding an operation: a case in `OpType`, a record in `OpSchema.make` (the compiler asks for
-/// it), a shape function in `ShapeInference`, a kernel in `ReferenceKernels.make`.
+/// Adding an operation: a case in `OpType`; its record in `OpSchema.make` and its kernel in
+/// `ReferenceKernels.make` (the compiler asks for both); a shape function in `ShapeInference`
+/// unless an existing one fits; a sample node in the runtime tests' `OpTableTests.sample` (the
+/// compiler asks again), where the shape function is checked against the kernel.
 public struct OpSchema: @unchecked Sendable {
     public let op: OpType
     /// The inputs in slot order. A slot that is not required may be omitted at the end or given
