@@ -84,7 +84,7 @@ public enum Int8Lowering {
                 }
             }
         }
-        codes.withUnsafeBytes { q.storage.bytes.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        codes.withUnsafeBytes { src in q.withUnsafeMutableElementBytes { $0.copyMemory(from: src) } }
         q.quantization = Quantization(axis: 1, scales: scales)
         return q
     }

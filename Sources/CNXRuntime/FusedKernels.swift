@@ -193,7 +193,7 @@ extension Kernels {
             withFloatPointers([bias]) { p in
                 codes.withUnsafeMutableBufferPointer { codeBuffer in
                     let c = codeBuffer.baseAddress!
-                    w.withUnsafeBytes { wb in
+                    w.withUnsafeElementBytes { wb in
                         q.weightScales.withUnsafeBufferPointer { scales in
                             y.withUnsafeMutableFloats { yp in
                                 cnx_qlinear_reference(Int64(rows), Int64(n), Int64(k), c, wb.baseAddress!.assumingMemoryBound(to: Int8.self),

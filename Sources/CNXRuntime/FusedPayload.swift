@@ -264,28 +264,44 @@ public enum FusedPayload: @unchecked Sendable {
     }
 }
 
-/// Where each fused operation keeps what (Formats/CNX.md's slot tables). Nothing outside this
-/// file spells a slot number.
+/// Where each fused operation keeps what: the slot numbers of the schema's named slots
+/// (`OpSchema`, Formats/CNX.md's slot tables). Nothing outside this file and the schema spells a
+/// slot of a fused operation.
 enum Slots {
-    enum Stem { static let input = 0, weight = 1, bias = 2, normWeight = 3, normBias = 4 }
-    enum Downsample { static let input = 0, weight = 1, bias = 2, normWeight = 3, normBias = 4 }
-    enum Block { static let input = 0, dwWeight = 1, dwBias = 2, w1 = 3, b1 = 4, w2 = 5, b2 = 6, grnGamma = 7, grnBeta = 8 }
-    enum Head { static let input = 0, w1 = 1, b1 = 2, w2 = 3, b2 = 4, normWeight = 5, normBias = 6 }
+    private static func slot(_ op: OpType, _ name: String) -> Int { OpSchema.of(op).slot(name) }
+    enum Stem {
+        static let weight = slot(.stem, "W"), bias = slot(.stem, "B")
+        static let normWeight = slot(.stem, "ln_scale"), normBias = slot(.stem, "ln_bias")
+    }
+    enum Downsample {
+        static let weight = slot(.downsample, "W"), bias = slot(.downsample, "B")
+        static let normWeight = slot(.downsample, "ln_scale"), normBias = slot(.downsample, "ln_bias")
+    }
+    enum Block {
+        static let dwWeight = slot(.block, "dw_weight"), dwBias = slot(.block, "dw_bias")
+        static let w1 = slot(.block, "W1"), b1 = slot(.block, "B1"), w2 = slot(.block, "W2"), b2 = slot(.block, "B2")
+        static let grnGamma = slot(.block, "grn_gamma"), grnBeta = slot(.block, "grn_beta")
+    }
+    enum Head {
+        static let w1 = slot(.head, "W"), b1 = slot(.head, "B"), w2 = slot(.head, "W2"), b2 = slot(.head, "B2")
+        static let normWeight = slot(.head, "ln_scale"), normBias = slot(.head, "ln_bias")
+    }
 }
 
-/// The attribute names of the fused operations. Nothing outside this file spells one.
+/// The attribute names of the fused operations, as the schema lists them. Nothing outside this
+/// file and the schema spells one.
 enum Keys {
     static let epsilon = "epsilon", norm = "norm", activation = "activation", kernel = "kernel"
     static let stride = "stride", pad = "pad", inputLayout = "input_layout", grnEpsilon = "grn_epsilon"
     static let normFirst = "norm_first"
     /// The u8 quantization of layer L's input.
-    static func activationScale(_ layer: Int) -> String { "a\(layer)_scale" }
-    static func activationZero(_ layer: Int) -> String { "a\(layer)_zero" }
+    static func activationScale(_ layer: Int) -> String { LayerQuantizationKeys(layer).activationScale }
+    static func activationZero(_ layer: Int) -> String { LayerQuantizationKeys(layer).activationZero }
     /// Layer L's input-channel equalization.
-    static func channelScales(_ layer: Int) -> String { "a\(layer)_channel_scales" }
+    static func channelScales(_ layer: Int) -> String { LayerQuantizationKeys(layer).channelScales }
     /// Layer L's weight scales as a node attribute: how format 1.0 and 1.1 files carry them
     /// (since 1.2 they are the weight tensor's quantization). Read, never written.
-    static func legacyWeightScales(_ layer: Int) -> String { "w\(layer)_scales" }
+    static func legacyWeightScales(_ layer: Int) -> String { LayerQuantizationKeys(layer).weightScales }
 }
 
 private struct NodeReader {
@@ -332,7 +348,7 @@ private struct NodeReader {
 
     func optional(_ slot: Int) throws -> Constant? {
         guard let name = name(slot) else { return nil }
-        guard let t = constant(name) else { throw CNXError("input \(slot) ('\(name)') must be a constant") }
+        guard let t = constant(name) else { throw CNXError("input \(slot) (\(node.schema.inputs[slot].name), '\(name)') must be a constant") }
         return Constant(name: name, tensor: t)
     }
 

@@ -27,7 +27,7 @@ final class PackedQMatrix: @unchecked Sendable {
         let bytes = cnx_qgemm_packed_b_bytes(Int64(k), Int64(n))
         packed = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
         let k = self.k, n = self.n, packed = self.packed
-        w.withUnsafeBytes { raw in
+        w.withUnsafeElementBytes { raw in
             cnx_qgemm_pack_b(raw.baseAddress!.assumingMemoryBound(to: Int8.self), Int64(k), Int64(n), packed)
         }
         columnSums = cnx_qgemm_packed_col_sums(packed, Int64(k), Int64(n))
