@@ -125,7 +125,8 @@ final class FastExecutor: @unchecked Sendable {
 
     typealias FusedKernel = (FastExecutor, PreparedNode, FusedCall) throws -> Tensor
 
-    /// The fast kernels, by op type: what is not here runs on the reference kernels.
+    /// The fast kernels, by op type (the op types of `OpSchema` and `ReferenceKernels.table`):
+    /// a node whose type is not here runs on its reference kernel.
     static let fusedKernels: [OpType: FusedKernel] = [
         .stem: { e, p, c in try e.stem(p, c) },
         .downsample: { e, p, c in try e.downsample(p, c) },
@@ -183,7 +184,7 @@ final class FastExecutor: @unchecked Sendable {
                     args.append(v)
                 }
                 let outs: [Tensor]
-                do { outs = try Kernels.evaluate(node, args) } catch let e as CNXError { throw CNXError("\(node.label): \(e.message)") }
+                do { outs = try ReferenceKernels.evaluate(node, args) } catch let e as CNXError { throw CNXError("\(node.label): \(e.message)") }
                 for (name, t) in zip(node.outputs, outs) where !name.isEmpty { values[name] = t }
                 release(node, &remaining, &values)
                 continue
