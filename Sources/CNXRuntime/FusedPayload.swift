@@ -309,6 +309,11 @@ private struct NodeReader {
     let constant: (String) -> Tensor?
 
     func read() throws -> FusedPayload {
+        // An attribute this reader does not know may change what the operation computes (a
+        // newer minor version's): refused rather than ignored (Formats/CNX.md, Compatibility).
+        if let unknown = node.attributes.keys.sorted().first(where: { node.schema.attribute($0) == nil }) {
+            throw CNXError("attribute '\(unknown)' is not one this reader knows (written by a newer convnext-convert?)")
+        }
         switch node.op {
         case .stem:
             let k = try kernel()
