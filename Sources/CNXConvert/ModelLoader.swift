@@ -1,7 +1,7 @@
 import CNXFormat
 import CNXGraph
 import CNXImport
-import CNXRuntime
+import CNXReference
 import Foundation
 
 /// A model file of any kind the tool reads, as a graph and its metadata.

@@ -1,5 +1,7 @@
 import CKernels
+import CReferenceKernels
 import CNXGraph
+import CNXReference
 import Dispatch
 import Foundation
 
@@ -74,13 +76,6 @@ final class Scratch {
     }
 
     deinit { for b in buffers { b?.deallocate() } }
-}
-
-/// Read-only float pointers to `tensors` (nil stays nil), valid only inside `body`.
-func withFloatPointers<R>(_ tensors: [Tensor?], _ body: ([UnsafePointer<Float>?]) throws -> R) rethrows -> R {
-    try withExtendedLifetime(tensors) {
-        try body(tensors.map { $0.map { UnsafePointer($0.storage.bytes.assumingMemoryBound(to: Float.self)) } })
-    }
 }
 
 /// A fused node ready to run: its payload, read once at load, and its GEMM layers packed.

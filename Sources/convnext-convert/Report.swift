@@ -2,7 +2,7 @@ import CNXConvert
 import CNXFormat
 import CNXGraph
 import CNXQuantize
-import CNXRuntime
+import CNXReference
 import CNXValidate
 import Foundation
 

@@ -1,8 +1,10 @@
 import CNXFormat
 import CNXGraph
+import CNXIO
 import CNXImport
 import CNXPasses
 import CNXQuantize
+import CNXReference
 import CNXRuntime
 import CNXTestSupport
 import XCTest

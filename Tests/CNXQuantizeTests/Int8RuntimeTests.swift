@@ -1,8 +1,10 @@
 import CKernels
 import CNXGraph
+import CNXIO
 import CNXImport
 import CNXPasses
 import CNXQuantize
+import CNXReference
 @testable import CNXRuntime
 import CNXTestSupport
 import XCTest

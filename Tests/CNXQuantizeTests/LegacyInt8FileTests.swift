@@ -1,5 +1,7 @@
 import CNXFormat
 import CNXGraph
+import CNXIO
+import CNXReference
 import CNXRuntime
 import CNXTestSupport
 import Foundation

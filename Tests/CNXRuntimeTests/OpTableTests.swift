@@ -1,4 +1,5 @@
 import CNXGraph
+import CNXReference
 @testable import CNXRuntime
 import Foundation
 import XCTest

@@ -1,5 +1,6 @@
 import CKernels
 import CNXGraph
+import CReferenceKernels
 import Foundation
 
 /// Reference implementations of the project's fused operations (Formats/CNX.md), composed from
@@ -161,7 +162,7 @@ extension Kernels {
 
     /// The u8 codes of an int8 layer's (already equalized) float32 input, in the reference
     /// arithmetic (Formats/CNX.md, "int8 layers", step 2).
-    static func quantizeReference(_ x: Tensor, _ q: Int8Parameters) -> [UInt8] {
+    package static func quantizeReference(_ x: Tensor, _ q: Int8Parameters) -> [UInt8] {
         var codes = [UInt8](repeating: 0, count: x.count)
         x.withUnsafeFloats { xp in
             codes.withUnsafeMutableBufferPointer { cnx_quantize_u8_reference(xp.baseAddress, Int64(xp.count), q.activationScale, q.activationZero, $0.baseAddress) }
@@ -172,7 +173,7 @@ extension Kernels {
     /// A fused operation's GEMM layer: float32 as it is, or int8 as Formats/CNX.md's "int8
     /// layers" computes it (the input divided by the channel scales, quantized to u8, the exact
     /// integer product, dequantized with the two scales, plus the float32 bias).
-    static func pointwise(_ x: Tensor, _ layer: Linear) throws -> Tensor {
+    package static func pointwise(_ x: Tensor, _ layer: Linear) throws -> Tensor {
         let w = layer.weight.tensor
         let bias = try layer.bias.map { try float($0.tensor) }
         switch layer.precision {
@@ -264,5 +265,12 @@ extension Kernels {
             }
         }
         return y
+    }
+}
+
+/// Read-only float pointers to `tensors` (nil stays nil), valid only inside `body`.
+package func withFloatPointers<R>(_ tensors: [Tensor?], _ body: ([UnsafePointer<Float>?]) throws -> R) rethrows -> R {
+    try withExtendedLifetime(tensors) {
+        try body(tensors.map { $0.map { UnsafePointer($0.storage.bytes.assumingMemoryBound(to: Float.self)) } })
     }
 }
