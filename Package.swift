@@ -83,7 +83,7 @@ let package = Package(
         .executableTarget(
             name: "convnext-convert",
             dependencies: [
-                "CNXGraph", "CNXIO", "CNXImport", "CNXRuntime", "CNXFormat", "CNXPasses", "CNXConvert", "CNXValidate", "CNXQuantize",
+                "CNXGraph", "CNXIO", "CNXImport", "CNXReference", "CNXRuntime", "CNXFormat", "CNXPasses", "CNXConvert", "CNXValidate", "CNXQuantize",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

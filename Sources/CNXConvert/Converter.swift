@@ -11,7 +11,7 @@ import CNXRuntime
 import Foundation
 
 /// The version written into every `.cnx` (`converter.version`).
-public let converterVersion = "0.2.0"
+public let converterVersion = "0.3.0"
 
 /// Converts a model file to `.cnx`: read, optimise, check the optimised graph against the
 /// original on a random input, write atomically.

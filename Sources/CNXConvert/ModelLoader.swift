@@ -1,6 +1,7 @@
 import CNXFormat
 import CNXGraph
 import CNXImport
+import CNXReference
 import Foundation
 
 /// A model file of any kind the tool reads, as a graph and its metadata.
@@ -48,7 +49,10 @@ public enum ModelLoader {
         let head = firstBytes(path, 16)
         if CNXReader.hasMagic(head) {
             let file = try CNXReader.load(path: path)
-            return LoadedModel(graph: file.graph, metadata: file.metadata, format: "cnx")
+            var graph = file.graph
+            // A 1.0/1.1 int8 file's weight scales, moved to where a 1.2 file keeps them.
+            FusedPayload.upgrade(&graph)
+            return LoadedModel(graph: graph, metadata: file.metadata, format: "cnx")
         }
         let lower = path.lowercased()
         if head.count >= 4 && Array(head.prefix(4)) == [0x50, 0x4B, 0x03, 0x04] {   // "PK\3\4"

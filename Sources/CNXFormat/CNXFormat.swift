@@ -7,7 +7,7 @@ enum CNXLayout {
     static let magic: [UInt8] = [0x43, 0x4E, 0x58, 0x00]
     /// The version this code writes; it reads every 1.x.
     static let versionMajor: UInt16 = 1
-    static let versionMinor: UInt16 = 0
+    static let versionMinor: UInt16 = 2
     /// Size of `cnx_file_header`.
     static let fixedHeaderSize = 96
     /// Byte offset of `header_crc32`, taken as zero when the header checksum is computed.
@@ -38,7 +38,11 @@ enum CNXLayout {
     /// `enum cnx_quantization_kind`.
     enum QuantizationKind: UInt8 {
         case none = 0
+        /// Per channel along `axis`: real = scales[c] · (q - zero_points[c]). Since 1.2.
+        case perChannel = 1
     }
+    /// `cnx_quantization.zero_points` of a symmetric quantization: no zero-point tensor.
+    static let noZeroPoints = UInt64.max
 
     /// `value` rounded up to a multiple of the alignment, or nil on overflow.
     static func aligned(_ value: Int) -> Int? {

@@ -42,6 +42,8 @@ private struct TensorEntry {
     var crc: UInt32
     /// Where the entry's crc32 field is, for messages.
     var crcFieldOffset: Int
+    /// Quantization kind 1: the channel axis and the table indices of the scales and zero points.
+    var quantization: (axis: Int, scales: UInt64, zeroPoints: UInt64, at: Int)?
 }
 
 private struct FileParser {
@@ -121,7 +123,13 @@ private struct FileParser {
         var tensorCursor = cursor(2)
         let entries = try parseTensorTable(&tensorCursor)
         try tensorCursor.finish(allowTrailing: newerMinor)
-        let tensors = try entries.map { try tensor($0, base: base, dataOffset: dataOffset, dataSize: dataSize) }
+        var tensors = try entries.map { try tensor($0, base: base, dataOffset: dataOffset, dataSize: dataSize) }
+        // Quantized tensors: their scales (and zero points) are other entries of the table,
+        // whose checksums are checked before their values are read.
+        for (i, e) in entries.enumerated() {
+            guard let q = e.quantization else { continue }
+            tensors[i].quantization = try quantization(of: e, q, entries: entries, tensors: tensors, base: base, dataOffset: dataOffset)
+        }
 
         var metadataCursor = cursor(0)
         let metadata = try parseMetadata(&metadataCursor)
@@ -135,7 +143,8 @@ private struct FileParser {
         }
         // Last, since it reads every byte: a malformed header is reported without that wait.
         if verify {
-            for e in entries { try checkCRC(e, base: base, dataOffset: dataOffset) }
+            let checked = Set(entries.compactMap(\.quantization).flatMap { [$0.scales, $0.zeroPoints] })
+            for (i, e) in entries.enumerated() where !checked.contains(UInt64(i)) { try checkCRC(e, base: base, dataOffset: dataOffset) }
         }
         return CNXModel(graph: graph, metadata: metadata)
     }
@@ -176,11 +185,26 @@ private struct FileParser {
                 shape.append(v)
             }
             let quantAt = c.offset
-            let kind = try c.u8("\(what) quantization kind")
-            guard kind == CNXLayout.QuantizationKind.none.rawValue else {
-                throw c.error("\(what): quantization kind \(kind) at byte \(quantAt) is not one this reader understands (format \(CNXLayout.versionMajor).\(CNXLayout.versionMinor) knows 0, none)")
+            let kindCode = try c.u8("\(what) quantization kind")
+            var quantization: (axis: Int, scales: UInt64, zeroPoints: UInt64, at: Int)?
+            switch CNXLayout.QuantizationKind(rawValue: kindCode) {
+            case .none?:
+                _ = try c.take(CNXLayout.quantizationSize - 1, "\(what) quantization parameters")
+            case .perChannel?:
+                let reserved = [try c.u8("\(what) quantization reserved"), try c.u8("\(what) quantization reserved"), try c.u8("\(what) quantization reserved")]
+                guard reserved.allSatisfy({ $0 == 0 }) else { throw c.error("\(what): reserved quantization bytes at byte \(quantAt + 1) are not zero") }
+                let axisAt = c.offset
+                let axis = try c.i32("\(what) quantization axis")
+                guard axis >= 0, Int(axis) < shape.count else {
+                    throw c.error("\(what): quantization axis \(axis) at byte \(axisAt) is not an axis of its \(shape.count)-D shape")
+                }
+                guard dtype == .int8 || dtype == .uint8 else {
+                    throw c.error("\(what): quantization kind 1 at byte \(quantAt) on a \(dtype.name) tensor (only int8 and uint8 are quantized)")
+                }
+                quantization = (Int(axis), try c.u64("\(what) quantization scales"), try c.u64("\(what) quantization zero_points"), quantAt)
+            case nil:
+                throw c.error("\(what): quantization kind \(kindCode) at byte \(quantAt) is not one this reader understands (format \(CNXLayout.versionMajor).\(CNXLayout.versionMinor) knows 0, none, and 1, per channel)")
             }
-            _ = try c.take(CNXLayout.quantizationSize - 1, "\(what) quantization parameters")
             let offsetAt = c.offset
             let offset = try c.size("\(what) data offset")
             let byteCountAt = c.offset
@@ -207,9 +231,40 @@ private struct FileParser {
                 initializerIndex[name] = i
             }
             entries.append(TensorEntry(name: name, flags: flags, dtype: dtype, shape: shape, offset: offset,
-                                       byteCount: byteCount, crc: crc, crcFieldOffset: crcAt))
+                                       byteCount: byteCount, crc: crc, crcFieldOffset: crcAt, quantization: quantization))
         }
         return entries
+    }
+
+    /// The quantization of entry `e` from the entries its record names: float32 scales, one per
+    /// channel, positive and finite; zero points of the tensor's own type, or none (symmetric).
+    private func quantization(of e: TensorEntry, _ q: (axis: Int, scales: UInt64, zeroPoints: UInt64, at: Int), entries: [TensorEntry],
+                              tensors: [Tensor], base: UnsafeRawPointer, dataOffset: Int) throws -> Quantization {
+        let what = "tensor '\(shown(e.name))'"
+        let channels = e.shape[q.axis]
+        func entry(_ index: UInt64, _ field: String, dtype: DType) throws -> Int {
+            guard index < UInt64(entries.count) else {
+                throw CNXError("tensor table: \(what): quantization \(field) (record at byte \(q.at)) refers to tensor \(index) of \(entries.count)")
+            }
+            let s = entries[Int(index)]
+            guard s.flags & CNXLayout.initializerFlag == 0, s.quantization == nil, s.dtype == dtype, s.shape == [channels] else {
+                throw CNXError("tensor table: \(what): quantization \(field) (record at byte \(q.at)) must be a \(dtype.name) [\(channels)] tensor that is not an initializer, not '\(shown(s.name))' (\(s.dtype.name) \(s.shape))")
+            }
+            if verify { try checkCRC(s, base: base, dataOffset: dataOffset) }
+            return Int(index)
+        }
+        let scales = try entry(q.scales, "scales", dtype: .float32)
+        let values = (0..<channels).map { tensors[scales].storage.bytes.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
+        guard values.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+            throw CNXError("tensor table: \(what): its quantization scales ('\(shown(entries[scales].name))') must be positive and finite")
+        }
+        var zeros: [Int32]?
+        if q.zeroPoints != CNXLayout.noZeroPoints {
+            let z = try entry(q.zeroPoints, "zero_points", dtype: e.dtype)
+            let raw = tensors[z].storage.bytes
+            zeros = (0..<channels).map { e.dtype == .int8 ? Int32(raw.load(fromByteOffset: $0, as: Int8.self)) : Int32(raw.load(fromByteOffset: $0, as: UInt8.self)) }
+        }
+        return Quantization(axis: q.axis, scales: values, zeroPoints: zeros)
     }
 
     /// A tensor borrowing its bytes from the mapping, after checking they lie inside the file.

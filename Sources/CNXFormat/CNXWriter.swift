@@ -66,6 +66,8 @@ struct PlannedTensor {
     var name: String
     var tensor: Tensor
     var flags: UInt32
+    /// Kind 1: the table indices of the scales and (nil: symmetric) zero points.
+    var quantization: (axis: Int, scales: Int, zeroPoints: Int?)?
     var byteCount: Int
     /// From the start of the data section.
     var offset: Int
@@ -94,6 +96,38 @@ struct Plan {
                 attributeIndex[i][key] = tensors.count
                 try tensors.append(Plan.planned(name: "\(node.name):\(key)", tensor: t, flags: 0))
             }
+        }
+        // Then the scales (and zero points) of quantized tensors, in the order of the tensors
+        // they belong to (Formats/CNX.md, "Quantization kinds").
+        for i in tensors.indices {
+            guard let q = tensors[i].tensor.quantization else { continue }
+            let name = tensors[i].name
+            let what = "tensor '\(name)'"
+            guard tensors[i].tensor.dtype == .int8 || tensors[i].tensor.dtype == .uint8 else {
+                throw CNXError("\(what): only int8 and uint8 tensors are quantized, this one is \(tensors[i].tensor.dtype.name)")
+            }
+            let shape = tensors[i].tensor.shape
+            guard q.axis >= 0, q.axis < shape.count, q.scales.count == shape[q.axis],
+                  q.zeroPoints.map({ $0.count == shape[q.axis] }) ?? true else {
+                throw CNXError("\(what): quantization along axis \(q.axis) of \(shape) needs one scale (and zero point) per channel, got \(q.scales.count)")
+            }
+            guard q.scales.allSatisfy({ $0 > 0 && $0.isFinite }) else { throw CNXError("\(what): quantization scales must be positive and finite") }
+            let scalesIndex = tensors.count
+            try tensors.append(Plan.planned(name: "\(name):scales", tensor: Tensor(floats: q.scales, shape: [q.scales.count]), flags: 0))
+            var zeroIndex: Int?
+            if let zeros = q.zeroPoints {
+                let dtype = tensors[i].tensor.dtype
+                let z = Tensor(zeros: dtype, shape: [zeros.count])
+                for (j, v) in zeros.enumerated() {
+                    guard dtype == .int8 ? (-128...127).contains(v) : (0...255).contains(v) else {
+                        throw CNXError("\(what): zero point \(v) does not fit \(dtype.name)")
+                    }
+                    z.storage.bytes.storeBytes(of: UInt8(truncatingIfNeeded: v), toByteOffset: j, as: UInt8.self)
+                }
+                zeroIndex = tensors.count
+                try tensors.append(Plan.planned(name: "\(name):zero_points", tensor: z, flags: 0))
+            }
+            tensors[i].quantization = (q.axis, scalesIndex, zeroIndex)
         }
         var position = 0
         for i in tensors.indices {
@@ -152,7 +186,7 @@ struct Plan {
             throw CNXError("tensor '\(name)': shape [\(dims)] of \(tensor.dtype.name) needs \(byteCount) bytes, its storage holds \(tensor.storage.byteCount)")
         }
         let crc = CRC32.checksum(UnsafeRawPointer(tensor.storage.bytes), byteCount)
-        return PlannedTensor(name: name, tensor: tensor, flags: flags, byteCount: byteCount, offset: 0, crc: crc)
+        return PlannedTensor(name: name, tensor: tensor, flags: flags, quantization: nil, byteCount: byteCount, offset: 0, crc: crc)
     }
 
     /// `struct cnx_metadata`.
@@ -283,8 +317,17 @@ struct Plan {
             w.i32(t.tensor.dtype.rawValue)
             w.u32(UInt32(t.tensor.shape.count))
             for d in t.tensor.shape { w.i64(d) }
-            w.u8(CNXLayout.QuantizationKind.none.rawValue)
-            w.zeros(CNXLayout.quantizationSize - 1)
+            // struct cnx_quantization, 24 bytes.
+            if let q = t.quantization {
+                w.u8(CNXLayout.QuantizationKind.perChannel.rawValue)
+                w.zeros(3)
+                w.i32(Int32(q.axis))
+                w.count(q.scales)
+                if let z = q.zeroPoints { w.count(z) } else { w.u64(CNXLayout.noZeroPoints) }
+            } else {
+                w.u8(CNXLayout.QuantizationKind.none.rawValue)
+                w.zeros(CNXLayout.quantizationSize - 1)
+            }
             w.count(t.offset)
             w.count(t.byteCount)
             w.u32(t.crc)

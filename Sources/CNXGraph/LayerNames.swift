@@ -20,7 +20,7 @@ public enum LayerNames {
                 names[i] = "stages.\(stage + 1).downsample"
                 lastWidth = nil
             case .block:
-                let width = node.inputs.count > 1 ? graph.initializers[node.inputs[1]]?.shape.last : nil
+                let width = node.input("dw_weight").flatMap { graph.initializers[$0] }?.shape.last
                 if width != lastWidth || stage < 0 { stage += 1; block = 0 } else { block += 1 }
                 lastWidth = width
                 names[i] = "stages.\(stage).blocks.\(block)"

@@ -1,36 +1,50 @@
 /// Scoped access to a tensor's elements: the pointer lives only inside the closure, during which
-/// the storage is kept alive (the style guide's rule for unsafe pointers).
+/// the tensor (and so its storage) is kept alive. Prefer these to `floatPointer`/`int64Pointer`,
+/// which hand a pointer out of its owner's lifetime.
 extension Tensor {
-    /// The float32 elements, read-only, for the duration of `body`.
+    /// The float32 elements, read-only.
     public func withUnsafeFloats<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
-        precondition(dtype == .float32, "withUnsafeFloats on a \(dtype) tensor")
-        return try withExtendedLifetime(storage) {
-            try body(UnsafeBufferPointer(start: storage.bytes.assumingMemoryBound(to: Float.self), count: count))
-        }
+        try elements(of: .float32) { try body(UnsafeBufferPointer($0)) }
     }
 
-    /// The float32 elements, writable, for the duration of `body`. The tensor must own its
-    /// memory (a tensor made here, not a view of a mapped file).
+    /// The float32 elements, writable (a tensor this code allocated, never a borrowed mapping).
     public func withUnsafeMutableFloats<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
-        precondition(dtype == .float32, "withUnsafeMutableFloats on a \(dtype) tensor")
+        try elements(of: .float32, body)
+    }
+
+    /// The int64 elements, read-only.
+    public func withUnsafeInt64s<R>(_ body: (UnsafeBufferPointer<Int64>) throws -> R) rethrows -> R {
+        try elements(of: .int64) { try body(UnsafeBufferPointer($0)) }
+    }
+
+    /// The int64 elements, writable.
+    public func withUnsafeMutableInt64s<R>(_ body: (UnsafeMutableBufferPointer<Int64>) throws -> R) rethrows -> R {
+        try elements(of: .int64, body)
+    }
+
+    /// The elements as `T`, which must be the Swift type of `expected`, the tensor's element type.
+    private func elements<T, R>(of expected: DType, _ body: (UnsafeMutableBufferPointer<T>) throws -> R) rethrows -> R {
+        precondition(dtype == expected && MemoryLayout<T>.size == dtype.size, "\(expected.name) access to a \(dtype.name) tensor")
         return try withExtendedLifetime(storage) {
-            try body(UnsafeMutableBufferPointer(start: storage.bytes.assumingMemoryBound(to: Float.self), count: count))
+            try body(UnsafeMutableBufferPointer(start: storage.bytes.assumingMemoryBound(to: T.self), count: count))
         }
     }
 
-    /// The raw bytes, read-only, for the duration of `body`.
-    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    /// The bytes of the elements, read-only, whatever the element type.
+    public func withUnsafeElementBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try withExtendedLifetime(storage) { try body(UnsafeRawBufferPointer(start: storage.bytes, count: byteCount)) }
+    }
+
+    /// The bytes of the elements, writable.
+    public func withUnsafeMutableElementBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+        try withExtendedLifetime(storage) { try body(UnsafeMutableRawBufferPointer(start: storage.bytes, count: byteCount)) }
     }
 }
 
 extension Tensor {
-    /// The int64 elements, writable, for the duration of `body`.
-    public func withUnsafeMutableInt64s<R>(_ body: (UnsafeMutableBufferPointer<Int64>) throws -> R) rethrows -> R {
-        precondition(dtype == .int64, "withUnsafeMutableInt64s on a \(dtype) tensor")
-        return try withExtendedLifetime(storage) {
-            try body(UnsafeMutableBufferPointer(start: storage.bytes.assumingMemoryBound(to: Int64.self), count: count))
-        }
+    /// The raw bytes, read-only, for the duration of `body`.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try withExtendedLifetime(storage) { try body(UnsafeRawBufferPointer(start: storage.bytes, count: byteCount)) }
     }
 }
 

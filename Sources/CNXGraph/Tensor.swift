@@ -3,6 +3,8 @@ public struct Tensor: @unchecked Sendable {
     public var dtype: DType
     public var shape: [Int]
     public var storage: Storage
+    /// For an integer tensor that stands for real values (an int8 weight): how (nil: plain values).
+    public var quantization: Quantization?
 
     public var count: Int { shape.reduce(1, *) }
     public var byteCount: Int { count * dtype.size }

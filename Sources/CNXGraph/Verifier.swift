@@ -1,28 +1,46 @@
 /// Checks that a graph is well formed: every value is defined once, before it is read; every op
 /// has the inputs it needs; the graph's outputs exist; shapes are consistent.
 public enum Verifier {
-    /// (minimum, maximum) input counts of each op.
-    static func arity(_ op: OpType) -> ClosedRange<Int> {
-        switch op {
-        case .add, .sub, .mul, .div, .pow, .matMul, .expand: return 2...2
-        case .sqrt, .erf, .tanh, .relu, .sigmoid, .neg, .reciprocal, .gelu, .swish, .globalAveragePool,
-             .transpose, .flatten, .shape, .identity, .cast, .constantOfShape: return 1...1
-        case .conv, .gemm, .layerNormalization: return (op == .layerNormalization ? 2 : 2)...3
-        case .reduceMean, .reduceL2, .reduceSum, .reduceProd, .squeeze, .unsqueeze: return 1...2
-        case .rmsNormalization, .simpleNorm: return 2...2
-        case .reshape, .gather: return 2...2
-        case .range: return 3...3
-        case .slice: return 1...5
-        case .dropout: return 1...3
-        case .concat: return 1...Int.max
-        case .constant: return 0...0
-        case .linear: return 2...3
-        case .grn: return 3...3
-        case .stem: return 3...5
-        case .downsample: return 3...5
-        case .block: return 7...9
-        case .head: return 1...7
-        case .features: return 1...3
+    /// Checks one node against its operation's schema: input and output counts, required inputs
+    /// present, attributes of the declared kind, required attributes present (an int8 layer's
+    /// quantization attributes when its weight, a constant of `graph`, is int8), and no int8
+    /// tensor in a slot that does not take one. Errors name the node and its op.
+    public static func check(_ node: Node, in graph: Graph) throws {
+        let schema = node.schema
+        guard schema.arity.contains(node.inputs.count) else {
+            throw CNXError("\(node.label) has \(node.inputs.count) inputs; \(node.op.rawValue) takes \(schema.arityDescription)")
+        }
+        for (i, slot) in schema.inputs.enumerated() where slot.required && i < node.inputs.count && node.inputs[i].isEmpty {
+            throw CNXError("\(node.label) leaves out input \(i) (\(slot.name)), which \(node.op.rawValue) requires")
+        }
+        guard node.outputs.count <= schema.outputs.count else {
+            throw CNXError("\(node.label) has \(node.outputs.count) outputs; \(node.op.rawValue) gives at most \(schema.outputs.count) (\(schema.outputs.joined(separator: ", ")))")
+        }
+        for name in node.attributes.keys.sorted() {
+            let kind = node.attributes[name]!.kind
+            guard let a = schema.attribute(name) else {
+                if schema.closedAttributes { throw CNXError("\(node.label) has attribute '\(name)', which \(node.op.rawValue) does not take") }
+                continue
+            }
+            guard a.kind == kind else {
+                throw CNXError("\(node.label): attribute '\(name)' is \(kind.rawValue); \(node.op.rawValue) takes \(a.kind.rawValue)")
+            }
+        }
+        func constant(_ slot: String) -> Tensor? { node.input(slot).flatMap { graph.initializers[$0] } }
+        for a in schema.attributes where node.attributes[a.name] == nil {
+            switch a.requirement {
+            case .optional: continue
+            case .required:
+                throw CNXError("\(node.label) lacks attribute '\(a.name)' (\(a.kind.rawValue)), which \(node.op.rawValue) requires")
+            case .whenInt8(let slot):
+                if constant(slot)?.dtype == .int8 {
+                    throw CNXError("\(node.label): input '\(slot)' is int8 but attribute '\(a.name)' is missing")
+                }
+            }
+        }
+        for (i, slot) in schema.inputs.enumerated() where i < node.inputs.count {
+            guard let allowed = slot.dtypes, let t = graph.initializers[node.inputs[i]], t.dtype == .int8, !allowed.contains(.int8) else { continue }
+            throw CNXError("\(node.label): input \(i) (\(slot.name)) is int8, which \(node.op.rawValue) does not take there")
         }
     }
 
@@ -35,9 +53,7 @@ public enum Verifier {
             defined.insert(v.name)
         }
         for node in graph.nodes {
-            guard arity(node.op).contains(node.inputs.count) else {
-                throw CNXError("\(node.label) has \(node.inputs.count) inputs; \(node.op.rawValue) takes \(arity(node.op))")
-            }
+            try check(node, in: graph)
             for i in node.inputs where !i.isEmpty && !defined.contains(i) {
                 throw CNXError("\(node.label) reads '\(i)', which is not defined before it")
             }

@@ -244,7 +244,9 @@ public enum Calibrator {
                 let count = min(batch, n - start)
                 if let fixed = model.graph.inputs.first?.shape?.first?.value, count != fixed { break }
                 let chunk = Tensor(zeros: .float32, shape: [count] + Array(samples.shape.dropFirst()))
-                chunk.floatPointer.update(from: samples.floatPointer + start * per, count: count * per)
+                samples.withUnsafeFloats { src in
+                    chunk.withUnsafeMutableFloats { $0.baseAddress!.update(from: src.baseAddress! + start * per, count: count * per) }
+                }
                 _ = try model.predictAll([model.inputName: chunk], workspace: workspace, observer: stats)
                 start += count
                 progress?(p * n + start, phases.count * n)
@@ -312,44 +314,45 @@ public struct Equalizable: Sendable {
         var xMax = [Double](repeating: 0, count: period), wMax = [Double](repeating: 0, count: period)
         var low = [Double](repeating: 0, count: period), high = [Double](repeating: 0, count: period)
         var meanSquare = [Double](repeating: 0, count: period)
-        let w = weight.floatPointer
-        for r in 0..<k {
-            let c = r % period
-            xMax[c] = max(xMax[c], Double(max(abs(stats.low[r]), abs(stats.high[r]))))
-            low[c] = min(low[c], Double(stats.low[r]))
-            high[c] = max(high[c], Double(stats.high[r]))
-            meanSquare[c] = max(meanSquare[c], stats.squares[r] / Double(stats.rows))
-            for j in 0..<n { wMax[c] = max(wMax[c], Double(abs(w[r * n + j]))) }
-        }
-        func noise(_ s: [Double]) -> Double {
-            var lo = 0.0, hi = 0.0
-            for c in 0..<period { lo = min(lo, low[c] / s[c]); hi = max(hi, high[c] / s[c]) }
-            let xStep = (hi - lo) / 255
-            var total = 0.0
-            for j in 0..<n {
-                var colMax = 0.0, activation = 0.0, weightPart = 0.0
-                for r in 0..<k {
-                    let c = r % period, v = s[c] * Double(w[r * n + j])
-                    colMax = max(colMax, abs(v))
-                    activation += v * v
-                    weightPart += meanSquare[c] / (s[c] * s[c])
+        return weight.withUnsafeFloats { w -> [Float]? in
+            for r in 0..<k {
+                let c = r % period
+                xMax[c] = max(xMax[c], Double(max(abs(stats.low[r]), abs(stats.high[r]))))
+                low[c] = min(low[c], Double(stats.low[r]))
+                high[c] = max(high[c], Double(stats.high[r]))
+                meanSquare[c] = max(meanSquare[c], stats.squares[r] / Double(stats.rows))
+                for j in 0..<n { wMax[c] = max(wMax[c], Double(abs(w[r * n + j]))) }
+            }
+            func noise(_ s: [Double]) -> Double {
+                var lo = 0.0, hi = 0.0
+                for c in 0..<period { lo = min(lo, low[c] / s[c]); hi = max(hi, high[c] / s[c]) }
+                let xStep = (hi - lo) / 255
+                var total = 0.0
+                for j in 0..<n {
+                    var colMax = 0.0, activation = 0.0, weightPart = 0.0
+                    for r in 0..<k {
+                        let c = r % period, v = s[c] * Double(w[r * n + j])
+                        colMax = max(colMax, abs(v))
+                        activation += v * v
+                        weightPart += meanSquare[c] / (s[c] * s[c])
+                    }
+                    let wStep = colMax / 127
+                    total += (xStep * xStep * activation + wStep * wStep * weightPart) / 12
                 }
-                let wStep = colMax / 127
-                total += (xStep * xStep * activation + wStep * wStep * weightPart) / 12
+                return total
             }
-            return total
-        }
-        let none = [Double](repeating: 1, count: period)
-        var best: [Double]?, bestNoise = noise(none)
-        for a in [0.25, 0.5, 0.75] {
-            let s = (0..<period).map { c -> Double in
-                let v = pow(xMax[c], a) / pow(wMax[c], 1 - a)
-                return v.isFinite && v > 0 ? v : 1
+            let none = [Double](repeating: 1, count: period)
+            var best: [Double]?, bestNoise = noise(none)
+            for a in [0.25, 0.5, 0.75] {
+                let s = (0..<period).map { c -> Double in
+                    let v = pow(xMax[c], a) / pow(wMax[c], 1 - a)
+                    return v.isFinite && v > 0 ? v : 1
+                }
+                let e = noise(s)
+                if e < bestNoise { bestNoise = e; best = s }
             }
-            let e = noise(s)
-            if e < bestNoise { bestNoise = e; best = s }
+            guard let best else { return nil }
+            return (0..<k).map { Float(best[$0 % period]) }
         }
-        guard let best else { return nil }
-        return (0..<k).map { Float(best[$0 % period]) }
     }
 }

@@ -95,7 +95,7 @@ public enum Quantizer {
         let n = min(count, samples.shape[0])
         let per = samples.count / max(samples.shape[0], 1)
         let t = Tensor(zeros: .float32, shape: [n] + Array(samples.shape.dropFirst()))
-        t.floatPointer.update(from: samples.floatPointer, count: n * per)
+        samples.withUnsafeFloats { src in t.withUnsafeMutableFloats { $0.baseAddress!.update(from: src.baseAddress!, count: n * per) } }
         return t
     }
 
@@ -205,7 +205,9 @@ public enum Quantizer {
         while start + batch <= n || (start < n && model.graph.inputs.first?.shape?.first?.value == nil) {
             let count = min(batch, n - start)
             let chunk = Tensor(zeros: .float32, shape: [count] + Array(samples.shape.dropFirst()))
-            chunk.floatPointer.update(from: samples.floatPointer + start * per, count: count * per)
+            samples.withUnsafeFloats { src in
+                chunk.withUnsafeMutableFloats { $0.baseAddress!.update(from: src.baseAddress! + start * per, count: count * per) }
+            }
             let y = try model.predict(chunk)
             cols = y.count / count
             outputs += y.floats
@@ -218,7 +220,7 @@ public enum Quantizer {
         let cols = logits.shape.last ?? 1
         return (0..<(logits.count / max(cols, 1))).map { r in
             var best = 0
-            for c in 1..<cols where logits.floatPointer[r * cols + c] > logits.floatPointer[r * cols + best] { best = c }
+            logits.withUnsafeFloats { l in for c in 1..<cols where l[r * cols + c] > l[r * cols + best] { best = c } }
             return best
         }
     }

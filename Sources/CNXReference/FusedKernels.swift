@@ -1,6 +1,6 @@
 import CKernels
-import CReferenceKernels
 import CNXGraph
+import CReferenceKernels
 import Foundation
 
 /// Reference implementations of the project's fused operations (Formats/CNX.md), composed from
@@ -12,20 +12,32 @@ extension Kernels {
             return try float(t)
         }
         func optionalArg(_ i: Int) throws -> Tensor? { i < args.count ? try args[i].map(float) : nil }
-        let eps = node.float("epsilon") ?? 1e-6
         switch node.op {
         case .linear:
             let y = try linear(arg(0), arg(1), optionalArg(2))
-            activate(y, try activationName(node, absent: nil))
+            activate(y, try activation(node))
             return [y]
         case .grn:
             return [try grn(arg(0), arg(1), arg(2), eps: node.float("grn_epsilon") ?? 1e-6)]
-        case .stem:
+        case .features:
             let x = try arg(0)
-            guard let w = args.count > 1 ? args[1] : nil else { throw CNXError("input 1 is missing") }
-            let k = try kernelSize(node)
-            let stride = node.int("stride") ?? k, pad = node.int("pad") ?? 0
-            let nhwc = node.string("input_layout") == "nhwc"
+            guard x.shape.count == 4 else { throw CNXError("input must be NHWC, got \(x.shape)") }
+            let p = try FeaturesPayload(node)
+            let normed = p.kind == .none ? x : try norm(p.kind, x, optionalArg(1), optionalArg(2), eps: p.epsilon)
+            return [try transpose(normed, [0, 3, 1, 2])]
+        default:
+            break
+        }
+        // The fused ConvNeXt operations: their constants are this evaluation's arguments.
+        var byName: [String: Tensor] = [:]
+        for (name, t) in zip(node.inputs, args) where !name.isEmpty { byName[name] = t }
+        let payload = try FusedPayload(node, constant: { byName[$0] })
+        let x = try arg(0)
+        func optional(_ c: Constant?) throws -> Tensor? { try c.map { try float($0.tensor) } }
+        switch payload {
+        case .stem(let op):
+            let w = op.conv.weight.tensor
+            let k = op.kernel, stride = op.stride, pad = op.pad, nhwc = op.nhwcInput
             guard x.shape.count == 4, stride > 0, pad >= 0, w.shape.count == 2 else {
                 throw CNXError("input \(x.shape) does not fit a \(k)x\(k) stem with weight \(w.shape)")
             }
@@ -39,108 +51,105 @@ extension Kernels {
             // Patch rows in (channel, ky, kx) order for an NCHW image, (ky, kx, channel) for an
             // NHWC map: the order of the weight's rows.
             let patches = Tensor(zeros: .float32, shape: [n, oh, ow, c * k * k])
-            let xp = image.floatPointer, pp = patches.floatPointer
-            for b in 0..<n { for oy in 0..<oh { for ox in 0..<ow {
-                let row = pp + ((b * oh + oy) * ow + ox) * c * k * k
-                for ch in 0..<c { for ky in 0..<k { for kx in 0..<k {
-                    let iy = oy * stride - pad + ky, ix = ox * stride - pad + kx
-                    guard iy >= 0, iy < h, ix >= 0, ix < wd else { continue }
-                    row[nhwc ? (ky * k + kx) * c + ch : (ch * k + ky) * k + kx] = xp[((b * c + ch) * h + iy) * wd + ix]
-                } } }
-            } } }
-            let y = try pointwise(patches, node, args, slot: 1, layer: 1)
-            activate(y, try activationName(node, absent: nil))
-            let kind = try FusedAttributes.norm(node, allowNone: true)
-            return [kind == .none ? y : try norm(kind, y, optionalArg(3), optionalArg(4), eps: eps)]
-        case .downsample:
-            let x = try arg(0)
-            guard let w = args.count > 1 ? args[1] : nil else { throw CNXError("input 1 is missing") }
-            let k = try kernelSize(node)
-            guard x.shape.count == 4, x.shape[1] % k == 0, x.shape[2] % k == 0, w.shape.count == 2, w.shape[0] == x.shape[3] * k * k else {
+            image.withUnsafeFloats { xp in
+                patches.withUnsafeMutableFloats { pp in
+                    for b in 0..<n { for oy in 0..<oh { for ox in 0..<ow {
+                        let row = ((b * oh + oy) * ow + ox) * c * k * k
+                        for ch in 0..<c { for ky in 0..<k { for kx in 0..<k {
+                            let iy = oy * stride - pad + ky, ix = ox * stride - pad + kx
+                            guard iy >= 0, iy < h, ix >= 0, ix < wd else { continue }
+                            pp[row + (nhwc ? (ky * k + kx) * c + ch : (ch * k + ky) * k + kx)] = xp[((b * c + ch) * h + iy) * wd + ix]
+                        } } }
+                    } } }
+                }
+            }
+            let y = try pointwise(patches, op.conv)
+            activate(y, op.activation)
+            return [op.norm.kind == .none ? y : try norm(op.norm.kind, y, optional(op.norm.weight), optional(op.norm.bias), eps: op.norm.epsilon)]
+        case .downsample(let op):
+            let w = op.conv.weight.tensor, k = op.kernel
+            guard x.shape.count == 4, x.shape[1] % k == 0, x.shape[2] % k == 0, w.shape[0] == x.shape[3] * k * k else {
                 throw CNXError("input \(x.shape) does not fit a \(k)x\(k) downsample with weight \(w.shape)")
             }
-            let normed = try norm(FusedAttributes.norm(node), x, optionalArg(3), optionalArg(4), eps: eps)
+            let normed = try norm(op.norm.kind, x, optional(op.norm.weight), optional(op.norm.bias), eps: op.norm.epsilon)
             let (n, h, wd, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
             let oh = h / k, ow = wd / k
             // Patches in (ky, kx, channel) order: whole channel rows copy at once.
             let patches = Tensor(zeros: .float32, shape: [n, oh, ow, k * k * c])
-            for b in 0..<n { for oy in 0..<oh { for ox in 0..<ow { for ky in 0..<k { for kx in 0..<k {
-                let src = normed.floatPointer + ((b * h + oy * k + ky) * wd + ox * k + kx) * c
-                let dst = patches.floatPointer + ((b * oh + oy) * ow + ox) * k * k * c + (ky * k + kx) * c
-                dst.update(from: src, count: c)
-            } } } } }
-            return [try pointwise(patches, node, args, slot: 1, layer: 1)]
-        case .block:
-            let x = try arg(0), dw = try arg(1), dwb = try arg(2)
+            normed.withUnsafeFloats { src in
+                patches.withUnsafeMutableFloats { dst in
+                    for b in 0..<n { for oy in 0..<oh { for ox in 0..<ow { for ky in 0..<k { for kx in 0..<k {
+                        let from = ((b * h + oy * k + ky) * wd + ox * k + kx) * c
+                        let to = ((b * oh + oy) * ow + ox) * k * k * c + (ky * k + kx) * c
+                        for i in 0..<c { dst[to + i] = src[from + i] }
+                    } } } } }
+                }
+            }
+            return [try pointwise(patches, op.conv)]
+        case .block(let op):
+            let dw = try float(op.depthwise.weight.tensor), dwb = try float(op.depthwise.bias.tensor)
             guard x.shape.count == 4, dw.shape.count == 3, dw.shape[0] == dw.shape[1], dw.shape[0] % 2 == 1, dw.shape[2] == x.shape[3], dwb.count == x.shape[3] else {
                 throw CNXError("input \(x.shape) does not fit depthwise weight \(dw.shape)")
             }
             let t = Tensor(zeros: .float32, shape: x.shape)
-            cnx_dwconv_nhwc_f32(x.floatPointer, Int64(x.shape[0]), Int64(x.shape[1]), Int64(x.shape[2]), Int64(x.shape[3]),
-                                Int64(dw.shape[0]), dw.floatPointer, dwb.floatPointer, t.floatPointer)
-            let normed = try norm(FusedAttributes.norm(node), t, nil, nil, eps: eps)
-            var hidden = try pointwise(normed, node, args, slot: 3, layer: 1)
-            activate(hidden, try activationName(node, absent: "gelu"))
-            if let gamma = try optionalArg(7), let beta = try optionalArg(8) {
-                hidden = try grn(hidden, gamma, beta, eps: node.float("grn_epsilon") ?? 1e-6)
+            withFloatPointers([x, dw, dwb]) { p in
+                t.withUnsafeMutableFloats { tp in
+                    cnx_dwconv_nhwc_f32(p[0], Int64(x.shape[0]), Int64(x.shape[1]), Int64(x.shape[2]), Int64(x.shape[3]),
+                                        Int64(dw.shape[0]), p[1], p[2], tp.baseAddress)
+                }
             }
-            let y = try pointwise(hidden, node, args, slot: 5, layer: 2)
+            let normed = try norm(op.norm.kind, t, nil, nil, eps: op.norm.epsilon)
+            var hidden = try pointwise(normed, op.pw1)
+            activate(hidden, op.activation)
+            if let g = op.grn {
+                hidden = try grn(hidden, try float(g.gamma.tensor), try float(g.beta.tensor), eps: g.epsilon)
+            }
+            let y = try pointwise(hidden, op.pw2)
             guard y.shape == x.shape else { throw CNXError("block output \(y.shape) differs from its input \(x.shape)") }
-            let yp = y.floatPointer, xp = x.floatPointer
-            for i in 0..<y.count { yp[i] += xp[i] }
+            x.withUnsafeFloats { xp in y.withUnsafeMutableFloats { yp in for i in 0..<yp.count { yp[i] += xp[i] } } }
             return [y]
-        case .head:
-            let x = try arg(0)
+        case .head(let op):
             guard x.shape.count == 4 else { throw CNXError("head input must be NHWC, got \(x.shape)") }
             let (n, h, wd, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-            let kind = try FusedAttributes.norm(node)
+            let gamma = try optional(op.norm.weight), beta = try optional(op.norm.bias)
             var features = Tensor(zeros: .float32, shape: [n, c])
-            if node.int("norm_first") == 1 {
-                let normed = try norm(kind, x, optionalArg(5), optionalArg(6), eps: eps)
-                cnx_reduce_middle_f32(normed.floatPointer, Int64(n), Int64(h * wd), Int64(c), 0, features.floatPointer)
+            if op.normFirst {
+                let normed = try norm(op.norm.kind, x, gamma, beta, eps: op.norm.epsilon)
+                withFloatPointers([normed]) { p in
+                    features.withUnsafeMutableFloats { cnx_reduce_middle_f32(p[0], Int64(n), Int64(h * wd), Int64(c), 0, $0.baseAddress) }
+                }
             } else {
-                cnx_reduce_middle_f32(x.floatPointer, Int64(n), Int64(h * wd), Int64(c), 0, features.floatPointer)
-                features = try norm(kind, features, optionalArg(5), optionalArg(6), eps: eps)
+                withFloatPointers([x]) { p in
+                    features.withUnsafeMutableFloats { cnx_reduce_middle_f32(p[0], Int64(n), Int64(h * wd), Int64(c), 0, $0.baseAddress) }
+                }
+                features = try norm(op.norm.kind, features, gamma, beta, eps: op.norm.epsilon)
             }
-            if args.count > 1, args[1] != nil {
-                features = try pointwise(features, node, args, slot: 1, layer: 1)
-                activate(features, try activationName(node, absent: nil))
-                if args.count > 3, args[3] != nil { features = try pointwise(features, node, args, slot: 3, layer: 2) }
+            if let fc1 = op.fc1 {
+                features = try pointwise(features, fc1)
+                activate(features, op.activation)
+                if let fc2 = op.fc2 { features = try pointwise(features, fc2) }
             }
             return [features]
-        case .features:
-            let x = try arg(0)
-            guard x.shape.count == 4 else { throw CNXError("input must be NHWC, got \(x.shape)") }
-            let kind = try FusedAttributes.norm(node, allowNone: true)
-            let normed = kind == .none ? x : try norm(kind, x, optionalArg(1), optionalArg(2), eps: eps)
-            return [try transpose(normed, [0, 3, 1, 2])]
-        default:
-            throw CNXError("not a fused operation")
         }
     }
 
-    /// The activation a fused op names (`absent` when it names none), checked.
-    static func activationName(_ node: Node, absent: String?) throws -> String? {
-        _ = try FusedAttributes.activation(node, absent: CNX_ACT_NONE)
-        return node.string("activation") ?? absent
+    /// A `cnx.Linear` node's activation, checked.
+    static func activation(_ node: Node) throws -> FusedActivation? {
+        guard let name = node.string("activation") else { return nil }
+        guard let a = FusedActivation(rawValue: name) else { throw CNXError("unknown activation '\(name)' (gelu, gelu_tanh or silu)") }
+        return a
     }
 
     /// x = act(x) in place with the activations' scalar specification (the `_ref` twin the
     /// fast kernels are tested against, so that int8 rounding boundaries fall where the fast
     /// epilogues put them).
-    static func activate(_ x: Tensor, _ name: String?) {
-        let code: Int32
-        switch name {
-        case "gelu": code = CNX_ACT_GELU
-        case "gelu_tanh": code = CNX_ACT_GELU_TANH
-        case "silu": code = CNX_ACT_SILU
-        default: return
-        }
-        cnx_activation_inplace_f32_ref(x.floatPointer, Int64(x.count), code)
+    static func activate(_ x: Tensor, _ activation: FusedActivation?) {
+        guard let activation else { return }
+        x.withUnsafeMutableFloats { cnx_activation_inplace_f32_ref($0.baseAddress, Int64($0.count), activation.code) }
     }
 
     /// A norm over the last axis with optional scale and shift, in the reference arithmetic.
-    static func norm(_ kind: NormKind, _ x: Tensor, _ gamma: Tensor?, _ beta: Tensor?, eps: Float) throws -> Tensor {
+    static func norm(_ kind: FusedNormKind, _ x: Tensor, _ gamma: Tensor?, _ beta: Tensor?, eps: Float) throws -> Tensor {
         switch kind {
         case .layer, .none:
             return try layerNormLast(x, gamma, beta, eps: eps)
@@ -149,50 +158,64 @@ extension Kernels {
             if let beta, beta.count != c { throw CNXError("norm bias has \(beta.count) values for \(c) channels") }
             let y = try rowNorm(x, scale: gamma, from: max(0, x.shape.count - 1), eps: eps, kind: kind == .rms ? .rms : .simple)
             if let beta {
-                for r in 0..<(y.count / max(c, 1)) { for j in 0..<c { y.floatPointer[r * c + j] += beta.floatPointer[j] } }
+                beta.withUnsafeFloats { bp in
+                    y.withUnsafeMutableFloats { yp in for r in 0..<(yp.count / max(c, 1)) { for j in 0..<c { yp[r * c + j] += bp[j] } } }
+                }
             }
             return y
         }
     }
 
-    /// A fused op's GEMM: weight at input `slot`, bias at `slot + 1` (a block's layers 1 and 2
-    /// are inputs 3-4 and 5-6; the stem's and downsample's single layer is 1-2; a head's
-    /// layers 1 and 2 are 1-2 and 3-4).
-    /// float32, or int8 when its weight is int8, with the activation quantization in the
-    /// attributes `a<layer>_scale`, `a<layer>_zero`, the per-output-channel weight scales in
-    /// `w<layer>_scales` and the optional per-input-channel equalization `a<layer>_channel_scales`.
-    static func pointwise(_ x: Tensor, _ node: Node, _ args: [Tensor?], slot: Int, layer: Int) throws -> Tensor {
-        guard slot + 1 < args.count, let w = args[slot], let b = args[slot + 1] else { throw CNXError("pointwise layer \(layer) is missing") }
-        if w.dtype == .float32 { return try linear(x, w, float(b)) }
-        // bfloat16 / float16 weights: their exact float32 values, float32 arithmetic.
-        if let wide = w.widenedHalf() { return try linear(x, wide, float(b)) }
-        guard w.dtype == .int8, w.shape.count == 2, let k = x.shape.last, k == w.shape[0] else {
-            throw CNXError("pointwise layer \(layer): weight \(w.dtype.name) \(w.shape) does not fit input \(x.shape)")
+    /// The u8 codes of an int8 layer's (already equalized) float32 input, in the reference
+    /// arithmetic (Formats/CNX.md, "int8 layers", step 2).
+    package static func quantizeReference(_ x: Tensor, _ q: Int8Parameters) -> [UInt8] {
+        var codes = [UInt8](repeating: 0, count: x.count)
+        x.withUnsafeFloats { xp in
+            codes.withUnsafeMutableBufferPointer { cnx_quantize_u8_reference(xp.baseAddress, Int64(xp.count), q.activationScale, q.activationZero, $0.baseAddress) }
         }
-        let q = try QuantizedLayer(node, layer: layer, outputs: w.shape[1], inputs: k)
-        let n = w.shape[1], rows = x.count / max(k, 1)
-        var input = x
-        if let s = q.channelScales {
-            input = Tensor(zeros: .float32, shape: x.shape)
-            for i in 0..<x.count { input.floatPointer[i] = x.floatPointer[i] / s[i % k] }
-        }
-        let codes = Tensor(zeros: .uint8, shape: x.shape)
-        cnx_quantize_u8_reference(input.floatPointer, Int64(x.count), q.activationScale, q.activationZero,
-                                  codes.storage.bytes.assumingMemoryBound(to: UInt8.self))
-        let y = Tensor(zeros: .float32, shape: Array(x.shape.dropLast()) + [n])
-        let bias = try float(b)
-        try q.weightScales.withUnsafeBufferPointer { scales in
-            guard bias.count == n else { throw CNXError("pointwise layer \(layer): bias has \(bias.count) values for \(n) outputs") }
-            cnx_qlinear_reference(Int64(rows), Int64(n), Int64(k), codes.storage.bytes.assumingMemoryBound(to: UInt8.self),
-                                  w.storage.bytes.assumingMemoryBound(to: Int8.self), q.activationZero, q.activationScale,
-                                  scales.baseAddress, bias.floatPointer, y.floatPointer)
-        }
-        return y
+        return codes
     }
 
-    static func kernelSize(_ node: Node) throws -> Int {
-        guard let k = node.int("kernel"), k > 0 else { throw CNXError("missing or invalid 'kernel'") }
-        return k
+    /// A fused operation's GEMM layer: float32 as it is, or int8 as Formats/CNX.md's "int8
+    /// layers" computes it (the input divided by the channel scales, quantized to u8, the exact
+    /// integer product, dequantized with the two scales, plus the float32 bias).
+    package static func pointwise(_ x: Tensor, _ layer: Linear) throws -> Tensor {
+        let w = layer.weight.tensor
+        let bias = try layer.bias.map { try float($0.tensor) }
+        switch layer.precision {
+        case .float32:
+            return try linear(x, try float(w), bias)
+        case .bfloat16, .float16:
+            // Half weights: their exact float32 values, float32 arithmetic.
+            guard let wide = w.widenedHalf() else { throw CNXError("weight \(w.dtype.name) is not a half-precision tensor") }
+            return try linear(x, wide, bias)
+        case .int8(let q):
+            guard w.dtype == .int8, w.shape.count == 2, let k = x.shape.last, k == w.shape[0] else {
+                throw CNXError("int8 weight \(w.dtype.name) \(w.shape) does not fit input \(x.shape)")
+            }
+            let n = w.shape[1], rows = x.count / max(k, 1)
+            var input = x
+            if let s = q.channelScales {
+                input = Tensor(zeros: .float32, shape: x.shape)
+                x.withUnsafeFloats { src in input.withUnsafeMutableFloats { dst in for i in 0..<src.count { dst[i] = src[i] / s[i % k] } } }
+            }
+            var codes = quantizeReference(input, q)
+            let y = Tensor(zeros: .float32, shape: Array(x.shape.dropLast()) + [n])
+            withFloatPointers([bias]) { p in
+                codes.withUnsafeMutableBufferPointer { codeBuffer in
+                    let c = codeBuffer.baseAddress!
+                    w.withUnsafeElementBytes { wb in
+                        q.weightScales.withUnsafeBufferPointer { scales in
+                            y.withUnsafeMutableFloats { yp in
+                                cnx_qlinear_reference(Int64(rows), Int64(n), Int64(k), c, wb.baseAddress!.assumingMemoryBound(to: Int8.self),
+                                                      q.activationZero, q.activationScale, scales.baseAddress, p[0], yp.baseAddress)
+                            }
+                        }
+                    }
+                }
+            }
+            return y
+        }
     }
 
     /// x[..., K] · w[K, N] + b.
@@ -203,10 +226,14 @@ extension Kernels {
         let n = w.shape[1], rows = x.count / max(k, 1)
         if let b, b.count != n { throw CNXError("bias has \(b.count) values for \(n) outputs") }
         let y = Tensor(zeros: .float32, shape: Array(x.shape.dropLast()) + [n])
-        if let b {
-            for r in 0..<rows { (y.floatPointer + r * n).update(from: b.floatPointer, count: n) }
+        withFloatPointers([x, w, b]) { p in
+            y.withUnsafeMutableFloats { yp in
+                if let bp = p[2] {
+                    for r in 0..<rows { (yp.baseAddress! + r * n).update(from: bp, count: n) }
+                }
+                cnx_sgemm(0, 0, Int64(rows), Int64(n), Int64(k), 1, p[0], Int64(k), p[1], Int64(n), b == nil ? 0 : 1, yp.baseAddress, Int64(n))
+            }
         }
-        cnx_sgemm(0, 0, Int64(rows), Int64(n), Int64(k), 1, x.floatPointer, Int64(k), w.floatPointer, Int64(n), b == nil ? 0 : 1, y.floatPointer, Int64(n))
         return y
     }
 
@@ -215,7 +242,9 @@ extension Kernels {
         if let gamma, gamma.count != c { throw CNXError("LayerNorm scale has \(gamma.count) values for \(c) channels") }
         if let beta, beta.count != c { throw CNXError("LayerNorm bias has \(beta.count) values for \(c) channels") }
         let y = Tensor(zeros: .float32, shape: x.shape)
-        cnx_layernorm_lastaxis_f32(x.floatPointer, Int64(x.count / max(c, 1)), Int64(c), gamma?.floatPointer, beta?.floatPointer, eps, y.floatPointer)
+        withFloatPointers([x, gamma, beta]) { p in
+            y.withUnsafeMutableFloats { cnx_layernorm_lastaxis_f32(p[0], Int64(x.count / max(c, 1)), Int64(c), p[1], p[2], eps, $0.baseAddress) }
+        }
         return y
     }
 
@@ -227,48 +256,31 @@ extension Kernels {
         guard gamma.count == c, beta.count == c else { throw CNXError("GRN parameters must have \(c) values") }
         let y = Tensor(zeros: .float32, shape: x.shape)
         let norms = Tensor(zeros: .float32, shape: [n, c])
-        cnx_reduce_middle_f32(x.floatPointer, Int64(n), Int64(hw), Int64(c), 1, norms.floatPointer)
-        for b in 0..<n {
-            let g = norms.floatPointer + b * c
-            var mean: Float = 0
-            for i in 0..<c { mean += g[i] }
-            mean /= Float(c)
-            for p in 0..<hw {
-                let xp = x.floatPointer + (b * hw + p) * c, yp = y.floatPointer + (b * hw + p) * c
-                for i in 0..<c { yp[i] = gamma.floatPointer[i] * (xp[i] * (g[i] / (mean + eps))) + beta.floatPointer[i] + xp[i] }
+        withFloatPointers([x, gamma, beta]) { p in
+            let (xp, gp, bp) = (p[0]!, p[1]!, p[2]!)
+            norms.withUnsafeMutableFloats { nb in
+                y.withUnsafeMutableFloats { yb in
+                    cnx_reduce_middle_f32(xp, Int64(n), Int64(hw), Int64(c), 1, nb.baseAddress)
+                    for b in 0..<n {
+                        let g = nb.baseAddress! + b * c
+                        var mean: Float = 0
+                        for i in 0..<c { mean += g[i] }
+                        mean /= Float(c)
+                        for q in 0..<hw {
+                            let row = (b * hw + q) * c
+                            for i in 0..<c { yb[row + i] = gp[i] * (xp[row + i] * (g[i] / (mean + eps))) + bp[i] + xp[row + i] }
+                        }
+                    }
+                }
             }
         }
         return y
     }
 }
 
-/// The quantization parameters of one int8 pointwise layer of a fused block.
-package struct QuantizedLayer {
-    package let activationScale: Float
-    package let activationZero: Int32
-    package let weightScales: [Float]
-    /// `a<layer>_channel_scales`: the input is divided by these, per input channel, before it is
-    /// quantized (the int8 weight's rows were multiplied by them), or nil.
-    package let channelScales: [Float]?
-
-    package init(_ node: Node, layer: Int, outputs n: Int, inputs k: Int? = nil) throws {
-        guard let scale = node.float("a\(layer)_scale"), scale > 0, scale.isFinite,
-              let zero = node.int("a\(layer)_zero"), (0...255).contains(zero),
-              case .tensor(let w)? = node.attributes["w\(layer)_scales"], w.dtype == .float32, w.count == n else {
-            throw CNXError("int8 pointwise layer \(layer) lacks valid a\(layer)_scale, a\(layer)_zero or w\(layer)_scales (\(n) values)")
-        }
-        activationScale = scale
-        activationZero = Int32(zero)
-        weightScales = w.floats
-        guard weightScales.allSatisfy({ $0 > 0 && $0.isFinite }) else { throw CNXError("w\(layer)_scales must be positive") }
-        if let attribute = node.attributes["a\(layer)_channel_scales"] {
-            guard case .tensor(let c) = attribute, c.dtype == .float32, k == nil || c.count == k,
-                  c.floats.allSatisfy({ $0 > 0 && $0.isFinite }) else {
-                throw CNXError("a\(layer)_channel_scales must hold \(k.map(String.init) ?? "one per input channel") positive float32 values")
-            }
-            channelScales = c.floats
-        } else {
-            channelScales = nil
-        }
+/// Read-only float pointers to `tensors` (nil stays nil), valid only inside `body`.
+package func withFloatPointers<R>(_ tensors: [Tensor?], _ body: ([UnsafePointer<Float>?]) throws -> R) rethrows -> R {
+    try withExtendedLifetime(tensors) {
+        try body(tensors.map { $0.map { UnsafePointer($0.storage.bytes.assumingMemoryBound(to: Float.self)) } })
     }
 }

@@ -1,182 +1,169 @@
 import CKernels
-import CReferenceKernels
 import CNXGraph
+import CReferenceKernels
 import Foundation
 
 /// The reference implementation of every operator, following the ONNX operator specification.
+/// `ReferenceKernels.table` binds each op type to its kernel here (or in FusedKernels).
 package enum Kernels {
+    /// Evaluates `node` through the kernel table.
     package static func evaluate(_ node: Node, _ args: [Tensor?]) throws -> [Tensor] {
-        func arg(_ i: Int) throws -> Tensor {
-            guard i < args.count, let t = args[i] else { throw CNXError("input \(i) is missing") }
-            return t
+        try ReferenceKernels.evaluate(node, args)
+    }
+
+    // MARK: kernels the table calls with the whole node
+
+    static func erf(_ x: Tensor) throws -> Tensor {
+        let y = Tensor(zeros: .float32, shape: x.shape)
+        x.withUnsafeFloats { xp in
+            y.withUnsafeMutableFloats { yp in cnx_erf_f32(xp.baseAddress, yp.baseAddress, Int64(x.count)) }
         }
-        func optionalArg(_ i: Int) -> Tensor? { i < args.count ? args[i] : nil }
-        switch node.op {
-        case .add, .sub, .mul, .div, .pow:
-            return [try binary(node.op, arg(0), arg(1))]
-        case .sqrt: return [try unary(arg(0)) { sqrtf($0) }]
-        case .tanh: return [try unary(arg(0)) { tanhf($0) }]
-        case .relu: return [try unary(arg(0)) { max($0, 0) }]
-        case .sigmoid: return [try unary(arg(0)) { 1 / (1 + expf(-$0)) }]
-        case .neg: return [try unary(arg(0)) { -$0 }]
-        case .reciprocal: return [try unary(arg(0)) { 1 / $0 }]
-        case .erf:
-            let x = try float(arg(0))
-            let y = Tensor(zeros: .float32, shape: x.shape)
-            cnx_erf_f32(x.floatPointer, y.floatPointer, Int64(x.count))
-            return [y]
-        case .swish:
-            let alpha = node.float("alpha") ?? 1
-            return [try unary(arg(0)) { $0 / (1 + expf(-alpha * $0)) }]
-        case .gelu:
-            let x = try float(arg(0))
-            let approximate = node.string("approximate") ?? "none"
-            guard approximate == "none" || approximate == "tanh" else {
-                throw CNXError("unknown approximate '\(approximate)'")
-            }
-            let y = Tensor(zeros: .float32, shape: x.shape)
-            cnx_gelu_f32(x.floatPointer, y.floatPointer, Int64(x.count), approximate == "tanh" ? 1 : 0)
-            return [y]
-        case .conv:
-            return [try conv(node, try float(arg(0)), try float(arg(1)), try optionalArg(2).map(float))]
-        case .matMul:
-            return [try matMul(try float(arg(0)), try float(arg(1)))]
-        case .gemm:
-            return [try gemm(node, try float(arg(0)), try float(arg(1)), try optionalArg(2).map(float))]
-        case .reduceMean, .reduceL2, .reduceSum:
-            return [try reduce(node, try float(arg(0)), axesInput: optionalArg(1))]
-        case .reduceProd:
-            return [try reduceProduct(node, arg(0), axesInput: optionalArg(1))]
-        case .rmsNormalization:
-            let x = try float(arg(0))
-            let axis = try normalizeAxis(node.int("axis") ?? -1, rank: x.shape.count)
-            return [try rowNorm(x, scale: try float(arg(1)), from: axis, eps: node.float("epsilon") ?? 1e-5, kind: .rms)]
-        case .simpleNorm:
-            let x = try float(arg(0))
-            return [try rowNorm(x, scale: try float(arg(1)), from: max(0, x.shape.count - 1), eps: node.float("epsilon") ?? 1e-5, kind: .simple)]
-        case .layerNormalization:
-            if node.outputs.count > 1 && node.outputs[1...].contains(where: { !$0.isEmpty }) {
-                throw CNXError("the optional Mean and InvStdDev outputs are not supported")
-            }
-            return [try layerNorm(node, try float(arg(0)), try optionalArg(1).map(float), try optionalArg(2).map(float))]
-        case .globalAveragePool:
-            let x = try float(arg(0))
-            guard x.shape.count >= 3 else { throw CNXError("needs rank 3 or more, got \(x.shape)") }
-            let outer = x.shape[0] * x.shape[1], inner = x.shape[2...].reduce(1, *)
-            let y = Tensor(zeros: .float32, shape: Array(x.shape[0..<2]) + Array(repeating: 1, count: x.shape.count - 2))
-            cnx_reduce_middle_f32(x.floatPointer, Int64(outer), Int64(inner), 1, 0, y.floatPointer)
-            return [y]
-        case .transpose:
-            let x = try arg(0)
-            let perm = node.ints("perm") ?? Array((0..<x.shape.count).reversed())
-            return [try transpose(x, perm)]
-        case .reshape:
-            let x = try arg(0)
-            let shape = try ints(arg(1), "shape")
-            return [try reshape(x, shape, allowZero: node.int("allowzero") == 1)]
-        case .flatten:
-            let x = try arg(0)
-            var axis = node.int("axis") ?? 1
-            if axis < 0 { axis += x.shape.count }
-            guard axis >= 0 && axis <= x.shape.count else { throw CNXError("axis out of range for \(x.shape)") }
-            return [x.reshaped([x.shape[..<axis].reduce(1, *), x.shape[axis...].reduce(1, *)])]
-        case .squeeze:
-            let x = try arg(0)
-            let axes = try optionalArg(1).map { try ints($0, "axes") } ?? node.ints("axes")
-            var shape: [Int] = []
-            let rank = x.shape.count
-            let normalized = try Set((axes ?? []).map { try normalizeAxis($0, rank: rank) })
-            for (i, d) in x.shape.enumerated() {
-                if let _ = axes {
-                    if normalized.contains(i) {
-                        guard d == 1 else { throw CNXError("cannot squeeze axis \(i) of size \(d)") }
-                        continue
-                    }
-                } else if d == 1 { continue }
-                shape.append(d)
-            }
-            return [x.reshaped(shape)]
-        case .unsqueeze:
-            let x = try arg(0)
-            guard let axes = try optionalArg(1).map({ try ints($0, "axes") }) ?? node.ints("axes") else {
-                throw CNXError("no axes")
-            }
-            let rank = x.shape.count + axes.count
-            let normalized = try Set(axes.map { try normalizeAxis($0, rank: rank) })
-            guard normalized.count == axes.count else { throw CNXError("repeated axes \(axes)") }
-            var shape: [Int] = []
-            var source = x.shape.makeIterator()
-            for i in 0..<rank { shape.append(normalized.contains(i) ? 1 : source.next() ?? 1) }
-            return [x.reshaped(shape)]
-        case .concat:
-            let parts = try (0..<args.count).map { try arg($0) }
-            return [try concat(parts, axis: node.int("axis") ?? 0)]
-        case .gather:
-            return [try gather(arg(0), arg(1), axis: node.int("axis") ?? 0)]
-        case .shape:
-            let x = try arg(0)
-            let rank = x.shape.count
-            var start = node.int("start") ?? 0, end = node.int("end") ?? rank
-            if start < 0 { start += rank }
-            if end < 0 { end += rank }
-            start = min(max(start, 0), rank)
-            end = min(max(end, start), rank)
-            return [Tensor(int64s: x.shape[start..<end].map { Int64($0) }, shape: [end - start])]
-        case .slice:
-            let x = try arg(0)
-            if args.count >= 3 {
-                let starts = try ints(arg(1), "starts"), ends = try ints(arg(2), "ends")
-                let axes = try optionalArg(3).map { try ints($0, "axes") }
-                let steps = try optionalArg(4).map { try ints($0, "steps") }
-                return [try slice(x, starts: starts, ends: ends, axes: axes, steps: steps)]
-            }
-            guard let starts = node.ints("starts"), let ends = node.ints("ends") else { throw CNXError("no starts/ends") }
-            return [try slice(x, starts: starts, ends: ends, axes: node.ints("axes"), steps: nil)]
-        case .expand:
-            let x = try arg(0)
-            let shape = try ints(arg(1), "shape")
-            guard let out = broadcastShapes(x.shape, shape) else { throw CNXError("cannot expand \(x.shape) to \(shape)") }
-            return [materialize(x, to: out)]
-        case .cast:
-            let x = try arg(0)
-            guard let to = node.int("to"), let dtype = DType(rawValue: Int32(to)) else { throw CNXError("unsupported target type") }
-            return [try cast(x, to: dtype)]
-        case .constantOfShape:
-            let shape = try ints(arg(0), "shape")
-            guard shape.allSatisfy({ $0 >= 0 }), let n = checkedElementCount(shape), n <= 1 << 31 else {
-                throw CNXError("invalid shape \(shape)")
-            }
-            if case .tensor(let v)? = node.attributes["value"], v.count == 1 {
-                let out = Tensor(zeros: v.dtype, shape: shape)
-                for i in 0..<n { (out.storage.bytes + i * v.dtype.size).copyMemory(from: v.storage.bytes, byteCount: v.dtype.size) }
-                return [out]
-            }
-            return [Tensor(zeros: .float32, shape: shape)]
-        case .range:
-            let start = try arg(0), limit = try arg(1), delta = try arg(2)
-            guard start.count == 1, limit.count == 1, delta.count == 1, start.dtype == limit.dtype, start.dtype == delta.dtype else {
-                throw CNXError("start, limit and delta must be scalars of one type")
-            }
-            if start.dtype == .int64 {
-                let s = start.int64Pointer[0], l = limit.int64Pointer[0], d = delta.int64Pointer[0]
-                guard d != 0 else { throw CNXError("delta is 0") }
-                let n = max(0, Int((Double(l) - Double(s)) / Double(d)).advanced(by: (l - s) % d == 0 ? 0 : 1))
-                guard n <= 1 << 24 else { throw CNXError("range of \(n) elements refused") }
-                return [Tensor(int64s: (0..<n).map { s + Int64($0) * d }, shape: [n])]
-            }
-            let s = try float(start).floatPointer[0], l = try float(limit).floatPointer[0], d = try float(delta).floatPointer[0]
-            let count = ceil((l - s) / d)
-            guard d != 0, count.isFinite, count <= Float(1 << 24) else { throw CNXError("invalid range") }
-            let n = max(0, Int(count))
-            return [Tensor(floats: (0..<n).map { s + Float($0) * d }, shape: [n])]
-        case .identity, .dropout:
-            if node.outputs.count > 1 && !node.outputs[1].isEmpty { throw CNXError("Dropout's mask output is not supported") }
-            return [try arg(0)]
-        case .constant:
-            throw CNXError("Constant nodes are folded by the reader")
-        case .linear, .grn, .stem, .downsample, .block, .head, .features:
-            return try evaluateFused(node, args)
+        return y
+    }
+
+    static func gelu(_ call: KernelCall) throws -> Tensor {
+        let x = try call.float("X")
+        let approximate = call.node.string("approximate") ?? "none"
+        guard approximate == "none" || approximate == "tanh" else {
+            throw CNXError("unknown approximate '\(approximate)'")
         }
+        let y = Tensor(zeros: .float32, shape: x.shape)
+        x.withUnsafeFloats { xp in
+            y.withUnsafeMutableFloats { yp in
+                cnx_gelu_f32(xp.baseAddress, yp.baseAddress, Int64(x.count), approximate == "tanh" ? 1 : 0)
+            }
+        }
+        return y
+    }
+
+    static func rmsNormalization(_ call: KernelCall) throws -> Tensor {
+        let x = try call.float("X")
+        let axis = try normalizeAxis(call.node.int("axis") ?? -1, rank: x.shape.count)
+        return try rowNorm(x, scale: call.float("scale"), from: axis, eps: call.node.float("epsilon") ?? 1e-5, kind: .rms)
+    }
+
+    static func simpleNorm(_ call: KernelCall) throws -> Tensor {
+        let x = try call.float("X")
+        return try rowNorm(x, scale: call.float("scale"), from: max(0, x.shape.count - 1), eps: call.node.float("epsilon") ?? 1e-5, kind: .simple)
+    }
+
+    static func layerNormalization(_ call: KernelCall) throws -> Tensor {
+        let node = call.node
+        if node.outputs.count > 1 && node.outputs[1...].contains(where: { !$0.isEmpty }) {
+            throw CNXError("the optional Mean and InvStdDev outputs are not supported")
+        }
+        return try layerNorm(node, call.float("X"), call.optionalFloat("Scale"), call.optionalFloat("B"))
+    }
+
+    static func globalAveragePool(_ x: Tensor) throws -> Tensor {
+        guard x.shape.count >= 3 else { throw CNXError("needs rank 3 or more, got \(x.shape)") }
+        let outer = x.shape[0] * x.shape[1], inner = x.shape[2...].reduce(1, *)
+        let y = Tensor(zeros: .float32, shape: Array(x.shape[0..<2]) + Array(repeating: 1, count: x.shape.count - 2))
+        x.withUnsafeFloats { xp in
+            y.withUnsafeMutableFloats { yp in cnx_reduce_middle_f32(xp.baseAddress, Int64(outer), Int64(inner), 1, 0, yp.baseAddress) }
+        }
+        return y
+    }
+
+    static func flatten(_ x: Tensor, axis raw: Int) throws -> Tensor {
+        let axis = raw < 0 ? raw + x.shape.count : raw
+        guard axis >= 0 && axis <= x.shape.count else { throw CNXError("axis out of range for \(x.shape)") }
+        return x.reshaped([x.shape[..<axis].reduce(1, *), x.shape[axis...].reduce(1, *)])
+    }
+
+    static func squeeze(_ call: KernelCall) throws -> Tensor {
+        let x = try call.input("data")
+        let axes = try call.optional("axes").map { try ints($0, "axes") } ?? call.node.ints("axes")
+        var shape: [Int] = []
+        let rank = x.shape.count
+        let normalized = try Set((axes ?? []).map { try normalizeAxis($0, rank: rank) })
+        for (i, d) in x.shape.enumerated() {
+            if let _ = axes {
+                if normalized.contains(i) {
+                    guard d == 1 else { throw CNXError("cannot squeeze axis \(i) of size \(d)") }
+                    continue
+                }
+            } else if d == 1 { continue }
+            shape.append(d)
+        }
+        return x.reshaped(shape)
+    }
+
+    static func unsqueeze(_ call: KernelCall) throws -> Tensor {
+        let x = try call.input("data")
+        guard let axes = try call.optional("axes").map({ try ints($0, "axes") }) ?? call.node.ints("axes") else {
+            throw CNXError("no axes")
+        }
+        let rank = x.shape.count + axes.count
+        let normalized = try Set(axes.map { try normalizeAxis($0, rank: rank) })
+        guard normalized.count == axes.count else { throw CNXError("repeated axes \(axes)") }
+        var shape: [Int] = []
+        var source = x.shape.makeIterator()
+        for i in 0..<rank { shape.append(normalized.contains(i) ? 1 : source.next() ?? 1) }
+        return x.reshaped(shape)
+    }
+
+    static func shape(_ call: KernelCall) throws -> Tensor {
+        let x = try call.input("data")
+        let rank = x.shape.count
+        var start = call.node.int("start") ?? 0, end = call.node.int("end") ?? rank
+        if start < 0 { start += rank }
+        if end < 0 { end += rank }
+        start = min(max(start, 0), rank)
+        end = min(max(end, start), rank)
+        return Tensor(int64s: x.shape[start..<end].map { Int64($0) }, shape: [end - start])
+    }
+
+    static func slice(_ call: KernelCall) throws -> Tensor {
+        let x = try call.input("data")
+        if call.values.count >= 3 {
+            let starts = try ints(call.input("starts"), "starts"), ends = try ints(call.input("ends"), "ends")
+            let axes = try call.optional("axes").map { try ints($0, "axes") }
+            let steps = try call.optional("steps").map { try ints($0, "steps") }
+            return try slice(x, starts: starts, ends: ends, axes: axes, steps: steps)
+        }
+        guard let starts = call.node.ints("starts"), let ends = call.node.ints("ends") else { throw CNXError("no starts/ends") }
+        return try slice(x, starts: starts, ends: ends, axes: call.node.ints("axes"), steps: nil)
+    }
+
+    static func expand(_ x: Tensor, _ shape: [Int]) throws -> Tensor {
+        guard let out = broadcastShapes(x.shape, shape) else { throw CNXError("cannot expand \(x.shape) to \(shape)") }
+        return materialize(x, to: out)
+    }
+
+    static func constantOfShape(_ call: KernelCall) throws -> Tensor {
+        let shape = try ints(call.input("input"), "shape")
+        guard shape.allSatisfy({ $0 >= 0 }), let n = checkedElementCount(shape), n <= 1 << 31 else {
+            throw CNXError("invalid shape \(shape)")
+        }
+        if case .tensor(let v)? = call.node.attributes["value"], v.count == 1 {
+            let out = Tensor(zeros: v.dtype, shape: shape)
+            v.withUnsafeElementBytes { value in
+                out.withUnsafeMutableElementBytes { bytes in
+                    for i in 0..<n { (bytes.baseAddress! + i * v.dtype.size).copyMemory(from: value.baseAddress!, byteCount: v.dtype.size) }
+                }
+            }
+            return out
+        }
+        return Tensor(zeros: .float32, shape: shape)
+    }
+
+    static func range(_ start: Tensor, _ limit: Tensor, _ delta: Tensor) throws -> Tensor {
+        guard start.count == 1, limit.count == 1, delta.count == 1, start.dtype == limit.dtype, start.dtype == delta.dtype else {
+            throw CNXError("start, limit and delta must be scalars of one type")
+        }
+        if start.dtype == .int64 {
+            let s = start.int64s[0], l = limit.int64s[0], d = delta.int64s[0]
+            guard d != 0 else { throw CNXError("delta is 0") }
+            let n = max(0, Int((Double(l) - Double(s)) / Double(d)).advanced(by: (l - s) % d == 0 ? 0 : 1))
+            guard n <= 1 << 24 else { throw CNXError("range of \(n) elements refused") }
+            return Tensor(int64s: (0..<n).map { s + Int64($0) * d }, shape: [n])
+        }
+        let s = try float(start).floats[0], l = try float(limit).floats[0], d = try float(delta).floats[0]
+        let count = ceil((l - s) / d)
+        guard d != 0, count.isFinite, count <= Float(1 << 24) else { throw CNXError("invalid range") }
+        let n = max(0, Int(count))
+        return Tensor(floats: (0..<n).map { s + Float($0) * d }, shape: [n])
     }
 
     // MARK: helpers
@@ -191,6 +178,12 @@ package enum Kernels {
         return t.int64s.map { Int($0) }
     }
 
+    /// `body` with `t`'s float32 elements, or with nil when there is no `t`.
+    static func withFloats<R>(_ t: Tensor?, _ body: (UnsafePointer<Float>?) throws -> R) rethrows -> R {
+        guard let t else { return try body(nil) }
+        return try t.withUnsafeFloats { try body($0.baseAddress) }
+    }
+
     static func normalizeAxis(_ axis: Int, rank: Int) throws -> Int {
         let a = axis < 0 ? axis + rank : axis
         guard a >= 0 && a < rank else { throw CNXError("axis \(axis) out of range for rank \(rank)") }
@@ -200,8 +193,11 @@ package enum Kernels {
     static func unary(_ x: Tensor, _ f: (Float) -> Float) throws -> Tensor {
         let x = try float(x)
         let y = Tensor(zeros: .float32, shape: x.shape)
-        let xp = x.floatPointer, yp = y.floatPointer
-        for i in 0..<x.count { yp[i] = f(xp[i]) }
+        x.withUnsafeFloats { xp in
+            y.withUnsafeMutableFloats { yp in
+                for i in 0..<x.count { yp[i] = f(xp[i]) }
+            }
+        }
         return y
     }
 
@@ -212,41 +208,45 @@ package enum Kernels {
         let sa = broadcastStrides(a.shape, to: shape), sb = broadcastStrides(b.shape, to: shape)
         if a.dtype == .int64 && b.dtype == .int64 {
             let y = Tensor(zeros: .int64, shape: shape)
-            let ap = a.int64Pointer, bp = b.int64Pointer, yp = y.int64Pointer
             var failure: CNXError?
-            forEachBroadcastRow(shape, sa, sb) { oa, ob, oy, n, ia, ib in
-                for i in 0..<n {
-                    let u = ap[oa + i * ia], v = bp[ob + i * ib]
-                    switch op {
-                    case .add: yp[oy + i] = u &+ v
-                    case .sub: yp[oy + i] = u &- v
-                    case .mul: yp[oy + i] = u &* v
-                    case .div:
-                        if v == 0 { failure = CNXError("integer division by zero"); return }
-                        yp[oy + i] = u / v
-                    default: failure = CNXError("\(op.rawValue) on int64 is not supported"); return
+            a.withUnsafeInt64s { ab in b.withUnsafeInt64s { bb in y.withUnsafeMutableInt64s { yb in
+                let ap = ab.baseAddress!, bp = bb.baseAddress!, yp = yb.baseAddress!
+                forEachBroadcastRow(shape, sa, sb) { oa, ob, oy, n, ia, ib in
+                    for i in 0..<n {
+                        let u = ap[oa + i * ia], v = bp[ob + i * ib]
+                        switch op {
+                        case .add: yp[oy + i] = u &+ v
+                        case .sub: yp[oy + i] = u &- v
+                        case .mul: yp[oy + i] = u &* v
+                        case .div:
+                            if v == 0 { failure = CNXError("integer division by zero"); return }
+                            yp[oy + i] = u / v
+                        default: failure = CNXError("\(op.rawValue) on int64 is not supported"); return
+                        }
                     }
                 }
-            }
+            } } }
             if let failure { throw failure }
             return y
         }
         let a = try float(a), b = try float(b)
         let y = Tensor(zeros: .float32, shape: shape)
-        let ap = a.floatPointer, bp = b.floatPointer, yp = y.floatPointer
-        forEachBroadcastRow(shape, sa, sb) { oa, ob, oy, n, ia, ib in
-            switch op {
-            case .add: for i in 0..<n { yp[oy + i] = ap[oa + i * ia] + bp[ob + i * ib] }
-            case .sub: for i in 0..<n { yp[oy + i] = ap[oa + i * ia] - bp[ob + i * ib] }
-            case .mul: for i in 0..<n { yp[oy + i] = ap[oa + i * ia] * bp[ob + i * ib] }
-            case .div: for i in 0..<n { yp[oy + i] = ap[oa + i * ia] / bp[ob + i * ib] }
-            default:
-                for i in 0..<n {
-                    let u = ap[oa + i * ia], v = bp[ob + i * ib]
-                    yp[oy + i] = v == 2 ? u * u : powf(u, v)
+        a.withUnsafeFloats { ab in b.withUnsafeFloats { bb in y.withUnsafeMutableFloats { yb in
+            let ap = ab.baseAddress!, bp = bb.baseAddress!, yp = yb.baseAddress!
+            forEachBroadcastRow(shape, sa, sb) { oa, ob, oy, n, ia, ib in
+                switch op {
+                case .add: for i in 0..<n { yp[oy + i] = ap[oa + i * ia] + bp[ob + i * ib] }
+                case .sub: for i in 0..<n { yp[oy + i] = ap[oa + i * ia] - bp[ob + i * ib] }
+                case .mul: for i in 0..<n { yp[oy + i] = ap[oa + i * ia] * bp[ob + i * ib] }
+                case .div: for i in 0..<n { yp[oy + i] = ap[oa + i * ia] / bp[ob + i * ib] }
+                default:
+                    for i in 0..<n {
+                        let u = ap[oa + i * ia], v = bp[ob + i * ib]
+                        yp[oy + i] = v == 2 ? u * u : powf(u, v)
+                    }
                 }
             }
-        }
+        } } }
         return y
     }
 
@@ -297,7 +297,9 @@ package enum Kernels {
         let scratchCount = cnx_conv2d_scratch_floats(&s)
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(scratchCount, 1))
         defer { scratch.deallocate() }
-        cnx_conv2d_f32(&s, x.floatPointer, w.floatPointer, b?.floatPointer, y.floatPointer, scratch)
+        x.withUnsafeFloats { xp in w.withUnsafeFloats { wp in withFloats(b) { bp in y.withUnsafeMutableFloats { yp in
+            cnx_conv2d_f32(&s, xp.baseAddress, wp.baseAddress, bp, yp.baseAddress, scratch)
+        } } } }
         return y
     }
 
@@ -320,28 +322,24 @@ package enum Kernels {
             // The weight is shared: one GEMM over every row of A (A's batch folds into M).
             let rows = aBatch.reduce(1, *) * m
             if batch == aBatch || aBatch.reduce(1, *) == batch.reduce(1, *) {
-                cnx_sgemm(0, 0, Int64(rows), Int64(n), Int64(k), 1, a.floatPointer, Int64(k), b.floatPointer, Int64(n), 0, y.floatPointer, Int64(n))
+                a.withUnsafeFloats { ap in b.withUnsafeFloats { bp in y.withUnsafeMutableFloats { yp in
+                    cnx_sgemm(0, 0, Int64(rows), Int64(n), Int64(k), 1, ap.baseAddress, Int64(k), bp.baseAddress, Int64(n), 0, yp.baseAddress, Int64(n))
+                } } }
                 if aVector { outShape.remove(at: outShape.count - 2) }
                 if bVector { outShape.removeLast() }
                 return y.reshaped(outShape)
             }
         }
         let sa = broadcastStrides(aBatch, to: batch), sb = broadcastStrides(bBatch, to: batch)
-        let count = batch.reduce(1, *)
-        var index = [Int](repeating: 0, count: batch.count)
-        for i in 0..<count {
-            var oa = 0, ob = 0
-            for d in 0..<batch.count { oa += index[d] * sa[d]; ob += index[d] * sb[d] }
-            cnx_sgemm(0, 0, Int64(m), Int64(n), Int64(k), 1, a.floatPointer + oa * m * k, Int64(k),
-                      b.floatPointer + ob * k * n, Int64(n), 0, y.floatPointer + i * m * n, Int64(n))
-            var d = batch.count - 1
-            while d >= 0 {
-                index[d] += 1
-                if index[d] < batch[d] { break }
-                index[d] = 0
-                d -= 1
+        // One GEMM per batch entry, the batch axes walked with broadcasting.
+        a.withUnsafeFloats { ab in b.withUnsafeFloats { bb in y.withUnsafeMutableFloats { yb in
+            forEachBroadcastRow(batch, sa, sb) { oa, ob, oy, count, ia, ib in
+                for j in 0..<count {
+                    cnx_sgemm(0, 0, Int64(m), Int64(n), Int64(k), 1, ab.baseAddress! + (oa + j * ia) * m * k, Int64(k),
+                              bb.baseAddress! + (ob + j * ib) * k * n, Int64(n), 0, yb.baseAddress! + (oy + j) * m * n, Int64(n))
+                }
             }
-        }
+        } } }
         if aVector { outShape.remove(at: outShape.count - 2) }
         if bVector { outShape.removeLast() }
         return y.reshaped(outShape)
@@ -361,8 +359,10 @@ package enum Kernels {
             y = materialize(c, to: [m, n]).copy()
             betaUsed = beta
         }
-        cnx_sgemm(Int32(ta != 0 ? 1 : 0), Int32(tb != 0 ? 1 : 0), Int64(m), Int64(n), Int64(k), alpha,
-                  a.floatPointer, Int64(a.shape[1]), b.floatPointer, Int64(b.shape[1]), betaUsed, y.floatPointer, Int64(n))
+        a.withUnsafeFloats { ap in b.withUnsafeFloats { bp in y.withUnsafeMutableFloats { yp in
+            cnx_sgemm(Int32(ta != 0 ? 1 : 0), Int32(tb != 0 ? 1 : 0), Int64(m), Int64(n), Int64(k), alpha,
+                      ap.baseAddress, Int64(a.shape[1]), bp.baseAddress, Int64(b.shape[1]), betaUsed, yp.baseAddress, Int64(n))
+        } } }
         return y
     }
 
@@ -384,7 +384,9 @@ package enum Kernels {
             var shape = current.shape
             shape[axis] = 1
             let y = Tensor(zeros: .float32, shape: shape)
-            cnx_reduce_middle_f32(current.floatPointer, Int64(outer), Int64(size), Int64(inner), code, y.floatPointer)
+            current.withUnsafeFloats { xp in
+                y.withUnsafeMutableFloats { yp in cnx_reduce_middle_f32(xp.baseAddress, Int64(outer), Int64(size), Int64(inner), code, yp.baseAddress) }
+            }
             current = y
         }
         if !keep {
@@ -419,11 +421,11 @@ package enum Kernels {
         }
         if x.dtype == .int64 {
             var out = [Int64](repeating: 1, count: count)
-            for i in 0..<x.count { out[target(i)] = out[target(i)] &* x.int64Pointer[i] }
+            x.withUnsafeInt64s { xp in for i in 0..<x.count { out[target(i)] = out[target(i)] &* xp[i] } }
             return Tensor(int64s: out, shape: outShape)
         }
         var out = [Float](repeating: 1, count: count)
-        for i in 0..<x.count { out[target(i)] *= x.floatPointer[i] }
+        x.withUnsafeFloats { xp in for i in 0..<x.count { out[target(i)] *= xp[i] } }
         return Tensor(floats: out, shape: outShape)
     }
 
@@ -443,7 +445,9 @@ package enum Kernels {
             g = scale.count == cols ? scale : materialize(scale, to: normShape)
         }
         let y = Tensor(zeros: .float32, shape: x.shape)
-        rowNormRows(x.floatPointer, rows: rows, cols: cols, eps: eps, kind: kind, scale: g?.floatPointer, into: y.floatPointer)
+        x.withUnsafeFloats { xp in withFloats(g) { gp in y.withUnsafeMutableFloats { yp in
+            rowNormRows(xp.baseAddress!, rows: rows, cols: cols, eps: eps, kind: kind, scale: gp, into: yp.baseAddress!)
+        } } }
         return y
     }
 
@@ -484,7 +488,9 @@ package enum Kernels {
         }
         let g = try expanded(scale), b = try expanded(bias)
         let y = Tensor(zeros: .float32, shape: x.shape)
-        cnx_layernorm_lastaxis_f32(x.floatPointer, Int64(rows), Int64(cols), g?.floatPointer, b?.floatPointer, eps, y.floatPointer)
+        x.withUnsafeFloats { xp in withFloats(g) { gp in withFloats(b) { bp in y.withUnsafeMutableFloats { yp in
+            cnx_layernorm_lastaxis_f32(xp.baseAddress, Int64(rows), Int64(cols), gp, bp, eps, yp.baseAddress)
+        } } } }
         return y
     }
 
@@ -494,10 +500,12 @@ package enum Kernels {
         let y = Tensor(zeros: x.dtype, shape: shape)
         let size = x.dtype.size
         let sx = broadcastStrides(x.shape, to: shape), zero = [Int](repeating: 0, count: shape.count)
-        let src = x.storage.bytes, dst = y.storage.bytes
-        forEachBroadcastRow(shape, sx, zero) { ox, _, oy, n, ix, _ in
-            for i in 0..<n { (dst + (oy + i) * size).copyMemory(from: src + (ox + i * ix) * size, byteCount: size) }
-        }
+        x.withUnsafeElementBytes { xb in y.withUnsafeMutableElementBytes { yb in
+            let src = xb.baseAddress!, dst = yb.baseAddress!
+            forEachBroadcastRow(shape, sx, zero) { ox, _, oy, n, ix, _ in
+                for i in 0..<n { (dst + (oy + i) * size).copyMemory(from: src + (ox + i * ix) * size, byteCount: size) }
+            }
+        } }
         return y
     }
 
@@ -511,15 +519,20 @@ package enum Kernels {
         let y = Tensor(zeros: x.dtype, shape: outShape)
         let zero = [Int](repeating: 0, count: rank)
         if x.dtype == .float32 {
-            let src = x.floatPointer, dst = y.floatPointer
-            forEachBroadcastRow(outShape, strides, zero) { ox, _, oy, n, ix, _ in
-                for i in 0..<n { dst[oy + i] = src[ox + i * ix] }
-            }
+            x.withUnsafeFloats { xb in y.withUnsafeMutableFloats { yb in
+                let src = xb.baseAddress!, dst = yb.baseAddress!
+                forEachBroadcastRow(outShape, strides, zero) { ox, _, oy, n, ix, _ in
+                    for i in 0..<n { dst[oy + i] = src[ox + i * ix] }
+                }
+            } }
         } else {
-            let size = x.dtype.size, src = x.storage.bytes, dst = y.storage.bytes
-            forEachBroadcastRow(outShape, strides, zero) { ox, _, oy, n, ix, _ in
-                for i in 0..<n { (dst + (oy + i) * size).copyMemory(from: src + (ox + i * ix) * size, byteCount: size) }
-            }
+            let size = x.dtype.size
+            x.withUnsafeElementBytes { xb in y.withUnsafeMutableElementBytes { yb in
+                let src = xb.baseAddress!, dst = yb.baseAddress!
+                forEachBroadcastRow(outShape, strides, zero) { ox, _, oy, n, ix, _ in
+                    for i in 0..<n { (dst + (oy + i) * size).copyMemory(from: src + (ox + i * ix) * size, byteCount: size) }
+                }
+            } }
         }
         return y
     }
@@ -565,12 +578,16 @@ package enum Kernels {
         let outer = shape[..<a].reduce(1, *), inner = shape[(a + 1)...].reduce(1, *)
         let size = first.dtype.size
         var offset = 0
-        for p in parts {
-            let chunk = p.shape[a] * inner * size
-            for o in 0..<outer {
-                (y.storage.bytes + o * shape[a] * inner * size + offset).copyMemory(from: p.storage.bytes + o * chunk, byteCount: chunk)
+        y.withUnsafeMutableElementBytes { yb in
+            for p in parts {
+                let chunk = p.shape[a] * inner * size
+                p.withUnsafeElementBytes { pb in
+                    for o in 0..<outer {
+                        (yb.baseAddress! + o * shape[a] * inner * size + offset).copyMemory(from: pb.baseAddress! + o * chunk, byteCount: chunk)
+                    }
+                }
+                offset += chunk
             }
-            offset += chunk
         }
         return y
     }
@@ -584,13 +601,15 @@ package enum Kernels {
         let y = Tensor(zeros: data.dtype, shape: outShape)
         let outer = data.shape[..<a].reduce(1, *), inner = data.shape[(a + 1)...].reduce(1, *)
         let chunk = inner * data.dtype.size
-        for o in 0..<outer {
-            for (j, raw) in idx.enumerated() {
-                let i = raw < 0 ? raw + size : raw
-                guard i >= 0 && i < size else { throw CNXError("index \(raw) out of range for axis of size \(size)") }
-                (y.storage.bytes + (o * idx.count + j) * chunk).copyMemory(from: data.storage.bytes + (o * size + i) * chunk, byteCount: chunk)
+        try data.withUnsafeElementBytes { src in try y.withUnsafeMutableElementBytes { dst in
+            for o in 0..<outer {
+                for (j, raw) in idx.enumerated() {
+                    let i = raw < 0 ? raw + size : raw
+                    guard i >= 0 && i < size else { throw CNXError("index \(raw) out of range for axis of size \(size)") }
+                    (dst.baseAddress! + (o * idx.count + j) * chunk).copyMemory(from: src.baseAddress! + (o * size + i) * chunk, byteCount: chunk)
+                }
             }
-        }
+        } }
         return y
     }
 
@@ -622,11 +641,14 @@ package enum Kernels {
         let size = x.dtype.size
         let base = zip(begin, inStrides).map(*).reduce(0, +)
         let strides = zip(step, inStrides).map(*)
-        forEachBroadcastRow(shape, strides, [Int](repeating: 0, count: rank)) { ox, _, oy, n, ix, _ in
-            for i in 0..<n {
-                (y.storage.bytes + (oy + i) * size).copyMemory(from: x.storage.bytes + (base + ox + i * ix) * size, byteCount: size)
+        x.withUnsafeElementBytes { xb in y.withUnsafeMutableElementBytes { yb in
+            let src = xb.baseAddress!, dst = yb.baseAddress!
+            forEachBroadcastRow(shape, strides, [Int](repeating: 0, count: rank)) { ox, _, oy, n, ix, _ in
+                for i in 0..<n {
+                    (dst + (oy + i) * size).copyMemory(from: src + (base + ox + i * ix) * size, byteCount: size)
+                }
             }
-        }
+        } }
         return y
     }
 

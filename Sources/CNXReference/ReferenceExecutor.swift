@@ -53,7 +53,7 @@ public final class ReferenceExecutor: @unchecked Sendable {
             }
             let results: [Tensor]
             do {
-                results = try Kernels.evaluate(node, args)
+                results = try ReferenceKernels.evaluate(node, args)
             } catch let e as CNXError {
                 throw CNXError("\(node.label): \(e.message)")
             }
@@ -78,6 +78,6 @@ extension ReferenceExecutor {
     /// Evaluates one node on the given inputs (nil for an omitted optional input): the passes
     /// use it to fold constants with exactly the arithmetic the executor uses.
     public static func evaluate(_ node: Node, _ inputs: [Tensor?]) throws -> [Tensor] {
-        try Kernels.evaluate(node, inputs)
+        try ReferenceKernels.evaluate(node, inputs)
     }
 }

@@ -16,7 +16,8 @@ final class PackedMatrix: @unchecked Sendable {
         let floats = cnx_gemm_packed_b_floats(Int64(k), Int64(n))
         let raw = UnsafeMutableRawPointer.allocate(byteCount: max(floats, 1) * 4, alignment: 64)
         data = raw.bindMemory(to: Float.self, capacity: max(floats, 1))
-        cnx_gemm_pack_b(t.floatPointer, Int64(k), Int64(n), data)
+        let (k, n, data) = (self.k, self.n, self.data)
+        t.withUnsafeFloats { cnx_gemm_pack_b($0.baseAddress, Int64(k), Int64(n), data) }
     }
 
     deinit { data.deallocate() }
@@ -77,17 +78,56 @@ final class Scratch {
     deinit { for b in buffers { b?.deallocate() } }
 }
 
+/// A fused node ready to run: its payload, read once at load, and its GEMM layers packed.
+struct PreparedNode {
+    let payload: FusedPayload
+    /// By layer number (`FusedPayload.layers`).
+    let layers: [Int: LayerWeights]
+
+    func layer(_ number: Int) throws -> LayerWeights {
+        guard let l = layers[number] else { throw CNXError("pointwise layer \(number) was not prepared") }
+        return l
+    }
+}
+
+/// What a fused kernel gets besides its prepared node: the input map and where to work.
+struct FusedCall {
+    let nodeIndex: Int
+    let input: Tensor
+    /// The block may overwrite its input (nothing else reads it later).
+    let inPlace: Bool
+    /// The arena buffer a stem or downsample may write its output into.
+    let arena: (Scratch, Int)?
+    let scratch: [Scratch]
+    let observer: (ActivationObserver, Int)?
+
+    /// Tells the observer (calibration) about the input of GEMM layer `layer`.
+    func report(_ layer: Int, _ p: UnsafePointer<Float>, _ count: Int) {
+        observer?.0.observe(node: observer!.1, layer: layer, values: UnsafeBufferPointer(start: p, count: count))
+    }
+}
+
 /// The fast executor of optimised graphs: the fused ConvNeXt operations run on the SIMD kernels
 /// with pre-packed weights, threaded over rows of the feature map; any other node runs on the
 /// reference kernels. Immutable after creation, so one instance serves many threads at once.
 final class FastExecutor: @unchecked Sendable {
     let graph: Graph
     let threads: Int
-    private var packed: [String: PackedMatrix] = [:]
-    /// The GEMM layers of each fused node, by node index and weight input slot.
-    private var layers: [Int: [Int: LayerWeights]] = [:]
+    /// The fused nodes, by node index: payload and packed layers.
+    private var prepared: [Int: PreparedNode] = [:]
     private let readers: [String: Int]
     private let outputNames: Set<String>
+
+    typealias FusedKernel = (FastExecutor, PreparedNode, FusedCall) throws -> Tensor
+
+    /// The fast kernels, by op type (the op types of `OpSchema` and `ReferenceKernels.table`):
+    /// a node whose type is not here runs on its reference kernel.
+    static let fusedKernels: [OpType: FusedKernel] = [
+        .stem: { e, p, c in try e.stem(p, c) },
+        .downsample: { e, p, c in try e.downsample(p, c) },
+        .block: { e, p, c in try e.block(p, c) },
+        .head: { e, p, c in try e.head(p, c) },
+    ]
 
     init(graph: Graph, threads: Int) throws {
         self.graph = graph
@@ -96,49 +136,32 @@ final class FastExecutor: @unchecked Sendable {
         for n in graph.nodes { for i in n.inputs where !i.isEmpty { readers[i, default: 0] += 1 } }
         self.readers = readers
         outputNames = Set(graph.outputs.map(\.name))
-        for (nodeIndex, node) in graph.nodes.enumerated() {
-            // A norm or activation this runtime does not know is refused at load, not at the
-            // first prediction.
-            switch node.op {
-            case .stem, .downsample, .block, .head, .features:
+        // Float weights packed once, shared by the nodes that read the same initializer.
+        var packedFloat: [String: PackedMatrix] = [:]
+        // A backbone output's norm this runtime does not know is refused at load too.
+        for node in graph.nodes where node.op == .features {
+            _ = try FeaturesPayload(node)
+        }
+        for (nodeIndex, node) in graph.nodes.enumerated() where FastExecutor.fusedKernels[node.op] != nil {
+            // What this runtime cannot run (a norm or activation it does not know, an int8 layer
+            // without its scales) is refused at load, not at the first prediction.
+            let payload = try FusedPayload(node, in: graph)
+            var layers: [Int: LayerWeights] = [:]
+            for (number, linear) in payload.layers {
                 do {
-                    _ = try FusedAttributes.norm(node, allowNone: node.op == .stem || node.op == .features)
-                    _ = try FusedAttributes.activation(node, absent: CNX_ACT_NONE)
+                    if case .float32 = linear.precision {
+                        let m = packedFloat[linear.weight.name] ?? PackedMatrix(linear.weight.tensor)
+                        packedFloat[linear.weight.name] = m
+                        layers[number] = .float(m)
+                    } else {
+                        layers[number] = try LayerWeights(linear)
+                    }
                 } catch let e as CNXError {
                     throw CNXError("\(node.label): \(e.message)")
                 }
-            default: break
+                linear.weight.tensor.storage.dropPages()
             }
-            let slots: [Int]
-            switch node.op {
-            case .block: slots = [3, 5]
-            case .stem, .downsample: slots = [1]
-            // A head's layers are optional: none (headless), one, or two (an MLP head).
-            case .head: slots = [1, 3].filter { $0 < node.inputs.count && !node.inputs[$0].isEmpty }
-            default: slots = []
-            }
-            for s in slots {
-                guard s < node.inputs.count, let w = graph.initializers[node.inputs[s]], w.shape.count == 2 else {
-                    throw CNXError("\(node.label): weight input \(s) must be a constant 2-D tensor")
-                }
-                if w.dtype == .int8 {
-                    let layer = (node.op == .block && s == 5) || (node.op == .head && s == 3) ? 2 : 1
-                    layers[nodeIndex, default: [:]][s] = .int8(try PackedQMatrix(weight: w, node: node, layer: layer))
-                    w.storage.dropPages()
-                    continue
-                }
-                if w.dtype == .bfloat16 || w.dtype == .float16 {
-                    layers[nodeIndex, default: [:]][s] = .half(try PackedHalfMatrix(w, node: node, slot: s))
-                    w.storage.dropPages()
-                    continue
-                }
-                guard w.dtype == .float32 else { throw CNXError("\(node.label): weight input \(s) must be float32, bfloat16, float16 or int8") }
-                if packed[node.inputs[s]] == nil {
-                    packed[node.inputs[s]] = PackedMatrix(w)
-                    w.storage.dropPages()
-                }
-                layers[nodeIndex, default: [:]][s] = .float(packed[node.inputs[s]]!)
-            }
+            prepared[nodeIndex] = PreparedNode(payload: payload, layers: layers)
         }
     }
 
@@ -152,39 +175,40 @@ final class FastExecutor: @unchecked Sendable {
         // Which value each arena buffer holds in this call.
         var arenaHolders: [Int: String] = [:]
         for (nodeIndex, node) in graph.nodes.enumerated() {
-            var args: [Tensor?] = []
-            for name in node.inputs {
-                if name.isEmpty { args.append(nil); continue }
-                guard let v = values[name] else { throw CNXError("\(node.label) reads '\(name)', which nothing computed") }
-                args.append(v)
+            guard let kernel = FastExecutor.fusedKernels[node.op], let p = prepared[nodeIndex] else {
+                var args: [Tensor?] = []
+                for name in node.inputs {
+                    if name.isEmpty { args.append(nil); continue }
+                    guard let v = values[name] else { throw CNXError("\(node.label) reads '\(name)', which nothing computed") }
+                    args.append(v)
+                }
+                let outs: [Tensor]
+                do {
+                    // A backbone's output map (norm, NCHW) has its own fast kernel; the rest of
+                    // what is not fused runs on the reference kernels.
+                    outs = node.op == .features ? [try features(node, args, scratch: scratch)] : try ReferenceKernels.evaluate(node, args)
+                } catch let e as CNXError { throw CNXError("\(node.label): \(e.message)") }
+                for (name, t) in zip(node.outputs, outs) where !name.isEmpty { values[name] = t }
+                release(node, &remaining, &values)
+                continue
+            }
+            let input = node.inputs.first ?? ""
+            guard let x = values[input], x.dtype == .float32 else {
+                throw CNXError("\(node.label) reads '\(input)', which nothing computed as float32")
             }
             // The block may overwrite its input when nothing else reads that value later.
-            let input = node.inputs.first ?? ""
             let exclusive = remaining[input] == 1 && !outputNames.contains(input) && graph.initializers[input] == nil
                 && inputs[input] == nil
+            let arena = node.op == .stem || node.op == .downsample
+                ? arenaSlot(for: node, values: values, holding: arenaHolders).map { (scratch[0], $0) } : nil
+            let call = FusedCall(nodeIndex: nodeIndex, input: x, inPlace: exclusive, arena: arena, scratch: scratch,
+                                 observer: observer.map { ($0, nodeIndex) })
             let result: Tensor
-            do {
-                switch node.op {
-                case .block: result = try block(node, nodeIndex, args, inPlace: exclusive, scratch: scratch, observer: observer.map { ($0, nodeIndex) })
-                case .stem: result = try stem(node, nodeIndex, args, scratch: scratch, observer: observer.map { ($0, nodeIndex) },
-                                              arena: arenaSlot(for: node, values: values, holding: arenaHolders).map { (scratch[0], $0) })
-                case .downsample: result = try downsample(node, nodeIndex, args, scratch: scratch, observer: observer.map { ($0, nodeIndex) },
-                                                          arena: arenaSlot(for: node, values: values, holding: arenaHolders).map { (scratch[0], $0) })
-                case .head: result = try head(node, nodeIndex, args, scratch: scratch, observer: observer.map { ($0, nodeIndex) })
-                case .features: result = try features(node, args, scratch: scratch)
-                default:
-                    let outs = try Kernels.evaluate(node, args)
-                    for (name, t) in zip(node.outputs, outs) where !name.isEmpty { values[name] = t }
-                    release(node, &remaining, &values)
-                    continue
-                }
-            } catch let e as CNXError {
-                throw CNXError("\(node.label): \(e.message)")
-            }
+            do { result = try kernel(self, p, call) } catch let e as CNXError { throw CNXError("\(node.label): \(e.message)") }
             values[node.outputs[0]] = result
             // Track which value each arena buffer holds: a new map, or a block's in-place update.
             for slot in [FastExecutor.arenaSlots.0, FastExecutor.arenaSlots.1] {
-                if let p = scratch[0].existing(slot), p == result.floatPointer {
+                if let buffer = scratch[0].existing(slot), buffer == result.storage.bytes.assumingMemoryBound(to: Float.self) {
                     arenaHolders[slot] = node.outputs[0]
                 }
             }
@@ -205,50 +229,34 @@ final class FastExecutor: @unchecked Sendable {
         }
     }
 
-    private func float(_ args: [Tensor?], _ i: Int) throws -> Tensor {
-        guard i < args.count, let t = args[i], t.dtype == .float32 else { throw CNXError("input \(i) must be a float32 tensor") }
-        return t
+    /// The tensor of an optional constant, checked to hold `count` float32 values.
+    private func vector(_ c: Constant?, count: Int, _ what: String) throws -> Tensor? {
+        guard let c else { return nil }
+        guard c.tensor.dtype == .float32, c.tensor.count == count else { throw CNXError("\(what) '\(c.name)' must hold \(count) float32 values") }
+        return c.tensor
     }
 
-    private func optional(_ args: [Tensor?], _ i: Int, count: Int) throws -> UnsafeMutablePointer<Float>? {
-        guard i < args.count, let t = args[i] else { return nil }
-        guard t.dtype == .float32, t.count == count else { throw CNXError("input \(i) must hold \(count) float32 values") }
-        return t.floatPointer
-    }
-
-    private func matrix(_ node: Node, _ slot: Int) throws -> PackedMatrix {
-        guard let m = packed[node.inputs[slot]] else { throw CNXError("weight '\(node.inputs[slot])' was not prepared") }
-        return m
-    }
-
-    private func layer(_ nodeIndex: Int, _ slot: Int) throws -> LayerWeights {
-        guard let l = layers[nodeIndex]?[slot] else { throw CNXError("node \(nodeIndex): weight input \(slot) was not prepared") }
-        return l
-    }
-
-    func block(_ node: Node, _ nodeIndex: Int, _ args: [Tensor?], inPlace: Bool, scratch: [Scratch], observer: (ActivationObserver, Int)? = nil) throws -> Tensor {
-        func report(_ layer: Int, _ p: UnsafeMutablePointer<Float>, _ count: Int) {
-            observer?.0.observe(node: observer!.1, layer: layer, values: UnsafeBufferPointer(start: p, count: count))
-        }
-        let x = try float(args, 0), dw = try float(args, 1)
+    func block(_ p: PreparedNode, _ call: FusedCall) throws -> Tensor {
+        guard case .block(let op) = p.payload else { throw CNXError("not a block") }
+        let x = call.input, scratch = call.scratch
         guard x.shape.count == 4 else { throw CNXError("input must be NHWC, got \(x.shape)") }
         let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        let k = dw.shape[0]
-        guard dw.shape == [k, k, c], k % 2 == 1 else { throw CNXError("depthwise weight \(dw.shape) does not fit \(x.shape)") }
-        let w1 = try layer(nodeIndex, 3), w2 = try layer(nodeIndex, 5)
+        let dw = op.depthwise.weight.tensor
+        let k = dw.shape.first ?? 0
+        guard dw.dtype == .float32, dw.shape == [k, k, c], k % 2 == 1 else { throw CNXError("depthwise weight \(dw.shape) does not fit \(x.shape)") }
+        let w1 = try p.layer(1), w2 = try p.layer(2)
         let hidden = w1.n
         guard w1.k == c, w2.k == hidden, w2.n == c else { throw CNXError("pointwise weights [\(w1.k), \(w1.n)] and [\(w2.k), \(w2.n)] do not fit \(c) channels") }
-        let dwb = try optional(args, 2, count: c), b1 = try optional(args, 4, count: hidden), b2 = try optional(args, 6, count: c)
-        let grnGamma = try optional(args, 7, count: hidden), grnBeta = try optional(args, 8, count: hidden)
-        let eps = node.float("epsilon") ?? 1e-6
-        let norm = try FusedAttributes.norm(node), act = try FusedAttributes.activation(node, absent: CNX_ACT_GELU)
+        let constants = [dw, try vector(op.depthwise.bias, count: c, "dw_bias"), try vector(op.pw1.bias, count: hidden, "B1"),
+                         try vector(op.pw2.bias, count: c, "B2"), try vector(op.grn?.gamma, count: hidden, "grn_gamma"),
+                         try vector(op.grn?.beta, count: hidden, "grn_beta")]
+        let eps = op.norm.epsilon, norm = op.norm.kind, act = op.activation.code
         // int8 layers with equalized input channels: the norm (layer 1) and the GRN (layer 2)
         // write their output already divided by the channel scales.
         let m1 = w1.inputMultipliers, m2 = w2.inputMultipliers
-        if m2 != nil && (grnGamma == nil || grnBeta == nil) { throw CNXError("a2_channel_scales needs the block's GRN, which makes layer 2's input") }
-        let out = inPlace ? x : x.copy()
+        if m2 != nil && op.grn == nil { throw CNXError("layer 2's channel scales need the block's GRN, which makes layer 2's input") }
+        let out = call.inPlace ? x : x.copy()
         let pixels = h * w
-        let t = scratch[0].buffer(0, floats: pixels * c)
         // Row tiles: at most 64 or 128 rows (so a tile's hidden activation stays in cache), and
         // a multiple of the thread count of them so every thread gets the same work.
         let tileMax = hidden >= 1536 ? 64 : 128
@@ -258,81 +266,86 @@ final class FastExecutor: @unchecked Sendable {
         func codes(_ lane: Int) -> UnsafeMutablePointer<UInt8> {
             UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (tile * max(c, hidden) + 3) / 4 + 16)).assumingMemoryBound(to: UInt8.self)
         }
-        for b in 0..<n {
-            let xb = out.floatPointer + b * pixels * c
-            parallelChunks(h, threads: lanes(h)) { y0, y1, _ in
-                cnx_dwconv_nhwc_rows_f32(xb, Int64(h), Int64(w), Int64(c), Int64(k), dw.floatPointer, dwb, t, Int64(y0), Int64(y1))
-                // The norm as the depthwise pass's epilogue, on the rows still in cache.
-                let rows = t + y0 * w * c
-                FusedAttributes.normRows(norm, rows, rows: (y1 - y0) * w, c: c, eps: eps, gamma: m1, beta: nil, into: rows)
-            }
-            let tiles = (pixels + tile - 1) / tile
-            if let grnGamma, let grnBeta {
-                // GRN needs statistics over the whole map: materialise the hidden activation.
-                let hbuf = scratch[0].buffer(1, floats: pixels * hidden)
-                parallelChunks(tiles, threads: threads) { lo, hi, lane in
-                    for ti in lo..<hi {
-                        let r0 = ti * tile, rows = min(tile, pixels - r0)
-                        let ln = t + r0 * c
-                        report(1, ln, rows * c)
-                        w1.apply(ln, rows: rows, lda: c, bias: b1, act: act, residual: nil, ldr: 0, into: hbuf + r0 * hidden, ldo: hidden, codes: codes(lane))
+        let t = scratch[0].buffer(0, floats: pixels * c)
+        try out.withUnsafeMutableFloats { outBuffer in
+            try withFloatPointers(constants) { ptr in
+                let (dwp, dwb, b1, b2) = (ptr[0]!, ptr[1], ptr[2], ptr[3])
+                for b in 0..<n {
+                    let xb = outBuffer.baseAddress! + b * pixels * c
+                    parallelChunks(h, threads: lanes(h)) { y0, y1, _ in
+                        cnx_dwconv_nhwc_rows_f32(xb, Int64(h), Int64(w), Int64(c), Int64(k), dwp, dwb, t, Int64(y0), Int64(y1))
+                        // The norm as the depthwise pass's epilogue, on the rows still in cache.
+                        let rows = t + y0 * w * c
+                        FusedAttributes.normRows(norm, rows, rows: (y1 - y0) * w, c: c, eps: eps, gamma: m1, beta: nil, into: rows)
                     }
-                }
-                applyGRN(hbuf, pixels: pixels, channels: hidden, gamma: grnGamma, beta: grnBeta, eps: node.float("grn_epsilon") ?? 1e-6, multipliers: m2)
-                report(2, hbuf, pixels * hidden)
-                parallelChunks(tiles, threads: threads) { lo, hi, lane in
-                    for ti in lo..<hi {
-                        let r0 = ti * tile, rows = min(tile, pixels - r0)
-                        w2.apply(hbuf + r0 * hidden, rows: rows, lda: hidden, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c, ldr: c,
-                                 into: xb + r0 * c, ldo: c, codes: codes(lane))
-                    }
-                }
-                continue
-            }
-            if pixels <= 256, threads > 1, observer == nil, case .float(let m1) = w1, case .float(let m2) = w2 {
-                // Small maps (the last stages): few rows but large weights, so the threads
-                // split the weights' columns instead of the rows, and each reads half of them.
-                let ln = t
-                let hbuf = scratch[0].buffer(1, floats: pixels * hidden)
-                parallelChunks((hidden + 31) / 32, threads: threads) { lo, hi, _ in
-                    let j0 = lo * 32, width = min(hidden, hi * 32) - j0
-                    cnx_gemm_f32(Int64(pixels), Int64(width), Int64(c), ln, Int64(c), m1.data + lo * 32 * c, b1.map { $0 + j0 }, act,
-                                 nil, 0, hbuf + j0, Int64(hidden))
-                }
-                parallelChunks((c + 31) / 32, threads: threads) { lo, hi, _ in
-                    let j0 = lo * 32, width = min(c, hi * 32) - j0
-                    cnx_gemm_f32(Int64(pixels), Int64(width), Int64(hidden), hbuf, Int64(hidden), m2.data + lo * 32 * hidden, b2.map { $0 + j0 }, CNX_ACT_NONE,
-                                 xb + j0, Int64(c), xb + j0, Int64(c))
-                }
-                continue
-            }
-            // Tiles of rows: the 4C hidden activation of a tile stays in cache and the whole
-            // map's hidden activation never exists.
-            parallelChunks(tiles, threads: threads) { lo, hi, lane in
-                let hb = scratch[lane].buffer(3, floats: tile * hidden)
-                let q = codes(lane)
-                for ti in lo..<hi {
-                    let r0 = ti * tile, rows = min(tile, pixels - r0)
-                    let ln = t + r0 * c
-                    report(1, ln, rows * c)
-                    if case .int8(let q1) = w1, case .int8(let q2) = w2, observer == nil {
-                        // int8 to int8: the norm's output quantized once, the activation's output
-                        // requantized in the first GEMM's epilogue, dequantized in the second's.
-                        q1.quantize(ln, count: rows * c, into: q)
-                        let hq = UnsafeMutableRawPointer(hb).assumingMemoryBound(to: UInt8.self)
-                        q1.multiply(q, rows: rows, lda: c, bias: b1, act: act, requantizingFor: q2, into: hq, ldo: hidden)
-                        q2.multiply(hq, rows: rows, lda: hidden, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c, ldr: c, into: xb + r0 * c, ldo: c)
+                    let tiles = (pixels + tile - 1) / tile
+                    if let grn = op.grn, let grnGamma = ptr[4], let grnBeta = ptr[5] {
+                        // GRN needs statistics over the whole map: materialise the hidden activation.
+                        let hbuf = scratch[0].buffer(1, floats: pixels * hidden)
+                        parallelChunks(tiles, threads: threads) { lo, hi, lane in
+                            for ti in lo..<hi {
+                                let r0 = ti * tile, rows = min(tile, pixels - r0)
+                                let ln = t + r0 * c
+                                call.report(1, ln, rows * c)
+                                w1.apply(ln, rows: rows, lda: c, bias: b1, act: act, residual: nil, ldr: 0, into: hbuf + r0 * hidden, ldo: hidden, codes: codes(lane))
+                            }
+                        }
+                        applyGRN(hbuf, pixels: pixels, channels: hidden, gamma: grnGamma, beta: grnBeta, eps: grn.epsilon, multipliers: m2)
+                        call.report(2, hbuf, pixels * hidden)
+                        parallelChunks(tiles, threads: threads) { lo, hi, lane in
+                            for ti in lo..<hi {
+                                let r0 = ti * tile, rows = min(tile, pixels - r0)
+                                w2.apply(hbuf + r0 * hidden, rows: rows, lda: hidden, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c, ldr: c,
+                                         into: xb + r0 * c, ldo: c, codes: codes(lane))
+                            }
+                        }
                         continue
                     }
-                    w1.apply(ln, rows: rows, lda: c, bias: b1, act: act, residual: nil, ldr: 0, into: hb, ldo: hidden, codes: q)
-                    report(2, hb, rows * hidden)
-                    w2.apply(hb, rows: rows, lda: hidden, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c, ldr: c, into: xb + r0 * c, ldo: c, codes: q)
+                    if pixels <= 256, threads > 1, call.observer == nil, case .float(let f1) = w1, case .float(let f2) = w2 {
+                        // Small maps (the last stages): few rows but large weights, so the threads
+                        // split the weights' columns instead of the rows, and each reads half of them.
+                        let ln = t
+                        let hbuf = scratch[0].buffer(1, floats: pixels * hidden)
+                        parallelChunks((hidden + 31) / 32, threads: threads) { lo, hi, _ in
+                            let j0 = lo * 32, width = min(hidden, hi * 32) - j0
+                            cnx_gemm_f32(Int64(pixels), Int64(width), Int64(c), ln, Int64(c), f1.data + lo * 32 * c, b1.map { $0 + j0 }, act,
+                                         nil, 0, hbuf + j0, Int64(hidden))
+                        }
+                        parallelChunks((c + 31) / 32, threads: threads) { lo, hi, _ in
+                            let j0 = lo * 32, width = min(c, hi * 32) - j0
+                            cnx_gemm_f32(Int64(pixels), Int64(width), Int64(hidden), hbuf, Int64(hidden), f2.data + lo * 32 * hidden, b2.map { $0 + j0 }, CNX_ACT_NONE,
+                                         xb + j0, Int64(c), xb + j0, Int64(c))
+                        }
+                        continue
+                    }
+                    // Tiles of rows: the 4C hidden activation of a tile stays in cache and the whole
+                    // map's hidden activation never exists.
+                    parallelChunks(tiles, threads: threads) { lo, hi, lane in
+                        let hb = scratch[lane].buffer(3, floats: tile * hidden)
+                        let q = codes(lane)
+                        for ti in lo..<hi {
+                            let r0 = ti * tile, rows = min(tile, pixels - r0)
+                            let ln = t + r0 * c
+                            call.report(1, ln, rows * c)
+                            if case .int8(let q1) = w1, case .int8(let q2) = w2, call.observer == nil {
+                                // int8 to int8: the norm's output quantized once, the activation's output
+                                // requantized in the first GEMM's epilogue, dequantized in the second's.
+                                q1.quantize(ln, count: rows * c, into: q)
+                                let hq = UnsafeMutableRawPointer(hb).assumingMemoryBound(to: UInt8.self)
+                                q1.multiply(q, rows: rows, lda: c, bias: b1, act: act, requantizingFor: q2, into: hq, ldo: hidden)
+                                q2.multiply(hq, rows: rows, lda: hidden, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c, ldr: c, into: xb + r0 * c, ldo: c)
+                                continue
+                            }
+                            w1.apply(ln, rows: rows, lda: c, bias: b1, act: act, residual: nil, ldr: 0, into: hb, ldo: hidden, codes: q)
+                            call.report(2, hb, rows * hidden)
+                            w2.apply(hb, rows: rows, lda: hidden, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c, ldr: c, into: xb + r0 * c, ldo: c, codes: q)
+                        }
+                    }
                 }
             }
         }
         return out
     }
-
     /// GRN in place on a (pixels x channels) map: x += gamma ⊙ x ⊙ Nx + beta, then times
     /// `multipliers` per channel when given (the next int8 layer's equalization).
     private func applyGRN(_ x: UnsafeMutablePointer<Float>, pixels: Int, channels c: Int, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, eps: Float,
@@ -384,127 +397,154 @@ final class FastExecutor: @unchecked Sendable {
         return Tensor(dtype: .float32, shape: shape, storage: Storage(borrowing: p, byteCount: count * 4, owner: scratch))
     }
 
-    func stem(_ node: Node, _ nodeIndex: Int, _ args: [Tensor?], scratch: [Scratch], observer: (ActivationObserver, Int)? = nil,
-              arena: (Scratch, Int)? = nil) throws -> Tensor {
-        let x = try float(args, 0)
-        let wm = try layer(nodeIndex, 1)
-        let nhwc = node.string("input_layout") == "nhwc"
-        guard let k = node.int("kernel"), k > 0, x.shape.count == 4 else {
-            throw CNXError("input \(x.shape) does not fit the stem (kernel \(node.int("kernel") ?? 0))")
-        }
-        let stride = node.int("stride") ?? k, pad = node.int("pad") ?? 0
+    func stem(_ p: PreparedNode, _ call: FusedCall) throws -> Tensor {
+        guard case .stem(let op) = p.payload else { throw CNXError("not a stem") }
+        let x = call.input, scratch = call.scratch
+        let wm = try p.layer(1)
+        let nhwc = op.nhwcInput, k = op.kernel, stride = op.stride, pad = op.pad
+        guard x.shape.count == 4 else { throw CNXError("input \(x.shape) does not fit the stem (kernel \(k))") }
         let (n, cin, h, w) = nhwc ? (x.shape[0], x.shape[3], x.shape[1], x.shape[2]) : (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1
         guard stride > 0, pad >= 0, h + 2 * pad >= k, w + 2 * pad >= k, wm.k == cin * k * k else {
             throw CNXError("input \(x.shape) does not fit the stem (weight [\(wm.k), \(wm.n)], kernel \(k), stride \(stride), pad \(pad))")
         }
         let cout = wm.n
-        guard wm.inputMultipliers == nil else { throw CNXError("a stem's layer takes no a1_channel_scales") }
-        let bias = try optional(args, 2, count: cout), gamma = try optional(args, 3, count: cout), beta = try optional(args, 4, count: cout)
-        let eps = node.float("epsilon") ?? 1e-6
-        let norm = try FusedAttributes.norm(node, allowNone: true), act = try FusedAttributes.activation(node, absent: CNX_ACT_NONE)
-        let y = arenaTensor([n, oh, ow, cout], arena: arena)
+        guard wm.inputMultipliers == nil else { throw CNXError("a stem's layer takes no input channel scales") }
+        let constants = [try vector(op.conv.bias, count: cout, "B"), try vector(op.norm.weight, count: cout, "ln_scale"),
+                         try vector(op.norm.bias, count: cout, "ln_bias")]
+        let eps = op.norm.epsilon, norm = op.norm.kind, act = op.activation?.code ?? CNX_ACT_NONE
+        let y = arenaTensor([n, oh, ow, cout], arena: call.arena)
         let patch = cin * k * k
-        for b in 0..<n {
-            let xb = x.floatPointer + b * cin * h * w
-            let yb = y.floatPointer + b * oh * ow * cout
-            parallelChunks(oh, threads: lanes(oh)) { lo, hi, lane in
-                let patches = scratch[lane].buffer(2, floats: ow * patch)
-                let codes = UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (ow * patch + 3) / 4 + 16)).assumingMemoryBound(to: UInt8.self)
-                for oy in lo..<hi {
-                    // The patches of output row oy (im2col, zeros outside the input; C kernel).
-                    cnx_stem_patches_f32(xb, Int64(cin), Int64(h), Int64(w), nhwc ? 1 : 0, Int64(k), Int64(stride), Int64(pad),
-                                         Int64(oy), Int64(ow), patches)
-                    let out = yb + oy * ow * cout
-                    if let (o, i) = observer { o.observe(node: i, layer: 1, values: UnsafeBufferPointer(start: patches, count: ow * patch)) }
-                    wm.apply(patches, rows: ow, lda: patch, bias: bias, act: act, residual: nil, ldr: 0, into: out, ldo: cout, codes: codes)
-                    FusedAttributes.normRows(norm, out, rows: ow, c: cout, eps: eps, gamma: gamma, beta: beta, into: out)
+        try x.withUnsafeFloats { xBuffer in
+            try y.withUnsafeMutableFloats { yBuffer in
+                withFloatPointers(constants) { ptr in
+                    let (bias, gamma, beta) = (ptr[0], ptr[1], ptr[2])
+                    for b in 0..<n {
+                        let xb = xBuffer.baseAddress! + b * cin * h * w
+                        let yb = yBuffer.baseAddress! + b * oh * ow * cout
+                        parallelChunks(oh, threads: lanes(oh)) { lo, hi, lane in
+                            let patches = scratch[lane].buffer(2, floats: ow * patch)
+                            let codes = UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (ow * patch + 3) / 4 + 16)).assumingMemoryBound(to: UInt8.self)
+                            for oy in lo..<hi {
+                                // The patches of output row oy (im2col, zeros outside the input; C kernel).
+                                cnx_stem_patches_f32(xb, Int64(cin), Int64(h), Int64(w), nhwc ? 1 : 0, Int64(k), Int64(stride), Int64(pad),
+                                                     Int64(oy), Int64(ow), patches)
+                                let out = yb + oy * ow * cout
+                                call.report(1, patches, ow * patch)
+                                wm.apply(patches, rows: ow, lda: patch, bias: bias, act: act, residual: nil, ldr: 0, into: out, ldo: cout, codes: codes)
+                                FusedAttributes.normRows(norm, out, rows: ow, c: cout, eps: eps, gamma: gamma, beta: beta, into: out)
+                            }
+                        }
+                    }
                 }
             }
         }
         return y
     }
 
-    func downsample(_ node: Node, _ nodeIndex: Int, _ args: [Tensor?], scratch: [Scratch], observer: (ActivationObserver, Int)? = nil, arena: (Scratch, Int)? = nil) throws -> Tensor {
-        let x = try float(args, 0)
-        let wm = try layer(nodeIndex, 1)
-        guard let k = node.int("kernel"), k > 0, x.shape.count == 4, x.shape[1] % k == 0, x.shape[2] % k == 0, wm.k == x.shape[3] * k * k else {
+    func downsample(_ p: PreparedNode, _ call: FusedCall) throws -> Tensor {
+        guard case .downsample(let op) = p.payload else { throw CNXError("not a downsample") }
+        let x = call.input, scratch = call.scratch
+        let wm = try p.layer(1)
+        let k = op.kernel
+        guard x.shape.count == 4, x.shape[1] % k == 0, x.shape[2] % k == 0, wm.k == x.shape[3] * k * k else {
             throw CNXError("input \(x.shape) does not fit the downsample (weight [\(wm.k), \(wm.n)])")
         }
         let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let (oh, ow, cout) = (h / k, w / k, wm.n)
-        let bias = try optional(args, 2, count: cout)
-        var gamma = try optional(args, 3, count: c).map { Array(UnsafeBufferPointer(start: $0, count: c)) }
-        var beta = try optional(args, 4, count: c).map { Array(UnsafeBufferPointer(start: $0, count: c)) }
+        let biasTensor = try vector(op.conv.bias, count: cout, "B")
+        var gamma = try vector(op.norm.weight, count: c, "ln_scale")?.withUnsafeFloats(Array.init)
+        var beta = try vector(op.norm.bias, count: c, "ln_bias")?.withUnsafeFloats(Array.init)
         if let m = wm.inputMultipliers {
             // One scale per channel, the same at every (ky, kx) of the patch: the norm applies it.
-            guard (0..<m.count).allSatisfy({ m[$0] == m[$0 % c] }) else { throw CNXError("a1_channel_scales must repeat one value per channel over the patch") }
+            guard (0..<m.count).allSatisfy({ m[$0] == m[$0 % c] }) else { throw CNXError("the input channel scales must repeat one value per channel over the patch") }
             gamma = (0..<c).map { (gamma?[$0] ?? 1) * m[$0] }
             beta = beta.map { b in (0..<c).map { b[$0] * m[$0] } }
         }
-        let eps = node.float("epsilon") ?? 1e-6
-        let norm = try FusedAttributes.norm(node)
-        let y = arenaTensor([n, oh, ow, cout], arena: arena)
+        let eps = op.norm.epsilon, norm = op.norm.kind
+        let y = arenaTensor([n, oh, ow, cout], arena: call.arena)
         let patch = k * k * c
-        for b in 0..<n {
-            let xb = x.floatPointer + b * h * w * c
-            let yb = y.floatPointer + b * oh * ow * cout
-            parallelChunks(oh, threads: lanes(oh)) { lo, hi, lane in
-                let patches = scratch[lane].buffer(2, floats: ow * patch)
-                for oy in lo..<hi {
-                    // Normalise each input pixel straight into its place in the patch rows.
-                    for ky in 0..<k {
-                        for ox in 0..<ow {
-                            let src = xb + ((oy * k + ky) * w + ox * k) * c
-                            let dst = patches + ox * patch + ky * k * c
-                            FusedAttributes.normRows(norm, src, rows: k, c: c, eps: eps, gamma: gamma, beta: beta, into: dst)
+        try x.withUnsafeFloats { xBuffer in
+            try y.withUnsafeMutableFloats { yBuffer in
+                withFloatPointers([biasTensor]) { ptr in
+                    let bias = ptr[0]
+                    for b in 0..<n {
+                        let xb = xBuffer.baseAddress! + b * h * w * c
+                        let yb = yBuffer.baseAddress! + b * oh * ow * cout
+                        parallelChunks(oh, threads: lanes(oh)) { lo, hi, lane in
+                            let patches = scratch[lane].buffer(2, floats: ow * patch)
+                            for oy in lo..<hi {
+                                // Normalise each input pixel straight into its place in the patch rows.
+                                for ky in 0..<k {
+                                    for ox in 0..<ow {
+                                        let src = xb + ((oy * k + ky) * w + ox * k) * c
+                                        let dst = patches + ox * patch + ky * k * c
+                                        FusedAttributes.normRows(norm, src, rows: k, c: c, eps: eps, gamma: gamma, beta: beta, into: dst)
+                                    }
+                                }
+                                call.report(1, patches, ow * patch)
+                                let codes = UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (ow * patch + 3) / 4 + 16)).assumingMemoryBound(to: UInt8.self)
+                                wm.apply(patches, rows: ow, lda: patch, bias: bias, act: CNX_ACT_NONE, residual: nil, ldr: 0, into: yb + oy * ow * cout, ldo: cout, codes: codes)
+                            }
                         }
                     }
-                    if let (o, i) = observer { o.observe(node: i, layer: 1, values: UnsafeBufferPointer(start: patches, count: ow * patch)) }
-                    let codes = UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (ow * patch + 3) / 4 + 16)).assumingMemoryBound(to: UInt8.self)
-                    wm.apply(patches, rows: ow, lda: patch, bias: bias, act: CNX_ACT_NONE, residual: nil, ldr: 0, into: yb + oy * ow * cout, ldo: cout, codes: codes)
                 }
             }
         }
         return y
     }
 
-    func head(_ node: Node, _ nodeIndex: Int, _ args: [Tensor?], scratch: [Scratch], observer: (ActivationObserver, Int)? = nil) throws -> Tensor {
-        let x = try float(args, 0)
+    func head(_ p: PreparedNode, _ call: FusedCall) throws -> Tensor {
+        guard case .head(let op) = p.payload else { throw CNXError("not a head") }
+        let x = call.input, scratch = call.scratch
         guard x.shape.count == 4 else { throw CNXError("head input must be NHWC, got \(x.shape)") }
         let (n, hw, c) = (x.shape[0], x.shape[1] * x.shape[2], x.shape[3])
-        let norm = try FusedAttributes.norm(node), eps = node.float("epsilon") ?? 1e-6
-        let gamma = try optional(args, 5, count: c), beta = try optional(args, 6, count: c)
+        let norm = op.norm.kind, eps = op.norm.epsilon
+        let normParameters = [try vector(op.norm.weight, count: c, "ln_scale"), try vector(op.norm.bias, count: c, "ln_bias")]
         var features = Tensor(zeros: .float32, shape: [n, c])
-        if node.int("norm_first") == 1 {
-            // Norm every pixel (rows split over the threads), then average.
-            let normed = scratch[0].buffer(1, floats: hw * c)
-            for b in 0..<n {
-                parallelChunks(hw, threads: lanes(hw)) { lo, hi, _ in
-                    FusedAttributes.normRows(norm, x.floatPointer + (b * hw + lo) * c, rows: hi - lo, c: c, eps: eps, gamma: gamma, beta: beta,
-                                             into: normed + lo * c)
+        try x.withUnsafeFloats { xBuffer in
+            try features.withUnsafeMutableFloats { fBuffer in
+                withFloatPointers(normParameters) { ptr in
+                    let (xp, fp, gamma, beta) = (xBuffer.baseAddress!, fBuffer.baseAddress!, ptr[0], ptr[1])
+                    if op.normFirst {
+                        // Norm every pixel (rows split over the threads), then average.
+                        let normed = scratch[0].buffer(1, floats: hw * c)
+                        for b in 0..<n {
+                            parallelChunks(hw, threads: lanes(hw)) { lo, hi, _ in
+                                FusedAttributes.normRows(norm, xp + (b * hw + lo) * c, rows: hi - lo, c: c, eps: eps, gamma: gamma, beta: beta,
+                                                         into: normed + lo * c)
+                            }
+                            cnx_reduce_middle_f32(normed, 1, Int64(hw), Int64(c), 0, fp + b * c)
+                        }
+                    } else {
+                        cnx_reduce_middle_f32(xp, Int64(n), Int64(hw), Int64(c), 0, fp)
+                        FusedAttributes.normRows(norm, fp, rows: n, c: c, eps: eps, gamma: gamma, beta: beta, into: fp)
+                    }
                 }
-                cnx_reduce_middle_f32(normed, 1, Int64(hw), Int64(c), 0, features.floatPointer + b * c)
             }
-        } else {
-            cnx_reduce_middle_f32(x.floatPointer, Int64(n), Int64(hw), Int64(c), 0, features.floatPointer)
-            FusedAttributes.normRows(norm, features.floatPointer, rows: n, c: c, eps: eps, gamma: gamma, beta: beta, into: features.floatPointer)
         }
         // The optional layers: hidden (with the activation) and classifier, or the classifier alone.
-        let acts = [try FusedAttributes.activation(node, absent: CNX_ACT_NONE), CNX_ACT_NONE]
-        for (k, slot) in [1, 3].enumerated() where slot < node.inputs.count && !node.inputs[slot].isEmpty {
-            let wm = try layer(nodeIndex, slot)
-            guard wm.k == features.shape[1] else { throw CNXError("head layer \(k + 1) weight [\(wm.k), \(wm.n)] does not fit \(features.shape[1]) features") }
-            if let m = wm.inputMultipliers {
-                guard k == 0 else { throw CNXError("a head's layer 2 takes no a2_channel_scales") }
-                for r in 0..<n { for j in 0..<wm.k { features.floatPointer[r * wm.k + j] *= m[j] } }
-            }
-            let bias = try optional(args, slot + 1, count: wm.n)
-            if let (o, i) = observer { o.observe(node: i, layer: k + 1, values: UnsafeBufferPointer(start: features.floatPointer, count: features.count)) }
+        for (number, linear, act) in [(1, op.fc1, op.activation?.code ?? CNX_ACT_NONE), (2, op.fc2, CNX_ACT_NONE)] {
+            guard let linear else { continue }
+            let wm = try p.layer(number)
+            guard wm.k == features.shape[1] else { throw CNXError("head layer \(number) weight [\(wm.k), \(wm.n)] does not fit \(features.shape[1]) features") }
+            let bias = try vector(linear.bias, count: wm.n, "head layer \(number) bias")
             let y = Tensor(zeros: .float32, shape: [n, wm.n])
-            let codes = UnsafeMutablePointer<UInt8>.allocate(capacity: max(features.count, 1))
-            defer { codes.deallocate() }
-            wm.apply(features.floatPointer, rows: n, lda: wm.k, bias: bias, act: acts[k], residual: nil, ldr: 0, into: y.floatPointer, ldo: wm.n, codes: codes)
+            try features.withUnsafeMutableFloats { fBuffer in
+                let fp = fBuffer.baseAddress!
+                if let m = wm.inputMultipliers {
+                    guard number == 1 else { throw CNXError("a head's layer 2 takes no input channel scales") }
+                    for r in 0..<n { for j in 0..<wm.k { fp[r * wm.k + j] *= m[j] } }
+                }
+                call.report(number, fp, fBuffer.count)
+                let codes = UnsafeMutablePointer<UInt8>.allocate(capacity: max(fBuffer.count, 1))
+                defer { codes.deallocate() }
+                y.withUnsafeMutableFloats { yBuffer in
+                    withFloatPointers([bias]) { b in
+                        wm.apply(fp, rows: n, lda: wm.k, bias: b[0], act: act, residual: nil, ldr: 0, into: yBuffer.baseAddress!, ldo: wm.n, codes: codes)
+                    }
+                }
+            }
             features = y
         }
         return features

@@ -17,8 +17,8 @@ extension FastExecutor {
             return t.floatPointer
         }
         let gamma = try vector(1), beta = try vector(2)
-        let kind = try FusedAttributes.norm(node, allowNone: true)
-        let eps = node.float("epsilon") ?? 1e-6
+        let payload = try FeaturesPayload(node)
+        let kind = payload.kind, eps = payload.epsilon
         let y = Tensor(zeros: .float32, shape: [n, c, h, w])
         let plane = h * w
         for b in 0..<n {

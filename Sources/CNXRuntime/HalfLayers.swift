@@ -15,9 +15,9 @@ final class PackedHalfMatrix: @unchecked Sendable {
     /// On the `float` path: the weights widened to float32, in the float GEMM's layout.
     private let widened: PackedMatrix?
 
-    init(_ t: Tensor, node: Node, slot: Int) throws {
+    init(_ t: Tensor, name: String) throws {
         guard t.dtype == .bfloat16 || t.dtype == .float16, t.shape.count == 2 else {
-            throw CNXError("\(node.label): weight input \(slot) must be a 2-D bfloat16 or float16 tensor")
+            throw CNXError("weight '\(name)' must be a 2-D bfloat16 or float16 tensor")
         }
         k = t.shape[0]
         n = t.shape[1]

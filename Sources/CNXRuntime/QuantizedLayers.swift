@@ -16,18 +16,21 @@ final class PackedQMatrix: @unchecked Sendable {
     /// input by these where it is made (in the norm or the GRN) before quantizing it.
     let inverseChannelScales: [Float]?
 
-    init(weight w: Tensor, node: Node, layer: Int) throws {
-        guard w.dtype == .int8, w.shape.count == 2 else { throw CNXError("\(node.label): int8 layer \(layer) needs a 2-D int8 weight") }
+    /// Packs an int8 layer's weight [K, N] with its parameters (read by `FusedPayload`).
+    init(weight w: Tensor, _ q: Int8Parameters) throws {
+        guard w.dtype == .int8, w.shape.count == 2 else { throw CNXError("an int8 layer needs a 2-D int8 weight, got \(w.dtype.name) \(w.shape)") }
         k = w.shape[0]
         n = w.shape[1]
-        let q = try QuantizedLayer(node, layer: layer, outputs: n, inputs: k)
         weightScales = q.weightScales
         inverseChannelScales = q.channelScales?.map { 1 / $0 }
         inputScale = q.activationScale
         inputZero = q.activationZero
         let bytes = cnx_qgemm_packed_b_bytes(Int64(k), Int64(n))
         packed = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
-        cnx_qgemm_pack_b(w.storage.bytes.assumingMemoryBound(to: Int8.self), Int64(k), Int64(n), packed)
+        let k = self.k, n = self.n, packed = self.packed
+        w.withUnsafeElementBytes { raw in
+            cnx_qgemm_pack_b(raw.baseAddress!.assumingMemoryBound(to: Int8.self), Int64(k), Int64(n), packed)
+        }
         columnSums = cnx_qgemm_packed_col_sums(packed, Int64(k), Int64(n))
     }
 
@@ -58,12 +61,21 @@ final class PackedQMatrix: @unchecked Sendable {
     }
 }
 
-/// A GEMM layer in either precision.
+/// A GEMM layer in either precision, prepared once at load.
 enum LayerWeights {
     case float(PackedMatrix)
     case int8(PackedQMatrix)
     /// bfloat16 or float16 weights (HalfLayers.swift).
     case half(PackedHalfMatrix)
+
+    /// Packs `linear` for its precision's kernels.
+    init(_ linear: Linear) throws {
+        switch linear.precision {
+        case .float32: self = .float(PackedMatrix(linear.weight.tensor))
+        case .bfloat16, .float16: self = .half(try PackedHalfMatrix(linear.weight.tensor, name: linear.weight.name))
+        case .int8(let q): self = .int8(try PackedQMatrix(weight: linear.weight.tensor, q))
+        }
+    }
 
     var k: Int { switch self { case .float(let m): return m.k; case .int8(let q): return q.k; case .half(let h): return h.k } }
     /// What the layer's input must be multiplied by, per channel, before it is applied (int8

@@ -2,6 +2,7 @@ import CNXConvert
 import CNXFormat
 import CNXGraph
 import CNXQuantize
+import CNXReference
 import CNXValidate
 import Foundation
 
@@ -25,16 +26,11 @@ enum Report {
             let mine = gemms.keys.filter { $0.node == i }.sorted()
             return Layer(name: fused[i]!, op: node.op.rawValue, weights: weights, gemms: mine.map { key in
                 let name = gemms[key]!
-                guard let scale = node.float("a\(key.layer)_scale"), let zero = node.int("a\(key.layer)_zero"),
-                      case .tensor(let w)? = node.attributes["w\(key.layer)_scales"] else {
-                    // Not int8: the weight tensor's dtype (float32, bfloat16, float16) is the precision.
-                    let slot = node.op == .block ? (key.layer == 1 ? 3 : 5) : (key.layer == 1 ? 1 : 3)
-                    let dtype = slot < node.inputs.count ? graph.initializers[node.inputs[slot]]?.dtype : nil
-                    return (name, dtype?.name ?? "float32", false)
-                }
-                let ws = w.floats
+                let precision = (try? FusedPayload(node, in: graph))?.layers[key.layer]?.precision
+                guard case .int8(let q)? = precision else { return (name, precision?.name ?? "float32", false) }
+                let ws = q.weightScales
                 return (name, String(format: "int8, input scale %.5g zero %d, weight scales %.3g...%.3g (%d channels)",
-                                     scale, zero, ws.min() ?? 0, ws.max() ?? 0, ws.count), true)
+                                     q.activationScale, q.activationZero, ws.min() ?? 0, ws.max() ?? 0, ws.count), true)
             })
         }
     }

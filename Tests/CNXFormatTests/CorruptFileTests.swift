@@ -113,15 +113,15 @@ final class CorruptFileTests: XCTestCase {
         setU16(&bytes, at: 4, 2)
         try fixHeaderCRC(&bytes)
         let message = try XCTUnwrap(try load(bytes))
-        XCTAssertTrue(message.hasSuffix(": written by a newer convnext-convert (format 2.0); this reader understands 1.x"), message)
+        XCTAssertTrue(message.hasSuffix(": written by a newer convnext-convert (format 2.2); this reader understands 1.x"), message)
         // Refused even when the rest of the header means something else in that version.
         let message2 = try XCTUnwrap(try load(Array(bytes[0..<8])))
-        XCTAssertTrue(message2.contains("format 2.0"), message2)
+        XCTAssertTrue(message2.contains("format 2.2"), message2)
 
         setU16(&bytes, at: 4, 0)
         try fixHeaderCRC(&bytes)
         let message3 = try XCTUnwrap(try load(bytes))
-        XCTAssertTrue(message3.contains("format version 0.0"), message3)
+        XCTAssertTrue(message3.contains("format version 0.2"), message3)
     }
 
     func testNewerMinorVersionIsAccepted() throws {
@@ -134,7 +134,7 @@ final class CorruptFileTests: XCTestCase {
     }
 
     func testNewerMinorMayAddFieldsAtTheEndOfASection() throws {
-        // Grow the tensor table into the zero padding before the data: a 1.1 writer's new field.
+        // Grow the tensor table into the zero padding before the data: a 1.3 writer's new field.
         let h = try FixedHeader(good)
         let tableEnd = h.tensors.offset + h.tensors.size
         let extra = h.dataOffset - tableEnd
@@ -144,7 +144,7 @@ final class CorruptFileTests: XCTestCase {
         try fixHeaderCRC(&bytes)
         let message = try XCTUnwrap(try load(bytes))
         XCTAssertTrue(message.contains("tensor table: \(extra) bytes left over at byte \(tableEnd)"), message)
-        setU16(&bytes, at: 6, 1)
+        setU16(&bytes, at: 6, 3)
         try fixHeaderCRC(&bytes)
         XCTAssertNil(try load(bytes))
     }

@@ -36,7 +36,7 @@ final class FileLayoutTests: XCTestCase {
         // struct cnx_file_header
         XCTAssertEqual(Array(try r.take(4)), [0x43, 0x4E, 0x58, 0x00], "magic")
         XCTAssertEqual(try r.u16(), 1, "version_major")
-        XCTAssertEqual(try r.u16(), 0, "version_minor")
+        XCTAssertEqual(try r.u16(), 2, "version_minor")
         XCTAssertEqual(r.at, 8)
         let headerCRC = try r.u32()
         XCTAssertEqual(try r.u32(), 0, "flags")

@@ -48,6 +48,8 @@ struct SpecDocument {
     /// Element type code -> (name, bytes per element).
     var dtypes: [Int32: (name: String, size: Int)] = [:]
     var quantizationKinds: [UInt8: String] = [:]
+    /// The version in the document's title ("version 1.2"): what a file the writer emits says.
+    var version: (major: UInt16, minor: UInt16) = (0, 0)
     var onnxOps: [String: ONNXOp] = [:]
     var fusedOps: [String: FusedOp] = [:]
 
@@ -89,6 +91,12 @@ struct SpecDocument {
             return n
         }
 
+        let title = markdown.split(separator: "\n").first.map(String.init) ?? ""
+        guard let v = title.range(of: #"version (\d+)\.(\d+)$"#, options: .regularExpression) else {
+            throw ParseError(description: "the title '\(title)' does not end with 'version MAJOR.MINOR'")
+        }
+        let numbers = title[v].dropFirst("version ".count).split(separator: ".").compactMap { UInt16($0) }
+        version = (numbers[0], numbers[1])
         for row in try table("Metadata value types", columns: ["code", "type"]) {
             metadataTypes[UInt8(try code(row, "code"))] = try name(row, "type")
         }

@@ -21,6 +21,9 @@ struct SpecReader {
         var offset: Int, byteCount: Int, crc: UInt32
         /// Where the entry's `offset` field is, for messages.
         var dataOffsetField: Int
+        /// Quantization kind 1 (`per channel`): the axis and the table indices of the scales and
+        /// zero points (nil: UINT64_MAX, symmetric).
+        var quantization: (axis: Int, scales: Int, zeroPoints: Int?)?
     }
 
     private struct AttributeRecord {
@@ -121,7 +124,7 @@ struct SpecReader {
         var h = Cursor(bytes: bytes, at: 0, end: 96, section: "fixed header")
         if Array(try h.take(4, "magic")) != [0x43, 0x4E, 0x58, 0x00] { problem("fixed header: the magic is not CNX\\0") }
         let major = try h.u16("version_major"), minor = try h.u16("version_minor")
-        if (major, minor) != (1, 0) { problem("fixed header: version \(major).\(minor), the document describes 1.0") }
+        if (major, minor) != spec.version { problem("fixed header: version \(major).\(minor), the document describes \(spec.version.major).\(spec.version.minor)") }
         let storedCRC = try h.u32("header_crc32")
         if try h.u32("flags") != 0 { problem("fixed header: flags are not 0") }
         var sections: [(name: String, offset: Int, size: Int)] = []
@@ -293,14 +296,25 @@ struct SpecReader {
                 if d < 0 { problem("tensor '\(name)': dim \(axis) is \(d)") }
                 shape.append(d)
             }
-            let quantization = Array(try c.take(24, "'\(name)' quantization"))
-            switch spec.quantizationKinds[quantization[0]] {
+            let record = Array(try c.take(24, "'\(name)' quantization"))
+            var quantization: (axis: Int, scales: Int, zeroPoints: Int?)?
+            switch spec.quantizationKinds[record[0]] {
             case "none":
-                if quantization.contains(where: { $0 != 0 }) { problem("tensor '\(name)': quantization kind none with nonzero parameters") }
+                if record.contains(where: { $0 != 0 }) { problem("tensor '\(name)': quantization kind none with nonzero parameters") }
+            case "per channel":
+                // uint8 kind; uint8 reserved[3]; int32 axis; uint64 scales; uint64 zero_points.
+                if record[1..<4].contains(where: { $0 != 0 }) { problem("tensor '\(name)': quantization reserved bytes are not zero") }
+                var r = LittleEndianBytes(bytes: record, at: 4)
+                let axis = Int(Int32(bitPattern: try r.u32()))
+                let scales = try r.u64(), zeros = try r.u64()
+                if !(0..<rank).contains(axis) { problem("tensor '\(name)': quantization axis \(axis) is not an axis of its shape \(shape)") }
+                if dtype?.name != "int8" && dtype?.name != "uint8" { problem("tensor '\(name)': quantization kind 1 on a \(dtype?.name ?? "?") tensor") }
+                quantization = (axis, Int(clamping: scales), zeros == UInt64.max ? nil : Int(clamping: zeros))
+                seen.insert("quantization per channel")
             case let kind?:
-                problem("tensor '\(name)': quantization kind \(kind), which the document says a 1.0 writer never writes")
+                problem("tensor '\(name)': quantization kind \(kind), which this reader does not know")
             case nil:
-                problem("tensor '\(name)': quantization kind \(quantization[0]) is not documented")
+                problem("tensor '\(name)': quantization kind \(record[0]) is not documented")
             }
             let offsetField = c.at
             let offset = Int(clamping: try c.u64("'\(name)' offset"))
@@ -313,12 +327,45 @@ struct SpecReader {
                 }
             }
             entries.append(Entry(name: name, initializer: flags & 1 != 0, dtype: dtype?.name, shape: shape, offset: offset,
-                                 byteCount: byteCount, crc: crc, dataOffsetField: offsetField))
+                                 byteCount: byteCount, crc: crc, dataOffsetField: offsetField, quantization: quantization))
         }
+        checkQuantizationTensors()
         // Initializers first, sorted by name; then attribute tensors.
         let initializers = entries.prefix { $0.initializer }
         if entries.dropFirst(initializers.count).contains(where: \.initializer) { problem("tensor table: an initializer follows an attribute tensor") }
         if !Self.sortedUnique(initializers.map(\.name)) { problem("tensor table: initializers are not sorted by name and unique") }
+    }
+
+    /// The tensors a kind-1 record names: after the attribute tensors, in the order of the
+    /// tensors they belong to (scales, then zero points), named `<tensor>:scales` and
+    /// `<tensor>:zero_points`, not initializers, not quantized; float32 [shape[axis]] scales.
+    private var quantizationTensors: [Int] = []
+
+    private mutating func checkQuantizationTensors() {
+        for (i, e) in entries.enumerated() {
+            guard let q = e.quantization else { continue }
+            let channels = q.axis >= 0 && q.axis < e.shape.count ? e.shape[q.axis] : -1
+            for (index, suffix, dtype) in [(q.scales, "scales", "float32"), (q.zeroPoints, "zero_points", e.dtype ?? "?")] {
+                guard let index else { continue }
+                quantizationTensors.append(index)
+                guard index < entries.count else { problem("tensor '\(e.name)': quantization \(suffix) refers to tensor \(index) of \(entries.count)"); continue }
+                let t = entries[index]
+                if t.initializer || t.quantization != nil || t.name != "\(e.name):\(suffix)" || t.dtype != dtype || t.shape != [channels] || index <= i {
+                    problem("tensor '\(e.name)': its quantization \(suffix) is '\(t.name)' (\(t.dtype ?? "?") \(t.shape)), not a \(dtype) [\(channels)] tensor '\(e.name):\(suffix)' after it")
+                }
+            }
+        }
+        let expected = Array(entries.count - quantizationTensors.count..<entries.count)
+        if quantizationTensors != expected {
+            problem("tensor table: quantization tensors \(quantizationTensors) are not the last entries, in the order of the tensors they belong to")
+        }
+    }
+
+    /// The float32 values of entry `index`.
+    private func floats(_ index: Int) -> [Float] {
+        let e = entries[index]
+        var r = LittleEndianBytes(bytes: bytes, at: dataOffset + e.offset)
+        return (0..<(e.byteCount / 4)).compactMap { _ in try? r.f32() }
     }
 
     /// Each tensor at the first multiple of 64 after the one before, gaps zero, CRC-32 right,
@@ -377,7 +424,7 @@ struct SpecReader {
             }
         }
         // Attribute tensors: each entry after the initializers, once, in the order the graph meets them.
-        let expected = Array(entries.indices.filter { !entries[$0].initializer })
+        let expected = Array(entries.indices.filter { !entries[$0].initializer && !quantizationTensors.contains($0) })
         if attributeTensors != expected { problem("tensor table: attribute tensors \(expected) are not those the graph refers to, in order (\(attributeTensors))") }
     }
 
@@ -423,20 +470,21 @@ struct SpecReader {
                 if int8, let a = present[name] { checkInt8(a, weight: slotShape[slot] ?? [], label: label) }
             }
         }
+        // An int8 weight carries its per-output-channel scales in its table entry (int8 layers).
+        for (i, slot) in op.slots.enumerated() where slotDType[slot.name] == "int8" {
+            guard let index = initializers[node.inputs[i]] else { continue }
+            let e = entries[index]
+            guard let q = e.quantization else { problem("\(label): int8 input \(i) (\(slot.name)) has no quantization in the tensor table"); continue }
+            if q.axis != 1 || q.zeroPoints != nil { problem("\(label): int8 input \(i) (\(slot.name)) is not quantized symmetrically along axis 1") }
+            if q.scales < entries.count, !floats(q.scales).allSatisfy({ $0 > 0 && $0.isFinite }) {
+                problem("\(label): the scales of int8 input \(i) (\(slot.name)) are not all positive and finite")
+            }
+        }
     }
 
     /// The value ranges the document's "int8 layers" section gives.
     private mutating func checkInt8(_ a: AttributeRecord, weight: [Int64], label: String) {
         if a.name.hasSuffix("_zero"), let v = a.int, !(0...255).contains(v) { problem("\(label): \(a.name) \(v) is outside 0..255") }
         if a.name.hasSuffix("_scale"), let v = a.float, !(v > 0 && v.isFinite) { problem("\(label): \(a.name) \(v) is not positive and finite") }
-        if a.name.hasSuffix("_scales"), let index = a.tensor, index < entries.count {
-            let e = entries[index]
-            if e.shape != [weight.last ?? -1] { problem("\(label): \(a.name) has shape \(e.shape) for a weight \(weight)") }
-            var r = LittleEndianBytes(bytes: bytes, at: dataOffset + e.offset)
-            for j in 0..<(e.byteCount / 4) {
-                guard let s = try? r.f32() else { break }
-                if !(s > 0 && s.isFinite) { problem("\(label): \(a.name)[\(j)] is \(s), not positive and finite"); break }
-            }
-        }
     }
 }

@@ -104,7 +104,11 @@ final class SpecReaderTests: XCTestCase {
                        "every ONNX operator the graph can hold is listed (Constant is never written)")
         XCTAssertEqual(spec.fusedOps["cnx.Block"]?.slots.map(\.name),
                        ["X", "dw_weight", "dw_bias", "W1", "B1", "W2", "B2", "grn_gamma", "grn_beta"])
-        XCTAssertEqual(spec.fusedOps["cnx.Block"]?.attributes["w2_scales"]?.requirement, .whenInt8(slot: "W2"))
+        XCTAssertEqual(spec.fusedOps["cnx.Block"]?.attributes["a2_scale"]?.requirement, .whenInt8(slot: "W2"))
+        XCTAssertNil(spec.fusedOps["cnx.Block"]?.attributes["w2_scales"], "since 1.2 the weight scales are in the tensor table")
+        XCTAssertEqual(Set(spec.quantizationKinds.values), ["none", "per channel"])
+        XCTAssertEqual(spec.version.major, 1)
+        XCTAssertEqual(spec.version.minor, 2)
         XCTAssertEqual(Set(spec.metadataKeys.keys), Set(MetadataKey.all), "the document's standard keys are MetadataKey's")
     }
 
@@ -119,14 +123,20 @@ final class SpecReaderTests: XCTestCase {
 
     func testInt8FileIsDocumented() throws {
         try assertDocumented("digits-int8")
-        // And it is the int8 file the document describes: int8 weights, their scales as attributes.
+        // And it is the int8 file the document describes: int8 weights with their scales in the
+        // tensor table, the activations' quantization as attributes.
         let model = try CNXReader.load(path: Self.files().directory.appendingPathComponent("digits-int8.cnx").path)
         let blocks = model.graph.nodes.filter { $0.op == .block }
         XCTAssertFalse(blocks.isEmpty)
         for b in blocks {
             XCTAssertEqual(model.graph.initializers[b.inputs[3]]?.dtype, .int8, b.name)
             XCTAssertNotNil(b.float("a1_scale"), b.name)
-            XCTAssertNotNil(b.attributes["w2_scales"], b.name)
+            XCTAssertNil(b.attributes["w2_scales"], b.name)
+            let w2 = try XCTUnwrap(model.graph.initializers[b.inputs[5]], b.name)
+            XCTAssertEqual(w2.dtype, .int8, b.name)
+            XCTAssertEqual(w2.quantization?.axis, 1, b.name)
+            XCTAssertEqual(w2.quantization?.scales.count, w2.shape[1], b.name)
+            XCTAssertNil(w2.quantization?.zeroPoints, b.name)
         }
         XCTAssertNotNil(model.metadata[MetadataKey.quantizationMethod])
     }
@@ -165,9 +175,9 @@ final class SpecReaderTests: XCTestCase {
             expected.insert("op \(op)")
         }
         for (op, layers) in [("cnx.Block", [1, 2]), ("cnx.Downsample", [1]), ("cnx.Head", [1])] {
-            for l in layers { expected.formUnion(["a\(l)_scale", "a\(l)_zero", "w\(l)_scales"].map { "attribute \(op).\($0)" }) }
+            for l in layers { expected.formUnion(["a\(l)_scale", "a\(l)_zero"].map { "attribute \(op).\($0)" }) }
         }
-        expected.formUnion(["attribute cnx.Block.grn_epsilon", "attribute cnx.Stem.kernel", "dtype float32", "dtype int8", "dtype int64", "dtype bfloat16", "dtype float16"])
+        expected.formUnion(["quantization per channel", "attribute cnx.Block.grn_epsilon", "attribute cnx.Stem.kernel", "dtype float32", "dtype int8", "dtype int64", "dtype bfloat16", "dtype float16"])
         expected.formUnion(["format", "source", "producer", "opset", "naming_scheme"].map { "property \($0)" })
         XCTAssertEqual(expected.subtracting(seen).sorted(), [], "documented names no written file holds")
         print("spec reader: the written files hold \(seen.count) distinct names: \(seen.sorted().joined(separator: ", "))")
@@ -209,8 +219,26 @@ final class SpecReaderTests: XCTestCase {
     }
 
     func testAMissingInt8ScaleIsReported() throws {
-        let p = try problems(editingFirst: .block) { $0.attributes["w1_scales"] = nil }
-        assertReported(p, "'W1' is int8 but attribute 'w1_scales' is missing")
+        let p = try problems(editingFirst: .block) { $0.attributes["a1_scale"] = nil }
+        assertReported(p, "'W1' is int8 but attribute 'a1_scale' is missing")
+    }
+
+    /// The tensor table's quantization records are read from the document too: an int8 weight
+    /// without its record, a record along the wrong axis, and the old attribute are refused.
+    func testAnInt8WeightWithoutItsQuantizationIsReported() throws {
+        func firstBlockWeight(_ m: CNXModel) -> String { m.graph.nodes.first { $0.op == .block }!.inputs[3] }
+        var p = try problems(editing: { m in m.graph.initializers[firstBlockWeight(m)]?.quantization = nil })
+        assertReported(p, "int8 input 3 (W1) has no quantization in the tensor table")
+        p = try problems(editing: { m in
+            let w = m.graph.initializers[firstBlockWeight(m)]!
+            m.graph.initializers[firstBlockWeight(m)]?.quantization = Quantization(axis: 0, scales: [Float](repeating: 1, count: w.shape[0]))
+        })
+        assertReported(p, "int8 input 3 (W1) is not quantized symmetrically along axis 1")
+        p = try problems(editingFirst: .block) { $0.attributes["w1_scales"] = .tensor(Tensor(floats: [1], shape: [1])) }
+        assertReported(p, "attribute 'w1_scales' is not documented for cnx.Block")
+        var spec = try SpecDocument.load()
+        spec.quantizationKinds[1] = nil
+        assertReported(SpecReader(spec: spec, bytes: try file("digits-int8")).problems, "quantization kind 1 is not documented")
     }
 
     func testAZeroPointOutOfRangeIsReported() throws {
