@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-// Threads per call: 0 means one per online CPU (what OpenBLAS did by default).
+// Threads per call: 0 means one per online CPU (what OpenBLAS did by default); at most MAX_THREADS.
+#define MAX_THREADS 64
 static int gemm_threads = 0;
 
 int cnx_blas_threads(int threads) {
@@ -20,9 +21,9 @@ int cnx_blas_threads(int threads) {
 
 int cnx_sgemm_threads_in_use(void) {
     const int t = __atomic_load_n(&gemm_threads, __ATOMIC_RELAXED);
-    if (t > 0) return t;
+    if (t > 0) return t < MAX_THREADS ? t : MAX_THREADS;
     const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    return cpus > 0 ? (int)(cpus < 64 ? cpus : 64) : 1;
+    return cpus > 0 ? (int)(cpus < MAX_THREADS ? cpus : MAX_THREADS) : 1;
 }
 
 static float at(const float *p, int64_t ld, int trans, int64_t row, int64_t col) {
@@ -61,11 +62,12 @@ static void multiply(int64_t m, int64_t n, int64_t k, const float *a, int64_t ld
     int threads = cnx_sgemm_threads_in_use();
     // Threads only pay off on large products; each gets at least 16 rows.
     if ((double)m * (double)n * (double)k < 4e6) threads = 1;
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
     if (threads > m / 16) threads = (int)(m / 16);
     if (threads < 1) threads = 1;
-    slice slices[64];
-    pthread_t ids[64];
-    int started[64] = {0};
+    slice slices[MAX_THREADS];
+    pthread_t ids[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
     const int64_t per = (m + threads - 1) / threads;
     for (int t = 0; t < threads; t++) {
         const int64_t r0 = t * per, r1 = r0 + per < m ? r0 + per : m;

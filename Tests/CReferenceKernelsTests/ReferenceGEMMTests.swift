@@ -51,11 +51,16 @@ final class ReferenceGEMMTests: XCTestCase {
     func testLargeProductSplitAcrossThreads() {
         check(m: 130, n: 70, k: 600, ta: false, tb: false, pad: 0, alpha: 1, beta: 0, threads: 2)
         check(m: 130, n: 70, k: 600, ta: true, tb: false, pad: 2, alpha: 1, beta: 1, threads: 3)
+        // More threads than the GEMM keeps slices for: capped, same result.
+        check(m: 2100, n: 40, k: 64, ta: false, tb: false, pad: 0, alpha: 1, beta: 0, threads: 1000)
     }
 
     func testThreadCountIsKept() {
         let previous = cnx_blas_threads(3)
         XCTAssertEqual(cnx_sgemm_threads_in_use(), 3)
+        _ = cnx_blas_threads(500)
+        XCTAssertEqual(cnx_sgemm_threads_in_use(), 64, "capped")
+        _ = cnx_blas_threads(3)
         XCTAssertEqual(cnx_blas_threads(0), 3, "0 only reads")
         _ = cnx_blas_threads(previous)
         XCTAssertEqual(cnx_sgemm_threads_in_use(), previous)

@@ -36,8 +36,8 @@ void cnx_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float 
                float *c, int64_t ldc);
 
 /// Sets the threads cnx_sgemm splits a large product's rows over (threads > 0; otherwise only
-/// reads) and returns the previous count. The default is one per online CPU. (The name is from
-/// when this GEMM was OpenBLAS's.)
+/// reads) and returns the previous count. The default is one per online CPU; at most 64 are
+/// used. (The name is from when this GEMM was OpenBLAS's.)
 int cnx_blas_threads(int threads);
 
 /// The threads cnx_sgemm uses now.
