@@ -32,8 +32,8 @@ let package = Package(
         ),
         .executableTarget(
             name: "FuzzNPY",
-            // NPY lives in CNXGraph, which every library product brings along.
-            dependencies: ["FuzzSupport", .product(name: "CNXImport", package: "convnext-convert")],
+            // NPY lives in CNXIO.
+            dependencies: ["FuzzSupport", .product(name: "CNXIO", package: "convnext-convert")],
             path: "Sources/FuzzNPY"
         ),
         // Checkpoints: the reader, then the graph built from the state dict (CheckpointReader.load).

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The arm64 kernels under emulation. Installs what is missing (Debian: gcc-aarch64-linux-gnu,
-# libc6-dev-arm64-cross, qemu-user), cross-compiles the runtime's C kernels (Sources/CKernels,
-# without conv2d.c, the reference executor's OpenBLAS convolution) with the test driver
-# Tests/arm64/kernels_test.c, with aarch64-linux-gnu-gcc and, when the Swift toolchain's clang is
+# libc6-dev-arm64-cross, qemu-user), cross-compiles the runtime's C kernels (Sources/CKernels)
+# with the test driver Tests/arm64/kernels_test.c, with aarch64-linux-gnu-gcc and, when the Swift toolchain's clang is
 # on PATH, with clang (what SwiftPM builds the kernels with), and runs each build under
 # qemu-aarch64 on three CPU models, so that every path runs:
 #   cortex-a53   baseline NEON, no dot product: float neon, int8 neon
@@ -47,10 +46,7 @@ out=${keep:-$(mktemp -d)}
 mkdir -p "$out"
 [[ -n "$keep" ]] || trap 'rm -rf "$out"' EXIT
 
-sources=()
-for f in Sources/CKernels/*.c; do
-  [[ $f == */conv2d.c ]] || sources+=("$f")
-done
+sources=(Sources/CKernels/*.c)
 common=(-O2 -fno-math-errno -Wall -Wextra -Werror -ISources/CKernels/include -ISources/CKernels)
 
 compilers=("gcc")

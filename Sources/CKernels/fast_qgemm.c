@@ -6,10 +6,12 @@
 #include "neon_internal.h"
 
 #include "activation.h"
+#include "cnx_cpu.h"
+#include "cnx_qref.h"
+#include "quantize_u8.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(CNX_NO_SIMD)
 #define CNX_X86 1
-#include <cpuid.h>
 #endif
 #include <math.h>
 #include <stdatomic.h>
@@ -18,71 +20,36 @@
 
 #define PANEL CNX_QGEMM_PANEL
 
-// MARK: - Path detection (own cpuid: the float kernels' cnx_isa has no VNNI levels)
+// MARK: - Path detection (the CPU's features from cnx_cpu.h, lowered by CNX_ISA)
 
-#if CNX_X86
-// XCR0 bits the OS must enable before ymm / zmm registers can be used.
-#define XCR0_YMM 0x06u   // SSE and AVX state
-#define XCR0_ZMM 0xE6u   // plus opmask, ZMM_Hi256, Hi16_ZMM state
-
-static uint64_t read_xcr0(void) {
-    uint32_t lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    return ((uint64_t)hi << 32) | lo;
-}
-
-// Bit i set: path i is supported.
-static unsigned hardware_paths(void) {
+// Bit i set: path i is possible with features f.
+static unsigned paths_of(unsigned f) {
     unsigned paths = 1u << CNX_QISA_SCALAR;
-    unsigned eax, ebx, ecx, edx;
-    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return paths;
-    const int osxsave = (ecx >> 27) & 1, avx = (ecx >> 28) & 1, fma = (ecx >> 12) & 1;
-    if (!osxsave || !avx || !fma) return paths;
-    const uint64_t xcr0 = read_xcr0();
-    if ((xcr0 & XCR0_YMM) != XCR0_YMM || __get_cpuid_max(0, NULL) < 7) return paths;
-    __cpuid_count(7, 0, eax, ebx, ecx, edx);
-    if (!((ebx >> 5) & 1)) return paths;  // AVX2
-    paths |= 1u << CNX_QISA_AVX2;
-    const int f = (ebx >> 16) & 1, dq = (ebx >> 17) & 1, bw = (ebx >> 30) & 1, vl = (ebx >> 31) & 1;
-    const int vnni512 = (ecx >> 11) & 1;
-    if (f && dq && bw && vl && vnni512 && (xcr0 & XCR0_ZMM) == XCR0_ZMM)
-        paths |= 1u << CNX_QISA_AVX512_VNNI;
-    unsigned eax1, ebx1, ecx1, edx1;
-    __cpuid_count(7, 1, eax1, ebx1, ecx1, edx1);
-    if ((eax1 >> 4) & 1) paths |= 1u << CNX_QISA_AVX_VNNI;  // AVX-VNNI (VEX)
+    if (f & CNX_CPU_AVX2) paths |= 1u << CNX_QISA_AVX2;
+    if ((f & CNX_CPU_AVX2) && (f & CNX_CPU_AVX_VNNI)) paths |= 1u << CNX_QISA_AVX_VNNI;
+    if ((f & CNX_CPU_AVX512) && (f & CNX_CPU_AVX512_VNNI)) paths |= 1u << CNX_QISA_AVX512_VNNI;
+    if (f & CNX_CPU_NEON) paths |= 1u << CNX_QISA_NEON;
+    if ((f & CNX_CPU_NEON) && (f & CNX_CPU_DOTPROD)) paths |= 1u << CNX_QISA_DOTPROD;
+    if ((f & CNX_CPU_NEON) && (f & CNX_CPU_I8MM)) paths |= 1u << CNX_QISA_I8MM;
     return paths;
 }
-#elif CNX_ARM64
-static unsigned hardware_paths(void) {
-    const unsigned f = cnx_arm64_features();
-    unsigned paths = (1u << CNX_QISA_SCALAR) | (1u << CNX_QISA_NEON);
-    if (f & CNX_ARM64_DOTPROD) paths |= 1u << CNX_QISA_DOTPROD;
-    if (f & CNX_ARM64_I8MM) paths |= 1u << CNX_QISA_I8MM;
-    return paths;
-}
-#else
-static unsigned hardware_paths(void) { return 1u << CNX_QISA_SCALAR; }
-#endif
 
-static _Atomic int g_paths = -1;   // hardware_paths(), once known
+// The best path of a set: the highest-numbered one (on each architecture the paths are
+// numbered from slowest to fastest).
+static cnx_qisa best_of(unsigned paths) {
+    for (int p = CNX_QISA_LAST; p > 0; p--)
+        if (paths & (1u << p)) return (cnx_qisa)p;
+    return CNX_QISA_SCALAR;
+}
+
 static _Atomic int g_active = -1;  // the path in use; -1 = not chosen yet
 
-static unsigned paths_cached(void) {
-    int v = atomic_load_explicit(&g_paths, memory_order_relaxed);
-    if (v < 0) {
-        v = (int)hardware_paths();
-        atomic_store_explicit(&g_paths, v, memory_order_relaxed);
-    }
-    return (unsigned)v;
-}
+static unsigned paths_cached(void) { return paths_of(cnx_cpu_hardware()); }
 
 // The best supported path at or below `want`.
 static cnx_qisa clamp_path(int want) {
-    const unsigned paths = paths_cached();
     if (want > CNX_QISA_LAST) want = CNX_QISA_LAST;
-    for (int p = want; p > 0; p--)
-        if (paths & (1u << p)) return (cnx_qisa)p;
-    return CNX_QISA_SCALAR;
+    return best_of(paths_cached() & ((2u << want) - 1));
 }
 
 int cnx_qisa_supported(cnx_qisa isa) {
@@ -90,22 +57,7 @@ int cnx_qisa_supported(cnx_qisa isa) {
     return (paths_cached() >> isa) & 1;
 }
 
-cnx_qisa cnx_qisa_detect(void) {
-    int want = CNX_QISA_LAST;
-    const char *env = getenv("CNX_QISA");
-    if (env != NULL && env[0] != 0) {
-        if (strcmp(env, "scalar") == 0) want = CNX_QISA_SCALAR;
-        else if (strcmp(env, "avx2") == 0) want = CNX_QISA_AVX2;
-        else if (strcmp(env, "avxvnni") == 0) want = CNX_QISA_AVX_VNNI;
-        else if (strcmp(env, "avx512vnni") == 0) want = CNX_QISA_AVX512_VNNI;
-        else if (strcmp(env, "neon") == 0) want = CNX_QISA_NEON;
-        else if (strcmp(env, "dotprod") == 0) want = CNX_QISA_DOTPROD;
-    } else if ((env = getenv("CNX_ISA")) != NULL && env[0] != 0) {
-        if (strcmp(env, "scalar") == 0) want = CNX_QISA_SCALAR;
-        else if (strcmp(env, "avx2") == 0) want = CNX_QISA_AVX_VNNI;
-    }
-    return clamp_path(want);
-}
+cnx_qisa cnx_qisa_detect(void) { return best_of(paths_of(cnx_cpu_features())); }
 
 cnx_qisa cnx_qisa_current(void) {
     int v = atomic_load_explicit(&g_active, memory_order_relaxed);
@@ -200,18 +152,6 @@ static inline float epilogue_value(int32_t acc, const cnx_qjob *e, int64_t j) {
     return y;
 }
 
-// A u8 zero point: [0, 255].
-static inline int32_t clamp_zero(int32_t zero) { return zero < 0 ? 0 : zero > 255 ? 255 : zero; }
-
-static inline uint8_t requantize(float y, float inv, int32_t zero) {
-    // nearbyintf rounds half to even in the default rounding mode.
-    float v = nearbyintf(y * inv);
-    v = v + (float)zero;
-    if (!(v >= 0.0f)) v = 0.0f;  // also NaN
-    if (v > 255.0f) v = 255.0f;
-    return (uint8_t)(int32_t)v;
-}
-
 // Writes the output of (i, j) for job e from the accumulator value.
 static inline void emit_ref(int32_t acc, const cnx_qjob *e, int64_t i, int64_t j) {
     switch (e->mode) {
@@ -225,7 +165,7 @@ static inline void emit_ref(int32_t acc, const cnx_qjob *e, int64_t i, int64_t j
         return;
     }
     default:
-        ((uint8_t *)e->out)[i * e->ldo + j] = requantize(epilogue_value(acc, e, j), e->o_inv, e->o_zero);
+        ((uint8_t *)e->out)[i * e->ldo + j] = cnx_quantize_u8_one(epilogue_value(acc, e, j), e->o_inv, e->o_zero);
         return;
     }
 }
@@ -305,7 +245,7 @@ static cnx_qjob job_u8(const int32_t *colsum, int32_t a_zero, float a_scale, con
     cnx_qjob e = job_f32(colsum, a_zero, a_scale, w_scale, bias, act, NULL, 0, NULL, ldo);
     e.mode = CNX_QOUT_U8;
     e.o_inv = 1.0f / o_scale;
-    e.o_zero = clamp_zero(o_zero);
+    e.o_zero = cnx_u8_zero(o_zero);
     e.out = out;
     return e;
 }
@@ -425,16 +365,15 @@ void cnx_qgemm_fused_u8_ref(int64_t m, int64_t n, int64_t k, const uint8_t *a, i
     gemm_ref(m, n, k, a, lda, packed_b, &e);
 }
 
+// The scalar twin is the reference quantizer itself (cnx_qref.h).
 void cnx_quantize_u8_ref(const float *x, int64_t count, float scale, int32_t zero, uint8_t *q) {
-    const float inv = 1.0f / scale;
-    const int32_t z = clamp_zero(zero);
-    for (int64_t i = 0; i < count; i++) q[i] = requantize(x[i], inv, z);
+    cnx_quantize_u8_reference(x, count, scale, zero, q);
 }
 
 void cnx_quantize_u8(const float *x, int64_t count, float scale, int32_t zero, uint8_t *q) {
     if (count <= 0) return;
     const float inv = 1.0f / scale;
-    const int32_t z = clamp_zero(zero);
+    const int32_t z = cnx_u8_zero(zero);
     switch (cnx_qisa_current()) {
 #if CNX_X86
     case CNX_QISA_AVX512_VNNI: cnx_quantize_u8_avx512(x, count, inv, z, q); return;
@@ -447,7 +386,7 @@ void cnx_quantize_u8(const float *x, int64_t count, float scale, int32_t zero, u
     case CNX_QISA_I8MM: cnx_quantize_u8_neon(x, count, inv, z, q); return;
 #endif
     default:
-        for (int64_t i = 0; i < count; i++) q[i] = requantize(x[i], inv, z);
+        cnx_quantize_u8_reference(x, count, scale, zero, q);
         return;
     }
 }

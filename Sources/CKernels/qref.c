@@ -1,16 +1,12 @@
 #include "cnx_qref.h"
+#include "quantize_u8.h"
 #include <math.h>
 #include <stdlib.h>
 
 void cnx_quantize_u8_reference(const float *x, int64_t count, float scale, int32_t zero, uint8_t *q) {
     const float inv = 1.0f / scale;
-    for (int64_t i = 0; i < count; i++) {
-        // nearbyintf rounds half to even in the default rounding mode.
-        float v = nearbyintf(x[i] * inv) + (float)zero;
-        if (!(v >= 0.0f)) v = 0.0f;   // also maps NaN to 0
-        if (v > 255.0f) v = 255.0f;
-        q[i] = (uint8_t)v;
-    }
+    const int32_t z = cnx_u8_zero(zero);
+    for (int64_t i = 0; i < count; i++) q[i] = cnx_quantize_u8_one(x[i], inv, z);
 }
 
 void cnx_qlinear_reference(int64_t m, int64_t n, int64_t k, const uint8_t *a, const int8_t *w,

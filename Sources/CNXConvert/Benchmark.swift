@@ -1,6 +1,7 @@
 import CKernels
 import CNXFormat
 import CNXGraph
+import CNXReference
 import CNXRuntime
 import Foundation
 
@@ -112,6 +113,12 @@ public enum Benchmark {
         return Result(model: path, runtime: runtime, threads: usedThreads, batch: batch, size: hw, iterations: iterations,
                       latenciesMs: times, loadMs: loadMs, peakRSSMB: peakRSSMB(), kernels: kernels)
     }
+
+    /// The values `CNX_ISA` takes (the kernels' level table, `cnx_cpu.h`), for messages.
+    public static let kernelLevels = String(cString: cnx_cpu_level_names())
+
+    /// Whether `name` is a value `CNX_ISA` takes.
+    public static func isKernelLevel(_ name: String) -> Bool { cnx_cpu_level(name, nil) != 0 }
 
     /// The fast kernels' instruction set, and whether `CNX_ISA` lowered it from what the CPU has.
     public static func kernelsInUse() -> String {

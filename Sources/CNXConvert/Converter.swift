@@ -1,9 +1,12 @@
 import CKernels
+import CReferenceKernels
 import CNXFormat
 import CNXGraph
+import CNXIO
 import CNXImport
 import CNXPasses
 import CNXQuantize
+import CNXReference
 import CNXRuntime
 import Foundation
 

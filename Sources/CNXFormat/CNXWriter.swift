@@ -1,4 +1,5 @@
 import CNXGraph
+import CNXIO
 import Foundation
 
 /// Writes a `CNXModel` as a .cnx file (Formats/CNX.md).

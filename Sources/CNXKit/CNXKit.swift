@@ -1,9 +1,10 @@
 // Everything an application needs to do what `convnext-convert run` does, behind one import:
-// tensors and `.npy` files (CNXGraph), the `.cnx` runtime (CNXRuntime), metadata keys
+// tensors (CNXGraph) and `.npy` files (CNXIO), the `.cnx` runtime (CNXRuntime), metadata keys
 // (CNXFormat), image decoding, preprocessing and class names (CNXValidate), and
 // `ImageClassifier`, which puts them together as the command does. No importer, no protobuf.
 @_exported import CNXFormat
 @_exported import CNXGraph
+@_exported import CNXIO
 @_exported import CNXRuntime
 @_exported import CNXValidate
 import Foundation

@@ -1,5 +1,5 @@
 import CNXGraph
-import CNXRuntime
+import CNXReference
 
 /// Folds constants: a node whose inputs are all constant is evaluated once, by the reference
 /// executor's own arithmetic, and becomes a tensor; an int64 value whose every element shape

@@ -1,5 +1,4 @@
 import CNXGraph
-import CNXPasses
 
 /// Rewrites the pointwise layers of fused blocks to int8: weights symmetric per output
 /// channel (scale = max |w| / 127 over the channel), the activation entering each layer u8 with

@@ -1,5 +1,7 @@
 import CKernels
+import CReferenceKernels
 import CNXGraph
+import CNXReference
 import Dispatch
 import Foundation
 

@@ -1,5 +1,6 @@
 import CKernels
 import CNXGraph
+import CNXReference
 
 /// An int8 GEMM layer of a fused operation, ready for the VNNI kernels: weights packed once,
 /// with their column sums (the zero-point correction) and per-channel scales, and the u8

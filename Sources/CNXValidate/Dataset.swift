@@ -1,4 +1,5 @@
 import CNXGraph
+import CNXIO
 import Foundation
 
 /// Samples to validate on: a preprocessed `.npy` batch, or images (a flat folder, a folder of

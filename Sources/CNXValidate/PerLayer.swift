@@ -1,4 +1,5 @@
 import CNXGraph
+import CNXReference
 import CNXRuntime
 import Foundation
 

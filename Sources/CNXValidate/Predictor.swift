@@ -1,5 +1,6 @@
 import CNXFormat
 import CNXGraph
+import CNXReference
 import CNXRuntime
 import Foundation
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import CNXConvert
 import CNXFormat
 import CNXGraph
+import CNXIO
 import CNXPasses
 import CNXRuntime
 import CNXValidate

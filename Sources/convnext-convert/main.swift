@@ -95,8 +95,8 @@ func checkCommandName(_ arguments: [String]) {
 /// silently ignored.
 func checkISAVariable() {
     guard let value = ProcessInfo.processInfo.environment["CNX_ISA"], !value.isEmpty else { return }
-    guard ["scalar", "avx2", "avx512"].contains(value) else {
-        refuse("CNX_ISA=\(value): unknown kernel set; use scalar, avx2 or avx512 (or unset it for the best the CPU has)")
+    guard Benchmark.isKernelLevel(value) else {
+        refuse("CNX_ISA=\(value): unknown kernel set; use one of \(Benchmark.kernelLevels) (or unset it for the best the CPU has)")
     }
 }
 

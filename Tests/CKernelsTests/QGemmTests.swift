@@ -150,35 +150,30 @@ final class QGemmTests: XCTestCase {
             XCTAssertEqual(got, paths.last { $0.rawValue <= isa.rawValue }, "force \(isa.rawValue)")
         }
 
-        let names: [String] = ["CNX_QISA", "CNX_ISA"]
-        let saved: [String?] = names.map { name in getenv(name).map { String(cString: $0) } }
+        // CNX_ISA, the one variable for every kernel family (cnx_cpu.h), lowers the int8 path.
+        let saved = getenv("CNX_ISA").map { String(cString: $0) }
         defer {
-            for (name, value) in zip(names, saved) {
-                if let value { setenv(name, value, 1) } else { unsetenv(name) }
-            }
+            if let saved { setenv("CNX_ISA", saved, 1) } else { unsetenv("CNX_ISA") }
             cnx_qisa_force(-1)
         }
-        unsetenv("CNX_QISA")
         unsetenv("CNX_ISA")
         XCTAssertEqual(cnx_qisa_detect(), best)
-        setenv("CNX_QISA", "scalar", 1)
+        setenv("CNX_ISA", "scalar", 1)
         XCTAssertEqual(cnx_qisa_detect(), CNX_QISA_SCALAR)
         cnx_qisa_force(-1)
         XCTAssertEqual(cnx_qisa_current(), CNX_QISA_SCALAR)
-        setenv("CNX_QISA", "avx2", 1)
+        setenv("CNX_ISA", "avx2", 1)  // AVX2 without any VNNI
         XCTAssertEqual(cnx_qisa_detect(), paths.last { $0.rawValue <= CNX_QISA_AVX2.rawValue })
-        setenv("CNX_QISA", "avxvnni", 1)
+        setenv("CNX_ISA", "avxvnni", 1)
         XCTAssertEqual(cnx_qisa_detect(), paths.last { $0.rawValue <= CNX_QISA_AVX_VNNI.rawValue })
-        setenv("CNX_QISA", "avx512vnni", 1)
-        XCTAssertEqual(cnx_qisa_detect(), best)
-        // Without CNX_QISA, the float kernels' CNX_ISA lowers the int8 path too.
-        unsetenv("CNX_QISA")
-        setenv("CNX_ISA", "scalar", 1)
-        XCTAssertEqual(cnx_qisa_detect(), CNX_QISA_SCALAR)
-        setenv("CNX_ISA", "avx2", 1)
-        XCTAssertEqual(cnx_qisa_detect(), paths.last { $0.rawValue <= CNX_QISA_AVX_VNNI.rawValue })
-        // CNX_QISA wins over CNX_ISA.
-        setenv("CNX_QISA", "avx512vnni", 1)
+        for level in ["avx512", "avx512vnni", "no-such-level"] {
+            setenv("CNX_ISA", level, 1)
+            XCTAssertEqual(cnx_qisa_detect(), best, level)
+        }
+        // The former int8-only variable is gone: it lowers nothing.
+        unsetenv("CNX_ISA")
+        setenv("CNX_QISA", "scalar", 1)
+        defer { unsetenv("CNX_QISA") }
         XCTAssertEqual(cnx_qisa_detect(), best)
     }
 
@@ -546,6 +541,21 @@ final class QGemmTests: XCTestCase {
             var ref = [UInt8](repeating: 0xA5, count: x.count)
             cnx_quantize_u8_ref(x, Int64(x.count), 0.5, zero, &ref)
             XCTAssertEqual(ref, want, "ref zero \(zero)")
+            forEachQISA { _, name in
+                var got = [UInt8](repeating: 0xA5, count: x.count)
+                cnx_quantize_u8(x, Int64(x.count), 0.5, zero, &got)
+                XCTAssertEqual(got, want, "\(name) zero \(zero)")
+            }
+        }
+        // A zero point outside [0, 255] is clamped first, the same in the reference quantizer
+        // (cnx_qref.h), its twin cnx_quantize_u8_ref and every path of cnx_quantize_u8.
+        for (zero, clamped): (Int32, Int32) in [(-7, 0), (-1000, 0), (256, 255), (300, 255)] {
+            let want = x.map { expected($0, zero: clamped) }
+            var reference = [UInt8](repeating: 0xA5, count: x.count), twin = reference
+            cnx_quantize_u8_reference(x, Int64(x.count), 0.5, zero, &reference)
+            cnx_quantize_u8_ref(x, Int64(x.count), 0.5, zero, &twin)
+            XCTAssertEqual(reference, want, "reference zero \(zero)")
+            XCTAssertEqual(twin, want, "ref zero \(zero)")
             forEachQISA { _, name in
                 var got = [UInt8](repeating: 0xA5, count: x.count)
                 cnx_quantize_u8(x, Int64(x.count), 0.5, zero, &got)

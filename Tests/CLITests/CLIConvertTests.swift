@@ -1,5 +1,6 @@
 import CNXFormat
 import CNXGraph
+import CNXIO
 import CNXTestSupport
 import XCTest
 

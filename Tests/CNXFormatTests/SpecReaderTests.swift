@@ -1,6 +1,7 @@
 import CNXConvert
 import CNXFormat
 import CNXGraph
+import CNXIO
 import CNXImport
 import CNXQuantize
 import CNXTestSupport

@@ -1,6 +1,7 @@
 import CNXConvert
 import CNXFormat
 import CNXGraph
+import CNXIO
 @testable import CNXImport
 import CNXRuntime
 import CNXTestSupport

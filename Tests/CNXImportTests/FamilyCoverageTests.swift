@@ -1,8 +1,10 @@
 import CNXConvert
 import CNXFormat
 import CNXGraph
+import CNXIO
 import CNXImport
 import CNXPasses
+import CNXReference
 import CNXRuntime
 import CNXTestSupport
 import XCTest

@@ -1,4 +1,5 @@
 import CNXGraph
+import CNXIO
 import CNXImport
 import CNXPasses
 import CNXRuntime

@@ -1,5 +1,6 @@
 import CNXGraph
 import CNXPasses
+import CNXReference
 import CNXRuntime
 import XCTest
 

@@ -1,6 +1,7 @@
 import CNXGraph
 import CNXImport
 import CNXPasses
+import CNXReference
 import CNXRuntime
 import CNXTestSupport
 import XCTest

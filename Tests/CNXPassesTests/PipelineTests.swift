@@ -1,6 +1,8 @@
 import CNXGraph
+import CNXIO
 import CNXImport
 import CNXPasses
+import CNXReference
 import CNXRuntime
 import CNXTestSupport
 import XCTest

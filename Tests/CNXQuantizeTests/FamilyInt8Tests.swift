@@ -1,8 +1,10 @@
 import CNXConvert
 import CNXGraph
+import CNXIO
 import CNXImport
 import CNXPasses
 import CNXQuantize
+import CNXReference
 import CNXRuntime
 import CNXTestSupport
 import XCTest

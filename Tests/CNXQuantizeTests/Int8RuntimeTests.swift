@@ -1,7 +1,9 @@
 import CNXGraph
+import CNXIO
 import CNXImport
 import CNXPasses
 import CNXQuantize
+import CNXReference
 import CNXRuntime
 import CNXTestSupport
 import XCTest

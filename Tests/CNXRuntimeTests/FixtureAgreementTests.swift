@@ -1,5 +1,7 @@
 import CNXGraph
+import CNXIO
 import CNXImport
+import CNXReference
 import CNXRuntime
 import CNXTestSupport
 import XCTest

@@ -1,5 +1,5 @@
 import CNXGraph
-@testable import CNXRuntime
+import CNXReference
 import Foundation
 import XCTest
 

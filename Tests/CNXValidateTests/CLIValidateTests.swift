@@ -1,5 +1,6 @@
 import CNXFormat
 import CNXGraph
+import CNXIO
 import CNXTestSupport
 @testable import CNXValidate
 import XCTest

@@ -1,4 +1,5 @@
 import CNXGraph
+import CNXIO
 import CNXRuntime
 import CNXTestSupport
 import Foundation

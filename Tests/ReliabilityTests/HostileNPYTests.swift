@@ -1,4 +1,5 @@
 import CNXGraph
+import CNXIO
 import CNXTestSupport
 import XCTest
 

@@ -563,11 +563,14 @@ int main(int argc, char **argv) {
     cnx_isa_force(CNX_ISA_AVX2);
     check(cnx_isa_current() == CNX_ISA_SCALAR, "forcing avx2 on arm64 gives scalar");
     cnx_isa_force(-1);
-    setenv("CNX_QISA", "dotprod", 1);
-    check(cnx_qisa_detect() == (cnx_qisa_supported(CNX_QISA_DOTPROD) ? CNX_QISA_DOTPROD : CNX_QISA_NEON), "CNX_QISA=dotprod");
-    setenv("CNX_QISA", "avx512vnni", 1);
-    check(cnx_qisa_detect() == CNX_QISA_SCALAR, "CNX_QISA=avx512vnni on arm64 gives scalar");
-    unsetenv("CNX_QISA");
+    // One variable (cnx_cpu.h levels) for the float and the int8 kernels.
+    setenv("CNX_ISA", "dotprod", 1);
+    check(cnx_qisa_detect() == (cnx_qisa_supported(CNX_QISA_DOTPROD) ? CNX_QISA_DOTPROD : CNX_QISA_NEON), "CNX_ISA=dotprod");
+    check(cnx_isa_detect() == CNX_ISA_NEON, "CNX_ISA=dotprod keeps the float NEON path");
+    setenv("CNX_ISA", "neon", 1);
+    check(cnx_qisa_detect() == CNX_QISA_NEON, "CNX_ISA=neon: int8 NEON without dot product");
+    setenv("CNX_ISA", "avx512vnni", 1);
+    check(cnx_qisa_detect() == CNX_QISA_SCALAR, "CNX_ISA=avx512vnni on arm64 gives scalar");
     setenv("CNX_ISA", "scalar", 1);
     check(cnx_qisa_detect() == CNX_QISA_SCALAR, "CNX_ISA=scalar lowers the int8 path too");
     unsetenv("CNX_ISA");

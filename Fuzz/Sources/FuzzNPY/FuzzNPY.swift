@@ -1,5 +1,5 @@
 import CNXGraph
-import CNXImport
+import CNXIO
 import FuzzSupport
 
 /// libFuzzer entry point: the bytes as a .npy file, through the path reader the CLI uses.

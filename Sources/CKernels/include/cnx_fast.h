@@ -41,8 +41,9 @@ typedef enum {
     CNX_ISA_NEON = 3,    // AArch64 Advanced SIMD with FMA (every arm64 CPU); x86 paths absent
 } cnx_isa;
 
-/// The best path this CPU and OS support (cpuid + xgetbv), lowered to the environment variable
-/// CNX_ISA (`scalar`, `avx2`, `avx512` or `neon`) when that is set. Never a path the CPU lacks.
+/// The best path the CPU's features allow (cnx_cpu_features in cnx_cpu.h: what the CPU and OS
+/// support, lowered by the environment variable CNX_ISA, one level for every kernel family:
+/// `scalar`, `avx2`, `avx512`, `neon`, ...). Never a path the CPU lacks.
 cnx_isa cnx_isa_detect(void);
 
 /// The path the kernels use now: cnx_isa_detect() on first use, unless forced. Thread-safe.

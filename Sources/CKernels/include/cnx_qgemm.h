@@ -51,14 +51,12 @@ typedef enum {
 } cnx_qisa;
 #define CNX_QISA_LAST CNX_QISA_I8MM
 
-/// 1 if this CPU and OS can run the path (cpuid + xgetbv), else 0.
+/// 1 if this CPU and OS can run the path (cnx_cpu_hardware), else 0.
 int cnx_qisa_supported(cnx_qisa isa);
 
-/// The best supported path, lowered by the environment variable CNX_QISA (`scalar`, `avx2`,
-/// `avxvnni`, `avx512vnni`, `neon`, `dotprod`, `i8mm`) when set; when CNX_QISA is unset, CNX_ISA
-/// (the float kernels' variable) lowers it too: `scalar` -> scalar, `avx2` -> at most AVX-VNNI
-/// (ymm only), `avx512` and `neon` -> no limit. Never a path the CPU lacks: a request falls to the best supported path
-/// at or below it.
+/// The best path the CPU's features allow (cnx_cpu_features: lowered by the environment variable
+/// CNX_ISA, which names a level of cnx_cpu.h: `scalar`, `avx2` (no VNNI), `avxvnni`, `avx512`
+/// or `avx512vnni`, `neon`, `dotprod`, `i8mm`). Never a path the CPU lacks.
 cnx_qisa cnx_qisa_detect(void);
 
 /// The path the int8 kernels use now: cnx_qisa_detect() on first use, unless forced. Thread-safe.

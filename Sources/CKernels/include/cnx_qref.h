@@ -9,7 +9,9 @@
 extern "C" {
 #endif
 
-/// q = clamp(round_half_even(x / scale) + zero, 0, 255).
+/// q = clamp(round_half_even(x * (1 / scale)) + clamp(zero, 0, 255), 0, 255), NaN -> 0, with
+/// 1 / scale rounded to float once. The one u8 quantizer: cnx_quantize_u8_ref (cnx_qgemm.h) is
+/// this function, and every SIMD path of cnx_quantize_u8 is tested bit-identical to it.
 void cnx_quantize_u8_reference(const float *x, int64_t count, float scale, int32_t zero, uint8_t *q);
 
 /// y[i][j] = (sum_k a[i][k] w[k][j] - a_zero sum_k w[k][j]) * a_scale * w_scale[j] + bias[j]

@@ -1,4 +1,5 @@
 import CKernels
+import CReferenceKernels
 import CNXGraph
 import Foundation
 
@@ -234,15 +235,15 @@ extension Kernels {
 }
 
 /// The quantization parameters of one int8 pointwise layer of a fused block.
-struct QuantizedLayer {
-    let activationScale: Float
-    let activationZero: Int32
-    let weightScales: [Float]
+package struct QuantizedLayer {
+    package let activationScale: Float
+    package let activationZero: Int32
+    package let weightScales: [Float]
     /// `a<layer>_channel_scales`: the input is divided by these, per input channel, before it is
     /// quantized (the int8 weight's rows were multiplied by them), or nil.
-    let channelScales: [Float]?
+    package let channelScales: [Float]?
 
-    init(_ node: Node, layer: Int, outputs n: Int, inputs k: Int? = nil) throws {
+    package init(_ node: Node, layer: Int, outputs n: Int, inputs k: Int? = nil) throws {
         guard let scale = node.float("a\(layer)_scale"), scale > 0, scale.isFinite,
               let zero = node.int("a\(layer)_zero"), (0...255).contains(zero),
               case .tensor(let w)? = node.attributes["w\(layer)_scales"], w.dtype == .float32, w.count == n else {

@@ -1,4 +1,5 @@
-import CZlib
+import CHash
+import CNXGraph
 import Foundation
 
 /// Writes numpy's `.npz` layout: a zip archive (stored, not compressed) holding one `.npy`
@@ -12,7 +13,7 @@ public enum NPZ {
         for (name, tensor) in arrays {
             let file = Array((name + ".npy").utf8)
             let body = NPY.encode(tensor)
-            let crc = body.withUnsafeBytes { UInt32(crc32(0, $0.bindMemory(to: Bytef.self).baseAddress, uInt($0.count))) }
+            let crc = body.withUnsafeBytes { $0.isEmpty ? 0 : cnx_crc32(0, $0.baseAddress, $0.count) }
             let offset = UInt32(out.count)
             // Local file header: version 2.0, no flags, stored, no timestamps (deterministic).
             le32(0x04034b50, &out); le16(20, &out); le16(0, &out); le16(0, &out); le16(0, &out); le16(0x21, &out)

@@ -1,5 +1,4 @@
 #include "cnx_kernels.h"
-#include <cblas.h>
 #include <string.h>
 
 static int is_pointwise(const cnx_conv2d_shape *s) {
@@ -92,22 +91,7 @@ void cnx_conv2d_f32(const cnx_conv2d_shape *s, const float *x, const float *w, c
                 float *row = yg + m * plane_out;
                 for (int64_t p = 0; p < plane_out; p++) row[p] = bias;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mg, (int)plane_out, (int)k,
-                        1.0f, w + g * mg * k, (int)k, cols, (int)plane_out, 1.0f, yg, (int)plane_out);
+            cnx_sgemm(0, 0, mg, plane_out, k, 1.0f, w + g * mg * k, k, cols, plane_out, 1.0f, yg, plane_out);
         }
     }
-}
-
-void cnx_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-               const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
-               float *c, int64_t ldc) {
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, alpha, a, (int)lda, b,
-                (int)ldb, beta, c, (int)ldc);
-}
-
-int cnx_blas_threads(int threads) {
-    const int previous = openblas_get_num_threads();
-    if (threads > 0) openblas_set_num_threads(threads);
-    return previous;
 }

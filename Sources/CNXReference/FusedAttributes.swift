@@ -2,7 +2,7 @@ import CKernels
 import CNXGraph
 
 /// The norm a fused operation applies (its `norm` attribute, Formats/CNX.md).
-enum NormKind: String {
+package enum NormKind: String {
     /// (x - mean) / sqrt(biased var + eps): LayerNorm, the default.
     case layer
     /// x / sqrt(mean(x²) + eps): timm's RmsNorm.
@@ -14,10 +14,10 @@ enum NormKind: String {
 }
 
 /// What the fused operations' `activation` and `norm` attributes say, checked.
-enum FusedAttributes {
+package enum FusedAttributes {
     /// The CNX_ACT_* code of `node`'s `activation` (absent: `absent`). Throws on a name it does
     /// not know rather than run something else.
-    static func activation(_ node: Node, absent: Int32) throws -> Int32 {
+    package static func activation(_ node: Node, absent: Int32) throws -> Int32 {
         guard let name = node.string("activation") else { return absent }
         switch name {
         case "gelu": return CNX_ACT_GELU
@@ -28,7 +28,7 @@ enum FusedAttributes {
     }
 
     /// The node's norm (absent: LayerNorm). `none` only where the operation allows it (the stem).
-    static func norm(_ node: Node, allowNone: Bool = false) throws -> NormKind {
+    package static func norm(_ node: Node, allowNone: Bool = false) throws -> NormKind {
         guard let name = node.string("norm") else { return .layer }
         guard let kind = NormKind(rawValue: name), allowNone || kind != .none else {
             throw CNXError("unknown norm '\(name)' (layer, rms, simple\(allowNone ? " or none" : ""))")
@@ -37,7 +37,7 @@ enum FusedAttributes {
     }
 
     /// The fast kernels' norm over `rows` rows of `c` values (y may be x).
-    static func normRows(_ kind: NormKind, _ x: UnsafePointer<Float>, rows: Int, c: Int, eps: Float,
+    package static func normRows(_ kind: NormKind, _ x: UnsafePointer<Float>, rows: Int, c: Int, eps: Float,
                          gamma: UnsafePointer<Float>?, beta: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
         switch kind {
         case .layer: cnx_layernorm_rows_f32(x, Int64(rows), Int64(c), eps, gamma, beta, y)

@@ -28,13 +28,20 @@ size_t cnx_conv2d_scratch_floats(const cnx_conv2d_shape *s);
 void cnx_conv2d_f32(const cnx_conv2d_shape *s, const float *x, const float *w, const float *b,
                     float *y, float *scratch);
 
-/// C (m x n) = alpha * op(A) * op(B) + beta * C, row-major, through OpenBLAS.
+/// C (m x n) = alpha * op(A) * op(B) + beta * C, row-major, as BLAS's sgemm (C is not read
+/// when beta is 0), on the runtime's packed GEMM (cnx_gemm_f32): no BLAS library. Allocates
+/// scratch for the packed B (and transposed copies); without memory, a plain loop does the work.
 void cnx_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                float *c, int64_t ldc);
 
-/// OpenBLAS's thread count (the reference kernels' GEMMs): returns the previous one.
+/// Sets the threads cnx_sgemm splits a large product's rows over (threads > 0; otherwise only
+/// reads) and returns the previous count. The default is one per online CPU. (The name is from
+/// when this GEMM was OpenBLAS's.)
 int cnx_blas_threads(int threads);
+
+/// The threads cnx_sgemm uses now.
+int cnx_sgemm_threads_in_use(void);
 
 /// y = erf(x), elementwise.
 void cnx_erf_f32(const float *x, float *y, int64_t count);

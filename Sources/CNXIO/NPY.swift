@@ -1,3 +1,4 @@
+import CNXGraph
 import Foundation
 
 /// Reads and writes numpy's `.npy` format (version 1.0 to 3.0): float32, float64 (read as

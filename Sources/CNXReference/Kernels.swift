@@ -1,12 +1,13 @@
 import CKernels
+import CReferenceKernels
 import CNXGraph
 import Foundation
 
 /// The reference implementation of every operator, following the ONNX operator specification.
 /// `ReferenceKernels.table` binds each op type to its kernel here (or in FusedKernels).
-enum Kernels {
+package enum Kernels {
     /// Evaluates `node` through the kernel table.
-    static func evaluate(_ node: Node, _ args: [Tensor?]) throws -> [Tensor] {
+    package static func evaluate(_ node: Node, _ args: [Tensor?]) throws -> [Tensor] {
         try ReferenceKernels.evaluate(node, args)
     }
 
