@@ -30,13 +30,35 @@ extension Tensor {
         }
     }
 
-    /// The bytes of the elements, read-only, whatever the element type.
-    public func withUnsafeElementBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    /// The raw bytes of the elements, read-only, whatever the element type.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try withExtendedLifetime(storage) { try body(UnsafeRawBufferPointer(start: storage.bytes, count: byteCount)) }
     }
 
-    /// The bytes of the elements, writable.
+    /// `withUnsafeBytes` (the name the kernels and the typed payloads use).
+    public func withUnsafeElementBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try withUnsafeBytes(body)
+    }
+
+    /// The raw bytes of the elements, writable.
     public func withUnsafeMutableElementBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
         try withExtendedLifetime(storage) { try body(UnsafeMutableRawBufferPointer(start: storage.bytes, count: byteCount)) }
+    }
+
+    /// Copies `count` float32 elements of `source`, from its element `offset`, into this tensor
+    /// at element `at` (both ranges checked).
+    public func copyFloats(from source: Tensor, offset: Int = 0, count: Int, at: Int = 0) {
+        precondition(offset >= 0 && offset + count <= source.count && at >= 0 && at + count <= self.count)
+        guard count > 0 else { return }
+        withUnsafeMutableFloats { dst in
+            source.withUnsafeFloats { src in
+                dst.baseAddress!.advanced(by: at).update(from: src.baseAddress!.advanced(by: offset), count: count)
+            }
+        }
+    }
+
+    /// The float32 elements in `range`, as an array.
+    public func floats(_ range: Range<Int>) -> [Float] {
+        withUnsafeFloats { Array($0[range]) }
     }
 }
