@@ -59,6 +59,10 @@ LOW_PRECISION_REL_TOL = 5e-2
 # The backbone rows: every output (stage) of ours and ONNX Runtime's must agree with the reference
 # to this relative error, max|y - ref| / max|ref| per output.
 BACKBONE_REL_TOL = 1e-4
+# This project's rows: the float32 .cnx, the bfloat16 one (`quantize --bf16`, checked loosely,
+# as OpenVINO's bf16 pick is) and the reference executor on the .onnx.
+OUR_LABELS = {"cnx": "convnext-convert .cnx", "bf16": "convnext-convert .cnx bf16",
+              "ref": "convnext-convert .onnx (reference executor)"}
 # A short pause before each runtime's turn lets the previous runtime's spinning threads park.
 PAUSE_S = 0.05
 # A round in which other processes used more than this share of the machine's CPU is noisy.
@@ -817,6 +821,7 @@ def parse_args(argv):
     ap.add_argument("--quick", action="store_true", help="a fast smoke run")
     ap.add_argument("--binary", default=DEFAULT_BINARY, help="the convnext-convert release binary")
     ap.add_argument("--no-ours", action="store_true", help="skip this project's rows (competitors only)")
+    ap.add_argument("--no-bf16", action="store_true", help="skip this project's bfloat16 row (quantize --bf16)")
     ap.add_argument("--no-reference", action="store_true",
                     help="skip the row for the reference executor (bench MODEL.onnx)")
     ap.add_argument("--results", default=DEFAULT_RESULTS, help="directory for latest.json and the .cnx")
@@ -1051,6 +1056,18 @@ def classifier_section(args, t_start):
     else:
         if os.path.exists(cnx_path):
             os.remove(cnx_path)
+        bf16_path = os.path.join(args.results, f"{model_name}.bf16.cnx")
+        if not args.no_bf16:
+            # bfloat16 weights, no calibration: the row beside OpenVINO's bf16 pick.
+            if os.path.exists(bf16_path):
+                os.remove(bf16_path)
+            rc, out, err, wall, _ = run_child([binary, "quantize", "--bf16", model, bf16_path], timeout=args.timeout)
+            ok = rc == 0 and os.path.exists(bf16_path)
+            result["conversion_bf16"] = {"ok": ok, "wall_s": wall, "cnx_bytes": os.path.getsize(bf16_path) if ok else None,
+                                         "error": None if ok else short_error(err, out, rc)}
+            for b in batches:
+                if not ok:
+                    ours_unavailable[("bf16", b)] = f"quantize --bf16 failed: {result['conversion_bf16']['error']}"
         rc, out, err, wall, rss = run_child([binary, "convert", model, cnx_path], timeout=args.timeout)
         conv = {"command": shlex.join([binary, "convert", model, cnx_path]), "ok": rc == 0 and os.path.exists(cnx_path),
                 "wall_s": wall, "peak_rss_mb": rss}
@@ -1065,6 +1082,8 @@ def classifier_section(args, t_start):
         candidates = []
         if conv["ok"]:
             candidates += [("cnx", b) for b in batches]
+        if (result.get("conversion_bf16") or {}).get("ok"):
+            candidates += [("bf16", b) for b in batches]
         else:
             for b in batches:
                 ours_unavailable[("cnx", b)] = f"convert failed: {conv['error']}"
@@ -1073,9 +1092,8 @@ def classifier_section(args, t_start):
             # times): one row, at the smallest batch, is enough for scale.
             candidates += [("ref", min(batches))]
         for kind, b in candidates:
-            path = cnx_path if kind == "cnx" else model
-            label = "convnext-convert .cnx" if kind == "cnx" else "convnext-convert .onnx (reference executor)"
-            row = OurBench(binary, path, b, args.threads, label, hw)
+            path = {"cnx": cnx_path, "bf16": bf16_path}.get(kind, model)
+            row = OurBench(binary, path, b, args.threads, OUR_LABELS[kind], hw)
             # Correctness first: `run` on the same input the competitors were checked on.
             y_out = os.path.join(tmp, f"ours_{kind}_b{b}.npy")
             rc, out, err, _, _ = run_child([binary, "run", path, "--input", inputs[b], "--output", y_out],
@@ -1107,18 +1125,18 @@ def classifier_section(args, t_start):
                       f"  top-1 agree {fmt(c and c.get('top1_agreement'), '.2f')}  {st}")
             else:
                 print(f"  batch {b:<3} {labels[kind]:<44} not available: {unavailable.get((kind, b))}")
-        for kind in ("cnx", "ref"):
+        for kind in OUR_LABELS:
             key = (kind, b)
             if key not in ours and key not in ours_checks:
                 continue
             c = ours_checks.get(key)
-            lbl = "convnext-convert .cnx" if kind == "cnx" else "convnext-convert .onnx (reference executor)"
+            lbl = OUR_LABELS[kind]
             if c is None:
                 err = ours_run_errors.get(key, "run failed")
                 print(f"  batch {b:<3} {lbl:<44} not verified: `run` not available: {err}")
             else:
                 print(f"  batch {b:<3} {lbl:<44} max|diff| {fmt(c.get('max_abs_diff'), '.3e')}"
-                      f"  top-1 agree {fmt(c.get('top1_agreement'), '.2f')}  {judge(c, False)}")
+                      f"  top-1 agree {fmt(c.get('top1_agreement'), '.2f')}  {judge(c, kind == 'bf16')}")
     print()
 
     # --- the interleaved rounds -----------------------------------------------------------------
@@ -1149,7 +1167,7 @@ def classifier_section(args, t_start):
                         samples[key][r] = workers[key].call(cmd="time", warmup=warm, iterations=iters)["samples_ms"]
                     else:
                         # The reference executor is far slower: fewer iterations.
-                        n = iters if key[0] == "cnx" else max(1, iters // 8)
+                        n = max(1, iters // 8) if key[0] == "ref" else iters
                         ours[key].round(r, n, args.timeout)
                 except Exception as e:
                     if how == "w":
@@ -1207,14 +1225,14 @@ def classifier_section(args, t_start):
             rows.append({"label": labels[kind], "key": kind, **s, "ips": b * 1000.0 / s["median_ms"],
                          "rss_mb": w.maxrss_mb, "check": w.check, "status": status, "info": w.info})
             table_refs[kind] = s["median_ms"]
-        for kind in ("cnx", "ref"):
+        for kind in OUR_LABELS:
             key = (kind, b)
-            lbl = "convnext-convert .cnx" if kind == "cnx" else "convnext-convert .onnx (reference executor)"
+            lbl = OUR_LABELS[kind]
             if key in ours:
                 s = stats_for_ours(ours[key], keep_rounds)
                 c = ours_checks.get(key)
                 rows.append({"label": lbl, "key": kind, **s, "ips": b * 1000.0 / s["median_ms"],
-                             "rss_mb": s["peak_rss_mb"], "check": c, "status": judge(c, False),
+                             "rss_mb": s["peak_rss_mb"], "check": c, "status": judge(c, kind == "bf16"),
                              "rounds_json": ours[key].rounds})
             elif key in ours_unavailable:
                 rows.append({"label": lbl, "key": kind, "unavailable": ours_unavailable[key]})
@@ -1238,6 +1256,23 @@ def classifier_section(args, t_start):
                      for k, name in ((ORT, "ONNX Runtime"), (OV_F32, "OpenVINO f32"), (OV_AUTO, "OpenVINO no-hint"))
                      if k in rows]
             print(f"batch {b}: convnext-convert .cnx speed = " + ", ".join(parts) + "  (> 1.00: we are faster)")
+        if "bf16" in rows and OV_AUTO in rows:
+            print(f"batch {b}: convnext-convert bf16 time / OpenVINO no-hint ({rows[OV_AUTO].get('info', {}).get('precision')}) = "
+                  f"{rows['bf16']['median_ms'] / rows[OV_AUTO]['median_ms']:.2f}  (< 1.00: we are faster)")
+        # How far each engine's reduced precision is from its own float32, on the same inputs.
+        sq = {}
+        for name, low, full in (("convnext-convert bf16", f"ours_bf16_b{b}.npy", f"ours_cnx_b{b}.npy"),
+                                ("OpenVINO no-hint", f"{OV_AUTO}_b{b}.npy", f"{OV_F32}_b{b}.npy")):
+            lp, fp = os.path.join(tmp, low), os.path.join(tmp, full)
+            if os.path.exists(lp) and os.path.exists(fp):
+                y, ref = np.load(lp).astype(np.float64), np.load(fp).astype(np.float64)
+                noise = float(np.sum((y - ref) ** 2))
+                sq[name] = {"sqnr_db": 10 * math.log10(float(np.sum(ref ** 2)) / noise) if noise > 0 else None,
+                            "max_abs_diff": float(np.max(np.abs(y - ref)))}
+        if sq:
+            result.setdefault("reduced_precision_vs_own_f32", {})[str(b)] = sq
+            print(f"batch {b}: reduced precision against the same engine's float32: " + "; ".join(
+                f"{k} SQNR {fmt(v['sqnr_db'], '.1f')} dB, max|diff| {v['max_abs_diff']:.3g}" for k, v in sq.items()))
     conv = result["conversion"]
     if conv is None:
         print("conversion: not run (" + (ours_unavailable.get(("cnx", batches[0])) or "no binary") + ")")

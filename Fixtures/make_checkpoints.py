@@ -410,6 +410,10 @@ FAMILIES_11 = {
                                                                                out_features=["stem", "stage2", "stage4"]),
                                    shape=(1, 3, 64, 64), seed=1114, flags={},
                                    note="ConvNextV2Backbone with out_features stem, stage2, stage4: each stage map through its hidden_states_norms LayerNorm"),
+    "hf_convnext_backbone": dict(source="transformers", build=lambda: hf_model("ConvNextBackbone", hidden_sizes=list(SMALL), depths=[1, 2, 1, 1],
+                                                                             out_features=["stem", "stage1", "stage3", "stage4"]),
+                                 shape=(1, 3, 64, 64), seed=1115, flags={},
+                                 note="ConvNextBackbone (V1) with out_features stem, stage1, stage3, stage4: each stage map through its hidden_states_norms LayerNorm, two of them also read by the next downsample"),
 }
 
 
@@ -668,6 +672,15 @@ def main(argv=None) -> int:
         return 0
     entries = [build_family(n, s) for n, s in FAMILIES.items() if not args.only or n in args.only]
     families = [build_family_11(n, s) for n, s in FAMILIES_11.items() if not args.only or n in args.only]
+    if args.only and families:
+        # The other families' entries stay as they are; the rebuilt ones replace theirs.
+        path = os.path.join(OUT, "families.json")
+        with open(path) as f:
+            kept = {e["name"]: e for e in json.load(f)}
+        kept.update({e["name"]: e for e in families})
+        with open(path, "w") as f:
+            json.dump([kept[n] for n in FAMILIES_11 if n in kept], f, indent=1)
+            f.write("\n")
     if not args.only:
         build_misc()
         build_shard_misc()

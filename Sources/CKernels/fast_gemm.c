@@ -14,6 +14,7 @@
 #include "neon_internal.h"
 
 #include "activation.h"
+#include "gemm_tile512.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -90,15 +91,7 @@ INLINE T256 __m256i mask256(int64_t valid) {
 
 // MARK: - Blocking shared by the SIMD paths
 
-typedef struct {
-    const float *bias;      // at the tile's first column, or NULL
-    const float *residual;  // at the tile's first row and column, or NULL
-    int64_t ldr;
-    int act;
-    int first, last;        // first / last K block: initialise from bias / run the epilogue
-    int64_t valid_n;        // columns of the tile inside C (may exceed the tile width)
-    const float *prefetch;  // the next panel's K block, prefetched by a panel's first tile; or NULL
-} tile_ep;
+typedef cnx_tile_ep tile_ep;
 
 // The residual can be folded into the initial accumulators (read at the first K block) unless
 // an activation sits between; then it must survive in memory until the last K block, which it does not
@@ -116,63 +109,12 @@ static int64_t k_block(int64_t m, int64_t n, int64_t k, int act, const float *re
 
 // MARK: - AVX-512 GEMM: 14 x 32 tiles
 
-// The epilogue of a finished tile with an activation: rows of two vectors (32 columns) from
-// `tile`, act, + residual, stored under the column masks.
-INLINE T512 void tile_act512_rows(const int ACT, int mr, __m512 (*tile)[2], float *c, int64_t ldc,
-                                  const tile_ep *e, __mmask16 m0, __mmask16 m1) {
-    const float *res = e->residual;
-    for (int r = 0; r < mr; r++) {
-        __m512 v[2] = {tile[r][0], tile[r][1]};
-        cnx_act512_n(ACT, 2, v);
-        if (res) {
-            v[0] = _mm512_add_ps(v[0], _mm512_maskz_loadu_ps(m0, res + r * e->ldr));
-            v[1] = _mm512_add_ps(v[1], _mm512_maskz_loadu_ps(m1, res + r * e->ldr + 16));
-        }
-        _mm512_mask_storeu_ps(c + r * ldc, m0, v[0]);
-        _mm512_mask_storeu_ps(c + r * ldc + 16, m1, v[1]);
-    }
-}
-
-static T512 __attribute__((noinline)) void tile_act512(int act, int mr, __m512 (*tile)[2], float *c,
-                                                       int64_t ldc, const tile_ep *e, __mmask16 m0,
-                                                       __mmask16 m1) {
-#define BODY(ACT) tile_act512_rows(ACT, mr, tile, c, ldc, e, m0, m1)
-    CNX_ACT_DISPATCH(act, BODY);
-#undef BODY
-}
-
+// The tile's two ends (bias, residual, activation) are in gemm_tile512.h.
 INLINE T512 void tile512(const int MR, int64_t kc, const float *a, int64_t lda, const float *bp,
                          float *c, int64_t ldc, const tile_ep *e) {
     __m512 acc0[MR512], acc1[MR512];
-    int64_t vn = e->valid_n;
-    const __mmask16 m0 = vn >= 16 ? 0xFFFF : (__mmask16)((1u << vn) - 1);
-    const __mmask16 m1 = vn >= 32 ? 0xFFFF : vn <= 16 ? 0 : (__mmask16)((1u << (vn - 16)) - 1);
-    if (e->first) {
-        __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
-        if (e->bias) {
-            b0 = _mm512_maskz_loadu_ps(m0, e->bias);
-            b1 = _mm512_maskz_loadu_ps(m1, e->bias + 16);
-        }
-        if (e->residual && !e->act) {
-#pragma clang loop unroll(full)
-            for (int r = 0; r < MR; r++) {
-                acc0[r] = _mm512_add_ps(b0, _mm512_maskz_loadu_ps(m0, e->residual + r * e->ldr));
-                acc1[r] = _mm512_add_ps(b1, _mm512_maskz_loadu_ps(m1, e->residual + r * e->ldr + 16));
-            }
-        } else {
-#pragma clang loop unroll(full)
-            for (int r = 0; r < MR; r++) {
-                acc0[r] = b0;
-                acc1[r] = b1;
-            }
-        }
-    } else {
-#pragma clang loop unroll(full)
-        for (int r = 0; r < MR; r++) {
-            acc0[r] = _mm512_maskz_loadu_ps(m0, c + r * ldc);
-            acc1[r] = _mm512_maskz_loadu_ps(m1, c + r * ldc + 16);
-        }
-    }
+    CNX_TILE512_MASKS(e->valid_n, m0, m1);
+    cnx_tile512_start(MR, acc0, acc1, c, ldc, e, m0, m1);
     const float *pf = e->prefetch;
     for (int64_t kk = 0; kk < kc; kk++) {
         if (pf) {
@@ -187,24 +129,7 @@ INLINE T512 void tile512(const int MR, int64_t kc, const float *a, int64_t lda, 
             acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
         }
     }
-    if (e->last && e->act) {
-        // The activation (and the residual after it) from a copy of the tile in L1: a plain loop
-        // keeps the 28 accumulators from competing with the activation's temporaries for
-        // registers. The copy is not C itself, because the residual may be C.
-        __m512 tile[MR512][2];
-#pragma clang loop unroll(full)
-        for (int r = 0; r < MR; r++) {
-            tile[r][0] = acc0[r];
-            tile[r][1] = acc1[r];
-        }
-        tile_act512(e->act, MR, tile, c, ldc, e, m0, m1);
-        return;
-    }
-#pragma clang loop unroll(full)
-    for (int r = 0; r < MR; r++) {
-        _mm512_mask_storeu_ps(c + r * ldc, m0, acc0[r]);
-        _mm512_mask_storeu_ps(c + r * ldc + 16, m1, acc1[r]);
-    }
+    cnx_tile512_finish(MR, acc0, acc1, c, ldc, e, m0, m1);
 }
 
 typedef void (*tile_fn)(int64_t kc, const float *a, int64_t lda, const float *bp, float *c,

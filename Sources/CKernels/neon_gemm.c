@@ -11,6 +11,7 @@
 // from a copy of the tile, since the activation needs registers of its own.
 #include "cnx_fast.h"
 #include "neon_internal.h"
+#include "gemm_tile.h"
 
 #if CNX_ARM64
 
@@ -23,14 +24,7 @@
 #define NEON_GEMM_MC 96
 #endif
 
-typedef struct {
-    const float *bias;      // at the tile's first column, or NULL
-    const float *residual;  // at the tile's first row and column, or NULL
-    int64_t ldr;
-    int act;
-    int first, last;        // first / last K block
-    int64_t valid_n;        // columns of the tile inside C (16 or more: all)
-} neon_ep;
+typedef cnx_tile_ep neon_ep;  // valid_n: 16 or more means all of a 16-column tile
 
 CNX_INLINE void gemm_tile(const int MR, int64_t kc, const float *a, int64_t lda, const float *bp,
                           float *c, int64_t ldc, const neon_ep *e) {

@@ -92,6 +92,17 @@ func required<T>(_ p: UnsafeMutablePointer<T>?, _ name: String) throws -> Unsafe
     return p
 }
 
+/// A getter's checks, in the order every getter makes them (the model, then the out-pointer
+/// `name`), then what `value` gives for the model written through the out-pointer.
+func get<T>(_ function: String, _ model: OpaquePointer?, _ out: UnsafeMutablePointer<T>?, _ name: String,
+            _ value: (Handle) throws -> T) -> cnx_status {
+    guarded(function) {
+        let h = try handle(model)
+        let p = try required(out, name)
+        p.pointee = try value(h)
+    }
+}
+
 // MARK: - JSON for metadata values
 
 /// A metadata value as a JSON-ready Foundation value: floats as the decimals they were written
@@ -150,28 +161,19 @@ public func cnxModelClose(_ model: OpaquePointer?) {
 
 @_cdecl("cnx_model_threads")
 public func cnxModelThreads(_ model: OpaquePointer?, _ threads: UnsafeMutablePointer<Int32>?) -> cnx_status {
-    guarded("cnx_model_threads") {
-        let h = try handle(model)
-        try required(threads, "threads").pointee = Int32(h.model.threads)
-    }
+    get("cnx_model_threads", model, threads, "threads") { Int32($0.model.threads) }
 }
 
 // MARK: - Inputs and outputs
 
 @_cdecl("cnx_model_input_count")
 public func cnxModelInputCount(_ model: OpaquePointer?, _ count: UnsafeMutablePointer<Int64>?) -> cnx_status {
-    guarded("cnx_model_input_count") {
-        let h = try handle(model)
-        try required(count, "count").pointee = Int64(h.inputNames.count)
-    }
+    get("cnx_model_input_count", model, count, "count") { Int64($0.inputNames.count) }
 }
 
 @_cdecl("cnx_model_output_count")
 public func cnxModelOutputCount(_ model: OpaquePointer?, _ count: UnsafeMutablePointer<Int64>?) -> cnx_status {
-    guarded("cnx_model_output_count") {
-        let h = try handle(model)
-        try required(count, "count").pointee = Int64(h.outputNames.count)
-    }
+    get("cnx_model_output_count", model, count, "count") { Int64($0.outputNames.count) }
 }
 
 func pick<T>(_ items: [T], _ index: Int64, _ what: String) throws -> T {
@@ -184,21 +186,13 @@ func pick<T>(_ items: [T], _ index: Int64, _ what: String) throws -> T {
 @_cdecl("cnx_model_input_name")
 public func cnxModelInputName(_ model: OpaquePointer?, _ index: Int64,
                               _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> cnx_status {
-    guarded("cnx_model_input_name") {
-        let h = try handle(model)
-        let out = try required(name, "name")
-        out.pointee = UnsafePointer(try pick(h.inputNames, index, "input"))
-    }
+    get("cnx_model_input_name", model, name, "name") { UnsafePointer(try pick($0.inputNames, index, "input")) }
 }
 
 @_cdecl("cnx_model_output_name")
 public func cnxModelOutputName(_ model: OpaquePointer?, _ index: Int64,
                                _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> cnx_status {
-    guarded("cnx_model_output_name") {
-        let h = try handle(model)
-        let out = try required(name, "name")
-        out.pointee = UnsafePointer(try pick(h.outputNames, index, "output"))
-    }
+    get("cnx_model_output_name", model, name, "name") { UnsafePointer(try pick($0.outputNames, index, "output")) }
 }
 
 /// Writes a declared shape (-1 for open dimensions, rank -1 when undeclared).
@@ -222,22 +216,25 @@ func writeShape(_ shape: [Dim]?, _ dims: UnsafeMutablePointer<Int64>?, _ capacit
     rank.pointee = Int64(shape.count)
 }
 
+/// The declared shape of the model's input or output `index` (`side`), through `writeShape`.
+func shapeOf(_ function: String, _ model: OpaquePointer?, _ side: KeyPath<Graph, [ValueInfo]>, _ what: String, _ index: Int64,
+             _ dims: UnsafeMutablePointer<Int64>?, _ capacity: Int64, _ rank: UnsafeMutablePointer<Int64>?) -> cnx_status {
+    guarded(function) {
+        let h = try handle(model)
+        try writeShape(try pick(h.model.graph[keyPath: side], index, what).shape, dims, capacity, rank)
+    }
+}
+
 @_cdecl("cnx_model_input_shape")
 public func cnxModelInputShape(_ model: OpaquePointer?, _ index: Int64, _ dims: UnsafeMutablePointer<Int64>?,
                                _ capacity: Int64, _ rank: UnsafeMutablePointer<Int64>?) -> cnx_status {
-    guarded("cnx_model_input_shape") {
-        let h = try handle(model)
-        try writeShape(try pick(h.model.graph.inputs, index, "input").shape, dims, capacity, rank)
-    }
+    shapeOf("cnx_model_input_shape", model, \.inputs, "input", index, dims, capacity, rank)
 }
 
 @_cdecl("cnx_model_output_shape")
 public func cnxModelOutputShape(_ model: OpaquePointer?, _ index: Int64, _ dims: UnsafeMutablePointer<Int64>?,
                                 _ capacity: Int64, _ rank: UnsafeMutablePointer<Int64>?) -> cnx_status {
-    guarded("cnx_model_output_shape") {
-        let h = try handle(model)
-        try writeShape(try pick(h.model.graph.outputs, index, "output").shape, dims, capacity, rank)
-    }
+    shapeOf("cnx_model_output_shape", model, \.outputs, "output", index, dims, capacity, rank)
 }
 
 // MARK: - Running
@@ -275,7 +272,7 @@ func run(_ model: OpaquePointer?, _ input: UnsafePointer<Float>?, _ inputCount: 
         throw Failure(CNX_ERROR_INVALID_ARGUMENT, "outputs[\(i)].data is NULL")
     }
     let x = Tensor(zeros: .float32, shape: shape)
-    x.floatPointer.update(from: input, count: elements)
+    x.withUnsafeMutableFloats { $0.baseAddress!.update(from: input, count: elements) }
     let ws = h.takeWorkspace()
     defer { h.release(ws) }
     let results: [String: Tensor]
@@ -307,7 +304,7 @@ func run(_ model: OpaquePointer?, _ input: UnsafePointer<Float>?, _ inputCount: 
     }
     guard tooSmall.isEmpty else { throw Failure(CNX_ERROR_BUFFER_TOO_SMALL, tooSmall.joined(separator: "; ")) }
     for (i, y) in tensors.enumerated() where y.count > 0 {
-        outputs[i].data!.update(from: y.floatPointer, count: y.count)
+        y.withUnsafeFloats { outputs[i].data!.update(from: $0.baseAddress!, count: y.count) }
     }
 }
 
@@ -347,20 +344,13 @@ public func cnxModelRun1(_ model: OpaquePointer?, _ input: UnsafePointer<Float>?
 
 @_cdecl("cnx_model_class_count")
 public func cnxModelClassCount(_ model: OpaquePointer?, _ count: UnsafeMutablePointer<Int64>?) -> cnx_status {
-    guarded("cnx_model_class_count") {
-        let h = try handle(model)
-        try required(count, "count").pointee = Int64(h.classNames.count)
-    }
+    get("cnx_model_class_count", model, count, "count") { Int64($0.classNames.count) }
 }
 
 @_cdecl("cnx_model_class_name")
 public func cnxModelClassName(_ model: OpaquePointer?, _ index: Int64,
                               _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> cnx_status {
-    guarded("cnx_model_class_name") {
-        let h = try handle(model)
-        let out = try required(name, "name")
-        out.pointee = UnsafePointer(try pick(h.classNames, index, "class"))
-    }
+    get("cnx_model_class_name", model, name, "name") { UnsafePointer(try pick($0.classNames, index, "class")) }
 }
 
 @_cdecl("cnx_model_preprocessing")
@@ -429,8 +419,5 @@ public func cnxModelMetadata(_ model: OpaquePointer?, _ key: UnsafePointer<CChar
 
 @_cdecl("cnx_model_metadata_json")
 public func cnxModelMetadataJSON(_ model: OpaquePointer?, _ json: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> cnx_status {
-    guarded("cnx_model_metadata_json") {
-        let h = try handle(model)
-        try required(json, "json").pointee = UnsafePointer(h.metadataJSON)
-    }
+    get("cnx_model_metadata_json", model, json, "json") { UnsafePointer($0.metadataJSON) }
 }

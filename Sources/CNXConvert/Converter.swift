@@ -24,6 +24,9 @@ public enum Converter {
         public var features: [Int]?
         /// int8 quantization after optimisation: calibration samples (N x 3 x H x W) and settings.
         public var int8: (calibration: Tensor, options: Quantizer.Options)?
+        /// bfloat16 or float16 weights after optimisation (HalfPrecisionLowering), with the
+        /// layers to keep float32, named as inspect names them.
+        public var halfPrecision: (dtype: DType, keepFloat: [String])?
         public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         /// Files the command reads besides the model (calibration and validation data, labels):
         /// the output may be none of them, nor the model or its external data.
@@ -39,7 +42,7 @@ public enum Converter {
         /// For a checkpoint: the command line's say on what its weights do not carry.
         public var checkpoint = CheckpointOptions()
         /// An ONNX export of the same model: the graph read from the input is run against it on
-        /// a random input, and the conversion refused when they differ beyond 1e-4 relative.
+        /// a random input, and the conversion refused when they differ beyond `tolerance` relative.
         public var referenceONNX: String?
         public init() {}
     }
@@ -58,6 +61,9 @@ public enum Converter {
         public var int8SQNR: Double?
         public var keptFloat: [String] = []
         public var quantizeSeconds: Double?
+        /// With bfloat16 / float16 weights: the output SQNR against the float32 graph on the
+        /// verification's random input (nil with --no-verify).
+        public var halfSQNR: Double?
         public var sensitivity: [Quantizer.Sensitivity] = []
         public var accuracy: Quantizer.AccuracyCheck?
         /// What was written: the graph's outputs (name and shape), the stages kept for a
@@ -83,130 +89,99 @@ public enum Converter {
         defer { _ = cnx_blas_threads(blasThreads) }
         // The source's SHA-256 (for the metadata) is computed on another core meanwhile.
         let digest = BackgroundResult { try SHA256.hex(path: ModelLoader.sourceFile(input)) }
-        var graph: Graph
-        var metadata: [String: MetadataValue]
-        var architecture: Architecture?
-        let format: String
-        // The original graph's answer on a random input is taken first, so that the original
-        // weights can be freed as the passes replace them.
-        var check: (input: Tensor, expected: [Tensor])?
-        let assumptions: [Assumption]
-        do {
-            options.stage?("reading \(input)")
-            let loaded = try ModelLoader.load(input, options: options.checkpoint)
-            graph = loaded.graph
-            metadata = loaded.metadata
-            format = loaded.format
-            assumptions = loaded.assumptions
-        }
-        var referenceError: Float?
-        if let reference = options.referenceONNX {
-            referenceError = try checkAgainstReference(graph, input: input, reference: reference, assumptions: assumptions)
-        }
+
+        options.stage?("reading \(input)")
+        let loaded = try load(input, options: options)
         try OutputGuard.check(output: output, kind: .cnx,
-                              reads: OutputGuard.modelFiles(input, graphMetadata: graph.metadata) + options.reads, force: options.force)
-        let inputInfo = graph.inputs
-        let nodesBefore = graph.nodes.count
-        architecture = Architecture.recognise(graph) ?? recorded(metadata, graph: graph)
+                              reads: OutputGuard.modelFiles(input, graphMetadata: loaded.model.graph.metadata) + options.reads, force: options.force)
         if let name = options.dumpAfter, !Pipeline.standard.passes.contains(where: { $0.name == name }) {
             throw CNXError("--dump-after: no pass is called '\(name)'; passes: \(Pipeline.standard.passes.map(\.name).joined(separator: ", "))")
         }
-        // A backbone is checked on its stage outputs, against the tensors the original graph
-        // computes there (each stage's last block output, found by meaning).
-        var featureCheck: [Tensor]?
-        var verifiedAgainst = "the original on a random input"
-        if options.verify, let first = graph.inputs.first {
+        var graph = loaded.model.graph
+        var metadata = loaded.model.metadata
+        let inputInfo = graph.inputs
+        let nodesBefore = graph.nodes.count
+        var architecture = Architecture.recognise(graph) ?? recorded(metadata, graph: graph)
+
+        // The reader's graph's answer on a random input is taken first, so that the original
+        // weights can be freed as the passes replace them.
+        var probe: Probe?
+        if options.verify, !graph.inputs.isEmpty {
             options.stage?("running the original on a random input")
-            let x = randomTensor(sampleShape(first))
-            var g = graph
-            let stageValues = options.features.flatMap { stageOutputs(graph, stages: $0) }
-            if let stageValues { g.outputs += stageValues.map { ValueInfo(name: $0, dtype: .float32, shape: nil) } }
-            let out = try ReferenceExecutor(graph: g).run([first.name: x])
-            check = (x, try graph.outputs.map { o in
-                guard let t = out[o.name] else { throw CNXError("\(input): output '\(o.name)' was not computed") }
-                return t
-            })
-            if let stageValues {
-                featureCheck = try stageValues.map { name in
-                    guard let t = out[name] else { throw CNXError("\(input): value '\(name)' was not computed") }
-                    return t
-                }
-                verifiedAgainst = "the original's stage outputs on a random input"
-            }
+            probe = try Probe(graph, features: options.features, input: input)
         }
-        let steps: [Pipeline.Step]
+
         options.stage?("optimising")
-        do {
-            steps = try Pipeline.standard.run(&graph) { name, g in
-                if name == options.dumpAfter { options.log("--- graph after \(name) ---\n\(g.dump())") }
-            }
-        } catch let e as CNXError {
-            throw CNXError("\(input): \(e.message)")
-        }
-        if options.verbose {
-            for s in steps {
-                options.log(String(format: "  %-22@ %4d rewrites, %4d nodes after, %.1f ms", s.pass as NSString, s.rewrites, s.nodesAfter, s.seconds * 1000))
-            }
-        }
+        let steps = try optimise(&graph, input: input, options: options)
+        // Every conversion checks the optimised graph against the reader's, on the reference
+        // kernels: the check is about what the passes did.
         var error: Float?
-        // With int8, the float32 graph is checked here, before quantization changes its
-        // numbers; otherwise the written file itself is checked, on the runtime, below.
-        if let check, options.int8 != nil || (options.features != nil && featureCheck == nil) {
-            let e = try compare(graph, input: check.input, expected: check.expected)
-            error = e
-            guard e <= 1e-4 else {
-                throw CNXError("\(input): the optimised graph differs from the original by a relative error of \(e) (> 1e-4) on a random input; nothing was written. Run with --no-verify to write it anyway.")
-            }
+        var verifiedAgainst = "the original on a random input"
+        if let probe {
+            error = try verify(graph, on: probe.input, expected: probe.outputs, input: input, what: "the optimised graph")
         }
+        // What the written file is checked against: the reader's outputs, or for a backbone the
+        // stage outputs.
+        var expectedOfFile = probe?.outputs
         if let features = options.features {
-            do { try ExtractFeatures.apply(&graph, stages: features) } catch let e as CNXError { throw CNXError("\(input): \(e.message)") }
-            if let check, featureCheck == nil {
-                // The stage tensors of the original were not identified: the optimised graph was
-                // checked on the original's outputs above, and the written backbone is checked
-                // against the extracted graph on the reference kernels below.
-                let out = try ReferenceExecutor(graph: graph).run([graph.inputs[0].name: check.input])
-                featureCheck = try graph.outputs.map { o in
-                    guard let t = out[o.name] else { throw CNXError("\(input): output '\(o.name)' was not computed") }
-                    return t
-                }
-                verifiedAgainst = "the original's outputs, and the stage outputs against the optimised graph, on a random input"
-            } else if let check, let expected = featureCheck, options.int8 != nil {
-                let e = try compare(graph, input: check.input, expected: expected)
-                error = max(error ?? 0, e)
-                guard e <= 1e-4 else {
-                    throw CNXError("\(input): the backbone's stage outputs differ from the original's by a relative error of \(e) (> 1e-4) on a random input; nothing was written. Run with --no-verify to write it anyway.")
+            try selectOutputs(&graph, features: features, input: input)
+            if let probe {
+                if let stages = probe.stages {
+                    error = max(error ?? 0, try verify(graph, on: probe.input, expected: stages, input: input, what: "the backbone's stage outputs"))
+                    expectedOfFile = stages
+                    verifiedAgainst = "the original's stage outputs on a random input"
+                } else {
+                    // The stage tensors of the original were not identified: the optimised graph
+                    // was checked on the original's outputs above, and the written backbone is
+                    // checked against the extracted graph on the reference kernels.
+                    expectedOfFile = try run(graph, on: probe.input, input: input)
+                    verifiedAgainst = "the original's outputs, and the stage outputs against the optimised graph, on a random input"
                 }
             }
+            architecture?.classes = nil
         }
-        var int8SQNR: Double?, keptFloat: [String] = [], quantizeSeconds: Double?
-        var sensitivity: [Quantizer.Sensitivity] = [], accuracy: Quantizer.AccuracyCheck?
+
+        var quantized: Quantized?
         if let int8 = options.int8 {
-            guard !graph.initializers.values.contains(where: { $0.dtype == .int8 }) else {
-                throw CNXError("\(input): the model is already quantized")
-            }
-            let t0 = Date()
-            let q: Quantizer.Result
             options.stage?("quantizing")
-            do { q = try Quantizer.quantize(graph, calibration: int8.calibration, options: int8.options) } catch let e as CNXError {
+            var q = try quantize(graph, calibration: int8.calibration, options: int8.options, input: input)
+            for (k, v) in q.metadata where k != MetadataKey.quantizationFloatLayers || options.halfPrecision == nil { metadata[k] = v }
+            if let half = options.halfPrecision {
+                // A mixed file: the layers int8 leaves float32 (but the stem) get half weights.
+                let lowered = try HalfPrecisionLowering.apply(&q.graph, to: half.dtype)
+                q.keptFloat = lowered.keptFloat
+                for (k, v) in lowered.metadata where k != MetadataKey.quantizationDescription { metadata[k] = v }
+                if case .string(let d)? = metadata[MetadataKey.quantizationDescription] {
+                    metadata[MetadataKey.quantizationDescription] = .string(d + (d.hasSuffix(".") ? " " : ". ") + "Mixed: the GEMM layers not int8, but the stem, have \(half.dtype.name) weights.")
+                }
+            }
+            graph = q.graph
+            quantized = q
+        }
+        var halfSQNR: Double?
+        var halfKeptFloat: [String] = []
+        if let half = options.halfPrecision, options.int8 == nil {
+            let float = graph
+            let lowered: HalfPrecisionLowering.Result
+            options.stage?("lowering weights to \(half.dtype.name)")
+            do {
+                lowered = try HalfPrecisionLowering.apply(&graph, to: half.dtype, keepFloat: Quantizer.keys(for: half.keepFloat, in: graph))
+            } catch let e as CNXError {
                 throw CNXError("\(input): \(e.message)")
             }
-            quantizeSeconds = Date().timeIntervalSince(t0)
-            // How far int8 is from float32, on a few calibration samples.
-            let probe = Quantizer.firstSamples(int8.calibration, count: min(4, int8.calibration.shape[0]), graph: graph)
-            let f = try Model(graph: graph, threads: int8.options.threads).predict(probe)
-            let y = try Model(graph: q.graph, threads: int8.options.threads).predict(probe)
-            int8SQNR = OutputError.sqnr(y, f)
-            keptFloat = q.keptFloat
-            sensitivity = q.sensitivity
-            accuracy = q.accuracy
-            graph = q.graph
-            for (k, v) in q.metadata { metadata[k] = v }
+            if let probe {
+                // How far the lowered graph is from float32, on the runtime that will run it.
+                halfSQNR = OutputError.sqnr(try Model(graph: graph).predict(probe.input), try Model(graph: float).predict(probe.input))
+            }
+            halfKeptFloat = lowered.keptFloat
+            for (k, v) in lowered.metadata { metadata[k] = v }
         }
-        if options.features != nil { architecture?.classes = nil }
-        let passes = passNames(steps, features: options.features, int8: options.int8 != nil)
-        var described = try describe(source: input, format: format, architecture: architecture, inputs: inputInfo, steps: steps)
+
+        var passes = passNames(steps, features: options.features, int8: options.int8 != nil)
+        if let half = options.halfPrecision { passes.append(HalfPrecisionLowering.passName(half.dtype)) }
+        var described = try describe(source: input, format: loaded.model.format, architecture: architecture, inputs: inputInfo, steps: steps)
         // A .cnx converted again (to record metadata, say) keeps the passes that made it.
-        let earlier = format == "cnx" ? metadata[MetadataKey.converterPasses]?.stringsValue ?? [] : []
+        let earlier = loaded.model.format == "cnx" ? metadata[MetadataKey.converterPasses]?.stringsValue ?? [] : []
         described[MetadataKey.converterPasses] = .strings(earlier + passes)
         described[MetadataKey.sourceSHA256] = .string(try digest.value())
         for (k, v) in described where metadata[k] == nil || k.hasPrefix("converter.") { metadata[k] = v }
@@ -219,41 +194,213 @@ public enum Converter {
         try record(options.recorded, into: &metadata, graph: graph, input: input)
         let outputs = graph.outputs
         let nodesAfter = graph.nodes.count
-        if let check, options.int8 == nil {
-            // Write beside the output, check that file on the runtime that will run it, and only
-            // then put it in place: what is checked is what ships.
-            let url = URL(fileURLWithPath: output)
-            let staging = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).checking").path
-            let registration = InterruptCleanup.register(staging)
-            defer { InterruptCleanup.unregister(registration) }
-            options.stage?("writing")
-            try CNXWriter.write(CNXModel(graph: graph, metadata: metadata), to: staging)
-            options.stage?("checking the written file against the original")
-            graph = Graph(inputs: [], outputs: [], nodes: [], initializers: [:])
-            do {
-                let e = try compare(file: staging, input: check.input, expected: featureCheck ?? check.expected)
-                error = max(error ?? 0, e)
-                guard e <= 1e-4 else {
-                    throw CNXError("\(input): the converted model differs from the original by a relative error of \(e) (> 1e-4) on a random input; nothing was written. Run with --no-verify to write it anyway.")
-                }
-                guard rename(staging, output) == 0 else {
-                    throw CNXError("\(output): cannot write (\(String(cString: strerror(errno))))")
-                }
-            } catch {
-                unlink(staging)
-                throw error
-            }
-        } else {
-            try CNXWriter.write(CNXModel(graph: graph, metadata: metadata), to: output)
+
+        // The written file is checked on the runtime that will run it (an int8 or half file differs
+        // from float32 by design: its float32 graph was checked above, before quantization).
+        let fileCheck = options.int8 == nil && options.halfPrecision == nil ? probe.flatMap { p in expectedOfFile.map { (p.input, $0) } } : nil
+        let model = CNXModel(graph: graph, metadata: metadata)
+        graph = Graph(inputs: [], outputs: [], nodes: [], initializers: [:])
+        if let e = try write(model, to: output, checkingOn: fileCheck, input: input, stage: options.stage) {
+            error = max(error ?? 0, e)
         }
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         return Report(architecture: architecture, steps: steps, nodesBefore: nodesBefore, nodesAfter: nodesAfter,
                       outputBytes: size, seconds: Date().timeIntervalSince(start), verificationError: error,
-                      int8SQNR: int8SQNR, keptFloat: keptFloat, quantizeSeconds: quantizeSeconds,
-                      sensitivity: sensitivity, accuracy: accuracy, outputs: outputs, features: options.features,
-                      classes: options.features == nil ? architecture?.classes : nil, passes: passes,
+                      int8SQNR: quantized?.sqnr, keptFloat: quantized?.keptFloat ?? halfKeptFloat, quantizeSeconds: quantized?.seconds, halfSQNR: halfSQNR,
+                      sensitivity: quantized?.sensitivity ?? [], accuracy: quantized?.accuracy, outputs: outputs,
+                      features: options.features, classes: options.features == nil ? architecture?.classes : nil, passes: passes,
                       verifiedAgainst: error == nil ? nil : verifiedAgainst, metadata: metadata,
-                      assumptions: assumptions, referenceError: referenceError)
+                      assumptions: loaded.model.assumptions, referenceError: loaded.referenceError)
+    }
+
+    // MARK: - The steps
+
+    /// Step 1, load: reads `input` with the reader its content calls for and, with
+    /// `options.referenceONNX`, checks the graph read against that ONNX export.
+    public static func load(_ input: String, options: Options) throws -> (model: LoadedModel, referenceError: Float?) {
+        let model = try ModelLoader.load(input, options: options.checkpoint)
+        var referenceError: Float?
+        if let reference = options.referenceONNX {
+            referenceError = try checkAgainstReference(model.graph, input: input, reference: reference, assumptions: model.assumptions)
+        }
+        return (model, referenceError)
+    }
+
+    /// Step 2, the probe the verification uses: the reader's graph run on the reference kernels
+    /// on a random input, before the passes change it. With `features`, also the tensors it
+    /// computes at the end of those stages (each stage's last block output, found by meaning),
+    /// when the graph is laid out so.
+    public struct Probe {
+        public var input: Tensor
+        /// The graph's outputs, in order.
+        public var outputs: [Tensor]
+        /// The chosen stages' outputs, in order; nil without features or when not identified.
+        public var stages: [Tensor]?
+
+        public init(_ graph: Graph, features: [Int]?, input path: String) throws {
+            guard let first = graph.inputs.first else { throw CNXError("\(path): the graph has no input") }
+            input = randomTensor(sampleShape(first))
+            var g = graph
+            let stageValues = features.flatMap { stageOutputs(graph, stages: $0) }
+            if let stageValues { g.outputs += stageValues.map { ValueInfo(name: $0, dtype: .float32, shape: nil) } }
+            let out = try ReferenceExecutor(graph: g).run([first.name: input])
+            outputs = try Converter.values(graph.outputs.map(\.name), in: out, input: path)
+            stages = try stageValues.map { try Converter.values($0, in: out, input: path) }
+        }
+    }
+
+    /// Step 3, optimise: the standard pipeline, with `--dump-after` and `--verbose` logged.
+    public static func optimise(_ graph: inout Graph, input: String, options: Options) throws -> [Pipeline.Step] {
+        let steps: [Pipeline.Step]
+        do {
+            steps = try Pipeline.standard.run(&graph) { name, g in
+                if name == options.dumpAfter { options.log("--- graph after \(name) ---\n\(g.dump())") }
+            }
+        } catch let e as CNXError {
+            throw CNXError("\(input): \(e.message)")
+        }
+        if options.verbose {
+            for s in steps {
+                options.log(String(format: "  %-22@ %4d rewrites, %4d nodes after, %.1f ms", s.pass as NSString, s.rewrites, s.nodesAfter, s.seconds * 1000))
+            }
+        }
+        return steps
+    }
+
+    /// The verification: runs `graph` on the reference kernels on `x` and returns its worst
+    /// relative error against `expected` (the reader's graph's answer); refuses beyond
+    /// `tolerance`, saying what differs (`what`).
+    public static func verify(_ graph: Graph, on x: Tensor, expected: [Tensor], input: String, what: String) throws -> Float {
+        guard let name = graph.inputs.first?.name else { throw CNXError("\(input): the graph has no input") }
+        let e = try worstError(graph.outputs, try ReferenceExecutor(graph: graph).run([name: x]), expected)
+        try refuse(e, input: input, what: what)
+        return e
+    }
+
+    /// Step 4, select outputs: a backbone's outputs become the chosen stages' feature maps.
+    public static func selectOutputs(_ graph: inout Graph, features: [Int], input: String) throws {
+        do { try ExtractFeatures.apply(&graph, stages: features) } catch let e as CNXError { throw CNXError("\(input): \(e.message)") }
+    }
+
+    /// What the quantize step gives: the int8 graph, what it records, and how far it is from
+    /// float32.
+    public struct Quantized {
+        public var graph: Graph
+        public var metadata: [String: MetadataValue]
+        /// Output SQNR (dB) of the int8 graph against the float32 one on a few calibration samples.
+        public var sqnr: Double
+        public var keptFloat: [String]
+        public var sensitivity: [Quantizer.Sensitivity]
+        public var accuracy: Quantizer.AccuracyCheck?
+        public var seconds: Double
+    }
+
+    /// Step 5, quantize: int8 from calibration statistics; refuses a model already quantized.
+    public static func quantize(_ graph: Graph, calibration: Tensor, options: Quantizer.Options, input: String) throws -> Quantized {
+        guard !graph.initializers.values.contains(where: { $0.dtype == .int8 }) else {
+            throw CNXError("\(input): the model is already quantized")
+        }
+        let t0 = Date()
+        let q: Quantizer.Result
+        do { q = try Quantizer.quantize(graph, calibration: calibration, options: options) } catch let e as CNXError {
+            throw CNXError("\(input): \(e.message)")
+        }
+        let seconds = Date().timeIntervalSince(t0)
+        // How far int8 is from float32, on a few calibration samples.
+        let probe = Quantizer.firstSamples(calibration, count: min(4, calibration.shape[0]), graph: graph)
+        let f = try Model(graph: graph, threads: options.threads).predict(probe)
+        let y = try Model(graph: q.graph, threads: options.threads).predict(probe)
+        return Quantized(graph: q.graph, metadata: q.metadata, sqnr: OutputError.sqnr(y, f), keptFloat: q.keptFloat,
+                         sensitivity: q.sensitivity, accuracy: q.accuracy, seconds: seconds)
+    }
+
+    /// Step 6, write. With `check` (a probe input and the outputs expected of it), the file is
+    /// written beside `output`, run on the runtime that will run it, and put in place only when
+    /// within `tolerance`: what is checked is what ships; the error is returned. Without, it is
+    /// written in place (atomically).
+    public static func write(_ model: CNXModel, to output: String, checkingOn check: (input: Tensor, expected: [Tensor])?,
+                             input: String, stage: ((String) -> Void)? = nil) throws -> Float? {
+        guard let check else {
+            stage?("writing")
+            try CNXWriter.write(model, to: output)
+            return nil
+        }
+        let url = URL(fileURLWithPath: output)
+        let staging = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).checking").path
+        let registration = InterruptCleanup.register(staging)
+        defer { InterruptCleanup.unregister(registration) }
+        stage?("writing")
+        try CNXWriter.write(model, to: staging)
+        stage?("checking the written file against the original")
+        do {
+            let written = try Model(path: staging)
+            let e = try worstError(written.graph.outputs, try written.predictAll([written.inputName: check.input]), check.expected)
+            try refuse(e, input: input, what: "the converted model")
+            guard rename(staging, output) == 0 else {
+                throw CNXError("\(output): cannot write (\(String(cString: strerror(errno))))")
+            }
+            return e
+        } catch {
+            unlink(staging)
+            throw error
+        }
+    }
+
+    // MARK: - Comparing outputs
+
+    /// The relative error above which a conversion is refused: the largest absolute difference
+    /// over the largest magnitude of the expected output (see `relativeError`), worst output.
+    /// Float32 passes reassociate sums and fold constants, which moves results by a few ulps
+    /// times the depth; a wrong rewrite moves them by far more.
+    public static let tolerance: Float = 1e-4
+
+    /// max |a - e| / max |e| over the elements (max |a - e| when e is all zero).
+    public static func relativeError(_ a: Tensor, _ e: Tensor) -> Float {
+        a.withUnsafeFloats { ap in
+            e.withUnsafeFloats { ep in
+                var diff: Float = 0, scale: Float = 0
+                for i in 0..<min(ap.count, ep.count) {
+                    diff = max(diff, abs(ap[i] - ep[i]))
+                    scale = max(scale, abs(ep[i]))
+                }
+                return scale > 0 ? diff / scale : diff
+            }
+        }
+    }
+
+    /// The worst `relativeError` of the named `outputs` in `actual` against `expected` (in the
+    /// same order); an output missing or of another shape is refused, naming it.
+    static func worstError(_ outputs: [ValueInfo], _ actual: [String: Tensor], _ expected: [Tensor]) throws -> Float {
+        var worst: Float = 0
+        for (o, e) in zip(outputs, expected) {
+            guard let a = actual[o.name], a.shape == e.shape else {
+                throw CNXError("output '\(o.name)' has a different shape after optimisation")
+            }
+            worst = max(worst, relativeError(a, e))
+        }
+        return worst
+    }
+
+    /// Refuses a conversion whose `what` differs from the original beyond `tolerance`.
+    static func refuse(_ e: Float, input: String, what: String) throws {
+        // Written so that NaN is refused too.
+        guard e <= tolerance else {
+            throw CNXError("\(input): \(what) differs from the original by a relative error of \(e) (> \(tolerance)) on a random input; nothing was written. Run with --no-verify to write it anyway.")
+        }
+    }
+
+    /// `graph`'s outputs on `x`, on the reference kernels.
+    static func run(_ graph: Graph, on x: Tensor, input: String) throws -> [Tensor] {
+        guard let name = graph.inputs.first?.name else { throw CNXError("\(input): the graph has no input") }
+        return try values(graph.outputs.map(\.name), in: ReferenceExecutor(graph: graph).run([name: x]), input: input)
+    }
+
+    /// The named values of a run, in order; one not computed is refused, naming it.
+    static func values(_ names: [String], in out: [String: Tensor], input: String) throws -> [Tensor] {
+        try names.map { name in
+            guard let t = out[name] else { throw CNXError("\(input): value '\(name)' was not computed") }
+            return t
+        }
     }
 
     /// The architecture a `.cnx` records (its graph is fused, so it is not recognised again from
@@ -319,8 +466,8 @@ public enum Converter {
     }
 
     /// Runs `graph` (as read from `input`) and the ONNX export `reference` on the same random
-    /// input on the reference kernels, and refuses when any output differs by more than 1e-4
-    /// relative: the check that the values the reader assumed are the model's.
+    /// input on the reference kernels, and refuses when any output differs by more than
+    /// `tolerance` relative: the check that the values the reader assumed are the model's.
     static func checkAgainstReference(_ graph: Graph, input: String, reference: String, assumptions: [Assumption]) throws -> Float {
         let onnx: Graph
         do { onnx = try ONNXReader.load(path: reference) } catch let e as CNXError { throw CNXError("--reference-onnx: \(e.message)") }
@@ -341,11 +488,11 @@ public enum Converter {
             guard let y = actual[o.name], let e = expected[r.name], y.shape == e.shape else {
                 throw CNXError("--reference-onnx \(reference): output '\(r.name)' does not have the shape of \(input)'s '\(o.name)'")
             }
-            worst = max(worst, try worstError([y], [e]))
+            worst = max(worst, relativeError(y, e))
         }
-        guard worst <= 1e-4 else {
+        guard worst <= tolerance else {
             let assumed = assumptions.isEmpty ? "" : "; the reader assumed " + assumptions.map(\.description).joined(separator: ", ")
-            throw CNXError("\(input): its graph differs from the ONNX export \(reference) by a relative error of \(worst) (> 1e-4) on a random input; nothing was written\(assumed); set what differs with --layer-norm-eps, --activation or --norm")
+            throw CNXError("\(input): its graph differs from the ONNX export \(reference) by a relative error of \(worst) (> \(tolerance)) on a random input; nothing was written\(assumed); set what differs with --layer-norm-eps, --activation or --norm")
         }
         return worst
     }
@@ -361,54 +508,13 @@ public enum Converter {
     public static func randomTensor(_ shape: [Int], seed: UInt64 = 0x5eed) -> Tensor {
         var state = seed
         let t = Tensor(zeros: .float32, shape: shape)
-        for i in 0..<t.count {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            t.floatPointer[i] = Float(state >> 40) / Float(1 << 24) * 4 - 2
+        t.withUnsafeMutableFloats { p in
+            for i in p.indices {
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                p[i] = Float(state >> 40) / Float(1 << 24) * 4 - 2
+            }
         }
         return t
-    }
-
-    /// Max relative error of a written `.cnx`, run on the fast runtime, against `expected`.
-    static func compare(file: String, input x: Tensor, expected: [Tensor]) throws -> Float {
-        let model = try Model(path: file)
-        let actual = try model.predictAll([model.inputName: x])
-        return try worstError(model.graph.outputs.map { actual[$0.name] }, expected)
-    }
-
-    static func worstError(_ actual: [Tensor?], _ expected: [Tensor]) throws -> Float {
-        var worst: Float = 0
-        for (a, e) in zip(actual, expected) {
-            guard let a, a.shape == e.shape else { throw CNXError("an output has a different shape after optimisation") }
-            var diff: Float = 0, scale: Float = 0
-            let ap = a.floatPointer, ep = e.floatPointer
-            for i in 0..<a.count {
-                diff = max(diff, abs(ap[i] - ep[i]))
-                scale = max(scale, abs(ep[i]))
-            }
-            worst = max(worst, scale > 0 ? diff / scale : diff)
-        }
-        return worst
-    }
-
-    /// Max relative error of `graph`'s outputs on `input` against `expected`, run on the
-    /// reference kernels: the check is about what the passes did.
-    static func compare(_ graph: Graph, input x: Tensor, expected: [Tensor]) throws -> Float {
-        guard let name = graph.inputs.first?.name else { return 0 }
-        let actual = try ReferenceExecutor(graph: graph).run([name: x])
-        var worst: Float = 0
-        for (o, e) in zip(graph.outputs, expected) {
-            guard let a = actual[o.name], a.shape == e.shape else {
-                throw CNXError("output '\(o.name)' has a different shape after optimisation")
-            }
-            var diff: Float = 0, scale: Float = 0
-            let ap = a.floatPointer, ep = e.floatPointer
-            for i in 0..<a.count {
-                diff = max(diff, abs(ap[i] - ep[i]))
-                scale = max(scale, abs(ep[i]))
-            }
-            worst = max(worst, scale > 0 ? diff / scale : diff)
-        }
-        return worst
     }
 
     static func describe(source path: String, format: String, architecture a: Architecture?, inputs: [ValueInfo], steps: [Pipeline.Step]) throws -> [String: MetadataValue] {

@@ -46,7 +46,7 @@ public enum ModelLoader {
             return try loadCheckpoint(path, kind: .safetensors, options: options)
         }
         let head = firstBytes(path, 16)
-        if head.count >= 4 && Array(head.prefix(4)) == [0x43, 0x4E, 0x58, 0x00] {   // "CNX\0", Formats/CNX.md
+        if CNXReader.hasMagic(head) {
             let file = try CNXReader.load(path: path)
             return LoadedModel(graph: file.graph, metadata: file.metadata, format: "cnx")
         }
@@ -115,6 +115,6 @@ public enum ModelLoader {
 
     /// True when the file starts with the `.cnx` magic.
     static func isCNX(_ path: String) -> Bool {
-        firstBytes(path, 4) == [0x43, 0x4E, 0x58, 0x00]
+        CNXReader.hasMagic(firstBytes(path, 4))
     }
 }

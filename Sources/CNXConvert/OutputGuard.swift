@@ -1,3 +1,4 @@
+import CNXFormat
 import CNXImport
 import CNXGraph
 import Foundation
@@ -23,7 +24,7 @@ public enum OutputKind: String, Sendable {
     /// Whether the first bytes of a file are this kind's.
     func matches(_ head: [UInt8]) -> Bool {
         switch self {
-        case .cnx: return head.starts(with: [0x43, 0x4E, 0x58, 0x00])
+        case .cnx: return CNXReader.hasMagic(head)
         case .npy: return head.starts(with: [0x93] + Array("NUMPY".utf8))
         case .npz: return head.starts(with: [0x50, 0x4B, 0x03, 0x04]) || head.starts(with: [0x50, 0x4B, 0x05, 0x06])
         case .json:

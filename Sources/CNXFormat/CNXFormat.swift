@@ -56,14 +56,7 @@ func utf8Precedes(_ a: String, _ b: String) -> Bool {
 /// A string read from a file, fit for a one-line message: control characters escaped and long
 /// strings cut, since a damaged file can put anything in a name.
 func shown(_ s: String) -> String {
-    var out = ""
-    for (i, scalar) in s.unicodeScalars.enumerated() {
-        if i == 120 { return out + "…" }
-        if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) {
-            out += scalar.escaped(asASCII: false)
-        } else {
-            out.unicodeScalars.append(scalar)
-        }
-    }
-    return out
+    let scalars = s.unicodeScalars
+    guard scalars.count > 120 else { return s.escapingControlCharacters }
+    return String(String.UnicodeScalarView(scalars.prefix(120))).escapingControlCharacters + "…"
 }

@@ -81,6 +81,9 @@ public enum MetadataKey {
     public static let quantizationInt8Layers = "quantization.int8_layers"
     public static let quantizationFloatLayers = "quantization.float_layers"
     public static let quantizationDepthwise = "quantization.depthwise"
+    /// The layers with bfloat16 / float16 weights (`--bf16`, `--fp16`).
+    public static let quantizationBFloat16Layers = "quantization.bfloat16_layers"
+    public static let quantizationFloat16Layers = "quantization.float16_layers"
 
     /// Every standard key, in the order of Formats/CNX.md's table (the spec test checks that the
     /// two lists agree).
@@ -89,7 +92,7 @@ public enum MetadataKey {
         mean, std, interpolation, cropPct, sourceFileName, sourceSHA256, sourceNamingScheme,
         sourcePretrainedTag, converterVersion, converterPasses, quantizationDescription,
         quantizationMethod, quantizationSamples, quantizationInt8Layers, quantizationFloatLayers,
-        quantizationDepthwise, resizeMode, cropOffset, rescaleFactor, sourceTransformersArchitecture, sourceShards,
+        quantizationDepthwise, quantizationBFloat16Layers, quantizationFloat16Layers, resizeMode, cropOffset, rescaleFactor, sourceTransformersArchitecture, sourceShards,
     ] + assumed
 
     /// What a checkpoint reader assumed, with its source: `source.assumed.<name>`.

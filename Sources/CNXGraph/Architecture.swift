@@ -1,6 +1,8 @@
-/// What a graph is, read off its meaning: the depthwise 7x7 convolutions are the blocks, the
-/// channel count of each block gives the stages, the first convolution gives the stem, the head's
-/// last matrix gives the classes. Nothing here depends on node names.
+/// What a graph is, read off its meaning: the depthwise convolutions (stride 1, any odd kernel:
+/// 7x7 in most models, 5x5 and 3x3 in some of timm's) are the blocks, the channel count of each
+/// block gives the stages, the first convolution gives the stem, the head's last matrix gives the
+/// classes when the output is that matrix's product (a headless model hands out pooled features,
+/// after a norm or an MLP head's activation: no classes). Nothing here depends on node names.
 public struct Architecture: Equatable, Sendable {
     public var family: String
     public var variant: String?
@@ -39,7 +41,8 @@ public struct Architecture: Equatable, Sendable {
             guard n.inputs.count > 1, let w = graph.initializers[n.inputs[1]], w.shape.count == 4 else { continue }
             convs.append((n, w.shape))
             let group = n.int("group") ?? 1
-            if w.shape[1] == 1, group == w.shape[0], group > 1, w.shape[2] == 7, w.shape[3] == 7 {
+            let k = w.shape[2], strides = n.ints("strides") ?? [1, 1]
+            if w.shape[1] == 1, group == w.shape[0], group > 1, k == w.shape[3], k >= 3, k % 2 == 1, strides.allSatisfy({ $0 == 1 }) {
                 blockChannels.append(w.shape[0])
             }
         }
@@ -63,7 +66,8 @@ public struct Architecture: Equatable, Sendable {
         var classes: Int?
         // Classes only for one output of shape [N, classes]: a backbone's feature maps (N x C x
         // H x W, one per stage) have none.
-        if graph.outputs.count == 1, let shape = graph.outputs[0].shape, shape.count == 2, let out = shape[1].value { classes = out }
+        if graph.outputs.count == 1, let shape = graph.outputs[0].shape, shape.count == 2, let out = shape[1].value,
+           isLinearProduct(graph.outputs[0].name, in: graph) { classes = out }
         let isotropic = dims.count == 1
         var family = grn ? "ConvNeXt V2" : "ConvNeXt"
         var variant: String?
@@ -75,5 +79,36 @@ public struct Architecture: Equatable, Sendable {
             variant = prefix + v.0 + (stem.hasPrefix("overlapping") ? "_ols" : "")
         }
         return Architecture(family: family, variant: variant, depths: depths, dims: dims, classes: classes, stem: stem, grn: grn)
+    }
+
+    /// True when `value` is the result of a linear layer with a constant weight, seen through
+    /// reshapes: Gemm, MatMul (with a constant bias added or not), a 1x1 convolution, cnx.Linear
+    /// without an activation, or a fused head whose last layer is a Linear. A norm's, a pool's or
+    /// an activation's result is not.
+    static func isLinearProduct(_ value: String, in graph: Graph) -> Bool {
+        var producers: [String: Node] = [:]
+        for n in graph.nodes { for o in n.outputs { producers[o] = n } }
+        let passThrough: Set<OpType> = [.reshape, .flatten, .squeeze, .identity, .dropout]
+        var v = value
+        while let n = producers[v], passThrough.contains(n.op), let x = n.inputs.first { v = x }
+        guard var n = producers[v] else { return false }
+        func constant(_ name: String) -> Bool { graph.initializers[name] != nil }
+        if n.op == .add, n.inputs.count == 2 {
+            // x · W + b: the bias is a constant, the other operand the product.
+            guard let i = n.inputs.firstIndex(where: constant), let p = producers[n.inputs[1 - i]] else { return false }
+            n = p
+        }
+        switch n.op {
+        case .gemm, .matMul, .conv:
+            return n.inputs.count > 1 && constant(n.inputs[1])
+        case .linear:
+            return n.string("activation") == nil
+        case .head:
+            // Its last layer W2, or W alone without the activation of an MLP head's hidden layer.
+            if n.inputs.count > 3, !n.inputs[3].isEmpty { return true }
+            return n.inputs.count > 1 && !n.inputs[1].isEmpty && n.string("activation") == nil
+        default:
+            return false
+        }
     }
 }

@@ -23,9 +23,23 @@ extension CNXError {
     /// The message with control characters escaped (`\n` as `\\n`, ESC as `\u{1B}`): names read from
     /// a file can hold anything, and a message must stay one line that cannot drive a terminal.
     public var escapingControlCharacters: CNXError {
-        let escaped = message.unicodeScalars.map { s -> String in
-            s.value < 0x20 || (0x7F...0x9F).contains(s.value) ? s.escaped(asASCII: false) : String(s)
+        CNXError(message.escapingControlCharacters)
+    }
+}
+
+extension StringProtocol {
+    /// The text with C0 and C1 control characters escaped (`\n` as `\\n`, ESC as `\u{1B}`), the
+    /// rest as it is: the one way the project makes text read from a file safe for a one-line
+    /// message on a terminal.
+    public var escapingControlCharacters: String {
+        var out = ""
+        for s in unicodeScalars {
+            if s.value < 0x20 || (0x7F...0x9F).contains(s.value) {
+                out += s.escaped(asASCII: false)
+            } else {
+                out.unicodeScalars.append(s)
+            }
         }
-        return CNXError(escaped.joined())
+        return out
     }
 }

@@ -111,6 +111,9 @@ public enum OpType: String, CaseIterable, Sendable {
     /// Head: global average pool of an NHWC map and a norm (in either order), then none, one or
     /// two Linear layers (an MLP head's hidden layer with its activation, the classifier).
     case head = "cnx.Head"
+    /// A feature map leaving the network (a backbone's output): an optional norm over the
+    /// channels of an NHWC map, written NCHW.
+    case features = "cnx.Features"
 
     /// True for the project's own operations, which ONNX files never contain.
     public var isFused: Bool { rawValue.hasPrefix("cnx.") }
@@ -187,7 +190,7 @@ public struct Graph: @unchecked Sendable {
     /// Parameters: the elements and bytes of the floating-point initializers.
     public var parameterCount: (elements: Int, bytes: Int) {
         var e = 0, b = 0
-        for t in initializers.values where t.dtype == .float32 || t.dtype == .float16 {
+        for t in initializers.values where t.dtype == .float32 || t.dtype == .float16 || t.dtype == .bfloat16 {
             e += t.count
             b += t.byteCount
         }

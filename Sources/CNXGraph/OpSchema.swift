@@ -309,12 +309,17 @@ extension OpSchema {
                             attributes: normAndEpsilon + [
                                 AttributeSchema("norm_first", .int, default: .int(0)), AttributeSchema("activation", .string),
                             ] + int8Layer(1, weight: "W") + int8Layer(2, weight: "W2"), shape: S.head)
+        case .features:
+            return OpSchema(op, inputs: [InputSlot("X", dtypes: f32), InputSlot("ln_scale", required: false, dtypes: f32),
+                                         InputSlot("ln_bias", required: false, dtypes: f32)],
+                            attributes: normAndEpsilon, shape: S.features)
         }
     }
 
     private static let f32: [DType] = [.float32]
-    /// A fused operation's GEMM weight: float32, or int8 with its layer's quantization attributes.
-    private static let gemmWeight: [DType] = [.float32, .int8]
+    /// A fused operation's GEMM weight: float32, int8 with its layer's quantization attributes,
+    /// or bfloat16 / float16 (half-precision layers, Formats/CNX.md).
+    private static let gemmWeight: [DType] = [.float32, .int8, .bfloat16, .float16]
 
     private static let normAndEpsilon = [
         AttributeSchema("norm", .string, default: .string("layer")), AttributeSchema("epsilon", .float, default: .float(1e-6)),

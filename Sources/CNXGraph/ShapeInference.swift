@@ -457,6 +457,13 @@ public enum ShapeInference {
         return shaped(x, [s[0], s[1].value.map { .fixed($0 / k) } ?? s[1].scaled(1, k), s[2].value.map { .fixed($0 / k) } ?? s[2].scaled(1, k), w[1]])
     }
 
+    /// NHWC in, NCHW out.
+    static func features(_ c: Context) throws -> [ValueFacts] {
+        let x = try c.input(0)
+        guard let s = x.shape, s.count == 4 else { return shaped(x, nil) }
+        return shaped(x, [s[0], s[3], s[1], s[2]])
+    }
+
     static func head(_ c: Context) throws -> [ValueFacts] {
         let x = try c.input(0)
         // [N, C] features, then the optional layers W [C, E] and W2 [E, M].

@@ -4,10 +4,7 @@ import Foundation
 /// The error with control characters escaped (a newline as `\n`): key names come from the file
 /// and may hold anything, but a message stays one line that cannot drive a terminal.
 func oneLine(_ e: CNXError) -> CNXError {
-    let escaped = e.message.unicodeScalars.map { s -> String in
-        s.value < 0x20 || (0x7F...0x9F).contains(s.value) ? s.escaped(asASCII: false) : String(s)
-    }
-    return CNXError(escaped.joined())
+    e.escapingControlCharacters
 }
 
 /// A checkpoint read into a graph.

@@ -152,24 +152,43 @@ public struct Hyperparameters: Sendable {
 
 /// What the weights show about a ConvNeXt, beyond its parameters' values: what the
 /// hyperparameters are matched against.
+@dynamicMemberLookup
 struct WeightFacts {
     enum Stem: String { case patch, overlap, overlapTiered = "overlap_tiered", overlapAct = "overlap_act", none }
     enum Head: Equatable { case poolNormFC, normFirst, mlp(hidden: Int), features }
 
+    /// The network's form: what a timm variant is matched by (`f.depths` reads it).
+    struct Structure: Equatable {
+        var depths: [Int]
+        var dims: [Int]
+        var kernels: [Int]
+        var convMLP: Bool
+        var grn: Bool
+        var layerScale: Bool
+        var stem: Stem
+        var head: Head
+    }
+
     var scheme: NamingScheme
-    var depths: [Int]
-    var dims: [Int]
-    var kernels: [Int]
-    var convMLP: Bool
-    var grn: Bool
-    var layerScale: Bool
-    var stem: Stem
-    var head: Head
+    var structure: Structure
     var normHasBias: Bool
     /// The norm sites the network has.
     var sites: Set<NormSite>
 
-    var description: String { "depths \(depths), widths \(dims)" }
+    init(scheme: NamingScheme, depths: [Int], dims: [Int], kernels: [Int], convMLP: Bool, grn: Bool, layerScale: Bool,
+         stem: Stem, head: Head, normHasBias: Bool, sites: Set<NormSite>) {
+        self.scheme = scheme
+        structure = Structure(depths: depths, dims: dims, kernels: kernels, convMLP: convMLP, grn: grn, layerScale: layerScale, stem: stem, head: head)
+        self.normHasBias = normHasBias
+        self.sites = sites
+    }
+
+    subscript<T>(dynamicMember path: WritableKeyPath<Structure, T>) -> T {
+        get { structure[keyPath: path] }
+        set { structure[keyPath: path] = newValue }
+    }
+
+    var description: String { "depths \(structure.depths), widths \(structure.dims)" }
 }
 
 /// One source's say on each hyperparameter (nil: it says nothing), and how to name it.

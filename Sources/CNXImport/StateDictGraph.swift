@@ -475,12 +475,15 @@ public enum StateDictGraph {
         mutating func transposedWeight(_ key: String, out: Int, in inputs: Int) throws -> String {
             let t = try param(key, [[out, inputs], [out, inputs, 1, 1]])
             let result = Tensor(zeros: .float32, shape: [inputs, out])
-            let src = t.floatPointer, dst = result.floatPointer
-            let tile = 32
-            for r0 in stride(from: 0, to: out, by: tile) {
-                for c0 in stride(from: 0, to: inputs, by: tile) {
-                    for r in r0..<min(r0 + tile, out) {
-                        for c in c0..<min(c0 + tile, inputs) { dst[c * out + r] = src[r * inputs + c] }
+            result.withUnsafeMutableFloats { dst in
+                t.withUnsafeFloats { src in
+                    let tile = 32
+                    for r0 in stride(from: 0, to: out, by: tile) {
+                        for c0 in stride(from: 0, to: inputs, by: tile) {
+                            for r in r0..<min(r0 + tile, out) {
+                                for c in c0..<min(c0 + tile, inputs) { dst[c * out + r] = src[r * inputs + c] }
+                            }
+                        }
                     }
                 }
             }

@@ -20,30 +20,28 @@ func tensorFromBytes(dtype: DType, shape: [Int], bytes: UnsafeRawPointer, owner:
         let t = Tensor(zeros: dtype, shape: shape)
         t.storage.bytes.copyMemory(from: bytes, byteCount: count * dtype.size)
         return t
-    case .float16, .bfloat16:
-        let out = Tensor(zeros: .float32, shape: shape)
-        let dst = out.floatPointer
-        if dtype == .bfloat16 {
-            for i in 0..<count { dst[i] = Float(bitPattern: UInt32(bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16) }
-        } else {
-            for i in 0..<count { dst[i] = Float(Float16(bitPattern: bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
-        }
-        return out
+    case .bfloat16:
+        return filled(.float32, shape) { Float(bitPattern: UInt32(bytes.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)) << 16) }
+    case .float16:
+        return filled(.float32, shape) { Float(Float16(bitPattern: bytes.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) }
     case .float64:
-        let out = Tensor(zeros: .float32, shape: shape)
-        for i in 0..<count { out.floatPointer[i] = Float(bytes.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
-        return out
+        return filled(.float32, shape) { Float(bytes.loadUnaligned(fromByteOffset: 8 * $0, as: Double.self)) }
     case .int32:
-        let out = Tensor(zeros: .int64, shape: shape)
-        for i in 0..<count { out.int64Pointer[i] = Int64(bytes.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)) }
-        return out
+        return filled(.int64, shape) { Int64(bytes.loadUnaligned(fromByteOffset: 4 * $0, as: Int32.self)) }
     case .int8:
-        let out = Tensor(zeros: .int64, shape: shape)
-        for i in 0..<count { out.int64Pointer[i] = Int64(bytes.load(fromByteOffset: i, as: Int8.self)) }
-        return out
+        return filled(.int64, shape) { Int64(bytes.load(fromByteOffset: $0, as: Int8.self)) }
     case .uint8, .bool:
-        let out = Tensor(zeros: .int64, shape: shape)
-        for i in 0..<count { out.int64Pointer[i] = Int64(bytes.load(fromByteOffset: i, as: UInt8.self)) }
-        return out
+        return filled(.int64, shape) { Int64(bytes.load(fromByteOffset: $0, as: UInt8.self)) }
     }
+}
+
+/// A new tensor of `dtype` (float32 or int64, as `T`) whose element i is `value(i)`.
+private func filled<T>(_ dtype: DType, _ shape: [Int], _ value: (Int) -> T) -> Tensor {
+    let out = Tensor(zeros: dtype, shape: shape)
+    precondition(dtype.size == MemoryLayout<T>.size)
+    withExtendedLifetime(out.storage) {
+        let p = UnsafeMutableRawBufferPointer(start: out.storage.bytes, count: out.byteCount).bindMemory(to: T.self)
+        for i in p.indices { p[i] = value(i) }
+    }
+    return out
 }

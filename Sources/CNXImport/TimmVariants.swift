@@ -1,21 +1,27 @@
 /// One of timm's registered ConvNeXt variants: its structure, which the weights show, and the
 /// values they do not carry. The table itself (`TimmVariant.all`) is generated from timm by
 /// `Fixtures/make_checkpoints.py --variant-table` into TimmVariantTable.swift.
+@dynamicMemberLookup
 struct TimmVariant {
     let name: String
-    let depths: [Int]
-    let dims: [Int]
-    let kernels: [Int]
-    let convMLP: Bool
-    let grn: Bool
-    let layerScale: Bool
-    let stem: WeightFacts.Stem
-    let head: WeightFacts.Head
+    let structure: WeightFacts.Structure
     let norm: NormKind
     let eps: Float
     let activation: Activation
     let headActivation: Activation
     let grnEps: Float
+
+    /// One row of the generated table: the structure's fields, then the values the weights do
+    /// not carry.
+    init(name: String, depths: [Int], dims: [Int], kernels: [Int], convMLP: Bool, grn: Bool, layerScale: Bool,
+         stem: WeightFacts.Stem, head: WeightFacts.Head, norm: NormKind, eps: Float, activation: Activation,
+         headActivation: Activation, grnEps: Float) {
+        self.name = name
+        structure = .init(depths: depths, dims: dims, kernels: kernels, convMLP: convMLP, grn: grn, layerScale: layerScale, stem: stem, head: head)
+        (self.norm, self.eps, self.activation, self.headActivation, self.grnEps) = (norm, eps, activation, headActivation, grnEps)
+    }
+
+    subscript<T>(dynamicMember path: KeyPath<WeightFacts.Structure, T>) -> T { structure[keyPath: path] }
 
     static func named(_ name: String) -> TimmVariant? { all.first { $0.name == name } }
 
@@ -23,14 +29,13 @@ struct TimmVariant {
     /// scale, the stem, the head, and whether the norms have a bias. (Whether the model has a
     /// classifier is not compared: any variant may be built with `num_classes=0`.)
     func matchesExactly(_ f: WeightFacts) -> Bool {
-        matchesDepthsAndWidths(f) && kernels == f.kernels && convMLP == f.convMLP && grn == f.grn
-            && layerScale == f.layerScale && stem == f.stem && head == f.head
+        matchesDepthsAndWidths(f) && structure == f.structure
     }
 
     /// Depths and widths match, and so do what no build option changes: GRN (V1 or V2) and
     /// whether the norms have a bias (LayerNorm, or RMS / simple norm).
     func matchesDepthsAndWidths(_ f: WeightFacts) -> Bool {
-        depths == f.depths && dims == f.dims && grn == f.grn && norm.hasBias == f.normHasBias
+        self.depths == f.depths && self.dims == f.dims && self.grn == f.grn && norm.hasBias == f.normHasBias
     }
 
     func proposal(source: String) -> Proposal {

@@ -37,7 +37,7 @@ public enum ExtractFeatures {
             let name = "stage\(s)"
             let nhwc = facts[value]?.shape
             let nchw = nhwc.map { [$0[0], $0[3], $0[1], $0[2]] }
-            added.append((last, Node(name: "\(name).to_nchw", op: .transpose, inputs: [value], outputs: [name], attributes: ["perm": .ints([0, 3, 1, 2])])))
+            added.append((last, Node(name: "\(name).features", op: .features, inputs: [value], outputs: [name], attributes: ["norm": .string("none")])))
             outputs.append(ValueInfo(name: name, dtype: .float32, shape: nchw))
         }
         _ = index

@@ -75,7 +75,13 @@ public struct FuseStem: Pass {
             }
             var normInputs: [String] = []
             var tensors: [String: Tensor] = [:]
-            if let t = index.soleConsumer(cursor, .transpose), let (norm, back) = index.channelsFirstNorm(from: t, channels: cout),
+            // The NHWC value the stem writes, when the norm's output is read as NHWC by more than
+            // the transpose back (a transformers backbone's output norm of the stem): the stem
+            // writes that value, and the transpose back stays.
+            var sharedNHWC: String?
+            if let t = index.soleConsumer(cursor, .transpose), t.node.ints("perm") == [0, 2, 3, 1],
+               let reader = index.soleConsumer(t.node.outputs[0]), reader.node.inputs.first == t.node.outputs[0],
+               let (norm, back, shared) = index.channelsFirstNormShared(reader, channels: cout),
                let scale = vector(norm.scale, cout, index) {
                 let sName = g.freshName("\(back.node.outputs[0]).stem_scale")
                 tensors[sName] = scale
@@ -86,7 +92,12 @@ public struct FuseStem: Pass {
                     normInputs.append(name)
                 }
                 attrs.merge(norm.attributes) { $1 }
-                removed.formUnion([t.index, norm.index, back.index])
+                removed.formUnion([t.index, norm.index])
+                if shared {
+                    sharedNHWC = norm.node.outputs[0]
+                } else {
+                    removed.insert(back.index)
+                }
                 cursor = back.node.outputs[0]
             } else {
                 attrs["norm"] = .string("none")
@@ -101,6 +112,12 @@ public struct FuseStem: Pass {
                 tensors[bName] = b
             } else {
                 tensors[bName] = Tensor(zeros: .float32, shape: [cout])
+            }
+            if let sharedNHWC {
+                g.replace(removed, with: [
+                    Node(name: conv.name, op: .stem, inputs: [source, wName, bName] + normInputs, outputs: [sharedNHWC], attributes: attrs),
+                ], adding: tensors)
+                return true
             }
             let mapName = g.freshName("\(out).nhwc")
             g.replace(removed, with: [
@@ -129,42 +146,53 @@ public struct FuseDownsample: Pass {
 
     private func fuseOne(_ g: inout Graph) -> Bool {
         let index = GraphIndex(g)
-        for (i, t) in g.nodes.enumerated() where t.op == .transpose {
-            // The norm's channel count comes from the convolution that reads it.
-            guard t.ints("perm") == [0, 2, 3, 1], let normNode = index.soleConsumer(t.outputs[0]),
-                  let back = index.soleConsumer(normNode.node.outputs[0], .transpose),
-                  let conv = index.soleConsumer(back.node.outputs[0], .conv), conv.node.inputs[0] == back.node.outputs[0],
-                  let (w, k) = patchify(conv.node, index) else { continue }
-            let (cout, cin) = (w.shape[0], w.shape[1])
-            guard let (norm, normBack) = index.channelsFirstNorm(from: (i, t), channels: cin), normBack.index == back.index,
-                  let scale = vector(norm.scale, cin, index) else { continue }
-            let out = conv.node.outputs[0]
-            // Weight [Cout, Cin, k, k] -> [k*k*Cin, Cout]: patches are read in (ky, kx, channel)
-            // order. The norm's scale and shift fold into it (row (ky, kx, c) times gamma[c], and
-            // W^T beta into the bias), so the GEMM reads the plain normalised map: exact in
-            // float32, and for int8 the quantized activation is the same unit-scale one for
-            // every channel.
-            let reordered = permute(w, [2, 3, 1, 0]).reshaped([k * k * cin, cout])
-            var bias = [Float](repeating: 0, count: cout)
-            if conv.node.inputs.count > 2, !conv.node.inputs[2].isEmpty {
-                guard let b = vector(conv.node.inputs[2], cout, index) else { continue }
-                bias = b.floats
+        for t in g.nodes where t.op == .transpose {
+            // The norm's channel count comes from the convolution that reads it. The NHWC map
+            // may have other readers than the norm (a transformers backbone's output norm of
+            // the same stage output): the downsample reads it all the same.
+            guard t.ints("perm") == [0, 2, 3, 1] else { continue }
+            for n in index.consumers[t.outputs[0]] ?? [] {
+                let normNode = (index: n, node: g.nodes[n])
+                guard normNode.node.inputs.first == t.outputs[0],
+                      let back = index.soleConsumer(normNode.node.outputs[0], .transpose), back.node.ints("perm") == [0, 3, 1, 2],
+                      let conv = index.soleConsumer(back.node.outputs[0], .conv), conv.node.inputs[0] == back.node.outputs[0],
+                      let (w, k) = patchify(conv.node, index) else { continue }
+                let (cout, cin) = (w.shape[0], w.shape[1])
+                guard let norm = index.lastAxisNorm(normNode, channels: cin, rank: 4),
+                      let scale = vector(norm.scale, cin, index) else { continue }
+                if fuse(&g, index, t, norm, back, conv, w, k, cout, cin, scale) { return true }
             }
-            let beta = norm.shift.flatMap { vector($0, cin, index)?.floats } ?? [Float](repeating: 0, count: cin)
-            let tile = { (v: [Float]) in [[Float]](repeating: v, count: k * k).flatMap { $0 } }
-            let (foldedW, foldedB) = foldAffineIntoLinear(weight: reordered, bias: bias, gamma: tile(scale.floats), beta: tile(beta))
-            let wName = g.freshName("\(out).ds_weight"), bName = g.freshName("\(out).ds_bias")
-            let tensors = [wName: foldedW, bName: foldedB]
-            let inputs = [t.outputs[0], wName, bName]
-            var attrs = norm.attributes
-            attrs["kernel"] = .int(k)
-            let nhwc = g.freshName("\(out).nhwc")
-            g.replace([norm.index, back.index, conv.index], with: [
-                Node(name: conv.node.name, op: .downsample, inputs: inputs, outputs: [nhwc], attributes: attrs),
-                toNCHW(conv.node.name, nhwc, out),
-            ], adding: tensors)
-            return true
         }
         return false
+    }
+
+    private func fuse(_ g: inout Graph, _ index: GraphIndex, _ t: Node, _ norm: LastAxisNorm, _ back: (index: Int, node: Node),
+                      _ conv: (index: Int, node: Node), _ w: Tensor, _ k: Int, _ cout: Int, _ cin: Int, _ scale: Tensor) -> Bool {
+        let out = conv.node.outputs[0]
+        // Weight [Cout, Cin, k, k] -> [k*k*Cin, Cout]: patches are read in (ky, kx, channel)
+        // order. The norm's scale and shift fold into it (row (ky, kx, c) times gamma[c], and
+        // W^T beta into the bias), so the GEMM reads the plain normalised map: exact in
+        // float32, and for int8 the quantized activation is the same unit-scale one for
+        // every channel.
+        let reordered = permute(w, [2, 3, 1, 0]).reshaped([k * k * cin, cout])
+        var bias = [Float](repeating: 0, count: cout)
+        if conv.node.inputs.count > 2, !conv.node.inputs[2].isEmpty {
+            guard let b = vector(conv.node.inputs[2], cout, index) else { return false }
+            bias = b.floats
+        }
+        let beta = norm.shift.flatMap { vector($0, cin, index)?.floats } ?? [Float](repeating: 0, count: cin)
+        let tile = { (v: [Float]) in [[Float]](repeating: v, count: k * k).flatMap { $0 } }
+        let (foldedW, foldedB) = foldAffineIntoLinear(weight: reordered, bias: bias, gamma: tile(scale.floats), beta: tile(beta))
+        let wName = g.freshName("\(out).ds_weight"), bName = g.freshName("\(out).ds_bias")
+        let tensors = [wName: foldedW, bName: foldedB]
+        let inputs = [t.outputs[0], wName, bName]
+        var attrs = norm.attributes
+        attrs["kernel"] = .int(k)
+        let nhwc = g.freshName("\(out).nhwc")
+        g.replace([norm.index, back.index, conv.index], with: [
+            Node(name: conv.node.name, op: .downsample, inputs: inputs, outputs: [nhwc], attributes: attrs),
+            toNCHW(conv.node.name, nhwc, out),
+        ], adding: tensors)
+        return true
     }
 }

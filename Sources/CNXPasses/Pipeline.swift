@@ -24,6 +24,7 @@ public struct Pipeline {
         FuseBlocks(),             // depthwise, norm, MLP, activation, (GRN), residual -> one channels-last op
         FuseHead(),               // pool and norm (either order), Linear / MLP / nothing -> one op reading channels-last
         EliminateTransposes(),    // the permutes left between fused ops cancel
+        FuseFeatures(),           // output norms and the transposes handing maps out NCHW -> cnx.Features
     ])
 
     public init(passes: [any Pass]) { self.passes = passes }

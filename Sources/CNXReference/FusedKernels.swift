@@ -108,6 +108,12 @@ extension Kernels {
                 if args.count > 3, args[3] != nil { features = try pointwise(features, node, args, slot: 3, layer: 2) }
             }
             return [features]
+        case .features:
+            let x = try arg(0)
+            guard x.shape.count == 4 else { throw CNXError("input must be NHWC, got \(x.shape)") }
+            let kind = try FusedAttributes.norm(node, allowNone: true)
+            let normed = kind == .none ? x : try norm(kind, x, optionalArg(1), optionalArg(2), eps: eps)
+            return [try transpose(normed, [0, 3, 1, 2])]
         default:
             throw CNXError("not a fused operation")
         }
@@ -158,6 +164,8 @@ extension Kernels {
     static func pointwise(_ x: Tensor, _ node: Node, _ args: [Tensor?], slot: Int, layer: Int) throws -> Tensor {
         guard slot + 1 < args.count, let w = args[slot], let b = args[slot + 1] else { throw CNXError("pointwise layer \(layer) is missing") }
         if w.dtype == .float32 { return try linear(x, w, float(b)) }
+        // bfloat16 / float16 weights: their exact float32 values, float32 arithmetic.
+        if let wide = w.widenedHalf() { return try linear(x, wide, float(b)) }
         guard w.dtype == .int8, w.shape.count == 2, let k = x.shape.last, k == w.shape[0] else {
             throw CNXError("pointwise layer \(layer): weight \(w.dtype.name) \(w.shape) does not fit input \(x.shape)")
         }

@@ -87,7 +87,7 @@ public enum ReferenceKernels {
             }
         case .constant: return { _ in throw CNXError("Constant nodes are folded by the reader") }
         // The fused operations: FusedKernels' reference implementations.
-        case .linear, .grn, .stem, .downsample, .block, .head: return { try K.evaluateFused($0.node, $0.values) }
+        case .linear, .grn, .stem, .downsample, .block, .head, .features: return { try K.evaluateFused($0.node, $0.values) }
         }
     }
 }

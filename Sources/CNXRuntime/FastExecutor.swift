@@ -100,9 +100,9 @@ final class FastExecutor: @unchecked Sendable {
             // A norm or activation this runtime does not know is refused at load, not at the
             // first prediction.
             switch node.op {
-            case .stem, .downsample, .block, .head:
+            case .stem, .downsample, .block, .head, .features:
                 do {
-                    _ = try FusedAttributes.norm(node, allowNone: node.op == .stem)
+                    _ = try FusedAttributes.norm(node, allowNone: node.op == .stem || node.op == .features)
                     _ = try FusedAttributes.activation(node, absent: CNX_ACT_NONE)
                 } catch let e as CNXError {
                     throw CNXError("\(node.label): \(e.message)")
@@ -127,7 +127,12 @@ final class FastExecutor: @unchecked Sendable {
                     w.storage.dropPages()
                     continue
                 }
-                guard w.dtype == .float32 else { throw CNXError("\(node.label): weight input \(s) must be float32 or int8") }
+                if w.dtype == .bfloat16 || w.dtype == .float16 {
+                    layers[nodeIndex, default: [:]][s] = .half(try PackedHalfMatrix(w, node: node, slot: s))
+                    w.storage.dropPages()
+                    continue
+                }
+                guard w.dtype == .float32 else { throw CNXError("\(node.label): weight input \(s) must be float32, bfloat16, float16 or int8") }
                 if packed[node.inputs[s]] == nil {
                     packed[node.inputs[s]] = PackedMatrix(w)
                     w.storage.dropPages()
@@ -166,6 +171,7 @@ final class FastExecutor: @unchecked Sendable {
                 case .downsample: result = try downsample(node, nodeIndex, args, scratch: scratch, observer: observer.map { ($0, nodeIndex) },
                                                           arena: arenaSlot(for: node, values: values, holding: arenaHolders).map { (scratch[0], $0) })
                 case .head: result = try head(node, nodeIndex, args, scratch: scratch, observer: observer.map { ($0, nodeIndex) })
+                case .features: result = try features(node, args, scratch: scratch)
                 default:
                     let outs = try Kernels.evaluate(node, args)
                     for (name, t) in zip(node.outputs, outs) where !name.isEmpty { values[name] = t }
@@ -406,41 +412,9 @@ final class FastExecutor: @unchecked Sendable {
                 let patches = scratch[lane].buffer(2, floats: ow * patch)
                 let codes = UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (ow * patch + 3) / 4 + 16)).assumingMemoryBound(to: UInt8.self)
                 for oy in lo..<hi {
-                    for ox in 0..<ow {
-                        let row = patches + ox * patch
-                        if nhwc {
-                            // Rows (ky, kx, channel): whole channel vectors, zeros outside the map.
-                            for ky in 0..<k {
-                                let iy = oy * stride - pad + ky
-                                for kx in 0..<k {
-                                    let ix = ox * stride - pad + kx
-                                    let dst = row + (ky * k + kx) * cin
-                                    if iy >= 0 && iy < h && ix >= 0 && ix < w {
-                                        dst.update(from: xb + (iy * w + ix) * cin, count: cin)
-                                    } else {
-                                        dst.update(repeating: 0, count: cin)
-                                    }
-                                }
-                            }
-                        } else if pad == 0 && stride == k {
-                            // Patchify: each (channel, ky) row of the patch is k contiguous pixels.
-                            for ch in 0..<cin { for ky in 0..<k {
-                                (row + (ch * k + ky) * k).update(from: xb + (ch * h + oy * k + ky) * w + ox * k, count: k)
-                            } }
-                        } else {
-                            // Rows (channel, ky, kx), zeros outside the image.
-                            for ch in 0..<cin { for ky in 0..<k {
-                                let iy = oy * stride - pad + ky
-                                let dst = row + (ch * k + ky) * k
-                                guard iy >= 0 && iy < h else { dst.update(repeating: 0, count: k); continue }
-                                let src = xb + (ch * h + iy) * w
-                                for kx in 0..<k {
-                                    let ix = ox * stride - pad + kx
-                                    dst[kx] = ix >= 0 && ix < w ? src[ix] : 0
-                                }
-                            } }
-                        }
-                    }
+                    // The patches of output row oy (im2col, zeros outside the input; C kernel).
+                    cnx_stem_patches_f32(xb, Int64(cin), Int64(h), Int64(w), nhwc ? 1 : 0, Int64(k), Int64(stride), Int64(pad),
+                                         Int64(oy), Int64(ow), patches)
                     let out = yb + oy * ow * cout
                     if let (o, i) = observer { o.observe(node: i, layer: 1, values: UnsafeBufferPointer(start: patches, count: ow * patch)) }
                     wm.apply(patches, rows: ow, lda: patch, bias: bias, act: act, residual: nil, ldr: 0, into: out, ldo: cout, codes: codes)

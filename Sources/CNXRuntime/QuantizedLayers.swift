@@ -62,12 +62,14 @@ final class PackedQMatrix: @unchecked Sendable {
 enum LayerWeights {
     case float(PackedMatrix)
     case int8(PackedQMatrix)
+    /// bfloat16 or float16 weights (HalfLayers.swift).
+    case half(PackedHalfMatrix)
 
-    var k: Int { switch self { case .float(let m): return m.k; case .int8(let q): return q.k } }
+    var k: Int { switch self { case .float(let m): return m.k; case .int8(let q): return q.k; case .half(let h): return h.k } }
     /// What the layer's input must be multiplied by, per channel, before it is applied (int8
     /// layers with equalized input channels), or nil.
     var inputMultipliers: [Float]? { if case .int8(let q) = self { return q.inverseChannelScales } else { return nil } }
-    var n: Int { switch self { case .float(let m): return m.n; case .int8(let q): return q.n } }
+    var n: Int { switch self { case .float(let m): return m.n; case .int8(let q): return q.n; case .half(let h): return h.n } }
 
     /// out = residual + act(x · W + bias) from float input rows (act a CNX_ACT_* code); an int8
     /// layer quantizes the rows into `codes` first (rows * k bytes).
@@ -77,6 +79,8 @@ enum LayerWeights {
         switch self {
         case .float(let m):
             m.multiply(x, rows: rows, lda: lda, bias: bias, act: act, residual: residual, ldr: ldr, into: out, ldc: ldo)
+        case .half(let h):
+            h.multiply(x, rows: rows, lda: lda, bias: bias, act: act, residual: residual, ldr: ldr, into: out, ldc: ldo)
         case .int8(let q):
             for r in 0..<rows { q.quantize(x + r * lda, count: q.k, into: codes + r * q.k) }
             q.multiply(codes, rows: rows, lda: q.k, bias: bias, act: act, residual: residual, ldr: ldr, into: out, ldo: ldo)

@@ -52,10 +52,12 @@ public enum Classification {
     /// The `k` most probable classes of each row of `logits` [n, classes].
     public static func top(_ logits: Tensor, k: Int, names: [String]) -> [[ClassScore]] {
         let n = logits.shape[0], c = logits.count / max(n, 1)
-        return (0..<n).map { i in
-            let row = UnsafeBufferPointer(start: logits.floatPointer + i * c, count: c)
-            let p = softmax(row)
-            return topK(row, min(k, c)).map { ClassScore(id: $0, name: $0 < names.count ? names[$0] : String($0), probability: p[$0]) }
+        return logits.withUnsafeFloats { all in
+            (0..<n).map { i in
+                let row = UnsafeBufferPointer(rebasing: all[i * c..<(i + 1) * c])
+                let p = softmax(row)
+                return topK(row, min(k, c)).map { ClassScore(id: $0, name: $0 < names.count ? names[$0] : String($0), probability: p[$0]) }
+            }
         }
     }
 }

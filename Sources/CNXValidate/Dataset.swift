@@ -80,18 +80,23 @@ public final class Dataset: @unchecked Sendable {
         let classFiles = try classes.map { try imagesBelow(join(path, $0)) }
         if classFiles.contains(where: { !$0.isEmpty }) {
             if let empty = zip(classes, classFiles).first(where: { $0.1.isEmpty })?.0 {
-                throw CNXError("\(join(path, empty)): a class folder with no image files (extensions \(ImageDecoder.extensions.sorted().joined(separator: ", ")))")
+                throw CNXError(
+                    "\(join(path, empty)): a class folder with no image files (extensions \(ImageDecoder.extensions.sorted().joined(separator: ", ")))"
+                )
             }
             var files: [String] = [], labels: [Int] = []
             for (i, list) in classFiles.enumerated() {
                 files += list
                 labels += Array(repeating: i, count: list.count)
             }
-            return Dataset(source: .images(files, preprocessing), labels: labels, classNames: classes, path: path,
-                           labelSource: "class folders")
+            return Dataset(
+                source: .images(files, preprocessing), labels: labels, classNames: classes, path: path,
+                labelSource: "class folders")
         }
         let files = entries.map { join(path, $0) }.filter { !isFolder($0) && isImageName($0) }
-        guard !files.isEmpty else { throw CNXError("\(path): no image files (extensions \(ImageDecoder.extensions.sorted().joined(separator: ", ")))") }
+        guard !files.isEmpty else {
+            throw CNXError("\(path): no image files (extensions \(ImageDecoder.extensions.sorted().joined(separator: ", ")))")
+        }
         return Dataset(source: .images(files, preprocessing), labels: nil, classNames: nil, path: path, labelSource: nil)
     }
 
@@ -99,7 +104,8 @@ public final class Dataset: @unchecked Sendable {
     public static func files(_ paths: [String], preprocessing: Preprocessing) throws -> Dataset {
         try preprocessing.validate()
         guard !paths.isEmpty else { throw CNXError("no image files given") }
-        return Dataset(source: .images(paths, preprocessing), labels: nil, classNames: nil, path: paths.joined(separator: ", "), labelSource: nil)
+        return Dataset(
+            source: .images(paths, preprocessing), labels: nil, classNames: nil, path: paths.joined(separator: ", "), labelSource: nil)
     }
 
     /// A `.npy` file or images, chosen by what `path` is.
@@ -140,20 +146,22 @@ public final class Dataset: @unchecked Sendable {
             let out = Tensor(zeros: .float32, shape: [range.count, 3, p.height, p.width])
             let per = 3 * p.height * p.width
             let errors = ErrorSlot()
-            let base = out.floatPointer
-            DispatchQueue.concurrentPerform(iterations: max(1, min(threads, range.count))) { worker in
-                var i = worker
-                while i < range.count, errors.first == nil {
-                    let file = files[range.lowerBound + i]
-                    do {
-                        let image = try ImageDecoder.decode(path: file)
-                        p.normalise(try p.resizeAndCrop(image), into: base + i * per)
-                    } catch let e as CNXError {
-                        errors.set(e.inFile(file))
-                    } catch {
-                        errors.set(error)
+            out.withUnsafeMutableFloats { buffer in
+                let base = buffer.baseAddress!
+                DispatchQueue.concurrentPerform(iterations: max(1, min(threads, range.count))) { worker in
+                    var i = worker
+                    while i < range.count, errors.first == nil {
+                        let file = files[range.lowerBound + i]
+                        do {
+                            let image = try ImageDecoder.decode(path: file)
+                            p.normalise(try p.resizeAndCrop(image), into: base + i * per)
+                        } catch let e as CNXError {
+                            errors.set(e.inFile(file))
+                        } catch {
+                            errors.set(error)
+                        }
+                        i += max(1, min(threads, range.count))
                     }
-                    i += max(1, min(threads, range.count))
                 }
             }
             if let e = errors.first { throw e }

@@ -40,7 +40,7 @@ public struct ExactSum: Equatable, Sendable {
             significand |= 1 << 52
             exponent = biased - 1075
         }
-        let position = exponent + Self.unitBit   // >= 14
+        let position = exponent + Self.unitBit  // >= 14
         let limb = position / 64, shift = UInt64(position % 64)
         let low = significand << shift
         let high = shift == 0 ? 0 : significand >> (64 - shift)
@@ -62,35 +62,31 @@ public struct ExactSum: Equatable, Sendable {
     }
 
     private mutating func addMagnitude(_ low: UInt64, _ high: UInt64, at index: Int) {
-        var carry: UInt64
-        var overflow: Bool
-        (limbs[index], overflow) = limbs[index].addingReportingOverflow(low)
-        carry = overflow ? 1 : 0
-        var i = index + 1
-        var addend = high
-        while i < Self.limbCount && (addend != 0 || carry != 0) {
-            let (s1, o1) = limbs[i].addingReportingOverflow(addend)
-            let (s2, o2) = s1.addingReportingOverflow(carry)
-            limbs[i] = s2
-            carry = (o1 ? 1 : 0) + (o2 ? 1 : 0)
-            addend = 0
-            i += 1
-        }
+        ripple(low, high, at: index) { $0.addingReportingOverflow($1) }
     }
 
     private mutating func subtractMagnitude(_ low: UInt64, _ high: UInt64, at index: Int) {
-        var borrow: UInt64
-        var overflow: Bool
-        (limbs[index], overflow) = limbs[index].subtractingReportingOverflow(low)
-        borrow = overflow ? 1 : 0
+        ripple(low, high, at: index) { $0.subtractingReportingOverflow($1) }
+    }
+
+    /// Applies `op` (add or subtract with overflow) of the two-limb value `high:low` at limb
+    /// `index`, rippling the carry (or borrow) up through the limbs.
+    @inline(__always)
+    private mutating func ripple(
+        _ low: UInt64, _ high: UInt64, at index: Int,
+        _ op: (UInt64, UInt64) -> (partialValue: UInt64, overflow: Bool)
+    ) {
+        let first = op(limbs[index], low)
+        limbs[index] = first.partialValue
+        var carry: UInt64 = first.overflow ? 1 : 0
         var i = index + 1
-        var subtrahend = high
-        while i < Self.limbCount && (subtrahend != 0 || borrow != 0) {
-            let (d1, o1) = limbs[i].subtractingReportingOverflow(subtrahend)
-            let (d2, o2) = d1.subtractingReportingOverflow(borrow)
-            limbs[i] = d2
-            borrow = (o1 ? 1 : 0) + (o2 ? 1 : 0)
-            subtrahend = 0
+        var operand = high
+        while i < Self.limbCount && (operand != 0 || carry != 0) {
+            let (r1, o1) = op(limbs[i], operand)
+            let (r2, o2) = op(r1, carry)
+            limbs[i] = r2
+            carry = (o1 ? 1 : 0) + (o2 ? 1 : 0)
+            operand = 0
             i += 1
         }
     }
@@ -144,7 +140,9 @@ public struct ExactSum: Equatable, Sendable {
 
     public init?(text: String) {
         let fields = text.split(separator: ";", omittingEmptySubsequences: false)
-        guard fields.count == 4, let n = Int(fields[1]), let p = Int(fields[2]), let m = Int(fields[3]), n >= 0, p >= 0, m >= 0 else { return nil }
+        guard fields.count == 4, let n = Int(fields[1]), let p = Int(fields[2]), let m = Int(fields[3]), n >= 0, p >= 0, m >= 0 else {
+            return nil
+        }
         let hex = Array(fields[0].utf8)
         guard !hex.isEmpty, hex.count % 16 == 0, hex.count / 16 <= Self.limbCount else { return nil }
         var limbs = [UInt64](repeating: 0, count: Self.limbCount)

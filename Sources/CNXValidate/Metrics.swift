@@ -1,4 +1,5 @@
 import CNXGraph
+import CNXRuntime
 import Foundation
 
 /// Indices of the `k` largest values of `row`, largest first (ties: the lower index first).
@@ -34,15 +35,29 @@ public func cosineSimilarity(_ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferP
     return dot / (na.squareRoot() * nb.squareRoot())
 }
 
-/// Signal-to-quantisation-noise ratio in dB: 10 log10(sum ref^2 / sum (ref - x)^2); infinite
-/// when x equals ref.
-public func sqnr(signal: Double, noise: Double) -> Double {
-    if noise == 0 { return signal == 0 ? 0 : .infinity }
-    return 10 * log10(signal / noise)
+/// The exact sums over samples of a model's outputs against the reference's (cosine
+/// similarity, signal and noise energy) that the whole-model and per-output figures share,
+/// and the figures they give.
+public protocol AgreementSums {
+    var samples: Int { get }
+    var totals: AgreementTotals { get }
+}
+
+extension AgreementSums {
+    public var cosineTotal: ExactSum { totals.cosine }
+    public var signalTotal: ExactSum { totals.signal }
+    public var noiseTotal: ExactSum { totals.noise }
+    /// The largest |model - reference| over every value seen (NaN when any difference is).
+    public var maxAbsDiff: Float { totals.maxAbsDiff }
+    public var cosineSum: Double { cosineTotal.value }
+    public var signal: Double { signalTotal.value }
+    public var noise: Double { noiseTotal.value }
+    public var meanCosine: Double { samples > 0 ? cosineSum / Double(samples) : 0 }
+    public var sqnrDB: Double { sqnr(signal: signal, noise: noise) }
 }
 
 /// The figures `validate` reports, gathered batch by batch so that no logits are kept.
-public struct MetricsAccumulator: Sendable {
+public struct MetricsAccumulator: AgreementSums, Sendable {
     public private(set) var samples = 0
     public private(set) var classes = 0
     /// Samples whose top-1 class agrees between model and reference.
@@ -52,10 +67,7 @@ public struct MetricsAccumulator: Sendable {
     /// Exact sums (independent of the order samples come in, so shards merge bit for bit):
     /// of each sample's cosine similarity, of each sample's sum of reference² and of
     /// (model - reference)² (each sample's own sums taken in double, in element order).
-    public private(set) var cosineTotal = ExactSum()
-    public private(set) var signalTotal = ExactSum()
-    public private(set) var noiseTotal = ExactSum()
-    public private(set) var maxAbsDiff: Float = 0
+    public private(set) var totals = AgreementTotals()
     // With labels:
     public private(set) var labelled = 0
     public private(set) var modelTop1 = 0
@@ -68,17 +80,16 @@ public struct MetricsAccumulator: Sendable {
     public init() {}
 
     /// The sums a validation part recorded.
-    init(samples: Int, classes: Int, top1Agreements: Int, top5OverlapCount: Int, cosine: ExactSum, signal: ExactSum, noise: ExactSum,
-         maxAbsDiff: Float, labelled: Int, modelTop1: Int, referenceTop1: Int, modelTop5: Int, referenceTop5: Int,
-         perClass: [Int: (samples: Int, model: Int, reference: Int)]) {
+    init(
+        samples: Int, classes: Int, top1Agreements: Int, top5OverlapCount: Int, cosine: ExactSum, signal: ExactSum, noise: ExactSum,
+        maxAbsDiff: Float, labelled: Int, modelTop1: Int, referenceTop1: Int, modelTop5: Int, referenceTop5: Int,
+        perClass: [Int: (samples: Int, model: Int, reference: Int)]
+    ) {
         self.samples = samples
         self.classes = classes
         self.top1Agreements = top1Agreements
         self.top5OverlapCount = top5OverlapCount
-        cosineTotal = cosine
-        signalTotal = signal
-        noiseTotal = noise
-        self.maxAbsDiff = maxAbsDiff
+        totals = AgreementTotals(cosine: cosine, signal: signal, noise: noise, maxAbsDiff: maxAbsDiff)
         self.labelled = labelled
         self.modelTop1 = modelTop1
         self.referenceTop1 = referenceTop1
@@ -92,7 +103,9 @@ public struct MetricsAccumulator: Sendable {
 
     /// Adds a batch: logits [n, classes] of the model and the reference (row-major), and the
     /// samples' labels when known.
-    public mutating func add(model: UnsafeBufferPointer<Float>, reference: UnsafeBufferPointer<Float>, classes c: Int, labels: ArraySlice<Int>?) {
+    public mutating func add(
+        model: UnsafeBufferPointer<Float>, reference: UnsafeBufferPointer<Float>, classes c: Int, labels: ArraySlice<Int>?
+    ) {
         precondition(model.count == reference.count && c > 0 && model.count % c == 0)
         classes = c
         let n = model.count / c
@@ -103,7 +116,7 @@ public struct MetricsAccumulator: Sendable {
             let mt = topK(m, k), rt = topK(r, k)
             if mt[0] == rt[0] { top1Agreements += 1 }
             top5OverlapCount += Set(mt).intersection(rt).count
-            addSample(m, r, cosine: &cosineTotal, signal: &signalTotal, noise: &noiseTotal, maxAbsDiff: &maxAbsDiff)
+            totals.add(m, r)
             if let labels {
                 let label = labels[labels.startIndex + s]
                 labelled += 1
@@ -130,11 +143,6 @@ public struct MetricsAccumulator: Sendable {
 
     public var top1Agreement: Double { samples > 0 ? Double(top1Agreements) / Double(samples) : 0 }
     public var top5Overlap: Double { samples > 0 ? Double(top5OverlapCount) / Double(k * samples) : 0 }
-    public var cosineSum: Double { cosineTotal.value }
-    public var signal: Double { signalTotal.value }
-    public var noise: Double { noiseTotal.value }
-    public var meanCosine: Double { samples > 0 ? cosineSum / Double(samples) : 0 }
-    public var sqnrDB: Double { sqnr(signal: signal, noise: noise) }
 
     /// Adds the samples another accumulator saw (a shard of the same data): the result is the
     /// one accumulator that saw both, whatever the order.
@@ -148,10 +156,7 @@ public struct MetricsAccumulator: Sendable {
         samples += other.samples
         top1Agreements += other.top1Agreements
         top5OverlapCount += other.top5OverlapCount
-        cosineTotal.add(other.cosineTotal)
-        signalTotal.add(other.signalTotal)
-        noiseTotal.add(other.noiseTotal)
-        maxAbsDiff = largerDifference(maxAbsDiff, other.maxAbsDiff)
+        totals.merge(other.totals)
         labelled += other.labelled
         modelTop1 += other.modelTop1
         referenceTop1 += other.referenceTop1
@@ -176,8 +181,9 @@ public struct MetricsAccumulator: Sendable {
     /// Per-class accuracy of model and reference, by class id.
     public var classAccuracies: [ClassAccuracy] {
         perClass.sorted { $0.key < $1.key }.map { id, e in
-            ClassAccuracy(id: id, samples: e.samples, model: Double(e.model) / Double(e.samples),
-                          reference: Double(e.reference) / Double(e.samples))
+            ClassAccuracy(
+                id: id, samples: e.samples, model: Double(e.model) / Double(e.samples),
+                reference: Double(e.reference) / Double(e.samples))
         }
     }
 }
@@ -195,17 +201,14 @@ public struct ClassAccuracy: Equatable, Sendable {
 /// Model against reference on one output of any shape (a stage's feature map, say), gathered
 /// batch by batch: the cosine similarity of each sample's values, SQNR over all values, and the
 /// largest absolute difference.
-public struct OutputMetrics: Sendable {
+public struct OutputMetrics: AgreementSums, Sendable {
     /// The graph output's name.
     public var name: String
     /// The output's shape for one sample (without the batch dimension).
     public var shape: [Int]
     public private(set) var samples = 0
     /// Exact sums, as in `MetricsAccumulator`.
-    public private(set) var cosineTotal = ExactSum()
-    public private(set) var signalTotal = ExactSum()
-    public private(set) var noiseTotal = ExactSum()
-    public private(set) var maxAbsDiff: Float = 0
+    public private(set) var totals = AgreementTotals()
 
     public init(name: String, shape: [Int] = []) {
         self.name = name
@@ -217,10 +220,7 @@ public struct OutputMetrics: Sendable {
         self.name = name
         self.shape = shape
         self.samples = samples
-        cosineTotal = cosine
-        signalTotal = signal
-        noiseTotal = noise
-        self.maxAbsDiff = maxAbsDiff
+        totals = AgreementTotals(cosine: cosine, signal: signal, noise: noise, maxAbsDiff: maxAbsDiff)
     }
 
     /// Adds a batch of `samples` samples: the model's and the reference's values, row-major, each
@@ -231,7 +231,7 @@ public struct OutputMetrics: Sendable {
         for s in 0..<n {
             let m = UnsafeBufferPointer(rebasing: model[s * per..<(s + 1) * per])
             let r = UnsafeBufferPointer(rebasing: reference[s * per..<(s + 1) * per])
-            addSample(m, r, cosine: &cosineTotal, signal: &signalTotal, noise: &noiseTotal, maxAbsDiff: &maxAbsDiff)
+            totals.add(m, r)
         }
         samples += n
     }
@@ -242,12 +242,6 @@ public struct OutputMetrics: Sendable {
         }
     }
 
-    public var cosineSum: Double { cosineTotal.value }
-    public var signal: Double { signalTotal.value }
-    public var noise: Double { noiseTotal.value }
-    public var meanCosine: Double { samples > 0 ? cosineSum / Double(samples) : 0 }
-    public var sqnrDB: Double { sqnr(signal: signal, noise: noise) }
-
     /// Adds the samples another shard saw of the same output.
     public mutating func merge(_ other: OutputMetrics) throws {
         guard other.name == name else { throw CNXError("output '\(other.name)' cannot be merged into '\(name)'") }
@@ -257,28 +251,49 @@ public struct OutputMetrics: Sendable {
         }
         shape = other.shape
         samples += other.samples
-        cosineTotal.add(other.cosineTotal)
-        signalTotal.add(other.signalTotal)
-        noiseTotal.add(other.noiseTotal)
-        maxAbsDiff = largerDifference(maxAbsDiff, other.maxAbsDiff)
+        totals.merge(other.totals)
     }
 }
 
-/// One sample's contribution: its cosine similarity, its sum of reference² and of differences²
-/// (summed in double in element order, then added exactly), and the largest difference.
-func addSample(_ m: UnsafeBufferPointer<Float>, _ r: UnsafeBufferPointer<Float>, cosine: inout ExactSum, signal: inout ExactSum,
-               noise: inout ExactSum, maxAbsDiff: inout Float) {
-    cosine.add(cosineSimilarity(m, r))
-    var s = 0.0, n = 0.0
-    for i in 0..<m.count {
-        let d = m[i] - r[i]
-        s += Double(r[i]) * Double(r[i])
-        n += Double(d) * Double(d)
-        let ad = abs(d)
-        if ad.isNaN || ad > maxAbsDiff { maxAbsDiff = ad }
+/// The exact sums of a model's outputs against the reference's over samples: cosine
+/// similarities, the reference's energy (signal) and the differences' (noise), and the largest
+/// difference. Shards' totals merge into the totals of the whole, whatever the order.
+public struct AgreementTotals: Sendable {
+    public private(set) var cosine = ExactSum()
+    public private(set) var signal = ExactSum()
+    public private(set) var noise = ExactSum()
+    public private(set) var maxAbsDiff: Float = 0
+
+    init() {}
+
+    init(cosine: ExactSum, signal: ExactSum, noise: ExactSum, maxAbsDiff: Float) {
+        (self.cosine, self.signal, self.noise, self.maxAbsDiff) = (cosine, signal, noise, maxAbsDiff)
     }
-    signal.add(s)
-    noise.add(n)
+
+    /// One sample's contribution: its cosine similarity, its sum of reference² and of
+    /// differences² (summed in double in element order, then added exactly), and the largest
+    /// difference.
+    mutating func add(_ m: UnsafeBufferPointer<Float>, _ r: UnsafeBufferPointer<Float>) {
+        cosine.add(cosineSimilarity(m, r))
+        var s = 0.0, n = 0.0
+        for i in 0..<m.count {
+            let d = m[i] - r[i]
+            s += Double(r[i]) * Double(r[i])
+            n += Double(d) * Double(d)
+            let ad = abs(d)
+            if ad.isNaN || ad > maxAbsDiff { maxAbsDiff = ad }
+        }
+        signal.add(s)
+        noise.add(n)
+    }
+
+    /// Adds another part's totals.
+    mutating func merge(_ other: AgreementTotals) {
+        cosine.add(other.cosine)
+        signal.add(other.signal)
+        noise.add(other.noise)
+        maxAbsDiff = largerDifference(maxAbsDiff, other.maxAbsDiff)
+    }
 }
 
 /// The larger of two largest differences, NaN when either is (as the running maximum gives).

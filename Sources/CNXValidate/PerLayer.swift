@@ -83,9 +83,15 @@ public enum PerLayer {
             var args: [Tensor?] = []
             var matched = true
             for name in node.inputs {
-                if name.isEmpty { args.append(nil) } else if let w = model.initializers[name] { args.append(w) } else if name == inputName {
+                if name.isEmpty {
+                    args.append(nil)
+                } else if let w = model.initializers[name] {
+                    args.append(w)
+                } else if name == inputName {
                     args.append(input)
-                } else if let k = writer[name] { args.append(rOut[k]) } else {
+                } else if let k = writer[name] {
+                    args.append(rOut[k])
+                } else {
                     matched = false
                     break
                 }
@@ -100,16 +106,18 @@ public enum PerLayer {
     }
 
     static func compareTensors(_ a: Tensor, _ b: Tensor) -> (sqnr: Double, maxAbsDiff: Float, cosine: Double) {
-        let x = UnsafeBufferPointer(start: a.floatPointer, count: a.count)
-        let y = UnsafeBufferPointer(start: b.floatPointer, count: b.count)
-        var signal = 0.0, noise = 0.0
-        var diff: Float = 0
-        for i in 0..<x.count {
-            let d = x[i] - y[i]
-            signal += Double(y[i]) * Double(y[i])
-            noise += Double(d) * Double(d)
-            if abs(d) > diff || abs(d).isNaN { diff = abs(d) }
+        a.withUnsafeFloats { x in
+            b.withUnsafeFloats { y in
+                var signal = 0.0, noise = 0.0
+                var diff: Float = 0
+                for i in 0..<x.count {
+                    let d = x[i] - y[i]
+                    signal += Double(y[i]) * Double(y[i])
+                    noise += Double(d) * Double(d)
+                    if abs(d) > diff || abs(d).isNaN { diff = abs(d) }
+                }
+                return (sqnr(signal: signal, noise: noise), diff, cosineSimilarity(x, y))
+            }
         }
-        return (sqnr(signal: signal, noise: noise), diff, cosineSimilarity(x, y))
     }
 }

@@ -19,13 +19,18 @@ public struct Predictor: @unchecked Sendable {
     private let body: (Tensor) throws -> [String: Tensor]
 
     /// A predictor whose `run` gives the first output (the logits) only.
-    public init(path: String, runtime: String, graph: Graph, metadata: [String: MetadataValue] = [:], run: @escaping (Tensor) throws -> Tensor) {
+    public init(
+        path: String, runtime: String, graph: Graph, metadata: [String: MetadataValue] = [:], run: @escaping (Tensor) throws -> Tensor
+    ) {
         let first = graph.outputs.first?.name ?? ""
         self.init(path: path, runtime: runtime, graph: graph, metadata: metadata, runAll: { [first: try run($0)] })
     }
 
     /// A predictor whose `runAll` gives every graph output by name.
-    public init(path: String, runtime: String, graph: Graph, metadata: [String: MetadataValue] = [:], runAll: @escaping (Tensor) throws -> [String: Tensor]) {
+    public init(
+        path: String, runtime: String, graph: Graph, metadata: [String: MetadataValue] = [:],
+        runAll: @escaping (Tensor) throws -> [String: Tensor]
+    ) {
         self.path = path
         self.runtime = runtime
         self.graph = graph
@@ -36,8 +41,10 @@ public struct Predictor: @unchecked Sendable {
     /// The fast runtime of a loaded `.cnx`.
     public static func fast(_ model: Model, path: String) -> Predictor {
         let workspace = model.makeWorkspace()
-        return Predictor(path: path, runtime: "cnx fast runtime, \(model.threads) thread\(model.threads == 1 ? "" : "s")",
-                         graph: model.graph, metadata: model.metadata) { try model.predictAll([model.inputName: $0], workspace: workspace) }
+        return Predictor(
+            path: path, runtime: "cnx fast runtime, \(model.threads) thread\(model.threads == 1 ? "" : "s")",
+            graph: model.graph, metadata: model.metadata
+        ) { try model.predictAll([model.inputName: $0], workspace: workspace) }
     }
 
     /// The reference executor on a graph as the file has it, unoptimised: the source's own arithmetic.
@@ -102,7 +109,8 @@ public struct Predictor: @unchecked Sendable {
             let piece = Tensor(zeros: .float32, shape: [b] + Array(x.shape.dropFirst()))
             let take = min(b, n - start)
             piece.storage.bytes.copyMemory(from: x.storage.bytes + start * per * 4, byteCount: take * per * 4)
-            for i in take..<b { (piece.floatPointer + i * per).update(from: x.floatPointer, count: per) }
+            // A short last batch is padded with copies of the first sample.
+            for i in take..<b { piece.copyFloats(from: x, count: per, at: i * per) }
             for (k, out) in try pick(try body(piece), batch: b).enumerated() {
                 parts[k] += out.floats.prefix(take * (out.count / b))
                 shapes[k] = Array(out.shape.dropFirst())

@@ -41,7 +41,7 @@ final class Prefetcher: @unchecked Sendable {
         cancelled = true
         condition.broadcast()
         let running = thread != nil
-        thread = nil   // the thread's closure holds this object; the thread object goes with it
+        thread = nil  // the thread's closure holds this object; the thread object goes with it
         condition.unlock()
         if running { finished.wait() }
     }

@@ -53,8 +53,10 @@ public struct Preprocessing: Equatable, Sendable {
     /// (transformers' `rescale`; r = 1 when it does not rescale).
     public var rescaleFactor: Double?
 
-    public init(height: Int, width: Int, cropPct: Double, interpolation: Interpolation, mean: [Float], std: [Float],
-                resizeMode: ResizeMode = .shorterSide, cropOffset: CropOffset = .roundHalfEven, rescaleFactor: Double? = nil) {
+    public init(
+        height: Int, width: Int, cropPct: Double, interpolation: Interpolation, mean: [Float], std: [Float],
+        resizeMode: ResizeMode = .shorterSide, cropOffset: CropOffset = .roundHalfEven, rescaleFactor: Double? = nil
+    ) {
         self.height = height
         self.width = width
         self.cropPct = cropPct
@@ -67,8 +69,9 @@ public struct Preprocessing: Equatable, Sendable {
     }
 
     /// What the published ImageNet weights expect (timm's defaults).
-    public static let imagenet = Preprocessing(height: 224, width: 224, cropPct: 0.875, interpolation: .bicubic,
-                                               mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225])
+    public static let imagenet = Preprocessing(
+        height: 224, width: 224, cropPct: 0.875, interpolation: .bicubic,
+        mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225])
 
     /// Checks the values make sense; the message names the setting.
     public func validate() throws {
@@ -112,7 +115,9 @@ public struct Preprocessing: Equatable, Sendable {
             return resize(image)
         case .none:
             guard image.width == width && image.height == height else {
-                throw CNXError("the image is \(image.width)x\(image.height); this model's preprocessing does not resize (do_resize false) and takes \(width)x\(height) images")
+                throw CNXError(
+                    "the image is \(image.width)x\(image.height); this model's preprocessing does not resize (do_resize false) and takes \(width)x\(height) images"
+                )
             }
             return image
         }
@@ -131,10 +136,10 @@ public struct Preprocessing: Equatable, Sendable {
         let d = side - crop
         switch cropOffset {
         case .floor:
-            return d >= 0 ? d / 2 : -((-d + 1) / 2)                       // floor(d / 2) for either sign
+            return d >= 0 ? d / 2 : -((-d + 1) / 2)  // floor(d / 2) for either sign
         case .roundHalfEven:
             if d >= 0 { return Int((Double(d) / 2).rounded(.toNearestOrEven)) }
-            return -(-d / 2)                                              // torchvision pads floor(-d / 2) before
+            return -(-d / 2)  // torchvision pads floor(-d / 2) before
         }
     }
 
@@ -189,7 +194,8 @@ public struct Preprocessing: Equatable, Sendable {
     /// The whole transform: a float32 tensor [3, height, width].
     public func tensor(_ image: RGBImage) throws -> Tensor {
         let t = Tensor(zeros: .float32, shape: [3, height, width])
-        normalise(try resizeAndCrop(image), into: t.floatPointer)
+        let resized = try resizeAndCrop(image)
+        t.withUnsafeMutableFloats { normalise(resized, into: $0.baseAddress!) }
         return t
     }
 

@@ -46,8 +46,10 @@ public final class ReportCollector: @unchecked Sendable {
 
     /// Adds a batch: logits [n, classes] of the model and the reference (row-major), for samples
     /// `first ..< first + n`, with their labels when known.
-    public func add(first: Int, model: UnsafeBufferPointer<Float>, reference: UnsafeBufferPointer<Float>, classes c: Int,
-                    labels: ArraySlice<Int>?) {
+    public func add(
+        first: Int, model: UnsafeBufferPointer<Float>, reference: UnsafeBufferPointer<Float>, classes c: Int,
+        labels: ArraySlice<Int>?
+    ) {
         precondition(model.count == reference.count && c > 0 && model.count % c == 0)
         classes = c
         func logits(_ all: UnsafeBufferPointer<Float>, _ sample: Int) -> UnsafeBufferPointer<Float> {
@@ -73,9 +75,12 @@ public final class ReportCollector: @unchecked Sendable {
             for i in 0..<c { tv += abs(pm[i] - pr[i]) }
             tv /= 2
             if list.count == cap, let last = list.last, !(tv > last.divergence) { continue }
-            let sample = ReportSample(index: first + s, label: label, model: mt.map { ($0, pm[$0]) },
-                                      reference: rt.map { ($0, pr[$0]) }, divergence: tv)
-            if agrees { closestCalls = Self.inserted(sample, into: closestCalls, cap: cap) } else {
+            let sample = ReportSample(
+                index: first + s, label: label, model: mt.map { ($0, pm[$0]) },
+                reference: rt.map { ($0, pr[$0]) }, divergence: tv)
+            if agrees {
+                closestCalls = Self.inserted(sample, into: closestCalls, cap: cap)
+            } else {
                 worstDisagreements = Self.inserted(sample, into: worstDisagreements, cap: cap)
             }
         }
@@ -131,9 +136,11 @@ public struct ModelFacts: Sendable {
     /// Architecture in words ("convnext_tiny", "ConvNeXt, depths 2,2,2,2, dims 24,48,64,80").
     public var architecture: String?
 
-    public init(path: String, format: String, bytes: Int, sha256: String?, runtime: String, precision: String,
-                layerPrecisions: [String] = [], hasInt8: Bool = false, sourceSHA256: String? = nil,
-                sourceFileName: String? = nil, architecture: String? = nil) {
+    public init(
+        path: String, format: String, bytes: Int, sha256: String?, runtime: String, precision: String,
+        layerPrecisions: [String] = [], hasInt8: Bool = false, sourceSHA256: String? = nil,
+        sourceFileName: String? = nil, architecture: String? = nil
+    ) {
         self.path = path
         self.format = format
         self.bytes = bytes
@@ -149,8 +156,10 @@ public struct ModelFacts: Sendable {
 
     /// The facts of a loaded model: `file` is the file holding its bytes (the path itself, or a
     /// checkpoint folder's weights file), `graph` the graph as loaded (a `.cnx`'s is fused).
-    public static func of(path: String, file: String, format: String, graph: Graph, metadata: [String: MetadataValue],
-                          runtime: String) -> ModelFacts {
+    public static func of(
+        path: String, file: String, format: String, graph: Graph, metadata: [String: MetadataValue],
+        runtime: String
+    ) -> ModelFacts {
         var bytes = fileSize(file)
         if let external = graph.metadata["external_data"] {
             let dir = (file as NSString).deletingLastPathComponent
@@ -164,10 +173,17 @@ public struct ModelFacts: Sendable {
         for i in layers {
             let node = graph.nodes[i]
             let gemms = node.op == .block ? [1, 2] : [1]
-            let kinds = gemms.map { node.attributes["a\($0)_scale"] != nil ? "int8" : "float32" }
+            let kinds = gemms.map { layer -> String in
+                if node.attributes["a\(layer)_scale"] != nil { return "int8" }
+                // Otherwise the weight's dtype: float32, bfloat16 or float16.
+                let slot = node.op == .block ? (layer == 1 ? 3 : 5) : (layer == 1 ? 1 : 3)
+                return slot < node.inputs.count ? graph.initializers[node.inputs[slot]]?.dtype.name ?? "float32" : "float32"
+            }
             int8 += kinds.filter { $0 == "int8" }.count
-            float += kinds.filter { $0 == "float32" }.count
-            if Set(kinds).count == 1 { perLayer.append(kinds[0]) } else {
+            float += kinds.filter { $0 != "int8" }.count
+            if Set(kinds).count == 1 {
+                perLayer.append(kinds[0])
+            } else {
                 perLayer.append(zip(gemms, kinds).map { "pw\($0) \($1)" }.joined(separator: ", "))
             }
         }
@@ -183,20 +199,24 @@ public struct ModelFacts: Sendable {
             if let method = metadata["quantization.method"]?.stringValue { precision += "; calibration \(method)" }
         }
         func describe(_ family: String?, _ variant: String?, _ depths: [Int], _ dims: [Int]) -> String {
-            [family, variant ?? "(custom)", "depths " + depths.map(String.init).joined(separator: ","),
-             "dims " + dims.map(String.init).joined(separator: ",")].compactMap { $0 }.joined(separator: " ")
+            [
+                family, variant ?? "(custom)", "depths " + depths.map(String.init).joined(separator: ","),
+                "dims " + dims.map(String.init).joined(separator: ","),
+            ].compactMap { $0 }.joined(separator: " ")
         }
         var architecture: String?
         if let depths = metadata[MetadataKey.depths]?.intsValue, let dims = metadata[MetadataKey.dims]?.intsValue {
-            architecture = describe(metadata[MetadataKey.family]?.stringValue, metadata[MetadataKey.variant]?.stringValue,
-                                    depths.map { Int($0) }, dims.map { Int($0) })
+            architecture = describe(
+                metadata[MetadataKey.family]?.stringValue, metadata[MetadataKey.variant]?.stringValue,
+                depths.map { Int($0) }, dims.map { Int($0) })
         } else if let a = Architecture.recognise(graph) {
             architecture = describe(a.family, a.variant, a.depths, a.dims)
         }
-        return ModelFacts(path: path, format: format, bytes: bytes, sha256: try? SHA256.hex(path: file), runtime: runtime,
-                          precision: precision, layerPrecisions: perLayer, hasInt8: int8 > 0,
-                          sourceSHA256: metadata[MetadataKey.sourceSHA256]?.stringValue,
-                          sourceFileName: metadata[MetadataKey.sourceFileName]?.stringValue, architecture: architecture)
+        return ModelFacts(
+            path: path, format: format, bytes: bytes, sha256: try? SHA256.hex(path: file), runtime: runtime,
+            precision: precision, layerPrecisions: perLayer, hasInt8: int8 > 0,
+            sourceSHA256: metadata[MetadataKey.sourceSHA256]?.stringValue,
+            sourceFileName: metadata[MetadataKey.sourceFileName]?.stringValue, architecture: architecture)
     }
 
     static func fileSize(_ path: String) -> Int {

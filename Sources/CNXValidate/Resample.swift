@@ -143,7 +143,7 @@ public enum Resample {
         var position = a * 0.5
         var indices = [Int](repeating: 0, count: output)
         for i in 0..<output {
-            indices[i] = min(max(Int(position), 0), input - 1)   // always in range for a plain resize
+            indices[i] = min(max(Int(position), 0), input - 1)  // always in range for a plain resize
             position += a
         }
         return indices

@@ -41,9 +41,11 @@ enum SVGChart {
 
     /// A horizontal bar chart: a label and a note column, then each row's bars (one per series)
     /// from 0 to the axis maximum, each followed by its value as text.
-    static func bars(rows: [Row], series: [Series], noteHeader: String = "", format: (Double) -> String,
-                     axisTitle: String, markedLegend: String? = nil, minimumMax: Double = 0,
-                     width: Double = SVGChart.width, labelWidth: Double = 190) -> String {
+    static func bars(
+        rows: [Row], series: [Series], noteHeader: String = "", format: (Double) -> String,
+        axisTitle: String, markedLegend: String? = nil, minimumMax: Double = 0,
+        width: Double = SVGChart.width, labelWidth: Double = 190
+    ) -> String {
         let labelW = labelWidth, noteW = noteHeader.isEmpty ? 0.0 : 150.0
         // Room on the right for the longest value written after its bar (bold, about 6.8 px a character).
         let longest = rows.flatMap { $0.values.compactMap { $0.map { $0.isInfinite ? "identical" : format($0) } } }.map(\.count).max() ?? 0
@@ -57,7 +59,8 @@ enum SVGChart {
         let step = niceStep(maxValue / 6)
         let axisMax = max(step, (maxValue / step).rounded(.up) * step)
         func x(_ v: Double) -> Double { x0 + (x1 - x0) * max(0, min(v, axisMax)) / axisMax }
-        var s = "<svg viewBox=\"0 0 \(n(width)) \(n(height))\" width=\"\(n(width))\" height=\"\(n(height))\" role=\"img\" aria-label=\"\(HTML.escape(axisTitle))\">\n"
+        var s =
+            "<svg viewBox=\"0 0 \(n(width)) \(n(height))\" width=\"\(n(width))\" height=\"\(n(height))\" role=\"img\" aria-label=\"\(HTML.escape(axisTitle))\">\n"
         // Legend.
         var lx = x0
         for se in series {
@@ -77,10 +80,12 @@ enum SVGChart {
         while v <= axisMax + step / 2 {
             let gx = x(v)
             s += "<line class=\"grid\" x1=\"\(n(gx))\" y1=\"\(n(top - 4))\" x2=\"\(n(gx))\" y2=\"\(n(height - bottom + 2))\"/>"
-            s += "<text x=\"\(n(gx))\" y=\"\(n(height - bottom + 15))\" text-anchor=\"middle\" class=\"muted\">\(HTML.escape(axisLabel(v)))</text>\n"
+            s +=
+                "<text x=\"\(n(gx))\" y=\"\(n(height - bottom + 15))\" text-anchor=\"middle\" class=\"muted\">\(HTML.escape(axisLabel(v)))</text>\n"
             v += step
         }
-        s += "<text x=\"\(n((x0 + x1) / 2))\" y=\"\(n(height - 3))\" text-anchor=\"middle\" class=\"muted\">\(HTML.escape(axisTitle))</text>\n"
+        s +=
+            "<text x=\"\(n((x0 + x1) / 2))\" y=\"\(n(height - 3))\" text-anchor=\"middle\" class=\"muted\">\(HTML.escape(axisTitle))</text>\n"
         for (i, row) in rows.enumerated() {
             let y = top + rowH * Double(i)
             if row.marked {
@@ -91,7 +96,8 @@ enum SVGChart {
             let mid = y + (rowH - 2) / 2 + 4
             s += "<text x=\"4\" y=\"\(n(mid))\">\(HTML.short(row.label, 30))<title>\(HTML.escape(row.label))</title></text>"
             if !noteHeader.isEmpty {
-                s += "<text x=\"\(n(labelW))\" y=\"\(n(mid))\"\(row.marked ? " font-weight=\"700\" fill=\"#7a4700\"" : " class=\"muted\"")>\(HTML.short(row.note, 24))</text>"
+                s +=
+                    "<text x=\"\(n(labelW))\" y=\"\(n(mid))\"\(row.marked ? " font-weight=\"700\" fill=\"#7a4700\"" : " class=\"muted\"")>\(HTML.short(row.note, 24))</text>"
             }
             for (k, se) in series.enumerated() {
                 let by = y + 4 + Double(k) * (barH + gap)
@@ -100,9 +106,12 @@ enum SVGChart {
                     continue
                 }
                 let end = value.isInfinite && value > 0 ? x1 : x(value)
-                if end > x0 { s += "<rect x=\"\(n(x0))\" y=\"\(n(by))\" width=\"\(n(end - x0))\" height=\"\(n(barH))\" \(fill(se.style))/>" }
+                if end > x0 {
+                    s += "<rect x=\"\(n(x0))\" y=\"\(n(by))\" width=\"\(n(end - x0))\" height=\"\(n(barH))\" \(fill(se.style))/>"
+                }
                 let text = value.isInfinite && value > 0 ? "identical" : format(value)
-                s += "<text x=\"\(n(end + 5))\" y=\"\(n(by + barH - 1))\"\(k == 0 ? " font-weight=\"600\"" : "")>\(HTML.escape(text))</text>"
+                s +=
+                    "<text x=\"\(n(end + 5))\" y=\"\(n(by + barH - 1))\"\(k == 0 ? " font-weight=\"600\"" : "")>\(HTML.escape(text))</text>"
             }
             s += "\n"
         }
@@ -145,7 +154,8 @@ enum SVGChart {
         let low = rows.map { min($0.reference, $0.model) }.min() ?? 0
         let lower = max(0, floor((low * 100 - 1) / 10) * 10)
         func x(_ v: Double) -> Double { x0 + (x1 - x0) * (v * 100 - lower) / (100 - lower) }
-        var s = "<svg viewBox=\"0 0 \(n(width)) \(n(height))\" width=\"\(n(width))\" height=\"\(n(height))\" role=\"img\" aria-label=\"accuracy per class\">\n"
+        var s =
+            "<svg viewBox=\"0 0 \(n(width)) \(n(height))\" width=\"\(n(width))\" height=\"\(n(height))\" role=\"img\" aria-label=\"accuracy per class\">\n"
         s += "<circle cx=\"\(n(x0 + 6))\" cy=\"11\" r=\"5\" fill=\"#fff\" stroke=\"#5a6375\" stroke-width=\"2\"/>"
         s += "<text x=\"\(n(x0 + 16))\" y=\"15\">\(HTML.escape(referenceName))</text>"
         let mx = x0 + 40 + Double(referenceName.count) * 6.4
@@ -153,16 +163,19 @@ enum SVGChart {
         s += "<text x=\"\(n(mx + 12))\" y=\"15\">\(HTML.escape(modelName))</text>"
         s += "<text x=\"4\" y=\"\(n(top - 8))\" class=\"muted\" font-weight=\"600\">class</text>"
         s += "<text x=\"\(n(labelW))\" y=\"\(n(top - 8))\" class=\"muted\" font-weight=\"600\">samples</text>"
-        s += "<text x=\"\(n(width - 4))\" y=\"\(n(top - 8))\" text-anchor=\"end\" class=\"muted\" font-weight=\"600\">change (points)</text>\n"
+        s +=
+            "<text x=\"\(n(width - 4))\" y=\"\(n(top - 8))\" text-anchor=\"end\" class=\"muted\" font-weight=\"600\">change (points)</text>\n"
         let step = (100 - lower) > 50 ? 10.0 : (100 - lower) > 20 ? 5.0 : (100 - lower) > 8 ? 2.0 : 1.0
         var v = lower
         while v <= 100.0001 {
             let gx = x(v / 100)
             s += "<line class=\"grid\" x1=\"\(n(gx))\" y1=\"\(n(top - 4))\" x2=\"\(n(gx))\" y2=\"\(n(height - bottom + 2))\"/>"
-            s += "<text x=\"\(n(gx))\" y=\"\(n(height - bottom + 15))\" text-anchor=\"middle\" class=\"muted\">\(String(format: "%g%%", v))</text>\n"
+            s +=
+                "<text x=\"\(n(gx))\" y=\"\(n(height - bottom + 15))\" text-anchor=\"middle\" class=\"muted\">\(String(format: "%g%%", v))</text>\n"
             v += step
         }
-        s += "<text x=\"\(n((x0 + x1) / 2))\" y=\"\(n(height - 3))\" text-anchor=\"middle\" class=\"muted\">top-1 accuracy of the class</text>\n"
+        s +=
+            "<text x=\"\(n((x0 + x1) / 2))\" y=\"\(n(height - 3))\" text-anchor=\"middle\" class=\"muted\">top-1 accuracy of the class</text>\n"
         for (i, r) in rows.enumerated() {
             let y = top + rowH * Double(i)
             if i % 2 == 1 { s += "<rect x=\"0\" y=\"\(n(y))\" width=\"\(n(width))\" height=\"\(n(rowH))\" fill=\"#f7f8fa\"/>" }
@@ -170,10 +183,13 @@ enum SVGChart {
             s += "<text x=\"4\" y=\"\(n(ty))\">\(HTML.short(r.label, 32))<title>\(HTML.escape(r.label))</title></text>"
             s += "<text x=\"\(n(labelW))\" y=\"\(n(ty))\" class=\"muted\">\(HTML.escape(r.detail))</text>"
             let a = x(r.reference), b = x(r.model)
-            if abs(a - b) > 0.5 { s += "<line x1=\"\(n(a))\" y1=\"\(n(cy))\" x2=\"\(n(b))\" y2=\"\(n(cy))\" stroke=\"#5a6375\" stroke-width=\"2\"/>" }
+            if abs(a - b) > 0.5 {
+                s += "<line x1=\"\(n(a))\" y1=\"\(n(cy))\" x2=\"\(n(b))\" y2=\"\(n(cy))\" stroke=\"#5a6375\" stroke-width=\"2\"/>"
+            }
             s += "<circle cx=\"\(n(a))\" cy=\"\(n(cy))\" r=\"5\" fill=\"#fff\" stroke=\"#5a6375\" stroke-width=\"2\"/>"
             s += "<path d=\"M\(n(b)) \(n(cy - 5)) l5 5 l-5 5 l-5 -5 z\" fill=\"#1f5bb8\"/>"
-            let cls = r.worse ? " fill=\"#a8231b\" font-weight=\"700\"" : r.better ? " fill=\"#1c7a3a\" font-weight=\"700\"" : " class=\"muted\""
+            let cls =
+                r.worse ? " fill=\"#a8231b\" font-weight=\"700\"" : r.better ? " fill=\"#1c7a3a\" font-weight=\"700\"" : " class=\"muted\""
             s += "<text x=\"\(n(width - 4))\" y=\"\(n(ty))\" text-anchor=\"end\"\(cls)>\(HTML.escape(r.change))</text>\n"
         }
         return s + "</svg>"
@@ -182,7 +198,8 @@ enum SVGChart {
     /// A heat map of counts: `counts[row * size + column]`, shaded by the share of the row;
     /// counts written in the cells when they are big enough. `changed` cells get a heavy outline
     /// and their change in the corner.
-    static func heatmap(size: Int, names: [String], counts: [Int: Int], change: [Int: Int], rowTitle: String, columnTitle: String) -> String {
+    static func heatmap(size: Int, names: [String], counts: [Int: Int], change: [Int: Int], rowTitle: String, columnTitle: String) -> String
+    {
         let cell = max(6.0, min(40.0, 640.0 / Double(size)))
         let showNames = size <= 40
         let labelW = showNames ? min(150.0, 16 + 7 * Double(names.map(\.count).max() ?? 1)) : 40.0
@@ -193,7 +210,8 @@ enum SVGChart {
         for (key, c) in counts { rowTotals[key / size] += c }
         var s = "<svg viewBox=\"0 0 \(n(w)) \(n(h))\" width=\"\(n(w))\" height=\"\(n(h))\" role=\"img\" aria-label=\"confusion matrix\">\n"
         s += "<text x=\"\(n(x0 + side / 2))\" y=\"12\" text-anchor=\"middle\" font-weight=\"600\">\(HTML.escape(columnTitle))</text>"
-        s += "<text transform=\"translate(12 \(n(y0 + side / 2))) rotate(-90)\" text-anchor=\"middle\" font-weight=\"600\">\(HTML.escape(rowTitle))</text>\n"
+        s +=
+            "<text transform=\"translate(12 \(n(y0 + side / 2))) rotate(-90)\" text-anchor=\"middle\" font-weight=\"600\">\(HTML.escape(rowTitle))</text>\n"
         let every = showNames ? 1 : max(1, Int((14 / cell).rounded(.up)))
         for i in stride(from: 0, to: size, by: every) {
             let name = showNames ? HTML.short(names[i], 18) : String(i)
@@ -209,21 +227,27 @@ enum SVGChart {
                 let share = rowTotals[r] > 0 ? Double(count) / Double(rowTotals[r]) : 0
                 let x = x0 + Double(c) * cell, y = y0 + Double(r) * cell
                 let shade = count == 0 ? "#ffffff" : shadeColour(share)
-                s += "<rect x=\"\(n(x))\" y=\"\(n(y))\" width=\"\(n(cell))\" height=\"\(n(cell))\" fill=\"\(shade)\" stroke=\"#e3e6ec\" stroke-width=\"0.5\">"
-                s += "<title>\(HTML.escape(names[r])) → \(HTML.escape(names[c])): \(count)\(change[key].map { " (\(signed($0)) against the reference)" } ?? "")</title></rect>"
+                s +=
+                    "<rect x=\"\(n(x))\" y=\"\(n(y))\" width=\"\(n(cell))\" height=\"\(n(cell))\" fill=\"\(shade)\" stroke=\"#e3e6ec\" stroke-width=\"0.5\">"
+                s +=
+                    "<title>\(HTML.escape(names[r])) → \(HTML.escape(names[c])): \(count)\(change[key].map { " (\(signed($0)) against the reference)" } ?? "")</title></rect>"
                 let ink = share > 0.45 ? "#ffffff" : "#1c2230"
                 let d = change[key] ?? 0
                 if d != 0 {
-                    s += "<rect x=\"\(n(x + 1))\" y=\"\(n(y + 1))\" width=\"\(n(cell - 2))\" height=\"\(n(cell - 2))\" fill=\"none\" stroke=\"#a8231b\" stroke-width=\"2\" stroke-dasharray=\"3 2\"/>"
+                    s +=
+                        "<rect x=\"\(n(x + 1))\" y=\"\(n(y + 1))\" width=\"\(n(cell - 2))\" height=\"\(n(cell - 2))\" fill=\"none\" stroke=\"#a8231b\" stroke-width=\"2\" stroke-dasharray=\"3 2\"/>"
                 }
                 if cell >= 28 && d != 0 {
                     // The count above, the change against the reference below, in the cell's ink.
                     if count > 0 {
-                        s += "<text x=\"\(n(x + cell / 2))\" y=\"\(n(y + cell * 0.45))\" text-anchor=\"middle\" font-size=\"\(n(textSize))\" fill=\"\(ink)\">\(count)</text>"
+                        s +=
+                            "<text x=\"\(n(x + cell / 2))\" y=\"\(n(y + cell * 0.45))\" text-anchor=\"middle\" font-size=\"\(n(textSize))\" fill=\"\(ink)\">\(count)</text>"
                     }
-                    s += "<text x=\"\(n(x + cell / 2))\" y=\"\(n(y + cell * 0.82))\" text-anchor=\"middle\" font-size=\"\(n(textSize * 0.85))\" font-weight=\"700\" fill=\"\(count > 0 ? ink : "#a8231b")\">(\(signed(d)))</text>"
+                    s +=
+                        "<text x=\"\(n(x + cell / 2))\" y=\"\(n(y + cell * 0.82))\" text-anchor=\"middle\" font-size=\"\(n(textSize * 0.85))\" font-weight=\"700\" fill=\"\(count > 0 ? ink : "#a8231b")\">(\(signed(d)))</text>"
                 } else if count > 0 && cell >= 16 {
-                    s += "<text x=\"\(n(x + cell / 2))\" y=\"\(n(y + cell / 2 + textSize * 0.36))\" text-anchor=\"middle\" font-size=\"\(n(textSize))\" fill=\"\(ink)\">\(count)</text>"
+                    s +=
+                        "<text x=\"\(n(x + cell / 2))\" y=\"\(n(y + cell / 2 + textSize * 0.36))\" text-anchor=\"middle\" font-size=\"\(n(textSize))\" fill=\"\(ink)\">\(count)</text>"
                 }
             }
             s += "\n"

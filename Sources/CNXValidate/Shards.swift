@@ -13,7 +13,9 @@ public struct Shard: Equatable, Sendable {
 
     public init(index: Int, count: Int) throws {
         guard count >= 1 else { throw CNXError("--shard: the shard count must be at least 1, not \(count)") }
-        guard (0..<count).contains(index) else { throw CNXError("--shard: shard \(index) is not one of 0..\(count - 1) (shards count from 0)") }
+        guard (0..<count).contains(index) else {
+            throw CNXError("--shard: shard \(index) is not one of 0..\(count - 1) (shards count from 0)")
+        }
         self.index = index
         self.count = count
     }
@@ -36,7 +38,9 @@ public struct Shard: Equatable, Sendable {
     ///   Job's `completions`; Kubernetes does not put it in the environment).
     ///
     /// `shards`, when given, must agree with what the environment says.
-    public static func parse(_ text: String, shards: Int?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Shard {
+    public static func parse(_ text: String, shards: Int?, environment: [String: String] = ProcessInfo.processInfo.environment) throws
+        -> Shard
+    {
         if text != "auto" {
             let fields = text.split(separator: "/", omittingEmptySubsequences: false)
             guard fields.count == 2, let k = Int(fields[0]), let n = Int(fields[1]) else {
@@ -47,7 +51,9 @@ public struct Shard: Equatable, Sendable {
         }
         func int(_ name: String) throws -> Int? {
             guard let v = environment[name] else { return nil }
-            guard let i = Int(v.trimmingCharacters(in: .whitespaces)) else { throw CNXError("--shard auto: \(name)='\(v)' is not a whole number") }
+            guard let i = Int(v.trimmingCharacters(in: .whitespaces)) else {
+                throw CNXError("--shard auto: \(name)='\(v)' is not a whole number")
+            }
             return i
         }
         if let id = try int("SLURM_ARRAY_TASK_ID") {
@@ -57,10 +63,14 @@ public struct Shard: Equatable, Sendable {
             var count = try int("SLURM_ARRAY_TASK_COUNT")
             if count == nil, let max = try int("SLURM_ARRAY_TASK_MAX") { count = (max - min) / step + 1 }
             guard let n = count ?? shards else {
-                throw CNXError("--shard auto: SLURM_ARRAY_TASK_ID is set but neither SLURM_ARRAY_TASK_COUNT nor SLURM_ARRAY_TASK_MAX (nor --shards) gives the number of shards")
+                throw CNXError(
+                    "--shard auto: SLURM_ARRAY_TASK_ID is set but neither SLURM_ARRAY_TASK_COUNT nor SLURM_ARRAY_TASK_MAX (nor --shards) gives the number of shards"
+                )
             }
             if let shards, shards != n { throw CNXError("--shard auto: the Slurm array has \(n) tasks but --shards says \(shards)") }
-            guard (id - min) % step == 0 else { throw CNXError("--shard auto: SLURM_ARRAY_TASK_ID=\(id) is not min \(min) plus a multiple of step \(step)") }
+            guard (id - min) % step == 0 else {
+                throw CNXError("--shard auto: SLURM_ARRAY_TASK_ID=\(id) is not min \(min) plus a multiple of step \(step)")
+            }
             return try Shard(index: (id - min) / step, count: n)
         }
         if let index = try int("JOB_COMPLETION_INDEX") {
@@ -69,7 +79,8 @@ public struct Shard: Equatable, Sendable {
             }
             return try Shard(index: index, count: n)
         }
-        throw CNXError("--shard auto: no scheduler shard in the environment (SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX); give --shard K/N")
+        throw CNXError(
+            "--shard auto: no scheduler shard in the environment (SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX); give --shard K/N")
     }
 }
 
@@ -108,12 +119,14 @@ public struct ValidationPart {
     /// preprocessing.
     /// `referenceLogits`: the name given to `--reference-logits` (each shard may read its own
     /// file), which stands for the reference instead of a file's content.
-    public static func identity(modelFile: String, referenceFile: String?, referenceLogits: String?, data: Dataset) throws -> [(String, String)] {
+    public static func identity(modelFile: String, referenceFile: String?, referenceLogits: String?, data: Dataset) throws -> [(
+        String, String
+    )] {
         var out: [(String, String)] = [("model_sha256", try SHA256.hex(path: modelFile))]
         if let referenceFile { out.append(("reference_sha256", try SHA256.hex(path: referenceFile))) }
         if let referenceLogits { out.append(("reference_logits", referenceLogits)) }
         out += [
-            ("samples", String(data.count)),
+            ("samples", String(data.count))
         ]
         var hasher = SHA256.Hasher()
         func feed(_ s: String) { Array(s.utf8).withUnsafeBytes { hasher.update($0) } }
@@ -151,50 +164,90 @@ public struct ValidationPart {
             ("first_sample", .int(range.lowerBound)), ("end_sample", .int(range.upperBound)), ("total_samples", .int(total)),
             ("batch", .int(batch)),
             ("identity", .object(identity.map { ($0.0, .string($0.1)) })),
-            ("model", .object([("path", .string(r.modelPath)), ("runtime", .string(r.modelRuntime)), ("seconds", .string(bits(r.modelSeconds)))])),
-            ("reference", .object([("path", .string(r.referencePath)), ("runtime", .string(r.referenceRuntime)),
-                                   ("seconds", .string(bits(r.referenceSeconds)))])),
-            ("data", .object([("path", .string(r.dataPath)), ("sample_shape", .array(r.sampleShape.map { .int($0) })),
-                              ("label_source", r.labelSource.map { .string($0) } ?? .null),
-                              ("class_names", r.classNames.map { .array($0.map { .string($0) }) } ?? .null)])),
+            (
+                "model",
+                .object([("path", .string(r.modelPath)), ("runtime", .string(r.modelRuntime)), ("seconds", .string(bits(r.modelSeconds)))])
+            ),
+            (
+                "reference",
+                .object([
+                    ("path", .string(r.referencePath)), ("runtime", .string(r.referenceRuntime)),
+                    ("seconds", .string(bits(r.referenceSeconds))),
+                ])
+            ),
+            (
+                "data",
+                .object([
+                    ("path", .string(r.dataPath)), ("sample_shape", .array(r.sampleShape.map { .int($0) })),
+                    ("label_source", r.labelSource.map { .string($0) } ?? .null),
+                    ("class_names", r.classNames.map { .array($0.map { .string($0) }) } ?? .null),
+                ])
+            ),
         ]
         if let p = r.preprocessing {
-            o.append(("preprocessing", .object([
-                ("height", .int(p.height)), ("width", .int(p.width)), ("crop_pct", .string(bits(p.cropPct))),
-                ("interpolation", .string(p.interpolation.rawValue)),
-                ("mean", .array(p.mean.map { .string(bits($0)) })), ("std", .array(p.std.map { .string(bits($0)) })),
-                ("summary", .string(p.summary)),
-            ])))
+            o.append(
+                (
+                    "preprocessing",
+                    .object([
+                        ("height", .int(p.height)), ("width", .int(p.width)), ("crop_pct", .string(bits(p.cropPct))),
+                        ("interpolation", .string(p.interpolation.rawValue)),
+                        ("mean", .array(p.mean.map { .string(bits($0)) })), ("std", .array(p.std.map { .string(bits($0)) })),
+                        ("summary", .string(p.summary)),
+                    ])
+                ))
         }
         if let sources = r.preprocessingSources {
             o.append(("preprocessing_sources", .object(sources.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })))
         }
         if let outputs = r.outputs {
-            o.append(("outputs", .array(outputs.map { out in
-                .object([("name", .string(out.name)), ("shape", .array(out.shape.map { .int($0) })), ("samples", .int(out.samples)),
-                         ("cosine", .string(out.cosineTotal.text)), ("signal", .string(out.signalTotal.text)),
-                         ("noise", .string(out.noiseTotal.text)), ("max_abs_diff", .string(bits(out.maxAbsDiff)))])
-            })))
+            o.append(
+                (
+                    "outputs",
+                    .array(
+                        outputs.map { out in
+                            .object([
+                                ("name", .string(out.name)), ("shape", .array(out.shape.map { .int($0) })), ("samples", .int(out.samples)),
+                                ("cosine", .string(out.cosineTotal.text)), ("signal", .string(out.signalTotal.text)),
+                                ("noise", .string(out.noiseTotal.text)), ("max_abs_diff", .string(bits(out.maxAbsDiff))),
+                            ])
+                        })
+                ))
         } else {
             let m = r.metrics
-            o.append(("metrics", .object([
-                ("samples", .int(m.samples)), ("classes", .int(m.classes)), ("top1_agreements", .int(m.top1Agreements)),
-                ("top5_overlap_count", .int(m.top5OverlapCount)), ("cosine", .string(m.cosineTotal.text)),
-                ("signal", .string(m.signalTotal.text)), ("noise", .string(m.noiseTotal.text)),
-                ("max_abs_diff", .string(bits(m.maxAbsDiff))), ("labelled", .int(m.labelled)),
-                ("model_top1", .int(m.modelTop1)), ("reference_top1", .int(m.referenceTop1)),
-                ("model_top5", .int(m.modelTop5)), ("reference_top5", .int(m.referenceTop5)),
-                ("per_class", .array(m.perClass.sorted { $0.key < $1.key }.map { id, e in
-                    .array([.int(id), .int(e.samples), .int(e.model), .int(e.reference)])
-                })),
-            ])))
+            o.append(
+                (
+                    "metrics",
+                    .object([
+                        ("samples", .int(m.samples)), ("classes", .int(m.classes)), ("top1_agreements", .int(m.top1Agreements)),
+                        ("top5_overlap_count", .int(m.top5OverlapCount)), ("cosine", .string(m.cosineTotal.text)),
+                        ("signal", .string(m.signalTotal.text)), ("noise", .string(m.noiseTotal.text)),
+                        ("max_abs_diff", .string(bits(m.maxAbsDiff))), ("labelled", .int(m.labelled)),
+                        ("model_top1", .int(m.modelTop1)), ("reference_top1", .int(m.referenceTop1)),
+                        ("model_top5", .int(m.modelTop5)), ("reference_top5", .int(m.referenceTop5)),
+                        (
+                            "per_class",
+                            .array(
+                                m.perClass.sorted { $0.key < $1.key }.map { id, e in
+                                    .array([.int(id), .int(e.samples), .int(e.model), .int(e.reference)])
+                                })
+                        ),
+                    ])
+                ))
         }
         if let layers = r.perLayer {
-            o.append(("per_layer", .array(layers.map { l in
-                .object([("name", .string(l.name)), ("shape", .array(l.shape.map { .int($0) })), ("sqnr_db", .string(bits(l.sqnrDB))),
-                         ("local_sqnr_db", l.localSQNRDB.map { .string(bits($0)) } ?? .null),
-                         ("max_abs_diff", .string(bits(l.maxAbsDiff))), ("cosine", .string(bits(l.cosine)))])
-            })))
+            o.append(
+                (
+                    "per_layer",
+                    .array(
+                        layers.map { l in
+                            .object([
+                                ("name", .string(l.name)), ("shape", .array(l.shape.map { .int($0) })),
+                                ("sqnr_db", .string(bits(l.sqnrDB))),
+                                ("local_sqnr_db", l.localSQNRDB.map { .string(bits($0)) } ?? .null),
+                                ("max_abs_diff", .string(bits(l.maxAbsDiff))), ("cosine", .string(bits(l.cosine))),
+                            ])
+                        })
+                ))
         }
         return JSON.object(o).text + "\n"
     }
@@ -208,9 +261,13 @@ public struct ValidationPart {
         guard let o = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw CNXError("\(path): not a validation part (not a JSON object)")
         }
-        guard o["format"] as? String == format else { throw CNXError("\(path): not a validation part (written by validate --shard ... --part)") }
+        guard o["format"] as? String == format else {
+            throw CNXError("\(path): not a validation part (written by validate --shard ... --part)")
+        }
         let reader = PartReader(path: path)
-        guard try reader.int(o, "version") == version else { throw CNXError("\(path): validation part version \(o["version"] ?? "?") is not \(version)") }
+        guard try reader.int(o, "version") == version else {
+            throw CNXError("\(path): validation part version \(o["version"] ?? "?") is not \(version)")
+        }
         let shard = try Shard(index: try reader.int(o, "shard"), count: try reader.int(o, "shards"))
         let first = try reader.int(o, "first_sample"), end = try reader.int(o, "end_sample"), total = try reader.int(o, "total_samples")
         let batch = try reader.int(o, "batch")
@@ -225,9 +282,10 @@ public struct ValidationPart {
             guard let interpolation = Interpolation(rawValue: try reader.string(p, "interpolation")) else {
                 throw CNXError("\(path): unknown interpolation in preprocessing")
             }
-            preprocessing = Preprocessing(height: try reader.int(p, "height"), width: try reader.int(p, "width"),
-                                          cropPct: try reader.double(p, "crop_pct"), interpolation: interpolation,
-                                          mean: try reader.floats(p, "mean"), std: try reader.floats(p, "std"))
+            preprocessing = Preprocessing(
+                height: try reader.int(p, "height"), width: try reader.int(p, "width"),
+                cropPct: try reader.double(p, "crop_pct"), interpolation: interpolation,
+                mean: try reader.floats(p, "mean"), std: try reader.floats(p, "std"))
         }
         var result = ValidationResult(
             modelPath: try reader.string(model, "path"), modelRuntime: try reader.string(model, "runtime"),
@@ -242,25 +300,29 @@ public struct ValidationPart {
         if let outputs = o["outputs"] as? [Any] {
             result.outputs = try outputs.map { item in
                 guard let d = item as? [String: Any] else { throw CNXError("\(path): an output entry is not an object") }
-                return try OutputMetrics(name: try reader.string(d, "name"), shape: try reader.ints(d, "shape"), samples: try reader.int(d, "samples"),
-                                         cosine: try reader.sum(d, "cosine"), signal: try reader.sum(d, "signal"), noise: try reader.sum(d, "noise"),
-                                         maxAbsDiff: try reader.float(d, "max_abs_diff"))
+                return try OutputMetrics(
+                    name: try reader.string(d, "name"), shape: try reader.ints(d, "shape"), samples: try reader.int(d, "samples"),
+                    cosine: try reader.sum(d, "cosine"), signal: try reader.sum(d, "signal"), noise: try reader.sum(d, "noise"),
+                    maxAbsDiff: try reader.float(d, "max_abs_diff"))
             }
         } else {
             let m = try reader.object(o, "metrics")
             var perClass: [Int: (samples: Int, model: Int, reference: Int)] = [:]
             for row in (m["per_class"] as? [Any]) ?? [] {
                 guard let v = row as? [Any], v.count == 4, let id = (v[0] as? NSNumber)?.intValue, let s = (v[1] as? NSNumber)?.intValue,
-                      let a = (v[2] as? NSNumber)?.intValue, let b = (v[3] as? NSNumber)?.intValue else {
+                    let a = (v[2] as? NSNumber)?.intValue, let b = (v[3] as? NSNumber)?.intValue
+                else {
                     throw CNXError("\(path): a per_class row is not [class, samples, model, reference]")
                 }
                 perClass[id] = (s, a, b)
             }
             result.metrics = MetricsAccumulator(
-                samples: try reader.int(m, "samples"), classes: try reader.int(m, "classes"), top1Agreements: try reader.int(m, "top1_agreements"),
+                samples: try reader.int(m, "samples"), classes: try reader.int(m, "classes"),
+                top1Agreements: try reader.int(m, "top1_agreements"),
                 top5OverlapCount: try reader.int(m, "top5_overlap_count"), cosine: try reader.sum(m, "cosine"),
                 signal: try reader.sum(m, "signal"), noise: try reader.sum(m, "noise"), maxAbsDiff: try reader.float(m, "max_abs_diff"),
-                labelled: try reader.int(m, "labelled"), modelTop1: try reader.int(m, "model_top1"), referenceTop1: try reader.int(m, "reference_top1"),
+                labelled: try reader.int(m, "labelled"), modelTop1: try reader.int(m, "model_top1"),
+                referenceTop1: try reader.int(m, "reference_top1"),
                 modelTop5: try reader.int(m, "model_top5"), referenceTop5: try reader.int(m, "reference_top5"), perClass: perClass)
             guard result.metrics.samples == end - first else {
                 throw CNXError("\(path): \(result.metrics.samples) samples counted for a shard of \(end - first)")
@@ -269,9 +331,10 @@ public struct ValidationPart {
         if let layers = o["per_layer"] as? [Any] {
             result.perLayer = try layers.map { item in
                 guard let d = item as? [String: Any] else { throw CNXError("\(path): a per_layer entry is not an object") }
-                return LayerComparison(name: try reader.string(d, "name"), shape: try reader.ints(d, "shape"), sqnrDB: try reader.double(d, "sqnr_db"),
-                                       localSQNRDB: d["local_sqnr_db"] is String ? try reader.double(d, "local_sqnr_db") : nil,
-                                       maxAbsDiff: try reader.float(d, "max_abs_diff"), cosine: try reader.double(d, "cosine"))
+                return LayerComparison(
+                    name: try reader.string(d, "name"), shape: try reader.ints(d, "shape"), sqnrDB: try reader.double(d, "sqnr_db"),
+                    localSQNRDB: d["local_sqnr_db"] is String ? try reader.double(d, "local_sqnr_db") : nil,
+                    maxAbsDiff: try reader.float(d, "max_abs_diff"), cosine: try reader.double(d, "cosine"))
             }
         }
         return ValidationPart(shard: shard, range: first..<end, total: total, batch: batch, identity: identity, result: result)
@@ -288,19 +351,29 @@ public struct ValidationPart {
         var seen: [Int: String] = [:]
         for (path, p) in parts {
             guard p.shard.count == first.shard.count else {
-                throw CNXError("\(path): shard \(p.shard.description) is of \(p.shard.count) shards, but \(firstPath) is of \(first.shard.count)")
+                throw CNXError(
+                    "\(path): shard \(p.shard.description) is of \(p.shard.count) shards, but \(firstPath) is of \(first.shard.count)")
             }
             guard p.batch == first.batch else {
-                throw CNXError("\(path): validated in batches of \(p.batch), but \(firstPath) in batches of \(first.batch): give every shard the same --batch")
+                throw CNXError(
+                    "\(path): validated in batches of \(p.batch), but \(firstPath) in batches of \(first.batch): give every shard the same --batch"
+                )
             }
             guard p.total == first.total else {
                 throw CNXError("\(path): the data has \(p.total) samples, but \(firstPath)'s has \(first.total): parts of different data")
             }
-            let mine = Dictionary(p.identity, uniquingKeysWith: { a, _ in a }), theirs = Dictionary(first.identity, uniquingKeysWith: { a, _ in a })
+            let mine = Dictionary(p.identity, uniquingKeysWith: { a, _ in a }),
+                theirs = Dictionary(first.identity, uniquingKeysWith: { a, _ in a })
             for key in Set(mine.keys).union(theirs.keys).sorted() where mine[key] != theirs[key] {
-                let what = ["model_sha256": "model", "reference_sha256": "reference", "reference_logits": "reference", "data_fingerprint": "data", "labels_sha256": "labels",
-                            "preprocessing": "preprocessing", "samples": "data"][key] ?? key
-                throw CNXError("\(path): a part of another validation than \(firstPath): the \(what) differs (\(key): \(mine[key] ?? "none") vs \(theirs[key] ?? "none"))")
+                let what =
+                    [
+                        "model_sha256": "model", "reference_sha256": "reference", "reference_logits": "reference",
+                        "data_fingerprint": "data", "labels_sha256": "labels",
+                        "preprocessing": "preprocessing", "samples": "data",
+                    ][key] ?? key
+                throw CNXError(
+                    "\(path): a part of another validation than \(firstPath): the \(what) differs (\(key): \(mine[key] ?? "none") vs \(theirs[key] ?? "none"))"
+                )
             }
             if let other = seen[p.shard.index] {
                 throw CNXError("validate merge: shard \(p.shard.description) is given twice (\(other) and \(path))")
@@ -309,8 +382,9 @@ public struct ValidationPart {
         }
         let missing = (0..<first.shard.count).filter { seen[$0] == nil }
         if !missing.isEmpty {
-            throw CNXError("validate merge: \(missing.count) of \(first.shard.count) shards missing: "
-                           + missing.prefix(20).map { "\($0)/\(first.shard.count)" }.joined(separator: ", ") + (missing.count > 20 ? ", ..." : ""))
+            throw CNXError(
+                "validate merge: \(missing.count) of \(first.shard.count) shards missing: "
+                    + missing.prefix(20).map { "\($0)/\(first.shard.count)" }.joined(separator: ", ") + (missing.count > 20 ? ", ..." : ""))
         }
         let ordered = parts.map(\.part).sorted { $0.shard.index < $1.shard.index }
         var result = ordered[0].result
@@ -328,7 +402,9 @@ public struct ValidationPart {
                 for k in merged.indices { try merged[k].merge(outputs[k]) }
                 result.outputs = merged
             } else {
-                guard result.outputs == nil else { throw CNXError("validate merge: shard \(p.shard.description) compares logits, shard 0 several outputs") }
+                guard result.outputs == nil else {
+                    throw CNXError("validate merge: shard \(p.shard.description) compares logits, shard 0 several outputs")
+                }
                 try result.metrics.merge(p.result.metrics)
             }
         }
@@ -362,7 +438,9 @@ struct PartReader {
     }
     func ints(_ o: [String: Any], _ key: String) throws -> [Int] {
         guard let a = try value(o, key) as? [Any] else { throw CNXError("\(path): '\(key)' is not a list") }
-        return try a.map { guard let n = $0 as? NSNumber else { throw CNXError("\(path): '\(key)' holds a non-number") }; return n.intValue }
+        return try a.map {
+            guard let n = $0 as? NSNumber else { throw CNXError("\(path): '\(key)' holds a non-number") }; return n.intValue
+        }
     }
     func double(_ o: [String: Any], _ key: String) throws -> Double {
         let s = try string(o, key)

@@ -31,7 +31,8 @@ public enum Thumbnail {
         var size: UInt = 0
         var message = [CChar](repeating: 0, count: 256)
         let status = image.pixels.withUnsafeBufferPointer { p in
-            cnx_jpeg_encode_rgb(p.baseAddress, Int32(image.width), Int32(image.height), Int32(quality), &out, &size, &message, message.count)
+            cnx_jpeg_encode_rgb(
+                p.baseAddress, Int32(image.width), Int32(image.height), Int32(quality), &out, &size, &message, message.count)
         }
         guard status == 0, let out else { throw CNXError("cannot encode a thumbnail as JPEG: \(String(cString: message))") }
         defer { free(out) }
@@ -43,7 +44,7 @@ public enum Thumbnail {
     static func fromTensor(_ t: Tensor) -> RGBImage {
         let h = t.shape[t.shape.count - 2], w = t.shape[t.shape.count - 1]
         let plane = h * w
-        let v = UnsafeBufferPointer(start: t.floatPointer, count: 3 * plane)
+        let v = t.withUnsafeFloats { Array($0.prefix(3 * plane)) }
         var lo = Float.infinity, hi = -Float.infinity
         for x in v where x.isFinite {
             lo = min(lo, x)

@@ -10,7 +10,11 @@ extension ValidationResult {
         var groups: [(source: String, settings: [String])] = []
         for setting in Self.preprocessingSettings {
             guard let source = sources[setting] else { continue }
-            if let i = groups.firstIndex(where: { $0.source == source }) { groups[i].settings.append(setting) } else { groups.append((source, [setting])) }
+            if let i = groups.firstIndex(where: { $0.source == source }) {
+                groups[i].settings.append(setting)
+            } else {
+                groups.append((source, [setting]))
+            }
         }
         return groups.map { "\($0.settings.joined(separator: ", ")) from \($0.source)" }.joined(separator: "; ")
     }
@@ -24,7 +28,8 @@ extension ValidationResult {
         func decimal(_ v: Float) -> JSON { .number(Double(String(v)) ?? Double(v)) }
         var o: [(String, JSON)] = [
             ("applied", .bool(true)), ("height", .int(p.height)), ("width", .int(p.width)), ("crop_pct", .number(p.cropPct)),
-            ("interpolation", .string(p.interpolation.rawValue)), ("mean", .array(p.mean.map(decimal))), ("std", .array(p.std.map(decimal))),
+            ("interpolation", .string(p.interpolation.rawValue)), ("mean", .array(p.mean.map(decimal))),
+            ("std", .array(p.std.map(decimal))),
         ]
         if let sources = preprocessingSources {
             o.append(("source", .object(Self.preprocessingSettings.compactMap { k in sources[k].map { (k, .string($0)) } })))
@@ -78,11 +83,18 @@ extension ValidationResult {
         ]
         o += modelsJSON
         if perClass && m.hasLabels {
-            o.append(("per_class", .array(m.classAccuracies.map { c in
-                .object([("class", .int(c.id)), ("name", .string(className(c.id))), ("samples", .int(c.samples)),
-                         ("top1_accuracy", .number(c.model)), ("reference_top1_accuracy", .number(c.reference)),
-                         ("change_points", .number(c.changePoints))])
-            })))
+            o.append(
+                (
+                    "per_class",
+                    .array(
+                        m.classAccuracies.map { c in
+                            .object([
+                                ("class", .int(c.id)), ("name", .string(className(c.id))), ("samples", .int(c.samples)),
+                                ("top1_accuracy", .number(c.model)), ("reference_top1_accuracy", .number(c.reference)),
+                                ("change_points", .number(c.changePoints)),
+                            ])
+                        })
+                ))
         }
         if let layers = perLayerJSON { o.append(("per_layer", layers)) }
         if let maxDrop {
@@ -101,7 +113,8 @@ extension ValidationResult {
         func db(_ v: Double) -> String { v.isInfinite ? "inf (identical logits)" : String(format: "%.1f dB", v) }
         lines.append("model:      \(modelPath) (\(modelRuntime))")
         lines.append("reference:  \(referencePath) (\(referenceRuntime))")
-        var data = "data:       \(dataPath): \(samples) samples of \(sampleShape.map(String.init).joined(separator: "x")), \(m.classes) classes"
+        var data =
+            "data:       \(dataPath): \(samples) samples of \(sampleShape.map(String.init).joined(separator: "x")), \(m.classes) classes"
         if let labelSource { data += ", labels from \(labelSource)" }
         lines.append(data)
         if let p = preprocessing { lines.append("transform:  \(p.summary)" + (preprocessingOrigin.map { " (\($0))" } ?? "")) }
@@ -120,21 +133,31 @@ extension ValidationResult {
         }
         lines.append(row("throughput", rate(modelThroughput), rate(referenceThroughput)))
         lines.append("")
-        lines.append("agreement:  top-1 \(percent(m.top1Agreement)) (\(m.top1Agreements) / \(samples)), top-\(m.k) overlap \(percent(m.top5Overlap))")
-        lines.append(String(format: "logits:     mean cosine %.6f, SQNR %@, largest |difference| %.3g", m.meanCosine, db(m.sqnrDB), Double(m.maxAbsDiff)))
+        lines.append(
+            "agreement:  top-1 \(percent(m.top1Agreement)) (\(m.top1Agreements) / \(samples)), top-\(m.k) overlap \(percent(m.top5Overlap))"
+        )
+        lines.append(
+            String(
+                format: "logits:     mean cosine %.6f, SQNR %@, largest |difference| %.3g", m.meanCosine, db(m.sqnrDB), Double(m.maxAbsDiff)
+            ))
         if m.hasLabels {
-            lines.append(String(format: "change:     %+.2f points of top-1 accuracy", m.accuracyDropPoints == 0 ? 0.0 : -m.accuracyDropPoints))
+            lines.append(
+                String(format: "change:     %+.2f points of top-1 accuracy", m.accuracyDropPoints == 0 ? 0.0 : -m.accuracyDropPoints))
         }
         if perClass && m.hasLabels {
             lines.append("")
             let changed = m.classAccuracies.filter { $0.model != $0.reference }
             lines.append("per class (top-1 accuracy, model vs reference, \(changed.count) of \(m.classAccuracies.count) classes changed):")
             // Classes that changed first, worst first; then the rest by id, unless there are many.
-            let ordered = changed.sorted { $0.changePoints != $1.changePoints ? $0.changePoints < $1.changePoints : $0.id < $1.id }
+            let ordered =
+                changed.sorted { $0.changePoints != $1.changePoints ? $0.changePoints < $1.changePoints : $0.id < $1.id }
                 + (m.classAccuracies.count <= 50 ? m.classAccuracies.filter { $0.model == $0.reference } : [])
             for c in ordered {
                 let name = "\(className(c.id))".padding(toLength: max(12, min(32, className(c.id).count)), withPad: " ", startingAt: 0)
-                lines.append(String(format: "  %@ %4d samples  %7.2f%%  %7.2f%%  %+7.2f", name, c.samples, c.model * 100, c.reference * 100, c.changePoints))
+                lines.append(
+                    String(
+                        format: "  %@ %4d samples  %7.2f%%  %7.2f%%  %+7.2f", name, c.samples, c.model * 100, c.reference * 100,
+                        c.changePoints))
             }
         }
         lines += perLayerLines
@@ -148,42 +171,59 @@ extension ValidationResult {
     /// `model` and `reference` of the JSON report.
     private var modelsJSON: [(String, JSON)] {
         [
-            ("model", .object([("path", .string(modelPath)), ("runtime", .string(modelRuntime)),
-                               ("seconds", .number(modelSeconds)), ("images_per_second", .number(modelThroughput))])),
-            ("reference", .object([("path", .string(referencePath)), ("runtime", .string(referenceRuntime)),
-                                   ("seconds", .number(referenceSeconds)), ("images_per_second", .number(referenceThroughput))])),
+            (
+                "model",
+                .object([
+                    ("path", .string(modelPath)), ("runtime", .string(modelRuntime)),
+                    ("seconds", .number(modelSeconds)), ("images_per_second", .number(modelThroughput)),
+                ])
+            ),
+            (
+                "reference",
+                .object([
+                    ("path", .string(referencePath)), ("runtime", .string(referenceRuntime)),
+                    ("seconds", .number(referenceSeconds)), ("images_per_second", .number(referenceThroughput)),
+                ])
+            ),
         ]
     }
 
     private var perLayerJSON: JSON? {
         perLayer.map { layers in
-            .array(layers.map { l in
-                .object([("layer", .string(l.name)), ("shape", .array(l.shape.map { .int($0) })), ("sqnr_db", .number(l.sqnrDB)),
-                         ("local_sqnr_db", l.localSQNRDB.map { .number($0) } ?? .null),
-                         ("max_abs_diff", .number(Double(l.maxAbsDiff))), ("cosine", .number(l.cosine))])
-            })
+            .array(
+                layers.map { l in
+                    .object([
+                        ("layer", .string(l.name)), ("shape", .array(l.shape.map { .int($0) })), ("sqnr_db", .number(l.sqnrDB)),
+                        ("local_sqnr_db", l.localSQNRDB.map { .number($0) } ?? .null),
+                        ("max_abs_diff", .number(Double(l.maxAbsDiff))), ("cosine", .number(l.cosine)),
+                    ])
+                })
         }
     }
 
     private var perLayerLines: [String] {
         guard let layers = perLayer else { return [] }
         var lines = ["", "per layer (SQNR of the model's output against the reference's; alone: the layer given the reference's input):"]
-        lines.append("  " + "layer".padding(toLength: 20, withPad: " ", startingAt: 0) + "shape".padding(toLength: 20, withPad: " ", startingAt: 0)
-                     + "SQNR".padding(toLength: 12, withPad: " ", startingAt: 0) + "alone".padding(toLength: 12, withPad: " ", startingAt: 0) + "max |diff|")
+        lines.append(
+            "  " + "layer".padding(toLength: 20, withPad: " ", startingAt: 0) + "shape".padding(toLength: 20, withPad: " ", startingAt: 0)
+                + "SQNR".padding(toLength: 12, withPad: " ", startingAt: 0) + "alone".padding(toLength: 12, withPad: " ", startingAt: 0)
+                + "max |diff|")
         for l in layers {
             func d(_ v: Double?) -> String { v.map { $0.isInfinite ? "inf" : String(format: "%.1f dB", $0) } ?? "-" }
-            lines.append("  " + l.name.padding(toLength: 20, withPad: " ", startingAt: 0)
-                         + "\(l.shape)".padding(toLength: 20, withPad: " ", startingAt: 0)
-                         + d(l.sqnrDB).padding(toLength: 12, withPad: " ", startingAt: 0)
-                         + d(l.localSQNRDB).padding(toLength: 12, withPad: " ", startingAt: 0)
-                         + String(format: "%.3g", Double(l.maxAbsDiff)))
+            lines.append(
+                "  " + l.name.padding(toLength: 20, withPad: " ", startingAt: 0)
+                    + "\(l.shape)".padding(toLength: 20, withPad: " ", startingAt: 0)
+                    + d(l.sqnrDB).padding(toLength: 12, withPad: " ", startingAt: 0)
+                    + d(l.localSQNRDB).padding(toLength: 12, withPad: " ", startingAt: 0)
+                    + String(format: "%.3g", Double(l.maxAbsDiff)))
         }
         return lines
     }
 
     /// Why a multi-output report has no accuracy, agreement or budget.
     var multiOutputNote: String {
-        var note = "classification metrics (accuracy, top-1 agreement, top-5 overlap) and --max-drop are for single-output models; "
+        var note =
+            "classification metrics (accuracy, top-1 agreement, top-5 overlap) and --max-drop are for single-output models; "
             + "skipped for \(outputs?.count ?? 0) outputs"
         if let labelSource { note += "; labels from \(labelSource) not used" }
         return note
@@ -194,10 +234,19 @@ extension ValidationResult {
             ("samples", .int(samples)),
             ("data", .string(dataPath)),
             ("preprocessing", preprocessingJSON),
-            ("outputs", .object(outputs.map { out in
-                (out.name, .object([("shape", .array(out.shape.map { .int($0) })), ("mean_cosine", .number(out.meanCosine)),
-                                    ("sqnr_db", .number(out.sqnrDB)), ("max_abs_diff", .number(Double(out.maxAbsDiff)))]))
-            })),
+            (
+                "outputs",
+                .object(
+                    outputs.map { out in
+                        (
+                            out.name,
+                            .object([
+                                ("shape", .array(out.shape.map { .int($0) })), ("mean_cosine", .number(out.meanCosine)),
+                                ("sqnr_db", .number(out.sqnrDB)), ("max_abs_diff", .number(Double(out.maxAbsDiff))),
+                            ])
+                        )
+                    })
+            ),
             ("mean_cosine", .number(worstMeanCosine)),
             ("sqnr_db", .number(worstSQNRDB)),
             ("max_abs_diff", .number(largestAbsDiff)),
@@ -215,8 +264,9 @@ extension ValidationResult {
         func pad(_ s: String, _ w: Int) -> String { s.count >= w ? s + " " : s.padding(toLength: w, withPad: " ", startingAt: 0) }
         lines.append("model:      \(modelPath) (\(modelRuntime))")
         lines.append("reference:  \(referencePath) (\(referenceRuntime))")
-        lines.append("data:       \(dataPath): \(samples) samples of \(sampleShape.map(String.init).joined(separator: "x")), "
-                     + "\(outputs.count) outputs compared by name")
+        lines.append(
+            "data:       \(dataPath): \(samples) samples of \(sampleShape.map(String.init).joined(separator: "x")), "
+                + "\(outputs.count) outputs compared by name")
         if let p = preprocessing { lines.append("transform:  \(p.summary)" + (preprocessingOrigin.map { " (\($0))" } ?? "")) }
         lines.append("")
         lines.append(pad("", 18) + pad("model", 16) + "reference")
@@ -225,12 +275,16 @@ extension ValidationResult {
         let w0 = max(18, (outputs.map(\.name.count).max() ?? 0) + 2)
         lines.append(pad("output", w0) + pad("shape", 16) + pad("mean cosine", 14) + pad("SQNR", 18) + "largest |difference|")
         for out in outputs {
-            lines.append(pad(out.name, w0) + pad(out.shape.map(String.init).joined(separator: "x"), 16)
-                         + pad(String(format: "%.6f", out.meanCosine), 14) + pad(db(out.sqnrDB), 18)
-                         + String(format: "%.3g", Double(out.maxAbsDiff)))
+            lines.append(
+                pad(out.name, w0) + pad(out.shape.map(String.init).joined(separator: "x"), 16)
+                    + pad(String(format: "%.6f", out.meanCosine), 14) + pad(db(out.sqnrDB), 18)
+                    + String(format: "%.3g", Double(out.maxAbsDiff)))
         }
         lines.append("")
-        lines.append(String(format: "worst:      mean cosine %.6f, SQNR %@, largest |difference| %.3g", worstMeanCosine, db(worstSQNRDB), largestAbsDiff))
+        lines.append(
+            String(
+                format: "worst:      mean cosine %.6f, SQNR %@, largest |difference| %.3g", worstMeanCosine, db(worstSQNRDB), largestAbsDiff
+            ))
         lines.append("note:       \(multiOutputNote)")
         lines += perLayerLines
         return lines.joined(separator: "\n")

@@ -19,11 +19,7 @@ struct Convert: ParsableCommand {
           convnext-convert classifier.onnx backbone.cnx --features 1,2,3
         """)
 
-    @Argument(help: "The model to convert: .onnx, .safetensors, .pth/.pt/.bin, a sharded .index.json, a timm or transformers folder, or a .cnx.")
-    var input: String
-
-    @Argument(help: "The .cnx file to write.")
-    var output: String
+    @OptionGroup var files: ConversionOptions
 
     @Flag(name: .long, help: "Skip the check of the optimised graph against the original.")
     var noVerify = false
@@ -39,52 +35,14 @@ struct Convert: ParsableCommand {
 
     @OptionGroup var quantization: Int8Options
 
-    @Option(name: .long, help: "Threads for verification and calibration (default: all cores).")
-    var threads: Int?
+    @OptionGroup(title: "Half-precision weights (instead of --int8)")
+    var half: HalfPrecisionOptions
 
     @Option(name: .long, help: ArgumentHelp("Backbone mode: drop the head and output these stages' feature maps (N x C x H x W), named stage0...stage3.", valueName: "0,1,2,3"))
     var features: String?
 
-    @OptionGroup(title: "Preprocessing to record in the .cnx (run, validate and calibration use it)")
-    var record: PreprocessOptions
-
-    @Flag(name: .long, help: "Write over an existing file that is not a .cnx, or to a name not ending in .cnx (never over a file the command reads).")
-    var force = false
-
-    @Option(name: .long, help: ArgumentHelp("For a checkpoint: the norms' epsilon, for every norm or per site (stem, downsample, block, head, features), e.g. 1e-5 or head=1e-12,block=1e-6.", valueName: "eps"))
-    var layerNormEps: String?
-
-    @Option(name: .long, help: ArgumentHelp("For a checkpoint: the blocks' activation (gelu, gelu_tanh, silu).", valueName: "name"))
-    var activation: String?
-
-    @Option(name: .long, help: ArgumentHelp("For a checkpoint: the norms' kind (layernorm, rmsnorm, simplenorm).", valueName: "kind"))
-    var norm: String?
-
-    @Option(name: .long, help: ArgumentHelp("An ONNX export of the same model: the checkpoint's graph is checked against it on a random input (refused beyond 1e-4 relative).", valueName: "file"))
-    var referenceOnnx: String?
-
-    /// What the flags say about the values a checkpoint's weights do not carry.
-    var checkpointOptions: CheckpointOptions {
-        get throws {
-            var o = CheckpointOptions()
-            if let e = layerNormEps {
-                do { o.layerNormEps = try CheckpointOptions.parseEps(e) } catch let e as CNXError { throw ValidationError(e.message) }
-            }
-            if let a = activation {
-                guard let v = Activation(rawValue: a) else {
-                    throw ValidationError("--activation takes \(Activation.allCases.map(\.rawValue).joined(separator: ", ")); not '\(a)'")
-                }
-                o.activation = v
-            }
-            if let n = norm {
-                guard let v = NormKind(rawValue: n) else {
-                    throw ValidationError("--norm takes \(NormKind.allCases.map(\.rawValue).joined(separator: ", ")); not '\(n)'")
-                }
-                o.norm = v
-            }
-            return o
-        }
-    }
+    @OptionGroup(title: "What a checkpoint's weights do not carry")
+    var checkpoint: CheckpointFlags
 
     /// The stage list of `--features`, as `0,1,2,3` or `[0,1,2,3]`.
     var featureStages: [Int]? {
@@ -98,32 +56,29 @@ struct Convert: ParsableCommand {
     }
 
     func validate() throws {
+        try half.check(int8: int8, quantization)
         _ = try featureStages
-        _ = try checkpointOptions
     }
 
     func run() throws {
         try reportingErrors {
-            let reference = referenceOnnx.map { [ReadFile($0, role: "the reference ONNX export")] } ?? []
-            try OutputGuard.check(output: output, kind: .cnx, reads: [ReadFile(input, role: "the input model")] + quantization.reads + reference,
-                                  force: force)
-            var options = Converter.Options()
+            let (input, output) = (files.input, files.output)
+            let line = StageLine()
+            defer { line.clear() }
+            var options = try files.converterOptions(reads: quantization.reads + checkpoint.reads,
+                                                     classNamesFile: quantization.classNamesFile, line: line)
             options.features = try featureStages
-            options.reads = quantization.reads + reference
-            options.force = force
-            options.recorded = try record.metadata(classNamesFile: quantization.classNamesFile)
-            if int8 { options.int8 = try quantization.settings(threads: threads, model: input, recorded: options.recorded) }
+            if int8 { options.int8 = try quantization.settings(threads: files.threads, model: input, recorded: options.recorded) }
+            if let dtype = half.dtype { options.halfPrecision = (dtype, int8 ? [] : quantization.keepFloat) }
             options.verify = !noVerify
             options.verbose = verbose
             options.dumpAfter = dumpAfter
-            let line = StageLine()
-            options.stage = line.callback
-            defer { line.clear() }
-            options.checkpoint = try checkpointOptions
-            options.referenceONNX = referenceOnnx
+            options.checkpoint = try checkpoint.options
+            options.referenceONNX = checkpoint.referenceOnnx
             let r = try Converter.convert(input: input, output: output, options: options)
             line.clear()
             if int8 { printInt8Report(r, output: output); return }
+            if let dtype = half.dtype, !int8 { printHalfReport(r, output: output, dtype: dtype); return }
             if let a = r.architecture {
                 print("model:     \(a.family) \(a.variant ?? "(custom)"), depths \(a.depths), dims \(a.dims)")
             } else {
@@ -131,7 +86,7 @@ struct Convert: ParsableCommand {
             }
             // What the checkpoint's weights do not say, as assumed, one line each with its source.
             for a in r.assumptions { print("assumed:   \(a.description)") }
-            if let e = r.referenceError, let ref = referenceOnnx {
+            if let e = r.referenceError, let ref = checkpoint.referenceOnnx {
                 print(String(format: "reference: relative error %.2e against %@ on a random input", e, ref))
             }
             print("outputs:   \(describeOutputs(r))")

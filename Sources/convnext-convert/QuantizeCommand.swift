@@ -118,6 +118,62 @@ struct Int8Options: ParsableArguments {
     }
 }
 
+/// `--bf16` / `--fp16` of `quantize` and `convert`: the GEMM layers' weights stored as bfloat16
+/// or float16 (no calibration). Kept apart from the int8 options.
+struct HalfPrecisionOptions: ParsableArguments {
+    @Flag(name: .long, help: "Store the pointwise, downsample and head weights as bfloat16 (no calibration; the file about half the float32 one). Computed with AVX512_BF16 dot products where the CPU has them, else widened to float32.")
+    var bf16 = false
+
+    @Flag(name: .long, help: "Store those weights as float16 instead (widened to float32 in the kernel; for CPUs without bfloat16).")
+    var fp16 = false
+
+    var dtype: DType? { bf16 ? .bfloat16 : fp16 ? .float16 : nil }
+    var flag: String { bf16 ? "--bf16" : "--fp16" }
+
+    func validate() throws {
+        if bf16 && fp16 { throw ValidationError("--bf16 and --fp16 are exclusive: say one") }
+    }
+
+    /// What the int8 options may not be given with a half precision alone. With --int8 too, the
+    /// file is mixed: the layers int8 keeps float32 (but the stem) get half weights instead.
+    func check(int8: Bool, _ q: Int8Options) throws {
+        guard dtype != nil, !int8 else { return }
+        if q.calibration != nil || q.sensitivity || q.maxDrop != nil {
+            throw ValidationError("\(flag) needs no calibration: --calibration, --sensitivity and --max-drop are for --int8 (check a \(flag) file with validate --max-drop)")
+        }
+    }
+}
+
+/// The model, outputs, passes and verification lines of the int8 and half-precision reports.
+func printModelLines(_ r: Converter.Report) {
+    if let a = r.architecture { print("model:     \(a.family) \(a.variant ?? "(custom)"), depths \(a.depths), dims \(a.dims)") }
+    print("outputs:   \(describeOutputs(r))")
+    print("passes:    \(r.passes.joined(separator: ", "))")
+    if let e = r.verificationError {
+        print(String(format: "verified:  float32 graph, relative error %.2e against %@", e, r.verifiedAgainst ?? "the original"))
+    } else {
+        print("verified:  no (--no-verify)")
+    }
+}
+
+/// The report of a bfloat16 / float16 conversion.
+func printHalfReport(_ r: Converter.Report, output: String, dtype: DType) {
+    printModelLines(r)
+    let layers = r.metadata["quantization.\(dtype.name)_layers"]?.stringsValue ?? []
+    print("\(dtype.name): \(layers.count) GEMM layers" + (r.halfSQNR.map { String(format: ", output SQNR %.1f dB against float32 on a random input", $0) } ?? ""))
+    print("float32:   \(r.keptFloat.isEmpty ? "no GEMM layer" : r.keptFloat.joined(separator: ", "))")
+    print(String(format: "wrote:     %@ (%.1f MB) in %.2f s", output, Double(r.outputBytes) / 1e6, r.seconds))
+}
+
+func halfJSON(_ r: Converter.Report, output: String, dtype: DType) -> String {
+    JSON.object([("output", .string(output)), ("bytes", .int(r.outputBytes)), ("seconds", .number(r.seconds)),
+                 ("precision", .string(dtype.name)), ("passes", .array(r.passes.map { .string($0) })),
+                 ("verification_error", r.verificationError.map { .number(Double($0)) } ?? .null),
+                 ("sqnr_db", r.halfSQNR.map { .number($0) } ?? .null),
+                 ("\(dtype.name)_layers", .array((r.metadata["quantization.\(dtype.name)_layers"]?.stringsValue ?? []).map { .string($0) })),
+                 ("float_layers", .array(r.keptFloat.map { .string($0) }))]).text
+}
+
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Quantize a model to int8 (weights per channel, activations calibrated) and write a .cnx.",
@@ -132,24 +188,26 @@ struct Quantize: ParsableCommand {
           convnext-convert quantize --int8 m.onnx m.int8.cnx --calibration calib.npy
           convnext-convert quantize --int8 m.onnx m.int8.cnx --calibration images/ \\
               --sensitivity --json
+
+        --bf16 (or --fp16) instead stores the weights of the same layers as bfloat16 (float16) \
+        without calibration; the stem, depthwise convolutions, norms, GELU and the residual \
+        stream stay float32, and --keep-float keeps named layers float32. --int8 --bf16 makes a \
+        mixed file: the layers int8 keeps float32 (--keep-float, --max-drop, the head) get \
+        bfloat16 weights instead; the stem stays float32:
+
+          convnext-convert quantize --bf16 m.onnx m.bf16.cnx
+          convnext-convert quantize --int8 --bf16 m.onnx m.mix.cnx --calibration c.npy
         """)
 
-    @Flag(name: .long, help: "Quantize to int8 (the only scheme so far; required).")
+    @Flag(name: .long, help: "Quantize to int8 (or say --bf16 / --fp16).")
     var int8 = false
 
-    @Argument(help: "The model to quantize (.onnx, .safetensors, .pth, a timm hub folder, or a float32 .cnx).")
-    var input: String
+    @OptionGroup var files: ConversionOptions
 
-    @Argument(help: "The .cnx file to write.")
-    var output: String
+    @OptionGroup(title: "Half-precision weights (instead of --int8)")
+    var half: HalfPrecisionOptions
 
     @OptionGroup var quantization: Int8Options
-
-    @OptionGroup(title: "Preprocessing to record in the .cnx (also used for calibration images)")
-    var record: PreprocessOptions
-
-    @Option(name: .long, help: "Threads (default: all cores).")
-    var threads: Int?
 
     @Option(name: .long, help: "With --sensitivity (or --max-drop): also write the per-layer sensitivity as a self-contained HTML page to this file.")
     var report: String?
@@ -157,11 +215,10 @@ struct Quantize: ParsableCommand {
     @Flag(name: .long, help: "Print one JSON object (the report, with the sensitivity of each layer) instead of text.")
     var json = false
 
-    @Flag(name: .long, help: "Write over an existing file that is not a .cnx, or to a name not ending in .cnx (never over a file the command reads).")
-    var force = false
-
     func validate() throws {
-        guard int8 else { throw ValidationError("say --int8: it is the only quantization this version offers") }
+        try half.check(int8: int8, quantization)
+        if half.dtype != nil && !int8 { return }
+        guard int8 else { throw ValidationError("say --int8, --bf16 or --fp16") }
         guard quantization.calibration != nil else { throw ValidationError("--int8 needs --calibration DATA (a .npy batch, or a folder of images)") }
         if report != nil && !quantization.sensitivity && quantization.maxDrop == nil {
             throw ValidationError("--report draws the per-layer sensitivity: add --sensitivity")
@@ -170,22 +227,23 @@ struct Quantize: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let reads = [ReadFile(input, role: "the input model")] + quantization.reads
-            try OutputGuard.check(output: output, kind: .cnx, reads: reads, force: force)
+            let (input, output) = (files.input, files.output)
+            let line = StageLine()
+            defer { line.clear() }
+            var options = try files.converterOptions(reads: quantization.reads, classNamesFile: quantization.classNamesFile, line: line)
             if let report {
                 try checkReportPath(report)
-                try OutputGuard.check(output: report, kind: .html, reads: reads + [ReadFile(output, role: "the output model")], force: force)
+                try OutputGuard.check(output: report, kind: .html, reads: [ReadFile(input, role: "the input model")] + quantization.reads
+                                      + [ReadFile(output, role: "the output model")], force: files.force)
             }
-            var options = Converter.Options()
-            options.recorded = try record.metadata(classNamesFile: quantization.classNamesFile)
-            options.int8 = try quantization.settings(threads: threads, model: input, recorded: options.recorded)
-            options.reads = quantization.reads
-            options.force = force
-            let line = StageLine()
-            options.stage = line.callback
-            defer { line.clear() }
+            if let dtype = half.dtype { options.halfPrecision = (dtype, int8 ? [] : quantization.keepFloat) }
+            if int8 { options.int8 = try quantization.settings(threads: files.threads, model: input, recorded: options.recorded) }
             let r = try Converter.convert(input: input, output: output, options: options)
             line.clear()
+            if let dtype = half.dtype, !int8 {
+                if json { print(halfJSON(r, output: output, dtype: dtype)) } else { printHalfReport(r, output: output, dtype: dtype) }
+                return
+            }
             if json { print(int8JSON(r, output: output)) } else { printInt8Report(r, output: output) }
             if let report, let settings = options.int8 { try writeSensitivityReport(report, r, settings) }
         }
@@ -206,8 +264,8 @@ extension Quantize {
         } else {
             measuredOn = "the first \(min(8, calibration)) calibration samples"
         }
-        var page = HTMLReport.Sensitivity(model: try facts(input), layers: r.sensitivity.map { ($0.layer, $0.sqnr) }, keptFloat: r.keptFloat)
-        page.output = try facts(output)
+        var page = HTMLReport.Sensitivity(model: try facts(files.input), layers: r.sensitivity.map { ($0.layer, $0.sqnr) }, keptFloat: r.keptFloat)
+        page.output = try facts(files.output)
         (page.int8SQNR, page.method, page.calibrationSamples, page.measuredOn) = (r.int8SQNR, settings.options.method.rawValue, calibration, measuredOn)
         page.accuracy = r.accuracy.map { ($0.floatAccuracy, $0.int8Accuracy, $0.agreement, $0.drop) }
         (page.maxDrop, page.command) = (settings.options.maxDrop, commandLine())
@@ -228,16 +286,12 @@ func printInt8Report(_ r: Converter.Report, output: String) {
             print(String(format: "agreement: top-1 agreement with float32 %.2f%%", a.agreement * 100))
         }
     }
-    if let a = r.architecture { print("model:     \(a.family) \(a.variant ?? "(custom)"), depths \(a.depths), dims \(a.dims)") }
-    print("outputs:   \(describeOutputs(r))")
-    print("passes:    \(r.passes.joined(separator: ", "))")
-    if let e = r.verificationError {
-        print(String(format: "verified:  float32 graph, relative error %.2e against %@", e, r.verifiedAgainst ?? "the original"))
-    } else {
-        print("verified:  no (--no-verify)")
-    }
+    printModelLines(r)
     if let s = r.quantizeSeconds { print(String(format: "quantized: in %.2f s", s)) }
     if let q = r.int8SQNR { print(String(format: "int8:      output SQNR %.1f dB against float32 on calibration samples", q)) }
+    for dtype in HalfPrecisionLowering.dtypes {
+        if let layers = r.metadata["quantization.\(dtype.name)_layers"]?.stringsValue { print("\(dtype.name): \(layers.joined(separator: ", "))") }
+    }
     print("float32:   \(r.keptFloat.isEmpty ? "no layer kept in float32" : r.keptFloat.joined(separator: ", "))")
     print(String(format: "wrote:     %@ (%.1f MB) in %.2f s", output, Double(r.outputBytes) / 1e6, r.seconds))
 }

@@ -26,7 +26,12 @@ enum Report {
             return Layer(name: fused[i]!, op: node.op.rawValue, weights: weights, gemms: mine.map { key in
                 let name = gemms[key]!
                 guard let scale = node.float("a\(key.layer)_scale"), let zero = node.int("a\(key.layer)_zero"),
-                      case .tensor(let w)? = node.attributes["w\(key.layer)_scales"] else { return (name, "float32", false) }
+                      case .tensor(let w)? = node.attributes["w\(key.layer)_scales"] else {
+                    // Not int8: the weight tensor's dtype (float32, bfloat16, float16) is the precision.
+                    let slot = node.op == .block ? (key.layer == 1 ? 3 : 5) : (key.layer == 1 ? 1 : 3)
+                    let dtype = slot < node.inputs.count ? graph.initializers[node.inputs[slot]]?.dtype : nil
+                    return (name, dtype?.name ?? "float32", false)
+                }
                 let ws = w.floats
                 return (name, String(format: "int8, input scale %.5g zero %d, weight scales %.3g...%.3g (%d channels)",
                                      scale, zero, ws.min() ?? 0, ws.max() ?? 0, ws.count), true)
@@ -57,6 +62,18 @@ enum Report {
     static let tool = "convnext-convert \(converterVersion)"
     static let vocabulary = "the names --keep-float, quantize --sensitivity and validate --per-layer use"
 
+    /// The lines `inspect` gives every model: parameters, inputs, outputs and operators.
+    static func signature(_ graph: Graph) -> [String] {
+        let p = graph.parameterCount
+        var lines = ["parameters: \(grouped(p.elements)) (\(bytes(p.bytes)))", "inputs:"]
+        lines += graph.inputs.map { "  \($0.name): \($0.dtype.name) \($0.shape.map(describe) ?? "[?]")" }
+        lines.append("outputs:")
+        lines += graph.outputs.map { "  \($0.name): \($0.dtype.name) \($0.shape.map(describe) ?? "[?]")" }
+        lines.append("operators (\(graph.nodes.count) nodes):")
+        lines += graph.opHistogram.map { op, count in "  \(op.rawValue.padding(toLength: 20, withPad: " ", startingAt: 0)) \(count)" }
+        return lines
+    }
+
     static func inspect(_ loaded: LoadedModel, path: String) -> String {
         let graph = loaded.graph
         var lines: [String] = []
@@ -69,21 +86,16 @@ enum Report {
             lines.append("read by:    \(tool)")
             lines.append("metadata:")
             for (k, v) in loaded.metadata.sorted(by: { $0.key < $1.key }) { lines.append("  \(k) = \(show(v))") }
-            let p = graph.parameterCount
-            lines.append("parameters: \(grouped(p.elements)) (\(bytes(p.bytes)))")
-            lines.append("inputs:")
-            for v in graph.inputs { lines.append("  \(v.name): \(v.dtype.name) \(v.shape.map(describe) ?? "[?]")") }
-            lines.append("outputs:")
-            for v in graph.outputs { lines.append("  \(v.name): \(v.dtype.name) \(v.shape.map(describe) ?? "[?]")") }
-            lines.append("operators (\(graph.nodes.count) nodes):")
-            for (op, count) in graph.opHistogram { lines.append("  \(op.rawValue.padding(toLength: 20, withPad: " ", startingAt: 0)) \(count)") }
+            lines += signature(graph)
             let all = layers(graph)
             if !all.isEmpty {
                 let gemms = all.flatMap(\.gemms), int8 = gemms.filter(\.int8).count
-                lines.append("layers (\(all.count), \(vocabulary); \(int8) of \(gemms.count) GEMM layers int8):")
+                let half = gemms.filter { $0.detail == "bfloat16" || $0.detail == "float16" }.count
+                lines.append("layers (\(all.count), \(vocabulary); \(int8) of \(gemms.count) GEMM layers int8" +
+                             (half > 0 ? ", \(half) \(gemms.first { $0.detail == "bfloat16" } != nil ? "bfloat16" : "float16")):" : "):"))
                 for l in all {
                     lines.append("  \(l.name.padding(toLength: 22, withPad: " ", startingAt: 0)) \(l.op.padding(toLength: 16, withPad: " ", startingAt: 0)) \(l.weights.count) tensors")
-                    if int8 > 0 { for g in l.gemms { lines.append("    \(g.name): \(g.detail)") } }
+                    if int8 > 0 || half > 0 { for g in l.gemms { lines.append("    \(g.name): \(g.detail)") } }
                 }
             }
             var owner: [String: String] = [:]
@@ -104,14 +116,7 @@ enum Report {
             lines.append("metadata:")
             for (k, v) in loaded.metadata.sorted(by: { $0.key < $1.key }) { lines.append("  \(k) = \(show(v))") }
         }
-        let p = graph.parameterCount
-        lines.append("parameters: \(grouped(p.elements)) (\(bytes(p.bytes)))")
-        lines.append("inputs:")
-        for v in graph.inputs { lines.append("  \(v.name): \(v.dtype.name) \(v.shape.map(describe) ?? "[?]")") }
-        lines.append("outputs:")
-        for v in graph.outputs { lines.append("  \(v.name): \(v.dtype.name) \(v.shape.map(describe) ?? "[?]")") }
-        lines.append("operators (\(graph.nodes.count) nodes):")
-        for (op, count) in graph.opHistogram { lines.append("  \(op.rawValue.padding(toLength: 20, withPad: " ", startingAt: 0)) \(count)") }
+        lines += signature(graph)
         if let a = Architecture.recognise(graph) {
             lines.append("architecture:")
             lines.append("  family:   \(a.family)")
@@ -154,7 +159,7 @@ enum Report {
         if loaded.format == "cnx" {
             o.append(("layers", .array(layers(graph).map { l in
                 .object([("name", .string(l.name)), ("op", .string(l.op)), ("weights", .array(l.weights.map { .string($0) })),
-                         ("gemms", .array(l.gemms.map { .object([("name", .string($0.name)), ("precision", .string($0.int8 ? "int8" : "float32"))]) }))])
+                         ("gemms", .array(l.gemms.map { .object([("name", .string($0.name)), ("precision", .string($0.int8 ? "int8" : $0.detail))]) }))])
             })))
         } else if let a = Architecture.recognise(graph) {
             o.append(("layers", .array(LayerNames.expected(depths: a.depths, head: a.classes != nil).map { .string($0) })))

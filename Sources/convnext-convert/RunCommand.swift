@@ -221,7 +221,7 @@ struct Run: ParsableCommand {
             if !good.isEmpty {
                 let per = 3 * p.height * p.width
                 let x = Tensor(zeros: .float32, shape: [good.count, 3, p.height, p.width])
-                for (k, i) in good.enumerated() { (x.floatPointer + k * per).update(from: tensors[i]!.floatPointer, count: per) }
+                for (k, i) in good.enumerated() { x.copyFloats(from: tensors[i]!, count: per, at: k * per) }
                 do { outputsOfGood = try m.predictAll(x) } catch let e as CNXError { throw e.inFile(model) }
             }
             var k = 0
@@ -236,14 +236,14 @@ struct Run: ParsableCommand {
                 if output != nil { entry.append(("row", .int(done))) }
                 for (o, y) in outputsOfGood.enumerated() {
                     let n = y.count / max(good.count, 1)
-                    rows[o] += UnsafeBufferPointer(start: y.floatPointer + k * n, count: n)
+                    rows[o] += y.floats(k * n..<(k + 1) * n)
                     shapes[o] = Array(y.shape.dropFirst())
                 }
                 if classifier {
                     let logits = outputsOfGood[0]
                     let classes = logits.count / max(good.count, 1)
                     if names == nil { names = try Classification.classNames(classes: classes, metadata: m.metadata, labelsFile: labels) }
-                    let row = Tensor(floats: Array(UnsafeBufferPointer(start: logits.floatPointer + k * classes, count: classes)), shape: [1, classes])
+                    let row = Tensor(floats: logits.floats(k * classes..<(k + 1) * classes), shape: [1, classes])
                     let scores = Classification.top(row, k: top, names: names ?? [])[0]
                     entry.append(("top", .array(scores.map { .object([("class", .int($0.id)), ("name", .string($0.name)), ("probability", .number($0.probability))]) })))
                     if !json {

@@ -147,21 +147,13 @@ struct ValidateMerge: ParsableCommand {
     @Argument(help: "The parts, one per shard, in any order.")
     var parts: [String]
 
-    @Flag(name: .long, help: "Print one JSON object instead of a table.")
-    var json = false
-
-    @Option(name: .customLong("max-drop"), help: "Exit with status 2 when the model's top-1 accuracy is more than this many percentage points below the reference's (without labels: when top-1 agreement is below 100 minus this, in percent).")
-    var maxDrop: Double?
-
-    @Flag(name: .customLong("per-class"), help: "Add the per-class accuracy change.")
-    var perClass = false
+    @OptionGroup var verdict: VerdictOptions
 
     @Option(name: .long, help: "Also write the merged validation as a self-contained HTML report (the models are read again from the parts' paths; no gallery or confusion matrix, which the parts do not carry).")
     var report: String?
 
     func validate() throws {
         guard !parts.isEmpty else { throw ValidationError("give the parts to merge") }
-        if let maxDrop, !(maxDrop >= 0 && maxDrop <= 100) { throw ValidationError("--max-drop must be between 0 and 100") }
     }
 
     func run() throws {
@@ -173,10 +165,10 @@ struct ValidateMerge: ParsableCommand {
             }
             let read = try parts.map { (path: $0, part: try ValidationPart.read(path: $0)) }
             let result = try ValidationPart.merge(read)
-            if maxDrop != nil && result.isMultiOutput {
+            if verdict.maxDrop != nil && result.isMultiOutput {
                 throw CNXError("--max-drop gates classification models (one output); these parts compare \(result.outputs?.count ?? 0) outputs")
             }
-            print(json ? result.json(perClass: perClass, maxDrop: maxDrop) : result.table(perClass: perClass, maxDrop: maxDrop))
+            print(verdict.rendered(result))
             if let report {
                 guard result.referenceRuntime != "saved logits" else {
                     throw CNXError("--report describes the reference model, and these parts were validated against saved logits")
@@ -190,13 +182,10 @@ struct ValidateMerge: ParsableCommand {
                     ?? (0..<classes).map(String.init)
                 var context = HTMLReport.Context(model: facts(model.0, model.1, runtime: result.modelRuntime),
                                                  reference: facts(reference.0, reference.1, runtime: result.referenceRuntime), classNames: names)
-                (context.batch, context.maxDrop, context.command) = (read[0].part.batch, maxDrop, commandLine())
+                (context.batch, context.maxDrop, context.command) = (read[0].part.batch, verdict.maxDrop, commandLine())
                 try HTMLReport.write(HTMLReport.validation(result, collector: nil, context: context), to: report)
             }
-            if let maxDrop {
-                within = result.withinBudget(maxDrop: maxDrop)
-                if !within { note("validate merge: \(result.budgetVerdict(maxDrop: maxDrop))") }
-            }
+            within = verdict.within(result, command: "validate merge")
         }
         if !within { throw ExitCode(2) }
     }
@@ -228,14 +217,11 @@ struct Validate: ParsableCommand {
     @Option(name: .customLong("save-logits"), help: "Write the reference's logits of the samples validated to this .npy, for --reference-logits later. '{shard}' in the name stands for the shard number.")
     var saveLogits: String?
 
-    @Option(name: .long, help: "Validate shard K of N only (K counted from 0: a deterministic slice of the data), and write its part with --part; 'auto' takes K and N from Slurm's SLURM_ARRAY_TASK_* or Kubernetes' JOB_COMPLETION_INDEX (with --shards).")
-    var shard: String?
+    @OptionGroup(title: "Sharding (a dataset validated in parts)")
+    var sharding: ShardOptions
 
-    @Option(name: .long, help: "The number of shards, for --shard auto under Kubernetes (the Job's completions).")
-    var shards: Int?
-
-    @Option(name: .long, help: "With --shard: write the shard's part (JSON sums, for 'validate merge') to this file. '{shard}' in the name stands for the shard number.")
-    var part: String?
+    @OptionGroup(title: "How the models run")
+    var running: RunSettings
 
     @Option(name: .long, help: "The samples: a .npy batch, an image, or a folder of images or of class folders.")
     var data: String
@@ -243,14 +229,7 @@ struct Validate: ParsableCommand {
     @Option(name: .long, help: "Class ids (.npy of integers, one per sample in the order of DATA); replaces labels from class folders.")
     var labels: String?
 
-    @Flag(name: .long, help: "Print one JSON object instead of a table.")
-    var json = false
-
-    @Option(name: .customLong("max-drop"), help: "Exit with status 2 when MODEL's top-1 accuracy is more than this many percentage points below REF's (without labels: when top-1 agreement is below 100 minus this, in percent). Classification (single-output) models only.")
-    var maxDrop: Double?
-
-    @Flag(name: .customLong("per-class"), help: "Add the per-class accuracy change.")
-    var perClass = false
+    @OptionGroup var verdict: VerdictOptions
 
     @Flag(name: .customLong("per-layer"), help: "Add the SQNR of every stem, block, downsample and head output against the reference's (on the first 8 samples).")
     var perLayer = false
@@ -261,39 +240,20 @@ struct Validate: ParsableCommand {
     @OptionGroup(title: "Preprocessing of images (default: what the models record, else ImageNet's)")
     var preprocess: PreprocessOptions
 
-    @Flag(name: .long, help: "Run MODEL or REF files that are not .cnx optimised in memory on the fast runtime, not as they are on the (much slower) reference executor.")
-    var fast = false
-
-    @Option(name: .long, help: "Samples per prediction.")
-    var batch = 32
-
-    @Option(name: .long, help: "Threads (default: all cores).")
-    var threads: Int?
-
-    @Option(name: .customLong("decode-ahead"), help: "Image batches decoded ahead on other threads while the models run (0: decode between predictions).")
-    var decodeAhead = 2
-
     func validate() throws {
-        guard decodeAhead >= 0 else { throw ValidationError("--decode-ahead must be 0 or more") }
         guard (reference == nil) != (referenceLogits == nil) else {
             throw ValidationError("give the reference as --reference MODEL or as --reference-logits FILE (one of the two)")
         }
-        if shard != nil && part == nil { throw ValidationError("--shard needs --part FILE, where the shard's part goes") }
-        if part != nil && shard == nil { throw ValidationError("--part goes with --shard K/N") }
-        if shard != nil && (perClass || json || maxDrop != nil || report != nil) {
+        if sharding.shard != nil && (verdict.perClass || verdict.json || verdict.maxDrop != nil || report != nil) {
             throw ValidationError("--per-class, --json, --max-drop and --report belong to the whole run, not to one shard: give them to 'validate merge'")
         }
         if saveLogits != nil && referenceLogits != nil { throw ValidationError("--save-logits saves a reference model's logits; --reference-logits already are") }
-        if let shards, shards < 1 { throw ValidationError("--shards must be at least 1") }
-        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
-        if let maxDrop, !(maxDrop >= 0 && maxDrop <= 100) { throw ValidationError("--max-drop must be between 0 and 100") }
     }
 
     func run() throws {
         var within = true
         try reportingErrors {
-            let shard = try self.shard.map { try Shard.parse($0, shards: shards) }
+            let shard = try sharding.parsed
             func named(_ template: String) -> String {
                 template.replacingOccurrences(of: "{shard}", with: shard.map { String($0.index) } ?? "all")
             }
@@ -306,13 +266,13 @@ struct Validate: ParsableCommand {
                 try checkReportPath(report)
                 try OutputGuard.check(output: report, kind: .html, reads: reads, force: false)
             }
-            if let part { try OutputGuard.check(output: named(part), kind: .json, reads: reads, force: false) }
+            if let part = sharding.part { try OutputGuard.check(output: named(part), kind: .json, reads: reads, force: false) }
             if let l = saveLogits { try OutputGuard.check(output: named(l), kind: .npy, reads: reads, force: false) }
-            let (m, mLoaded) = try Models.load(model, threads: threads, fast: fast)
+            let (m, mLoaded) = try Models.load(model, threads: running.threads, fast: running.fast)
             var reference: (Predictor, LoadedModel)?
-            if let path = self.reference { reference = try Models.load(path, threads: threads, fast: fast) }
+            if let path = self.reference { reference = try Models.load(path, threads: running.threads, fast: running.fast) }
             let referenceName = self.reference ?? named(referenceLogits ?? "")
-            if let r = reference?.0, let names = try Validation.pairedOutputs(model: m, reference: r), maxDrop != nil {
+            if let r = reference?.0, let names = try Validation.pairedOutputs(model: m, reference: r), verdict.maxDrop != nil {
                 throw CNXError("--max-drop gates classification models (one output); \(model) has \(names.count) outputs "
                                + "(\(names.joined(separator: ", "))): validate it without --max-drop and check each output's SQNR")
             }
@@ -326,9 +286,9 @@ struct Validate: ParsableCommand {
                 dataset = try Dataset.images(data, preprocessing: p.preprocessing)
                 resolved = p
             }
-            dataset.threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
+            dataset.threads = running.threads ?? ProcessInfo.processInfo.activeProcessorCount
             if let labels { try dataset.loadLabels(labels) }
-            let range = shard?.range(of: dataset.count, batch: batch) ?? 0..<dataset.count
+            let range = shard?.range(of: dataset.count, batch: running.batch) ?? 0..<dataset.count
             if let shard { note("validate: shard \(shard.description): samples \(range.lowerBound)..<\(range.upperBound) of \(dataset.count)") }
             var result: ValidationResult
             let collector = report == nil ? nil : ReportCollector()
@@ -339,10 +299,10 @@ struct Validate: ParsableCommand {
                     keep = { rows, logits in
                         if saved == nil { saved = Tensor(zeros: .float32, shape: [range.count, logits.shape[1]]) }
                         guard let all = saved, logits.shape.count == 2, logits.shape[1] == all.shape[1] else { return }
-                        (all.floatPointer + (rows.lowerBound - range.lowerBound) * all.shape[1]).update(from: logits.floatPointer, count: logits.count)
+                        all.copyFloats(from: logits, count: logits.count, at: (rows.lowerBound - range.lowerBound) * all.shape[1])
                     }
                 }
-                result = try Validation.run(model: m, reference: r, data: dataset, batch: batch, range: range, decodeAhead: decodeAhead,
+                result = try Validation.run(model: m, reference: r, data: dataset, batch: running.batch, range: range, decodeAhead: running.decodeAhead,
                                             collect: collector, saveReference: keep)
                 if let path = saveLogits {
                     guard let saved else { throw CNXError("--save-logits: \(reference?.1.graph.outputs.count ?? 0) outputs; only a classification reference's logits are saved") }
@@ -352,8 +312,8 @@ struct Validate: ParsableCommand {
             } else {
                 let path = referenceName
                 let logits = try NPY.read(path: path)
-                result = try Validation.run(model: m, referenceLogits: logits, path: path, data: dataset, batch: batch, range: range,
-                                            decodeAhead: decodeAhead, collect: collector)
+                result = try Validation.run(model: m, referenceLogits: logits, path: path, data: dataset, batch: running.batch, range: range,
+                                            decodeAhead: running.decodeAhead, collect: collector)
             }
             result.preprocessingSources = resolved.map { Dictionary(uniqueKeysWithValues: $0.sources.map { ($0.setting, $0.source) }) }
             // Said once the data has been read, so that a bad input stays one line on its own.
@@ -371,24 +331,21 @@ struct Validate: ParsableCommand {
                     throw CNXError("--per-layer: \(model) against \(referenceName): \(e.message)")
                 }
             }
-            if let shard, let part {
+            if let shard, let part = sharding.part {
                 let identity = try ValidationPart.identity(modelFile: ModelLoader.sourceFile(model), referenceFile: self.reference.map { ModelLoader.sourceFile($0) },
                                                            referenceLogits: referenceLogits, data: dataset)
-                let text = ValidationPart(shard: shard, range: range, total: dataset.count, batch: batch, identity: identity, result: result).json()
+                let text = ValidationPart(shard: shard, range: range, total: dataset.count, batch: running.batch, identity: identity, result: result).json()
                 try AtomicFile.write(Data(text.utf8), to: named(part))
                 note("validate: part \(shard.description) (\(range.count) samples, "
                      + String(format: "%.1f images/s", result.modelThroughput) + ") written to \(named(part))")
                 return
             }
-            print(json ? result.json(perClass: perClass, maxDrop: maxDrop) : result.table(perClass: perClass, maxDrop: maxDrop))
+            print(verdict.rendered(result))
             if let report {
                 guard let reference else { throw CNXError("--report describes a reference model: give --reference MODEL, not --reference-logits") }
                 try writeReport(report, result: result, collector: collector, data: dataset, model: (m, mLoaded), reference: reference)
             }
-            if let maxDrop {
-                within = result.withinBudget(maxDrop: maxDrop)
-                if !within { note("validate: \(result.budgetVerdict(maxDrop: maxDrop))") }
-            }
+            within = verdict.within(result, command: "validate")
         }
         if !within { throw ExitCode(2) }
     }
@@ -405,7 +362,7 @@ extension Validate {
         let names = result.classNames ?? (try? Classification.classNames(classes: classes, metadata: model.0.metadata, labelsFile: nil))
             ?? (0..<classes).map(String.init)
         var context = HTMLReport.Context(model: facts(model.0, model.1), reference: facts(reference.0, reference.1), classNames: names)
-        (context.data, context.batch, context.maxDrop, context.command) = (data, batch, maxDrop, commandLine())
+        (context.data, context.batch, context.maxDrop, context.command) = (data, running.batch, verdict.maxDrop, commandLine())
         try HTMLReport.write(HTMLReport.validation(result, collector: collector, context: context), to: path)
     }
 }
@@ -429,4 +386,79 @@ func shellQuoted(_ s: String) -> String {
     let plain = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=,:+@%")
     if !s.isEmpty, s.unicodeScalars.allSatisfy(plain.contains) { return s }
     return "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
+}
+
+/// Which part of the data one `validate` run takes, for a dataset validated by several.
+struct ShardOptions: ParsableArguments {
+    @Option(name: .long, help: "Validate shard K of N only (K counted from 0: a deterministic slice of the data), and write its part with --part; 'auto' takes K and N from Slurm's SLURM_ARRAY_TASK_* or Kubernetes' JOB_COMPLETION_INDEX (with --shards).")
+    var shard: String?
+
+    @Option(name: .long, help: "The number of shards, for --shard auto under Kubernetes (the Job's completions).")
+    var shards: Int?
+
+    @Option(name: .long, help: "With --shard: write the shard's part (JSON sums, for 'validate merge') to this file. '{shard}' in the name stands for the shard number.")
+    var part: String?
+
+    func validate() throws {
+        if shard != nil && part == nil { throw ValidationError("--shard needs --part FILE, where the shard's part goes") }
+        if part != nil && shard == nil { throw ValidationError("--part goes with --shard K/N") }
+        if let shards, shards < 1 { throw ValidationError("--shards must be at least 1") }
+    }
+
+    /// The shard asked for, nil for the whole data.
+    var parsed: Shard? {
+        get throws { try shard.map { try Shard.parse($0, shards: shards) } }
+    }
+}
+
+/// How `validate` runs the two models: runtime, batch, threads and decoding ahead.
+struct RunSettings: ParsableArguments {
+    @Flag(name: .long, help: "Run MODEL or REF files that are not .cnx optimised in memory on the fast runtime, not as they are on the (much slower) reference executor.")
+    var fast = false
+
+    @Option(name: .long, help: "Samples per prediction.")
+    var batch = 32
+
+    @Option(name: .long, help: "Threads (default: all cores).")
+    var threads: Int?
+
+    @Option(name: .customLong("decode-ahead"), help: "Image batches decoded ahead on other threads while the models run (0: decode between predictions).")
+    var decodeAhead = 2
+
+    func validate() throws {
+        guard decodeAhead >= 0 else { throw ValidationError("--decode-ahead must be 0 or more") }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+}
+
+/// How a validation's figures are given (table or JSON, per class) and the `--max-drop` gate:
+/// the same for a whole run and for the merge of its shards.
+struct VerdictOptions: ParsableArguments {
+    @Flag(name: .long, help: "Print one JSON object instead of a table.")
+    var json = false
+
+    @Option(name: .customLong("max-drop"), help: "Exit with status 2 when the model's top-1 accuracy is more than this many percentage points below the reference's (without labels: when top-1 agreement is below 100 minus this, in percent). Classification (single-output) models only.")
+    var maxDrop: Double?
+
+    @Flag(name: .customLong("per-class"), help: "Add the per-class accuracy change.")
+    var perClass = false
+
+    func validate() throws {
+        if let maxDrop, !(maxDrop >= 0 && maxDrop <= 100) { throw ValidationError("--max-drop must be between 0 and 100") }
+    }
+
+    /// The result as the flags ask: the table or the JSON object.
+    func rendered(_ result: ValidationResult) -> String {
+        json ? result.json(perClass: perClass, maxDrop: maxDrop) : result.table(perClass: perClass, maxDrop: maxDrop)
+    }
+
+    /// Whether the result is within `--max-drop` (always without it); when not, says why on
+    /// stderr, as `command`.
+    func within(_ result: ValidationResult, command: String) -> Bool {
+        guard let maxDrop else { return true }
+        let within = result.withinBudget(maxDrop: maxDrop)
+        if !within { note("\(command): \(result.budgetVerdict(maxDrop: maxDrop))") }
+        return within
+    }
 }

@@ -41,9 +41,10 @@ final class FloatBuffer {
 }
 
 /// max |a - b| / max |b|: the accuracy measure the kernels promise (0 when both are zero).
-func relativeError(_ a: [Float], _ b: [Float]) -> Float {
+/// With `scaleAtLeast`, the scale is at least that (absolute error below it); NaN is infinite.
+func relativeError(_ a: [Float], _ b: [Float], scaleAtLeast floor: Float = 0) -> Float {
     precondition(a.count == b.count)
-    var diff: Float = 0, scale: Float = 0
+    var diff: Float = 0, scale: Float = floor
     for i in 0..<a.count {
         diff = max(diff, abs(a[i] - b[i]))
         scale = max(scale, abs(b[i]))

@@ -107,14 +107,7 @@ func naiveGemmS32(m: Int, n: Int, k: Int, a: [UInt8], lda: Int, b: [Int8]) -> [I
 /// below 1 (a single tiny output, say an activation far in its negative tail, has no scale of its
 /// own; the activations' pointwise accuracy is tested in FastActivationTests).
 func qRelativeError(_ a: [Float], _ b: [Float]) -> Float {
-    precondition(a.count == b.count)
-    var diff: Float = 0, scale: Float = 1
-    for i in 0..<a.count {
-        diff = max(diff, abs(a[i] - b[i]))
-        scale = max(scale, abs(b[i]))
-    }
-    if diff.isNaN { return .infinity }
-    return diff / scale
+    relativeError(a, b, scaleAtLeast: 1)
 }
 
 /// max |a - b| over u8 outputs.

@@ -14,8 +14,7 @@ final class CLICheckpointTests: XCTestCase {
     }
 
     func testConvertCheckpointThenRunMatchesONNXRuntime() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory()
         let families = ["timm_linear", "timm_convmlp", "timm_ols", "torchvision", "v2", "reference", "reference_v2", "isotropic"]
         for family in families {
             let expected = try NPY.read(path: fixture(family, "expected.npy"))
@@ -38,8 +37,7 @@ final class CLICheckpointTests: XCTestCase {
     }
 
     func testRunAndInspectReadCheckpointsDirectly() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory()
         let expected = try NPY.read(path: fixture("torchvision", "expected.npy"))
         for (file, format) in [("model.pth", "pth"), ("model_wrapped.pth", "pth"), ("model.safetensors", "safetensors")] {
             let out = dir.appendingPathComponent("\(file).npy").path
@@ -55,8 +53,7 @@ final class CLICheckpointTests: XCTestCase {
     }
 
     func testHubMetadataGoesIntoTheCNXFile() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory()
         let cnx = dir.appendingPathComponent("hub.cnx").path
         let r = try runTool([fixture("timm_linear", "hub/model.safetensors"), cnx])
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -71,8 +68,7 @@ final class CLICheckpointTests: XCTestCase {
     func testMaliciousCheckpointIsRefused() throws {
         let marker = "/tmp/cnx_pwned_marker"
         try? FileManager.default.removeItem(atPath: marker)
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory()
         let path = Self.checkpoints.appendingPathComponent("misc/malicious.pth").path
         let out = dir.appendingPathComponent("m.cnx").path
         for args in [[path, out], ["inspect", path]] {

@@ -7,8 +7,7 @@ import XCTest
 /// `convnext-convert IN OUT`, then `run` on the `.cnx`, against ONNX Runtime.
 final class CLIConvertTests: XCTestCase {
     func testEveryFixtureConvertsAndMatchesONNXRuntime() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory()
         for entry in try Fixtures.manifest() {
             let cnx = dir.appendingPathComponent("\(entry.name).cnx").path
             let r = try runTool([entry.model, cnx])
@@ -28,8 +27,7 @@ final class CLIConvertTests: XCTestCase {
     }
 
     func testConvertIsDeterministicAndTheDefaultSubcommand() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory()
         let entry = try XCTUnwrap(try Fixtures.manifest().first { $0.exporter == "dynamo" })
         let a = dir.appendingPathComponent("a.cnx").path, b = dir.appendingPathComponent("b.cnx").path
         XCTAssertEqual(try runTool([entry.model, a]).status, 0)
@@ -40,8 +38,7 @@ final class CLIConvertTests: XCTestCase {
     }
 
     func testCNXMetadataAndInspect() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory()
         let entry = try XCTUnwrap(try Fixtures.manifest().first { $0.name == "timm_linear_op17" })
         let cnx = dir.appendingPathComponent("m.cnx").path
         XCTAssertEqual(try runTool([entry.model, cnx]).status, 0)
@@ -58,8 +55,7 @@ final class CLIConvertTests: XCTestCase {
     }
 
     func testVerboseAndDumpAfter() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory()
         let entry = try XCTUnwrap(try Fixtures.manifest().first { $0.name == "timm_linear_op13" })
         let r = try runTool([entry.model, dir.appendingPathComponent("m.cnx").path, "--verbose", "--dump-after", "fold-gelu"])
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -71,8 +67,7 @@ final class CLIConvertTests: XCTestCase {
     }
 
     func testBenchPrintsJSON() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory()
         let entry = try XCTUnwrap(try Fixtures.manifest().first { $0.name == "timm_linear_dynamo" })
         let cnx = dir.appendingPathComponent("m.cnx").path
         XCTAssertEqual(try runTool([entry.model, cnx]).status, 0)
@@ -87,8 +82,7 @@ final class CLIConvertTests: XCTestCase {
 final class SourceDigestTests: XCTestCase {
     func testSHA256MatchesCoreutils() throws {
         let entry = try XCTUnwrap(try Fixtures.manifest().first { $0.exporter == "legacy" })
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory()
         let cnx = dir.appendingPathComponent("m.cnx").path
         XCTAssertEqual(try runTool([entry.model, cnx]).status, 0)
         let process = Process()

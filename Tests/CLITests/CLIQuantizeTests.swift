@@ -9,8 +9,7 @@ final class CLIQuantizeTests: XCTestCase {
     func path(_ name: String) -> String { digits.appendingPathComponent(name).path }
 
     func testSensitivityKeepFloatAndMaxDrop() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory()
         let out = dir.appendingPathComponent("d.int8.cnx").path
         let r = try runTool(["quantize", "--int8", path("model.onnx"), out, "--calibration", path("calib.npy"),
                              "--keep-float", "stages.3.blocks.1", "--sensitivity",
@@ -36,8 +35,7 @@ final class CLIQuantizeTests: XCTestCase {
     }
 
     func testBadRequestsAreRefused() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory()
         let out = dir.appendingPathComponent("x.cnx").path
         for args in [["quantize", path("model.onnx"), out, "--calibration", path("calib.npy")],       // no --int8
                      ["quantize", "--int8", path("model.onnx"), out],                                 // no calibration
@@ -54,8 +52,7 @@ final class CLIQuantizeTests: XCTestCase {
 final class CLIQuantizeImagesTests: XCTestCase {
     func testCalibrationFromAnImageFolder() throws {
         let digits = Fixtures.root.appendingPathComponent("Fixtures/digits")
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory()
         let out = dir.appendingPathComponent("d.int8.cnx").path
         let r = try runTool(["quantize", "--int8", digits.appendingPathComponent("model.onnx").path, out,
                              "--calibration", digits.appendingPathComponent("test_png").path])

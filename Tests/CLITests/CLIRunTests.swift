@@ -6,8 +6,7 @@ import XCTest
 /// The built `convnext-convert` tool, run as a user runs it.
 final class CLIRunTests: XCTestCase {
     func testRunMatchesONNXRuntimeOnEveryFixture() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory()
         for entry in try Fixtures.manifest() {
             for (i, c) in entry.cases.enumerated() {
                 let out = dir.appendingPathComponent("\(entry.name)-\(i).npy").path
@@ -45,8 +44,7 @@ final class CLIRunTests: XCTestCase {
 
     func testMissingInputFileIsOneClearError() throws {
         let entry = try XCTUnwrap(try Fixtures.manifest().first)
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory()
         let out = dir.appendingPathComponent("y.npy").path
         let r = try runTool(["run", entry.model, "--input", "/nonexistent/x.npy", "--output", out])
         XCTAssertEqual(r.status, 1)
@@ -67,8 +65,7 @@ final class CLIBadInputTests: XCTestCase {
     }
 
     func testMalformedModels() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory()
         let entries = try Fixtures.manifest()
         let legacy = try XCTUnwrap(entries.first { $0.exporter == "legacy" })
         let dynamo = try XCTUnwrap(entries.first { $0.exporter == "dynamo" })
@@ -92,8 +89,7 @@ final class CLIBadInputTests: XCTestCase {
     }
 
     func testWrongInputShapeNamesTheInput() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory()
         let entry = try XCTUnwrap(try Fixtures.manifest().first { !$0.dynamic_batch && !$0.dynamic_hw })
         let bad = dir.appendingPathComponent("bad.npy").path
         try NPY.write(Tensor(zeros: .float32, shape: [1, 3, 8, 8]), path: bad)

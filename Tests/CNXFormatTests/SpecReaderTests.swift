@@ -59,6 +59,8 @@ final class SpecReaderTests: XCTestCase {
             $0.int8 = (calibration, q)
         }
         try convert("digits-features", digits.appendingPathComponent("model.onnx")) { $0.features = [0, 1, 2, 3] }
+        try convert("digits-bf16", digits.appendingPathComponent("model.onnx")) { $0.halfPrecision = (.bfloat16, []) }
+        try convert("digits-fp16", digits.appendingPathComponent("model.onnx")) { $0.halfPrecision = (.float16, ["stages.3"]) }
         let v2 = root.appendingPathComponent("models/v2_op17")
         let v2Samples = try NPY.read(path: v2.appendingPathComponent("input.npy").path)
         try convert("v2-int8", v2.appendingPathComponent("model.onnx")) {
@@ -133,6 +135,16 @@ final class SpecReaderTests: XCTestCase {
 
     func testBackboneFileIsDocumented() throws { try assertDocumented("digits-features") }
 
+    /// bfloat16 and float16 weights: the dtypes in the weight slots the document lists them in.
+    func testHalfPrecisionFilesAreDocumented() throws {
+        for (name, dtype) in [("digits-bf16", DType.bfloat16), ("digits-fp16", .float16)] {
+            try assertDocumented(name)
+            let model = try CNXReader.load(path: Self.files().directory.appendingPathComponent("\(name).cnx").path)
+            XCTAssertEqual(model.graph.initializers[try XCTUnwrap(model.graph.nodes.first { $0.op == .block }).inputs[3]]?.dtype, dtype, name)
+            XCTAssertNotNil(model.metadata["quantization.\(dtype.name)_layers"], name)
+        }
+    }
+
     func testCheckpointFileIsDocumented() throws {
         for name in ["timm-hub", "transformers-384", "transformers-backbone", "transformers-sharded", "timm-mlp-head"] { try assertDocumented(name) }
     }
@@ -155,7 +167,7 @@ final class SpecReaderTests: XCTestCase {
         for (op, layers) in [("cnx.Block", [1, 2]), ("cnx.Downsample", [1]), ("cnx.Head", [1])] {
             for l in layers { expected.formUnion(["a\(l)_scale", "a\(l)_zero", "w\(l)_scales"].map { "attribute \(op).\($0)" }) }
         }
-        expected.formUnion(["attribute cnx.Block.grn_epsilon", "attribute cnx.Stem.kernel", "dtype float32", "dtype int8", "dtype int64"])
+        expected.formUnion(["attribute cnx.Block.grn_epsilon", "attribute cnx.Stem.kernel", "dtype float32", "dtype int8", "dtype int64", "dtype bfloat16", "dtype float16"])
         expected.formUnion(["format", "source", "producer", "opset", "naming_scheme"].map { "property \($0)" })
         XCTAssertEqual(expected.subtracting(seen).sorted(), [], "documented names no written file holds")
         print("spec reader: the written files hold \(seen.count) distinct names: \(seen.sorted().joined(separator: ", "))")

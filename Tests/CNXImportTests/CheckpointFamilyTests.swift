@@ -26,8 +26,6 @@ enum CheckpointFixtures {
         let layer_scale: Bool
 
         func path(_ file: String) -> String { CheckpointFixtures.root.appendingPathComponent(name).appendingPathComponent(file).path }
-        /// Fully fused after the pipeline: every family but those whose stem no fusion takes.
-        var fusesCompletely: Bool { source != "isotropic" && !stem.hasPrefix("overlapping") }
     }
 
     static func manifest() throws -> [Entry] {
@@ -80,8 +78,8 @@ final class CheckpointFamilyTests: XCTestCase {
     }
 
     /// The checkpoint graph is the canonical form the passes expect: the standard pipeline
-    /// leaves only fused operations (the overlapping and isotropic stems stay as they are, as
-    /// they do from ONNX), one cnx.Block per block, and the same answer.
+    /// leaves only fused operations (the overlapping and isotropic stems included), one
+    /// cnx.Block per block, and the same answer.
     func testPipelineFusesEveryCheckpointGraph() throws {
         for e in try CheckpointFixtures.manifest() {
             let original = try CheckpointReader.load(path: e.path("model.pth"), kind: .pth).graph
@@ -89,12 +87,7 @@ final class CheckpointFamilyTests: XCTestCase {
             _ = try Pipeline.standard.run(&graph)
             XCTAssertEqual(graph.nodes.filter { $0.op == .block }.count, e.depths.reduce(0, +), e.name)
             XCTAssertEqual(graph.nodes.filter { $0.op == .head }.count, 1, e.name)
-            if e.fusesCompletely {
-                XCTAssertTrue(graph.nodes.allSatisfy { $0.op.isFused }, "\(e.name): \(graph.opHistogram)")
-            } else {
-                let left = Set(graph.nodes.filter { !$0.op.isFused }.map(\.op))
-                XCTAssertTrue(left.isSubset(of: [.conv, .transpose, .layerNormalization, .gelu]), "\(e.name): \(graph.opHistogram)")
-            }
+            XCTAssertTrue(graph.nodes.allSatisfy { $0.op.isFused }, "\(e.name): \(graph.opHistogram)")
             let x = try NPY.read(path: e.path("input.npy"))
             let before = try CheckpointFixtures.run(original, x), after = try CheckpointFixtures.run(graph, x)
             XCTAssertLessThanOrEqual(relativeError(after.floats, before.floats), 1e-5, e.name)

@@ -84,7 +84,7 @@ final class FamilyCoverageTests: XCTestCase {
         XCTAssertEqual(Set(try Families.all().map(\.name)), [
             "timm_tanh", "timm_silu_kernels", "timm_rms", "timm_simplenorm", "timm_hnf", "timm_mlp_head", "timm_ols_tiered",
             "v2_convmlp", "v2_headless", "timm_registered",
-            "hf_convnext", "hf_convnextv2", "hf_convnext_model", "hf_convnextv2_backbone",
+            "hf_convnext", "hf_convnextv2", "hf_convnext_model", "hf_convnextv2_backbone", "hf_convnext_backbone",
         ])
     }
 

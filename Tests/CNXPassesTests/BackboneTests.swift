@@ -19,6 +19,9 @@ final class BackboneTests: XCTestCase {
         _ = try Pipeline.standard.run(&graph)
         XCTAssertEqual(graph.outputs.map(\.name), ["stage0", "stage1", "stage2", "stage3"])
         XCTAssertEqual(graph.nodes.filter { $0.op == .block }.count, 5, graph.dump())
+        // Nothing on the reference kernels: each stage map leaves through a cnx.Features.
+        XCTAssertTrue(graph.nodes.allSatisfy(\.op.isFused), "\(graph.opHistogram)")
+        XCTAssertEqual(graph.nodes.filter { $0.op == .features }.map { $0.string("norm") }, ["none", "none", "none", "none"])
         let x = try NPY.read(path: dir.appendingPathComponent("input.npy").path)
         XCTAssertEqual(x.shape[0], 2)
         let outputs = try Model(graph: graph, threads: 2).predictAll([graph.inputs[0].name: x])

@@ -230,4 +230,37 @@ final class FamilyNearMissTests: XCTestCase {
         XCTAssertEqual(h.nodes.map(\.op), [.transpose, .head, .relu, .linear])
         XCTAssertNil(h.nodes[1].string("activation"))
     }
+
+    // MARK: Feature maps handed out (backbones)
+
+    /// An NHWC map, a norm over `axis`, a transpose by `perm` into `y`.
+    func outputNorm(_ op: OpType = .layerNormalization, axis: Int = -1, perm: [Int] = [0, 3, 1, 2], normAlsoOutput: Bool = false) -> Graph {
+        var g = graph([
+            Node(name: "norm", op: op, inputs: ["x", "s"] + (op == .layerNormalization ? ["b"] : []), outputs: ["n"],
+                 attributes: ["axis": .int(axis), "epsilon": .float(1e-6)]),
+            Node(name: "t", op: .transpose, inputs: ["n"], outputs: ["y"], attributes: ["perm": .ints(perm)]),
+        ], ["s": random([5], seed: 1), "b": random([5], seed: 2)], shape: [2, 3, 4, 5])
+        if normAlsoOutput { g.outputs.append(ValueInfo(name: "n", dtype: .float32, shape: nil)) }
+        return g
+    }
+
+    func testOutputNormAndTransposeToNCHWFuseIntoFeatures() throws {
+        for op in [OpType.layerNormalization, .rmsNormalization] {
+            let (n, g) = try apply(FuseFeatures(), outputNorm(op), inputShape: [2, 3, 4, 5])
+            XCTAssertEqual(n, 1)
+            XCTAssertEqual(g.nodes.map(\.op), [.features])
+            XCTAssertEqual(g.nodes[0].string("norm"), op == .layerNormalization ? "layer" : "rms")
+            XCTAssertEqual(g.nodes[0].float("epsilon"), 1e-6)
+        }
+        // Near-misses: another permutation, a norm over another axis, a norm whose output is
+        // also handed out, a transpose of the graph's input (not a fused map).
+        XCTAssertEqual(try apply(FuseFeatures(), outputNorm(perm: [0, 3, 2, 1]), inputShape: [2, 3, 4, 5]).0, 0)
+        var other = outputNorm(axis: 2)
+        other.initializers["s"] = random([4, 5], seed: 4)
+        other.initializers["b"] = random([4, 5], seed: 5)
+        XCTAssertEqual(try apply(FuseFeatures(), other, inputShape: [2, 3, 4, 5]).0, 0)
+        XCTAssertEqual(try apply(FuseFeatures(), outputNorm(normAlsoOutput: true), inputShape: [2, 3, 4, 5]).0, 0)
+        let bare = graph([Node(name: "t", op: .transpose, inputs: ["x"], outputs: ["y"], attributes: ["perm": .ints([0, 3, 1, 2])])], [:], shape: [2, 3, 4, 5])
+        XCTAssertEqual(try apply(FuseFeatures(), bare, inputShape: [2, 3, 4, 5]).0, 0)
+    }
 }

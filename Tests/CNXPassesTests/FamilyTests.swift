@@ -61,7 +61,10 @@ final class FamilyTests: XCTestCase {
                 previous = now
             }
         }
-        for (k, pass) in passes.enumerated() { XCTAssertGreaterThan(rewrites[k], 0, "\(pass.name) never matched any family") }
+        // fuse-features is for backbones (BackboneTests, TransformersBackboneTests); the families are classifiers.
+        for (k, pass) in passes.enumerated() where pass.name != "fuse-features" {
+            XCTAssertGreaterThan(rewrites[k], 0, "\(pass.name) never matched any family")
+        }
     }
 
     /// The fused operations say what the family computes: activation, norm kind and epsilon.

@@ -35,12 +35,49 @@ final class PipelineTests: XCTestCase {
     }
 }
 
-final class DumpForDevelopment: XCTestCase {
-    func testDump() throws {
-        guard let name = ProcessInfo.processInfo.environment["CNX_DUMP"] else { return }
+/// `Graph.dump()`, what `--dump-after` prints (CNX_DUMP=fixture also prints it, for development).
+final class GraphDumpTests: XCTestCase {
+    /// `Graph.dump()` (what `--dump-after` prints) on a graph built by hand: every line, exactly.
+    func testDumpListsInputsNodesWithConstantsAndAttributesThenOutputs() {
+        let graph = Graph(
+            inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.symbolic(name: "N", num: 1, den: 1), .fixed(3)])],
+            outputs: [ValueInfo(name: "y", dtype: .float32, shape: nil)],
+            nodes: [
+                Node(name: "fc", op: .matMul, inputs: ["x", "w"], outputs: ["h"]),
+                Node(name: "act", op: .gelu, inputs: ["h"], outputs: ["y"],
+                     attributes: ["approximate": .string("tanh"), "axes": .ints([1, 2]), "alpha": .float(0.5),
+                                  "table": .floats(Array(repeating: 0, count: 9))]),
+            ],
+            initializers: ["w": Tensor(floats: [1, 2, 3, 4, 5, 6], shape: [3, 2])])
+        XCTAssertEqual(graph.dump().split(separator: "\n").map(String.init), [
+            "input x: float32 [N, 3]",
+            "h = MatMul(x, w<3x2>)  # fc",
+            "y = Gelu(h) {alpha=0.5, approximate=\"tanh\", axes=[1, 2], table=[9 floats]}  # act",
+            "output y",
+        ])
+    }
+
+    /// The dump of an optimised fixture: one line per input, node (in order, with its operator,
+    /// inputs and name) and output, constants shown with their shapes.
+    func testDumpOfAnOptimisedGraphFollowsTheGraph() throws {
+        let name = ProcessInfo.processInfo.environment["CNX_DUMP"] ?? "timm_linear_op17"
         let entry = try XCTUnwrap(try Fixtures.manifest().first { $0.name == name })
         var graph = try ONNXReader.load(path: entry.model)
         _ = try Pipeline.standard.run(&graph)
-        print(graph.dump())
+        let dump = graph.dump()
+        if ProcessInfo.processInfo.environment["CNX_DUMP"] != nil { print(dump) }
+        let lines = dump.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.count, graph.inputs.count + graph.nodes.count + graph.outputs.count)
+        XCTAssertEqual(lines.first, "input \(graph.inputs[0].name): float32 \(describe(graph.inputs[0].shape ?? []))")
+        XCTAssertEqual(lines.last, "output \(graph.outputs[0].name)")
+        for (line, node) in zip(lines.dropFirst(graph.inputs.count), graph.nodes) {
+            XCTAssertTrue(line.hasPrefix("\(node.outputs.joined(separator: ", ")) = \(node.op.rawValue)("), line)
+            XCTAssertTrue(line.hasSuffix("  # \(node.name)"), line)
+            for input in node.inputs {
+                let shown = graph.initializers[input].map { "\(input)<\($0.shape.map(String.init).joined(separator: "x"))>" } ?? input
+                XCTAssertTrue(line.contains(shown), "\(line) should show \(shown)")
+            }
+        }
+        XCTAssertTrue(lines.contains { $0.contains("= cnx.Block(") }, "the blocks are fused")
     }
 }

@@ -22,8 +22,10 @@ final class CLIValidateTests: XCTestCase {
 
     func pngData() throws -> [String] {
         let info = try ValidateFixtures.digitsInfo()
-        return ["--data", ValidateFixtures.digit("test_png"), "--crop-pct", "1",
-                "--mean", info.mean.map { String($0) }.joined(separator: ","), "--std", info.std.map { String($0) }.joined(separator: ",")]
+        return [
+            "--data", ValidateFixtures.digit("test_png"), "--crop-pct", "1",
+            "--mean", info.mean.map { String($0) }.joined(separator: ","), "--std", info.std.map { String($0) }.joined(separator: ","),
+        ]
     }
 
     /// The float32 .cnx: exactly PyTorch's count of correct predictions, and 100% agreement with its ONNX source.
@@ -42,7 +44,9 @@ final class CLIValidateTests: XCTestCase {
         XCTAssertGreaterThan(try XCTUnwrap(o["mean_cosine"] as? Double), 0.999999)
         if let sqnr = o["sqnr_db"] as? Double { XCTAssertGreaterThan(sqnr, 90) } else { XCTAssertTrue(o["sqnr_db"] is NSNull) }
         XCTAssertLessThan(try XCTUnwrap(o["max_abs_diff"] as? Double), 1e-4)
-        XCTAssertEqual((o["model"] as? [String: Any])?["runtime"] as? String, "cnx fast runtime, \(ProcessInfo.processInfo.activeProcessorCount) threads")
+        XCTAssertEqual(
+            (o["model"] as? [String: Any])?["runtime"] as? String,
+            "cnx fast runtime, \(ProcessInfo.processInfo.activeProcessorCount) threads")
         XCTAssertTrue(r.stderr.isEmpty, "no progress when stderr is piped: \(r.stderr)")
     }
 
@@ -62,15 +66,18 @@ final class CLIValidateTests: XCTestCase {
         let f = try parseJSON(fast.stdout)
         XCTAssertEqual(f["reference_correct"] as? Int, info.torch_correct)
         XCTAssertEqual(f["top1_agreement"] as? Double, 1)
-        XCTAssertEqual((f["reference"] as? [String: Any])?["runtime"] as? String,
-                       "cnx fast runtime, \(ProcessInfo.processInfo.activeProcessorCount) threads, optimised in memory")
+        XCTAssertEqual(
+            (f["reference"] as? [String: Any])?["runtime"] as? String,
+            "cnx fast runtime, \(ProcessInfo.processInfo.activeProcessorCount) threads, optimised in memory")
     }
 
     func testTableByDefault() throws {
         let r = try validate(try converted(), npyData + ["--per-class", "--max-drop", "0.5"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        for text in ["top-1 accuracy", "97.22%", "350 / 360", "top-5 accuracy", "throughput", "agreement:  top-1 100.00% (360 / 360)",
-                     "mean cosine", "SQNR", "per class", "budget:     accuracy drop 0.00 points is within --max-drop 0.5"] {
+        for text in [
+            "top-1 accuracy", "97.22%", "350 / 360", "top-5 accuracy", "throughput", "agreement:  top-1 100.00% (360 / 360)",
+            "mean cosine", "SQNR", "per class", "budget:     accuracy drop 0.00 points is within --max-drop 0.5",
+        ] {
             XCTAssertTrue(r.stdout.contains(text), "'\(text)' not in\n\(r.stdout)")
         }
     }
@@ -117,7 +124,8 @@ final class CLIValidateTests: XCTestCase {
         let shifted = dir.appendingPathComponent("shifted.npy").path
         let labels = try NPY.read(path: ValidateFixtures.digit("test_labels.npy")).int64s.map { ($0 + 1) % 10 }
         try NPY.write(Tensor(int64s: labels, shape: [labels.count]), path: shifted)
-        let wrong = try validate(try converted(), ["--data", ValidateFixtures.digit("test.npy"), "--labels", shifted, "--max-drop", "0", "--json"])
+        let wrong = try validate(
+            try converted(), ["--data", ValidateFixtures.digit("test.npy"), "--labels", shifted, "--max-drop", "0", "--json"])
         XCTAssertEqual(wrong.status, 0, wrong.stderr)
         XCTAssertLessThan(try XCTUnwrap(try parseJSON(wrong.stdout)["top1_accuracy"] as? Double), 0.1)
     }
@@ -127,9 +135,13 @@ final class CLIValidateTests: XCTestCase {
     func testPerLayerShowsWhereTheErrorEnters() throws {
         let same = try parseJSON(try validate(try converted(), npyData + ["--per-layer", "--json"]).stdout)
         let layers = try XCTUnwrap(same["per_layer"] as? [[String: Any]])
-        XCTAssertEqual(layers.map { $0["layer"] as? String }, ["stem", "stages.0.blocks.0", "stages.0.blocks.1", "stages.1.downsample", "stages.1.blocks.0",
-                                                              "stages.1.blocks.1", "stages.2.downsample", "stages.2.blocks.0", "stages.2.blocks.1",
-                                                              "stages.3.downsample", "stages.3.blocks.0", "stages.3.blocks.1", "head"])
+        XCTAssertEqual(
+            layers.map { $0["layer"] as? String },
+            [
+                "stem", "stages.0.blocks.0", "stages.0.blocks.1", "stages.1.downsample", "stages.1.blocks.0",
+                "stages.1.blocks.1", "stages.2.downsample", "stages.2.blocks.0", "stages.2.blocks.1",
+                "stages.3.downsample", "stages.3.blocks.0", "stages.3.blocks.1", "head",
+            ])
         for l in layers { XCTAssertLessThan(try XCTUnwrap(l["max_abs_diff"] as? Double), 1e-5, "\(l)") }
         let r = try validate(try swappedHead(), npyData + ["--per-layer", "--json"], reference: try converted())
         let bad = try XCTUnwrap(try parseJSON(r.stdout)["per_layer"] as? [[String: Any]])
@@ -159,7 +171,8 @@ final class CLIValidateTests: XCTestCase {
         let model = try converted()
         let broken = dir.appendingPathComponent("broken")
         try FileManager.default.createDirectory(at: broken, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: ValidateFixtures.image("variants/rgb8.png"), toPath: broken.appendingPathComponent("a.png").path)
+        try FileManager.default.copyItem(
+            atPath: ValidateFixtures.image("variants/rgb8.png"), toPath: broken.appendingPathComponent("a.png").path)
         try Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0]).write(to: broken.appendingPathComponent("b.png"))
         let cases: [([String], String)] = [
             (["--data", dir.appendingPathComponent("absent.npy").path], "absent.npy"),
@@ -195,10 +208,10 @@ final class CLIRunImagesTests: XCTestCase {
         XCTAssertTrue(lines[1].hasSuffix("class 3"), lines[1])
         XCTAssertEqual(lines[3], images[1])
         XCTAssertTrue(lines[4].hasSuffix("class 7"), lines[4])
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory()
         let names = dir.appendingPathComponent("names.txt")
-        try Data(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"].joined(separator: "\n").utf8).write(to: names)
+        try Data(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"].joined(separator: "\n").utf8).write(
+            to: names)
         let named = try runTool(["run", model, images[0], "--top", "1", "--labels", names.path] + flags)
         XCTAssertEqual(named.status, 0, named.stderr)
         XCTAssertTrue(named.stdout.contains("three (3)"), named.stdout)
@@ -213,7 +226,9 @@ final class CLIRunImagesTests: XCTestCase {
         XCTAssertEqual(imagenetClassNames[0], "tench")
         XCTAssertEqual(imagenetClassNames[999], "toilet tissue")
         XCTAssertEqual(try Classification.classNames(classes: 1000, metadata: [:], labelsFile: nil)[1], "goldfish")
-        XCTAssertEqual(try Classification.classNames(classes: 2, metadata: [MetadataKey.classNames: .strings(["cat", "dog"])], labelsFile: nil), ["cat", "dog"])
+        XCTAssertEqual(
+            try Classification.classNames(classes: 2, metadata: [MetadataKey.classNames: .strings(["cat", "dog"])], labelsFile: nil),
+            ["cat", "dog"])
         XCTAssertEqual(try Classification.classNames(classes: 3, metadata: [:], labelsFile: nil), ["0", "1", "2"])
     }
 }

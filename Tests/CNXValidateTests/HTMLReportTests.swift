@@ -16,15 +16,19 @@ final class HTMLReportTests: XCTestCase {
     var digitsFlags: [String] {
         get throws {
             let info = try ValidateFixtures.digitsInfo()
-            return ["--crop-pct", "1", "--mean", info.mean.map { String($0) }.joined(separator: ","),
-                    "--std", info.std.map { String($0) }.joined(separator: ",")]
+            return [
+                "--crop-pct", "1", "--mean", info.mean.map { String($0) }.joined(separator: ","),
+                "--std", info.std.map { String($0) }.joined(separator: ","),
+            ]
         }
     }
 
     /// The int8 digits model, quantized by the CLI as `scripts/demo.sh` does.
     func int8Digits() throws -> String {
         let out = path("digits.int8.cnx")
-        let q = try runTool(["quantize", "--int8", ValidateFixtures.digit("model.onnx"), out, "--calibration", ValidateFixtures.digit("calib.npy")])
+        let q = try runTool([
+            "quantize", "--int8", ValidateFixtures.digit("model.onnx"), out, "--calibration", ValidateFixtures.digit("calib.npy"),
+        ])
         XCTAssertEqual(q.status, 0, q.stderr)
         return out
     }
@@ -35,8 +39,11 @@ final class HTMLReportTests: XCTestCase {
     func testDigitsReportInChromium() throws {
         let model = try int8Digits()
         let report = path("report.html")
-        let r = try runTool(["validate", model, "--reference", ValidateFixtures.digit("model.onnx"), "--data", ValidateFixtures.digit("test_png"),
-                             "--per-layer", "--max-drop", "0.5", "--json", "--report", report] + digitsFlags)
+        let r = try runTool(
+            [
+                "validate", model, "--reference", ValidateFixtures.digit("model.onnx"), "--data", ValidateFixtures.digit("test_png"),
+                "--per-layer", "--max-drop", "0.5", "--json", "--report", report,
+            ] + digitsFlags)
         XCTAssertEqual(r.status, 0, r.stderr)
         let o = try parseJSON(r.stdout)
         let html = try String(contentsOfFile: report, encoding: .utf8)
@@ -76,7 +83,7 @@ final class HTMLReportTests: XCTestCase {
             has(try XCTUnwrap(l["layer"] as? String))
             if let s = l["sqnr_db"] as? Double { has(String(format: "%.1f dB", s)) } else { has("identical") }
         }
-        has("float32 (kept)")   // the stem, which quantize keeps float32
+        has("float32 (kept)")  // the stem, which quantize keeps float32
         // The files: the SHA-256 prefixes as sha256sum computes them, the sizes.
         for file in [model, ValidateFixtures.digit("model.onnx")] {
             let sum = try shell("/usr/bin/sha256sum", [file])
@@ -106,13 +113,15 @@ final class HTMLReportTests: XCTestCase {
             let rgb = r << 16 | g << 8 | b
             colours.insert(rgb)
             counts[rgb, default: 0] += 1
-            if i / 3 / png.width > 140 && r + g + b < 240 { dark += 1 }   // text and marks below the page header
-            if rgb == 0x1F5BB8 { modelBlue += 1 }                         // the model's bars in the charts
+            if i / 3 / png.width > 140 && r + g + b < 240 { dark += 1 }  // text and marks below the page header
+            if rgb == 0x1F5BB8 { modelBlue += 1 }  // the model's bars in the charts
         }
         let background = try XCTUnwrap(counts.max { $0.value < $1.value }).value
         let total = png.width * png.height
-        print(String(format: "screenshot: %d colours, %.1f%% background, %d dark pixels, %d chart-blue pixels",
-                     colours.count, Double(background) * 100 / Double(total), dark, modelBlue))
+        print(
+            String(
+                format: "screenshot: %d colours, %.1f%% background, %d dark pixels, %d chart-blue pixels",
+                colours.count, Double(background) * 100 / Double(total), dark, modelBlue))
         XCTAssertGreaterThan(colours.count, 300, "a page of text, charts and thumbnails has many colours")
         XCTAssertLessThan(Double(background) / Double(total), 0.85, "mostly one colour: blank")
         XCTAssertGreaterThan(dark, 40_000, "text and chart marks below the header")
@@ -166,12 +175,14 @@ final class HTMLReportTests: XCTestCase {
         if shown < disagreements { XCTAssertTrue(html.contains("the \(shown) whose class probabilities moved most are shown")) }
         for card in cards.prefix(shown) {
             // The name cut to 15 characters and an ellipsis, then escaped.
-            XCTAssertTrue(card.contains("<td class=\"first\">3 &lt;img src=x on…</td>"),
-                          "the model's top-1 is the favoured class: \(card.prefix(600))")
+            XCTAssertTrue(
+                card.contains("<td class=\"first\">3 &lt;img src=x on…</td>"),
+                "the model's top-1 is the favoured class: \(card.prefix(600))")
             // Right only where the label is the favoured class.
             let labelIs3 = card.contains("label <b>3 &lt;img")
-            XCTAssertTrue(card.contains(labelIs3 ? "model right, reference wrong" : "model wrong, reference right")
-                          || (!labelIs3 && card.contains("both wrong")), String(card.suffix(900)))
+            XCTAssertTrue(
+                card.contains(labelIs3 ? "model right, reference wrong" : "model wrong, reference right")
+                    || (!labelIs3 && card.contains("both wrong")), String(card.suffix(900)))
             XCTAssertTrue(card.contains("<img src=\"data:image/jpeg;base64,"))
         }
         // Worst first.
@@ -183,16 +194,19 @@ final class HTMLReportTests: XCTestCase {
         // The confusion matrix outlines the cells that changed: some lose the flipped samples, the
         // favoured class's column gains them.
         XCTAssertGreaterThanOrEqual(html.components(separatedBy: "stroke-dasharray=\"3 2\"").count - 1, 2)
-        XCTAssertTrue(html.contains("font-weight=\"700\" fill=\"#1c2230\">(+") || html.contains("font-weight=\"700\" fill=\"#ffffff\">(+"),
-                      "a cell gaining samples is marked with its change")
+        XCTAssertTrue(
+            html.contains("font-weight=\"700\" fill=\"#1c2230\">(+") || html.contains("font-weight=\"700\" fill=\"#ffffff\">(+"),
+            "a cell gaining samples is marked with its change")
     }
 
     /// `quantize --sensitivity --report`: one bar per layer in the printed order with the printed
     /// values; bad uses refused with one line.
     func testSensitivityReport() throws {
         let report = path("sensitivity.html")
-        let r = try runTool(["quantize", "--int8", ValidateFixtures.digit("model.onnx"), path("q.cnx"), "--calibration", ValidateFixtures.digit("calib.npy"),
-                             "--sensitivity", "--report", report])
+        let r = try runTool([
+            "quantize", "--int8", ValidateFixtures.digit("model.onnx"), path("q.cnx"), "--calibration", ValidateFixtures.digit("calib.npy"),
+            "--sensitivity", "--report", report,
+        ])
         XCTAssertEqual(r.status, 0, r.stderr)
         let printed = r.stdout.split(separator: "\n").filter { $0.hasPrefix("  ") && $0.hasSuffix(" dB") }.map { line in
             let parts = line.split(separator: " ")
@@ -209,13 +223,17 @@ final class HTMLReportTests: XCTestCase {
         }
         XCTAssertTrue(html.contains("Always float32, not measured: stem, head."))
 
-        let noSensitivity = try runTool(["quantize", "--int8", ValidateFixtures.digit("model.onnx"), path("q2.cnx"), "--calibration",
-                                         ValidateFixtures.digit("calib.npy"), "--report", report])
+        let noSensitivity = try runTool([
+            "quantize", "--int8", ValidateFixtures.digit("model.onnx"), path("q2.cnx"), "--calibration",
+            ValidateFixtures.digit("calib.npy"), "--report", report,
+        ])
         XCTAssertNotEqual(noSensitivity.status, 0)
         XCTAssertTrue(noSensitivity.stderr.contains("--report draws the per-layer sensitivity"), noSensitivity.stderr)
         let missing = path("absent/report.html")
-        let bad = try runTool(["validate", try ValidateFixtures.convertedDigits.get(), "--reference", ValidateFixtures.digit("model.onnx"),
-                               "--data", ValidateFixtures.digit("test.npy"), "--report", missing])
+        let bad = try runTool([
+            "validate", try ValidateFixtures.convertedDigits.get(), "--reference", ValidateFixtures.digit("model.onnx"),
+            "--data", ValidateFixtures.digit("test.npy"), "--report", missing,
+        ])
         XCTAssertEqual(bad.status, 1)
         XCTAssertEqual(bad.stderr.split(separator: "\n").count, 1, bad.stderr)
         XCTAssertTrue(bad.stderr.contains(missing), bad.stderr)
@@ -224,9 +242,11 @@ final class HTMLReportTests: XCTestCase {
 
     /// The sensitivity page marks the layers kept float32, and escapes layer names.
     func testSensitivityMarksKeptLayers() throws {
-        let facts = ModelFacts(path: "m<1>.onnx", format: "onnx", bytes: 2048, sha256: String(repeating: "ab", count: 32), runtime: "", precision: "float32")
-        var page = HTMLReport.Sensitivity(model: facts, layers: [("head", 20.5), ("stages.0.blocks.0.pw1", 31), ("x<y>", 44.25)],
-                                          keptFloat: ["head", "stem"])
+        let facts = ModelFacts(
+            path: "m<1>.onnx", format: "onnx", bytes: 2048, sha256: String(repeating: "ab", count: 32), runtime: "", precision: "float32")
+        var page = HTMLReport.Sensitivity(
+            model: facts, layers: [("head", 20.5), ("stages.0.blocks.0.pw1", 31), ("x<y>", 44.25)],
+            keptFloat: ["head", "stem"])
         (page.int8SQNR, page.method, page.calibrationSamples, page.measuredOn) = (35, "percentile", 16, "8 samples")
         (page.accuracy, page.maxDrop, page.command) = ((0.9, 0.88, 0.95, 2), 1, "q --x '<'")
         let html = HTMLReport.sensitivity(page)
@@ -246,9 +266,9 @@ final class HTMLReportTests: XCTestCase {
     /// The scanner finds what a page could load from elsewhere, and lets in-page references be.
     func testExternalReferenceScannerCatchesEachKind() {
         let clean = """
-        <a href="#summary">x</a><img src="data:image/jpeg;base64,AAAA" alt="a src=http://x"><svg><rect fill="url(#hatch)"/></svg>
-        <style>.a { background: url(data:image/png;base64,AA) }</style><p>src="http://example.com" in text is only text</p>
-        """
+            <a href="#summary">x</a><img src="data:image/jpeg;base64,AAAA" alt="a src=http://x"><svg><rect fill="url(#hatch)"/></svg>
+            <style>.a { background: url(data:image/png;base64,AA) }</style><p>src="http://example.com" in text is only text</p>
+            """
         XCTAssertEqual(ExternalReferences.find(in: clean), [])
         let planted = [
             "<img src=\"https://example.com/a.png\">", "<img src='//example.com/a.png'>", "<a href=file:///etc/passwd>x</a>",
@@ -265,10 +285,14 @@ final class HTMLReportTests: XCTestCase {
 /// `data:` URI or an in-page `#fragment`, any CSS `url(...)` that is neither, any `@import`, and
 /// any element that fetches or embeds (script, link, iframe, object, embed, base, meta refresh...).
 enum ExternalReferences {
-    static let urlAttributes: Set<String> = ["src", "href", "xlink:href", "srcset", "action", "formaction", "poster", "data", "background",
-                                             "cite", "ping", "manifest", "codebase", "longdesc", "usemap", "icon", "lowsrc", "dynsrc", "archive"]
-    static let fetchingElements: Set<String> = ["script", "link", "iframe", "frame", "frameset", "object", "embed", "applet", "base",
-                                                "audio", "video", "source", "track", "portal", "fencedframe"]
+    static let urlAttributes: Set<String> = [
+        "src", "href", "xlink:href", "srcset", "action", "formaction", "poster", "data", "background",
+        "cite", "ping", "manifest", "codebase", "longdesc", "usemap", "icon", "lowsrc", "dynsrc", "archive",
+    ]
+    static let fetchingElements: Set<String> = [
+        "script", "link", "iframe", "frame", "frameset", "object", "embed", "applet", "base",
+        "audio", "video", "source", "track", "portal", "fencedframe",
+    ]
 
     static func isInPage(_ value: String) -> Bool {
         let v = value.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
@@ -307,7 +331,9 @@ enum ExternalReferences {
             if i + 1 < s.count, s[i + 1] == "!" || s[i + 1] == "/" || s[i + 1] == "?" { skip(past: ">"); continue }
             i += 1
             var name = ""
-            while i < s.count, !CharacterSet.whitespacesAndNewlines.contains(s[i]), s[i] != ">", s[i] != "/" { name.unicodeScalars.append(s[i]); i += 1 }
+            while i < s.count, !CharacterSet.whitespacesAndNewlines.contains(s[i]), s[i] != ">", s[i] != "/" {
+                name.unicodeScalars.append(s[i]); i += 1
+            }
             name = name.lowercased()
             if fetchingElements.contains(name) { found.append("<\(name)>") }
             var attributes: [(String, String)] = []
@@ -329,7 +355,9 @@ enum ExternalReferences {
                         while i < s.count, s[i] != quote { value.unicodeScalars.append(s[i]); i += 1 }
                         i += 1
                     } else {
-                        while i < s.count, !CharacterSet.whitespacesAndNewlines.contains(s[i]), s[i] != ">" { value.unicodeScalars.append(s[i]); i += 1 }
+                        while i < s.count, !CharacterSet.whitespacesAndNewlines.contains(s[i]), s[i] != ">" {
+                            value.unicodeScalars.append(s[i]); i += 1
+                        }
                     }
                 }
                 attributes.append((attr.lowercased(), value))
@@ -364,8 +392,12 @@ struct Chromium {
 
     /// Runs the browser on a local file with a time limit; returns what it printed.
     func run(_ file: String, _ flags: [String], profile: String) throws -> String {
-        try shell("/usr/bin/timeout", ["120", path, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-                                        "--user-data-dir=\(profile)"] + flags + [URL(fileURLWithPath: file).absoluteString])
+        try shell(
+            "/usr/bin/timeout",
+            [
+                "120", path, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+                "--user-data-dir=\(profile)",
+            ] + flags + [URL(fileURLWithPath: file).absoluteString])
     }
 
     /// The page's text: the DOM after loading, without markup, entities decoded.
@@ -409,7 +441,9 @@ func shell(_ program: String, _ arguments: [String]) throws -> String {
     process.waitUntilExit()
     guard process.terminationStatus == 0 else {
         let errors = (try? Data(contentsOf: errPath)) ?? Data()
-        throw CNXError("\(program) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus): \(String(decoding: errors.suffix(2000), as: UTF8.self))")
+        throw CNXError(
+            "\(program) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus): \(String(decoding: errors.suffix(2000), as: UTF8.self))"
+        )
     }
     return String(decoding: o, as: UTF8.self)
 }

@@ -37,8 +37,7 @@ final class ImageDecodingTests: XCTestCase {
     }
 
     func testBadFilesAreOneErrorNamingTheFile() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory()
         for name in ["china.jpg", "flower.png"] {
             let bytes = try Data(contentsOf: URL(fileURLWithPath: ValidateFixtures.image(name)))
             let cut = dir.appendingPathComponent("cut-" + name)
@@ -87,9 +86,10 @@ final class PreprocessingTests: XCTestCase {
         XCTAssertEqual(manifest.cases.count, 7)
         var report: [String] = []
         for c in manifest.cases {
-            let p = Preprocessing(height: c.size, width: c.size, cropPct: c.crop_pct,
-                                  interpolation: try XCTUnwrap(Interpolation(rawValue: c.interpolation)),
-                                  mean: manifest.mean, std: manifest.std)
+            let p = Preprocessing(
+                height: c.size, width: c.size, cropPct: c.crop_pct,
+                interpolation: try XCTUnwrap(Interpolation(rawValue: c.interpolation)),
+                mean: manifest.mean, std: manifest.std)
             let x = try p.tensor(path: ValidateFixtures.image(c.image))
             let expected = try NPY.read(path: ValidateFixtures.image(c.expected))
             XCTAssertEqual([1] + x.shape, expected.shape)

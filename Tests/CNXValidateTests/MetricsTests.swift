@@ -36,10 +36,12 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(m.modelTop5Accuracy, 1)
         XCTAssertEqual(m.referenceTop5Accuracy, 1)
         XCTAssertEqual(m.accuracyDropPoints, 50)
-        XCTAssertEqual(m.classAccuracies, [
-            ClassAccuracy(id: 1, samples: 1, model: 0, reference: 0),
-            ClassAccuracy(id: 4, samples: 1, model: 0, reference: 1),
-        ])
+        XCTAssertEqual(
+            m.classAccuracies,
+            [
+                ClassAccuracy(id: 1, samples: 1, model: 0, reference: 0),
+                ClassAccuracy(id: 4, samples: 1, model: 0, reference: 1),
+            ])
         XCTAssertEqual(m.classAccuracies[1].changePoints, -100)
     }
 
@@ -72,9 +74,10 @@ final class MetricsTests: XCTestCase {
     }
 
     func result(_ m: MetricsAccumulator) -> ValidationResult {
-        ValidationResult(modelPath: "m.cnx", modelRuntime: "cnx fast runtime", referencePath: "r.onnx", referenceRuntime: "reference executor",
-                         dataPath: "d.npy", sampleShape: [3, 32, 32], labelSource: "l.npy", classNames: nil, preprocessing: nil,
-                         metrics: m, modelSeconds: 0.5, referenceSeconds: 2, perLayer: nil)
+        ValidationResult(
+            modelPath: "m.cnx", modelRuntime: "cnx fast runtime", referencePath: "r.onnx", referenceRuntime: "reference executor",
+            dataPath: "d.npy", sampleShape: [3, 32, 32], labelSource: "l.npy", classNames: nil, preprocessing: nil,
+            metrics: m, modelSeconds: 0.5, referenceSeconds: 2, perLayer: nil)
     }
 
     func testMaxDropBudget() {

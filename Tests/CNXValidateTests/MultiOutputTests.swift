@@ -92,7 +92,9 @@ final class MultiOutputValidateTests: XCTestCase {
             let outputs = try outputs(o)
             for name in stages {
                 let s = try sqnr(try XCTUnwrap(outputs[name]))
-                print("validate int8 backbone \(name) against \(URL(fileURLWithPath: reference).lastPathComponent): SQNR \(String(format: "%.1f", s)) dB")
+                print(
+                    "validate int8 backbone \(name) against \(URL(fileURLWithPath: reference).lastPathComponent): SQNR \(String(format: "%.1f", s)) dB"
+                )
                 XCTAssertGreaterThanOrEqual(s, 25, name)
                 XCTAssertLessThan(s, 100, "\(name): int8 should differ from float32")
             }
@@ -124,13 +126,16 @@ final class MultiOutputValidateTests: XCTestCase {
     /// single-output pair is still compared as logits.
     func testFixedBatchAndOutputMetricsInTheLibrary() throws {
         func predictor(batch: Dim, scale: Float) -> Predictor {
-            let graph = Graph(inputs: [ValueInfo(name: "x", dtype: .float32, shape: [batch, .fixed(3), .fixed(1), .fixed(1)])],
-                              outputs: [ValueInfo(name: "a", dtype: .float32, shape: nil), ValueInfo(name: "b", dtype: .float32, shape: nil)],
-                              nodes: [], initializers: [:])
+            let graph = Graph(
+                inputs: [ValueInfo(name: "x", dtype: .float32, shape: [batch, .fixed(3), .fixed(1), .fixed(1)])],
+                outputs: [ValueInfo(name: "a", dtype: .float32, shape: nil), ValueInfo(name: "b", dtype: .float32, shape: nil)],
+                nodes: [], initializers: [:])
             return Predictor(path: "p\(scale)", runtime: "test", graph: graph) { x in
                 let n = x.shape[0], v = x.floats
-                return ["a": Tensor(floats: v.map { $0 * scale }, shape: [n, 3]),
-                        "b": Tensor(floats: (0..<n).map { v[3 * $0] + v[3 * $0 + 1] + v[3 * $0 + 2] }, shape: [n, 1, 1])]
+                return [
+                    "a": Tensor(floats: v.map { $0 * scale }, shape: [n, 3]),
+                    "b": Tensor(floats: (0..<n).map { v[3 * $0] + v[3 * $0 + 1] + v[3 * $0 + 2] }, shape: [n, 1, 1]),
+                ]
             }
         }
         let data = dir.appendingPathComponent("x.npy").path
@@ -160,20 +165,5 @@ final class MultiOutputValidateTests: XCTestCase {
         XCTAssertThrowsError(try Validation.run(model: fixed, reference: renamed, data: try Dataset.npy(data), progress: false)) { e in
             XCTAssertTrue((e as? CNXError)?.message.contains("only in the model: b; only in the reference: c") == true, "\(e)")
         }
-    }
-
-    /// Standard-normal samples (Box-Muller on a fixed LCG), like the fixture's input.
-    func standardNormal(count: Int, seed: UInt64) -> [Float] {
-        var state = seed
-        var values = [Float]()
-        values.reserveCapacity(count)
-        while values.count < count {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            let u1 = (Double(state >> 11) + 0.5) / Double(1 << 53)
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            let u2 = (Double(state >> 11) + 0.5) / Double(1 << 53)
-            values.append(Float((-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)))
-        }
-        return values
     }
 }

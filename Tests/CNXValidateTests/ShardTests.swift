@@ -21,12 +21,12 @@ final class ShardTests: XCTestCase {
             for x in xs { s.add(x) }
             return s.value
         }
-        XCTAssertEqual(sum(Array(repeating: 0.1, count: 10)), 1.0)          // naive summation gives 0.9999999999999999
-        XCTAssertEqual(sum([1e308, 1e308, -1e308]), 1e308)                  // no overflow on the way
-        XCTAssertEqual(sum([1, 1e-300, -1]), 1e-300)                        // nothing lost under 1
-        XCTAssertEqual(sum([1, 0x1p-53]), 1)                                // a tie rounds to even (down)
-        XCTAssertEqual(sum([1, 0x1p-53, 0x1p-105]), 1 + 0x1p-52)            // just above the tie rounds up
-        XCTAssertEqual(sum([1 + 0x1p-52, 0x1p-53]), 1 + 0x1p-51)            // a tie rounds to even (up)
+        XCTAssertEqual(sum(Array(repeating: 0.1, count: 10)), 1.0)  // naive summation gives 0.9999999999999999
+        XCTAssertEqual(sum([1e308, 1e308, -1e308]), 1e308)  // no overflow on the way
+        XCTAssertEqual(sum([1, 1e-300, -1]), 1e-300)  // nothing lost under 1
+        XCTAssertEqual(sum([1, 0x1p-53]), 1)  // a tie rounds to even (down)
+        XCTAssertEqual(sum([1, 0x1p-53, 0x1p-105]), 1 + 0x1p-52)  // just above the tie rounds up
+        XCTAssertEqual(sum([1 + 0x1p-52, 0x1p-53]), 1 + 0x1p-51)  // a tie rounds to even (up)
         XCTAssertEqual(sum([-3.5, 1.25]), -2.25)
         XCTAssertEqual(sum([.leastNonzeroMagnitude, .leastNonzeroMagnitude]), 2 * .leastNonzeroMagnitude)
         XCTAssertEqual(sum([.greatestFiniteMagnitude, .greatestFiniteMagnitude]), .infinity)
@@ -72,7 +72,9 @@ final class ShardTests: XCTestCase {
                     var covered: [Int] = []
                     for k in 0..<n {
                         let r = try Shard(index: k, count: n).range(of: total, batch: batch)
-                        XCTAssertTrue(r.lowerBound % batch == 0 && (r.upperBound % batch == 0 || r.upperBound == total), "\(r) in batches of \(batch)")
+                        XCTAssertTrue(
+                            r.lowerBound % batch == 0 && (r.upperBound % batch == 0 || r.upperBound == total), "\(r) in batches of \(batch)"
+                        )
                         covered += Array(r)
                     }
                     XCTAssertEqual(covered, Array(0..<total), "\(n) shards of \(total) in batches of \(batch)")
@@ -92,17 +94,29 @@ final class ShardTests: XCTestCase {
         XCTAssertThrowsError(try Shard.parse("5/5", shards: nil, environment: [:]))
         XCTAssertThrowsError(try Shard.parse("1-5", shards: nil, environment: [:]))
         // Slurm: --array=0-3 sets the ID and the count (and min, max).
-        XCTAssertEqual(try Shard.parse("auto", shards: nil, environment: ["SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4"]),
-                       try Shard(index: 3, count: 4))
+        XCTAssertEqual(
+            try Shard.parse("auto", shards: nil, environment: ["SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4"]),
+            try Shard(index: 3, count: 4))
         // --array=1-4: IDs from 1.
-        XCTAssertEqual(try Shard.parse("auto", shards: nil, environment: ["SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "1",
-                                                                           "SLURM_ARRAY_TASK_MAX": "4"]), try Shard(index: 0, count: 4))
+        XCTAssertEqual(
+            try Shard.parse(
+                "auto", shards: nil,
+                environment: [
+                    "SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "1",
+                    "SLURM_ARRAY_TASK_MAX": "4",
+                ]), try Shard(index: 0, count: 4))
         // --array=0-10:5 gives 0, 5, 10.
-        XCTAssertEqual(try Shard.parse("auto", shards: nil, environment: ["SLURM_ARRAY_TASK_ID": "10", "SLURM_ARRAY_TASK_MIN": "0",
-                                                                           "SLURM_ARRAY_TASK_MAX": "10", "SLURM_ARRAY_TASK_STEP": "5"]),
-                       try Shard(index: 2, count: 3))
+        XCTAssertEqual(
+            try Shard.parse(
+                "auto", shards: nil,
+                environment: [
+                    "SLURM_ARRAY_TASK_ID": "10", "SLURM_ARRAY_TASK_MIN": "0",
+                    "SLURM_ARRAY_TASK_MAX": "10", "SLURM_ARRAY_TASK_STEP": "5",
+                ]),
+            try Shard(index: 2, count: 3))
         XCTAssertThrowsError(try Shard.parse("auto", shards: 5, environment: ["SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "4"]))
-        XCTAssertThrowsError(try Shard.parse("auto", shards: nil, environment: ["SLURM_ARRAY_TASK_ID": "x", "SLURM_ARRAY_TASK_COUNT": "4"]))
+        XCTAssertThrowsError(
+            try Shard.parse("auto", shards: nil, environment: ["SLURM_ARRAY_TASK_ID": "x", "SLURM_ARRAY_TASK_COUNT": "4"]))
         // Kubernetes Indexed Job: the index, and the completions as --shards.
         XCTAssertEqual(try Shard.parse("auto", shards: 7, environment: ["JOB_COMPLETION_INDEX": "6"]), try Shard(index: 6, count: 7))
         XCTAssertThrowsError(try Shard.parse("auto", shards: nil, environment: ["JOB_COMPLETION_INDEX": "6"]))
@@ -117,8 +131,10 @@ final class ShardTests: XCTestCase {
     static let models: Result<(int8: String, float: String), Error> = Result {
         let dir = try temporaryDirectory()
         let float = dir.appendingPathComponent("digits.cnx").path, int8 = dir.appendingPathComponent("digits.int8.cnx").path
-        for args in [["convert", ValidateFixtures.digit("model.onnx"), float],
-                     ["quantize", "--int8", ValidateFixtures.digit("model.onnx"), int8, "--calibration", ValidateFixtures.digit("calib.npy")]] {
+        for args in [
+            ["convert", ValidateFixtures.digit("model.onnx"), float],
+            ["quantize", "--int8", ValidateFixtures.digit("model.onnx"), int8, "--calibration", ValidateFixtures.digit("calib.npy")],
+        ] {
             let r = try runTool(args)
             guard r.status == 0 else { throw CNXError("\(args.joined(separator: " ")): \(r.stderr)") }
         }
@@ -127,8 +143,10 @@ final class ShardTests: XCTestCase {
 
     func pngData() throws -> [String] {
         let info = try ValidateFixtures.digitsInfo()
-        return ["--data", ValidateFixtures.digit("test_png"), "--crop-pct", "1",
-                "--mean", info.mean.map { String($0) }.joined(separator: ","), "--std", info.std.map { String($0) }.joined(separator: ",")]
+        return [
+            "--data", ValidateFixtures.digit("test_png"), "--crop-pct", "1",
+            "--mean", info.mean.map { String($0) }.joined(separator: ","), "--std", info.std.map { String($0) }.joined(separator: ","),
+        ]
     }
 
     var npyData: [String] { ["--data", ValidateFixtures.digit("test.npy"), "--labels", ValidateFixtures.digit("test_labels.npy")] }
@@ -138,7 +156,9 @@ final class ShardTests: XCTestCase {
         json.replacingOccurrences(of: #""(seconds|images_per_second)": [-0-9.e+]+"#, with: #""$1": T"#, options: .regularExpression)
     }
 
-    func shardedRun(_ model: String, reference: [String], data: [String], shards n: Int, extra: [String] = []) throws -> (parts: [String], merged: ToolResult) {
+    func shardedRun(_ model: String, reference: [String], data: [String], shards n: Int, extra: [String] = []) throws -> (
+        parts: [String], merged: ToolResult
+    ) {
         var parts: [String] = []
         for k in 0..<n {
             let part = dir.appendingPathComponent("part-\(n)-\(k).json").path
@@ -201,7 +221,8 @@ final class ShardTests: XCTestCase {
         var parts: [String] = []
         for k in 0..<3 {
             let part = dir.appendingPathComponent("lp-\(k).json").path
-            let r1 = try runTool(["validate", int8, "--reference", float, "--save-logits", logits] + npyData + ["--shard", "\(k)/3", "--part", part])
+            let r1 = try runTool(
+                ["validate", int8, "--reference", float, "--save-logits", logits] + npyData + ["--shard", "\(k)/3", "--part", part])
             XCTAssertEqual(r1.status, 0, r1.stderr)
             let r2 = try runTool(["validate", int8, "--reference-logits", logits] + npyData + ["--shard", "\(k)/3", "--part", part])
             XCTAssertEqual(r2.status, 0, r2.stderr)
@@ -228,7 +249,8 @@ final class ShardTests: XCTestCase {
     /// `validate merge --report`: the merged figures on one self-contained page.
     func testMergeWritesTheReport() throws {
         let (int8, float) = try Self.models.get()
-        let (parts, merged) = try shardedRun(int8, reference: ["--reference", float], data: try pngData(), shards: 3, extra: ["--per-layer"])
+        let (parts, merged) = try shardedRun(
+            int8, reference: ["--reference", float], data: try pngData(), shards: 3, extra: ["--per-layer"])
         XCTAssertEqual(merged.status, 0, merged.stderr)
         let o = try parseJSON(merged.stdout)
         let page = dir.appendingPathComponent("merged.html").path
@@ -268,7 +290,8 @@ final class ShardTests: XCTestCase {
         XCTAssertEqual(try runTool(["validate", int8, "--reference", float] + npyData + ["--shard", "1/3", "--part", other]).status, 0)
         try refused([parts[0], other], "of 3 shards")
         let images = dir.appendingPathComponent("images.json").path
-        XCTAssertEqual(try runTool(["validate", int8, "--reference", float] + (try pngData()) + ["--shard", "1/4", "--part", images]).status, 0)
+        XCTAssertEqual(
+            try runTool(["validate", int8, "--reference", float] + (try pngData()) + ["--shard", "1/4", "--part", images]).status, 0)
         try refused([parts[0], images, parts[2], parts[3]], "differs")
         let text = dir.appendingPathComponent("not-a-part.json").path
         try Data("{\"samples\": 3}".utf8).write(to: URL(fileURLWithPath: text))
@@ -296,7 +319,7 @@ final class ShardTests: XCTestCase {
         XCTAssertEqual(process.terminationStatus, 0, text)
         let p = try ValidationPart.read(path: part)
         XCTAssertEqual(p.shard, try Shard(index: 2, count: 5))
-        XCTAssertEqual(p.range, 128..<224)     // 12 batches of 32: shard 2 of 5 has batches 4, 5 and 6
+        XCTAssertEqual(p.range, 128..<224)  // 12 batches of 32: shard 2 of 5 has batches 4, 5 and 6
         XCTAssertTrue(text.contains("shard 2/5: samples 128..<224 of 360"), text)
     }
 }

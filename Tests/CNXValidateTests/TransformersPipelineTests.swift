@@ -127,16 +127,18 @@ final class TransformersPixelTests: XCTestCase {
 
     func testMetadataStatesTheWholeTransform() throws {
         let m = try TransformersPreprocessing.metadata(folder: TransformersFixtures.path("pixels/crop224"))
-        XCTAssertEqual(m, [
-            MetadataKey.inputSize: .ints([224, 224]),
-            MetadataKey.resizeMode: .string("shorter_side"),
-            MetadataKey.cropPct: .double(0.875),
-            MetadataKey.cropOffset: .string("floor"),
-            MetadataKey.interpolation: .string("bicubic"),
-            MetadataKey.rescaleFactor: .double(1.0 / 255),
-            MetadataKey.mean: .floats([0.485, 0.456, 0.406]),
-            MetadataKey.std: .floats([0.229, 0.224, 0.225]),
-        ])
+        XCTAssertEqual(
+            m,
+            [
+                MetadataKey.inputSize: .ints([224, 224]),
+                MetadataKey.resizeMode: .string("shorter_side"),
+                MetadataKey.cropPct: .double(0.875),
+                MetadataKey.cropOffset: .string("floor"),
+                MetadataKey.interpolation: .string("bicubic"),
+                MetadataKey.rescaleFactor: .double(1.0 / 255),
+                MetadataKey.mean: .floats([0.485, 0.456, 0.406]),
+                MetadataKey.std: .floats([0.229, 0.224, 0.225]),
+            ])
         // The hub's legacy form (`"size": 224`, ConvNextFeatureExtractor, no rescale keys) means
         // the same (make_transformers.py checked that transformers gives the same pixel_values).
         let legacy = try TransformersPreprocessing.metadata(folder: TransformersFixtures.path("convnextv2_zero_grn"))
@@ -173,12 +175,18 @@ final class TransformersPixelTests: XCTestCase {
         (p.height, p.width) = (17, 23)
         let small = ValidateFixtures.image("variants/rgb8.png")
         let image = try ImageDecoder.decode(path: small)
-        XCTAssertEqual(try p.tensor(path: small).floats, Tensor(floats: (0..<3).flatMap { c in
-            (0..<17 * 23).map { Float(image.pixels[3 * $0 + c]) } }, shape: [3, 17, 23]).floats)
+        XCTAssertEqual(
+            try p.tensor(path: small).floats,
+            Tensor(
+                floats: (0..<3).flatMap { c in
+                    (0..<17 * 23).map { Float(image.pixels[3 * $0 + c]) }
+                }, shape: [3, 17, 23]
+            ).floats)
         (p.height, p.width) = (16, 16)
         XCTAssertThrowsError(try p.tensor(path: small)) { e in
-            XCTAssertEqual((e as? CNXError)?.message,
-                           "\(small): the image is 23x17; this model's preprocessing does not resize (do_resize false) and takes 16x16 images")
+            XCTAssertEqual(
+                (e as? CNXError)?.message,
+                "\(small): the image is 23x17; this model's preprocessing does not resize (do_resize false) and takes 16x16 images")
         }
         let d = try Dataset.files([small], preprocessing: p)
         XCTAssertThrowsError(try d.batch(0..<1)) { e in
@@ -187,13 +195,15 @@ final class TransformersPixelTests: XCTestCase {
     }
 
     func testBadPreprocessorConfigsAreOneErrorNamingFileAndKey() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory()
         let file = dir.appendingPathComponent("preprocessor_config.json")
         let cases: [(String, String)] = [
             ("{\"size\": {\"shortest_edge\": 224}", "not valid JSON"),
             ("[1, 2]", "not a JSON object"),
-            ("{\"size\": {\"height\": 224, \"width\": 224}}", "size is {\"height\":224,\"width\":224}: ConvNextImageProcessor needs size.shortest_edge"),
+            (
+                "{\"size\": {\"height\": 224, \"width\": 224}}",
+                "size is {\"height\":224,\"width\":224}: ConvNextImageProcessor needs size.shortest_edge"
+            ),
             ("{\"size\": {\"shortest_edge\": \"224\"}}", "shortest_edge is \"224\", not an integer"),
             ("{\"size\": 0}", "size.shortest_edge 0 must be between 1 and 65536"),
             ("{\"resample\": 7}", "resample 7 is not a PIL filter (0 nearest, 1 lanczos, 2 bilinear, 3 bicubic, 4 box, 5 hamming)"),
@@ -204,10 +214,14 @@ final class TransformersPixelTests: XCTestCase {
             ("{\"rescale_factor\": true}", "rescale_factor is true, not a number"),
             ("{\"image_mean\": [0.5, 0.5]}", "image_mean is [0.5,0.5], not a number or three numbers (RGB)"),
             ("{\"image_std\": [0.5, 0, 0.5]}", "image_std [0.5, 0.0, 0.5] has a zero"),
-            ("{\"image_processor_type\": \"BitImageProcessor\"}",
-             "image_processor_type is 'BitImageProcessor': only ConvNextImageProcessor's transform is reproduced; remove preprocessor_config.json to convert without the preprocessing"),
-            ("{\"do_center_crop\": true, \"crop_size\": {\"height\": 200, \"width\": 200}}",
-             "do_center_crop is true: ConvNextImageProcessor's own transform has no such step, and it is not reproduced"),
+            (
+                "{\"image_processor_type\": \"BitImageProcessor\"}",
+                "image_processor_type is 'BitImageProcessor': only ConvNextImageProcessor's transform is reproduced; remove preprocessor_config.json to convert without the preprocessing"
+            ),
+            (
+                "{\"do_center_crop\": true, \"crop_size\": {\"height\": 200, \"width\": 200}}",
+                "do_center_crop is true: ConvNextImageProcessor's own transform has no such step, and it is not reproduced"
+            ),
         ]
         for (text, message) in cases {
             try Data(text.utf8).write(to: file)
@@ -219,7 +233,10 @@ final class TransformersPixelTests: XCTestCase {
             }
         }
         // Values that are fine: null where the step is off, a scalar mean, a null processor type.
-        try Data("{\"size\": 512, \"crop_pct\": null, \"do_normalize\": false, \"image_mean\": null, \"do_pad\": null, \"image_processor_type\": null}".utf8).write(to: file)
+        try Data(
+            "{\"size\": 512, \"crop_pct\": null, \"do_normalize\": false, \"image_mean\": null, \"do_pad\": null, \"image_processor_type\": null}"
+                .utf8
+        ).write(to: file)
         let m = try TransformersPreprocessing.metadata(folder: dir.path)
         XCTAssertEqual(m[MetadataKey.resizeMode], .string("square"))
         XCTAssertNil(m[MetadataKey.cropPct])
@@ -256,7 +273,8 @@ final class TransformersEndToEndTests: XCTestCase {
             }
             let fields = line.trimmingCharacters(in: .whitespaces)
             guard let current, let percent = fields.firstIndex(of: "%"), let open = fields.lastIndex(of: "("),
-                  let p = Double(fields[..<percent]), let id = Int(fields[fields.index(after: open)...].dropLast()) else { continue }
+                let p = Double(fields[..<percent]), let id = Int(fields[fields.index(after: open)...].dropLast())
+            else { continue }
             let label = fields[fields.index(after: percent)..<open].trimmingCharacters(in: .whitespaces)
             out[current, default: []].append(Printed(id: id, label: label, probability: p / 100))
         }
@@ -279,7 +297,9 @@ final class TransformersEndToEndTests: XCTestCase {
             guard got.count == 5 else { continue }
             let worst = zip(got, expected.top5_probabilities).map { abs($0.probability - $1) }.max() ?? 1
             XCTAssertLessThanOrEqual(worst, 1e-3, name)
-            report.append("\(name): top 5 \(got.map(\.id) == expected.top5 ? "same" : "DIFFERENT"), probabilities within \(String(format: "%.1e", worst))")
+            report.append(
+                "\(name): top 5 \(got.map(\.id) == expected.top5 ? "same" : "DIFFERENT"), probabilities within \(String(format: "%.1e", worst))"
+            )
         }
         return report
     }
@@ -296,8 +316,7 @@ final class TransformersEndToEndTests: XCTestCase {
     func forEachConverted(_ body: (TransformersFixtures.Manifest.Model, String, String, URL) throws -> [String]) throws {
         let manifest = try TransformersFixtures.manifest()
         XCTAssertEqual(manifest.models.count, 3)
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory()
         var report: [String] = []
         for model in manifest.models {
             let folder = TransformersFixtures.path(model.name)
@@ -328,7 +347,8 @@ final class TransformersEndToEndTests: XCTestCase {
         try forEachConverted { model, folder, cnx, dir in
             var file = try CNXReader.load(path: cnx)
             for (key, value) in try TransformersPreprocessing.metadata(folder: folder) { file.metadata[key] = value }
-            let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/config.json"))) as? [String: Any]
+            let config =
+                try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/config.json"))) as? [String: Any]
             let id2label = try XCTUnwrap(config?["id2label"] as? [String: String])
             file.metadata[MetadataKey.classNames] = .strings((0..<model.num_labels).map { id2label[String($0)] ?? "" })
             let stated = dir.appendingPathComponent(model.name + "-stated.cnx").path
@@ -346,7 +366,9 @@ final class TransformersEndToEndTests: XCTestCase {
                 let relative = relativeError(logits, reference)
                 XCTAssertLessThanOrEqual(worst, 1e-3, "\(model.name) \(photo)")
                 XCTAssertLessThanOrEqual(relative, 1e-5, "\(model.name) \(photo)")
-                report.append("\(model.name) \(photo) (in process): every probability within \(String(format: "%.1e", worst)), logits \(String(format: "%.1e", relative)) of max |logit|")
+                report.append(
+                    "\(model.name) \(photo) (in process): every probability within \(String(format: "%.1e", worst)), logits \(String(format: "%.1e", relative)) of max |logit|"
+                )
             }
             return report
         }

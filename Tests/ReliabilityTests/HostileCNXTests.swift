@@ -134,58 +134,52 @@ final class HostileCNXTests: HostileFileTestCase {
         ]
         cases.append(("tensor-rank", ["rank", "cannot fit"], { $0.put(UInt64(0xFFFF_FFFF), at: t.rankField, width: 4) }))
         for (name, parts, edit) in cases {
-            var bytes = tiny
-            edit(&bytes)
-            CNXLayoutWalker.reseal(&bytes)
-            let path = try write(bytes, "\(name).cnx")
-            assertRejected(path, mentioning: parts + ["byte"], load)
-            try assertRejectedByCLI(path, mentioning: parts)
+            try assertEditRejected("\(name).cnx", reader: parts + ["byte"], cli: parts, edit)
         }
+    }
+
+    /// The tiny file with `edit` made and resealed (so that only the edit is wrong), written as
+    /// `name`: the reader refuses it with a message holding `reader`, the CLI with `cli`.
+    func assertEditRejected(_ name: String, reader: [String], cli: [String], file: StaticString = #filePath, line: UInt = #line,
+                            _ edit: (inout [UInt8]) -> Void) throws {
+        var bytes = tiny
+        edit(&bytes)
+        CNXLayoutWalker.reseal(&bytes)
+        let path = try write(bytes, name)
+        assertRejected(path, mentioning: reader, load, file: file, line: line)
+        try assertRejectedByCLI(path, mentioning: cli, file: file, line: line)
     }
 
     /// A tensor whose dims multiply past Int.max, and one whose element count in bytes does.
     func testShapeProductsThatOverflowInt() throws {
         let t = try matrixEntry()
         for (name, dims) in [("elements", [Int64(1) << 32, Int64(1) << 32]), ("bytes", [Int64(1) << 31, Int64(1) << 31])] {
-            var bytes = tiny
-            for (i, d) in dims.enumerated() { bytes.put(d, at: t.dimsField + 8 * i) }
-            CNXLayoutWalker.reseal(&bytes)
-            let path = try write(bytes, "overflow-\(name).cnx")
-            assertRejected(path, mentioning: ["tensor '\(t.name)'", "overflows", "byte \(t.rankField)"], load)
-            try assertRejectedByCLI(path, mentioning: ["overflows"])
+            try assertEditRejected("overflow-\(name).cnx", reader: ["tensor '\(t.name)'", "overflows", "byte \(t.rankField)"], cli: ["overflows"]) {
+                for (i, d) in dims.enumerated() { $0.put(d, at: t.dimsField + 8 * i) }
+            }
         }
     }
 
     func testNegativeDimensions() throws {
         let t = try matrixEntry()
-        var bytes = tiny
-        bytes.put(Int64(-1), at: t.dimsField)
-        CNXLayoutWalker.reseal(&bytes)
-        let path = try write(bytes, "negative.cnx")
-        assertRejected(path, mentioning: ["tensor '\(t.name)'", "dimension 0 is -1", "byte \(t.dimsField)"], load)
-        try assertRejectedByCLI(path, mentioning: ["-1"])
+        try assertEditRejected("negative.cnx", reader: ["tensor '\(t.name)'", "dimension 0 is -1", "byte \(t.dimsField)"], cli: ["-1"]) {
+            $0.put(Int64(-1), at: t.dimsField)
+        }
     }
 
     /// A tensor table entry claiming 10^12 float32 elements (4 TB), consistent with its own
     /// byte_count, in a 2 KB file; and a header claiming a 4 TB data section.
     func testHeaderClaimingATrillionElements() throws {
         let t = try matrixEntry()
-        var bytes = tiny
-        bytes.put(Int64(1_000_000), at: t.dimsField)
-        bytes.put(Int64(1_000_000), at: t.dimsField + 8)
-        for axis in 2..<t.rank { bytes.put(Int64(1), at: t.dimsField + 8 * axis) }
-        bytes.put(UInt64(4_000_000_000_000), at: t.byteCountField)
-        CNXLayoutWalker.reseal(&bytes)
-        let path = try write(bytes, "trillion.cnx")
-        assertRejected(path, mentioning: ["tensor '\(t.name)'", "past the end"], load)
-        try assertRejectedByCLI(path, mentioning: ["past the end"])
-
-        var claim = tiny
-        claim.put(UInt64(4_000_000_000_000), at: 72)
-        CNXLayoutWalker.reseal(&claim)
-        let big = try write(claim, "trillion-data.cnx")
-        assertRejected(big, mentioning: ["truncated", "bytes 64..<80"], load)
-        try assertRejectedByCLI(big, mentioning: ["truncated"])
+        try assertEditRejected("trillion.cnx", reader: ["tensor '\(t.name)'", "past the end"], cli: ["past the end"]) {
+            $0.put(Int64(1_000_000), at: t.dimsField)
+            $0.put(Int64(1_000_000), at: t.dimsField + 8)
+            for axis in 2..<t.rank { $0.put(Int64(1), at: t.dimsField + 8 * axis) }
+            $0.put(UInt64(4_000_000_000_000), at: t.byteCountField)
+        }
+        try assertEditRejected("trillion-data.cnx", reader: ["truncated", "bytes 64..<80"], cli: ["truncated"]) {
+            $0.put(UInt64(4_000_000_000_000), at: 72)
+        }
     }
 
     /// The runtime's entry point refuses what the reader refuses, with the same message.

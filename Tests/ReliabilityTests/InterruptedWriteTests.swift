@@ -56,8 +56,7 @@ final class InterruptedWriteTests: XCTestCase {
     }
 
     func interrupt(with signal: Int32, at point: String) throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory()
         let paused = try startPaused(at: point, in: dir)
         let temporary = try temporaryFile(paused)
         XCTAssertTrue(temporary.name.hasPrefix(".") && temporary.name.contains("model.cnx."), temporary.name)
@@ -81,8 +80,7 @@ final class InterruptedWriteTests: XCTestCase {
     /// The control: SIGKILL cannot be handled, so the temporary file stays (hidden, `.tmp`, and
     /// never renamed into place). It shows this test sees a file left behind when there is one.
     func testSIGKILLLeavesOnlyTheHiddenTemporaryFile() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory()
         let paused = try startPaused(at: "write.tensor.2", in: dir)
         let temporary = try temporaryFile(paused)
         kill(paused.process.processIdentifier, SIGKILL)
@@ -95,8 +93,7 @@ final class InterruptedWriteTests: XCTestCase {
     /// conversion, and nothing else is left.
     func testAPausedWriteResumesToTheSameFile() throws {
         let converted = try ConvertedFixture.get()
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try scratchDirectory()
         let paused = try startPaused(at: "write.tensor.0", in: dir)
         XCTAssertFalse(FileManager.default.fileExists(atPath: paused.output), "the output appears only when the write is done")
         paused.stdin.fileHandleForWriting.write(Data([0x0A]))

@@ -171,6 +171,25 @@ void cnx_activation_inplace_f32_ref(float *x, int64_t count, int act);
 void cnx_gelu_inplace_f32(float *x, int64_t count);
 void cnx_gelu_inplace_f32_ref(float *x, int64_t count);
 
+// MARK: - Stem patches
+
+/// The patch matrix of output row `oy` of a k x k convolution (stride, zero padding `pad` on
+/// every side) for the GEMM of a cnx.Stem: `ow` rows of cin * k * k floats (Formats/CNX.md):
+///   nhwc == 0: x is one NCHW image [cin, h, w], row (c * k + ky) * k + kx <- x[c, iy, ix];
+///   nhwc != 0: x is one NHWC map [h, w, cin], row (ky * k + kx) * cin + c <- x[iy, ix, c];
+/// iy = oy * stride - pad + ky, ix = ox * stride - pad + kx, 0 outside the input. Exact (copies).
+/// The `_ref` version is the element-by-element specification.
+void cnx_stem_patches_f32(const float *x, int64_t cin, int64_t h, int64_t w, int nhwc, int64_t k,
+                          int64_t stride, int64_t pad, int64_t oy, int64_t ow, float *patches);
+void cnx_stem_patches_f32_ref(const float *x, int64_t cin, int64_t h, int64_t w, int nhwc, int64_t k,
+                              int64_t stride, int64_t pad, int64_t oy, int64_t ow, float *patches);
+
+// MARK: - Layout
+
+/// y[ch * ldy + r] = x[r * c + ch] for r < rows, ch < c: `rows` channel vectors (NHWC pixels)
+/// written as channel planes (NCHW; ldy >= rows, the plane stride). Exact (a copy).
+void cnx_rows_to_planes_f32(const float *x, int64_t rows, int64_t c, float *y, int64_t ldy);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,205 @@
+// AVX-512 kernels of the half-precision-weight GEMM (cnx_half.h): tiles of up to 14 rows x 32
+// columns (28 zmm accumulators), as the float GEMM's, over the packed half panels.
+//   bf16 dot: the row block's activations are rounded to bfloat16 once per K block
+//     (vcvtne2ps2bf16) into a stack buffer of pairs; each pair of k is one 32-bit broadcast and
+//     one vdpbf16ps per 16 columns.
+//   bf16 widened: a pair row of the panel (64 bytes per 16 columns) gives the even-k weights by a
+//     16-bit left shift and the odd-k weights by masking the low half; float FMAs in k order.
+//   float16: 16 halves widened by vcvtph2ps; float FMAs in k order.
+// The tile's two ends (bias, residual, activation) are the float GEMM's (gemm_tile512.h).
+#include "cnx_half.h"
+#include "cnx_fast.h"
+
+#include "activation.h"
+#include "gemm_tile512.h"
+#include "hgemm_internal.h"
+
+#include <stdint.h>
+
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(CNX_NO_SIMD)
+#include <immintrin.h>
+
+#define T512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
+#define T512BF __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512bf16")))
+#define INLINE static inline __attribute__((always_inline))
+
+#define PANEL CNX_HPANEL
+#define MR CNX_TILE512_MR
+// K block in pairs of k (bf16 kinds) or in rows (float16): a panel's K block is 256 k x 32
+// columns of halves, 16 KB, in L1 beside a tile's activations.
+#define KCP 128
+#define KC16 256
+// Rows per row block: the bf16 activations of a row block and K block take MCH x KCP x 4 bytes
+// (32 KB) of stack.
+#define MCH 64
+
+typedef cnx_tile_ep hep;
+
+// acc{0,1}[r] += a[r * lda] (w0, w1) for the tile's rows, in float FMAs.
+INLINE T512 void fma_rows(const int R, __m512 *acc0, __m512 *acc1, const float *a, int64_t lda, __m512 w0, __m512 w1) {
+#pragma clang loop unroll(full)
+    for (int r = 0; r < R; r++) {
+        const __m512 x = _mm512_set1_ps(a[r * lda]);
+        acc0[r] = _mm512_fmadd_ps(x, w0, acc0[r]);
+        acc1[r] = _mm512_fmadd_ps(x, w1, acc1[r]);
+    }
+}
+
+// One tile. KIND: CNX_HK_*. steps: pairs of k (bf16 kinds; for the widened kind, whole pairs,
+// then the even half of one more when e->odd_tail) or rows of k (float16). a: the bf16 pairs
+// buffer (dot; lda in pairs) or the float activations (lda in floats) at the block's first k.
+INLINE T512BF void htile(const int KIND, const int R, int64_t steps, const void *av, int64_t lda,
+                         const uint16_t *bp, float *c, int64_t ldc, const hep *e) {
+    __m512 acc0[MR], acc1[MR];
+    CNX_TILE512_MASKS(e->valid_n, m0, m1);
+    cnx_tile512_start(R, acc0, acc1, c, ldc, e, m0, m1);
+    if (KIND == CNX_HK_BF16_DOT) {
+        const uint32_t *a = (const uint32_t *)av;
+        for (int64_t q = 0; q < steps; q++) {
+            const __m512i w0 = _mm512_loadu_si512(bp + q * 2 * PANEL), w1 = _mm512_loadu_si512(bp + q * 2 * PANEL + PANEL);
+#pragma clang loop unroll(full)
+            for (int r = 0; r < R; r++) {
+                const __m512i ap = _mm512_set1_epi32((int)a[r * lda + q]);
+                acc0[r] = _mm512_dpbf16_ps(acc0[r], (__m512bh)ap, (__m512bh)w0);
+                acc1[r] = _mm512_dpbf16_ps(acc1[r], (__m512bh)ap, (__m512bh)w1);
+            }
+        }
+    } else if (KIND == CNX_HK_BF16_WIDE) {
+        const float *a = (const float *)av;
+        const __m512i high = _mm512_set1_epi32((int)0xFFFF0000u);
+        const int64_t total = steps + (e->odd_tail ? 1 : 0);
+        for (int64_t q = 0; q < total; q++) {
+            const __m512i v0 = _mm512_loadu_si512(bp + q * 2 * PANEL), v1 = _mm512_loadu_si512(bp + q * 2 * PANEL + PANEL);
+            // Even k: the weight in the high half of its lane, by a shift.
+            fma_rows(R, acc0, acc1, a + 2 * q, lda, _mm512_castsi512_ps(_mm512_slli_epi32(v0, 16)),
+                     _mm512_castsi512_ps(_mm512_slli_epi32(v1, 16)));
+            if (q == steps) break;  // the odd tail: no k past the even one
+            // Odd k: already in the high half; the low half masked off.
+            fma_rows(R, acc0, acc1, a + 2 * q + 1, lda, _mm512_castsi512_ps(_mm512_and_si512(v0, high)),
+                     _mm512_castsi512_ps(_mm512_and_si512(v1, high)));
+        }
+    } else {
+        const float *a = (const float *)av;
+        for (int64_t kk = 0; kk < steps; kk++)
+            fma_rows(R, acc0, acc1, a + kk, lda, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(bp + kk * PANEL))),
+                     _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(bp + kk * PANEL + 16))));
+    }
+    cnx_tile512_finish(R, acc0, acc1, c, ldc, e, m0, m1);
+}
+
+typedef void (*htile_fn)(int64_t steps, const void *a, int64_t lda, const uint16_t *bp, float *c, int64_t ldc,
+                         const hep *e);
+
+// One instantiation per kind and tile height, R = 1..14.
+#define HTILE(KIND, R)                                                                                \
+    static T512BF void htile_##KIND##_##R(int64_t steps, const void *a, int64_t lda, const uint16_t *bp, \
+                                          float *c, int64_t ldc, const hep *e) {                      \
+        htile(KIND, R, steps, a, lda, bp, c, ldc, e);                                                 \
+    }
+#define HTILES(X, KIND) X(KIND, 1) X(KIND, 2) X(KIND, 3) X(KIND, 4) X(KIND, 5) X(KIND, 6) X(KIND, 7) \
+    X(KIND, 8) X(KIND, 9) X(KIND, 10) X(KIND, 11) X(KIND, 12) X(KIND, 13) X(KIND, 14)
+#define HTILE_ENTRY(KIND, R) htile_##KIND##_##R,
+HTILES(HTILE, 0) HTILES(HTILE, 1) HTILES(HTILE, 2)
+// By kind (CNX_HK_*), then height.
+static const htile_fn TILES[3][MR + 1] = {
+    {0, HTILES(HTILE_ENTRY, 0)}, {0, HTILES(HTILE_ENTRY, 1)}, {0, HTILES(HTILE_ENTRY, 2)},
+};
+
+// Rounds `rows` activation rows (floats [0, count) of each) to bfloat16 pairs, row r at
+// dst + r * KCP; a missing odd k is zero.
+static T512BF void round_rows(const float *a, int64_t lda, int64_t rows, int64_t count, uint32_t *dst) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *src = a + r * lda;
+        uint32_t *d = dst + r * KCP;
+        for (int64_t j = 0; j < count; j += 32) {
+            const int64_t rest = count - j;
+            const __mmask16 lo = rest >= 16 ? 0xFFFF : (__mmask16)((1u << rest) - 1);
+            const __mmask16 hi = rest >= 32 ? 0xFFFF : rest <= 16 ? 0 : (__mmask16)((1u << (rest - 16)) - 1);
+            const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, src + j + 16), _mm512_maskz_loadu_ps(lo, src + j));
+            _mm512_storeu_si512(d + j / 2, (__m512i)v);
+        }
+    }
+}
+
+void cnx_hgemm_avx512(int kind, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                      const uint16_t *packed_b, const float *bias, int act, const float *residual,
+                      int64_t ldr, float *c, int64_t ldc) {
+    if (m <= 0 || n <= 0) return;
+    const int f16 = kind == CNX_HK_F16;
+    const int64_t kp2 = k + (k & 1);
+    const int64_t panel_halves = PANEL * kp2;
+    // Steps: pairs of k for bf16, rows for float16.
+    const int64_t steps = f16 ? k : kp2 / 2, step_max = f16 ? KC16 : KCP;
+    int64_t kcb = steps;
+    int one_block = 0;
+    if (residual && act) {
+        // The residual must survive in memory until the last K block, which it does not if it
+        // overlaps C, which holds partial sums: then K runs in one block.
+        const float *r_end = residual + (m - 1) * ldr + n, *c_end = c + (m - 1) * ldc + n;
+        one_block = residual < c_end && c < r_end;
+    }
+    if (kind == CNX_HK_BF16_DOT && one_block && steps > KCP) {
+        // The dot kind's bf16 buffer holds one K block. A residual behind an activation that
+        // overlaps C (no ConvNeXt layer has one: the second layer adds the residual without an
+        // activation) with K past one block takes the twin, which gives the same bits.
+        cnx_gemm_bf16_dot_ref(m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc);
+        return;
+    }
+    if (steps > step_max && !one_block) {
+        const int64_t blocks = (steps + step_max - 1) / step_max;
+        kcb = (steps + blocks - 1) / blocks;
+    }
+    const htile_fn *tiles = TILES[kind];
+    const int64_t panels = (n + PANEL - 1) / PANEL;
+    const int64_t row_block = kind == CNX_HK_BF16_DOT ? MCH : 112;
+    __attribute__((aligned(64))) uint32_t pairs[kind == CNX_HK_BF16_DOT ? MCH * KCP : 1];
+    for (int64_t m0 = 0; m0 < m; m0 += row_block) {
+        const int64_t rows = m - m0 < row_block ? m - m0 : row_block;
+        const int64_t ntiles = (rows + MR - 1) / MR;
+        const int64_t tile_rows = rows / ntiles, taller = rows % ntiles;
+        int64_t s0 = 0;
+        do {
+            const int64_t sc = steps - s0 < kcb ? steps - s0 : kcb;
+            const int last = s0 + sc >= steps;
+            hep e = {.ldr = ldr, .act = act, .first = s0 == 0, .last = last, .odd_tail = kind == CNX_HK_BF16_WIDE && last && (k & 1) && sc > 0};
+            const int64_t tile_steps = e.odd_tail ? sc - 1 : sc;
+            if (kind == CNX_HK_BF16_DOT) {
+                const int64_t k0 = 2 * s0, count = k - k0 < 2 * sc ? k - k0 : 2 * sc;
+                round_rows(a + m0 * lda + k0, lda, rows, count, pairs);
+            }
+            for (int64_t p = 0; p < panels; p++) {
+                const int64_t j0 = p * PANEL;
+                const uint16_t *bp = packed_b + p * panel_halves + (f16 ? s0 * PANEL : s0 * 2 * PANEL);
+                e.bias = bias ? bias + j0 : NULL;
+                e.valid_n = n - j0;
+                for (int64_t t = 0, i = m0; t < ntiles; t++) {
+                    const int64_t mr = tile_rows + (t < taller);
+                    e.residual = residual ? residual + i * ldr + j0 : NULL;
+                    const void *ap;
+                    int64_t alda;
+                    if (kind == CNX_HK_BF16_DOT) {
+                        ap = pairs + (i - m0) * KCP;
+                        alda = KCP;
+                    } else {
+                        ap = a + i * lda + (f16 ? s0 : 2 * s0);
+                        alda = lda;
+                    }
+                    tiles[mr](tile_steps, ap, alda, bp, c + i * ldc + j0, ldc, &e);
+                    i += mr;
+                }
+            }
+            s0 += sc;
+        } while (s0 < steps);
+    }
+}
+
+#else
+
+void cnx_hgemm_avx512(int kind, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                      const uint16_t *packed_b, const float *bias, int act, const float *residual,
+                      int64_t ldr, float *c, int64_t ldc) {
+    (void)kind;
+    cnx_gemm_bf16_wide_ref(m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc);
+}
+
+#endif

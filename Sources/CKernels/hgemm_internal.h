@@ -1,0 +1,17 @@
+// Private to Sources/CKernels: what fast_hgemm.c (twins, dispatch) and fast_hgemm_avx512.c share.
+#ifndef CNX_HGEMM_INTERNAL_H
+#define CNX_HGEMM_INTERNAL_H
+
+#include <stdint.h>
+
+/// Which computation a half-precision GEMM runs (cnx_half.h).
+enum { CNX_HK_BF16_DOT = 0, CNX_HK_BF16_WIDE = 1, CNX_HK_F16 = 2 };
+
+#define CNX_HPANEL 32
+
+/// The AVX-512 kernels (fast_hgemm_avx512.c); kind CNX_HK_BF16_DOT needs AVX512_BF16.
+void cnx_hgemm_avx512(int kind, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                      const uint16_t *packed_b, const float *bias, int act, const float *residual,
+                      int64_t ldr, float *c, int64_t ldc);
+
+#endif

@@ -1,0 +1,113 @@
+// Half-precision weights for the pointwise GEMM: bfloat16 and float16 weights, float32
+// activations, float32 accumulation, and the same fused epilogue as cnx_gemm_f32 (bias, then
+// GELU / tanh GELU / SiLU, then a residual that may be C itself: a block's layer scale is folded
+// into its second weight, so the residual add is the whole block epilogue).
+//
+// Three computations, each with a scalar twin that is its specification:
+//   - bf16 dot (cnx_gemm_bf16 on CPUs with AVX512_BF16): the activations are rounded to bfloat16
+//     on the fly and pairs of products are accumulated by vdpbf16ps. Its twin,
+//     cnx_gemm_bf16_dot_ref, emulates the instruction: the rounding of A (round to nearest even,
+//     denormal inputs flushed to zero, as vcvtne2ps2bf16 does), then per pair of k the odd
+//     product added first and the even one second, each addition rounded to float (bf16 x bf16
+//     products are exact in float) with denormal results flushed to zero. Measured on Zen 5:
+//     bit for bit equal to the instruction on 2 million random pairs (products of normal
+//     numbers); so without an activation the path and its twin agree exactly, with one they
+//     differ by the activation's own SIMD-vs-libm difference (cnx_fast.h: within 6 ulp).
+//   - bf16 widened (CPUs without AVX512_BF16, or forced): weights widened to float by a shift,
+//     activations used as they are, float FMA in k order. Twin: cnx_gemm_bf16_wide_ref.
+//   - float16 (F16C widening, float FMA in k order). Twin: cnx_gemm_f16_ref.
+// The widened and float16 paths agree with their twins bit for bit without an activation.
+//
+// Layouts (one packed form per dtype, shared by every path of that dtype): panels of 32 columns,
+// the last zero-padded, K padded to an even count kp2 = k + (k & 1) with zero rows; a panel is
+// kp2 x 32 halves. bfloat16: pair rows, row q holding (B[2q][j], B[2q+1][j]) for j = 0..31,
+// so one 32-bit lane is one column's pair (vdpbf16ps's operand). float16: K-major rows of 32.
+// Column ranges: columns [j0, j0 + w) with j0 a multiple of 32 are n = w,
+// packed + (j0 / 32) * 32 * kp2, bias + j0, residual + j0, c + j0, as for cnx_gemm_f32.
+#ifndef CNX_HALF_H
+#define CNX_HALF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// MARK: - Conversions
+
+/// float -> bfloat16, round to nearest even; NaN stays NaN (quietened, sign kept); overflow
+/// gives infinity; denormals are rounded like any other value (not flushed).
+uint16_t cnx_bf16_from_f32(float x);
+/// bfloat16 -> float (exact).
+float cnx_f32_from_bf16(uint16_t h);
+/// float -> IEEE binary16, round to nearest even, with binary16 denormals; magnitudes from
+/// 65520 up give infinity; NaN stays NaN (quietened, sign and top payload bits kept).
+uint16_t cnx_f16_from_f32(float x);
+/// IEEE binary16 -> float (exact).
+float cnx_f32_from_f16(uint16_t h);
+
+/// Whole arrays of the above (load and conversion time; scalar).
+void cnx_bf16_from_f32_n(const float *x, int64_t count, uint16_t *y);
+void cnx_f32_from_bf16_n(const uint16_t *x, int64_t count, float *y);
+void cnx_f16_from_f32_n(const float *x, int64_t count, uint16_t *y);
+void cnx_f32_from_f16_n(const uint16_t *x, int64_t count, float *y);
+
+// MARK: - Paths
+
+/// The half-precision GEMM paths. The numbers are stable.
+typedef enum {
+    CNX_HPATH_SCALAR = 0,       // the twins: bf16 widened, float16
+    CNX_HPATH_FLOAT = 1,        // AVX2 or NEON without AVX-512: here the twins too; a runtime widens
+                                // the weights once, at load, for the float32 GEMM (cnx_gemm_f32 on
+                                // cnx_isa_current()), which computes what the widened twin does
+    CNX_HPATH_AVX512 = 2,       // AVX-512 F/BW/DQ/VL: bf16 widened, float16 via vcvtph2ps
+    CNX_HPATH_AVX512_BF16 = 3,  // plus AVX512_BF16: bf16 by vdpbf16ps; float16 as CNX_HPATH_AVX512
+} cnx_hpath;
+
+/// The best path: AVX-512 when the float kernels' path (cnx_isa_current(), so CNX_ISA lowers it)
+/// is AVX-512, with BF16 when cnx_cpu_features() has CNX_CPU_AVX512_BF16 (cnx_cpu.h: CNX_ISA
+/// lowers both); float when it is AVX2 or NEON; else
+/// scalar. The environment variable CNX_HPATH (`scalar`, `float`, `avx512`, `avx512bf16`) lowers
+/// it further. Never a path the CPU lacks.
+cnx_hpath cnx_hpath_detect(void);
+/// The path in use: cnx_hpath_detect() on first use, unless forced. Thread-safe.
+cnx_hpath cnx_hpath_current(void);
+/// Forces a path (tests, benchmarks), clamped to what the CPU has; -1 returns to detection.
+void cnx_hpath_force(int path);
+/// "scalar", "float", "avx512", "avx512bf16" (or "unknown").
+const char *cnx_hpath_name(cnx_hpath path);
+
+// MARK: - GEMM
+
+/// Halves (uint16) the packed form of a (k x n) weight needs, for either dtype.
+size_t cnx_hgemm_packed_b_halves(int64_t k, int64_t n);
+/// Packs B (k x n bfloat16 bits, row-major) into bfloat16 pair panels.
+void cnx_hgemm_pack_b_bf16(const uint16_t *b, int64_t k, int64_t n, uint16_t *packed);
+/// Packs B (k x n binary16 bits, row-major) into float16 panels.
+void cnx_hgemm_pack_b_f16(const uint16_t *b, int64_t k, int64_t n, uint16_t *packed);
+
+/// C[i][j] = residual[i][j] + act(bias[j] + sum_k A[i][k] B[k][j]), arguments as cnx_gemm_f32's
+/// (bias may be NULL, residual NULL or C itself with ldr == ldc; act a CNX_ACT_* code), packed_b
+/// from cnx_hgemm_pack_b_bf16. Dot path with AVX512_BF16, widened path otherwise.
+void cnx_gemm_bf16(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const uint16_t *packed_b,
+                   const float *bias, int act, const float *residual, int64_t ldr, float *c, int64_t ldc);
+/// The same with float16 weights (packed by cnx_hgemm_pack_b_f16).
+void cnx_gemm_f16(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const uint16_t *packed_b,
+                  const float *bias, int act, const float *residual, int64_t ldr, float *c, int64_t ldc);
+
+/// The twins (same arguments): the bf16 dot path's emulation, the widened bf16 path, float16.
+/// Without a residual behind an activation, the accumulator starts at bias (plus the residual
+/// when there is no activation), then takes the products in k order, as the SIMD paths do.
+void cnx_gemm_bf16_dot_ref(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const uint16_t *packed_b,
+                           const float *bias, int act, const float *residual, int64_t ldr, float *c, int64_t ldc);
+void cnx_gemm_bf16_wide_ref(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const uint16_t *packed_b,
+                            const float *bias, int act, const float *residual, int64_t ldr, float *c, int64_t ldc);
+void cnx_gemm_f16_ref(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const uint16_t *packed_b,
+                      const float *bias, int act, const float *residual, int64_t ldr, float *c, int64_t ldc);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

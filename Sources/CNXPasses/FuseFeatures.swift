@@ -1,0 +1,47 @@
+import CNXGraph
+
+/// Fuses the feature maps a backbone hands out, so that no node is left on the reference
+/// kernels: a norm over the last axis of an NHWC map whose one reader is the transpose to NCHW
+/// (transformers' `hidden_states_norms`, a channels-first LayerNorm on each stage output) becomes
+/// one `cnx.Features`; so does a bare transpose to NCHW of a fused operation's NHWC map when it is
+/// a graph output (a timm `features_only` backbone's outputs, `norm` "none").
+///
+/// Runs last, on what the other passes leave: the transpose must be exactly NHWC -> NCHW
+/// (perm [0, 3, 1, 2]) of a rank-4 map, the norm over its last axis with constant per-channel
+/// parameters; anything else stays as it is.
+public struct FuseFeatures: Pass {
+    public let name = "fuse-features"
+    public let summary = "norm over channels -> transpose to NCHW, and fused maps handed out NCHW -> cnx.Features"
+
+    public init() {}
+
+    static let nhwcProducers: Set<OpType> = [.stem, .downsample, .block]
+
+    public func run(_ graph: inout Graph) throws -> Int {
+        repeatUntilStable(&graph) { g in fuseOne(&g) }
+    }
+
+    private func fuseOne(_ g: inout Graph) -> Bool {
+        let index = GraphIndex(g)
+        for (i, t) in g.nodes.enumerated() where t.op == .transpose && t.ints("perm") == [0, 3, 1, 2] {
+            guard let p = index.producer(t.inputs[0]) else { continue }
+            // Norm, then the transpose: the norm's channel count is its scale's length.
+            if index.soleConsumer(t.inputs[0]) != nil, p.node.inputs.count >= 2,
+               let channels = index.constant(p.node.inputs[1])?.count,
+               let norm = index.lastAxisNorm(p, channels: channels, rank: 4) {
+                var attrs = norm.attributes
+                attrs["norm"] = .string(norm.kind)
+                g.replace([norm.index, i], with: [
+                    Node(name: norm.node.name, op: .features, inputs: [norm.node.inputs[0], norm.scale] + (norm.shift.map { [$0] } ?? []),
+                         outputs: t.outputs, attributes: attrs),
+                ])
+                return true
+            }
+            if Self.nhwcProducers.contains(p.node.op), index.graphOutputs.contains(t.outputs[0]) {
+                g.replace([i], with: [Node(name: t.name, op: .features, inputs: [t.inputs[0]], outputs: t.outputs, attributes: ["norm": .string("none")])])
+                return true
+            }
+        }
+        return false
+    }
+}
