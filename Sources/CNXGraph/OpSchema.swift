@@ -317,9 +317,9 @@ extension OpSchema {
     }
 
     private static let f32: [DType] = [.float32]
-    /// A fused operation's GEMM weight: float32, bfloat16 or float16 (widened or dotted in
-    /// float32), or int8 with its layer's quantization attributes.
-    private static let gemmWeight: [DType] = [.float32, .bfloat16, .float16, .int8]
+    /// A fused operation's GEMM weight: float32, int8 with its layer's quantization attributes,
+    /// or bfloat16 / float16 (half-precision layers, Formats/CNX.md).
+    private static let gemmWeight: [DType] = [.float32, .int8, .bfloat16, .float16]
 
     private static let normAndEpsilon = [
         AttributeSchema("norm", .string, default: .string("layer")), AttributeSchema("epsilon", .float, default: .float(1e-6)),
@@ -330,9 +330,7 @@ extension OpSchema {
         [
             AttributeSchema(LayerQuantizationKeys(layer).activationScale, .float, .whenInt8(slot: weight)),
             AttributeSchema(LayerQuantizationKeys(layer).activationZero, .int, .whenInt8(slot: weight)),
-            // Format 1.0/1.1 only (read, never written): since 1.2 the scales are the int8
-            // weight's own quantization in the tensor table, which FusedPayload checks.
-            AttributeSchema(LayerQuantizationKeys(layer).weightScales, .tensor),
+            AttributeSchema(LayerQuantizationKeys(layer).weightScales, .tensor, .whenInt8(slot: weight)),
             AttributeSchema(LayerQuantizationKeys(layer).channelScales, .tensor),
         ]
     }
@@ -346,8 +344,7 @@ public struct LayerQuantizationKeys: Sendable {
     public var activationScale: String { "a\(layer)_scale" }
     /// `a<L>_zero`: the u8 activation's zero point.
     public var activationZero: String { "a\(layer)_zero" }
-    /// `w<L>_scales`: the per-output-channel weight scales as a node attribute, as format 1.0 and
-    /// 1.1 files hold them (since 1.2: the weight tensor's quantization).
+    /// `w<L>_scales`: the per-output-channel weight scales.
     public var weightScales: String { "w\(layer)_scales" }
     /// `a<L>_channel_scales`: the optional input-channel equalization.
     public var channelScales: String { "a\(layer)_channel_scales" }

@@ -457,9 +457,9 @@ public enum ShapeInference {
         return shaped(x, [s[0], s[1].value.map { .fixed($0 / k) } ?? s[1].scaled(1, k), s[2].value.map { .fixed($0 / k) } ?? s[2].scaled(1, k), w[1]])
     }
 
+    /// NHWC in, NCHW out.
     static func features(_ c: Context) throws -> [ValueFacts] {
         let x = try c.input(0)
-        // NHWC in, NCHW out.
         guard let s = x.shape, s.count == 4 else { return shaped(x, nil) }
         return shaped(x, [s[0], s[3], s[1], s[2]])
     }

@@ -30,25 +30,21 @@ extension Tensor {
         }
     }
 
-    /// The bytes of the elements, read-only, whatever the element type.
-    public func withUnsafeElementBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try withExtendedLifetime(storage) { try body(UnsafeRawBufferPointer(start: storage.bytes, count: byteCount)) }
-    }
-
-    /// The bytes of the elements, writable.
-    public func withUnsafeMutableElementBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
-        try withExtendedLifetime(storage) { try body(UnsafeMutableRawBufferPointer(start: storage.bytes, count: byteCount)) }
-    }
-}
-
-extension Tensor {
-    /// The raw bytes, read-only, for the duration of `body`.
+    /// The raw bytes of the elements, read-only, whatever the element type.
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try withExtendedLifetime(storage) { try body(UnsafeRawBufferPointer(start: storage.bytes, count: byteCount)) }
     }
-}
 
-extension Tensor {
+    /// `withUnsafeBytes` (the name the kernels and the typed payloads use).
+    public func withUnsafeElementBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try withUnsafeBytes(body)
+    }
+
+    /// The raw bytes of the elements, writable.
+    public func withUnsafeMutableElementBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+        try withExtendedLifetime(storage) { try body(UnsafeMutableRawBufferPointer(start: storage.bytes, count: byteCount)) }
+    }
+
     /// Copies `count` float32 elements of `source`, from its element `offset`, into this tensor
     /// at element `at` (both ranges checked).
     public func copyFloats(from source: Tensor, offset: Int = 0, count: Int, at: Int = 0) {

@@ -1,6 +1,5 @@
 import CNXGraph
 import CNXReference
-@testable import CNXRuntime
 import Foundation
 import XCTest
 
@@ -154,11 +153,10 @@ final class OpTableTests: XCTestCase {
         case .block:
             return node([f([1, 5, 5, 4]), f([3, 3, 4], seed: 2), f([4], seed: 3), f([4, 8], seed: 4), f([8], seed: 5),
                          f([8, 4], seed: 6), f([4], seed: 7), f([8], seed: 8), f([8], seed: 9)], ["grn_epsilon": .float(1e-6)])
+        case .features: return node([f([1, 3, 2, 4]), f([4], seed: 2), f([4], seed: 3)], ["norm": .string("rms")])
         case .head:
             return node([f([1, 3, 3, 4]), f([4, 6], seed: 2), f([6], seed: 3), f([6, 2], seed: 4), f([2], seed: 5), f([4], seed: 6), f([4], seed: 7)],
                         ["activation": .string("gelu")])
-        case .features:
-            return node([f([1, 3, 2, 4]), f([4], seed: 2), f([4], seed: 3)], ["norm": .string("rms"), "epsilon": .float(1e-5)])
         }
     }
 }
