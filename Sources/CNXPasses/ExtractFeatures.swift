@@ -1,4 +1,5 @@
 import CNXGraph
+import CNXReference
 
 /// Turns an optimised classifier into a backbone: the head goes, and the chosen stages' outputs
 /// become the graph's outputs, named `stage0`...`stage3`, channels-first (N x C x H x W) as
@@ -37,7 +38,7 @@ public enum ExtractFeatures {
             let name = "stage\(s)"
             let nhwc = facts[value]?.shape
             let nchw = nhwc.map { [$0[0], $0[3], $0[1], $0[2]] }
-            added.append((last, Node(name: "\(name).features", op: .features, inputs: [value], outputs: [name], attributes: ["norm": .string("none")])))
+            added.append((last, FeaturesPayload(kind: .none, epsilon: 1e-6).node(name: "\(name).features", input: value, scale: nil, shift: nil, outputs: [name])))
             outputs.append(ValueInfo(name: name, dtype: .float32, shape: nchw))
         }
         _ = index

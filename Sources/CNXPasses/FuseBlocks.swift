@@ -1,4 +1,5 @@
 import CNXGraph
+import CNXReference
 
 /// Fuses each ConvNeXt block, in the canonical form the earlier passes leave,
 ///
@@ -40,13 +41,11 @@ public struct FuseBlocks: Pass {
             let hidden = w1.shape[1]
             var cursor = act.node.outputs[0]
             var removed: Set<Int> = [i, t1.index, norm.index, l1.index, act.index]
-            var grnInputs: [String] = []
-            var grnEps: Float?
-            if let grn = index.soleConsumer(cursor, .grn) {
-                grnInputs = [grn.node.inputs[1], grn.node.inputs[2]]
-                grnEps = grn.node.float("grn_epsilon") ?? 1e-6
-                removed.insert(grn.index)
-                cursor = grn.node.outputs[0]
+            var grn: (gamma: String, beta: String, eps: Float)?
+            if let node = index.soleConsumer(cursor, .grn) {
+                grn = (node.node.inputs[1], node.node.inputs[2], node.node.float("grn_epsilon") ?? 1e-6)
+                removed.insert(node.index)
+                cursor = node.node.outputs[0]
             }
             guard let l2 = index.soleConsumer(cursor, .linear), l2.node.string("activation") == nil,
                   let w2 = index.constant(l2.node.inputs[1]), w2.shape == [hidden, c],
@@ -58,23 +57,33 @@ public struct FuseBlocks: Pass {
             let dwName = g.freshName("\(out).dw_weight")
             let dwWeight = permute(w.reshaped([c, k, k]), [1, 2, 0])
             var tensors = [dwName: dwWeight]
-            func biasName(_ node: Node, slot: Int, count: Int, label: String) -> String {
-                if node.inputs.count > slot, !node.inputs[slot].isEmpty { return node.inputs[slot] }
+            func bias(_ node: Node, slot: Int, count: Int, label: String) -> Constant? {
+                if node.inputs.count > slot, !node.inputs[slot].isEmpty {
+                    return index.constant(node.inputs[slot]).map { Constant(name: node.inputs[slot], tensor: $0) }
+                }
                 let name = g.freshName("\(out).\(label)")
                 tensors[name] = Tensor(zeros: .float32, shape: [count])
-                return name
+                return Constant(name: name, tensor: tensors[name]!)
             }
-            let dwBias = biasName(dw, slot: 2, count: c, label: "dw_bias")
-            let b1 = biasName(l1.node, slot: 2, count: hidden, label: "b1")
-            let b2 = biasName(l2.node, slot: 2, count: c, label: "b2")
+            guard let dwBias = bias(dw, slot: 2, count: c, label: "dw_bias"),
+                  let b1 = bias(l1.node, slot: 2, count: hidden, label: "b1"),
+                  let b2 = bias(l2.node, slot: 2, count: c, label: "b2"),
+                  let fusedActivation = FusedActivation(rawValue: activation) else { continue }
+            var grnParameters: GRNParameters?
+            if let grn {
+                guard let gt = index.constant(grn.gamma), let bt = index.constant(grn.beta) else { continue }
+                grnParameters = GRNParameters(gamma: Constant(name: grn.gamma, tensor: gt), beta: Constant(name: grn.beta, tensor: bt),
+                                              epsilon: grn.eps)
+            }
+            let payload = BlockPayload(depthwise: Depthwise(weight: Constant(name: dwName, tensor: dwWeight), bias: dwBias),
+                                       norm: norm.fused(),
+                                       pw1: Linear(weight: Constant(name: l1.node.inputs[1], tensor: w1), bias: b1, precision: .float32),
+                                       activation: fusedActivation, grn: grnParameters,
+                                       pw2: Linear(weight: Constant(name: l2.node.inputs[1], tensor: w2), bias: b2, precision: .float32))
             let nhwcIn = g.freshName("\(x).nhwc"), nhwcOut = g.freshName("\(out).nhwc")
-            var attrs = norm.attributes
-            if activation != "gelu" { attrs["activation"] = .string(activation) }
-            if let grnEps { attrs["grn_epsilon"] = .float(grnEps) }
             g.replace(removed, with: [
                 toNHWC(dw.name, x, nhwcIn),
-                Node(name: dw.name, op: .block, inputs: [nhwcIn, dwName, dwBias, l1.node.inputs[1], b1, l2.node.inputs[1], b2] + grnInputs,
-                     outputs: [nhwcOut], attributes: attrs),
+                FusedPayload.block(payload).node(name: dw.name, input: nhwcIn, outputs: [nhwcOut]),
                 toNCHW(add.node.name, nhwcOut, out),
             ], adding: tensors)
             return true

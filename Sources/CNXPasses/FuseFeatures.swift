@@ -1,4 +1,5 @@
 import CNXGraph
+import CNXReference
 
 /// Fuses the feature maps a backbone hands out, so that no node is left on the reference
 /// kernels: a norm over the last axis of an NHWC map whose one reader is the transpose to NCHW
@@ -29,16 +30,15 @@ public struct FuseFeatures: Pass {
             if index.soleConsumer(t.inputs[0]) != nil, p.node.inputs.count >= 2,
                let channels = index.constant(p.node.inputs[1])?.count,
                let norm = index.lastAxisNorm(p, channels: channels, rank: 4) {
-                var attrs = norm.attributes
-                attrs["norm"] = .string(norm.kind)
+                let fused = norm.fused()
                 g.replace([norm.index, i], with: [
-                    Node(name: norm.node.name, op: .features, inputs: [norm.node.inputs[0], norm.scale] + (norm.shift.map { [$0] } ?? []),
-                         outputs: t.outputs, attributes: attrs),
+                    FeaturesPayload(kind: fused.kind, epsilon: fused.epsilon)
+                        .node(name: norm.node.name, input: norm.node.inputs[0], scale: norm.scale, shift: norm.shift, outputs: t.outputs),
                 ])
                 return true
             }
             if Self.nhwcProducers.contains(p.node.op), index.graphOutputs.contains(t.outputs[0]) {
-                g.replace([i], with: [Node(name: t.name, op: .features, inputs: [t.inputs[0]], outputs: t.outputs, attributes: ["norm": .string("none")])])
+                g.replace([i], with: [FeaturesPayload(kind: .none, epsilon: 1e-6).node(name: t.name, input: t.inputs[0], scale: nil, shift: nil, outputs: t.outputs)])
                 return true
             }
         }

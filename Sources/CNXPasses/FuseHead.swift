@@ -1,4 +1,5 @@
 import CNXGraph
+import CNXReference
 
 /// Fuses the classifier head into one `cnx.Head` reading the last feature map channels-last:
 /// a global average pool and a norm over channels (LayerNorm, RMSNorm or SimpleNorm), in either
@@ -104,37 +105,39 @@ public struct FuseHead: Pass {
             let beta = norm.shift.flatMap { index.constant($0)?.vector(of: c) } ?? [Float](repeating: 0, count: c)
             var tensors: [String: Tensor] = [:]
             let nhwc = g.freshName("\(mapInput).nhwc")
-            var inputs = [normFirst ? mapInput : nhwc]
+            let input = normFirst ? mapInput : nhwc
             func bias(_ node: Node, _ n: Int) -> [Float] {
                 node.inputs.count > 2 && !node.inputs[2].isEmpty ? index.constant(node.inputs[2])?.floats ?? [] : [Float](repeating: 0, count: n)
             }
+            var fc1: Linear?, fc2: Linear?
+            var headNorm = norm.fused()
             if let first = layers.first {
                 let (w, b) = foldAffineIntoLinear(weight: first.weight, bias: bias(first.node, first.weight.shape[1]), gamma: gamma, beta: beta)
                 let wName = g.freshName("\(out).head_weight"), bName = g.freshName("\(out).head_bias")
                 tensors[wName] = w
                 tensors[bName] = b
-                inputs += [wName, bName]
+                fc1 = Linear(weight: Constant(name: wName, tensor: w), bias: Constant(name: bName, tensor: b), precision: .float32)
                 if layers.count == 2 {
                     let second = layers[1]
                     let w2 = g.freshName("\(out).head_weight2"), b2 = g.freshName("\(out).head_bias2")
                     tensors[w2] = second.weight
                     tensors[b2] = Tensor(floats: bias(second.node, second.weight.shape[1]), shape: [second.weight.shape[1]])
-                    inputs += [w2, b2]
+                    fc2 = Linear(weight: Constant(name: w2, tensor: second.weight), bias: Constant(name: b2, tensor: tensors[b2]!), precision: .float32)
                 }
             } else {
                 let sName = g.freshName("\(out).head_scale"), hName = g.freshName("\(out).head_shift")
                 tensors[sName] = Tensor(floats: gamma, shape: [c])
                 tensors[hName] = Tensor(floats: beta, shape: [c])
-                inputs = [inputs[0], "", "", "", "", sName, hName]
+                headNorm = norm.fused(weight: Constant(name: sName, tensor: tensors[sName]!), bias: Constant(name: hName, tensor: tensors[hName]!))
             }
-            var attrs = norm.attributes
-            if normFirst { attrs["norm_first"] = .int(1) }
-            if let activation { attrs["activation"] = .string(activation) }
+            let fusedActivation = activation.flatMap { FusedActivation(rawValue: $0) }
+            if activation != nil && fusedActivation == nil { continue }
+            let payload = FusedPayload.head(HeadPayload(norm: headNorm, normFirst: normFirst, fc1: fc1, activation: fusedActivation, fc2: fc2))
             var nodes: [Node] = []
             if !normFirst {
                 nodes.append(toNHWC(pool.name, mapInput, nhwc))
             }
-            nodes.append(Node(name: layers.last?.node.name ?? pool.name, op: .head, inputs: inputs, outputs: [out], attributes: attrs))
+            nodes.append(payload.node(name: layers.last?.node.name ?? pool.name, input: input, outputs: [out]))
             g.replace(removed, with: nodes, adding: tensors)
             return true
         }

@@ -1,4 +1,5 @@
 import CNXGraph
+import CNXReference
 
 /// Patchify convolutions: k x k, stride k, no padding, one group, dilation 1, constant weight.
 private func patchify(_ node: Node, _ index: GraphIndex) -> (weight: Tensor, k: Int)? {
@@ -64,16 +65,14 @@ public struct FuseStem: Pass {
             }
             let (cout, cin) = (w.shape[0], w.shape[1])
             var cursor = conv.outputs[0]
-            var attrs: [String: Attribute] = ["kernel": .int(k)]
-            if stride != k { attrs["stride"] = .int(stride) }
-            if pad != 0 { attrs["pad"] = .int(pad) }
-            if nhwc { attrs["input_layout"] = .string("nhwc") }
+            var activation: FusedActivation?
             if let act = index.soleConsumer(cursor), let name = Activation.name(of: act.node) {
-                attrs["activation"] = .string(name)
+                guard let a = FusedActivation(rawValue: name) else { continue }
+                activation = a
                 removed.insert(act.index)
                 cursor = act.node.outputs[0]
             }
-            var normInputs: [String] = []
+            var fusedNorm = Norm(kind: .none, epsilon: 1e-6)
             var tensors: [String: Tensor] = [:]
             // The NHWC value the stem writes, when the norm's output is read as NHWC by more than
             // the transpose back (a transformers backbone's output norm of the stem): the stem
@@ -85,13 +84,13 @@ public struct FuseStem: Pass {
                let scale = vector(norm.scale, cout, index) {
                 let sName = g.freshName("\(back.node.outputs[0]).stem_scale")
                 tensors[sName] = scale
-                normInputs = [sName]
+                var shiftConstant: Constant?
                 if let shift = norm.shift, let beta = vector(shift, cout, index) {
                     let name = g.freshName("\(back.node.outputs[0]).stem_shift")
                     tensors[name] = beta
-                    normInputs.append(name)
+                    shiftConstant = Constant(name: name, tensor: beta)
                 }
-                attrs.merge(norm.attributes) { $1 }
+                fusedNorm = norm.fused(weight: Constant(name: sName, tensor: scale), bias: shiftConstant)
                 removed.formUnion([t.index, norm.index])
                 if shared {
                     sharedNHWC = norm.node.outputs[0]
@@ -99,8 +98,6 @@ public struct FuseStem: Pass {
                     removed.insert(back.index)
                 }
                 cursor = back.node.outputs[0]
-            } else {
-                attrs["norm"] = .string("none")
             }
             let out = cursor
             // Weight [Cout, Cin, k, k] -> [Cin*k*k, Cout], rows in (channel, ky, kx) order for an
@@ -113,15 +110,16 @@ public struct FuseStem: Pass {
             } else {
                 tensors[bName] = Tensor(zeros: .float32, shape: [cout])
             }
+            let payload = FusedPayload.stem(StemPayload(
+                conv: Linear(weight: Constant(name: wName, tensor: tensors[wName]!), bias: Constant(name: bName, tensor: tensors[bName]!), precision: .float32),
+                kernel: k, stride: stride, pad: pad, nhwcInput: nhwc, activation: activation, norm: fusedNorm))
             if let sharedNHWC {
-                g.replace(removed, with: [
-                    Node(name: conv.name, op: .stem, inputs: [source, wName, bName] + normInputs, outputs: [sharedNHWC], attributes: attrs),
-                ], adding: tensors)
+                g.replace(removed, with: [payload.node(name: conv.name, input: source, outputs: [sharedNHWC])], adding: tensors)
                 return true
             }
             let mapName = g.freshName("\(out).nhwc")
             g.replace(removed, with: [
-                Node(name: conv.name, op: .stem, inputs: [source, wName, bName] + normInputs, outputs: [mapName], attributes: attrs),
+                payload.node(name: conv.name, input: source, outputs: [mapName]),
                 toNCHW(conv.name, mapName, out),
             ], adding: tensors)
             return true
@@ -185,12 +183,12 @@ public struct FuseDownsample: Pass {
         let (foldedW, foldedB) = foldAffineIntoLinear(weight: reordered, bias: bias, gamma: tile(scale.floats), beta: tile(beta))
         let wName = g.freshName("\(out).ds_weight"), bName = g.freshName("\(out).ds_bias")
         let tensors = [wName: foldedW, bName: foldedB]
-        let inputs = [t.outputs[0], wName, bName]
-        var attrs = norm.attributes
-        attrs["kernel"] = .int(k)
+        let payload = FusedPayload.downsample(DownsamplePayload(
+            norm: norm.fused(), kernel: k,
+            conv: Linear(weight: Constant(name: wName, tensor: foldedW), bias: Constant(name: bName, tensor: foldedB), precision: .float32)))
         let nhwc = g.freshName("\(out).nhwc")
         g.replace([norm.index, back.index, conv.index], with: [
-            Node(name: conv.node.name, op: .downsample, inputs: inputs, outputs: [nhwc], attributes: attrs),
+            payload.node(name: conv.node.name, input: t.outputs[0], outputs: [nhwc]),
             toNCHW(conv.node.name, nhwc, out),
         ], adding: tensors)
         return true

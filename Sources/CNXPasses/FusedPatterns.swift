@@ -1,4 +1,5 @@
 import CNXGraph
+import CNXReference
 
 /// A normalisation over the last axis, as the fold passes leave it: LayerNormalization,
 /// RMSNormalization or cnx.SimpleNorm, with constant per-channel parameters.
@@ -11,12 +12,10 @@ struct LastAxisNorm {
     let shift: String?
     let eps: Float
 
-    /// The fused operations' attributes for this norm: `epsilon`, and `norm` unless it is a
-    /// LayerNorm (the default, so files without the attribute keep their meaning).
-    var attributes: [String: Attribute] {
-        var a: [String: Attribute] = ["epsilon": .float(eps)]
-        if kind != "layer" { a["norm"] = .string(kind) }
-        return a
+    /// This norm as a fused operation's (`FusedPayload` writes its attributes), with the given
+    /// scale and shift constants.
+    func fused(weight: Constant? = nil, bias: Constant? = nil) -> Norm {
+        Norm(kind: FusedNormKind(rawValue: kind) ?? .layer, epsilon: eps, weight: weight, bias: bias)
     }
 
     /// True when the scale is all ones and there is no shift (or an all-zero one): the affine

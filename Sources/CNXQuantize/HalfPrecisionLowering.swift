@@ -2,6 +2,7 @@ import CKernels
 import CNXFormat
 import CNXGraph
 import CNXPasses
+import CNXReference
 
 /// Stores the weights of the GEMM layers of a fused graph as bfloat16 or float16, without
 /// calibration: every block's two pointwise layers, the downsample layers and the head's
@@ -45,12 +46,14 @@ public enum HalfPrecisionLowering {
                 kept.append(name)
                 continue
             }
-            let slot = node.op == .block ? (key.layer == 1 ? 3 : 5) : (key.layer == 1 ? 1 : 3)
-            if slot < node.inputs.count, graph.initializers[node.inputs[slot]]?.dtype == .int8 { continue }  // int8 stays
-            guard slot < node.inputs.count, let w = graph.initializers[node.inputs[slot]], w.shape.count == 2, w.dtype == .float32 else {
+            var payload = try FusedPayload(node, in: graph)
+            guard let layer = payload.layers[key.layer] else { throw CNXError("\(node.label): layer \(name) has no weight") }
+            if case .int8 = layer.precision { continue }  // int8 stays
+            let w = layer.weight.tensor
+            guard w.shape.count == 2, w.dtype == .float32 else {
                 throw CNXError("\(node.label): layer \(name) has no 2-D float32 weight")
             }
-            let source = node.inputs[slot]
+            let source = layer.weight.name
             let target = converted[source] ?? source + (dtype == .bfloat16 ? ".bf16" : ".f16")
             if converted[source] == nil {
                 let h = Tensor(zeros: dtype, shape: w.shape)
@@ -65,7 +68,9 @@ public enum HalfPrecisionLowering {
                 graph.initializers[target] = h
                 converted[source] = target
             }
-            node.inputs[slot] = target
+            try payload.setLayer(key.layer, Linear(weight: Constant(name: target, tensor: graph.initializers[target]!), bias: layer.bias,
+                                                   precision: dtype == .bfloat16 ? .bfloat16 : .float16))
+            payload.write(into: &node)
             graph.nodes[key.node] = node
             lowered.append(name)
         }

@@ -36,6 +36,13 @@ public enum FusedActivation: String, Sendable, CaseIterable {
 
 /// A norm over the channels: its kind, epsilon and optional scale and shift.
 public struct Norm: @unchecked Sendable {
+    public init(kind: FusedNormKind, epsilon: Float, weight: Constant? = nil, bias: Constant? = nil) {
+        self.kind = kind
+        self.epsilon = epsilon
+        self.weight = weight
+        self.bias = bias
+    }
+
     public var kind: FusedNormKind
     public var epsilon: Float
     public var weight: Constant?
@@ -99,6 +106,11 @@ public struct Linear: @unchecked Sendable {
 
 /// A block's depthwise convolution: weight [k, k, C], bias [C].
 public struct Depthwise: @unchecked Sendable {
+    public init(weight: Constant, bias: Constant) {
+        self.weight = weight
+        self.bias = bias
+    }
+
     public var weight: Constant
     public var bias: Constant
     public var kernel: Int { weight.tensor.shape[0] }
@@ -106,6 +118,12 @@ public struct Depthwise: @unchecked Sendable {
 
 /// ConvNeXt V2's global response normalisation of a block's hidden activation.
 public struct GRNParameters: @unchecked Sendable {
+    public init(gamma: Constant, beta: Constant, epsilon: Float) {
+        self.gamma = gamma
+        self.beta = beta
+        self.epsilon = epsilon
+    }
+
     public var gamma: Constant
     public var beta: Constant
     public var epsilon: Float
@@ -113,6 +131,16 @@ public struct GRNParameters: @unchecked Sendable {
 
 /// `cnx.Stem`: a k×k convolution of the image (or of an earlier stem's NHWC map), activation, norm.
 public struct StemPayload: @unchecked Sendable {
+    public init(conv: Linear, kernel: Int, stride: Int, pad: Int, nhwcInput: Bool, activation: FusedActivation?, norm: Norm) {
+        self.conv = conv
+        self.kernel = kernel
+        self.stride = stride
+        self.pad = pad
+        self.nhwcInput = nhwcInput
+        self.activation = activation
+        self.norm = norm
+    }
+
     public var conv: Linear
     public var kernel: Int
     public var stride: Int
@@ -126,6 +154,12 @@ public struct StemPayload: @unchecked Sendable {
 
 /// `cnx.Downsample`: norm, then a k×k stride-k convolution.
 public struct DownsamplePayload: @unchecked Sendable {
+    public init(norm: Norm, kernel: Int, conv: Linear) {
+        self.norm = norm
+        self.kernel = kernel
+        self.conv = conv
+    }
+
     public var norm: Norm
     public var kernel: Int
     public var conv: Linear
@@ -134,6 +168,15 @@ public struct DownsamplePayload: @unchecked Sendable {
 /// `cnx.Block`: depthwise, norm (its scale and bias are folded into `pw1`), pw1, activation,
 /// optional GRN, pw2 (the layer scale is folded into it), residual.
 public struct BlockPayload: @unchecked Sendable {
+    public init(depthwise: Depthwise, norm: Norm, pw1: Linear, activation: FusedActivation, grn: GRNParameters?, pw2: Linear) {
+        self.depthwise = depthwise
+        self.norm = norm
+        self.pw1 = pw1
+        self.activation = activation
+        self.grn = grn
+        self.pw2 = pw2
+    }
+
     public var depthwise: Depthwise
     public var norm: Norm
     public var pw1: Linear
@@ -144,6 +187,14 @@ public struct BlockPayload: @unchecked Sendable {
 
 /// `cnx.Head`: pool and norm (or norm and pool), then up to two layers.
 public struct HeadPayload: @unchecked Sendable {
+    public init(norm: Norm, normFirst: Bool, fc1: Linear?, activation: FusedActivation?, fc2: Linear?) {
+        self.norm = norm
+        self.normFirst = normFirst
+        self.fc1 = fc1
+        self.activation = activation
+        self.fc2 = fc2
+    }
+
     public var norm: Norm
     public var normFirst: Bool
     /// Layer 1: the hidden layer of an MLP head, or the classifier.
@@ -538,5 +589,57 @@ public struct FeaturesPayload: Sendable {
         }
         kind = k
         epsilon = node.float(Keys.epsilon) ?? 1e-6
+    }
+}
+
+// MARK: - Building payloads and nodes (the fuse passes)
+
+extension FusedPayload {
+    /// The operation the payload describes.
+    public var op: OpType {
+        switch self {
+        case .stem: return .stem
+        case .downsample: return .downsample
+        case .block: return .block
+        case .head: return .head
+        }
+    }
+
+    var norm: Norm {
+        switch self {
+        case .stem(let p): return p.norm
+        case .downsample(let p): return p.norm
+        case .block(let p): return p.norm
+        case .head(let p): return p.norm
+        }
+    }
+
+    /// A new node for the payload, reading `input` (slot 0) and writing `outputs`. Its epsilons
+    /// are written even when they are the default (as the converter has always written them).
+    public func node(name: String, input: String, outputs: [String]) -> Node {
+        var node = Node(name: name, op: op, inputs: [input], outputs: outputs)
+        if norm.kind != .none { node.attributes[Keys.epsilon] = .float(norm.epsilon) }
+        if case .block(let p) = self, let g = p.grn { node.attributes[Keys.grnEpsilon] = .float(g.epsilon) }
+        write(into: &node)
+        return node
+    }
+}
+
+extension FeaturesPayload {
+    public init(kind: FusedNormKind, epsilon: Float) {
+        self.kind = kind
+        self.epsilon = epsilon
+    }
+
+    /// A new `cnx.Features` node reading `input`, with the norm's scale and shift (by name) when
+    /// it has them. The norm is always written; the epsilon unless the norm is "none".
+    public func node(name: String, input: String, scale: String?, shift: String?, outputs: [String]) -> Node {
+        var node = Node(name: name, op: .features, inputs: [input], outputs: outputs)
+        node.attributes[Keys.norm] = .string(kind.rawValue)
+        if kind != .none { node.attributes[Keys.epsilon] = .float(epsilon) }
+        var w = NodeWriter(node: node)
+        if let scale { w.input(OpSchema.of(.features).slot("ln_scale"), scale) }
+        if let shift { w.input(OpSchema.of(.features).slot("ln_bias"), shift) }
+        return w.node
     }
 }

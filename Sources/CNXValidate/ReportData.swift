@@ -1,5 +1,6 @@
 import CNXFormat
 import CNXGraph
+import CNXReference
 import Foundation
 
 /// One sample as the HTML report shows it: each model's most probable classes.
@@ -173,12 +174,9 @@ public struct ModelFacts: Sendable {
         for i in layers {
             let node = graph.nodes[i]
             let gemms = node.op == .block ? [1, 2] : [1]
-            let kinds = gemms.map { layer -> String in
-                if node.attributes["a\(layer)_scale"] != nil { return "int8" }
-                // Otherwise the weight's dtype: float32, bfloat16 or float16.
-                let slot = node.op == .block ? (layer == 1 ? 3 : 5) : (layer == 1 ? 1 : 3)
-                return slot < node.inputs.count ? graph.initializers[node.inputs[slot]]?.dtype.name ?? "float32" : "float32"
-            }
+            // Each GEMM layer's precision (int8, float32, bfloat16 or float16), as the payload reads it.
+            let payload = try? FusedPayload(node, in: graph)
+            let kinds = gemms.map { payload?.layers[$0]?.precision.name ?? "float32" }
             int8 += kinds.filter { $0 == "int8" }.count
             float += kinds.filter { $0 != "int8" }.count
             if Set(kinds).count == 1 {
