@@ -44,13 +44,11 @@ public struct Tensor: @unchecked Sendable {
     }
 
     public var floats: [Float] {
-        precondition(dtype == .float32)
-        return Array(UnsafeBufferPointer(start: floatPointer, count: count))
+        withUnsafeFloats { Array($0) }
     }
 
     public var int64s: [Int64] {
-        precondition(dtype == .int64)
-        return Array(UnsafeBufferPointer(start: int64Pointer, count: count))
+        withUnsafeInt64s { Array($0) }
     }
 
     /// The same bytes seen with another shape of equal element count.

@@ -70,7 +70,9 @@ public enum NPY {
                 return t
             case "<f8":
                 let t = Tensor(zeros: .float32, shape: shape)
-                for i in 0..<count { t.floatPointer[i] = Float(p.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
+                t.withUnsafeMutableFloats { dst in
+                    for i in 0..<count { dst[i] = Float(p.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
+                }
                 return t
             case "<i8":
                 let t = Tensor(zeros: .int64, shape: shape)
@@ -78,7 +80,9 @@ public enum NPY {
                 return t
             default:
                 let t = Tensor(zeros: .int64, shape: shape)
-                for i in 0..<count { t.int64Pointer[i] = Int64(p.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)) }
+                t.withUnsafeMutableInt64s { dst in
+                    for i in 0..<count { dst[i] = Int64(p.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)) }
+                }
                 return t
             }
         }

@@ -97,16 +97,20 @@ func permute(_ t: Tensor, _ perm: [Int]) -> Tensor {
     let out = Tensor(zeros: t.dtype, shape: shape)
     let count = t.count
     var idx = [Int](repeating: 0, count: shape.count)
-    for o in 0..<count {
-        var src = 0
-        for k in 0..<shape.count { src += idx[k] * strides[perm[k]] }
-        out.floatPointer[o] = t.floatPointer[src]
-        var k = shape.count - 1
-        while k >= 0 {
-            idx[k] += 1
-            if idx[k] < shape[k] { break }
-            idx[k] = 0
-            k -= 1
+    t.withUnsafeFloats { src in
+        out.withUnsafeMutableFloats { dst in
+            for o in 0..<count {
+                var from = 0
+                for k in 0..<shape.count { from += idx[k] * strides[perm[k]] }
+                dst[o] = src[from]
+                var k = shape.count - 1
+                while k >= 0 {
+                    idx[k] += 1
+                    if idx[k] < shape[k] { break }
+                    idx[k] = 0
+                    k -= 1
+                }
+            }
         }
     }
     return out

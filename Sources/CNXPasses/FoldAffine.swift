@@ -66,7 +66,11 @@ public struct FoldLayerScale: Pass {
             let (k, n) = (w.shape[0], w.shape[1])
             let bias = linear.inputs.count > 2 ? index.constant(linear.inputs[2])?.floats : nil
             let newW = Tensor(zeros: .float32, shape: [k, n])
-            for r in 0..<k { for col in 0..<n { newW.floatPointer[r * n + col] = w.floatPointer[r * n + col] * scale[col] } }
+            newW.withUnsafeMutableFloats { dst in
+                w.withUnsafeFloats { src in
+                    for r in 0..<k { for col in 0..<n { dst[r * n + col] = src[r * n + col] * scale[col] } }
+                }
+            }
             let out = mul.node.outputs[0]
             let wName = g.freshName("\(out).weight_scaled"), bName = g.freshName("\(out).bias_scaled")
             var tensors = [wName: newW]
@@ -88,13 +92,16 @@ public struct FoldLayerScale: Pass {
 func foldAffineIntoLinear(weight w: Tensor, bias: [Float], gamma: [Float], beta: [Float]) -> (Tensor, Tensor) {
     let (k, n) = (w.shape[0], w.shape[1])
     let newW = Tensor(zeros: .float32, shape: [k, n])
-    let src = w.floatPointer, dst = newW.floatPointer
-    for r in 0..<k { for c in 0..<n { dst[r * n + c] = gamma[r] * src[r * n + c] } }
     var b = bias
-    for c in 0..<n {
-        var acc = Double(b[c])
-        for r in 0..<k { acc += Double(beta[r]) * Double(src[r * n + c]) }
-        b[c] = Float(acc)
+    w.withUnsafeFloats { src in
+        newW.withUnsafeMutableFloats { dst in
+            for r in 0..<k { for c in 0..<n { dst[r * n + c] = gamma[r] * src[r * n + c] } }
+        }
+        for c in 0..<n {
+            var acc = Double(b[c])
+            for r in 0..<k { acc += Double(beta[r]) * Double(src[r * n + c]) }
+            b[c] = Float(acc)
+        }
     }
     return (newW, Tensor(floats: b, shape: [n]))
 }

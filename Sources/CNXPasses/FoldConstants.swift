@@ -79,7 +79,7 @@ public struct FoldConstants: Pass {
                   node.outputs.dropFirst().allSatisfy({ $0.isEmpty }) else { continue }
             if node.op == .dropout, node.inputs.count > 2, !node.inputs[2].isEmpty {
                 // training_mode given: only a constant false is inference.
-                guard let t = g.initializers[node.inputs[2]], t.count == 1, t.dtype == .int64, t.int64Pointer[0] == 0 else { continue }
+                guard let t = g.initializers[node.inputs[2]], t.count == 1, t.dtype == .int64, t.withUnsafeInt64s({ $0[0] }) == 0 else { continue }
             }
             let source = node.inputs[0], result = node.outputs[0]
             g.replace([i], with: [])

@@ -89,7 +89,10 @@ public struct FoldLinear: Pass {
 func transpose2D(_ t: Tensor) -> Tensor {
     let (r, c) = (t.shape[0], t.shape[1])
     let out = Tensor(zeros: .float32, shape: [c, r])
-    let src = t.floatPointer, dst = out.floatPointer
-    for i in 0..<r { for j in 0..<c { dst[j * r + i] = src[i * c + j] } }
+    t.withUnsafeFloats { src in
+        out.withUnsafeMutableFloats { dst in
+            for i in 0..<r { for j in 0..<c { dst[j * r + i] = src[i * c + j] } }
+        }
+    }
     return out
 }

@@ -47,8 +47,8 @@ struct GraphIndex {
     func scalar(_ value: String) -> Float? {
         guard let t = graph.initializers[value], t.count == 1 else { return nil }
         switch t.dtype {
-        case .float32: return t.floatPointer[0]
-        case .int64: return Float(t.int64Pointer[0])
+        case .float32: return t.withUnsafeFloats { $0[0] }
+        case .int64: return Float(t.withUnsafeInt64s { $0[0] })
         default: return nil
         }
     }

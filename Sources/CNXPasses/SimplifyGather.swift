@@ -48,7 +48,7 @@ public struct SimplifyGather: Pass {
         case .mul:
             guard let (x, c) = index.splitConstant(node), let k = index.constant(c), k.dtype == .int64, k.count == 1,
                   let a = affine(x, index, facts, depth: depth + 1), a.coefficients.count == shape.count else { return nil }
-            let m = Int(k.int64Pointer[0])
+            let m = Int(k.withUnsafeInt64s { $0[0] })
             return Affine(coefficients: a.coefficients.map { $0 * m }, offset: a.offset * m)
         case .add:
             guard let a = affine(node.inputs[0], index, facts, depth: depth + 1), let b = affine(node.inputs[1], index, facts, depth: depth + 1) else { return nil }

@@ -57,12 +57,16 @@ public enum HalfPrecisionLowering {
             let target = converted[source] ?? source + (dtype == .bfloat16 ? ".bf16" : ".f16")
             if converted[source] == nil {
                 let h = Tensor(zeros: dtype, shape: w.shape)
-                let bits = h.storage.bytes.assumingMemoryBound(to: UInt16.self)
-                if dtype == .bfloat16 { cnx_bf16_from_f32_n(w.floatPointer, Int64(w.count), bits) } else {
-                    cnx_f16_from_f32_n(w.floatPointer, Int64(w.count), bits)
-                    // float16 tops out at 65504: a finite weight past it would become infinite.
-                    for i in 0..<w.count where w.floatPointer[i].isFinite && (bits[i] & 0x7C00) == 0x7C00 {
-                        throw CNXError("\(node.label): weight '\(source)' holds \(w.floatPointer[i]), beyond float16's range (65504); use --bf16")
+                try w.withUnsafeFloats { src in
+                    try h.withUnsafeMutableElementBytes { raw in
+                        let bits = raw.bindMemory(to: UInt16.self)
+                        if dtype == .bfloat16 { cnx_bf16_from_f32_n(src.baseAddress!, Int64(w.count), bits.baseAddress!) } else {
+                            cnx_f16_from_f32_n(src.baseAddress!, Int64(w.count), bits.baseAddress!)
+                            // float16 tops out at 65504: a finite weight past it would become infinite.
+                            for i in 0..<w.count where src[i].isFinite && (bits[i] & 0x7C00) == 0x7C00 {
+                                throw CNXError("\(node.label): weight '\(source)' holds \(src[i]), beyond float16's range (65504); use --bf16")
+                            }
+                        }
                     }
                 }
                 graph.initializers[target] = h

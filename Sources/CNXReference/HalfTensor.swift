@@ -6,8 +6,12 @@ extension Tensor {
     public func widenedHalf() -> Tensor? {
         guard dtype == .bfloat16 || dtype == .float16 else { return nil }
         let out = Tensor(zeros: .float32, shape: shape)
-        let bits = storage.bytes.assumingMemoryBound(to: UInt16.self)
-        if dtype == .bfloat16 { cnx_f32_from_bf16_n(bits, Int64(count), out.floatPointer) } else { cnx_f32_from_f16_n(bits, Int64(count), out.floatPointer) }
+        withUnsafeBytes { raw in
+            let bits = raw.bindMemory(to: UInt16.self).baseAddress!
+            out.withUnsafeMutableFloats { dst in
+                if dtype == .bfloat16 { cnx_f32_from_bf16_n(bits, Int64(count), dst.baseAddress!) } else { cnx_f32_from_f16_n(bits, Int64(count), dst.baseAddress!) }
+            }
+        }
         return out
     }
 }
