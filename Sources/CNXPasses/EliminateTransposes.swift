@@ -11,7 +11,7 @@ import CNXGraph
 ///
 /// Moving a transpose never changes a value a graph output or a second reader sees: a transpose
 /// moves only when its result has one reader.
-public struct EliminateTransposes: Pass {
+public struct EliminateTransposes: RepeatedRewrite {
     public let name = "eliminate-transposes"
     public let summary = "cancel inverse permutes; move permutes below elementwise ops to meet them"
 
@@ -20,14 +20,9 @@ public struct EliminateTransposes: Pass {
     static let unary: Set<OpType> = [.gelu, .swish, .erf, .sqrt, .relu, .tanh, .sigmoid, .neg, .reciprocal]
     static let binary: Set<OpType> = [.add, .sub, .mul, .div, .pow]
 
-    public func run(_ graph: inout Graph) throws -> Int {
-        repeatUntilStable(&graph) { g in rewriteOne(&g) }
-    }
-
     private func perm(_ n: Node) -> [Int]? { n.ints("perm") }
 
-    private func rewriteOne(_ g: inout Graph) -> Bool {
-        let index = GraphIndex(g)
+    public func rewriteOnce(_ g: inout Graph, _ index: GraphIndex) -> Bool {
         for (i, t) in g.nodes.enumerated() where t.op == .transpose {
             guard let p = perm(t) else { continue }
             let out = t.outputs[0]

@@ -4,20 +4,15 @@ import CNXGraph
 /// the pointwise layer that reads it: with y = W^T (gamma ⊙ n + beta) + b,
 /// W' = diag(gamma) · W and b' = W^T beta + b (W is stored [K, N], so gamma scales W's rows).
 /// The norm keeps a unit scale.
-public struct FoldLayerNormAffine: Pass {
+public struct FoldLayerNormAffine: RepeatedRewrite {
     public let name = "fold-layernorm-affine"
     public let summary = "norm scale and shift (LayerNorm, RMSNorm, SimpleNorm) -> the following Linear's weight and bias"
 
     public init() {}
 
-    public func run(_ graph: inout Graph) throws -> Int {
-        repeatUntilStable(&graph) { g in foldOne(&g) }
-    }
-
     static let norms: Set<OpType> = [.layerNormalization, .rmsNormalization, .simpleNorm]
 
-    private func foldOne(_ g: inout Graph) -> Bool {
-        let index = GraphIndex(g)
+    public func rewriteOnce(_ g: inout Graph, _ index: GraphIndex) -> Bool {
         for (i, ln) in g.nodes.enumerated() where Self.norms.contains(ln.op) {
             // rank 0: only axis -1 is accepted, whatever the rank.
             guard let linear = index.soleConsumer(ln.outputs[0], .linear), linear.node.inputs[0] == ln.outputs[0],
@@ -46,18 +41,13 @@ public struct FoldLayerNormAffine: Pass {
 
 /// Folds a per-channel scale that follows a pointwise layer (ConvNeXt's layer scale) into it:
 /// gamma ⊙ (W^T x + b) = (W · diag(gamma))^T x + gamma ⊙ b, so W2' scales W's columns.
-public struct FoldLayerScale: Pass {
+public struct FoldLayerScale: RepeatedRewrite {
     public let name = "fold-layer-scale"
     public let summary = "per-channel Mul after a Linear (layer scale) -> the Linear's weight and bias"
 
     public init() {}
 
-    public func run(_ graph: inout Graph) throws -> Int {
-        repeatUntilStable(&graph) { g in foldOne(&g) }
-    }
-
-    private func foldOne(_ g: inout Graph) -> Bool {
-        let index = GraphIndex(g)
+    public func rewriteOnce(_ g: inout Graph, _ index: GraphIndex) -> Bool {
         for (i, linear) in g.nodes.enumerated() where linear.op == .linear && linear.string("activation") == nil {
             guard let mul = index.soleConsumer(linear.outputs[0], .mul), let c = index.other(mul.node, than: linear.outputs[0]),
                   let w = index.constant(linear.inputs[1]), w.shape.count == 2,

@@ -12,15 +12,11 @@ import CNXGraph
 /// The products and sums may come in any operand order, and the residual `+ x` before or after
 /// `+ beta`. A beta of zero may be missing (constant folding drops `+ 0`), and so may a gamma
 /// of one; the missing one is recorded as zeros or ones.
-public struct FoldGRN: Pass {
+public struct FoldGRN: RepeatedRewrite {
     public let name = "fold-grn"
     public let summary = "GRN chains of ConvNeXt V2 (channels-last or channels-first) -> cnx.GRN"
 
     public init() {}
-
-    public func run(_ graph: inout Graph) throws -> Int {
-        repeatUntilStable(&graph) { g in foldOne(&g) }
-    }
 
     /// A per-channel constant of `channels` values laid out along `axis` of a rank-4 tensor.
     private func perChannel(_ name: String, _ index: GraphIndex, channels: Int, channelsFirst: Bool) -> [Float]? {
@@ -29,8 +25,7 @@ public struct FoldGRN: Pass {
         return t.shape.last == channels ? v : nil
     }
 
-    private func foldOne(_ g: inout Graph) -> Bool {
-        let index = GraphIndex(g)
+    public func rewriteOnce(_ g: inout Graph, _ index: GraphIndex) -> Bool {
         let facts = (try? ShapeInference.infer(g)) ?? [:]
         for (i, l2) in g.nodes.enumerated() where l2.op == .reduceL2 {
             let x = l2.inputs[0], gx = l2.outputs[0]

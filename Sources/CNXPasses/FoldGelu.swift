@@ -5,15 +5,11 @@ import CNXGraph
 /// node (`approximate` = none or tanh). The product may be associated any way round; the
 /// constants must be the formula's to float32 precision, and every intermediate must have no
 /// other reader. The `Gelu` op itself is already in this form.
-public struct FoldGelu: Pass {
+public struct FoldGelu: RepeatedRewrite {
     public let name = "fold-gelu"
     public let summary = "erf and tanh GELU chains -> Gelu"
 
     public init() {}
-
-    public func run(_ graph: inout Graph) throws -> Int {
-        repeatUntilStable(&graph) { g in foldOne(&g) }
-    }
 
     /// The erf form's argument: x / sqrt 2 or x * (1 / sqrt 2). Returns x and the node index.
     private func erfArgument(_ value: String, _ index: GraphIndex) -> (x: String, node: Int)? {
@@ -65,8 +61,7 @@ public struct FoldGelu: Pass {
         return (m.node.outputs[0], [m.index, h.index])
     }
 
-    private func foldOne(_ g: inout Graph) -> Bool {
-        let index = GraphIndex(g)
+    public func rewriteOnce(_ g: inout Graph, _ index: GraphIndex) -> Bool {
         for (i, f) in g.nodes.enumerated() where f.op == .erf || f.op == .tanh {
             let x: String, argNodes: [Int]
             if f.op == .erf {

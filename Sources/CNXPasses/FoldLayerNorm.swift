@@ -10,15 +10,11 @@ import CNXGraph
 ///
 /// It matches only the full chain with a constant epsilon and a constant affine; an intermediate
 /// with a second reader, another axis or another exponent leaves the graph as it was.
-public struct FoldLayerNorm: Pass {
+public struct FoldLayerNorm: RepeatedRewrite {
     public let name = "fold-layernorm"
     public let summary = "decomposed LayerNorm chains (last axis, or channels-first over axis 1) -> LayerNormalization"
 
     public init() {}
-
-    public func run(_ graph: inout Graph) throws -> Int {
-        repeatUntilStable(&graph) { g in foldOne(&g) }
-    }
 
     private func axes(_ node: Node, _ index: GraphIndex) -> [Int]? {
         if node.inputs.count > 1 {
@@ -28,8 +24,7 @@ public struct FoldLayerNorm: Pass {
         return node.ints("axes")
     }
 
-    private func foldOne(_ g: inout Graph) -> Bool {
-        let index = GraphIndex(g)
+    public func rewriteOnce(_ g: inout Graph, _ index: GraphIndex) -> Bool {
         let facts = (try? ShapeInference.infer(g)) ?? [:]
         for (i, mean) in g.nodes.enumerated() where mean.op == .reduceMean {
             let x = mean.inputs[0]

@@ -8,18 +8,13 @@ import CNXGraph
 /// - a 1x1 convolution with stride 1, no padding and one group (timm's `conv_mlp`), which is a
 ///   Linear on the channel axis: Transpose to NHWC, Linear, Transpose back; the transpose pass
 ///   then cancels the permutes between neighbours.
-public struct FoldLinear: Pass {
+public struct FoldLinear: RepeatedRewrite {
     public let name = "fold-linear"
     public let summary = "MatMul+Add, Gemm and 1x1 Conv with constant weights -> cnx.Linear"
 
     public init() {}
 
-    public func run(_ graph: inout Graph) throws -> Int {
-        repeatUntilStable(&graph) { g in foldOne(&g) }
-    }
-
-    private func foldOne(_ g: inout Graph) -> Bool {
-        let index = GraphIndex(g)
+    public func rewriteOnce(_ g: inout Graph, _ index: GraphIndex) -> Bool {
         for (i, node) in g.nodes.enumerated() {
             switch node.op {
             case .matMul:

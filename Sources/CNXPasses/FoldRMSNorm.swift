@@ -18,15 +18,11 @@ import CNXGraph
 /// seen (then epsilon and gamma are kept as they are).
 /// The scale `gamma` is optional (taken as 1); epsilon must be a constant; every intermediate
 /// must have no other reader.
-public struct FoldRMSNorm: Pass {
+public struct FoldRMSNorm: RepeatedRewrite {
     public let name = "fold-rmsnorm"
     public let summary = "RMS and SimpleNorm chains (last axis, or channels-first over axis 1) -> RMSNormalization / cnx.SimpleNorm"
 
     public init() {}
-
-    public func run(_ graph: inout Graph) throws -> Int {
-        repeatUntilStable(&graph) { g in foldOne(&g) }
-    }
 
     /// The reduced axes of a Reduce node, normalised to `rank`.
     static func axes(_ node: Node, _ index: GraphIndex, rank: Int) -> [Int]? {
@@ -158,8 +154,7 @@ public struct FoldRMSNorm: Pass {
         return nil
     }
 
-    private func foldOne(_ g: inout Graph) -> Bool {
-        let index = GraphIndex(g)
+    public func rewriteOnce(_ g: inout Graph, _ index: GraphIndex) -> Bool {
         let facts = (try? ShapeInference.infer(g)) ?? [:]
         for (i, node) in g.nodes.enumerated() where node.op == .mul || node.op == .div {
             guard let m = match((i, node), index, facts), let shape = facts[m.x]?.shape, let channels = shape[m.axis].value else { continue }

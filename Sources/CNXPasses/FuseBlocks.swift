@@ -13,18 +13,13 @@ import CNXReference
 /// scale, no shift); Act is GELU (erf or tanh) or SiLU (the `activation` attribute); the layer
 /// scale must already be in Linear2. A chain with a second reader of any intermediate, another
 /// activation, or a residual from elsewhere is left alone.
-public struct FuseBlocks: Pass {
+public struct FuseBlocks: RepeatedRewrite {
     public let name = "fuse-blocks"
     public let summary = "depthwise kxk -> norm -> Linear -> GELU/SiLU -> (GRN) -> Linear -> residual add -> cnx.Block"
 
     public init() {}
 
-    public func run(_ graph: inout Graph) throws -> Int {
-        repeatUntilStable(&graph) { g in fuseOne(&g) }
-    }
-
-    private func fuseOne(_ g: inout Graph) -> Bool {
-        let index = GraphIndex(g)
+    public func rewriteOnce(_ g: inout Graph, _ index: GraphIndex) -> Bool {
         for (i, dw) in g.nodes.enumerated() where dw.op == .conv {
             guard let w = index.constant(dw.inputs[1]), w.dtype == .float32, w.shape.count == 4 else { continue }
             let (c, k) = (w.shape[0], w.shape[2])

@@ -10,7 +10,7 @@ import CNXReference
 /// Runs last, on what the other passes leave: the transpose must be exactly NHWC -> NCHW
 /// (perm [0, 3, 1, 2]) of a rank-4 map, the norm over its last axis with constant per-channel
 /// parameters; anything else stays as it is.
-public struct FuseFeatures: Pass {
+public struct FuseFeatures: RepeatedRewrite {
     public let name = "fuse-features"
     public let summary = "norm over channels -> transpose to NCHW, and fused maps handed out NCHW -> cnx.Features"
 
@@ -18,12 +18,7 @@ public struct FuseFeatures: Pass {
 
     static let nhwcProducers: Set<OpType> = [.stem, .downsample, .block]
 
-    public func run(_ graph: inout Graph) throws -> Int {
-        repeatUntilStable(&graph) { g in fuseOne(&g) }
-    }
-
-    private func fuseOne(_ g: inout Graph) -> Bool {
-        let index = GraphIndex(g)
+    public func rewriteOnce(_ g: inout Graph, _ index: GraphIndex) -> Bool {
         for (i, t) in g.nodes.enumerated() where t.op == .transpose && t.ints("perm") == [0, 3, 1, 2] {
             guard let p = index.producer(t.inputs[0]) else { continue }
             // Norm, then the transpose: the norm's channel count is its scale's length.

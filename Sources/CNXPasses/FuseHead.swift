@@ -17,15 +17,11 @@ import CNXReference
 /// map, then the pool. The norm's affine folds into the first Linear when there is one
 /// (mean(gamma ⊙ n + beta) = gamma ⊙ mean(n) + beta, so the order does not matter); a headless
 /// head keeps it.
-public struct FuseHead: Pass {
+public struct FuseHead: RepeatedRewrite {
     public let name = "fuse-head"
     public let summary = "global average pool + norm (either order) -> (Linear -> (act -> (Linear))) -> cnx.Head"
 
     public init() {}
-
-    public func run(_ graph: inout Graph) throws -> Int {
-        repeatUntilStable(&graph) { g in fuseOne(&g) }
-    }
 
     /// Whether `node` averages an NCHW map over H and W: nil if not, else whether it keeps dims.
     private func spatialMean(_ node: Node, _ index: GraphIndex) -> Bool? {
@@ -44,8 +40,7 @@ public struct FuseHead: Pass {
         return flat
     }
 
-    private func fuseOne(_ g: inout Graph) -> Bool {
-        let index = GraphIndex(g)
+    public func rewriteOnce(_ g: inout Graph, _ index: GraphIndex) -> Bool {
         let facts = (try? ShapeInference.infer(g)) ?? [:]
         for (i, pool) in g.nodes.enumerated() {
             guard let keep = spatialMean(pool, index), let shape = facts[pool.inputs[0]]?.shape, shape.count == 4,

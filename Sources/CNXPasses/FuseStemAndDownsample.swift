@@ -37,18 +37,13 @@ private func vector(_ name: String, _ count: Int, _ index: GraphIndex) -> Tensor
 ///
 /// A stem convolution reads the graph's input, or the map an earlier stem wrote; any other
 /// convolution belongs to a block or a downsample layer and is left for those passes.
-public struct FuseStem: Pass {
+public struct FuseStem: RepeatedRewrite {
     public let name = "fuse-stem"
     public let summary = "the convolutions reading the image (+ activation, + norm over channels) -> cnx.Stem"
 
     public init() {}
 
-    public func run(_ graph: inout Graph) throws -> Int {
-        repeatUntilStable(&graph) { g in fuseOne(&g) }
-    }
-
-    private func fuseOne(_ g: inout Graph) -> Bool {
-        let index = GraphIndex(g)
+    public func rewriteOnce(_ g: inout Graph, _ index: GraphIndex) -> Bool {
         let imageInputs = Set(g.inputs.map(\.name))
         for (i, conv) in g.nodes.enumerated() {
             guard let (w, k, stride, pad) = squareConvolution(conv, index), !(k == 1 && stride == 1) else { continue }
@@ -132,18 +127,13 @@ public struct FuseStem: Pass {
 /// followed by a patchify convolution (2x2, stride 2 in ConvNeXt) becomes one
 /// `cnx.Downsample`, channels-last in and out, with the norm's affine folded into the
 /// convolution's weight and bias.
-public struct FuseDownsample: Pass {
+public struct FuseDownsample: RepeatedRewrite {
     public let name = "fuse-downsample"
     public let summary = "norm over channels -> patchify Conv -> cnx.Downsample"
 
     public init() {}
 
-    public func run(_ graph: inout Graph) throws -> Int {
-        repeatUntilStable(&graph) { g in fuseOne(&g) }
-    }
-
-    private func fuseOne(_ g: inout Graph) -> Bool {
-        let index = GraphIndex(g)
+    public func rewriteOnce(_ g: inout Graph, _ index: GraphIndex) -> Bool {
         for t in g.nodes where t.op == .transpose {
             // The norm's channel count comes from the convolution that reads it. The NHWC map
             // may have other readers than the norm (a transformers backbone's output norm of

@@ -2,7 +2,7 @@ import CNXGraph
 
 /// A read-only index over a graph: who writes each value, who reads it, which are constants.
 /// Passes look at the graph through it and rewrite with `Graph.replace`.
-struct GraphIndex {
+public struct GraphIndex {
     let graph: Graph
     let producers: [String: Int]
     let consumers: [String: [Int]]
@@ -143,6 +143,19 @@ public protocol Pass {
     var summary: String { get }
     /// Rewrites `graph` and returns how many rewrites it made (0: the graph is unchanged).
     func run(_ graph: inout Graph) throws -> Int
+}
+
+/// A pass made of one rewrite at a time: `rewriteOnce` finds one match in the graph (seen
+/// through a fresh index), rewrites it and returns true, or returns false when none is left.
+/// Its `run` repeats it until the graph is stable, removing dead code after each rewrite.
+public protocol RepeatedRewrite: Pass {
+    func rewriteOnce(_ g: inout Graph, _ index: GraphIndex) -> Bool
+}
+
+extension RepeatedRewrite {
+    public func run(_ graph: inout Graph) throws -> Int {
+        repeatUntilStable(&graph) { g in rewriteOnce(&g, GraphIndex(g)) }
+    }
 }
 
 /// Applies `rewriteOnce` until it returns false; the pass's count is the number of rewrites.

@@ -9,15 +9,11 @@ import CNXGraph
 /// `index[i0, i1, ...] = a0 i0 + a1 i1 + ... + b`. When that function is exactly the row-major
 /// position of the element (and the data is 1-D, gathered on axis 0), the Gather is a Reshape.
 /// Anything else, including indices it cannot follow, is left alone.
-public struct SimplifyGather: Pass {
+public struct SimplifyGather: RepeatedRewrite {
     public let name = "simplify-gather"
     public let summary = "Gather with row-major affine indices over flattened data -> Reshape"
 
     public init() {}
-
-    public func run(_ graph: inout Graph) throws -> Int {
-        repeatUntilStable(&graph) { g in rewriteOne(&g) }
-    }
 
     /// coefficient per axis of the value's shape, and the constant term.
     struct Affine { var coefficients: [Int]; var offset: Int }
@@ -69,8 +65,7 @@ public struct SimplifyGather: Pass {
         }
     }
 
-    private func rewriteOne(_ g: inout Graph) -> Bool {
-        let index = GraphIndex(g)
+    public func rewriteOnce(_ g: inout Graph, _ index: GraphIndex) -> Bool {
         guard let facts = try? ShapeInference.infer(g) else { return false }
         for (i, gather) in g.nodes.enumerated() where gather.op == .gather && (gather.int("axis") ?? 0) == 0 {
             guard let data = facts[gather.inputs[0]]?.shape, data.count == 1,

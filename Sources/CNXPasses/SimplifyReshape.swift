@@ -4,7 +4,7 @@ import CNXGraph
 /// is `Reshape(x, b)` when b has no 0 entries (which would copy a's dimensions), and a Reshape
 /// (or Flatten, Squeeze, Unsqueeze) whose result has its input's shape, symbols included, is
 /// its input.
-public struct SimplifyReshape: Pass {
+public struct SimplifyReshape: RepeatedRewrite {
     public let name = "simplify-reshape"
     public let summary = "merge consecutive reshapes; drop reshapes to the same shape"
 
@@ -12,12 +12,7 @@ public struct SimplifyReshape: Pass {
 
     static let reshaping: Set<OpType> = [.reshape, .flatten, .squeeze, .unsqueeze]
 
-    public func run(_ graph: inout Graph) throws -> Int {
-        repeatUntilStable(&graph) { g in rewriteOne(&g) }
-    }
-
-    private func rewriteOne(_ g: inout Graph) -> Bool {
-        let index = GraphIndex(g)
+    public func rewriteOnce(_ g: inout Graph, _ index: GraphIndex) -> Bool {
         guard let facts = try? ShapeInference.infer(g) else { return false }
         for (i, node) in g.nodes.enumerated() where Self.reshaping.contains(node.op) {
             let out = node.outputs[0]
