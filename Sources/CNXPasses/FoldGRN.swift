@@ -71,11 +71,8 @@ public struct FoldGRN: RepeatedRewrite {
             let gName = g.freshName("\(out).grn_gamma"), bName = g.freshName("\(out).grn_beta")
             let tensors = [gName: Tensor(floats: gamma, shape: [channels]), bName: Tensor(floats: beta, shape: [channels])]
             let attrs: [String: Attribute] = ["grn_epsilon": .float(eps)]
-            if channelsFirst {
-                g.replace(removed, with: g.channelsLast(l2.name, .grn, x, [gName, bName], attributes: attrs, output: out), adding: tensors)
-            } else {
-                g.replace(removed, with: [Node(name: l2.name, op: .grn, inputs: [x, gName, bName], outputs: [out], attributes: attrs)], adding: tensors)
-            }
+            g.replace(removed, withChannelOp: .grn, named: l2.name, x, [gName, bName], attributes: attrs, output: out,
+                      channelsFirst: channelsFirst, adding: tensors)
             return true
         }
         return false

@@ -72,11 +72,8 @@ public struct FoldLayerNorm: RepeatedRewrite {
             let scale = g.freshName("\(out).ln_scale"), bias = g.freshName("\(out).ln_bias")
             let tensors = [scale: Tensor(floats: gamma.floats, shape: [channels]), bias: Tensor(floats: beta.floats, shape: [channels])]
             let attrs: [String: Attribute] = ["axis": .int(-1), "epsilon": .float(eps)]
-            if channelsFirst {
-                g.replace(removed, with: g.channelsLast(mean.name, .layerNormalization, x, [scale, bias], attributes: attrs, output: out), adding: tensors)
-            } else {
-                g.replace(removed, with: [Node(name: mean.name, op: .layerNormalization, inputs: [x, scale, bias], outputs: [out], attributes: attrs)], adding: tensors)
-            }
+            g.replace(removed, withChannelOp: .layerNormalization, named: mean.name, x, [scale, bias], attributes: attrs, output: out,
+                      channelsFirst: channelsFirst, adding: tensors)
             return true
         }
         return false

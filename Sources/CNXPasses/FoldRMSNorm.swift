@@ -168,11 +168,8 @@ public struct FoldRMSNorm: RepeatedRewrite {
             var attrs: [String: Attribute] = ["epsilon": .float(Float(Double(m.eps) / factor))]
             if !m.simple { attrs["axis"] = .int(-1) }
             let tensors = [scale: Tensor(floats: gamma, shape: [channels])]
-            if m.axis == 1 && shape.count == 4 {
-                g.replace(m.nodes, with: g.channelsLast(node.name, op, m.x, [scale], attributes: attrs, output: m.output), adding: tensors)
-            } else {
-                g.replace(m.nodes, with: [Node(name: node.name, op: op, inputs: [m.x, scale], outputs: [m.output], attributes: attrs)], adding: tensors)
-            }
+            g.replace(m.nodes, withChannelOp: op, named: node.name, m.x, [scale], attributes: attrs, output: m.output,
+                      channelsFirst: m.axis == 1 && shape.count == 4, adding: tensors)
             return true
         }
         return false

@@ -133,6 +133,16 @@ extension Graph {
                 Node(name: name, op: op, inputs: [nhwc] + rest, outputs: [result], attributes: attributes),
                 toNCHW(name, result, output)]
     }
+
+    /// Replaces the nodes `removed` by one operation over the last axis reading `x` and the
+    /// per-channel `rest` (new `tensors`) into `output`: as it is when `x` is channels-last, or
+    /// between transposes (`channelsLast`) when `x` is NCHW.
+    mutating func replace(_ removed: Set<Int>, withChannelOp op: OpType, named name: String, _ x: String, _ rest: [String],
+                          attributes: [String: Attribute], output: String, channelsFirst: Bool, adding tensors: [String: Tensor]) {
+        let nodes = channelsFirst ? channelsLast(name, op, x, rest, attributes: attributes, output: output)
+                                  : [Node(name: name, op: op, inputs: [x] + rest, outputs: [output], attributes: attributes)]
+        replace(removed, with: nodes, adding: tensors)
+    }
 }
 
 /// One optimisation pass: a rewrite applied until nothing matches.
