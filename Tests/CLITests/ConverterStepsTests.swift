@@ -113,8 +113,9 @@ final class ConverterStepsTests: XCTestCase {
         // A weight changed after the probe: the graph no longer computes the reader's answer.
         // The largest float32 weight (ties by name), so the choice does not follow a dictionary's
         // order from run to run.
-        let name = try XCTUnwrap(graph.initializers.filter { $0.value.dtype == .float32 }
-            .max { ($0.value.count, $1.key) < ($1.value.count, $0.key) }?.key)
+        let name = try XCTUnwrap(
+            graph.initializers.filter { $0.value.dtype == .float32 }
+                .max { ($0.value.count, $1.key) < ($1.value.count, $0.key) }?.key)
         let w = try XCTUnwrap(graph.initializers[name])
         graph.initializers[name] = nudged(w, by: 10)
         XCTAssertThrowsError(try Converter.verify(graph, on: x, expected: [y], input: "m.onnx", what: "the optimised graph"))
