@@ -81,17 +81,17 @@ CNX_TARGET_BF16 static void bf16_tile(int64_t kq, const uint32_t *apairs, int64_
     for (int64_t q = 0; q < kq; q++) {
         const uint16_t *b = bp + q * 2 * CNX_HPANEL;
         bfloat16x8_t bv[4];
-        for (int c = 0; c < 4; c++) bv[c] = vreinterpretq_bf16_u16(vld1q_u16(b + 8 * c));
-        for (int r = 0; r < TR; r++) {
+        CNX_UNROLL for (int c = 0; c < 4; c++) bv[c] = vreinterpretq_bf16_u16(vld1q_u16(b + 8 * c));
+        CNX_UNROLL for (int r = 0; r < TR; r++) {
             const bfloat16x8_t av = vreinterpretq_bf16_u32(vld1q_dup_u32(apairs + r * lda2 + q));
-            for (int c = 0; c < 4; c++) acc[r][c] = vbfdotq_f32(acc[r][c], bv[c], av);
+            CNX_UNROLL for (int c = 0; c < 4; c++) acc[r][c] = vbfdotq_f32(acc[r][c], bv[c], av);
         }
     }
     for (int r = 0; r < TR; r++)
         for (int c = 0; c < 4; c++) vst1q_f32(t + r * TC + 4 * c, acc[r][c]);
 }
 
-static void f16_tile(int64_t k, const float *a, int64_t lda, int rows, const uint16_t *bp, float *t) {
+__attribute__((noinline)) static void f16_tile(int64_t k, const float *a, int64_t lda, int rows, const uint16_t *bp, float *t) {
     float32x4_t acc[TR][4];
     for (int r = 0; r < TR; r++)
         for (int c = 0; c < 4; c++) acc[r][c] = vld1q_f32(t + r * TC + 4 * c);
@@ -104,7 +104,7 @@ static void f16_tile(int64_t k, const float *a, int64_t lda, int rows, const uin
         const float16x8_t h0 = vreinterpretq_f16_u16(vld1q_u16(b)), h1 = vreinterpretq_f16_u16(vld1q_u16(b + 8));
         const float32x4_t w0 = vcvt_f32_f16(vget_low_f16(h0)), w1 = vcvt_high_f32_f16(h0);
         const float32x4_t w2 = vcvt_f32_f16(vget_low_f16(h1)), w3 = vcvt_high_f32_f16(h1);
-        for (int r = 0; r < TR; r++) {
+        CNX_UNROLL for (int r = 0; r < TR; r++) {
             const float32x4_t av = vld1q_dup_f32(ar[r] + kk * step[r]);
             acc[r][0] = vfmaq_f32(acc[r][0], av, w0);
             acc[r][1] = vfmaq_f32(acc[r][1], av, w1);
