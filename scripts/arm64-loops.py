@@ -26,6 +26,8 @@ KERNELS = [
     ("i8mm_5", {"sudot"}, "int8 i8mm 5x16 tile, 16 k: 1280 multiply-adds"),
     ("dotprod_5", {"sdot"}, "int8 dotprod 5x16 tile, 16 k: 1280 multiply-adds"),
     ("neon_4", {"smlal", "smlal2"}, "int8 neon 4x16 tile, 4 k: 256 multiply-adds"),
+    ("bf16_tile", {"bfdot"}, "half bf16 BFDOT 4x16 tile, 2 k: 128 multiply-adds"),
+    ("f16_tile", {"fmla"}, "half float16 FCVTL 4x16 tile, 1 k: 64 multiply-adds"),
 ]
 
 LINE = re.compile(r"^\s*([0-9a-f]+):\s+([a-z0-9.]+)\s*(.*)$")

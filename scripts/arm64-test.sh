@@ -6,7 +6,7 @@
 # qemu-aarch64 on three CPU models, so that every path runs:
 #   cortex-a53   baseline NEON, no dot product: float neon, int8 neon
 #   neoverse-n1  + dot product (SDOT/UDOT):     int8 dotprod
-#   max          + I8MM, BF16, ...:             int8 i8mm
+#   max          + I8MM, BF16, ...:             int8 i8mm, half-precision BFDOT (neonbf16)
 # Emulation checks results, not speed (see Sources/CKernels/ARM64.md).
 # Usage: scripts/arm64-test.sh [--no-install] [--keep DIR]
 set -euo pipefail
@@ -66,7 +66,7 @@ for cc in "${compilers[@]}"; do
   fi
 done
 
-declare -A expect=([cortex-a53]="neon" [neoverse-n1]="neon,dotprod" [max]="neon,dotprod,i8mm")
+declare -A expect=([cortex-a53]="neon" [neoverse-n1]="neon,dotprod" [max]="neon,dotprod,i8mm,bf16")
 status=0
 summary=()
 for cc in "${compilers[@]}"; do

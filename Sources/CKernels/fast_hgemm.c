@@ -15,6 +15,9 @@
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(CNX_NO_SIMD)
 #define CNX_X86 1
 #endif
+#if defined(__aarch64__) && !defined(CNX_NO_SIMD)
+#define CNX_AARCH64 1
+#endif
 
 #define PANEL CNX_HPANEL
 
@@ -223,20 +226,28 @@ void cnx_gemm_f16_ref(int64_t m, int64_t n, int64_t k, const float *a, int64_t l
 static cnx_hpath hardware_hpath(void) {
     const cnx_isa isa = cnx_isa_current();
     if (isa == CNX_ISA_SCALAR) return CNX_HPATH_SCALAR;
-    if (isa != CNX_ISA_AVX512) return CNX_HPATH_FLOAT;  // AVX2, NEON
+    if (isa == CNX_ISA_NEON) return (cnx_cpu_features() & CNX_CPU_BF16) ? CNX_HPATH_NEON_BF16 : CNX_HPATH_FLOAT;
+    if (isa != CNX_ISA_AVX512) return CNX_HPATH_FLOAT;  // AVX2
     return (cnx_cpu_features() & CNX_CPU_AVX512_BF16) ? CNX_HPATH_AVX512_BF16 : CNX_HPATH_AVX512;
 }
 
 static _Atomic int g_hpath = -1;
 
 // Path names by number (CNX_HPATH and cnx_hpath_name).
-static const char *const HPATH_NAMES[] = {"scalar", "float", "avx512", "avx512bf16"};
+static const char *const HPATH_NAMES[] = {"scalar", "float", "avx512", "avx512bf16", "neonbf16"};
+
+// A level at most `hw`; a level of the other architecture gives float.
+static int clamp_hpath(int p, int hw) {
+    if (p > hw) p = hw;
+    if (hw == CNX_HPATH_NEON_BF16 && (p == CNX_HPATH_AVX512 || p == CNX_HPATH_AVX512_BF16)) p = CNX_HPATH_FLOAT;
+    return p;
+}
 
 cnx_hpath cnx_hpath_detect(void) {
     const int hw = (int)hardware_hpath();
     const char *env = getenv("CNX_HPATH");
     for (int p = 0; env && p < hw; p++)
-        if (strcmp(env, HPATH_NAMES[p]) == 0) return (cnx_hpath)p;  // lowered
+        if (strcmp(env, HPATH_NAMES[p]) == 0) return (cnx_hpath)clamp_hpath(p, hw);  // lowered
     return (cnx_hpath)hw;
 }
 
@@ -251,13 +262,13 @@ cnx_hpath cnx_hpath_current(void) {
 
 void cnx_hpath_force(int path) {
     const int hw = (int)hardware_hpath();
-    const int v = path < 0 ? (int)cnx_hpath_detect() : path < hw ? path : hw;
+    const int v = path < 0 ? (int)cnx_hpath_detect() : clamp_hpath(path, hw);
     atomic_store_explicit(&g_hpath, v, memory_order_relaxed);
 }
 
 const char *cnx_hpath_name(cnx_hpath path) {
     const int p = (int)path;
-    return p >= 0 && p <= CNX_HPATH_AVX512_BF16 ? HPATH_NAMES[p] : "unknown";
+    return p >= 0 && p <= CNX_HPATH_NEON_BF16 ? HPATH_NAMES[p] : "unknown";
 }
 
 // MARK: - Dispatch
@@ -273,6 +284,12 @@ static void hgemm(int kind, int64_t m, int64_t n, int64_t k, const float *a, int
     if (path == CNX_HPATH_AVX512 || path == CNX_HPATH_AVX512_BF16) {
         if (kind == CNX_HK_BF16_DOT && path != CNX_HPATH_AVX512_BF16) kind = CNX_HK_BF16_WIDE;
         cnx_hgemm_avx512(kind, m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc);
+        return;
+    }
+#endif
+#if CNX_AARCH64
+    if (path == CNX_HPATH_NEON_BF16 && (kind == CNX_HK_BF16_DOT || kind == CNX_HK_F16)) {
+        cnx_hgemm_neon(kind, m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc);
         return;
     }
 #endif

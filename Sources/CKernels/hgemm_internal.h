@@ -14,4 +14,9 @@ void cnx_hgemm_avx512(int kind, int64_t m, int64_t n, int64_t k, const float *a,
                       const uint16_t *packed_b, const float *bias, int act, const float *residual,
                       int64_t ldr, float *c, int64_t ldc);
 
+/// The arm64 kernels (neon_hgemm.c); kind CNX_HK_BF16_DOT needs FEAT_BF16, CNX_HK_F16 any arm64.
+void cnx_hgemm_neon(int kind, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                    const uint16_t *packed_b, const float *bias, int act, const float *residual,
+                    int64_t ldr, float *c, int64_t ldc);
+
 #endif

@@ -14,6 +14,7 @@
 // Prints one line per failed case, a line per path, and `N passed, N failed`; exits 1 on failure.
 #define CNX_QGEMM_INTERNAL  // neon_internal.h declares the int8 entry points with its job type
 #include "cnx_fast.h"
+#include "cnx_half.h"
 #include "cnx_qgemm.h"
 #include "neon_internal.h"
 
@@ -503,6 +504,87 @@ static void test_qepilogue_and_quantize(void) {
     free(bias);
 }
 
+// MARK: - Half-precision GEMM
+
+// bf16 by BFDOT against the dot twin, float16 (FCVTL + FMLA) against its twin; odd sizes, every
+// bias / activation / residual (separate, in C) combination. BFDOT rounds each of its two
+// additions per pair to odd (the twin: to nearest even), so the bf16 bound is elementwise, from
+// the sizes: |got - ref| <= 4 (k/2 + 1) 2^-23 S with S = |start| + sum |a_bf16 w| (both paths'
+// rounding errors over their k/2 pairs of two additions), times 1.2 through an activation plus
+// the activation's own 2e-6 + 2e-6 |ref| (NEON vs libm), plus 2^-23 |ref| for the last add.
+// float16 without activation: bit for bit; with one, within 2e-6 + 2e-6 |ref|.
+static void test_hgemm(int bf16) {
+    static const int64_t sizes[][3] = {{1, 7, 9}, {5, 33, 65}, {13, 96, 130}, {4, 16, 1}, {3, 50, 0}, {7, 31, 2}};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        const int64_t m = sizes[si][0], n = sizes[si][1], k = sizes[si][2];
+        const int64_t lda = k + 3, ldc = n + 2;
+        float *a = floats((size_t)(m * lda), 1.0f);
+        uint16_t *w = malloc((size_t)(k * n + 1) * sizeof(uint16_t));
+        for (int64_t i = 0; i < k * n; i++)
+            w[i] = bf16 ? cnx_bf16_from_f32(rndf(0.5f)) : cnx_f16_from_f32(rndf(0.5f));
+        uint16_t *pb = malloc((cnx_hgemm_packed_b_halves(k, n) + 1) * sizeof(uint16_t));
+        if (bf16) cnx_hgemm_pack_b_bf16(w, k, n, pb);
+        else cnx_hgemm_pack_b_f16(w, k, n, pb);
+        float *bias = floats((size_t)n, 1.0f);
+        float *res = floats((size_t)(m * ldc), 2.0f);
+        // S per output (bf16 bound): the bf16-rounded activations times |w|.
+        float *sabs = calloc((size_t)(m * n), sizeof(float));
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++)
+                for (int64_t kk = 0; kk < k; kk++)
+                    sabs[i * n + j] += fabsf(cnx_f32_from_bf16(cnx_bf16_from_f32(a[i * lda + kk])) *
+                                             (bf16 ? cnx_f32_from_bf16(w[kk * n + j]) : cnx_f32_from_f16(w[kk * n + j])));
+        for (int act = 0; act < 2; act++) {
+            for (int variant = 0; variant < 4; variant++) {
+                // 0: plain; 1: bias; 2: bias + separate residual; 3: bias + residual in C.
+                const float *bb = variant ? bias : NULL;
+                float *got = copy_floats(res, (size_t)(m * ldc)), *want = copy_floats(res, (size_t)(m * ldc));
+                const float *rg = variant == 2 ? res : variant == 3 ? got : NULL;
+                const float *rw = variant == 2 ? res : variant == 3 ? want : NULL;
+                if (bf16) {
+                    cnx_gemm_bf16(m, n, k, a, lda, pb, bb, act, rg, ldc, got, ldc);
+                    cnx_gemm_bf16_dot_ref(m, n, k, a, lda, pb, bb, act, rw, ldc, want, ldc);
+                } else {
+                    cnx_gemm_f16(m, n, k, a, lda, pb, bb, act, rg, ldc, got, ldc);
+                    cnx_gemm_f16_ref(m, n, k, a, lda, pb, bb, act, rw, ldc, want, ldc);
+                }
+                int bad = 0;
+                double worst = 0;
+                for (int64_t i = 0; i < m && !bad; i++) {
+                    for (int64_t j = 0; j < ldc; j++) {
+                        const float g = got[i * ldc + j], r = want[i * ldc + j];
+                        if (j >= n) {  // outside the columns: untouched
+                            if (g != res[i * ldc + j]) bad = 1;
+                            continue;
+                        }
+                        double tol;
+                        if (bf16) {
+                            const double start = fabs(bb ? bb[j] : 0.0) + (variant >= 2 ? fabs(res[i * ldc + j]) : 0.0);
+                            const double e = 4.0 * (double)(k / 2 + 1) * 0x1p-23 * (start + sabs[i * n + j]);
+                            tol = (act ? 1.2 * e + 2e-6 + 2e-6 * fabs(r) : e) + 0x1p-23 * fabs(r);
+                        } else {
+                            tol = act ? 2e-6 + 2e-6 * fabs(r) : 0.0;
+                        }
+                        const double d = fabs((double)g - (double)r);
+                        if (!(d <= tol)) bad = 1;
+                        if (d > worst) worst = d;
+                    }
+                }
+                check(!bad, "%s gemm %lldx%lldx%lld act %d variant %d: max |got - twin| %.3g beyond the bound",
+                      bf16 ? "bf16" : "f16", (long long)m, (long long)n, (long long)k, act, variant, worst);
+                free(got);
+                free(want);
+            }
+        }
+        free(a);
+        free(w);
+        free(pb);
+        free(bias);
+        free(res);
+        free(sabs);
+    }
+}
+
 // MARK: - Driver
 
 int main(int argc, char **argv) {
@@ -548,6 +630,27 @@ int main(int argc, char **argv) {
         strcat(seen, cnx_qisa_name(paths[p]));
     }
     cnx_qisa_force(-1);
+
+    // Half precision: the BFDOT path where the CPU has BF16; elsewhere forcing it gives float.
+    cnx_hpath_force(CNX_HPATH_NEON_BF16);
+    if (f & CNX_ARM64_BF16) {
+        begin_path("half/neonbf16");
+        check(cnx_hpath_current() == CNX_HPATH_NEON_BF16, "forcing neonbf16");
+        check(cnx_hpath_detect() == CNX_HPATH_NEON_BF16, "neonbf16 is the automatic choice");
+        test_hgemm(1);
+        test_hgemm(0);
+        end_path();
+        strcat(seen, ",bf16");
+    } else {
+        begin_path("half/no-bf16");
+        check(cnx_hpath_current() == CNX_HPATH_FLOAT, "forcing neonbf16 without BF16 gives float (got %s)",
+              cnx_hpath_name(cnx_hpath_current()));
+        check(cnx_hpath_detect() == CNX_HPATH_FLOAT, "float is the automatic half path without BF16");
+        end_path();
+    }
+    cnx_hpath_force(CNX_HPATH_AVX512_BF16);
+    check(cnx_hpath_current() == CNX_HPATH_FLOAT, "forcing avx512bf16 on arm64 gives float");
+    cnx_hpath_force(-1);
     begin_path("expectations");
     // The best offered path is the automatic choice; every expected path ran.
     check(cnx_qisa_detect() == (cnx_qisa_supported(CNX_QISA_I8MM) ? CNX_QISA_I8MM

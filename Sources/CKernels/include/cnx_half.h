@@ -63,19 +63,22 @@ typedef enum {
                                 // cnx_isa_current()), which computes what the widened twin does
     CNX_HPATH_AVX512 = 2,       // AVX-512 F/BW/DQ/VL: bf16 widened, float16 via vcvtph2ps
     CNX_HPATH_AVX512_BF16 = 3,  // plus AVX512_BF16: bf16 by vdpbf16ps; float16 as CNX_HPATH_AVX512
+    CNX_HPATH_NEON_BF16 = 4,    // arm64 with FEAT_BF16: bf16 by BFDOT (the dot twin within a rounding
+                                // bound, neon_hgemm.c), float16 widened by FCVTL in the kernel
 } cnx_hpath;
 
 /// The best path: AVX-512 when the float kernels' path (cnx_isa_current(), so CNX_ISA lowers it)
 /// is AVX-512, with BF16 when cnx_cpu_features() has CNX_CPU_AVX512_BF16 (cnx_cpu.h: CNX_ISA
-/// lowers both); float when it is AVX2 or NEON; else
-/// scalar. The environment variable CNX_HPATH (`scalar`, `float`, `avx512`, `avx512bf16`) lowers
-/// it further. Never a path the CPU lacks.
+/// lowers both); neon bf16 when it is NEON and the CPU has CNX_CPU_BF16; float when it is AVX2 or
+/// NEON without BF16; else scalar. The environment variable CNX_HPATH (`scalar`, `float`,
+/// `avx512`, `avx512bf16`, `neonbf16`) lowers it further (an x86 level on arm64 gives float).
+/// Never a path the CPU lacks.
 cnx_hpath cnx_hpath_detect(void);
 /// The path in use: cnx_hpath_detect() on first use, unless forced. Thread-safe.
 cnx_hpath cnx_hpath_current(void);
 /// Forces a path (tests, benchmarks), clamped to what the CPU has; -1 returns to detection.
 void cnx_hpath_force(int path);
-/// "scalar", "float", "avx512", "avx512bf16" (or "unknown").
+/// "scalar", "float", "avx512", "avx512bf16", "neonbf16" (or "unknown").
 const char *cnx_hpath_name(cnx_hpath path);
 
 // MARK: - GEMM
@@ -89,7 +92,7 @@ void cnx_hgemm_pack_b_f16(const uint16_t *b, int64_t k, int64_t n, uint16_t *pac
 
 /// C[i][j] = residual[i][j] + act(bias[j] + sum_k A[i][k] B[k][j]), arguments as cnx_gemm_f32's
 /// (bias may be NULL, residual NULL or C itself with ldr == ldc; act a CNX_ACT_* code), packed_b
-/// from cnx_hgemm_pack_b_bf16. Dot path with AVX512_BF16, widened path otherwise.
+/// from cnx_hgemm_pack_b_bf16. Dot path with AVX512_BF16 or arm64 BF16, widened path otherwise.
 void cnx_gemm_bf16(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const uint16_t *packed_b,
                    const float *bias, int act, const float *residual, int64_t ldr, float *c, int64_t ldc);
 /// The same with float16 weights (packed by cnx_hgemm_pack_b_f16).
