@@ -73,7 +73,7 @@ static void *worker_main(void *unused) {
             gen = gen_of(atomic_load_explicit(&job_word, memory_order_acquire));
             if (gen != seen) break;
             CNX_PAUSE();
-            if (++polls == 64) {
+            if (++polls == 16) {
                 polls = 0;
                 // On a busy machine this worker may share a core with the thread that will post
                 // the next section: after a first stretch of pure spinning, give the core away
@@ -101,7 +101,7 @@ int cnx_pool_run(int64_t threads, int64_t chunks, cnx_pool_fn fn, void *ctx) {
     if (chunks > 0xffff || atomic_flag_test_and_set_explicit(&busy, memory_order_acquire)) return 0;
     if (spin_ns < 0) {
         const char *s = getenv("CNX_POOL_SPIN_US");
-        long us = s ? atol(s) : 200;
+        long us = s ? atol(s) : 50;
         spin_ns = (us < 0 ? 0 : us) * 1000;
     }
     int64_t want = threads - 1;
@@ -129,10 +129,18 @@ int cnx_pool_run(int64_t threads, int64_t chunks, cnx_pool_fn fn, void *ctx) {
         pthread_mutex_unlock(&sleep_lock);
     }
     work(gen);
+    // Wait for the chunks the workers took: spin briefly, then give the core away between polls
+    // (a worker that shares this core, on a busy machine, gets to finish).
     int polls = 0;
+    int64_t yield_after = -1;
     while (atomic_load_explicit(&job_done, memory_order_acquire) < chunks) {
         CNX_PAUSE();
-        if (++polls >= 4096) { polls = 0; sched_yield(); }
+        if (++polls == 16) {
+            polls = 0;
+            int64_t t = now_ns();
+            if (yield_after < 0) yield_after = t + 5000;
+            else if (t > yield_after) sched_yield();
+        }
     }
     atomic_flag_clear_explicit(&busy, memory_order_release);
     return 1;

@@ -3,7 +3,7 @@
 // A ConvNeXt block on a small map is a few hundred microseconds of work split into two to three
 // parallel sections; waking a sleeping thread for each (as a general-purpose pool does) costs a
 // large share of that. This pool keeps its workers spinning for a short while after each section
-// (CNX_POOL_SPIN_US microseconds, default 200; 0 makes them sleep at once), so the next section
+// (CNX_POOL_SPIN_US microseconds, default 50; 0 makes them sleep at once), so the next section
 // starts without a wake-up, and sleeps them on a condition variable when nothing comes.
 // The caller takes part: chunks are claimed one at a time from a shared counter, so a worker that
 // is late (descheduled on a busy machine) never holds the section up: the caller runs its chunks.
