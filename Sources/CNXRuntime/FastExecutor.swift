@@ -39,13 +39,34 @@ public protocol ActivationObserver: AnyObject {
     func observe(node: Int, layer: Int, values: UnsafeBufferPointer<Float>)
 }
 
-/// Runs `body(start, end)` over `count` items split into at most `threads` contiguous chunks.
+/// One section of `parallelChunks`, as the pool's C callback sees it.
+private struct PoolSection {
+    let count: Int, chunks: Int
+    let body: (Int, Int, Int) -> Void
+}
+
+/// Runs `body(start, end, lane)` over `count` items split into at most `threads` contiguous
+/// chunks, chunk `lane` (each lane on one thread at a time). The chunks run on the runtime's
+/// spinning pool (`cnx_pool.h`: no wake-up between the many short sections of a small model);
+/// when the pool is taken (another caller, or a section inside a section), on Dispatch.
 func parallelChunks(_ count: Int, threads: Int, _ body: (Int, Int, Int) -> Void) {
     let chunks = max(1, min(threads, count))
     if chunks == 1 {
         body(0, count, 0)
         return
     }
+    let ran = withoutActuallyEscaping(body) { body -> Bool in
+        var section = PoolSection(count: count, chunks: chunks, body: body)
+        return withUnsafeMutablePointer(to: &section) { p in
+            cnx_pool_run(Int64(chunks), Int64(chunks), { ctx, t in
+                let s = ctx!.assumingMemoryBound(to: PoolSection.self)
+                let (count, chunks, lane) = (s.pointee.count, s.pointee.chunks, Int(t))
+                let lo = count * lane / chunks, hi = count * (lane + 1) / chunks
+                if lo < hi { s.pointee.body(lo, hi, lane) }
+            }, p) != 0
+        }
+    }
+    if ran { return }
     DispatchQueue.concurrentPerform(iterations: chunks) { t in
         let lo = count * t / chunks, hi = count * (t + 1) / chunks
         if lo < hi { body(lo, hi, t) }

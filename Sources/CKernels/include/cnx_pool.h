@@ -1,0 +1,33 @@
+// A small spinning thread pool for the runtime's short parallel sections.
+//
+// A ConvNeXt block on a small map is a few hundred microseconds of work split into two to three
+// parallel sections; waking a sleeping thread for each (as a general-purpose pool does) costs a
+// large share of that. This pool keeps its workers spinning for a short while after each section
+// (CNX_POOL_SPIN_US microseconds, default 50; 0 makes them sleep at once), so the next section
+// starts without a wake-up, and sleeps them on a condition variable when nothing comes.
+// The caller takes part: chunks are claimed one at a time from a shared counter, so a worker that
+// is late (descheduled on a busy machine) never holds the section up: the caller runs its chunks.
+#ifndef CNX_POOL_H
+#define CNX_POOL_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// What a section runs: fn(ctx, i) for every chunk i in 0..<chunks, each exactly once, at most
+/// one thread per chunk; chunks may run in any order on any thread.
+typedef void (*cnx_pool_fn)(void *ctx, int64_t chunk);
+
+/// Runs fn(ctx, i) for i in 0..<chunks on the calling thread and up to `threads - 1` pool workers,
+/// returning once every chunk has finished. Returns 0 when the pool is in use (another caller, or
+/// a section started from inside a section): nothing was run and the caller must run the chunks
+/// another way. Returns 1 when done. chunks must be at most 65535.
+int cnx_pool_run(int64_t threads, int64_t chunks, cnx_pool_fn fn, void *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
