@@ -94,8 +94,10 @@ func required<T>(_ p: UnsafeMutablePointer<T>?, _ name: String) throws -> Unsafe
 
 /// A getter's checks, in the order every getter makes them (the model, then the out-pointer
 /// `name`), then what `value` gives for the model written through the out-pointer.
-func get<T>(_ function: String, _ model: OpaquePointer?, _ out: UnsafeMutablePointer<T>?, _ name: String,
-            _ value: (Handle) throws -> T) -> cnx_status {
+func get<T>(
+    _ function: String, _ model: OpaquePointer?, _ out: UnsafeMutablePointer<T>?, _ name: String,
+    _ value: (Handle) throws -> T
+) -> cnx_status {
     guarded(function) {
         let h = try handle(model)
         let p = try required(out, name)
@@ -130,8 +132,10 @@ func json(_ object: Any) -> String {
 // MARK: - Opening
 
 @_cdecl("cnx_model_open")
-public func cnxModelOpen(_ path: UnsafePointer<CChar>?, _ threads: Int32,
-                         _ out: UnsafeMutablePointer<OpaquePointer?>?) -> cnx_status {
+public func cnxModelOpen(
+    _ path: UnsafePointer<CChar>?, _ threads: Int32,
+    _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> cnx_status {
     guarded("cnx_model_open") {
         guard let path else { throw Failure(CNX_ERROR_INVALID_ARGUMENT, "path is NULL") }
         let out = try required(out, "model")
@@ -184,20 +188,26 @@ func pick<T>(_ items: [T], _ index: Int64, _ what: String) throws -> T {
 }
 
 @_cdecl("cnx_model_input_name")
-public func cnxModelInputName(_ model: OpaquePointer?, _ index: Int64,
-                              _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> cnx_status {
+public func cnxModelInputName(
+    _ model: OpaquePointer?, _ index: Int64,
+    _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?
+) -> cnx_status {
     get("cnx_model_input_name", model, name, "name") { UnsafePointer(try pick($0.inputNames, index, "input")) }
 }
 
 @_cdecl("cnx_model_output_name")
-public func cnxModelOutputName(_ model: OpaquePointer?, _ index: Int64,
-                               _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> cnx_status {
+public func cnxModelOutputName(
+    _ model: OpaquePointer?, _ index: Int64,
+    _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?
+) -> cnx_status {
     get("cnx_model_output_name", model, name, "name") { UnsafePointer(try pick($0.outputNames, index, "output")) }
 }
 
 /// Writes a declared shape (-1 for open dimensions, rank -1 when undeclared).
-func writeShape(_ shape: [Dim]?, _ dims: UnsafeMutablePointer<Int64>?, _ capacity: Int64,
-                _ rank: UnsafeMutablePointer<Int64>?) throws {
+func writeShape(
+    _ shape: [Dim]?, _ dims: UnsafeMutablePointer<Int64>?, _ capacity: Int64,
+    _ rank: UnsafeMutablePointer<Int64>?
+) throws {
     let rank = try required(rank, "rank")
     guard let shape else {
         rank.pointee = -1
@@ -217,8 +227,10 @@ func writeShape(_ shape: [Dim]?, _ dims: UnsafeMutablePointer<Int64>?, _ capacit
 }
 
 /// The declared shape of the model's input or output `index` (`side`), through `writeShape`.
-func shapeOf(_ function: String, _ model: OpaquePointer?, _ side: KeyPath<Graph, [ValueInfo]>, _ what: String, _ index: Int64,
-             _ dims: UnsafeMutablePointer<Int64>?, _ capacity: Int64, _ rank: UnsafeMutablePointer<Int64>?) -> cnx_status {
+func shapeOf(
+    _ function: String, _ model: OpaquePointer?, _ side: KeyPath<Graph, [ValueInfo]>, _ what: String, _ index: Int64,
+    _ dims: UnsafeMutablePointer<Int64>?, _ capacity: Int64, _ rank: UnsafeMutablePointer<Int64>?
+) -> cnx_status {
     guarded(function) {
         let h = try handle(model)
         try writeShape(try pick(h.model.graph[keyPath: side], index, what).shape, dims, capacity, rank)
@@ -226,22 +238,28 @@ func shapeOf(_ function: String, _ model: OpaquePointer?, _ side: KeyPath<Graph,
 }
 
 @_cdecl("cnx_model_input_shape")
-public func cnxModelInputShape(_ model: OpaquePointer?, _ index: Int64, _ dims: UnsafeMutablePointer<Int64>?,
-                               _ capacity: Int64, _ rank: UnsafeMutablePointer<Int64>?) -> cnx_status {
+public func cnxModelInputShape(
+    _ model: OpaquePointer?, _ index: Int64, _ dims: UnsafeMutablePointer<Int64>?,
+    _ capacity: Int64, _ rank: UnsafeMutablePointer<Int64>?
+) -> cnx_status {
     shapeOf("cnx_model_input_shape", model, \.inputs, "input", index, dims, capacity, rank)
 }
 
 @_cdecl("cnx_model_output_shape")
-public func cnxModelOutputShape(_ model: OpaquePointer?, _ index: Int64, _ dims: UnsafeMutablePointer<Int64>?,
-                                _ capacity: Int64, _ rank: UnsafeMutablePointer<Int64>?) -> cnx_status {
+public func cnxModelOutputShape(
+    _ model: OpaquePointer?, _ index: Int64, _ dims: UnsafeMutablePointer<Int64>?,
+    _ capacity: Int64, _ rank: UnsafeMutablePointer<Int64>?
+) -> cnx_status {
     shapeOf("cnx_model_output_shape", model, \.outputs, "output", index, dims, capacity, rank)
 }
 
 // MARK: - Running
 
-func run(_ model: OpaquePointer?, _ input: UnsafePointer<Float>?, _ inputCount: Int64,
-         _ inputShape: UnsafePointer<Int64>?, _ inputRank: Int64, _ outputs: UnsafeMutablePointer<cnx_output>?,
-         _ outputCount: Int64) throws {
+func run(
+    _ model: OpaquePointer?, _ input: UnsafePointer<Float>?, _ inputCount: Int64,
+    _ inputShape: UnsafePointer<Int64>?, _ inputRank: Int64, _ outputs: UnsafeMutablePointer<cnx_output>?,
+    _ outputCount: Int64
+) throws {
     let h = try handle(model)
     guard let input else { throw Failure(CNX_ERROR_INVALID_ARGUMENT, "input is NULL") }
     guard let inputShape else { throw Failure(CNX_ERROR_INVALID_ARGUMENT, "input_shape is NULL") }
@@ -261,7 +279,10 @@ func run(_ model: OpaquePointer?, _ input: UnsafePointer<Float>?, _ inputCount: 
         let d = inputShape[i]
         guard d >= 1, d <= Int32.max else { throw Failure(CNX_ERROR_SHAPE, "input dimension \(i) is \(d)") }
         let (product, overflow) = elements.multipliedReportingOverflow(by: Int(d))
-        guard !overflow else { throw Failure(CNX_ERROR_SHAPE, "the input shape \(Array(UnsafeBufferPointer(start: inputShape, count: Int(inputRank)))) is too large") }
+        guard !overflow else {
+            throw Failure(
+                CNX_ERROR_SHAPE, "the input shape \(Array(UnsafeBufferPointer(start: inputShape, count: Int(inputRank)))) is too large")
+        }
         shape.append(Int(d))
         elements = product
     }
@@ -298,7 +319,9 @@ func run(_ model: OpaquePointer?, _ input: UnsafePointer<Float>?, _ inputCount: 
         }
         outputs[i].rank = Int64(y.shape.count)
         if outputs[i].capacity < y.count {
-            tooSmall.append("outputs[\(i)] ('\(h.model.graph.outputs[i].name)', shape \(y.shape)) needs \(y.count) floats, capacity is \(outputs[i].capacity)")
+            tooSmall.append(
+                "outputs[\(i)] ('\(h.model.graph.outputs[i].name)', shape \(y.shape)) needs \(y.count) floats, capacity is \(outputs[i].capacity)"
+            )
         }
         tensors.append(y)
     }
@@ -309,17 +332,21 @@ func run(_ model: OpaquePointer?, _ input: UnsafePointer<Float>?, _ inputCount: 
 }
 
 @_cdecl("cnx_model_run")
-public func cnxModelRun(_ model: OpaquePointer?, _ input: UnsafePointer<Float>?, _ inputCount: Int64,
-                        _ inputShape: UnsafePointer<Int64>?, _ inputRank: Int64,
-                        _ outputs: UnsafeMutablePointer<cnx_output>?, _ outputCount: Int64) -> cnx_status {
+public func cnxModelRun(
+    _ model: OpaquePointer?, _ input: UnsafePointer<Float>?, _ inputCount: Int64,
+    _ inputShape: UnsafePointer<Int64>?, _ inputRank: Int64,
+    _ outputs: UnsafeMutablePointer<cnx_output>?, _ outputCount: Int64
+) -> cnx_status {
     guarded("cnx_model_run") { try run(model, input, inputCount, inputShape, inputRank, outputs, outputCount) }
 }
 
 @_cdecl("cnx_model_run1")
-public func cnxModelRun1(_ model: OpaquePointer?, _ input: UnsafePointer<Float>?, _ inputCount: Int64,
-                         _ inputShape: UnsafePointer<Int64>?, _ inputRank: Int64, _ output: UnsafeMutablePointer<Float>?,
-                         _ outputCapacity: Int64, _ outputShape: UnsafeMutablePointer<Int64>?,
-                         _ outputRank: UnsafeMutablePointer<Int64>?) -> cnx_status {
+public func cnxModelRun1(
+    _ model: OpaquePointer?, _ input: UnsafePointer<Float>?, _ inputCount: Int64,
+    _ inputShape: UnsafePointer<Int64>?, _ inputRank: Int64, _ output: UnsafeMutablePointer<Float>?,
+    _ outputCapacity: Int64, _ outputShape: UnsafeMutablePointer<Int64>?,
+    _ outputRank: UnsafeMutablePointer<Int64>?
+) -> cnx_status {
     guarded("cnx_model_run1") {
         guard output != nil || outputCapacity == 0 else { throw Failure(CNX_ERROR_INVALID_ARGUMENT, "output is NULL") }
         guard outputCapacity >= 0 else { throw Failure(CNX_ERROR_INVALID_ARGUMENT, "output_capacity is \(outputCapacity)") }
@@ -348,8 +375,10 @@ public func cnxModelClassCount(_ model: OpaquePointer?, _ count: UnsafeMutablePo
 }
 
 @_cdecl("cnx_model_class_name")
-public func cnxModelClassName(_ model: OpaquePointer?, _ index: Int64,
-                              _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> cnx_status {
+public func cnxModelClassName(
+    _ model: OpaquePointer?, _ index: Int64,
+    _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?
+) -> cnx_status {
     get("cnx_model_class_name", model, name, "name") { UnsafePointer(try pick($0.classNames, index, "class")) }
 }
 
@@ -405,8 +434,10 @@ public func cnxModelPreprocessing(_ model: OpaquePointer?, _ out: UnsafeMutableP
 }
 
 @_cdecl("cnx_model_metadata")
-public func cnxModelMetadata(_ model: OpaquePointer?, _ key: UnsafePointer<CChar>?,
-                             _ value: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> cnx_status {
+public func cnxModelMetadata(
+    _ model: OpaquePointer?, _ key: UnsafePointer<CChar>?,
+    _ value: UnsafeMutablePointer<UnsafePointer<CChar>?>?
+) -> cnx_status {
     guarded("cnx_model_metadata") {
         let h = try handle(model)
         guard let key else { throw Failure(CNX_ERROR_INVALID_ARGUMENT, "key is NULL") }

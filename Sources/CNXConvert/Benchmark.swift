@@ -35,7 +35,8 @@ public enum Benchmark {
 
         public var json: String {
             func f(_ v: Double) -> String { String(format: "%.3f", v) }
-            return "{\"model\": \"\(model)\", \"runtime\": \"\(runtime)\", \"threads\": \(threads), \"batch\": \(batch), \"input\": \(size), \"iterations\": \(iterations), \"median_ms\": \(f(medianMs)), \"p90_ms\": \(f(p90Ms)), \"min_ms\": \(f(latenciesMs.min() ?? 0)), \"throughput_ips\": \(f(throughput)), \"load_ms\": \(f(loadMs)), \"kernels\": \"\(kernels)\", \"peak_rss_mb\": \(f(peakRSSMB)), \"samples_ms\": [\(latenciesMs.map(f).joined(separator: ", "))]}"
+            return
+                "{\"model\": \"\(model)\", \"runtime\": \"\(runtime)\", \"threads\": \(threads), \"batch\": \(batch), \"input\": \(size), \"iterations\": \(iterations), \"median_ms\": \(f(medianMs)), \"p90_ms\": \(f(p90Ms)), \"min_ms\": \(f(latenciesMs.min() ?? 0)), \"throughput_ips\": \(f(throughput)), \"load_ms\": \(f(loadMs)), \"kernels\": \"\(kernels)\", \"peak_rss_mb\": \(f(peakRSSMB)), \"samples_ms\": [\(latenciesMs.map(f).joined(separator: ", "))]}"
         }
 
         public var table: String {
@@ -55,8 +56,9 @@ public enum Benchmark {
     /// ru_maxrss can include the process that started this one).
     public static func peakRSSMB() -> Double {
         if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-           let kb = Double(line.split(separator: " ").dropFirst().first ?? "") {
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+            let kb = Double(line.split(separator: " ").dropFirst().first ?? "")
+        {
             return kb / 1024
         }
         var usage = rusage()
@@ -72,7 +74,9 @@ public enum Benchmark {
         if size == nil, case .ints(let s)? = loaded.metadata[MetadataKey.inputSize], s.count == 2 { hw = s.map { Int($0) } }
         if let shape = input.shape, shape.count == 4 {
             if let size, let h = shape[2].value, let w = shape[3].value, h != size || w != size {
-                throw CNXError("\(path): the model's input is fixed at \(h)x\(w), so --size \(size) cannot apply; leave --size out to measure it at \(h)x\(w)")
+                throw CNXError(
+                    "\(path): the model's input is fixed at \(h)x\(w), so --size \(size) cannot apply; leave --size out to measure it at \(h)x\(w)"
+                )
             }
             if let h = shape[2].value { hw[0] = h }
             if let w = shape[3].value { hw[1] = w }
@@ -110,8 +114,9 @@ public enum Benchmark {
             try call()
             times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
         }
-        return Result(model: path, runtime: runtime, threads: usedThreads, batch: batch, size: hw, iterations: iterations,
-                      latenciesMs: times, loadMs: loadMs, peakRSSMB: peakRSSMB(), kernels: kernels)
+        return Result(
+            model: path, runtime: runtime, threads: usedThreads, batch: batch, size: hw, iterations: iterations,
+            latenciesMs: times, loadMs: loadMs, peakRSSMB: peakRSSMB(), kernels: kernels)
     }
 
     /// The values `CNX_ISA` takes (the kernels' level table, `cnx_cpu.h`), for messages.

@@ -92,10 +92,12 @@ public enum Converter {
 
         options.stage?("reading \(input)")
         let loaded = try load(input, options: options)
-        try OutputGuard.check(output: output, kind: .cnx,
-                              reads: OutputGuard.modelFiles(input, graphMetadata: loaded.model.graph.metadata) + options.reads, force: options.force)
+        try OutputGuard.check(
+            output: output, kind: .cnx,
+            reads: OutputGuard.modelFiles(input, graphMetadata: loaded.model.graph.metadata) + options.reads, force: options.force)
         if let name = options.dumpAfter, !Pipeline.standard.passes.contains(where: { $0.name == name }) {
-            throw CNXError("--dump-after: no pass is called '\(name)'; passes: \(Pipeline.standard.passes.map(\.name).joined(separator: ", "))")
+            throw CNXError(
+                "--dump-after: no pass is called '\(name)'; passes: \(Pipeline.standard.passes.map(\.name).joined(separator: ", "))")
         }
         var graph = loaded.model.graph
         var metadata = loaded.model.metadata
@@ -127,7 +129,9 @@ public enum Converter {
             try selectOutputs(&graph, features: features, input: input)
             if let probe {
                 if let stages = probe.stages {
-                    error = max(error ?? 0, try verify(graph, on: probe.input, expected: stages, input: input, what: "the backbone's stage outputs"))
+                    error = max(
+                        error ?? 0, try verify(graph, on: probe.input, expected: stages, input: input, what: "the backbone's stage outputs")
+                    )
                     expectedOfFile = stages
                     verifiedAgainst = "the original's stage outputs on a random input"
                 } else {
@@ -152,7 +156,9 @@ public enum Converter {
                 q.keptFloat = lowered.keptFloat
                 for (k, v) in lowered.metadata where k != MetadataKey.quantizationDescription { metadata[k] = v }
                 if case .string(let d)? = metadata[MetadataKey.quantizationDescription] {
-                    metadata[MetadataKey.quantizationDescription] = .string(d + (d.hasSuffix(".") ? " " : ". ") + "Mixed: the GEMM layers not int8, but the stem, have \(half.dtype.name) weights.")
+                    metadata[MetadataKey.quantizationDescription] = .string(
+                        d + (d.hasSuffix(".") ? " " : ". ")
+                            + "Mixed: the GEMM layers not int8, but the stem, have \(half.dtype.name) weights.")
                 }
             }
             graph = q.graph
@@ -179,7 +185,8 @@ public enum Converter {
 
         var passes = passNames(steps, features: options.features, int8: options.int8 != nil)
         if let half = options.halfPrecision { passes.append(HalfPrecisionLowering.passName(half.dtype)) }
-        var described = try describe(source: input, format: loaded.model.format, architecture: architecture, inputs: inputInfo, steps: steps)
+        var described = try describe(
+            source: input, format: loaded.model.format, architecture: architecture, inputs: inputInfo, steps: steps)
         // A .cnx converted again (to record metadata, say) keeps the passes that made it.
         let earlier = loaded.model.format == "cnx" ? metadata[MetadataKey.converterPasses]?.stringsValue ?? [] : []
         described[MetadataKey.converterPasses] = .strings(earlier + passes)
@@ -197,20 +204,23 @@ public enum Converter {
 
         // The written file is checked on the runtime that will run it (an int8 or half file differs
         // from float32 by design: its float32 graph was checked above, before quantization).
-        let fileCheck = options.int8 == nil && options.halfPrecision == nil ? probe.flatMap { p in expectedOfFile.map { (p.input, $0) } } : nil
+        let fileCheck =
+            options.int8 == nil && options.halfPrecision == nil ? probe.flatMap { p in expectedOfFile.map { (p.input, $0) } } : nil
         let model = CNXModel(graph: graph, metadata: metadata)
         graph = Graph(inputs: [], outputs: [], nodes: [], initializers: [:])
         if let e = try write(model, to: output, checkingOn: fileCheck, input: input, stage: options.stage) {
             error = max(error ?? 0, e)
         }
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
-        return Report(architecture: architecture, steps: steps, nodesBefore: nodesBefore, nodesAfter: nodesAfter,
-                      outputBytes: size, seconds: Date().timeIntervalSince(start), verificationError: error,
-                      int8SQNR: quantized?.sqnr, keptFloat: quantized?.keptFloat ?? halfKeptFloat, quantizeSeconds: quantized?.seconds, halfSQNR: halfSQNR,
-                      sensitivity: quantized?.sensitivity ?? [], accuracy: quantized?.accuracy, outputs: outputs,
-                      features: options.features, classes: options.features == nil ? architecture?.classes : nil, passes: passes,
-                      verifiedAgainst: error == nil ? nil : verifiedAgainst, metadata: metadata,
-                      assumptions: loaded.model.assumptions, referenceError: loaded.referenceError)
+        return Report(
+            architecture: architecture, steps: steps, nodesBefore: nodesBefore, nodesAfter: nodesAfter,
+            outputBytes: size, seconds: Date().timeIntervalSince(start), verificationError: error,
+            int8SQNR: quantized?.sqnr, keptFloat: quantized?.keptFloat ?? halfKeptFloat, quantizeSeconds: quantized?.seconds,
+            halfSQNR: halfSQNR,
+            sensitivity: quantized?.sensitivity ?? [], accuracy: quantized?.accuracy, outputs: outputs,
+            features: options.features, classes: options.features == nil ? architecture?.classes : nil, passes: passes,
+            verifiedAgainst: error == nil ? nil : verifiedAgainst, metadata: metadata,
+            assumptions: loaded.model.assumptions, referenceError: loaded.referenceError)
     }
 
     // MARK: - The steps
@@ -261,7 +271,10 @@ public enum Converter {
         }
         if options.verbose {
             for s in steps {
-                options.log(String(format: "  %-22@ %4d rewrites, %4d nodes after, %.1f ms", s.pass as NSString, s.rewrites, s.nodesAfter, s.seconds * 1000))
+                options.log(
+                    String(
+                        format: "  %-22@ %4d rewrites, %4d nodes after, %.1f ms", s.pass as NSString, s.rewrites, s.nodesAfter,
+                        s.seconds * 1000))
             }
         }
         return steps
@@ -310,16 +323,19 @@ public enum Converter {
         let probe = Quantizer.firstSamples(calibration, count: min(4, calibration.shape[0]), graph: graph)
         let f = try Model(graph: graph, threads: options.threads).predict(probe)
         let y = try Model(graph: q.graph, threads: options.threads).predict(probe)
-        return Quantized(graph: q.graph, metadata: q.metadata, sqnr: OutputError.sqnr(y, f), keptFloat: q.keptFloat,
-                         sensitivity: q.sensitivity, accuracy: q.accuracy, seconds: seconds)
+        return Quantized(
+            graph: q.graph, metadata: q.metadata, sqnr: OutputError.sqnr(y, f), keptFloat: q.keptFloat,
+            sensitivity: q.sensitivity, accuracy: q.accuracy, seconds: seconds)
     }
 
     /// Step 6, write. With `check` (a probe input and the outputs expected of it), the file is
     /// written beside `output`, run on the runtime that will run it, and put in place only when
     /// within `tolerance`: what is checked is what ships; the error is returned. Without, it is
     /// written in place (atomically).
-    public static func write(_ model: CNXModel, to output: String, checkingOn check: (input: Tensor, expected: [Tensor])?,
-                             input: String, stage: ((String) -> Void)? = nil) throws -> Float? {
+    public static func write(
+        _ model: CNXModel, to output: String, checkingOn check: (input: Tensor, expected: [Tensor])?,
+        input: String, stage: ((String) -> Void)? = nil
+    ) throws -> Float? {
         guard let check else {
             stage?("writing")
             try CNXWriter.write(model, to: output)
@@ -385,7 +401,9 @@ public enum Converter {
     static func refuse(_ e: Float, input: String, what: String) throws {
         // Written so that NaN is refused too.
         guard e <= tolerance else {
-            throw CNXError("\(input): \(what) differs from the original by a relative error of \(e) (> \(tolerance)) on a random input; nothing was written. Run with --no-verify to write it anyway.")
+            throw CNXError(
+                "\(input): \(what) differs from the original by a relative error of \(e) (> \(tolerance)) on a random input; nothing was written. Run with --no-verify to write it anyway."
+            )
         }
     }
 
@@ -409,9 +427,10 @@ public enum Converter {
         guard let depths = m[MetadataKey.depths]?.intsValue, let dims = m[MetadataKey.dims]?.intsValue else { return nil }
         var classes: Int?
         if graph.outputs.count == 1, let s = graph.outputs[0].shape, s.count == 2 { classes = s[1].value }
-        return Architecture(family: m[MetadataKey.family]?.stringValue ?? "ConvNeXt", variant: m[MetadataKey.variant]?.stringValue,
-                            depths: depths.map { Int($0) }, dims: dims.map { Int($0) }, classes: classes,
-                            stem: m[MetadataKey.stem]?.stringValue ?? "unknown", grn: graph.nodes.contains { $0.op == .grn })
+        return Architecture(
+            family: m[MetadataKey.family]?.stringValue ?? "ConvNeXt", variant: m[MetadataKey.variant]?.stringValue,
+            depths: depths.map { Int($0) }, dims: dims.map { Int($0) }, classes: classes,
+            stem: m[MetadataKey.stem]?.stringValue ?? "unknown", grn: graph.nodes.contains { $0.op == .grn })
     }
 
     /// The passes that changed the graph, in order, as recorded and reported: a backbone's head
@@ -432,7 +451,8 @@ public enum Converter {
         var blockOutputs: [String] = []
         for (i, n) in graph.nodes.enumerated() where n.op == .conv {
             guard n.inputs.count > 1, let w = graph.initializers[n.inputs[1]], w.shape.count == 4, w.shape[1] == 1,
-                  w.shape[2] == 7, w.shape[3] == 7, let group = n.int("group"), group == w.shape[0], group > 1 else { continue }
+                w.shape[2] == 7, w.shape[3] == 7, let group = n.int("group"), group == w.shape[0], group > 1
+            else { continue }
             let x = n.inputs[0]
             guard let add = graph.nodes[(i + 1)...].first(where: { $0.op == .add && $0.inputs.contains(x) }) else { return nil }
             blockOutputs.append(add.outputs[0])
@@ -449,14 +469,19 @@ public enum Converter {
     /// Puts the preprocessing and class names given on the command line into the metadata,
     /// after checking them against the model: a size its input fixes otherwise, or a number of
     /// class names that is not its number of classes, is refused.
-    static func record(_ recorded: [String: MetadataValue], into metadata: inout [String: MetadataValue], graph: Graph, input: String) throws {
+    static func record(_ recorded: [String: MetadataValue], into metadata: inout [String: MetadataValue], graph: Graph, input: String)
+        throws
+    {
         if case .ints(let s)? = recorded[MetadataKey.inputSize], let shape = graph.inputs.first?.shape, shape.count == 4,
-           let h = shape[2].value, let w = shape[3].value, [Int64(h), Int64(w)] != s {
+            let h = shape[2].value, let w = shape[3].value, [Int64(h), Int64(w)] != s
+        {
             throw CNXError("\(input): the model's input is fixed at \(h)x\(w); --size \(s[0]) cannot be recorded for it")
         }
         if case .strings(let names)? = recorded[MetadataKey.classNames] {
             guard graph.outputs.count == 1, let shape = graph.outputs[0].shape, shape.count == 2, let classes = shape[1].value else {
-                throw CNXError("\(input): class names (--labels) are for a classifier; this model's outputs are \(graph.outputs.map(\.name).joined(separator: ", "))")
+                throw CNXError(
+                    "\(input): class names (--labels) are for a classifier; this model's outputs are \(graph.outputs.map(\.name).joined(separator: ", "))"
+                )
             }
             guard names.count == classes else {
                 throw CNXError("--labels: \(names.count) class names for a model with \(classes) classes")
@@ -475,7 +500,8 @@ public enum Converter {
             throw CNXError("--reference-onnx \(reference): the export must have one input")
         }
         guard onnx.outputs.count == graph.outputs.count else {
-            throw CNXError("--reference-onnx \(reference): the export has \(onnx.outputs.count) outputs, \(input) has \(graph.outputs.count)")
+            throw CNXError(
+                "--reference-onnx \(reference): the export has \(onnx.outputs.count) outputs, \(input) has \(graph.outputs.count)")
         }
         // The export's own sizes where it fixes them (a legacy export fixes height and width).
         let a = sampleShape(theirs), b = sampleShape(mine)
@@ -492,7 +518,9 @@ public enum Converter {
         }
         guard worst <= tolerance else {
             let assumed = assumptions.isEmpty ? "" : "; the reader assumed " + assumptions.map(\.description).joined(separator: ", ")
-            throw CNXError("\(input): its graph differs from the ONNX export \(reference) by a relative error of \(worst) (> \(tolerance)) on a random input; nothing was written\(assumed); set what differs with --layer-norm-eps, --activation or --norm")
+            throw CNXError(
+                "\(input): its graph differs from the ONNX export \(reference) by a relative error of \(worst) (> \(tolerance)) on a random input; nothing was written\(assumed); set what differs with --layer-norm-eps, --activation or --norm"
+            )
         }
         return worst
     }
@@ -517,7 +545,9 @@ public enum Converter {
         return t
     }
 
-    static func describe(source path: String, format: String, architecture a: Architecture?, inputs: [ValueInfo], steps: [Pipeline.Step]) throws -> [String: MetadataValue] {
+    static func describe(source path: String, format: String, architecture a: Architecture?, inputs: [ValueInfo], steps: [Pipeline.Step])
+        throws -> [String: MetadataValue]
+    {
         var m: [String: MetadataValue] = [
             MetadataKey.sourceFileName: .string(URL(fileURLWithPath: path).lastPathComponent),
             MetadataKey.converterVersion: .string(converterVersion),
@@ -562,4 +592,3 @@ final class BackgroundResult<T>: @unchecked Sendable {
         return try result.get()
     }
 }
-

@@ -35,7 +35,9 @@ public enum ModelLoader {
         let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
         guard exists else {
             let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
-            if !FileManager.default.fileExists(atPath: folder) { throw CNXError("\(path): no such file (the folder \(folder) does not exist)") }
+            if !FileManager.default.fileExists(atPath: folder) {
+                throw CNXError("\(path): no such file (the folder \(folder) does not exist)")
+            }
             throw CNXError("\(path): no such file")
         }
         if !isDirectory.boolValue, access(path, R_OK) != 0 { throw CNXError("\(path): cannot read (\(String(cString: strerror(errno))))") }
@@ -55,7 +57,7 @@ public enum ModelLoader {
             return LoadedModel(graph: graph, metadata: file.metadata, format: "cnx")
         }
         let lower = path.lowercased()
-        if head.count >= 4 && Array(head.prefix(4)) == [0x50, 0x4B, 0x03, 0x04] {   // "PK\3\4"
+        if head.count >= 4 && Array(head.prefix(4)) == [0x50, 0x4B, 0x03, 0x04] {  // "PK\3\4"
             return try loadCheckpoint(path, kind: .pth, options: options)
         }
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
@@ -70,11 +72,16 @@ public enum ModelLoader {
             return LoadedModel(graph: try ONNXReader.load(path: path), metadata: [:], format: "onnx")
         } catch let e as CNXError where lower.hasSuffix(".cnx") {
             // Named .cnx but without its magic: say what it is not, rather than an ONNX parse error.
-            let what = head.isEmpty ? "an empty file" : head.allSatisfy({ $0 == 9 || $0 == 10 || $0 == 13 || (32..<127).contains($0) }) ? "a text file" : "a file"
+            let what =
+                head.isEmpty
+                ? "an empty file"
+                : head.allSatisfy({ $0 == 9 || $0 == 10 || $0 == 13 || (32..<127).contains($0) }) ? "a text file" : "a file"
             _ = e
             throw CNXError("\(path): \(what), not a .cnx model (no CNX magic at byte 0) nor an ONNX model")
         } catch let e as CNXError where !lower.hasSuffix(".onnx") {
-            throw CNXError("\(e.message) (read as ONNX; this version reads .onnx, .cnx, .safetensors, PyTorch .pth files, sharded .index.json checkpoints, and timm and transformers folders)")
+            throw CNXError(
+                "\(e.message) (read as ONNX; this version reads .onnx, .cnx, .safetensors, PyTorch .pth files, sharded .index.json checkpoints, and timm and transformers folders)"
+            )
         }
     }
 

@@ -64,7 +64,8 @@ public enum OutputGuard {
         }
         if let clash = sameFile(output, reads) {
             let how = clash.path == output ? "" : " (\(clash.path))"
-            throw CNXError("\(output): is \(clash.role)\(how), which this command reads; refusing to write over it (choose another output name)")
+            throw CNXError(
+                "\(output): is \(clash.role)\(how), which this command reads; refusing to write over it (choose another output name)")
         }
         guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) else {
             throw CNXError("\(folder): no such folder (for the output \(output))")
@@ -74,12 +75,15 @@ public enum OutputGuard {
         if force { return }
         let head = firstBytes(output, 64)
         if !head.isEmpty, !kind.matches(head) {
-            throw CNXError("\(output): exists and holds \(describe(head)), not \(kind.title); refusing to replace it (choose another name, or --force)")
+            throw CNXError(
+                "\(output): exists and holds \(describe(head)), not \(kind.title); refusing to replace it (choose another name, or --force)"
+            )
         }
         guard output.lowercased().hasSuffix(kind.fileExtension) else {
             let found = (output as NSString).pathExtension
-            throw CNXError("\(output): the output is \(kind.title) and its name should end in \(kind.fileExtension)"
-                           + (found.isEmpty ? "" : ", not .\(found)") + " (--force writes it anyway)")
+            throw CNXError(
+                "\(output): the output is \(kind.title) and its name should end in \(kind.fileExtension)"
+                    + (found.isEmpty ? "" : ", not .\(found)") + " (--force writes it anyway)")
         }
     }
 
@@ -132,8 +136,9 @@ public enum OutputGuard {
             if URL(fileURLWithPath: r.path).resolvingSymlinksInPath().standardizedFileURL.path == resolved { return r }
             // A dangling link whose target is one of the inputs' names.
             if isLink, !exists, let target = try? FileManager.default.destinationOfSymbolicLink(atPath: output),
-               URL(fileURLWithPath: target, relativeTo: URL(fileURLWithPath: output).deletingLastPathComponent()).standardizedFileURL.path
-                == URL(fileURLWithPath: r.path).standardizedFileURL.path {
+                URL(fileURLWithPath: target, relativeTo: URL(fileURLWithPath: output).deletingLastPathComponent()).standardizedFileURL.path
+                    == URL(fileURLWithPath: r.path).standardizedFileURL.path
+            {
                 return r
             }
         }

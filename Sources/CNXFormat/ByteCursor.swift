@@ -65,7 +65,9 @@ struct ByteCursor {
         let at = offset
         let v = try u64(what())
         guard v <= UInt64(remaining / max(minimumEntrySize, 1)) else {
-            throw error("\(what()) \(v) at byte \(at) cannot fit: each needs at least \(minimumEntrySize) bytes and \(remaining) remain before the section ends at byte \(end)")
+            throw error(
+                "\(what()) \(v) at byte \(at) cannot fit: each needs at least \(minimumEntrySize) bytes and \(remaining) remain before the section ends at byte \(end)"
+            )
         }
         return Int(v)
     }
@@ -75,7 +77,8 @@ struct ByteCursor {
         let at = offset
         let length = try u64("\(what()) length")
         guard length <= UInt64(remaining) else {
-            throw error("\(what()) at byte \(at) claims \(length) bytes, but only \(remaining) remain before the section ends at byte \(end)")
+            throw error(
+                "\(what()) at byte \(at) claims \(length) bytes, but only \(remaining) remain before the section ends at byte \(end)")
         }
         let start = try take(Int(length), what())
         let bytes = UnsafeRawBufferPointer(start: base + start, count: Int(length))

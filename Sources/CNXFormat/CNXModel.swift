@@ -87,21 +87,25 @@ public enum MetadataKey {
 
     /// Every standard key, in the order of Formats/CNX.md's table (the spec test checks that the
     /// two lists agree).
-    public static let all: [String] = [
-        architecture, variant, family, classNames, depths, dims, classes, features, outputs, stem, inputSize,
-        mean, std, interpolation, cropPct, sourceFileName, sourceSHA256, sourceNamingScheme,
-        sourcePretrainedTag, converterVersion, converterPasses, quantizationDescription,
-        quantizationMethod, quantizationSamples, quantizationInt8Layers, quantizationFloatLayers,
-        quantizationDepthwise, quantizationBFloat16Layers, quantizationFloat16Layers, resizeMode, cropOffset, rescaleFactor, sourceTransformersArchitecture, sourceShards,
-    ] + assumed
+    public static let all: [String] =
+        [
+            architecture, variant, family, classNames, depths, dims, classes, features, outputs, stem, inputSize,
+            mean, std, interpolation, cropPct, sourceFileName, sourceSHA256, sourceNamingScheme,
+            sourcePretrainedTag, converterVersion, converterPasses, quantizationDescription,
+            quantizationMethod, quantizationSamples, quantizationInt8Layers, quantizationFloatLayers,
+            quantizationDepthwise, quantizationBFloat16Layers, quantizationFloat16Layers, resizeMode, cropOffset, rescaleFactor,
+            sourceTransformersArchitecture, sourceShards,
+        ] + assumed
 
     /// What a checkpoint reader assumed, with its source: `source.assumed.<name>`.
     public static let assumedPrefix = "source.assumed."
     public static let sourceTransformersArchitecture = "source.transformers_architecture"
     public static let sourceShards = "source.shards"
     /// Every `source.assumed.*` key a checkpoint reader writes.
-    public static let assumed: [String] = ["norm", "eps", "eps.stem", "eps.downsample", "eps.head", "eps.features",
-                                           "activation", "head_activation", "grn_eps"].map { assumedPrefix + $0 }
+    public static let assumed: [String] = [
+        "norm", "eps", "eps.stem", "eps.downsample", "eps.head", "eps.features",
+        "activation", "head_activation", "grn_eps",
+    ].map { assumedPrefix + $0 }
 }
 
 extension Architecture {

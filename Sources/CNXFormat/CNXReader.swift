@@ -68,7 +68,8 @@ private struct FileParser {
         let minor = try fixed.u16("version_minor")
         // The major version is checked before any other field: a newer one may lay them out differently.
         guard major <= CNXLayout.versionMajor else {
-            throw CNXError("written by a newer convnext-convert (format \(major).\(minor)); this reader understands \(CNXLayout.versionMajor).x")
+            throw CNXError(
+                "written by a newer convnext-convert (format \(major).\(minor)); this reader understands \(CNXLayout.versionMajor).x")
         }
         guard major == CNXLayout.versionMajor else {
             throw CNXError("format version \(major).\(minor) at byte 4 is not one this reader understands (\(CNXLayout.versionMajor).x)")
@@ -88,14 +89,20 @@ private struct FileParser {
         let dataOffset = try fixed.size("data_offset")
         let dataSize = try fixed.size("data_size")
         guard dataOffset >= CNXLayout.fixedHeaderSize, dataOffset % CNXLayout.alignment == 0 else {
-            throw CNXError("fixed header: data_offset \(dataOffset) at byte \(dataOffsetField) is not a multiple of \(CNXLayout.alignment) after the \(CNXLayout.fixedHeaderSize)-byte fixed header")
+            throw CNXError(
+                "fixed header: data_offset \(dataOffset) at byte \(dataOffsetField) is not a multiple of \(CNXLayout.alignment) after the \(CNXLayout.fixedHeaderSize)-byte fixed header"
+            )
         }
         guard dataOffset <= Int.max - dataSize else {
-            throw CNXError("fixed header: data_offset \(dataOffset) plus data_size \(dataSize) (bytes \(dataOffsetField)..<\(dataOffsetField + 16)) overflows")
+            throw CNXError(
+                "fixed header: data_offset \(dataOffset) plus data_size \(dataSize) (bytes \(dataOffsetField)..<\(dataOffsetField + 16)) overflows"
+            )
         }
         let expectedSize = dataOffset + dataSize
         guard size >= expectedSize else {
-            throw CNXError("truncated: the header (bytes \(dataOffsetField)..<\(dataOffsetField + 16)) says the file is \(expectedSize) bytes (data section at bytes \(dataOffset)..<\(expectedSize)), but it has \(size)")
+            throw CNXError(
+                "truncated: the header (bytes \(dataOffsetField)..<\(dataOffsetField + 16)) says the file is \(expectedSize) bytes (data section at bytes \(dataOffset)..<\(expectedSize)), but it has \(size)"
+            )
         }
         guard size == expectedSize else {
             throw CNXError("\(size - expectedSize) unexpected bytes after the data section, which ends at byte \(expectedSize)")
@@ -103,7 +110,9 @@ private struct FileParser {
         for s in sections {
             guard s.start >= CNXLayout.fixedHeaderSize, s.start <= dataOffset, s.length <= dataOffset - s.start else {
                 let end = s.start <= Int.max - s.length ? String(s.start + s.length) : "beyond 2^63"
-                throw CNXError("fixed header: the \(s.name) section at bytes \(s.start)..<\(end) (fields at bytes \(s.field)..<\(s.field + 16)) is not inside the header area, bytes \(CNXLayout.fixedHeaderSize)..<\(dataOffset)")
+                throw CNXError(
+                    "fixed header: the \(s.name) section at bytes \(s.start)..<\(end) (fields at bytes \(s.field)..<\(s.field + 16)) is not inside the header area, bytes \(CNXLayout.fixedHeaderSize)..<\(dataOffset)"
+                )
             }
         }
 
@@ -113,7 +122,9 @@ private struct FileParser {
         crc = CRC32.update(crc, [UInt8](repeating: 0, count: 4), 4)
         crc = CRC32.update(crc, base + crcAt + 4, dataOffset - crcAt - 4)
         guard crc == storedCRC else {
-            throw CNXError("header checksum mismatch: bytes 0..<\(dataOffset) have CRC-32 \(hex32(crc)), but header_crc32 at byte \(crcAt) says \(hex32(storedCRC)); the file is damaged")
+            throw CNXError(
+                "header checksum mismatch: bytes 0..<\(dataOffset) have CRC-32 \(hex32(crc)), but header_crc32 at byte \(crcAt) says \(hex32(storedCRC)); the file is damaged"
+            )
         }
 
         func cursor(_ i: Int) -> ByteCursor {
@@ -173,7 +184,9 @@ private struct FileParser {
             let rankAt = c.offset
             let rank = try c.u32("\(what) rank")
             guard UInt64(rank) <= UInt64(c.remaining / 8) else {
-                throw c.error("\(what): rank \(rank) at byte \(rankAt) cannot fit: \(c.remaining) bytes remain before the section ends at byte \(c.end)")
+                throw c.error(
+                    "\(what): rank \(rank) at byte \(rankAt) cannot fit: \(c.remaining) bytes remain before the section ends at byte \(c.end)"
+                )
             }
             var shape: [Int] = []
             for axis in 0..<Int(rank) {
@@ -191,19 +204,27 @@ private struct FileParser {
             case .none?:
                 _ = try c.take(CNXLayout.quantizationSize - 1, "\(what) quantization parameters")
             case .perChannel?:
-                let reserved = [try c.u8("\(what) quantization reserved"), try c.u8("\(what) quantization reserved"), try c.u8("\(what) quantization reserved")]
-                guard reserved.allSatisfy({ $0 == 0 }) else { throw c.error("\(what): reserved quantization bytes at byte \(quantAt + 1) are not zero") }
+                let reserved = [
+                    try c.u8("\(what) quantization reserved"), try c.u8("\(what) quantization reserved"),
+                    try c.u8("\(what) quantization reserved"),
+                ]
+                guard reserved.allSatisfy({ $0 == 0 }) else {
+                    throw c.error("\(what): reserved quantization bytes at byte \(quantAt + 1) are not zero")
+                }
                 let axisAt = c.offset
                 let axis = try c.i32("\(what) quantization axis")
                 guard axis >= 0, Int(axis) < shape.count else {
                     throw c.error("\(what): quantization axis \(axis) at byte \(axisAt) is not an axis of its \(shape.count)-D shape")
                 }
                 guard dtype == .int8 || dtype == .uint8 else {
-                    throw c.error("\(what): quantization kind 1 at byte \(quantAt) on a \(dtype.name) tensor (only int8 and uint8 are quantized)")
+                    throw c.error(
+                        "\(what): quantization kind 1 at byte \(quantAt) on a \(dtype.name) tensor (only int8 and uint8 are quantized)")
                 }
                 quantization = (Int(axis), try c.u64("\(what) quantization scales"), try c.u64("\(what) quantization zero_points"), quantAt)
             case nil:
-                throw c.error("\(what): quantization kind \(kindCode) at byte \(quantAt) is not one this reader understands (format \(CNXLayout.versionMajor).\(CNXLayout.versionMinor) knows 0, none, and 1, per channel)")
+                throw c.error(
+                    "\(what): quantization kind \(kindCode) at byte \(quantAt) is not one this reader understands (format \(CNXLayout.versionMajor).\(CNXLayout.versionMinor) knows 0, none, and 1, per channel)"
+                )
             }
             let offsetAt = c.offset
             let offset = try c.size("\(what) data offset")
@@ -219,7 +240,9 @@ private struct FileParser {
             let (needed, overflow) = elements.multipliedReportingOverflow(by: dtype.size)
             guard !overflow else { throw c.error("\(what): shape \(dims) of \(dtype.name) at byte \(rankAt) overflows") }
             guard needed == byteCount else {
-                throw c.error("\(what): byte_count \(byteCount) at byte \(byteCountAt) does not match shape \(dims) of \(dtype.name), which needs \(needed)")
+                throw c.error(
+                    "\(what): byte_count \(byteCount) at byte \(byteCountAt) does not match shape \(dims) of \(dtype.name), which needs \(needed)"
+                )
             }
             guard offset % CNXLayout.alignment == 0 else {
                 throw c.error("\(what): data offset \(offset) at byte \(offsetAt) is not a multiple of \(CNXLayout.alignment)")
@@ -230,25 +253,32 @@ private struct FileParser {
                 }
                 initializerIndex[name] = i
             }
-            entries.append(TensorEntry(name: name, flags: flags, dtype: dtype, shape: shape, offset: offset,
-                                       byteCount: byteCount, crc: crc, crcFieldOffset: crcAt, quantization: quantization))
+            entries.append(
+                TensorEntry(
+                    name: name, flags: flags, dtype: dtype, shape: shape, offset: offset,
+                    byteCount: byteCount, crc: crc, crcFieldOffset: crcAt, quantization: quantization))
         }
         return entries
     }
 
     /// The quantization of entry `e` from the entries its record names: float32 scales, one per
     /// channel, positive and finite; zero points of the tensor's own type, or none (symmetric).
-    private func quantization(of e: TensorEntry, _ q: (axis: Int, scales: UInt64, zeroPoints: UInt64, at: Int), entries: [TensorEntry],
-                              tensors: [Tensor], base: UnsafeRawPointer, dataOffset: Int) throws -> Quantization {
+    private func quantization(
+        of e: TensorEntry, _ q: (axis: Int, scales: UInt64, zeroPoints: UInt64, at: Int), entries: [TensorEntry],
+        tensors: [Tensor], base: UnsafeRawPointer, dataOffset: Int
+    ) throws -> Quantization {
         let what = "tensor '\(shown(e.name))'"
         let channels = e.shape[q.axis]
         func entry(_ index: UInt64, _ field: String, dtype: DType) throws -> Int {
             guard index < UInt64(entries.count) else {
-                throw CNXError("tensor table: \(what): quantization \(field) (record at byte \(q.at)) refers to tensor \(index) of \(entries.count)")
+                throw CNXError(
+                    "tensor table: \(what): quantization \(field) (record at byte \(q.at)) refers to tensor \(index) of \(entries.count)")
             }
             let s = entries[Int(index)]
             guard s.flags & CNXLayout.initializerFlag == 0, s.quantization == nil, s.dtype == dtype, s.shape == [channels] else {
-                throw CNXError("tensor table: \(what): quantization \(field) (record at byte \(q.at)) must be a \(dtype.name) [\(channels)] tensor that is not an initializer, not '\(shown(s.name))' (\(s.dtype.name) \(s.shape))")
+                throw CNXError(
+                    "tensor table: \(what): quantization \(field) (record at byte \(q.at)) must be a \(dtype.name) [\(channels)] tensor that is not an initializer, not '\(shown(s.name))' (\(s.dtype.name) \(s.shape))"
+                )
             }
             if verify { try checkCRC(s, base: base, dataOffset: dataOffset) }
             return Int(index)
@@ -262,7 +292,9 @@ private struct FileParser {
         if q.zeroPoints != CNXLayout.noZeroPoints {
             let z = try entry(q.zeroPoints, "zero_points", dtype: e.dtype)
             let raw = tensors[z].storage.bytes
-            zeros = (0..<channels).map { e.dtype == .int8 ? Int32(raw.load(fromByteOffset: $0, as: Int8.self)) : Int32(raw.load(fromByteOffset: $0, as: UInt8.self)) }
+            zeros = (0..<channels).map {
+                e.dtype == .int8 ? Int32(raw.load(fromByteOffset: $0, as: Int8.self)) : Int32(raw.load(fromByteOffset: $0, as: UInt8.self))
+            }
         }
         return Quantization(axis: q.axis, scales: values, zeroPoints: zeros)
     }
@@ -273,10 +305,13 @@ private struct FileParser {
             // Both values fit an Int, so their sum with the data offset can only overflow as UInt64.
             let start = UInt64(dataOffset) + UInt64(e.offset)
             let (end, overflow) = start.addingReportingOverflow(UInt64(e.byteCount))
-            throw CNXError("tensor '\(shown(e.name))': data at bytes \(start)..<\(overflow ? "2^64+" : String(end)) runs past the end of the \(file.count)-byte file")
+            throw CNXError(
+                "tensor '\(shown(e.name))': data at bytes \(start)..<\(overflow ? "2^64+" : String(end)) runs past the end of the \(file.count)-byte file"
+            )
         }
         let pointer = base + dataOffset + e.offset
-        return Tensor(dtype: e.dtype, shape: e.shape, storage: Storage(borrowing: pointer, byteCount: e.byteCount, owner: file, mapped: true))
+        return Tensor(
+            dtype: e.dtype, shape: e.shape, storage: Storage(borrowing: pointer, byteCount: e.byteCount, owner: file, mapped: true))
     }
 
     /// Compares a tensor's bytes with its table entry's CRC-32; bounds were checked by `tensor`.
@@ -284,7 +319,9 @@ private struct FileParser {
         let start = dataOffset + e.offset
         let crc = CRC32.checksum(base + start, e.byteCount)
         guard crc == e.crc else {
-            throw CNXError("tensor '\(shown(e.name))': checksum mismatch: its data at bytes \(start)..<\(start + e.byteCount) has CRC-32 \(hex32(crc)), but the tensor table (byte \(e.crcFieldOffset)) says \(hex32(e.crc)); the file is damaged")
+            throw CNXError(
+                "tensor '\(shown(e.name))': checksum mismatch: its data at bytes \(start)..<\(start + e.byteCount) has CRC-32 \(hex32(crc)), but the tensor table (byte \(e.crcFieldOffset)) says \(hex32(e.crc)); the file is damaged"
+            )
         }
     }
 

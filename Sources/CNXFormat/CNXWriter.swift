@@ -108,10 +108,15 @@ struct Plan {
             }
             let shape = tensors[i].tensor.shape
             guard q.axis >= 0, q.axis < shape.count, q.scales.count == shape[q.axis],
-                  q.zeroPoints.map({ $0.count == shape[q.axis] }) ?? true else {
-                throw CNXError("\(what): quantization along axis \(q.axis) of \(shape) needs one scale (and zero point) per channel, got \(q.scales.count)")
+                q.zeroPoints.map({ $0.count == shape[q.axis] }) ?? true
+            else {
+                throw CNXError(
+                    "\(what): quantization along axis \(q.axis) of \(shape) needs one scale (and zero point) per channel, got \(q.scales.count)"
+                )
             }
-            guard q.scales.allSatisfy({ $0 > 0 && $0.isFinite }) else { throw CNXError("\(what): quantization scales must be positive and finite") }
+            guard q.scales.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+                throw CNXError("\(what): quantization scales must be positive and finite")
+            }
             let scalesIndex = tensors.count
             try tensors.append(Plan.planned(name: "\(name):scales", tensor: Tensor(floats: q.scales, shape: [q.scales.count]), flags: 0))
             var zeroIndex: Int?
@@ -156,15 +161,15 @@ struct Plan {
         h.raw(CNXLayout.magic)
         h.u16(CNXLayout.versionMajor)
         h.u16(CNXLayout.versionMinor)
-        h.u32(0)                                            // header_crc32, patched below
-        h.u32(0)                                            // flags
+        h.u32(0)  // header_crc32, patched below
+        h.u32(0)  // flags
         for (offset, end) in [(metadataOffset, graphOffset), (graphOffset, tensorsOffset), (tensorsOffset, tensorsEnd)] {
             h.count(offset)
             h.count(end - offset)
         }
         h.count(dataOffset)
         h.count(dataSize)
-        h.zeros(16)                                         // reserved
+        h.zeros(16)  // reserved
         var bytes = w.bytes
         bytes.replaceSubrange(0..<CNXLayout.fixedHeaderSize, with: h.bytes)
         let crc = CRC32.checksum(bytes)
@@ -183,7 +188,9 @@ struct Plan {
         let (byteCount, overflow) = count.multipliedReportingOverflow(by: tensor.dtype.size)
         guard !overflow else { throw CNXError("tensor '\(name)': shape [\(dims)] overflows") }
         guard tensor.storage.byteCount >= byteCount else {
-            throw CNXError("tensor '\(name)': shape [\(dims)] of \(tensor.dtype.name) needs \(byteCount) bytes, its storage holds \(tensor.storage.byteCount)")
+            throw CNXError(
+                "tensor '\(name)': shape [\(dims)] of \(tensor.dtype.name) needs \(byteCount) bytes, its storage holds \(tensor.storage.byteCount)"
+            )
         }
         let crc = CRC32.checksum(UnsafeRawPointer(tensor.storage.bytes), byteCount)
         return PlannedTensor(name: name, tensor: tensor, flags: flags, quantization: nil, byteCount: byteCount, offset: 0, crc: crc)

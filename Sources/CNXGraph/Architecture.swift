@@ -67,7 +67,10 @@ public struct Architecture: Equatable, Sendable {
         // Classes only for one output of shape [N, classes]: a backbone's feature maps (N x C x
         // H x W, one per stage) have none.
         if graph.outputs.count == 1, let shape = graph.outputs[0].shape, shape.count == 2, let out = shape[1].value,
-           isLinearProduct(graph.outputs[0].name, in: graph) { classes = out }
+            isLinearProduct(graph.outputs[0].name, in: graph)
+        {
+            classes = out
+        }
         let isotropic = dims.count == 1
         var family = grn ? "ConvNeXt V2" : "ConvNeXt"
         var variant: String?

@@ -19,7 +19,9 @@ extension Graph {
                 case .tensor(let t): return "\(key)=tensor<\(t.shape)>"
                 }
             }
-            lines.append("\(n.outputs.joined(separator: ", ")) = \(n.op.rawValue)(\(args.joined(separator: ", ")))" + (attrs.isEmpty ? "" : " {\(attrs.joined(separator: ", "))}") + "  # \(n.name)")
+            lines.append(
+                "\(n.outputs.joined(separator: ", ")) = \(n.op.rawValue)(\(args.joined(separator: ", ")))"
+                    + (attrs.isEmpty ? "" : " {\(attrs.joined(separator: ", "))}") + "  # \(n.name)")
         }
         for v in outputs { lines.append("output \(v.name)") }
         return lines.joined(separator: "\n")

@@ -128,8 +128,10 @@ public struct Node: Sendable {
     public var outputs: [String]
     public var attributes: [String: Attribute]
 
-    public init(name: String, op: OpType, inputs: [String], outputs: [String],
-                attributes: [String: Attribute] = [:]) {
+    public init(
+        name: String, op: OpType, inputs: [String], outputs: [String],
+        attributes: [String: Attribute] = [:]
+    ) {
         self.name = name
         self.op = op
         self.inputs = inputs
@@ -171,8 +173,10 @@ public struct Graph: @unchecked Sendable {
     /// Where the graph came from: producer, opset and similar facts, for `inspect`.
     public var metadata: [String: String]
 
-    public init(inputs: [ValueInfo], outputs: [ValueInfo], nodes: [Node],
-                initializers: [String: Tensor], metadata: [String: String] = [:]) {
+    public init(
+        inputs: [ValueInfo], outputs: [ValueInfo], nodes: [Node],
+        initializers: [String: Tensor], metadata: [String: String] = [:]
+    ) {
         self.inputs = inputs
         self.outputs = outputs
         self.nodes = nodes

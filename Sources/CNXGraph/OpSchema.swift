@@ -47,7 +47,9 @@ public struct OpSchema: @unchecked Sendable {
     /// "2 (A, B)", "2 to 3 (X, W, B)", "1 or more (inputs)": for messages.
     public var arityDescription: String {
         let r = arity
-        let count = r.upperBound == Int.max ? "\(r.lowerBound) or more"
+        let count =
+            r.upperBound == Int.max
+            ? "\(r.lowerBound) or more"
             : r.lowerBound == r.upperBound ? "\(r.lowerBound)" : "\(r.lowerBound) to \(r.upperBound)"
         return inputs.isEmpty ? count : "\(count) (\(inputs.map(\.name).joined(separator: ", ")))"
     }
@@ -166,8 +168,10 @@ public struct NodeInputs<Value> {
 // MARK: The table
 
 extension OpSchema {
-    private init(_ op: OpType, inputs: [InputSlot], variadic: Bool = false, outputs: [String] = ["Y"],
-                 attributes: [AttributeSchema] = [], shape: @escaping ShapeFunction) {
+    private init(
+        _ op: OpType, inputs: [InputSlot], variadic: Bool = false, outputs: [String] = ["Y"],
+        attributes: [AttributeSchema] = [], shape: @escaping ShapeFunction
+    ) {
         self.op = op
         self.inputs = inputs
         self.variadic = variadic
@@ -182,10 +186,14 @@ extension OpSchema {
     static func make(_ op: OpType) -> OpSchema {
         typealias S = ShapeInference
         let x = [InputSlot("X")]
-        let reduceAttributes = [AttributeSchema("axes", .ints), AttributeSchema("keepdims", .int, default: .int(1)),
-                                AttributeSchema("noop_with_empty_axes", .int, default: .int(0))]
-        let normAttributes = [AttributeSchema("axis", .int, default: .int(-1)), AttributeSchema("epsilon", .float, default: .float(1e-5)),
-                              AttributeSchema("stash_type", .int, default: .int(1))]
+        let reduceAttributes = [
+            AttributeSchema("axes", .ints), AttributeSchema("keepdims", .int, default: .int(1)),
+            AttributeSchema("noop_with_empty_axes", .int, default: .int(0)),
+        ]
+        let normAttributes = [
+            AttributeSchema("axis", .int, default: .int(-1)), AttributeSchema("epsilon", .float, default: .float(1e-5)),
+            AttributeSchema("stash_type", .int, default: .int(1)),
+        ]
         switch op {
         case .add, .sub, .mul, .div, .pow:
             return OpSchema(op, inputs: [InputSlot("A"), InputSlot("B")], outputs: ["C"], shape: S.binary)
@@ -196,123 +204,170 @@ extension OpSchema {
         case .swish:
             return OpSchema(op, inputs: x, attributes: [AttributeSchema("alpha", .float, default: .float(1))], shape: S.same)
         case .conv:
-            return OpSchema(op, inputs: [InputSlot("X"), InputSlot("W"), InputSlot("B", required: false)], attributes: [
-                AttributeSchema("auto_pad", .string, default: .string("NOTSET")), AttributeSchema("dilations", .ints),
-                AttributeSchema("group", .int, default: .int(1)), AttributeSchema("kernel_shape", .ints),
-                AttributeSchema("pads", .ints), AttributeSchema("strides", .ints),
-            ], shape: S.conv)
+            return OpSchema(
+                op, inputs: [InputSlot("X"), InputSlot("W"), InputSlot("B", required: false)],
+                attributes: [
+                    AttributeSchema("auto_pad", .string, default: .string("NOTSET")), AttributeSchema("dilations", .ints),
+                    AttributeSchema("group", .int, default: .int(1)), AttributeSchema("kernel_shape", .ints),
+                    AttributeSchema("pads", .ints), AttributeSchema("strides", .ints),
+                ], shape: S.conv)
         case .matMul:
             return OpSchema(op, inputs: [InputSlot("A"), InputSlot("B")], shape: S.matMul)
         case .gemm:
-            return OpSchema(op, inputs: [InputSlot("A"), InputSlot("B"), InputSlot("C", required: false)], attributes: [
-                AttributeSchema("alpha", .float, default: .float(1)), AttributeSchema("beta", .float, default: .float(1)),
-                AttributeSchema("transA", .int, default: .int(0)), AttributeSchema("transB", .int, default: .int(0)),
-            ], shape: S.gemm)
+            return OpSchema(
+                op, inputs: [InputSlot("A"), InputSlot("B"), InputSlot("C", required: false)],
+                attributes: [
+                    AttributeSchema("alpha", .float, default: .float(1)), AttributeSchema("beta", .float, default: .float(1)),
+                    AttributeSchema("transA", .int, default: .int(0)), AttributeSchema("transB", .int, default: .int(0)),
+                ], shape: S.gemm)
         case .reduceMean, .reduceL2, .reduceSum, .reduceProd:
-            return OpSchema(op, inputs: [InputSlot("data"), InputSlot("axes", required: false)], outputs: ["reduced"],
-                            attributes: reduceAttributes, shape: S.reduce)
+            return OpSchema(
+                op, inputs: [InputSlot("data"), InputSlot("axes", required: false)], outputs: ["reduced"],
+                attributes: reduceAttributes, shape: S.reduce)
         case .layerNormalization:
-            return OpSchema(op, inputs: [InputSlot("X"), InputSlot("Scale"), InputSlot("B", required: false)],
-                            outputs: ["Y", "Mean", "InvStdDev"], attributes: normAttributes, shape: S.same)
+            return OpSchema(
+                op, inputs: [InputSlot("X"), InputSlot("Scale"), InputSlot("B", required: false)],
+                outputs: ["Y", "Mean", "InvStdDev"], attributes: normAttributes, shape: S.same)
         case .rmsNormalization:
             return OpSchema(op, inputs: [InputSlot("X"), InputSlot("scale")], attributes: normAttributes, shape: S.same)
         case .globalAveragePool:
             return OpSchema(op, inputs: x, shape: S.globalAveragePool)
         case .transpose:
-            return OpSchema(op, inputs: [InputSlot("data")], outputs: ["transposed"], attributes: [AttributeSchema("perm", .ints)], shape: S.transpose)
+            return OpSchema(
+                op, inputs: [InputSlot("data")], outputs: ["transposed"], attributes: [AttributeSchema("perm", .ints)], shape: S.transpose)
         case .reshape:
-            return OpSchema(op, inputs: [InputSlot("data"), InputSlot("shape")], outputs: ["reshaped"],
-                            attributes: [AttributeSchema("allowzero", .int, default: .int(0))], shape: S.reshape)
+            return OpSchema(
+                op, inputs: [InputSlot("data"), InputSlot("shape")], outputs: ["reshaped"],
+                attributes: [AttributeSchema("allowzero", .int, default: .int(0))], shape: S.reshape)
         case .flatten:
-            return OpSchema(op, inputs: [InputSlot("input")], outputs: ["output"],
-                            attributes: [AttributeSchema("axis", .int, default: .int(1))], shape: S.flatten)
+            return OpSchema(
+                op, inputs: [InputSlot("input")], outputs: ["output"],
+                attributes: [AttributeSchema("axis", .int, default: .int(1))], shape: S.flatten)
         case .squeeze, .unsqueeze:
-            return OpSchema(op, inputs: [InputSlot("data"), InputSlot("axes", required: false)],
-                            outputs: [op == .squeeze ? "squeezed" : "expanded"], attributes: [AttributeSchema("axes", .ints)], shape: S.squeeze)
+            return OpSchema(
+                op, inputs: [InputSlot("data"), InputSlot("axes", required: false)],
+                outputs: [op == .squeeze ? "squeezed" : "expanded"], attributes: [AttributeSchema("axes", .ints)], shape: S.squeeze)
         case .concat:
-            return OpSchema(op, inputs: [InputSlot("inputs")], variadic: true, outputs: ["concat_result"],
-                            attributes: [AttributeSchema("axis", .int, default: .int(0))], shape: S.concat)
+            return OpSchema(
+                op, inputs: [InputSlot("inputs")], variadic: true, outputs: ["concat_result"],
+                attributes: [AttributeSchema("axis", .int, default: .int(0))], shape: S.concat)
         case .gather:
-            return OpSchema(op, inputs: [InputSlot("data"), InputSlot("indices")], outputs: ["output"],
-                            attributes: [AttributeSchema("axis", .int, default: .int(0))], shape: S.gather)
+            return OpSchema(
+                op, inputs: [InputSlot("data"), InputSlot("indices")], outputs: ["output"],
+                attributes: [AttributeSchema("axis", .int, default: .int(0))], shape: S.gather)
         case .shape:
-            return OpSchema(op, inputs: [InputSlot("data")], outputs: ["shape"],
-                            attributes: [AttributeSchema("start", .int, default: .int(0)), AttributeSchema("end", .int)], shape: S.shapeOf)
+            return OpSchema(
+                op, inputs: [InputSlot("data")], outputs: ["shape"],
+                attributes: [AttributeSchema("start", .int, default: .int(0)), AttributeSchema("end", .int)], shape: S.shapeOf)
         case .slice:
             // Before opset 10, starts, ends and axes were attributes.
-            return OpSchema(op, inputs: [InputSlot("data"), InputSlot("starts", required: false), InputSlot("ends", required: false),
-                                         InputSlot("axes", required: false), InputSlot("steps", required: false)], outputs: ["output"],
-                            attributes: [AttributeSchema("starts", .ints), AttributeSchema("ends", .ints), AttributeSchema("axes", .ints)],
-                            shape: S.slice)
+            return OpSchema(
+                op,
+                inputs: [
+                    InputSlot("data"), InputSlot("starts", required: false), InputSlot("ends", required: false),
+                    InputSlot("axes", required: false), InputSlot("steps", required: false),
+                ], outputs: ["output"],
+                attributes: [AttributeSchema("starts", .ints), AttributeSchema("ends", .ints), AttributeSchema("axes", .ints)],
+                shape: S.slice)
         case .expand:
             return OpSchema(op, inputs: [InputSlot("input"), InputSlot("shape")], outputs: ["output"], shape: S.expand)
         case .cast:
-            return OpSchema(op, inputs: [InputSlot("input")], outputs: ["output"], attributes: [
-                AttributeSchema("to", .int, .required), AttributeSchema("saturate", .int, default: .int(1)),
-                AttributeSchema("round_mode", .string),
-            ], shape: S.cast)
+            return OpSchema(
+                op, inputs: [InputSlot("input")], outputs: ["output"],
+                attributes: [
+                    AttributeSchema("to", .int, .required), AttributeSchema("saturate", .int, default: .int(1)),
+                    AttributeSchema("round_mode", .string),
+                ], shape: S.cast)
         case .constantOfShape:
-            return OpSchema(op, inputs: [InputSlot("input")], outputs: ["output"], attributes: [AttributeSchema("value", .tensor)],
-                            shape: S.constantOfShape)
+            return OpSchema(
+                op, inputs: [InputSlot("input")], outputs: ["output"], attributes: [AttributeSchema("value", .tensor)],
+                shape: S.constantOfShape)
         case .range:
             return OpSchema(op, inputs: [InputSlot("start"), InputSlot("limit"), InputSlot("delta")], outputs: ["output"], shape: S.range)
         case .identity:
             return OpSchema(op, inputs: [InputSlot("input")], outputs: ["output"], shape: S.passThrough)
         case .dropout:
-            return OpSchema(op, inputs: [InputSlot("data"), InputSlot("ratio", required: false), InputSlot("training_mode", required: false)],
-                            outputs: ["output", "mask"], attributes: [AttributeSchema("seed", .int), AttributeSchema("ratio", .float)],
-                            shape: S.passThrough)
+            return OpSchema(
+                op, inputs: [InputSlot("data"), InputSlot("ratio", required: false), InputSlot("training_mode", required: false)],
+                outputs: ["output", "mask"], attributes: [AttributeSchema("seed", .int), AttributeSchema("ratio", .float)],
+                shape: S.passThrough)
         case .constant:
-            return OpSchema(op, inputs: [], outputs: ["output"], attributes: [
-                AttributeSchema("value", .tensor), AttributeSchema("value_float", .float), AttributeSchema("value_floats", .floats),
-                AttributeSchema("value_int", .int), AttributeSchema("value_ints", .ints), AttributeSchema("value_string", .string),
-            ], shape: S.constant)
+            return OpSchema(
+                op, inputs: [], outputs: ["output"],
+                attributes: [
+                    AttributeSchema("value", .tensor), AttributeSchema("value_float", .float), AttributeSchema("value_floats", .floats),
+                    AttributeSchema("value_int", .int), AttributeSchema("value_ints", .ints), AttributeSchema("value_string", .string),
+                ], shape: S.constant)
 
         // The project's own operations (Formats/CNX.md).
         case .linear:
-            return OpSchema(op, inputs: [InputSlot("X", dtypes: f32), InputSlot("W", dtypes: f32), InputSlot("B", required: false, dtypes: f32)],
-                            attributes: [AttributeSchema("activation", .string)], shape: S.linear)
+            return OpSchema(
+                op, inputs: [InputSlot("X", dtypes: f32), InputSlot("W", dtypes: f32), InputSlot("B", required: false, dtypes: f32)],
+                attributes: [AttributeSchema("activation", .string)], shape: S.linear)
         case .grn:
-            return OpSchema(op, inputs: [InputSlot("X", dtypes: f32), InputSlot("gamma", dtypes: f32), InputSlot("beta", dtypes: f32)],
-                            attributes: [AttributeSchema("grn_epsilon", .float, default: .float(1e-6))], shape: S.same)
+            return OpSchema(
+                op, inputs: [InputSlot("X", dtypes: f32), InputSlot("gamma", dtypes: f32), InputSlot("beta", dtypes: f32)],
+                attributes: [AttributeSchema("grn_epsilon", .float, default: .float(1e-6))], shape: S.same)
         case .simpleNorm:
-            return OpSchema(op, inputs: [InputSlot("X", dtypes: f32), InputSlot("scale", dtypes: f32)],
-                            attributes: [AttributeSchema("epsilon", .float, default: .float(1e-5))], shape: S.same)
+            return OpSchema(
+                op, inputs: [InputSlot("X", dtypes: f32), InputSlot("scale", dtypes: f32)],
+                attributes: [AttributeSchema("epsilon", .float, default: .float(1e-5))], shape: S.same)
         case .stem:
             // The bias is optional in the format, but the converter always writes one and the
             // reference kernel needs it.
-            return OpSchema(op, inputs: [InputSlot("X", dtypes: f32), InputSlot("W", dtypes: gemmWeight), InputSlot("B", dtypes: f32),
-                                         InputSlot("ln_scale", required: false, dtypes: f32), InputSlot("ln_bias", required: false, dtypes: f32)],
-                            attributes: [
-                                AttributeSchema("kernel", .int, .required), AttributeSchema("stride", .int), AttributeSchema("pad", .int, default: .int(0)),
-                                AttributeSchema("input_layout", .string, default: .string("nchw")), AttributeSchema("activation", .string),
-                            ] + normAndEpsilon + int8Layer(1, weight: "W"), shape: S.stem)
+            return OpSchema(
+                op,
+                inputs: [
+                    InputSlot("X", dtypes: f32), InputSlot("W", dtypes: gemmWeight), InputSlot("B", dtypes: f32),
+                    InputSlot("ln_scale", required: false, dtypes: f32), InputSlot("ln_bias", required: false, dtypes: f32),
+                ],
+                attributes: [
+                    AttributeSchema("kernel", .int, .required), AttributeSchema("stride", .int),
+                    AttributeSchema("pad", .int, default: .int(0)),
+                    AttributeSchema("input_layout", .string, default: .string("nchw")), AttributeSchema("activation", .string),
+                ] + normAndEpsilon + int8Layer(1, weight: "W"), shape: S.stem)
         case .downsample:
-            return OpSchema(op, inputs: [InputSlot("X", dtypes: f32), InputSlot("W", dtypes: gemmWeight), InputSlot("B", dtypes: f32),
-                                         InputSlot("ln_scale", required: false, dtypes: f32), InputSlot("ln_bias", required: false, dtypes: f32)],
-                            attributes: [AttributeSchema("kernel", .int, .required)] + normAndEpsilon + int8Layer(1, weight: "W"),
-                            shape: S.downsample)
+            return OpSchema(
+                op,
+                inputs: [
+                    InputSlot("X", dtypes: f32), InputSlot("W", dtypes: gemmWeight), InputSlot("B", dtypes: f32),
+                    InputSlot("ln_scale", required: false, dtypes: f32), InputSlot("ln_bias", required: false, dtypes: f32),
+                ],
+                attributes: [AttributeSchema("kernel", .int, .required)] + normAndEpsilon + int8Layer(1, weight: "W"),
+                shape: S.downsample)
         case .block:
-            return OpSchema(op, inputs: [InputSlot("X", dtypes: f32), InputSlot("dw_weight", dtypes: f32), InputSlot("dw_bias", dtypes: f32),
-                                         InputSlot("W1", dtypes: gemmWeight), InputSlot("B1", dtypes: f32),
-                                         InputSlot("W2", dtypes: gemmWeight), InputSlot("B2", dtypes: f32),
-                                         InputSlot("grn_gamma", required: false, dtypes: f32), InputSlot("grn_beta", required: false, dtypes: f32)],
-                            attributes: normAndEpsilon + [
-                                AttributeSchema("grn_epsilon", .float, default: .float(1e-6)),
-                                AttributeSchema("activation", .string, default: .string("gelu")),
-                            ] + int8Layer(1, weight: "W1") + int8Layer(2, weight: "W2"), shape: S.same)
+            return OpSchema(
+                op,
+                inputs: [
+                    InputSlot("X", dtypes: f32), InputSlot("dw_weight", dtypes: f32), InputSlot("dw_bias", dtypes: f32),
+                    InputSlot("W1", dtypes: gemmWeight), InputSlot("B1", dtypes: f32),
+                    InputSlot("W2", dtypes: gemmWeight), InputSlot("B2", dtypes: f32),
+                    InputSlot("grn_gamma", required: false, dtypes: f32), InputSlot("grn_beta", required: false, dtypes: f32),
+                ],
+                attributes: normAndEpsilon + [
+                    AttributeSchema("grn_epsilon", .float, default: .float(1e-6)),
+                    AttributeSchema("activation", .string, default: .string("gelu")),
+                ] + int8Layer(1, weight: "W1") + int8Layer(2, weight: "W2"), shape: S.same)
         case .head:
-            return OpSchema(op, inputs: [InputSlot("X", dtypes: f32), InputSlot("W", required: false, dtypes: gemmWeight),
-                                         InputSlot("B", required: false, dtypes: f32), InputSlot("W2", required: false, dtypes: gemmWeight),
-                                         InputSlot("B2", required: false, dtypes: f32),
-                                         InputSlot("ln_scale", required: false, dtypes: f32), InputSlot("ln_bias", required: false, dtypes: f32)],
-                            attributes: normAndEpsilon + [
-                                AttributeSchema("norm_first", .int, default: .int(0)), AttributeSchema("activation", .string),
-                            ] + int8Layer(1, weight: "W") + int8Layer(2, weight: "W2"), shape: S.head)
+            return OpSchema(
+                op,
+                inputs: [
+                    InputSlot("X", dtypes: f32), InputSlot("W", required: false, dtypes: gemmWeight),
+                    InputSlot("B", required: false, dtypes: f32), InputSlot("W2", required: false, dtypes: gemmWeight),
+                    InputSlot("B2", required: false, dtypes: f32),
+                    InputSlot("ln_scale", required: false, dtypes: f32), InputSlot("ln_bias", required: false, dtypes: f32),
+                ],
+                attributes: normAndEpsilon + [
+                    AttributeSchema("norm_first", .int, default: .int(0)), AttributeSchema("activation", .string),
+                ] + int8Layer(1, weight: "W") + int8Layer(2, weight: "W2"), shape: S.head)
         case .features:
-            return OpSchema(op, inputs: [InputSlot("X", dtypes: f32), InputSlot("ln_scale", required: false, dtypes: f32),
-                                         InputSlot("ln_bias", required: false, dtypes: f32)],
-                            attributes: normAndEpsilon, shape: S.features)
+            return OpSchema(
+                op,
+                inputs: [
+                    InputSlot("X", dtypes: f32), InputSlot("ln_scale", required: false, dtypes: f32),
+                    InputSlot("ln_bias", required: false, dtypes: f32),
+                ],
+                attributes: normAndEpsilon, shape: S.features)
         }
     }
 

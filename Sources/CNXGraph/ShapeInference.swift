@@ -88,9 +88,19 @@ public enum ShapeInference {
         for i in 0..<rank {
             let da = i < rank - a.count ? Dim.fixed(1) : a[i - (rank - a.count)]
             let db = i < rank - b.count ? Dim.fixed(1) : b[i - (rank - b.count)]
-            if da == db || db == .fixed(1) { out.append(da) } else if da == .fixed(1) { out.append(db) } else if let x = da.value, let y = db.value, x != y {
+            if da == db || db == .fixed(1) {
+                out.append(da)
+            } else if da == .fixed(1) {
+                out.append(db)
+            } else if let x = da.value, let y = db.value, x != y {
                 throw CNXError("shapes \(describe(a)) and \(describe(b)) do not broadcast")
-            } else if da.value != nil { out.append(da) } else if db.value != nil { out.append(db) } else { out.append(.unknown) }
+            } else if da.value != nil {
+                out.append(da)
+            } else if db.value != nil {
+                out.append(db)
+            } else {
+                out.append(.unknown)
+            }
         }
         return out
     }
@@ -392,7 +402,11 @@ public enum ShapeInference {
             let step = steps?[k] ?? 1
             guard let dim = s[a].value, step != 0 else { out[a] = .unknown; elements = nil; continue }
             var b = starts[k] < 0 ? starts[k] &+ dim : starts[k], e = ends[k] < 0 ? ends[k] &+ dim : ends[k]
-            if step > 0 { b = min(max(b, 0), dim); e = min(max(e, 0), dim) } else { b = min(max(b, 0), dim - 1); e = min(max(e, -1), dim - 1) }
+            if step > 0 {
+                b = min(max(b, 0), dim); e = min(max(e, 0), dim)
+            } else {
+                b = min(max(b, 0), dim - 1); e = min(max(e, -1), dim - 1)
+            }
             let n = step > 0 ? max(0, (e - b + step - 1) / step) : max(0, (b - e - step - 1) / -step)
             out[a] = .fixed(n)
             if let el = elements, s.count == 1 { elements = stride(from: b, to: e, by: step).map { el[$0] } }
@@ -424,7 +438,8 @@ public enum ShapeInference {
             return [ValueFacts(dtype: x.dtype, shape: limit)]
         }
         guard let start = constants(x), let limit = constants(try c.input(1)), let delta = constants(try c.input(2)),
-              start.count == 1, limit.count == 1, delta.count == 1, delta[0] != 0 else {
+            start.count == 1, limit.count == 1, delta.count == 1, delta[0] != 0
+        else {
             return [ValueFacts(dtype: x.dtype, shape: [.unknown])]
         }
         let values = Array(stride(from: start[0], to: limit[0], by: delta[0]))
@@ -442,7 +457,9 @@ public enum ShapeInference {
         let node = c.node
         let x = try c.input(0)
         // NCHW image (or NHWC map, input_layout "nhwc") in, NHWC map out; weight [Cin*k*k, Cout].
-        guard let s = x.shape, s.count == 4, let w = try c.input("W").shape, w.count == 2, let k = node.int("kernel"), k > 0 else { return shaped(x, nil) }
+        guard let s = x.shape, s.count == 4, let w = try c.input("W").shape, w.count == 2, let k = node.int("kernel"), k > 0 else {
+            return shaped(x, nil)
+        }
         let stride = node.int("stride") ?? k, pad = node.int("pad") ?? 0
         let nhwc = node.string("input_layout") == "nhwc"
         let (h, wd) = nhwc ? (s[1], s[2]) : (s[2], s[3])
@@ -453,8 +470,11 @@ public enum ShapeInference {
         let node = c.node
         let x = try c.input(0)
         // NHWC in and out; the weight is [k*k*Cin, Cout].
-        guard let s = x.shape, s.count == 4, let w = try c.input("W").shape, w.count == 2, let k = node.int("kernel"), k > 0 else { return shaped(x, nil) }
-        return shaped(x, [s[0], s[1].value.map { .fixed($0 / k) } ?? s[1].scaled(1, k), s[2].value.map { .fixed($0 / k) } ?? s[2].scaled(1, k), w[1]])
+        guard let s = x.shape, s.count == 4, let w = try c.input("W").shape, w.count == 2, let k = node.int("kernel"), k > 0 else {
+            return shaped(x, nil)
+        }
+        return shaped(
+            x, [s[0], s[1].value.map { .fixed($0 / k) } ?? s[1].scaled(1, k), s[2].value.map { .fixed($0 / k) } ?? s[2].scaled(1, k), w[1]])
     }
 
     /// NHWC in, NCHW out.

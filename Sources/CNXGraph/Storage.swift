@@ -23,7 +23,8 @@ public final class Storage: @unchecked Sendable {
         self.byteCount = byteCount
         owner = nil
         releasesPages = false
-        if n >= Storage.mappingThreshold, let p = mmap(nil, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED {
+        if n >= Storage.mappingThreshold, let p = mmap(nil, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED
+        {
             bytes = p
             allocated = false
             anonymous = true

@@ -14,12 +14,16 @@ public enum Verifier {
             throw CNXError("\(node.label) leaves out input \(i) (\(slot.name)), which \(node.op.rawValue) requires")
         }
         guard node.outputs.count <= schema.outputs.count else {
-            throw CNXError("\(node.label) has \(node.outputs.count) outputs; \(node.op.rawValue) gives at most \(schema.outputs.count) (\(schema.outputs.joined(separator: ", ")))")
+            throw CNXError(
+                "\(node.label) has \(node.outputs.count) outputs; \(node.op.rawValue) gives at most \(schema.outputs.count) (\(schema.outputs.joined(separator: ", ")))"
+            )
         }
         for name in node.attributes.keys.sorted() {
             let kind = node.attributes[name]!.kind
             guard let a = schema.attribute(name) else {
-                if schema.closedAttributes { throw CNXError("\(node.label) has attribute '\(name)', which \(node.op.rawValue) does not take") }
+                if schema.closedAttributes {
+                    throw CNXError("\(node.label) has attribute '\(name)', which \(node.op.rawValue) does not take")
+                }
                 continue
             }
             guard a.kind == kind else {
@@ -39,7 +43,9 @@ public enum Verifier {
             }
         }
         for (i, slot) in schema.inputs.enumerated() where i < node.inputs.count {
-            guard let allowed = slot.dtypes, let t = graph.initializers[node.inputs[i]], t.dtype == .int8, !allowed.contains(.int8) else { continue }
+            guard let allowed = slot.dtypes, let t = graph.initializers[node.inputs[i]], t.dtype == .int8, !allowed.contains(.int8) else {
+                continue
+            }
             throw CNXError("\(node.label): input \(i) (\(slot.name)) is int8, which \(node.op.rawValue) does not take there")
         }
     }

@@ -114,9 +114,9 @@ public enum InterruptCleanup {
             table.previous[Int(signal)] = current
             var action = sigaction()
             #if os(Linux)
-            action.__sigaction_handler.sa_handler = interruptHandler
+                action.__sigaction_handler.sa_handler = interruptHandler
             #else
-            action.__sigaction_u.__sa_handler = interruptHandler
+                action.__sigaction_u.__sa_handler = interruptHandler
             #endif
             sigemptyset(&action.sa_mask)
             for s in signals { sigaddset(&action.sa_mask, s) }
@@ -128,18 +128,18 @@ public enum InterruptCleanup {
     private static let ignored: sigaction = {
         var a = sigaction()
         #if os(Linux)
-        a.__sigaction_handler.sa_handler = SIG_IGN
+            a.__sigaction_handler.sa_handler = SIG_IGN
         #else
-        a.__sigaction_u.__sa_handler = SIG_IGN
+            a.__sigaction_u.__sa_handler = SIG_IGN
         #endif
         return a
     }()
 
     fileprivate static func handlerAddress(_ a: sigaction) -> Int {
         #if os(Linux)
-        return unsafeBitCast(a.__sigaction_handler.sa_handler, to: Int.self)
+            return unsafeBitCast(a.__sigaction_handler.sa_handler, to: Int.self)
         #else
-        return unsafeBitCast(a.__sigaction_u.__sa_handler, to: Int.self)
+            return unsafeBitCast(a.__sigaction_u.__sa_handler, to: Int.self)
         #endif
     }
 }

@@ -7,8 +7,11 @@ public enum NPY {
     public static func read(path: String) throws -> Tensor {
         // Mapped by MappedFile, not Data(contentsOf:), which leaks 4 KB per empty file (found by Fuzz/FuzzNPY).
         let file = try MappedFile(path: path)
-        let data = file.bytes.map { Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: $0), count: file.count, deallocator: .none) } ?? Data()
-        do { return try withExtendedLifetime(file) { try parse(data) } } catch let e as CNXError { throw e.inFile(path).escapingControlCharacters }
+        let data =
+            file.bytes.map { Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: $0), count: file.count, deallocator: .none) } ?? Data()
+        do { return try withExtendedLifetime(file) { try parse(data) } } catch let e as CNXError {
+            throw e.inFile(path).escapingControlCharacters
+        }
     }
 
     public static func parse(_ data: Data) throws -> Tensor {
@@ -59,7 +62,8 @@ public enum NPY {
         let start = headerStart + headerLength
         let (needed, overflow) = count.multipliedReportingOverflow(by: width)
         guard !overflow, needed <= data.count - start else {
-            throw CNXError("truncated: shape \(shape) of \(descriptor) needs \(needed) bytes after byte \(start), \(data.count - start) remain")
+            throw CNXError(
+                "truncated: shape \(shape) of \(descriptor) needs \(needed) bytes after byte \(start), \(data.count - start) remain")
         }
         return data.withUnsafeBytes { raw -> Tensor in
             let p = raw.baseAddress! + start
@@ -106,7 +110,9 @@ public enum NPY {
     /// The bytes of a `.npy` (version 1.0) holding `tensor` (float32 or int64).
     public static func encode(_ tensor: Tensor) -> Data {
         let descr = tensor.dtype == .int64 ? "<i8" : "<f4"
-        let shapeText = tensor.shape.isEmpty ? "()" : tensor.shape.count == 1 ? "(\(tensor.shape[0]),)" : "(" + tensor.shape.map(String.init).joined(separator: ", ") + ")"
+        let shapeText =
+            tensor.shape.isEmpty
+            ? "()" : tensor.shape.count == 1 ? "(\(tensor.shape[0]),)" : "(" + tensor.shape.map(String.init).joined(separator: ", ") + ")"
         var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shapeText), }"
         let total = 10 + header.utf8.count + 1
         header += String(repeating: " ", count: (64 - total % 64) % 64) + "\n"

@@ -58,7 +58,9 @@ extension NPZ {
         while offset + 4 <= bytes.count, u32(offset) == 0x04034b50 {
             guard offset + 30 <= bytes.count else { throw CNXError("\(path): truncated zip header at byte \(offset)") }
             let method = u16(offset + 8), size = u32(offset + 18), nameLength = u16(offset + 26), extra = u16(offset + 28)
-            guard method == 0 else { throw CNXError("\(path): entry at byte \(offset) is compressed; save with numpy.savez, not savez_compressed") }
+            guard method == 0 else {
+                throw CNXError("\(path): entry at byte \(offset) is compressed; save with numpy.savez, not savez_compressed")
+            }
             let start = offset + 30 + nameLength + extra
             guard start <= bytes.count, size <= bytes.count - start else {
                 throw CNXError("\(path): entry at byte \(offset) claims \(size) bytes past the end of the file")

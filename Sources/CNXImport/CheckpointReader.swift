@@ -35,13 +35,17 @@ public enum CheckpointReader {
     public enum Kind: String, Sendable { case safetensors, pth }
 
     /// The weights files a folder may hold, in the order they are looked for.
-    public static let folderWeights = ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                                       "pytorch_model.bin.index.json", "model.pth", "model.pt"]
+    public static let folderWeights = [
+        "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+        "pytorch_model.bin.index.json", "model.pth", "model.pt",
+    ]
 
     /// The weights file of `path`: itself, or the one inside a folder.
     public static func weightsFile(_ path: String) throws -> String {
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw CNXError("\(path): no such file or folder") }
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw CNXError("\(path): no such file or folder")
+        }
         guard isDirectory.boolValue else { return path }
         for name in folderWeights {
             let p = URL(fileURLWithPath: path).appendingPathComponent(name).path
@@ -53,10 +57,11 @@ public enum CheckpointReader {
     /// A weights file's kind by its content: a zip is a PyTorch checkpoint, anything else is
     /// read as safetensors.
     public static func kind(of path: String) -> Kind {
-        let head = FileHandle(forReadingAtPath: path).flatMap { h -> Data? in
-            defer { try? h.close() }
-            return try? h.read(upToCount: 4)
-        } ?? Data()
+        let head =
+            FileHandle(forReadingAtPath: path).flatMap { h -> Data? in
+                defer { try? h.close() }
+                return try? h.read(upToCount: 4)
+            } ?? Data()
         return [UInt8](head) == [0x50, 0x4B, 0x03, 0x04] ? .pth : .safetensors
     }
 
@@ -79,8 +84,9 @@ public enum CheckpointReader {
         let name = URL(fileURLWithPath: weights).lastPathComponent
         let built: StateDictGraph.Built
         do {
-            built = try StateDictGraph.build(stateDict, format: format.rawValue, source: name, options: options,
-                                             config: config, configPath: configPath)
+            built = try StateDictGraph.build(
+                stateDict, format: format.rawValue, source: name, options: options,
+                config: config, configPath: configPath)
         } catch let e as CNXError {
             // A config.json that disagrees with the weights is named as the culprit.
             throw oneLine(e.message.hasPrefix(configPath) ? e : e.inFile(weights))
@@ -94,7 +100,8 @@ public enum CheckpointReader {
                 throw CNXError("\(configPath): \(names.count) label names for \(classes) classes")
             }
         }
-        return Checkpoint(graph: built.graph, format: format.rawValue, scheme: built.scheme, modelConfig: config,
-                          weightsPath: weights, shards: shards, hyperparameters: built.hyperparameters)
+        return Checkpoint(
+            graph: built.graph, format: format.rawValue, scheme: built.scheme, modelConfig: config,
+            weightsPath: weights, shards: shards, hyperparameters: built.hyperparameters)
     }
 }

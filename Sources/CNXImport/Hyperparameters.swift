@@ -120,7 +120,8 @@ public struct CheckpointOptions: Sendable {
             let kv = part.split(separator: "=", maxSplits: 1)
             let key = kv.first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
             guard kv.count == 2, let site = NormSite(rawValue: key) else {
-                throw CNXError("--layer-norm-eps: '\(part)' is not site=number (sites: \(NormSite.allCases.map(\.rawValue).joined(separator: ", ")))")
+                throw CNXError(
+                    "--layer-norm-eps: '\(part)' is not site=number (sites: \(NormSite.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
             out[site] = try number(kv[1])
         }
@@ -175,10 +176,13 @@ struct WeightFacts {
     /// The norm sites the network has.
     var sites: Set<NormSite>
 
-    init(scheme: NamingScheme, depths: [Int], dims: [Int], kernels: [Int], convMLP: Bool, grn: Bool, layerScale: Bool,
-         stem: Stem, head: Head, normHasBias: Bool, sites: Set<NormSite>) {
+    init(
+        scheme: NamingScheme, depths: [Int], dims: [Int], kernels: [Int], convMLP: Bool, grn: Bool, layerScale: Bool,
+        stem: Stem, head: Head, normHasBias: Bool, sites: Set<NormSite>
+    ) {
         self.scheme = scheme
-        structure = Structure(depths: depths, dims: dims, kernels: kernels, convMLP: convMLP, grn: grn, layerScale: layerScale, stem: stem, head: head)
+        structure = Structure(
+            depths: depths, dims: dims, kernels: kernels, convMLP: convMLP, grn: grn, layerScale: layerScale, stem: stem, head: head)
         self.normHasBias = normHasBias
         self.sites = sites
     }
@@ -202,8 +206,10 @@ struct Proposal {
     /// The sources of single values, where they differ from `source` (config.json keys).
     var sources: [String: String] = [:]
 
-    init(source: String, norm: NormKind? = nil, eps: [NormSite: Float] = [:], activation: Activation? = nil,
-         headActivation: Activation? = nil, grnEps: Float? = nil) {
+    init(
+        source: String, norm: NormKind? = nil, eps: [NormSite: Float] = [:], activation: Activation? = nil,
+        headActivation: Activation? = nil, grnEps: Float? = nil
+    ) {
         self.source = source
         self.norm = norm
         self.eps = eps
@@ -239,8 +245,10 @@ enum HyperparameterResolver {
         var assumptions: [Assumption] = []
 
         /// The first layer that has a value for `pick`; candidates only when they agree.
-        func choose<T: Equatable>(_ name: String, key: String? = nil, flag: String, render: (T) -> String,
-                                  _ pick: (Proposal) -> T?) throws -> (T, String)? {
+        func choose<T: Equatable>(
+            _ name: String, key: String? = nil, flag: String, render: (T) -> String,
+            _ pick: (Proposal) -> T?
+        ) throws -> (T, String)? {
             let key = key ?? name
             if let v = pick(layers.flags) { return (v, layers.flags.source(of: key)) }
             if let c = layers.config, let v = pick(c) { return (v, c.source(of: key)) }
@@ -250,7 +258,9 @@ enum HyperparameterResolver {
                 let listed = values.map { "\($0.0) (\(name) \(render($0.1)))" }
                 var distinct: [String] = []
                 for v in values.map({ render($0.1) }) where !distinct.contains(v) { distinct.append(v) }
-                throw CNXError("the weights (\(facts.description)) fit the timm variants \(listed.joined(separator: ", ")), which differ in \(name), and nothing says which; choose with \(flag) \(distinct.joined(separator: "|"))")
+                throw CNXError(
+                    "the weights (\(facts.description)) fit the timm variants \(listed.joined(separator: ", ")), which differ in \(name), and nothing says which; choose with \(flag) \(distinct.joined(separator: "|"))"
+                )
             }
             if let v = pick(layers.defaults) { return (v, layers.defaults.source(of: key)) }
             return nil
@@ -264,18 +274,27 @@ enum HyperparameterResolver {
             }
             let configured = layers.config?.norm
             if let c = configured, c != .layerNorm {
-                throw CNXError("\(layers.config?.source(of: "norm") ?? "the configuration") says \(c.rawValue), but the checkpoint's norms have a bias, which only a LayerNorm has")
+                throw CNXError(
+                    "\(layers.config?.source(of: "norm") ?? "the configuration") says \(c.rawValue), but the checkpoint's norms have a bias, which only a LayerNorm has"
+                )
             }
             norm = .layerNorm
-            assumptions.append(Assumption(name: "norm", value: norm.rawValue,
-                                          source: layers.flags.norm != nil ? "--norm" : "the norms have a weight and a bias"))
+            assumptions.append(
+                Assumption(
+                    name: "norm", value: norm.rawValue,
+                    source: layers.flags.norm != nil ? "--norm" : "the norms have a weight and a bias"))
         } else {
             if layers.flags.norm == .layerNorm || layers.config?.norm == .layerNorm {
-                throw CNXError("\(layers.flags.norm == .layerNorm ? "--norm layernorm" : layers.config?.source(of: "norm") ?? ""): a LayerNorm has a bias, but the checkpoint's norms have none")
+                throw CNXError(
+                    "\(layers.flags.norm == .layerNorm ? "--norm layernorm" : layers.config?.source(of: "norm") ?? ""): a LayerNorm has a bias, but the checkpoint's norms have none"
+                )
             }
             guard let (kind, source) = try choose("norm", flag: "--norm", render: { (k: NormKind) in k.rawValue }, { $0.norm }),
-                  kind != .layerNorm else {
-                throw CNXError("the norms have no bias: an RMS norm (timm rmsnorm2d) or a simple norm (timm simplenorm), and nothing says which; choose with --norm rmsnorm|simplenorm")
+                kind != .layerNorm
+            else {
+                throw CNXError(
+                    "the norms have no bias: an RMS norm (timm rmsnorm2d) or a simple norm (timm simplenorm), and nothing says which; choose with --norm rmsnorm|simplenorm"
+                )
             }
             norm = kind
             assumptions.append(Assumption(name: "norm", value: kind.rawValue, source: source))
@@ -285,7 +304,10 @@ enum HyperparameterResolver {
         var eps: [NormSite: Float] = [:]
         var epsSources: [NormSite: String] = [:]
         for site in facts.sites.sorted() {
-            guard let (v, source) = try choose("eps", key: "eps.\(site.rawValue)", flag: "--layer-norm-eps", render: formatEps, { $0.eps[site] }) else {
+            guard
+                let (v, source) = try choose(
+                    "eps", key: "eps.\(site.rawValue)", flag: "--layer-norm-eps", render: formatEps, { $0.eps[site] })
+            else {
                 throw CNXError("no epsilon for the \(site.rawValue) norm; give one with --layer-norm-eps")
             }
             eps[site] = v
@@ -302,14 +324,22 @@ enum HyperparameterResolver {
             assumptions.append(Assumption(name: "eps.\(site.rawValue)", value: formatEps(eps[site]!), source: epsSources[site]!))
         }
 
-        guard let (activation, actSource) = try choose("activation", flag: "--activation", render: { (a: Activation) in a.rawValue }, { $0.activation }) else {
-            throw CNXError("nothing says which activation the blocks use; choose with --activation \(Activation.allCases.map(\.rawValue).joined(separator: "|"))")
+        guard
+            let (activation, actSource) = try choose(
+                "activation", flag: "--activation", render: { (a: Activation) in a.rawValue }, { $0.activation })
+        else {
+            throw CNXError(
+                "nothing says which activation the blocks use; choose with --activation \(Activation.allCases.map(\.rawValue).joined(separator: "|"))"
+            )
         }
         assumptions.append(Assumption(name: "activation", value: activation.rawValue, source: actSource))
 
         var headActivation = Activation.gelu
         if case .mlp = facts.head {
-            guard let (a, source) = try choose("head_activation", flag: "--activation", render: { (a: Activation) in a.rawValue }, { $0.headActivation }) else {
+            guard
+                let (a, source) = try choose(
+                    "head_activation", flag: "--activation", render: { (a: Activation) in a.rawValue }, { $0.headActivation })
+            else {
                 throw CNXError("nothing says which activation the head's hidden layer uses")
             }
             headActivation = a
@@ -324,7 +354,8 @@ enum HyperparameterResolver {
             grnEps = v
             assumptions.append(Assumption(name: "grn_eps", value: formatEps(v), source: source))
         }
-        return Hyperparameters(norm: norm, eps: eps, activation: activation, headActivation: headActivation,
-                               grnEps: grnEps, assumptions: assumptions)
+        return Hyperparameters(
+            norm: norm, eps: eps, activation: activation, headActivation: headActivation,
+            grnEps: grnEps, assumptions: assumptions)
     }
 }

@@ -107,7 +107,11 @@ public struct TimmHubConfig: Sendable {
             modelArgs.depths = ints(args["depths"])
             modelArgs.dims = ints(args["dims"])
             if args.keys.contains("norm_eps") {
-                if let v = args["norm_eps"] as? NSNumber { modelArgs.normEps = v.floatValue } else { modelArgs.normEpsIsNull = args["norm_eps"] is NSNull }
+                if let v = args["norm_eps"] as? NSNumber {
+                    modelArgs.normEps = v.floatValue
+                } else {
+                    modelArgs.normEpsIsNull = args["norm_eps"] is NSNull
+                }
             }
             modelArgs.actLayer = args["act_layer"] as? String
             modelArgs.normLayer = args["norm_layer"] as? String

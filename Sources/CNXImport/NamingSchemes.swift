@@ -57,9 +57,11 @@ public struct NamingScheme: Sendable {
     public let headPoolsByMean: Bool
 
     /// The schemes this reader knows, in the order ties are broken.
-    public static let all: [NamingScheme] = [timm, torchvision, reference, referenceIsotropic,
-                                             transformers(prefix: "convnext."), transformers(prefix: "convnextv2."),
-                                             transformers(prefix: "")]
+    public static let all: [NamingScheme] = [
+        timm, torchvision, reference, referenceIsotropic,
+        transformers(prefix: "convnext."), transformers(prefix: "convnextv2."),
+        transformers(prefix: ""),
+    ]
 
     /// timm (`timm.models.convnext.ConvNeXt`), including conv_mlp models, V2 (`use_grn`), the
     /// overlapping stems (`stem_type` overlap, overlap_tiered, overlap_act), `head_norm_first`,

@@ -146,7 +146,8 @@ private final class Loader {
     func valueInfo(_ v: Onnx__ValueInfoProto) throws -> ValueInfo {
         let name = string(v.name)
         guard let type = v.type, type.pointee.value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE,
-              let tt = type.pointee.tensor_type else {
+            let tt = type.pointee.tensor_type
+        else {
             throw CNXError("value '\(name)' is not a tensor")
         }
         let elem = tt.pointee.elem_type
@@ -229,7 +230,9 @@ private final class Loader {
         }
         if let raw, let file, let base = file.bytes {
             guard raw.count == expectedBytes else {
-                throw CNXError("\(what): raw_data at byte \(raw.lowerBound) holds \(raw.count) bytes, shape \(shape) of \(dtype.name) needs \(expectedBytes)")
+                throw CNXError(
+                    "\(what): raw_data at byte \(raw.lowerBound) holds \(raw.count) bytes, shape \(shape) of \(dtype.name) needs \(expectedBytes)"
+                )
             }
             return tensorFromBytes(dtype: dtype, shape: shape, bytes: base + raw.lowerBound, owner: file, mapped: true)
         }

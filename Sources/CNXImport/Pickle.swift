@@ -278,7 +278,9 @@ public struct RestrictedUnpickler {
         func global(_ module: String, _ name: String, at op: Int, opcode: String) throws -> PickleValue {
             let full = "\(module).\(name)"
             guard let g = PickleGlobal.allowed[full] else {
-                throw fail("refused: the pickle imports global '\(full)' (\(opcode)); a state dict may only use \(PickleGlobal.allowedNames). Nothing was executed.", at: op)
+                throw fail(
+                    "refused: the pickle imports global '\(full)' (\(opcode)); a state dict may only use \(PickleGlobal.allowedNames). Nothing was executed.",
+                    at: op)
             }
             return .global(g)
         }
@@ -289,32 +291,32 @@ public struct RestrictedUnpickler {
             let code = bytes[cursor]
             cursor += 1
             switch code {
-            case 0x80: // PROTO
+            case 0x80:  // PROTO
                 let v = try uint(1, at: op)
                 guard (2...5).contains(v) else { throw fail("pickle protocol \(v) is not one torch.save writes", at: op) }
-            case 0x95: // FRAME: a length hint only
+            case 0x95:  // FRAME: a length hint only
                 _ = try uint(8, at: op)
-            case 0x2e: // STOP
+            case 0x2e:  // STOP
                 guard marks.isEmpty, stack.count == 1 else {
                     throw fail("STOP with \(stack.count) values on the stack and \(marks.count) open marks", at: op)
                 }
                 return PickleDocument(root: stack[0], arena: arena)
-            case 0x28: // MARK
+            case 0x28:  // MARK
                 guard marks.count < Self.maxStack else { throw fail("too many nested marks", at: op) }
                 marks.append(stack.count)
-            case 0x30: // POP
+            case 0x30:  // POP
                 _ = try pop(at: op)
-            case 0x31: // POP_MARK
+            case 0x31:  // POP_MARK
                 _ = try popMark(at: op)
             case 0x4e: stack.append(.none)
             case 0x88: stack.append(.bool(true))
             case 0x89: stack.append(.bool(false))
-            case 0x4a: // BININT: signed 32-bit
+            case 0x4a:  // BININT: signed 32-bit
                 let v = try uint(4, at: op)
                 stack.append(.int(Int(Int32(truncatingIfNeeded: v))))
             case 0x4b: stack.append(.int(try uint(1, at: op)))
             case 0x4d: stack.append(.int(try uint(2, at: op)))
-            case 0x8a: // LONG1: n bytes of two's complement, little-endian
+            case 0x8a:  // LONG1: n bytes of two's complement, little-endian
                 let n = try uint(1, at: op)
                 guard n <= 8 else { throw fail("an integer of \(n) bytes is too large", at: op) }
                 let b = try take(n, at: op)
@@ -322,39 +324,41 @@ public struct RestrictedUnpickler {
                 for i in stride(from: n - 1, through: 0, by: -1) { v = v << 8 | UInt64(b[i]) }
                 if n > 0 && n < 8 && b[n - 1] & 0x80 != 0 { v |= ~UInt64(0) << UInt64(8 * n) }
                 stack.append(.int(Int(Int64(bitPattern: v))))
-            case 0x47: // BINFLOAT: big-endian double
+            case 0x47:  // BINFLOAT: big-endian double
                 let b = try take(8, at: op)
                 var v: UInt64 = 0
                 for i in 0..<8 { v = v << 8 | UInt64(b[i]) }
                 stack.append(.float(Double(bitPattern: v)))
-            case 0x58: stack.append(.string(try text(try uint(4, at: op), at: op)))    // BINUNICODE
-            case 0x8c: stack.append(.string(try text(try uint(1, at: op), at: op)))    // SHORT_BINUNICODE
-            case 0x8d: stack.append(.string(try text(try uint(8, at: op), at: op)))    // BINUNICODE8
-            case 0x54, 0x55: // BINSTRING, SHORT_BINSTRING: Python 2 str, read as Latin-1
+            case 0x58: stack.append(.string(try text(try uint(4, at: op), at: op)))  // BINUNICODE
+            case 0x8c: stack.append(.string(try text(try uint(1, at: op), at: op)))  // SHORT_BINUNICODE
+            case 0x8d: stack.append(.string(try text(try uint(8, at: op), at: op)))  // BINUNICODE8
+            case 0x54, 0x55:  // BINSTRING, SHORT_BINSTRING: Python 2 str, read as Latin-1
                 let b = try take(try uint(code == 0x54 ? 4 : 1, at: op), at: op)
                 stack.append(.string(String(b.map { Character(Unicode.Scalar($0)) })))
-            case 0x42, 0x43, 0x8e: // BINBYTES, SHORT_BINBYTES, BINBYTES8
+            case 0x42, 0x43, 0x8e:  // BINBYTES, SHORT_BINBYTES, BINBYTES8
                 let n = try uint(code == 0x43 ? 1 : code == 0x42 ? 4 : 8, at: op)
                 stack.append(.bytes(Array(try take(n, at: op))))
             case 0x29: stack.append(.tuple(arena.add(PickleTuple([]))))
             case 0x74: stack.append(.tuple(arena.add(PickleTuple(try popMark(at: op)))))
-            case 0x85, 0x86, 0x87: // TUPLE1..3
+            case 0x85, 0x86, 0x87:  // TUPLE1..3
                 let n = Int(code) - 0x84
                 guard stack.count - (marks.last ?? 0) >= n else { throw fail("TUPLE\(n) needs \(n) values", at: op) }
                 let items = Array(stack.suffix(n))
                 stack.removeLast(n)
                 stack.append(.tuple(arena.add(PickleTuple(items))))
             case 0x5d: stack.append(.list(arena.add(PickleList())))
-            case 0x6c: // LIST
+            case 0x6c:  // LIST
                 let l = arena.add(PickleList())
                 l.items = try popMark(at: op)
                 stack.append(.list(l))
-            case 0x61, 0x65: // APPEND, APPENDS
+            case 0x61, 0x65:  // APPEND, APPENDS
                 let items = code == 0x61 ? [try pop(at: op)] : try popMark(at: op)
-                guard case .list(let l) = try top(at: op) else { throw fail("\(code == 0x61 ? "APPEND" : "APPENDS") to a \(try top(at: op).kind)", at: op) }
+                guard case .list(let l) = try top(at: op) else {
+                    throw fail("\(code == 0x61 ? "APPEND" : "APPENDS") to a \(try top(at: op).kind)", at: op)
+                }
                 l.items.append(contentsOf: items)
             case 0x7d: stack.append(.dict(arena.add(PickleDict())))
-            case 0x64, 0x75: // DICT, SETITEMS
+            case 0x64, 0x75:  // DICT, SETITEMS
                 let items = try popMark(at: op)
                 guard items.count % 2 == 0 else { throw fail("an odd number of values for a dict", at: op) }
                 let d: PickleDict
@@ -366,39 +370,39 @@ public struct RestrictedUnpickler {
                     d = existing
                 }
                 for k in stride(from: 0, to: items.count, by: 2) { d.set(items[k], items[k + 1]) }
-            case 0x73: // SETITEM
+            case 0x73:  // SETITEM
                 let value = try pop(at: op), key = try pop(at: op)
                 guard case .dict(let d) = try top(at: op) else { throw fail("SETITEM on a \(try top(at: op).kind)", at: op) }
                 d.set(key, value)
-            case 0x71: memo[try uint(1, at: op)] = try top(at: op)     // BINPUT
-            case 0x72: memo[try uint(4, at: op)] = try top(at: op)     // LONG_BINPUT
-            case 0x94: memo[memo.count] = try top(at: op)              // MEMOIZE
-            case 0x68, 0x6a: // BINGET, LONG_BINGET
+            case 0x71: memo[try uint(1, at: op)] = try top(at: op)  // BINPUT
+            case 0x72: memo[try uint(4, at: op)] = try top(at: op)  // LONG_BINPUT
+            case 0x94: memo[memo.count] = try top(at: op)  // MEMOIZE
+            case 0x68, 0x6a:  // BINGET, LONG_BINGET
                 let i = try uint(code == 0x68 ? 1 : 4, at: op)
                 guard let v = memo[i] else { throw fail("memo entry \(i) was never stored", at: op) }
                 stack.append(v)
-            case 0x63: // GLOBAL "module\nname\n"
+            case 0x63:  // GLOBAL "module\nname\n"
                 let module = try line(at: op), name = try line(at: op)
                 stack.append(try global(module, name, at: op, opcode: "GLOBAL"))
-            case 0x93: // STACK_GLOBAL
+            case 0x93:  // STACK_GLOBAL
                 let name = try pop(at: op), module = try pop(at: op)
                 guard case .string(let m) = module, case .string(let n) = name else {
                     throw fail("STACK_GLOBAL needs two strings, got \(module.kind) and \(name.kind)", at: op)
                 }
                 stack.append(try global(m, n, at: op, opcode: "STACK_GLOBAL"))
-            case 0x51: // BINPERSID
+            case 0x51:  // BINPERSID
                 stack.append(try persistentLoad(try pop(at: op), at: op, fail: fail))
-            case 0x52: // REDUCE
+            case 0x52:  // REDUCE
                 let args = try pop(at: op), callable = try pop(at: op)
                 guard case .global(let g) = callable, case .tuple(let a) = args else {
                     throw fail("REDUCE of \(callable.kind) with \(args.kind): only the accepted globals are interpreted", at: op)
                 }
                 stack.append(try reduce(g, a.items, arena: arena, at: op, fail: fail))
-            case 0x62: // BUILD: state for the object below it
+            case 0x62:  // BUILD: state for the object below it
                 let state = try pop(at: op)
                 switch (try top(at: op), state) {
                 case (.dict, .dict), (.dict, .none), (.dict, .tuple), (.tensor, _):
-                    break   // a state dict's `_metadata` attribute, a parameter's state: not needed
+                    break  // a state dict's `_metadata` attribute, a parameter's state: not needed
                 default:
                     throw fail("BUILD of a \(try top(at: op).kind) with a \(state.kind) is not part of a state dict", at: op)
                 }
@@ -413,30 +417,36 @@ public struct RestrictedUnpickler {
     /// `('storage', torch.XStorage, key, location, numel)`: a storage in the archive.
     private func persistentLoad(_ pid: PickleValue, at op: Int, fail: (String, Int) -> CNXError) throws -> PickleValue {
         guard case .tuple(let tuple) = pid, case let t = tuple.items, t.count == 5, case .string("storage") = t[0],
-              case .global(.storageType(let type)) = t[1], case .string(let key) = t[2],
-              case .int(let count) = t[4], count >= 0 else {
+            case .global(.storageType(let type)) = t[1], case .string(let key) = t[2],
+            case .int(let count) = t[4], count >= 0
+        else {
             throw fail("a persistent id must be ('storage', torch.<Type>Storage, key, location, numel)", op)
         }
         return .storage(PickleStorage(type: type, key: key, count: count))
     }
 
     /// Interprets a call of an accepted global; nothing is executed.
-    private func reduce(_ g: PickleGlobal, _ args: [PickleValue], arena: PickleArena, at op: Int,
-                        fail: (String, Int) -> CNXError) throws -> PickleValue {
+    private func reduce(
+        _ g: PickleGlobal, _ args: [PickleValue], arena: PickleArena, at op: Int,
+        fail: (String, Int) -> CNXError
+    ) throws -> PickleValue {
         switch g {
         case .orderedDict:
             let d = arena.add(PickleDict())
             if args.isEmpty { return .dict(d) }
             guard args.count == 1, case .list(let l) = args[0] else { throw fail("OrderedDict takes no arguments or a list of pairs", op) }
             for item in l.items {
-                guard case .tuple(let pair) = item, case let kv = pair.items, kv.count == 2 else { throw fail("OrderedDict takes a list of pairs", op) }
+                guard case .tuple(let pair) = item, case let kv = pair.items, kv.count == 2 else {
+                    throw fail("OrderedDict takes a list of pairs", op)
+                }
                 d.set(kv[0], kv[1])
             }
             return .dict(d)
         case .rebuildTensorV2:
             // (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
             guard args.count >= 6, case .storage(let s) = args[0], case .int(let offset) = args[1], offset >= 0,
-                  case .tuple(let sizeTuple) = args[2], case .tuple(let strideTuple) = args[3] else {
+                case .tuple(let sizeTuple) = args[2], case .tuple(let strideTuple) = args[3]
+            else {
                 throw fail("_rebuild_tensor_v2 takes (storage, offset, size, stride, requires_grad, hooks)", op)
             }
             var shape: [Int] = [], strides: [Int] = []
@@ -448,10 +458,14 @@ public struct RestrictedUnpickler {
                 guard case .int(let d) = v else { throw fail("_rebuild_tensor_v2: stride must hold ints", op) }
                 strides.append(d)
             }
-            guard shape.count == strides.count else { throw fail("_rebuild_tensor_v2: size \(shape) and stride \(strides) differ in rank", op) }
+            guard shape.count == strides.count else {
+                throw fail("_rebuild_tensor_v2: size \(shape) and stride \(strides) differ in rank", op)
+            }
             return .tensor(PickleTensor(storage: s, offset: offset, shape: shape, strides: strides))
         case .rebuildParameter, .rebuildParameterWithState:
-            guard args.count >= 3, case .tensor(let t) = args[0] else { throw fail("_rebuild_parameter takes (tensor, requires_grad, hooks)", op) }
+            guard args.count >= 3, case .tensor(let t) = args[0] else {
+                throw fail("_rebuild_parameter takes (tensor, requires_grad, hooks)", op)
+            }
             return .tensor(t)
         case .storageType(let t):
             throw fail("refused: torch.\(t.rawValue) may only appear in a persistent id, not be called", op)

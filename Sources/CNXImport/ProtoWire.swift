@@ -74,7 +74,8 @@ struct ProtoWireChecker {
             case 2:
                 let length = try varint(at: &offset, end: end, path: path)
                 guard length <= UInt64(end - offset) else {
-                    throw CNXError("truncated: field \(field) of \(path) at byte \(fieldStart) claims \(length) bytes, \(end - offset) remain")
+                    throw CNXError(
+                        "truncated: field \(field) of \(path) at byte \(fieldStart) claims \(length) bytes, \(end - offset) remain")
                 }
                 let sub = offset, subEnd = offset + Int(length)
                 if let child { try walk(from: sub, to: subEnd, kind: child.kind, path: "\(child.name) at byte \(sub)") }

@@ -83,37 +83,48 @@ public enum SafetensorsReader {
             guard let info = value as? [String: Any] else { throw CNXError("tensor '\(name)': its header entry is not an object") }
             guard let typeName = info["dtype"] as? String else { throw CNXError("tensor '\(name)': no dtype") }
             guard let dtype = dtypes[typeName] else {
-                throw CNXError("tensor '\(name)': unsupported dtype '\(typeName)' (this reader takes \(dtypes.keys.sorted().joined(separator: ", ")))")
+                throw CNXError(
+                    "tensor '\(name)': unsupported dtype '\(typeName)' (this reader takes \(dtypes.keys.sorted().joined(separator: ", ")))")
             }
             guard let rawShape = info["shape"] as? [Any] else { throw CNXError("tensor '\(name)': no shape") }
             var shape: [Int] = []
             for d in rawShape {
-                guard let v = integer(d), v >= 0 else { throw CNXError("tensor '\(name)': shape \(rawShape) holds something other than non-negative integers") }
+                guard let v = integer(d), v >= 0 else {
+                    throw CNXError("tensor '\(name)': shape \(rawShape) holds something other than non-negative integers")
+                }
                 shape.append(v)
             }
             guard let offsets = info["data_offsets"] as? [Any], offsets.count == 2,
-                  let begin = integer(offsets[0]), let end = integer(offsets[1]), begin >= 0, end >= begin else {
+                let begin = integer(offsets[0]), let end = integer(offsets[1]), begin >= 0, end >= begin
+            else {
                 throw CNXError("tensor '\(name)': data_offsets must be two integers [begin, end] with begin <= end")
             }
             guard end <= dataSize else {
-                throw CNXError("tensor '\(name)': data_offsets [\(begin), \(end)] (file bytes \(dataStart + begin)..<\(dataStart + end)) run past the end of the \(size)-byte file")
+                throw CNXError(
+                    "tensor '\(name)': data_offsets [\(begin), \(end)] (file bytes \(dataStart + begin)..<\(dataStart + end)) run past the end of the \(size)-byte file"
+                )
             }
             guard let count = checkedElementCount(shape), !count.multipliedReportingOverflow(by: dtype.size).overflow else {
                 throw CNXError("tensor '\(name)': shape \(shape) overflows")
             }
             guard count * dtype.size == end - begin else {
-                throw CNXError("tensor '\(name)': shape \(shape) of \(typeName) needs \(count * dtype.size) bytes, but data_offsets [\(begin), \(end)] at file byte \(dataStart + begin) hold \(end - begin)")
+                throw CNXError(
+                    "tensor '\(name)': shape \(shape) of \(typeName) needs \(count * dtype.size) bytes, but data_offsets [\(begin), \(end)] at file byte \(dataStart + begin) hold \(end - begin)"
+                )
             }
             entries.append(Entry(name: name, dtype: dtype, shape: shape, begin: begin, end: end))
         }
         entries.sort { ($0.begin, $0.end, $0.name) < ($1.begin, $1.end, $1.name) }
         for (a, b) in zip(entries, entries.dropFirst()) where b.begin < a.end {
-            throw CNXError("tensors '\(a.name)' (file bytes \(dataStart + a.begin)..<\(dataStart + a.end)) and '\(b.name)' (from file byte \(dataStart + b.begin)) overlap")
+            throw CNXError(
+                "tensors '\(a.name)' (file bytes \(dataStart + a.begin)..<\(dataStart + a.end)) and '\(b.name)' (from file byte \(dataStart + b.begin)) overlap"
+            )
         }
         var tensors: [String: Tensor] = [:]
         for e in entries {
-            tensors[e.name] = tensorFromBytes(dtype: e.dtype, shape: e.shape, bytes: base + dataStart + e.begin,
-                                              owner: file, mapped: true)
+            tensors[e.name] = tensorFromBytes(
+                dtype: e.dtype, shape: e.shape, bytes: base + dataStart + e.begin,
+                owner: file, mapped: true)
         }
         return StateDict(names: entries.map(\.name), tensors: tensors, metadata: metadata)
     }

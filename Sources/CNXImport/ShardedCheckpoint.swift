@@ -65,7 +65,8 @@ public enum ShardedCheckpoint {
                     throw oneLine(CNXError("\(indexPath): shard '\(file)' holds tensor '\(name)', which the weight_map does not list"))
                 }
                 guard mapped == file else {
-                    throw oneLine(CNXError("\(indexPath): the weight_map puts tensor '\(name)' in shard '\(mapped)', but shard '\(file)' holds it"))
+                    throw oneLine(
+                        CNXError("\(indexPath): the weight_map puts tensor '\(name)' in shard '\(mapped)', but shard '\(file)' holds it"))
                 }
                 holder[name] = file
                 names.append(name)

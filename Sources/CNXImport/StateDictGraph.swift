@@ -115,18 +115,22 @@ public enum StateDictGraph {
     /// Builds the graph of `stateDict`; `source` (a file name) goes into messages and metadata.
     /// `options` (the command line) and `config` (the checkpoint's `config.json`, read from
     /// `configPath`) say what the weights do not.
-    public static func build(_ stateDict: StateDict, format: String, source: String,
-                             options: CheckpointOptions = CheckpointOptions(),
-                             config: ModelConfig? = nil, configPath: String = "config.json") throws -> Built {
+    public static func build(
+        _ stateDict: StateDict, format: String, source: String,
+        options: CheckpointOptions = CheckpointOptions(),
+        config: ModelConfig? = nil, configPath: String = "config.json"
+    ) throws -> Built {
         let sd = stateDict.strippingWrapperPrefixes()
         let layout = try bestLayout(sd)
         let facts = try weightFacts(layout, sd.tensors)
-        let layers = try hyperparameterLayers(facts, options: options, config: config, configPath: configPath, tensors: sd.tensors, layout: layout)
+        let layers = try hyperparameterLayers(
+            facts, options: options, config: config, configPath: configPath, tensors: sd.tensors, layout: layout)
         let hp = try HyperparameterResolver.resolve(facts, layers)
         var builder = Builder(tensors: sd.tensors, hp: hp)
         let graph = try builder.build(layout, format: format, source: source)
-        return Built(graph: graph, scheme: layout.scheme, hyperparameters: hp,
-                     classes: layout.headFC == nil ? nil : graph.outputs.first?.shape?.last?.value)
+        return Built(
+            graph: graph, scheme: layout.scheme, hyperparameters: hp,
+            classes: layout.headFC == nil ? nil : graph.outputs.first?.shape?.last?.value)
     }
 
     /// The layout of the scheme that explains the most keys; an error when even it leaves keys
@@ -299,15 +303,18 @@ public enum StateDictGraph {
         if !layout.downsample.isEmpty { sites.insert(.downsample) }
         if layout.headNorm != nil || layout.headNormFirst != nil { sites.insert(.head) }
         if !layout.featureNorms.isEmpty { sites.insert(.features) }
-        return WeightFacts(scheme: s, depths: layout.stages.map(\.count), dims: dims, kernels: kernels, convMLP: convMLP,
-                           grn: grn, layerScale: layerScale, stem: stem, head: head, normHasBias: layout.normHasBias,
-                           sites: sites)
+        return WeightFacts(
+            scheme: s, depths: layout.stages.map(\.count), dims: dims, kernels: kernels, convMLP: convMLP,
+            grn: grn, layerScale: layerScale, stem: stem, head: head, normHasBias: layout.normHasBias,
+            sites: sites)
     }
 
     /// The flags, the checkpoint's configuration, the known variants the weights match, and the
     /// scheme's defaults, as proposals for each value the weights do not carry.
-    static func hyperparameterLayers(_ facts: WeightFacts, options: CheckpointOptions, config: ModelConfig?,
-                                     configPath: String, tensors: [String: Tensor], layout: Layout) throws -> HyperparameterResolver.Layers {
+    static func hyperparameterLayers(
+        _ facts: WeightFacts, options: CheckpointOptions, config: ModelConfig?,
+        configPath: String, tensors: [String: Tensor], layout: Layout
+    ) throws -> HyperparameterResolver.Layers {
         var flags = Proposal(source: "the command line", norm: options.norm, eps: options.layerNormEps, activation: options.activation)
         flags.sources = ["norm": "--norm", "eps": "--layer-norm-eps", "activation": "--activation"]
         let s = facts.scheme
@@ -326,8 +333,9 @@ public enum StateDictGraph {
             layers.candidates = variants.map { ($0.name, $0.proposal(source: phrase)) }
             layers.candidateSource = phrase
             let note = variants.isEmpty ? "timm's default; no registered timm variant has these depths and widths" : "timm's default"
-            var d = Proposal(source: note, norm: facts.normHasBias ? .layerNorm : nil, eps: allSites(1e-6),
-                             activation: .gelu, headActivation: .gelu, grnEps: 1e-6)
+            var d = Proposal(
+                source: note, norm: facts.normHasBias ? .layerNorm : nil, eps: allSites(1e-6),
+                activation: .gelu, headActivation: .gelu, grnEps: 1e-6)
             d.sources["head_activation"] = "timm's ConvNeXt head, fixed in its code"
             layers.defaults = d
         case "transformers":
@@ -337,16 +345,18 @@ public enum StateDictGraph {
             if let c = config?.transformers {
                 layers.config = try transformersConfigProposal(c, facts: facts, tensors: tensors, layout: layout)
             }
-            var d = Proposal(source: "transformers' ConvNeXt, fixed in its code", norm: .layerNorm, eps: allSites(1e-6),
-                             activation: .gelu, grnEps: 1e-6)
+            var d = Proposal(
+                source: "transformers' ConvNeXt, fixed in its code", norm: .layerNorm, eps: allSites(1e-6),
+                activation: .gelu, grnEps: 1e-6)
             d.eps[.head] = 1e-12
             d.sources["eps.head"] = "transformers' default layer_norm_eps; no config.json says otherwise"
             d.sources["activation"] = "transformers' default hidden_act; no config.json says otherwise"
             layers.defaults = d
         default:
             let where_ = s.origin == "torchvision" ? "torchvision's ConvNeXt, fixed in its code" : "the paper's code, fixed there"
-            layers.defaults = Proposal(source: where_, norm: .layerNorm,
-                                       eps: allSites(1e-6), activation: .gelu, grnEps: 1e-6)
+            layers.defaults = Proposal(
+                source: where_, norm: .layerNorm,
+                eps: allSites(1e-6), activation: .gelu, grnEps: 1e-6)
         }
         return layers
     }
@@ -357,7 +367,9 @@ public enum StateDictGraph {
         if let arch = c.architecture, let v = TimmVariant.named(arch) {
             let depths = c.modelArgs.depths ?? v.depths, dims = c.modelArgs.dims ?? v.dims
             guard depths == facts.depths, dims == facts.dims else {
-                throw CNXError("\(configPath): architecture \(arch) has depths \(depths) and widths \(dims), but the weights have \(facts.depths) and \(facts.dims)")
+                throw CNXError(
+                    "\(configPath): architecture \(arch) has depths \(depths) and widths \(dims), but the weights have \(facts.depths) and \(facts.dims)"
+                )
             }
             proposal = v.proposal(source: "config.json: architecture \(arch)")
         }
@@ -373,14 +385,16 @@ public enum StateDictGraph {
             }
             if let a = args.actLayer {
                 guard let act = Activation(timmName: a) else {
-                    throw CNXError("\(configPath): model_args.act_layer '\(a)' is not an activation this reader knows (gelu, gelu_tanh, silu)")
+                    throw CNXError(
+                        "\(configPath): model_args.act_layer '\(a)' is not an activation this reader knows (gelu, gelu_tanh, silu)")
                 }
                 p.activation = act
                 p.sources["activation"] = "config.json: model_args.act_layer"
             }
             if let n = args.normLayer {
                 guard let kind = NormKind(timmName: n) else {
-                    throw CNXError("\(configPath): model_args.norm_layer '\(n)' is not a norm this reader knows (layernorm, rmsnorm, simplenorm)")
+                    throw CNXError(
+                        "\(configPath): model_args.norm_layer '\(n)' is not a norm this reader knows (layernorm, rmsnorm, simplenorm)")
                 }
                 p.norm = kind
                 p.sources["norm"] = "config.json: model_args.norm_layer"
@@ -391,8 +405,10 @@ public enum StateDictGraph {
     }
 
     /// What a transformers `config.json` says, after checking it against the weights.
-    static func transformersConfigProposal(_ c: TransformersConfig, facts: WeightFacts, tensors: [String: Tensor],
-                                           layout: Layout) throws -> Proposal {
+    static func transformersConfigProposal(
+        _ c: TransformersConfig, facts: WeightFacts, tensors: [String: Tensor],
+        layout: Layout
+    ) throws -> Proposal {
         let path = c.path
         let weightsSay = "the weights have"
         if let h = c.hiddenSizes, h != facts.dims {
@@ -413,7 +429,8 @@ public enum StateDictGraph {
             }
         }
         if (c.modelType == "convnextv2") != facts.grn {
-            throw CNXError("\(path): model_type \(c.modelType), but \(weightsSay) \(facts.grn ? "GRN (ConvNeXt V2)" : "no GRN (ConvNeXt V1)")")
+            throw CNXError(
+                "\(path): model_type \(c.modelType), but \(weightsSay) \(facts.grn ? "GRN (ConvNeXt V2)" : "no GRN (ConvNeXt V1)")")
         }
         if let fc = layout.headFC, let w = tensors[fc + ".weight"], w.shape.count == 2, let labels = c.labels, labels.count != w.shape[0] {
             throw CNXError("\(path): id2label has \(labels.count) labels, but \(weightsSay) \(w.shape[0]) classes")
@@ -421,7 +438,9 @@ public enum StateDictGraph {
         var p = Proposal(source: "config.json")
         if let a = c.hiddenAct {
             guard let act = Activation(transformersName: a) else {
-                throw CNXError("\(path): hidden_act '\(a)' is not an activation this reader knows (gelu, gelu_python, gelu_new, gelu_fast, gelu_accurate, gelu_python_tanh, gelu_pytorch_tanh, silu, swish)")
+                throw CNXError(
+                    "\(path): hidden_act '\(a)' is not an activation this reader knows (gelu, gelu_python, gelu_new, gelu_fast, gelu_accurate, gelu_python_tanh, gelu_pytorch_tanh, silu, swish)"
+                )
             }
             p.activation = act
             p.sources["activation"] = "config.json: hidden_act \(a)"
@@ -450,7 +469,9 @@ public enum StateDictGraph {
         /// A float tensor of the checkpoint, checked against the shapes it may have.
         func param(_ key: String, _ shapes: [[Int]]) throws -> Tensor {
             guard let t = tensors[key] else { throw CNXError("missing tensor '\(key)'") }
-            guard t.dtype == .float32 else { throw CNXError("tensor '\(key)' holds \(t.dtype.name) values; a weight must be floating point") }
+            guard t.dtype == .float32 else {
+                throw CNXError("tensor '\(key)' holds \(t.dtype.name) values; a weight must be floating point")
+            }
             guard shapes.isEmpty || shapes.contains(t.shape) else {
                 throw CNXError("tensor '\(key)' has shape \(t.shape); expected \(shapes.map { "\($0)" }.joined(separator: " or "))")
             }
@@ -528,7 +549,8 @@ public enum StateDictGraph {
                 let w = try use(module + ".weight", [[c]])
                 let mean = node(.reduceMean, [x], name + ".mean", ["axes": .ints([-1]), "keepdims": .int(1)])
                 let d = node(.sub, [x, mean], name + ".centred")
-                let v = node(.reduceMean, [node(.mul, [d, d], name + ".square")], name + ".var", ["axes": .ints([-1]), "keepdims": .int(1)])
+                let v = node(
+                    .reduceMean, [node(.mul, [d, d], name + ".square")], name + ".var", ["axes": .ints([-1]), "keepdims": .int(1)])
                 // torch.var: the unbiased (n - 1) variance.
                 let scaled = node(.mul, [v, constant(Float(c), name + ".n")], name + ".var_n")
                 let unbiased = node(.div, [scaled, constant(Float(c - 1), name + ".n_minus_1")], name + ".var_unbiased")
@@ -564,8 +586,10 @@ public enum StateDictGraph {
         }
 
         /// A convolution with a square kernel; returns (output, out channels, kernel).
-        mutating func conv(_ x: String, _ module: String, inChannels: Int, stride: Int?, padding: Int, group: Int = 1,
-                           _ name: String) throws -> (String, Int, Int) {
+        mutating func conv(
+            _ x: String, _ module: String, inChannels: Int, stride: Int?, padding: Int, group: Int = 1,
+            _ name: String
+        ) throws -> (String, Int, Int) {
             let w = try param(module + ".weight", [])
             guard w.shape.count == 4, w.shape[2] == w.shape[3], w.shape[2] >= 1, w.shape[1] * group == inChannels else {
                 throw CNXError("tensor '\(module).weight' has shape \(w.shape); expected (out, \(inChannels / group), k, k)")
@@ -604,7 +628,9 @@ public enum StateDictGraph {
                         (x, c, _) = try conv(x, m, inChannels: c, stride: nil, padding: 0, "stem.conv")
                     } else {
                         let kernel = try param(m + ".weight", []).shape.last ?? 0
-                        guard kernel % 2 == 1 else { throw CNXError("tensor '\(m).weight': an overlapping stem needs odd kernels, found \(kernel)x\(kernel)") }
+                        guard kernel % 2 == 1 else {
+                            throw CNXError("tensor '\(m).weight': an overlapping stem needs odd kernels, found \(kernel)x\(kernel)")
+                        }
                         (x, c, _) = try conv(x, m, inChannels: c, stride: 2, padding: kernel / 2, "stem.conv\(k)")
                     }
                 case .activation:
@@ -637,8 +663,10 @@ public enum StateDictGraph {
                     guard let (value, channels) = stageOutputs[f.stage] else { throw CNXError("no stage \(f.stage) for '\(f.module)'") }
                     let y = try normFirst(value, f.module, channels: channels, site: .features, "features.\(f.output)")
                     rename(y, to: f.output)
-                    outputs.append(ValueInfo(name: f.output, dtype: .float32,
-                                             shape: [.symbol("batch"), .fixed(channels), .symbol("\(f.output)_height"), .symbol("\(f.output)_width")]))
+                    outputs.append(
+                        ValueInfo(
+                            name: f.output, dtype: .float32,
+                            shape: [.symbol("batch"), .fixed(channels), .symbol("\(f.output)_height"), .symbol("\(f.output)_width")]))
                 }
             } else {
                 var features = c
@@ -675,11 +703,16 @@ public enum StateDictGraph {
 
             mergeDuplicateTransposes()
             let graph = Graph(
-                inputs: [ValueInfo(name: "input", dtype: .float32, shape: [.symbol("batch"), .fixed(inChannels), .symbol("height"), .symbol("width")])],
+                inputs: [
+                    ValueInfo(
+                        name: "input", dtype: .float32, shape: [.symbol("batch"), .fixed(inChannels), .symbol("height"), .symbol("width")])
+                ],
                 outputs: outputs,
                 nodes: nodes, initializers: initializers,
-                metadata: ["format": format, "source": source, "producer": "state dict, \(s.name) naming",
-                           "producer_version": "", "naming_scheme": s.name, "opset": "17"])
+                metadata: [
+                    "format": format, "source": source, "producer": "state dict, \(s.name) naming",
+                    "producer_version": "", "naming_scheme": s.name, "opset": "17",
+                ])
             try Verifier.verify(graph)
             return graph
         }
@@ -729,7 +762,9 @@ public enum StateDictGraph {
         mutating func block(_ x: String, prefix p: String, channels c: Int, scheme s: NamingScheme, _ name: String) throws -> String {
             let dw = try param(p + s.depthwise + ".weight", [])
             guard dw.shape.count == 4, dw.shape[0] == c, dw.shape[1] == 1, dw.shape[2] == dw.shape[3], dw.shape[2] % 2 == 1 else {
-                throw CNXError("tensor '\(p)\(s.depthwise).weight' has shape \(dw.shape); expected (\(c), 1, k, k) with k odd (a block of a stage with \(c) channels)")
+                throw CNXError(
+                    "tensor '\(p)\(s.depthwise).weight' has shape \(dw.shape); expected (\(c), 1, k, k) with k odd (a block of a stage with \(c) channels)"
+                )
             }
             let k = dw.shape[2]
             let (d, _, _) = try conv(x, p + s.depthwise, inChannels: c, stride: 1, padding: k / 2, group: c, name + ".dwconv")
@@ -780,7 +815,8 @@ public enum StateDictGraph {
 
         /// ConvNeXt V2's GRN, written out as the exporters do: over axes (1, 2) of a channels-last
         /// tensor, or (2, 3) of a channels-first one (timm's conv_mlp models).
-        mutating func grn(_ x: String, _ p: String, _ s: NamingScheme, channels: Int, channelsFirst: Bool, _ name: String) throws -> String {
+        mutating func grn(_ x: String, _ p: String, _ s: NamingScheme, channels: Int, channelsFirst: Bool, _ name: String) throws -> String
+        {
             guard let scale = s.grnScale.map({ p + $0 }), let shift = s.grnShift.map({ p + $0 }) else { return x }
             let shape = channelsFirst ? [1, channels, 1, 1] : [channels]
             let gamma = try use(scale, [[channels], [1, 1, 1, channels]], as: shape)

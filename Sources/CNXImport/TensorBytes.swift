@@ -15,7 +15,8 @@ func tensorFromBytes(dtype: DType, shape: [Int], bytes: UnsafeRawPointer, owner:
     switch dtype {
     case .float32, .int64:
         if aligned {
-            return Tensor(dtype: dtype, shape: shape, storage: Storage(borrowing: bytes, byteCount: count * dtype.size, owner: owner, mapped: mapped))
+            return Tensor(
+                dtype: dtype, shape: shape, storage: Storage(borrowing: bytes, byteCount: count * dtype.size, owner: owner, mapped: mapped))
         }
         let t = Tensor(zeros: dtype, shape: shape)
         t.storage.bytes.copyMemory(from: bytes, byteCount: count * dtype.size)

@@ -13,11 +13,14 @@ struct TimmVariant {
 
     /// One row of the generated table: the structure's fields, then the values the weights do
     /// not carry.
-    init(name: String, depths: [Int], dims: [Int], kernels: [Int], convMLP: Bool, grn: Bool, layerScale: Bool,
-         stem: WeightFacts.Stem, head: WeightFacts.Head, norm: NormKind, eps: Float, activation: Activation,
-         headActivation: Activation, grnEps: Float) {
+    init(
+        name: String, depths: [Int], dims: [Int], kernels: [Int], convMLP: Bool, grn: Bool, layerScale: Bool,
+        stem: WeightFacts.Stem, head: WeightFacts.Head, norm: NormKind, eps: Float, activation: Activation,
+        headActivation: Activation, grnEps: Float
+    ) {
         self.name = name
-        structure = .init(depths: depths, dims: dims, kernels: kernels, convMLP: convMLP, grn: grn, layerScale: layerScale, stem: stem, head: head)
+        structure = .init(
+            depths: depths, dims: dims, kernels: kernels, convMLP: convMLP, grn: grn, layerScale: layerScale, stem: stem, head: head)
         (self.norm, self.eps, self.activation, self.headActivation, self.grnEps) = (norm, eps, activation, headActivation, grnEps)
     }
 
@@ -39,8 +42,9 @@ struct TimmVariant {
     }
 
     func proposal(source: String) -> Proposal {
-        Proposal(source: source, norm: norm, eps: Dictionary(uniqueKeysWithValues: NormSite.allCases.map { ($0, eps) }),
-                 activation: activation, headActivation: headActivation, grnEps: grnEps)
+        Proposal(
+            source: source, norm: norm, eps: Dictionary(uniqueKeysWithValues: NormSite.allCases.map { ($0, eps) }),
+            activation: activation, headActivation: headActivation, grnEps: grnEps)
     }
 
     /// The variants the weights match: all that match exactly, else all that match by depths

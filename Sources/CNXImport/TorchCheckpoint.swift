@@ -15,8 +15,10 @@ import Foundation
 /// `network` or `weights` (then `state_dict_ema`, `model_ema`, `ema` when no other is there),
 /// searched up to four levels deep.
 public enum TorchCheckpoint {
-    static let wrapperKeys = ["state_dict", "model", "model_state_dict", "module", "net", "network", "weights",
-                              "state_dict_ema", "model_ema", "ema"]
+    static let wrapperKeys = [
+        "state_dict", "model", "model_state_dict", "module", "net", "network", "weights",
+        "state_dict_ema", "model_ema", "ema",
+    ]
 
     /// Loads the state dict of `path`; errors name the file, and the tensor or byte offset.
     public static func load(path: String) throws -> StateDict {
@@ -33,7 +35,9 @@ public enum TorchCheckpoint {
             archive = try ZipArchive(path: path)
         } catch let e as CNXError {
             if let head = FileHandle(forReadingAtPath: path).flatMap({ try? $0.read(upToCount: 2) }), head.first == 0x80 {
-                throw CNXError("a pickle, not a zip archive: the legacy torch.save format (before PyTorch 1.6) is not read; re-save it with a current PyTorch")
+                throw CNXError(
+                    "a pickle, not a zip archive: the legacy torch.save format (before PyTorch 1.6) is not read; re-save it with a current PyTorch"
+                )
             }
             throw CNXError("not a PyTorch checkpoint (torch.save writes a zip archive): \(e.message)")
         }
@@ -53,11 +57,15 @@ public enum TorchCheckpoint {
         if pickleEntry.method == 0 {
             let crc = ZipArchive.crc(pickleBytes.pointer, pickleBytes.count)
             guard crc == pickleEntry.crc32 else {
-                throw CNXError("\(pickleEntry.name) at byte \(pickleEntry.dataOffset): CRC-32 \(String(crc, radix: 16)) does not match the directory's \(String(pickleEntry.crc32, radix: 16))")
+                throw CNXError(
+                    "\(pickleEntry.name) at byte \(pickleEntry.dataOffset): CRC-32 \(String(crc, radix: 16)) does not match the directory's \(String(pickleEntry.crc32, radix: 16))"
+                )
             }
         }
-        let document = try RestrictedUnpickler(bytes: UnsafeRawBufferPointer(start: pickleBytes.pointer, count: pickleBytes.count),
-                                               what: pickleEntry.name).load()
+        let document = try RestrictedUnpickler(
+            bytes: UnsafeRawBufferPointer(start: pickleBytes.pointer, count: pickleBytes.count),
+            what: pickleEntry.name
+        ).load()
         return try withExtendedLifetime(document) {
             try stateDict(document.root, archive: archive, root: root)
         }
@@ -84,7 +92,9 @@ public enum TorchCheckpoint {
                 // torch.save writes exactly the storage's bytes; anything else is not read (nor inflated).
                 let needed = t.storage.count.multipliedReportingOverflow(by: t.storage.type.elementSize)
                 guard !needed.overflow, entry.uncompressedSize == needed.partialValue else {
-                    throw CNXError("tensor '\(name)': storage '\(entryName)' at byte \(entry.dataOffset) holds \(entry.uncompressedSize) bytes, but \(t.storage.count) elements of \(t.storage.type.rawValue) are \(needed.overflow ? "too many" : String(needed.partialValue) + " bytes")")
+                    throw CNXError(
+                        "tensor '\(name)': storage '\(entryName)' at byte \(entry.dataOffset) holds \(entry.uncompressedSize) bytes, but \(t.storage.count) elements of \(t.storage.type.rawValue) are \(needed.overflow ? "too many" : String(needed.partialValue) + " bytes")"
+                    )
                 }
                 bytes = try archive.bytes(entry)
                 storages[t.storage.key] = bytes
@@ -114,7 +124,9 @@ public enum TorchCheckpoint {
             if case .string(let s) = k { return "'\(s)'" }
             return k.kind
         }
-        throw CNXError("no state dict found: \(location) is a dict with keys [\(keys.joined(separator: ", "))] and no tensors; looked under \(wrapperKeys.map { "'\($0)'" }.joined(separator: ", "))")
+        throw CNXError(
+            "no state dict found: \(location) is a dict with keys [\(keys.joined(separator: ", "))] and no tensors; looked under \(wrapperKeys.map { "'\($0)'" }.joined(separator: ", "))"
+        )
     }
 
     /// A tensor from its storage bytes: only contiguous (row-major) views are read.
@@ -130,10 +142,14 @@ public enum TorchCheckpoint {
         let size = t.storage.type.elementSize
         let end = t.offset.addingReportingOverflow(count)
         guard !end.overflow, end.partialValue <= t.storage.count,
-              !end.partialValue.multipliedReportingOverflow(by: size).overflow, end.partialValue * size <= bytes.count else {
-            throw CNXError("tensor '\(name)': elements \(t.offset)..<\(t.offset + count) lie outside its storage '\(entryName)' of \(t.storage.count) elements")
+            !end.partialValue.multipliedReportingOverflow(by: size).overflow, end.partialValue * size <= bytes.count
+        else {
+            throw CNXError(
+                "tensor '\(name)': elements \(t.offset)..<\(t.offset + count) lie outside its storage '\(entryName)' of \(t.storage.count) elements"
+            )
         }
-        return tensorFromBytes(dtype: t.storage.type.dtype, shape: t.shape, bytes: bytes.pointer + t.offset * size,
-                               owner: bytes.owner, mapped: bytes.mapped)
+        return tensorFromBytes(
+            dtype: t.storage.type.dtype, shape: t.shape, bytes: bytes.pointer + t.offset * size,
+            owner: bytes.owner, mapped: bytes.mapped)
     }
 }

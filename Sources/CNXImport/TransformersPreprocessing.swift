@@ -29,8 +29,10 @@ public enum TransformersPreprocessing {
 
     /// The processor classes whose transform this reproduces (`image_processor_type`, or
     /// `feature_extractor_type` in older files).
-    static let processors: Set<String> = ["ConvNextImageProcessor", "ConvNextImageProcessorFast",
-                                          "ConvNextImageProcessorPil", "ConvNextFeatureExtractor"]
+    static let processors: Set<String> = [
+        "ConvNextImageProcessor", "ConvNextImageProcessorFast",
+        "ConvNextImageProcessorPil", "ConvNextFeatureExtractor",
+    ]
 
     /// The metadata for the folder's `preprocessor_config.json`; [:] when there is none.
     public static func metadata(folder: String) throws -> [String: MetadataValue] {
@@ -60,8 +62,9 @@ public enum TransformersPreprocessing {
             guard let v = c[key], v != .null else { continue }
             guard case .string(let name) = v else { throw CNXError("\(key) is \(v), not a string") }
             guard processors.contains(name) else {
-                throw CNXError("\(key) is '\(name)': only ConvNextImageProcessor's transform is reproduced; "
-                               + "remove \(fileName) to convert without the preprocessing")
+                throw CNXError(
+                    "\(key) is '\(name)': only ConvNextImageProcessor's transform is reproduced; "
+                        + "remove \(fileName) to convert without the preprocessing")
             }
         }
         // Steps ConvNextImageProcessor does not take unless told to (null means off).

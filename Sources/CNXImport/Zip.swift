@@ -59,17 +59,23 @@ final class ZipArchive {
     // MARK: - Little-endian reads, never past the end
 
     private static func u16(_ f: MappedFile, _ at: Int) throws -> UInt16 {
-        guard at >= 0, at <= f.count - 2, let b = f.bytes else { throw CNXError("truncated at byte \(at): a 2-byte field runs past the end of the \(f.count)-byte file") }
+        guard at >= 0, at <= f.count - 2, let b = f.bytes else {
+            throw CNXError("truncated at byte \(at): a 2-byte field runs past the end of the \(f.count)-byte file")
+        }
         return UInt16(littleEndian: b.loadUnaligned(fromByteOffset: at, as: UInt16.self))
     }
 
     private static func u32(_ f: MappedFile, _ at: Int) throws -> UInt32 {
-        guard at >= 0, at <= f.count - 4, let b = f.bytes else { throw CNXError("truncated at byte \(at): a 4-byte field runs past the end of the \(f.count)-byte file") }
+        guard at >= 0, at <= f.count - 4, let b = f.bytes else {
+            throw CNXError("truncated at byte \(at): a 4-byte field runs past the end of the \(f.count)-byte file")
+        }
         return UInt32(littleEndian: b.loadUnaligned(fromByteOffset: at, as: UInt32.self))
     }
 
     private static func u64(_ f: MappedFile, _ at: Int) throws -> Int {
-        guard at >= 0, at <= f.count - 8, let b = f.bytes else { throw CNXError("truncated at byte \(at): an 8-byte field runs past the end of the \(f.count)-byte file") }
+        guard at >= 0, at <= f.count - 8, let b = f.bytes else {
+            throw CNXError("truncated at byte \(at): an 8-byte field runs past the end of the \(f.count)-byte file")
+        }
         let v = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: at, as: UInt64.self))
         guard v <= UInt64(Int.max) else { throw CNXError("byte \(at): size or offset \(v) is out of range") }
         return Int(v)
@@ -96,14 +102,16 @@ final class ZipArchive {
         if eocd >= 20, try u32(f, eocd - 20) == 0x0706_4b50 {
             let record = try u64(f, eocd - 20 + 8)
             guard try u32(f, record) == 0x0606_4b50 else {
-                throw CNXError("zip64 end-of-central-directory record expected at byte \(record) (named by the locator at byte \(eocd - 20))")
+                throw CNXError(
+                    "zip64 end-of-central-directory record expected at byte \(record) (named by the locator at byte \(eocd - 20))")
             }
             total = try u64(f, record + 32)
             directorySize = try u64(f, record + 40)
             directoryOffset = try u64(f, record + 48)
         }
         guard directoryOffset <= count, directorySize <= count - directoryOffset else {
-            throw CNXError("central directory at byte \(directoryOffset) (\(directorySize) bytes) runs past the end of the \(count)-byte file")
+            throw CNXError(
+                "central directory at byte \(directoryOffset) (\(directorySize) bytes) runs past the end of the \(count)-byte file")
         }
         guard total <= directorySize / 46 else {
             throw CNXError("central directory at byte \(directoryOffset) claims \(total) entries in \(directorySize) bytes")
@@ -126,7 +134,9 @@ final class ZipArchive {
             let commentLength = Int(try u16(f, p + 32))
             var local = Int(try u32(f, p + 42))
             let next = p + 46 + nameLength + extraLength + commentLength
-            guard next <= end, let base = f.bytes else { throw CNXError("central directory entry at byte \(p) runs past the directory's end") }
+            guard next <= end, let base = f.bytes else {
+                throw CNXError("central directory entry at byte \(p) runs past the directory's end")
+            }
             let name = String(decoding: UnsafeRawBufferPointer(start: base + p + 46, count: nameLength), as: UTF8.self)
             // Zip64 extended information (header 0x0001) holds the fields that overflowed 32 bits, in order.
             var e = p + 46 + nameLength
@@ -154,7 +164,9 @@ final class ZipArchive {
             }
             let dataOffset = local + 30 + Int(try u16(f, local + 26)) + Int(try u16(f, local + 28))
             guard dataOffset <= directoryOffset, compressed <= directoryOffset - dataOffset else {
-                throw CNXError("zip entry '\(name)': data at byte \(dataOffset) (\(compressed) bytes) runs into the central directory at byte \(directoryOffset)")
+                throw CNXError(
+                    "zip entry '\(name)': data at byte \(dataOffset) (\(compressed) bytes) runs into the central directory at byte \(directoryOffset)"
+                )
             }
             guard flags & 1 == 0 else { throw CNXError("zip entry '\(name)' is encrypted") }
             switch method {
@@ -165,19 +177,25 @@ final class ZipArchive {
             case 8:
                 let (limit, overflow) = compressed.multipliedReportingOverflow(by: maxDeflateRatio)
                 guard !overflow, uncompressed <= limit + 64 else {
-                    throw CNXError("zip entry '\(name)' claims to inflate \(compressed) bytes to \(uncompressed): more than deflate can produce; refused (zip bomb)")
+                    throw CNXError(
+                        "zip entry '\(name)' claims to inflate \(compressed) bytes to \(uncompressed): more than deflate can produce; refused (zip bomb)"
+                    )
                 }
             default:
-                break   // refused only if it is read
+                break  // refused only if it is read
             }
-            entries.append(ZipEntry(name: name, method: method, flags: flags, crc32: crc, compressedSize: compressed,
-                                    uncompressedSize: uncompressed, localHeaderOffset: local, dataOffset: dataOffset))
+            entries.append(
+                ZipEntry(
+                    name: name, method: method, flags: flags, crc32: crc, compressedSize: compressed,
+                    uncompressedSize: uncompressed, localHeaderOffset: local, dataOffset: dataOffset))
             p = next
         }
         // No two entries may share bytes: overlapping entries let a small file inflate many times.
         let sorted = entries.sorted { $0.localHeaderOffset < $1.localHeaderOffset }
         for (a, b) in zip(sorted, sorted.dropFirst()) where a.dataOffset + a.compressedSize > b.localHeaderOffset {
-            throw CNXError("zip entries '\(a.name)' (bytes \(a.localHeaderOffset)..<\(a.dataOffset + a.compressedSize)) and '\(b.name)' (from byte \(b.localHeaderOffset)) overlap; refused")
+            throw CNXError(
+                "zip entries '\(a.name)' (bytes \(a.localHeaderOffset)..<\(a.dataOffset + a.compressedSize)) and '\(b.name)' (from byte \(b.localHeaderOffset)) overlap; refused"
+            )
         }
         return entries
     }
@@ -193,11 +211,14 @@ final class ZipArchive {
             return ZipBytes(pointer: base + entry.dataOffset, count: entry.uncompressedSize, owner: file, mapped: true)
         case 8:
             let storage = Storage(byteCount: entry.uncompressedSize)
-            try inflateRaw(from: base + entry.dataOffset, count: entry.compressedSize,
-                           into: storage.bytes, capacity: entry.uncompressedSize, entry: entry)
+            try inflateRaw(
+                from: base + entry.dataOffset, count: entry.compressedSize,
+                into: storage.bytes, capacity: entry.uncompressedSize, entry: entry)
             let crc = Self.crc(storage.bytes, entry.uncompressedSize)
             guard crc == entry.crc32 else {
-                throw CNXError("zip entry '\(entry.name)' at byte \(entry.dataOffset): CRC-32 \(String(crc, radix: 16)) does not match the directory's \(String(entry.crc32, radix: 16))")
+                throw CNXError(
+                    "zip entry '\(entry.name)' at byte \(entry.dataOffset): CRC-32 \(String(crc, radix: 16)) does not match the directory's \(String(entry.crc32, radix: 16))"
+                )
             }
             return ZipBytes(pointer: UnsafeRawPointer(storage.bytes), count: entry.uncompressedSize, owner: storage, mapped: false)
         default:
@@ -218,8 +239,10 @@ final class ZipArchive {
     }
 
     /// Inflates raw deflate data into exactly `capacity` bytes; more or fewer is an error.
-    private func inflateRaw(from source: UnsafeRawPointer, count: Int, into destination: UnsafeMutableRawPointer,
-                            capacity: Int, entry: ZipEntry) throws {
+    private func inflateRaw(
+        from source: UnsafeRawPointer, count: Int, into destination: UnsafeMutableRawPointer,
+        capacity: Int, entry: ZipEntry
+    ) throws {
         var stream = z_stream()
         guard inflateInit2_(&stream, -15, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
             throw CNXError("zip entry '\(entry.name)': zlib could not start inflating")
@@ -242,7 +265,8 @@ final class ZipArchive {
             consumed += inChunk - Int(stream.avail_in)
             let wrote = offered - Int(stream.avail_out)
             if room == 0 && wrote > 0 {
-                throw CNXError("zip entry '\(entry.name)' at byte \(entry.dataOffset) inflates to more than its declared \(capacity) bytes; refused")
+                throw CNXError(
+                    "zip entry '\(entry.name)' at byte \(entry.dataOffset) inflates to more than its declared \(capacity) bytes; refused")
             }
             produced += room > 0 ? wrote : 0
             if status == Z_STREAM_END { break }
@@ -253,7 +277,8 @@ final class ZipArchive {
             throw CNXError("zip entry '\(entry.name)' at byte \(entry.dataOffset + consumed): corrupt deflate data (zlib status \(status))")
         }
         guard produced == capacity else {
-            throw CNXError("zip entry '\(entry.name)' at byte \(entry.dataOffset) inflates to \(produced) bytes, the directory says \(capacity)")
+            throw CNXError(
+                "zip entry '\(entry.name)' at byte \(entry.dataOffset) inflates to \(produced) bytes, the directory says \(capacity)")
         }
     }
 }

@@ -32,8 +32,10 @@ public final class ImageClassifier: @unchecked Sendable {
         var defaults: [String] = []
         let fixed = model.graph.inputs.first?.shape.map { $0.count == 4 && $0[2].value != nil && $0[3].value != nil } ?? false
         if m[MetadataKey.inputSize] == nil && !fixed { defaults.append("size") }
-        for (key, name) in [(MetadataKey.cropPct, "crop_pct"), (MetadataKey.interpolation, "interpolation"),
-                            (MetadataKey.mean, "mean"), (MetadataKey.std, "std")] where m[key] == nil {
+        for (key, name) in [
+            (MetadataKey.cropPct, "crop_pct"), (MetadataKey.interpolation, "interpolation"),
+            (MetadataKey.mean, "mean"), (MetadataKey.std, "std"),
+        ] where m[key] == nil {
             defaults.append(name)
         }
         usesDefaults = defaults

@@ -19,7 +19,8 @@ public struct DropIdentityGRN: Pass {
         let outputs = Set(g.outputs.map(\.name))
         for (i, grn) in g.nodes.enumerated() where grn.op == .grn && grn.inputs.count == 3 && !outputs.contains(grn.outputs[0]) {
             guard let gamma = g.initializers[grn.inputs[1]], gamma.dtype == .float32, gamma.floats.allSatisfy({ $0 == 0 }),
-                  let beta = g.initializers[grn.inputs[2]], beta.dtype == .float32, beta.floats.allSatisfy({ $0 == 0 }) else { continue }
+                let beta = g.initializers[grn.inputs[2]], beta.dtype == .float32, beta.floats.allSatisfy({ $0 == 0 })
+            else { continue }
             g.replace([i], with: [])
             g.rewire(grn.outputs[0], to: grn.inputs[0])
             return true

@@ -34,7 +34,13 @@ public struct EliminateTransposes: RepeatedRewrite {
                     g.replace([i], with: [])
                     g.rewire(out, to: inner.node.inputs[0])
                 } else {
-                    g.replace([i], with: [Node(name: t.name, op: .transpose, inputs: [inner.node.inputs[0]], outputs: [out], attributes: ["perm": .ints(composed)])])
+                    g.replace(
+                        [i],
+                        with: [
+                            Node(
+                                name: t.name, op: .transpose, inputs: [inner.node.inputs[0]], outputs: [out],
+                                attributes: ["perm": .ints(composed)])
+                        ])
                 }
                 return true
             }
@@ -46,7 +52,9 @@ public struct EliminateTransposes: RepeatedRewrite {
                 var u = r
                 u.inputs[0] = t.inputs[0]
                 u.outputs = [moved]
-                g.replace([i, reader.index], with: [u, Node(name: t.name, op: .transpose, inputs: [moved], outputs: r.outputs, attributes: t.attributes)])
+                g.replace(
+                    [i, reader.index],
+                    with: [u, Node(name: t.name, op: .transpose, inputs: [moved], outputs: r.outputs, attributes: t.attributes)])
                 return true
             }
             guard Self.binary.contains(r.op), r.inputs.count == 2 else { continue }
@@ -64,19 +72,24 @@ public struct EliminateTransposes: RepeatedRewrite {
                 b.inputs[slot] = t.inputs[0]
                 b.inputs[1 - slot] = cName
                 b.outputs = [moved]
-                g.replace([i, reader.index], with: [b, Node(name: t.name, op: .transpose, inputs: [moved], outputs: r.outputs, attributes: t.attributes)],
-                          adding: [cName: permuted])
+                g.replace(
+                    [i, reader.index],
+                    with: [b, Node(name: t.name, op: .transpose, inputs: [moved], outputs: r.outputs, attributes: t.attributes)],
+                    adding: [cName: permuted])
                 return true
             }
             if let t2 = index.producer(otherName, .transpose), t2.index != i, perm(t2.node) == p,
-               index.soleConsumer(otherName) != nil {
+                index.soleConsumer(otherName) != nil
+            {
                 // B(T(a), T(b)) -> T(B(a, b))
                 let moved = g.freshName("\(r.outputs[0]).pre_transpose")
                 var b = r
                 b.inputs[slot] = t.inputs[0]
                 b.inputs[1 - slot] = t2.node.inputs[0]
                 b.outputs = [moved]
-                g.replace([i, t2.index, reader.index], with: [b, Node(name: t.name, op: .transpose, inputs: [moved], outputs: r.outputs, attributes: t.attributes)])
+                g.replace(
+                    [i, t2.index, reader.index],
+                    with: [b, Node(name: t.name, op: .transpose, inputs: [moved], outputs: r.outputs, attributes: t.attributes)])
                 return true
             }
         }

@@ -25,7 +25,8 @@ public enum ExtractFeatures {
             lastWidth = width
         }
         guard !stages.isEmpty else {
-            throw CNXError("no fused ConvNeXt blocks in this graph, so its stages are unknown; --features needs a model the converter recognises")
+            throw CNXError(
+                "no fused ConvNeXt blocks in this graph, so its stages are unknown; --features needs a model the converter recognises")
         }
         for s in wanted where s < 0 || s >= stages.count {
             throw CNXError("--features: stage \(s) does not exist; this model has stages 0...\(stages.count - 1)")
@@ -38,7 +39,12 @@ public enum ExtractFeatures {
             let name = "stage\(s)"
             let nhwc = facts[value]?.shape
             let nchw = nhwc.map { [$0[0], $0[3], $0[1], $0[2]] }
-            added.append((last, FeaturesPayload(kind: .none, epsilon: 1e-6).node(name: "\(name).features", input: value, scale: nil, shift: nil, outputs: [name])))
+            added.append(
+                (
+                    last,
+                    FeaturesPayload(kind: .none, epsilon: 1e-6).node(
+                        name: "\(name).features", input: value, scale: nil, shift: nil, outputs: [name])
+                ))
             outputs.append(ValueInfo(name: name, dtype: .float32, shape: nchw))
         }
         _ = index

@@ -16,23 +16,27 @@ public struct FoldLayerNormAffine: RepeatedRewrite {
         for (i, ln) in g.nodes.enumerated() where Self.norms.contains(ln.op) {
             // rank 0: only axis -1 is accepted, whatever the rank.
             guard let linear = index.soleConsumer(ln.outputs[0], .linear), linear.node.inputs[0] == ln.outputs[0],
-                  let w = index.constant(linear.node.inputs[1]), w.shape.count == 2,
-                  let norm = index.lastAxisNorm((i, ln), channels: w.shape[0], rank: 0), !norm.isPlain(index),
-                  let gamma = index.constant(norm.scale)?.vector(of: w.shape[0]) else { continue }
+                let w = index.constant(linear.node.inputs[1]), w.shape.count == 2,
+                let norm = index.lastAxisNorm((i, ln), channels: w.shape[0], rank: 0), !norm.isPlain(index),
+                let gamma = index.constant(norm.scale)?.vector(of: w.shape[0])
+            else { continue }
             let beta = norm.shift.flatMap { index.constant($0)?.vector(of: w.shape[0]) } ?? [Float](repeating: 0, count: w.shape[0])
             let n = w.shape[1]
             let bias = linear.node.inputs.count > 2 ? index.constant(linear.node.inputs[2])?.floats ?? [] : [Float](repeating: 0, count: n)
             guard bias.count == n else { continue }
             let (newW, newBias) = foldAffineIntoLinear(weight: w, bias: bias, gamma: gamma, beta: beta)
             let out = linear.node.outputs[0]
-            let wName = g.freshName("\(out).weight_ln"), bName = g.freshName("\(out).bias_ln"), oneName = g.freshName("\(ln.outputs[0]).unit_scale")
+            let wName = g.freshName("\(out).weight_ln"), bName = g.freshName("\(out).bias_ln"),
+                oneName = g.freshName("\(ln.outputs[0]).unit_scale")
             var newLN = ln
             newLN.inputs = [ln.inputs[0], oneName]
             var newLinear = linear.node
             newLinear.inputs = [ln.outputs[0], wName, bName]
-            g.replace([i, linear.index], with: [newLN, newLinear], adding: [
-                wName: newW, bName: newBias, oneName: Tensor(floats: [Float](repeating: 1, count: w.shape[0]), shape: [w.shape[0]]),
-            ])
+            g.replace(
+                [i, linear.index], with: [newLN, newLinear],
+                adding: [
+                    wName: newW, bName: newBias, oneName: Tensor(floats: [Float](repeating: 1, count: w.shape[0]), shape: [w.shape[0]]),
+                ])
             return true
         }
         return false
@@ -50,9 +54,10 @@ public struct FoldLayerScale: RepeatedRewrite {
     public func rewriteOnce(_ g: inout Graph, _ index: GraphIndex) -> Bool {
         for (i, linear) in g.nodes.enumerated() where linear.op == .linear && linear.string("activation") == nil {
             guard let mul = index.soleConsumer(linear.outputs[0], .mul), let c = index.other(mul.node, than: linear.outputs[0]),
-                  let w = index.constant(linear.inputs[1]), w.shape.count == 2,
-                  let scaleTensor = index.constant(c), scaleTensor.shape.last == w.shape[1],
-                  let scale = scaleTensor.vector(of: w.shape[1]) else { continue }
+                let w = index.constant(linear.inputs[1]), w.shape.count == 2,
+                let scaleTensor = index.constant(c), scaleTensor.shape.last == w.shape[1],
+                let scale = scaleTensor.vector(of: w.shape[1])
+            else { continue }
             let (k, n) = (w.shape[0], w.shape[1])
             let bias = linear.inputs.count > 2 ? index.constant(linear.inputs[2])?.floats : nil
             let newW = Tensor(zeros: .float32, shape: [k, n])
@@ -70,7 +75,9 @@ public struct FoldLayerScale: RepeatedRewrite {
                 tensors[bName] = Tensor(floats: zip(bias, scale).map { $0 * $1 }, shape: [n])
                 inputs.append(bName)
             }
-            g.replace([i, mul.index], with: [Node(name: linear.name, op: .linear, inputs: inputs, outputs: [out], attributes: linear.attributes)], adding: tensors)
+            g.replace(
+                [i, mul.index], with: [Node(name: linear.name, op: .linear, inputs: inputs, outputs: [out], attributes: linear.attributes)],
+                adding: tensors)
             return true
         }
         return false

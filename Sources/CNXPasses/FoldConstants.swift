@@ -38,7 +38,8 @@ public struct FoldConstants: Pass {
                 return true
             }
             if node.outputs.count == 1, let f = facts[node.outputs[0]], f.dtype == .int64,
-               let elements = f.elements, let shape = f.shape, !outputs.contains(node.outputs[0]) {
+                let elements = f.elements, let shape = f.shape, !outputs.contains(node.outputs[0])
+            {
                 let values = elements.compactMap(\.value)
                 let dims = shape.compactMap(\.value)
                 guard values.count == elements.count, dims.count == shape.count, dims.reduce(1, *) == values.count else { continue }
@@ -56,7 +57,8 @@ public struct FoldConstants: Pass {
         let slots = node.op == .mul || node.op == .add ? [0, 1] : [1]
         for slot in slots {
             guard let c = g.initializers[node.inputs[slot]], c.dtype == .float32, c.floats.allSatisfy({ $0 == neutral }),
-                  let shape = facts[node.inputs[1 - slot]]?.shape, c.shape.count <= shape.count else { continue }
+                let shape = facts[node.inputs[1 - slot]]?.shape, c.shape.count <= shape.count
+            else { continue }
             let tail = shape.suffix(c.shape.count)
             guard zip(c.shape, tail).allSatisfy({ $0 == 1 || Dim.fixed($0) == $1 }) else { continue }
             return node.inputs[1 - slot]
@@ -76,10 +78,13 @@ public struct FoldConstants: Pass {
         }
         for (i, node) in g.nodes.enumerated() where node.op == .identity || node.op == .dropout {
             guard node.inputs.count >= 1, !node.inputs[0].isEmpty, !outputs.contains(node.outputs[0]),
-                  node.outputs.dropFirst().allSatisfy({ $0.isEmpty }) else { continue }
+                node.outputs.dropFirst().allSatisfy({ $0.isEmpty })
+            else { continue }
             if node.op == .dropout, node.inputs.count > 2, !node.inputs[2].isEmpty {
                 // training_mode given: only a constant false is inference.
-                guard let t = g.initializers[node.inputs[2]], t.count == 1, t.dtype == .int64, t.withUnsafeInt64s({ $0[0] }) == 0 else { continue }
+                guard let t = g.initializers[node.inputs[2]], t.count == 1, t.dtype == .int64, t.withUnsafeInt64s({ $0[0] }) == 0 else {
+                    continue
+                }
             }
             let source = node.inputs[0], result = node.outputs[0]
             g.replace([i], with: [])

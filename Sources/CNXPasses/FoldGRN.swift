@@ -30,23 +30,27 @@ public struct FoldGRN: RepeatedRewrite {
         for (i, l2) in g.nodes.enumerated() where l2.op == .reduceL2 {
             let x = l2.inputs[0], gx = l2.outputs[0]
             guard let shape = facts[x]?.shape, shape.count == 4, (l2.int("keepdims") ?? 1) == 1,
-                  let spatial = FoldRMSNorm.axes(l2, index, rank: 4).map(Set.init) else { continue }
+                let spatial = FoldRMSNorm.axes(l2, index, rank: 4).map(Set.init)
+            else { continue }
             let channelsFirst = spatial == [2, 3]
             guard channelsFirst || spatial == [1, 2], let channels = shape[channelsFirst ? 1 : 3].value,
-                  let gxReaders = index.consumers[gx], gxReaders.count == 2, !index.graphOutputs.contains(gx) else { continue }
+                let gxReaders = index.consumers[gx], gxReaders.count == 2, !index.graphOutputs.contains(gx)
+            else { continue }
             let readers = gxReaders.map { (index: $0, node: g.nodes[$0]) }
             guard let mean = readers.first(where: { $0.node.op == .reduceMean }),
-                  FoldRMSNorm.axes(mean.node, index, rank: 4) == [channelsFirst ? 1 : 3], (mean.node.int("keepdims") ?? 1) == 1,
-                  let div = readers.first(where: { $0.node.op == .div }), div.node.inputs.first == gx,
-                  let addEps = index.soleConsumer(mean.node.outputs[0], .add),
-                  let epsName = index.other(addEps.node, than: mean.node.outputs[0]), let eps = index.scalar(epsName),
-                  div.node.inputs[1] == addEps.node.outputs[0], index.soleConsumer(addEps.node.outputs[0]) != nil,
-                  let scaleX = index.soleConsumer(div.node.outputs[0], .mul), index.other(scaleX.node, than: div.node.outputs[0]) == x else { continue }
+                FoldRMSNorm.axes(mean.node, index, rank: 4) == [channelsFirst ? 1 : 3], (mean.node.int("keepdims") ?? 1) == 1,
+                let div = readers.first(where: { $0.node.op == .div }), div.node.inputs.first == gx,
+                let addEps = index.soleConsumer(mean.node.outputs[0], .add),
+                let epsName = index.other(addEps.node, than: mean.node.outputs[0]), let eps = index.scalar(epsName),
+                div.node.inputs[1] == addEps.node.outputs[0], index.soleConsumer(addEps.node.outputs[0]) != nil,
+                let scaleX = index.soleConsumer(div.node.outputs[0], .mul), index.other(scaleX.node, than: div.node.outputs[0]) == x
+            else { continue }
             var removed: Set<Int> = [i, mean.index, addEps.index, div.index, scaleX.index]
             var cursor = scaleX.node.outputs[0]
             var gamma = [Float](repeating: 1, count: channels), beta = [Float](repeating: 0, count: channels)
             if let mul = index.soleConsumer(cursor, .mul), let c = index.other(mul.node, than: cursor),
-               let v = perChannel(c, index, channels: channels, channelsFirst: channelsFirst) {
+                let v = perChannel(c, index, channels: channels, channelsFirst: channelsFirst)
+            {
                 gamma = v
                 removed.insert(mul.index)
                 cursor = mul.node.outputs[0]
@@ -71,8 +75,9 @@ public struct FoldGRN: RepeatedRewrite {
             let gName = g.freshName("\(out).grn_gamma"), bName = g.freshName("\(out).grn_beta")
             let tensors = [gName: Tensor(floats: gamma, shape: [channels]), bName: Tensor(floats: beta, shape: [channels])]
             let attrs: [String: Attribute] = ["grn_epsilon": .float(eps)]
-            g.replace(removed, withChannelOp: .grn, named: l2.name, x, [gName, bName], attributes: attrs, output: out,
-                      channelsFirst: channelsFirst, adding: tensors)
+            g.replace(
+                removed, withChannelOp: .grn, named: l2.name, x, [gName, bName], attributes: attrs, output: out,
+                channelsFirst: channelsFirst, adding: tensors)
             return true
         }
         return false

@@ -29,36 +29,40 @@ public struct FoldLayerNorm: RepeatedRewrite {
         for (i, mean) in g.nodes.enumerated() where mean.op == .reduceMean {
             let x = mean.inputs[0]
             guard let rank = facts[x]?.shape?.count, (mean.int("keepdims") ?? 1) == 1,
-                  let ax = axes(mean, index), ax.count == 1 else { continue }
+                let ax = axes(mean, index), ax.count == 1
+            else { continue }
             let axis = ax[0] < 0 ? ax[0] + rank : ax[0]
             let channelsFirst = axis == 1 && rank == 4
             guard axis == rank - 1 || channelsFirst else { continue }
             // d = x - mean, read by the square and by the division only.
             guard let sub = index.soleConsumer(mean.outputs[0], .sub), sub.node.inputs == [x, mean.outputs[0]],
-                  let dReaders = index.consumers[sub.node.outputs[0]], dReaders.count == 2,
-                  !index.graphOutputs.contains(sub.node.outputs[0]) else { continue }
+                let dReaders = index.consumers[sub.node.outputs[0]], dReaders.count == 2,
+                !index.graphOutputs.contains(sub.node.outputs[0])
+            else { continue }
             let d = sub.node.outputs[0]
             let readers = dReaders.map { (index: $0, node: g.nodes[$0]) }
             guard let pow = readers.first(where: { $0.node.op == .pow || $0.node.op == .mul }),
-                  let div = readers.first(where: { $0.node.op == .div }), div.node.inputs.first == d else { continue }
+                let div = readers.first(where: { $0.node.op == .div }), div.node.inputs.first == d
+            else { continue }
             if pow.node.op == .pow {
                 guard pow.node.inputs[0] == d, close(index.scalar(pow.node.inputs[1]), 2) else { continue }
             } else {
                 guard pow.node.inputs == [d, d] else { continue }
             }
             guard let varMean = index.soleConsumer(pow.node.outputs[0], .reduceMean),
-                  axes(varMean.node, index) == ax, (varMean.node.int("keepdims") ?? 1) == 1,
-                  let addEps = index.soleConsumer(varMean.node.outputs[0], .add),
-                  let epsName = index.other(addEps.node, than: varMean.node.outputs[0]),
-                  let eps = index.scalar(epsName), eps >= 0, eps < 1,
-                  let sqrt = index.soleConsumer(addEps.node.outputs[0], .sqrt),
-                  div.node.inputs == [d, sqrt.node.outputs[0]], index.soleConsumer(sqrt.node.outputs[0]) != nil,
-                  let mul = index.soleConsumer(div.node.outputs[0], .mul),
-                  let gammaName = index.other(mul.node, than: div.node.outputs[0]),
-                  let add = index.soleConsumer(mul.node.outputs[0], .add),
-                  let betaName = index.other(add.node, than: mul.node.outputs[0]),
-                  let channels = facts[x]?.shape?[axis].value,
-                  let gamma = index.constant(gammaName), let beta = index.constant(betaName) else { continue }
+                axes(varMean.node, index) == ax, (varMean.node.int("keepdims") ?? 1) == 1,
+                let addEps = index.soleConsumer(varMean.node.outputs[0], .add),
+                let epsName = index.other(addEps.node, than: varMean.node.outputs[0]),
+                let eps = index.scalar(epsName), eps >= 0, eps < 1,
+                let sqrt = index.soleConsumer(addEps.node.outputs[0], .sqrt),
+                div.node.inputs == [d, sqrt.node.outputs[0]], index.soleConsumer(sqrt.node.outputs[0]) != nil,
+                let mul = index.soleConsumer(div.node.outputs[0], .mul),
+                let gammaName = index.other(mul.node, than: div.node.outputs[0]),
+                let add = index.soleConsumer(mul.node.outputs[0], .add),
+                let betaName = index.other(add.node, than: mul.node.outputs[0]),
+                let channels = facts[x]?.shape?[axis].value,
+                let gamma = index.constant(gammaName), let beta = index.constant(betaName)
+            else { continue }
             // The affine must act along the normalised axis alone: (C) for the last axis,
             // (C, 1, 1) or (1, C, 1, 1) for channels-first.
             func fits(_ t: Tensor) -> Bool {
@@ -72,8 +76,9 @@ public struct FoldLayerNorm: RepeatedRewrite {
             let scale = g.freshName("\(out).ln_scale"), bias = g.freshName("\(out).ln_bias")
             let tensors = [scale: Tensor(floats: gamma.floats, shape: [channels]), bias: Tensor(floats: beta.floats, shape: [channels])]
             let attrs: [String: Attribute] = ["axis": .int(-1), "epsilon": .float(eps)]
-            g.replace(removed, withChannelOp: .layerNormalization, named: mean.name, x, [scale, bias], attributes: attrs, output: out,
-                      channelsFirst: channelsFirst, adding: tensors)
+            g.replace(
+                removed, withChannelOp: .layerNormalization, named: mean.name, x, [scale, bias], attributes: attrs, output: out,
+                channelsFirst: channelsFirst, adding: tensors)
             return true
         }
         return false

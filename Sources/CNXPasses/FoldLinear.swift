@@ -19,12 +19,14 @@ public struct FoldLinear: RepeatedRewrite {
             switch node.op {
             case .matMul:
                 guard let w = index.constant(node.inputs[1]), w.dtype == .float32, w.shape.count == 2,
-                      index.constant(node.inputs[0]) == nil else { continue }
+                    index.constant(node.inputs[0]) == nil
+                else { continue }
                 var removed: Set<Int> = [i]
                 var inputs = [node.inputs[0], node.inputs[1]]
                 var out = node.outputs[0]
                 if let add = index.soleConsumer(out, .add), let b = index.other(add.node, than: out),
-                   let bias = index.constant(b), bias.vector(of: w.shape[1]) != nil, bias.shape.last == w.shape[1] {
+                    let bias = index.constant(b), bias.vector(of: w.shape[1]) != nil, bias.shape.last == w.shape[1]
+                {
                     let bName = g.freshName("\(add.node.outputs[0]).bias")
                     g.initializers[bName] = Tensor(floats: bias.floats, shape: [w.shape[1]])
                     inputs.append(bName)
@@ -35,7 +37,8 @@ public struct FoldLinear: RepeatedRewrite {
                 return true
             case .gemm:
                 guard node.inputs.count >= 2, let w = index.constant(node.inputs[1]), w.dtype == .float32, w.shape.count == 2,
-                      (node.int("transA") ?? 0) == 0, (node.float("alpha") ?? 1) == 1, (node.float("beta") ?? 1) == 1 else { continue }
+                    (node.int("transA") ?? 0) == 0, (node.float("alpha") ?? 1) == 1, (node.float("beta") ?? 1) == 1
+                else { continue }
                 let transB = (node.int("transB") ?? 0) != 0
                 let n = transB ? w.shape[0] : w.shape[1]
                 let wName = g.freshName("\(node.outputs[0]).weight")
@@ -51,9 +54,10 @@ public struct FoldLinear: RepeatedRewrite {
                 return true
             case .conv:
                 guard let w = index.constant(node.inputs[1]), w.dtype == .float32, w.shape.count == 4, w.shape[2] == 1, w.shape[3] == 1,
-                      (node.int("group") ?? 1) == 1, (node.ints("strides") ?? [1, 1]) == [1, 1],
-                      (node.ints("pads") ?? [0, 0, 0, 0]).allSatisfy({ $0 == 0 }), (node.ints("dilations") ?? [1, 1]) == [1, 1],
-                      ["NOTSET", "VALID"].contains(node.string("auto_pad") ?? "NOTSET") else { continue }
+                    (node.int("group") ?? 1) == 1, (node.ints("strides") ?? [1, 1]) == [1, 1],
+                    (node.ints("pads") ?? [0, 0, 0, 0]).allSatisfy({ $0 == 0 }), (node.ints("dilations") ?? [1, 1]) == [1, 1],
+                    ["NOTSET", "VALID"].contains(node.string("auto_pad") ?? "NOTSET")
+                else { continue }
                 let (cout, cin) = (w.shape[0], w.shape[1])
                 let out = node.outputs[0]
                 let wName = g.freshName("\(out).weight")
@@ -66,11 +70,13 @@ public struct FoldLinear: RepeatedRewrite {
                     inputs.append(bName)
                 }
                 let linearOut = g.freshName("\(out).nhwc")
-                g.replace([i], with: [
-                    toNHWC(node.name, node.inputs[0], inputs[0]),
-                    Node(name: node.name, op: .linear, inputs: inputs, outputs: [linearOut]),
-                    toNCHW(node.name, linearOut, out),
-                ])
+                g.replace(
+                    [i],
+                    with: [
+                        toNHWC(node.name, node.inputs[0], inputs[0]),
+                        Node(name: node.name, op: .linear, inputs: inputs, outputs: [linearOut]),
+                        toNCHW(node.name, linearOut, out),
+                    ])
                 return true
             default:
                 continue

@@ -63,7 +63,9 @@ public struct FoldRMSNorm: RepeatedRewrite {
 
     /// Walks back from `value` (what epsilon is added to) through constant scalings and
     /// reshapes to the ReduceMean of the statistic; returns the match without the numerator.
-    private func statistic(_ value: String, _ index: GraphIndex, _ facts: [String: ValueFacts]) -> (mean: (index: Int, node: Node), factor: Double, nodes: Set<Int>)? {
+    private func statistic(_ value: String, _ index: GraphIndex, _ facts: [String: ValueFacts]) -> (
+        mean: (index: Int, node: Node), factor: Double, nodes: Set<Int>
+    )? {
         var cursor = value, factor = 1.0, nodes: Set<Int> = []
         for _ in 0..<6 {
             guard let p = index.producer(cursor) else { return nil }
@@ -100,26 +102,29 @@ public struct FoldRMSNorm: RepeatedRewrite {
                 if p.node.op == .reciprocal, let s = index.producer(p.node.inputs[0], .sqrt) {
                     candidates.append((node.inputs[1 - slot], s, [p.index]))
                 } else if p.node.op == .div, close(index.scalar(p.node.inputs[0]), 1), index.constant(p.node.inputs[0]) != nil,
-                          let s = index.producer(p.node.inputs[1], .sqrt) {
+                    let s = index.producer(p.node.inputs[1], .sqrt)
+                {
                     candidates.append((node.inputs[1 - slot], s, [p.index]))
                 }
             }
         }
         for (x, sqrt, extra) in candidates {
             guard let shape = facts[x]?.shape, let rank = Optional(shape.count), rank >= 2,
-                  onlyReader(sqrt.node.outputs[0], is: extra.first ?? anchor.index, index),
-                  let addEps = index.producer(sqrt.node.inputs[0], .add), onlyReader(addEps.node.outputs[0], is: sqrt.index, index),
-                  let (v, epsName) = index.splitConstant(addEps.node), let eps = index.scalar(epsName), eps >= 0, eps < 1,
-                  onlyReader(v, is: addEps.index, index),
-                  let stat = statistic(v, index, facts),
-                  let ax = Self.axes(stat.mean.node, index, rank: rank), ax.count == 1 else { continue }
+                onlyReader(sqrt.node.outputs[0], is: extra.first ?? anchor.index, index),
+                let addEps = index.producer(sqrt.node.inputs[0], .add), onlyReader(addEps.node.outputs[0], is: sqrt.index, index),
+                let (v, epsName) = index.splitConstant(addEps.node), let eps = index.scalar(epsName), eps >= 0, eps < 1,
+                onlyReader(v, is: addEps.index, index),
+                let stat = statistic(v, index, facts),
+                let ax = Self.axes(stat.mean.node, index, rank: rank), ax.count == 1
+            else { continue }
             let axis = ax[0]
             guard axis == rank - 1 || (axis == 1 && rank == 4) else { continue }
             // The statistic, once re-shaped, has x's shape with the axis kept as 1.
             var kept = shape
             kept[axis] = .fixed(1)
             guard facts[v]?.shape == kept, let sq = square(stat.mean.node.inputs[0], index),
-                  onlyReader(stat.mean.node.inputs[0], is: stat.mean.index, index) else { continue }
+                onlyReader(stat.mean.node.inputs[0], is: stat.mean.index, index)
+            else { continue }
             var nodes: Set<Int> = [anchor.index, sqrt.index, addEps.index, stat.mean.index, sq.node]
             var factor = stat.factor
             nodes.formUnion(extra)
@@ -128,21 +133,26 @@ public struct FoldRMSNorm: RepeatedRewrite {
             if sq.base != x {
                 // SimpleNorm: the square of d = x - mean(x).
                 guard let sub = index.producer(sq.base, .sub), sub.node.inputs[0] == x, onlyReader(sq.base, is: sq.node, index),
-                      let mean = index.producer(sub.node.inputs[1], .reduceMean), mean.node.inputs[0] == x,
-                      onlyReader(mean.node.outputs[0], is: sub.index, index),
-                      Self.axes(mean.node, index, rank: rank) == [axis], (mean.node.int("keepdims") ?? 1) == 1 else { continue }
+                    let mean = index.producer(sub.node.inputs[1], .reduceMean), mean.node.inputs[0] == x,
+                    onlyReader(mean.node.outputs[0], is: sub.index, index),
+                    Self.axes(mean.node, index, rank: rank) == [axis], (mean.node.int("keepdims") ?? 1) == 1
+                else { continue }
                 nodes.formUnion([sub.index, mean.index])
                 simple = true
                 // Relative to the unbiased variance the op computes.
                 guard let n = shape[axis].value, n > 1 else { continue }
                 factor *= Double(n - 1) / Double(n)
             }
-            var result = Match(x: x, axis: axis, simple: simple, eps: eps, factor: factor, nodes: nodes, output: node.outputs[0], gamma: nil)
+            var result = Match(
+                x: x, axis: axis, simple: simple, eps: eps, factor: factor, nodes: nodes, output: node.outputs[0], gamma: nil)
             // The optional per-channel scale that follows.
             if let channels = shape[axis].value, let mul = index.soleConsumer(node.outputs[0], .mul),
-               let g = index.other(mul.node, than: node.outputs[0]), let t = index.constant(g), t.dtype == .float32, t.count == channels {
-                let fits = axis == rank - 1 ? t.shape.last == channels && t.shape.dropLast().allSatisfy { $0 == 1 }
-                                            : t.shape == [channels, 1, 1] || t.shape == [1, channels, 1, 1]
+                let g = index.other(mul.node, than: node.outputs[0]), let t = index.constant(g), t.dtype == .float32, t.count == channels
+            {
+                let fits =
+                    axis == rank - 1
+                    ? t.shape.last == channels && t.shape.dropLast().allSatisfy { $0 == 1 }
+                    : t.shape == [channels, 1, 1] || t.shape == [1, channels, 1, 1]
                 if fits {
                     result.gamma = t
                     result.nodes.insert(mul.index)
@@ -157,7 +167,9 @@ public struct FoldRMSNorm: RepeatedRewrite {
     public func rewriteOnce(_ g: inout Graph, _ index: GraphIndex) -> Bool {
         let facts = (try? ShapeInference.infer(g)) ?? [:]
         for (i, node) in g.nodes.enumerated() where node.op == .mul || node.op == .div {
-            guard let m = match((i, node), index, facts), let shape = facts[m.x]?.shape, let channels = shape[m.axis].value else { continue }
+            guard let m = match((i, node), index, facts), let shape = facts[m.x]?.shape, let channels = shape[m.axis].value else {
+                continue
+            }
             // Float rounding of the exporters' constants (8 * (1 / 7) for 8/7): a factor this
             // close to 1 is 1.
             let factor = abs(m.factor - 1) < 1e-6 ? 1 : m.factor
@@ -168,8 +180,9 @@ public struct FoldRMSNorm: RepeatedRewrite {
             var attrs: [String: Attribute] = ["epsilon": .float(Float(Double(m.eps) / factor))]
             if !m.simple { attrs["axis"] = .int(-1) }
             let tensors = [scale: Tensor(floats: gamma, shape: [channels])]
-            g.replace(m.nodes, withChannelOp: op, named: node.name, m.x, [scale], attributes: attrs, output: m.output,
-                      channelsFirst: m.axis == 1 && shape.count == 4, adding: tensors)
+            g.replace(
+                m.nodes, withChannelOp: op, named: node.name, m.x, [scale], attributes: attrs, output: m.output,
+                channelsFirst: m.axis == 1 && shape.count == 4, adding: tensors)
             return true
         }
         return false

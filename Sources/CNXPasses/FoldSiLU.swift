@@ -13,8 +13,11 @@ public struct FoldSiLU: RepeatedRewrite {
         for (i, sigmoid) in g.nodes.enumerated() where sigmoid.op == .sigmoid {
             let x = sigmoid.inputs[0]
             guard let mul = index.soleConsumer(sigmoid.outputs[0], .mul), index.other(mul.node, than: sigmoid.outputs[0]) == x,
-                  mul.node.inputs[0] != mul.node.inputs[1] else { continue }
-            g.replace([i, mul.index], with: [Node(name: sigmoid.name, op: .swish, inputs: [x], outputs: mul.node.outputs, attributes: ["alpha": .float(1)])])
+                mul.node.inputs[0] != mul.node.inputs[1]
+            else { continue }
+            g.replace(
+                [i, mul.index],
+                with: [Node(name: sigmoid.name, op: .swish, inputs: [x], outputs: mul.node.outputs, attributes: ["alpha": .float(1)])])
             return true
         }
         return false

@@ -25,14 +25,16 @@ public struct FuseBlocks: RepeatedRewrite {
             let (c, k) = (w.shape[0], w.shape[2])
             let pad = (k - 1) / 2
             guard w.shape[1] == 1, w.shape[3] == k, k % 2 == 1, (dw.int("group") ?? 1) == c, c > 1,
-                  (dw.ints("strides") ?? [1, 1]) == [1, 1], (dw.ints("dilations") ?? [1, 1]) == [1, 1],
-                  (dw.ints("pads") ?? [0, 0, 0, 0]) == [pad, pad, pad, pad], (dw.string("auto_pad") ?? "NOTSET") == "NOTSET" else { continue }
+                (dw.ints("strides") ?? [1, 1]) == [1, 1], (dw.ints("dilations") ?? [1, 1]) == [1, 1],
+                (dw.ints("pads") ?? [0, 0, 0, 0]) == [pad, pad, pad, pad], (dw.string("auto_pad") ?? "NOTSET") == "NOTSET"
+            else { continue }
             let x = dw.inputs[0]
             guard let t1 = index.soleConsumer(dw.outputs[0], .transpose), t1.node.ints("perm") == [0, 2, 3, 1],
-                  let norm = index.lastAxisNorm(readerOf: t1.node.outputs[0], channels: c, rank: 4), norm.isPlain(index),
-                  let l1 = index.soleConsumer(norm.node.outputs[0], .linear), l1.node.string("activation") == nil,
-                  let w1 = index.constant(l1.node.inputs[1]), w1.shape.count == 2, w1.shape[0] == c,
-                  let act = index.soleConsumer(l1.node.outputs[0]), let activation = Activation.name(of: act.node) else { continue }
+                let norm = index.lastAxisNorm(readerOf: t1.node.outputs[0], channels: c, rank: 4), norm.isPlain(index),
+                let l1 = index.soleConsumer(norm.node.outputs[0], .linear), l1.node.string("activation") == nil,
+                let w1 = index.constant(l1.node.inputs[1]), w1.shape.count == 2, w1.shape[0] == c,
+                let act = index.soleConsumer(l1.node.outputs[0]), let activation = Activation.name(of: act.node)
+            else { continue }
             let hidden = w1.shape[1]
             var cursor = act.node.outputs[0]
             var removed: Set<Int> = [i, t1.index, norm.index, l1.index, act.index]
@@ -43,9 +45,10 @@ public struct FuseBlocks: RepeatedRewrite {
                 cursor = node.node.outputs[0]
             }
             guard let l2 = index.soleConsumer(cursor, .linear), l2.node.string("activation") == nil,
-                  let w2 = index.constant(l2.node.inputs[1]), w2.shape == [hidden, c],
-                  let t2 = index.soleConsumer(l2.node.outputs[0], .transpose), t2.node.ints("perm") == [0, 3, 1, 2],
-                  let add = index.soleConsumer(t2.node.outputs[0], .add), index.other(add.node, than: t2.node.outputs[0]) == x else { continue }
+                let w2 = index.constant(l2.node.inputs[1]), w2.shape == [hidden, c],
+                let t2 = index.soleConsumer(l2.node.outputs[0], .transpose), t2.node.ints("perm") == [0, 3, 1, 2],
+                let add = index.soleConsumer(t2.node.outputs[0], .add), index.other(add.node, than: t2.node.outputs[0]) == x
+            else { continue }
             removed.formUnion([l2.index, t2.index, add.index])
             let out = add.node.outputs[0]
             // Depthwise weight [C, 1, k, k] -> [k, k, C], the layout the channels-last kernel reads.
@@ -61,26 +64,31 @@ public struct FuseBlocks: RepeatedRewrite {
                 return Constant(name: name, tensor: tensors[name]!)
             }
             guard let dwBias = bias(dw, slot: 2, count: c, label: "dw_bias"),
-                  let b1 = bias(l1.node, slot: 2, count: hidden, label: "b1"),
-                  let b2 = bias(l2.node, slot: 2, count: c, label: "b2"),
-                  let fusedActivation = FusedActivation(rawValue: activation) else { continue }
+                let b1 = bias(l1.node, slot: 2, count: hidden, label: "b1"),
+                let b2 = bias(l2.node, slot: 2, count: c, label: "b2"),
+                let fusedActivation = FusedActivation(rawValue: activation)
+            else { continue }
             var grnParameters: GRNParameters?
             if let grn {
                 guard let gt = index.constant(grn.gamma), let bt = index.constant(grn.beta) else { continue }
-                grnParameters = GRNParameters(gamma: Constant(name: grn.gamma, tensor: gt), beta: Constant(name: grn.beta, tensor: bt),
-                                              epsilon: grn.eps)
+                grnParameters = GRNParameters(
+                    gamma: Constant(name: grn.gamma, tensor: gt), beta: Constant(name: grn.beta, tensor: bt),
+                    epsilon: grn.eps)
             }
-            let payload = BlockPayload(depthwise: Depthwise(weight: Constant(name: dwName, tensor: dwWeight), bias: dwBias),
-                                       norm: norm.fused(),
-                                       pw1: Linear(weight: Constant(name: l1.node.inputs[1], tensor: w1), bias: b1, precision: .float32),
-                                       activation: fusedActivation, grn: grnParameters,
-                                       pw2: Linear(weight: Constant(name: l2.node.inputs[1], tensor: w2), bias: b2, precision: .float32))
+            let payload = BlockPayload(
+                depthwise: Depthwise(weight: Constant(name: dwName, tensor: dwWeight), bias: dwBias),
+                norm: norm.fused(),
+                pw1: Linear(weight: Constant(name: l1.node.inputs[1], tensor: w1), bias: b1, precision: .float32),
+                activation: fusedActivation, grn: grnParameters,
+                pw2: Linear(weight: Constant(name: l2.node.inputs[1], tensor: w2), bias: b2, precision: .float32))
             let nhwcIn = g.freshName("\(x).nhwc"), nhwcOut = g.freshName("\(out).nhwc")
-            g.replace(removed, with: [
-                toNHWC(dw.name, x, nhwcIn),
-                FusedPayload.block(payload).node(name: dw.name, input: nhwcIn, outputs: [nhwcOut]),
-                toNCHW(add.node.name, nhwcOut, out),
-            ], adding: tensors)
+            g.replace(
+                removed,
+                with: [
+                    toNHWC(dw.name, x, nhwcIn),
+                    FusedPayload.block(payload).node(name: dw.name, input: nhwcIn, outputs: [nhwcOut]),
+                    toNCHW(add.node.name, nhwcOut, out),
+                ], adding: tensors)
             return true
         }
         return false

@@ -23,17 +23,26 @@ public struct FuseFeatures: RepeatedRewrite {
             guard let p = index.producer(t.inputs[0]) else { continue }
             // Norm, then the transpose: the norm's channel count is its scale's length.
             if index.soleConsumer(t.inputs[0]) != nil, p.node.inputs.count >= 2,
-               let channels = index.constant(p.node.inputs[1])?.count,
-               let norm = index.lastAxisNorm(p, channels: channels, rank: 4) {
+                let channels = index.constant(p.node.inputs[1])?.count,
+                let norm = index.lastAxisNorm(p, channels: channels, rank: 4)
+            {
                 let fused = norm.fused()
-                g.replace([norm.index, i], with: [
-                    FeaturesPayload(kind: fused.kind, epsilon: fused.epsilon)
-                        .node(name: norm.node.name, input: norm.node.inputs[0], scale: norm.scale, shift: norm.shift, outputs: t.outputs),
-                ])
+                g.replace(
+                    [norm.index, i],
+                    with: [
+                        FeaturesPayload(kind: fused.kind, epsilon: fused.epsilon)
+                            .node(
+                                name: norm.node.name, input: norm.node.inputs[0], scale: norm.scale, shift: norm.shift, outputs: t.outputs)
+                    ])
                 return true
             }
             if Self.nhwcProducers.contains(p.node.op), index.graphOutputs.contains(t.outputs[0]) {
-                g.replace([i], with: [FeaturesPayload(kind: .none, epsilon: 1e-6).node(name: t.name, input: t.inputs[0], scale: nil, shift: nil, outputs: t.outputs)])
+                g.replace(
+                    [i],
+                    with: [
+                        FeaturesPayload(kind: .none, epsilon: 1e-6).node(
+                            name: t.name, input: t.inputs[0], scale: nil, shift: nil, outputs: t.outputs)
+                    ])
                 return true
             }
         }

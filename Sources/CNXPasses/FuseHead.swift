@@ -34,9 +34,13 @@ public struct FuseHead: RepeatedRewrite {
     private func flatten(_ value: String, channels c: Int, _ index: GraphIndex) -> (index: Int, node: Node)? {
         guard let flat = index.soleConsumer(value) else { return nil }
         if flat.node.op == .flatten { return (flat.node.int("axis") ?? 1) == 1 ? flat : nil }
-        guard flat.node.op == .reshape, let target = index.constant(flat.node.inputs[1]), target.dtype == .int64, target.count == 2 else { return nil }
+        guard flat.node.op == .reshape, let target = index.constant(flat.node.inputs[1]), target.dtype == .int64, target.count == 2 else {
+            return nil
+        }
         let t = target.int64s
-        guard t[1] == Int64(c) || t[1] == -1, t[0] == -1 || (t[0] == 0 && flat.node.int("allowzero") != 1) || t[1] == Int64(c) else { return nil }
+        guard t[1] == Int64(c) || t[1] == -1, t[0] == -1 || (t[0] == 0 && flat.node.int("allowzero") != 1) || t[1] == Int64(c) else {
+            return nil
+        }
         return flat
     }
 
@@ -44,7 +48,8 @@ public struct FuseHead: RepeatedRewrite {
         let facts = (try? ShapeInference.infer(g)) ?? [:]
         for (i, pool) in g.nodes.enumerated() {
             guard let keep = spatialMean(pool, index), let shape = facts[pool.inputs[0]]?.shape, shape.count == 4,
-                  let c = shape[1].value else { continue }
+                let c = shape[1].value
+            else { continue }
             var removed: Set<Int> = [i]
             var mapInput = pool.inputs[0]
             var cursor = pool.outputs[0]
@@ -52,8 +57,9 @@ public struct FuseHead: RepeatedRewrite {
             var normFirst = false
             // Norm first: the pool reads Transpose(Norm(y)) of an NHWC map y.
             if let back = index.producer(mapInput, .transpose), back.node.ints("perm") == [0, 3, 1, 2],
-               index.soleConsumer(mapInput) != nil, let n = index.producer(back.node.inputs[0]),
-               index.soleConsumer(n.node.outputs[0]) != nil, let found = index.lastAxisNorm(n, channels: c, rank: 4) {
+                index.soleConsumer(mapInput) != nil, let n = index.producer(back.node.inputs[0]),
+                index.soleConsumer(n.node.outputs[0]) != nil, let found = index.lastAxisNorm(n, channels: c, rank: 4)
+            {
                 norm = found
                 normFirst = true
                 mapInput = found.node.inputs[0]
@@ -61,7 +67,8 @@ public struct FuseHead: RepeatedRewrite {
             }
             if keep {
                 // [N, C, 1, 1]: the norm sits between transposes, or after the flatten.
-                if !normFirst, let t = index.soleConsumer(cursor, .transpose), let (n, back) = index.channelsFirstNorm(from: t, channels: c) {
+                if !normFirst, let t = index.soleConsumer(cursor, .transpose), let (n, back) = index.channelsFirstNorm(from: t, channels: c)
+                {
                     norm = n
                     removed.formUnion([t.index, n.index, back.index])
                     cursor = back.node.outputs[0]
@@ -82,8 +89,14 @@ public struct FuseHead: RepeatedRewrite {
             var activation: String?
             var width = c
             while layers.count < 2, let linear = index.soleConsumer(cursor, .linear), linear.node.inputs[0] == cursor,
-                  linear.node.string("activation") == nil, let w = index.constant(linear.node.inputs[1]), w.shape.count == 2, w.shape[0] == width {
-                if linear.node.inputs.count > 2, !linear.node.inputs[2].isEmpty, index.constant(linear.node.inputs[2])?.vector(of: w.shape[1]) == nil { break }
+                linear.node.string("activation") == nil, let w = index.constant(linear.node.inputs[1]), w.shape.count == 2,
+                w.shape[0] == width
+            {
+                if linear.node.inputs.count > 2, !linear.node.inputs[2].isEmpty,
+                    index.constant(linear.node.inputs[2])?.vector(of: w.shape[1]) == nil
+                {
+                    break
+                }
                 layers.append((linear.index, linear.node, w))
                 removed.insert(linear.index)
                 cursor = linear.node.outputs[0]
@@ -102,12 +115,14 @@ public struct FuseHead: RepeatedRewrite {
             let nhwc = g.freshName("\(mapInput).nhwc")
             let input = normFirst ? mapInput : nhwc
             func bias(_ node: Node, _ n: Int) -> [Float] {
-                node.inputs.count > 2 && !node.inputs[2].isEmpty ? index.constant(node.inputs[2])?.floats ?? [] : [Float](repeating: 0, count: n)
+                node.inputs.count > 2 && !node.inputs[2].isEmpty
+                    ? index.constant(node.inputs[2])?.floats ?? [] : [Float](repeating: 0, count: n)
             }
             var fc1: Linear?, fc2: Linear?
             var headNorm = norm.fused()
             if let first = layers.first {
-                let (w, b) = foldAffineIntoLinear(weight: first.weight, bias: bias(first.node, first.weight.shape[1]), gamma: gamma, beta: beta)
+                let (w, b) = foldAffineIntoLinear(
+                    weight: first.weight, bias: bias(first.node, first.weight.shape[1]), gamma: gamma, beta: beta)
                 let wName = g.freshName("\(out).head_weight"), bName = g.freshName("\(out).head_bias")
                 tensors[wName] = w
                 tensors[bName] = b
@@ -117,17 +132,21 @@ public struct FuseHead: RepeatedRewrite {
                     let w2 = g.freshName("\(out).head_weight2"), b2 = g.freshName("\(out).head_bias2")
                     tensors[w2] = second.weight
                     tensors[b2] = Tensor(floats: bias(second.node, second.weight.shape[1]), shape: [second.weight.shape[1]])
-                    fc2 = Linear(weight: Constant(name: w2, tensor: second.weight), bias: Constant(name: b2, tensor: tensors[b2]!), precision: .float32)
+                    fc2 = Linear(
+                        weight: Constant(name: w2, tensor: second.weight), bias: Constant(name: b2, tensor: tensors[b2]!),
+                        precision: .float32)
                 }
             } else {
                 let sName = g.freshName("\(out).head_scale"), hName = g.freshName("\(out).head_shift")
                 tensors[sName] = Tensor(floats: gamma, shape: [c])
                 tensors[hName] = Tensor(floats: beta, shape: [c])
-                headNorm = norm.fused(weight: Constant(name: sName, tensor: tensors[sName]!), bias: Constant(name: hName, tensor: tensors[hName]!))
+                headNorm = norm.fused(
+                    weight: Constant(name: sName, tensor: tensors[sName]!), bias: Constant(name: hName, tensor: tensors[hName]!))
             }
             let fusedActivation = activation.flatMap { FusedActivation(rawValue: $0) }
             if activation != nil && fusedActivation == nil { continue }
-            let payload = FusedPayload.head(HeadPayload(norm: headNorm, normFirst: normFirst, fc1: fc1, activation: fusedActivation, fc2: fc2))
+            let payload = FusedPayload.head(
+                HeadPayload(norm: headNorm, normFirst: normFirst, fc1: fc1, activation: fusedActivation, fc2: fc2))
             var nodes: [Node] = []
             if !normFirst {
                 nodes.append(toNHWC(pool.name, mapInput, nhwc))

@@ -14,7 +14,8 @@ private func squareConvolution(_ node: Node, _ index: GraphIndex) -> (weight: Te
     let k = w.shape[2]
     let strides = node.ints("strides") ?? [1, 1], pads = node.ints("pads") ?? [0, 0, 0, 0]
     guard w.shape[3] == k, k >= 1, (node.int("group") ?? 1) == 1, strides.count == 2, strides[0] == strides[1], strides[0] >= 1,
-          pads.count == 4, Set(pads).count == 1, pads[0] >= 0, pads[0] < k, (node.ints("dilations") ?? [1, 1]) == [1, 1] else { return nil }
+        pads.count == 4, Set(pads).count == 1, pads[0] >= 0, pads[0] < k, (node.ints("dilations") ?? [1, 1]) == [1, 1]
+    else { return nil }
     let autoPad = node.string("auto_pad") ?? "NOTSET"
     guard autoPad == "NOTSET" || (autoPad == "VALID" && pads[0] == 0) else { return nil }
     return (w, k, strides[0], pads[0])
@@ -53,7 +54,8 @@ public struct FuseStem: RepeatedRewrite {
             var removed: Set<Int> = [i]
             if !imageInputs.contains(source) {
                 guard let t = index.producer(source, .transpose), t.node.ints("perm") == [0, 3, 1, 2],
-                      index.producer(t.node.inputs[0], .stem) != nil else { continue }
+                    index.producer(t.node.inputs[0], .stem) != nil
+                else { continue }
                 source = t.node.inputs[0]
                 nhwc = true
                 if index.soleConsumer(conv.inputs[0]) != nil { removed.insert(t.index) }
@@ -74,9 +76,10 @@ public struct FuseStem: RepeatedRewrite {
             // writes that value, and the transpose back stays.
             var sharedNHWC: String?
             if let t = index.soleConsumer(cursor, .transpose), t.node.ints("perm") == [0, 2, 3, 1],
-               let reader = index.soleConsumer(t.node.outputs[0]), reader.node.inputs.first == t.node.outputs[0],
-               let (norm, back, shared) = index.channelsFirstNormShared(reader, channels: cout),
-               let scale = vector(norm.scale, cout, index) {
+                let reader = index.soleConsumer(t.node.outputs[0]), reader.node.inputs.first == t.node.outputs[0],
+                let (norm, back, shared) = index.channelsFirstNormShared(reader, channels: cout),
+                let scale = vector(norm.scale, cout, index)
+            {
                 let sName = g.freshName("\(back.node.outputs[0]).stem_scale")
                 tensors[sName] = scale
                 var shiftConstant: Constant?
@@ -105,18 +108,23 @@ public struct FuseStem: RepeatedRewrite {
             } else {
                 tensors[bName] = Tensor(zeros: .float32, shape: [cout])
             }
-            let payload = FusedPayload.stem(StemPayload(
-                conv: Linear(weight: Constant(name: wName, tensor: tensors[wName]!), bias: Constant(name: bName, tensor: tensors[bName]!), precision: .float32),
-                kernel: k, stride: stride, pad: pad, nhwcInput: nhwc, activation: activation, norm: fusedNorm))
+            let payload = FusedPayload.stem(
+                StemPayload(
+                    conv: Linear(
+                        weight: Constant(name: wName, tensor: tensors[wName]!), bias: Constant(name: bName, tensor: tensors[bName]!),
+                        precision: .float32),
+                    kernel: k, stride: stride, pad: pad, nhwcInput: nhwc, activation: activation, norm: fusedNorm))
             if let sharedNHWC {
                 g.replace(removed, with: [payload.node(name: conv.name, input: source, outputs: [sharedNHWC])], adding: tensors)
                 return true
             }
             let mapName = g.freshName("\(out).nhwc")
-            g.replace(removed, with: [
-                payload.node(name: conv.name, input: source, outputs: [mapName]),
-                toNCHW(conv.name, mapName, out),
-            ], adding: tensors)
+            g.replace(
+                removed,
+                with: [
+                    payload.node(name: conv.name, input: source, outputs: [mapName]),
+                    toNCHW(conv.name, mapName, out),
+                ], adding: tensors)
             return true
         }
         return false
@@ -142,20 +150,24 @@ public struct FuseDownsample: RepeatedRewrite {
             for n in index.consumers[t.outputs[0]] ?? [] {
                 let normNode = (index: n, node: g.nodes[n])
                 guard normNode.node.inputs.first == t.outputs[0],
-                      let back = index.soleConsumer(normNode.node.outputs[0], .transpose), back.node.ints("perm") == [0, 3, 1, 2],
-                      let conv = index.soleConsumer(back.node.outputs[0], .conv), conv.node.inputs[0] == back.node.outputs[0],
-                      let (w, k) = patchify(conv.node, index) else { continue }
+                    let back = index.soleConsumer(normNode.node.outputs[0], .transpose), back.node.ints("perm") == [0, 3, 1, 2],
+                    let conv = index.soleConsumer(back.node.outputs[0], .conv), conv.node.inputs[0] == back.node.outputs[0],
+                    let (w, k) = patchify(conv.node, index)
+                else { continue }
                 let (cout, cin) = (w.shape[0], w.shape[1])
                 guard let norm = index.lastAxisNorm(normNode, channels: cin, rank: 4),
-                      let scale = vector(norm.scale, cin, index) else { continue }
+                    let scale = vector(norm.scale, cin, index)
+                else { continue }
                 if fuse(&g, index, t, norm, back, conv, w, k, cout, cin, scale) { return true }
             }
         }
         return false
     }
 
-    private func fuse(_ g: inout Graph, _ index: GraphIndex, _ t: Node, _ norm: LastAxisNorm, _ back: (index: Int, node: Node),
-                      _ conv: (index: Int, node: Node), _ w: Tensor, _ k: Int, _ cout: Int, _ cin: Int, _ scale: Tensor) -> Bool {
+    private func fuse(
+        _ g: inout Graph, _ index: GraphIndex, _ t: Node, _ norm: LastAxisNorm, _ back: (index: Int, node: Node),
+        _ conv: (index: Int, node: Node), _ w: Tensor, _ k: Int, _ cout: Int, _ cin: Int, _ scale: Tensor
+    ) -> Bool {
         let out = conv.node.outputs[0]
         // Weight [Cout, Cin, k, k] -> [k*k*Cin, Cout]: patches are read in (ky, kx, channel)
         // order. The norm's scale and shift fold into it (row (ky, kx, c) times gamma[c], and
@@ -173,14 +185,18 @@ public struct FuseDownsample: RepeatedRewrite {
         let (foldedW, foldedB) = foldAffineIntoLinear(weight: reordered, bias: bias, gamma: tile(scale.floats), beta: tile(beta))
         let wName = g.freshName("\(out).ds_weight"), bName = g.freshName("\(out).ds_bias")
         let tensors = [wName: foldedW, bName: foldedB]
-        let payload = FusedPayload.downsample(DownsamplePayload(
-            norm: norm.fused(), kernel: k,
-            conv: Linear(weight: Constant(name: wName, tensor: foldedW), bias: Constant(name: bName, tensor: foldedB), precision: .float32)))
+        let payload = FusedPayload.downsample(
+            DownsamplePayload(
+                norm: norm.fused(), kernel: k,
+                conv: Linear(
+                    weight: Constant(name: wName, tensor: foldedW), bias: Constant(name: bName, tensor: foldedB), precision: .float32)))
         let nhwc = g.freshName("\(out).nhwc")
-        g.replace([norm.index, back.index, conv.index], with: [
-            payload.node(name: conv.node.name, input: t.outputs[0], outputs: [nhwc]),
-            toNCHW(conv.node.name, nhwc, out),
-        ], adding: tensors)
+        g.replace(
+            [norm.index, back.index, conv.index],
+            with: [
+                payload.node(name: conv.node.name, input: t.outputs[0], outputs: [nhwc]),
+                toNCHW(conv.node.name, nhwc, out),
+            ], adding: tensors)
         return true
     }
 }

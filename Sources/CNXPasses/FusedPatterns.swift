@@ -79,10 +79,15 @@ extension GraphIndex {
     /// The norm `p` over the last axis of an NHWC map, read back to NCHW by a transpose. The
     /// norm's output may have other readers (a backbone's output norm reading it as well);
     /// `back` is then the first transpose to NCHW among them.
-    func channelsFirstNormShared(_ p: (index: Int, node: Node), channels: Int) -> (norm: LastAxisNorm, back: (index: Int, node: Node), shared: Bool)? {
+    func channelsFirstNormShared(_ p: (index: Int, node: Node), channels: Int) -> (
+        norm: LastAxisNorm, back: (index: Int, node: Node), shared: Bool
+    )? {
         guard let norm = lastAxisNorm(p, channels: channels, rank: 4), !graphOutputs.contains(norm.node.outputs[0]),
-              let readers = consumers[norm.node.outputs[0]],
-              let b = readers.first(where: { graph.nodes[$0].op == .transpose && graph.nodes[$0].ints("perm") == [0, 3, 1, 2] && graph.nodes[$0].inputs[0] == norm.node.outputs[0] })
+            let readers = consumers[norm.node.outputs[0]],
+            let b = readers.first(where: {
+                graph.nodes[$0].op == .transpose && graph.nodes[$0].ints("perm") == [0, 3, 1, 2]
+                    && graph.nodes[$0].inputs[0] == norm.node.outputs[0]
+            })
         else { return nil }
         return (norm, (b, graph.nodes[b]), readers.count > 1)
     }
@@ -91,8 +96,9 @@ extension GraphIndex {
     /// last axis, Transpose back. Returns the norm and the transpose back.
     func channelsFirstNorm(from t: (index: Int, node: Node), channels: Int) -> (norm: LastAxisNorm, back: (index: Int, node: Node))? {
         guard t.node.op == .transpose, t.node.ints("perm") == [0, 2, 3, 1],
-              let norm = lastAxisNorm(readerOf: t.node.outputs[0], channels: channels, rank: 4),
-              let back = soleConsumer(norm.node.outputs[0], .transpose), back.node.ints("perm") == [0, 3, 1, 2] else { return nil }
+            let norm = lastAxisNorm(readerOf: t.node.outputs[0], channels: channels, rank: 4),
+            let back = soleConsumer(norm.node.outputs[0], .transpose), back.node.ints("perm") == [0, 3, 1, 2]
+        else { return nil }
         return (norm, back)
     }
 }

@@ -6,25 +6,25 @@ public struct Pipeline {
     public var passes: [any Pass]
 
     public static let standard = Pipeline(passes: [
-        FoldConstants(),          // shape chains and constant subgraphs become tensors, so patterns see constants
-        SimplifyGather(),         // dynamo's index arithmetic over a flattened tensor becomes the Reshape it is
-        SimplifyReshape(),        // reshapes in a row merge; reshapes to the same shape go
-        FoldLayerNorm(),          // decomposed and channels-first LayerNorms become one op over the last axis
-        FoldRMSNorm(),            // RMS and SimpleNorm chains (timm's _rms models) become one op over the last axis
-        FoldGelu(),               // erf and tanh chains become Gelu
-        FoldSiLU(),               // x * Sigmoid(x) becomes Swish, so SiLU models fuse like GELU ones
-        FoldGRN(),                // ConvNeXt V2's GRN chain (channels-last or channels-first) becomes one op
-        DropIdentityGRN(),        // a GRN with zero gamma and beta (V2 at initialisation) is the identity and goes
-        FoldLinear(),             // MatMul+Add, Gemm, 1x1 Conv become Linear (channels-last)
-        EliminateTransposes(),    // the permutes around norms and the MLP cancel; layer scale moves next to its Linear
-        FoldLayerNormAffine(),    // the norm's gamma and beta go into the next Linear
-        FoldLayerScale(),         // layer scale goes into the second pointwise layer
-        FuseStem(),               // the convolutions reading the image (+ activation, + norm) -> ops that write channels-last
-        FuseDownsample(),         // norm + 2x2 stride-2 Conv -> one channels-last op
-        FuseBlocks(),             // depthwise, norm, MLP, activation, (GRN), residual -> one channels-last op
-        FuseHead(),               // pool and norm (either order), Linear / MLP / nothing -> one op reading channels-last
-        EliminateTransposes(),    // the permutes left between fused ops cancel
-        FuseFeatures(),           // output norms and the transposes handing maps out NCHW -> cnx.Features
+        FoldConstants(),  // shape chains and constant subgraphs become tensors, so patterns see constants
+        SimplifyGather(),  // dynamo's index arithmetic over a flattened tensor becomes the Reshape it is
+        SimplifyReshape(),  // reshapes in a row merge; reshapes to the same shape go
+        FoldLayerNorm(),  // decomposed and channels-first LayerNorms become one op over the last axis
+        FoldRMSNorm(),  // RMS and SimpleNorm chains (timm's _rms models) become one op over the last axis
+        FoldGelu(),  // erf and tanh chains become Gelu
+        FoldSiLU(),  // x * Sigmoid(x) becomes Swish, so SiLU models fuse like GELU ones
+        FoldGRN(),  // ConvNeXt V2's GRN chain (channels-last or channels-first) becomes one op
+        DropIdentityGRN(),  // a GRN with zero gamma and beta (V2 at initialisation) is the identity and goes
+        FoldLinear(),  // MatMul+Add, Gemm, 1x1 Conv become Linear (channels-last)
+        EliminateTransposes(),  // the permutes around norms and the MLP cancel; layer scale moves next to its Linear
+        FoldLayerNormAffine(),  // the norm's gamma and beta go into the next Linear
+        FoldLayerScale(),  // layer scale goes into the second pointwise layer
+        FuseStem(),  // the convolutions reading the image (+ activation, + norm) -> ops that write channels-last
+        FuseDownsample(),  // norm + 2x2 stride-2 Conv -> one channels-last op
+        FuseBlocks(),  // depthwise, norm, MLP, activation, (GRN), residual -> one channels-last op
+        FuseHead(),  // pool and norm (either order), Linear / MLP / nothing -> one op reading channels-last
+        EliminateTransposes(),  // the permutes left between fused ops cancel
+        FuseFeatures(),  // output norms and the transposes handing maps out NCHW -> cnx.Features
     ])
 
     public init(passes: [any Pass]) { self.passes = passes }

@@ -127,20 +127,28 @@ extension Graph {
     /// An operation over the last axis applied to the channels (axis 1) of the NCHW value `x`:
     /// Transpose to NHWC, the operation (its other inputs `rest`), Transpose back into `output`.
     /// The transpose pass then cancels such pairs between neighbours.
-    func channelsLast(_ name: String, _ op: OpType, _ x: String, _ rest: [String], attributes: [String: Attribute], output: String) -> [Node] {
+    func channelsLast(_ name: String, _ op: OpType, _ x: String, _ rest: [String], attributes: [String: Attribute], output: String)
+        -> [Node]
+    {
         let nhwc = freshName("\(output).nhwc"), result = freshName("\(output).nhwc_\(op.rawValue)")
-        return [toNHWC(name, x, nhwc),
-                Node(name: name, op: op, inputs: [nhwc] + rest, outputs: [result], attributes: attributes),
-                toNCHW(name, result, output)]
+        return [
+            toNHWC(name, x, nhwc),
+            Node(name: name, op: op, inputs: [nhwc] + rest, outputs: [result], attributes: attributes),
+            toNCHW(name, result, output),
+        ]
     }
 
     /// Replaces the nodes `removed` by one operation over the last axis reading `x` and the
     /// per-channel `rest` (new `tensors`) into `output`: as it is when `x` is channels-last, or
     /// between transposes (`channelsLast`) when `x` is NCHW.
-    mutating func replace(_ removed: Set<Int>, withChannelOp op: OpType, named name: String, _ x: String, _ rest: [String],
-                          attributes: [String: Attribute], output: String, channelsFirst: Bool, adding tensors: [String: Tensor]) {
-        let nodes = channelsFirst ? channelsLast(name, op, x, rest, attributes: attributes, output: output)
-                                  : [Node(name: name, op: op, inputs: [x] + rest, outputs: [output], attributes: attributes)]
+    mutating func replace(
+        _ removed: Set<Int>, withChannelOp op: OpType, named name: String, _ x: String, _ rest: [String],
+        attributes: [String: Attribute], output: String, channelsFirst: Bool, adding tensors: [String: Tensor]
+    ) {
+        let nodes =
+            channelsFirst
+            ? channelsLast(name, op, x, rest, attributes: attributes, output: output)
+            : [Node(name: name, op: op, inputs: [x] + rest, outputs: [output], attributes: attributes)]
         replace(removed, with: nodes, adding: tensors)
     }
 }

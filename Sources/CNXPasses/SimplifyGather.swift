@@ -43,11 +43,14 @@ public struct SimplifyGather: RepeatedRewrite {
             return Affine(coefficients: [1], offset: 0)
         case .mul:
             guard let (x, c) = index.splitConstant(node), let k = index.constant(c), k.dtype == .int64, k.count == 1,
-                  let a = affine(x, index, facts, depth: depth + 1), a.coefficients.count == shape.count else { return nil }
+                let a = affine(x, index, facts, depth: depth + 1), a.coefficients.count == shape.count
+            else { return nil }
             let m = Int(k.withUnsafeInt64s { $0[0] })
             return Affine(coefficients: a.coefficients.map { $0 * m }, offset: a.offset * m)
         case .add:
-            guard let a = affine(node.inputs[0], index, facts, depth: depth + 1), let b = affine(node.inputs[1], index, facts, depth: depth + 1) else { return nil }
+            guard let a = affine(node.inputs[0], index, facts, depth: depth + 1),
+                let b = affine(node.inputs[1], index, facts, depth: depth + 1)
+            else { return nil }
             // Align both to the broadcast result's rank; broadcast axes contribute nothing.
             func lift(_ f: Affine) -> [Int] { Array(repeating: 0, count: shape.count - f.coefficients.count) + f.coefficients }
             guard a.coefficients.count <= shape.count, b.coefficients.count <= shape.count else { return nil }
@@ -69,8 +72,9 @@ public struct SimplifyGather: RepeatedRewrite {
         guard let facts = try? ShapeInference.infer(g) else { return false }
         for (i, gather) in g.nodes.enumerated() where gather.op == .gather && (gather.int("axis") ?? 0) == 0 {
             guard let data = facts[gather.inputs[0]]?.shape, data.count == 1,
-                  let out = facts[gather.inputs[1]]?.shape, !out.isEmpty,
-                  let f = affine(gather.inputs[1], index, facts), f.offset == 0, f.coefficients.count == out.count else { continue }
+                let out = facts[gather.inputs[1]]?.shape, !out.isEmpty,
+                let f = affine(gather.inputs[1], index, facts), f.offset == 0, f.coefficients.count == out.count
+            else { continue }
             // Row-major strides of the index shape, over its non-unit axes; at most one symbolic.
             var stride = 1
             var ok = true
@@ -94,10 +98,15 @@ public struct SimplifyGather: RepeatedRewrite {
             if symbolic == 1, out.firstIndex(where: { $0.value == nil }) != out.firstIndex(where: { $0 != .fixed(1) }) { continue }
             target = out.map { Int64($0.value ?? -1) }
             // The data must hold exactly as many elements as the indices address.
-            if let n = data[0].value, let total = out.reduce(Optional(1), { acc, d in acc.flatMap { a in d.value.map { a * $0 } } }), n != total { continue }
+            if let n = data[0].value, let total = out.reduce(Optional(1), { acc, d in acc.flatMap { a in d.value.map { a * $0 } } }),
+                n != total
+            {
+                continue
+            }
             let shapeName = g.freshName("\(gather.outputs[0]).shape")
-            g.replace([i], with: [Node(name: gather.name, op: .reshape, inputs: [gather.inputs[0], shapeName], outputs: gather.outputs)],
-                      adding: [shapeName: Tensor(int64s: target, shape: [target.count])])
+            g.replace(
+                [i], with: [Node(name: gather.name, op: .reshape, inputs: [gather.inputs[0], shapeName], outputs: gather.outputs)],
+                adding: [shapeName: Tensor(int64s: target, shape: [target.count])])
             return true
         }
         return false

@@ -17,13 +17,15 @@ public struct SimplifyReshape: RepeatedRewrite {
         for (i, node) in g.nodes.enumerated() where Self.reshaping.contains(node.op) {
             let out = node.outputs[0]
             if let a = facts[node.inputs[0]]?.shape, let b = facts[out]?.shape, a == b, !a.contains(.unknown),
-               !index.graphOutputs.contains(out) {
+                !index.graphOutputs.contains(out)
+            {
                 g.replace([i], with: [])
                 g.rewire(out, to: node.inputs[0])
                 return true
             }
             if node.op == .reshape, let inner = index.producer(node.inputs[0]), Self.reshaping.contains(inner.node.op),
-               let target = index.constant(node.inputs[1]), target.dtype == .int64, !target.int64s.contains(0) {
+                let target = index.constant(node.inputs[1]), target.dtype == .int64, !target.int64s.contains(0)
+            {
                 var merged = node
                 merged.inputs[0] = inner.node.inputs[0]
                 g.replace([i], with: [merged])

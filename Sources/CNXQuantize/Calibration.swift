@@ -213,9 +213,11 @@ final class Statistics: ActivationObserver, @unchecked Sendable {
 public enum Calibrator {
     /// `equalize`: the layers whose input channels may be rescaled (Int8Lowering.equalizable),
     /// with the weight each one multiplies.
-    public static func calibrate(model: Model, samples: Tensor, batch: Int = 8, method: CalibrationMethod,
-                                 percentile: Double = 99.99, equalize: [LayerKey: Equalizable] = [:],
-                                 progress: ((Int, Int) -> Void)? = nil) throws -> [LayerKey: ActivationQuantization] {
+    public static func calibrate(
+        model: Model, samples: Tensor, batch: Int = 8, method: CalibrationMethod,
+        percentile: Double = 99.99, equalize: [LayerKey: Equalizable] = [:],
+        progress: ((Int, Int) -> Void)? = nil
+    ) throws -> [LayerKey: ActivationQuantization] {
         guard samples.shape.count == 4, samples.shape[0] > 0 else {
             throw CNXError("calibration data must be an N x 3 x H x W batch, got \(samples.shape)")
         }
@@ -228,7 +230,9 @@ public enum Calibrator {
         if let fixed = model.graph.inputs.first?.shape?.first?.value {
             batch = fixed
             n -= n % fixed
-            guard n > 0 else { throw CNXError("the model takes batches of exactly \(fixed); the calibration data has \(samples.shape[0]) samples") }
+            guard n > 0 else {
+                throw CNXError("the model takes batches of exactly \(fixed); the calibration data has \(samples.shape[0]) samples")
+            }
         }
         var phases: [Statistics.Phase] = equalize.isEmpty ? [] : [.channels]
         phases += method == .minmax ? [.ranges] : [.ranges, .histograms]

@@ -60,11 +60,14 @@ public enum HalfPrecisionLowering {
                 try w.withUnsafeFloats { src in
                     try h.withUnsafeMutableElementBytes { raw in
                         let bits = raw.bindMemory(to: UInt16.self)
-                        if dtype == .bfloat16 { cnx_bf16_from_f32_n(src.baseAddress!, Int64(w.count), bits.baseAddress!) } else {
+                        if dtype == .bfloat16 {
+                            cnx_bf16_from_f32_n(src.baseAddress!, Int64(w.count), bits.baseAddress!)
+                        } else {
                             cnx_f16_from_f32_n(src.baseAddress!, Int64(w.count), bits.baseAddress!)
                             // float16 tops out at 65504: a finite weight past it would become infinite.
                             for i in 0..<w.count where src[i].isFinite && (bits[i] & 0x7C00) == 0x7C00 {
-                                throw CNXError("\(node.label): weight '\(source)' holds \(src[i]), beyond float16's range (65504); use --bf16")
+                                throw CNXError(
+                                    "\(node.label): weight '\(source)' holds \(src[i]), beyond float16's range (65504); use --bf16")
                             }
                         }
                     }
@@ -72,15 +75,20 @@ public enum HalfPrecisionLowering {
                 graph.initializers[target] = h
                 converted[source] = target
             }
-            try payload.setLayer(key.layer, Linear(weight: Constant(name: target, tensor: graph.initializers[target]!), bias: layer.bias,
-                                                   precision: dtype == .bfloat16 ? .bfloat16 : .float16))
+            try payload.setLayer(
+                key.layer,
+                Linear(
+                    weight: Constant(name: target, tensor: graph.initializers[target]!), bias: layer.bias,
+                    precision: dtype == .bfloat16 ? .bfloat16 : .float16))
             payload.write(into: &node)
             graph.nodes[key.node] = node
             lowered.append(name)
         }
         graph.removeDeadCode()
         let metadata: [String: MetadataValue] = [
-            "quantization.description": .string("\(dtype.name) weights (rounded to nearest even, no calibration) in \(lowered.count) GEMM layers; activations, accumulation, the stem, depthwise convolutions, norms, activation functions and the residual stream float32"),
+            "quantization.description": .string(
+                "\(dtype.name) weights (rounded to nearest even, no calibration) in \(lowered.count) GEMM layers; activations, accumulation, the stem, depthwise convolutions, norms, activation functions and the residual stream float32"
+            ),
             "quantization.\(dtype.name)_layers": .strings(lowered),
             "quantization.float_layers": .strings(kept),
             "quantization.depthwise": .string("float32"),

@@ -101,18 +101,27 @@ public enum Int8Lowering {
             var source = layer.weight.tensor
             if let s = q.channelScales {
                 // diag(s) · W: row r times s[r], undoing the division of the input.
-                guard s.count == source.shape[0] else { throw CNXError("\(node.label): \(s.count) channel scales for a weight of \(source.shape[0]) rows") }
+                guard s.count == source.shape[0] else {
+                    throw CNXError("\(node.label): \(s.count) channel scales for a weight of \(source.shape[0]) rows")
+                }
                 let n = source.shape[1]
                 let scaled = Tensor(zeros: .float32, shape: source.shape)
-                source.withUnsafeFloats { w in scaled.withUnsafeMutableFloats { d in for r in 0..<s.count { for j in 0..<n { d[r * n + j] = w[r * n + j] * s[r] } } } }
+                source.withUnsafeFloats { w in
+                    scaled.withUnsafeMutableFloats { d in for r in 0..<s.count { for j in 0..<n { d[r * n + j] = w[r * n + j] * s[r] } } }
+                }
                 source = scaled
             }
             let qw = quantizeWeight(source)
             let name = layer.weight.name + ".int8"
             graph.initializers[name] = qw
-            try payload.setLayer(key.layer, Linear(weight: Constant(name: name, tensor: qw), bias: layer.bias,
-                                                   precision: .int8(Int8Parameters(activationScale: q.scale, activationZero: q.zero,
-                                                                                   weightScales: qw.quantization!.scales, channelScales: q.channelScales))))
+            try payload.setLayer(
+                key.layer,
+                Linear(
+                    weight: Constant(name: name, tensor: qw), bias: layer.bias,
+                    precision: .int8(
+                        Int8Parameters(
+                            activationScale: q.scale, activationZero: q.zero,
+                            weightScales: qw.quantization!.scales, channelScales: q.channelScales))))
             payload.write(into: &node)
             graph.nodes[key.node] = node
         }

@@ -119,10 +119,11 @@ public enum Quantizer {
             throw CNXError("no fused ConvNeXt blocks to quantize: int8 needs a model the converter recognises")
         }
         let model = try Model(graph: graph, threads: options.threads)
-        let activations = try Calibrator.calibrate(model: model, samples: calibration, method: options.method,
-                                                   percentile: options.percentile,
-                                                   equalize: options.equalize ? Int8Lowering.equalizable(graph) : [:],
-                                                   progress: options.progress)
+        let activations = try Calibrator.calibrate(
+            model: model, samples: calibration, method: options.method,
+            percentile: options.percentile,
+            equalize: options.equalize ? Int8Lowering.equalizable(graph) : [:],
+            progress: options.progress)
         var keep = try keys(for: options.keepFloat, in: graph)
         let names = Int8Lowering.layerNames(graph)
         // The stem reads the image itself: a 0.1% share of the work, kept float32 so the error
@@ -143,7 +144,8 @@ public enum Quantizer {
                 try Int8Lowering.apply(&one, activations: activations, keepFloat: Set(activations.keys).subtracting([key]))
                 let y = try predictBatches(try Model(graph: one, threads: options.threads), samples)
                 scored.append((key, OutputError.sqnr(y, reference)))
-                options.step?(String(format: "sensitivity of %@: %.1f dB", names[key] ?? "?", scored.last!.1), scored.count, candidates.count)
+                options.step?(
+                    String(format: "sensitivity of %@: %.1f dB", names[key] ?? "?", scored.last!.1), scored.count, candidates.count)
             }
             scored.sort { $0.1 < $1.1 }
             sensitivity = scored.map { Sensitivity(layer: names[$0.0] ?? "node \($0.0.node) layer \($0.0.layer)", sqnr: $0.1) }
@@ -172,8 +174,10 @@ public enum Quantizer {
                     let drop = (floatAcc.map { f in (f - (int8Acc ?? 0)) * 100 }) ?? (100 - agree * 100)
                     accuracy = AccuracyCheck(floatAccuracy: floatAcc, int8Accuracy: int8Acc, agreement: agree, drop: drop)
                     let kept = keep.subtracting(names.filter { $0.value == "stem" }.keys).count
-                    options.step?(String(format: "max-drop: %d layer%@ float32, drop %.2f points (%@ %g)", kept, kept == 1 ? "" : "s", drop,
-                                         drop > maxDrop ? "above" : "within", maxDrop), kept, scored.count)
+                    options.step?(
+                        String(
+                            format: "max-drop: %d layer%@ float32, drop %.2f points (%@ %g)", kept, kept == 1 ? "" : "s", drop,
+                            drop > maxDrop ? "above" : "within", maxDrop), kept, scored.count)
                     guard drop > maxDrop, let next = order.popFirst() else { break }
                     keep.insert(next)
                 }
@@ -183,16 +187,19 @@ public enum Quantizer {
         try Int8Lowering.apply(&quantized, activations: activations, keepFloat: keep)
         let total = activations.count
         let metadata: [String: MetadataValue] = [
-            MetadataKey.quantizationDescription: .string("int8: weights symmetric per output channel, activations u8 per tensor with a zero point; \(total - keep.count) of \(total) GEMM layers int8 (pointwise, downsample\(options.quantizeHead ? ", head" : "")); input channels of the layers a norm feeds equalized where that lowers the expected error; depthwise, norms, activations, GRN, residual stream, stem\(options.quantizeHead ? "" : " and head") float32"),
+            MetadataKey.quantizationDescription: .string(
+                "int8: weights symmetric per output channel, activations u8 per tensor with a zero point; \(total - keep.count) of \(total) GEMM layers int8 (pointwise, downsample\(options.quantizeHead ? ", head" : "")); input channels of the layers a norm feeds equalized where that lowers the expected error; depthwise, norms, activations, GRN, residual stream, stem\(options.quantizeHead ? "" : " and head") float32"
+            ),
             "quantization.method": .string(options.method.rawValue),
             "quantization.samples": .int(Int64(calibration.shape.first ?? 0)),
             "quantization.int8_layers": .strings(activations.keys.sorted().filter { !keep.contains($0) }.compactMap { names[$0] }),
             "quantization.float_layers": .strings(keep.sorted().compactMap { names[$0] }),
             "quantization.depthwise": .string("float32"),
         ]
-        return Result(graph: quantized, metadata: metadata, activations: activations, names: names,
-                      keptFloat: keep.sorted().compactMap { names[$0] }, sensitivity: sensitivity, accuracy: accuracy,
-                      validationSQNR: validationSQNR)
+        return Result(
+            graph: quantized, metadata: metadata, activations: activations, names: names,
+            keptFloat: keep.sorted().compactMap { names[$0] }, sensitivity: sensitivity, accuracy: accuracy,
+            validationSQNR: validationSQNR)
     }
 
     /// Runs `samples` through `model` in batches the model accepts; returns the first output.

@@ -26,8 +26,10 @@ func broadcastStrides(_ shape: [Int], to target: [Int]) -> [Int] {
 
 /// Calls `body(offsetA, offsetB, outOffset, innerCount, innerStrideA, innerStrideB)` once per
 /// row of the output's last axis, walking every other axis with an odometer.
-func forEachBroadcastRow(_ out: [Int], _ sa: [Int], _ sb: [Int],
-                         _ body: (Int, Int, Int, Int, Int, Int) -> Void) {
+func forEachBroadcastRow(
+    _ out: [Int], _ sa: [Int], _ sb: [Int],
+    _ body: (Int, Int, Int, Int, Int, Int) -> Void
+) {
     let rank = out.count
     if rank == 0 {
         body(0, 0, 0, 1, 0, 0)

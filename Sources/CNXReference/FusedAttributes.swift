@@ -16,8 +16,10 @@ public enum FusedNormKind: String, Sendable {
 /// The fast kernels' norms.
 package enum FusedAttributes {
     /// The fast kernels' norm over `rows` rows of `c` values (y may be x).
-    package static func normRows(_ kind: FusedNormKind, _ x: UnsafePointer<Float>, rows: Int, c: Int, eps: Float,
-                         gamma: UnsafePointer<Float>?, beta: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
+    package static func normRows(
+        _ kind: FusedNormKind, _ x: UnsafePointer<Float>, rows: Int, c: Int, eps: Float,
+        gamma: UnsafePointer<Float>?, beta: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>
+    ) {
         switch kind {
         case .layer: cnx_layernorm_rows_f32(x, Int64(rows), Int64(c), eps, gamma, beta, y)
         case .rms: cnx_rmsnorm_rows_f32(x, Int64(rows), Int64(c), eps, gamma, beta, y)

@@ -53,19 +53,31 @@ extension Kernels {
             let patches = Tensor(zeros: .float32, shape: [n, oh, ow, c * k * k])
             image.withUnsafeFloats { xp in
                 patches.withUnsafeMutableFloats { pp in
-                    for b in 0..<n { for oy in 0..<oh { for ox in 0..<ow {
-                        let row = ((b * oh + oy) * ow + ox) * c * k * k
-                        for ch in 0..<c { for ky in 0..<k { for kx in 0..<k {
-                            let iy = oy * stride - pad + ky, ix = ox * stride - pad + kx
-                            guard iy >= 0, iy < h, ix >= 0, ix < wd else { continue }
-                            pp[row + (nhwc ? (ky * k + kx) * c + ch : (ch * k + ky) * k + kx)] = xp[((b * c + ch) * h + iy) * wd + ix]
-                        } } }
-                    } } }
+                    for b in 0..<n {
+                        for oy in 0..<oh {
+                            for ox in 0..<ow {
+                                let row = ((b * oh + oy) * ow + ox) * c * k * k
+                                for ch in 0..<c {
+                                    for ky in 0..<k {
+                                        for kx in 0..<k {
+                                            let iy = oy * stride - pad + ky, ix = ox * stride - pad + kx
+                                            guard iy >= 0, iy < h, ix >= 0, ix < wd else { continue }
+                                            pp[row + (nhwc ? (ky * k + kx) * c + ch : (ch * k + ky) * k + kx)] =
+                                                xp[((b * c + ch) * h + iy) * wd + ix]
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
             }
             let y = try pointwise(patches, op.conv)
             activate(y, op.activation)
-            return [op.norm.kind == .none ? y : try norm(op.norm.kind, y, optional(op.norm.weight), optional(op.norm.bias), eps: op.norm.epsilon)]
+            return [
+                op.norm.kind == .none
+                    ? y : try norm(op.norm.kind, y, optional(op.norm.weight), optional(op.norm.bias), eps: op.norm.epsilon)
+            ]
         case .downsample(let op):
             let w = op.conv.weight.tensor, k = op.kernel
             guard x.shape.count == 4, x.shape[1] % k == 0, x.shape[2] % k == 0, w.shape[0] == x.shape[3] * k * k else {
@@ -78,24 +90,35 @@ extension Kernels {
             let patches = Tensor(zeros: .float32, shape: [n, oh, ow, k * k * c])
             normed.withUnsafeFloats { src in
                 patches.withUnsafeMutableFloats { dst in
-                    for b in 0..<n { for oy in 0..<oh { for ox in 0..<ow { for ky in 0..<k { for kx in 0..<k {
-                        let from = ((b * h + oy * k + ky) * wd + ox * k + kx) * c
-                        let to = ((b * oh + oy) * ow + ox) * k * k * c + (ky * k + kx) * c
-                        for i in 0..<c { dst[to + i] = src[from + i] }
-                    } } } } }
+                    for b in 0..<n {
+                        for oy in 0..<oh {
+                            for ox in 0..<ow {
+                                for ky in 0..<k {
+                                    for kx in 0..<k {
+                                        let from = ((b * h + oy * k + ky) * wd + ox * k + kx) * c
+                                        let to = ((b * oh + oy) * ow + ox) * k * k * c + (ky * k + kx) * c
+                                        for i in 0..<c { dst[to + i] = src[from + i] }
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
             }
             return [try pointwise(patches, op.conv)]
         case .block(let op):
             let dw = try float(op.depthwise.weight.tensor), dwb = try float(op.depthwise.bias.tensor)
-            guard x.shape.count == 4, dw.shape.count == 3, dw.shape[0] == dw.shape[1], dw.shape[0] % 2 == 1, dw.shape[2] == x.shape[3], dwb.count == x.shape[3] else {
+            guard x.shape.count == 4, dw.shape.count == 3, dw.shape[0] == dw.shape[1], dw.shape[0] % 2 == 1, dw.shape[2] == x.shape[3],
+                dwb.count == x.shape[3]
+            else {
                 throw CNXError("input \(x.shape) does not fit depthwise weight \(dw.shape)")
             }
             let t = Tensor(zeros: .float32, shape: x.shape)
             withFloatPointers([x, dw, dwb]) { p in
                 t.withUnsafeMutableFloats { tp in
-                    cnx_dwconv_nhwc_f32(p[0], Int64(x.shape[0]), Int64(x.shape[1]), Int64(x.shape[2]), Int64(x.shape[3]),
-                                        Int64(dw.shape[0]), p[1], p[2], tp.baseAddress)
+                    cnx_dwconv_nhwc_f32(
+                        p[0], Int64(x.shape[0]), Int64(x.shape[1]), Int64(x.shape[2]), Int64(x.shape[3]),
+                        Int64(dw.shape[0]), p[1], p[2], tp.baseAddress)
                 }
             }
             let normed = try norm(op.norm.kind, t, nil, nil, eps: op.norm.epsilon)
@@ -171,7 +194,9 @@ extension Kernels {
     package static func quantizeReference(_ x: Tensor, _ q: Int8Parameters) -> [UInt8] {
         var codes = [UInt8](repeating: 0, count: x.count)
         x.withUnsafeFloats { xp in
-            codes.withUnsafeMutableBufferPointer { cnx_quantize_u8_reference(xp.baseAddress, Int64(xp.count), q.activationScale, q.activationZero, $0.baseAddress) }
+            codes.withUnsafeMutableBufferPointer {
+                cnx_quantize_u8_reference(xp.baseAddress, Int64(xp.count), q.activationScale, q.activationZero, $0.baseAddress)
+            }
         }
         return codes
     }
@@ -207,8 +232,9 @@ extension Kernels {
                     w.withUnsafeElementBytes { wb in
                         q.weightScales.withUnsafeBufferPointer { scales in
                             y.withUnsafeMutableFloats { yp in
-                                cnx_qlinear_reference(Int64(rows), Int64(n), Int64(k), c, wb.baseAddress!.assumingMemoryBound(to: Int8.self),
-                                                      q.activationZero, q.activationScale, scales.baseAddress, p[0], yp.baseAddress)
+                                cnx_qlinear_reference(
+                                    Int64(rows), Int64(n), Int64(k), c, wb.baseAddress!.assumingMemoryBound(to: Int8.self),
+                                    q.activationZero, q.activationScale, scales.baseAddress, p[0], yp.baseAddress)
                             }
                         }
                     }
@@ -231,7 +257,8 @@ extension Kernels {
                 if let bp = p[2] {
                     for r in 0..<rows { (yp.baseAddress! + r * n).update(from: bp, count: n) }
                 }
-                cnx_sgemm(0, 0, Int64(rows), Int64(n), Int64(k), 1, p[0], Int64(k), p[1], Int64(n), b == nil ? 0 : 1, yp.baseAddress, Int64(n))
+                cnx_sgemm(
+                    0, 0, Int64(rows), Int64(n), Int64(k), 1, p[0], Int64(k), p[1], Int64(n), b == nil ? 0 : 1, yp.baseAddress, Int64(n))
             }
         }
         return y
@@ -243,7 +270,9 @@ extension Kernels {
         if let beta, beta.count != c { throw CNXError("LayerNorm bias has \(beta.count) values for \(c) channels") }
         let y = Tensor(zeros: .float32, shape: x.shape)
         withFloatPointers([x, gamma, beta]) { p in
-            y.withUnsafeMutableFloats { cnx_layernorm_lastaxis_f32(p[0], Int64(x.count / max(c, 1)), Int64(c), p[1], p[2], eps, $0.baseAddress) }
+            y.withUnsafeMutableFloats {
+                cnx_layernorm_lastaxis_f32(p[0], Int64(x.count / max(c, 1)), Int64(c), p[1], p[2], eps, $0.baseAddress)
+            }
         }
         return y
     }

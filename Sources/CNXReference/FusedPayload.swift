@@ -375,30 +375,38 @@ private struct NodeReader {
         case .stem:
             let k = try kernel()
             let conv = try linear(layer: 1, weight: Slots.Stem.weight, bias: Slots.Stem.bias, required: true)!
-            return .stem(StemPayload(conv: conv, kernel: k, stride: node.int(Keys.stride) ?? k, pad: node.int(Keys.pad) ?? 0,
-                                     nhwcInput: try layout(), activation: try activation(absent: nil),
-                                     norm: try norm(weight: Slots.Stem.normWeight, bias: Slots.Stem.normBias, allowNone: true)))
+            return .stem(
+                StemPayload(
+                    conv: conv, kernel: k, stride: node.int(Keys.stride) ?? k, pad: node.int(Keys.pad) ?? 0,
+                    nhwcInput: try layout(), activation: try activation(absent: nil),
+                    norm: try norm(weight: Slots.Stem.normWeight, bias: Slots.Stem.normBias, allowNone: true)))
         case .downsample:
             let k = try kernel()
-            return .downsample(DownsamplePayload(norm: try norm(weight: Slots.Downsample.normWeight, bias: Slots.Downsample.normBias),
-                                                 kernel: k,
-                                                 conv: try linear(layer: 1, weight: Slots.Downsample.weight, bias: Slots.Downsample.bias, required: true)!))
+            return .downsample(
+                DownsamplePayload(
+                    norm: try norm(weight: Slots.Downsample.normWeight, bias: Slots.Downsample.normBias),
+                    kernel: k,
+                    conv: try linear(layer: 1, weight: Slots.Downsample.weight, bias: Slots.Downsample.bias, required: true)!))
         case .block:
             let dw = Depthwise(weight: try required(Slots.Block.dwWeight, "dw_weight"), bias: try required(Slots.Block.dwBias, "dw_bias"))
             var grn: GRNParameters?
             if let g = try optional(Slots.Block.grnGamma), let b = try optional(Slots.Block.grnBeta) {
                 grn = GRNParameters(gamma: g, beta: b, epsilon: node.float(Keys.grnEpsilon) ?? 1e-6)
             }
-            return .block(BlockPayload(depthwise: dw, norm: try norm(weight: nil, bias: nil),
-                                       pw1: try linear(layer: 1, weight: Slots.Block.w1, bias: Slots.Block.b1, required: true)!,
-                                       activation: try activation(absent: .gelu) ?? .gelu, grn: grn,
-                                       pw2: try linear(layer: 2, weight: Slots.Block.w2, bias: Slots.Block.b2, required: true)!))
+            return .block(
+                BlockPayload(
+                    depthwise: dw, norm: try norm(weight: nil, bias: nil),
+                    pw1: try linear(layer: 1, weight: Slots.Block.w1, bias: Slots.Block.b1, required: true)!,
+                    activation: try activation(absent: .gelu) ?? .gelu, grn: grn,
+                    pw2: try linear(layer: 2, weight: Slots.Block.w2, bias: Slots.Block.b2, required: true)!))
         case .head:
-            return .head(HeadPayload(norm: try norm(weight: Slots.Head.normWeight, bias: Slots.Head.normBias),
-                                     normFirst: node.int(Keys.normFirst) == 1,
-                                     fc1: try linear(layer: 1, weight: Slots.Head.w1, bias: Slots.Head.b1, required: false),
-                                     activation: try activation(absent: nil),
-                                     fc2: try linear(layer: 2, weight: Slots.Head.w2, bias: Slots.Head.b2, required: false)))
+            return .head(
+                HeadPayload(
+                    norm: try norm(weight: Slots.Head.normWeight, bias: Slots.Head.normBias),
+                    normFirst: node.int(Keys.normFirst) == 1,
+                    fc1: try linear(layer: 1, weight: Slots.Head.w1, bias: Slots.Head.b1, required: false),
+                    activation: try activation(absent: nil),
+                    fc2: try linear(layer: 2, weight: Slots.Head.w2, bias: Slots.Head.b2, required: false)))
         default:
             throw CNXError("not a fused operation")
         }
@@ -410,7 +418,9 @@ private struct NodeReader {
 
     func optional(_ slot: Int) throws -> Constant? {
         guard let name = name(slot) else { return nil }
-        guard let t = constant(name) else { throw CNXError("input \(slot) (\(node.schema.inputs[slot].name), '\(name)') must be a constant") }
+        guard let t = constant(name) else {
+            throw CNXError("input \(slot) (\(node.schema.inputs[slot].name), '\(name)') must be a constant")
+        }
         return Constant(name: name, tensor: t)
     }
 
@@ -446,8 +456,9 @@ private struct NodeReader {
             }
             kind = k
         }
-        return Norm(kind: kind, epsilon: node.float(Keys.epsilon) ?? 1e-6,
-                    weight: try weight.flatMap { try optional($0) }, bias: try bias.flatMap { try optional($0) })
+        return Norm(
+            kind: kind, epsilon: node.float(Keys.epsilon) ?? 1e-6,
+            weight: try weight.flatMap { try optional($0) }, bias: try bias.flatMap { try optional($0) })
     }
 
     /// GEMM layer `layer`: weight [K, N] at `weight`, bias [N] at `bias`; its precision from the
@@ -457,7 +468,9 @@ private struct NodeReader {
             if required { throw CNXError("weight input \(weight) is missing") }
             return nil
         }
-        guard w.tensor.shape.count == 2 else { throw CNXError("weight input \(weight) must be a constant 2-D tensor, got \(w.tensor.shape)") }
+        guard w.tensor.shape.count == 2 else {
+            throw CNXError("weight input \(weight) must be a constant 2-D tensor, got \(w.tensor.shape)")
+        }
         let b = try optional(bias)
         let n = w.tensor.shape[1], k = w.tensor.shape[0]
         if let b, b.tensor.count != n { throw CNXError("pointwise layer \(layer): bias has \(b.tensor.count) values for \(n) outputs") }
@@ -477,14 +490,19 @@ private struct NodeReader {
 
     func int8(layer: Int, weight: Tensor, outputs n: Int, inputs k: Int) throws -> Int8Parameters {
         guard let scale = node.float(Keys.activationScale(layer)), scale > 0, scale.isFinite,
-              let zero = node.int(Keys.activationZero(layer)), (0...255).contains(zero) else {
-            throw CNXError("int8 pointwise layer \(layer) lacks a valid \(Keys.activationScale(layer)) (positive) or \(Keys.activationZero(layer)) (0...255)")
+            let zero = node.int(Keys.activationZero(layer)), (0...255).contains(zero)
+        else {
+            throw CNXError(
+                "int8 pointwise layer \(layer) lacks a valid \(Keys.activationScale(layer)) (positive) or \(Keys.activationZero(layer)) (0...255)"
+            )
         }
         // The weight scales: the tensor's own quantization (1.2), or a 1.0/1.1 file's attribute.
         let weightScales: [Float]
         if let q = weight.quantization {
             guard q.axis == 1, q.scales.count == n else {
-                throw CNXError("int8 pointwise layer \(layer): the weight's quantization must be per output channel (axis 1, \(n) scales), got axis \(q.axis) with \(q.scales.count)")
+                throw CNXError(
+                    "int8 pointwise layer \(layer): the weight's quantization must be per output channel (axis 1, \(n) scales), got axis \(q.axis) with \(q.scales.count)"
+                )
             }
             guard q.zeroPoints?.allSatisfy({ $0 == 0 }) ?? true else {
                 throw CNXError("int8 pointwise layer \(layer): the weight's zero points must be 0 (symmetric)")
@@ -501,7 +519,8 @@ private struct NodeReader {
         var channelScales: [Float]?
         if let attribute = node.attributes[Keys.channelScales(layer)] {
             guard case .tensor(let c) = attribute, c.dtype == .float32, c.count == k,
-                  c.floats.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+                c.floats.allSatisfy({ $0 > 0 && $0.isFinite })
+            else {
                 throw CNXError("\(Keys.channelScales(layer)) must hold \(k) positive float32 values")
             }
             channelScales = c.floats

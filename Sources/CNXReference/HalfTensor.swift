@@ -9,7 +9,11 @@ extension Tensor {
         withUnsafeBytes { raw in
             let bits = raw.bindMemory(to: UInt16.self).baseAddress!
             out.withUnsafeMutableFloats { dst in
-                if dtype == .bfloat16 { cnx_f32_from_bf16_n(bits, Int64(count), dst.baseAddress!) } else { cnx_f32_from_f16_n(bits, Int64(count), dst.baseAddress!) }
+                if dtype == .bfloat16 {
+                    cnx_f32_from_bf16_n(bits, Int64(count), dst.baseAddress!)
+                } else {
+                    cnx_f32_from_f16_n(bits, Int64(count), dst.baseAddress!)
+                }
             }
         }
         return out

@@ -44,7 +44,8 @@ package enum Kernels {
 
     static func simpleNorm(_ call: KernelCall) throws -> Tensor {
         let x = try call.float("X")
-        return try rowNorm(x, scale: call.float("scale"), from: max(0, x.shape.count - 1), eps: call.node.float("epsilon") ?? 1e-5, kind: .simple)
+        return try rowNorm(
+            x, scale: call.float("scale"), from: max(0, x.shape.count - 1), eps: call.node.float("epsilon") ?? 1e-5, kind: .simple)
     }
 
     static func layerNormalization(_ call: KernelCall) throws -> Tensor {
@@ -83,7 +84,9 @@ package enum Kernels {
                     guard d == 1 else { throw CNXError("cannot squeeze axis \(i) of size \(d)") }
                     continue
                 }
-            } else if d == 1 { continue }
+            } else if d == 1 {
+                continue
+            }
             shape.append(d)
         }
         return x.reshaped(shape)
@@ -209,44 +212,52 @@ package enum Kernels {
         if a.dtype == .int64 && b.dtype == .int64 {
             let y = Tensor(zeros: .int64, shape: shape)
             var failure: CNXError?
-            a.withUnsafeInt64s { ab in b.withUnsafeInt64s { bb in y.withUnsafeMutableInt64s { yb in
-                let ap = ab.baseAddress!, bp = bb.baseAddress!, yp = yb.baseAddress!
-                forEachBroadcastRow(shape, sa, sb) { oa, ob, oy, n, ia, ib in
-                    for i in 0..<n {
-                        let u = ap[oa + i * ia], v = bp[ob + i * ib]
-                        switch op {
-                        case .add: yp[oy + i] = u &+ v
-                        case .sub: yp[oy + i] = u &- v
-                        case .mul: yp[oy + i] = u &* v
-                        case .div:
-                            if v == 0 { failure = CNXError("integer division by zero"); return }
-                            yp[oy + i] = u / v
-                        default: failure = CNXError("\(op.rawValue) on int64 is not supported"); return
+            a.withUnsafeInt64s { ab in
+                b.withUnsafeInt64s { bb in
+                    y.withUnsafeMutableInt64s { yb in
+                        let ap = ab.baseAddress!, bp = bb.baseAddress!, yp = yb.baseAddress!
+                        forEachBroadcastRow(shape, sa, sb) { oa, ob, oy, n, ia, ib in
+                            for i in 0..<n {
+                                let u = ap[oa + i * ia], v = bp[ob + i * ib]
+                                switch op {
+                                case .add: yp[oy + i] = u &+ v
+                                case .sub: yp[oy + i] = u &- v
+                                case .mul: yp[oy + i] = u &* v
+                                case .div:
+                                    if v == 0 { failure = CNXError("integer division by zero"); return }
+                                    yp[oy + i] = u / v
+                                default: failure = CNXError("\(op.rawValue) on int64 is not supported"); return
+                                }
+                            }
                         }
                     }
                 }
-            } } }
+            }
             if let failure { throw failure }
             return y
         }
         let a = try float(a), b = try float(b)
         let y = Tensor(zeros: .float32, shape: shape)
-        a.withUnsafeFloats { ab in b.withUnsafeFloats { bb in y.withUnsafeMutableFloats { yb in
-            let ap = ab.baseAddress!, bp = bb.baseAddress!, yp = yb.baseAddress!
-            forEachBroadcastRow(shape, sa, sb) { oa, ob, oy, n, ia, ib in
-                switch op {
-                case .add: for i in 0..<n { yp[oy + i] = ap[oa + i * ia] + bp[ob + i * ib] }
-                case .sub: for i in 0..<n { yp[oy + i] = ap[oa + i * ia] - bp[ob + i * ib] }
-                case .mul: for i in 0..<n { yp[oy + i] = ap[oa + i * ia] * bp[ob + i * ib] }
-                case .div: for i in 0..<n { yp[oy + i] = ap[oa + i * ia] / bp[ob + i * ib] }
-                default:
-                    for i in 0..<n {
-                        let u = ap[oa + i * ia], v = bp[ob + i * ib]
-                        yp[oy + i] = v == 2 ? u * u : powf(u, v)
+        a.withUnsafeFloats { ab in
+            b.withUnsafeFloats { bb in
+                y.withUnsafeMutableFloats { yb in
+                    let ap = ab.baseAddress!, bp = bb.baseAddress!, yp = yb.baseAddress!
+                    forEachBroadcastRow(shape, sa, sb) { oa, ob, oy, n, ia, ib in
+                        switch op {
+                        case .add: for i in 0..<n { yp[oy + i] = ap[oa + i * ia] + bp[ob + i * ib] }
+                        case .sub: for i in 0..<n { yp[oy + i] = ap[oa + i * ia] - bp[ob + i * ib] }
+                        case .mul: for i in 0..<n { yp[oy + i] = ap[oa + i * ia] * bp[ob + i * ib] }
+                        case .div: for i in 0..<n { yp[oy + i] = ap[oa + i * ia] / bp[ob + i * ib] }
+                        default:
+                            for i in 0..<n {
+                                let u = ap[oa + i * ia], v = bp[ob + i * ib]
+                                yp[oy + i] = v == 2 ? u * u : powf(u, v)
+                            }
+                        }
                     }
                 }
             }
-        } } }
+        }
         return y
     }
 
@@ -260,9 +271,12 @@ package enum Kernels {
         let dilations = node.ints("dilations") ?? [1, 1]
         var pads = node.ints("pads") ?? [0, 0, 0, 0]
         guard kernel.count == 2, strides.count == 2, dilations.count == 2, pads.count == 4,
-              kernel == Array(w.shape[2...]), strides.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 }),
-              pads.allSatisfy({ $0 >= 0 }), group > 0 else {
-            throw CNXError("invalid attributes (kernel_shape \(kernel), strides \(strides), pads \(pads), dilations \(dilations), group \(group)) for weight \(w.shape)")
+            kernel == Array(w.shape[2...]), strides.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 }),
+            pads.allSatisfy({ $0 >= 0 }), group > 0
+        else {
+            throw CNXError(
+                "invalid attributes (kernel_shape \(kernel), strides \(strides), pads \(pads), dilations \(dilations), group \(group)) for weight \(w.shape)"
+            )
         }
         let (n, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let m = w.shape[0]
@@ -297,9 +311,15 @@ package enum Kernels {
         let scratchCount = cnx_conv2d_scratch_floats(&s)
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(scratchCount, 1))
         defer { scratch.deallocate() }
-        x.withUnsafeFloats { xp in w.withUnsafeFloats { wp in withFloats(b) { bp in y.withUnsafeMutableFloats { yp in
-            cnx_conv2d_f32(&s, xp.baseAddress, wp.baseAddress, bp, yp.baseAddress, scratch)
-        } } } }
+        x.withUnsafeFloats { xp in
+            w.withUnsafeFloats { wp in
+                withFloats(b) { bp in
+                    y.withUnsafeMutableFloats { yp in
+                        cnx_conv2d_f32(&s, xp.baseAddress, wp.baseAddress, bp, yp.baseAddress, scratch)
+                    }
+                }
+            }
+        }
         return y
     }
 
@@ -322,9 +342,15 @@ package enum Kernels {
             // The weight is shared: one GEMM over every row of A (A's batch folds into M).
             let rows = aBatch.reduce(1, *) * m
             if batch == aBatch || aBatch.reduce(1, *) == batch.reduce(1, *) {
-                a.withUnsafeFloats { ap in b.withUnsafeFloats { bp in y.withUnsafeMutableFloats { yp in
-                    cnx_sgemm(0, 0, Int64(rows), Int64(n), Int64(k), 1, ap.baseAddress, Int64(k), bp.baseAddress, Int64(n), 0, yp.baseAddress, Int64(n))
-                } } }
+                a.withUnsafeFloats { ap in
+                    b.withUnsafeFloats { bp in
+                        y.withUnsafeMutableFloats { yp in
+                            cnx_sgemm(
+                                0, 0, Int64(rows), Int64(n), Int64(k), 1, ap.baseAddress, Int64(k), bp.baseAddress, Int64(n), 0,
+                                yp.baseAddress, Int64(n))
+                        }
+                    }
+                }
                 if aVector { outShape.remove(at: outShape.count - 2) }
                 if bVector { outShape.removeLast() }
                 return y.reshaped(outShape)
@@ -332,14 +358,19 @@ package enum Kernels {
         }
         let sa = broadcastStrides(aBatch, to: batch), sb = broadcastStrides(bBatch, to: batch)
         // One GEMM per batch entry, the batch axes walked with broadcasting.
-        a.withUnsafeFloats { ab in b.withUnsafeFloats { bb in y.withUnsafeMutableFloats { yb in
-            forEachBroadcastRow(batch, sa, sb) { oa, ob, oy, count, ia, ib in
-                for j in 0..<count {
-                    cnx_sgemm(0, 0, Int64(m), Int64(n), Int64(k), 1, ab.baseAddress! + (oa + j * ia) * m * k, Int64(k),
-                              bb.baseAddress! + (ob + j * ib) * k * n, Int64(n), 0, yb.baseAddress! + (oy + j) * m * n, Int64(n))
+        a.withUnsafeFloats { ab in
+            b.withUnsafeFloats { bb in
+                y.withUnsafeMutableFloats { yb in
+                    forEachBroadcastRow(batch, sa, sb) { oa, ob, oy, count, ia, ib in
+                        for j in 0..<count {
+                            cnx_sgemm(
+                                0, 0, Int64(m), Int64(n), Int64(k), 1, ab.baseAddress! + (oa + j * ia) * m * k, Int64(k),
+                                bb.baseAddress! + (ob + j * ib) * k * n, Int64(n), 0, yb.baseAddress! + (oy + j) * m * n, Int64(n))
+                        }
+                    }
                 }
             }
-        } } }
+        }
         if aVector { outShape.remove(at: outShape.count - 2) }
         if bVector { outShape.removeLast() }
         return y.reshaped(outShape)
@@ -359,10 +390,15 @@ package enum Kernels {
             y = materialize(c, to: [m, n]).copy()
             betaUsed = beta
         }
-        a.withUnsafeFloats { ap in b.withUnsafeFloats { bp in y.withUnsafeMutableFloats { yp in
-            cnx_sgemm(Int32(ta != 0 ? 1 : 0), Int32(tb != 0 ? 1 : 0), Int64(m), Int64(n), Int64(k), alpha,
-                      ap.baseAddress, Int64(a.shape[1]), bp.baseAddress, Int64(b.shape[1]), betaUsed, yp.baseAddress, Int64(n))
-        } } }
+        a.withUnsafeFloats { ap in
+            b.withUnsafeFloats { bp in
+                y.withUnsafeMutableFloats { yp in
+                    cnx_sgemm(
+                        Int32(ta != 0 ? 1 : 0), Int32(tb != 0 ? 1 : 0), Int64(m), Int64(n), Int64(k), alpha,
+                        ap.baseAddress, Int64(a.shape[1]), bp.baseAddress, Int64(b.shape[1]), betaUsed, yp.baseAddress, Int64(n))
+                }
+            }
+        }
         return y
     }
 
@@ -385,7 +421,9 @@ package enum Kernels {
             shape[axis] = 1
             let y = Tensor(zeros: .float32, shape: shape)
             current.withUnsafeFloats { xp in
-                y.withUnsafeMutableFloats { yp in cnx_reduce_middle_f32(xp.baseAddress, Int64(outer), Int64(size), Int64(inner), code, yp.baseAddress) }
+                y.withUnsafeMutableFloats { yp in
+                    cnx_reduce_middle_f32(xp.baseAddress, Int64(outer), Int64(size), Int64(inner), code, yp.baseAddress)
+                }
             }
             current = y
         }
@@ -445,14 +483,20 @@ package enum Kernels {
             g = scale.count == cols ? scale : materialize(scale, to: normShape)
         }
         let y = Tensor(zeros: .float32, shape: x.shape)
-        x.withUnsafeFloats { xp in withFloats(g) { gp in y.withUnsafeMutableFloats { yp in
-            rowNormRows(xp.baseAddress!, rows: rows, cols: cols, eps: eps, kind: kind, scale: gp, into: yp.baseAddress!)
-        } } }
+        x.withUnsafeFloats { xp in
+            withFloats(g) { gp in
+                y.withUnsafeMutableFloats { yp in
+                    rowNormRows(xp.baseAddress!, rows: rows, cols: cols, eps: eps, kind: kind, scale: gp, into: yp.baseAddress!)
+                }
+            }
+        }
         return y
     }
 
-    static func rowNormRows(_ x: UnsafePointer<Float>, rows: Int, cols: Int, eps: Float, kind: RowNorm,
-                            scale: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
+    static func rowNormRows(
+        _ x: UnsafePointer<Float>, rows: Int, cols: Int, eps: Float, kind: RowNorm,
+        scale: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>
+    ) {
         for r in 0..<rows {
             let xr = x + r * cols, yr = y + r * cols
             var sum = 0.0, squares = 0.0
@@ -488,9 +532,15 @@ package enum Kernels {
         }
         let g = try expanded(scale), b = try expanded(bias)
         let y = Tensor(zeros: .float32, shape: x.shape)
-        x.withUnsafeFloats { xp in withFloats(g) { gp in withFloats(b) { bp in y.withUnsafeMutableFloats { yp in
-            cnx_layernorm_lastaxis_f32(xp.baseAddress, Int64(rows), Int64(cols), gp, bp, eps, yp.baseAddress)
-        } } } }
+        x.withUnsafeFloats { xp in
+            withFloats(g) { gp in
+                withFloats(b) { bp in
+                    y.withUnsafeMutableFloats { yp in
+                        cnx_layernorm_lastaxis_f32(xp.baseAddress, Int64(rows), Int64(cols), gp, bp, eps, yp.baseAddress)
+                    }
+                }
+            }
+        }
         return y
     }
 
@@ -500,12 +550,14 @@ package enum Kernels {
         let y = Tensor(zeros: x.dtype, shape: shape)
         let size = x.dtype.size
         let sx = broadcastStrides(x.shape, to: shape), zero = [Int](repeating: 0, count: shape.count)
-        x.withUnsafeElementBytes { xb in y.withUnsafeMutableElementBytes { yb in
-            let src = xb.baseAddress!, dst = yb.baseAddress!
-            forEachBroadcastRow(shape, sx, zero) { ox, _, oy, n, ix, _ in
-                for i in 0..<n { (dst + (oy + i) * size).copyMemory(from: src + (ox + i * ix) * size, byteCount: size) }
+        x.withUnsafeElementBytes { xb in
+            y.withUnsafeMutableElementBytes { yb in
+                let src = xb.baseAddress!, dst = yb.baseAddress!
+                forEachBroadcastRow(shape, sx, zero) { ox, _, oy, n, ix, _ in
+                    for i in 0..<n { (dst + (oy + i) * size).copyMemory(from: src + (ox + i * ix) * size, byteCount: size) }
+                }
             }
-        } }
+        }
         return y
     }
 
@@ -519,20 +571,24 @@ package enum Kernels {
         let y = Tensor(zeros: x.dtype, shape: outShape)
         let zero = [Int](repeating: 0, count: rank)
         if x.dtype == .float32 {
-            x.withUnsafeFloats { xb in y.withUnsafeMutableFloats { yb in
-                let src = xb.baseAddress!, dst = yb.baseAddress!
-                forEachBroadcastRow(outShape, strides, zero) { ox, _, oy, n, ix, _ in
-                    for i in 0..<n { dst[oy + i] = src[ox + i * ix] }
+            x.withUnsafeFloats { xb in
+                y.withUnsafeMutableFloats { yb in
+                    let src = xb.baseAddress!, dst = yb.baseAddress!
+                    forEachBroadcastRow(outShape, strides, zero) { ox, _, oy, n, ix, _ in
+                        for i in 0..<n { dst[oy + i] = src[ox + i * ix] }
+                    }
                 }
-            } }
+            }
         } else {
             let size = x.dtype.size
-            x.withUnsafeElementBytes { xb in y.withUnsafeMutableElementBytes { yb in
-                let src = xb.baseAddress!, dst = yb.baseAddress!
-                forEachBroadcastRow(outShape, strides, zero) { ox, _, oy, n, ix, _ in
-                    for i in 0..<n { (dst + (oy + i) * size).copyMemory(from: src + (ox + i * ix) * size, byteCount: size) }
+            x.withUnsafeElementBytes { xb in
+                y.withUnsafeMutableElementBytes { yb in
+                    let src = xb.baseAddress!, dst = yb.baseAddress!
+                    forEachBroadcastRow(outShape, strides, zero) { ox, _, oy, n, ix, _ in
+                        for i in 0..<n { (dst + (oy + i) * size).copyMemory(from: src + (ox + i * ix) * size, byteCount: size) }
+                    }
                 }
-            } }
+            }
         }
         return y
     }
@@ -583,7 +639,8 @@ package enum Kernels {
                 let chunk = p.shape[a] * inner * size
                 p.withUnsafeElementBytes { pb in
                     for o in 0..<outer {
-                        (yb.baseAddress! + o * shape[a] * inner * size + offset).copyMemory(from: pb.baseAddress! + o * chunk, byteCount: chunk)
+                        (yb.baseAddress! + o * shape[a] * inner * size + offset).copyMemory(
+                            from: pb.baseAddress! + o * chunk, byteCount: chunk)
                     }
                 }
                 offset += chunk
@@ -601,15 +658,18 @@ package enum Kernels {
         let y = Tensor(zeros: data.dtype, shape: outShape)
         let outer = data.shape[..<a].reduce(1, *), inner = data.shape[(a + 1)...].reduce(1, *)
         let chunk = inner * data.dtype.size
-        try data.withUnsafeElementBytes { src in try y.withUnsafeMutableElementBytes { dst in
-            for o in 0..<outer {
-                for (j, raw) in idx.enumerated() {
-                    let i = raw < 0 ? raw + size : raw
-                    guard i >= 0 && i < size else { throw CNXError("index \(raw) out of range for axis of size \(size)") }
-                    (dst.baseAddress! + (o * idx.count + j) * chunk).copyMemory(from: src.baseAddress! + (o * size + i) * chunk, byteCount: chunk)
+        try data.withUnsafeElementBytes { src in
+            try y.withUnsafeMutableElementBytes { dst in
+                for o in 0..<outer {
+                    for (j, raw) in idx.enumerated() {
+                        let i = raw < 0 ? raw + size : raw
+                        guard i >= 0 && i < size else { throw CNXError("index \(raw) out of range for axis of size \(size)") }
+                        (dst.baseAddress! + (o * idx.count + j) * chunk).copyMemory(
+                            from: src.baseAddress! + (o * size + i) * chunk, byteCount: chunk)
+                    }
                 }
             }
-        } }
+        }
         return y
     }
 
@@ -641,14 +701,16 @@ package enum Kernels {
         let size = x.dtype.size
         let base = zip(begin, inStrides).map(*).reduce(0, +)
         let strides = zip(step, inStrides).map(*)
-        x.withUnsafeElementBytes { xb in y.withUnsafeMutableElementBytes { yb in
-            let src = xb.baseAddress!, dst = yb.baseAddress!
-            forEachBroadcastRow(shape, strides, [Int](repeating: 0, count: rank)) { ox, _, oy, n, ix, _ in
-                for i in 0..<n {
-                    (dst + (oy + i) * size).copyMemory(from: src + (base + ox + i * ix) * size, byteCount: size)
+        x.withUnsafeElementBytes { xb in
+            y.withUnsafeMutableElementBytes { yb in
+                let src = xb.baseAddress!, dst = yb.baseAddress!
+                forEachBroadcastRow(shape, strides, [Int](repeating: 0, count: rank)) { ox, _, oy, n, ix, _ in
+                    for i in 0..<n {
+                        (dst + (oy + i) * size).copyMemory(from: src + (base + ox + i * ix) * size, byteCount: size)
+                    }
                 }
             }
-        } }
+        }
         return y
     }
 

@@ -68,14 +68,17 @@ public enum ReferenceKernels {
         case .flatten: return { [try K.flatten($0.input("input"), axis: $0.node.int("axis") ?? 1)] }
         case .squeeze: return { [try K.squeeze($0)] }
         case .unsqueeze: return { [try K.unsqueeze($0)] }
-        case .concat: return { call in [try K.concat((0..<call.values.count).map { try call.input($0) }, axis: call.node.int("axis") ?? 0)] }
+        case .concat:
+            return { call in [try K.concat((0..<call.values.count).map { try call.input($0) }, axis: call.node.int("axis") ?? 0)] }
         case .gather: return { [try K.gather($0.input("data"), $0.input("indices"), axis: $0.node.int("axis") ?? 0)] }
         case .shape: return { [try K.shape($0)] }
         case .slice: return { [try K.slice($0)] }
         case .expand: return { [try K.expand($0.input("input"), K.ints($0.input("shape"), "shape"))] }
         case .cast:
             return { call in
-                guard let to = call.node.int("to"), let dtype = DType(rawValue: Int32(to)) else { throw CNXError("unsupported target type") }
+                guard let to = call.node.int("to"), let dtype = DType(rawValue: Int32(to)) else {
+                    throw CNXError("unsupported target type")
+                }
                 return [try K.cast(call.input("input"), to: dtype)]
             }
         case .constantOfShape: return { [try K.constantOfShape($0)] }

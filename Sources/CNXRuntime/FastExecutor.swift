@@ -23,8 +23,10 @@ final class PackedMatrix: @unchecked Sendable {
     deinit { data.deallocate() }
 
     /// c[m x n] = residual + act(a[m x k] · self + bias), act a CNX_ACT_* code.
-    func multiply(_ a: UnsafePointer<Float>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, act: Int32,
-                  residual: UnsafePointer<Float>?, ldr: Int, into c: UnsafeMutablePointer<Float>, ldc: Int) {
+    func multiply(
+        _ a: UnsafePointer<Float>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, act: Int32,
+        residual: UnsafePointer<Float>?, ldr: Int, into c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
         cnx_gemm_f32(Int64(rows), Int64(n), Int64(k), a, Int64(lda), data, bias, act, residual, Int64(ldr), c, Int64(ldc))
     }
 }
@@ -58,12 +60,14 @@ func parallelChunks(_ count: Int, threads: Int, _ body: (Int, Int, Int) -> Void)
     let ran = withoutActuallyEscaping(body) { body -> Bool in
         var section = PoolSection(count: count, chunks: chunks, body: body)
         return withUnsafeMutablePointer(to: &section) { p in
-            cnx_pool_run(Int64(chunks), Int64(chunks), { ctx, t in
-                let s = ctx!.assumingMemoryBound(to: PoolSection.self)
-                let (count, chunks, lane) = (s.pointee.count, s.pointee.chunks, Int(t))
-                let lo = count * lane / chunks, hi = count * (lane + 1) / chunks
-                if lo < hi { s.pointee.body(lo, hi, lane) }
-            }, p) != 0
+            cnx_pool_run(
+                Int64(chunks), Int64(chunks),
+                { ctx, t in
+                    let s = ctx!.assumingMemoryBound(to: PoolSection.self)
+                    let (count, chunks, lane) = (s.pointee.count, s.pointee.chunks, Int(t))
+                    let lo = count * lane / chunks, hi = count * (lane + 1) / chunks
+                    if lo < hi { s.pointee.body(lo, hi, lane) }
+                }, p) != 0
         }
     }
     if ran { return }
@@ -218,12 +222,15 @@ final class FastExecutor: @unchecked Sendable {
                 throw CNXError("\(node.label) reads '\(input)', which nothing computed as float32")
             }
             // The block may overwrite its input when nothing else reads that value later.
-            let exclusive = remaining[input] == 1 && !outputNames.contains(input) && graph.initializers[input] == nil
+            let exclusive =
+                remaining[input] == 1 && !outputNames.contains(input) && graph.initializers[input] == nil
                 && inputs[input] == nil
-            let arena = node.op == .stem || node.op == .downsample
+            let arena =
+                node.op == .stem || node.op == .downsample
                 ? arenaSlot(for: node, values: values, holding: arenaHolders).map { (scratch[0], $0) } : nil
-            let call = FusedCall(nodeIndex: nodeIndex, input: x, inPlace: exclusive, arena: arena, scratch: scratch,
-                                 observer: observer.map { ($0, nodeIndex) })
+            let call = FusedCall(
+                nodeIndex: nodeIndex, input: x, inPlace: exclusive, arena: arena, scratch: scratch,
+                observer: observer.map { ($0, nodeIndex) })
             let result: Tensor
             do { result = try kernel(self, p, call) } catch let e as CNXError { throw CNXError("\(node.label): \(e.message)") }
             values[node.outputs[0]] = result
@@ -253,7 +260,9 @@ final class FastExecutor: @unchecked Sendable {
     /// The tensor of an optional constant, checked to hold `count` float32 values.
     private func vector(_ c: Constant?, count: Int, _ what: String) throws -> Tensor? {
         guard let c else { return nil }
-        guard c.tensor.dtype == .float32, c.tensor.count == count else { throw CNXError("\(what) '\(c.name)' must hold \(count) float32 values") }
+        guard c.tensor.dtype == .float32, c.tensor.count == count else {
+            throw CNXError("\(what) '\(c.name)' must hold \(count) float32 values")
+        }
         return c.tensor
     }
 
@@ -264,13 +273,19 @@ final class FastExecutor: @unchecked Sendable {
         let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let dw = op.depthwise.weight.tensor
         let k = dw.shape.first ?? 0
-        guard dw.dtype == .float32, dw.shape == [k, k, c], k % 2 == 1 else { throw CNXError("depthwise weight \(dw.shape) does not fit \(x.shape)") }
+        guard dw.dtype == .float32, dw.shape == [k, k, c], k % 2 == 1 else {
+            throw CNXError("depthwise weight \(dw.shape) does not fit \(x.shape)")
+        }
         let w1 = try p.layer(1), w2 = try p.layer(2)
         let hidden = w1.n
-        guard w1.k == c, w2.k == hidden, w2.n == c else { throw CNXError("pointwise weights [\(w1.k), \(w1.n)] and [\(w2.k), \(w2.n)] do not fit \(c) channels") }
-        let constants = [dw, try vector(op.depthwise.bias, count: c, "dw_bias"), try vector(op.pw1.bias, count: hidden, "B1"),
-                         try vector(op.pw2.bias, count: c, "B2"), try vector(op.grn?.gamma, count: hidden, "grn_gamma"),
-                         try vector(op.grn?.beta, count: hidden, "grn_beta")]
+        guard w1.k == c, w2.k == hidden, w2.n == c else {
+            throw CNXError("pointwise weights [\(w1.k), \(w1.n)] and [\(w2.k), \(w2.n)] do not fit \(c) channels")
+        }
+        let constants = [
+            dw, try vector(op.depthwise.bias, count: c, "dw_bias"), try vector(op.pw1.bias, count: hidden, "B1"),
+            try vector(op.pw2.bias, count: c, "B2"), try vector(op.grn?.gamma, count: hidden, "grn_gamma"),
+            try vector(op.grn?.beta, count: hidden, "grn_beta"),
+        ]
         let eps = op.norm.epsilon, norm = op.norm.kind, act = op.activation.code
         // int8 layers with equalized input channels: the norm (layer 1) and the GRN (layer 2)
         // write their output already divided by the channel scales.
@@ -285,7 +300,8 @@ final class FastExecutor: @unchecked Sendable {
         let tile = max(1, (pixels + tileCount - 1) / tileCount)
         // Bytes of u8 codes per lane: a tile of inputs to either layer.
         func codes(_ lane: Int) -> UnsafeMutablePointer<UInt8> {
-            UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (tile * max(c, hidden) + 3) / 4 + 16)).assumingMemoryBound(to: UInt8.self)
+            UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (tile * max(c, hidden) + 3) / 4 + 16)).assumingMemoryBound(
+                to: UInt8.self)
         }
         let t = scratch[0].buffer(0, floats: pixels * c)
         try out.withUnsafeMutableFloats { outBuffer in
@@ -308,7 +324,9 @@ final class FastExecutor: @unchecked Sendable {
                                 let r0 = ti * tile, rows = min(tile, pixels - r0)
                                 let ln = t + r0 * c
                                 call.report(1, ln, rows * c)
-                                w1.apply(ln, rows: rows, lda: c, bias: b1, act: act, residual: nil, ldr: 0, into: hbuf + r0 * hidden, ldo: hidden, codes: codes(lane))
+                                w1.apply(
+                                    ln, rows: rows, lda: c, bias: b1, act: act, residual: nil, ldr: 0, into: hbuf + r0 * hidden,
+                                    ldo: hidden, codes: codes(lane))
                             }
                         }
                         applyGRN(hbuf, pixels: pixels, channels: hidden, gamma: grnGamma, beta: grnBeta, eps: grn.epsilon, multipliers: m2)
@@ -316,8 +334,9 @@ final class FastExecutor: @unchecked Sendable {
                         parallelChunks(tiles, threads: threads) { lo, hi, lane in
                             for ti in lo..<hi {
                                 let r0 = ti * tile, rows = min(tile, pixels - r0)
-                                w2.apply(hbuf + r0 * hidden, rows: rows, lda: hidden, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c, ldr: c,
-                                         into: xb + r0 * c, ldo: c, codes: codes(lane))
+                                w2.apply(
+                                    hbuf + r0 * hidden, rows: rows, lda: hidden, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c, ldr: c,
+                                    into: xb + r0 * c, ldo: c, codes: codes(lane))
                             }
                         }
                         continue
@@ -329,13 +348,16 @@ final class FastExecutor: @unchecked Sendable {
                         let hbuf = scratch[0].buffer(1, floats: pixels * hidden)
                         parallelChunks((hidden + 31) / 32, threads: threads) { lo, hi, _ in
                             let j0 = lo * 32, width = min(hidden, hi * 32) - j0
-                            cnx_gemm_f32(Int64(pixels), Int64(width), Int64(c), ln, Int64(c), f1.data + lo * 32 * c, b1.map { $0 + j0 }, act,
-                                         nil, 0, hbuf + j0, Int64(hidden))
+                            cnx_gemm_f32(
+                                Int64(pixels), Int64(width), Int64(c), ln, Int64(c), f1.data + lo * 32 * c, b1.map { $0 + j0 }, act,
+                                nil, 0, hbuf + j0, Int64(hidden))
                         }
                         parallelChunks((c + 31) / 32, threads: threads) { lo, hi, _ in
                             let j0 = lo * 32, width = min(c, hi * 32) - j0
-                            cnx_gemm_f32(Int64(pixels), Int64(width), Int64(hidden), hbuf, Int64(hidden), f2.data + lo * 32 * hidden, b2.map { $0 + j0 }, CNX_ACT_NONE,
-                                         xb + j0, Int64(c), xb + j0, Int64(c))
+                            cnx_gemm_f32(
+                                Int64(pixels), Int64(width), Int64(hidden), hbuf, Int64(hidden), f2.data + lo * 32 * hidden,
+                                b2.map { $0 + j0 }, CNX_ACT_NONE,
+                                xb + j0, Int64(c), xb + j0, Int64(c))
                         }
                         continue
                     }
@@ -354,12 +376,16 @@ final class FastExecutor: @unchecked Sendable {
                                 q1.quantize(ln, count: rows * c, into: q)
                                 let hq = UnsafeMutableRawPointer(hb).assumingMemoryBound(to: UInt8.self)
                                 q1.multiply(q, rows: rows, lda: c, bias: b1, act: act, requantizingFor: q2, into: hq, ldo: hidden)
-                                q2.multiply(hq, rows: rows, lda: hidden, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c, ldr: c, into: xb + r0 * c, ldo: c)
+                                q2.multiply(
+                                    hq, rows: rows, lda: hidden, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c, ldr: c,
+                                    into: xb + r0 * c, ldo: c)
                                 continue
                             }
                             w1.apply(ln, rows: rows, lda: c, bias: b1, act: act, residual: nil, ldr: 0, into: hb, ldo: hidden, codes: q)
                             call.report(2, hb, rows * hidden)
-                            w2.apply(hb, rows: rows, lda: hidden, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c, ldr: c, into: xb + r0 * c, ldo: c, codes: q)
+                            w2.apply(
+                                hb, rows: rows, lda: hidden, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c, ldr: c, into: xb + r0 * c,
+                                ldo: c, codes: q)
                         }
                     }
                 }
@@ -369,8 +395,10 @@ final class FastExecutor: @unchecked Sendable {
     }
     /// GRN in place on a (pixels x channels) map: x += gamma ⊙ x ⊙ Nx + beta, then times
     /// `multipliers` per channel when given (the next int8 layer's equalization).
-    private func applyGRN(_ x: UnsafeMutablePointer<Float>, pixels: Int, channels c: Int, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, eps: Float,
-                          multipliers: [Float]? = nil) {
+    private func applyGRN(
+        _ x: UnsafeMutablePointer<Float>, pixels: Int, channels c: Int, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, eps: Float,
+        multipliers: [Float]? = nil
+    ) {
         var sums = [Double](repeating: 0, count: c)
         for p in 0..<pixels {
             let row = x + p * c
@@ -431,8 +459,10 @@ final class FastExecutor: @unchecked Sendable {
         }
         let cout = wm.n
         guard wm.inputMultipliers == nil else { throw CNXError("a stem's layer takes no input channel scales") }
-        let constants = [try vector(op.conv.bias, count: cout, "B"), try vector(op.norm.weight, count: cout, "ln_scale"),
-                         try vector(op.norm.bias, count: cout, "ln_bias")]
+        let constants = [
+            try vector(op.conv.bias, count: cout, "B"), try vector(op.norm.weight, count: cout, "ln_scale"),
+            try vector(op.norm.bias, count: cout, "ln_bias"),
+        ]
         let eps = op.norm.epsilon, norm = op.norm.kind, act = op.activation?.code ?? CNX_ACT_NONE
         let y = arenaTensor([n, oh, ow, cout], arena: call.arena)
         let patch = cin * k * k
@@ -445,14 +475,18 @@ final class FastExecutor: @unchecked Sendable {
                         let yb = yBuffer.baseAddress! + b * oh * ow * cout
                         parallelChunks(oh, threads: lanes(oh)) { lo, hi, lane in
                             let patches = scratch[lane].buffer(2, floats: ow * patch)
-                            let codes = UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (ow * patch + 3) / 4 + 16)).assumingMemoryBound(to: UInt8.self)
+                            let codes = UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (ow * patch + 3) / 4 + 16))
+                                .assumingMemoryBound(to: UInt8.self)
                             for oy in lo..<hi {
                                 // The patches of output row oy (im2col, zeros outside the input; C kernel).
-                                cnx_stem_patches_f32(xb, Int64(cin), Int64(h), Int64(w), nhwc ? 1 : 0, Int64(k), Int64(stride), Int64(pad),
-                                                     Int64(oy), Int64(ow), patches)
+                                cnx_stem_patches_f32(
+                                    xb, Int64(cin), Int64(h), Int64(w), nhwc ? 1 : 0, Int64(k), Int64(stride), Int64(pad),
+                                    Int64(oy), Int64(ow), patches)
                                 let out = yb + oy * ow * cout
                                 call.report(1, patches, ow * patch)
-                                wm.apply(patches, rows: ow, lda: patch, bias: bias, act: act, residual: nil, ldr: 0, into: out, ldo: cout, codes: codes)
+                                wm.apply(
+                                    patches, rows: ow, lda: patch, bias: bias, act: act, residual: nil, ldr: 0, into: out, ldo: cout,
+                                    codes: codes)
                                 FusedAttributes.normRows(norm, out, rows: ow, c: cout, eps: eps, gamma: gamma, beta: beta, into: out)
                             }
                         }
@@ -478,7 +512,9 @@ final class FastExecutor: @unchecked Sendable {
         var beta = try vector(op.norm.bias, count: c, "ln_bias")?.withUnsafeFloats(Array.init)
         if let m = wm.inputMultipliers {
             // One scale per channel, the same at every (ky, kx) of the patch: the norm applies it.
-            guard (0..<m.count).allSatisfy({ m[$0] == m[$0 % c] }) else { throw CNXError("the input channel scales must repeat one value per channel over the patch") }
+            guard (0..<m.count).allSatisfy({ m[$0] == m[$0 % c] }) else {
+                throw CNXError("the input channel scales must repeat one value per channel over the patch")
+            }
             gamma = (0..<c).map { (gamma?[$0] ?? 1) * m[$0] }
             beta = beta.map { b in (0..<c).map { b[$0] * m[$0] } }
         }
@@ -504,8 +540,11 @@ final class FastExecutor: @unchecked Sendable {
                                     }
                                 }
                                 call.report(1, patches, ow * patch)
-                                let codes = UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (ow * patch + 3) / 4 + 16)).assumingMemoryBound(to: UInt8.self)
-                                wm.apply(patches, rows: ow, lda: patch, bias: bias, act: CNX_ACT_NONE, residual: nil, ldr: 0, into: yb + oy * ow * cout, ldo: cout, codes: codes)
+                                let codes = UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (ow * patch + 3) / 4 + 16))
+                                    .assumingMemoryBound(to: UInt8.self)
+                                wm.apply(
+                                    patches, rows: ow, lda: patch, bias: bias, act: CNX_ACT_NONE, residual: nil, ldr: 0,
+                                    into: yb + oy * ow * cout, ldo: cout, codes: codes)
                             }
                         }
                     }
@@ -532,8 +571,9 @@ final class FastExecutor: @unchecked Sendable {
                         let normed = scratch[0].buffer(1, floats: hw * c)
                         for b in 0..<n {
                             parallelChunks(hw, threads: lanes(hw)) { lo, hi, _ in
-                                FusedAttributes.normRows(norm, xp + (b * hw + lo) * c, rows: hi - lo, c: c, eps: eps, gamma: gamma, beta: beta,
-                                                         into: normed + lo * c)
+                                FusedAttributes.normRows(
+                                    norm, xp + (b * hw + lo) * c, rows: hi - lo, c: c, eps: eps, gamma: gamma, beta: beta,
+                                    into: normed + lo * c)
                             }
                             cnx_reduce_middle_f32(normed, 1, Int64(hw), Int64(c), 0, fp + b * c)
                         }
@@ -548,7 +588,9 @@ final class FastExecutor: @unchecked Sendable {
         for (number, linear, act) in [(1, op.fc1, op.activation?.code ?? CNX_ACT_NONE), (2, op.fc2, CNX_ACT_NONE)] {
             guard let linear else { continue }
             let wm = try p.layer(number)
-            guard wm.k == features.shape[1] else { throw CNXError("head layer \(number) weight [\(wm.k), \(wm.n)] does not fit \(features.shape[1]) features") }
+            guard wm.k == features.shape[1] else {
+                throw CNXError("head layer \(number) weight [\(wm.k), \(wm.n)] does not fit \(features.shape[1]) features")
+            }
             let bias = try vector(linear.bias, count: wm.n, "head layer \(number) bias")
             let y = Tensor(zeros: .float32, shape: [n, wm.n])
             try features.withUnsafeMutableFloats { fBuffer in
@@ -562,7 +604,9 @@ final class FastExecutor: @unchecked Sendable {
                 defer { codes.deallocate() }
                 y.withUnsafeMutableFloats { yBuffer in
                     withFloatPointers([bias]) { b in
-                        wm.apply(fp, rows: n, lda: wm.k, bias: b[0], act: act, residual: nil, ldr: 0, into: yBuffer.baseAddress!, ldo: wm.n, codes: codes)
+                        wm.apply(
+                            fp, rows: n, lda: wm.k, bias: b[0], act: act, residual: nil, ldr: 0, into: yBuffer.baseAddress!, ldo: wm.n,
+                            codes: codes)
                     }
                 }
             }

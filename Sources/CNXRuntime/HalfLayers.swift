@@ -31,14 +31,20 @@ final class PackedHalfMatrix: @unchecked Sendable {
         let halves = max(cnx_hgemm_packed_b_halves(Int64(k), Int64(n)), 32)
         data = UnsafeMutableRawPointer.allocate(byteCount: halves * 2, alignment: 64).bindMemory(to: UInt16.self, capacity: halves)
         let bits = t.storage.bytes.assumingMemoryBound(to: UInt16.self)
-        if dtype == .bfloat16 { cnx_hgemm_pack_b_bf16(bits, Int64(k), Int64(n), data) } else { cnx_hgemm_pack_b_f16(bits, Int64(k), Int64(n), data) }
+        if dtype == .bfloat16 {
+            cnx_hgemm_pack_b_bf16(bits, Int64(k), Int64(n), data)
+        } else {
+            cnx_hgemm_pack_b_f16(bits, Int64(k), Int64(n), data)
+        }
     }
 
     deinit { data.deallocate() }
 
     /// c[m x n] = residual + act(a[m x k] · self + bias), act a CNX_ACT_* code.
-    func multiply(_ a: UnsafePointer<Float>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, act: Int32,
-                  residual: UnsafePointer<Float>?, ldr: Int, into c: UnsafeMutablePointer<Float>, ldc: Int) {
+    func multiply(
+        _ a: UnsafePointer<Float>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, act: Int32,
+        residual: UnsafePointer<Float>?, ldr: Int, into c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
         if let widened {
             widened.multiply(a, rows: rows, lda: lda, bias: bias, act: act, residual: residual, ldr: ldr, into: c, ldc: ldc)
         } else if dtype == .bfloat16 {

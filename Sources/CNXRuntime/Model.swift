@@ -60,7 +60,9 @@ public final class Model: @unchecked Sendable {
 
     /// Runs the model and returns every graph output by name. An `observer` sees the inputs of
     /// every float32 pointwise layer of the fused blocks (calibration for int8).
-    public func predictAll(_ inputs: [String: Tensor], workspace: Workspace? = nil, observer: ActivationObserver? = nil) throws -> [String: Tensor] {
+    public func predictAll(_ inputs: [String: Tensor], workspace: Workspace? = nil, observer: ActivationObserver? = nil) throws -> [String:
+        Tensor]
+    {
         for info in graph.inputs {
             guard let t = inputs[info.name] else { throw CNXError("missing input '\(info.name)'") }
             guard t.dtype == .float32 else { throw CNXError("input '\(info.name)' must be float32, got \(t.dtype.name)") }
@@ -70,7 +72,8 @@ public final class Model: @unchecked Sendable {
                 }
             }
             if t.shape.count == 4, graph.nodes.contains(where: { $0.op == .stem || $0.op == .downsample }),
-               t.shape[2] % 32 != 0 || t.shape[3] % 32 != 0 {
+                t.shape[2] % 32 != 0 || t.shape[3] % 32 != 0
+            {
                 throw CNXError("input '\(info.name)' is \(t.shape[2])x\(t.shape[3]); height and width must be multiples of 32")
             }
         }

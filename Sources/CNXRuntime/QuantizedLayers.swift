@@ -18,7 +18,9 @@ final class PackedQMatrix: @unchecked Sendable {
 
     /// Packs an int8 layer's weight [K, N] with its parameters (read by `FusedPayload`).
     init(weight w: Tensor, _ q: Int8Parameters) throws {
-        guard w.dtype == .int8, w.shape.count == 2 else { throw CNXError("an int8 layer needs a 2-D int8 weight, got \(w.dtype.name) \(w.shape)") }
+        guard w.dtype == .int8, w.shape.count == 2 else {
+            throw CNXError("an int8 layer needs a 2-D int8 weight, got \(w.dtype.name) \(w.shape)")
+        }
         k = w.shape[0]
         n = w.shape[1]
         weightScales = q.weightScales
@@ -42,21 +44,27 @@ final class PackedQMatrix: @unchecked Sendable {
     }
 
     /// out (float) = residual + act(dequantized GEMM + bias), from u8 input rows.
-    func multiply(_ a: UnsafePointer<UInt8>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, act: Int32,
-                  residual: UnsafePointer<Float>?, ldr: Int, into out: UnsafeMutablePointer<Float>, ldo: Int) {
+    func multiply(
+        _ a: UnsafePointer<UInt8>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, act: Int32,
+        residual: UnsafePointer<Float>?, ldr: Int, into out: UnsafeMutablePointer<Float>, ldo: Int
+    ) {
         weightScales.withUnsafeBufferPointer { ws in
-            cnx_qgemm_fused_f32(Int64(rows), Int64(n), Int64(k), a, Int64(lda), packed, columnSums, inputZero, inputScale,
-                                ws.baseAddress, bias, act, residual, Int64(ldr), out, Int64(ldo))
+            cnx_qgemm_fused_f32(
+                Int64(rows), Int64(n), Int64(k), a, Int64(lda), packed, columnSums, inputZero, inputScale,
+                ws.baseAddress, bias, act, residual, Int64(ldr), out, Int64(ldo))
         }
     }
 
     /// out (u8, quantized for `next`) = act(dequantized GEMM + bias), from u8 input rows: the
     /// hidden activation of a block goes from one int8 layer to the next without a float copy.
-    func multiply(_ a: UnsafePointer<UInt8>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, act: Int32,
-                  requantizingFor next: PackedQMatrix, into out: UnsafeMutablePointer<UInt8>, ldo: Int) {
+    func multiply(
+        _ a: UnsafePointer<UInt8>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, act: Int32,
+        requantizingFor next: PackedQMatrix, into out: UnsafeMutablePointer<UInt8>, ldo: Int
+    ) {
         weightScales.withUnsafeBufferPointer { ws in
-            cnx_qgemm_fused_u8(Int64(rows), Int64(n), Int64(k), a, Int64(lda), packed, columnSums, inputZero, inputScale,
-                               ws.baseAddress, bias, act, next.inputScale, next.inputZero, out, Int64(ldo))
+            cnx_qgemm_fused_u8(
+                Int64(rows), Int64(n), Int64(k), a, Int64(lda), packed, columnSums, inputZero, inputScale,
+                ws.baseAddress, bias, act, next.inputScale, next.inputZero, out, Int64(ldo))
         }
     }
 }
@@ -77,17 +85,31 @@ enum LayerWeights {
         }
     }
 
-    var k: Int { switch self { case .float(let m): return m.k; case .int8(let q): return q.k; case .half(let h): return h.k } }
+    var k: Int {
+        switch self {
+        case .float(let m): return m.k;
+        case .int8(let q): return q.k;
+        case .half(let h): return h.k
+        }
+    }
     /// What the layer's input must be multiplied by, per channel, before it is applied (int8
     /// layers with equalized input channels), or nil.
     var inputMultipliers: [Float]? { if case .int8(let q) = self { return q.inverseChannelScales } else { return nil } }
-    var n: Int { switch self { case .float(let m): return m.n; case .int8(let q): return q.n; case .half(let h): return h.n } }
+    var n: Int {
+        switch self {
+        case .float(let m): return m.n;
+        case .int8(let q): return q.n;
+        case .half(let h): return h.n
+        }
+    }
 
     /// out = residual + act(x · W + bias) from float input rows (act a CNX_ACT_* code); an int8
     /// layer quantizes the rows into `codes` first (rows * k bytes).
-    func apply(_ x: UnsafeMutablePointer<Float>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, act: Int32,
-               residual: UnsafePointer<Float>?, ldr: Int, into out: UnsafeMutablePointer<Float>, ldo: Int,
-               codes: UnsafeMutablePointer<UInt8>) {
+    func apply(
+        _ x: UnsafeMutablePointer<Float>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, act: Int32,
+        residual: UnsafePointer<Float>?, ldr: Int, into out: UnsafeMutablePointer<Float>, ldo: Int,
+        codes: UnsafeMutablePointer<UInt8>
+    ) {
         switch self {
         case .float(let m):
             m.multiply(x, rows: rows, lda: lda, bias: bias, act: act, residual: residual, ldr: ldr, into: out, ldc: ldo)

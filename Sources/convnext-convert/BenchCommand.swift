@@ -9,11 +9,11 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure latency and throughput of a model on random input.",
         discussion: """
-        A .cnx runs on the fast runtime, with the best kernels this CPU has (CNX_ISA=scalar, \
-        avx2 or avx512 chooses lower ones); other model files run on the reference executor, \
-        unoptimised. The report says which kernels ran. Comparisons with ONNX Runtime are \
-        measured by Benchmarks/run.sh.
-        """)
+            A .cnx runs on the fast runtime, with the best kernels this CPU has (CNX_ISA=scalar, \
+            avx2 or avx512 chooses lower ones); other model files run on the reference executor, \
+            unoptimised. The report says which kernels ran. Comparisons with ONNX Runtime are \
+            measured by Benchmarks/run.sh.
+            """)
 
     @Argument(help: "The model file (.cnx, or any other model file the tool reads).")
     var model: String
@@ -27,7 +27,8 @@ struct Bench: ParsableCommand {
     @Option(name: .long, help: "Timed iterations (after at least 3 warm-up runs and half a second).")
     var iterations = 20
 
-    @Option(name: .long, help: "Input height and width, for a model whose input size is not fixed (default: the size it records, else 224).")
+    @Option(
+        name: .long, help: "Input height and width, for a model whose input size is not fixed (default: the size it records, else 224).")
     var size: Int?
 
     @Flag(name: .long, help: "Print one JSON object instead of a table.")

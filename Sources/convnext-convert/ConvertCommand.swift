@@ -10,14 +10,14 @@ struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Optimise a model (fold LayerNorm, GELU, layer scale; fuse blocks) and write a .cnx file.",
         discussion: """
-        The written file is run against the original on a random input (a backbone's stage \
-        outputs against the original's tensors there) before it is put in place: it appears \
-        whole or not at all. The output may not be a file the command reads, and an existing \
-        file is replaced only by a .cnx over a .cnx (--force allows any other).
+            The written file is run against the original on a random input (a backbone's stage \
+            outputs against the original's tensors there) before it is put in place: it appears \
+            whole or not at all. The output may not be a file the command reads, and an existing \
+            file is replaced only by a .cnx over a .cnx (--force allows any other).
 
-          convnext-convert model.onnx model.cnx --mean 0.5 --std 0.5 --labels names.txt
-          convnext-convert classifier.onnx backbone.cnx --features 1,2,3
-        """)
+              convnext-convert model.onnx model.cnx --mean 0.5 --std 0.5 --labels names.txt
+              convnext-convert classifier.onnx backbone.cnx --features 1,2,3
+            """)
 
     @OptionGroup var files: ConversionOptions
 
@@ -27,7 +27,11 @@ struct Convert: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Print what each pass did.")
     var verbose = false
 
-    @Option(name: .long, help: ArgumentHelp("Print the graph after the named pass (fold-constants, fold-layernorm, fold-gelu, fold-grn, fold-linear, eliminate-transposes, fold-layernorm-affine, fold-layer-scale, fuse-stem, fuse-downsample, fuse-blocks, fuse-head).", valueName: "PASS"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Print the graph after the named pass (fold-constants, fold-layernorm, fold-gelu, fold-grn, fold-linear, eliminate-transposes, fold-layernorm-affine, fold-layer-scale, fuse-stem, fuse-downsample, fuse-blocks, fuse-head).",
+            valueName: "PASS"))
     var dumpAfter: String?
 
     @Flag(name: .long, help: "Also quantize to int8 (needs --calibration); the same as `quantize --int8`.")
@@ -38,7 +42,11 @@ struct Convert: ParsableCommand {
     @OptionGroup(title: "Half-precision weights (instead of --int8)")
     var half: HalfPrecisionOptions
 
-    @Option(name: .long, help: ArgumentHelp("Backbone mode: drop the head and output these stages' feature maps (N x C x H x W), named stage0...stage3.", valueName: "0,1,2,3"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Backbone mode: drop the head and output these stages' feature maps (N x C x H x W), named stage0...stage3.",
+            valueName: "0,1,2,3"))
     var features: String?
 
     @OptionGroup(title: "What a checkpoint's weights do not carry")
@@ -65,8 +73,9 @@ struct Convert: ParsableCommand {
             let (input, output) = (files.input, files.output)
             let line = StageLine()
             defer { line.clear() }
-            var options = try files.converterOptions(reads: quantization.reads + checkpoint.reads,
-                                                     classNamesFile: quantization.classNamesFile, line: line)
+            var options = try files.converterOptions(
+                reads: quantization.reads + checkpoint.reads,
+                classNamesFile: quantization.classNamesFile, line: line)
             options.features = try featureStages
             if int8 { options.int8 = try quantization.settings(threads: files.threads, model: input, recorded: options.recorded) }
             if let dtype = half.dtype { options.halfPrecision = (dtype, int8 ? [] : quantization.keepFloat) }
@@ -90,7 +99,9 @@ struct Convert: ParsableCommand {
                 print(String(format: "reference: relative error %.2e against %@ on a random input", e, ref))
             }
             print("outputs:   \(describeOutputs(r))")
-            var applied = r.steps.filter { $0.rewrites > 0 && !(r.features != nil && $0.pass == "fuse-head") }.map { "\($0.pass) (\($0.rewrites))" }
+            var applied = r.steps.filter { $0.rewrites > 0 && !(r.features != nil && $0.pass == "fuse-head") }.map {
+                "\($0.pass) (\($0.rewrites))"
+            }
             if r.features != nil { applied.append("extract-features") }
             print("passes:    \(applied.isEmpty ? "none changed the graph" : applied.joined(separator: ", "))")
             print("graph:     \(r.nodesBefore) nodes -> \(r.nodesAfter)")

@@ -22,7 +22,11 @@ struct ResolvedPreprocessing {
     var origin: String {
         var groups: [(source: String, settings: [String])] = []
         for (setting, source) in sources {
-            if let i = groups.firstIndex(where: { $0.source == source }) { groups[i].settings.append(setting) } else { groups.append((source, [setting])) }
+            if let i = groups.firstIndex(where: { $0.source == source }) {
+                groups[i].settings.append(setting)
+            } else {
+                groups.append((source, [setting]))
+            }
         }
         return groups.map { "\($0.settings.joined(separator: ", ")) from \($0.source)" }.joined(separator: "; ")
     }
@@ -60,15 +64,20 @@ extension PreprocessOptions {
         for m in models.reversed() {
             let name = URL(fileURLWithPath: m.path).lastPathComponent
             let origin = m.path.lowercased().hasSuffix(".cnx") ? "\(name) metadata" : "\(name)'s config.json"
-            let keys: [(String, String)] = [(MetadataKey.inputSize, "size"), (MetadataKey.cropPct, "crop_pct"),
-                                            (MetadataKey.interpolation, "interpolation"), (MetadataKey.mean, "mean"), (MetadataKey.std, "std"),
-                                            (MetadataKey.resizeMode, "resize")]
+            let keys: [(String, String)] = [
+                (MetadataKey.inputSize, "size"), (MetadataKey.cropPct, "crop_pct"),
+                (MetadataKey.interpolation, "interpolation"), (MetadataKey.mean, "mean"), (MetadataKey.std, "std"),
+                (MetadataKey.resizeMode, "resize"),
+            ]
             for (key, setting) in keys where m.metadata[key] != nil { source[setting] = origin }
             let config = URL(fileURLWithPath: m.path).deletingLastPathComponent().appendingPathComponent("config.json").path
             if let data = FileManager.default.contents(atPath: config),
-               let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] {
+                let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+            {
                 let cfg = root["pretrained_cfg"] as? [String: Any] ?? root
-                for (key, setting) in [("input_size", "size"), ("crop_pct", "crop_pct"), ("interpolation", "interpolation"), ("mean", "mean"), ("std", "std")]
+                for (key, setting) in [
+                    ("input_size", "size"), ("crop_pct", "crop_pct"), ("interpolation", "interpolation"), ("mean", "mean"), ("std", "std"),
+                ]
                 where cfg[key] != nil {
                     source[setting] = "config.json beside \(name)"
                 }
@@ -81,8 +90,9 @@ extension PreprocessOptions {
         if resize != nil { source["resize"] = "--resize" }
         if mean != nil { source["mean"] = "--mean" }
         if std != nil { source["std"] = "--std" }
-        return ResolvedPreprocessing(preprocessing: p,
-                                     sources: ResolvedPreprocessing.settings.map { ($0, source[$0] ?? ResolvedPreprocessing.defaultSource) })
+        return ResolvedPreprocessing(
+            preprocessing: p,
+            sources: ResolvedPreprocessing.settings.map { ($0, source[$0] ?? ResolvedPreprocessing.defaultSource) })
     }
 
     /// Whether any of these flags was given.

@@ -9,7 +9,11 @@ import Foundation
 
 /// Options shared by `quantize` and `convert --int8`.
 struct Int8Options: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Calibration data: a float32 .npy batch N x 3 x H x W, preprocessed as the model expects, or a folder of JPEG/PNG images (preprocessed as --size/--mean/... or the model's metadata say, else as ImageNet's; at most 1024 are used).", valueName: "DATA"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Calibration data: a float32 .npy batch N x 3 x H x W, preprocessed as the model expects, or a folder of JPEG/PNG images (preprocessed as --size/--mean/... or the model's metadata say, else as ImageNet's; at most 1024 are used).",
+            valueName: "DATA"))
     var calibration: String?
 
     @Option(name: .long, help: "How activation ranges are chosen: minmax, percentile or entropy.")
@@ -18,24 +22,40 @@ struct Int8Options: ParsableArguments {
     @Option(name: .long, help: "Percentile for --method percentile.")
     var percentile: Double = 99.99
 
-    @Option(name: .long, parsing: .upToNextOption, help: ArgumentHelp("Layers to keep in float32, named as inspect, --sensitivity and validate --per-layer name them: stages.2.blocks.0.pw2, stages.2.blocks.0 (both its layers), stages.1.downsample, head.", valueName: "LAYER"))
+    @Option(
+        name: .long, parsing: .upToNextOption,
+        help: ArgumentHelp(
+            "Layers to keep in float32, named as inspect, --sensitivity and validate --per-layer name them: stages.2.blocks.0.pw2, stages.2.blocks.0 (both its layers), stages.1.downsample, head.",
+            valueName: "LAYER"))
     var keepFloat: [String] = []
 
     @Flag(name: .long, help: "Print, worst first, the output SQNR when each layer alone is int8.")
     var sensitivity = false
 
-    @Option(name: .long, help: ArgumentHelp("Keep the most sensitive layers float32 until top-1 agreement with float32 (accuracy, with --labels) is within X percentage points.", valueName: "X"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Keep the most sensitive layers float32 until top-1 agreement with float32 (accuracy, with --labels) is within X percentage points.",
+            valueName: "X"))
     var maxDrop: Double?
 
-    @Option(name: .long, help: ArgumentHelp("Validation data for --sensitivity and --max-drop: a float32 .npy batch (default: the first calibration samples).", valueName: "DATA"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Validation data for --sensitivity and --max-drop: a float32 .npy batch (default: the first calibration samples).",
+            valueName: "DATA"))
     var validation: String?
 
-    @Option(name: .long, help: ArgumentHelp("Class names, one a line, recorded in the .cnx; or, a .npy, the class ids of the --validation samples.", valueName: "FILE"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Class names, one a line, recorded in the .cnx; or, a .npy, the class ids of the --validation samples.", valueName: "FILE"))
     var labels: String?
 
     func validate() throws {
         guard CalibrationMethod(rawValue: method) != nil else {
-            throw ValidationError("--method must be one of \(CalibrationMethod.allCases.map(\.rawValue).joined(separator: ", ")), not '\(method)'")
+            throw ValidationError(
+                "--method must be one of \(CalibrationMethod.allCases.map(\.rawValue).joined(separator: ", ")), not '\(method)'")
         }
         guard percentile > 0 && percentile <= 100 else { throw ValidationError("--percentile must be in (0, 100]") }
         if let maxDrop, !(maxDrop >= 0 && maxDrop <= 100) { throw ValidationError("--max-drop must be between 0 and 100") }
@@ -61,7 +81,9 @@ struct Int8Options: ParsableArguments {
         return try data.batch(0..<n)
     }
 
-    func settings(threads: Int?, model: String? = nil, recorded: [String: MetadataValue] = [:]) throws -> (calibration: Tensor, options: Quantizer.Options) {
+    func settings(threads: Int?, model: String? = nil, recorded: [String: MetadataValue] = [:]) throws -> (
+        calibration: Tensor, options: Quantizer.Options
+    ) {
         guard let m = CalibrationMethod(rawValue: method) else {
             throw ValidationError("--method must be one of \(CalibrationMethod.allCases.map(\.rawValue).joined(separator: ", "))")
         }
@@ -79,7 +101,9 @@ struct Int8Options: ParsableArguments {
         options.maxDrop = maxDrop
         if let validation {
             let v = try NPY.read(path: validation)
-            guard v.dtype == .float32, v.shape.count == 4 else { throw CNXError("\(validation): validation data must be float32 N x 3 x H x W") }
+            guard v.dtype == .float32, v.shape.count == 4 else {
+                throw CNXError("\(validation): validation data must be float32 N x 3 x H x W")
+            }
             options.validation = v
         }
         if let labels = validationLabels {
@@ -93,8 +117,11 @@ struct Int8Options: ParsableArguments {
             let n = options.validation?.shape.first ?? min(8, samples.shape[0])
             let step = 100 / Double(max(n, 1))
             if maxDrop > 0 && maxDrop < step {
-                note(String(format: "note: --max-drop %g is finer than one sample of the %d %@ (%.2f points each): it asks for no drop at all", maxDrop, n,
-                            validation == nil ? "calibration samples it measures on (give --validation DATA)" : "validation samples", step))
+                note(
+                    String(
+                        format: "note: --max-drop %g is finer than one sample of the %d %@ (%.2f points each): it asks for no drop at all",
+                        maxDrop, n,
+                        validation == nil ? "calibration samples it measures on (give --validation DATA)" : "validation samples", step))
             }
         }
         if sensitivity || maxDrop != nil {
@@ -103,7 +130,8 @@ struct Int8Options: ParsableArguments {
                 if what.hasPrefix("max-drop") {
                     FileHandle.standardError.write(Data(((tty ? "\r\u{1B}[K" : "") + what + "\n").utf8))
                 } else if tty {
-                    FileHandle.standardError.write(Data("\r\u{1B}[Kmeasuring sensitivity \(done)/\(total): \(what)\(done == total ? "\n" : "")".utf8))
+                    FileHandle.standardError.write(
+                        Data("\r\u{1B}[Kmeasuring sensitivity \(done)/\(total): \(what)\(done == total ? "\n" : "")".utf8))
                 }
             }
             if !tty { note("measuring the sensitivity of each layer (one run of the model per layer)...") }
@@ -111,7 +139,10 @@ struct Int8Options: ParsableArguments {
         if isatty(2) != 0 {
             options.progress = { done, total in
                 let width = 30, filled = width * done / max(total, 1)
-                FileHandle.standardError.write(Data("\rcalibrating [\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))] \(done)/\(total)\(done == total ? "\n" : "")".utf8))
+                FileHandle.standardError.write(
+                    Data(
+                        "\rcalibrating [\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))] \(done)/\(total)\(done == total ? "\n" : "")"
+                            .utf8))
             }
         }
         return (samples, options)
@@ -121,7 +152,11 @@ struct Int8Options: ParsableArguments {
 /// `--bf16` / `--fp16` of `quantize` and `convert`: the GEMM layers' weights stored as bfloat16
 /// or float16 (no calibration). Kept apart from the int8 options.
 struct HalfPrecisionOptions: ParsableArguments {
-    @Flag(name: .long, help: "Store the pointwise, downsample and head weights as bfloat16 (no calibration; the file about half the float32 one). Computed with AVX512_BF16 dot products where the CPU has them, else widened to float32.")
+    @Flag(
+        name: .long,
+        help:
+            "Store the pointwise, downsample and head weights as bfloat16 (no calibration; the file about half the float32 one). Computed with AVX512_BF16 dot products where the CPU has them, else widened to float32."
+    )
     var bf16 = false
 
     @Flag(name: .long, help: "Store those weights as float16 instead (widened to float32 in the kernel; for CPUs without bfloat16).")
@@ -139,7 +174,9 @@ struct HalfPrecisionOptions: ParsableArguments {
     func check(int8: Bool, _ q: Int8Options) throws {
         guard dtype != nil, !int8 else { return }
         if q.calibration != nil || q.sensitivity || q.maxDrop != nil {
-            throw ValidationError("\(flag) needs no calibration: --calibration, --sensitivity and --max-drop are for --int8 (check a \(flag) file with validate --max-drop)")
+            throw ValidationError(
+                "\(flag) needs no calibration: --calibration, --sensitivity and --max-drop are for --int8 (check a \(flag) file with validate --max-drop)"
+            )
         }
     }
 }
@@ -160,44 +197,48 @@ func printModelLines(_ r: Converter.Report) {
 func printHalfReport(_ r: Converter.Report, output: String, dtype: DType) {
     printModelLines(r)
     let layers = r.metadata["quantization.\(dtype.name)_layers"]?.stringsValue ?? []
-    print("\(dtype.name): \(layers.count) GEMM layers" + (r.halfSQNR.map { String(format: ", output SQNR %.1f dB against float32 on a random input", $0) } ?? ""))
+    print(
+        "\(dtype.name): \(layers.count) GEMM layers"
+            + (r.halfSQNR.map { String(format: ", output SQNR %.1f dB against float32 on a random input", $0) } ?? ""))
     print("float32:   \(r.keptFloat.isEmpty ? "no GEMM layer" : r.keptFloat.joined(separator: ", "))")
     print(String(format: "wrote:     %@ (%.1f MB) in %.2f s", output, Double(r.outputBytes) / 1e6, r.seconds))
 }
 
 func halfJSON(_ r: Converter.Report, output: String, dtype: DType) -> String {
-    JSON.object([("output", .string(output)), ("bytes", .int(r.outputBytes)), ("seconds", .number(r.seconds)),
-                 ("precision", .string(dtype.name)), ("passes", .array(r.passes.map { .string($0) })),
-                 ("verification_error", r.verificationError.map { .number(Double($0)) } ?? .null),
-                 ("sqnr_db", r.halfSQNR.map { .number($0) } ?? .null),
-                 ("\(dtype.name)_layers", .array((r.metadata["quantization.\(dtype.name)_layers"]?.stringsValue ?? []).map { .string($0) })),
-                 ("float_layers", .array(r.keptFloat.map { .string($0) }))]).text
+    JSON.object([
+        ("output", .string(output)), ("bytes", .int(r.outputBytes)), ("seconds", .number(r.seconds)),
+        ("precision", .string(dtype.name)), ("passes", .array(r.passes.map { .string($0) })),
+        ("verification_error", r.verificationError.map { .number(Double($0)) } ?? .null),
+        ("sqnr_db", r.halfSQNR.map { .number($0) } ?? .null),
+        ("\(dtype.name)_layers", .array((r.metadata["quantization.\(dtype.name)_layers"]?.stringsValue ?? []).map { .string($0) })),
+        ("float_layers", .array(r.keptFloat.map { .string($0) })),
+    ]).text
 }
 
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Quantize a model to int8 (weights per channel, activations calibrated) and write a .cnx.",
         discussion: """
-        IN is any model the tool reads (.onnx, a PyTorch checkpoint, a float32 .cnx). The \
-        pointwise layers of every block, the downsample layers and the head become int8 (u8 \
-        activations x s8 weights, the form VNNI dot products take); LayerNorm, GELU, GRN, the \
-        depthwise convolutions, the residual stream and the stem stay float32. Layers are named \
-        as inspect, --sensitivity and validate --per-layer name them: stem, \
-        stages.S.downsample, stages.S.blocks.J (.pw1, .pw2), head.
+            IN is any model the tool reads (.onnx, a PyTorch checkpoint, a float32 .cnx). The \
+            pointwise layers of every block, the downsample layers and the head become int8 (u8 \
+            activations x s8 weights, the form VNNI dot products take); LayerNorm, GELU, GRN, the \
+            depthwise convolutions, the residual stream and the stem stay float32. Layers are named \
+            as inspect, --sensitivity and validate --per-layer name them: stem, \
+            stages.S.downsample, stages.S.blocks.J (.pw1, .pw2), head.
 
-          convnext-convert quantize --int8 m.onnx m.int8.cnx --calibration calib.npy
-          convnext-convert quantize --int8 m.onnx m.int8.cnx --calibration images/ \\
-              --sensitivity --json
+              convnext-convert quantize --int8 m.onnx m.int8.cnx --calibration calib.npy
+              convnext-convert quantize --int8 m.onnx m.int8.cnx --calibration images/ \\
+                  --sensitivity --json
 
-        --bf16 (or --fp16) instead stores the weights of the same layers as bfloat16 (float16) \
-        without calibration; the stem, depthwise convolutions, norms, GELU and the residual \
-        stream stay float32, and --keep-float keeps named layers float32. --int8 --bf16 makes a \
-        mixed file: the layers int8 keeps float32 (--keep-float, --max-drop, the head) get \
-        bfloat16 weights instead; the stem stays float32:
+            --bf16 (or --fp16) instead stores the weights of the same layers as bfloat16 (float16) \
+            without calibration; the stem, depthwise convolutions, norms, GELU and the residual \
+            stream stay float32, and --keep-float keeps named layers float32. --int8 --bf16 makes a \
+            mixed file: the layers int8 keeps float32 (--keep-float, --max-drop, the head) get \
+            bfloat16 weights instead; the stem stays float32:
 
-          convnext-convert quantize --bf16 m.onnx m.bf16.cnx
-          convnext-convert quantize --int8 --bf16 m.onnx m.mix.cnx --calibration c.npy
-        """)
+              convnext-convert quantize --bf16 m.onnx m.bf16.cnx
+              convnext-convert quantize --int8 --bf16 m.onnx m.mix.cnx --calibration c.npy
+            """)
 
     @Flag(name: .long, help: "Quantize to int8 (or say --bf16 / --fp16).")
     var int8 = false
@@ -209,7 +250,9 @@ struct Quantize: ParsableCommand {
 
     @OptionGroup var quantization: Int8Options
 
-    @Option(name: .long, help: "With --sensitivity (or --max-drop): also write the per-layer sensitivity as a self-contained HTML page to this file.")
+    @Option(
+        name: .long,
+        help: "With --sensitivity (or --max-drop): also write the per-layer sensitivity as a self-contained HTML page to this file.")
     var report: String?
 
     @Flag(name: .long, help: "Print one JSON object (the report, with the sensitivity of each layer) instead of text.")
@@ -219,7 +262,9 @@ struct Quantize: ParsableCommand {
         try half.check(int8: int8, quantization)
         if half.dtype != nil && !int8 { return }
         guard int8 else { throw ValidationError("say --int8, --bf16 or --fp16") }
-        guard quantization.calibration != nil else { throw ValidationError("--int8 needs --calibration DATA (a .npy batch, or a folder of images)") }
+        guard quantization.calibration != nil else {
+            throw ValidationError("--int8 needs --calibration DATA (a .npy batch, or a folder of images)")
+        }
         if report != nil && !quantization.sensitivity && quantization.maxDrop == nil {
             throw ValidationError("--report draws the per-layer sensitivity: add --sensitivity")
         }
@@ -233,8 +278,10 @@ struct Quantize: ParsableCommand {
             var options = try files.converterOptions(reads: quantization.reads, classNamesFile: quantization.classNamesFile, line: line)
             if let report {
                 try checkReportPath(report)
-                try OutputGuard.check(output: report, kind: .html, reads: [ReadFile(input, role: "the input model")] + quantization.reads
-                                      + [ReadFile(output, role: "the output model")], force: files.force)
+                try OutputGuard.check(
+                    output: report, kind: .html,
+                    reads: [ReadFile(input, role: "the input model")] + quantization.reads
+                        + [ReadFile(output, role: "the output model")], force: files.force)
             }
             if let dtype = half.dtype { options.halfPrecision = (dtype, int8 ? [] : quantization.keepFloat) }
             if int8 { options.int8 = try quantization.settings(threads: files.threads, model: input, recorded: options.recorded) }
@@ -252,7 +299,8 @@ struct Quantize: ParsableCommand {
 
 extension Quantize {
     /// The HTML page of `--report`: the sensitivity chart, the layers kept float32 marked.
-    func writeSensitivityReport(_ path: String, _ r: Converter.Report, _ settings: (calibration: Tensor, options: Quantizer.Options)) throws {
+    func writeSensitivityReport(_ path: String, _ r: Converter.Report, _ settings: (calibration: Tensor, options: Quantizer.Options)) throws
+    {
         func facts(_ file: String) throws -> ModelFacts {
             let l = try ModelLoader.load(file)
             return .of(path: file, file: ModelLoader.sourceFile(file), format: l.format, graph: l.graph, metadata: l.metadata, runtime: "")
@@ -264,9 +312,12 @@ extension Quantize {
         } else {
             measuredOn = "the first \(min(8, calibration)) calibration samples"
         }
-        var page = HTMLReport.Sensitivity(model: try facts(files.input), layers: r.sensitivity.map { ($0.layer, $0.sqnr) }, keptFloat: r.keptFloat)
+        var page = HTMLReport.Sensitivity(
+            model: try facts(files.input), layers: r.sensitivity.map { ($0.layer, $0.sqnr) }, keptFloat: r.keptFloat)
         page.output = try facts(files.output)
-        (page.int8SQNR, page.method, page.calibrationSamples, page.measuredOn) = (r.int8SQNR, settings.options.method.rawValue, calibration, measuredOn)
+        (page.int8SQNR, page.method, page.calibrationSamples, page.measuredOn) = (
+            r.int8SQNR, settings.options.method.rawValue, calibration, measuredOn
+        )
         page.accuracy = r.accuracy.map { ($0.floatAccuracy, $0.int8Accuracy, $0.agreement, $0.drop) }
         (page.maxDrop, page.command) = (settings.options.maxDrop, commandLine())
         try HTMLReport.write(HTMLReport.sensitivity(page), to: path)
@@ -277,11 +328,16 @@ func printInt8Report(_ r: Converter.Report, output: String) {
     if !r.sensitivity.isEmpty {
         print("sensitivity (output SQNR with only this layer int8, worst first):")
         let width = max(28, (r.sensitivity.map(\.layer.count).max() ?? 0) + 2)
-        for s in r.sensitivity { print("  " + s.layer.padding(toLength: width, withPad: " ", startingAt: 0) + String(format: "%6.1f dB", s.sqnr)) }
+        for s in r.sensitivity {
+            print("  " + s.layer.padding(toLength: width, withPad: " ", startingAt: 0) + String(format: "%6.1f dB", s.sqnr))
+        }
     }
     if let a = r.accuracy {
         if let f = a.floatAccuracy, let q = a.int8Accuracy {
-            print(String(format: "accuracy:  float32 %.2f%%, int8 %.2f%% (drop %.2f points), top-1 agreement %.2f%%", f * 100, q * 100, a.drop, a.agreement * 100))
+            print(
+                String(
+                    format: "accuracy:  float32 %.2f%%, int8 %.2f%% (drop %.2f points), top-1 agreement %.2f%%", f * 100, q * 100, a.drop,
+                    a.agreement * 100))
         } else {
             print(String(format: "agreement: top-1 agreement with float32 %.2f%%", a.agreement * 100))
         }
@@ -290,7 +346,9 @@ func printInt8Report(_ r: Converter.Report, output: String) {
     if let s = r.quantizeSeconds { print(String(format: "quantized: in %.2f s", s)) }
     if let q = r.int8SQNR { print(String(format: "int8:      output SQNR %.1f dB against float32 on calibration samples", q)) }
     for dtype in HalfPrecisionLowering.dtypes {
-        if let layers = r.metadata["quantization.\(dtype.name)_layers"]?.stringsValue { print("\(dtype.name): \(layers.joined(separator: ", "))") }
+        if let layers = r.metadata["quantization.\(dtype.name)_layers"]?.stringsValue {
+            print("\(dtype.name): \(layers.joined(separator: ", "))")
+        }
     }
     print("float32:   \(r.keptFloat.isEmpty ? "no layer kept in float32" : r.keptFloat.joined(separator: ", "))")
     print(String(format: "wrote:     %@ (%.1f MB) in %.2f s", output, Double(r.outputBytes) / 1e6, r.seconds))
@@ -310,9 +368,15 @@ func describeOutputs(_ r: Converter.Report) -> String {
 func int8JSON(_ r: Converter.Report, output: String) -> String {
     var o: [(String, JSON)] = [("output", .string(output)), ("bytes", .int(r.outputBytes)), ("seconds", .number(r.seconds))]
     if let a = r.architecture {
-        o.append(("model", .object([("family", .string(a.family)), ("variant", a.variant.map { .string($0) } ?? .null),
-                                    ("depths", .array(a.depths.map { .int($0) })), ("dims", .array(a.dims.map { .int($0) })),
-                                    ("classes", r.classes.map { .int($0) } ?? .null)])))
+        o.append(
+            (
+                "model",
+                .object([
+                    ("family", .string(a.family)), ("variant", a.variant.map { .string($0) } ?? .null),
+                    ("depths", .array(a.depths.map { .int($0) })), ("dims", .array(a.dims.map { .int($0) })),
+                    ("classes", r.classes.map { .int($0) } ?? .null),
+                ])
+            ))
     }
     o.append(("outputs", .array(r.outputs.map { .string($0.name) })))
     o.append(("features", r.features.map { .array($0.map { .int($0) }) } ?? .null))
@@ -323,9 +387,15 @@ func int8JSON(_ r: Converter.Report, output: String) -> String {
     o.append(("int8_layers", .array((r.metadata["quantization.int8_layers"]?.stringsValue ?? []).map { .string($0) })))
     o.append(("sensitivity", .array(r.sensitivity.map { .object([("layer", .string($0.layer)), ("sqnr_db", .number($0.sqnr))]) })))
     if let a = r.accuracy {
-        o.append(("accuracy", .object([("float32", a.floatAccuracy.map { .number($0) } ?? .null),
-                                       ("int8", a.int8Accuracy.map { .number($0) } ?? .null),
-                                       ("top1_agreement", .number(a.agreement)), ("drop_points", .number(a.drop))])))
+        o.append(
+            (
+                "accuracy",
+                .object([
+                    ("float32", a.floatAccuracy.map { .number($0) } ?? .null),
+                    ("int8", a.int8Accuracy.map { .number($0) } ?? .null),
+                    ("top1_agreement", .number(a.agreement)), ("drop_points", .number(a.drop)),
+                ])
+            ))
     }
     return JSON.object(o).text
 }

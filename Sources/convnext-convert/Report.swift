@@ -24,14 +24,20 @@ enum Report {
             let node = graph.nodes[i]
             let weights = node.inputs.filter { graph.initializers[$0] != nil }
             let mine = gemms.keys.filter { $0.node == i }.sorted()
-            return Layer(name: fused[i]!, op: node.op.rawValue, weights: weights, gemms: mine.map { key in
-                let name = gemms[key]!
-                let precision = (try? FusedPayload(node, in: graph))?.layers[key.layer]?.precision
-                guard case .int8(let q)? = precision else { return (name, precision?.name ?? "float32", false) }
-                let ws = q.weightScales
-                return (name, String(format: "int8, input scale %.5g zero %d, weight scales %.3g...%.3g (%d channels)",
-                                     q.activationScale, q.activationZero, ws.min() ?? 0, ws.max() ?? 0, ws.count), true)
-            })
+            return Layer(
+                name: fused[i]!, op: node.op.rawValue, weights: weights,
+                gemms: mine.map { key in
+                    let name = gemms[key]!
+                    let precision = (try? FusedPayload(node, in: graph))?.layers[key.layer]?.precision
+                    guard case .int8(let q)? = precision else { return (name, precision?.name ?? "float32", false) }
+                    let ws = q.weightScales
+                    return (
+                        name,
+                        String(
+                            format: "int8, input scale %.5g zero %d, weight scales %.3g...%.3g (%d channels)",
+                            q.activationScale, q.activationZero, ws.min() ?? 0, ws.max() ?? 0, ws.count), true
+                    )
+                })
         }
     }
 
@@ -87,10 +93,13 @@ enum Report {
             if !all.isEmpty {
                 let gemms = all.flatMap(\.gemms), int8 = gemms.filter(\.int8).count
                 let half = gemms.filter { $0.detail == "bfloat16" || $0.detail == "float16" }.count
-                lines.append("layers (\(all.count), \(vocabulary); \(int8) of \(gemms.count) GEMM layers int8" +
-                             (half > 0 ? ", \(half) \(gemms.first { $0.detail == "bfloat16" } != nil ? "bfloat16" : "float16")):" : "):"))
+                lines.append(
+                    "layers (\(all.count), \(vocabulary); \(int8) of \(gemms.count) GEMM layers int8"
+                        + (half > 0 ? ", \(half) \(gemms.first { $0.detail == "bfloat16" } != nil ? "bfloat16" : "float16")):" : "):"))
                 for l in all {
-                    lines.append("  \(l.name.padding(toLength: 22, withPad: " ", startingAt: 0)) \(l.op.padding(toLength: 16, withPad: " ", startingAt: 0)) \(l.weights.count) tensors")
+                    lines.append(
+                        "  \(l.name.padding(toLength: 22, withPad: " ", startingAt: 0)) \(l.op.padding(toLength: 16, withPad: " ", startingAt: 0)) \(l.weights.count) tensors"
+                    )
                     if int8 > 0 || half > 0 { for g in l.gemms { lines.append("    \(g.name): \(g.detail)") } }
                 }
             }
@@ -132,31 +141,59 @@ enum Report {
     static func inspectJSON(_ loaded: LoadedModel, path: String) -> String {
         let graph = loaded.graph
         func values(_ list: [ValueInfo]) -> JSON {
-            .array(list.map { v in .object([("name", .string(v.name)), ("dtype", .string(v.dtype.name)),
-                                            ("shape", v.shape.map { .array($0.map { d in d.value.map { .int($0) } ?? .string(d.description) }) } ?? .null)]) })
+            .array(
+                list.map { v in
+                    .object([
+                        ("name", .string(v.name)), ("dtype", .string(v.dtype.name)),
+                        ("shape", v.shape.map { .array($0.map { d in d.value.map { .int($0) } ?? .string(d.description) }) } ?? .null),
+                    ])
+                })
         }
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
         let p = graph.parameterCount
-        var o: [(String, JSON)] = [("file", .string(path)), ("format", .string(loaded.format)), ("bytes", .int(size)), ("read_by", .string(tool))]
+        var o: [(String, JSON)] = [
+            ("file", .string(path)), ("format", .string(loaded.format)), ("bytes", .int(size)), ("read_by", .string(tool)),
+        ]
         if loaded.format == "onnx" {
             o.append(("onnx", .object(graph.metadata.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })))
         }
         o.append(("metadata", .object(loaded.metadata.sorted { $0.key < $1.key }.map { ($0.key, json($0.value)) })))
-        o += [("parameters", .int(p.elements)), ("parameter_bytes", .int(p.bytes)),
-              ("inputs", values(graph.inputs)), ("outputs", values(graph.outputs)),
-              ("operators", .object(graph.opHistogram.map { ($0.0.rawValue, .int($0.1)) }))]
+        o += [
+            ("parameters", .int(p.elements)), ("parameter_bytes", .int(p.bytes)),
+            ("inputs", values(graph.inputs)), ("outputs", values(graph.outputs)),
+            ("operators", .object(graph.opHistogram.map { ($0.0.rawValue, .int($0.1)) })),
+        ]
         if let a = Architecture.recognise(graph) {
-            o.append(("architecture", .object([("family", .string(a.family)), ("variant", a.variant.map { .string($0) } ?? .null),
-                                               ("depths", .array(a.depths.map { .int($0) })), ("dims", .array(a.dims.map { .int($0) })),
-                                               ("classes", a.classes.map { .int($0) } ?? .null), ("stem", .string(a.stem))])))
+            o.append(
+                (
+                    "architecture",
+                    .object([
+                        ("family", .string(a.family)), ("variant", a.variant.map { .string($0) } ?? .null),
+                        ("depths", .array(a.depths.map { .int($0) })), ("dims", .array(a.dims.map { .int($0) })),
+                        ("classes", a.classes.map { .int($0) } ?? .null), ("stem", .string(a.stem)),
+                    ])
+                ))
         } else if loaded.format != "cnx" {
             o.append(("architecture", .null))
         }
         if loaded.format == "cnx" {
-            o.append(("layers", .array(layers(graph).map { l in
-                .object([("name", .string(l.name)), ("op", .string(l.op)), ("weights", .array(l.weights.map { .string($0) })),
-                         ("gemms", .array(l.gemms.map { .object([("name", .string($0.name)), ("precision", .string($0.int8 ? "int8" : $0.detail))]) }))])
-            })))
+            o.append(
+                (
+                    "layers",
+                    .array(
+                        layers(graph).map { l in
+                            .object([
+                                ("name", .string(l.name)), ("op", .string(l.op)), ("weights", .array(l.weights.map { .string($0) })),
+                                (
+                                    "gemms",
+                                    .array(
+                                        l.gemms.map {
+                                            .object([("name", .string($0.name)), ("precision", .string($0.int8 ? "int8" : $0.detail))])
+                                        })
+                                ),
+                            ])
+                        })
+                ))
         } else if let a = Architecture.recognise(graph) {
             o.append(("layers", .array(LayerNames.expected(depths: a.depths, head: a.classes != nil).map { .string($0) })))
         }

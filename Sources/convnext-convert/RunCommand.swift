@@ -11,27 +11,27 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Classify images, or run a model on images or a .npy batch and save its outputs as .npy/.npz.",
         discussion: """
-          convnext-convert run model.cnx photo.jpg other.png --top 5
-          convnext-convert run model.cnx photos/ 'more/*.jpg' --output y.npy --json
-          convnext-convert run backbone.cnx photo.jpg --output features.npz
-          convnext-convert run model.cnx --input x.npy --output logits.npy
+              convnext-convert run model.cnx photo.jpg other.png --top 5
+              convnext-convert run model.cnx photos/ 'more/*.jpg' --output y.npy --json
+              convnext-convert run backbone.cnx photo.jpg --output features.npz
+              convnext-convert run model.cnx --input x.npy --output logits.npy
 
-        IMAGES are JPEG or PNG files, folders of them, or quoted glob patterns. They are \
-        resized, centre-cropped and normalised as the model records (.cnx metadata, a timm \
-        config.json), else as the flags say, else as ImageNet's models expect; the preprocessing \
-        used and where each setting came from are printed on stderr, with a warning for \
-        defaults. An image that cannot be read is reported and skipped; the others still run, \
-        and the exit status is 1 at the end.
+            IMAGES are JPEG or PNG files, folders of them, or quoted glob patterns. They are \
+            resized, centre-cropped and normalised as the model records (.cnx metadata, a timm \
+            config.json), else as the flags say, else as ImageNet's models expect; the preprocessing \
+            used and where each setting came from are printed on stderr, with a warning for \
+            defaults. An image that cannot be read is reported and skipped; the others still run, \
+            and the exit status is 1 at the end.
 
-        --output writes every output: a .npy for a model with one output (logits), an .npz \
-        with one array per output (a backbone's stage feature maps), one row per image or \
-        sample. A batch larger than a fixed-batch export's batch is run in pieces.
+            --output writes every output: a .npy for a model with one output (logits), an .npz \
+            with one array per output (a backbone's stage feature maps), one row per image or \
+            sample. A batch larger than a fixed-batch export's batch is run in pieces.
 
-        Class names: --labels FILE (one a line), else the .cnx's general.class_names, else \
-        ImageNet-1K's for a 1000-class model, else the class numbers. A .cnx runs on the fast \
-        runtime; other files on the reference executor for --input, optimised in memory for \
-        images.
-        """)
+            Class names: --labels FILE (one a line), else the .cnx's general.class_names, else \
+            ImageNet-1K's for a 1000-class model, else the class numbers. A .cnx runs on the fast \
+            runtime; other files on the reference executor for --input, optimised in memory for \
+            images.
+            """)
 
     @Argument(help: "The model file (.cnx, .onnx, .safetensors, .pth, or a timm hub folder).")
     var model: String
@@ -105,7 +105,9 @@ struct Run: ParsableCommand {
             try NPZ.write(arrays, path: output)
         } else {
             guard arrays.count == 1 else {
-                throw CNXError("\(model) has \(arrays.count) outputs (\(arrays.map(\.name).joined(separator: ", "))): write them with --output FILE.npz")
+                throw CNXError(
+                    "\(model) has \(arrays.count) outputs (\(arrays.map(\.name).joined(separator: ", "))): write them with --output FILE.npz"
+                )
             }
             try NPY.write(arrays[0].tensor, path: output)
         }
@@ -114,11 +116,13 @@ struct Run: ParsableCommand {
     func runBatch(input: String, output: String) throws {
         let (m, loaded) = try Models.load(model, threads: threads)
         let kind = outputKind(output, outputs: m.outputNames.count)
-        try OutputGuard.check(output: output, kind: kind,
-                              reads: OutputGuard.modelFiles(model, graphMetadata: loaded.graph.metadata) + [ReadFile(input, role: "the --input batch")],
-                              force: force)
+        try OutputGuard.check(
+            output: output, kind: kind,
+            reads: OutputGuard.modelFiles(model, graphMetadata: loaded.graph.metadata) + [ReadFile(input, role: "the --input batch")],
+            force: force)
         if kind == .npy && m.outputNames.count > 1 {
-            throw CNXError("\(model) has \(m.outputNames.count) outputs (\(m.outputNames.joined(separator: ", "))): write them with --output FILE.npz")
+            throw CNXError(
+                "\(model) has \(m.outputNames.count) outputs (\(m.outputNames.joined(separator: ", "))): write them with --output FILE.npz")
         }
         let x = try NPY.read(path: input)
         guard x.dtype == .float32 else { throw CNXError("\(input): the input must be float32, got \(x.dtype.name)") }
@@ -131,9 +135,12 @@ struct Run: ParsableCommand {
         try write(arrays, to: output, kind: kind)
         let shapes = arrays.map { "\($0.name) \($0.tensor.shape)" }.joined(separator: ", ")
         if json {
-            print(JSON.object([("model", .string(model)), ("input", .string(input)), ("output", .string(output)),
-                               ("outputs", .object(arrays.map { ($0.name, .array($0.tensor.shape.map { .int($0) })) })),
-                               ("seconds", .number(seconds))]).text)
+            print(
+                JSON.object([
+                    ("model", .string(model)), ("input", .string(input)), ("output", .string(output)),
+                    ("outputs", .object(arrays.map { ($0.name, .array($0.tensor.shape.map { .int($0) })) })),
+                    ("seconds", .number(seconds)),
+                ]).text)
         } else {
             note(String(format: "ran %@ on %@ %@ in %.1f ms; wrote %@: %@", model, input, "\(x.shape)", seconds * 1000, output, shapes))
         }
@@ -171,17 +178,22 @@ struct Run: ParsableCommand {
             do { files += try Self.expand(argument) } catch let e as CNXError { errors.append((argument, e.message)) }
         }
         if let output, let kind {
-            try OutputGuard.check(output: output, kind: kind,
-                                  reads: OutputGuard.modelFiles(model, graphMetadata: loaded.graph.metadata)
-                                    + files.map { ReadFile($0, role: "an input image") } + (labels.map { [ReadFile($0, role: "the labels file")] } ?? []),
-                                  force: force)
+            try OutputGuard.check(
+                output: output, kind: kind,
+                reads: OutputGuard.modelFiles(model, graphMetadata: loaded.graph.metadata)
+                    + files.map { ReadFile($0, role: "an input image") } + (labels.map { [ReadFile($0, role: "the labels file")] } ?? []),
+                force: force)
             if kind == .npy && m.outputNames.count > 1 {
-                throw CNXError("\(model) has \(m.outputNames.count) outputs (\(m.outputNames.joined(separator: ", "))): write them with --output FILE.npz")
+                throw CNXError(
+                    "\(model) has \(m.outputNames.count) outputs (\(m.outputNames.joined(separator: ", "))): write them with --output FILE.npz"
+                )
             }
         }
         let classifier = m.outputNames.count == 1 && (m.graph.outputs[0].shape?.count ?? 2) == 2
         if !classifier && output == nil {
-            throw CNXError("\(model) is a backbone (outputs \(m.outputNames.joined(separator: ", "))), with no classes to print: save its feature maps with --output FILE.npz")
+            throw CNXError(
+                "\(model) is a backbone (outputs \(m.outputNames.joined(separator: ", "))), with no classes to print: save its feature maps with --output FILE.npz"
+            )
         }
         let resolved = try preprocess.resolveWithSources([m])
         let p = resolved.preprocessing
@@ -211,7 +223,8 @@ struct Run: ParsableCommand {
                     lock.lock()
                     switch result {
                     case .success(let t): tensors[i] = t
-                    case .failure(let e): messages[i] = (e as? CNXError)?.inFile(chunk[i]).message ?? "\(chunk[i]): \(e.localizedDescription)"
+                    case .failure(let e):
+                        messages[i] = (e as? CNXError)?.inFile(chunk[i]).message ?? "\(chunk[i]): \(e.localizedDescription)"
                     }
                     lock.unlock()
                 }
@@ -245,7 +258,14 @@ struct Run: ParsableCommand {
                     if names == nil { names = try Classification.classNames(classes: classes, metadata: m.metadata, labelsFile: labels) }
                     let row = Tensor(floats: logits.floats(k * classes..<(k + 1) * classes), shape: [1, classes])
                     let scores = Classification.top(row, k: top, names: names ?? [])[0]
-                    entry.append(("top", .array(scores.map { .object([("class", .int($0.id)), ("name", .string($0.name)), ("probability", .number($0.probability))]) })))
+                    entry.append(
+                        (
+                            "top",
+                            .array(
+                                scores.map {
+                                    .object([("class", .int($0.id)), ("name", .string($0.name)), ("probability", .number($0.probability))])
+                                })
+                        ))
                     if !json {
                         print(chunk[i] + (output != nil ? " (row \(done))" : ""))
                         for s in scores {
@@ -265,8 +285,9 @@ struct Run: ParsableCommand {
         if let output, let kind, done > 0 {
             let arrays = zip(m.outputNames, zip(rows, shapes)).map { (name: $0, tensor: Tensor(floats: $1.0, shape: [done] + $1.1)) }
             try write(arrays, to: output, kind: kind)
-            note("wrote \(output): " + arrays.map { "\($0.name) \($0.tensor.shape)" }.joined(separator: ", ")
-                 + (failures > 0 ? " (\(done) of \(done + failures) images; the failed ones have no row)" : ""))
+            note(
+                "wrote \(output): " + arrays.map { "\($0.name) \($0.tensor.shape)" }.joined(separator: ", ")
+                    + (failures > 0 ? " (\(done) of \(done + failures) images; the failed ones have no row)" : ""))
         } else if let output, done == 0 {
             note("error: no image could be read; \(output) not written")
         }

@@ -73,7 +73,8 @@ struct PreprocessOptions: ParsableArguments {
             var isFolder: ObjCBool = false
             let config = URL(fileURLWithPath: m.path).deletingLastPathComponent().appendingPathComponent("config.json").path
             if FileManager.default.fileExists(atPath: m.path, isDirectory: &isFolder), !isFolder.boolValue,
-               FileManager.default.fileExists(atPath: config) {
+                FileManager.default.fileExists(atPath: config)
+            {
                 p = try p.updated(timmConfig: config)
             }
             if let fixed = m.fixedSize { (p.height, p.width) = fixed }
@@ -100,12 +101,16 @@ enum Models {
     static func load(_ path: String, threads: Int?, fast: Bool = false) throws -> (Predictor, LoadedModel) {
         let loaded = try ModelLoader.load(path)
         guard loaded.graph.inputs.count == 1, !loaded.graph.outputs.isEmpty else {
-            throw CNXError("\(path): expected one graph input and an output, found \(loaded.graph.inputs.count) inputs and \(loaded.graph.outputs.count) outputs")
+            throw CNXError(
+                "\(path): expected one graph input and an output, found \(loaded.graph.inputs.count) inputs and \(loaded.graph.outputs.count) outputs"
+            )
         }
         if loaded.format == "cnx" || fast {
             let graph = try optimised(loaded, path: path)
             let model: Model
-            do { model = try Model(graph: graph, metadata: loaded.metadata, threads: threads) } catch let e as CNXError { throw e.inFile(path) }
+            do { model = try Model(graph: graph, metadata: loaded.metadata, threads: threads) } catch let e as CNXError {
+                throw e.inFile(path)
+            }
             var p = Predictor.fast(model, path: path)
             if loaded.format != "cnx" { p.runtime += ", optimised in memory" }
             return (p, loaded)
@@ -137,19 +142,23 @@ struct ValidateMerge: ParsableCommand {
         commandName: "merge",
         abstract: "Merge the parts of a validation run in shards (validate --shard K/N --part FILE) into its report.",
         discussion: """
-        The figures are exactly those of the same validation run unsharded (the sums behind them are kept exactly); \
-        timings are the parts' added up. Parts of different models, references, data, labels, preprocessing or shard \
-        counts are refused, and missing or repeated shards are named.
+            The figures are exactly those of the same validation run unsharded (the sums behind them are kept exactly); \
+            timings are the parts' added up. Parts of different models, references, data, labels, preprocessing or shard \
+            counts are refused, and missing or repeated shards are named.
 
-        Exit status: 0; 1 on an error; 2 when --max-drop is exceeded.
-        """)
+            Exit status: 0; 1 on an error; 2 when --max-drop is exceeded.
+            """)
 
     @Argument(help: "The parts, one per shard, in any order.")
     var parts: [String]
 
     @OptionGroup var verdict: VerdictOptions
 
-    @Option(name: .long, help: "Also write the merged validation as a self-contained HTML report (the models are read again from the parts' paths; no gallery or confusion matrix, which the parts do not carry).")
+    @Option(
+        name: .long,
+        help:
+            "Also write the merged validation as a self-contained HTML report (the models are read again from the parts' paths; no gallery or confusion matrix, which the parts do not carry)."
+    )
     var report: String?
 
     func validate() throws {
@@ -166,7 +175,8 @@ struct ValidateMerge: ParsableCommand {
             let read = try parts.map { (path: $0, part: try ValidationPart.read(path: $0)) }
             let result = try ValidationPart.merge(read)
             if verdict.maxDrop != nil && result.isMultiOutput {
-                throw CNXError("--max-drop gates classification models (one output); these parts compare \(result.outputs?.count ?? 0) outputs")
+                throw CNXError(
+                    "--max-drop gates classification models (one output); these parts compare \(result.outputs?.count ?? 0) outputs")
             }
             print(verdict.rendered(result))
             if let report {
@@ -175,13 +185,17 @@ struct ValidateMerge: ParsableCommand {
                 }
                 let model = try Models.load(result.modelPath, threads: 1), reference = try Models.load(result.referencePath, threads: 1)
                 func facts(_ p: Predictor, _ l: LoadedModel, runtime: String) -> ModelFacts {
-                    .of(path: p.path, file: ModelLoader.sourceFile(p.path), format: l.format, graph: l.graph, metadata: l.metadata, runtime: runtime)
+                    .of(
+                        path: p.path, file: ModelLoader.sourceFile(p.path), format: l.format, graph: l.graph, metadata: l.metadata,
+                        runtime: runtime)
                 }
                 let classes = result.metrics.classes
-                let names = result.classNames ?? (try? Classification.classNames(classes: classes, metadata: model.0.metadata, labelsFile: nil))
+                let names =
+                    result.classNames ?? (try? Classification.classNames(classes: classes, metadata: model.0.metadata, labelsFile: nil))
                     ?? (0..<classes).map(String.init)
-                var context = HTMLReport.Context(model: facts(model.0, model.1, runtime: result.modelRuntime),
-                                                 reference: facts(reference.0, reference.1, runtime: result.referenceRuntime), classNames: names)
+                var context = HTMLReport.Context(
+                    model: facts(model.0, model.1, runtime: result.modelRuntime),
+                    reference: facts(reference.0, reference.1, runtime: result.referenceRuntime), classNames: names)
                 (context.batch, context.maxDrop, context.command) = (read[0].part.batch, verdict.maxDrop, commandLine())
                 try HTMLReport.write(HTMLReport.validation(result, collector: nil, context: context), to: report)
             }
@@ -196,14 +210,14 @@ struct Validate: ParsableCommand {
         commandName: "check",
         abstract: "Compare a model with a reference on data: accuracy, agreement, logits error, throughput.",
         discussion: """
-        DATA is a float32 .npy batch (N x 3 x H x W, preprocessed), an image, a folder of images, or a folder of class sub-folders (labels as torchvision's ImageFolder gives them). Images are resized, centre-cropped and normalised as the model says (a timm config.json beside it, or its .cnx metadata, which for a transformers folder reproduces its ConvNextImageProcessor: at 384 and above a square resize with no crop), overridden by --size, --crop-pct, --interpolation, --resize, --mean and --std, else as ImageNet's models expect; the report (and the JSON's `preprocessing`) says where each setting came from, and a warning on stderr names those that are ImageNet's defaults.
+            DATA is a float32 .npy batch (N x 3 x H x W, preprocessed), an image, a folder of images, or a folder of class sub-folders (labels as torchvision's ImageFolder gives them). Images are resized, centre-cropped and normalised as the model says (a timm config.json beside it, or its .cnx metadata, which for a transformers folder reproduces its ConvNextImageProcessor: at 384 and above a square resize with no crop), overridden by --size, --crop-pct, --interpolation, --resize, --mean and --std, else as ImageNet's models expect; the report (and the JSON's `preprocessing`) says where each setting came from, and a warning on stderr names those that are ImageNet's defaults.
 
-        A .cnx runs on the fast runtime, other files on the reference executor as they are (--fast: optimised in memory, on the fast runtime).
+            A .cnx runs on the fast runtime, other files on the reference executor as they are (--fast: optimised in memory, on the fast runtime).
 
-        Models with several outputs (a backbone's stage0..stage3, say) are compared output by output, matched by name (MODEL and REF must have the same output names): mean cosine similarity, SQNR and largest difference of each, one table row or one entry of the JSON `outputs` object per output, the top-level mean_cosine and sqnr_db being the worst over them. Accuracy, agreement and --max-drop are for classification (single-output) models and are not available there.
+            Models with several outputs (a backbone's stage0..stage3, say) are compared output by output, matched by name (MODEL and REF must have the same output names): mean cosine similarity, SQNR and largest difference of each, one table row or one entry of the JSON `outputs` object per output, the top-level mean_cosine and sqnr_db being the worst over them. Accuracy, agreement and --max-drop are for classification (single-output) models and are not available there.
 
-        Exit status: 0; 1 on an error; 2 when --max-drop is exceeded.
-        """)
+            Exit status: 0; 1 on an error; 2 when --max-drop is exceeded.
+            """)
 
     @Argument(help: "The model to check (.cnx, .onnx, .safetensors, .pth, or a timm hub folder).")
     var model: String
@@ -211,10 +225,18 @@ struct Validate: ParsableCommand {
     @Option(name: .long, help: "The model to compare with (any model file the tool reads), normally the source of MODEL.")
     var reference: String?
 
-    @Option(name: .customLong("reference-logits"), help: "The reference's logits saved by an earlier --save-logits (.npy, samples x classes), instead of --reference. '{shard}' in the name stands for the shard number.")
+    @Option(
+        name: .customLong("reference-logits"),
+        help:
+            "The reference's logits saved by an earlier --save-logits (.npy, samples x classes), instead of --reference. '{shard}' in the name stands for the shard number."
+    )
     var referenceLogits: String?
 
-    @Option(name: .customLong("save-logits"), help: "Write the reference's logits of the samples validated to this .npy, for --reference-logits later. '{shard}' in the name stands for the shard number.")
+    @Option(
+        name: .customLong("save-logits"),
+        help:
+            "Write the reference's logits of the samples validated to this .npy, for --reference-logits later. '{shard}' in the name stands for the shard number."
+    )
     var saveLogits: String?
 
     @OptionGroup(title: "Sharding (a dataset validated in parts)")
@@ -231,10 +253,16 @@ struct Validate: ParsableCommand {
 
     @OptionGroup var verdict: VerdictOptions
 
-    @Flag(name: .customLong("per-layer"), help: "Add the SQNR of every stem, block, downsample and head output against the reference's (on the first 8 samples).")
+    @Flag(
+        name: .customLong("per-layer"),
+        help: "Add the SQNR of every stem, block, downsample and head output against the reference's (on the first 8 samples).")
     var perLayer = false
 
-    @Option(name: .long, help: "Also write a self-contained HTML report to this file: summary, per-layer error (with --per-layer), per-class accuracy and confusions, disagreeing images, speed and size.")
+    @Option(
+        name: .long,
+        help:
+            "Also write a self-contained HTML report to this file: summary, per-layer error (with --per-layer), per-class accuracy and confusions, disagreeing images, speed and size."
+    )
     var report: String?
 
     @OptionGroup(title: "Preprocessing of images (default: what the models record, else ImageNet's)")
@@ -245,9 +273,12 @@ struct Validate: ParsableCommand {
             throw ValidationError("give the reference as --reference MODEL or as --reference-logits FILE (one of the two)")
         }
         if sharding.shard != nil && (verdict.perClass || verdict.json || verdict.maxDrop != nil || report != nil) {
-            throw ValidationError("--per-class, --json, --max-drop and --report belong to the whole run, not to one shard: give them to 'validate merge'")
+            throw ValidationError(
+                "--per-class, --json, --max-drop and --report belong to the whole run, not to one shard: give them to 'validate merge'")
         }
-        if saveLogits != nil && referenceLogits != nil { throw ValidationError("--save-logits saves a reference model's logits; --reference-logits already are") }
+        if saveLogits != nil && referenceLogits != nil {
+            throw ValidationError("--save-logits saves a reference model's logits; --reference-logits already are")
+        }
     }
 
     func run() throws {
@@ -273,13 +304,17 @@ struct Validate: ParsableCommand {
             if let path = self.reference { reference = try Models.load(path, threads: running.threads, fast: running.fast) }
             let referenceName = self.reference ?? named(referenceLogits ?? "")
             if let r = reference?.0, let names = try Validation.pairedOutputs(model: m, reference: r), verdict.maxDrop != nil {
-                throw CNXError("--max-drop gates classification models (one output); \(model) has \(names.count) outputs "
-                               + "(\(names.joined(separator: ", "))): validate it without --max-drop and check each output's SQNR")
+                throw CNXError(
+                    "--max-drop gates classification models (one output); \(model) has \(names.count) outputs "
+                        + "(\(names.joined(separator: ", "))): validate it without --max-drop and check each output's SQNR")
             }
             let dataset: Dataset
             var resolved: ResolvedPreprocessing?
             if data.lowercased().hasSuffix(".npy") {
-                if preprocess.given { throw ValidationError("--size, --crop-pct, --interpolation, --mean and --std apply to images; \(data) is already preprocessed") }
+                if preprocess.given {
+                    throw ValidationError(
+                        "--size, --crop-pct, --interpolation, --mean and --std apply to images; \(data) is already preprocessed")
+                }
                 dataset = try Dataset.npy(data)
             } else {
                 let p = try preprocess.resolveWithSources([m] + (reference.map { [$0.0] } ?? []))
@@ -289,7 +324,9 @@ struct Validate: ParsableCommand {
             dataset.threads = running.threads ?? ProcessInfo.processInfo.activeProcessorCount
             if let labels { try dataset.loadLabels(labels) }
             let range = shard?.range(of: dataset.count, batch: running.batch) ?? 0..<dataset.count
-            if let shard { note("validate: shard \(shard.description): samples \(range.lowerBound)..<\(range.upperBound) of \(dataset.count)") }
+            if let shard {
+                note("validate: shard \(shard.description): samples \(range.lowerBound)..<\(range.upperBound) of \(dataset.count)")
+            }
             var result: ValidationResult
             let collector = report == nil ? nil : ReportCollector()
             if let r = reference?.0 {
@@ -302,18 +339,24 @@ struct Validate: ParsableCommand {
                         all.copyFloats(from: logits, count: logits.count, at: (rows.lowerBound - range.lowerBound) * all.shape[1])
                     }
                 }
-                result = try Validation.run(model: m, reference: r, data: dataset, batch: running.batch, range: range, decodeAhead: running.decodeAhead,
-                                            collect: collector, saveReference: keep)
+                result = try Validation.run(
+                    model: m, reference: r, data: dataset, batch: running.batch, range: range, decodeAhead: running.decodeAhead,
+                    collect: collector, saveReference: keep)
                 if let path = saveLogits {
-                    guard let saved else { throw CNXError("--save-logits: \(reference?.1.graph.outputs.count ?? 0) outputs; only a classification reference's logits are saved") }
+                    guard let saved else {
+                        throw CNXError(
+                            "--save-logits: \(reference?.1.graph.outputs.count ?? 0) outputs; only a classification reference's logits are saved"
+                        )
+                    }
                     try NPY.write(saved, path: named(path))
                     note("validate: the reference's logits of \(range.count) samples written to \(named(path))")
                 }
             } else {
                 let path = referenceName
                 let logits = try NPY.read(path: path)
-                result = try Validation.run(model: m, referenceLogits: logits, path: path, data: dataset, batch: running.batch, range: range,
-                                            decodeAhead: running.decodeAhead, collect: collector)
+                result = try Validation.run(
+                    model: m, referenceLogits: logits, path: path, data: dataset, batch: running.batch, range: range,
+                    decodeAhead: running.decodeAhead, collect: collector)
             }
             result.preprocessingSources = resolved.map { Dictionary(uniqueKeysWithValues: $0.sources.map { ($0.setting, $0.source) }) }
             // Said once the data has been read, so that a bad input stays one line on its own.
@@ -321,7 +364,9 @@ struct Validate: ParsableCommand {
             if perLayer && (shard?.index ?? 0) != 0 {
                 note("validate: --per-layer is computed by shard 0 only (on the data's first samples)")
             } else if perLayer {
-                guard let rLoaded = reference?.1 else { throw CNXError("--per-layer needs a reference model (--reference), not saved logits") }
+                guard let rLoaded = reference?.1 else {
+                    throw CNXError("--per-layer needs a reference model (--reference), not saved logits")
+                }
                 let n = min(m.fixedBatch ?? reference?.0.fixedBatch ?? 8, dataset.count)
                 let x = try dataset.batch(0..<n)
                 let mg = try Models.optimised(mLoaded, path: model), rg = try Models.optimised(rLoaded, path: referenceName)
@@ -332,17 +377,23 @@ struct Validate: ParsableCommand {
                 }
             }
             if let shard, let part = sharding.part {
-                let identity = try ValidationPart.identity(modelFile: ModelLoader.sourceFile(model), referenceFile: self.reference.map { ModelLoader.sourceFile($0) },
-                                                           referenceLogits: referenceLogits, data: dataset)
-                let text = ValidationPart(shard: shard, range: range, total: dataset.count, batch: running.batch, identity: identity, result: result).json()
+                let identity = try ValidationPart.identity(
+                    modelFile: ModelLoader.sourceFile(model), referenceFile: self.reference.map { ModelLoader.sourceFile($0) },
+                    referenceLogits: referenceLogits, data: dataset)
+                let text = ValidationPart(
+                    shard: shard, range: range, total: dataset.count, batch: running.batch, identity: identity, result: result
+                ).json()
                 try AtomicFile.write(Data(text.utf8), to: named(part))
-                note("validate: part \(shard.description) (\(range.count) samples, "
-                     + String(format: "%.1f images/s", result.modelThroughput) + ") written to \(named(part))")
+                note(
+                    "validate: part \(shard.description) (\(range.count) samples, "
+                        + String(format: "%.1f images/s", result.modelThroughput) + ") written to \(named(part))")
                 return
             }
             print(verdict.rendered(result))
             if let report {
-                guard let reference else { throw CNXError("--report describes a reference model: give --reference MODEL, not --reference-logits") }
+                guard let reference else {
+                    throw CNXError("--report describes a reference model: give --reference MODEL, not --reference-logits")
+                }
                 try writeReport(report, result: result, collector: collector, data: dataset, model: (m, mLoaded), reference: reference)
             }
             within = verdict.within(result, command: "validate")
@@ -353,13 +404,18 @@ struct Validate: ParsableCommand {
 
 extension Validate {
     /// The HTML report of `--report`, written whole or not at all.
-    func writeReport(_ path: String, result: ValidationResult, collector: ReportCollector?, data: Dataset,
-                     model: (Predictor, LoadedModel), reference: (Predictor, LoadedModel)) throws {
+    func writeReport(
+        _ path: String, result: ValidationResult, collector: ReportCollector?, data: Dataset,
+        model: (Predictor, LoadedModel), reference: (Predictor, LoadedModel)
+    ) throws {
         func facts(_ p: Predictor, _ l: LoadedModel) -> ModelFacts {
-            .of(path: p.path, file: ModelLoader.sourceFile(p.path), format: l.format, graph: l.graph, metadata: l.metadata, runtime: p.runtime)
+            .of(
+                path: p.path, file: ModelLoader.sourceFile(p.path), format: l.format, graph: l.graph, metadata: l.metadata,
+                runtime: p.runtime)
         }
         let classes = result.metrics.classes
-        let names = result.classNames ?? (try? Classification.classNames(classes: classes, metadata: model.0.metadata, labelsFile: nil))
+        let names =
+            result.classNames ?? (try? Classification.classNames(classes: classes, metadata: model.0.metadata, labelsFile: nil))
             ?? (0..<classes).map(String.init)
         var context = HTMLReport.Context(model: facts(model.0, model.1), reference: facts(reference.0, reference.1), classNames: names)
         (context.data, context.batch, context.maxDrop, context.command) = (data, running.batch, verdict.maxDrop, commandLine())
@@ -390,13 +446,21 @@ func shellQuoted(_ s: String) -> String {
 
 /// Which part of the data one `validate` run takes, for a dataset validated by several.
 struct ShardOptions: ParsableArguments {
-    @Option(name: .long, help: "Validate shard K of N only (K counted from 0: a deterministic slice of the data), and write its part with --part; 'auto' takes K and N from Slurm's SLURM_ARRAY_TASK_* or Kubernetes' JOB_COMPLETION_INDEX (with --shards).")
+    @Option(
+        name: .long,
+        help:
+            "Validate shard K of N only (K counted from 0: a deterministic slice of the data), and write its part with --part; 'auto' takes K and N from Slurm's SLURM_ARRAY_TASK_* or Kubernetes' JOB_COMPLETION_INDEX (with --shards)."
+    )
     var shard: String?
 
     @Option(name: .long, help: "The number of shards, for --shard auto under Kubernetes (the Job's completions).")
     var shards: Int?
 
-    @Option(name: .long, help: "With --shard: write the shard's part (JSON sums, for 'validate merge') to this file. '{shard}' in the name stands for the shard number.")
+    @Option(
+        name: .long,
+        help:
+            "With --shard: write the shard's part (JSON sums, for 'validate merge') to this file. '{shard}' in the name stands for the shard number."
+    )
     var part: String?
 
     func validate() throws {
@@ -413,7 +477,11 @@ struct ShardOptions: ParsableArguments {
 
 /// How `validate` runs the two models: runtime, batch, threads and decoding ahead.
 struct RunSettings: ParsableArguments {
-    @Flag(name: .long, help: "Run MODEL or REF files that are not .cnx optimised in memory on the fast runtime, not as they are on the (much slower) reference executor.")
+    @Flag(
+        name: .long,
+        help:
+            "Run MODEL or REF files that are not .cnx optimised in memory on the fast runtime, not as they are on the (much slower) reference executor."
+    )
     var fast = false
 
     @Option(name: .long, help: "Samples per prediction.")
@@ -422,7 +490,9 @@ struct RunSettings: ParsableArguments {
     @Option(name: .long, help: "Threads (default: all cores).")
     var threads: Int?
 
-    @Option(name: .customLong("decode-ahead"), help: "Image batches decoded ahead on other threads while the models run (0: decode between predictions).")
+    @Option(
+        name: .customLong("decode-ahead"),
+        help: "Image batches decoded ahead on other threads while the models run (0: decode between predictions).")
     var decodeAhead = 2
 
     func validate() throws {
@@ -438,7 +508,11 @@ struct VerdictOptions: ParsableArguments {
     @Flag(name: .long, help: "Print one JSON object instead of a table.")
     var json = false
 
-    @Option(name: .customLong("max-drop"), help: "Exit with status 2 when the model's top-1 accuracy is more than this many percentage points below the reference's (without labels: when top-1 agreement is below 100 minus this, in percent). Classification (single-output) models only.")
+    @Option(
+        name: .customLong("max-drop"),
+        help:
+            "Exit with status 2 when the model's top-1 accuracy is more than this many percentage points below the reference's (without labels: when top-1 agreement is below 100 minus this, in percent). Classification (single-output) models only."
+    )
     var maxDrop: Double?
 
     @Flag(name: .customLong("per-class"), help: "Add the per-class accuracy change.")

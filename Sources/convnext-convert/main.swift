@@ -17,7 +17,8 @@ extension ParsableCommand {
         } catch let e as ValidationError {
             let name = Self.configuration.commandName ?? String(describing: Self.self).lowercased()
             let usage = ConvnextConvert.usageString(for: Self.self)
-            FileHandle.standardError.write(Data("Error: \(e.message)\nUsage: \(usage)\n  See 'convnext-convert \(name) --help' for more information.\n".utf8))
+            FileHandle.standardError.write(
+                Data("Error: \(e.message)\nUsage: \(usage)\n  See 'convnext-convert \(name) --help' for more information.\n".utf8))
             throw ExitCode(1)
         }
     }
@@ -36,22 +37,22 @@ struct ConvnextConvert: ParsableCommand {
         commandName: "convnext-convert",
         abstract: "Convert, quantize, inspect, run, validate and benchmark ConvNeXt models exported from PyTorch.",
         discussion: """
-        Reads ONNX files (with the external-data file torch writes beside them), PyTorch \
-        checkpoints (.safetensors, .pth/.pt/.bin, a timm hub folder with its config.json) and .cnx \
-        files; writes .cnx files.
+            Reads ONNX files (with the external-data file torch writes beside them), PyTorch \
+            checkpoints (.safetensors, .pth/.pt/.bin, a timm hub folder with its config.json) and .cnx \
+            files; writes .cnx files.
 
-          convnext-convert model.onnx model.cnx      (convert is the default command)
-          convnext-convert quantize --int8 m.onnx m.int8.cnx --calibration calib.npy
-          convnext-convert inspect model.cnx
-          convnext-convert run model.cnx photo.jpg
-          convnext-convert run model.cnx --input x.npy --output logits.npy
-          convnext-convert validate m.cnx --reference m.onnx --data images/
-          convnext-convert bench model.cnx --threads 2
+              convnext-convert model.onnx model.cnx      (convert is the default command)
+              convnext-convert quantize --int8 m.onnx m.int8.cnx --calibration calib.npy
+              convnext-convert inspect model.cnx
+              convnext-convert run model.cnx photo.jpg
+              convnext-convert run model.cnx --input x.npy --output logits.npy
+              convnext-convert validate m.cnx --reference m.onnx --data images/
+              convnext-convert bench model.cnx --threads 2
 
-        A command never writes over a file it reads; errors are one line on stderr with exit \
-        status 1 (a usage error also shows the command's usage). Shell completion: \
-        convnext-convert --generate-completion-script bash|zsh|fish.
-        """,
+            A command never writes over a file it reads; errors are one line on stderr with exit \
+            status 1 (a usage error also shows the command's usage). Shell completion: \
+            convnext-convert --generate-completion-script bash|zsh|fish.
+            """,
         version: "convnext-convert \(converterVersion)",
         subcommands: [Convert.self, Quantize.self, Inspect.self, Run.self, ValidateGroup.self, Bench.self],
         defaultSubcommand: Convert.self
@@ -84,7 +85,8 @@ func editDistance(_ a: String, _ b: String) -> Int {
 /// close to a command's name, is a typo (`inpsect`, `quantise`), not a model to convert.
 func checkCommandName(_ arguments: [String]) {
     guard let first = arguments.first, !first.hasPrefix("-"), !ConvnextConvert.commandNames.contains(first),
-          !FileManager.default.fileExists(atPath: first) else { return }
+        !FileManager.default.fileExists(atPath: first)
+    else { return }
     let scored = ConvnextConvert.commandNames.map { ($0, editDistance(first.lowercased(), $0)) }.min { $0.1 < $1.1 }
     if let (name, distance) = scored, distance <= max(1, min(2, name.count / 3)) {
         refuse("'\(first)' is not a command or a file; did you mean '\(name)'?")

@@ -11,9 +11,9 @@ final class CAPITests: XCTestCase {
     static let buildDirectory = Fixtures.tool.deletingLastPathComponent()
     static var library: URL {
         #if os(macOS)
-        buildDirectory.appendingPathComponent("libcnxruntime.dylib")
+            buildDirectory.appendingPathComponent("libcnxruntime.dylib")
         #else
-        buildDirectory.appendingPathComponent("libcnxruntime.so")
+            buildDirectory.appendingPathComponent("libcnxruntime.so")
         #endif
     }
 
@@ -66,8 +66,9 @@ final class CAPITests: XCTestCase {
             try? FileManager.default.removeItem(at: outURL)
             try? FileManager.default.removeItem(at: errURL)
         }
-        return Result(status: process.terminationStatus, stdout: try String(contentsOf: outURL, encoding: .utf8),
-                      stderr: try String(contentsOf: errURL, encoding: .utf8))
+        return Result(
+            status: process.terminationStatus, stdout: try String(contentsOf: outURL, encoding: .utf8),
+            stderr: try String(contentsOf: errURL, encoding: .utf8))
     }
 
     /// Compiles C sources against the library (cc, or the toolchain's clang with the build's sanitizer).
@@ -79,14 +80,16 @@ final class CAPITests: XCTestCase {
         if let sanitizer = Self.sanitizer {
             // The toolchain's clang, beside swift, has the sanitizer runtimes.
             let swift = try run("/usr/bin/env", ["which", "swift"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-            compiler = URL(fileURLWithPath: swift).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("clang").path
+            compiler =
+                URL(fileURLWithPath: swift).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("clang").path
             arguments = ["-fsanitize=\(sanitizer)"]
         }
-        arguments += ["-O1", "-g", "-Wall"] + sources.map { "\(root)/\($0)" } + [
-            "-I", "\(root)/Sources/CNXRuntimeC/include",
-            "-L", Self.buildDirectory.path, "-lcnxruntime", "-Wl,-rpath,\(Self.buildDirectory.path)", "-lpthread",
-            "-o", output,
-        ]
+        arguments +=
+            ["-O1", "-g", "-Wall"] + sources.map { "\(root)/\($0)" } + [
+                "-I", "\(root)/Sources/CNXRuntimeC/include",
+                "-L", Self.buildDirectory.path, "-lcnxruntime", "-Wl,-rpath,\(Self.buildDirectory.path)", "-lpthread",
+                "-o", output,
+            ]
         let r = try run(compiler, arguments)
         XCTAssertEqual(r.status, 0, "compiling \(sources): \(r.stderr)")
         return output
@@ -140,7 +143,9 @@ final class CAPITests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("input input: float32 [?, 3, ?, ?]"), r.stdout)
         XCTAssertTrue(r.stdout.contains("output logits: float32 [?, 10]"), r.stdout)
-        XCTAssertTrue(r.stdout.contains("preprocessing: 256x256, crop_pct 0.9, bilinear, mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]"), r.stdout)
+        XCTAssertTrue(
+            r.stdout.contains("preprocessing: 256x256, crop_pct 0.9, bilinear, mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]"),
+            r.stdout)
         XCTAssertTrue(r.stdout.contains("class names: 10"), r.stdout)
         // The top class of each row, named, as PyTorch ranks them.
         let expected = try NPY.read(path: hub.appendingPathComponent("expected.npy").path)
@@ -171,8 +176,9 @@ final class CAPITests: XCTestCase {
             throw XCTSkip("python3 with numpy is not installed")
         }
         let config = Self.buildDirectory.lastPathComponent  // debug or release
-        let r = try run("/bin/bash", [Fixtures.root.appendingPathComponent("scripts/python-test.sh").path],
-                        environment: ["CONFIG": config])
+        let r = try run(
+            "/bin/bash", [Fixtures.root.appendingPathComponent("scripts/python-test.sh").path],
+            environment: ["CONFIG": config])
         XCTAssertEqual(r.status, 0, "\(r.stdout)\n\(r.stderr)")
         XCTAssertTrue(r.stderr.contains("\nOK"), r.stderr)
     }

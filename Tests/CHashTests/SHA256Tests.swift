@@ -12,7 +12,8 @@ final class SHA256Tests: XCTestCase {
         let bits = UInt64(message.count) * 8
         for i in (0..<8).reversed() { padded.append(UInt8(truncatingIfNeeded: bits >> (8 * UInt64(i)))) }
         var state = initial
-        state.withUnsafeMutableBufferPointer { s in padded.withUnsafeBufferPointer { f(s.baseAddress!, $0.baseAddress!, padded.count / 64) } }
+        state.withUnsafeMutableBufferPointer { s in padded.withUnsafeBufferPointer { f(s.baseAddress!, $0.baseAddress!, padded.count / 64) }
+        }
         return state.map { String(format: "%08x", $0) }.joined()
     }
 
@@ -20,7 +21,10 @@ final class SHA256Tests: XCTestCase {
         let vectors: [(String, String)] = [
             ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
             ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
-            ("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"),
+            (
+                "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+                "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+            ),
         ]
         for (text, expected) in vectors {
             XCTAssertEqual(digest(Array(text.utf8)) { cnx_sha256_blocks($0, $1, $2) }, expected, text)
@@ -35,7 +39,8 @@ final class SHA256Tests: XCTestCase {
                 state = state &* 6364136223846793005 &+ 1442695040888963407
                 return UInt8(truncatingIfNeeded: state >> 33)
             }
-            XCTAssertEqual(digest(message) { cnx_sha256_blocks($0, $1, $2) }, digest(message) { cnx_sha256_blocks_ref($0, $1, $2) }, "\(length)")
+            XCTAssertEqual(
+                digest(message) { cnx_sha256_blocks($0, $1, $2) }, digest(message) { cnx_sha256_blocks_ref($0, $1, $2) }, "\(length)")
         }
     }
 }

@@ -5,7 +5,8 @@ import XCTest
 /// The one CPU-feature table (cnx_cpu.h): its levels, what CNX_ISA does to every kernel family,
 /// and on Linux x86 the detected bits against the kernel's own /proc/cpuinfo flags.
 final class CPUFeaturesTests: XCTestCase {
-    let x86: UInt32 = CNX_CPU_AVX2.rawValue | CNX_CPU_AVX_VNNI.rawValue | CNX_CPU_AVX512.rawValue
+    let x86: UInt32 =
+        CNX_CPU_AVX2.rawValue | CNX_CPU_AVX_VNNI.rawValue | CNX_CPU_AVX512.rawValue
         | CNX_CPU_AVX512_VNNI.rawValue | CNX_CPU_AVX512_BF16.rawValue
     let arm64: UInt32 = CNX_CPU_NEON.rawValue | CNX_CPU_DOTPROD.rawValue | CNX_CPU_I8MM.rawValue | CNX_CPU_BF16.rawValue
 
@@ -44,7 +45,7 @@ final class CPUFeaturesTests: XCTestCase {
         if hw & (CNX_CPU_AVX512_VNNI.rawValue | CNX_CPU_AVX512_BF16.rawValue) != 0 { XCTAssertNotEqual(hw & CNX_CPU_AVX512.rawValue, 0) }
         if hw & arm64 != 0 { XCTAssertNotEqual(hw & CNX_CPU_NEON.rawValue, 0) }
         #if arch(arm64)
-        XCTAssertNotEqual(hw & CNX_CPU_NEON.rawValue, 0, "every arm64 CPU has NEON")
+            XCTAssertNotEqual(hw & CNX_CPU_NEON.rawValue, 0, "every arm64 CPU has NEON")
         #endif
     }
 
@@ -52,22 +53,22 @@ final class CPUFeaturesTests: XCTestCase {
     /// the registers: Linux saves ymm/zmm state wherever it reports avx2 / avx512f).
     func testX86BitsMatchProcCpuinfo() throws {
         #if os(Linux) && arch(x86_64)
-        let text = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
-        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else {
-            throw XCTSkip("no flags line in /proc/cpuinfo")
-        }
-        let flags = Set(line.split(separator: ":")[1].split(separator: " ").map(String.init))
-        let hw = cnx_cpu_hardware()
-        func has(_ f: cnx_cpu_feature) -> Bool { hw & f.rawValue != 0 }
-        let avx2 = flags.isSuperset(of: ["avx", "avx2", "fma"])
-        let avx512 = avx2 && flags.isSuperset(of: ["avx512f", "avx512bw", "avx512dq", "avx512vl"])
-        XCTAssertEqual(has(CNX_CPU_AVX2), avx2, "avx2")
-        XCTAssertEqual(has(CNX_CPU_AVX512), avx512, "avx512")
-        XCTAssertEqual(has(CNX_CPU_AVX512_VNNI), avx512 && flags.contains("avx512_vnni"), "avx512_vnni")
-        XCTAssertEqual(has(CNX_CPU_AVX512_BF16), avx512 && flags.contains("avx512_bf16"), "avx512_bf16")
-        XCTAssertEqual(has(CNX_CPU_AVX_VNNI), avx2 && flags.contains("avx_vnni"), "avx_vnni")
+            let text = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+            guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else {
+                throw XCTSkip("no flags line in /proc/cpuinfo")
+            }
+            let flags = Set(line.split(separator: ":")[1].split(separator: " ").map(String.init))
+            let hw = cnx_cpu_hardware()
+            func has(_ f: cnx_cpu_feature) -> Bool { hw & f.rawValue != 0 }
+            let avx2 = flags.isSuperset(of: ["avx", "avx2", "fma"])
+            let avx512 = avx2 && flags.isSuperset(of: ["avx512f", "avx512bw", "avx512dq", "avx512vl"])
+            XCTAssertEqual(has(CNX_CPU_AVX2), avx2, "avx2")
+            XCTAssertEqual(has(CNX_CPU_AVX512), avx512, "avx512")
+            XCTAssertEqual(has(CNX_CPU_AVX512_VNNI), avx512 && flags.contains("avx512_vnni"), "avx512_vnni")
+            XCTAssertEqual(has(CNX_CPU_AVX512_BF16), avx512 && flags.contains("avx512_bf16"), "avx512_bf16")
+            XCTAssertEqual(has(CNX_CPU_AVX_VNNI), avx2 && flags.contains("avx_vnni"), "avx_vnni")
         #else
-        throw XCTSkip("Linux x86_64 only")
+            throw XCTSkip("Linux x86_64 only")
         #endif
     }
 

@@ -63,8 +63,10 @@ final class FastActivationTests: XCTestCase {
 
     /// y = act(x) against the formula in Double, point by point, within bound(act, x) (absolutely
     /// below tinyResult).
-    private func checkAgainstDouble(_ y: [Float], _ x: [Float], act: Int32, _ label: String,
-                                    file: StaticString = #filePath, line: UInt = #line) {
+    private func checkAgainstDouble(
+        _ y: [Float], _ x: [Float], act: Int32, _ label: String,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         var worst = 0.0, at: Float = 0, tinyWorst = 0.0
         for i in 0..<x.count {
             let exact = activationExact(act, Double(x[i])), err = abs(Double(y[i]) - exact)
@@ -138,18 +140,22 @@ final class FastActivationTests: XCTestCase {
     /// Zeros keep their sign, tiny x give x / 2, large positive x give x, large negative x give
     /// -0 (or a tiny negative), +inf gives +inf, -inf and NaN give NaN; on every path.
     func testSpecialValues() {
-        let tiny: [Float] = [0, -0.0, .leastNonzeroMagnitude, -.leastNonzeroMagnitude, .leastNormalMagnitude,
-                             -.leastNormalMagnitude, 1e-30, -1e-20, 1e-10, -1e-10]
+        let tiny: [Float] = [
+            0, -0.0, .leastNonzeroMagnitude, -.leastNonzeroMagnitude, .leastNormalMagnitude,
+            -.leastNormalMagnitude, 1e-30, -1e-20, 1e-10, -1e-10,
+        ]
         let largePositive: [Float] = [30, 88, 89, 100, 1e4, 1e10, 1e13, 3e38, .greatestFiniteMagnitude]
         let largeNegative: [Float] = [-30, -89, -100, -1e4, -1e10, -1e13, -3e38, -.greatestFiniteMagnitude]
         for act in [CNX_ACT_GELU_TANH, CNX_ACT_SILU] {
             let x = tiny + largePositive + largeNegative + [.infinity, -.infinity, .nan]
             let ref = apply(ref: true, x, act: act)
-            let paths: [(String, [Float])] = [("ref", ref)] + supportedISAs().map { isa in
-                cnx_isa_force(Int32(isa.rawValue))
-                defer { cnx_isa_force(-1) }
-                return (String(cString: cnx_isa_name(isa)), apply(ref: false, x, act: act))
-            }
+            let paths: [(String, [Float])] =
+                [("ref", ref)]
+                + supportedISAs().map { isa in
+                    cnx_isa_force(Int32(isa.rawValue))
+                    defer { cnx_isa_force(-1) }
+                    return (String(cString: cnx_isa_name(isa)), apply(ref: false, x, act: act))
+                }
             for (path, y) in paths {
                 let label = "\(path) act \(act)"
                 for (i, v) in tiny.enumerated() {

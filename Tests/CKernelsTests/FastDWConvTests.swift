@@ -23,8 +23,9 @@ final class FastDWConvTests: XCTestCase {
         func run(ref: Bool, into y: FloatBuffer, rows: Range<Int>? = nil) {
             let r = rows ?? 0..<h
             let call = ref ? cnx_dwconv_nhwc_rows_f32_ref : cnx_dwconv_nhwc_rows_f32
-            call(x.const, Int64(h), Int64(w), Int64(c), Int64(k), weight.const, bias?.const, y.pointer,
-                 Int64(r.lowerBound), Int64(r.upperBound))
+            call(
+                x.const, Int64(h), Int64(w), Int64(c), Int64(k), weight.const, bias?.const, y.pointer,
+                Int64(r.lowerBound), Int64(r.upperBound))
         }
 
         func output(ref: Bool) -> [Float] {

@@ -36,9 +36,11 @@ final class FastGeluTests: XCTestCase {
     }
 
     func testGeluExtremesAndDenormals() {
-        let tiny: [Float] = [0, -0.0, Float.leastNonzeroMagnitude, -Float.leastNonzeroMagnitude,
-                             Float.leastNormalMagnitude / 1024, -Float.leastNormalMagnitude / 1024,
-                             Float.leastNormalMagnitude, -Float.leastNormalMagnitude, 1e-30, -1e-20]
+        let tiny: [Float] = [
+            0, -0.0, Float.leastNonzeroMagnitude, -Float.leastNonzeroMagnitude,
+            Float.leastNormalMagnitude / 1024, -Float.leastNormalMagnitude / 1024,
+            Float.leastNormalMagnitude, -Float.leastNormalMagnitude, 1e-30, -1e-20,
+        ]
         let large: [Float] = [11, -11, 30, -30, 1e3, -1e3, 1e10, -1e10, 3e38, -3e38, .greatestFiniteMagnitude, -.greatestFiniteMagnitude]
         var rng = LCG(30)
         let random = rng.floats(1001, scale: 8)

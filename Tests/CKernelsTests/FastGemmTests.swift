@@ -31,8 +31,10 @@ final class FastGemmTests: XCTestCase {
     }
 
     /// The epilogue in Double: residual + act(sum + bias).
-    private func epilogue(_ sums: [Double], m: Int, n: Int, bias: [Float]?, act: Int32, residual: [Float]?,
-                          ldr: Int) -> [Float] {
+    private func epilogue(
+        _ sums: [Double], m: Int, n: Int, bias: [Float]?, act: Int32, residual: [Float]?,
+        ldr: Int
+    ) -> [Float] {
         var c = [Float](repeating: 0, count: m * n)
         for i in 0..<m {
             for j in 0..<n {
@@ -46,28 +48,37 @@ final class FastGemmTests: XCTestCase {
         return c
     }
 
-    private func naive(m: Int, n: Int, k: Int, a: [Float], lda: Int, b: [Float], bias: [Float]?,
-                       act: Int32, residual: [Float]?, ldr: Int) -> [Float] {
-        epilogue(naiveSums(m: m, n: n, k: k, a: a, lda: lda, b: b), m: m, n: n, bias: bias, act: act,
-                 residual: residual, ldr: ldr)
+    private func naive(
+        m: Int, n: Int, k: Int, a: [Float], lda: Int, b: [Float], bias: [Float]?,
+        act: Int32, residual: [Float]?, ldr: Int
+    ) -> [Float] {
+        epilogue(
+            naiveSums(m: m, n: n, k: k, a: a, lda: lda, b: b), m: m, n: n, bias: bias, act: act,
+            residual: residual, ldr: ldr)
     }
 
     /// Runs the dispatched GEMM (or the reference) into a fresh m x ldc buffer; returns the m x n
     /// part. Columns past n must come back untouched.
-    private func run(ref: Bool, m: Int, n: Int, k: Int, a: FloatBuffer, lda: Int, packed: FloatBuffer,
-                     bias: FloatBuffer?, act: Int32, residual: FloatBuffer?, ldr: Int,
-                     ldc: Int? = nil, file: StaticString = #filePath, line: UInt = #line) -> [Float] {
+    private func run(
+        ref: Bool, m: Int, n: Int, k: Int, a: FloatBuffer, lda: Int, packed: FloatBuffer,
+        bias: FloatBuffer?, act: Int32, residual: FloatBuffer?, ldr: Int,
+        ldc: Int? = nil, file: StaticString = #filePath, line: UInt = #line
+    ) -> [Float] {
         let ldc = ldc ?? n
         let c = FloatBuffer(repeating: 1234.5, count: m * ldc)
         let call = ref ? cnx_gemm_f32_ref : cnx_gemm_f32
-        call(Int64(m), Int64(n), Int64(k), a.const, Int64(lda), packed.const, bias?.const, act,
-             residual?.const, Int64(ldr), c.pointer, Int64(ldc))
+        call(
+            Int64(m), Int64(n), Int64(k), a.const, Int64(lda), packed.const, bias?.const, act,
+            residual?.const, Int64(ldr), c.pointer, Int64(ldc))
         if ldc == n { return c.array }
         var out: [Float] = []
         for i in 0..<m {
             for j in 0..<ldc {
-                if j < n { out.append(c.pointer[i * ldc + j]) }
-                else { XCTAssertEqual(c.pointer[i * ldc + j], 1234.5, "wrote past n", file: file, line: line) }
+                if j < n {
+                    out.append(c.pointer[i * ldc + j])
+                } else {
+                    XCTAssertEqual(c.pointer[i * ldc + j], 1234.5, "wrote past n", file: file, line: line)
+                }
             }
         }
         return out
@@ -105,17 +116,22 @@ final class FastGemmTests: XCTestCase {
                     let sums = naiveSums(m: m, n: n, k: k, a: a, lda: k, b: b)
                     let pa = FloatBuffer(a), packed = pack(b, k: k, n: n)
                     let pbias = FloatBuffer(bias), pres = FloatBuffer(residual)
-                    for (useBias, act, useResidual) in [(false, 0, false), (true, 0, false), (true, 1, false), (true, 1, true), (true, 2, true), (true, 3, false)] as [(Bool, Int32, Bool)] {
+                    for (useBias, act, useResidual) in [
+                        (false, 0, false), (true, 0, false), (true, 1, false), (true, 1, true), (true, 2, true), (true, 3, false),
+                    ] as [(Bool, Int32, Bool)] {
                         let label = "m \(m) n \(n) k \(k) bias \(useBias) act \(act) residual \(useResidual)"
-                        let expected = epilogue(sums, m: m, n: n, bias: useBias ? bias : nil, act: act,
-                                                residual: useResidual ? residual : nil, ldr: n)
+                        let expected = epilogue(
+                            sums, m: m, n: n, bias: useBias ? bias : nil, act: act,
+                            residual: useResidual ? residual : nil, ldr: n)
                         let b = useBias ? pbias : nil, r = useResidual ? pres : nil
-                        let ref = run(ref: true, m: m, n: n, k: k, a: pa, lda: k, packed: packed, bias: b,
-                                      act: act, residual: r, ldr: n)
+                        let ref = run(
+                            ref: true, m: m, n: n, k: k, a: pa, lda: k, packed: packed, bias: b,
+                            act: act, residual: r, ldr: n)
                         XCTAssertLessThan(relativeError(ref, expected), 1e-5, "ref \(label)")
                         forEachISA { _, name in
-                            let got = run(ref: false, m: m, n: n, k: k, a: pa, lda: k, packed: packed,
-                                          bias: b, act: act, residual: r, ldr: n)
+                            let got = run(
+                                ref: false, m: m, n: n, k: k, a: pa, lda: k, packed: packed,
+                                bias: b, act: act, residual: r, ldr: n)
                             XCTAssertLessThan(relativeError(got, ref), 1e-5, "\(name) \(label) vs ref")
                             XCTAssertLessThan(relativeError(got, expected), 1e-5, "\(name) \(label) vs naive")
                         }
@@ -137,13 +153,16 @@ final class FastGemmTests: XCTestCase {
                 for act: Int32 in [0, 1, 2, 3] {
                     for useResidual in [false, true] {
                         let b = useBias ? bias : nil, r = useResidual ? residual : nil
-                        let ref = run(ref: true, m: m, n: n, k: k, a: pa, lda: k, packed: packed, bias: b,
-                                      act: act, residual: r, ldr: n)
+                        let ref = run(
+                            ref: true, m: m, n: n, k: k, a: pa, lda: k, packed: packed, bias: b,
+                            act: act, residual: r, ldr: n)
                         forEachISA { _, name in
-                            let got = run(ref: false, m: m, n: n, k: k, a: pa, lda: k, packed: packed,
-                                          bias: b, act: act, residual: r, ldr: n)
-                            XCTAssertLessThan(relativeError(got, ref), 1e-5,
-                                              "\(name) \(m)x\(n)x\(k) bias \(useBias) act \(act) residual \(useResidual)")
+                            let got = run(
+                                ref: false, m: m, n: n, k: k, a: pa, lda: k, packed: packed,
+                                bias: b, act: act, residual: r, ldr: n)
+                            XCTAssertLessThan(
+                                relativeError(got, ref), 1e-5,
+                                "\(name) \(m)x\(n)x\(k) bias \(useBias) act \(act) residual \(useResidual)")
                         }
                     }
                 }
@@ -160,12 +179,14 @@ final class FastGemmTests: XCTestCase {
             let bias = FloatBuffer(rng.floats(n)), start = rng.floats(m * n, scale: 3)
             for act: Int32 in [0, 1, 2, 3] {
                 let separate = FloatBuffer(start)
-                let ref = run(ref: true, m: m, n: n, k: k, a: pa, lda: k, packed: packed, bias: bias,
-                              act: act, residual: separate, ldr: n)
+                let ref = run(
+                    ref: true, m: m, n: n, k: k, a: pa, lda: k, packed: packed, bias: bias,
+                    act: act, residual: separate, ldr: n)
                 forEachISA { _, name in
                     let c = FloatBuffer(start)
-                    cnx_gemm_f32(Int64(m), Int64(n), Int64(k), pa.const, Int64(k), packed.const, bias.const,
-                                 act, c.const, Int64(n), c.pointer, Int64(n))
+                    cnx_gemm_f32(
+                        Int64(m), Int64(n), Int64(k), pa.const, Int64(k), packed.const, bias.const,
+                        act, c.const, Int64(n), c.pointer, Int64(n))
                     XCTAssertLessThan(relativeError(c.array, ref), 1e-5, "\(name) in place \(m)x\(n)x\(k) act \(act)")
                 }
             }
@@ -184,21 +205,25 @@ final class FastGemmTests: XCTestCase {
         var tight: [Float] = []
         for i in 0..<m { tight += a[(i * lda)..<(i * lda + k)] }
         let residualArray = residual.array
-        let expected = naive(m: m, n: n, k: k, a: tight, lda: k, b: b, bias: bias.array, act: 1,
-                             residual: residualArray, ldr: ldr)
+        let expected = naive(
+            m: m, n: n, k: k, a: tight, lda: k, b: b, bias: bias.array, act: 1,
+            residual: residualArray, ldr: ldr)
         forEachISA { _, name in
-            let got = run(ref: false, m: m, n: n, k: k, a: pa, lda: lda, packed: packed, bias: bias, act: 1,
-                          residual: residual, ldr: ldr, ldc: ldc)
+            let got = run(
+                ref: false, m: m, n: n, k: k, a: pa, lda: lda, packed: packed, bias: bias, act: 1,
+                residual: residual, ldr: ldr, ldc: ldc)
             XCTAssertLessThan(relativeError(got, expected), 1e-5, "\(name) leading dimensions")
 
             let whole = FloatBuffer(repeating: 0, count: m * n), pieces = FloatBuffer(repeating: 0, count: m * n)
-            cnx_gemm_f32(Int64(m), Int64(n), Int64(k), pa.const, Int64(lda), packed.const, bias.const, 1,
-                         residual.const, Int64(ldr), whole.pointer, Int64(n))
+            cnx_gemm_f32(
+                Int64(m), Int64(n), Int64(k), pa.const, Int64(lda), packed.const, bias.const, 1,
+                residual.const, Int64(ldr), whole.pointer, Int64(n))
             for j0 in stride(from: 0, to: n, by: 64) {
                 let width = min(64, n - j0)
-                cnx_gemm_f32(Int64(m), Int64(width), Int64(k), pa.const, Int64(lda),
-                             packed.const + (j0 / 32) * 32 * k, bias.const + j0, 1,
-                             residual.const + j0, Int64(ldr), pieces.pointer + j0, Int64(n))
+                cnx_gemm_f32(
+                    Int64(m), Int64(width), Int64(k), pa.const, Int64(lda),
+                    packed.const + (j0 / 32) * 32 * k, bias.const + j0, 1,
+                    residual.const + j0, Int64(ldr), pieces.pointer + j0, Int64(n))
             }
             XCTAssertEqual(whole.array, pieces.array, "\(name) column panels")
         }
@@ -213,16 +238,19 @@ final class FastGemmTests: XCTestCase {
             let pa = FloatBuffer(rng.floats(m * k, scale: 4)), packed = pack(rng.floats(k * n, scale: 4), k: k, n: n)
             let bias = FloatBuffer(rng.floats(n, scale: 3)), residual = FloatBuffer(rng.floats(m * n))
             forEachISA { _, name in
-                let linear = run(ref: false, m: m, n: n, k: k, a: pa, lda: k, packed: packed, bias: bias, act: 0,
-                                 residual: nil, ldr: n)
+                let linear = run(
+                    ref: false, m: m, n: n, k: k, a: pa, lda: k, packed: packed, bias: bias, act: 0,
+                    residual: nil, ldr: n)
                 for act: Int32 in [1, 2, 3] {
                     let activated = FloatBuffer(linear)
                     cnx_activation_inplace_f32(activated.pointer, Int64(m * n), act)
-                    let fused = run(ref: false, m: m, n: n, k: k, a: pa, lda: k, packed: packed, bias: bias,
-                                    act: act, residual: nil, ldr: n)
+                    let fused = run(
+                        ref: false, m: m, n: n, k: k, a: pa, lda: k, packed: packed, bias: bias,
+                        act: act, residual: nil, ldr: n)
                     XCTAssertTrue(qBitsEqual(fused, activated.array), "\(name) \(m)x\(n)x\(k) act \(act)")
-                    let withResidual = run(ref: false, m: m, n: n, k: k, a: pa, lda: k, packed: packed, bias: bias,
-                                           act: act, residual: residual, ldr: n)
+                    let withResidual = run(
+                        ref: false, m: m, n: n, k: k, a: pa, lda: k, packed: packed, bias: bias,
+                        act: act, residual: residual, ldr: n)
                     let expected = (0..<(m * n)).map { activated.pointer[$0] + residual.pointer[$0] }
                     XCTAssertTrue(qBitsEqual(withResidual, expected), "\(name) \(m)x\(n)x\(k) act \(act) residual")
                 }
@@ -241,12 +269,14 @@ final class FastGemmTests: XCTestCase {
         for i in 0..<m {
             for j in 0..<n { expected.append(Float(geluExact(Double(bias.pointer[j]))) + residual.pointer[i * n + j]) }
         }
-        let ref = run(ref: true, m: m, n: n, k: 0, a: a, lda: 1, packed: packed, bias: bias, act: 1,
-                      residual: residual, ldr: n)
+        let ref = run(
+            ref: true, m: m, n: n, k: 0, a: a, lda: 1, packed: packed, bias: bias, act: 1,
+            residual: residual, ldr: n)
         XCTAssertLessThan(relativeError(ref, expected), 2e-6)
         forEachISA { _, name in
-            let got = run(ref: false, m: m, n: n, k: 0, a: a, lda: 1, packed: packed, bias: bias, act: 1,
-                          residual: residual, ldr: n)
+            let got = run(
+                ref: false, m: m, n: n, k: 0, a: a, lda: 1, packed: packed, bias: bias, act: 1,
+                residual: residual, ldr: n)
             XCTAssertLessThan(relativeError(got, expected), 2e-6, name)
         }
     }

@@ -96,8 +96,10 @@ func activationExact(_ act: Int32, _ x: Double) -> Double {
 func tanhGeluArgument(_ x: Double) -> Double { (2 / Double.pi).squareRoot() * (x + 0.044715 * x * x * x) }
 
 /// The activation codes with their names, for labels.
-let activationCodes: [(Int32, String)] = [(CNX_ACT_NONE, "none"), (CNX_ACT_GELU, "gelu"),
-                                          (CNX_ACT_GELU_TANH, "gelu_tanh"), (CNX_ACT_SILU, "silu")]
+let activationCodes: [(Int32, String)] = [
+    (CNX_ACT_NONE, "none"), (CNX_ACT_GELU, "gelu"),
+    (CNX_ACT_GELU_TANH, "gelu_tanh"), (CNX_ACT_SILU, "silu"),
+]
 
 /// 2^-24: the relative size of half an ulp of a float, at most.
 let floatUnit = Double(Float.ulpOfOne) / 2

@@ -2,8 +2,10 @@ import CKernels
 import XCTest
 
 final class FastLayerNormTests: XCTestCase {
-    private func layerNorm(ref: Bool, _ x: [Float], rows: Int, c: Int, gamma: FloatBuffer?,
-                           beta: FloatBuffer?, eps: Float = 1e-6) -> [Float] {
+    private func layerNorm(
+        ref: Bool, _ x: [Float], rows: Int, c: Int, gamma: FloatBuffer?,
+        beta: FloatBuffer?, eps: Float = 1e-6
+    ) -> [Float] {
         let input = FloatBuffer(x), y = FloatBuffer(repeating: .nan, count: rows * c)
         let call = ref ? cnx_layernorm_rows_f32_ref : cnx_layernorm_rows_f32
         call(input.const, Int64(rows), Int64(c), eps, gamma?.const, beta?.const, y.pointer)
@@ -32,8 +34,9 @@ final class FastLayerNormTests: XCTestCase {
         for c in [1, 7, 97] {
             let rows = 3, eps: Float = 1e-5
             let x = rng.floats(rows * c, scale: 2), gamma = rng.floats(c), beta = rng.floats(c)
-            let got = layerNorm(ref: true, x, rows: rows, c: c, gamma: FloatBuffer(gamma),
-                                beta: FloatBuffer(beta), eps: eps)
+            let got = layerNorm(
+                ref: true, x, rows: rows, c: c, gamma: FloatBuffer(gamma),
+                beta: FloatBuffer(beta), eps: eps)
             var expected: [Float] = []
             for r in 0..<rows {
                 let row = x[(r * c)..<((r + 1) * c)].map(Double.init)

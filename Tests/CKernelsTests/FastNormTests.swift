@@ -7,8 +7,10 @@ import XCTest
 final class FastNormTests: XCTestCase {
     enum Kind: CaseIterable { case rms, simple }
 
-    private typealias NormFunction = (UnsafePointer<Float>?, Int64, Int64, Float, UnsafePointer<Float>?,
-                                      UnsafePointer<Float>?, UnsafeMutablePointer<Float>?) -> Void
+    private typealias NormFunction = (
+        UnsafePointer<Float>?, Int64, Int64, Float, UnsafePointer<Float>?,
+        UnsafePointer<Float>?, UnsafeMutablePointer<Float>?
+    ) -> Void
 
     private func function(_ kind: Kind, ref: Bool) -> NormFunction {
         switch kind {
@@ -17,8 +19,10 @@ final class FastNormTests: XCTestCase {
         }
     }
 
-    private func norm(_ kind: Kind, ref: Bool, _ x: [Float], rows: Int, c: Int, eps: Float,
-                      gamma: FloatBuffer?, beta: FloatBuffer?) -> [Float] {
+    private func norm(
+        _ kind: Kind, ref: Bool, _ x: [Float], rows: Int, c: Int, eps: Float,
+        gamma: FloatBuffer?, beta: FloatBuffer?
+    ) -> [Float] {
         let input = FloatBuffer(x), y = FloatBuffer(repeating: .nan, count: rows * c)
         function(kind, ref: ref)(input.const, Int64(rows), Int64(c), eps, gamma?.const, beta?.const, y.pointer)
         return y.array
@@ -26,8 +30,10 @@ final class FastNormTests: XCTestCase {
 
     /// The definition in Double; also each element's scale |x rstd gamma| + |beta|, against which
     /// its error is measured (beta may cancel the rest).
-    private func exact(_ kind: Kind, _ x: [Float], rows: Int, c: Int, eps: Float, gamma: [Float]?,
-                       beta: [Float]?) -> (y: [Double], scale: [Double]) {
+    private func exact(
+        _ kind: Kind, _ x: [Float], rows: Int, c: Int, eps: Float, gamma: [Float]?,
+        beta: [Float]?
+    ) -> (y: [Double], scale: [Double]) {
         var y: [Double] = [], scale: [Double] = []
         for r in 0..<rows {
             let row = x[(r * c)..<((r + 1) * c)].map(Double.init)
@@ -93,9 +99,9 @@ final class FastNormTests: XCTestCase {
             for c in [3, 17, 40, 97, 1536] {
                 let rows = 4
                 var x = rng.floats(rows * c)
-                for i in 0..<c { x[i] = x[i] * 1e-3 + 50 }        // row 0: mean 50, spread 1e-3
-                for i in 0..<c { x[c + i] *= 1e4 }               // row 1: large
-                for i in 0..<c { x[2 * c + i] *= 1e-4 }          // row 2: small, eps matters
+                for i in 0..<c { x[i] = x[i] * 1e-3 + 50 }  // row 0: mean 50, spread 1e-3
+                for i in 0..<c { x[c + i] *= 1e4 }  // row 1: large
+                for i in 0..<c { x[2 * c + i] *= 1e-4 }  // row 2: small, eps matters
                 let gamma = FloatBuffer(rng.floats(c)), beta = FloatBuffer(rng.floats(c))
                 let ref = norm(kind, ref: true, x, rows: rows, c: c, eps: 1e-6, gamma: gamma, beta: beta)
                 let (_, scale) = exact(kind, x, rows: rows, c: c, eps: 1e-6, gamma: gamma.array, beta: beta.array)
@@ -144,7 +150,8 @@ final class FastNormTests: XCTestCase {
                     if kind == .simple {
                         XCTAssertTrue(y.isNaN, "\(path) simple c 1")
                     } else {
-                        XCTAssertEqual(Double(y), Double(v) / (Double(v) * Double(v) + 1e-5).squareRoot(), accuracy: 1e-6, "\(path) rms c 1")
+                        XCTAssertEqual(
+                            Double(y), Double(v) / (Double(v) * Double(v) + 1e-5).squareRoot(), accuracy: 1e-6, "\(path) rms c 1")
                     }
                 }
 

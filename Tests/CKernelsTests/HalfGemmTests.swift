@@ -22,27 +22,37 @@ final class HalfGemmTests: XCTestCase {
         var packed = [UInt16](repeating: 0xFFFF, count: cnx_hgemm_packed_b_halves(Int64(k), Int64(n)))
         w.withUnsafeBufferPointer { src in
             bits.withUnsafeMutableBufferPointer { dst in
-                if kind == .bf16 { cnx_bf16_from_f32_n(src.baseAddress, Int64(w.count), dst.baseAddress) }
-                else { cnx_f16_from_f32_n(src.baseAddress, Int64(w.count), dst.baseAddress) }
+                if kind == .bf16 {
+                    cnx_bf16_from_f32_n(src.baseAddress, Int64(w.count), dst.baseAddress)
+                } else {
+                    cnx_f16_from_f32_n(src.baseAddress, Int64(w.count), dst.baseAddress)
+                }
             }
         }
         bits.withUnsafeBufferPointer { b in
             packed.withUnsafeMutableBufferPointer { p in
-                if kind == .bf16 { cnx_hgemm_pack_b_bf16(b.baseAddress, Int64(k), Int64(n), p.baseAddress) }
-                else { cnx_hgemm_pack_b_f16(b.baseAddress, Int64(k), Int64(n), p.baseAddress) }
+                if kind == .bf16 {
+                    cnx_hgemm_pack_b_bf16(b.baseAddress, Int64(k), Int64(n), p.baseAddress)
+                } else {
+                    cnx_hgemm_pack_b_f16(b.baseAddress, Int64(k), Int64(n), p.baseAddress)
+                }
             }
         }
         return packed
     }
 
-    typealias Gemm = (Int64, Int64, Int64, UnsafePointer<Float>?, Int64, UnsafePointer<UInt16>?, UnsafePointer<Float>?, Int32,
-                      UnsafePointer<Float>?, Int64, UnsafeMutablePointer<Float>?, Int64) -> Void
+    typealias Gemm = (
+        Int64, Int64, Int64, UnsafePointer<Float>?, Int64, UnsafePointer<UInt16>?, UnsafePointer<Float>?, Int32,
+        UnsafePointer<Float>?, Int64, UnsafeMutablePointer<Float>?, Int64
+    ) -> Void
 
     enum Residual { case none, separate, inPlace }
 
     /// Runs `gemm` on a fresh C (ldc = n + 3, the 3 extra columns must stay untouched).
-    private func run(_ gemm: Gemm, m: Int, n: Int, k: Int, a: FloatBuffer, lda: Int, packed: [UInt16], bias: FloatBuffer?,
-                     act: Int32, residual: Residual, resValues: [Float]) -> [Float] {
+    private func run(
+        _ gemm: Gemm, m: Int, n: Int, k: Int, a: FloatBuffer, lda: Int, packed: [UInt16], bias: FloatBuffer?,
+        act: Int32, residual: Residual, resValues: [Float]
+    ) -> [Float] {
         let ldc = n + 3
         let c = FloatBuffer(repeating: -7, count: m * ldc)
         var res: FloatBuffer?
@@ -53,13 +63,16 @@ final class HalfGemmTests: XCTestCase {
         }
         packed.withUnsafeBufferPointer { p in
             let r: UnsafePointer<Float>? = residual == .inPlace ? c.const : res?.const
-            gemm(Int64(m), Int64(n), Int64(k), a.const, Int64(lda), p.baseAddress, bias?.const, act, r, residual == .none ? 0 : Int64(ldc),
-                 c.pointer, Int64(ldc))
+            gemm(
+                Int64(m), Int64(n), Int64(k), a.const, Int64(lda), p.baseAddress, bias?.const, act, r, residual == .none ? 0 : Int64(ldc),
+                c.pointer, Int64(ldc))
         }
-        for i in 0..<m { for j in n..<ldc {
-            let expected: Float = residual == .inPlace ? resValues[i * ldc + j] : -7
-            XCTAssertEqual(c.pointer[i * ldc + j], expected, "column \(j) past n written")
-        } }
+        for i in 0..<m {
+            for j in n..<ldc {
+                let expected: Float = residual == .inPlace ? resValues[i * ldc + j] : -7
+                XCTAssertEqual(c.pointer[i * ldc + j], expected, "column \(j) past n written")
+            }
+        }
         return (0..<m).flatMap { i in (0..<n).map { c.pointer[i * ldc + $0] } }
     }
 
@@ -87,12 +100,17 @@ final class HalfGemmTests: XCTestCase {
                 for path in available {
                     cnx_hpath_force(Int32(path.rawValue))
                     let simd: Gemm = kind == .bf16 ? cnx_gemm_bf16 : cnx_gemm_f16
-                    let twin: Gemm = kind == .f16 ? cnx_gemm_f16_ref : path == CNX_HPATH_AVX512_BF16 ? cnx_gemm_bf16_dot_ref : cnx_gemm_bf16_wide_ref
+                    let twin: Gemm =
+                        kind == .f16 ? cnx_gemm_f16_ref : path == CNX_HPATH_AVX512_BF16 ? cnx_gemm_bf16_dot_ref : cnx_gemm_bf16_wide_ref
                     for act in [CNX_ACT_NONE, CNX_ACT_GELU, CNX_ACT_GELU_TANH, CNX_ACT_SILU] {
                         for residual in [Residual.none, .separate, .inPlace] {
                             let bias = act == CNX_ACT_GELU ? nil : FloatBuffer(biasValues)
-                            let got = run(simd, m: m, n: n, k: k, a: a, lda: lda, packed: packed, bias: bias, act: act, residual: residual, resValues: resValues)
-                            let want = run(twin, m: m, n: n, k: k, a: a, lda: lda, packed: packed, bias: bias, act: act, residual: residual, resValues: resValues)
+                            let got = run(
+                                simd, m: m, n: n, k: k, a: a, lda: lda, packed: packed, bias: bias, act: act, residual: residual,
+                                resValues: resValues)
+                            let want = run(
+                                twin, m: m, n: n, k: k, a: a, lda: lda, packed: packed, bias: bias, act: act, residual: residual,
+                                resValues: resValues)
                             let label = "\(kind) \(String(cString: cnx_hpath_name(path))) \(m)x\(n)x\(k) act \(act) \(residual)"
                             for i in 0..<got.count {
                                 if act == CNX_ACT_NONE {
@@ -122,20 +140,26 @@ final class HalfGemmTests: XCTestCase {
         let a = FloatBuffer(rng.floats(m * k, scale: 2))
         let w = rng.floats(k * n)
         let bias = FloatBuffer(rng.floats(n))
-        for (kind, twin, roundA) in [(Kind.bf16, cnx_gemm_bf16_wide_ref as Gemm, false), (.bf16, cnx_gemm_bf16_dot_ref, true), (.f16, cnx_gemm_f16_ref, false)] {
+        for (kind, twin, roundA) in [
+            (Kind.bf16, cnx_gemm_bf16_wide_ref as Gemm, false), (.bf16, cnx_gemm_bf16_dot_ref, true), (.f16, cnx_gemm_f16_ref, false),
+        ] {
             let packed = pack(w, k: k, n: n, kind: kind)
-            let got = run(twin, m: m, n: n, k: k, a: a, lda: k, packed: packed, bias: bias, act: CNX_ACT_NONE, residual: .none, resValues: [])
+            let got = run(
+                twin, m: m, n: n, k: k, a: a, lda: k, packed: packed, bias: bias, act: CNX_ACT_NONE, residual: .none, resValues: [])
             let wr = w.map { kind == .bf16 ? cnx_f32_from_bf16(cnx_bf16_from_f32($0)) : cnx_f32_from_f16(cnx_f16_from_f32($0)) }
-            for i in 0..<m { for j in 0..<n {
-                var s = Double(bias.pointer[j]), mag = abs(s)
-                for kk in 0..<k {
-                    let x = a.pointer[i * k + kk]
-                    let xa = roundA ? cnx_f32_from_bf16(cnx_bf16_from_f32(x)) : x
-                    s += Double(xa) * Double(wr[kk * n + j])
-                    mag += abs(Double(xa) * Double(wr[kk * n + j]))
+            for i in 0..<m {
+                for j in 0..<n {
+                    var s = Double(bias.pointer[j]), mag = abs(s)
+                    for kk in 0..<k {
+                        let x = a.pointer[i * k + kk]
+                        let xa = roundA ? cnx_f32_from_bf16(cnx_bf16_from_f32(x)) : x
+                        s += Double(xa) * Double(wr[kk * n + j])
+                        mag += abs(Double(xa) * Double(wr[kk * n + j]))
+                    }
+                    XCTAssertLessThanOrEqual(
+                        abs(Double(got[i * n + j]) - s), Double(k + 1) * pow(2.0, -24) * mag, "\(kind) roundA \(roundA) (\(i), \(j))")
                 }
-                XCTAssertLessThanOrEqual(abs(Double(got[i * n + j]) - s), Double(k + 1) * pow(2.0, -24) * mag, "\(kind) roundA \(roundA) (\(i), \(j))")
-            } }
+            }
         }
     }
 
@@ -189,11 +213,13 @@ final class HalfGemmTests: XCTestCase {
     }
 
     func testBFloat16RoundsToNearestEven() {
-        var samples: [Float] = [0, -0, 1, -1, .infinity, -.infinity, .greatestFiniteMagnitude, -.greatestFiniteMagnitude,
-                                .leastNonzeroMagnitude, -.leastNonzeroMagnitude, .leastNormalMagnitude, Float(bitPattern: 0x007F_FFFF),
-                                Float(bitPattern: 0x3F80_8000), Float(bitPattern: 0x3F81_8000), Float(bitPattern: 0x3F80_8001),
-                                Float(bitPattern: 0x7F7F_8000), Float(bitPattern: 0x7F7F_7FFF), Float(bitPattern: 0x0000_8000),
-                                Float(bitPattern: 0x0001_8000)]
+        var samples: [Float] = [
+            0, -0, 1, -1, .infinity, -.infinity, .greatestFiniteMagnitude, -.greatestFiniteMagnitude,
+            .leastNonzeroMagnitude, -.leastNonzeroMagnitude, .leastNormalMagnitude, Float(bitPattern: 0x007F_FFFF),
+            Float(bitPattern: 0x3F80_8000), Float(bitPattern: 0x3F81_8000), Float(bitPattern: 0x3F80_8001),
+            Float(bitPattern: 0x7F7F_8000), Float(bitPattern: 0x7F7F_7FFF), Float(bitPattern: 0x0000_8000),
+            Float(bitPattern: 0x0001_8000),
+        ]
         var state: UInt64 = 99
         for _ in 0..<300_000 {
             state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
@@ -221,14 +247,17 @@ final class HalfGemmTests: XCTestCase {
             let got = cnx_f32_from_f16(h), want = Float(Float16(bitPattern: h))
             if want.isNaN { XCTAssertTrue(got.isNaN, "\(h)") } else { XCTAssertEqual(got.bitPattern, want.bitPattern, "widen \(h)") }
         }
-        var samples: [Float] = [0, -0, 65504, 65519.99, 65520, -65520, 1e10, .infinity, -.infinity, 6.1035156e-05, 5.9604645e-08,
-                                2.9802322e-08, 2.9802326e-08, 8.940697e-08, -1.4901161e-07, 1e-30, .leastNonzeroMagnitude]
+        var samples: [Float] = [
+            0, -0, 65504, 65519.99, 65520, -65520, 1e10, .infinity, -.infinity, 6.1035156e-05, 5.9604645e-08,
+            2.9802322e-08, 2.9802326e-08, 8.940697e-08, -1.4901161e-07, 1e-30, .leastNonzeroMagnitude,
+        ]
         var state: UInt64 = 7
         for _ in 0..<300_000 {
             state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
             let bits = UInt32(truncatingIfNeeded: state >> 29)
             // Half of them in and around binary16's range (exponents 2^-26 .. 2^17).
-            samples.append(bits & 1 == 0 ? Float(bitPattern: bits) : Float(bitPattern: (bits & 0x807F_FFFF) | ((101 + (bits >> 23) % 43) << 23)))
+            samples.append(
+                bits & 1 == 0 ? Float(bitPattern: bits) : Float(bitPattern: (bits & 0x807F_FFFF) | ((101 + (bits >> 23) % 43) << 23)))
         }
         for x in samples {
             let got = cnx_f16_from_f32(x), want = Float16(x).bitPattern

@@ -10,8 +10,10 @@ final class QGemmTests: XCTestCase {
     static let ns = [1, 7, 13, 97, 384]
     static let ks = [1, 3, 7, 13, 97, 384]
     /// ConvNeXt-T's pointwise layers (k, n): both layers of each stage.
-    static let convnextKN = [(96, 384), (384, 96), (192, 768), (768, 192), (384, 1536), (1536, 384),
-                             (768, 3072), (3072, 768)]
+    static let convnextKN = [
+        (96, 384), (384, 96), (192, 768), (768, 192), (384, 1536), (1536, 384),
+        (768, 3072), (3072, 768),
+    ]
 
     /// The epilogue's parameters (cnx_qgemm.h), NULL where a buffer is nil.
     struct Epilogue {
@@ -29,9 +31,11 @@ final class QGemmTests: XCTestCase {
 
     // MARK: - Runners: fresh output buffers of ldo columns; columns past n must stay untouched
 
-    private func gemmS32(_ kind: Kernel, m: Int, n: Int, k: Int, a: QBuffer<UInt8>, lda: Int,
-                         w: PackedWeights, ldc: Int? = nil, file: StaticString = #filePath,
-                         line: UInt = #line) -> [Int32] {
+    private func gemmS32(
+        _ kind: Kernel, m: Int, n: Int, k: Int, a: QBuffer<UInt8>, lda: Int,
+        w: PackedWeights, ldc: Int? = nil, file: StaticString = #filePath,
+        line: UInt = #line
+    ) -> [Int32] {
         let ldc = ldc ?? n
         let sentinel: Int32 = 0x5A5A_5A5A
         let c = QBuffer<Int32>(repeating: sentinel, count: max(m * ldc, 1))
@@ -40,52 +44,66 @@ final class QGemmTests: XCTestCase {
         return rows(c.array, m: m, n: n, ld: ldc, sentinel: sentinel, file: file, line: line)
     }
 
-    private func fusedF32(_ kind: Kernel, m: Int, n: Int, k: Int, a: QBuffer<UInt8>, lda: Int,
-                          w: PackedWeights, _ e: Epilogue, residual: QBuffer<Float>? = nil,
-                          ldo: Int? = nil, file: StaticString = #filePath, line: UInt = #line) -> [Float] {
+    private func fusedF32(
+        _ kind: Kernel, m: Int, n: Int, k: Int, a: QBuffer<UInt8>, lda: Int,
+        w: PackedWeights, _ e: Epilogue, residual: QBuffer<Float>? = nil,
+        ldo: Int? = nil, file: StaticString = #filePath, line: UInt = #line
+    ) -> [Float] {
         let ldo = ldo ?? n
         let out = QBuffer<Float>(repeating: 1234.5, count: max(m * ldo, 1))
         let call = kind == .reference ? cnx_qgemm_fused_f32_ref : cnx_qgemm_fused_f32
-        call(Int64(m), Int64(n), Int64(k), a.const, Int64(lda), w.pointer, e.colsum, e.aZero, e.aScale,
-             e.wScale?.const, e.bias?.const, e.act, residual?.const, Int64(n), out.pointer, Int64(ldo))
+        call(
+            Int64(m), Int64(n), Int64(k), a.const, Int64(lda), w.pointer, e.colsum, e.aZero, e.aScale,
+            e.wScale?.const, e.bias?.const, e.act, residual?.const, Int64(n), out.pointer, Int64(ldo))
         return rows(out.array, m: m, n: n, ld: ldo, sentinel: 1234.5, file: file, line: line)
     }
 
-    private func fusedU8(_ kind: Kernel, m: Int, n: Int, k: Int, a: QBuffer<UInt8>, lda: Int,
-                         w: PackedWeights, _ e: Epilogue, ldo: Int? = nil,
-                         file: StaticString = #filePath, line: UInt = #line) -> [UInt8] {
+    private func fusedU8(
+        _ kind: Kernel, m: Int, n: Int, k: Int, a: QBuffer<UInt8>, lda: Int,
+        w: PackedWeights, _ e: Epilogue, ldo: Int? = nil,
+        file: StaticString = #filePath, line: UInt = #line
+    ) -> [UInt8] {
         let ldo = ldo ?? n
         let out = QBuffer<UInt8>(repeating: 0xA5, count: max(m * ldo, 1))
         let call = kind == .reference ? cnx_qgemm_fused_u8_ref : cnx_qgemm_fused_u8
-        call(Int64(m), Int64(n), Int64(k), a.const, Int64(lda), w.pointer, e.colsum, e.aZero, e.aScale,
-             e.wScale?.const, e.bias?.const, e.act, e.oScale, e.oZero, out.pointer, Int64(ldo))
+        call(
+            Int64(m), Int64(n), Int64(k), a.const, Int64(lda), w.pointer, e.colsum, e.aZero, e.aScale,
+            e.wScale?.const, e.bias?.const, e.act, e.oScale, e.oZero, out.pointer, Int64(ldo))
         return rows(out.array, m: m, n: n, ld: ldo, sentinel: 0xA5, file: file, line: line)
     }
 
-    private func epilogueF32(_ kind: Kernel, m: Int, n: Int, acc: QBuffer<Int32>, _ e: Epilogue,
-                             residual: QBuffer<Float>? = nil, file: StaticString = #filePath,
-                             line: UInt = #line) -> [Float] {
+    private func epilogueF32(
+        _ kind: Kernel, m: Int, n: Int, acc: QBuffer<Int32>, _ e: Epilogue,
+        residual: QBuffer<Float>? = nil, file: StaticString = #filePath,
+        line: UInt = #line
+    ) -> [Float] {
         let ldo = n + 3
         let out = QBuffer<Float>(repeating: 1234.5, count: max(m * ldo, 1))
         let call = kind == .reference ? cnx_qgemm_epilogue_f32_ref : cnx_qgemm_epilogue_f32
-        call(Int64(m), Int64(n), acc.const, Int64(n), e.colsum, e.aZero, e.aScale, e.wScale?.const,
-             e.bias?.const, e.act, residual?.const, Int64(n), out.pointer, Int64(ldo))
+        call(
+            Int64(m), Int64(n), acc.const, Int64(n), e.colsum, e.aZero, e.aScale, e.wScale?.const,
+            e.bias?.const, e.act, residual?.const, Int64(n), out.pointer, Int64(ldo))
         return rows(out.array, m: m, n: n, ld: ldo, sentinel: 1234.5, file: file, line: line)
     }
 
-    private func epilogueU8(_ kind: Kernel, m: Int, n: Int, acc: QBuffer<Int32>, _ e: Epilogue,
-                            file: StaticString = #filePath, line: UInt = #line) -> [UInt8] {
+    private func epilogueU8(
+        _ kind: Kernel, m: Int, n: Int, acc: QBuffer<Int32>, _ e: Epilogue,
+        file: StaticString = #filePath, line: UInt = #line
+    ) -> [UInt8] {
         let ldo = n + 5
         let out = QBuffer<UInt8>(repeating: 0xA5, count: max(m * ldo, 1))
         let call = kind == .reference ? cnx_qgemm_epilogue_u8_ref : cnx_qgemm_epilogue_u8
-        call(Int64(m), Int64(n), acc.const, Int64(n), e.colsum, e.aZero, e.aScale, e.wScale?.const,
-             e.bias?.const, e.act, e.oScale, e.oZero, out.pointer, Int64(ldo))
+        call(
+            Int64(m), Int64(n), acc.const, Int64(n), e.colsum, e.aZero, e.aScale, e.wScale?.const,
+            e.bias?.const, e.act, e.oScale, e.oZero, out.pointer, Int64(ldo))
         return rows(out.array, m: m, n: n, ld: ldo, sentinel: 0xA5, file: file, line: line)
     }
 
     /// The m x n part of an m x ld buffer; asserts the rest still holds the sentinel.
-    private func rows<T: Equatable>(_ all: [T], m: Int, n: Int, ld: Int, sentinel: T,
-                                    file: StaticString, line: UInt) -> [T] {
+    private func rows<T: Equatable>(
+        _ all: [T], m: Int, n: Int, ld: Int, sentinel: T,
+        file: StaticString, line: UInt
+    ) -> [T] {
         var out: [T] = []
         out.reserveCapacity(m * n)
         var clobbered = 0
@@ -99,8 +117,10 @@ final class QGemmTests: XCTestCase {
 
     /// Realistic epilogue parameters for this GEMM: per-column weight scales that put y in about
     /// [-4.5, 4.5], and an output scale that spans [0, 255] from a zero point of 20.
-    private func parameters(_ rng: inout QRandom, acc: [Int32], m: Int, n: Int, w: PackedWeights,
-                            act: Int32, bias: Bool = true, colsum: Bool = true, wScale: Bool = true) -> Epilogue {
+    private func parameters(
+        _ rng: inout QRandom, acc: [Int32], m: Int, n: Int, w: PackedWeights,
+        act: Int32, bias: Bool = true, colsum: Bool = true, wScale: Bool = true
+    ) -> Epilogue {
         var e = Epilogue()
         e.aZero = Int32(rng.next32() % 256)
         e.aScale = 0.02
@@ -143,7 +163,9 @@ final class QGemmTests: XCTestCase {
         cnx_qisa_force(99)  // the best supported path
         let best = cnx_qisa_current()
         XCTAssertEqual(best, paths.last)
-        for isa in [CNX_QISA_SCALAR, CNX_QISA_AVX2, CNX_QISA_AVX_VNNI, CNX_QISA_AVX512_VNNI, CNX_QISA_NEON, CNX_QISA_DOTPROD, CNX_QISA_I8MM] {
+        for isa in [
+            CNX_QISA_SCALAR, CNX_QISA_AVX2, CNX_QISA_AVX_VNNI, CNX_QISA_AVX512_VNNI, CNX_QISA_NEON, CNX_QISA_DOTPROD, CNX_QISA_I8MM,
+        ] {
             cnx_qisa_force(Int32(isa.rawValue))
             let got = cnx_qisa_current()
             // The best supported path at or below the request.
@@ -200,8 +222,9 @@ final class QGemmTests: XCTestCase {
             var sums = [Int32](repeating: 0, count: n)
             for kk in 0..<k { for j in 0..<n { sums[j] += Int32(b[kk * n + j]) } }
             XCTAssertEqual(Array(UnsafeBufferPointer(start: w.colSums, count: n)), sums)
-            XCTAssertEqual(Array(UnsafeBufferPointer(start: w.colSums + n, count: panels * 16 - n)),
-                           [Int32](repeating: 0, count: panels * 16 - n), "padding of the column sums")
+            XCTAssertEqual(
+                Array(UnsafeBufferPointer(start: w.colSums + n, count: panels * 16 - n)),
+                [Int32](repeating: 0, count: panels * 16 - n), "padding of the column sums")
             var direct = [Int32](repeating: -1, count: n)
             cnx_qgemm_col_sums(b, Int64(k), Int64(n), &direct)
             XCTAssertEqual(direct, sums)
@@ -280,17 +303,20 @@ final class QGemmTests: XCTestCase {
             // One row per allocation, exactly k bytes long, for each k % 4.
             for kk in [1, 2, 3, 5, 6, 7] {
                 let row = QBuffer(rng.u8(kk)), wk = PackedWeights(rng.s8(kk * 20), k: kk, n: 20)
-                XCTAssertEqual(gemmS32(.dispatched, m: 1, n: 20, k: kk, a: row, lda: kk, w: wk),
-                               naiveGemmS32(m: 1, n: 20, k: kk, a: row.array, lda: kk, b: wk.b), "\(name) k \(kk)")
+                XCTAssertEqual(
+                    gemmS32(.dispatched, m: 1, n: 20, k: kk, a: row, lda: kk, w: wk),
+                    naiveGemmS32(m: 1, n: 20, k: kk, a: row.array, lda: kk, b: wk.b), "\(name) k \(kk)")
             }
 
             // Columns 32..44 alone: packed_b advanced by two panels.
             let groups = (k + 3) / 4
             let c = QBuffer<Int32>(repeating: 0, count: m * n)
-            cnx_qgemm_u8s8_s32(Int64(m), Int64(n - 32), Int64(k), pa.const, Int64(lda), w.pointer + 2 * groups * 64,
-                               c.pointer + 32, Int64(n))
+            cnx_qgemm_u8s8_s32(
+                Int64(m), Int64(n - 32), Int64(k), pa.const, Int64(lda), w.pointer + 2 * groups * 64,
+                c.pointer + 32, Int64(n))
             for i in 0..<m {
-                XCTAssertEqual(Array(c.array[(i * n + 32)..<(i * n + n)]), Array(expected[(i * n + 32)..<(i * n + n)]), "\(name) panel offset")
+                XCTAssertEqual(
+                    Array(c.array[(i * n + 32)..<(i * n + n)]), Array(expected[(i * n + 32)..<(i * n + n)]), "\(name) panel offset")
                 XCTAssertEqual(Array(c.array[(i * n)..<(i * n + 32)]), [Int32](repeating: 0, count: 32), "\(name) panel offset")
             }
 
@@ -300,7 +326,8 @@ final class QGemmTests: XCTestCase {
             XCTAssertEqual(untouched.array, [Int32](repeating: 7, count: 8), "\(name) empty")
 
             let w0 = PackedWeights([], k: 0, n: 21)
-            XCTAssertEqual(gemmS32(.dispatched, m: 5, n: 21, k: 0, a: pa, lda: 1, w: w0), [Int32](repeating: 0, count: 5 * 21), "\(name) k 0")
+            XCTAssertEqual(
+                gemmS32(.dispatched, m: 5, n: 21, k: 0, a: pa, lda: 1, w: w0), [Int32](repeating: 0, count: 5 * 21), "\(name) k 0")
         }
     }
 
@@ -319,8 +346,9 @@ final class QGemmTests: XCTestCase {
             let residual = QBuffer(rng.floats(m * n, -3, 3))
             for act: Int32 in [0, 1, 2, 3] {
                 for (useBias, useColsum, useScale) in [(true, true, true), (false, true, true), (true, false, true), (true, true, false)] {
-                    let e = parameters(&rng, acc: accValues, m: m, n: n, w: w, act: act, bias: useBias,
-                                       colsum: useColsum, wScale: useScale)
+                    let e = parameters(
+                        &rng, acc: accValues, m: m, n: n, w: w, act: act, bias: useBias,
+                        colsum: useColsum, wScale: useScale)
                     let label = "\(m)x\(n)x\(k) act \(act) bias \(useBias) colsum \(useColsum) scale \(useScale)"
                     for res in [nil, residual] {
                         let ref = epilogueF32(.reference, m: m, n: n, acc: acc, e, residual: res)
@@ -374,8 +402,10 @@ final class QGemmTests: XCTestCase {
         var e = parameters(&rng, acc: accValues, m: m, n: n, w: w, act: 0)
         e.wScale = QBuffer(e.wScale!.array.map { $0 * 2.5 })  // y in about [-11, 11]: every GELU interval
         defer { cnx_isa_force(-1) }
-        let floatPath: [cnx_qisa: cnx_isa] = [CNX_QISA_SCALAR: CNX_ISA_SCALAR, CNX_QISA_AVX2: CNX_ISA_AVX2,
-                                              CNX_QISA_AVX_VNNI: CNX_ISA_AVX2, CNX_QISA_AVX512_VNNI: CNX_ISA_AVX512]
+        let floatPath: [cnx_qisa: cnx_isa] = [
+            CNX_QISA_SCALAR: CNX_ISA_SCALAR, CNX_QISA_AVX2: CNX_ISA_AVX2,
+            CNX_QISA_AVX_VNNI: CNX_ISA_AVX2, CNX_QISA_AVX512_VNNI: CNX_ISA_AVX512,
+        ]
         forEachQISA { isa, name in
             guard let path = floatPath[isa] else { return XCTFail("no float path for \(name)") }
             cnx_isa_force(Int32(path.rawValue))
@@ -388,7 +418,9 @@ final class QGemmTests: XCTestCase {
                 let fused = epilogueF32(.dispatched, m: m, n: n, acc: acc, e)
                 var separate = linear
                 cnx_activation_inplace_f32(&separate, Int64(separate.count), act)
-                XCTAssertTrue(qBitsEqual(fused, separate), "\(name) act \(act) vs cnx_activation_inplace_f32 on \(String(cString: cnx_isa_name(path)))")
+                XCTAssertTrue(
+                    qBitsEqual(fused, separate),
+                    "\(name) act \(act) vs cnx_activation_inplace_f32 on \(String(cString: cnx_isa_name(path)))")
             }
         }
     }
@@ -407,11 +439,13 @@ final class QGemmTests: XCTestCase {
             let ref = epilogueF32(.reference, m: m, n: n, acc: acc, e, residual: QBuffer(start))
             forEachQISA { _, name in
                 let io = QBuffer(start)
-                cnx_qgemm_epilogue_f32(Int64(m), Int64(n), acc.const, Int64(n), e.colsum, e.aZero, e.aScale,
-                                       e.wScale?.const, e.bias?.const, act, io.const, Int64(n), io.pointer, Int64(n))
+                cnx_qgemm_epilogue_f32(
+                    Int64(m), Int64(n), acc.const, Int64(n), e.colsum, e.aZero, e.aScale,
+                    e.wScale?.const, e.bias?.const, act, io.const, Int64(n), io.pointer, Int64(n))
                 let fused = QBuffer(start)
-                cnx_qgemm_fused_f32(Int64(m), Int64(n), Int64(k), pa.const, Int64(k), w.pointer, e.colsum, e.aZero,
-                                    e.aScale, e.wScale?.const, e.bias?.const, act, fused.const, Int64(n), fused.pointer, Int64(n))
+                cnx_qgemm_fused_f32(
+                    Int64(m), Int64(n), Int64(k), pa.const, Int64(k), w.pointer, e.colsum, e.aZero,
+                    e.aScale, e.wScale?.const, e.bias?.const, act, fused.const, Int64(n), fused.pointer, Int64(n))
                 if act == 0 {
                     XCTAssertTrue(qBitsEqual(io.array, ref), "\(name) epilogue in place")
                     XCTAssertTrue(qBitsEqual(fused.array, ref), "\(name) fused in place")
@@ -468,13 +502,15 @@ final class QGemmTests: XCTestCase {
                         let label = "m \(m) n \(n) k \(k) act \(act)"
                         let refF = fusedF32(.reference, m: m, n: n, k: k, a: pa, lda: k, w: w, e, residual: residual)
                         let refU = fusedU8(.reference, m: m, n: n, k: k, a: pa, lda: k, w: w, e)
-                        XCTAssertTrue(qBitsEqual(refF, epilogueF32(.reference, m: m, n: n, acc: acc, e, residual: residual)), "ref pieces \(label)")
+                        XCTAssertTrue(
+                            qBitsEqual(refF, epilogueF32(.reference, m: m, n: n, acc: acc, e, residual: residual)), "ref pieces \(label)")
                         XCTAssertEqual(refU, epilogueU8(.reference, m: m, n: n, acc: acc, e), "ref pieces \(label)")
                         forEachQISA { _, name in
                             let gotF = fusedF32(.dispatched, m: m, n: n, k: k, a: pa, lda: k, w: w, e, residual: residual)
                             let gotU = fusedU8(.dispatched, m: m, n: n, k: k, a: pa, lda: k, w: w, e)
-                            XCTAssertTrue(qBitsEqual(gotF, epilogueF32(.dispatched, m: m, n: n, acc: acc, e, residual: residual)),
-                                          "\(name) f32 pieces \(label)")
+                            XCTAssertTrue(
+                                qBitsEqual(gotF, epilogueF32(.dispatched, m: m, n: n, acc: acc, e, residual: residual)),
+                                "\(name) f32 pieces \(label)")
                             XCTAssertEqual(gotU, epilogueU8(.dispatched, m: m, n: n, acc: acc, e), "\(name) u8 pieces \(label)")
                             if act == 0 {
                                 XCTAssertTrue(qBitsEqual(gotF, refF), "\(name) f32 \(label)")

@@ -48,7 +48,11 @@ final class CLIConvertTests: XCTestCase {
         XCTAssertEqual(file.metadata[MetadataKey.classes], .int(Int64(entry.num_classes)))
         XCTAssertEqual(file.metadata[MetadataKey.sourceFileName], .string("model.onnx"))
         if case .string(let sha)? = file.metadata[MetadataKey.sourceSHA256] { XCTAssertEqual(sha.count, 64) } else { XCTFail("no sha256") }
-        if case .strings(let passes)? = file.metadata[MetadataKey.converterPasses] { XCTAssertTrue(passes.contains("fuse-blocks")) } else { XCTFail("no passes") }
+        if case .strings(let passes)? = file.metadata[MetadataKey.converterPasses] {
+            XCTAssertTrue(passes.contains("fuse-blocks"))
+        } else {
+            XCTFail("no passes")
+        }
         let inspect = try runTool(["inspect", cnx])
         XCTAssertEqual(inspect.status, 0, inspect.stderr)
         for s in ["format:     cnx", "convnext.depths", "cnx.Block", "tensors ("] { XCTAssertTrue(inspect.stdout.contains(s), s) }

@@ -21,8 +21,10 @@ final class CLIInputsAreSacredTests: XCTestCase {
         for f in ["model.onnx", "model.onnx.data", "input.npy"] {
             try fm.copyItem(at: dynamo.appendingPathComponent(f), to: dir.appendingPathComponent("dyn/\(f)"))
         }
-        try fm.copyItem(at: Fixtures.root.appendingPathComponent("Fixtures/checkpoints/timm_linear/hub"), to: dir.appendingPathComponent("hub"))
-        try fm.copyItem(at: Fixtures.root.appendingPathComponent("Fixtures/images/flower.png"), to: dir.appendingPathComponent("flower.png"))
+        try fm.copyItem(
+            at: Fixtures.root.appendingPathComponent("Fixtures/checkpoints/timm_linear/hub"), to: dir.appendingPathComponent("hub"))
+        try fm.copyItem(
+            at: Fixtures.root.appendingPathComponent("Fixtures/images/flower.png"), to: dir.appendingPathComponent("flower.png"))
         try Data((0..<10).map { "digit \($0)\n" }.joined().utf8).write(to: dir.appendingPathComponent("names.txt"))
         XCTAssertEqual(try runTool(["m.onnx", "m.cnx"], in: dir).status, 0)
         XCTAssertEqual(try runTool(["digits.onnx", "digits.cnx"], in: dir).status, 0)
@@ -80,14 +82,18 @@ final class CLIInputsAreSacredTests: XCTestCase {
         XCTAssertEqual(link(dir.appendingPathComponent("m.cnx").path, dir.appendingPathComponent("hard.cnx").path), 0)
         try assertRefused(["m.cnx", "hard.cnx"], mentions: ["hard.cnx", "the input model"])
         XCTAssertEqual(link(dir.appendingPathComponent("digits.cnx").path, dir.appendingPathComponent("digits-link.cnx").path), 0)
-        try assertRefused(["quantize", "--int8", "digits.cnx", "digits-link.cnx", "--calibration", "calib.npy"], mentions: ["digits-link.cnx"])
+        try assertRefused(
+            ["quantize", "--int8", "digits.cnx", "digits-link.cnx", "--calibration", "calib.npy"], mentions: ["digits-link.cnx"])
     }
 
     func testQuantizeOverItsInputOrItsData() throws {
-        try assertRefused(["quantize", "--int8", "digits.cnx", "digits.cnx", "--calibration", "calib.npy"], mentions: ["digits.cnx", "the input model"])
-        try assertRefused(["quantize", "--int8", "digits.onnx", "calib.npy", "--calibration", "calib.npy", "--force"], mentions: ["calibration data"])
-        try assertRefused(["quantize", "--int8", "digits.onnx", "names.txt", "--calibration", "calib.npy", "--labels", "names.txt", "--force"],
-                          mentions: ["labels file"])
+        try assertRefused(
+            ["quantize", "--int8", "digits.cnx", "digits.cnx", "--calibration", "calib.npy"], mentions: ["digits.cnx", "the input model"])
+        try assertRefused(
+            ["quantize", "--int8", "digits.onnx", "calib.npy", "--calibration", "calib.npy", "--force"], mentions: ["calibration data"])
+        try assertRefused(
+            ["quantize", "--int8", "digits.onnx", "names.txt", "--calibration", "calib.npy", "--labels", "names.txt", "--force"],
+            mentions: ["labels file"])
         try assertRefused(["convert", "--int8", "digits.onnx", "calib.npy", "--calibration", "calib.npy"], mentions: ["calib.npy"])
     }
 
@@ -99,15 +105,17 @@ final class CLIInputsAreSacredTests: XCTestCase {
         // Over another model it does not read: the content is not an array.
         try assertRefused(["run", "m.cnx", "--input", "in.npy", "--output", "existing.cnx"], mentions: ["existing.cnx"])
         try FileManager.default.copyItem(at: dir.appendingPathComponent("m.onnx"), to: dir.appendingPathComponent("model.npy"))
-        try assertRefused(["run", "m.cnx", "--input", "in.npy", "--output", "model.npy"], mentions: ["model.npy", "ONNX", "not a .npy array"])
+        try assertRefused(
+            ["run", "m.cnx", "--input", "in.npy", "--output", "model.npy"], mentions: ["model.npy", "ONNX", "not a .npy array"])
         // An image given to run is an input too.
         try assertRefused(["run", "digits.cnx", "flower.png", "--output", "flower.png", "--force"], mentions: ["input image"])
     }
 
     func testExternalDataAndCheckpointConfigAreInputs() throws {
         try assertRefused(["dyn/model.onnx", "dyn/model.onnx.data", "--force"], mentions: ["dyn/model.onnx.data", "external data"])
-        try assertRefused(["run", "dyn/model.onnx", "--input", "dyn/input.npy", "--output", "dyn/model.onnx.data", "--force"],
-                          mentions: ["external data"])
+        try assertRefused(
+            ["run", "dyn/model.onnx", "--input", "dyn/input.npy", "--output", "dyn/model.onnx.data", "--force"],
+            mentions: ["external data"])
         try assertRefused(["hub", "hub/config.json", "--force"], mentions: ["config.json"])
         try assertRefused(["hub", "hub/model.safetensors", "--force"], mentions: ["model.safetensors"])
     }

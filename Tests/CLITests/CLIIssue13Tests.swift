@@ -21,14 +21,18 @@ class CLIFolderTestCase: XCTestCase {
     func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
 
     @discardableResult
-    func ok(_ arguments: [String], environment: [String: String]? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> ToolResult {
+    func ok(_ arguments: [String], environment: [String: String]? = nil, file: StaticString = #filePath, line: UInt = #line) throws
+        -> ToolResult
+    {
         let r = try runTool(arguments, in: dir, environment: environment)
         XCTAssertEqual(r.status, 0, "\(arguments.joined(separator: " ")): \(r.stderr)", file: file, line: line)
         return r
     }
 
     /// Exit status 1 and exactly one line on stderr, which is returned.
-    func oneLineError(_ arguments: [String], environment: [String: String]? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+    func oneLineError(_ arguments: [String], environment: [String: String]? = nil, file: StaticString = #filePath, line: UInt = #line)
+        throws -> String
+    {
         let r = try runTool(arguments, in: dir, environment: environment)
         XCTAssertEqual(r.status, 1, "\(arguments.joined(separator: " ")): \(r.stderr)", file: file, line: line)
         XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr, file: file, line: line)
@@ -139,16 +143,21 @@ final class CLIMessageTests: CLIFolderTestCase {
     func testTypoedCommandsAreAnsweredWithTheNearestOne() throws {
         try FileManager.default.copyItem(atPath: digits.appendingPathComponent("model.onnx").path, toPath: path("model.onnx"))
         let before = try Data(contentsOf: URL(fileURLWithPath: path("model.onnx")))
-        XCTAssertEqual(try oneLineError(["inpsect", "model.onnx"]), "error: 'inpsect' is not a command or a file; did you mean 'inspect'?\n")
-        XCTAssertEqual(try oneLineError(["quantise", "--int8", "model.onnx", "q.cnx"]), "error: 'quantise' is not a command or a file; did you mean 'quantize'?\n")
-        XCTAssertEqual(try oneLineError(["valdate", "model.onnx"]), "error: 'valdate' is not a command or a file; did you mean 'validate'?\n")
+        XCTAssertEqual(
+            try oneLineError(["inpsect", "model.onnx"]), "error: 'inpsect' is not a command or a file; did you mean 'inspect'?\n")
+        XCTAssertEqual(
+            try oneLineError(["quantise", "--int8", "model.onnx", "q.cnx"]),
+            "error: 'quantise' is not a command or a file; did you mean 'quantize'?\n")
+        XCTAssertEqual(
+            try oneLineError(["valdate", "model.onnx"]), "error: 'valdate' is not a command or a file; did you mean 'validate'?\n")
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("model.onnx"))), before)
         XCTAssertFalse(FileManager.default.fileExists(atPath: path("q.cnx")))
     }
 
     func testMissingAndMisnamedFiles() throws {
         XCTAssertEqual(try oneLineError(["inspect", "nosuch.cnx"]), "error: nosuch.cnx: no such file\n")
-        XCTAssertEqual(try oneLineError(["run", "nosuch.cnx", "--input", "x.npy", "--output", "y.npy"]), "error: nosuch.cnx: no such file\n")
+        XCTAssertEqual(
+            try oneLineError(["run", "nosuch.cnx", "--input", "x.npy", "--output", "y.npy"]), "error: nosuch.cnx: no such file\n")
         XCTAssertEqual(try oneLineError(["nosuch.onnx", "y.cnx"]), "error: nosuch.onnx: no such file\n")
         try Data("just some notes\n".utf8).write(to: URL(fileURLWithPath: path("notes.cnx")))
         let text = try oneLineError(["inspect", "notes.cnx"])
@@ -157,8 +166,11 @@ final class CLIMessageTests: CLIFolderTestCase {
     }
 
     func testOptionErrorsShowTheCommandsOwnUsage() throws {
-        let r = try runTool(["quantize", "--int8", digits.appendingPathComponent("model.onnx").path, "q.cnx",
-                             "--calibration", digits.appendingPathComponent("calib.npy").path, "--method", "magic"], in: dir)
+        let r = try runTool(
+            [
+                "quantize", "--int8", digits.appendingPathComponent("model.onnx").path, "q.cnx",
+                "--calibration", digits.appendingPathComponent("calib.npy").path, "--method", "magic",
+            ], in: dir)
         XCTAssertEqual(r.status, 1, "a bad option is bad input: status 1, as every other")
         XCTAssertTrue(r.stderr.contains("--method must be one of minmax, percentile, entropy"), r.stderr)
         XCTAssertTrue(r.stderr.contains("Usage: convnext-convert quantize"), r.stderr)
@@ -218,8 +230,11 @@ final class CLILayerNameTests: CLIFolderTestCase {
     func testPerLayerNamesAreKeepFloatNames() throws {
         let onnx = digits.appendingPathComponent("model.onnx").path
         try ok([onnx, "d.cnx"])
-        let perLayer = try json(try ok(["validate", "d.cnx", "--reference", onnx, "--data", digits.appendingPathComponent("test.npy").path,
-                                        "--per-layer", "--json"]).stdout)
+        let perLayer = try json(
+            try ok([
+                "validate", "d.cnx", "--reference", onnx, "--data", digits.appendingPathComponent("test.npy").path,
+                "--per-layer", "--json",
+            ]).stdout)
         let names = try XCTUnwrap((perLayer["per_layer"] as? [[String: Any]])?.compactMap { $0["layer"] as? String })
         XCTAssertEqual(names.count, 13)
         let inspect = try json(try ok(["inspect", "d.cnx", "--json"]).stdout)
@@ -228,8 +243,11 @@ final class CLILayerNameTests: CLIFolderTestCase {
         XCTAssertEqual(onnxInspect["layers"] as? [String], names)
         // Pasted into --keep-float: a block, a downsample, the head.
         let picked = [names[2], names[3], names.last!]
-        let q = try ok(["quantize", "--int8", onnx, "q.cnx", "--calibration", digits.appendingPathComponent("calib.npy").path,
-                        "--keep-float"] + picked + ["--sensitivity", "--json"])
+        let q = try ok(
+            [
+                "quantize", "--int8", onnx, "q.cnx", "--calibration", digits.appendingPathComponent("calib.npy").path,
+                "--keep-float",
+            ] + picked + ["--sensitivity", "--json"])
         let report = try json(q.stdout)
         let kept = try XCTUnwrap(report["float_layers"] as? [String])
         for p in picked { XCTAssertTrue(kept.contains { $0 == p || $0.hasPrefix(p + ".") }, "\(p) not kept: \(kept)") }
@@ -255,7 +273,9 @@ final class CLIPreprocessingTests: CLIFolderTestCase {
         let std = try XCTUnwrap(info["std"] as? [Double]).map { String($0) }.joined(separator: ",")
         let torchAccuracy = try XCTUnwrap(info["torch_top1_accuracy"] as? Double)
         try Data((0..<10).map { "digit \($0)\n" }.joined().utf8).write(to: URL(fileURLWithPath: path("names.txt")))
-        let r = try ok([onnx, "d.cnx", "--mean", mean, "--std", std, "--crop-pct", "1", "--interpolation", "bicubic", "--labels", "names.txt"])
+        let r = try ok([
+            onnx, "d.cnx", "--mean", mean, "--std", std, "--crop-pct", "1", "--interpolation", "bicubic", "--labels", "names.txt",
+        ])
         XCTAssertTrue(r.stdout.contains("recorded:"), r.stdout)
         let m = try CNXReader.load(path: path("d.cnx")).metadata
         XCTAssertEqual(m[MetadataKey.classNames]?.stringsValue?.first, "digit 0")
@@ -267,12 +287,17 @@ final class CLIPreprocessingTests: CLIFolderTestCase {
         let report = try json(v.stdout)
         XCTAssertEqual(try XCTUnwrap(report["top1_accuracy"] as? Double), torchAccuracy, accuracy: 1e-9)
         let pre = try XCTUnwrap(report["preprocessing"] as? [String: Any])
-        XCTAssertEqual(pre["source"] as? [String: String], ["size": "d.cnx's input shape", "crop_pct": "d.cnx metadata",
-                                                             "interpolation": "d.cnx metadata", "mean": "d.cnx metadata", "std": "d.cnx metadata"])
+        XCTAssertEqual(
+            pre["source"] as? [String: String],
+            [
+                "size": "d.cnx's input shape", "crop_pct": "d.cnx metadata",
+                "interpolation": "d.cnx metadata", "mean": "d.cnx metadata", "std": "d.cnx metadata",
+            ])
         // Without the recorded settings: the defaults are named, with a warning.
         let plain = try ok(["validate", onnx, "--reference", onnx, "--data", images])
         XCTAssertTrue(plain.stderr.contains("warning:") && plain.stderr.contains("ImageNet's defaults"), plain.stderr)
-        XCTAssertTrue(plain.stdout.contains("mean, std from ImageNet's defaults") || plain.stdout.contains("from ImageNet's defaults"), plain.stdout)
+        XCTAssertTrue(
+            plain.stdout.contains("mean, std from ImageNet's defaults") || plain.stdout.contains("from ImageNet's defaults"), plain.stdout)
         // run names the source too, and the recorded class names.
         let run = try ok(["run", "d.cnx", digits.appendingPathComponent("test_png/3").path, "--top", "1"])
         XCTAssertTrue(run.stderr.contains("preprocessing:") && run.stderr.contains("d.cnx metadata"), run.stderr)
@@ -316,11 +341,13 @@ final class CLIRunImagesTests: CLIFolderTestCase {
         try ok([digits.appendingPathComponent("model.onnx").path, "d.cnx"])
         try Data("not an image".utf8).write(to: URL(fileURLWithPath: path("broken.png")))
         let count = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".png") }.count
-        let r = try runTool(["run", "d.cnx", folder, "broken.png", "\(folder)/00*.png", "missing.jpg", "--json", "--output", "all.npy"], in: dir)
+        let r = try runTool(
+            ["run", "d.cnx", folder, "broken.png", "\(folder)/00*.png", "missing.jpg", "--json", "--output", "all.npy"], in: dir)
         XCTAssertEqual(r.status, 1, r.stderr)
         let report = try json(r.stdout)
         let images = try XCTUnwrap(report["images"] as? [[String: Any]])
-        let globbed = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasPrefix("00") && $0.hasSuffix(".png") }.count
+        let globbed = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasPrefix("00") && $0.hasSuffix(".png") }
+            .count
         XCTAssertEqual(images.count, count + globbed + 2)
         XCTAssertEqual(report["failed"] as? Int, 2)
         XCTAssertEqual(images.filter { $0["error"] != nil }.compactMap { $0["file"] as? String }.sorted(), ["broken.png", "missing.jpg"])
@@ -363,8 +390,10 @@ final class CLIQuantizeProgressTests: CLIFolderTestCase {
         let n = 32, per = x.count / x.shape[0]
         try NPY.write(Tensor(floats: Array(x.floats.prefix(n * per)), shape: [n] + Array(x.shape.dropFirst())), path: path("val.npy"))
         try NPY.write(Tensor(int64s: Array(labels.int64s.prefix(n)), shape: [n]), path: path("val_labels.npy"))
-        let r = try ok(["quantize", "--int8", onnx, "q.cnx", "--calibration", digits.appendingPathComponent("calib.npy").path,
-                        "--max-drop", "1", "--validation", "val.npy", "--labels", "val_labels.npy"])
+        let r = try ok([
+            "quantize", "--int8", onnx, "q.cnx", "--calibration", digits.appendingPathComponent("calib.npy").path,
+            "--max-drop", "1", "--validation", "val.npy", "--labels", "val_labels.npy",
+        ])
         XCTAssertTrue(r.stderr.contains("--max-drop 1 is finer than one sample of the 32 validation samples (3.12 points each)"), r.stderr)
         // The head is float32 by default (one row per image: its range is not worth int8), so the
         // search starts from that one layer.
@@ -378,7 +407,8 @@ final class CLIQuantizeProgressTests: CLIFolderTestCase {
 final class CLIExampleTests: CLIFolderTestCase {
     func testREADMEExampleIsTheBuiltExampleAndRuns() throws {
         let readme = String(decoding: try Data(contentsOf: Fixtures.root.appendingPathComponent("README.md")), as: UTF8.self)
-        let example = String(decoding: try Data(contentsOf: Fixtures.root.appendingPathComponent("Examples/Classify/main.swift")), as: UTF8.self)
+        let example = String(
+            decoding: try Data(contentsOf: Fixtures.root.appendingPathComponent("Examples/Classify/main.swift")), as: UTF8.self)
         XCTAssertTrue(readme.contains("```swift\n" + example + "```"), "the README's Swift block is not Examples/Classify/main.swift")
         XCTAssertTrue(example.hasPrefix("import CNXKit\n") && !example.contains("import CNXRuntime"))
         for usage in ["convnext-convert validate MODEL", "convnext-convert run MODEL IMAGE", "--generate-completion-script"] {
@@ -387,7 +417,8 @@ final class CLIExampleTests: CLIFolderTestCase {
         let binary = Fixtures.tool.deletingLastPathComponent().appendingPathComponent("classify-example")
         XCTAssertTrue(FileManager.default.isExecutableFile(atPath: binary.path), binary.path)
         try ok([digits.appendingPathComponent("model.onnx").path, "model.cnx", "--mean", "0.3054", "--std", "0.376", "--crop-pct", "1"])
-        try FileManager.default.copyItem(at: digits.appendingPathComponent("test_png/3/0008.png"), to: dir.appendingPathComponent("photo.jpg"))
+        try FileManager.default.copyItem(
+            at: digits.appendingPathComponent("test_png/3/0008.png"), to: dir.appendingPathComponent("photo.jpg"))
         try FileManager.default.copyItem(at: digits.appendingPathComponent("test.npy"), to: dir.appendingPathComponent("batch.npy"))
         let process = Process()
         process.executableURL = binary
@@ -400,7 +431,7 @@ final class CLIExampleTests: CLIFolderTestCase {
         XCTAssertEqual(process.terminationStatus, 0)
         // The example's top class and probability are run's.
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        XCTAssertEqual(lines.count, 5, text)   // the variant (none recorded: empty), three classes, the end
+        XCTAssertEqual(lines.count, 5, text)  // the variant (none recorded: empty), three classes, the end
         let top = lines[1].split(separator: " ")
         let run = try ok(["run", "model.cnx", "photo.jpg", "--top", "1", "--json"])
         let best = try XCTUnwrap(((try json(run.stdout)["images"] as? [[String: Any]])?.first?["top"] as? [[String: Any]])?.first)

@@ -11,9 +11,11 @@ final class CLIQuantizeTests: XCTestCase {
     func testSensitivityKeepFloatAndMaxDrop() throws {
         let dir = try scratchDirectory()
         let out = dir.appendingPathComponent("d.int8.cnx").path
-        let r = try runTool(["quantize", "--int8", path("model.onnx"), out, "--calibration", path("calib.npy"),
-                             "--keep-float", "stages.3.blocks.1", "--sensitivity",
-                             "--max-drop", "0.5", "--validation", path("test.npy"), "--labels", path("test_labels.npy")])
+        let r = try runTool([
+            "quantize", "--int8", path("model.onnx"), out, "--calibration", path("calib.npy"),
+            "--keep-float", "stages.3.blocks.1", "--sensitivity",
+            "--max-drop", "0.5", "--validation", path("test.npy"), "--labels", path("test_labels.npy"),
+        ])
         XCTAssertEqual(r.status, 0, r.stderr)
         // Sensitivity: every int8 layer, worst (lowest SQNR) first.
         let lines = r.stdout.split(separator: "\n").map(String.init)
@@ -37,10 +39,12 @@ final class CLIQuantizeTests: XCTestCase {
     func testBadRequestsAreRefused() throws {
         let dir = try scratchDirectory()
         let out = dir.appendingPathComponent("x.cnx").path
-        for args in [["quantize", path("model.onnx"), out, "--calibration", path("calib.npy")],       // no --int8
-                     ["quantize", "--int8", path("model.onnx"), out],                                 // no calibration
-                     ["quantize", "--int8", path("model.onnx"), out, "--calibration", path("calib.npy"), "--method", "magic"],
-                     ["quantize", "--int8", path("model.onnx"), out, "--calibration", path("calib.npy"), "--keep-float", "stages.9.blocks.0"]] {
+        for args in [
+            ["quantize", path("model.onnx"), out, "--calibration", path("calib.npy")],  // no --int8
+            ["quantize", "--int8", path("model.onnx"), out],  // no calibration
+            ["quantize", "--int8", path("model.onnx"), out, "--calibration", path("calib.npy"), "--method", "magic"],
+            ["quantize", "--int8", path("model.onnx"), out, "--calibration", path("calib.npy"), "--keep-float", "stages.9.blocks.0"],
+        ] {
             let r = try runTool(args)
             XCTAssertNotEqual(r.status, 0, args.joined(separator: " "))
             XCTAssertFalse(FileManager.default.fileExists(atPath: out), args.joined(separator: " "))
@@ -54,15 +58,19 @@ final class CLIQuantizeImagesTests: XCTestCase {
         let digits = Fixtures.root.appendingPathComponent("Fixtures/digits")
         let dir = try scratchDirectory()
         let out = dir.appendingPathComponent("d.int8.cnx").path
-        let r = try runTool(["quantize", "--int8", digits.appendingPathComponent("model.onnx").path, out,
-                             "--calibration", digits.appendingPathComponent("test_png").path])
+        let r = try runTool([
+            "quantize", "--int8", digits.appendingPathComponent("model.onnx").path, out,
+            "--calibration", digits.appendingPathComponent("test_png").path,
+        ])
         XCTAssertEqual(r.status, 0, r.stderr)
         let file = try CNXReader.load(path: out)
         XCTAssertEqual(file.metadata["quantization.samples"], .int(360))
         XCTAssertTrue(file.graph.initializers.values.contains { $0.dtype == .int8 })
-        let v = try runTool(["validate", out, "--reference", digits.appendingPathComponent("model.onnx").path,
-                             "--data", digits.appendingPathComponent("test.npy").path,
-                             "--labels", digits.appendingPathComponent("test_labels.npy").path, "--max-drop", "1"])
+        let v = try runTool([
+            "validate", out, "--reference", digits.appendingPathComponent("model.onnx").path,
+            "--data", digits.appendingPathComponent("test.npy").path,
+            "--labels", digits.appendingPathComponent("test_labels.npy").path, "--max-drop", "1",
+        ])
         XCTAssertEqual(v.status, 0, v.stdout + v.stderr)
     }
 }

@@ -25,7 +25,8 @@ final class CLIRunTests: XCTestCase {
         for entry in try Fixtures.manifest() {
             let r = try runTool(["inspect", entry.model])
             XCTAssertEqual(r.status, 0, r.stderr)
-            XCTAssertTrue(r.stdout.contains("depths:   " + entry.depths.map(String.init).joined(separator: ", ")), "\(entry.name)\n\(r.stdout)")
+            XCTAssertTrue(
+                r.stdout.contains("depths:   " + entry.depths.map(String.init).joined(separator: ", ")), "\(entry.name)\n\(r.stdout)")
             XCTAssertTrue(r.stdout.contains("dims:     " + entry.dims.map(String.init).joined(separator: ", ")), entry.name)
             XCTAssertTrue(r.stdout.contains("classes:  \(entry.num_classes)"), "\(entry.name)\n\(r.stdout)")
             XCTAssertTrue(r.stdout.contains("opset:      \(entry.opset)"), "\(entry.name)\n\(r.stdout)")
@@ -79,7 +80,9 @@ final class CLIBadInputTests: XCTestCase {
         let out = dir.appendingPathComponent("y.npy").path
         let input = legacy.path(legacy.cases[0].input)
         for command in ["inspect", "run"] {
-            func args(_ model: String) -> [String] { command == "inspect" ? [command, model] : [command, model, "--input", input, "--output", out] }
+            func args(_ model: String) -> [String] {
+                command == "inspect" ? [command, model] : [command, model, "--input", input, "--output", out]
+            }
             try check(args(truncated), mentions: [truncated, "truncated", "byte"])
             try check(args(text), mentions: [text, "byte"])
             try check(args(lonely), mentions: [lonely, dir.appendingPathComponent("model.onnx.data").path])

@@ -70,12 +70,13 @@ final class AtomicWriteTests: XCTestCase {
     func testInvalidTensorFailsBeforeAFileExists() throws {
         var model = tinyModel()
         var t = Tensor(floats: [1, 2, 3, 4], shape: [4])
-        t.shape = [4, 1000]     // more than its storage holds
+        t.shape = [4, 1000]  // more than its storage holds
         model.graph.initializers["broken"] = t
         let path = dir.appendingPathComponent("model.cnx").path
         let e = cnxError("tensor larger than its storage") { try CNXWriter.write(model, to: path) }
-        XCTAssertTrue(e?.message.hasPrefix("\(path): tensor 'broken': shape [4, 1000] of float32 needs 16000 bytes") ?? false,
-                      e?.message ?? "")
+        XCTAssertTrue(
+            e?.message.hasPrefix("\(path): tensor 'broken': shape [4, 1000] of float32 needs 16000 bytes") ?? false,
+            e?.message ?? "")
         XCTAssertEqual(try contents(dir), [])
     }
 
@@ -95,9 +96,9 @@ final class AtomicWriteTests: XCTestCase {
     func withFileSizeLimit<T>(_ bytes: Int, _ body: () throws -> T) throws -> T {
         var old = rlimit()
         #if os(Linux)
-        let resource = __rlimit_resource_t(RLIMIT_FSIZE.rawValue)
+            let resource = __rlimit_resource_t(RLIMIT_FSIZE.rawValue)
         #else
-        let resource = RLIMIT_FSIZE
+            let resource = RLIMIT_FSIZE
         #endif
         guard getrlimit(resource, &old) == 0 else { throw XCTSkip("getrlimit failed") }
         var limited = old

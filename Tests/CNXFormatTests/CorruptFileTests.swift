@@ -158,7 +158,10 @@ final class CorruptFileTests: XCTestCase {
         try fixHeaderCRC(&bytes)
         let message = try XCTUnwrap(try load(bytes))
         let start = h.dataOffset + h.dataSize / 64 * 64 + 64
-        XCTAssertTrue(message.hasSuffix("model.cnx: tensor '\(t.name)': data at bytes \(start)..<\(start + t.range.count) runs past the end of the \(good.count)-byte file"), message)
+        XCTAssertTrue(
+            message.hasSuffix(
+                "model.cnx: tensor '\(t.name)': data at bytes \(start)..<\(start + t.range.count) runs past the end of the \(good.count)-byte file"
+            ), message)
     }
 
     func testMisalignedTensorOffsetIsRefused() throws {
@@ -172,7 +175,9 @@ final class CorruptFileTests: XCTestCase {
 
     func testHugeCountsAreRefusedBeforeAllocating() throws {
         let h = try FixedHeader(good)
-        for (offset, section) in [(h.metadata.offset, "metadata section"), (h.graph.offset, "graph section"), (h.tensors.offset, "tensor table")] {
+        for (offset, section) in [
+            (h.metadata.offset, "metadata section"), (h.graph.offset, "graph section"), (h.tensors.offset, "tensor table"),
+        ] {
             var bytes = good
             setU64(&bytes, at: offset, UInt64.max / 2)
             try fixHeaderCRC(&bytes)

@@ -12,12 +12,14 @@ final class FileLayoutTests: XCTestCase {
     func testTinyFixtureIsWhatTheWriterWrites() throws {
         let encoded = [UInt8](try CNXWriter.encode(tinyModel()))
         if ProcessInfo.processInfo.environment["CNX_REGENERATE_FIXTURES"] == "1" {
-            try FileManager.default.createDirectory(atPath: (tinyFixturePath as NSString).deletingLastPathComponent,
-                                                    withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: (tinyFixturePath as NSString).deletingLastPathComponent,
+                withIntermediateDirectories: true)
             try CNXWriter.write(tinyModel(), to: tinyFixturePath)
         }
-        XCTAssertTrue(encoded == (try readBytes(tinyFixturePath)),
-                      "the writer no longer produces Fixtures/cnx/tiny.cnx: a format change needs a new version and a regenerated fixture")
+        XCTAssertTrue(
+            encoded == (try readBytes(tinyFixturePath)),
+            "the writer no longer produces Fixtures/cnx/tiny.cnx: a format change needs a new version and a regenerated fixture")
     }
 
     func testTinyFixtureLoads() throws {

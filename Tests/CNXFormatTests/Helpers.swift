@@ -19,10 +19,12 @@ func tinyModel() -> CNXModel {
         inputs: [ValueInfo(name: "image", dtype: .float32, shape: [.symbol("batch"), .fixed(3), .fixed(8), .fixed(8)])],
         outputs: [ValueInfo(name: "logits", dtype: .float32, shape: [.symbol("batch"), .fixed(4)])],
         nodes: [
-            Node(name: "stem", op: .stem, inputs: ["image", "stem.weight", ""], outputs: ["features"],
-                 attributes: ["kernel": .int(4), "epsilon": .float(1e-6)]),
-            Node(name: "head", op: .head, inputs: ["features", "head.weight", "head.bias"], outputs: ["logits"],
-                 attributes: ["epsilon": .float(1e-6)]),
+            Node(
+                name: "stem", op: .stem, inputs: ["image", "stem.weight", ""], outputs: ["features"],
+                attributes: ["kernel": .int(4), "epsilon": .float(1e-6)]),
+            Node(
+                name: "head", op: .head, inputs: ["features", "head.weight", "head.bias"], outputs: ["logits"],
+                attributes: ["epsilon": .float(1e-6)]),
         ],
         initializers: [
             "stem.weight": Tensor(floats: ramp(48 * 2, start: -0.5, step: 0.01), shape: [48, 2]),
@@ -61,21 +63,27 @@ func everyKindModel() -> CNXModel {
     initializers["größe/ß"] = Tensor(int64s: [1, -2, Int64.max, Int64.min], shape: [2, 2])
     let graph = Graph(
         inputs: [
-            ValueInfo(name: "x", dtype: .float32, shape: [.symbol("batch"), .fixed(3), .symbol("height"), .symbolic(name: "width", num: 3, den: 32)]),
+            ValueInfo(
+                name: "x", dtype: .float32,
+                shape: [.symbol("batch"), .fixed(3), .symbol("height"), .symbolic(name: "width", num: 3, den: 32)]),
             ValueInfo(name: "unshaped", dtype: .int64, shape: nil),
             ValueInfo(name: "scalar_in", dtype: .float16, shape: []),
         ],
         outputs: [ValueInfo(name: "y", dtype: .float32, shape: [.unknown, .fixed(0), .fixed(Int(Int32.max) + 7)])],
         nodes: [
-            Node(name: "conv", op: .conv, inputs: ["x", "t.float32", ""], outputs: ["c"], attributes: [
-                "f": .float(-0.0), "nan": .float(.nan), "i": .int(Int.min), "s": .string("Grüße ✓"), "empty_s": .string(""),
-                "fs": .floats([1.5, -.infinity, .leastNonzeroMagnitude]), "is": .ints([0, -1, Int.max]),
-                "no_ints": .ints([]), "no_floats": .floats([]),
-                "t": .tensor(raw(.int64, [2], seed: 9)), "t16": .tensor(raw(.float16, [4, 1], seed: 3)),
-            ]),
-            Node(name: "", op: .block, inputs: ["c", "", "t.int8"], outputs: ["y", ""], attributes: [
-                "t": .tensor(Tensor(floats: [], shape: [0])),
-            ]),
+            Node(
+                name: "conv", op: .conv, inputs: ["x", "t.float32", ""], outputs: ["c"],
+                attributes: [
+                    "f": .float(-0.0), "nan": .float(.nan), "i": .int(Int.min), "s": .string("Grüße ✓"), "empty_s": .string(""),
+                    "fs": .floats([1.5, -.infinity, .leastNonzeroMagnitude]), "is": .ints([0, -1, Int.max]),
+                    "no_ints": .ints([]), "no_floats": .floats([]),
+                    "t": .tensor(raw(.int64, [2], seed: 9)), "t16": .tensor(raw(.float16, [4, 1], seed: 3)),
+                ]),
+            Node(
+                name: "", op: .block, inputs: ["c", "", "t.int8"], outputs: ["y", ""],
+                attributes: [
+                    "t": .tensor(Tensor(floats: [], shape: [0]))
+                ]),
             Node(name: "#2", op: .constantOfShape, inputs: ["t.int64"], outputs: ["z"]),
         ],
         initializers: initializers,
@@ -301,15 +309,17 @@ func tensorLocations(_ bytes: [UInt8]) throws -> [TensorLocation] {
     var result: [TensorLocation] = []
     for _ in 0..<count {
         let name = try r.string()
-        _ = try r.take(4 + 4)                       // flags, dtype
+        _ = try r.take(4 + 4)  // flags, dtype
         let rank = Int(try r.u32())
-        _ = try r.take(8 * rank + 24)               // shape, quantization
+        _ = try r.take(8 * rank + 24)  // shape, quantization
         let offsetField = r.at
         let offset = try r.int()
         let byteCount = try r.int()
-        _ = try r.u32()                             // crc32
-        result.append(TensorLocation(name: name, range: h.dataOffset + offset..<h.dataOffset + offset + byteCount,
-                                     offsetField: offsetField))
+        _ = try r.u32()  // crc32
+        result.append(
+            TensorLocation(
+                name: name, range: h.dataOffset + offset..<h.dataOffset + offset + byteCount,
+                offsetField: offsetField))
     }
     return result
 }

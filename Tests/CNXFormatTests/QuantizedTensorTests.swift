@@ -75,16 +75,18 @@ final class QuantizedTensorTests: XCTestCase {
         try refused(b, "tensor 'q'", "quantization axis 2")
         b = bytes; setU64(&b, at: record + 8, 99)
         try refused(b, "tensor 'q'", "refers to tensor 99")
-        b = bytes; setU64(&b, at: record + 8, 0)   // an initializer
+        b = bytes; setU64(&b, at: record + 8, 0)  // an initializer
         try refused(b, "tensor 'q'", "must be a float32 [3] tensor that is not an initializer")
-        b = bytes; setU64(&b, at: record + 16, scalesIndex)   // float32 zero points for an int8 tensor
+        b = bytes; setU64(&b, at: record + 16, scalesIndex)  // float32 zero points for an int8 tensor
         try refused(b, "tensor 'q'", "zero_points", "must be a int8 [3]")
         // A scale that is not positive: rewritten with its checksum, still refused.
         var m = model()
         m.graph.initializers["q"]?.quantization = Quantization(axis: 1, scales: [0.5, 1, 2])
         b = [UInt8](try CNXWriter.encode(m))
         let scales = try XCTUnwrap(try tensorLocations(b).first { $0.name == "q:scales" })
-        for (i, byte) in withUnsafeBytes(of: Float(-1).bitPattern.littleEndian, Array.init).enumerated() { b[scales.range.lowerBound + i] = byte }
+        for (i, byte) in withUnsafeBytes(of: Float(-1).bitPattern.littleEndian, Array.init).enumerated() {
+            b[scales.range.lowerBound + i] = byte
+        }
         let crc = referenceCRC32(b[scales.range])
         for i in 0..<4 { b[scales.offsetField + 16 + i] = UInt8(truncatingIfNeeded: crc >> (8 * UInt32(i))) }
         try refused(b, "tensor 'q'", "'q:scales'", "must be positive and finite")

@@ -119,13 +119,15 @@ struct SpecDocument {
             quantizationKinds[UInt8(try code(row, "code"))] = try name(row, "kind")
         }
         for row in try table("ONNX operators", columns: ["op type", "inputs", "attributes"]) {
-            onnxOps[try name(row, "op type")] = ONNXOp(inputs: try Self.inputRange(row["inputs"] ?? ""),
-                                                       attributes: Set(Markdown.codeSpans(row["attributes"] ?? "")))
+            onnxOps[try name(row, "op type")] = ONNXOp(
+                inputs: try Self.inputRange(row["inputs"] ?? ""),
+                attributes: Set(Markdown.codeSpans(row["attributes"] ?? "")))
         }
         for s in sections where s.level == 3 {
             guard let op = Markdown.codeSpans(s.title).first, op.hasPrefix("cnx.") else { continue }
             guard let inputs = s.tables.first(where: { $0.header.contains("slot") }),
-                  let attributes = s.tables.first(where: { $0.header.contains("attribute") }) else {
+                let attributes = s.tables.first(where: { $0.header.contains("attribute") })
+            else {
                 throw ParseError(description: "section '\(s.title)' lacks its input or attribute table")
             }
             var fused = FusedOp(slots: [], attributes: [:])
@@ -141,7 +143,9 @@ struct SpecDocument {
         }
         for row in try table("Attributes added after 1.0", columns: ["op type", "attribute", "type", "required"]) {
             let op = try name(row, "op type")
-            guard fusedOps[op] != nil else { throw ParseError(description: "'Attributes added after 1.0' names an unknown operation \(op)") }
+            guard fusedOps[op] != nil else {
+                throw ParseError(description: "'Attributes added after 1.0' names an unknown operation \(op)")
+            }
             fusedOps[op]!.attributes[try name(row, "attribute")] = try Self.attributeSpec(row)
         }
     }

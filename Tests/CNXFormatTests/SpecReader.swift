@@ -124,7 +124,9 @@ struct SpecReader {
         var h = Cursor(bytes: bytes, at: 0, end: 96, section: "fixed header")
         if Array(try h.take(4, "magic")) != [0x43, 0x4E, 0x58, 0x00] { problem("fixed header: the magic is not CNX\\0") }
         let major = try h.u16("version_major"), minor = try h.u16("version_minor")
-        if (major, minor) != spec.version { problem("fixed header: version \(major).\(minor), the document describes \(spec.version.major).\(spec.version.minor)") }
+        if (major, minor) != spec.version {
+            problem("fixed header: version \(major).\(minor), the document describes \(spec.version.major).\(spec.version.minor)")
+        }
         let storedCRC = try h.u32("header_crc32")
         if try h.u32("flags") != 0 { problem("fixed header: flags are not 0") }
         var sections: [(name: String, offset: Int, size: Int)] = []
@@ -138,7 +140,9 @@ struct SpecReader {
         // Writers place the sections back to back after the fixed header, then pad to 64.
         var expected = 96
         for s in sections {
-            if s.offset != expected { problem("fixed header: the \(s.name) section starts at byte \(s.offset), not \(expected) where the one before ends") }
+            if s.offset != expected {
+                problem("fixed header: the \(s.name) section starts at byte \(s.offset), not \(expected) where the one before ends")
+            }
             expected = s.offset &+ s.size
         }
         guard dataOffset <= bytes.count, dataSize == bytes.count - dataOffset else {
@@ -200,7 +204,9 @@ struct SpecReader {
             }
             seen.insert("metadata \(key)")
             if let documented = spec.metadataKeys[key] {
-                if !documented.components(separatedBy: " or ").contains(type) { problem("metadata: '\(key)' is a \(type), the document says \(documented)") }
+                if !documented.components(separatedBy: " or ").contains(type) {
+                    problem("metadata: '\(key)' is a \(type), the document says \(documented)")
+                }
             } else {
                 problem("metadata: key '\(key)' is not documented")
             }
@@ -230,7 +236,8 @@ struct SpecReader {
             case "unknown":
                 break
             default:
-                throw Stop(message: "graph: \(what) '\(name)' dim \(axis) has kind \(kindCode) at byte \(at), which the document does not list")
+                throw Stop(
+                    message: "graph: \(what) '\(name)' dim \(axis) has kind \(kindCode) at byte \(at), which the document does not list")
             }
         }
     }
@@ -258,7 +265,10 @@ struct SpecReader {
                 let at = c.at
                 let code = try c.u8("attribute '\(attribute)' type")
                 guard let type = spec.attributeTypes[code] else {
-                    throw Stop(message: "graph: node '\(name)' attribute '\(attribute)' has type code \(code) at byte \(at), which the document does not list")
+                    throw Stop(
+                        message:
+                            "graph: node '\(name)' attribute '\(attribute)' has type code \(code) at byte \(at), which the document does not list"
+                    )
                 }
                 var tensor: Int?, int: Int64?, float: Float?
                 switch type {
@@ -307,8 +317,12 @@ struct SpecReader {
                 var r = LittleEndianBytes(bytes: record, at: 4)
                 let axis = Int(Int32(bitPattern: try r.u32()))
                 let scales = try r.u64(), zeros = try r.u64()
-                if !(0..<rank).contains(axis) { problem("tensor '\(name)': quantization axis \(axis) is not an axis of its shape \(shape)") }
-                if dtype?.name != "int8" && dtype?.name != "uint8" { problem("tensor '\(name)': quantization kind 1 on a \(dtype?.name ?? "?") tensor") }
+                if !(0..<rank).contains(axis) {
+                    problem("tensor '\(name)': quantization axis \(axis) is not an axis of its shape \(shape)")
+                }
+                if dtype?.name != "int8" && dtype?.name != "uint8" {
+                    problem("tensor '\(name)': quantization kind 1 on a \(dtype?.name ?? "?") tensor")
+                }
                 quantization = (axis, Int(clamping: scales), zeros == UInt64.max ? nil : Int(clamping: zeros))
                 seen.insert("quantization per channel")
             case let kind?:
@@ -326,13 +340,17 @@ struct SpecReader {
                     problem("tensor '\(name)': byte_count \(byteCount) is not \(shape) x \(dtype.size) bytes of \(dtype.name)")
                 }
             }
-            entries.append(Entry(name: name, initializer: flags & 1 != 0, dtype: dtype?.name, shape: shape, offset: offset,
-                                 byteCount: byteCount, crc: crc, dataOffsetField: offsetField, quantization: quantization))
+            entries.append(
+                Entry(
+                    name: name, initializer: flags & 1 != 0, dtype: dtype?.name, shape: shape, offset: offset,
+                    byteCount: byteCount, crc: crc, dataOffsetField: offsetField, quantization: quantization))
         }
         checkQuantizationTensors()
         // Initializers first, sorted by name; then attribute tensors.
         let initializers = entries.prefix { $0.initializer }
-        if entries.dropFirst(initializers.count).contains(where: \.initializer) { problem("tensor table: an initializer follows an attribute tensor") }
+        if entries.dropFirst(initializers.count).contains(where: \.initializer) {
+            problem("tensor table: an initializer follows an attribute tensor")
+        }
         if !Self.sortedUnique(initializers.map(\.name)) { problem("tensor table: initializers are not sorted by name and unique") }
     }
 
@@ -348,16 +366,24 @@ struct SpecReader {
             for (index, suffix, dtype) in [(q.scales, "scales", "float32"), (q.zeroPoints, "zero_points", e.dtype ?? "?")] {
                 guard let index else { continue }
                 quantizationTensors.append(index)
-                guard index < entries.count else { problem("tensor '\(e.name)': quantization \(suffix) refers to tensor \(index) of \(entries.count)"); continue }
+                guard index < entries.count else {
+                    problem("tensor '\(e.name)': quantization \(suffix) refers to tensor \(index) of \(entries.count)"); continue
+                }
                 let t = entries[index]
-                if t.initializer || t.quantization != nil || t.name != "\(e.name):\(suffix)" || t.dtype != dtype || t.shape != [channels] || index <= i {
-                    problem("tensor '\(e.name)': its quantization \(suffix) is '\(t.name)' (\(t.dtype ?? "?") \(t.shape)), not a \(dtype) [\(channels)] tensor '\(e.name):\(suffix)' after it")
+                if t.initializer || t.quantization != nil || t.name != "\(e.name):\(suffix)" || t.dtype != dtype || t.shape != [channels]
+                    || index <= i
+                {
+                    problem(
+                        "tensor '\(e.name)': its quantization \(suffix) is '\(t.name)' (\(t.dtype ?? "?") \(t.shape)), not a \(dtype) [\(channels)] tensor '\(e.name):\(suffix)' after it"
+                    )
                 }
             }
         }
         let expected = Array(entries.count - quantizationTensors.count..<entries.count)
         if quantizationTensors != expected {
-            problem("tensor table: quantization tensors \(quantizationTensors) are not the last entries, in the order of the tensors they belong to")
+            problem(
+                "tensor table: quantization tensors \(quantizationTensors) are not the last entries, in the order of the tensors they belong to"
+            )
         }
     }
 
@@ -375,7 +401,9 @@ struct SpecReader {
         for e in entries {
             let expected = (end + 63) / 64 * 64
             guard e.offset == expected else {
-                problem("tensor '\(e.name)': offset \(e.offset) (field at byte \(e.dataOffsetField)) is not \(expected), the first multiple of 64 after the tensor before")
+                problem(
+                    "tensor '\(e.name)': offset \(e.offset) (field at byte \(e.dataOffsetField)) is not \(expected), the first multiple of 64 after the tensor before"
+                )
                 return
             }
             guard e.byteCount <= dataSize - e.offset else {
@@ -407,13 +435,19 @@ struct SpecReader {
             for a in node.attributes {
                 guard let index = a.tensor else { continue }
                 attributeTensors.append(index)
-                guard index < entries.count else { problem("\(label): attribute '\(a.name)' refers to tensor \(index) of \(entries.count)"); continue }
+                guard index < entries.count else {
+                    problem("\(label): attribute '\(a.name)' refers to tensor \(index) of \(entries.count)"); continue
+                }
                 if entries[index].initializer || entries[index].name != "\(node.name):\(a.name)" {
-                    problem("\(label): attribute '\(a.name)' refers to tensor '\(entries[index].name)', not an attribute tensor named '\(node.name):\(a.name)'")
+                    problem(
+                        "\(label): attribute '\(a.name)' refers to tensor '\(entries[index].name)', not an attribute tensor named '\(node.name):\(a.name)'"
+                    )
                 }
             }
             if let onnx = spec.onnxOps[node.op] {
-                if !onnx.inputs.contains(node.inputs.count) { problem("\(label): \(node.inputs.count) inputs, the document says \(onnx.inputs)") }
+                if !onnx.inputs.contains(node.inputs.count) {
+                    problem("\(label): \(node.inputs.count) inputs, the document says \(onnx.inputs)")
+                }
                 for a in node.attributes where !onnx.attributes.contains(a.name) {
                     problem("\(label): attribute '\(a.name)' is not documented for \(node.op)")
                 }
@@ -425,7 +459,9 @@ struct SpecReader {
         }
         // Attribute tensors: each entry after the initializers, once, in the order the graph meets them.
         let expected = Array(entries.indices.filter { !entries[$0].initializer && !quantizationTensors.contains($0) })
-        if attributeTensors != expected { problem("tensor table: attribute tensors \(expected) are not those the graph refers to, in order (\(attributeTensors))") }
+        if attributeTensors != expected {
+            problem("tensor table: attribute tensors \(expected) are not those the graph refers to, in order (\(attributeTensors))")
+        }
     }
 
     private mutating func checkFused(_ node: NodeRecord, _ op: SpecDocument.FusedOp, label: String, initializers: [String: Int]) {
@@ -443,7 +479,8 @@ struct SpecReader {
             slotDType[slot.name] = e.dtype
             slotShape[slot.name] = e.shape
             if let dtype = e.dtype, !slot.dtypes.contains(dtype) {
-                problem("\(label): input \(i) (\(slot.name)) is \(dtype), the document allows \(slot.dtypes.sorted().joined(separator: ", "))")
+                problem(
+                    "\(label): input \(i) (\(slot.name)) is \(dtype), the document allows \(slot.dtypes.sorted().joined(separator: ", "))")
             }
         }
         let present = Dictionary(node.attributes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
@@ -474,8 +511,12 @@ struct SpecReader {
         for (i, slot) in op.slots.enumerated() where slotDType[slot.name] == "int8" {
             guard let index = initializers[node.inputs[i]] else { continue }
             let e = entries[index]
-            guard let q = e.quantization else { problem("\(label): int8 input \(i) (\(slot.name)) has no quantization in the tensor table"); continue }
-            if q.axis != 1 || q.zeroPoints != nil { problem("\(label): int8 input \(i) (\(slot.name)) is not quantized symmetrically along axis 1") }
+            guard let q = e.quantization else {
+                problem("\(label): int8 input \(i) (\(slot.name)) has no quantization in the tensor table"); continue
+            }
+            if q.axis != 1 || q.zeroPoints != nil {
+                problem("\(label): int8 input \(i) (\(slot.name)) is not quantized symmetrically along axis 1")
+            }
             if q.scales < entries.count, !floats(q.scales).allSatisfy({ $0 > 0 && $0.isFinite }) {
                 problem("\(label): the scales of int8 input \(i) (\(slot.name)) are not all positive and finite")
             }
@@ -485,6 +526,8 @@ struct SpecReader {
     /// The value ranges the document's "int8 layers" section gives.
     private mutating func checkInt8(_ a: AttributeRecord, weight: [Int64], label: String) {
         if a.name.hasSuffix("_zero"), let v = a.int, !(0...255).contains(v) { problem("\(label): \(a.name) \(v) is outside 0..255") }
-        if a.name.hasSuffix("_scale"), let v = a.float, !(v > 0 && v.isFinite) { problem("\(label): \(a.name) \(v) is not positive and finite") }
+        if a.name.hasSuffix("_scale"), let v = a.float, !(v > 0 && v.isFinite) {
+            problem("\(label): \(a.name) \(v) is not positive and finite")
+        }
     }
 }

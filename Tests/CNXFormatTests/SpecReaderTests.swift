@@ -55,7 +55,7 @@ final class SpecReaderTests: XCTestCase {
         try convert("digits-float32", digits.appendingPathComponent("model.onnx"))
         try convert("digits-int8", digits.appendingPathComponent("model.onnx")) {
             var q = Quantizer.Options()
-            q.quantizeHead = true   // float32 by default; int8 here so that the head's int8 attributes are walked too
+            q.quantizeHead = true  // float32 by default; int8 here so that the head's int8 attributes are walked too
             $0.int8 = (calibration, q)
         }
         try convert("digits-features", digits.appendingPathComponent("model.onnx")) { $0.features = [0, 1, 2, 3] }
@@ -99,11 +99,14 @@ final class SpecReaderTests: XCTestCase {
         XCTAssertEqual(spec.dimKinds.count, 3)
         XCTAssertEqual(Set(spec.dtypes.values.map(\.name)), Set(DType.allCases.map(\.name)), "the element types are the project's DType")
         for t in DType.allCases { XCTAssertEqual(spec.dtypes[t.rawValue]?.size, t.size, t.name) }
-        XCTAssertEqual(Set(spec.fusedOps.keys), Set(OpType.allCases.filter(\.isFused).map(\.rawValue)), "every fused operation has a section")
-        XCTAssertEqual(Set(spec.onnxOps.keys).union(["Constant"]), Set(OpType.allCases.filter { !$0.isFused }.map(\.rawValue)),
-                       "every ONNX operator the graph can hold is listed (Constant is never written)")
-        XCTAssertEqual(spec.fusedOps["cnx.Block"]?.slots.map(\.name),
-                       ["X", "dw_weight", "dw_bias", "W1", "B1", "W2", "B2", "grn_gamma", "grn_beta"])
+        XCTAssertEqual(
+            Set(spec.fusedOps.keys), Set(OpType.allCases.filter(\.isFused).map(\.rawValue)), "every fused operation has a section")
+        XCTAssertEqual(
+            Set(spec.onnxOps.keys).union(["Constant"]), Set(OpType.allCases.filter { !$0.isFused }.map(\.rawValue)),
+            "every ONNX operator the graph can hold is listed (Constant is never written)")
+        XCTAssertEqual(
+            spec.fusedOps["cnx.Block"]?.slots.map(\.name),
+            ["X", "dw_weight", "dw_bias", "W1", "B1", "W2", "B2", "grn_gamma", "grn_beta"])
         XCTAssertEqual(spec.fusedOps["cnx.Block"]?.attributes["a2_scale"]?.requirement, .whenInt8(slot: "W2"))
         XCTAssertNil(spec.fusedOps["cnx.Block"]?.attributes["w2_scales"], "since 1.2 the weight scales are in the tensor table")
         XCTAssertEqual(Set(spec.quantizationKinds.values), ["none", "per channel"])
@@ -150,13 +153,16 @@ final class SpecReaderTests: XCTestCase {
         for (name, dtype) in [("digits-bf16", DType.bfloat16), ("digits-fp16", .float16)] {
             try assertDocumented(name)
             let model = try CNXReader.load(path: Self.files().directory.appendingPathComponent("\(name).cnx").path)
-            XCTAssertEqual(model.graph.initializers[try XCTUnwrap(model.graph.nodes.first { $0.op == .block }).inputs[3]]?.dtype, dtype, name)
+            XCTAssertEqual(
+                model.graph.initializers[try XCTUnwrap(model.graph.nodes.first { $0.op == .block }).inputs[3]]?.dtype, dtype, name)
             XCTAssertNotNil(model.metadata["quantization.\(dtype.name)_layers"], name)
         }
     }
 
     func testCheckpointFileIsDocumented() throws {
-        for name in ["timm-hub", "transformers-384", "transformers-backbone", "transformers-sharded", "timm-mlp-head"] { try assertDocumented(name) }
+        for name in ["timm-hub", "transformers-384", "transformers-backbone", "transformers-sharded", "timm-mlp-head"] {
+            try assertDocumented(name)
+        }
     }
 
     func testUnfusedGraphsAreDocumented() throws {
@@ -177,7 +183,10 @@ final class SpecReaderTests: XCTestCase {
         for (op, layers) in [("cnx.Block", [1, 2]), ("cnx.Downsample", [1]), ("cnx.Head", [1])] {
             for l in layers { expected.formUnion(["a\(l)_scale", "a\(l)_zero"].map { "attribute \(op).\($0)" }) }
         }
-        expected.formUnion(["quantization per channel", "attribute cnx.Block.grn_epsilon", "attribute cnx.Stem.kernel", "dtype float32", "dtype int8", "dtype int64", "dtype bfloat16", "dtype float16"])
+        expected.formUnion([
+            "quantization per channel", "attribute cnx.Block.grn_epsilon", "attribute cnx.Stem.kernel", "dtype float32", "dtype int8",
+            "dtype int64", "dtype bfloat16", "dtype float16",
+        ])
         expected.formUnion(["format", "source", "producer", "opset", "naming_scheme"].map { "property \($0)" })
         XCTAssertEqual(expected.subtracting(seen).sorted(), [], "documented names no written file holds")
         print("spec reader: the written files hold \(seen.count) distinct names: \(seen.sorted().joined(separator: ", "))")
@@ -201,7 +210,8 @@ final class SpecReaderTests: XCTestCase {
     }
 
     func assertReported(_ problems: [String], _ needle: String, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertTrue(problems.contains { $0.contains(needle) }, "expected a problem mentioning \(needle), got \(problems)", file: file, line: line)
+        XCTAssertTrue(
+            problems.contains { $0.contains(needle) }, "expected a problem mentioning \(needle), got \(problems)", file: file, line: line)
     }
 
     func testAnUnchangedRewriteHasNoProblems() throws {
@@ -231,7 +241,8 @@ final class SpecReaderTests: XCTestCase {
         assertReported(p, "int8 input 3 (W1) has no quantization in the tensor table")
         p = try problems(editing: { m in
             let w = m.graph.initializers[firstBlockWeight(m)]!
-            m.graph.initializers[firstBlockWeight(m)]?.quantization = Quantization(axis: 0, scales: [Float](repeating: 1, count: w.shape[0]))
+            m.graph.initializers[firstBlockWeight(m)]?.quantization = Quantization(
+                axis: 0, scales: [Float](repeating: 1, count: w.shape[0]))
         })
         assertReported(p, "int8 input 3 (W1) is not quantized symmetrically along axis 1")
         p = try problems(editingFirst: .block) { $0.attributes["w1_scales"] = .tensor(Tensor(floats: [1], shape: [1])) }
@@ -332,7 +343,7 @@ final class SpecReaderTests: XCTestCase {
         var r = LittleEndianBytes(bytes: original, at: header.tensors.offset + 8)
         _ = try r.string()
         let dtypeField = r.at + 4
-        dtype[dtypeField] = 4     // ONNX's uint16, which the format does not have
+        dtype[dtypeField] = 4  // ONNX's uint16, which the format does not have
         try fixHeaderCRC(&dtype)
         assertReported(SpecReader(spec: spec, bytes: dtype).problems, "element type 4 is not documented")
 

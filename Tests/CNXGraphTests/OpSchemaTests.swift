@@ -8,9 +8,10 @@ final class OpSchemaTests: XCTestCase {
 
     /// A graph of one node reading graph input `x` [1, 4, 4, 3] (NHWC) and the given constants.
     private func graph(_ node: Node, _ constants: [String: Tensor], input: [Int] = [1, 4, 4, 3]) -> Graph {
-        Graph(inputs: [ValueInfo(name: "x", dtype: .float32, shape: input.map { .fixed($0) })],
-              outputs: [ValueInfo(name: node.outputs.first ?? "y", dtype: .float32, shape: nil)],
-              nodes: [node], initializers: constants)
+        Graph(
+            inputs: [ValueInfo(name: "x", dtype: .float32, shape: input.map { .fixed($0) })],
+            outputs: [ValueInfo(name: node.outputs.first ?? "y", dtype: .float32, shape: nil)],
+            nodes: [node], initializers: constants)
     }
 
     private func assertRefused(_ g: Graph, _ fragments: String..., file: StaticString = #filePath, line: UInt = #line) {
@@ -22,8 +23,10 @@ final class OpSchemaTests: XCTestCase {
 
     private var downsampleConstants: [String: Tensor] { ["w": tensor([12, 5]), "b": tensor([5])] }
 
-    private func downsample(_ inputs: [String] = ["x", "w", "b"], _ attributes: [String: Attribute] = ["kernel": .int(2)],
-                            outputs: [String] = ["y"]) -> Node {
+    private func downsample(
+        _ inputs: [String] = ["x", "w", "b"], _ attributes: [String: Attribute] = ["kernel": .int(2)],
+        outputs: [String] = ["y"]
+    ) -> Node {
         Node(name: "stages.1.downsample", op: .downsample, inputs: inputs, outputs: outputs, attributes: attributes)
     }
 
@@ -33,7 +36,8 @@ final class OpSchemaTests: XCTestCase {
     }
 
     func testWrongArityNamesNodeAndOp() {
-        assertRefused(graph(downsample(["x", "w"]), downsampleConstants), "cnx.Downsample node 'stages.1.downsample'", "has 2 inputs", "takes 3 to 5")
+        assertRefused(
+            graph(downsample(["x", "w"]), downsampleConstants), "cnx.Downsample node 'stages.1.downsample'", "has 2 inputs", "takes 3 to 5")
         let add = Node(name: "adder", op: .add, inputs: ["x", "x", "x"], outputs: ["y"])
         assertRefused(graph(add, [:]), "Add node 'adder'", "has 3 inputs", "takes 2 (A, B)")
     }
@@ -43,15 +47,17 @@ final class OpSchemaTests: XCTestCase {
     }
 
     func testAnAttributeOfTheWrongKindIsRefused() {
-        assertRefused(graph(downsample(["x", "w", "b"], ["kernel": .string("2")]), downsampleConstants),
-                      "cnx.Downsample node 'stages.1.downsample'", "'kernel' is string", "takes int")
+        assertRefused(
+            graph(downsample(["x", "w", "b"], ["kernel": .string("2")]), downsampleConstants),
+            "cnx.Downsample node 'stages.1.downsample'", "'kernel' is string", "takes int")
         let t = Node(name: "to_nhwc", op: .transpose, inputs: ["x"], outputs: ["y"], attributes: ["perm": .floats([0, 2, 3, 1])])
         assertRefused(graph(t, [:]), "Transpose node 'to_nhwc'", "'perm' is floats")
     }
 
     func testAnUnknownAttributeOfAFusedOpIsRefused() {
-        assertRefused(graph(downsample(["x", "w", "b"], ["kernel": .int(2), "kernal": .int(2)]), downsampleConstants),
-                      "cnx.Downsample node 'stages.1.downsample'", "'kernal'")
+        assertRefused(
+            graph(downsample(["x", "w", "b"], ["kernel": .int(2), "kernal": .int(2)]), downsampleConstants),
+            "cnx.Downsample node 'stages.1.downsample'", "'kernal'")
     }
 
     /// ONNX operators may carry attributes of other opsets: those the project does not read pass.
@@ -61,13 +67,15 @@ final class OpSchemaTests: XCTestCase {
     }
 
     func testAMissingRequiredAttributeIsRefused() {
-        assertRefused(graph(downsample(["x", "w", "b"], [:]), downsampleConstants), "cnx.Downsample node 'stages.1.downsample'", "'kernel'")
+        assertRefused(
+            graph(downsample(["x", "w", "b"], [:]), downsampleConstants), "cnx.Downsample node 'stages.1.downsample'", "'kernel'")
         let cast = Node(name: "c", op: .cast, inputs: ["x"], outputs: ["y"])
         assertRefused(graph(cast, [:]), "Cast node 'c'", "'to'")
     }
 
     func testTooManyOutputsAreRefused() {
-        assertRefused(graph(downsample(outputs: ["y", "z"]), downsampleConstants), "cnx.Downsample node 'stages.1.downsample'", "2 outputs")
+        assertRefused(
+            graph(downsample(outputs: ["y", "z"]), downsampleConstants), "cnx.Downsample node 'stages.1.downsample'", "2 outputs")
     }
 
     /// An int8 layer needs its quantization attributes; an int8 tensor only goes where the
@@ -76,8 +84,12 @@ final class OpSchemaTests: XCTestCase {
         var constants = downsampleConstants
         constants["w"] = tensor([12, 5], .int8)
         assertRefused(graph(downsample(), constants), "cnx.Downsample node 'stages.1.downsample'", "'W' is int8", "a1_scale")
-        let quantized = downsample(["x", "w", "b"], ["kernel": .int(2), "a1_scale": .float(0.1), "a1_zero": .int(128),
-                                                     "w1_scales": .tensor(Tensor(floats: [1, 1, 1, 1, 1], shape: [5]))])
+        let quantized = downsample(
+            ["x", "w", "b"],
+            [
+                "kernel": .int(2), "a1_scale": .float(0.1), "a1_zero": .int(128),
+                "w1_scales": .tensor(Tensor(floats: [1, 1, 1, 1, 1], shape: [5])),
+            ])
         XCTAssertNoThrow(try Verifier.verify(graph(quantized, constants)))
         constants["b"] = tensor([5], .int8)
         assertRefused(graph(quantized, constants), "cnx.Downsample node 'stages.1.downsample'", "input 2 (B) is int8")
@@ -120,7 +132,13 @@ final class OpSchemaSpecTests: XCTestCase {
             let op = try XCTUnwrap(OpType(rawValue: c[0]), "the spec lists \(c[0]), which the table lacks")
             let arity = op.schema.arity
             let expected: String
-            if arity.upperBound == Int.max { expected = "\(arity.lowerBound) or more" } else if arity.lowerBound == arity.upperBound { expected = "\(arity.lowerBound)" } else { expected = "\(arity.lowerBound)-\(arity.upperBound)" }
+            if arity.upperBound == Int.max {
+                expected = "\(arity.lowerBound) or more"
+            } else if arity.lowerBound == arity.upperBound {
+                expected = "\(arity.lowerBound)"
+            } else {
+                expected = "\(arity.lowerBound)-\(arity.upperBound)"
+            }
             XCTAssertEqual(c[1], expected, c[0])
             let attributes = c[2] == "none" ? [] : c[2].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             for a in attributes { XCTAssertNotNil(op.schema.attribute(a), "\(c[0]): the spec lists attribute '\(a)', the schema does not") }

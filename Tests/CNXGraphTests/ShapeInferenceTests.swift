@@ -35,9 +35,10 @@ final class ShapeInferenceTests: XCTestCase {
 
     func testVerifierNamesTheNodeThatReadsAnUndefinedValue() throws {
         let x = ValueInfo(name: "x", dtype: .float32, shape: [.fixed(1), .fixed(4)])
-        let graph = Graph(inputs: [x], outputs: [ValueInfo(name: "y", dtype: .float32, shape: nil)],
-                          nodes: [Node(name: "adder", op: .add, inputs: ["x", "ghost"], outputs: ["y"])],
-                          initializers: [:])
+        let graph = Graph(
+            inputs: [x], outputs: [ValueInfo(name: "y", dtype: .float32, shape: nil)],
+            nodes: [Node(name: "adder", op: .add, inputs: ["x", "ghost"], outputs: ["y"])],
+            initializers: [:])
         XCTAssertThrowsError(try Verifier.verify(graph)) { error in
             XCTAssertTrue("\(error)".contains("adder") && "\(error)".contains("ghost"), "\(error)")
         }
@@ -45,9 +46,10 @@ final class ShapeInferenceTests: XCTestCase {
 
     func testVerifierRejectsInconsistentShapes() throws {
         let x = ValueInfo(name: "x", dtype: .float32, shape: [.fixed(2), .fixed(3)])
-        let graph = Graph(inputs: [x], outputs: [ValueInfo(name: "y", dtype: .float32, shape: nil)],
-                          nodes: [Node(name: "mm", op: .matMul, inputs: ["x", "w"], outputs: ["y"])],
-                          initializers: ["w": Tensor(zeros: .float32, shape: [4, 5])])
+        let graph = Graph(
+            inputs: [x], outputs: [ValueInfo(name: "y", dtype: .float32, shape: nil)],
+            nodes: [Node(name: "mm", op: .matMul, inputs: ["x", "w"], outputs: ["y"])],
+            initializers: ["w": Tensor(zeros: .float32, shape: [4, 5])])
         XCTAssertThrowsError(try Verifier.verify(graph)) { error in
             XCTAssertTrue("\(error)".contains("mm"), "\(error)")
         }

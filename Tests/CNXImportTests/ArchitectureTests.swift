@@ -27,8 +27,10 @@ final class ArchitectureTests: XCTestCase {
     /// The checkpoint reader's graphs too: test_convnext3's layout from a bare file and a hub
     /// folder, and the headless V2.
     func testCheckpointGraphsAreRecognised() throws {
-        for (name, form) in [("timm_silu_kernels", "hub"), ("timm_silu_kernels", "model.safetensors"), ("v2_headless", "hub"),
-                             ("timm_mlp_head", "hub"), ("hf_convnext", "hf")] {
+        for (name, form) in [
+            ("timm_silu_kernels", "hub"), ("timm_silu_kernels", "model.safetensors"), ("v2_headless", "hub"),
+            ("timm_mlp_head", "hub"), ("hf_convnext", "hf"),
+        ] {
             let e = try Families.entry(name)
             let flags = e.forms.first { $0.path == form }?.flags ?? [:]
             let graph = try ModelLoader.load(e.path(form), options: try Families.options(flags)).graph
@@ -45,16 +47,22 @@ final class ArchitectureTests: XCTestCase {
     func testNearMissConvolutionsAreNotBlocks() throws {
         func w(_ shape: [Int]) -> Tensor { Tensor(zeros: .float32, shape: shape) }
         let conv = { (name: String, x: String, y: String, group: Int, strides: [Int], pads: Int) in
-            Node(name: name, op: .conv, inputs: [x, "\(name).w"], outputs: [y],
-                 attributes: ["group": .int(group), "strides": .ints(strides), "pads": .ints([pads, pads, pads, pads])])
+            Node(
+                name: name, op: .conv, inputs: [x, "\(name).w"], outputs: [y],
+                attributes: ["group": .int(group), "strides": .ints(strides), "pads": .ints([pads, pads, pads, pads])])
         }
-        let graph = Graph(inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.fixed(1), .fixed(3), .fixed(32), .fixed(32)])],
-                          outputs: [ValueInfo(name: "y", dtype: .float32, shape: nil)],
-                          nodes: [conv("stem", "x", "a", 1, [4, 4], 0), conv("dw", "a", "b", 8, [1, 1], 2),
-                                  conv("dw_s2", "b", "c", 8, [2, 2], 1), conv("dw_even", "c", "d", 8, [1, 1], 1),
-                                  conv("grouped", "d", "y", 4, [1, 1], 1)],
-                          initializers: ["stem.w": w([8, 3, 4, 4]), "dw.w": w([8, 1, 5, 5]), "dw_s2.w": w([8, 1, 3, 3]),
-                                         "dw_even.w": w([8, 1, 2, 2]), "grouped.w": w([8, 2, 3, 3])])
+        let graph = Graph(
+            inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.fixed(1), .fixed(3), .fixed(32), .fixed(32)])],
+            outputs: [ValueInfo(name: "y", dtype: .float32, shape: nil)],
+            nodes: [
+                conv("stem", "x", "a", 1, [4, 4], 0), conv("dw", "a", "b", 8, [1, 1], 2),
+                conv("dw_s2", "b", "c", 8, [2, 2], 1), conv("dw_even", "c", "d", 8, [1, 1], 1),
+                conv("grouped", "d", "y", 4, [1, 1], 1),
+            ],
+            initializers: [
+                "stem.w": w([8, 3, 4, 4]), "dw.w": w([8, 1, 5, 5]), "dw_s2.w": w([8, 1, 3, 3]),
+                "dw_even.w": w([8, 1, 2, 2]), "grouped.w": w([8, 2, 3, 3]),
+            ])
         let a = try XCTUnwrap(Architecture.recognise(graph))
         XCTAssertEqual(a.depths, [1])
         XCTAssertEqual(a.dims, [8])

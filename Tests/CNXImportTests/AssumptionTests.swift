@@ -17,22 +17,30 @@ struct SyntheticTimm {
     var seed: UInt64 = 1
 
     var tensors: [(String, [Int])] {
-        var out: [(String, [Int])] = [("stem.0.weight", [dims[0], 3, 4, 4]), ("stem.0.bias", [dims[0]]),
-                                      ("stem.1.weight", [dims[0]]), ("stem.1.bias", [dims[0]])]
+        var out: [(String, [Int])] = [
+            ("stem.0.weight", [dims[0], 3, 4, 4]), ("stem.0.bias", [dims[0]]),
+            ("stem.1.weight", [dims[0]]), ("stem.1.bias", [dims[0]]),
+        ]
         for (i, c) in dims.enumerated() {
             if i > 0 {
-                out += [("stages.\(i).downsample.0.weight", [dims[i - 1]]), ("stages.\(i).downsample.0.bias", [dims[i - 1]]),
-                        ("stages.\(i).downsample.1.weight", [c, dims[i - 1], 2, 2]), ("stages.\(i).downsample.1.bias", [c])]
+                out += [
+                    ("stages.\(i).downsample.0.weight", [dims[i - 1]]), ("stages.\(i).downsample.0.bias", [dims[i - 1]]),
+                    ("stages.\(i).downsample.1.weight", [c, dims[i - 1], 2, 2]), ("stages.\(i).downsample.1.bias", [c]),
+                ]
             }
             for j in 0..<depths[i] {
                 let p = "stages.\(i).blocks.\(j)."
-                out += [(p + "gamma", [c]), (p + "conv_dw.weight", [c, 1, kernels[i], kernels[i]]), (p + "conv_dw.bias", [c]),
-                        (p + "norm.weight", [c]), (p + "norm.bias", [c]), (p + "mlp.fc1.weight", [4 * c, c]), (p + "mlp.fc1.bias", [4 * c]),
-                        (p + "mlp.fc2.weight", [c, 4 * c]), (p + "mlp.fc2.bias", [c])]
+                out += [
+                    (p + "gamma", [c]), (p + "conv_dw.weight", [c, 1, kernels[i], kernels[i]]), (p + "conv_dw.bias", [c]),
+                    (p + "norm.weight", [c]), (p + "norm.bias", [c]), (p + "mlp.fc1.weight", [4 * c, c]), (p + "mlp.fc1.bias", [4 * c]),
+                    (p + "mlp.fc2.weight", [c, 4 * c]), (p + "mlp.fc2.bias", [c]),
+                ]
             }
         }
         let last = dims[dims.count - 1]
-        out += [("head.norm.weight", [last]), ("head.norm.bias", [last]), ("head.fc.weight", [classes, last]), ("head.fc.bias", [classes])]
+        out += [
+            ("head.norm.weight", [last]), ("head.norm.bias", [last]), ("head.fc.weight", [classes, last]), ("head.fc.bias", [classes]),
+        ]
         return out
     }
 
@@ -72,13 +80,15 @@ final class AssumptionTests: XCTestCase {
     func facts(_ v: TimmVariant) -> WeightFacts {
         var sites: Set<NormSite> = [.stem, .downsample, .block, .head]
         if case .features = v.head { sites.remove(.head) }
-        return WeightFacts(scheme: .timm, depths: v.depths, dims: v.dims, kernels: v.kernels, convMLP: v.convMLP, grn: v.grn,
-                           layerScale: v.layerScale, stem: v.stem, head: v.head, normHasBias: v.norm.hasBias, sites: sites)
+        return WeightFacts(
+            scheme: .timm, depths: v.depths, dims: v.dims, kernels: v.kernels, convMLP: v.convMLP, grn: v.grn,
+            layerScale: v.layerScale, stem: v.stem, head: v.head, normHasBias: v.norm.hasBias, sites: sites)
     }
 
     func resolve(_ f: WeightFacts, _ options: CheckpointOptions = CheckpointOptions()) throws -> Hyperparameters {
-        let layers = try StateDictGraph.hyperparameterLayers(f, options: options, config: nil, configPath: "config.json",
-                                                             tensors: [:], layout: StateDictGraph.Layout(scheme: f.scheme))
+        let layers = try StateDictGraph.hyperparameterLayers(
+            f, options: options, config: nil, configPath: "config.json",
+            tensors: [:], layout: StateDictGraph.Layout(scheme: f.scheme))
         return try HyperparameterResolver.resolve(f, layers)
     }
 
@@ -97,13 +107,15 @@ final class AssumptionTests: XCTestCase {
         }
         let xxl = try XCTUnwrap(TimmVariant.named("convnext_xxlarge"))
         let hp = try resolve(facts(xxl))
-        XCTAssertEqual(hp.assumptions.first { $0.name == "eps" }?.description, "eps 1e-5 (timm convnext_xxlarge, matched by depths and widths)")
+        XCTAssertEqual(
+            hp.assumptions.first { $0.name == "eps" }?.description, "eps 1e-5 (timm convnext_xxlarge, matched by depths and widths)")
         XCTAssertEqual(hp.assumptions.first { $0.name == "eps" }?.metadataKey, "source.assumed.eps")
         // The same widths with other depths are no registered variant: timm's default, said so.
         var other = facts(xxl)
         other.depths = [3, 3, 27, 3]
-        XCTAssertEqual(try resolve(other).assumptions.first { $0.name == "eps" }?.description,
-                       "eps 1e-6 (timm's default; no registered timm variant has these depths and widths)")
+        XCTAssertEqual(
+            try resolve(other).assumptions.first { $0.name == "eps" }?.description,
+            "eps 1e-6 (timm's default; no registered timm variant has these depths and widths)")
         // A flag wins over the table.
         let flagged = try resolve(facts(xxl), CheckpointOptions(layerNormEps: try CheckpointOptions.parseEps("1e-6")))
         XCTAssertEqual(flagged.assumptions.first { $0.name == "eps" }?.description, "eps 1e-6 (--layer-norm-eps)")
@@ -151,9 +163,13 @@ final class AssumptionTests: XCTestCase {
         XCTAssertEqual(chosen.status, 0, chosen.stderr)
         XCTAssertTrue(chosen.stdout.contains("assumed:   activation silu (--activation)\n"), chosen.stdout)
         // Both candidates agree on eps: that comes from them.
-        XCTAssertTrue(chosen.stdout.contains("assumed:   eps 1e-5 (timm test_convnext2, test_convnext3, matched by depths and widths; its kernels, stem or head differ)"), chosen.stdout)
+        XCTAssertTrue(
+            chosen.stdout.contains(
+                "assumed:   eps 1e-5 (timm test_convnext2, test_convnext3, matched by depths and widths; its kernels, stem or head differ)"),
+            chosen.stdout)
         // Exactly test_convnext3's kernels: no ambiguity.
-        let exact = try SyntheticTimm(depths: [1, 1, 1, 1], dims: [32, 64, 96, 128], kernels: [7, 5, 5, 3]).write(to: dir, "exact.safetensors")
+        let exact = try SyntheticTimm(depths: [1, 1, 1, 1], dims: [32, 64, 96, 128], kernels: [7, 5, 5, 3]).write(
+            to: dir, "exact.safetensors")
         let hp = try CheckpointReader.load(path: exact, kind: .safetensors).hyperparameters
         XCTAssertEqual(hp.activation, .silu)
         XCTAssertEqual(hp.assumptions.first { $0.name == "activation" }?.source, "timm test_convnext3, matched by depths and widths")
@@ -166,12 +182,15 @@ final class AssumptionTests: XCTestCase {
             let path = e.path("model.safetensors")
             if e.bare_flags["norm"] != nil {
                 let m = message { try ModelLoader.load(path) }
-                XCTAssertTrue(m.contains("the norms have no bias") && m.contains("choose with --norm rmsnorm|simplenorm"), "\(e.name): \(m)")
+                XCTAssertTrue(
+                    m.contains("the norms have no bias") && m.contains("choose with --norm rmsnorm|simplenorm"), "\(e.name): \(m)")
                 continue
             }
             let loaded = try ModelLoader.load(path)
-            let fallback = e.source == "timm" ? "timm's default; no registered timm variant has these depths and widths" : "transformers' default"
-            XCTAssertTrue(loaded.assumptions.contains { $0.source.hasPrefix(fallback) }, "\(e.name): \(loaded.assumptions.map(\.description))")
+            let fallback =
+                e.source == "timm" ? "timm's default; no registered timm variant has these depths and widths" : "transformers' default"
+            XCTAssertTrue(
+                loaded.assumptions.contains { $0.source.hasPrefix(fallback) }, "\(e.name): \(loaded.assumptions.map(\.description))")
             let y = try XCTUnwrap(try Families.run(loaded.graph, try NPY.read(path: e.path("input.npy")))[e.outputs[0]])
             XCTAssertGreaterThan(Families.error(y, try e.expected(e.outputs[0])), 1e-5, "\(e.name): the defaults should not fit")
         }
@@ -187,8 +206,10 @@ final class AssumptionTests: XCTestCase {
         XCTAssertEqual(wrong.status, 1)
         XCTAssertTrue(wrong.stderr.contains("differs from the ONNX export") && wrong.stderr.contains("--activation"), wrong.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: cnx))
-        let right = try runTool([e.path("model.safetensors"), cnx, "--reference-onnx", e.path("model.onnx"),
-                                 "--activation", "gelu_tanh", "--layer-norm-eps", "1e-5"])
+        let right = try runTool([
+            e.path("model.safetensors"), cnx, "--reference-onnx", e.path("model.onnx"),
+            "--activation", "gelu_tanh", "--layer-norm-eps", "1e-5",
+        ])
         XCTAssertEqual(right.status, 0, right.stderr)
         XCTAssertTrue(right.stdout.contains("reference: relative error"), right.stdout)
         XCTAssertTrue(right.stdout.contains("assumed:   eps 1e-5 (--layer-norm-eps)"), right.stdout)
@@ -211,11 +232,15 @@ final class AssumptionTests: XCTestCase {
 
     func testFlagsAreCheckedAgainstTheWeights() throws {
         let rms = try Families.entry("timm_rms").path("model.safetensors")
-        XCTAssertTrue(message { try ModelLoader.load(rms, options: CheckpointOptions(norm: .layerNorm)) }.contains("a LayerNorm has a bias, but the checkpoint's norms have none"))
+        XCTAssertTrue(
+            message { try ModelLoader.load(rms, options: CheckpointOptions(norm: .layerNorm)) }.contains(
+                "a LayerNorm has a bias, but the checkpoint's norms have none"))
         let hp = try CheckpointReader.load(path: rms, kind: .safetensors, options: CheckpointOptions(norm: .rmsNorm)).hyperparameters
         XCTAssertEqual(hp.assumptions.first { $0.name == "norm" }?.description, "norm rmsnorm (--norm)")
         let ln = try Families.entry("timm_hnf").path("model.safetensors")
-        XCTAssertTrue(message { try ModelLoader.load(ln, options: CheckpointOptions(norm: .simpleNorm)) }.contains("--norm simplenorm: the checkpoint's norms have a bias"))
+        XCTAssertTrue(
+            message { try ModelLoader.load(ln, options: CheckpointOptions(norm: .simpleNorm)) }.contains(
+                "--norm simplenorm: the checkpoint's norms have a bias"))
 
         XCTAssertEqual(try CheckpointOptions.parseEps("1e-5").count, NormSite.allCases.count)
         XCTAssertEqual(try CheckpointOptions.parseEps("head=1e-12, block=1e-6"), [.head: 1e-12, .block: 1e-6])
@@ -238,18 +263,31 @@ final class AssumptionTests: XCTestCase {
             return copy.path
         }
         let cases: [(String, String, (inout [String: Any]) -> Void, String)] = [
-            ("hf_convnext", "hf", { $0["hidden_sizes"] = [4, 8, 12, 20] }, "hidden_sizes [4, 8, 12, 20], but the weights have widths [4, 8, 12, 16]"),
+            (
+                "hf_convnext", "hf", { $0["hidden_sizes"] = [4, 8, 12, 20] },
+                "hidden_sizes [4, 8, 12, 20], but the weights have widths [4, 8, 12, 16]"
+            ),
             ("hf_convnext", "hf", { $0["depths"] = [1, 1, 1, 1] }, "depths [1, 1, 1, 1], but the weights have depths [1, 1, 2, 1]"),
-            ("hf_convnext", "hf", { $0["id2label"] = ["0": "a", "1": "b", "2": "c"] }, "id2label has 3 labels, but the weights have 5 classes"),
+            (
+                "hf_convnext", "hf", { $0["id2label"] = ["0": "a", "1": "b", "2": "c"] },
+                "id2label has 3 labels, but the weights have 5 classes"
+            ),
             ("hf_convnext", "hf", { $0["model_type"] = "convnextv2" }, "model_type convnextv2, but the weights have no GRN"),
             ("hf_convnext", "hf", { $0["num_channels"] = 1 }, "num_channels 1, but the weights have 3 input channels"),
             ("hf_convnext", "hf", { $0["patch_size"] = 2 }, "patch_size 2, but the weights have a 4x4 stem"),
             ("hf_convnext", "hf", { $0["hidden_act"] = "relu" }, "hidden_act 'relu' is not an activation this reader knows"),
             ("hf_convnext", "hf", { $0["model_type"] = "vit" }, "a transformers config for model_type 'vit', not a ConvNeXt"),
-            ("timm_tanh", "hub", { $0["architecture"] = "convnext_tiny"; $0["model_args"] = [:] as [String: Any] },
-             "architecture convnext_tiny has depths [3, 3, 9, 3] and widths [96, 192, 384, 768], but the weights have [1, 1, 2, 1] and [4, 8, 12, 16]"),
-            ("timm_tanh", "hub", { $0["model_args"] = ["depths": [1, 1, 2, 1], "dims": [4, 8, 12, 16], "act_layer": "relu"] },
-             "model_args.act_layer 'relu' is not an activation this reader knows"),
+            (
+                "timm_tanh", "hub",
+                {
+                    $0["architecture"] = "convnext_tiny"; $0["model_args"] = [:] as [String: Any]
+                },
+                "architecture convnext_tiny has depths [3, 3, 9, 3] and widths [96, 192, 384, 768], but the weights have [1, 1, 2, 1] and [4, 8, 12, 16]"
+            ),
+            (
+                "timm_tanh", "hub", { $0["model_args"] = ["depths": [1, 1, 2, 1], "dims": [4, 8, 12, 16], "act_layer": "relu"] },
+                "model_args.act_layer 'relu' is not an activation this reader knows"
+            ),
             ("timm_tanh", "hub", { $0["num_classes"] = 7 }, "num_classes is 7 but the weights in model.safetensors have 10 classes"),
         ]
         for (family, folder, change, expected) in cases {
@@ -263,7 +301,9 @@ final class AssumptionTests: XCTestCase {
             XCTAssertFalse(FileManager.default.fileExists(atPath: cnx))
         }
         // model_args.norm_eps and act_layer override the architecture's values.
-        let custom = try edited("timm_tanh", "hub") { $0["model_args"] = ["depths": [1, 1, 2, 1], "dims": [4, 8, 12, 16], "norm_eps": 1e-3, "act_layer": "silu"] }
+        let custom = try edited("timm_tanh", "hub") {
+            $0["model_args"] = ["depths": [1, 1, 2, 1], "dims": [4, 8, 12, 16], "norm_eps": 1e-3, "act_layer": "silu"]
+        }
         let hp = try CheckpointReader.load(path: custom, kind: .safetensors).hyperparameters
         XCTAssertEqual(hp.eps(.block), 1e-3)
         XCTAssertEqual(hp.activation, .silu)
@@ -276,7 +316,8 @@ final class ShardedCheckpointTests: XCTestCase {
     func testShardsAreReadAsViewsOfEachShard() throws {
         let e = try Families.entry("hf_convnext")
         let checkpoint = try CheckpointReader.load(path: e.path("hf_sharded"), kind: .safetensors)
-        XCTAssertEqual(checkpoint.shards, ["model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors", "model-00003-of-00003.safetensors"])
+        XCTAssertEqual(
+            checkpoint.shards, ["model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors", "model-00003-of-00003.safetensors"])
         XCTAssertEqual(checkpoint.format, "safetensors")
         for (name, t) in checkpoint.graph.initializers where name.hasSuffix("dwconv.weight") || name == "classifier.weight" {
             XCTAssertTrue(t.storage.isBorrowed, name)
@@ -291,7 +332,10 @@ final class ShardedCheckpointTests: XCTestCase {
         let cases = [
             ("missing_shard", "the index names shard 'model-00002-of-00002.safetensors', which does not exist"),
             ("overlap", "tensor 'b' is in shard 'model-00001-of-00002.safetensors' and again in shard 'model-00002-of-00002.safetensors'"),
-            ("wrong_map", "the weight_map puts tensor 'b' in shard 'model-00001-of-00002.safetensors', but shard 'model-00002-of-00002.safetensors' holds it"),
+            (
+                "wrong_map",
+                "the weight_map puts tensor 'b' in shard 'model-00001-of-00002.safetensors', but shard 'model-00002-of-00002.safetensors' holds it"
+            ),
             ("unlisted", "shard 'model-00001-of-00002.safetensors' holds tensor 'c', which the weight_map does not list"),
             ("not_listed_in_shard", "the weight_map puts tensor 'c' in shard 'model-00002-of-00002.safetensors', which does not hold it"),
             ("outside", "weight_map entry 'a' names '../model-00001-of-00002.safetensors', which is not a file in the index's folder"),

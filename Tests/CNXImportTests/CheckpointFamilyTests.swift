@@ -46,7 +46,9 @@ enum CheckpointFixtures {
 final class CheckpointFamilyTests: XCTestCase {
     func testEveryFamilyMatchesItsONNXExportAndONNXRuntime() throws {
         let entries = try CheckpointFixtures.manifest()
-        XCTAssertEqual(Set(entries.map(\.name)), ["timm_linear", "timm_convmlp", "timm_ols", "torchvision", "v2", "reference", "reference_v2", "isotropic"])
+        XCTAssertEqual(
+            Set(entries.map(\.name)),
+            ["timm_linear", "timm_convmlp", "timm_ols", "torchvision", "v2", "reference", "reference_v2", "isotropic"])
         for e in entries {
             let x = try NPY.read(path: e.path("input.npy"))
             let expected = try NPY.read(path: e.path("expected.npy"))
@@ -113,8 +115,11 @@ final class CheckpointFamilyTests: XCTestCase {
         let full = try SafetensorsReader.load(path: e.path("model.safetensors"))
         let x = try NPY.read(path: e.path("input.npy"))
         let expected = try NPY.read(path: e.path("expected.npy"))
-        for (file, tolerance) in [("model_f16.safetensors", Float(1) / 1024), ("model_f16.pth", 1 / 1024), ("model_bf16.safetensors", 1 / 128)] {
-            let half = file.hasSuffix(".pth") ? try TorchCheckpoint.load(path: e.path(file)) : try SafetensorsReader.load(path: e.path(file))
+        for (file, tolerance) in [
+            ("model_f16.safetensors", Float(1) / 1024), ("model_f16.pth", 1 / 1024), ("model_bf16.safetensors", 1 / 128),
+        ] {
+            let half =
+                file.hasSuffix(".pth") ? try TorchCheckpoint.load(path: e.path(file)) : try SafetensorsReader.load(path: e.path(file))
             XCTAssertEqual(half.names.sorted(), full.names.sorted(), file)
             for name in full.names {
                 let a = try XCTUnwrap(half.tensors[name]), b = try XCTUnwrap(full.tensors[name])
@@ -138,7 +143,8 @@ final class CheckpointFamilyTests: XCTestCase {
         let e = try XCTUnwrap(try CheckpointFixtures.manifest().first { $0.name == "timm_linear" })
         for (file, kind) in [("model.safetensors", CheckpointReader.Kind.safetensors), ("model.pth", .pth)] {
             let graph = try CheckpointReader.load(path: e.path(file), kind: kind).graph
-            for (name, t) in graph.initializers where name.hasSuffix("conv_dw.weight") || name.hasSuffix("head.fc.weight") || name.hasSuffix("norm.weight") {
+            for (name, t) in graph.initializers
+            where name.hasSuffix("conv_dw.weight") || name.hasSuffix("head.fc.weight") || name.hasSuffix("norm.weight") {
                 XCTAssertTrue(t.storage.isBorrowed, "\(file): \(name)")
             }
             let transposed = graph.initializers.filter { $0.key.hasSuffix("_transposed") }
@@ -151,7 +157,8 @@ final class CheckpointFamilyTests: XCTestCase {
     /// and the preprocessing as .cnx metadata; a config.json beside a weights file does too.
     func testHubFolderGivesNameLabelsAndPreprocessing() throws {
         let e = try XCTUnwrap(try CheckpointFixtures.manifest().first { $0.name == "timm_linear" })
-        let config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: e.path("hub/config.json")))) as? [String: Any])
+        let config = try XCTUnwrap(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: e.path("hub/config.json")))) as? [String: Any])
         let cfg = try XCTUnwrap(config["pretrained_cfg"] as? [String: Any])
         for path in [e.path("hub"), e.path("hub/model.safetensors")] {
             let loaded = try ModelLoader.load(path)

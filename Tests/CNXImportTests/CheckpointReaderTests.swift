@@ -6,7 +6,7 @@ import XCTest
 
 /// Pickle opcodes, for writing test pickles by hand.
 struct PickleBytes {
-    var bytes: [UInt8] = [0x80, 2]   // PROTO 2
+    var bytes: [UInt8] = [0x80, 2]  // PROTO 2
 
     mutating func op(_ code: UInt8) { bytes.append(code) }
     mutating func string(_ s: String) {
@@ -22,23 +22,23 @@ struct PickleBytes {
     /// `{name: tensor}` with one float32 tensor of `shape` (strides `strides`) at `offset` in storage "0" of `numel` elements.
     static func stateDict(name: String = "w", shape: [UInt8], strides: [UInt8], offset: UInt8 = 0, numel: UInt8) -> [UInt8] {
         var p = PickleBytes()
-        p.op(0x7d)          // EMPTY_DICT
-        p.op(0x28)          // MARK
+        p.op(0x7d)  // EMPTY_DICT
+        p.op(0x28)  // MARK
         p.string(name)
         p.global("torch._utils", "_rebuild_tensor_v2")
-        p.op(0x28)          // MARK (args)
-        p.op(0x28)          // MARK (persistent id)
+        p.op(0x28)  // MARK (args)
+        p.op(0x28)  // MARK (persistent id)
         p.string("storage"); p.global("torch", "FloatStorage"); p.string("0"); p.string("cpu"); p.int(numel)
-        p.op(0x74)          // TUPLE
-        p.op(0x51)          // BINPERSID
+        p.op(0x74)  // TUPLE
+        p.op(0x51)  // BINPERSID
         p.int(offset)
         p.op(0x28); for s in shape { p.int(s) }; p.op(0x74)
         p.op(0x28); for s in strides { p.int(s) }; p.op(0x74)
-        p.op(0x89)          // NEWFALSE
-        p.global("collections", "OrderedDict"); p.op(0x29); p.op(0x52)   // OrderedDict()
-        p.op(0x74)          // TUPLE (args)
-        p.op(0x52)          // REDUCE
-        p.op(0x75)          // SETITEMS
+        p.op(0x89)  // NEWFALSE
+        p.global("collections", "OrderedDict"); p.op(0x29); p.op(0x52)  // OrderedDict()
+        p.op(0x74)  // TUPLE (args)
+        p.op(0x52)  // REDUCE
+        p.op(0x75)  // SETITEMS
         p.stop()
         return p.bytes
     }
@@ -53,9 +53,11 @@ func makeZip(_ entries: [(name: String, method: UInt16, data: [UInt8], size: Int
         let name = Array(e.name.utf8), crc = Int(crc32(e.method == 0 ? e.data : []))
         let size = e.size ?? e.data.count
         let local = out.count
-        out += u32(0x0403_4b50) + u16(20) + u16(0) + u16(Int(e.method)) + u16(0) + u16(0) + u32(crc)
+        out +=
+            u32(0x0403_4b50) + u16(20) + u16(0) + u16(Int(e.method)) + u16(0) + u16(0) + u32(crc)
             + u32(e.data.count) + u32(size) + u16(name.count) + u16(0) + name + e.data
-        directory += u32(0x0201_4b50) + u16(20) + u16(20) + u16(0) + u16(Int(e.method)) + u16(0) + u16(0) + u32(crc)
+        directory +=
+            u32(0x0201_4b50) + u16(20) + u16(20) + u16(0) + u16(Int(e.method)) + u16(0) + u16(0) + u32(crc)
             + u32(e.data.count) + u32(size) + u16(name.count) + u16(0) + u16(0) + u16(0) + u16(0) + u32(0) + u32(local) + name
     }
     let start = out.count
@@ -160,7 +162,10 @@ final class CheckpointReaderTests: XCTestCase {
         subprocess.global("subprocess", "Popen"); subprocess.stop()
         XCTAssertTrue(unpickle(subprocess.bytes).contains("'subprocess.Popen'"))
 
-        for (code, name) in [(UInt8(0x81), "NEWOBJ"), (0x69, "INST"), (0x6f, "OBJ"), (0x92, "NEWOBJ_EX"), (0x82, "EXT1"), (0x50, "PERSID"), (0xff, "unknown opcode 0xff")] {
+        for (code, name) in [
+            (UInt8(0x81), "NEWOBJ"), (0x69, "INST"), (0x6f, "OBJ"), (0x92, "NEWOBJ_EX"), (0x82, "EXT1"), (0x50, "PERSID"),
+            (0xff, "unknown opcode 0xff"),
+        ] {
             var p = PickleBytes()
             p.op(0x4e); p.op(code); p.stop()
             let m = unpickle(p.bytes)
@@ -196,8 +201,14 @@ final class CheckpointReaderTests: XCTestCase {
         XCTAssertEqual(sd.tensors["w"]?.shape, [2, 2])
 
         let cases: [([UInt8], String)] = [
-            (archive(PickleBytes.stateDict(shape: [2, 2], strides: [2, 1], numel: 6), storage: nil), "storage 'ckpt/data/0' is not in the archive"),
-            (archive(PickleBytes.stateDict(shape: [2, 2], strides: [2, 1], numel: 60)), "holds 24 bytes, but 60 elements of FloatStorage are 240 bytes"),
+            (
+                archive(PickleBytes.stateDict(shape: [2, 2], strides: [2, 1], numel: 6), storage: nil),
+                "storage 'ckpt/data/0' is not in the archive"
+            ),
+            (
+                archive(PickleBytes.stateDict(shape: [2, 2], strides: [2, 1], numel: 60)),
+                "holds 24 bytes, but 60 elements of FloatStorage are 240 bytes"
+            ),
             (archive(PickleBytes.stateDict(shape: [2, 2], strides: [2, 1], offset: 3, numel: 6)), "elements 3..<7 lie outside"),
             (archive(PickleBytes.stateDict(shape: [2, 3], strides: [1, 2], numel: 6)), "not contiguous"),
         ]
@@ -205,18 +216,21 @@ final class CheckpointReaderTests: XCTestCase {
             let m = message { try TorchCheckpoint.load(path: try self.write(bytes, "bad\(i).pth")) }
             XCTAssertTrue(m.contains(expected) && m.contains("bad\(i).pth") && m.contains("tensor 'w'"), m)
         }
-        let bigEndian = makeZip([("x/data.pkl", 0, PickleBytes.stateDict(shape: [2], strides: [1], numel: 2), nil), ("x/data/0", 0, data, nil),
-                                 ("x/byteorder", 0, Array("big".utf8), nil)])
+        let bigEndian = makeZip([
+            ("x/data.pkl", 0, PickleBytes.stateDict(shape: [2], strides: [1], numel: 2), nil), ("x/data/0", 0, data, nil),
+            ("x/byteorder", 0, Array("big".utf8), nil),
+        ])
         XCTAssertTrue(message { try TorchCheckpoint.load(path: try self.write(bigEndian, "big.pth")) }.contains("only little-endian"))
         // A corrupted pickle fails its CRC.
         var corrupt = archive(PickleBytes.stateDict(shape: [2], strides: [1], numel: 2))
-        corrupt[50] ^= 0xff   // inside the pickle, which starts at byte 43
+        corrupt[50] ^= 0xff  // inside the pickle, which starts at byte 43
         XCTAssertTrue(message { try TorchCheckpoint.load(path: try self.write(corrupt, "crc.pth")) }.contains("CRC-32"))
     }
 
     func testZipBombsAndBrokenArchivesAreRefused() throws {
         // 100,000 zero bytes, raw-deflated (114 bytes).
-        let deflated: [UInt8] = [237, 193, 49, 1, 0, 0, 0, 194, 160, 245, 79, 109, 13, 15, 160] + [UInt8](repeating: 0, count: 96) + [128, 87, 3]
+        let deflated: [UInt8] =
+            [237, 193, 49, 1, 0, 0, 0, 194, 160, 245, 79, 109, 13, 15, 160] + [UInt8](repeating: 0, count: 96) + [128, 87, 3]
         let bomb = makeZip([("b/data.pkl", 8, deflated, 1 << 31)])
         let m1 = message { try TorchCheckpoint.load(path: try self.write(bomb, "bomb.pth")) }
         XCTAssertTrue(m1.contains("zip bomb") && m1.contains("'b/data.pkl'"), m1)
@@ -258,16 +272,36 @@ final class CheckpointReaderTests: XCTestCase {
             (safetensors("{}", length: 1 << 40), ["header length 1099511627776 at byte 0 runs past the end"]),
             (safetensors("{\"a\": {", data: sixteen), ["JSON header (bytes 8..<15) does not parse"]),
             (safetensors("[1, 2]"), ["is not an object"]),
-            (safetensors(#"{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 32]}}"#, data: sixteen),
-             ["tensor 'w'", "data_offsets [0, 32]", "file bytes 70..<102", "past the end of the 86-byte file"]),
-            (safetensors(#"{"w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 16]}}"#, data: sixteen),
-             ["tensor 'w'", "shape [2, 3] of F32 needs 24 bytes", "hold 16"]),
-            (safetensors(#"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}"#, data: sixteen),
-             ["tensors 'a'", "and 'b'", "overlap"]),
-            (safetensors(#"{"w": {"dtype": "C64", "shape": [2], "data_offsets": [0, 16]}}"#, data: sixteen), ["tensor 'w'", "unsupported dtype 'C64'"]),
-            (safetensors(#"{"w": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}"#, data: sixteen), ["tensor 'w'", "non-negative integers"]),
-            (safetensors(#"{"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}}"#, data: sixteen), ["tensor 'w'", "begin <= end"]),
-            (safetensors(#"{"w": {"dtype": "F32", "shape": [4611686018427387904, 4], "data_offsets": [0, 16]}}"#, data: sixteen), ["tensor 'w'", "overflows"]),
+            (
+                safetensors(#"{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 32]}}"#, data: sixteen),
+                ["tensor 'w'", "data_offsets [0, 32]", "file bytes 70..<102", "past the end of the 86-byte file"]
+            ),
+            (
+                safetensors(#"{"w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 16]}}"#, data: sixteen),
+                ["tensor 'w'", "shape [2, 3] of F32 needs 24 bytes", "hold 16"]
+            ),
+            (
+                safetensors(
+                    #"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}"#,
+                    data: sixteen),
+                ["tensors 'a'", "and 'b'", "overlap"]
+            ),
+            (
+                safetensors(#"{"w": {"dtype": "C64", "shape": [2], "data_offsets": [0, 16]}}"#, data: sixteen),
+                ["tensor 'w'", "unsupported dtype 'C64'"]
+            ),
+            (
+                safetensors(#"{"w": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}"#, data: sixteen),
+                ["tensor 'w'", "non-negative integers"]
+            ),
+            (
+                safetensors(#"{"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}}"#, data: sixteen),
+                ["tensor 'w'", "begin <= end"]
+            ),
+            (
+                safetensors(#"{"w": {"dtype": "F32", "shape": [4611686018427387904, 4], "data_offsets": [0, 16]}}"#, data: sixteen),
+                ["tensor 'w'", "overflows"]
+            ),
         ]
         for (i, (bytes, expected)) in cases.enumerated() {
             let path = try write(bytes, "bad\(i).safetensors")
@@ -278,8 +312,9 @@ final class CheckpointReaderTests: XCTestCase {
             }
         }
         // Well formed, with metadata, an empty tensor and padding: accepted.
-        let ok = safetensors(#"{"__metadata__": {"format": "pt"}, "e": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}, "w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}   "#,
-                             data: floatBytes([1, 2, 3, 4]))
+        let ok = safetensors(
+            #"{"__metadata__": {"format": "pt"}, "e": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}, "w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}   "#,
+            data: floatBytes([1, 2, 3, 4]))
         let sd = try SafetensorsReader.load(path: try write(ok, "ok.safetensors"))
         XCTAssertEqual(sd.metadata, ["format": "pt"])
         XCTAssertEqual(sd.tensors["w"]?.floats, [1, 2, 3, 4])
@@ -303,8 +338,10 @@ final class CheckpointReaderTests: XCTestCase {
         XCTAssertTrue(m.contains("1 missing: head.fc.weight"), m)
 
         // The same keys under a DataParallel prefix are fine; a torchvision dict with a typo names torchvision.
-        let prefixed = StateDict(names: sd.names.filter { !$0.hasPrefix("extra") }.map { "module." + $0 },
-                                 tensors: Dictionary(uniqueKeysWithValues: sd.tensors.filter { !$0.key.hasPrefix("extra") }.map { ("module." + $0.key, $0.value) }))
+        let prefixed = StateDict(
+            names: sd.names.filter { !$0.hasPrefix("extra") }.map { "module." + $0 },
+            tensors: Dictionary(
+                uniqueKeysWithValues: sd.tensors.filter { !$0.key.hasPrefix("extra") }.map { ("module." + $0.key, $0.value) }))
         XCTAssertTrue(message { try StateDictGraph.build(prefixed, format: "pth", source: "x") }.contains("1 missing: head.fc.weight"))
         let tv = try XCTUnwrap(try CheckpointFixtures.manifest().first { $0.name == "torchvision" })
         var tvsd = try SafetensorsReader.load(path: tv.path("model.safetensors"))
@@ -335,6 +372,8 @@ final class CheckpointReaderTests: XCTestCase {
         XCTAssertTrue(m.contains("tensor 'stages.1.0.norm.weight' has shape [3]; expected [8]"), m)
         sd = try SafetensorsReader.load(path: e.path("model.safetensors"))
         sd.tensors["head.weight"] = Tensor(floats: [Float](repeating: 0, count: 20), shape: [2, 10])
-        XCTAssertTrue(message { try StateDictGraph.build(sd, format: "safetensors", source: "x") }.contains("'head.weight' has shape [2, 10]; expected (classes, 16)"))
+        XCTAssertTrue(
+            message { try StateDictGraph.build(sd, format: "safetensors", source: "x") }.contains(
+                "'head.weight' has shape [2, 10]; expected (classes, 16)"))
     }
 }

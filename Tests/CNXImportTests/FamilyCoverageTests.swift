@@ -81,11 +81,13 @@ func thrownMessage(_ body: () throws -> Any, file: StaticString = #filePath, lin
 
 final class FamilyCoverageTests: XCTestCase {
     func testManifestCoversEveryFamily() throws {
-        XCTAssertEqual(Set(try Families.all().map(\.name)), [
-            "timm_tanh", "timm_silu_kernels", "timm_rms", "timm_simplenorm", "timm_hnf", "timm_mlp_head", "timm_ols_tiered",
-            "v2_convmlp", "v2_headless", "timm_registered",
-            "hf_convnext", "hf_convnextv2", "hf_convnext_model", "hf_convnextv2_backbone", "hf_convnext_backbone",
-        ])
+        XCTAssertEqual(
+            Set(try Families.all().map(\.name)),
+            [
+                "timm_tanh", "timm_silu_kernels", "timm_rms", "timm_simplenorm", "timm_hnf", "timm_mlp_head", "timm_ols_tiered",
+                "v2_convmlp", "v2_headless", "timm_registered",
+                "hf_convnext", "hf_convnextv2", "hf_convnext_model", "hf_convnextv2_backbone", "hf_convnext_backbone",
+            ])
     }
 
     /// Every family, in every form (bare safetensors and .pth with the flags its custom size
@@ -115,14 +117,21 @@ final class FamilyCoverageTests: XCTestCase {
                     if o == "logits" {
                         let classes = expected.shape[1]
                         XCTAssertEqual(argmaxRows(y.floats, cols: classes), argmaxRows(expected.floats, cols: classes), "\(label): top-1")
-                        XCTAssertEqual(argmaxRows(z.floats, cols: classes), argmaxRows(expected.floats, cols: classes), "\(label): top-1 after the pipeline")
+                        XCTAssertEqual(
+                            argmaxRows(z.floats, cols: classes), argmaxRows(expected.floats, cols: classes),
+                            "\(label): top-1 after the pipeline")
                     }
                 }
                 XCTAssertLessThanOrEqual(worst, 1e-5, label)
                 XCTAssertLessThanOrEqual(worstAfter, 1e-5, "\(label) after the pipeline")
                 let left = Dictionary(grouping: optimised.nodes.filter { !$0.op.isFused }, by: \.op.rawValue).mapValues(\.count)
-                report.append(String(format: "%-42@ %.1e  pipeline %.1e  %@", label as NSString, worst, worstAfter,
-                                     (left.isEmpty ? "fully fused" : "unfused: \(left.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))") as NSString))
+                report.append(
+                    String(
+                        format: "%-42@ %.1e  pipeline %.1e  %@", label as NSString, worst, worstAfter,
+                        (left.isEmpty
+                            ? "fully fused"
+                            : "unfused: \(left.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
+                            as NSString))
             }
         }
         print("family/form                                max|diff|/max|y| vs PyTorch\n" + report.joined(separator: "\n"))

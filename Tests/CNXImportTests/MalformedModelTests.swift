@@ -26,9 +26,11 @@ struct ProtoWriter {
 /// ModelProto bytes: one float input `x` [1, 4], the given nodes, output `y`.
 func modelBytes(nodes: [(op: String, name: String, inputs: [String], output: String)], opset: Int = 17) -> [UInt8] {
     var m = ProtoWriter()
-    m.int(1, 8)                                 // ir_version
-    m.string(2, "hand-written")                 // producer_name
-    m.message(8) { $0.string(1, ""); $0.int(2, opset) }
+    m.int(1, 8)  // ir_version
+    m.string(2, "hand-written")  // producer_name
+    m.message(8) {
+        $0.string(1, ""); $0.int(2, opset)
+    }
     m.message(7) { g in
         for n in nodes {
             g.message(1) { w in
@@ -84,8 +86,11 @@ final class MalformedModelTests: XCTestCase {
     }
 
     func testEveryUnsupportedOpIsListedWithItsNodes() throws {
-        let path = try write(modelBytes(nodes: [("Relu", "r", ["x"], "a"), ("FancyOp", "f1", ["a"], "b"),
-                                                ("MaxPool", "p1", ["b"], "c"), ("FancyOp", "f2", ["c"], "y")]), "ops.onnx")
+        let path = try write(
+            modelBytes(nodes: [
+                ("Relu", "r", ["x"], "a"), ("FancyOp", "f1", ["a"], "b"),
+                ("MaxPool", "p1", ["b"], "c"), ("FancyOp", "f2", ["c"], "y"),
+            ]), "ops.onnx")
         expectError(path, containing: [path, "FancyOp (f1, f2)", "MaxPool (p1)"])
     }
 
@@ -141,14 +146,22 @@ final class InitializerFormsTests: XCTestCase {
     func model(initializer: (inout ProtoWriter) -> Void) -> [UInt8] {
         var m = ProtoWriter()
         m.int(1, 8)
-        m.message(8) { $0.string(1, ""); $0.int(2, 17) }
+        m.message(8) {
+            $0.string(1, ""); $0.int(2, 17)
+        }
         m.message(7) { g in
-            g.message(1) { w in w.string(1, "x"); w.string(1, "c"); w.string(2, "y"); w.string(3, "add"); w.string(4, "Add") }
+            g.message(1) { w in
+                w.string(1, "x"); w.string(1, "c"); w.string(2, "y"); w.string(3, "add"); w.string(4, "Add")
+            }
             g.message(5, initializer)
             for (field, name) in [(11, "x"), (12, "y")] {
                 g.message(field) { v in
                     v.string(1, name)
-                    v.message(2) { t in t.message(1) { tt in tt.int(1, 1); tt.message(2) { s in s.message(1) { $0.int(1, 4) } } } }
+                    v.message(2) { t in
+                        t.message(1) { tt in
+                            tt.int(1, 1); tt.message(2) { s in s.message(1) { $0.int(1, 4) } }
+                        }
+                    }
                 }
             }
         }
@@ -166,39 +179,61 @@ final class InitializerFormsTests: XCTestCase {
     func testFloat16RawData() throws {
         let values: [Float16] = [1.5, -2.25, 0.0009765625, 65504]
         let raw = values.flatMap { v -> [UInt8] in [UInt8(v.bitPattern & 0xff), UInt8(v.bitPattern >> 8)] }
-        let g = try load(model { t in t.int(1, 4); t.int(2, 10); t.string(8, "c"); t.bytes(9, raw) })
+        let g = try load(
+            model { t in
+                t.int(1, 4); t.int(2, 10); t.string(8, "c"); t.bytes(9, raw)
+            })
         XCTAssertEqual(g.initializers["c"]?.floats, values.map { Float($0) })
     }
 
     func testFloatData() throws {
         var packed = ProtoWriter()
         for v: Float in [1, 2, 3, 4] { packed.bytes += withUnsafeBytes(of: v.bitPattern.littleEndian) { Array($0) } }
-        let g = try load(model { t in t.int(1, 4); t.int(2, 1); t.string(8, "c"); t.bytes(4, packed.bytes) })
+        let g = try load(
+            model { t in
+                t.int(1, 4); t.int(2, 1); t.string(8, "c"); t.bytes(4, packed.bytes)
+            })
         XCTAssertEqual(g.initializers["c"]?.floats, [1, 2, 3, 4])
     }
 
     func testInt32DataWidensToInt64() throws {
         var packed = ProtoWriter()
         for v in [7, -3, 0, 1 << 20] { packed.varint(UInt64(bitPattern: Int64(v))) }
-        let g = try load(model { t in t.int(1, 4); t.int(2, 6); t.string(8, "c"); t.bytes(5, packed.bytes) })
+        let g = try load(
+            model { t in
+                t.int(1, 4); t.int(2, 6); t.string(8, "c"); t.bytes(5, packed.bytes)
+            })
         XCTAssertEqual(g.initializers["c"]?.int64s, [7, -3, 0, 1 << 20])
     }
 
     func testInt64Data() throws {
         var packed = ProtoWriter()
         for v in [5, -1, 1 << 40, 2] { packed.varint(UInt64(bitPattern: Int64(v))) }
-        let g = try load(model { t in t.int(1, 4); t.int(2, 7); t.string(8, "c"); t.bytes(7, packed.bytes) })
+        let g = try load(
+            model { t in
+                t.int(1, 4); t.int(2, 7); t.string(8, "c"); t.bytes(7, packed.bytes)
+            })
         XCTAssertEqual(g.initializers["c"]?.int64s, [5, -1, 1 << 40, 2])
     }
 
     func testRawDataOfTheWrongLengthNamesTheTensor() throws {
-        XCTAssertThrowsError(try load(model { t in t.int(1, 4); t.int(2, 1); t.string(8, "c"); t.bytes(9, [0, 0, 0, 0]) })) {
+        XCTAssertThrowsError(
+            try load(
+                model { t in
+                    t.int(1, 4); t.int(2, 1); t.string(8, "c"); t.bytes(9, [0, 0, 0, 0])
+                })
+        ) {
             XCTAssertTrue("\($0)".contains("'c'") && "\($0)".contains("raw_data"), "\($0)")
         }
     }
 
     func testOverflowingShapeIsRefused() throws {
-        XCTAssertThrowsError(try load(model { t in t.int(1, 1 << 40); t.int(1, 1 << 40); t.int(2, 1); t.string(8, "c"); t.bytes(9, []) })) {
+        XCTAssertThrowsError(
+            try load(
+                model { t in
+                    t.int(1, 1 << 40); t.int(1, 1 << 40); t.int(2, 1); t.string(8, "c"); t.bytes(9, [])
+                })
+        ) {
             XCTAssertTrue("\($0)".contains("overflow"), "\($0)")
         }
     }
@@ -206,7 +241,9 @@ final class InitializerFormsTests: XCTestCase {
     func testExternalDataOutsideTheFolderIsRefused() throws {
         let bytes = model { t in
             t.int(1, 4); t.int(2, 1); t.string(8, "c")
-            t.message(13) { $0.string(1, "location"); $0.string(2, "../../etc/passwd") }
+            t.message(13) {
+                $0.string(1, "location"); $0.string(2, "../../etc/passwd")
+            }
             t.int(14, 1)
         }
         XCTAssertThrowsError(try load(bytes)) { XCTAssertTrue("\($0)".contains("refused"), "\($0)") }

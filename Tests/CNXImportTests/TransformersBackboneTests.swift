@@ -36,11 +36,13 @@ final class TransformersBackboneTests: XCTestCase {
                 // NCHW) per map handed out: nothing on the reference kernels.
                 XCTAssertTrue(graph.nodes.allSatisfy(\.op.isFused), "\(label): \(graph.opHistogram)")
                 let count = { (op: OpType) in graph.nodes.filter { $0.op == op }.count }
-                XCTAssertEqual([count(.stem), count(.downsample), count(.block), count(.features)],
-                               [1, 3, depths.reduce(0, +), e.outputs.count], "\(label): \(graph.opHistogram)")
+                XCTAssertEqual(
+                    [count(.stem), count(.downsample), count(.block), count(.features)],
+                    [1, 3, depths.reduce(0, +), e.outputs.count], "\(label): \(graph.opHistogram)")
                 let features = graph.nodes.filter { $0.op == .features }
-                XCTAssertTrue(features.allSatisfy { $0.string("norm") == "layer" && $0.inputs.count == 3 },
-                              "\(label): each output keeps its norm's weight and bias")
+                XCTAssertTrue(
+                    features.allSatisfy { $0.string("norm") == "layer" && $0.inputs.count == 3 },
+                    "\(label): each output keeps its norm's weight and bias")
                 XCTAssertEqual(graph.outputs.map(\.name), e.outputs, label)
                 let outputs = try Model(graph: graph, threads: 2).predictAll([graph.inputs[0].name: x])
                 for output in e.outputs {

@@ -58,7 +58,9 @@ final class FeaturesFromClassifierTests: XCTestCase {
         let two = tmp.appendingPathComponent("two.cnx").path
         XCTAssertEqual(try runTool([dir.appendingPathComponent("classifier.onnx").path, two, "--features", "[1,3]"]).status, 0)
         XCTAssertEqual(try Model(path: two).outputNames, ["stage1", "stage3"])
-        let bad = try runTool([dir.appendingPathComponent("classifier.onnx").path, tmp.appendingPathComponent("bad.cnx").path, "--features", "0,7"])
+        let bad = try runTool([
+            dir.appendingPathComponent("classifier.onnx").path, tmp.appendingPathComponent("bad.cnx").path, "--features", "0,7",
+        ])
         XCTAssertEqual(bad.status, 1)
         XCTAssertTrue(bad.stderr.contains("stage 7"), bad.stderr)
     }
@@ -84,7 +86,9 @@ final class BackboneCLITests: XCTestCase {
             XCTAssertLessThanOrEqual(relativeError(y.floats, e.floats), 1e-4, name)
         }
         // One .npy cannot hold four outputs: a clear error, not the first output silently.
-        let npy = try runTool(["run", cnx, "--input", dir.appendingPathComponent("input.npy").path, "--output", tmp.appendingPathComponent("x.npy").path])
+        let npy = try runTool([
+            "run", cnx, "--input", dir.appendingPathComponent("input.npy").path, "--output", tmp.appendingPathComponent("x.npy").path,
+        ])
         XCTAssertEqual(npy.status, 1)
         XCTAssertTrue(npy.stderr.contains(".npz"), npy.stderr)
     }

@@ -20,7 +20,9 @@ final class FamilyNearMissTests: XCTestCase {
     /// Runs `pass` on `graph`: returns the rewrite count, and checks the verifier and that the
     /// result computes what the original did on a random input.
     @discardableResult
-    func apply(_ pass: any Pass, _ graph: Graph, inputShape: [Int], file: StaticString = #filePath, line: UInt = #line) throws -> (Int, Graph) {
+    func apply(_ pass: any Pass, _ graph: Graph, inputShape: [Int], file: StaticString = #filePath, line: UInt = #line) throws -> (
+        Int, Graph
+    ) {
         var g = graph
         let n = try pass.run(&g)
         try Verifier.verify(g)
@@ -36,8 +38,9 @@ final class FamilyNearMissTests: XCTestCase {
     }
 
     func graph(_ nodes: [Node], _ tensors: [String: Tensor], shape: [Int], extraInputs: [ValueInfo] = []) -> Graph {
-        Graph(inputs: [ValueInfo(name: "x", dtype: .float32, shape: shape.map { .fixed($0) })] + extraInputs,
-              outputs: [ValueInfo(name: "y", dtype: .float32, shape: nil)], nodes: nodes, initializers: tensors)
+        Graph(
+            inputs: [ValueInfo(name: "x", dtype: .float32, shape: shape.map { .fixed($0) })] + extraInputs,
+            outputs: [ValueInfo(name: "y", dtype: .float32, shape: nil)], nodes: nodes, initializers: tensors)
     }
 
     // MARK: RMS and simple norms
@@ -57,10 +60,14 @@ final class FamilyNearMissTests: XCTestCase {
             Node(name: "gamma", op: .mul, inputs: ["n", "g"], outputs: [squareReadTwice ? "y0" : "y"]),
         ]
         if squareReadTwice { nodes.append(Node(name: "leak", op: .add, inputs: ["y0", "p"], outputs: ["y"])) }
-        return graph(nodes, ["two": Tensor(floats: [exponent], shape: []), "eps": Tensor(floats: [1e-6], shape: []),
-                             "one": Tensor(floats: [1], shape: []),
-                             "g": Tensor(floats: (0..<c).map { 0.5 + Float($0) / Float(c) }, shape: axis == shape.count - 1 ? [c] : [1] + gammaShape)],
-                     shape: shape, extraInputs: epsInput ? [ValueInfo(name: "e", dtype: .float32, shape: [])] : [])
+        return graph(
+            nodes,
+            [
+                "two": Tensor(floats: [exponent], shape: []), "eps": Tensor(floats: [1e-6], shape: []),
+                "one": Tensor(floats: [1], shape: []),
+                "g": Tensor(floats: (0..<c).map { 0.5 + Float($0) / Float(c) }, shape: axis == shape.count - 1 ? [c] : [1] + gammaShape),
+            ],
+            shape: shape, extraInputs: epsInput ? [ValueInfo(name: "e", dtype: .float32, shape: [])] : [])
     }
 
     func testRMSNormFoldsOverTheLastAxisAndOverChannels() throws {
@@ -89,20 +96,28 @@ final class FamilyNearMissTests: XCTestCase {
     /// timm's simple_norm as the legacy exporter writes it (after constant folding): the
     /// unbiased variance as mean((x - mean x)²) * C / (C - 1).
     func simpleChain(c: Int, factor: (Float, Float), centreAxis: Int = 3) -> Graph {
-        graph([
-            Node(name: "mean", op: .reduceMean, inputs: ["x"], outputs: ["mu"], attributes: ["axes": .ints([centreAxis]), "keepdims": .int(1)]),
-            Node(name: "sub", op: .sub, inputs: ["x", "mu"], outputs: ["d"]),
-            Node(name: "sq", op: .mul, inputs: ["d", "d"], outputs: ["d2"]),
-            Node(name: "var", op: .reduceMean, inputs: ["d2"], outputs: ["v0"], attributes: ["axes": .ints([-1]), "keepdims": .int(1)]),
-            Node(name: "times", op: .mul, inputs: ["v0", "c"], outputs: ["v1"]),
-            Node(name: "over", op: .div, inputs: ["v1", "c1"], outputs: ["v"]),
-            Node(name: "add", op: .add, inputs: ["v", "eps"], outputs: ["a"]),
-            Node(name: "sqrt", op: .sqrt, inputs: ["a"], outputs: ["s"]),
-            Node(name: "inv", op: .reciprocal, inputs: ["s"], outputs: ["r"]),
-            Node(name: "scale", op: .mul, inputs: ["x", "r"], outputs: ["n"]),
-            Node(name: "gamma", op: .mul, inputs: ["n", "g"], outputs: ["y"]),
-        ], ["c": Tensor(floats: [factor.0], shape: []), "c1": Tensor(floats: [factor.1], shape: []), "eps": Tensor(floats: [1e-6], shape: []),
-            "g": Tensor(floats: (0..<c).map { 1.5 - Float($0) / Float(c) }, shape: [c])], shape: [2, 3, 4, c])
+        graph(
+            [
+                Node(
+                    name: "mean", op: .reduceMean, inputs: ["x"], outputs: ["mu"],
+                    attributes: ["axes": .ints([centreAxis]), "keepdims": .int(1)]),
+                Node(name: "sub", op: .sub, inputs: ["x", "mu"], outputs: ["d"]),
+                Node(name: "sq", op: .mul, inputs: ["d", "d"], outputs: ["d2"]),
+                Node(
+                    name: "var", op: .reduceMean, inputs: ["d2"], outputs: ["v0"], attributes: ["axes": .ints([-1]), "keepdims": .int(1)]),
+                Node(name: "times", op: .mul, inputs: ["v0", "c"], outputs: ["v1"]),
+                Node(name: "over", op: .div, inputs: ["v1", "c1"], outputs: ["v"]),
+                Node(name: "add", op: .add, inputs: ["v", "eps"], outputs: ["a"]),
+                Node(name: "sqrt", op: .sqrt, inputs: ["a"], outputs: ["s"]),
+                Node(name: "inv", op: .reciprocal, inputs: ["s"], outputs: ["r"]),
+                Node(name: "scale", op: .mul, inputs: ["x", "r"], outputs: ["n"]),
+                Node(name: "gamma", op: .mul, inputs: ["n", "g"], outputs: ["y"]),
+            ],
+            [
+                "c": Tensor(floats: [factor.0], shape: []), "c1": Tensor(floats: [factor.1], shape: []),
+                "eps": Tensor(floats: [1e-6], shape: []),
+                "g": Tensor(floats: (0..<c).map { 1.5 - Float($0) / Float(c) }, shape: [c]),
+            ], shape: [2, 3, 4, c])
     }
 
     func testSimpleNormFoldsAndKeepsItsUnbiasedVariance() throws {
@@ -125,18 +140,27 @@ final class FamilyNearMissTests: XCTestCase {
     // MARK: SiLU
 
     func testSiLUFoldsOnlyWhenTheSigmoidReadsTheSameValue() throws {
-        let silu = graph([Node(name: "sig", op: .sigmoid, inputs: ["x"], outputs: ["s"]),
-                          Node(name: "mul", op: .mul, inputs: ["s", "x"], outputs: ["y"])], [:], shape: [2, 5])
+        let silu = graph(
+            [
+                Node(name: "sig", op: .sigmoid, inputs: ["x"], outputs: ["s"]),
+                Node(name: "mul", op: .mul, inputs: ["s", "x"], outputs: ["y"]),
+            ], [:], shape: [2, 5])
         let (n, g) = try apply(FoldSiLU(), silu, inputShape: [2, 5])
         XCTAssertEqual(n, 1)
         XCTAssertEqual(g.nodes.map(\.op), [.swish])
-        let gated = graph([Node(name: "neg", op: .neg, inputs: ["x"], outputs: ["z"]),
-                           Node(name: "sig", op: .sigmoid, inputs: ["z"], outputs: ["s"]),
-                           Node(name: "mul", op: .mul, inputs: ["s", "x"], outputs: ["y"])], [:], shape: [2, 5])
+        let gated = graph(
+            [
+                Node(name: "neg", op: .neg, inputs: ["x"], outputs: ["z"]),
+                Node(name: "sig", op: .sigmoid, inputs: ["z"], outputs: ["s"]),
+                Node(name: "mul", op: .mul, inputs: ["s", "x"], outputs: ["y"]),
+            ], [:], shape: [2, 5])
         XCTAssertEqual(try apply(FoldSiLU(), gated, inputShape: [2, 5]).0, 0)
-        let shared = graph([Node(name: "sig", op: .sigmoid, inputs: ["x"], outputs: ["s"]),
-                            Node(name: "mul", op: .mul, inputs: ["s", "x"], outputs: ["m"]),
-                            Node(name: "add", op: .add, inputs: ["m", "s"], outputs: ["y"])], [:], shape: [2, 5])
+        let shared = graph(
+            [
+                Node(name: "sig", op: .sigmoid, inputs: ["x"], outputs: ["s"]),
+                Node(name: "mul", op: .mul, inputs: ["s", "x"], outputs: ["m"]),
+                Node(name: "add", op: .add, inputs: ["m", "s"], outputs: ["y"]),
+            ], [:], shape: [2, 5])
         XCTAssertEqual(try apply(FoldSiLU(), shared, inputShape: [2, 5]).0, 0)
     }
 
@@ -156,9 +180,13 @@ final class FamilyNearMissTests: XCTestCase {
             Node(name: "beta", op: .add, inputs: ["u", "b"], outputs: [residual ? "v" : "y"]),
         ]
         if residual { nodes.append(Node(name: "res", op: .add, inputs: ["x", "v"], outputs: ["y"])) }
-        return graph(nodes, ["e": Tensor(floats: [1e-6], shape: []),
-                             "g": Tensor(floats: (0..<c).map { gamma * Float($0 + 1) / Float(c) }, shape: [1, c, 1, 1]),
-                             "b": Tensor(floats: (0..<c).map { beta * Float($0) }, shape: [1, c, 1, 1])], shape: [2, c, 3, 4])
+        return graph(
+            nodes,
+            [
+                "e": Tensor(floats: [1e-6], shape: []),
+                "g": Tensor(floats: (0..<c).map { gamma * Float($0 + 1) / Float(c) }, shape: [1, c, 1, 1]),
+                "b": Tensor(floats: (0..<c).map { beta * Float($0) }, shape: [1, c, 1, 1]),
+            ], shape: [2, c, 3, 4])
     }
 
     func testChannelsFirstGRNFoldsAndNearMissesStay() throws {
@@ -188,8 +216,11 @@ final class FamilyNearMissTests: XCTestCase {
 
     /// A 3x3 stride-2 convolution with padding 1 of `source`, the first half of an overlapping stem.
     func stemConv(readsImage: Bool) -> Graph {
-        var nodes = [Node(name: "conv", op: .conv, inputs: [readsImage ? "x" : "r", "w", "bias"], outputs: ["y"],
-                          attributes: ["kernel_shape": .ints([3, 3]), "strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1])])]
+        var nodes = [
+            Node(
+                name: "conv", op: .conv, inputs: [readsImage ? "x" : "r", "w", "bias"], outputs: ["y"],
+                attributes: ["kernel_shape": .ints([3, 3]), "strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1])])
+        ]
         if !readsImage { nodes.insert(Node(name: "relu", op: .relu, inputs: ["x"], outputs: ["r"]), at: 0) }
         return graph(nodes, ["w": random([4, 3, 3, 3], seed: 9), "bias": random([4], seed: 10)], shape: [1, 3, 8, 8])
     }
@@ -209,14 +240,20 @@ final class FamilyNearMissTests: XCTestCase {
 
     /// Pool, LayerNorm over channels, Linear, then `act` and a second Linear (an MLP head).
     func headGraph(act: OpType) -> Graph {
-        graph([
-            Node(name: "pool", op: .reduceMean, inputs: ["x"], outputs: ["p"], attributes: ["axes": .ints([2, 3]), "keepdims": .int(0)]),
-            Node(name: "ln", op: .layerNormalization, inputs: ["p", "s", "b"], outputs: ["n"], attributes: ["epsilon": .float(1e-6)]),
-            Node(name: "fc1", op: .linear, inputs: ["n", "w1", "b1"], outputs: ["h"]),
-            Node(name: "act", op: act, inputs: ["h"], outputs: ["a"], attributes: act == .gelu ? ["approximate": .string("none")] : [:]),
-            Node(name: "fc2", op: .linear, inputs: ["a", "w2", "b2"], outputs: ["y"]),
-        ], ["s": random([6], seed: 1), "b": random([6], seed: 2), "w1": random([6, 5], seed: 3), "b1": random([5], seed: 4),
-            "w2": random([5, 4], seed: 5), "b2": random([4], seed: 6)], shape: [2, 6, 3, 3])
+        graph(
+            [
+                Node(
+                    name: "pool", op: .reduceMean, inputs: ["x"], outputs: ["p"], attributes: ["axes": .ints([2, 3]), "keepdims": .int(0)]),
+                Node(name: "ln", op: .layerNormalization, inputs: ["p", "s", "b"], outputs: ["n"], attributes: ["epsilon": .float(1e-6)]),
+                Node(name: "fc1", op: .linear, inputs: ["n", "w1", "b1"], outputs: ["h"]),
+                Node(
+                    name: "act", op: act, inputs: ["h"], outputs: ["a"], attributes: act == .gelu ? ["approximate": .string("none")] : [:]),
+                Node(name: "fc2", op: .linear, inputs: ["a", "w2", "b2"], outputs: ["y"]),
+            ],
+            [
+                "s": random([6], seed: 1), "b": random([6], seed: 2), "w1": random([6, 5], seed: 3), "b1": random([5], seed: 4),
+                "w2": random([5, 4], seed: 5), "b2": random([4], seed: 6),
+            ], shape: [2, 6, 3, 3])
     }
 
     func testMLPHeadFusesWithItsActivationAndAnotherActivationEndsTheHead() throws {
@@ -235,11 +272,13 @@ final class FamilyNearMissTests: XCTestCase {
 
     /// An NHWC map, a norm over `axis`, a transpose by `perm` into `y`.
     func outputNorm(_ op: OpType = .layerNormalization, axis: Int = -1, perm: [Int] = [0, 3, 1, 2], normAlsoOutput: Bool = false) -> Graph {
-        var g = graph([
-            Node(name: "norm", op: op, inputs: ["x", "s"] + (op == .layerNormalization ? ["b"] : []), outputs: ["n"],
-                 attributes: ["axis": .int(axis), "epsilon": .float(1e-6)]),
-            Node(name: "t", op: .transpose, inputs: ["n"], outputs: ["y"], attributes: ["perm": .ints(perm)]),
-        ], ["s": random([5], seed: 1), "b": random([5], seed: 2)], shape: [2, 3, 4, 5])
+        var g = graph(
+            [
+                Node(
+                    name: "norm", op: op, inputs: ["x", "s"] + (op == .layerNormalization ? ["b"] : []), outputs: ["n"],
+                    attributes: ["axis": .int(axis), "epsilon": .float(1e-6)]),
+                Node(name: "t", op: .transpose, inputs: ["n"], outputs: ["y"], attributes: ["perm": .ints(perm)]),
+            ], ["s": random([5], seed: 1), "b": random([5], seed: 2)], shape: [2, 3, 4, 5])
         if normAlsoOutput { g.outputs.append(ValueInfo(name: "n", dtype: .float32, shape: nil)) }
         return g
     }
@@ -260,7 +299,9 @@ final class FamilyNearMissTests: XCTestCase {
         other.initializers["b"] = random([4, 5], seed: 5)
         XCTAssertEqual(try apply(FuseFeatures(), other, inputShape: [2, 3, 4, 5]).0, 0)
         XCTAssertEqual(try apply(FuseFeatures(), outputNorm(normAlsoOutput: true), inputShape: [2, 3, 4, 5]).0, 0)
-        let bare = graph([Node(name: "t", op: .transpose, inputs: ["x"], outputs: ["y"], attributes: ["perm": .ints([0, 3, 1, 2])])], [:], shape: [2, 3, 4, 5])
+        let bare = graph(
+            [Node(name: "t", op: .transpose, inputs: ["x"], outputs: ["y"], attributes: ["perm": .ints([0, 3, 1, 2])])], [:],
+            shape: [2, 3, 4, 5])
         XCTAssertEqual(try apply(FuseFeatures(), bare, inputShape: [2, 3, 4, 5]).0, 0)
     }
 }

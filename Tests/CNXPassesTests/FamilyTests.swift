@@ -31,17 +31,22 @@ final class FamilyTests: XCTestCase {
                 let x = try NPY.read(path: entry.path(c.input))
                 let expected = try NPY.read(path: entry.path(c.expected))
                 let cols = expected.shape.last ?? 1
-                for (label, y) in [("runtime", try model.predict(x)),
-                                   ("reference", try XCTUnwrap(reference.run([graph.inputs[0].name: x])[graph.outputs[0].name]))] {
+                for (label, y) in [
+                    ("runtime", try model.predict(x)),
+                    ("reference", try XCTUnwrap(reference.run([graph.inputs[0].name: x])[graph.outputs[0].name])),
+                ] {
                     XCTAssertEqual(y.shape, expected.shape, "\(entry.name) \(label)")
                     let err = relativeError(y.floats, expected.floats)
                     XCTAssertLessThanOrEqual(err, 1e-5, "\(entry.name) \(label) \(c.input): \(err) off PyTorch")
-                    XCTAssertEqual(argmaxRows(y.floats, cols: cols), argmaxRows(expected.floats, cols: cols), "\(entry.name) \(label) top-1")
+                    XCTAssertEqual(
+                        argmaxRows(y.floats, cols: cols), argmaxRows(expected.floats, cols: cols), "\(entry.name) \(label) top-1")
                     if label == "runtime" { worst = max(worst, err) }
                 }
             }
-            print(String(format: "family %@: %d -> %d nodes (%@), %.2e off PyTorch", entry.name, before, graph.nodes.count,
-                         graph.opHistogram.map { "\($0.0.rawValue) \($0.1)" }.joined(separator: ", "), worst))
+            print(
+                String(
+                    format: "family %@: %d -> %d nodes (%@), %.2e off PyTorch", entry.name, before, graph.nodes.count,
+                    graph.opHistogram.map { "\($0.0.rawValue) \($0.1)" }.joined(separator: ", "), worst))
         }
     }
 

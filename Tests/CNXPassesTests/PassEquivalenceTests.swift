@@ -52,9 +52,11 @@ final class PassEquivalenceTests: XCTestCase {
 /// Hand-built graphs that almost match a pattern: each must come out of its pass unchanged.
 final class NearMissTests: XCTestCase {
     func gatherGraph(_ indices: [Int64]) -> Graph {
-        Graph(inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.fixed(6)])], outputs: [ValueInfo(name: "y", dtype: .float32, shape: nil)],
-              nodes: [Node(name: "g", op: .gather, inputs: ["x", "idx"], outputs: ["y"], attributes: ["axis": .int(0)])],
-              initializers: ["idx": Tensor(int64s: indices, shape: [2, 3])])
+        Graph(
+            inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.fixed(6)])],
+            outputs: [ValueInfo(name: "y", dtype: .float32, shape: nil)],
+            nodes: [Node(name: "g", op: .gather, inputs: ["x", "idx"], outputs: ["y"], attributes: ["axis": .int(0)])],
+            initializers: ["idx": Tensor(int64s: indices, shape: [2, 3])])
     }
 
     func testGatherInRowMajorOrderIsAReshapeAndOtherOrdersStay() throws {
@@ -89,17 +91,21 @@ final class NearMissTests: XCTestCase {
             Node(name: "div", op: .div, inputs: ["d", "s"], outputs: affine ? ["n"] : ["y"]),
         ]
         if affine {
-            nodes += [Node(name: "scale", op: .mul, inputs: ["n", "gamma"], outputs: ["a"]),
-                      Node(name: "shift", op: .add, inputs: ["a", "beta"], outputs: extraReaderOfD ? ["y0"] : ["y"])]
+            nodes += [
+                Node(name: "scale", op: .mul, inputs: ["n", "gamma"], outputs: ["a"]),
+                Node(name: "shift", op: .add, inputs: ["a", "beta"], outputs: extraReaderOfD ? ["y0"] : ["y"]),
+            ]
         }
         if extraReaderOfD { nodes.append(Node(name: "leak", op: .add, inputs: ["y0", "d"], outputs: ["y"])) }
         var inputs = [ValueInfo(name: "x", dtype: .float32, shape: dims.map { .fixed($0) })]
         if epsAsInput { inputs.append(ValueInfo(name: "e", dtype: .float32, shape: [])) }
-        return Graph(inputs: inputs, outputs: [ValueInfo(name: "y", dtype: .float32, shape: nil)], nodes: nodes, initializers: [
-            "two": Tensor(floats: [2], shape: []), "eps": Tensor(floats: [1e-6], shape: []),
-            "gamma": Tensor(floats: (0..<c).map { 0.5 + Float($0) }, shape: affine ? (axis == 3 ? [c] : affineShape) : [c]),
-            "beta": Tensor(floats: (0..<c).map { Float($0) - 1 }, shape: axis == 3 ? [c] : affineShape),
-        ])
+        return Graph(
+            inputs: inputs, outputs: [ValueInfo(name: "y", dtype: .float32, shape: nil)], nodes: nodes,
+            initializers: [
+                "two": Tensor(floats: [2], shape: []), "eps": Tensor(floats: [1e-6], shape: []),
+                "gamma": Tensor(floats: (0..<c).map { 0.5 + Float($0) }, shape: affine ? (axis == 3 ? [c] : affineShape) : [c]),
+                "beta": Tensor(floats: (0..<c).map { Float($0) - 1 }, shape: axis == 3 ? [c] : affineShape),
+            ])
     }
 
     func random(_ shape: [Int], seed: UInt64) -> Tensor {
@@ -139,16 +145,19 @@ final class NearMissTests: XCTestCase {
     }
 
     func geluChain(divisor: Float, half: Float = 0.5) -> Graph {
-        Graph(inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.fixed(4), .fixed(8)])],
-              outputs: [ValueInfo(name: "y", dtype: .float32, shape: nil)],
-              nodes: [
+        Graph(
+            inputs: [ValueInfo(name: "x", dtype: .float32, shape: [.fixed(4), .fixed(8)])],
+            outputs: [ValueInfo(name: "y", dtype: .float32, shape: nil)],
+            nodes: [
                 Node(name: "div", op: .div, inputs: ["x", "k"], outputs: ["u"]),
                 Node(name: "erf", op: .erf, inputs: ["u"], outputs: ["e"]),
                 Node(name: "plus", op: .add, inputs: ["e", "one"], outputs: ["a"]),
                 Node(name: "mul", op: .mul, inputs: ["x", "a"], outputs: ["m"]),
                 Node(name: "half", op: .mul, inputs: ["m", "h"], outputs: ["y"]),
-              ],
-              initializers: ["k": Tensor(floats: [divisor], shape: []), "one": Tensor(floats: [1], shape: []), "h": Tensor(floats: [half], shape: [])])
+            ],
+            initializers: [
+                "k": Tensor(floats: [divisor], shape: []), "one": Tensor(floats: [1], shape: []), "h": Tensor(floats: [half], shape: []),
+            ])
     }
 
     func testGeluFoldsAndNearMissesStay() throws {
@@ -160,7 +169,8 @@ final class NearMissTests: XCTestCase {
         let a = try ReferenceExecutor(graph: original).run(["x": x])["y"]!
         let b = try ReferenceExecutor(graph: graph).run(["x": x])["y"]!
         XCTAssertLessThanOrEqual(relativeError(b.floats, a.floats), 1e-6)
-        for (label, near) in [("another constant", geluChain(divisor: 1.5)), ("another factor", geluChain(divisor: 1.4142135, half: 0.25))] {
+        for (label, near) in [("another constant", geluChain(divisor: 1.5)), ("another factor", geluChain(divisor: 1.4142135, half: 0.25))]
+        {
             var g = near
             XCTAssertEqual(try FoldGelu().run(&g), 0, label)
             XCTAssertEqual(g.nodes.count, 5, label)

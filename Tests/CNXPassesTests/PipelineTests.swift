@@ -30,7 +30,9 @@ final class PipelineTests: XCTestCase {
                 XCTAssertLessThanOrEqual(relativeError(y.floats, expected.floats), 1e-4, "\(entry.name) \(c.input)")
             }
             let summary = steps.filter { $0.rewrites > 0 }.map { "\($0.pass):\($0.rewrites)" }.joined(separator: " ")
-            print("\(entry.name): \(before) -> \(graph.nodes.count) nodes; \(summary); ops \(graph.opHistogram.map { "\($0.0.rawValue) \($0.1)" }.joined(separator: ", "))")
+            print(
+                "\(entry.name): \(before) -> \(graph.nodes.count) nodes; \(summary); ops \(graph.opHistogram.map { "\($0.0.rawValue) \($0.1)" }.joined(separator: ", "))"
+            )
         }
     }
 }
@@ -44,17 +46,22 @@ final class GraphDumpTests: XCTestCase {
             outputs: [ValueInfo(name: "y", dtype: .float32, shape: nil)],
             nodes: [
                 Node(name: "fc", op: .matMul, inputs: ["x", "w"], outputs: ["h"]),
-                Node(name: "act", op: .gelu, inputs: ["h"], outputs: ["y"],
-                     attributes: ["approximate": .string("tanh"), "axes": .ints([1, 2]), "alpha": .float(0.5),
-                                  "table": .floats(Array(repeating: 0, count: 9))]),
+                Node(
+                    name: "act", op: .gelu, inputs: ["h"], outputs: ["y"],
+                    attributes: [
+                        "approximate": .string("tanh"), "axes": .ints([1, 2]), "alpha": .float(0.5),
+                        "table": .floats(Array(repeating: 0, count: 9)),
+                    ]),
             ],
             initializers: ["w": Tensor(floats: [1, 2, 3, 4, 5, 6], shape: [3, 2])])
-        XCTAssertEqual(graph.dump().split(separator: "\n").map(String.init), [
-            "input x: float32 [N, 3]",
-            "h = MatMul(x, w<3x2>)  # fc",
-            "y = Gelu(h) {alpha=0.5, approximate=\"tanh\", axes=[1, 2], table=[9 floats]}  # act",
-            "output y",
-        ])
+        XCTAssertEqual(
+            graph.dump().split(separator: "\n").map(String.init),
+            [
+                "input x: float32 [N, 3]",
+                "h = MatMul(x, w<3x2>)  # fc",
+                "y = Gelu(h) {alpha=0.5, approximate=\"tanh\", axes=[1, 2], table=[9 floats]}  # act",
+                "output y",
+            ])
     }
 
     /// The dump of an optimised fixture: one line per input, node (in order, with its operator,

@@ -29,7 +29,10 @@ final class DigitsInt8Tests: XCTestCase {
             let top = top1(try Model(graph: q.graph).predict(test))
             let accuracy = Double(zip(top, labels).filter { $0 == $1 }.count) / Double(labels.count)
             let agreement = Double(zip(top, floatTop).filter { $0 == $1 }.count) / Double(labels.count)
-            print(String(format: "digits int8 %@: accuracy %.2f%% (float32 %.2f%%), agreement %.2f%%", method.rawValue, accuracy * 100, floatAccuracy * 100, agreement * 100))
+            print(
+                String(
+                    format: "digits int8 %@: accuracy %.2f%% (float32 %.2f%%), agreement %.2f%%", method.rawValue, accuracy * 100,
+                    floatAccuracy * 100, agreement * 100))
             XCTAssertGreaterThanOrEqual(accuracy, floatAccuracy - 0.005, method.rawValue)
             XCTAssertGreaterThanOrEqual(agreement, 0.99, method.rawValue)
         }

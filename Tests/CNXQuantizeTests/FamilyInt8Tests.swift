@@ -22,7 +22,9 @@ final class FamilyInt8Tests: XCTestCase {
             options.log = { _ in }
             let report = try Converter.convert(input: entry.onnx, output: path, options: options)
             let model = try Model(path: path, threads: 2)
-            XCTAssertTrue(model.graph.nodes.allSatisfy { [.stem, .downsample, .block, .head].contains($0.op) }, "\(entry.name): \(model.graph.opHistogram)")
+            XCTAssertTrue(
+                model.graph.nodes.allSatisfy { [.stem, .downsample, .block, .head].contains($0.op) },
+                "\(entry.name): \(model.graph.opHistogram)")
             for c in entry.cases {
                 let x = try NPY.read(path: entry.path(c.input)), expected = try NPY.read(path: entry.path(c.expected))
                 let y = try model.predict(x)
@@ -66,8 +68,13 @@ final class FamilyInt8Tests: XCTestCase {
             let test = gaussian([32] + shape, seed: 99)
             let f = try predict(Model(graph: graph, threads: 2), test), y = try predict(Model(graph: q.graph, threads: 2), test)
             let sqnr = OutputError.sqnr(y, f)
-            print(String(format: "int8 %@: %d of %d layers int8, SQNR %.1f dB (validation %.1f)%@", entry.name, int8Layers, layers, sqnr,
-                         q.validationSQNR ?? 0, q.keptFloat.filter { !$0.hasPrefix("stem") && !$0.hasPrefix("head") }.isEmpty ? "" : "; float32: " + q.keptFloat.filter { !$0.hasPrefix("stem") && !$0.hasPrefix("head") }.joined(separator: ", ")))
+            print(
+                String(
+                    format: "int8 %@: %d of %d layers int8, SQNR %.1f dB (validation %.1f)%@", entry.name, int8Layers, layers, sqnr,
+                    q.validationSQNR ?? 0,
+                    q.keptFloat.filter { !$0.hasPrefix("stem") && !$0.hasPrefix("head") }.isEmpty
+                        ? "" : "; float32: " + q.keptFloat.filter { !$0.hasPrefix("stem") && !$0.hasPrefix("head") }.joined(separator: ", ")
+                ))
             XCTAssertGreaterThanOrEqual(sqnr, 30, entry.name)
             // The fast int8 kernels compute what the reference int8 arithmetic computes, up to a
             // u8 step where a value sits on a rounding boundary (the float arithmetic before the

@@ -38,7 +38,9 @@ final class FusedPayloadTests: XCTestCase {
             for (number, layer) in payload.layers { kinds.insert("\(node.op.rawValue) \(number) \(layer.precision.name)") }
             XCTAssertTrue(payload.constants.keys.allSatisfy { graph.initializers[$0] != nil }, node.name)
         }
-        XCTAssertTrue(kinds.isSuperset(of: ["cnx.Block 1 int8", "cnx.Block 2 int8", "cnx.Downsample 1 int8", "cnx.Stem 1 float32", "cnx.Head 1 int8"]), "\(kinds)")
+        XCTAssertTrue(
+            kinds.isSuperset(of: ["cnx.Block 1 int8", "cnx.Block 2 int8", "cnx.Downsample 1 int8", "cnx.Stem 1 float32", "cnx.Head 1 int8"]
+            ), "\(kinds)")
     }
 
     func testWhatThePayloadCannotReadIsRefusedNamingTheNode() throws {

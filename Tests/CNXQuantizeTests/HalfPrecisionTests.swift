@@ -44,14 +44,17 @@ final class HalfPrecisionTests: XCTestCase {
         for (dtype, minSQNR) in [(DType.bfloat16, 45.0), (.float16, 65.0)] {
             let g = try lowered(graph, dtype)
             XCTAssertEqual(g.initializers.values.filter { $0.dtype == dtype }.count, 20, "every pointwise, downsample and head weight")
-            XCTAssertEqual(g.nodes.first { $0.op == .stem }.flatMap { g.initializers[$0.inputs[1]]?.dtype }, .float32, "the stem stays float32")
+            XCTAssertEqual(
+                g.nodes.first { $0.op == .stem }.flatMap { g.initializers[$0.inputs[1]]?.dtype }, .float32, "the stem stays float32")
             let y = try Model(graph: g).predict(test)
             let top = top1(y)
             let accuracy = Double(zip(top, labels).filter { $0 == $1 }.count) / Double(labels.count)
             let agreement = Double(zip(top, floatTop).filter { $0 == $1 }.count) / Double(labels.count)
             let sqnr = OutputError.sqnr(y, expected)
-            print(String(format: "digits %@ (%@ path): accuracy %.2f%% (float32 %.2f%%), agreement %.2f%%, SQNR %.1f dB", dtype.name,
-                         String(cString: cnx_hpath_name(cnx_hpath_current())), accuracy * 100, floatAccuracy * 100, agreement * 100, sqnr))
+            print(
+                String(
+                    format: "digits %@ (%@ path): accuracy %.2f%% (float32 %.2f%%), agreement %.2f%%, SQNR %.1f dB", dtype.name,
+                    String(cString: cnx_hpath_name(cnx_hpath_current())), accuracy * 100, floatAccuracy * 100, agreement * 100, sqnr))
             XCTAssertEqual(accuracy, floatAccuracy, dtype.name)
             XCTAssertEqual(agreement, 1, dtype.name)
             XCTAssertGreaterThanOrEqual(sqnr, minSQNR, dtype.name)
@@ -121,13 +124,16 @@ final class HalfPrecisionTests: XCTestCase {
                     }
                     if expected.shape.count == 2 {
                         let cols = expected.shape.last ?? 1
-                        XCTAssertEqual(argmaxRows(y.floats, cols: cols), argmaxRows(expected.floats, cols: cols), "\(entry.name) \(dtype.name) top-1")
+                        XCTAssertEqual(
+                            argmaxRows(y.floats, cols: cols), argmaxRows(expected.floats, cols: cols), "\(entry.name) \(dtype.name) top-1")
                     }
                 }
             }
         }
-        print(String(format: "families: worst SQNR bfloat16 %.1f dB, float16 %.1f dB; largest |difference| bfloat16 %.4f",
-                     worst[.bfloat16]!, worst[.float16]!, largest))
+        print(
+            String(
+                format: "families: worst SQNR bfloat16 %.1f dB, float16 %.1f dB; largest |difference| bfloat16 %.4f",
+                worst[.bfloat16]!, worst[.float16]!, largest))
     }
 
     /// A mixed file (`quantize --int8 --bf16`): int8 where calibration put it, bfloat16 for the
@@ -143,7 +149,8 @@ final class HalfPrecisionTests: XCTestCase {
         options.int8 = (try digits("calib.npy"), q)
         options.halfPrecision = (.bfloat16, [])
         let out = tmp.appendingPathComponent("mixed.cnx").path
-        let report = try Converter.convert(input: Self.digitsFolder.appendingPathComponent("model.onnx").path, output: out, options: options)
+        let report = try Converter.convert(
+            input: Self.digitsFolder.appendingPathComponent("model.onnx").path, output: out, options: options)
         XCTAssertEqual(report.keptFloat, ["stem"])
         let model = try Model(path: out)
         let weights = model.graph.nodes.filter { $0.op == .block }.map { model.graph.initializers[$0.inputs[3]]!.dtype }
@@ -202,14 +209,19 @@ final class HalfPrecisionTests: XCTestCase {
         // CNX_ISA=avx2: a CPU without AVX-512 (the float path on the AVX2 float GEMM).
         let environments = ["scalar", "float", "avx512", "avx512bf16"].map { ["CNX_HPATH": $0] } + [["CNX_ISA": "avx2"]]
         for environment in environments {
-            let v = try runTool(["validate", bf, "--reference", onnx, "--data", d.appendingPathComponent("test.npy").path,
-                                 "--labels", d.appendingPathComponent("test_labels.npy").path, "--max-drop", "0"],
-                                environment: environment)
+            let v = try runTool(
+                [
+                    "validate", bf, "--reference", onnx, "--data", d.appendingPathComponent("test.npy").path,
+                    "--labels", d.appendingPathComponent("test_labels.npy").path, "--max-drop", "0",
+                ],
+                environment: environment)
             XCTAssertEqual(v.status, 0, "\(environment): \(v.stdout) \(v.stderr)")
         }
         // Refusals: --bf16 with --fp16, --int8 --bf16 without calibration, calibration with --bf16 alone.
-        for args in [["quantize", "--int8", "--bf16", onnx, bf], ["quantize", "--bf16", "--fp16", onnx, bf],
-                     ["quantize", "--bf16", onnx, bf, "--calibration", d.appendingPathComponent("calib.npy").path]] {
+        for args in [
+            ["quantize", "--int8", "--bf16", onnx, bf], ["quantize", "--bf16", "--fp16", onnx, bf],
+            ["quantize", "--bf16", onnx, bf, "--calibration", d.appendingPathComponent("calib.npy").path],
+        ] {
             let r = try runTool(args + ["--force"])
             XCTAssertEqual(r.status, 1, args.joined(separator: " "))
         }

@@ -31,7 +31,7 @@ final class Int8RuntimeTests: XCTestCase {
         _ = try Pipeline.standard.run(&graph)
         let x = try NPY.read(path: entry.path(entry.cases[0].input))
         var options = Quantizer.Options()
-        options.quantizeHead = true   // the head's layers too: every kind of int8 layer
+        options.quantizeHead = true  // the head's layers too: every kind of int8 layer
         let q = try Quantizer.quantize(graph, calibration: gaussian([8] + Array(x.shape.dropFirst()), seed: 5), options: options)
         return (q.graph, graph, x)
     }
@@ -73,9 +73,11 @@ final class Int8RuntimeTests: XCTestCase {
                         XCTAssertEqual(codes, referenceCodes, "u8 codes: \(what)")
                         var out = [Float](repeating: .nan, count: rows * n)
                         withFloatPointers([layer.bias?.tensor]) { b in
-                            packed.multiply(codes, rows: rows, lda: k, bias: b[0], act: CNX_ACT_NONE, residual: nil, ldr: 0, into: &out, ldo: n)
+                            packed.multiply(
+                                codes, rows: rows, lda: k, bias: b[0], act: CNX_ACT_NONE, residual: nil, ldr: 0, into: &out, ldo: n)
                         }
-                        XCTAssertEqual(out.map(\.bitPattern), reference.withUnsafeFloats { $0.map(\.bitPattern) }, "dequantized GEMM: \(what)")
+                        XCTAssertEqual(
+                            out.map(\.bitPattern), reference.withUnsafeFloats { $0.map(\.bitPattern) }, "dequantized GEMM: \(what)")
                     }
                     layers += 1
                 }
@@ -110,8 +112,11 @@ final class Int8RuntimeTests: XCTestCase {
                 if f[i] == r[i] { exact += 1 }
             }
             let sqnrFloat = OutputError.sqnr(reference, try Model(graph: float).predict(x))
-            print("\(name): fast vs reference int8: \(exact) of \(f.count) logits identical, worst \(String(format: "%.2f", worst)) integer steps of the head; int8 vs float32 \(String(format: "%.1f", sqnrFloat)) dB")
-            XCTAssertLessThanOrEqual(worst, 127, "\(name): the fast and reference int8 paths differ by more than one u8 step of the head's input")
+            print(
+                "\(name): fast vs reference int8: \(exact) of \(f.count) logits identical, worst \(String(format: "%.2f", worst)) integer steps of the head; int8 vs float32 \(String(format: "%.1f", sqnrFloat)) dB"
+            )
+            XCTAssertLessThanOrEqual(
+                worst, 127, "\(name): the fast and reference int8 paths differ by more than one u8 step of the head's input")
             XCTAssertGreaterThanOrEqual(Double(exact), 0.9 * Double(f.count), "\(name): most logits are identical")
         }
     }
@@ -119,7 +124,9 @@ final class Int8RuntimeTests: XCTestCase {
     /// Runs `body` on every int8 kernel path this CPU supports, forced in turn.
     func forEachInt8Path(_ body: (String) throws -> Void) rethrows {
         defer { cnx_qisa_force(-1) }
-        for isa in [CNX_QISA_SCALAR, CNX_QISA_AVX2, CNX_QISA_AVX_VNNI, CNX_QISA_AVX512_VNNI, CNX_QISA_NEON, CNX_QISA_DOTPROD, CNX_QISA_I8MM]
+        for isa in [
+            CNX_QISA_SCALAR, CNX_QISA_AVX2, CNX_QISA_AVX_VNNI, CNX_QISA_AVX512_VNNI, CNX_QISA_NEON, CNX_QISA_DOTPROD, CNX_QISA_I8MM,
+        ]
         where cnx_qisa_supported(isa) != 0 {
             cnx_qisa_force(Int32(isa.rawValue))
             try body(String(cString: cnx_qisa_name(isa)))

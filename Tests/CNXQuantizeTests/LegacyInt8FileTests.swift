@@ -68,7 +68,8 @@ final class LegacyInt8FileTests: XCTestCase {
         XCTAssertEqual(int8.count, 13)
         XCTAssertTrue(int8.allSatisfy { $0.quantization?.axis == 1 && $0.quantization?.scales.count == $0.shape[1] })
         let x = try input()
-        XCTAssertEqual(try Model(graph: upgraded.graph, threads: 2).predict(x).floats, try Model(path: fixture, threads: 2).predict(x).floats)
+        XCTAssertEqual(
+            try Model(graph: upgraded.graph, threads: 2).predict(x).floats, try Model(path: fixture, threads: 2).predict(x).floats)
     }
 
     /// A 1.0 int8 file whose scales attribute is gone is refused, naming the node and the layer.

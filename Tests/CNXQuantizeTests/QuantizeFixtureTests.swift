@@ -9,7 +9,8 @@ import XCTest
 
 final class QuantizeFixtureTests: XCTestCase {
     func testInt8CloseToFloatOnEveryFamily() throws {
-        for entry in try Fixtures.manifest() where ["timm_linear_op17", "v2_op17", "reference_op13", "timm_convmlp_op17", "torchvision_dynamo"].contains(entry.name) {
+        for entry in try Fixtures.manifest()
+        where ["timm_linear_op17", "v2_op17", "reference_op13", "timm_convmlp_op17", "torchvision_dynamo"].contains(entry.name) {
             var graph = try ONNXReader.load(path: entry.model)
             _ = try Pipeline.standard.run(&graph)
             let x = try NPY.read(path: entry.path(entry.cases[0].input))

@@ -18,7 +18,8 @@ final class OpTableTests: XCTestCase {
             XCTAssertFalse(schema.outputs.isEmpty, op.rawValue)
             // Optional inputs come after the required ones, so that arity says what is required.
             if let firstOptional = schema.inputs.firstIndex(where: { !$0.required }) {
-                XCTAssertFalse(schema.inputs[firstOptional...].contains { $0.required }, "\(op.rawValue): a required slot after an optional one")
+                XCTAssertFalse(
+                    schema.inputs[firstOptional...].contains { $0.required }, "\(op.rawValue): a required slot after an optional one")
             }
             for (i, slot) in schema.inputs.enumerated() { XCTAssertEqual(schema.slot(slot.name), i) }
         }
@@ -29,20 +30,27 @@ final class OpTableTests: XCTestCase {
     func testShapeFunctionsPredictWhatTheKernelsCompute() throws {
         for op in OpType.allCases {
             guard let (node, tensors) = Self.sample(op) else {
-                let constant = Node(name: "c", op: op, inputs: [], outputs: ["y"], attributes: ["value": .tensor(Tensor(floats: [1], shape: [1]))])
-                XCTAssertThrowsError(try ReferenceKernels.evaluate(constant, [])) { XCTAssertTrue("\($0)".contains("folded by the reader"), "\($0)") }
+                let constant = Node(
+                    name: "c", op: op, inputs: [], outputs: ["y"], attributes: ["value": .tensor(Tensor(floats: [1], shape: [1]))])
+                XCTAssertThrowsError(try ReferenceKernels.evaluate(constant, [])) {
+                    XCTAssertTrue("\($0)".contains("folded by the reader"), "\($0)")
+                }
                 XCTAssertThrowsError(try constant.schema.shape(ShapeInference.Context(node: constant, values: [])))
                 continue
             }
             var initializers: [String: Tensor] = [:]
             for (name, t) in zip(node.inputs, tensors) where !name.isEmpty { initializers[name] = t }
-            let graph = Graph(inputs: [], outputs: [ValueInfo(name: node.outputs[0], dtype: .float32, shape: nil)], nodes: [node], initializers: initializers)
+            let graph = Graph(
+                inputs: [], outputs: [ValueInfo(name: node.outputs[0], dtype: .float32, shape: nil)], nodes: [node],
+                initializers: initializers)
             let facts = try Verifier.verify(graph)
             let predicted = try XCTUnwrap(facts[node.outputs[0]], op.rawValue)
             let computed = try ReferenceKernels.evaluate(node, node.inputs.map { $0.isEmpty ? nil : initializers[$0] })
             XCTAssertEqual(computed.count, 1, op.rawValue)
             XCTAssertEqual(predicted.dtype, computed[0].dtype, op.rawValue)
-            XCTAssertEqual(predicted.shape, computed[0].shape.map { .fixed($0) }, "\(op.rawValue): predicted \(predicted.shape.map(describe) ?? "nil"), computed \(computed[0].shape)")
+            XCTAssertEqual(
+                predicted.shape, computed[0].shape.map { .fixed($0) },
+                "\(op.rawValue): predicted \(predicted.shape.map(describe) ?? "nil"), computed \(computed[0].shape)")
             XCTAssertTrue(computed[0].count > 0, op.rawValue)
         }
     }
@@ -55,7 +63,8 @@ final class OpTableTests: XCTestCase {
         let files = try XCTUnwrap(FileManager.default.enumerator(at: sources, includingPropertiesForKeys: nil))
         let cases = Set(OpType.allCases.map { "\($0)" })
         var named: Set<String> = []
-        let pattern = try NSRegularExpression(pattern: #"op: \.([a-zA-Z0-9]+)|op == \.([a-zA-Z0-9]+)|case \.(stem|block|head|downsample|linear|grn)\b"#)
+        let pattern = try NSRegularExpression(
+            pattern: #"op: \.([a-zA-Z0-9]+)|op == \.([a-zA-Z0-9]+)|case \.(stem|block|head|downsample|linear|grn)\b"#)
         let rawNames = try NSRegularExpression(pattern: #""(cnx\.[A-Za-z]+)""#)
         var spelled: Set<String> = []
         for case let url as URL in files where url.pathExtension == "swift" {
@@ -64,7 +73,9 @@ final class OpTableTests: XCTestCase {
             for m in pattern.matches(in: text, range: range) {
                 for g in 1..<m.numberOfRanges { if let r = Range(m.range(at: g), in: text) { named.insert(String(text[r])) } }
             }
-            for m in rawNames.matches(in: text, range: range) { if let r = Range(m.range(at: 1), in: text) { spelled.insert(String(text[r])) } }
+            for m in rawNames.matches(in: text, range: range) {
+                if let r = Range(m.range(at: 1), in: text) { spelled.insert(String(text[r])) }
+            }
         }
         XCTAssertTrue(named.count > 20, "found only \(named.sorted())")
         for name in named.sorted() { XCTAssertTrue(cases.contains(name), "the sources name op .\(name), which has no table entry") }
@@ -81,11 +92,17 @@ final class OpTableTests: XCTestCase {
         let y = try XCTUnwrap(try ReferenceKernels.evaluate(node, [a, b]).first)
         XCTAssertEqual(y.shape, [2, 3, 3, 5])
         let av = a.floats, bv = b.floats, yv = y.floats
-        for i in 0..<2 { for j in 0..<3 { for r in 0..<3 { for c in 0..<5 {
-            var sum: Float = 0
-            for k in 0..<4 { sum += av[(i * 3 + r) * 4 + k] * bv[(j * 4 + k) * 5 + c] }
-            XCTAssertEqual(yv[((i * 3 + j) * 3 + r) * 5 + c], sum, accuracy: 1e-5)
-        } } } }
+        for i in 0..<2 {
+            for j in 0..<3 {
+                for r in 0..<3 {
+                    for c in 0..<5 {
+                        var sum: Float = 0
+                        for k in 0..<4 { sum += av[(i * 3 + r) * 4 + k] * bv[(j * 4 + k) * 5 + c] }
+                        XCTAssertEqual(yv[((i * 3 + j) * 3 + r) * 5 + c], sum, accuracy: 1e-5)
+                    }
+                }
+            }
+        }
     }
 
     // MARK: samples
@@ -119,7 +136,8 @@ final class OpTableTests: XCTestCase {
         case .gelu: return node([f([2, 3])], ["approximate": .string("tanh")])
         case .swish: return node([f([2, 3])], ["alpha": .float(1.5)])
         case .conv:
-            return node([f([1, 2, 5, 5]), f([4, 2, 3, 3], seed: 2), f([4], seed: 3)], ["strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1])])
+            return node(
+                [f([1, 2, 5, 5]), f([4, 2, 3, 3], seed: 2), f([4], seed: 3)], ["strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1])])
         case .matMul: return node([f([2, 3, 4]), f([4, 5], seed: 2)])
         case .gemm: return node([f([2, 3]), f([5, 3], seed: 2), f([5], seed: 3)], ["transB": .int(1)])
         case .reduceMean, .reduceL2, .reduceSum: return node([f([2, 3, 4]), i([1])], ["keepdims": .int(0)])
@@ -146,17 +164,25 @@ final class OpTableTests: XCTestCase {
         case .linear: return node([f([2, 3, 4]), f([4, 5], seed: 2), f([5], seed: 3)], ["activation": .string("gelu")])
         case .grn: return node([f([1, 2, 2, 3]), f([3], seed: 2), f([3], seed: 3)], ["grn_epsilon": .float(1e-6)])
         case .stem:
-            return node([f([1, 3, 8, 8]), f([48, 6], seed: 2), f([6], seed: 3), f([6], seed: 4), f([6], seed: 5)],
-                        ["kernel": .int(4), "epsilon": .float(1e-6)])
+            return node(
+                [f([1, 3, 8, 8]), f([48, 6], seed: 2), f([6], seed: 3), f([6], seed: 4), f([6], seed: 5)],
+                ["kernel": .int(4), "epsilon": .float(1e-6)])
         case .downsample:
             return node([f([1, 4, 4, 3]), f([12, 5], seed: 2), f([5], seed: 3), f([3], seed: 4), f([3], seed: 5)], ["kernel": .int(2)])
         case .block:
-            return node([f([1, 5, 5, 4]), f([3, 3, 4], seed: 2), f([4], seed: 3), f([4, 8], seed: 4), f([8], seed: 5),
-                         f([8, 4], seed: 6), f([4], seed: 7), f([8], seed: 8), f([8], seed: 9)], ["grn_epsilon": .float(1e-6)])
+            return node(
+                [
+                    f([1, 5, 5, 4]), f([3, 3, 4], seed: 2), f([4], seed: 3), f([4, 8], seed: 4), f([8], seed: 5),
+                    f([8, 4], seed: 6), f([4], seed: 7), f([8], seed: 8), f([8], seed: 9),
+                ], ["grn_epsilon": .float(1e-6)])
         case .features: return node([f([1, 3, 2, 4]), f([4], seed: 2), f([4], seed: 3)], ["norm": .string("rms")])
         case .head:
-            return node([f([1, 3, 3, 4]), f([4, 6], seed: 2), f([6], seed: 3), f([6, 2], seed: 4), f([2], seed: 5), f([4], seed: 6), f([4], seed: 7)],
-                        ["activation": .string("gelu")])
+            return node(
+                [
+                    f([1, 3, 3, 4]), f([4, 6], seed: 2), f([6], seed: 3), f([6, 2], seed: 4), f([2], seed: 5), f([4], seed: 6),
+                    f([4], seed: 7),
+                ],
+                ["activation": .string("gelu")])
         }
     }
 }

@@ -5,8 +5,10 @@ import XCTest
 /// double-precision product: both transposes, padded leading dimensions, alpha and beta, odd
 /// sizes, C not read when beta is 0, and the threaded split of a large product.
 final class ReferenceGEMMTests: XCTestCase {
-    func check(m: Int, n: Int, k: Int, ta: Bool, tb: Bool, pad: Int, alpha: Float, beta: Float, threads: Int32 = 0,
-               file: StaticString = #filePath, line: UInt = #line) {
+    func check(
+        m: Int, n: Int, k: Int, ta: Bool, tb: Bool, pad: Int, alpha: Float, beta: Float, threads: Int32 = 0,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         let lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad
         let a = (0..<(ta ? k : m) * lda).map { _ in Float.random(in: -1...1) }
         let b = (0..<(tb ? n : k) * ldb).map { _ in Float.random(in: -1...1) }
@@ -28,7 +30,8 @@ final class ReferenceGEMMTests: XCTestCase {
             }
         }
         // float32 accumulation of k products of magnitude <= 1: a few ulps of sqrt(k) growth.
-        XCTAssertLessThan(worst, 1e-6 * Double(k), "m \(m) n \(n) k \(k) ta \(ta) tb \(tb) alpha \(alpha) beta \(beta)", file: file, line: line)
+        XCTAssertLessThan(
+            worst, 1e-6 * Double(k), "m \(m) n \(n) k \(k) ta \(ta) tb \(tb) alpha \(alpha) beta \(beta)", file: file, line: line)
     }
 
     func testOddSizesBothTransposes() {

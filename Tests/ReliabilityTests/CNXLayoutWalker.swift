@@ -182,9 +182,11 @@ struct CNXLayoutWalker {
             let byteCount = Int(c.u64())
             let crcField = c.offset
             _ = c.u32()
-            tensors.append(TensorEntry(name: name, rankField: rankField, rank: rank, dimsField: dimsField,
-                                       offsetField: offsetField, byteCountField: byteCountField, crcField: crcField,
-                                       dataOffset: offset, byteCount: byteCount))
+            tensors.append(
+                TensorEntry(
+                    name: name, rankField: rankField, rank: rank, dimsField: dimsField,
+                    offsetField: offsetField, byteCountField: byteCountField, crcField: crcField,
+                    dataOffset: offset, byteCount: byteCount))
         }
     }
 }

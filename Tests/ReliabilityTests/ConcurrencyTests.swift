@@ -31,7 +31,8 @@ final class ConcurrencyTests: XCTestCase {
                     let which = (t + i) % inputs.count
                     do {
                         let y = try model.predict(inputs[which], workspace: workspace).floats
-                        let same = y.count == serial[which].count
+                        let same =
+                            y.count == serial[which].count
                             && zip(y, serial[which]).allSatisfy { $0.bitPattern == $1.bitPattern }
                         results.record(same ? nil : "thread \(t) iteration \(i) input \(which): differs from the serial run")
                     } catch {

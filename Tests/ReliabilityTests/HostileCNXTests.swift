@@ -140,8 +140,10 @@ final class HostileCNXTests: HostileFileTestCase {
 
     /// The tiny file with `edit` made and resealed (so that only the edit is wrong), written as
     /// `name`: the reader refuses it with a message holding `reader`, the CLI with `cli`.
-    func assertEditRejected(_ name: String, reader: [String], cli: [String], file: StaticString = #filePath, line: UInt = #line,
-                            _ edit: (inout [UInt8]) -> Void) throws {
+    func assertEditRejected(
+        _ name: String, reader: [String], cli: [String], file: StaticString = #filePath, line: UInt = #line,
+        _ edit: (inout [UInt8]) -> Void
+    ) throws {
         var bytes = tiny
         edit(&bytes)
         CNXLayoutWalker.reseal(&bytes)
@@ -154,7 +156,9 @@ final class HostileCNXTests: HostileFileTestCase {
     func testShapeProductsThatOverflowInt() throws {
         let t = try matrixEntry()
         for (name, dims) in [("elements", [Int64(1) << 32, Int64(1) << 32]), ("bytes", [Int64(1) << 31, Int64(1) << 31])] {
-            try assertEditRejected("overflow-\(name).cnx", reader: ["tensor '\(t.name)'", "overflows", "byte \(t.rankField)"], cli: ["overflows"]) {
+            try assertEditRejected(
+                "overflow-\(name).cnx", reader: ["tensor '\(t.name)'", "overflows", "byte \(t.rankField)"], cli: ["overflows"]
+            ) {
                 for (i, d) in dims.enumerated() { $0.put(d, at: t.dimsField + 8 * i) }
             }
         }

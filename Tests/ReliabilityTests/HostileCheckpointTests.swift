@@ -95,12 +95,12 @@ final class HostileCheckpointTests: HostileFileTestCase {
     /// stack that never grows. Reading (and freeing) them must not recurse that deep.
     func testDeeplyNestedPicklesRecurseNowhere() throws {
         let depth = 100_000
-        var memoChain: [UInt8] = [0x80, 0x02, 0x5d, 0x71, 0x00]             // [] memo[0]
+        var memoChain: [UInt8] = [0x80, 0x02, 0x5d, 0x71, 0x00]  // [] memo[0]
         for i in 1...depth {
             let index = withUnsafeBytes(of: UInt32(i).littleEndian) { Array($0) }
-            memoChain += [0x5d, 0x72] + index + [0x61, 0x30, 0x6a] + index   // [] put, append, pop, get
+            memoChain += [0x5d, 0x72] + index + [0x61, 0x30, 0x6a] + index  // [] put, append, pop, get
         }
-        memoChain += [0x30, 0x68, 0x00, 0x2e]                                 // pop, get memo[0], stop
+        memoChain += [0x30, 0x68, 0x00, 0x2e]  // pop, get memo[0], stop
         let pickles: [(String, [UInt8])] = [
             ("marks-lists", [0x80, 0x02] + [UInt8](repeating: 0x28, count: depth) + [UInt8](repeating: 0x6c, count: depth) + [0x2e]),
             ("marks-tuples", [0x80, 0x02] + [UInt8](repeating: 0x28, count: depth) + [UInt8](repeating: 0x74, count: depth) + [0x2e]),
@@ -110,10 +110,12 @@ final class HostileCheckpointTests: HostileFileTestCase {
         ]
         for (name, pickle) in pickles {
             let zip = ZipTools.write([
-                ZipEntryBytes(name: "deep/data.pkl", method: 0, data: pickle, uncompressedSize: UInt32(pickle.count),
-                              crc: TestCRC32.checksum(pickle)),
-                ZipEntryBytes(name: "deep/byteorder", method: 0, data: Array("little".utf8), uncompressedSize: 6,
-                              crc: TestCRC32.checksum(Array("little".utf8))),
+                ZipEntryBytes(
+                    name: "deep/data.pkl", method: 0, data: pickle, uncompressedSize: UInt32(pickle.count),
+                    crc: TestCRC32.checksum(pickle)),
+                ZipEntryBytes(
+                    name: "deep/byteorder", method: 0, data: Array("little".utf8), uncompressedSize: 6,
+                    crc: TestCRC32.checksum(Array("little".utf8))),
             ])
             // Through the tool only: a stack overflow here would end this test process.
             try assertRejectedByCLI(try write(zip, "deep-\(name).pth"))
@@ -152,14 +154,26 @@ final class HostileCheckpointTests: HostileFileTestCase {
         let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
         let cases: [(String, [UInt8], [String])] = [
             ("length-past-end", withUnsafeBytes(of: UInt64(1 << 40).littleEndian) { Array($0) } + Array("{}".utf8), ["byte 0"]),
-            ("trillion", safetensors(#"{"w": {"dtype": "F32", "shape": [1000000, 1000000], "data_offsets": [0, 4000000000000]}}"#, data: sixteen),
-             ["tensor 'w'"]),
-            ("overflow", safetensors(#"{"w": {"dtype": "F32", "shape": [4294967296, 4294967296, 4], "data_offsets": [0, 16]}}"#, data: sixteen),
-             ["tensor 'w'"]),
-            ("negative", safetensors(#"{"w": {"dtype": "F32", "shape": [-1, 4], "data_offsets": [0, 16]}}"#, data: sixteen),
-             ["tensor 'w'"]),
-            ("offsets-past-end", safetensors(#"{"w": {"dtype": "F32", "shape": [4], "data_offsets": [9223372036854775800, 9223372036854775816]}}"#, data: sixteen),
-             ["tensor 'w'"]),
+            (
+                "trillion",
+                safetensors(#"{"w": {"dtype": "F32", "shape": [1000000, 1000000], "data_offsets": [0, 4000000000000]}}"#, data: sixteen),
+                ["tensor 'w'"]
+            ),
+            (
+                "overflow",
+                safetensors(#"{"w": {"dtype": "F32", "shape": [4294967296, 4294967296, 4], "data_offsets": [0, 16]}}"#, data: sixteen),
+                ["tensor 'w'"]
+            ),
+            (
+                "negative", safetensors(#"{"w": {"dtype": "F32", "shape": [-1, 4], "data_offsets": [0, 16]}}"#, data: sixteen),
+                ["tensor 'w'"]
+            ),
+            (
+                "offsets-past-end",
+                safetensors(
+                    #"{"w": {"dtype": "F32", "shape": [4], "data_offsets": [9223372036854775800, 9223372036854775816]}}"#, data: sixteen),
+                ["tensor 'w'"]
+            ),
             ("deep-json", safetensors(#"{"__metadata__": {"a": "b"}, "w": "# + deep + "}", data: sixteen), []),
         ]
         for (name, bytes, parts) in cases {

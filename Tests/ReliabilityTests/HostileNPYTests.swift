@@ -53,9 +53,16 @@ final class HostileNPYTests: HostileFileTestCase {
             ("overflow", npy("{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296, 4), }"), ["overflows"]),
             ("overflow-bytes", npy("{'descr': '<f8', 'fortran_order': False, 'shape': (2147483648, 2147483648), }"), ["truncated"]),
             ("negative", npy("{'descr': '<f4', 'fortran_order': False, 'shape': (-1, 4), }"), ["invalid shape"]),
-            ("trillion", npy("{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000), }",
-                             payload: [UInt8](repeating: 0, count: 16)), ["truncated", "4000000000000"]),
-            ("header-length", [0x93] + Array("NUMPY".utf8) + [2, 0, 0xff, 0xff, 0xff, 0x7f] + Array("{'descr'".utf8), ["truncated", "byte 12"]),
+            (
+                "trillion",
+                npy(
+                    "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000), }",
+                    payload: [UInt8](repeating: 0, count: 16)), ["truncated", "4000000000000"]
+            ),
+            (
+                "header-length", [0x93] + Array("NUMPY".utf8) + [2, 0, 0xff, 0xff, 0xff, 0x7f] + Array("{'descr'".utf8),
+                ["truncated", "byte 12"]
+            ),
             ("version", npy("{'descr': '<f4', 'shape': (1,), }", major: 9), ["version 9"]),
             ("dtype", npy("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }", payload: [0, 0, 0, 0, 0, 0, 0, 0]), ["dtype"]),
             ("no-shape", npy("{'descr': '<f4', 'fortran_order': False, }"), ["shape"]),

@@ -19,18 +19,24 @@ final class HostileONNXTests: HostileFileTestCase {
 
     /// y = Relu(x + c), x float [1, 4]; `initializer` writes c's TensorProto fields, `attribute`
     /// adds fields to an extra attribute of the Relu node.
-    func tinyModel(initializer: (inout ProtoBuilder) -> Void = { t in
-                       t.int(1, 4); t.int(2, 1); t.string(8, "c"); t.bytes(9, [UInt8](repeating: 0, count: 16))
-                   },
-                   inputDims: [Int64] = [1, 4],
-                   attribute: ((inout ProtoBuilder) -> Void)? = nil,
-                   extraModelField: [UInt8] = []) -> [UInt8] {
+    func tinyModel(
+        initializer: (inout ProtoBuilder) -> Void = { t in
+            t.int(1, 4); t.int(2, 1); t.string(8, "c"); t.bytes(9, [UInt8](repeating: 0, count: 16))
+        },
+        inputDims: [Int64] = [1, 4],
+        attribute: ((inout ProtoBuilder) -> Void)? = nil,
+        extraModelField: [UInt8] = []
+    ) -> [UInt8] {
         var m = ProtoBuilder()
         m.int(1, 8)
         m.string(2, "hostile")
-        m.message(8) { $0.string(1, ""); $0.int(2, 17) }
+        m.message(8) {
+            $0.string(1, ""); $0.int(2, 17)
+        }
         m.message(7) { g in
-            g.message(1) { n in n.string(1, "x"); n.string(1, "c"); n.string(2, "s"); n.string(3, "add"); n.string(4, "Add") }
+            g.message(1) { n in
+                n.string(1, "x"); n.string(1, "c"); n.string(2, "s"); n.string(3, "add"); n.string(4, "Add")
+            }
             g.message(1) { n in
                 n.string(1, "s"); n.string(2, "y"); n.string(3, "relu"); n.string(4, "Relu")
                 if let attribute { n.message(5, attribute) }
@@ -112,7 +118,9 @@ final class HostileONNXTests: HostileFileTestCase {
                 edited += 1
                 do { _ = try ONNXReader.load(path: path) } catch let e as CNXError {
                     XCTAssertTrue(e.message.hasPrefix(path) && !e.message.contains("\n"), e.message)
-                    if ProcessInfo.processInfo.environment["DEBUG_MSG"] != nil { print("MSG \(f.kind) \(cut - f.payloadRange.lowerBound): \(e.message.dropFirst(path.count))") }
+                    if ProcessInfo.processInfo.environment["DEBUG_MSG"] != nil {
+                        print("MSG \(f.kind) \(cut - f.payloadRange.lowerBound): \(e.message.dropFirst(path.count))")
+                    }
                 }
             }
         }
@@ -174,7 +182,9 @@ final class HostileONNXTests: HostileFileTestCase {
             let external = tinyModel(initializer: { t in
                 t.int(1, 4); t.int(2, 1); t.string(8, "c"); t.int(14, 1)
                 for (k, v) in [("location", "w.bin"), ("offset", offset), ("length", length)] {
-                    t.message(13) { $0.string(1, k); $0.string(2, v) }
+                    t.message(13) {
+                        $0.string(1, k); $0.string(2, v)
+                    }
                 }
             })
             let path = try write(external, "external-\(name).onnx")
@@ -215,11 +225,21 @@ final class HostileONNXTests: HostileFileTestCase {
         let forms: [(String, (inout ProtoBuilder) -> Void)] = [
             ("raw", { $0.bytes(9, [UInt8](repeating: 0, count: 16)) }),
             ("float-data", { $0.bytes(4, [UInt8](repeating: 0, count: 16)) }),
-            ("int32-data", { t in t.int(2, 10); t.bytes(5, [0, 0, 0, 0]) }),
-            ("external", { t in
-                t.int(14, 1)
-                t.message(13) { $0.string(1, "location"); $0.string(2, "w.bin") }
-            }),
+            (
+                "int32-data",
+                { t in
+                    t.int(2, 10); t.bytes(5, [0, 0, 0, 0])
+                }
+            ),
+            (
+                "external",
+                { t in
+                    t.int(14, 1)
+                    t.message(13) {
+                        $0.string(1, "location"); $0.string(2, "w.bin")
+                    }
+                }
+            ),
         ]
         for (name, storage) in forms {
             let model = tinyModel(initializer: { t in
@@ -258,7 +278,7 @@ final class HostileONNXTests: HostileFileTestCase {
             for p in prefixes.reversed() { out += p }
             return out + innermost
         }
-        let unknown = nested(depth: depth) { [0x9A, 0x06] + varint($0) }      // field 99, length-delimited
+        let unknown = nested(depth: depth) { [0x9A, 0x06] + varint($0) }  // field 99, length-delimited
         // ONNX's own recursion, unknown to this schema: AttributeProto.g (6) -> GraphProto.node (1)
         // -> NodeProto.attribute (5) -> AttributeProto.g ...
         var head = ProtoBuilder()
@@ -273,10 +293,15 @@ final class HostileONNXTests: HostileFileTestCase {
         }
         let cases: [(String, [UInt8])] = [
             ("unknown-model-field", tinyModel(extraModelField: unknown)),
-            ("attribute-tensor", tinyModel(attribute: { a in
-                a.string(1, "deep"); a.int(20, 4)
-                a.message(5) { t in t.int(2, 1); t.bytes(99, unknown) }
-            })),
+            (
+                "attribute-tensor",
+                tinyModel(attribute: { a in
+                    a.string(1, "deep"); a.int(20, 4)
+                    a.message(5) { t in
+                        t.int(2, 1); t.bytes(99, unknown)
+                    }
+                })
+            ),
             ("subgraphs", tinyModel(attribute: { a in a.bytes += subgraphs })),
         ]
         for (name, bytes) in cases {
@@ -296,7 +321,9 @@ final class HostileONNXTests: HostileFileTestCase {
     func testALongChainOfNodes() throws {
         var m = ProtoBuilder()
         m.int(1, 8)
-        m.message(8) { $0.string(1, ""); $0.int(2, 17) }
+        m.message(8) {
+            $0.string(1, ""); $0.int(2, 17)
+        }
         let count = 20_000
         m.message(7) { g in
             for i in 0..<count {
@@ -307,7 +334,11 @@ final class HostileONNXTests: HostileFileTestCase {
             for (field, name) in [(11, "x"), (12, "y")] {
                 g.message(field) { v in
                     v.string(1, name)
-                    v.message(2) { t in t.message(1) { tt in tt.int(1, 1); tt.message(2) { s in s.message(1) { $0.int(1, 4) } } } }
+                    v.message(2) { t in
+                        t.message(1) { tt in
+                            tt.int(1, 1); tt.message(2) { s in s.message(1) { $0.int(1, 4) } }
+                        }
+                    }
                 }
             }
         }

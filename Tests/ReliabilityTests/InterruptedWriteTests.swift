@@ -65,7 +65,8 @@ final class InterruptedWriteTests: XCTestCase {
         kill(paused.process.processIdentifier, signal)
         paused.process.waitUntilExit()
 
-        XCTAssertEqual(paused.process.terminationReason, .uncaughtSignal, "the tool should die of the signal, as it would without a handler")
+        XCTAssertEqual(
+            paused.process.terminationReason, .uncaughtSignal, "the tool should die of the signal, as it would without a handler")
         XCTAssertEqual(paused.process.terminationStatus, signal)
         let left = try FileManager.default.contentsOfDirectory(atPath: dir.path)
         XCTAssertEqual(left, [], "files left behind after signal \(signal) at \(point)")

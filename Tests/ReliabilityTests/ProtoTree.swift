@@ -76,16 +76,21 @@ final class ProtoField {
             switch wire {
             case 0:
                 guard varint(bytes, &offset, end: range.upperBound) != nil else { return nil }
-                fields.append(ProtoField(number: number, wire: wire, start: start, payloadRange: valueStart..<offset,
-                                         raw: Array(bytes[valueStart..<offset]), children: nil, kind: .opaque))
+                fields.append(
+                    ProtoField(
+                        number: number, wire: wire, start: start, payloadRange: valueStart..<offset,
+                        raw: Array(bytes[valueStart..<offset]), children: nil, kind: .opaque))
             case 1, 5:
                 offset += wire == 1 ? 8 : 4
                 guard offset <= range.upperBound else { return nil }
-                fields.append(ProtoField(number: number, wire: wire, start: start, payloadRange: valueStart..<offset,
-                                         raw: Array(bytes[valueStart..<offset]), children: nil, kind: .opaque))
+                fields.append(
+                    ProtoField(
+                        number: number, wire: wire, start: start, payloadRange: valueStart..<offset,
+                        raw: Array(bytes[valueStart..<offset]), children: nil, kind: .opaque))
             case 2:
                 guard let length = varint(bytes, &offset, end: range.upperBound),
-                      length <= UInt64(range.upperBound - offset) else { return nil }
+                    length <= UInt64(range.upperBound - offset)
+                else { return nil }
                 let payload = offset..<offset + Int(length)
                 let childKind = kind == .opaque ? .opaque : childKind(kind, number)
                 var children: [ProtoField]?
@@ -93,8 +98,10 @@ final class ProtoField {
                     guard let parsed = parse(bytes, payload, kind: childKind) else { return nil }
                     children = parsed
                 }
-                fields.append(ProtoField(number: number, wire: wire, start: start, payloadRange: payload,
-                                         raw: Array(bytes[payload]), children: children, kind: childKind))
+                fields.append(
+                    ProtoField(
+                        number: number, wire: wire, start: start, payloadRange: payload,
+                        raw: Array(bytes[payload]), children: children, kind: childKind))
                 offset = payload.upperBound
             default:
                 return nil

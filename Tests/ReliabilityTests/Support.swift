@@ -67,7 +67,9 @@ func runMeasured(_ arguments: [String], environment: [String: String] = [:]) thr
     if timed {
         // "Command terminated by signal N" when it was; then the peak in KB.
         let lines = read(rssPath).split(separator: "\n")
-        if let line = lines.first(where: { $0.contains("terminated by signal") }), let n = line.split(separator: " ").last.flatMap({ Int32($0) }) {
+        if let line = lines.first(where: { $0.contains("terminated by signal") }),
+            let n = line.split(separator: " ").last.flatMap({ Int32($0) })
+        {
             signal = n
             exit = -1
         }
@@ -172,8 +174,9 @@ class HostileFileTestCase: XCTestCase {
                 XCTAssertTrue(r.stderr.contains(p), "\(label): '\(p)' not in: \(r.stderr)", file: file, line: line)
             }
             if let peak = r.peakRSS {
-                XCTAssertLessThan(peak, rssBudget(fileSize: size),
-                                  "\(label): peak RSS \(peak / 1_000_000) MB for a \(size)-byte file", file: file, line: line)
+                XCTAssertLessThan(
+                    peak, rssBudget(fileSize: size),
+                    "\(label): peak RSS \(peak / 1_000_000) MB for a \(size)-byte file", file: file, line: line)
             }
             let left = (try? FileManager.default.contentsOfDirectory(atPath: outDir.path)) ?? []
             XCTAssertEqual(left, [], "\(label) left files behind", file: file, line: line)
@@ -181,8 +184,10 @@ class HostileFileTestCase: XCTestCase {
     }
 
     /// Loads with `load`, which must throw a `CNXError` naming `path` (and each of `mentioning`).
-    func assertRejected(_ path: String, mentioning parts: [String] = [], _ load: (String) throws -> Any,
-                        file: StaticString = #filePath, line: UInt = #line) {
+    func assertRejected(
+        _ path: String, mentioning parts: [String] = [], _ load: (String) throws -> Any,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         do {
             _ = try load(path)
             XCTFail("\(URL(fileURLWithPath: path).lastPathComponent) was accepted", file: file, line: line)

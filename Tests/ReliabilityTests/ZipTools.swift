@@ -34,8 +34,10 @@ enum ZipTools {
             let name = String(decoding: b[(p + 46)..<(p + 46 + nameLength)], as: UTF8.self)
             let dataStart = local + 30 + u16(b, local + 26) + u16(b, local + 28)
             boundaries += [local, local + 30, dataStart, dataStart + compressed]
-            entries.append(ZipEntryBytes(name: name, method: method, data: Array(b[dataStart..<(dataStart + compressed)]),
-                                         uncompressedSize: uncompressed, crc: crc))
+            entries.append(
+                ZipEntryBytes(
+                    name: name, method: method, data: Array(b[dataStart..<(dataStart + compressed)]),
+                    uncompressedSize: uncompressed, crc: crc))
             p += 46 + nameLength + extra + comment
         }
         return (entries, boundaries.sorted())
@@ -74,7 +76,7 @@ enum ZipTools {
         var out: [UInt8] = []
         out.reserveCapacity(count / 150 + 16)
         var buffer: UInt32 = 0, bits: UInt32 = 0
-        func emit(_ value: UInt32, _ n: UInt32) {       // value's low n bits, least significant first
+        func emit(_ value: UInt32, _ n: UInt32) {  // value's low n bits, least significant first
             buffer |= value << bits
             bits += n
             while bits >= 8 {
@@ -89,20 +91,20 @@ enum ZipTools {
             for i in 0..<n where c & (1 << i) != 0 { reversed |= 1 << (n - 1 - i) }
             emit(reversed, n)
         }
-        emit(1, 1)                  // BFINAL
-        emit(1, 2)                  // BTYPE 01: fixed codes
-        code(0x30, 8)               // literal 0
+        emit(1, 1)  // BFINAL
+        emit(1, 2)  // BTYPE 01: fixed codes
+        code(0x30, 8)  // literal 0
         var left = count - 1
         while left >= 258 {
-            code(0b1100_0101, 8)    // length code 285: 258 bytes
-            code(0, 5)              // distance code 0: 1
+            code(0b1100_0101, 8)  // length code 285: 258 bytes
+            code(0, 5)  // distance code 0: 1
             left -= 258
         }
         while left > 0 {
             code(0x30, 8)
             left -= 1
         }
-        code(0, 7)                  // end of block (256)
+        code(0, 7)  // end of block (256)
         if bits > 0 { out.append(UInt8(buffer & 0xff)) }
         return out
     }

@@ -27,13 +27,14 @@ func fuzzCNX(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         CNXChecksums.repair(&bytes)
     }
     let path = bytes.withUnsafeBufferPointer { FuzzFile.write($0.baseAddress, $0.count, name: "model.cnx") }
-    expectOnlyCNXErrors({
-        if repair {
-            let file = try CNXReader.load(path: path, verify: false)
-            _ = try Model(graph: file.graph, metadata: file.metadata, threads: 1)
-        } else {
-            _ = try Model(path: path, threads: 1)
-        }
-    }, isCNXError: { $0 is CNXError })
+    expectOnlyCNXErrors(
+        {
+            if repair {
+                let file = try CNXReader.load(path: path, verify: false)
+                _ = try Model(graph: file.graph, metadata: file.metadata, threads: 1)
+            } else {
+                _ = try Model(path: path, threads: 1)
+            }
+        }, isCNXError: { $0 is CNXError })
     return 0
 }

@@ -1,7 +1,7 @@
 import CLibFuzzer
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Runs libFuzzer with the process's arguments (`-max_total_time=600 corpus/`, ...) on `target`,

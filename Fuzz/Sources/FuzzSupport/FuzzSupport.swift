@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Shared by the fuzz targets: the readers take a path, so each input is written to a file in a
@@ -47,7 +47,7 @@ public enum FuzzFile {
 public func expectOnlyCNXErrors(_ body: () throws -> Void, isCNXError: (Error) -> Bool) {
     do {
         try body()
-    } catch where isCNXError(error) {
+    } catch  where isCNXError(error) {
         return
     } catch {
         fputs("fuzz: a reader threw something other than CNXError: \(error)\n", stderr)
