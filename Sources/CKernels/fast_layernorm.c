@@ -196,6 +196,17 @@ static T256 void layernorm_avx2(const float *x, int64_t rows, int64_t c, float e
 
 // MARK: - RMS and simple norms
 
+// rstd of a row from its float sums: the RMS norm's from sq, the sum of the squares; the simple
+// norm's from sq, the squares about the float mean, corrected by sum_d, the sum of the
+// deviations (see scaled_row512).
+static inline __attribute__((always_inline)) float scaled_rstd(int kind, float sq, float sum_d, int64_t c, float eps) {
+    if (kind == NORM_SIMPLE) {
+        sq -= sum_d * sum_d / (float)c;
+        if (sq < 0.0f) sq = 0.0f;  // rounding, for constant rows
+    }
+    return 1.0f / sqrtf(sq / (float)(kind == NORM_RMS ? c : c - 1) + eps);
+}
+
 // The statistic of one row over 4 vector accumulators (64 partial sums), then rstd; the output
 // pass as the reference (x rstd, then gamma, then beta).
 static inline __attribute__((always_inline)) T512 void scaled_row512(const int KIND, const float *xr,
@@ -230,14 +241,8 @@ static inline __attribute__((always_inline)) T512 void scaled_row512(const int K
         s[0] = _mm512_fmadd_ps(d, d, s[0]);
         if (KIND == NORM_SIMPLE) sd = _mm512_add_ps(sd, d);
     }
-    float sq = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3])));
-    if (KIND == NORM_SIMPLE) {
-        const float sum_d = _mm512_reduce_add_ps(sd);
-        sq -= sum_d * sum_d / (float)c;
-        if (sq < 0.0f) sq = 0.0f;  // rounding, for constant rows
-    }
-    const float stat = sq / (float)(KIND == NORM_RMS ? c : c - 1);
-    const __m512 rstd = _mm512_set1_ps(1.0f / sqrtf(stat + eps));
+    const float sq = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3])));
+    const __m512 rstd = _mm512_set1_ps(scaled_rstd(KIND, sq, KIND == NORM_SIMPLE ? _mm512_reduce_add_ps(sd) : 0.0f, c, eps));
     for (i = 0; i < c; i += 16) {
         const __mmask16 m = tail512(c - i);
         __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, xr + i), rstd);
@@ -292,14 +297,8 @@ static inline __attribute__((always_inline)) T256 void scaled_row256(const int K
         s[1] = _mm256_fmadd_ps(d, d, s[1]);
         if (KIND == NORM_SIMPLE) sd = _mm256_add_ps(sd, d);
     }
-    float sq = hsum256(_mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3])));
-    if (KIND == NORM_SIMPLE) {
-        const float sum_d = hsum256(sd);
-        sq -= sum_d * sum_d / (float)c;
-        if (sq < 0.0f) sq = 0.0f;  // rounding, for constant rows
-    }
-    const float stat = sq / (float)(KIND == NORM_RMS ? c : c - 1);
-    const __m256 rstd = _mm256_set1_ps(1.0f / sqrtf(stat + eps));
+    const float sq = hsum256(_mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3])));
+    const __m256 rstd = _mm256_set1_ps(scaled_rstd(KIND, sq, KIND == NORM_SIMPLE ? hsum256(sd) : 0.0f, c, eps));
     for (i = 0; i < cv; i += 8) {
         __m256 v = _mm256_mul_ps(_mm256_loadu_ps(xr + i), rstd);
         if (gamma) v = _mm256_mul_ps(v, _mm256_loadu_ps(gamma + i));

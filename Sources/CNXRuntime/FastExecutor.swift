@@ -22,12 +22,51 @@ final class PackedMatrix: @unchecked Sendable {
 
     deinit { data.deallocate() }
 
-    /// c[m x n] = residual + act(a[m x k] · self + bias), act a CNX_ACT_* code.
+    /// c[:, columns] = residual + act(a · self + bias) (ColumnGEMM).
+    func multiply(
+        _ a: UnsafePointer<Float>, rows: Int, lda: Int, columns: Range<Int>, bias: UnsafePointer<Float>?, act: Int32,
+        residual: UnsafePointer<Float>?, ldr: Int, into c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        let j0 = columns.lowerBound
+        cnx_gemm_f32(
+            Int64(rows), Int64(columns.count), Int64(k), a, Int64(lda), data + j0 * k, bias.map { $0 + j0 }, act, residual.map { $0 + j0 },
+            Int64(ldr), c + j0, Int64(ldc))
+    }
+}
+
+/// A packed float32 or half-precision weight [K, N] that the GEMM multiplies by, whole or over a
+/// range of its output columns (to split a layer with few rows, a small map, across threads).
+protocol ColumnGEMM {
+    var n: Int { get }
+    /// c[:, columns] = residual + act(a[m x k] · W + bias) over `columns` (starting at a multiple
+    /// of 32, the panel width), act a CNX_ACT_* code; bias, residual and c are the whole
+    /// matrices' (indexed from column 0).
+    func multiply(
+        _ a: UnsafePointer<Float>, rows: Int, lda: Int, columns: Range<Int>, bias: UnsafePointer<Float>?, act: Int32,
+        residual: UnsafePointer<Float>?, ldr: Int, into c: UnsafeMutablePointer<Float>, ldc: Int)
+}
+
+extension ColumnGEMM {
+    /// c[m x n] = residual + act(a[m x k] · W + bias), act a CNX_ACT_* code.
     func multiply(
         _ a: UnsafePointer<Float>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, act: Int32,
         residual: UnsafePointer<Float>?, ldr: Int, into c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
-        cnx_gemm_f32(Int64(rows), Int64(n), Int64(k), a, Int64(lda), data, bias, act, residual, Int64(ldr), c, Int64(ldc))
+        multiply(a, rows: rows, lda: lda, columns: 0..<n, bias: bias, act: act, residual: residual, ldr: ldr, into: c, ldc: ldc)
+    }
+}
+
+extension PackedMatrix: ColumnGEMM {}
+extension PackedHalfMatrix: ColumnGEMM {}
+
+extension LayerWeights {
+    /// The float32 or half-precision weight, for a split by columns; nil for int8.
+    var columnGEMM: ColumnGEMM? {
+        switch self {
+        case .float(let m): return m
+        case .half(let h): return h
+        case .int8: return nil
+        }
     }
 }
 
@@ -293,29 +332,49 @@ final class FastExecutor: @unchecked Sendable {
         if m2 != nil && op.grn == nil { throw CNXError("layer 2's channel scales need the block's GRN, which makes layer 2's input") }
         let out = call.inPlace ? x : x.copy()
         let pixels = h * w
+        // Images per pass: the pointwise layers see the rows of several small maps at once (a
+        // batch of late-stage maps fills the tiles and reads each weight once per pass); a GRN
+        // needs its own image's statistics, so one image at a time there.
+        let group = op.grn == nil ? max(1, min(n, 1024 / max(pixels, 1))) : 1
+        let maxRows = group * pixels
         // Row tiles: at most 64 or 128 rows (so a tile's hidden activation stays in cache), and
         // a multiple of the thread count of them so every thread gets the same work.
         let tileMax = hidden >= 1536 ? 64 : 128
-        let tileCount = max(threads, ((pixels + tileMax - 1) / tileMax + threads - 1) / threads * threads)
-        let tile = max(1, (pixels + tileCount - 1) / tileCount)
+        func tiling(_ rows: Int) -> (tile: Int, tiles: Int) {
+            let count = max(threads, ((rows + tileMax - 1) / tileMax + threads - 1) / threads * threads)
+            let tile = max(1, (rows + count - 1) / count)
+            return (tile, (rows + tile - 1) / tile)
+        }
+        let tileLimit = tiling(maxRows).tile
         // Bytes of u8 codes per lane: a tile of inputs to either layer.
         func codes(_ lane: Int) -> UnsafeMutablePointer<UInt8> {
-            UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (tile * max(c, hidden) + 3) / 4 + 16)).assumingMemoryBound(
+            UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (tileLimit * max(c, hidden) + 3) / 4 + 16)).assumingMemoryBound(
                 to: UInt8.self)
         }
-        let t = scratch[0].buffer(0, floats: pixels * c)
+        let t = scratch[0].buffer(0, floats: maxRows * c)
+        // Float and half-precision layers split by columns on small maps (below).
+        let split1 = w1.columnGEMM, split2 = w2.columnGEMM
         try out.withUnsafeMutableFloats { outBuffer in
             try withFloatPointers(constants) { ptr in
                 let (dwp, dwb, b1, b2) = (ptr[0]!, ptr[1], ptr[2], ptr[3])
-                for b in 0..<n {
-                    let xb = outBuffer.baseAddress! + b * pixels * c
-                    parallelChunks(h, threads: lanes(h)) { y0, y1, _ in
-                        cnx_dwconv_nhwc_rows_f32(xb, Int64(h), Int64(w), Int64(c), Int64(k), dwp, dwb, t, Int64(y0), Int64(y1))
-                        // The norm as the depthwise pass's epilogue, on the rows still in cache.
-                        let rows = t + y0 * w * c
-                        FusedAttributes.normRows(norm, rows, rows: (y1 - y0) * w, c: c, eps: eps, gamma: m1, beta: nil, into: rows)
+                for b0 in stride(from: 0, to: n, by: group) {
+                    let images = min(group, n - b0), rowsAll = images * pixels
+                    let xb = outBuffer.baseAddress! + b0 * pixels * c
+                    // Depthwise rows of every image of the pass, split over the threads even on
+                    // small maps (a 7-row map's row is still 7 x C x k^2 multiply-adds).
+                    parallelChunks(images * h, threads: threads) { lo, hi, _ in
+                        var i = lo
+                        while i < hi {
+                            let image = i / h, y0 = i % h, y1 = min(h, y0 + hi - i)
+                            let xi = xb + image * pixels * c, ti = t + image * pixels * c
+                            cnx_dwconv_nhwc_rows_f32(xi, Int64(h), Int64(w), Int64(c), Int64(k), dwp, dwb, ti, Int64(y0), Int64(y1))
+                            // The norm as the depthwise pass's epilogue, on the rows still in cache.
+                            let rows = ti + y0 * w * c
+                            FusedAttributes.normRows(norm, rows, rows: (y1 - y0) * w, c: c, eps: eps, gamma: m1, beta: nil, into: rows)
+                            i += y1 - y0
+                        }
                     }
-                    let tiles = (pixels + tile - 1) / tile
+                    let (tile, tiles) = tiling(rowsAll)
                     if let grn = op.grn, let grnGamma = ptr[4], let grnBeta = ptr[5] {
                         // GRN needs statistics over the whole map: materialise the hidden activation.
                         let hbuf = scratch[0].buffer(1, floats: pixels * hidden)
@@ -341,23 +400,19 @@ final class FastExecutor: @unchecked Sendable {
                         }
                         continue
                     }
-                    if pixels <= 256, threads > 1, call.observer == nil, case .float(let f1) = w1, case .float(let f2) = w2 {
+                    if rowsAll <= 256, threads > 1, call.observer == nil, let split1, let split2 {
                         // Small maps (the last stages): few rows but large weights, so the threads
                         // split the weights' columns instead of the rows, and each reads half of them.
-                        let ln = t
-                        let hbuf = scratch[0].buffer(1, floats: pixels * hidden)
+                        let hbuf = scratch[0].buffer(1, floats: rowsAll * hidden)
                         parallelChunks((hidden + 31) / 32, threads: threads) { lo, hi, _ in
-                            let j0 = lo * 32, width = min(hidden, hi * 32) - j0
-                            cnx_gemm_f32(
-                                Int64(pixels), Int64(width), Int64(c), ln, Int64(c), f1.data + lo * 32 * c, b1.map { $0 + j0 }, act,
-                                nil, 0, hbuf + j0, Int64(hidden))
+                            split1.multiply(
+                                t, rows: rowsAll, lda: c, columns: lo * 32..<min(hidden, hi * 32), bias: b1, act: act, residual: nil,
+                                ldr: 0, into: hbuf, ldc: hidden)
                         }
                         parallelChunks((c + 31) / 32, threads: threads) { lo, hi, _ in
-                            let j0 = lo * 32, width = min(c, hi * 32) - j0
-                            cnx_gemm_f32(
-                                Int64(pixels), Int64(width), Int64(hidden), hbuf, Int64(hidden), f2.data + lo * 32 * hidden,
-                                b2.map { $0 + j0 }, CNX_ACT_NONE,
-                                xb + j0, Int64(c), xb + j0, Int64(c))
+                            split2.multiply(
+                                hbuf, rows: rowsAll, lda: hidden, columns: lo * 32..<min(c, hi * 32), bias: b2, act: CNX_ACT_NONE,
+                                residual: xb, ldr: c, into: xb, ldc: c)
                         }
                         continue
                     }
@@ -367,7 +422,7 @@ final class FastExecutor: @unchecked Sendable {
                         let hb = scratch[lane].buffer(3, floats: tile * hidden)
                         let q = codes(lane)
                         for ti in lo..<hi {
-                            let r0 = ti * tile, rows = min(tile, pixels - r0)
+                            let r0 = ti * tile, rows = min(tile, rowsAll - r0)
                             let ln = t + r0 * c
                             call.report(1, ln, rows * c)
                             if case .int8(let q1) = w1, case .int8(let q2) = w2, call.observer == nil {

@@ -40,17 +40,22 @@ final class PackedHalfMatrix: @unchecked Sendable {
 
     deinit { data.deallocate() }
 
-    /// c[m x n] = residual + act(a[m x k] · self + bias), act a CNX_ACT_* code.
+    /// c[:, columns] = residual + act(a · self + bias) (ColumnGEMM, FastExecutor.swift).
     func multiply(
-        _ a: UnsafePointer<Float>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, act: Int32,
+        _ a: UnsafePointer<Float>, rows: Int, lda: Int, columns: Range<Int>, bias: UnsafePointer<Float>?, act: Int32,
         residual: UnsafePointer<Float>?, ldr: Int, into c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         if let widened {
-            widened.multiply(a, rows: rows, lda: lda, bias: bias, act: act, residual: residual, ldr: ldr, into: c, ldc: ldc)
-        } else if dtype == .bfloat16 {
-            cnx_gemm_bf16(Int64(rows), Int64(n), Int64(k), a, Int64(lda), data, bias, act, residual, Int64(ldr), c, Int64(ldc))
+            widened.multiply(a, rows: rows, lda: lda, columns: columns, bias: bias, act: act, residual: residual, ldr: ldr, into: c, ldc: ldc)
+            return
+        }
+        let j0 = columns.lowerBound, kp2 = k + (k & 1)
+        let (m, w, kk) = (Int64(rows), Int64(columns.count), Int64(k))
+        let (b, r, out) = (bias.map { $0 + j0 }, residual.map { $0 + j0 }, c + j0)
+        if dtype == .bfloat16 {
+            cnx_gemm_bf16(m, w, kk, a, Int64(lda), data + j0 * kp2, b, act, r, Int64(ldr), out, Int64(ldc))
         } else {
-            cnx_gemm_f16(Int64(rows), Int64(n), Int64(k), a, Int64(lda), data, bias, act, residual, Int64(ldr), c, Int64(ldc))
+            cnx_gemm_f16(m, w, kk, a, Int64(lda), data + j0 * kp2, b, act, r, Int64(ldr), out, Int64(ldc))
         }
     }
 }
