@@ -583,17 +583,34 @@ final class FastExecutor: @unchecked Sendable {
                     for b in 0..<n {
                         let xb = xBuffer.baseAddress! + b * h * w * c
                         let yb = yBuffer.baseAddress! + b * oh * ow * cout
+                        // Normalise each input pixel of output row oy straight into its place in the patch rows.
+                        func patchRow(_ oy: Int, into patches: UnsafeMutablePointer<Float>) {
+                            for ky in 0..<k {
+                                for ox in 0..<ow {
+                                    let src = xb + ((oy * k + ky) * w + ox * k) * c
+                                    let dst = patches + ox * patch + ky * k * c
+                                    FusedAttributes.normRows(norm, src, rows: k, c: c, eps: eps, gamma: gamma, beta: beta, into: dst)
+                                }
+                            }
+                        }
+                        if oh * ow <= 256, threads > 1, call.observer == nil, let g = wm.columnGEMM {
+                            // A small output map (the late downsamples: a few rows, a large weight):
+                            // every patch row first, then the threads split the weight's columns.
+                            let patches = scratch[0].buffer(2, floats: oh * ow * patch)
+                            parallelChunks(oh, threads: threads) { lo, hi, _ in
+                                for oy in lo..<hi { patchRow(oy, into: patches + oy * ow * patch) }
+                            }
+                            parallelChunks((cout + 31) / 32, threads: threads) { lo, hi, _ in
+                                g.multiply(
+                                    patches, rows: oh * ow, lda: patch, columns: lo * 32..<min(cout, hi * 32), bias: bias,
+                                    act: CNX_ACT_NONE, residual: nil, ldr: 0, into: yb, ldc: cout)
+                            }
+                            continue
+                        }
                         parallelChunks(oh, threads: lanes(oh)) { lo, hi, lane in
                             let patches = scratch[lane].buffer(2, floats: ow * patch)
                             for oy in lo..<hi {
-                                // Normalise each input pixel straight into its place in the patch rows.
-                                for ky in 0..<k {
-                                    for ox in 0..<ow {
-                                        let src = xb + ((oy * k + ky) * w + ox * k) * c
-                                        let dst = patches + ox * patch + ky * k * c
-                                        FusedAttributes.normRows(norm, src, rows: k, c: c, eps: eps, gamma: gamma, beta: beta, into: dst)
-                                    }
-                                }
+                                patchRow(oy, into: patches)
                                 call.report(1, patches, ow * patch)
                                 let codes = UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (ow * patch + 3) / 4 + 16))
                                     .assumingMemoryBound(to: UInt8.self)
