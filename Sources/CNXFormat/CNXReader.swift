@@ -51,11 +51,18 @@ private struct FileParser {
     let verify: Bool
 
     func parse() throws -> CNXModel {
+        let magic = CNXLayout.magic
+        guard file.count >= magic.count else {
+            throw CNXError("not a .cnx file (\(file.count) bytes, too short for the \(magic.count)-byte magic)")
+        }
+        // The header is read through the mapping's pointer, inside this scope only; the tensors
+        // are `Storage` views of the file, which keep it mapped.
+        return try file.withUnsafeBytes { try parse(base: $0.baseAddress!) }
+    }
+
+    private func parse(base: UnsafeRawPointer) throws -> CNXModel {
         let size = file.count
         let magic = CNXLayout.magic
-        guard size >= magic.count, let base = file.bytes else {
-            throw CNXError("not a .cnx file (\(size) bytes, too short for the \(magic.count)-byte magic)")
-        }
         let head = (0..<magic.count).map { base.load(fromByteOffset: $0, as: UInt8.self) }
         guard head == magic else {
             throw CNXError("not a .cnx file (bytes 0..<4 are \(hex(head)), a .cnx file starts with \(hex(magic)))")
@@ -284,16 +291,17 @@ private struct FileParser {
             return Int(index)
         }
         let scales = try entry(q.scales, "scales", dtype: .float32)
-        let values = (0..<channels).map { tensors[scales].storage.bytes.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
+        let values = tensors[scales].withUnsafeBytes { raw in
+            (0..<channels).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
+        }
         guard values.allSatisfy({ $0 > 0 && $0.isFinite }) else {
             throw CNXError("tensor table: \(what): its quantization scales ('\(shown(entries[scales].name))') must be positive and finite")
         }
         var zeros: [Int32]?
         if q.zeroPoints != CNXLayout.noZeroPoints {
             let z = try entry(q.zeroPoints, "zero_points", dtype: e.dtype)
-            let raw = tensors[z].storage.bytes
-            zeros = (0..<channels).map {
-                e.dtype == .int8 ? Int32(raw.load(fromByteOffset: $0, as: Int8.self)) : Int32(raw.load(fromByteOffset: $0, as: UInt8.self))
+            zeros = tensors[z].withUnsafeBytes { raw in
+                (0..<channels).map { e.dtype == .int8 ? Int32(Int8(bitPattern: raw[$0])) : Int32(raw[$0]) }
             }
         }
         return Quantization(axis: q.axis, scales: values, zeroPoints: zeros)
@@ -309,9 +317,7 @@ private struct FileParser {
                 "tensor '\(shown(e.name))': data at bytes \(start)..<\(overflow ? "2^64+" : String(end)) runs past the end of the \(file.count)-byte file"
             )
         }
-        let pointer = base + dataOffset + e.offset
-        return Tensor(
-            dtype: e.dtype, shape: e.shape, storage: Storage(borrowing: pointer, byteCount: e.byteCount, owner: file, mapped: true))
+        return Tensor(dtype: e.dtype, shape: e.shape, storage: file.storage(offset: dataOffset + e.offset, byteCount: e.byteCount))
     }
 
     /// Compares a tensor's bytes with its table entry's CRC-32; bounds were checked by `tensor`.
