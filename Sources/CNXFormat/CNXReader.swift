@@ -183,11 +183,7 @@ private struct FileParser {
             guard flags & ~CNXLayout.initializerFlag == 0 else {
                 throw c.error("\(what): unknown flags \(hex32(flags)) at byte \(flagsAt)")
             }
-            let dtypeAt = c.offset
-            let code = try c.i32("\(what) dtype")
-            guard let dtype = DType(rawValue: code) else {
-                throw c.error("\(what): unknown dtype code \(code) at byte \(dtypeAt)")
-            }
+            let dtype = try c.dtype(what)
             let rankAt = c.offset
             let rank = try c.u32("\(what) rank")
             guard UInt64(rank) <= UInt64(c.remaining / 8) else {
@@ -333,43 +329,13 @@ private struct FileParser {
 
     /// `struct cnx_metadata`.
     private func parseMetadata(_ c: inout ByteCursor) throws -> [String: MetadataValue] {
+        let names = TypedEntryNames(
+            count: "entry count", key: { "entry \($0) key" }, entry: { "entry '\($0)'" }, type: "value type",
+            duplicate: { "key '\($1)' at byte \($2) appears twice" })
         // key length, type, smallest value (a bool)
-        let count = try c.count("entry count", minimumEntrySize: 8 + 1 + 1)
-        var metadata: [String: MetadataValue] = [:]
-        for i in 0..<count {
-            let keyAt = c.offset
-            let key = try c.string("entry \(i) key")
-            let what = "entry '\(shown(key))'"
-            let typeAt = c.offset
-            let code = try c.u8("\(what) type")
-            guard let type = CNXLayout.MetadataType(rawValue: code) else {
-                throw c.error("\(what): unknown value type \(code) at byte \(typeAt)")
-            }
-            let value: MetadataValue
-            switch type {
-            case .string: value = .string(try c.string("\(what) value"))
-            case .int64: value = .int(try c.i64("\(what) value"))
-            case .float32: value = .float(try c.f32("\(what) value"))
-            case .float64: value = .double(try c.f64("\(what) value"))
-            case .bool:
-                let at = c.offset
-                let b = try c.u8("\(what) value")
-                guard b <= 1 else { throw c.error("\(what): bool value \(b) at byte \(at) is neither 0 nor 1") }
-                value = .bool(b == 1)
-            case .int64Array:
-                let n = try c.count("\(what) element count", minimumEntrySize: 8)
-                value = .ints(try (0..<n).map { try c.i64("\(what) element \($0)") })
-            case .float32Array:
-                let n = try c.count("\(what) element count", minimumEntrySize: 4)
-                value = .floats(try (0..<n).map { try c.f32("\(what) element \($0)") })
-            case .stringArray:
-                let n = try c.count("\(what) element count", minimumEntrySize: 8)
-                value = .strings(try (0..<n).map { try c.string("\(what) element \($0)") })
-            }
-            guard metadata[key] == nil else { throw c.error("key '\(shown(key))' at byte \(keyAt) appears twice") }
-            metadata[key] = value
+        return try c.typedEntries(names, codes: CNXLayout.MetadataType.self, minimumEntrySize: 8 + 1 + 1) { c, type, what in
+            try c.typedValue(type, what)
         }
-        return metadata
     }
 
     /// `struct cnx_graph`; initializers are added by the caller.
@@ -406,43 +372,32 @@ private struct FileParser {
             let inputs = try (0..<inputCount).map { try c.string("\(what) input \($0)") }
             let outputCount = try c.count("\(what) output count", minimumEntrySize: 8)
             let outputs = try (0..<outputCount).map { try c.string("\(what) output \($0)") }
+            let names = TypedEntryNames(
+                count: "\(what) attribute count", key: { "\(what) attribute \($0) name" }, entry: { "\(what) attribute '\($0)'" },
+                type: "attribute type", duplicate: { "\($0) at byte \($2) appears twice" })
             // name length, type, smallest value (a float)
-            let attributeCount = try c.count("\(what) attribute count", minimumEntrySize: 8 + 1 + 4)
-            var attributes: [String: Attribute] = [:]
-            for a in 0..<attributeCount {
-                let nameAt = c.offset
-                let key = try c.string("\(what) attribute \(a) name")
-                let attr = "\(what) attribute '\(shown(key))'"
-                let typeAt = c.offset
-                let code = try c.u8("\(attr) type")
-                guard let type = CNXLayout.AttributeType(rawValue: code) else {
-                    throw c.error("\(attr): unknown attribute type \(code) at byte \(typeAt)")
-                }
-                let value: Attribute
-                switch type {
-                case .float: value = .float(try c.f32("\(attr) value"))
-                case .int: value = .int(try int(&c, "\(attr) value"))
-                case .string: value = .string(try c.string("\(attr) value"))
-                case .tensor:
-                    let at = c.offset
-                    let index = try c.u64("\(attr) tensor index")
-                    guard index < UInt64(tensors.count) else {
-                        throw c.error("\(attr): tensor index \(index) at byte \(at) is outside the tensor table's \(tensors.count) entries")
-                    }
-                    value = .tensor(tensors[Int(index)])
-                case .floats:
-                    let n = try c.count("\(attr) element count", minimumEntrySize: 4)
-                    value = .floats(try (0..<n).map { try c.f32("\(attr) element \($0)") })
-                case .ints:
-                    let n = try c.count("\(attr) element count", minimumEntrySize: 8)
-                    value = .ints(try (0..<n).map { try int(&c, "\(attr) element \($0)") })
-                }
-                guard attributes[key] == nil else { throw c.error("\(attr) at byte \(nameAt) appears twice") }
-                attributes[key] = value
+            let attributes = try c.typedEntries(names, codes: CNXLayout.AttributeType.self, minimumEntrySize: 8 + 1 + 4) { c, type, attr in
+                try attribute(&c, type, attr, tensors: tensors)
             }
             nodes.append(Node(name: name, op: op, inputs: inputs, outputs: outputs, attributes: attributes))
         }
         return Graph(inputs: inputs, outputs: outputs, nodes: nodes, initializers: [:], metadata: properties)
+    }
+
+    /// The value of an attribute of `type`, its type code read.
+    private func attribute(_ c: inout ByteCursor, _ type: CNXLayout.AttributeType, _ attr: String, tensors: [Tensor]) throws -> Attribute {
+        let at = c.offset
+        if let encoding = CNXLayout.AttributeType.encodings[type] {
+            guard let decoded = Attribute(decoded: try c.typedValue(encoding, attr)) else {
+                throw c.error("\(attr) at byte \(at) holds an integer that does not fit this platform's Int")
+            }
+            return decoded
+        }
+        let index = try c.u64("\(attr) tensor index")
+        guard index < UInt64(tensors.count) else {
+            throw c.error("\(attr): tensor index \(index) at byte \(at) is outside the tensor table's \(tensors.count) entries")
+        }
+        return .tensor(tensors[Int(index)])
     }
 
     /// An `int64_t` as an Int (which on a 32-bit platform may not hold it).
@@ -457,11 +412,7 @@ private struct FileParser {
     private func valueInfo(_ c: inout ByteCursor, what: String) throws -> ValueInfo {
         let name = try c.string("\(what) name")
         let label = "\(what) ('\(shown(name))')"
-        let dtypeAt = c.offset
-        let code = try c.i32("\(label) dtype")
-        guard let dtype = DType(rawValue: code) else {
-            throw c.error("\(label): unknown dtype code \(code) at byte \(dtypeAt)")
-        }
+        let dtype = try c.dtype(label)
         let rankAt = c.offset
         let rank = try c.i64("\(label) rank")
         if rank == -1 { return ValueInfo(name: name, dtype: dtype, shape: nil) }

@@ -200,35 +200,7 @@ struct Plan {
         for key in metadata.keys.sorted(by: utf8Precedes) {
             guard let value = metadata[key] else { continue }
             w.string(key)
-            switch value {
-            case .string(let s):
-                w.u8(CNXLayout.MetadataType.string.rawValue)
-                w.string(s)
-            case .int(let v):
-                w.u8(CNXLayout.MetadataType.int64.rawValue)
-                w.i64(v)
-            case .float(let v):
-                w.u8(CNXLayout.MetadataType.float32.rawValue)
-                w.f32(v)
-            case .double(let v):
-                w.u8(CNXLayout.MetadataType.float64.rawValue)
-                w.f64(v)
-            case .bool(let v):
-                w.u8(CNXLayout.MetadataType.bool.rawValue)
-                w.u8(v ? 1 : 0)
-            case .ints(let v):
-                w.u8(CNXLayout.MetadataType.int64Array.rawValue)
-                w.count(v.count)
-                for x in v { w.i64(x) }
-            case .floats(let v):
-                w.u8(CNXLayout.MetadataType.float32Array.rawValue)
-                w.count(v.count)
-                for x in v { w.f32(x) }
-            case .strings(let v):
-                w.u8(CNXLayout.MetadataType.stringArray.rawValue)
-                w.count(v.count)
-                for x in v { w.string(x) }
-            }
+            w.typedValue(value) { $0.rawValue }
         }
     }
 
@@ -255,31 +227,15 @@ struct Plan {
             for key in node.attributes.keys.sorted(by: utf8Precedes) {
                 guard let value = node.attributes[key] else { continue }
                 w.string(key)
-                switch value {
-                case .float(let v):
-                    w.u8(CNXLayout.AttributeType.float.rawValue)
-                    w.f32(v)
-                case .int(let v):
-                    w.u8(CNXLayout.AttributeType.int.rawValue)
-                    w.i64(v)
-                case .string(let v):
-                    w.u8(CNXLayout.AttributeType.string.rawValue)
-                    w.string(v)
-                case .tensor:
-                    guard let index = attributeIndex[i][key] else {
-                        throw CNXError("\(node.label): attribute '\(key)' has no tensor table entry")
-                    }
-                    w.u8(CNXLayout.AttributeType.tensor.rawValue)
-                    w.count(index)
-                case .floats(let v):
-                    w.u8(CNXLayout.AttributeType.floats.rawValue)
-                    w.count(v.count)
-                    for x in v { w.f32(x) }
-                case .ints(let v):
-                    w.u8(CNXLayout.AttributeType.ints.rawValue)
-                    w.count(v.count)
-                    for x in v { w.i64(x) }
+                if let encoded = value.encoded {
+                    w.typedValue(encoded) { CNXLayout.AttributeType.of($0)!.rawValue }
+                    continue
                 }
+                guard let index = attributeIndex[i][key] else {
+                    throw CNXError("\(node.label): attribute '\(key)' has no tensor table entry")
+                }
+                w.u8(CNXLayout.AttributeType.tensor.rawValue)
+                w.count(index)
             }
         }
     }
