@@ -7,13 +7,17 @@ import Foundation
 /// valid in the closure and nowhere else. A read-only view (`init(borrowing:...)`, such as a
 /// tensor of a `.cnx` file mapped read-only) is never written: the first mutable request gives
 /// the storage memory of its own, a copy of the view, and every later access (through any tensor
-/// that shares this storage) sees that copy. The file is never touched.
+/// that shares this storage) sees that copy. The file is never touched. As for any write, that
+/// first write must not race with other accesses to the same storage.
 public final class Storage: @unchecked Sendable {
     /// The start of the bytes; private, handed out only inside the `with...` closures. Changes
     /// once at most: when a read-only view is copied on its first write.
     private var base: UnsafeMutableRawPointer
     public let byteCount: Int
     private var memory: Memory
+    /// False for a read-only view not yet copied; a plain flag, so the check on every mutable
+    /// access reads one byte and never the `memory` enum that a copy replaces.
+    private var writable: Bool
     /// The owner of a view that was copied on write: kept alive so that a reader that started
     /// before the copy still reads valid bytes.
     private var formerOwner: AnyObject?
@@ -23,9 +27,9 @@ public final class Storage: @unchecked Sendable {
         case heap
         /// An anonymous mapping of our own (large allocations).
         case anonymous
-        /// Memory `owner` keeps valid; `writable` false for a read-only view, `mapped` for a
-        /// clean read-only file mapping whose pages may be given back.
-        case view(owner: AnyObject, writable: Bool, mapped: Bool)
+        /// Memory `owner` keeps valid; `mapped` for a clean read-only file mapping whose pages
+        /// may be given back.
+        case view(owner: AnyObject, mapped: Bool)
     }
 
     /// Bytes from which an allocation gets pages of its own from the kernel (an anonymous
@@ -41,6 +45,7 @@ public final class Storage: @unchecked Sendable {
     public init(byteCount: Int) {
         self.byteCount = byteCount
         (base, memory) = Storage.allocate(byteCount)
+        writable = true
     }
 
     /// A read-only view of memory that `owner` keeps valid; nothing is copied, and nothing is
@@ -51,7 +56,8 @@ public final class Storage: @unchecked Sendable {
     public init(borrowing pointer: UnsafeRawPointer, byteCount: Int, owner: AnyObject, mapped: Bool = false) {
         base = UnsafeMutableRawPointer(mutating: pointer)
         self.byteCount = byteCount
-        memory = .view(owner: owner, writable: false, mapped: mapped)
+        memory = .view(owner: owner, mapped: mapped)
+        writable = false
     }
 
     /// A writable view of memory that `owner` keeps valid and lends for writing (a runtime's
@@ -59,7 +65,8 @@ public final class Storage: @unchecked Sendable {
     public init(borrowingMutable pointer: UnsafeMutableRawPointer, byteCount: Int, owner: AnyObject) {
         base = pointer
         self.byteCount = byteCount
-        memory = .view(owner: owner, writable: true, mapped: false)
+        memory = .view(owner: owner, mapped: false)
+        writable = true
     }
 
     /// A read-only view of `byteCount` bytes of `storage` from byte `offset`; nothing is copied.
@@ -69,15 +76,16 @@ public final class Storage: @unchecked Sendable {
         base = storage.base + offset
         self.byteCount = byteCount
         var mapped = false
-        if case .view(_, _, true) = storage.memory { mapped = true }
-        memory = .view(owner: storage, writable: false, mapped: mapped)
+        if case .view(_, true) = storage.memory { mapped = true }
+        memory = .view(owner: storage, mapped: mapped)
+        writable = false
     }
 
     deinit {
         switch memory {
         case .heap: base.deallocate()
         case .anonymous: munmap(base, max(byteCount, 1))
-        case .view(_, _, let mapped): if mapped { dropPages() }
+        case .view(_, let mapped): if mapped { dropPages() }
         }
     }
 
@@ -90,15 +98,12 @@ public final class Storage: @unchecked Sendable {
     /// copy of its bytes in memory of its own (see the type's note): this never writes to a
     /// mapped file or to memory another owner lent read-only.
     public func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
-        if !isWritable { copyOnWrite() }
+        if !writable { copyOnWrite() }
         return try withExtendedLifetime(self) { try body(UnsafeMutableRawBufferPointer(start: base, count: byteCount)) }
     }
 
     /// False for a read-only view not yet written (writing will copy it first).
-    public var isWritable: Bool {
-        if case .view(_, let writable, _) = memory { return writable }
-        return true
-    }
+    public var isWritable: Bool { writable }
 
     /// True when the data lives in a mapped file or another owner's memory.
     public var isBorrowed: Bool {
@@ -109,23 +114,26 @@ public final class Storage: @unchecked Sendable {
     /// Lets the kernel drop the whole pages inside a mapped view; they are read back from the
     /// file if touched again. Does nothing for memory this process allocated.
     public func dropPages() {
-        guard case .view(_, _, mapped: true) = memory else { return }
+        guard case .view(_, mapped: true) = memory else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = Int(bitPattern: base)
         let lo = (start + page - 1) / page * page, hi = (start + byteCount) / page * page
         if hi > lo { madvise(UnsafeMutableRawPointer(bitPattern: lo), hi - lo, MADV_DONTNEED) }
     }
 
+    /// Replaces a read-only view by a copy in memory of its own (see the type's note); the view's
+    /// owner stays alive with the storage, for a reader that took the old bytes just before.
     private func copyOnWrite() {
         Storage.copyLock.lock()
         defer { Storage.copyLock.unlock() }
-        guard case .view(let owner, false, _) = memory else { return }
+        guard !writable, case .view(let owner, _) = memory else { return }
         let (copy, kind) = Storage.allocate(byteCount)
         copy.copyMemory(from: base, byteCount: byteCount)
         dropPages()
         formerOwner = owner
         base = copy
         memory = kind
+        writable = true
     }
 
     /// `byteCount` zeroed bytes, 64-byte aligned: an anonymous mapping from `mappingThreshold`,
