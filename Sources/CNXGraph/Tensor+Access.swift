@@ -37,6 +37,7 @@ extension Tensor {
     /// The raw bytes of the elements, read-only, whatever the element type.
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         let n = byteCount
+        precondition(n <= storage.byteCount, "a \(dtype.name) \(shape) tensor over \(storage.byteCount) bytes")
         return try storage.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
     }
 
@@ -48,6 +49,7 @@ extension Tensor {
     /// The raw bytes of the elements, writable (a read-only view is copied first: see `Storage`).
     public func withUnsafeMutableElementBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
         let n = byteCount
+        precondition(n <= storage.byteCount, "a \(dtype.name) \(shape) tensor over \(storage.byteCount) bytes")
         return try storage.withUnsafeMutableBytes { try body(UnsafeMutableRawBufferPointer(rebasing: $0[..<n])) }
     }
 
