@@ -309,7 +309,22 @@ extension Kernels {
 
 /// Read-only float pointers to `tensors` (nil stays nil), valid only inside `body`.
 package func withFloatPointers<R>(_ tensors: [Tensor?], _ body: ([UnsafePointer<Float>?]) throws -> R) rethrows -> R {
-    try withExtendedLifetime(tensors) {
-        try body(tensors.map { $0.map { UnsafePointer($0.storage.bytes.assumingMemoryBound(to: Float.self)) } })
+    var pointers: [UnsafePointer<Float>?] = []
+    pointers.reserveCapacity(tensors.count)
+    return try withFloatPointers(tensors[...], collecting: &pointers, body)
+}
+
+/// `withFloatPointers`: each tensor's scope nests the next one's, the innermost calls `body`.
+private func withFloatPointers<R>(
+    _ tensors: ArraySlice<Tensor?>, collecting pointers: inout [UnsafePointer<Float>?], _ body: ([UnsafePointer<Float>?]) throws -> R
+) rethrows -> R {
+    guard let first = tensors.first else { return try body(pointers) }
+    guard let t = first else {
+        pointers.append(nil)
+        return try withFloatPointers(tensors.dropFirst(), collecting: &pointers, body)
+    }
+    return try t.storage.withUnsafeBytes { raw in
+        pointers.append(raw.baseAddress?.assumingMemoryBound(to: Float.self))
+        return try withFloatPointers(tensors.dropFirst(), collecting: &pointers, body)
     }
 }
