@@ -364,8 +364,8 @@ extension OpSchema {
     private static let gemmWeight: [DType] = [.float32, .int8, .bfloat16, .float16]
 
     /// The inputs of `cnx.Stem` and `cnx.Downsample`, each one k x k convolution as a GEMM and a
-    /// norm over channels. The bias is optional in the format, but the converter always writes
-    /// one and the reference kernel needs it.
+    /// norm over channels. The bias is required (Formats/CNX.md): a convolution without one gets
+    /// zeros.
     private static let convolutionAndNormInputs = [
         InputSlot("X", dtypes: f32), InputSlot("W", dtypes: gemmWeight), InputSlot("B", dtypes: f32),
         InputSlot("ln_scale", required: false, dtypes: f32), InputSlot("ln_bias", required: false, dtypes: f32),
