@@ -1,4 +1,5 @@
 #include "cnx_kernels.h"
+#include "cnx_fast.h"
 #include <math.h>
 
 void cnx_erf_f32(const float *x, float *y, int64_t count) {
@@ -65,26 +66,8 @@ void cnx_reduce_middle_f32(const float *x, int64_t outer, int64_t axis, int64_t 
 
 void cnx_dwconv_nhwc_f32(const float *x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t k,
                          const float *weight, const float *bias, float *y) {
-    const int64_t pad = (k - 1) / 2;
-    for (int64_t b = 0; b < n; b++) {
-        const float *xb = x + b * h * w * c;
-        float *yb = y + b * h * w * c;
-        for (int64_t oy = 0; oy < h; oy++) {
-            for (int64_t ox = 0; ox < w; ox++) {
-                float *out = yb + (oy * w + ox) * c;
-                for (int64_t ch = 0; ch < c; ch++) out[ch] = bias ? bias[ch] : 0.0f;
-                for (int64_t ky = 0; ky < k; ky++) {
-                    const int64_t iy = oy + ky - pad;
-                    if (iy < 0 || iy >= h) continue;
-                    for (int64_t kx = 0; kx < k; kx++) {
-                        const int64_t ix = ox + kx - pad;
-                        if (ix < 0 || ix >= w) continue;
-                        const float *in = xb + (iy * w + ix) * c;
-                        const float *wk = weight + (ky * k + kx) * c;
-                        for (int64_t ch = 0; ch < c; ch++) out[ch] += in[ch] * wk[ch];
-                    }
-                }
-            }
-        }
-    }
+    // Image by image on the fast kernels' scalar specification (cnx_fast.h): per output, the bias
+    // plus the taps in (ky, kx) order, those outside the image skipped.
+    for (int64_t b = 0; b < n; b++)
+        cnx_dwconv_nhwc_rows_f32_ref(x + b * h * w * c, h, w, c, k, weight, bias, y + b * h * w * c, 0, h);
 }

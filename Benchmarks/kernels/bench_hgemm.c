@@ -1,0 +1,100 @@
+// Microbenchmark of the bfloat16 GEMM (cnx_gemm_bf16, the vdpbf16ps path on CPUs with
+// AVX512_BF16) beside the float32 GEMM (cnx_gemm_f32), one thread, on the pointwise shapes the
+// runtime hands them in ConvNeXt-T (a row tile of the large maps; the whole late-stage maps of
+// the column split), and the share of the vdpbf16ps peak each reaches. The peak is measured in the
+// same process before each shape (the best of all measurements so far is used): 24 independent
+// accumulator chains of vdpbf16ps.
+// Timings are wall clock, the best of 15 repeats (steady on a shared machine when some repeats
+// run uncontended). Built and run by run_hgemm.sh.
+#include "cnx_fast.h"
+#include "cnx_half.h"
+
+#include <immintrin.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void fill(float *x, size_t n, unsigned seed) {
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        x[i] = (float)((seed >> 8) & 0xFFFF) / 32768.0f - 1.0f;
+    }
+}
+
+// Multiply-adds per second of vdpbf16ps alone (32 per instruction), the best of every call's 15
+// repeats so far.
+static double g_best_dp = 1e9;
+__attribute__((target("avx512f,avx512bf16"))) static double dp_peak(void) {
+    __m512 acc[24];
+    for (int i = 0; i < 24; i++) acc[i] = _mm512_set1_ps((float)i);
+    const __m512bh a = (__m512bh)_mm512_set1_epi32(0x3f803f80);
+    const long n = 500000;
+    double best = g_best_dp;
+    for (int r = 0; r < 15; r++) {
+        const double t0 = now();
+        for (long i = 0; i < n; i++) {
+#pragma clang loop unroll(full)
+            for (int j = 0; j < 24; j++) acc[j] = _mm512_dpbf16_ps(acc[j], a, a);
+            __asm__ volatile("" ::"v"(acc[0]));
+        }
+        const double t = now() - t0;
+        if (t < best) best = t;
+    }
+    __m512 s = acc[0];  // every chain used, so none is dropped
+    for (int i = 1; i < 24; i++) s = _mm512_add_ps(s, acc[i]);
+    volatile float sink = _mm512_reduce_add_ps(s);
+    (void)sink;
+    g_best_dp = best;
+    return (double)n * 24 * 32 / best;
+}
+
+int main(void) {
+    if (cnx_hpath_current() != CNX_HPATH_AVX512_BF16) {
+        printf("this CPU has no AVX512_BF16 path (%s): nothing to measure\n", cnx_hpath_name(cnx_hpath_current()));
+        return 0;
+    }
+    // m x k x n: a 121-row tile of stage 0 (56x56 = 3136 rows in 26 tiles), a 112-row tile of
+    // stage 1, the whole stage-2 and stage-3 maps (196 and 49 rows); the first layer of each pair
+    // with its GELU epilogue, the second without.
+    static const int shapes[][3] = {{121, 96, 384}, {121, 384, 96},  {112, 192, 768},  {112, 768, 192},
+                                    {196, 384, 1536}, {196, 1536, 384}, {49, 768, 3072}, {49, 3072, 768}};
+    printf("     m     k     n  act   bf16 GMAC/s   f32 GMAC/s   bf16/f32   bf16/peak\n");
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int m = shapes[s][0], k = shapes[s][1], n = shapes[s][2], act = k < n ? CNX_ACT_GELU : CNX_ACT_NONE;
+        float *a = aligned_alloc(64, 4 * (size_t)m * k + 64), *b = aligned_alloc(64, 4 * (size_t)k * n + 64);
+        float *c = aligned_alloc(64, 4 * (size_t)m * n + 64), *bias = aligned_alloc(64, 4 * (size_t)n + 64);
+        uint16_t *bh = malloc(2 * (size_t)k * n);
+        uint16_t *pb = aligned_alloc(64, 2 * cnx_hgemm_packed_b_halves(k, n) + 64);
+        float *pf = aligned_alloc(64, 4 * cnx_gemm_packed_b_floats(k, n) + 64);
+        fill(a, (size_t)m * k, 1);
+        fill(b, (size_t)k * n, 2);
+        fill(bias, (size_t)n, 3);
+        fill(c, (size_t)m * n, 4);
+        cnx_bf16_from_f32_n(b, (int64_t)k * n, bh);
+        cnx_hgemm_pack_b_bf16(bh, k, n, pb);
+        cnx_gemm_pack_b(b, k, n, pf);
+        const double macs = (double)m * n * k, peak = dp_peak();
+        const int reps = (int)(3e7 / macs) + 1;
+        double best_h = 1e9, best_f = 1e9;
+        for (int r = 0; r < 15; r++) {
+            // The second layer adds the residual in place, as in a block.
+            double t0 = now();
+            for (int i = 0; i < reps; i++) cnx_gemm_bf16(m, n, k, a, k, pb, bias, act, act ? NULL : c, n, c, n);
+            double t1 = now();
+            for (int i = 0; i < reps; i++) cnx_gemm_f32(m, n, k, a, k, pf, bias, act, act ? NULL : c, n, c, n);
+            double t2 = now();
+            if ((t1 - t0) / reps < best_h) best_h = (t1 - t0) / reps;
+            if ((t2 - t1) / reps < best_f) best_f = (t2 - t1) / reps;
+        }
+        printf("%6d%6d%6d  %-4s %10.1f %12.1f %10.2f %11.2f\n", m, k, n, act ? "gelu" : "-", macs / best_h * 1e-9,
+               macs / best_f * 1e-9, best_f / best_h, macs / best_h / peak);
+        free(a), free(b), free(c), free(bias), free(bh), free(pb), free(pf);
+    }
+    return 0;
+}
