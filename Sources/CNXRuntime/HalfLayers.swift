@@ -48,7 +48,8 @@ final class PackedHalfMatrix: @unchecked Sendable {
         residual: UnsafePointer<Float>?, ldr: Int, into c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         if let widened {
-            widened.multiply(a, rows: rows, lda: lda, columns: columns, bias: bias, act: act, residual: residual, ldr: ldr, into: c, ldc: ldc)
+            widened.multiply(
+                a, rows: rows, lda: lda, columns: columns, bias: bias, act: act, residual: residual, ldr: ldr, into: c, ldc: ldc)
             return
         }
         let j0 = columns.lowerBound, kp2 = k + (k & 1)
