@@ -332,10 +332,10 @@ final class FastExecutor: @unchecked Sendable {
         if m2 != nil && op.grn == nil { throw CNXError("layer 2's channel scales need the block's GRN, which makes layer 2's input") }
         let out = call.inPlace ? x : x.copy()
         let pixels = h * w
-        // Images per pass: the pointwise layers see the rows of several small maps at once (a
-        // batch of late-stage maps fills the tiles and reads each weight once per pass); a GRN
-        // needs its own image's statistics, so one image at a time there.
-        let group = op.grn == nil ? max(1, min(n, 1024 / max(pixels, 1))) : 1
+        // Images per pass: one. Passing several small maps at once through the pointwise layers
+        // (up to 1024 rows, without GRN) measured slower at batch 8 in bf16 (row tiles instead of
+        // the column split below; Benchmarks/FP.md), so it stays off; the loop takes any count.
+        let group = 1
         let maxRows = group * pixels
         // Row tiles: at most 64 or 128 rows (so a tile's hidden activation stays in cache), and
         // a multiple of the thread count of them so every thread gets the same work.
