@@ -583,22 +583,22 @@ final class FastExecutor: @unchecked Sendable {
                     for b in 0..<n {
                         let xb = xBuffer.baseAddress! + b * h * w * c
                         let yb = yBuffer.baseAddress! + b * oh * ow * cout
-                        // Normalise each input pixel of output row oy straight into its place in the patch rows.
-                        func patchRow(_ oy: Int, into patches: UnsafeMutablePointer<Float>) {
+                        // Normalise each input pixel of output pixel p straight into its place in its patch row.
+                        func patchPixel(_ p: Int, into dst: UnsafeMutablePointer<Float>) {
+                            let (oy, ox) = (p / ow, p % ow)
                             for ky in 0..<k {
-                                for ox in 0..<ow {
-                                    let src = xb + ((oy * k + ky) * w + ox * k) * c
-                                    let dst = patches + ox * patch + ky * k * c
-                                    FusedAttributes.normRows(norm, src, rows: k, c: c, eps: eps, gamma: gamma, beta: beta, into: dst)
-                                }
+                                let src = xb + ((oy * k + ky) * w + ox * k) * c
+                                let into = dst + ky * k * c
+                                FusedAttributes.normRows(norm, src, rows: k, c: c, eps: eps, gamma: gamma, beta: beta, into: into)
                             }
                         }
                         if oh * ow <= 256, threads > 1, call.observer == nil, let g = wm.columnGEMM {
-                            // A small output map (the late downsamples: a few rows, a large weight):
-                            // every patch row first, then the threads split the weight's columns.
+                            // A small output map (the late downsamples: a few rows, a large weight) in
+                            // float32 or half precision: every patch row first, then the threads split
+                            // the weight's columns (each reads half of it once).
                             let patches = scratch[0].buffer(2, floats: oh * ow * patch)
-                            parallelChunks(oh, threads: threads) { lo, hi, _ in
-                                for oy in lo..<hi { patchRow(oy, into: patches + oy * ow * patch) }
+                            parallelChunks(oh * ow, threads: threads) { lo, hi, _ in
+                                for p in lo..<hi { patchPixel(p, into: patches + p * patch) }
                             }
                             parallelChunks((cout + 31) / 32, threads: threads) { lo, hi, _ in
                                 g.multiply(
@@ -607,16 +607,20 @@ final class FastExecutor: @unchecked Sendable {
                             }
                             continue
                         }
-                        parallelChunks(oh, threads: lanes(oh)) { lo, hi, lane in
+                        // Split over output pixels, not rows: the late stages have 14 and 7 output
+                        // rows, too few for a row split to use both threads.
+                        parallelChunks(oh * ow, threads: lanes(oh * ow)) { lo, hi, lane in
                             let patches = scratch[lane].buffer(2, floats: ow * patch)
-                            for oy in lo..<hi {
-                                patchRow(oy, into: patches)
-                                call.report(1, patches, ow * patch)
-                                let codes = UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (ow * patch + 3) / 4 + 16))
-                                    .assumingMemoryBound(to: UInt8.self)
+                            let codes = UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (ow * patch + 3) / 4 + 16))
+                                .assumingMemoryBound(to: UInt8.self)
+                            // Pieces of at most ow pixels (the scratch holds one output row of patches).
+                            for p0 in stride(from: lo, to: hi, by: ow) {
+                                let p1 = min(hi, p0 + ow)
+                                for p in p0..<p1 { patchPixel(p, into: patches + (p - p0) * patch) }
+                                call.report(1, patches, (p1 - p0) * patch)
                                 wm.apply(
-                                    patches, rows: ow, lda: patch, bias: bias, act: CNX_ACT_NONE, residual: nil, ldr: 0,
-                                    into: yb + oy * ow * cout, ldo: cout, codes: codes)
+                                    patches, rows: p1 - p0, lda: patch, bias: bias, act: CNX_ACT_NONE, residual: nil, ldr: 0,
+                                    into: yb + p0 * cout, ldo: cout, codes: codes)
                             }
                         }
                     }
