@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Full-size, randomly weighted timm ConvNeXt family models for the family benchmark.
+"""Full-size, randomly weighted ConvNeXt family models (timm and transformers) for the family benchmark.
 
 Run with the fixtures venv (torch, timm; see Fixtures/setup_venv.sh), normally through
 Benchmarks/run_families.sh:
@@ -8,7 +8,9 @@ Benchmarks/run_families.sh:
                                                             [--only NAME,NAME] [--list] [--large]
     .venv-fixtures/bin/python Benchmarks/export_families.py --bench [--only convnext_base_384]
 
-For each family: timm.create_model(name, pretrained=False, **kwargs), every parameter randomised
+For each family: timm.create_model(name, pretrained=False, **kwargs) (or, for the `hf_` families,
+transformers' ConvNextForImageClassification / ConvNextV2ForImageClassification from a config with
+the given fields, returning the logits), every parameter randomised
 away from its initial value (seeded), exported by torch's legacy (TorchScript) exporter at opset 17,
 batch 1 (dynamic batch axis), 224 x 224, into OUT/<family>/:
 
@@ -56,6 +58,17 @@ FAMILIES = {
     "convnext_tiny_mlp_head": ("convnext_tiny", {"head_hidden_size": 768},
                                "MLP head (head_hidden_size), as convnext_large_mlp", True),
 }
+# transformers' models (the facebook/convnext-tiny-224 and convnextv2-tiny shapes): name -> (class
+# name, config fields, what the family exercises, randomise GRN). Built with random weights.
+TRANSFORMERS = {
+    "hf_convnext_tiny": ("ConvNextForImageClassification",
+                         {"depths": [3, 3, 9, 3], "hidden_sizes": [96, 192, 384, 768], "num_labels": 1000},
+                         "transformers ConvNeXt V1 (its LayerNorm modules, pooled norm eps 1e-12)", True),
+    "hf_convnextv2_tiny": ("ConvNextV2ForImageClassification",
+                           {"depths": [3, 3, 9, 3], "hidden_sizes": [96, 192, 384, 768], "num_labels": 1000},
+                           "transformers ConvNeXt V2 (GRN channels last)", True),
+}
+FAMILIES.update(TRANSFORMERS)
 # convnext_large_mlp itself: 200 M parameters (an 800 MB export, about 0.5 s per image for ONNX
 # Runtime on 2 threads); only with --large.
 LARGE = {
@@ -89,13 +102,13 @@ def randomize(model, seed: int, random_grn: bool) -> None:
         kind = type(module).__name__
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             return randn(p) / math.sqrt(p[0].numel()) if p_name == "weight" else 0.1 * randn(p)
-        if "GlobalResponseNorm" in kind or kind == "GRN":
+        if "GlobalResponseNorm" in kind or kind.endswith("GRN"):
             return 0.5 * randn(p) if random_grn else torch.zeros_like(p)
         if "Norm" in kind and p_name == "weight":  # LayerNorm(2d), RmsNorm(2d), SimpleNorm(2d)
             return (rand(p) + 0.5) * torch.where(rand(p) < 0.2, -1.0, 1.0)
         if "Norm" in kind and p_name == "bias":
             return 0.3 * randn(p)
-        if p_name in ("gamma", "layer_scale"):
+        if p_name in ("gamma", "layer_scale", "layer_scale_parameter"):
             return 0.1 + 0.9 * rand(p)
         raise RuntimeError(f"do not know how to randomise {where} ({kind})")
 
@@ -109,6 +122,27 @@ def randomize(model, seed: int, random_grn: bool) -> None:
         raise RuntimeError("some parameters were not randomised")
 
 
+def transformers_model(class_name: str, fields: dict):
+    """transformers' image classifier with the given config fields, wrapped to return the logits
+    tensor (the export's one output)."""
+    import torch
+    import transformers
+
+    config_class = {"ConvNextForImageClassification": transformers.ConvNextConfig,
+                    "ConvNextV2ForImageClassification": transformers.ConvNextV2Config}[class_name]
+    inner = getattr(transformers, class_name)(config_class(**fields))
+
+    class Logits(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(pixel_values=x).logits
+
+    return Logits()
+
+
 def export(name: str, spec, out_root: str, size: int = SIZE, expected: bool = False) -> dict:
     import numpy as np
     import onnxruntime as ort
@@ -116,8 +150,12 @@ def export(name: str, spec, out_root: str, size: int = SIZE, expected: bool = Fa
     import torch
 
     timm_name, kwargs, about, random_grn = spec[:4]
+    hf = name in TRANSFORMERS
     definition = {"timm_model": timm_name, "kwargs": kwargs, "random_grn": random_grn, "seed": SEED,
                   "opset": OPSET, "size": size, "exporter": "legacy", "randomiser": 2}
+    if hf:
+        definition = {"transformers_model": timm_name, "config": kwargs, "random_grn": random_grn,
+                      "seed": SEED, "opset": OPSET, "size": size, "exporter": "legacy", "randomiser": 2}
     if expected:
         definition["expected"] = "ONNX Runtime on input.npy (1 sample) and input2.npy (2)"
     out = os.path.join(out_root, name)
@@ -131,7 +169,7 @@ def export(name: str, spec, out_root: str, size: int = SIZE, expected: bool = Fa
     os.makedirs(out, exist_ok=True)
     t0 = time.perf_counter()
     torch.manual_seed(SEED)
-    model = timm.create_model(timm_name, pretrained=False, **kwargs).eval()
+    model = (transformers_model(timm_name, kwargs) if hf else timm.create_model(timm_name, pretrained=False, **kwargs)).eval()
     randomize(model, SEED, random_grn)
     x = torch.from_numpy(np.random.default_rng(SEED).standard_normal((1, 3, size, size), dtype=np.float32))
     with torch.no_grad():
@@ -158,6 +196,7 @@ def export(name: str, spec, out_root: str, size: int = SIZE, expected: bool = Fa
     meta = {"definition": definition, "about": about,
             "parameters": int(sum(p.numel() for p in model.parameters())),
             "ort_vs_torch_rel": err, "torch": torch.__version__, "timm": timm.__version__,
+            **({"transformers": __import__("transformers").__version__} if hf else {}),
             "onnxruntime": ort.__version__, "export_s": round(time.perf_counter() - t0, 1)}
     with open(meta_path, "w") as f:
         json.dump(meta, f, indent=1)

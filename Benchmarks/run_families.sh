@@ -4,8 +4,9 @@
 #   bash Benchmarks/run_families.sh [--quick] [--families NAME,NAME] [--rounds N] [--iterations K]
 #                                   [--large] [--no-build] [--binary PATH] [--budget S]
 #
-# Full-size, randomly weighted timm ConvNeXt variants (V2 atto / nano / tiny with zero GRN, RMS and
-# simple norms, tanh GELU, SiLU, head-norm-first, overlapping stem, test_convnext, an MLP head;
+# Full-size, randomly weighted timm and transformers ConvNeXt variants (V2 atto / nano / tiny with zero GRN, RMS and
+# simple norms, tanh GELU, SiLU, head-norm-first, overlapping stem, test_convnext, an MLP head,
+# transformers ConvNeXt V1 and V2 tiny;
 # --large adds convnext_large_mlp itself), exported by the legacy exporter at opset 17
 # (Benchmarks/export_families.py with the fixtures venv, into Fixtures/large/families; once), the
 # release binary built, then Benchmarks/families.py: per family, convert, check that the .cnx is
