@@ -64,7 +64,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from make_fixtures import (  # noqa: E402
     IsotropicConvNeXt, RefConvNeXt, RefLayerNorm, build_torchvision, make_input, ort_session,
-    randomize_parameters,
+    randomize_parameters, require_all_randomised,
 )
 
 OUT = os.path.join(HERE, "checkpoints")
@@ -342,9 +342,7 @@ def randomize_all(model: nn.Module, seed: int) -> None:
                 else:
                     raise RuntimeError(f"don't know how to randomise {full} of {kind}")
                 done.add(full)
-    missing = [n for n, _ in model.named_parameters() if n not in done]
-    if missing:
-        raise RuntimeError(f"parameters not randomised: {missing}")
+    require_all_randomised(model, done)
 
 
 def timm_model(arch, **kwargs):

@@ -191,6 +191,11 @@ def randomize_parameters(model: nn.Module, seed: int) -> None:
             else:
                 raise RuntimeError(f"don't know how to randomise parameter {full} of {type(module).__name__}")
             done.add(full)
+    require_all_randomised(model, done)
+
+
+def require_all_randomised(model: nn.Module, done: set) -> None:
+    """Refuse a model whose parameters are not all in `done`, the names a randomiser overwrote."""
     missing = [n for n, _ in model.named_parameters() if n not in done]
     if missing:
         raise RuntimeError(f"parameters left at their initial values: {missing}")

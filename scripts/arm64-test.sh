@@ -24,19 +24,8 @@ while (($#)); do
 done
 
 if ((install)); then
-  packages=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
-  missing=()
-  for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if ((${#missing[@]})); then
-    echo "arm64-test: installing ${missing[*]}" >&2
-    sudo=""
-    [[ $(id -u) -eq 0 ]] || sudo="sudo"
-    # Other jobs may hold the dpkg lock for a while: wait for it rather than fail.
-    $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null
-  fi
+  source scripts/packages.sh
+  install_missing arm64-test gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 fi
 for tool in aarch64-linux-gnu-gcc qemu-aarch64; do
   command -v "$tool" >/dev/null || { echo "arm64-test: $tool not found (run without --no-install)" >&2; exit 1; }

@@ -91,16 +91,25 @@ public enum Converter {
         let digest = BackgroundResult { try SHA256.hex(path: ModelLoader.sourceFile(input)) }
 
         options.stage?("reading \(input)")
-        let loaded = try load(input, options: options)
+        // The loaded model is taken apart at once: its graph moves into `graph`, so that no second
+        // reference keeps the original weights (mapped pages or converted copies) alive while the
+        // passes replace them. Peak memory stays near one copy of the model.
+        var graph: Graph
+        let (source, referenceError): (LoadedModel, Float?)
+        do {
+            var loaded = try load(input, options: options)
+            graph = loaded.model.graph
+            loaded.model.graph = Graph(inputs: [], outputs: [], nodes: [], initializers: [:])
+            (source, referenceError) = loaded
+        }
         try OutputGuard.check(
             output: output, kind: .cnx,
-            reads: OutputGuard.modelFiles(input, graphMetadata: loaded.model.graph.metadata) + options.reads, force: options.force)
+            reads: OutputGuard.modelFiles(input, graphMetadata: graph.metadata) + options.reads, force: options.force)
         if let name = options.dumpAfter, !Pipeline.standard.passes.contains(where: { $0.name == name }) {
             throw CNXError(
                 "--dump-after: no pass is called '\(name)'; passes: \(Pipeline.standard.passes.map(\.name).joined(separator: ", "))")
         }
-        var graph = loaded.model.graph
-        var metadata = loaded.model.metadata
+        var metadata = source.metadata
         let inputInfo = graph.inputs
         let nodesBefore = graph.nodes.count
         var architecture = Architecture.recognise(graph) ?? recorded(metadata, graph: graph)
@@ -186,9 +195,9 @@ public enum Converter {
         var passes = passNames(steps, features: options.features, int8: options.int8 != nil)
         if let half = options.halfPrecision { passes.append(HalfPrecisionLowering.passName(half.dtype)) }
         var described = try describe(
-            source: input, format: loaded.model.format, architecture: architecture, inputs: inputInfo, steps: steps)
+            source: input, format: source.format, architecture: architecture, inputs: inputInfo, steps: steps)
         // A .cnx converted again (to record metadata, say) keeps the passes that made it.
-        let earlier = loaded.model.format == "cnx" ? metadata[MetadataKey.converterPasses]?.stringsValue ?? [] : []
+        let earlier = source.format == "cnx" ? metadata[MetadataKey.converterPasses]?.stringsValue ?? [] : []
         described[MetadataKey.converterPasses] = .strings(earlier + passes)
         described[MetadataKey.sourceSHA256] = .string(try digest.value())
         for (k, v) in described where metadata[k] == nil || k.hasPrefix("converter.") { metadata[k] = v }
@@ -208,7 +217,8 @@ public enum Converter {
             options.int8 == nil && options.halfPrecision == nil ? probe.flatMap { p in expectedOfFile.map { (p.input, $0) } } : nil
         let model = CNXModel(graph: graph, metadata: metadata)
         graph = Graph(inputs: [], outputs: [], nodes: [], initializers: [:])
-        if let e = try write(model, to: output, checkingOn: fileCheck, input: input, stage: options.stage) {
+        // `write` owns the model from here and lets it go before it loads the written file.
+        if let e = try write(consume model, to: output, checkingOn: fileCheck, input: input, stage: options.stage) {
             error = max(error ?? 0, e)
         }
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
@@ -220,7 +230,7 @@ public enum Converter {
             sensitivity: quantized?.sensitivity ?? [], accuracy: quantized?.accuracy, outputs: outputs,
             features: options.features, classes: options.features == nil ? architecture?.classes : nil, passes: passes,
             verifiedAgainst: error == nil ? nil : verifiedAgainst, metadata: metadata,
-            assumptions: loaded.model.assumptions, referenceError: loaded.referenceError)
+            assumptions: source.assumptions, referenceError: referenceError)
     }
 
     // MARK: - The steps
@@ -331,9 +341,11 @@ public enum Converter {
     /// Step 6, write. With `check` (a probe input and the outputs expected of it), the file is
     /// written beside `output`, run on the runtime that will run it, and put in place only when
     /// within `tolerance`: what is checked is what ships; the error is returned. Without, it is
-    /// written in place (atomically).
+    /// written in place (atomically). The model is consumed: it is released once written, before
+    /// the check loads the file, so that the in-memory weights and the runtime's packed copy of
+    /// the written ones are never held together (a conversion's peak stays near one model).
     public static func write(
-        _ model: CNXModel, to output: String, checkingOn check: (input: Tensor, expected: [Tensor])?,
+        _ model: consuming CNXModel, to output: String, checkingOn check: (input: Tensor, expected: [Tensor])?,
         input: String, stage: ((String) -> Void)? = nil
     ) throws -> Float? {
         guard let check else {
@@ -347,6 +359,7 @@ public enum Converter {
         defer { InterruptCleanup.unregister(registration) }
         stage?("writing")
         try CNXWriter.write(model, to: staging)
+        _ = consume model
         stage?("checking the written file against the original")
         do {
             let written = try Model(path: staging)

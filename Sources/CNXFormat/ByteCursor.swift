@@ -72,6 +72,14 @@ struct ByteCursor {
         return Int(v)
     }
 
+    /// An `int32_t` element type code that this reader knows, of `what`.
+    mutating func dtype(_ what: String) throws -> DType {
+        let at = offset
+        let code = try i32("\(what) dtype")
+        guard let dtype = DType(rawValue: code) else { throw error("\(what): unknown dtype code \(code) at byte \(at)") }
+        return dtype
+    }
+
     /// `cnx_string`: a length, then that many bytes of valid UTF-8.
     mutating func string(_ what: @autoclosure () -> String) throws -> String {
         let at = offset

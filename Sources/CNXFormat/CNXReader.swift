@@ -51,11 +51,18 @@ private struct FileParser {
     let verify: Bool
 
     func parse() throws -> CNXModel {
+        let magic = CNXLayout.magic
+        guard file.count >= magic.count else {
+            throw CNXError("not a .cnx file (\(file.count) bytes, too short for the \(magic.count)-byte magic)")
+        }
+        // The header is read through the mapping's pointer, inside this scope only; the tensors
+        // are `Storage` views of the file, which keep it mapped.
+        return try file.withUnsafeBytes { try parse(base: $0.baseAddress!) }
+    }
+
+    private func parse(base: UnsafeRawPointer) throws -> CNXModel {
         let size = file.count
         let magic = CNXLayout.magic
-        guard size >= magic.count, let base = file.bytes else {
-            throw CNXError("not a .cnx file (\(size) bytes, too short for the \(magic.count)-byte magic)")
-        }
         let head = (0..<magic.count).map { base.load(fromByteOffset: $0, as: UInt8.self) }
         guard head == magic else {
             throw CNXError("not a .cnx file (bytes 0..<4 are \(hex(head)), a .cnx file starts with \(hex(magic)))")
@@ -176,11 +183,7 @@ private struct FileParser {
             guard flags & ~CNXLayout.initializerFlag == 0 else {
                 throw c.error("\(what): unknown flags \(hex32(flags)) at byte \(flagsAt)")
             }
-            let dtypeAt = c.offset
-            let code = try c.i32("\(what) dtype")
-            guard let dtype = DType(rawValue: code) else {
-                throw c.error("\(what): unknown dtype code \(code) at byte \(dtypeAt)")
-            }
+            let dtype = try c.dtype(what)
             let rankAt = c.offset
             let rank = try c.u32("\(what) rank")
             guard UInt64(rank) <= UInt64(c.remaining / 8) else {
@@ -284,16 +287,17 @@ private struct FileParser {
             return Int(index)
         }
         let scales = try entry(q.scales, "scales", dtype: .float32)
-        let values = (0..<channels).map { tensors[scales].storage.bytes.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
+        let values = tensors[scales].withUnsafeBytes { raw in
+            (0..<channels).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
+        }
         guard values.allSatisfy({ $0 > 0 && $0.isFinite }) else {
             throw CNXError("tensor table: \(what): its quantization scales ('\(shown(entries[scales].name))') must be positive and finite")
         }
         var zeros: [Int32]?
         if q.zeroPoints != CNXLayout.noZeroPoints {
             let z = try entry(q.zeroPoints, "zero_points", dtype: e.dtype)
-            let raw = tensors[z].storage.bytes
-            zeros = (0..<channels).map {
-                e.dtype == .int8 ? Int32(raw.load(fromByteOffset: $0, as: Int8.self)) : Int32(raw.load(fromByteOffset: $0, as: UInt8.self))
+            zeros = tensors[z].withUnsafeBytes { raw in
+                (0..<channels).map { e.dtype == .int8 ? Int32(Int8(bitPattern: raw[$0])) : Int32(raw[$0]) }
             }
         }
         return Quantization(axis: q.axis, scales: values, zeroPoints: zeros)
@@ -309,9 +313,7 @@ private struct FileParser {
                 "tensor '\(shown(e.name))': data at bytes \(start)..<\(overflow ? "2^64+" : String(end)) runs past the end of the \(file.count)-byte file"
             )
         }
-        let pointer = base + dataOffset + e.offset
-        return Tensor(
-            dtype: e.dtype, shape: e.shape, storage: Storage(borrowing: pointer, byteCount: e.byteCount, owner: file, mapped: true))
+        return Tensor(dtype: e.dtype, shape: e.shape, storage: file.storage(offset: dataOffset + e.offset, byteCount: e.byteCount))
     }
 
     /// Compares a tensor's bytes with its table entry's CRC-32; bounds were checked by `tensor`.
@@ -327,43 +329,13 @@ private struct FileParser {
 
     /// `struct cnx_metadata`.
     private func parseMetadata(_ c: inout ByteCursor) throws -> [String: MetadataValue] {
+        let names = TypedEntryNames(
+            count: "entry count", key: { "entry \($0) key" }, entry: { "entry '\($0)'" }, type: "value type",
+            duplicate: { "key '\($1)' at byte \($2) appears twice" })
         // key length, type, smallest value (a bool)
-        let count = try c.count("entry count", minimumEntrySize: 8 + 1 + 1)
-        var metadata: [String: MetadataValue] = [:]
-        for i in 0..<count {
-            let keyAt = c.offset
-            let key = try c.string("entry \(i) key")
-            let what = "entry '\(shown(key))'"
-            let typeAt = c.offset
-            let code = try c.u8("\(what) type")
-            guard let type = CNXLayout.MetadataType(rawValue: code) else {
-                throw c.error("\(what): unknown value type \(code) at byte \(typeAt)")
-            }
-            let value: MetadataValue
-            switch type {
-            case .string: value = .string(try c.string("\(what) value"))
-            case .int64: value = .int(try c.i64("\(what) value"))
-            case .float32: value = .float(try c.f32("\(what) value"))
-            case .float64: value = .double(try c.f64("\(what) value"))
-            case .bool:
-                let at = c.offset
-                let b = try c.u8("\(what) value")
-                guard b <= 1 else { throw c.error("\(what): bool value \(b) at byte \(at) is neither 0 nor 1") }
-                value = .bool(b == 1)
-            case .int64Array:
-                let n = try c.count("\(what) element count", minimumEntrySize: 8)
-                value = .ints(try (0..<n).map { try c.i64("\(what) element \($0)") })
-            case .float32Array:
-                let n = try c.count("\(what) element count", minimumEntrySize: 4)
-                value = .floats(try (0..<n).map { try c.f32("\(what) element \($0)") })
-            case .stringArray:
-                let n = try c.count("\(what) element count", minimumEntrySize: 8)
-                value = .strings(try (0..<n).map { try c.string("\(what) element \($0)") })
-            }
-            guard metadata[key] == nil else { throw c.error("key '\(shown(key))' at byte \(keyAt) appears twice") }
-            metadata[key] = value
+        return try c.typedEntries(names, codes: CNXLayout.MetadataType.self, minimumEntrySize: 8 + 1 + 1) { c, type, what in
+            try c.typedValue(type, what)
         }
-        return metadata
     }
 
     /// `struct cnx_graph`; initializers are added by the caller.
@@ -400,43 +372,32 @@ private struct FileParser {
             let inputs = try (0..<inputCount).map { try c.string("\(what) input \($0)") }
             let outputCount = try c.count("\(what) output count", minimumEntrySize: 8)
             let outputs = try (0..<outputCount).map { try c.string("\(what) output \($0)") }
+            let names = TypedEntryNames(
+                count: "\(what) attribute count", key: { "\(what) attribute \($0) name" }, entry: { "\(what) attribute '\($0)'" },
+                type: "attribute type", duplicate: { "\($0) at byte \($2) appears twice" })
             // name length, type, smallest value (a float)
-            let attributeCount = try c.count("\(what) attribute count", minimumEntrySize: 8 + 1 + 4)
-            var attributes: [String: Attribute] = [:]
-            for a in 0..<attributeCount {
-                let nameAt = c.offset
-                let key = try c.string("\(what) attribute \(a) name")
-                let attr = "\(what) attribute '\(shown(key))'"
-                let typeAt = c.offset
-                let code = try c.u8("\(attr) type")
-                guard let type = CNXLayout.AttributeType(rawValue: code) else {
-                    throw c.error("\(attr): unknown attribute type \(code) at byte \(typeAt)")
-                }
-                let value: Attribute
-                switch type {
-                case .float: value = .float(try c.f32("\(attr) value"))
-                case .int: value = .int(try int(&c, "\(attr) value"))
-                case .string: value = .string(try c.string("\(attr) value"))
-                case .tensor:
-                    let at = c.offset
-                    let index = try c.u64("\(attr) tensor index")
-                    guard index < UInt64(tensors.count) else {
-                        throw c.error("\(attr): tensor index \(index) at byte \(at) is outside the tensor table's \(tensors.count) entries")
-                    }
-                    value = .tensor(tensors[Int(index)])
-                case .floats:
-                    let n = try c.count("\(attr) element count", minimumEntrySize: 4)
-                    value = .floats(try (0..<n).map { try c.f32("\(attr) element \($0)") })
-                case .ints:
-                    let n = try c.count("\(attr) element count", minimumEntrySize: 8)
-                    value = .ints(try (0..<n).map { try int(&c, "\(attr) element \($0)") })
-                }
-                guard attributes[key] == nil else { throw c.error("\(attr) at byte \(nameAt) appears twice") }
-                attributes[key] = value
+            let attributes = try c.typedEntries(names, codes: CNXLayout.AttributeType.self, minimumEntrySize: 8 + 1 + 4) { c, type, attr in
+                try attribute(&c, type, attr, tensors: tensors)
             }
             nodes.append(Node(name: name, op: op, inputs: inputs, outputs: outputs, attributes: attributes))
         }
         return Graph(inputs: inputs, outputs: outputs, nodes: nodes, initializers: [:], metadata: properties)
+    }
+
+    /// The value of an attribute of `type`, its type code read.
+    private func attribute(_ c: inout ByteCursor, _ type: CNXLayout.AttributeType, _ attr: String, tensors: [Tensor]) throws -> Attribute {
+        let at = c.offset
+        if let encoding = CNXLayout.AttributeType.encodings[type] {
+            guard let decoded = Attribute(decoded: try c.typedValue(encoding, attr)) else {
+                throw c.error("\(attr) at byte \(at) holds an integer that does not fit this platform's Int")
+            }
+            return decoded
+        }
+        let index = try c.u64("\(attr) tensor index")
+        guard index < UInt64(tensors.count) else {
+            throw c.error("\(attr): tensor index \(index) at byte \(at) is outside the tensor table's \(tensors.count) entries")
+        }
+        return .tensor(tensors[Int(index)])
     }
 
     /// An `int64_t` as an Int (which on a 32-bit platform may not hold it).
@@ -451,11 +412,7 @@ private struct FileParser {
     private func valueInfo(_ c: inout ByteCursor, what: String) throws -> ValueInfo {
         let name = try c.string("\(what) name")
         let label = "\(what) ('\(shown(name))')"
-        let dtypeAt = c.offset
-        let code = try c.i32("\(label) dtype")
-        guard let dtype = DType(rawValue: code) else {
-            throw c.error("\(label): unknown dtype code \(code) at byte \(dtypeAt)")
-        }
+        let dtype = try c.dtype(label)
         let rankAt = c.offset
         let rank = try c.i64("\(label) rank")
         if rank == -1 { return ValueInfo(name: name, dtype: dtype, shape: nil) }

@@ -19,7 +19,7 @@ public enum CNXWriter {
         var position = 0
         for t in plan.tensors {
             data.append(Data(count: t.offset - position))
-            data.append(UnsafeRawPointer(t.tensor.storage.bytes).assumingMemoryBound(to: UInt8.self), count: t.byteCount)
+            t.tensor.withUnsafeBytes { data.append($0.assumingMemoryBound(to: UInt8.self)) }
             position = t.offset + t.byteCount
         }
         return data
@@ -49,7 +49,7 @@ public enum CNXWriter {
             var position = 0
             for (i, t) in plan.tensors.enumerated() {
                 try output.writeZeros(t.offset - position)
-                try output.write(UnsafeRawPointer(t.tensor.storage.bytes), count: t.byteCount, what: "tensor '\(t.name)'")
+                try t.tensor.withUnsafeBytes { try output.write($0, what: "tensor '\(t.name)'") }
                 position = t.offset + t.byteCount
                 InterruptCleanup.testPoint("write.tensor.\(i)")
             }
@@ -122,13 +122,11 @@ struct Plan {
             var zeroIndex: Int?
             if let zeros = q.zeroPoints {
                 let dtype = tensors[i].tensor.dtype
-                let z = Tensor(zeros: dtype, shape: [zeros.count])
-                for (j, v) in zeros.enumerated() {
-                    guard dtype == .int8 ? (-128...127).contains(v) : (0...255).contains(v) else {
-                        throw CNXError("\(what): zero point \(v) does not fit \(dtype.name)")
-                    }
-                    z.storage.bytes.storeBytes(of: UInt8(truncatingIfNeeded: v), toByteOffset: j, as: UInt8.self)
+                for v in zeros where !(dtype == .int8 ? (-128...127).contains(v) : (0...255).contains(v)) {
+                    throw CNXError("\(what): zero point \(v) does not fit \(dtype.name)")
                 }
+                let z = Tensor(zeros: dtype, shape: [zeros.count])
+                z.withUnsafeMutableElementBytes { $0.copyBytes(from: zeros.map { UInt8(truncatingIfNeeded: $0) }) }
                 zeroIndex = tensors.count
                 try tensors.append(Plan.planned(name: "\(name):zero_points", tensor: z, flags: 0))
             }
@@ -192,7 +190,7 @@ struct Plan {
                 "tensor '\(name)': shape [\(dims)] of \(tensor.dtype.name) needs \(byteCount) bytes, its storage holds \(tensor.storage.byteCount)"
             )
         }
-        let crc = CRC32.checksum(UnsafeRawPointer(tensor.storage.bytes), byteCount)
+        let crc = tensor.withUnsafeBytes { CRC32.checksum($0.baseAddress, $0.count) }
         return PlannedTensor(name: name, tensor: tensor, flags: flags, quantization: nil, byteCount: byteCount, offset: 0, crc: crc)
     }
 
@@ -202,35 +200,7 @@ struct Plan {
         for key in metadata.keys.sorted(by: utf8Precedes) {
             guard let value = metadata[key] else { continue }
             w.string(key)
-            switch value {
-            case .string(let s):
-                w.u8(CNXLayout.MetadataType.string.rawValue)
-                w.string(s)
-            case .int(let v):
-                w.u8(CNXLayout.MetadataType.int64.rawValue)
-                w.i64(v)
-            case .float(let v):
-                w.u8(CNXLayout.MetadataType.float32.rawValue)
-                w.f32(v)
-            case .double(let v):
-                w.u8(CNXLayout.MetadataType.float64.rawValue)
-                w.f64(v)
-            case .bool(let v):
-                w.u8(CNXLayout.MetadataType.bool.rawValue)
-                w.u8(v ? 1 : 0)
-            case .ints(let v):
-                w.u8(CNXLayout.MetadataType.int64Array.rawValue)
-                w.count(v.count)
-                for x in v { w.i64(x) }
-            case .floats(let v):
-                w.u8(CNXLayout.MetadataType.float32Array.rawValue)
-                w.count(v.count)
-                for x in v { w.f32(x) }
-            case .strings(let v):
-                w.u8(CNXLayout.MetadataType.stringArray.rawValue)
-                w.count(v.count)
-                for x in v { w.string(x) }
-            }
+            w.typedValue(value) { $0.rawValue }
         }
     }
 
@@ -257,31 +227,15 @@ struct Plan {
             for key in node.attributes.keys.sorted(by: utf8Precedes) {
                 guard let value = node.attributes[key] else { continue }
                 w.string(key)
-                switch value {
-                case .float(let v):
-                    w.u8(CNXLayout.AttributeType.float.rawValue)
-                    w.f32(v)
-                case .int(let v):
-                    w.u8(CNXLayout.AttributeType.int.rawValue)
-                    w.i64(v)
-                case .string(let v):
-                    w.u8(CNXLayout.AttributeType.string.rawValue)
-                    w.string(v)
-                case .tensor:
-                    guard let index = attributeIndex[i][key] else {
-                        throw CNXError("\(node.label): attribute '\(key)' has no tensor table entry")
-                    }
-                    w.u8(CNXLayout.AttributeType.tensor.rawValue)
-                    w.count(index)
-                case .floats(let v):
-                    w.u8(CNXLayout.AttributeType.floats.rawValue)
-                    w.count(v.count)
-                    for x in v { w.f32(x) }
-                case .ints(let v):
-                    w.u8(CNXLayout.AttributeType.ints.rawValue)
-                    w.count(v.count)
-                    for x in v { w.i64(x) }
+                if let encoded = value.encoded {
+                    w.typedValue(encoded) { CNXLayout.AttributeType.of($0)!.rawValue }
+                    continue
                 }
+                guard let index = attributeIndex[i][key] else {
+                    throw CNXError("\(node.label): attribute '\(key)' has no tensor table entry")
+                }
+                w.u8(CNXLayout.AttributeType.tensor.rawValue)
+                w.count(index)
             }
         }
     }
@@ -382,10 +336,7 @@ final class AtomicOutput {
     }
 
     func write(_ bytes: [UInt8]) throws {
-        try bytes.withUnsafeBytes { raw in
-            guard let base = raw.baseAddress else { return }
-            try write(base, count: raw.count, what: "the header")
-        }
+        try bytes.withUnsafeBytes { try write($0, what: "the header") }
     }
 
     func writeZeros(_ count: Int) throws {
@@ -394,11 +345,12 @@ final class AtomicOutput {
         try write(zeros)
     }
 
-    /// Writes all `count` bytes, continuing after short writes and signals.
-    func write(_ bytes: UnsafeRawPointer, count: Int, what: String) throws {
+    /// Writes all of `bytes`, continuing after short writes and signals.
+    func write(_ bytes: UnsafeRawBufferPointer, what: String) throws {
+        guard let base = bytes.baseAddress else { return }
         var done = 0
-        while done < count {
-            let n = Foundation.write(fd, bytes + done, min(count - done, 1 << 30))
+        while done < bytes.count {
+            let n = Foundation.write(fd, base + done, min(bytes.count - done, 1 << 30))
             if n < 0 {
                 if errno == EINTR { continue }
                 throw CNXError("\(path): cannot write \(what) (\(String(cString: strerror(errno))))")

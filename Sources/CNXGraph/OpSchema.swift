@@ -313,28 +313,15 @@ extension OpSchema {
                 op, inputs: [InputSlot("X", dtypes: f32), InputSlot("scale", dtypes: f32)],
                 attributes: [AttributeSchema("epsilon", .float, default: .float(1e-5))], shape: S.same)
         case .stem:
-            // The bias is optional in the format, but the converter always writes one and the
-            // reference kernel needs it.
             return OpSchema(
-                op,
-                inputs: [
-                    InputSlot("X", dtypes: f32), InputSlot("W", dtypes: gemmWeight), InputSlot("B", dtypes: f32),
-                    InputSlot("ln_scale", required: false, dtypes: f32), InputSlot("ln_bias", required: false, dtypes: f32),
-                ],
-                attributes: [
-                    AttributeSchema("kernel", .int, .required), AttributeSchema("stride", .int),
-                    AttributeSchema("pad", .int, default: .int(0)),
+                op, inputs: convolutionAndNormInputs,
+                attributes: convolutionAndNormAttributes(convolution: [
+                    AttributeSchema("stride", .int), AttributeSchema("pad", .int, default: .int(0)),
                     AttributeSchema("input_layout", .string, default: .string("nchw")), AttributeSchema("activation", .string),
-                ] + normAndEpsilon + int8Layer(1, weight: "W"), shape: S.stem)
+                ]), shape: S.stem)
         case .downsample:
             return OpSchema(
-                op,
-                inputs: [
-                    InputSlot("X", dtypes: f32), InputSlot("W", dtypes: gemmWeight), InputSlot("B", dtypes: f32),
-                    InputSlot("ln_scale", required: false, dtypes: f32), InputSlot("ln_bias", required: false, dtypes: f32),
-                ],
-                attributes: [AttributeSchema("kernel", .int, .required)] + normAndEpsilon + int8Layer(1, weight: "W"),
-                shape: S.downsample)
+                op, inputs: convolutionAndNormInputs, attributes: convolutionAndNormAttributes(convolution: []), shape: S.downsample)
         case .block:
             return OpSchema(
                 op,
@@ -375,6 +362,20 @@ extension OpSchema {
     /// A fused operation's GEMM weight: float32, int8 with its layer's quantization attributes,
     /// or bfloat16 / float16 (half-precision layers, Formats/CNX.md).
     private static let gemmWeight: [DType] = [.float32, .int8, .bfloat16, .float16]
+
+    /// The inputs of `cnx.Stem` and `cnx.Downsample`, each one k x k convolution as a GEMM and a
+    /// norm over channels. The bias is required (Formats/CNX.md): a convolution without one gets
+    /// zeros.
+    private static let convolutionAndNormInputs = [
+        InputSlot("X", dtypes: f32), InputSlot("W", dtypes: gemmWeight), InputSlot("B", dtypes: f32),
+        InputSlot("ln_scale", required: false, dtypes: f32), InputSlot("ln_bias", required: false, dtypes: f32),
+    ]
+
+    /// The attributes of `cnx.Stem` and `cnx.Downsample`: the kernel size, `convolution`'s other
+    /// settings, the norm's and layer 1's int8 quantization.
+    private static func convolutionAndNormAttributes(convolution: [AttributeSchema]) -> [AttributeSchema] {
+        [AttributeSchema("kernel", .int, .required)] + convolution + normAndEpsilon + int8Layer(1, weight: "W")
+    }
 
     private static let normAndEpsilon = [
         AttributeSchema("norm", .string, default: .string("layer")), AttributeSchema("epsilon", .float, default: .float(1e-6)),

@@ -26,21 +26,18 @@ public struct Tensor: @unchecked Sendable {
     public init(floats: [Float], shape: [Int]) {
         precondition(floats.count == shape.reduce(1, *))
         self.init(zeros: .float32, shape: shape)
-        floats.withUnsafeBytes { storage.bytes.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        fill(from: floats)
     }
 
     public init(int64s: [Int64], shape: [Int]) {
         precondition(int64s.count == shape.reduce(1, *))
         self.init(zeros: .int64, shape: shape)
-        int64s.withUnsafeBytes { storage.bytes.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        fill(from: int64s)
     }
 
-    public var floatPointer: UnsafeMutablePointer<Float> {
-        storage.bytes.assumingMemoryBound(to: Float.self)
-    }
-
-    public var int64Pointer: UnsafeMutablePointer<Int64> {
-        storage.bytes.assumingMemoryBound(to: Int64.self)
+    /// Copies the bytes of `values` to the start of the storage.
+    private func fill<T>(from values: [T]) {
+        values.withUnsafeBytes { source in storage.withUnsafeMutableBytes { $0.copyMemory(from: source) } }
     }
 
     public var floats: [Float] {
@@ -61,7 +58,7 @@ public struct Tensor: @unchecked Sendable {
     /// A copy into newly allocated memory.
     public func copy() -> Tensor {
         let t = Tensor(zeros: dtype, shape: shape)
-        t.storage.bytes.copyMemory(from: storage.bytes, byteCount: byteCount)
+        withUnsafeBytes { source in t.withUnsafeMutableElementBytes { $0.copyMemory(from: source) } }
         return t
     }
 }

@@ -113,11 +113,7 @@ public enum InterruptCleanup {
             if handlerAddress(current) == handlerAddress(ignored) { continue }
             table.previous[Int(signal)] = current
             var action = sigaction()
-            #if os(Linux)
-                action.__sigaction_handler.sa_handler = interruptHandler
-            #else
-                action.__sigaction_u.__sa_handler = interruptHandler
-            #endif
+            action.handler = interruptHandler
             sigemptyset(&action.sa_mask)
             for s in signals { sigaddset(&action.sa_mask, s) }
             action.sa_flags = 0
@@ -127,20 +123,31 @@ public enum InterruptCleanup {
 
     private static let ignored: sigaction = {
         var a = sigaction()
-        #if os(Linux)
-            a.__sigaction_handler.sa_handler = SIG_IGN
-        #else
-            a.__sigaction_u.__sa_handler = SIG_IGN
-        #endif
+        a.handler = SIG_IGN
         return a
     }()
 
-    fileprivate static func handlerAddress(_ a: sigaction) -> Int {
-        #if os(Linux)
-            return unsafeBitCast(a.__sigaction_handler.sa_handler, to: Int.self)
-        #else
-            return unsafeBitCast(a.__sigaction_u.__sa_handler, to: Int.self)
-        #endif
+    fileprivate static func handlerAddress(_ a: sigaction) -> Int { unsafeBitCast(a.handler, to: Int.self) }
+}
+
+extension sigaction {
+    /// The disposition's handler (SIG_DFL, SIG_IGN or a function), whose field each C library
+    /// names its own way.
+    fileprivate var handler: (@convention(c) (Int32) -> Void)? {
+        get {
+            #if os(Linux)
+                return __sigaction_handler.sa_handler
+            #else
+                return __sigaction_u.__sa_handler
+            #endif
+        }
+        set {
+            #if os(Linux)
+                __sigaction_handler.sa_handler = newValue
+            #else
+                __sigaction_u.__sa_handler = newValue
+            #endif
+        }
     }
 }
 

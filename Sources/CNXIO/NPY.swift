@@ -7,9 +7,15 @@ public enum NPY {
     public static func read(path: String) throws -> Tensor {
         // Mapped by MappedFile, not Data(contentsOf:), which leaks 4 KB per empty file (found by Fuzz/FuzzNPY).
         let file = try MappedFile(path: path)
-        let data =
-            file.bytes.map { Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: $0), count: file.count, deallocator: .none) } ?? Data()
-        do { return try withExtendedLifetime(file) { try parse(data) } } catch let e as CNXError {
+        do {
+            // A Data over the mapping that lives only inside the closure (parse copies what it keeps).
+            return try file.withUnsafeBytes { raw in
+                let data = raw.baseAddress.map {
+                    Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: $0), count: raw.count, deallocator: .none)
+                }
+                return try parse(data ?? Data())
+            }
+        } catch let e as CNXError {
             throw e.inFile(path).escapingControlCharacters
         }
     }
@@ -70,7 +76,7 @@ public enum NPY {
             switch descriptor {
             case "<f4":
                 let t = Tensor(zeros: .float32, shape: shape)
-                t.storage.bytes.copyMemory(from: p, byteCount: needed)
+                t.withUnsafeMutableElementBytes { $0.copyMemory(from: UnsafeRawBufferPointer(start: p, count: needed)) }
                 return t
             case "<f8":
                 let t = Tensor(zeros: .float32, shape: shape)
@@ -80,7 +86,7 @@ public enum NPY {
                 return t
             case "<i8":
                 let t = Tensor(zeros: .int64, shape: shape)
-                t.storage.bytes.copyMemory(from: p, byteCount: needed)
+                t.withUnsafeMutableElementBytes { $0.copyMemory(from: UnsafeRawBufferPointer(start: p, count: needed)) }
                 return t
             default:
                 let t = Tensor(zeros: .int64, shape: shape)
@@ -120,7 +126,7 @@ public enum NPY {
         let n = header.utf8.count
         data.append(contentsOf: [UInt8(n & 0xff), UInt8(n >> 8)])
         data.append(contentsOf: Array(header.utf8))
-        data.append(Data(bytes: tensor.storage.bytes, count: tensor.byteCount))
+        tensor.withUnsafeBytes { data.append($0.assumingMemoryBound(to: UInt8.self)) }
         return data
     }
 

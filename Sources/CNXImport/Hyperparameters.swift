@@ -206,18 +206,6 @@ struct Proposal {
     /// The sources of single values, where they differ from `source` (config.json keys).
     var sources: [String: String] = [:]
 
-    init(
-        source: String, norm: NormKind? = nil, eps: [NormSite: Float] = [:], activation: Activation? = nil,
-        headActivation: Activation? = nil, grnEps: Float? = nil
-    ) {
-        self.source = source
-        self.norm = norm
-        self.eps = eps
-        self.activation = activation
-        self.headActivation = headActivation
-        self.grnEps = grnEps
-    }
-
     /// The source of one value: `eps.head` falls back to `eps`, then to the proposal's source.
     func source(of name: String) -> String {
         if let s = sources[name] { return s }

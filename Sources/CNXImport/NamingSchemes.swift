@@ -5,23 +5,23 @@ import Foundation
 /// the module within the stem, and `{2i}`, `{2i+1}` are torchvision's interleaved `features`
 /// indices. Every module has `.weight` and `.bias` unless said otherwise.
 public struct NamingScheme: Sendable {
-    public let name: String
+    public private(set) var name: String
     /// Who wrote the network this scheme names, for messages: "timm", "torchvision", ...
     public let origin: String
     /// One stage of blocks, no downsampling (the paper's isotropic ConvNeXt).
-    public let isotropic: Bool
+    public private(set) var isotropic: Bool
     /// Prefix of every key but the classifier's (transformers' `convnext.` / `convnextv2.`).
     public let modelPrefix: String
     /// The stem: with `{k}`, a sequence of modules (convolutions with 4-D weights, a norm
     /// with a 1-D weight; a missing index between two convolutions is an activation); without,
     /// one patchify convolution, then `stemNorm` when there is one.
-    public let stem: String
+    public private(set) var stem: String
     public let stemNorm: String?
     /// Downsample of stage i (before its blocks; required for i >= 1): norm, then convolution.
-    public let downsampleNorm: String
-    public let downsampleConv: String
+    public private(set) var downsampleNorm: String
+    public private(set) var downsampleConv: String
     /// Prefix of block j of stage i.
-    public let block: String
+    public private(set) var block: String
     /// Inside a block: depthwise convolution, norm, the two pointwise layers (Linear
     /// (out, in) or 1x1 convolution (out, in, 1, 1)).
     public let depthwise: String
@@ -94,15 +94,18 @@ public struct NamingScheme: Sendable {
         headNorm: "norm", headFC: "head", headNormFirst: nil, headPreLogits: nil,
         featureNorm: nil, allowsBiasFreeNorms: false, headPoolsByMean: true)
 
-    /// The paper's isotropic ConvNeXt (`models/convnext_isotropic.py`): a 16x16 patchify stem
-    /// without a norm, one run of blocks.
-    public static let referenceIsotropic = NamingScheme(
-        name: "reference (isotropic)", origin: "the paper's code", isotropic: true, modelPrefix: "", stem: "stem", stemNorm: nil,
-        downsampleNorm: "", downsampleConv: "",
-        block: "blocks.{j}.", depthwise: "dwconv", norm: "norm", fc1: "pwconv1", fc2: "pwconv2",
-        layerScale: "gamma", layerScaleChannelsFirst: false, grnScale: "grn.gamma", grnShift: "grn.beta",
-        headNorm: "norm", headFC: "head", headNormFirst: nil, headPreLogits: nil,
-        featureNorm: nil, allowsBiasFreeNorms: false, headPoolsByMean: true)
+    /// The paper's isotropic ConvNeXt (`models/convnext_isotropic.py`): the same code's names
+    /// inside a block and in the head, but a 16x16 patchify stem without a norm and one run of
+    /// blocks, no downsampling.
+    public static let referenceIsotropic: NamingScheme = {
+        var s = reference
+        s.name = "reference (isotropic)"
+        s.isotropic = true
+        s.stem = "stem"
+        (s.downsampleNorm, s.downsampleConv) = ("", "")
+        s.block = "blocks.{j}."
+        return s
+    }()
 
     /// Hugging Face transformers (`ConvNextModel`, `ConvNextV2Model` and their
     /// `...ForImageClassification` and `...Backbone`): `prefix` is `convnext.` or `convnextv2.`

@@ -47,9 +47,9 @@ private final class Loader {
     func load() throws -> Graph {
         let file = try MappedFile(path: path)
         guard file.count > 0 else { throw CNXError("empty file: not an ONNX model") }
-        try ProtoWireChecker(bytes: file.buffer).check()
+        try file.withUnsafeBytes { try ProtoWireChecker(bytes: $0).check() }
         self.file = file
-        let (stripped, ranges) = InitializerStripper(bytes: file.buffer).strip()
+        let (stripped, ranges) = file.withUnsafeBytes { InitializerStripper(bytes: $0).strip() }
         rawRanges = ranges
         let unpacked = stripped.withUnsafeBufferPointer { onnx__model_proto__unpack(nil, $0.count, $0.baseAddress) }
         guard let proto = unpacked else {
@@ -225,23 +225,24 @@ private final class Loader {
         guard !overflow else { throw CNXError("\(what): shape \(shape) overflows") }
 
         if t.has_data_location != 0 && t.data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL {
-            let (pointer, owner) = try externalBytes(t, expectedBytes: expectedBytes, what: what)
-            return tensorFromBytes(dtype: dtype, shape: shape, bytes: pointer, owner: owner, mapped: true)
+            return tensorFromBytes(dtype: dtype, shape: shape, bytes: try externalBytes(t, expectedBytes: expectedBytes, what: what))
         }
-        if let raw, let file, let base = file.bytes {
+        if let raw, let file {
             guard raw.count == expectedBytes else {
                 throw CNXError(
                     "\(what): raw_data at byte \(raw.lowerBound) holds \(raw.count) bytes, shape \(shape) of \(dtype.name) needs \(expectedBytes)"
                 )
             }
-            return tensorFromBytes(dtype: dtype, shape: shape, bytes: base + raw.lowerBound, owner: file, mapped: true)
+            return tensorFromBytes(dtype: dtype, shape: shape, bytes: file.storage(offset: raw.lowerBound, byteCount: raw.count))
         }
         if t.has_raw_data != 0 {
             guard t.raw_data.len == expectedBytes else {
                 throw CNXError("\(what): raw_data holds \(t.raw_data.len) bytes, shape \(shape) of \(dtype.name) needs \(expectedBytes)")
             }
-            let pointer = UnsafeRawPointer(t.raw_data.data) ?? UnsafeRawPointer(bitPattern: 64)!
-            return tensorFromBytes(dtype: dtype, shape: shape, bytes: pointer, owner: owner!, mapped: false)
+            guard let pointer = UnsafeRawPointer(t.raw_data.data), let owner else {
+                return tensorFromBytes(dtype: dtype, shape: shape, bytes: Storage(byteCount: 0))
+            }
+            return tensorFromBytes(dtype: dtype, shape: shape, bytes: Storage(borrowing: pointer, byteCount: expectedBytes, owner: owner))
         }
         // Typed fields.
         func mismatch(_ field: String, _ n: Int) -> CNXError {
@@ -269,7 +270,7 @@ private final class Loader {
     }
 
     /// The bytes of an externally stored tensor, inside a mapped file beside the model.
-    func externalBytes(_ t: Onnx__TensorProto, expectedBytes: Int, what: String) throws -> (UnsafeRawPointer, AnyObject) {
+    func externalBytes(_ t: Onnx__TensorProto, expectedBytes: Int, what: String) throws -> Storage {
         var location = "", offset = 0, length: Int?
         for i in 0..<t.n_external_data {
             guard let e = t.external_data[i] else { continue }
@@ -308,11 +309,7 @@ private final class Loader {
         guard offset <= file.count, size <= file.count - offset else {
             throw CNXError("\(dataPath): \(what) claims bytes \(offset)..<\(offset + size), past the end of the \(file.count)-byte file")
         }
-        guard let base = file.bytes else {
-            if size == 0 { return (UnsafeRawPointer(bitPattern: 64)!, file) }
-            throw CNXError("\(dataPath): empty file")
-        }
-        return (base + offset, file)
+        return file.storage(offset: offset, byteCount: size)
     }
 }
 

@@ -46,10 +46,10 @@ public enum SafetensorsReader {
 
     static func read(_ file: MappedFile) throws -> StateDict {
         let size = file.count
-        guard size >= 8, let base = file.bytes else {
+        guard size >= 8 else {
             throw CNXError("truncated: \(size) bytes; a safetensors file starts with an 8-byte header length")
         }
-        let n = UInt64(littleEndian: base.loadUnaligned(as: UInt64.self))
+        let n = UInt64(littleEndian: file.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
         guard n <= UInt64(size - 8) else {
             throw CNXError("header length \(n) at byte 0 runs past the end of the \(size)-byte file")
         }
@@ -58,7 +58,7 @@ public enum SafetensorsReader {
         }
         let headerLength = Int(n)
         let dataStart = 8 + headerLength
-        let json = Data(bytes: base + 8, count: headerLength)
+        let json = file.withUnsafeBytes { Data($0[8..<dataStart]) }
         let parsed: Any
         do {
             parsed = try JSONSerialization.jsonObject(with: json)
@@ -123,8 +123,7 @@ public enum SafetensorsReader {
         var tensors: [String: Tensor] = [:]
         for e in entries {
             tensors[e.name] = tensorFromBytes(
-                dtype: e.dtype, shape: e.shape, bytes: base + dataStart + e.begin,
-                owner: file, mapped: true)
+                dtype: e.dtype, shape: e.shape, bytes: file.storage(offset: dataStart + e.begin, byteCount: e.end - e.begin))
         }
         return StateDict(names: entries.map(\.name), tensors: tensors, metadata: metadata)
     }

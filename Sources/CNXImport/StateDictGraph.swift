@@ -383,19 +383,24 @@ public enum StateDictGraph {
                 p.eps = Dictionary(uniqueKeysWithValues: NormSite.allCases.map { ($0, 1e-6) })
                 p.sources["eps"] = "config.json: model_args.norm_eps is null, timm's default"
             }
-            if let a = args.actLayer {
-                guard let act = Activation(timmName: a) else {
-                    throw CNXError(
-                        "\(configPath): model_args.act_layer '\(a)' is not an activation this reader knows (gelu, gelu_tanh, silu)")
+            /// A layer `model_args` names by its timm name, or nil when it names none; a name
+            /// `parse` does not know is refused, listing the `known` ones.
+            func layer<T>(_ name: String?, key: String, _ what: String, known: String, _ parse: (String) -> T?) throws -> T? {
+                guard let name else { return nil }
+                guard let value = parse(name) else {
+                    throw CNXError("\(configPath): model_args.\(key) '\(name)' is not \(what) this reader knows (\(known))")
                 }
+                return value
+            }
+            if let act = try layer(
+                args.actLayer, key: "act_layer", "an activation", known: "gelu, gelu_tanh, silu", Activation.init(timmName:))
+            {
                 p.activation = act
                 p.sources["activation"] = "config.json: model_args.act_layer"
             }
-            if let n = args.normLayer {
-                guard let kind = NormKind(timmName: n) else {
-                    throw CNXError(
-                        "\(configPath): model_args.norm_layer '\(n)' is not a norm this reader knows (layernorm, rmsnorm, simplenorm)")
-                }
+            if let kind = try layer(
+                args.normLayer, key: "norm_layer", "a norm", known: "layernorm, rmsnorm, simplenorm", NormKind.init(timmName:))
+            {
                 p.norm = kind
                 p.sources["norm"] = "config.json: model_args.norm_layer"
             }

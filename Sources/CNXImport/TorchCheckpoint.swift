@@ -48,24 +48,21 @@ public enum TorchCheckpoint {
         let root = String(pickleEntry.name.dropLast("data.pkl".count))
         if let order = archive.entry(root + "byteorder") {
             let b = try archive.bytes(order)
-            let text = String(decoding: UnsafeRawBufferPointer(start: b.pointer, count: min(b.count, 16)), as: UTF8.self)
+            let text = b.withUnsafeBytes { String(decoding: $0.prefix(16), as: UTF8.self) }
             guard text.trimmingCharacters(in: .whitespacesAndNewlines) == "little" else {
                 throw CNXError("\(order.name) says '\(text)': only little-endian checkpoints are read")
             }
         }
         let pickleBytes = try archive.bytes(pickleEntry)
         if pickleEntry.method == 0 {
-            let crc = ZipArchive.crc(pickleBytes.pointer, pickleBytes.count)
+            let crc = pickleBytes.withUnsafeBytes { ZipArchive.crc($0.baseAddress!, $0.count) }
             guard crc == pickleEntry.crc32 else {
                 throw CNXError(
                     "\(pickleEntry.name) at byte \(pickleEntry.dataOffset): CRC-32 \(String(crc, radix: 16)) does not match the directory's \(String(pickleEntry.crc32, radix: 16))"
                 )
             }
         }
-        let document = try RestrictedUnpickler(
-            bytes: UnsafeRawBufferPointer(start: pickleBytes.pointer, count: pickleBytes.count),
-            what: pickleEntry.name
-        ).load()
+        let document = try pickleBytes.withUnsafeBytes { try RestrictedUnpickler(bytes: $0, what: pickleEntry.name).load() }
         return try withExtendedLifetime(document) {
             try stateDict(document.root, archive: archive, root: root)
         }
@@ -75,13 +72,13 @@ public enum TorchCheckpoint {
     static func stateDict(_ value: PickleValue, archive: ZipArchive, root: String) throws -> StateDict {
         let (dict, location) = try findStateDict(value, at: "the pickled object", depth: 0)
 
-        var storages: [String: ZipBytes] = [:]
+        var storages: [String: Storage] = [:]
         var names: [String] = []
         var tensors: [String: Tensor] = [:]
         for (k, v) in zip(dict.keys, dict.values) {
             guard case .tensor(let t) = v else { continue }
             guard case .string(let name) = k else { throw CNXError("\(location) has a tensor under a \(k.kind) key") }
-            let bytes: ZipBytes
+            let bytes: Storage
             if let cached = storages[t.storage.key] {
                 bytes = cached
             } else {
@@ -130,7 +127,7 @@ public enum TorchCheckpoint {
     }
 
     /// A tensor from its storage bytes: only contiguous (row-major) views are read.
-    static func materialise(_ t: PickleTensor, name: String, bytes: ZipBytes, entryName: String) throws -> Tensor {
+    static func materialise(_ t: PickleTensor, name: String, bytes: Storage, entryName: String) throws -> Tensor {
         guard let count = checkedElementCount(t.shape) else { throw CNXError("tensor '\(name)': size \(t.shape) overflows") }
         var expected = 1
         for k in stride(from: t.shape.count - 1, through: 0, by: -1) {
@@ -142,14 +139,13 @@ public enum TorchCheckpoint {
         let size = t.storage.type.elementSize
         let end = t.offset.addingReportingOverflow(count)
         guard !end.overflow, end.partialValue <= t.storage.count,
-            !end.partialValue.multipliedReportingOverflow(by: size).overflow, end.partialValue * size <= bytes.count
+            !end.partialValue.multipliedReportingOverflow(by: size).overflow, end.partialValue * size <= bytes.byteCount
         else {
             throw CNXError(
                 "tensor '\(name)': elements \(t.offset)..<\(t.offset + count) lie outside its storage '\(entryName)' of \(t.storage.count) elements"
             )
         }
         return tensorFromBytes(
-            dtype: t.storage.type.dtype, shape: t.shape, bytes: bytes.pointer + t.offset * size,
-            owner: bytes.owner, mapped: bytes.mapped)
+            dtype: t.storage.type.dtype, shape: t.shape, bytes: Storage(slicing: bytes, offset: t.offset * size, byteCount: count * size))
     }
 }

@@ -16,17 +16,6 @@ struct ZipEntry: Sendable {
     let dataOffset: Int
 }
 
-/// Bytes of one zip entry: a view of the mapped archive when the entry is stored, or memory
-/// this process inflated it into.
-struct ZipBytes {
-    let pointer: UnsafeRawPointer
-    let count: Int
-    /// Keeps the bytes valid: the mapped archive, or the inflated `Storage`.
-    let owner: AnyObject
-    /// True when the bytes are a clean view of the mapped file (pages may be given back).
-    let mapped: Bool
-}
-
 /// A read-only zip archive (PKWARE APPNOTE 6.3: end of central directory, zip64 records,
 /// central directory, local headers), mapped into memory. Stored entries are never copied;
 /// deflated ones are inflated with zlib into exactly the size the directory declares.
@@ -59,24 +48,24 @@ final class ZipArchive {
     // MARK: - Little-endian reads, never past the end
 
     private static func u16(_ f: MappedFile, _ at: Int) throws -> UInt16 {
-        guard at >= 0, at <= f.count - 2, let b = f.bytes else {
+        guard at >= 0, at <= f.count - 2 else {
             throw CNXError("truncated at byte \(at): a 2-byte field runs past the end of the \(f.count)-byte file")
         }
-        return UInt16(littleEndian: b.loadUnaligned(fromByteOffset: at, as: UInt16.self))
+        return UInt16(littleEndian: f.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: at, as: UInt16.self) })
     }
 
     private static func u32(_ f: MappedFile, _ at: Int) throws -> UInt32 {
-        guard at >= 0, at <= f.count - 4, let b = f.bytes else {
+        guard at >= 0, at <= f.count - 4 else {
             throw CNXError("truncated at byte \(at): a 4-byte field runs past the end of the \(f.count)-byte file")
         }
-        return UInt32(littleEndian: b.loadUnaligned(fromByteOffset: at, as: UInt32.self))
+        return UInt32(littleEndian: f.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: at, as: UInt32.self) })
     }
 
     private static func u64(_ f: MappedFile, _ at: Int) throws -> Int {
-        guard at >= 0, at <= f.count - 8, let b = f.bytes else {
+        guard at >= 0, at <= f.count - 8 else {
             throw CNXError("truncated at byte \(at): an 8-byte field runs past the end of the \(f.count)-byte file")
         }
-        let v = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: at, as: UInt64.self))
+        let v = UInt64(littleEndian: f.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: at, as: UInt64.self) })
         guard v <= UInt64(Int.max) else { throw CNXError("byte \(at): size or offset \(v) is out of range") }
         return Int(v)
     }
@@ -134,10 +123,10 @@ final class ZipArchive {
             let commentLength = Int(try u16(f, p + 32))
             var local = Int(try u32(f, p + 42))
             let next = p + 46 + nameLength + extraLength + commentLength
-            guard next <= end, let base = f.bytes else {
+            guard next <= end, next <= f.count else {
                 throw CNXError("central directory entry at byte \(p) runs past the directory's end")
             }
-            let name = String(decoding: UnsafeRawBufferPointer(start: base + p + 46, count: nameLength), as: UTF8.self)
+            let name = f.withUnsafeBytes { String(decoding: $0[(p + 46)..<(p + 46 + nameLength)], as: UTF8.self) }
             // Zip64 extended information (header 0x0001) holds the fields that overflowed 32 bits, in order.
             var e = p + 46 + nameLength
             let extraEnd = e + extraLength
@@ -202,25 +191,29 @@ final class ZipArchive {
 
     // MARK: - Contents
 
-    /// The bytes of `entry`: borrowed from the mapping when stored, inflated otherwise (and then
-    /// checked against the directory's CRC-32).
-    func bytes(_ entry: ZipEntry) throws -> ZipBytes {
-        guard let base = file.bytes else { throw CNXError("zip entry '\(entry.name)': the archive is empty") }
+    /// The bytes of `entry`: a read-only view of the mapping when stored, inflated otherwise (and
+    /// then checked against the directory's CRC-32).
+    func bytes(_ entry: ZipEntry) throws -> Storage {
+        guard file.count > 0 else { throw CNXError("zip entry '\(entry.name)': the archive is empty") }
         switch entry.method {
         case 0:
-            return ZipBytes(pointer: base + entry.dataOffset, count: entry.uncompressedSize, owner: file, mapped: true)
+            return file.storage(offset: entry.dataOffset, byteCount: entry.uncompressedSize)
         case 8:
             let storage = Storage(byteCount: entry.uncompressedSize)
-            try inflateRaw(
-                from: base + entry.dataOffset, count: entry.compressedSize,
-                into: storage.bytes, capacity: entry.uncompressedSize, entry: entry)
-            let crc = Self.crc(storage.bytes, entry.uncompressedSize)
+            let crc = try file.withUnsafeBytes { archive in
+                try storage.withUnsafeMutableBytes { out in
+                    try inflateRaw(
+                        from: archive.baseAddress! + entry.dataOffset, count: entry.compressedSize,
+                        into: out.baseAddress!, capacity: entry.uncompressedSize, entry: entry)
+                    return Self.crc(out.baseAddress!, entry.uncompressedSize)
+                }
+            }
             guard crc == entry.crc32 else {
                 throw CNXError(
                     "zip entry '\(entry.name)' at byte \(entry.dataOffset): CRC-32 \(String(crc, radix: 16)) does not match the directory's \(String(entry.crc32, radix: 16))"
                 )
             }
-            return ZipBytes(pointer: UnsafeRawPointer(storage.bytes), count: entry.uncompressedSize, owner: storage, mapped: false)
+            return storage
         default:
             throw CNXError("zip entry '\(entry.name)' uses compression method \(entry.method); only stored (0) and deflate (8) are read")
         }

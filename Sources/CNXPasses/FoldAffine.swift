@@ -10,10 +10,8 @@ public struct FoldLayerNormAffine: RepeatedRewrite {
 
     public init() {}
 
-    static let norms: Set<OpType> = [.layerNormalization, .rmsNormalization, .simpleNorm]
-
     public func rewriteOnce(_ g: inout Graph, _ index: GraphIndex) -> Bool {
-        for (i, ln) in g.nodes.enumerated() where Self.norms.contains(ln.op) {
+        for (i, ln) in g.nodes.enumerated() where LastAxisNorm.kinds[ln.op] != nil {
             // rank 0: only axis -1 is accepted, whatever the rank.
             guard let linear = index.soleConsumer(ln.outputs[0], .linear), linear.node.inputs[0] == ln.outputs[0],
                 let w = index.constant(linear.node.inputs[1]), w.shape.count == 2,

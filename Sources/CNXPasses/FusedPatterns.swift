@@ -12,6 +12,9 @@ struct LastAxisNorm {
     let shift: String?
     let eps: Float
 
+    /// The operations that are such a norm, by their `kind`.
+    static let kinds: [OpType: String] = [.layerNormalization: "layer", .rmsNormalization: "rms", .simpleNorm: "simple"]
+
     /// This norm as a fused operation's (`FusedPayload` writes its attributes), with the given
     /// scale and shift constants.
     func fused(weight: Constant? = nil, bias: Constant? = nil) -> Norm {
@@ -50,13 +53,7 @@ extension GraphIndex {
     /// `p` as a norm over the last axis of a tensor of the given rank with `channels` channels.
     func lastAxisNorm(_ p: (index: Int, node: Node), channels: Int, rank: Int) -> LastAxisNorm? {
         let n = p.node
-        let kind: String
-        switch n.op {
-        case .layerNormalization: kind = "layer"
-        case .rmsNormalization: kind = "rms"
-        case .simpleNorm: kind = "simple"
-        default: return nil
-        }
+        guard let kind = LastAxisNorm.kinds[n.op] else { return nil }
         if n.op != .simpleNorm {
             let axis = n.int("axis") ?? -1
             guard axis == -1 || axis == rank - 1 else { return nil }

@@ -6,6 +6,38 @@ import Foundation
 /// Reference implementations of the project's fused operations (Formats/CNX.md), composed from
 /// the plain kernels: slow but obviously right, the oracle for the fast runtime.
 extension Kernels {
+    /// The k x k patches of `x`, an NCHW image or an NHWC map, taken every `stride` pixels
+    /// with `pad` zeros around: [N, OH, OW, C·k·k], each patch a GEMM row in the order of the
+    /// weight's rows, (channel, ky, kx) for NCHW and (ky, kx, channel) for NHWC. The caller has
+    /// checked that a patch fits (H + 2·pad >= k).
+    static func patches(_ x: Tensor, nhwc: Bool, kernel k: Int, stride: Int, pad: Int) -> Tensor {
+        let (n, c, h, w) = nhwc ? (x.shape[0], x.shape[3], x.shape[1], x.shape[2]) : (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1
+        let patches = Tensor(zeros: .float32, shape: [n, oh, ow, c * k * k])
+        x.withUnsafeFloats { src in
+            patches.withUnsafeMutableFloats { dst in
+                for b in 0..<n {
+                    for oy in 0..<oh {
+                        for ox in 0..<ow {
+                            let row = ((b * oh + oy) * ow + ox) * c * k * k
+                            for ky in 0..<k {
+                                for kx in 0..<k {
+                                    let iy = oy * stride - pad + ky, ix = ox * stride - pad + kx
+                                    guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
+                                    for ch in 0..<c {
+                                        dst[row + (nhwc ? (ky * k + kx) * c + ch : (ch * k + ky) * k + kx)] =
+                                            src[nhwc ? ((b * h + iy) * w + ix) * c + ch : ((b * c + ch) * h + iy) * w + ix]
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return patches
+    }
+
     static func evaluateFused(_ node: Node, _ args: [Tensor?]) throws -> [Tensor] {
         func arg(_ i: Int) throws -> Tensor {
             guard i < args.count, let t = args[i] else { throw CNXError("input \(i) is missing") }
@@ -38,40 +70,12 @@ extension Kernels {
         case .stem(let op):
             let w = op.conv.weight.tensor
             let k = op.kernel, stride = op.stride, pad = op.pad, nhwc = op.nhwcInput
-            guard x.shape.count == 4, stride > 0, pad >= 0, w.shape.count == 2 else {
+            guard x.shape.count == 4, stride > 0, pad >= 0, w.shape.count == 2,
+                x.shape[nhwc ? 1 : 2] + 2 * pad >= k, x.shape[nhwc ? 2 : 3] + 2 * pad >= k, w.shape[0] == x.shape[nhwc ? 3 : 1] * k * k
+            else {
                 throw CNXError("input \(x.shape) does not fit a \(k)x\(k) stem with weight \(w.shape)")
             }
-            // As NCHW whatever the layout, so one loop reads both.
-            let image = nhwc ? try transpose(x, [0, 3, 1, 2]) : x
-            let (n, c, h, wd) = (image.shape[0], image.shape[1], image.shape[2], image.shape[3])
-            let oh = (h + 2 * pad - k) / stride + 1, ow = (wd + 2 * pad - k) / stride + 1
-            guard h + 2 * pad >= k, wd + 2 * pad >= k, w.shape[0] == c * k * k else {
-                throw CNXError("input \(x.shape) does not fit a \(k)x\(k) stem with weight \(w.shape)")
-            }
-            // Patch rows in (channel, ky, kx) order for an NCHW image, (ky, kx, channel) for an
-            // NHWC map: the order of the weight's rows.
-            let patches = Tensor(zeros: .float32, shape: [n, oh, ow, c * k * k])
-            image.withUnsafeFloats { xp in
-                patches.withUnsafeMutableFloats { pp in
-                    for b in 0..<n {
-                        for oy in 0..<oh {
-                            for ox in 0..<ow {
-                                let row = ((b * oh + oy) * ow + ox) * c * k * k
-                                for ch in 0..<c {
-                                    for ky in 0..<k {
-                                        for kx in 0..<k {
-                                            let iy = oy * stride - pad + ky, ix = ox * stride - pad + kx
-                                            guard iy >= 0, iy < h, ix >= 0, ix < wd else { continue }
-                                            pp[row + (nhwc ? (ky * k + kx) * c + ch : (ch * k + ky) * k + kx)] =
-                                                xp[((b * c + ch) * h + iy) * wd + ix]
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            let patches = self.patches(x, nhwc: nhwc, kernel: k, stride: stride, pad: pad)
             let y = try pointwise(patches, op.conv)
             activate(y, op.activation)
             return [
@@ -84,27 +88,7 @@ extension Kernels {
                 throw CNXError("input \(x.shape) does not fit a \(k)x\(k) downsample with weight \(w.shape)")
             }
             let normed = try norm(op.norm.kind, x, optional(op.norm.weight), optional(op.norm.bias), eps: op.norm.epsilon)
-            let (n, h, wd, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-            let oh = h / k, ow = wd / k
-            // Patches in (ky, kx, channel) order: whole channel rows copy at once.
-            let patches = Tensor(zeros: .float32, shape: [n, oh, ow, k * k * c])
-            normed.withUnsafeFloats { src in
-                patches.withUnsafeMutableFloats { dst in
-                    for b in 0..<n {
-                        for oy in 0..<oh {
-                            for ox in 0..<ow {
-                                for ky in 0..<k {
-                                    for kx in 0..<k {
-                                        let from = ((b * h + oy * k + ky) * wd + ox * k + kx) * c
-                                        let to = ((b * oh + oy) * ow + ox) * k * k * c + (ky * k + kx) * c
-                                        for i in 0..<c { dst[to + i] = src[from + i] }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            let patches = self.patches(normed, nhwc: true, kernel: k, stride: k, pad: 0)
             return [try pointwise(patches, op.conv)]
         case .block(let op):
             let dw = try float(op.depthwise.weight.tensor), dwb = try float(op.depthwise.bias.tensor)
@@ -309,7 +293,22 @@ extension Kernels {
 
 /// Read-only float pointers to `tensors` (nil stays nil), valid only inside `body`.
 package func withFloatPointers<R>(_ tensors: [Tensor?], _ body: ([UnsafePointer<Float>?]) throws -> R) rethrows -> R {
-    try withExtendedLifetime(tensors) {
-        try body(tensors.map { $0.map { UnsafePointer($0.storage.bytes.assumingMemoryBound(to: Float.self)) } })
+    var pointers: [UnsafePointer<Float>?] = []
+    pointers.reserveCapacity(tensors.count)
+    return try withFloatPointers(tensors[...], collecting: &pointers, body)
+}
+
+/// `withFloatPointers`: each tensor's scope nests the next one's, the innermost calls `body`.
+private func withFloatPointers<R>(
+    _ tensors: ArraySlice<Tensor?>, collecting pointers: inout [UnsafePointer<Float>?], _ body: ([UnsafePointer<Float>?]) throws -> R
+) rethrows -> R {
+    guard let first = tensors.first else { return try body(pointers) }
+    guard let t = first else {
+        pointers.append(nil)
+        return try withFloatPointers(tensors.dropFirst(), collecting: &pointers, body)
+    }
+    return try t.storage.withUnsafeBytes { raw in
+        pointers.append(raw.baseAddress?.assumingMemoryBound(to: Float.self))
+        return try withFloatPointers(tensors.dropFirst(), collecting: &pointers, body)
     }
 }

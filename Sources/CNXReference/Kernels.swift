@@ -547,34 +547,27 @@ package enum Kernels {
     /// A copy of `x` broadcast to `shape`.
     static func materialize(_ x: Tensor, to shape: [Int]) -> Tensor {
         if x.shape == shape { return x }
-        let y = Tensor(zeros: x.dtype, shape: shape)
-        let size = x.dtype.size
-        let sx = broadcastStrides(x.shape, to: shape), zero = [Int](repeating: 0, count: shape.count)
-        x.withUnsafeElementBytes { xb in
-            y.withUnsafeMutableElementBytes { yb in
-                let src = xb.baseAddress!, dst = yb.baseAddress!
-                forEachBroadcastRow(shape, sx, zero) { ox, _, oy, n, ix, _ in
-                    for i in 0..<n { (dst + (oy + i) * size).copyMemory(from: src + (ox + i * ix) * size, byteCount: size) }
-                }
-            }
-        }
-        return y
+        return strided(x, shape, strides: broadcastStrides(x.shape, to: shape))
     }
 
     static func transpose(_ x: Tensor, _ perm: [Int]) throws -> Tensor {
         let rank = x.shape.count
         guard perm.count == rank, Set(perm) == Set(0..<rank) else { throw CNXError("invalid perm \(perm) for \(x.shape)") }
-        let outShape = perm.map { x.shape[$0] }
         var inStrides = [Int](repeating: 1, count: rank)
         for i in stride(from: rank - 2, through: 0, by: -1) { inStrides[i] = inStrides[i + 1] * x.shape[i + 1] }
-        let strides = perm.map { inStrides[$0] }
-        let y = Tensor(zeros: x.dtype, shape: outShape)
-        let zero = [Int](repeating: 0, count: rank)
+        return strided(x, perm.map { x.shape[$0] }, strides: perm.map { inStrides[$0] })
+    }
+
+    /// A new tensor of `shape` whose element at each index is the element of `x` at the offset
+    /// `strides` give that index (0 along an axis `x` is broadcast on, permuted for a transpose).
+    private static func strided(_ x: Tensor, _ shape: [Int], strides: [Int]) -> Tensor {
+        let y = Tensor(zeros: x.dtype, shape: shape)
+        let zero = [Int](repeating: 0, count: shape.count)
         if x.dtype == .float32 {
             x.withUnsafeFloats { xb in
                 y.withUnsafeMutableFloats { yb in
                     let src = xb.baseAddress!, dst = yb.baseAddress!
-                    forEachBroadcastRow(outShape, strides, zero) { ox, _, oy, n, ix, _ in
+                    forEachBroadcastRow(shape, strides, zero) { ox, _, oy, n, ix, _ in
                         for i in 0..<n { dst[oy + i] = src[ox + i * ix] }
                     }
                 }
@@ -584,7 +577,7 @@ package enum Kernels {
             x.withUnsafeElementBytes { xb in
                 y.withUnsafeMutableElementBytes { yb in
                     let src = xb.baseAddress!, dst = yb.baseAddress!
-                    forEachBroadcastRow(outShape, strides, zero) { ox, _, oy, n, ix, _ in
+                    forEachBroadcastRow(shape, strides, zero) { ox, _, oy, n, ix, _ in
                         for i in 0..<n { (dst + (oy + i) * size).copyMemory(from: src + (ox + i * ix) * size, byteCount: size) }
                     }
                 }

@@ -236,7 +236,7 @@ final class FastExecutor: @unchecked Sendable {
             values[node.outputs[0]] = result
             // Track which value each arena buffer holds: a new map, or a block's in-place update.
             for slot in [FastExecutor.arenaSlots.0, FastExecutor.arenaSlots.1] {
-                if let buffer = scratch[0].existing(slot), buffer == result.storage.bytes.assumingMemoryBound(to: Float.self) {
+                if let buffer = scratch[0].existing(slot), result.storage.withUnsafeBytes({ $0.baseAddress == UnsafeRawPointer(buffer) }) {
                     arenaHolders[slot] = node.outputs[0]
                 }
             }
@@ -443,7 +443,7 @@ final class FastExecutor: @unchecked Sendable {
         guard let (scratch, slot) = arena else { return Tensor(zeros: .float32, shape: shape) }
         let count = shape.reduce(1, *)
         let p = scratch.buffer(slot, floats: count)
-        return Tensor(dtype: .float32, shape: shape, storage: Storage(borrowing: p, byteCount: count * 4, owner: scratch))
+        return Tensor(dtype: .float32, shape: shape, storage: Storage(borrowingMutable: p, byteCount: count * 4, owner: scratch))
     }
 
     func stem(_ p: PreparedNode, _ call: FusedCall) throws -> Tensor {

@@ -30,11 +30,13 @@ final class PackedHalfMatrix: @unchecked Sendable {
         widened = nil
         let halves = max(cnx_hgemm_packed_b_halves(Int64(k), Int64(n)), 32)
         data = UnsafeMutableRawPointer.allocate(byteCount: halves * 2, alignment: 64).bindMemory(to: UInt16.self, capacity: halves)
-        let bits = t.storage.bytes.assumingMemoryBound(to: UInt16.self)
-        if dtype == .bfloat16 {
-            cnx_hgemm_pack_b_bf16(bits, Int64(k), Int64(n), data)
-        } else {
-            cnx_hgemm_pack_b_f16(bits, Int64(k), Int64(n), data)
+        t.withUnsafeBytes { raw in
+            let bits = raw.assumingMemoryBound(to: UInt16.self).baseAddress
+            if dtype == .bfloat16 {
+                cnx_hgemm_pack_b_bf16(bits, Int64(k), Int64(n), data)
+            } else {
+                cnx_hgemm_pack_b_f16(bits, Int64(k), Int64(n), data)
+            }
         }
     }
 

@@ -140,7 +140,7 @@ public final class Dataset: @unchecked Sendable {
         case .tensor(let t):
             let per = t.count / t.shape[0]
             let offset = range.lowerBound * per * 4
-            let storage = Storage(borrowing: t.storage.bytes + offset, byteCount: range.count * per * 4, owner: t.storage)
+            let storage = Storage(slicing: t.storage, offset: offset, byteCount: range.count * per * 4)
             return Tensor(dtype: .float32, shape: [range.count] + Array(t.shape.dropFirst()), storage: storage)
         case .images(let files, let p):
             let out = Tensor(zeros: .float32, shape: [range.count, 3, p.height, p.width])

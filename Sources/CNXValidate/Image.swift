@@ -29,7 +29,7 @@ public enum ImageDecoder {
     public static func decode(path: String) throws -> RGBImage {
         let file = try MappedFile(path: path)
         do {
-            return try decode(file.buffer)
+            return try file.withUnsafeBytes { try decode($0) }
         } catch let e as CNXError {
             throw e.inFile(path)
         }

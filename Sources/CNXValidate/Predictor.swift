@@ -108,7 +108,7 @@ public struct Predictor: @unchecked Sendable {
         while start < n {
             let piece = Tensor(zeros: .float32, shape: [b] + Array(x.shape.dropFirst()))
             let take = min(b, n - start)
-            piece.storage.bytes.copyMemory(from: x.storage.bytes + start * per * 4, byteCount: take * per * 4)
+            piece.copyFloats(from: x, offset: start * per, count: take * per)
             // A short last batch is padded with copies of the first sample.
             for i in take..<b { piece.copyFloats(from: x, count: per, at: i * per) }
             for (k, out) in try pick(try body(piece), batch: b).enumerated() {

@@ -133,8 +133,7 @@ public struct ValidationPart {
         switch data.source {
         case .tensor(let t):
             feed("npy \(t.shape)\n")
-            let bytes = min(t.storage.byteCount, 1 << 20)
-            hasher.update(UnsafeRawBufferPointer(start: t.storage.bytes, count: bytes))
+            t.storage.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0.prefix(1 << 20))) }
         case .images(let files, let p):
             let root = data.path.hasSuffix("/") ? data.path : data.path + "/"
             for f in files {

@@ -3,6 +3,7 @@ import CNXConvert
 import CNXFormat
 import CNXGraph
 import CNXImport
+import CNXPasses
 import CNXRuntime
 import Foundation
 
@@ -30,9 +31,15 @@ struct Convert: ParsableCommand {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Print the graph after the named pass (fold-constants, fold-layernorm, fold-gelu, fold-grn, fold-linear, eliminate-transposes, fold-layernorm-affine, fold-layer-scale, fuse-stem, fuse-downsample, fuse-blocks, fuse-head).",
+            "Print the graph after the named pass (\(Convert.passNames)).",
             valueName: "PASS"))
     var dumpAfter: String?
+
+    /// The standard pipeline's pass names, in order, each once: what `--dump-after` takes.
+    static var passNames: String {
+        var seen = Set<String>()
+        return Pipeline.standard.passes.map(\.name).filter { seen.insert($0).inserted }.joined(separator: ", ")
+    }
 
     @Flag(name: .long, help: "Also quantize to int8 (needs --calibration); the same as `quantize --int8`.")
     var int8 = false

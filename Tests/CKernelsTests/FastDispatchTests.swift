@@ -4,11 +4,12 @@ import XCTest
 final class FastDispatchTests: XCTestCase {
     func testNamesAndForcedPathsStayWithinHardware() {
         defer { cnx_isa_force(-1) }
-        XCTAssertEqual(String(cString: cnx_isa_name(CNX_ISA_SCALAR)), "scalar")
-        XCTAssertEqual(String(cString: cnx_isa_name(CNX_ISA_AVX2)), "avx2")
-        XCTAssertEqual(String(cString: cnx_isa_name(CNX_ISA_AVX512)), "avx512")
-        XCTAssertEqual(String(cString: cnx_isa_name(CNX_ISA_NEON)), "neon")
-        XCTAssertEqual(String(cString: cnx_isa_name(cnx_isa(rawValue: 7))), "unknown")
+        assertPathNames(
+            [
+                CNX_ISA_SCALAR: "scalar", CNX_ISA_AVX2: "avx2", CNX_ISA_AVX512: "avx512", CNX_ISA_NEON: "neon",
+                cnx_isa(rawValue: 7): "unknown",
+            ],
+            cnx_isa_name)
 
         cnx_isa_force(99)  // clamped to the best the hardware has
         let hardware = cnx_isa_current()

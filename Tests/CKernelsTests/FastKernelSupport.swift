@@ -103,3 +103,13 @@ let activationCodes: [(Int32, String)] = [
 
 /// 2^-24: the relative size of half an ulp of a float, at most.
 let floatUnit = Double(Float.ulpOfOne) / 2
+
+/// Asserts the name a dispatcher prints for each of its paths (`cnx_isa_name`, `cnx_qisa_name`).
+func assertPathNames<Path>(
+    _ expected: KeyValuePairs<Path, String>, _ name: (Path) -> UnsafePointer<CChar>?,
+    file: StaticString = #filePath, line: UInt = #line
+) {
+    for (path, text) in expected {
+        XCTAssertEqual(name(path).map { String(cString: $0) }, text, file: file, line: line)
+    }
+}

@@ -36,12 +36,10 @@ final class QGemmTests: XCTestCase {
         w: PackedWeights, ldc: Int? = nil, file: StaticString = #filePath,
         line: UInt = #line
     ) -> [Int32] {
-        let ldc = ldc ?? n
-        let sentinel: Int32 = 0x5A5A_5A5A
-        let c = QBuffer<Int32>(repeating: sentinel, count: max(m * ldc, 1))
         let call = kind == .reference ? cnx_qgemm_u8s8_s32_ref : cnx_qgemm_u8s8_s32
-        call(Int64(m), Int64(n), Int64(k), a.const, Int64(lda), w.pointer, c.pointer, Int64(ldc))
-        return rows(c.array, m: m, n: n, ld: ldc, sentinel: sentinel, file: file, line: line)
+        return written(m: m, n: n, ld: ldc ?? n, sentinel: 0x5A5A_5A5A, file: file, line: line) { c, ldc in
+            call(Int64(m), Int64(n), Int64(k), a.const, Int64(lda), w.pointer, c, Int64(ldc))
+        }
     }
 
     private func fusedF32(
@@ -49,13 +47,12 @@ final class QGemmTests: XCTestCase {
         w: PackedWeights, _ e: Epilogue, residual: QBuffer<Float>? = nil,
         ldo: Int? = nil, file: StaticString = #filePath, line: UInt = #line
     ) -> [Float] {
-        let ldo = ldo ?? n
-        let out = QBuffer<Float>(repeating: 1234.5, count: max(m * ldo, 1))
         let call = kind == .reference ? cnx_qgemm_fused_f32_ref : cnx_qgemm_fused_f32
-        call(
-            Int64(m), Int64(n), Int64(k), a.const, Int64(lda), w.pointer, e.colsum, e.aZero, e.aScale,
-            e.wScale?.const, e.bias?.const, e.act, residual?.const, Int64(n), out.pointer, Int64(ldo))
-        return rows(out.array, m: m, n: n, ld: ldo, sentinel: 1234.5, file: file, line: line)
+        return written(m: m, n: n, ld: ldo ?? n, sentinel: 1234.5, file: file, line: line) { out, ldo in
+            call(
+                Int64(m), Int64(n), Int64(k), a.const, Int64(lda), w.pointer, e.colsum, e.aZero, e.aScale,
+                e.wScale?.const, e.bias?.const, e.act, residual?.const, Int64(n), out, Int64(ldo))
+        }
     }
 
     private func fusedU8(
@@ -63,13 +60,12 @@ final class QGemmTests: XCTestCase {
         w: PackedWeights, _ e: Epilogue, ldo: Int? = nil,
         file: StaticString = #filePath, line: UInt = #line
     ) -> [UInt8] {
-        let ldo = ldo ?? n
-        let out = QBuffer<UInt8>(repeating: 0xA5, count: max(m * ldo, 1))
         let call = kind == .reference ? cnx_qgemm_fused_u8_ref : cnx_qgemm_fused_u8
-        call(
-            Int64(m), Int64(n), Int64(k), a.const, Int64(lda), w.pointer, e.colsum, e.aZero, e.aScale,
-            e.wScale?.const, e.bias?.const, e.act, e.oScale, e.oZero, out.pointer, Int64(ldo))
-        return rows(out.array, m: m, n: n, ld: ldo, sentinel: 0xA5, file: file, line: line)
+        return written(m: m, n: n, ld: ldo ?? n, sentinel: 0xA5, file: file, line: line) { out, ldo in
+            call(
+                Int64(m), Int64(n), Int64(k), a.const, Int64(lda), w.pointer, e.colsum, e.aZero, e.aScale,
+                e.wScale?.const, e.bias?.const, e.act, e.oScale, e.oZero, out, Int64(ldo))
+        }
     }
 
     private func epilogueF32(
@@ -77,33 +73,35 @@ final class QGemmTests: XCTestCase {
         residual: QBuffer<Float>? = nil, file: StaticString = #filePath,
         line: UInt = #line
     ) -> [Float] {
-        let ldo = n + 3
-        let out = QBuffer<Float>(repeating: 1234.5, count: max(m * ldo, 1))
         let call = kind == .reference ? cnx_qgemm_epilogue_f32_ref : cnx_qgemm_epilogue_f32
-        call(
-            Int64(m), Int64(n), acc.const, Int64(n), e.colsum, e.aZero, e.aScale, e.wScale?.const,
-            e.bias?.const, e.act, residual?.const, Int64(n), out.pointer, Int64(ldo))
-        return rows(out.array, m: m, n: n, ld: ldo, sentinel: 1234.5, file: file, line: line)
+        return written(m: m, n: n, ld: n + 3, sentinel: 1234.5, file: file, line: line) { out, ldo in
+            call(
+                Int64(m), Int64(n), acc.const, Int64(n), e.colsum, e.aZero, e.aScale, e.wScale?.const,
+                e.bias?.const, e.act, residual?.const, Int64(n), out, Int64(ldo))
+        }
     }
 
     private func epilogueU8(
         _ kind: Kernel, m: Int, n: Int, acc: QBuffer<Int32>, _ e: Epilogue,
         file: StaticString = #filePath, line: UInt = #line
     ) -> [UInt8] {
-        let ldo = n + 5
-        let out = QBuffer<UInt8>(repeating: 0xA5, count: max(m * ldo, 1))
         let call = kind == .reference ? cnx_qgemm_epilogue_u8_ref : cnx_qgemm_epilogue_u8
-        call(
-            Int64(m), Int64(n), acc.const, Int64(n), e.colsum, e.aZero, e.aScale, e.wScale?.const,
-            e.bias?.const, e.act, e.oScale, e.oZero, out.pointer, Int64(ldo))
-        return rows(out.array, m: m, n: n, ld: ldo, sentinel: 0xA5, file: file, line: line)
+        return written(m: m, n: n, ld: n + 5, sentinel: 0xA5, file: file, line: line) { out, ldo in
+            call(
+                Int64(m), Int64(n), acc.const, Int64(n), e.colsum, e.aZero, e.aScale, e.wScale?.const,
+                e.bias?.const, e.act, e.oScale, e.oZero, out, Int64(ldo))
+        }
     }
 
-    /// The m x n part of an m x ld buffer; asserts the rest still holds the sentinel.
-    private func rows<T: Equatable>(
-        _ all: [T], m: Int, n: Int, ld: Int, sentinel: T,
-        file: StaticString, line: UInt
+    /// Calls `kernel` on a fresh m x ld output buffer (and ld) filled with `sentinel`; returns the
+    /// m x n part and asserts the rest still holds the sentinel.
+    private func written<T: Equatable>(
+        m: Int, n: Int, ld: Int, sentinel: T, file: StaticString, line: UInt,
+        _ kernel: (UnsafeMutablePointer<T>, Int) -> Void
     ) -> [T] {
+        let buffer = QBuffer<T>(repeating: sentinel, count: max(m * ld, 1))
+        kernel(buffer.pointer, ld)
+        let all = buffer.array
         var out: [T] = []
         out.reserveCapacity(m * n)
         var clobbered = 0
@@ -146,14 +144,11 @@ final class QGemmTests: XCTestCase {
 
     func testPathNamesForcingAndEnvironment() {
         defer { cnx_qisa_force(-1) }
-        XCTAssertEqual(String(cString: cnx_qisa_name(CNX_QISA_SCALAR)), "scalar")
-        XCTAssertEqual(String(cString: cnx_qisa_name(CNX_QISA_AVX2)), "avx2")
-        XCTAssertEqual(String(cString: cnx_qisa_name(CNX_QISA_AVX_VNNI)), "avxvnni")
-        XCTAssertEqual(String(cString: cnx_qisa_name(CNX_QISA_AVX512_VNNI)), "avx512vnni")
-        XCTAssertEqual(String(cString: cnx_qisa_name(CNX_QISA_NEON)), "neon")
-        XCTAssertEqual(String(cString: cnx_qisa_name(CNX_QISA_DOTPROD)), "dotprod")
-        XCTAssertEqual(String(cString: cnx_qisa_name(CNX_QISA_I8MM)), "i8mm")
-        XCTAssertEqual(String(cString: cnx_qisa_name(cnx_qisa(rawValue: 9))), "unknown")
+        assertPathNames(
+            [
+                CNX_QISA_SCALAR: "scalar", CNX_QISA_AVX2: "avx2", CNX_QISA_AVX_VNNI: "avxvnni", CNX_QISA_AVX512_VNNI: "avx512vnni",
+                CNX_QISA_NEON: "neon", CNX_QISA_DOTPROD: "dotprod", CNX_QISA_I8MM: "i8mm", cnx_qisa(rawValue: 9): "unknown",
+            ], cnx_qisa_name)
         XCTAssertEqual(CNX_QISA_SCALAR.rawValue, 0)
         XCTAssertEqual(CNX_QISA_AVX512_VNNI.rawValue, 3)
 

@@ -83,8 +83,9 @@ final class AtomicWriteTests: XCTestCase {
     func testLargeModelStreamsAndLoads() throws {
         let path = dir.appendingPathComponent("big.cnx").path
         let model = bigModel(megabytes: 16)
-        let p = model.graph.initializers["big"]?.floatPointer
-        for i in stride(from: 0, to: 16 << 18, by: 4099) { p?[i] = Float(i) }
+        model.graph.initializers["big"]?.withUnsafeMutableFloats { p in
+            for i in stride(from: 0, to: 16 << 18, by: 4099) { p[i] = Float(i) }
+        }
         try CNXWriter.write(model, to: path)
         XCTAssertEqual(try contents(dir), ["big.cnx"])
         let loaded = try CNXReader.load(path: path)

@@ -69,32 +69,23 @@ final class FileLayoutTests: XCTestCase {
         // Metadata section: count, then entries sorted by key, each key, type, value.
         r.at = metadataOffset
         XCTAssertEqual(try r.int(), 8, "metadata count")
-        XCTAssertEqual(try r.string(), "convnext.classes")
-        XCTAssertEqual(try r.u8(), 2, "CNX_META_INT64")
+        try r.expectKey("convnext.classes", tag: 2, "CNX_META_INT64")
         XCTAssertEqual(try r.i64(), 4)
-        XCTAssertEqual(try r.string(), "general.architecture")
-        XCTAssertEqual(try r.u8(), 1, "CNX_META_STRING")
+        try r.expectKey("general.architecture", tag: 1, "CNX_META_STRING")
         XCTAssertEqual(try r.string(), "convnext")
-        XCTAssertEqual(try r.string(), "general.class_names")
-        XCTAssertEqual(try r.u8(), 8, "CNX_META_STRING_ARRAY")
-        XCTAssertEqual(try r.int(), 4)
-        XCTAssertEqual([try r.string(), try r.string(), try r.string(), try r.string()], ["cat", "dog", "fish", "bird"])
-        XCTAssertEqual(try r.string(), "input.size")
-        XCTAssertEqual(try r.u8(), 6, "CNX_META_INT64_ARRAY")
+        try r.expectKey("general.class_names", tag: 8, "CNX_META_STRING_ARRAY")
+        try r.expectStrings(["cat", "dog", "fish", "bird"])
+        try r.expectKey("input.size", tag: 6, "CNX_META_INT64_ARRAY")
         XCTAssertEqual(try r.int(), 2)
         XCTAssertEqual([try r.i64(), try r.i64()], [8, 8])
-        XCTAssertEqual(try r.string(), "preprocess.crop_pct")
-        XCTAssertEqual(try r.u8(), 3, "CNX_META_FLOAT32")
+        try r.expectKey("preprocess.crop_pct", tag: 3, "CNX_META_FLOAT32")
         XCTAssertEqual(try r.f32(), 0.875)
-        XCTAssertEqual(try r.string(), "preprocess.mean")
-        XCTAssertEqual(try r.u8(), 7, "CNX_META_FLOAT32_ARRAY")
+        try r.expectKey("preprocess.mean", tag: 7, "CNX_META_FLOAT32_ARRAY")
         XCTAssertEqual(try r.int(), 3)
         XCTAssertEqual([try r.f32(), try r.f32(), try r.f32()], [0.485, 0.456, 0.406])
-        XCTAssertEqual(try r.string(), "test.bool")
-        XCTAssertEqual(try r.u8(), 5, "CNX_META_BOOL")
+        try r.expectKey("test.bool", tag: 5, "CNX_META_BOOL")
         XCTAssertEqual(try r.u8(), 1)
-        XCTAssertEqual(try r.string(), "test.double")
-        XCTAssertEqual(try r.u8(), 4, "CNX_META_FLOAT64")
+        try r.expectKey("test.double", tag: 4, "CNX_META_FLOAT64")
         XCTAssertEqual(try r.f64(), 0.1)
         XCTAssertEqual(r.at, graphOffset, "the metadata section ends where metadata_size says")
 
@@ -125,29 +116,14 @@ final class FileLayoutTests: XCTestCase {
 
         XCTAssertEqual(try r.int(), 2, "node count")
         // Node 0: name, op type, inputs (an omitted one is ""), outputs, attributes by name.
-        XCTAssertEqual(try r.string(), "stem")
-        XCTAssertEqual(try r.string(), "cnx.Stem")
-        XCTAssertEqual(try r.int(), 3)
-        XCTAssertEqual([try r.string(), try r.string(), try r.string()], ["image", "stem.weight", ""])
-        XCTAssertEqual(try r.int(), 1)
-        XCTAssertEqual(try r.string(), "features")
-        XCTAssertEqual(try r.int(), 2, "attribute count")
-        XCTAssertEqual(try r.string(), "epsilon")
-        XCTAssertEqual(try r.u8(), 1, "CNX_ATTR_FLOAT")
+        try r.expectNode("stem", "cnx.Stem", inputs: ["image", "stem.weight", ""], outputs: ["features"], attributes: 2)
+        try r.expectKey("epsilon", tag: 1, "CNX_ATTR_FLOAT")
         XCTAssertEqual(try r.f32(), 1e-6)
-        XCTAssertEqual(try r.string(), "kernel")
-        XCTAssertEqual(try r.u8(), 2, "CNX_ATTR_INT")
+        try r.expectKey("kernel", tag: 2, "CNX_ATTR_INT")
         XCTAssertEqual(try r.i64(), 4)
         // Node 1.
-        XCTAssertEqual(try r.string(), "head")
-        XCTAssertEqual(try r.string(), "cnx.Head")
-        XCTAssertEqual(try r.int(), 3)
-        XCTAssertEqual([try r.string(), try r.string(), try r.string()], ["features", "head.weight", "head.bias"])
-        XCTAssertEqual(try r.int(), 1)
-        XCTAssertEqual(try r.string(), "logits")
-        XCTAssertEqual(try r.int(), 1)
-        XCTAssertEqual(try r.string(), "epsilon")
-        XCTAssertEqual(try r.u8(), 1)
+        try r.expectNode("head", "cnx.Head", inputs: ["features", "head.weight", "head.bias"], outputs: ["logits"], attributes: 1)
+        try r.expectKey("epsilon", tag: 1, "CNX_ATTR_FLOAT")
         XCTAssertEqual(try r.f32(), 1e-6)
         XCTAssertEqual(r.at, tensorsOffset, "the graph section ends where graph_size says")
 
@@ -179,5 +155,34 @@ final class FileLayoutTests: XCTestCase {
         }
         XCTAssertEqual(r.at, headerEnd, "the tensor table ends where tensors_size says")
         XCTAssertEqual(dataSize, nextOffset, "data_size is the end of the last tensor")
+    }
+}
+
+extension LittleEndianBytes {
+    /// A metadata entry's or attribute's key, then its type tag (`tagName`); the value follows.
+    fileprivate mutating func expectKey(
+        _ key: String, tag: UInt8, _ tagName: String, file: StaticString = #filePath, line: UInt = #line
+    ) throws {
+        XCTAssertEqual(try string(), key, file: file, line: line)
+        XCTAssertEqual(try u8(), tag, "\(key): \(tagName)", file: file, line: line)
+    }
+
+    /// A count, then that many strings.
+    fileprivate mutating func expectStrings(_ expected: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+        XCTAssertEqual(try int(), expected.count, "count of \(expected)", file: file, line: line)
+        XCTAssertEqual(try expected.map { _ in try string() }, expected, file: file, line: line)
+    }
+
+    /// A node's name, op type, inputs (an omitted one is ""), outputs and attribute count; the
+    /// attributes follow.
+    fileprivate mutating func expectNode(
+        _ name: String, _ op: String, inputs: [String], outputs: [String], attributes: Int,
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws {
+        XCTAssertEqual(try string(), name, file: file, line: line)
+        XCTAssertEqual(try string(), op, "\(name): op type", file: file, line: line)
+        try expectStrings(inputs, file: file, line: line)
+        try expectStrings(outputs, file: file, line: line)
+        XCTAssertEqual(try int(), attributes, "\(name): attribute count", file: file, line: line)
     }
 }

@@ -50,8 +50,9 @@ func tinyModel() -> CNXModel {
 func everyKindModel() -> CNXModel {
     func raw(_ dtype: DType, _ shape: [Int], seed: UInt8) -> Tensor {
         let t = Tensor(zeros: dtype, shape: shape)
-        let p = t.storage.bytes.assumingMemoryBound(to: UInt8.self)
-        for i in 0..<t.byteCount { p[i] = UInt8(truncatingIfNeeded: i &* 31 &+ Int(seed)) }
+        t.withUnsafeMutableElementBytes { p in
+            for i in p.indices { p[i] = UInt8(truncatingIfNeeded: i &* 31 &+ Int(seed)) }
+        }
         return t
     }
     var initializers: [String: Tensor] = [:]
@@ -100,7 +101,7 @@ func everyKindModel() -> CNXModel {
 // MARK: - Comparison
 
 func bytes(of t: Tensor) -> [UInt8] {
-    Array(UnsafeRawBufferPointer(start: t.storage.bytes, count: t.byteCount))
+    t.withUnsafeBytes { Array($0) }
 }
 
 func assertTensorsEqual(_ a: Tensor, _ b: Tensor, _ what: String, file: StaticString = #filePath, line: UInt = #line) {

@@ -72,6 +72,22 @@ struct SyntheticTimm {
     }
 }
 
+/// Converts `path` to `cnx` with the tool, which must refuse: exit status 1, one line on stderr
+/// holding each of `parts`, no output file. `label` names the case in failures.
+func assertConversionRefused(
+    _ path: String, to cnx: String, mentioning parts: [String], label: String,
+    file: StaticString = #filePath, line: UInt = #line
+) throws {
+    let r = try runTool([path, cnx])
+    XCTAssertEqual(r.status, 1, label, file: file, line: line)
+    let message = r.stderr.trimmingCharacters(in: .newlines)
+    for part in parts {
+        XCTAssertTrue(message.contains(part), "\(label): \(part) not in \(message)", file: file, line: line)
+    }
+    XCTAssertFalse(message.contains("\n"), message, file: file, line: line)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: cnx), "\(label): \(cnx) was written", file: file, line: line)
+}
+
 /// What the weights do not carry: resolved from flags, config.json, timm's table or the
 /// scheme's default, printed by `convert`, recorded in the `.cnx`, refused when ambiguous.
 final class AssumptionTests: XCTestCase {
@@ -151,14 +167,12 @@ final class AssumptionTests: XCTestCase {
         // test_convnext2 and test_convnext3's depths and widths, kernels of neither.
         let path = try SyntheticTimm(depths: [1, 1, 1, 1], dims: [32, 64, 96, 128], kernels: [3, 3, 3, 3]).write(to: dir)
         let cnx = dir.appendingPathComponent("a.cnx").path
-        let r = try runTool([path, cnx])
-        XCTAssertEqual(r.status, 1)
-        let line = r.stderr.trimmingCharacters(in: .newlines)
-        XCTAssertFalse(line.contains("\n"), line)
-        for s in ["test_convnext2 (activation gelu_tanh)", "test_convnext3 (activation silu)", "choose with --activation gelu_tanh|silu"] {
-            XCTAssertTrue(line.contains(s), "\(s) not in \(line)")
-        }
-        XCTAssertFalse(FileManager.default.fileExists(atPath: cnx))
+        try assertConversionRefused(
+            path, to: cnx,
+            mentioning: [
+                "test_convnext2 (activation gelu_tanh)", "test_convnext3 (activation silu)", "choose with --activation gelu_tanh|silu",
+            ],
+            label: "ambiguous")
         let chosen = try runTool([path, cnx, "--activation", "silu"])
         XCTAssertEqual(chosen.status, 0, chosen.stderr)
         XCTAssertTrue(chosen.stdout.contains("assumed:   activation silu (--activation)\n"), chosen.stdout)
@@ -292,13 +306,8 @@ final class AssumptionTests: XCTestCase {
         ]
         for (family, folder, change, expected) in cases {
             let path = try edited(family, folder, change)
-            let cnx = dir.appendingPathComponent("x.cnx").path
-            let r = try runTool([path, cnx])
-            XCTAssertEqual(r.status, 1, expected)
-            let line = r.stderr.trimmingCharacters(in: .newlines)
-            XCTAssertTrue(line.contains(expected) && line.contains("config.json"), "\(expected) not in \(line)")
-            XCTAssertFalse(line.contains("\n"), line)
-            XCTAssertFalse(FileManager.default.fileExists(atPath: cnx))
+            try assertConversionRefused(
+                path, to: dir.appendingPathComponent("x.cnx").path, mentioning: [expected, "config.json"], label: expected)
         }
         // model_args.norm_eps and act_layer override the architecture's values.
         let custom = try edited("timm_tanh", "hub") {
@@ -344,13 +353,9 @@ final class ShardedCheckpointTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         for (folder, expected) in cases {
             let path = root.appendingPathComponent(folder).path
-            let cnx = dir.appendingPathComponent("\(folder).cnx").path
-            let r = try runTool([path, cnx])
-            XCTAssertEqual(r.status, 1, folder)
-            let line = r.stderr.trimmingCharacters(in: .newlines)
-            XCTAssertTrue(line.contains(expected) && line.contains("model.safetensors.index.json"), "\(folder): \(line)")
-            XCTAssertFalse(line.contains("\n"), line)
-            XCTAssertFalse(FileManager.default.fileExists(atPath: cnx))
+            try assertConversionRefused(
+                path, to: dir.appendingPathComponent("\(folder).cnx").path,
+                mentioning: [expected, "model.safetensors.index.json"], label: folder)
         }
     }
 }

@@ -10,10 +10,12 @@ import CNXTestSupport
 import XCTest
 
 /// The checkpoint fixtures of Fixtures/make_checkpoints.py.
-enum CheckpointFixtures {
+enum CheckpointFixtures: FixtureManifest {
     static var root: URL { Fixtures.root.appendingPathComponent("Fixtures/checkpoints") }
 
-    struct Entry: Decodable {
+    struct Entry: FixtureEntry {
+        static var folder: URL { CheckpointFixtures.root }
+
         let name: String
         let source: String
         let family: String
@@ -24,12 +26,6 @@ enum CheckpointFixtures {
         let extras: [String]
         let grn: Bool
         let layer_scale: Bool
-
-        func path(_ file: String) -> String { CheckpointFixtures.root.appendingPathComponent(name).appendingPathComponent(file).path }
-    }
-
-    static func manifest() throws -> [Entry] {
-        try JSONDecoder().decode([Entry].self, from: Data(contentsOf: root.appendingPathComponent("manifest.json")))
     }
 
     static func misc(_ file: String) -> String { root.appendingPathComponent("misc").appendingPathComponent(file).path }

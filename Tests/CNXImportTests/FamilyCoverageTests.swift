@@ -18,16 +18,15 @@ enum Families {
         let flags: [String: String]
     }
 
-    struct Entry: Decodable {
+    struct Entry: FixtureEntry {
+        static var folder: URL { CheckpointFixtures.root }
+
         let name: String
         let source: String
-        let note: String
         let outputs: [String]
         let forms: [Form]
         let onnx: Bool
         let bare_flags: [String: String]
-
-        func path(_ file: String) -> String { CheckpointFixtures.root.appendingPathComponent(name).appendingPathComponent(file).path }
 
         /// PyTorch's output `name`.
         func expected(_ output: String) throws -> Tensor {
@@ -35,9 +34,7 @@ enum Families {
         }
     }
 
-    static func all() throws -> [Entry] {
-        try JSONDecoder().decode([Entry].self, from: Data(contentsOf: CheckpointFixtures.root.appendingPathComponent("families.json")))
-    }
+    static func all() throws -> [Entry] { try Entry.list("families.json") }
 
     static func entry(_ name: String) throws -> Entry {
         try XCTUnwrap(try all().first { $0.name == name }, name)

@@ -3,34 +3,12 @@ import CNXImport
 import CNXTestSupport
 import XCTest
 
-/// A minimal protobuf writer, to build ONNX files the exporters would never write.
-struct ProtoWriter {
-    var bytes: [UInt8] = []
-
-    mutating func varint(_ v: UInt64) {
-        var v = v
-        while v >= 0x80 { bytes.append(UInt8(v & 0x7f) | 0x80); v >>= 7 }
-        bytes.append(UInt8(v))
-    }
-
-    mutating func int(_ field: Int, _ v: Int) { varint(UInt64(field << 3)); varint(UInt64(bitPattern: Int64(v))) }
-    mutating func bytes(_ field: Int, _ b: [UInt8]) { varint(UInt64(field << 3 | 2)); varint(UInt64(b.count)); bytes += b }
-    mutating func string(_ field: Int, _ s: String) { bytes(field, Array(s.utf8)) }
-    mutating func message(_ field: Int, _ build: (inout ProtoWriter) -> Void) {
-        var w = ProtoWriter()
-        build(&w)
-        bytes(field, w.bytes)
-    }
-}
-
 /// ModelProto bytes: one float input `x` [1, 4], the given nodes, output `y`.
 func modelBytes(nodes: [(op: String, name: String, inputs: [String], output: String)], opset: Int = 17) -> [UInt8] {
     var m = ProtoWriter()
     m.int(1, 8)  // ir_version
     m.string(2, "hand-written")  // producer_name
-    m.message(8) {
-        $0.string(1, ""); $0.int(2, opset)
-    }
+    m.opsetImport(Int64(opset))
     m.message(7) { g in
         for n in nodes {
             g.message(1) { w in
@@ -41,20 +19,7 @@ func modelBytes(nodes: [(op: String, name: String, inputs: [String], output: Str
             }
         }
         g.string(2, "g")
-        for (field, name) in [(11, "x"), (12, "y")] {
-            g.message(field) { v in
-                v.string(1, name)
-                v.message(2) { t in
-                    t.message(1) { tt in
-                        tt.int(1, 1)
-                        tt.message(2) { s in
-                            s.message(1) { $0.int(1, 1) }
-                            s.message(1) { $0.int(1, 4) }
-                        }
-                    }
-                }
-            }
-        }
+        for (field, name) in [(11, "x"), (12, "y")] { g.floatValueInfo(field, name: name, dims: [1, 4]) }
     }
     return m.bytes
 }
@@ -146,24 +111,13 @@ final class InitializerFormsTests: XCTestCase {
     func model(initializer: (inout ProtoWriter) -> Void) -> [UInt8] {
         var m = ProtoWriter()
         m.int(1, 8)
-        m.message(8) {
-            $0.string(1, ""); $0.int(2, 17)
-        }
+        m.opsetImport(17)
         m.message(7) { g in
             g.message(1) { w in
                 w.string(1, "x"); w.string(1, "c"); w.string(2, "y"); w.string(3, "add"); w.string(4, "Add")
             }
             g.message(5, initializer)
-            for (field, name) in [(11, "x"), (12, "y")] {
-                g.message(field) { v in
-                    v.string(1, name)
-                    v.message(2) { t in
-                        t.message(1) { tt in
-                            tt.int(1, 1); tt.message(2) { s in s.message(1) { $0.int(1, 4) } }
-                        }
-                    }
-                }
-            }
+            for (field, name) in [(11, "x"), (12, "y")] { g.floatValueInfo(field, name: name, dims: [4]) }
         }
         return m.bytes
     }

@@ -119,7 +119,7 @@ final class FamilyInt8Tests: XCTestCase {
         var cols = 0
         for start in stride(from: 0, to: x.shape[0] - batch + 1, by: batch) {
             let chunk = Tensor(zeros: .float32, shape: [batch] + Array(x.shape.dropFirst()))
-            chunk.floatPointer.update(from: x.floatPointer + start * per, count: batch * per)
+            chunk.copyFloats(from: x, offset: start * per, count: batch * per)
             let y = try model.predict(chunk)
             cols = y.shape.last ?? 1
             values += y.floats

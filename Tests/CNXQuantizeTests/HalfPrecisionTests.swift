@@ -173,7 +173,7 @@ final class HalfPrecisionTests: XCTestCase {
         XCTAssertThrowsError(try HalfPrecisionLowering.apply(&g, to: .int8))
         // float16 has no room for a weight past 65504.
         let block = try XCTUnwrap(g.nodes.first { $0.op == .block })
-        g.initializers[block.inputs[3]]!.floatPointer[0] = 1e6
+        g.initializers[block.inputs[3]]!.withUnsafeMutableFloats { $0[0] = 1e6 }
         XCTAssertThrowsError(try HalfPrecisionLowering.apply(&g, to: .float16)) { XCTAssertTrue("\($0)".contains("65504"), "\($0)") }
         // Layers kept by name stay float32.
         var kept = graph

@@ -47,7 +47,7 @@ final class FixtureAgreementTests: XCTestCase {
         // Scale the layer-scale / second-MLP path of every block: the output must move.
         let name = try XCTUnwrap(graph.nodes.first { $0.op == .conv && (graph.initializers[$0.inputs[1]]?.shape[2] ?? 0) == 7 }?.inputs[1])
         let w = graph.initializers[name]!.copy()
-        for i in 0..<w.count { w.floatPointer[i] *= 1.5 }
+        w.withUnsafeMutableFloats { for i in $0.indices { $0[i] *= 1.5 } }
         graph.initializers[name] = w
         let x = try NPY.read(path: entry.path(entry.cases[0].input))
         let expected = try NPY.read(path: entry.path(entry.cases[0].expected))

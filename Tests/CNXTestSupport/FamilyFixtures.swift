@@ -2,7 +2,7 @@ import Foundation
 
 /// The model-family fixtures (`Fixtures/families`, made by `Fixtures/make_families.py`): small
 /// exports of every ConvNeXt variant the converter must fuse, with PyTorch's outputs.
-public enum FamilyFixtures {
+public enum FamilyFixtures: FixtureManifest {
     public static var root: URL { Fixtures.root.appendingPathComponent("Fixtures/families") }
 
     public struct Case: Decodable {
@@ -12,7 +12,9 @@ public enum FamilyFixtures {
         public let ort_expected: String
     }
 
-    public struct Entry: Decodable {
+    public struct Entry: FixtureEntry {
+        public static var folder: URL { FamilyFixtures.root }
+
         public let name: String
         public let family: String
         public let source: String
@@ -33,12 +35,6 @@ public enum FamilyFixtures {
         public let grn: String
         public let cases: [Case]
 
-        public var directory: URL { FamilyFixtures.root.appendingPathComponent(name) }
-        public var onnx: String { directory.appendingPathComponent("model.onnx").path }
-        public func path(_ file: String) -> String { directory.appendingPathComponent(file).path }
-    }
-
-    public static func manifest() throws -> [Entry] {
-        try JSONDecoder().decode([Entry].self, from: Data(contentsOf: root.appendingPathComponent("manifest.json")))
+        public var onnx: String { path("model.onnx") }
     }
 }

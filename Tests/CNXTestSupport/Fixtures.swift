@@ -2,7 +2,7 @@ import CNXGraph
 import Foundation
 
 /// Where the committed fixtures are, and what the fixtures script recorded about them.
-public enum Fixtures {
+public enum Fixtures: FixtureManifest {
     public static let root: URL = {
         var url = URL(fileURLWithPath: #filePath)
         for _ in 0..<3 { url.deleteLastPathComponent() }
@@ -16,7 +16,9 @@ public enum Fixtures {
         public let expected: String
     }
 
-    public struct Entry: Decodable {
+    public struct Entry: FixtureEntry {
+        public static var folder: URL { Fixtures.models }
+
         public let name: String
         public let family: String
         public let source: String
@@ -29,14 +31,7 @@ public enum Fixtures {
         public let dynamic_hw: Bool
         public let cases: [Case]
 
-        public var directory: URL { Fixtures.models.appendingPathComponent(name) }
-        public var model: String { directory.appendingPathComponent("model.onnx").path }
-        public func path(_ file: String) -> String { directory.appendingPathComponent(file).path }
-    }
-
-    public static func manifest() throws -> [Entry] {
-        let data = try Data(contentsOf: models.appendingPathComponent("manifest.json"))
-        return try JSONDecoder().decode([Entry].self, from: data)
+        public var model: String { path("model.onnx") }
     }
 
     /// The built command-line tool, beside the test bundle.
@@ -48,6 +43,36 @@ public enum Fixtures {
         ]
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[2]
     }
+}
+
+/// An entry of a fixture manifest (a JSON list of entries), whose files are in a folder named
+/// after it inside `folder`.
+public protocol FixtureEntry: Decodable {
+    /// The folder that holds one folder per entry, and the manifest.
+    static var folder: URL { get }
+    var name: String { get }
+}
+
+extension FixtureEntry {
+    public var directory: URL { Self.folder.appendingPathComponent(name) }
+
+    /// `file` in the entry's folder.
+    public func path(_ file: String) -> String { directory.appendingPathComponent(file).path }
+
+    /// The entries that `manifest`, a file in `folder`, lists.
+    public static func list(_ manifest: String = "manifest.json") throws -> [Self] {
+        try JSONDecoder().decode([Self].self, from: Data(contentsOf: folder.appendingPathComponent(manifest)))
+    }
+}
+
+/// A set of fixtures described by `manifest.json` in `Entry.folder`.
+public protocol FixtureManifest {
+    associatedtype Entry: FixtureEntry
+}
+
+extension FixtureManifest {
+    /// Every entry of the manifest.
+    public static func manifest() throws -> [Entry] { try Entry.list() }
 }
 
 /// Max |a - b| over max |b|: the agreement measure the project's tests use.

@@ -92,7 +92,8 @@ final class DatasetTests: XCTestCase {
         for (i, file) in try XCTUnwrap(d.files).enumerated() {
             let row = try XCTUnwrap(Int(((file as NSString).lastPathComponent as NSString).deletingPathExtension))
             XCTAssertEqual(Int64(try XCTUnwrap(d.labels)[i]), labels[row], file)
-            for j in 0..<per { worst = max(worst, abs(x.floatPointer[i * per + j] - npy.floatPointer[row * per + j])) }
+            let (a, b) = (x.floats(i * per..<(i + 1) * per), npy.floats(row * per..<(row + 1) * per))
+            for j in 0..<per { worst = max(worst, abs(a[j] - b[j])) }
         }
         XCTAssertLessThanOrEqual(worst, 1e-6)
     }

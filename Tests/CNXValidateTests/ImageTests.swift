@@ -77,7 +77,8 @@ final class PreprocessingTests: XCTestCase {
     func largestDifference(_ a: Tensor, _ b: Tensor, std: [Float]) -> Float {
         let plane = a.count / 3
         var worst: Float = 0
-        for i in 0..<a.count { worst = max(worst, abs(a.floatPointer[i] - b.floatPointer[i]) * std[i / plane]) }
+        let (x, y) = (a.floats, b.floats)
+        for i in 0..<a.count { worst = max(worst, abs(x[i] - y[i]) * std[i / plane]) }
         return worst
     }
 

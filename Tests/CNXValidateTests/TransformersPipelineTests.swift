@@ -66,9 +66,10 @@ final class TransformersPixelTests: XCTestCase {
     func levels(_ a: Tensor, _ b: Tensor, _ p: Preprocessing) -> Double {
         let plane = a.count / 3
         var worst = 0.0
+        let (x, y) = (a.floats, b.floats)
         for i in 0..<a.count {
             let c = i / plane
-            let d = Double(abs(a.floatPointer[i] - b.floatPointer[i])) * Double(p.std[c]) / (p.rescaleFactor ?? 1.0 / 255)
+            let d = Double(abs(x[i] - y[i])) * Double(p.std[c]) / (p.rescaleFactor ?? 1.0 / 255)
             worst = max(worst, d)
         }
         return worst

@@ -107,21 +107,42 @@ struct CNXLayoutWalker {
         }
     }
 
-    private func walkMetadata(_ c: inout Cursor) {
-        for _ in 0..<c.u64() {
-            _ = c.string()
-            switch c.u8() {
-            case 1: _ = c.string()
-            case 2, 4: _ = c.u64()
-            case 3: _ = c.u32()
-            case 5: _ = c.u8()
-            case 6: for _ in 0..<c.u64() { _ = c.u64() }
-            case 7: for _ in 0..<c.u64() { _ = c.u32() }
-            case 8: for _ in 0..<c.u64() { _ = c.string() }
-            default: return
-            }
+    /// How a typed value is laid out, by the type code before it.
+    indirect enum Value {
+        case u8, u32, u64, string
+        /// `uint64_t n`, then n values.
+        case array(Value)
+    }
+
+    /// Metadata value types: string, int64, float32, float64, bool, int64 / float32 / string array.
+    static let metadataValues: [UInt8: Value] = [
+        1: .string, 2: .u64, 3: .u32, 4: .u64, 5: .u8, 6: .array(.u64), 7: .array(.u32), 8: .array(.string),
+    ]
+    /// Attribute types: float, int, string, tensor (an index), floats, ints.
+    static let attributeValues: [UInt8: Value] = [1: .u32, 2: .u64, 3: .string, 4: .u64, 6: .array(.u32), 7: .array(.u64)]
+
+    private func skip(_ c: inout Cursor, _ value: Value) {
+        switch value {
+        case .u8: _ = c.u8()
+        case .u32: _ = c.u32()
+        case .u64: _ = c.u64()
+        case .string: _ = c.string()
+        case .array(let element): for _ in 0..<c.u64() { skip(&c, element) }
         }
     }
+
+    /// A count, then that many entries of a name, a type code and a value of that type (metadata
+    /// entries, a node's attributes). False at a type code `types` does not know: the walk ends.
+    private func walkTyped(_ c: inout Cursor, _ types: [UInt8: Value]) -> Bool {
+        for _ in 0..<c.u64() {
+            _ = c.string()
+            guard let value = types[c.u8()] else { return false }
+            skip(&c, value)
+        }
+        return true
+    }
+
+    private func walkMetadata(_ c: inout Cursor) { _ = walkTyped(&c, Self.metadataValues) }
 
     private func walkValueInfo(_ c: inout Cursor) {
         _ = c.string()
@@ -152,17 +173,7 @@ struct CNXLayoutWalker {
             _ = c.string()
             for _ in 0..<c.u64() { _ = c.string() }
             for _ in 0..<c.u64() { _ = c.string() }
-            for _ in 0..<c.u64() {
-                _ = c.string()
-                switch c.u8() {
-                case 1: _ = c.u32()
-                case 2, 4: _ = c.u64()
-                case 3: _ = c.string()
-                case 6: for _ in 0..<c.u64() { _ = c.u32() }
-                case 7: for _ in 0..<c.u64() { _ = c.u64() }
-                default: return
-                }
-            }
+            guard walkTyped(&c, Self.attributeValues) else { return }
         }
     }
 

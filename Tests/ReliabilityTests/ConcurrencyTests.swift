@@ -74,7 +74,7 @@ final class ConcurrencyTests: XCTestCase {
 
     func scaled(_ t: Tensor, by factor: Float) -> Tensor {
         let out = Tensor(zeros: .float32, shape: t.shape)
-        for i in 0..<t.count { out.floatPointer[i] = t.floatPointer[i] * factor }
+        t.withUnsafeFloats { src in out.withUnsafeMutableFloats { dst in for i in src.indices { dst[i] = src[i] * factor } } }
         return out
     }
 }

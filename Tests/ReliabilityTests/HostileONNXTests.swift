@@ -20,19 +20,17 @@ final class HostileONNXTests: HostileFileTestCase {
     /// y = Relu(x + c), x float [1, 4]; `initializer` writes c's TensorProto fields, `attribute`
     /// adds fields to an extra attribute of the Relu node.
     func tinyModel(
-        initializer: (inout ProtoBuilder) -> Void = { t in
+        initializer: (inout ProtoWriter) -> Void = { t in
             t.int(1, 4); t.int(2, 1); t.string(8, "c"); t.bytes(9, [UInt8](repeating: 0, count: 16))
         },
         inputDims: [Int64] = [1, 4],
-        attribute: ((inout ProtoBuilder) -> Void)? = nil,
+        attribute: ((inout ProtoWriter) -> Void)? = nil,
         extraModelField: [UInt8] = []
     ) -> [UInt8] {
-        var m = ProtoBuilder()
+        var m = ProtoWriter()
         m.int(1, 8)
         m.string(2, "hostile")
-        m.message(8) {
-            $0.string(1, ""); $0.int(2, 17)
-        }
+        m.opsetImport(17)
         m.message(7) { g in
             g.message(1) { n in
                 n.string(1, "x"); n.string(1, "c"); n.string(2, "s"); n.string(3, "add"); n.string(4, "Add")
@@ -44,15 +42,7 @@ final class HostileONNXTests: HostileFileTestCase {
             g.string(2, "g")
             g.message(5, initializer)
             for (field, name, dims) in [(11, "x", inputDims), (12, "y", [Int64(1), 4])] {
-                g.message(field) { v in
-                    v.string(1, name)
-                    v.message(2) { t in
-                        t.message(1) { tt in
-                            tt.int(1, 1)
-                            tt.message(2) { s in for d in dims { s.message(1) { $0.int(1, d) } } }
-                        }
-                    }
-                }
+                g.floatValueInfo(field, name: name, dims: dims)
             }
         }
         return m.bytes + extraModelField
@@ -222,7 +212,7 @@ final class HostileONNXTests: HostileFileTestCase {
     /// few hundred bytes: refused before anything of that size is allocated.
     func testHeaderClaimingATrillionElements() throws {
         try Data(count: 16).write(to: dir.appendingPathComponent("w.bin"))
-        let forms: [(String, (inout ProtoBuilder) -> Void)] = [
+        let forms: [(String, (inout ProtoWriter) -> Void)] = [
             ("raw", { $0.bytes(9, [UInt8](repeating: 0, count: 16)) }),
             ("float-data", { $0.bytes(4, [UInt8](repeating: 0, count: 16)) }),
             (
@@ -259,7 +249,7 @@ final class HostileONNXTests: HostileFileTestCase {
     func testDeepNestingRecursesNowhere() throws {
         let depth = 10_000
         func varint(_ v: Int) -> [UInt8] {
-            var w = ProtoBuilder()
+            var w = ProtoWriter()
             w.varint(UInt64(v))
             return w.bytes
         }
@@ -281,10 +271,10 @@ final class HostileONNXTests: HostileFileTestCase {
         let unknown = nested(depth: depth) { [0x9A, 0x06] + varint($0) }  // field 99, length-delimited
         // ONNX's own recursion, unknown to this schema: AttributeProto.g (6) -> GraphProto.node (1)
         // -> NodeProto.attribute (5) -> AttributeProto.g ...
-        var head = ProtoBuilder()
+        var head = ProtoWriter()
         head.string(1, "body")
         head.int(20, 5)
-        var nodeHead = ProtoBuilder()
+        var nodeHead = ProtoWriter()
         nodeHead.string(4, "If")
         let subgraphs = nested(depth: depth, innermost: head.bytes) { inner in
             let node = nodeHead.bytes.count + 1 + varint(inner).count + inner
@@ -319,11 +309,9 @@ final class HostileONNXTests: HostileFileTestCase {
     /// A graph 20,000 nodes long: the verifier, shape inference and architecture recognition
     /// walk it without recursion.
     func testALongChainOfNodes() throws {
-        var m = ProtoBuilder()
+        var m = ProtoWriter()
         m.int(1, 8)
-        m.message(8) {
-            $0.string(1, ""); $0.int(2, 17)
-        }
+        m.opsetImport(17)
         let count = 20_000
         m.message(7) { g in
             for i in 0..<count {
@@ -331,16 +319,7 @@ final class HostileONNXTests: HostileFileTestCase {
                     n.string(1, i == 0 ? "x" : "t\(i - 1)"); n.string(2, i == count - 1 ? "y" : "t\(i)"); n.string(4, "Relu")
                 }
             }
-            for (field, name) in [(11, "x"), (12, "y")] {
-                g.message(field) { v in
-                    v.string(1, name)
-                    v.message(2) { t in
-                        t.message(1) { tt in
-                            tt.int(1, 1); tt.message(2) { s in s.message(1) { $0.int(1, 4) } }
-                        }
-                    }
-                }
-            }
+            for (field, name) in [(11, "x"), (12, "y")] { g.floatValueInfo(field, name: name, dims: [4]) }
         }
         let path = try write(m.bytes, "chain.onnx")
         XCTAssertEqual(try ONNXReader.load(path: path).nodes.count, count)

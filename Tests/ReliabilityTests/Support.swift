@@ -235,26 +235,6 @@ extension Array where Element == UInt8 {
     mutating func put(_ value: Int64, at offset: Int) { put(UInt64(bitPattern: value), at: offset) }
 }
 
-/// A minimal protobuf writer, to build ONNX files no exporter would write.
-struct ProtoBuilder {
-    var bytes: [UInt8] = []
-
-    mutating func varint(_ v: UInt64) {
-        var v = v
-        while v >= 0x80 { bytes.append(UInt8(v & 0x7f) | 0x80); v >>= 7 }
-        bytes.append(UInt8(v))
-    }
-
-    mutating func int(_ field: Int, _ v: Int64) { varint(UInt64(field << 3)); varint(UInt64(bitPattern: v)) }
-    mutating func bytes(_ field: Int, _ b: [UInt8]) { varint(UInt64(field << 3 | 2)); varint(UInt64(b.count)); bytes += b }
-    mutating func string(_ field: Int, _ s: String) { bytes(field, Array(s.utf8)) }
-    mutating func message(_ field: Int, _ build: (inout ProtoBuilder) -> Void) {
-        var w = ProtoBuilder()
-        build(&w)
-        bytes(field, w.bytes)
-    }
-}
-
 /// The smallest committed fixture, converted once per test run by the tool into a folder that
 /// lives as long as the process (`Model(path:)` maps it).
 enum ConvertedFixture {

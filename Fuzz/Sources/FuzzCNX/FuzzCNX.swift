@@ -16,9 +16,7 @@ public func llvmFuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -
 
 func fuzzCNX(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     guard let data, size > 0 else {
-        let path = FuzzFile.write(data, size, name: "model.cnx")
-        expectOnlyCNXErrors({ _ = try CNXReader.load(path: path) }, isCNXError: { $0 is CNXError })
-        return 0
+        return fuzzReader(data, size, name: "model.cnx", expected: CNXError.self) { _ = try CNXReader.load(path: $0) }
     }
     var bytes = Array(UnsafeBufferPointer(start: data, count: size))
     let repair = bytes[size - 1] & 1 == 1
@@ -26,15 +24,14 @@ func fuzzCNX(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         bytes.removeLast()
         CNXChecksums.repair(&bytes)
     }
-    let path = bytes.withUnsafeBufferPointer { FuzzFile.write($0.baseAddress, $0.count, name: "model.cnx") }
-    expectOnlyCNXErrors(
-        {
+    return bytes.withUnsafeBufferPointer { buffer in
+        fuzzReader(buffer.baseAddress, buffer.count, name: "model.cnx", expected: CNXError.self) { path in
             if repair {
                 let file = try CNXReader.load(path: path, verify: false)
                 _ = try Model(graph: file.graph, metadata: file.metadata, threads: 1)
             } else {
                 _ = try Model(path: path, threads: 1)
             }
-        }, isCNXError: { $0 is CNXError })
-    return 0
+        }
+    }
 }

@@ -1,4 +1,4 @@
 // The driver; the target is `LLVMFuzzerTestOneInput` in FuzzNPY.swift.
 import FuzzSupport
 
-runFuzzer { fuzzNPY($0, $1) }
+runFuzzer { llvmFuzzerTestOneInput($0, $1) }

@@ -1,4 +1,4 @@
 // The driver; the target is `LLVMFuzzerTestOneInput` in FuzzONNX.swift.
 import FuzzSupport
 
-runFuzzer { fuzzONNX($0, $1) }
+runFuzzer { llvmFuzzerTestOneInput($0, $1) }

@@ -6,11 +6,5 @@ import FuzzSupport
 /// does (`CheckpointReader.load`). The file's folder holds nothing else, so no config.json.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func llvmFuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    fuzzPTH(data, size)
-}
-
-func fuzzPTH(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    let path = FuzzFile.write(data, size, name: "model.pth")
-    expectOnlyCNXErrors({ _ = try CheckpointReader.load(path: path, kind: .pth) }, isCNXError: { $0 is CNXError })
-    return 0
+    fuzzReader(data, size, name: "model.pth", expected: CNXError.self) { _ = try CheckpointReader.load(path: $0, kind: .pth) }
 }

@@ -1,4 +1,4 @@
 // The driver; the target is `LLVMFuzzerTestOneInput` in FuzzPTH.swift.
 import FuzzSupport
 
-runFuzzer { fuzzPTH($0, $1) }
+runFuzzer { llvmFuzzerTestOneInput($0, $1) }

@@ -6,11 +6,7 @@ import FuzzSupport
 /// does (`CheckpointReader.load`). The file's folder holds nothing else, so no config.json.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func llvmFuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    fuzzSafetensors(data, size)
-}
-
-func fuzzSafetensors(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    let path = FuzzFile.write(data, size, name: "model.safetensors")
-    expectOnlyCNXErrors({ _ = try CheckpointReader.load(path: path, kind: .safetensors) }, isCNXError: { $0 is CNXError })
-    return 0
+    fuzzReader(data, size, name: "model.safetensors", expected: CNXError.self) {
+        _ = try CheckpointReader.load(path: $0, kind: .safetensors)
+    }
 }

@@ -1,4 +1,4 @@
 // The driver; the target is `LLVMFuzzerTestOneInput` in FuzzSafetensors.swift.
 import FuzzSupport
 
-runFuzzer { fuzzSafetensors($0, $1) }
+runFuzzer { llvmFuzzerTestOneInput($0, $1) }

@@ -42,15 +42,22 @@ public enum FuzzFile {
     }
 }
 
-/// What a fuzz target does with an error: a `CNXError` is the readers' contract for bad input;
-/// anything else escaping them is a bug, reported by stopping the fuzzer on that input.
-public func expectOnlyCNXErrors(_ body: () throws -> Void, isCNXError: (Error) -> Bool) {
+/// The whole target for a reader that takes a path: the input is written to
+/// `<private folder>/<name>` (`FuzzFile.write`) and `read` is called on that path. An error of
+/// type `expected` (the readers' contract for bad input: `CNXError`) is the reader refusing the
+/// input; anything else escaping it is a bug, reported by stopping the fuzzer on that input.
+public func fuzzReader<Expected: Error>(
+    _ data: UnsafePointer<UInt8>?, _ size: Int, name: String, expected: Expected.Type,
+    read: (String) throws -> Void
+) -> CInt {
+    let path = FuzzFile.write(data, size, name: name)
     do {
-        try body()
-    } catch  where isCNXError(error) {
-        return
+        try read(path)
+    } catch is Expected {
+        return 0
     } catch {
-        fputs("fuzz: a reader threw something other than CNXError: \(error)\n", stderr)
+        fputs("fuzz: a reader threw something other than \(Expected.self): \(error)\n", stderr)
         abort()
     }
+    return 0
 }
