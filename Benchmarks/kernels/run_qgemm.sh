@@ -13,5 +13,5 @@ OUT="${OUT:-${TMPDIR:-/tmp}/cnx-bench-qgemm}"
 EXTRA_CFLAGS="${EXTRA_CFLAGS:-}"
 CC="${CC:-clang}"
 "$CC" -O2 -fno-math-errno -std=gnu11 $EXTRA_CFLAGS -I"$ROOT/Sources/CKernels/include" \
-    "$HERE/bench_qgemm.c" "$ROOT"/Sources/CKernels/fast_*.c -o "$OUT" -lm
+    "$HERE/bench_qgemm.c" "$ROOT"/Sources/CKernels/*.c -o "$OUT" -lm -lpthread
 exec "$OUT" "$@"

@@ -289,81 +289,39 @@ static void epilogue_dispatch(int64_t m, int64_t n, const int32_t *acc, int64_t 
 
 // MARK: - Public entry points
 
-void cnx_qgemm_u8s8_s32(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda,
-                        const void *packed_b, int32_t *c, int64_t ldc) {
-    const cnx_qjob e = job_s32(c, ldc);
-    gemm_dispatch(m, n, k, a, lda, packed_b, &e);
-}
+// Each entry point and its `_ref` twin are one job run two ways: by the dispatched path
+// (gemm_dispatch / epilogue_dispatch) and by the reference arithmetic (gemm_ref / epilogue_ref).
+// ENTRY_PAIR(NAME, PARAMS, JOB, RUN, ARGS) defines NAME with the dispatched runner and NAME_ref
+// with the reference one.
+#define GEMM_PARAMS int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda, const void *packed_b
+#define GEMM_ARGS m, n, k, a, lda, packed_b
+#define EPILOGUE_PARAMS int64_t m, int64_t n, const int32_t *acc, int64_t ldacc
+#define EPILOGUE_ARGS m, n, acc, ldacc
+#define DEQUANT_PARAMS \
+    const int32_t *colsum, int32_t a_zero, float a_scale, const float *w_scale, const float *bias, int act
+#define F32_PARAMS DEQUANT_PARAMS, const float *residual, int64_t ldr, float *out, int64_t ldo
+#define U8_PARAMS DEQUANT_PARAMS, float o_scale, int32_t o_zero, uint8_t *out, int64_t ldo
+#define F32_JOB job_f32(colsum, a_zero, a_scale, w_scale, bias, act, residual, ldr, out, ldo)
+#define U8_JOB job_u8(colsum, a_zero, a_scale, w_scale, bias, act, o_scale, o_zero, out, ldo)
+#define ENTRY_PAIR(NAME, PARAMS, JOB, FAST, REF, ARGS)                                            \
+    void NAME(PARAMS) {                                                                          \
+        const cnx_qjob e = JOB;                                                                  \
+        FAST(ARGS, &e);                                                                          \
+    }                                                                                            \
+    void NAME##_ref(PARAMS) {                                                                    \
+        const cnx_qjob e = JOB;                                                                  \
+        REF(ARGS, &e);                                                                           \
+    }
+#define COMMA ,
 
-void cnx_qgemm_u8s8_s32_ref(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda,
-                            const void *packed_b, int32_t *c, int64_t ldc) {
-    const cnx_qjob e = job_s32(c, ldc);
-    gemm_ref(m, n, k, a, lda, packed_b, &e);
-}
-
-void cnx_qgemm_epilogue_f32(int64_t m, int64_t n, const int32_t *acc, int64_t ldacc,
-                            const int32_t *colsum, int32_t a_zero, float a_scale,
-                            const float *w_scale, const float *bias, int act,
-                            const float *residual, int64_t ldr, float *out, int64_t ldo) {
-    const cnx_qjob e = job_f32(colsum, a_zero, a_scale, w_scale, bias, act, residual, ldr, out, ldo);
-    epilogue_dispatch(m, n, acc, ldacc, &e);
-}
-
-void cnx_qgemm_epilogue_f32_ref(int64_t m, int64_t n, const int32_t *acc, int64_t ldacc,
-                                const int32_t *colsum, int32_t a_zero, float a_scale,
-                                const float *w_scale, const float *bias, int act,
-                                const float *residual, int64_t ldr, float *out, int64_t ldo) {
-    const cnx_qjob e = job_f32(colsum, a_zero, a_scale, w_scale, bias, act, residual, ldr, out, ldo);
-    epilogue_ref(m, n, acc, ldacc, &e);
-}
-
-void cnx_qgemm_epilogue_u8(int64_t m, int64_t n, const int32_t *acc, int64_t ldacc,
-                           const int32_t *colsum, int32_t a_zero, float a_scale,
-                           const float *w_scale, const float *bias, int act, float o_scale,
-                           int32_t o_zero, uint8_t *out, int64_t ldo) {
-    const cnx_qjob e = job_u8(colsum, a_zero, a_scale, w_scale, bias, act, o_scale, o_zero, out, ldo);
-    epilogue_dispatch(m, n, acc, ldacc, &e);
-}
-
-void cnx_qgemm_epilogue_u8_ref(int64_t m, int64_t n, const int32_t *acc, int64_t ldacc,
-                               const int32_t *colsum, int32_t a_zero, float a_scale,
-                               const float *w_scale, const float *bias, int act, float o_scale,
-                               int32_t o_zero, uint8_t *out, int64_t ldo) {
-    const cnx_qjob e = job_u8(colsum, a_zero, a_scale, w_scale, bias, act, o_scale, o_zero, out, ldo);
-    epilogue_ref(m, n, acc, ldacc, &e);
-}
-
-void cnx_qgemm_fused_f32(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda,
-                         const void *packed_b, const int32_t *colsum, int32_t a_zero,
-                         float a_scale, const float *w_scale, const float *bias, int act,
-                         const float *residual, int64_t ldr, float *out, int64_t ldo) {
-    const cnx_qjob e = job_f32(colsum, a_zero, a_scale, w_scale, bias, act, residual, ldr, out, ldo);
-    gemm_dispatch(m, n, k, a, lda, packed_b, &e);
-}
-
-void cnx_qgemm_fused_f32_ref(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda,
-                             const void *packed_b, const int32_t *colsum, int32_t a_zero,
-                             float a_scale, const float *w_scale, const float *bias, int act,
-                             const float *residual, int64_t ldr, float *out, int64_t ldo) {
-    const cnx_qjob e = job_f32(colsum, a_zero, a_scale, w_scale, bias, act, residual, ldr, out, ldo);
-    gemm_ref(m, n, k, a, lda, packed_b, &e);
-}
-
-void cnx_qgemm_fused_u8(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda,
-                        const void *packed_b, const int32_t *colsum, int32_t a_zero,
-                        float a_scale, const float *w_scale, const float *bias, int act,
-                        float o_scale, int32_t o_zero, uint8_t *out, int64_t ldo) {
-    const cnx_qjob e = job_u8(colsum, a_zero, a_scale, w_scale, bias, act, o_scale, o_zero, out, ldo);
-    gemm_dispatch(m, n, k, a, lda, packed_b, &e);
-}
-
-void cnx_qgemm_fused_u8_ref(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda,
-                            const void *packed_b, const int32_t *colsum, int32_t a_zero,
-                            float a_scale, const float *w_scale, const float *bias, int act,
-                            float o_scale, int32_t o_zero, uint8_t *out, int64_t ldo) {
-    const cnx_qjob e = job_u8(colsum, a_zero, a_scale, w_scale, bias, act, o_scale, o_zero, out, ldo);
-    gemm_ref(m, n, k, a, lda, packed_b, &e);
-}
+ENTRY_PAIR(cnx_qgemm_u8s8_s32, GEMM_PARAMS COMMA int32_t *c COMMA int64_t ldc, job_s32(c, ldc), gemm_dispatch,
+           gemm_ref, GEMM_ARGS)
+ENTRY_PAIR(cnx_qgemm_epilogue_f32, EPILOGUE_PARAMS COMMA F32_PARAMS, F32_JOB, epilogue_dispatch, epilogue_ref,
+           EPILOGUE_ARGS)
+ENTRY_PAIR(cnx_qgemm_epilogue_u8, EPILOGUE_PARAMS COMMA U8_PARAMS, U8_JOB, epilogue_dispatch, epilogue_ref,
+           EPILOGUE_ARGS)
+ENTRY_PAIR(cnx_qgemm_fused_f32, GEMM_PARAMS COMMA F32_PARAMS, F32_JOB, gemm_dispatch, gemm_ref, GEMM_ARGS)
+ENTRY_PAIR(cnx_qgemm_fused_u8, GEMM_PARAMS COMMA U8_PARAMS, U8_JOB, gemm_dispatch, gemm_ref, GEMM_ARGS)
 
 // The scalar twin is the reference quantizer itself (cnx_qref.h).
 void cnx_quantize_u8_ref(const float *x, int64_t count, float scale, int32_t zero, uint8_t *q) {

@@ -156,6 +156,7 @@ INLINE T256 void emit_tile256(const int MR, const int MODE, const cnx_qjob *e, i
     }
 }
 
+// profile: dot-product loop begins (Benchmarks/profile_int8.py)
 static inline uint32_t load_u32(const uint8_t *p) {
     uint32_t v;
     memcpy(&v, p, 4);
@@ -224,6 +225,7 @@ INLINE T256 void tile_avx2(const int MR, const int MODE, int64_t kq, int kt, con
     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = _mm256_setzero_si256();
     for (int64_t g = 0; g < kq; g++) group_avx2(MR, 0, acc, spread, a + 4 * g, lda, b + 64 * g, 0);
     if (kt) group_avx2(MR, 1, acc, spread, a + 4 * kq, lda, b + 64 * kq, kt);
+    // profile: dot-product loop ends
     // hadd(acc0, acc1) = [c0 c1 c4 c5 | c2 c3 c6 c7] in 64-bit pairs; vpermq (0, 2, 1, 3) sorts.
     __m256i out[MR_AVX2][2];
 #pragma clang loop unroll(full)

@@ -126,6 +126,8 @@ INLINE T512 void emit_rows512(const int MODE, const int ACT, const int MR, const
 
 // MARK: - Micro-tile: MR rows x NB panels of 16 columns, whole K
 
+// profile: dot-product loop begins (Benchmarks/profile_int8.py counts these lines as the GEMM's
+// dot products, the rest of a tile as its epilogue)
 static inline uint32_t load_u32(const uint8_t *p) {
     uint32_t v;
     memcpy(&v, p, 4);
@@ -170,6 +172,7 @@ INLINE T512 void tile512(const int MR, const int NB, const int MODE, int64_t kq,
             for (int q = 0; q < NB; q++) acc[r][q] = _mm512_dpbusd_epi32(acc[r][q], av, bv[q]);
         }
     }
+    // profile: dot-product loop ends
 #pragma clang loop unroll(full)
     for (int q = 0; q < NB; q++) {
         __m512i col[QGEMM_MR];

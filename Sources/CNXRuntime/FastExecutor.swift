@@ -528,23 +528,28 @@ final class FastExecutor: @unchecked Sendable {
                     for b in 0..<n {
                         let xb = xBuffer.baseAddress! + b * h * w * c
                         let yb = yBuffer.baseAddress! + b * oh * ow * cout
-                        parallelChunks(oh, threads: lanes(oh)) { lo, hi, lane in
+                        // Split over output pixels, not rows: the late stages have 14 and 7 output
+                        // rows, too few for a row split to use both threads.
+                        parallelChunks(oh * ow, threads: lanes(oh * ow)) { lo, hi, lane in
                             let patches = scratch[lane].buffer(2, floats: ow * patch)
-                            for oy in lo..<hi {
+                            let codes = UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (ow * patch + 3) / 4 + 16))
+                                .assumingMemoryBound(to: UInt8.self)
+                            // Pieces of at most ow pixels (the scratch holds one output row of patches).
+                            for p0 in stride(from: lo, to: hi, by: ow) {
+                                let p1 = min(hi, p0 + ow)
                                 // Normalise each input pixel straight into its place in the patch rows.
-                                for ky in 0..<k {
-                                    for ox in 0..<ow {
+                                for p in p0..<p1 {
+                                    let (oy, ox) = (p / ow, p % ow)
+                                    for ky in 0..<k {
                                         let src = xb + ((oy * k + ky) * w + ox * k) * c
-                                        let dst = patches + ox * patch + ky * k * c
+                                        let dst = patches + (p - p0) * patch + ky * k * c
                                         FusedAttributes.normRows(norm, src, rows: k, c: c, eps: eps, gamma: gamma, beta: beta, into: dst)
                                     }
                                 }
-                                call.report(1, patches, ow * patch)
-                                let codes = UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (ow * patch + 3) / 4 + 16))
-                                    .assumingMemoryBound(to: UInt8.self)
+                                call.report(1, patches, (p1 - p0) * patch)
                                 wm.apply(
-                                    patches, rows: ow, lda: patch, bias: bias, act: CNX_ACT_NONE, residual: nil, ldr: 0,
-                                    into: yb + oy * ow * cout, ldo: cout, codes: codes)
+                                    patches, rows: p1 - p0, lda: patch, bias: bias, act: CNX_ACT_NONE, residual: nil, ldr: 0,
+                                    into: yb + p0 * cout, ldo: cout, codes: codes)
                             }
                         }
                     }
