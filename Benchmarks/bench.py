@@ -1,37 +1,41 @@
 #!/usr/bin/env python3
 """Speed benchmark: convnext-convert against ONNX Runtime and OpenVINO, side by side, in one run.
 
-Run it through Benchmarks/run.sh (it sets up the venv, the model and the release build):
+Run it through Benchmarks/run.sh (it sets up the venv, the models and the release build):
 
-    bash Benchmarks/run.sh                 # ConvNeXt-T float32, batch 1 and 8, 2 threads (~3 minutes)
-    bash Benchmarks/run.sh --quick         # a smoke run (~1 minute)
-    bash Benchmarks/run.sh --model other.onnx --batch 1
+    bash Benchmarks/run.sh                       # ConvNeXt-T 224 and ConvNeXt-B 384, batch 1 and 8 (~10-15 min)
+    bash Benchmarks/run.sh --quick               # a smoke run (~4 minutes; reuses quantized files)
+    bash Benchmarks/run.sh --models t224         # one model
     bash Benchmarks/run.sh --backbone-only --quick
 
-Absolute times drift by 10 to 30% on shared machines, so every runtime is measured in the same
-run, interleaved round-robin (each round: every runtime, each with its own warm-up, in an order
-that rotates from round to round), and the table reports ratios. Each competitor runs in its own
-worker process (one per runtime and batch size), which isolates thread pools and gives its peak
-RSS; ours runs as `convnext-convert bench ... --json`, one process per round.
+One table per model, rows per batch size: ONNX Runtime float32, OpenVINO float32 (hint) and
+default (bfloat16 on this CPU), ours float32, bfloat16 and int8, ONNX Runtime static int8 (QDQ)
+and OpenVINO on that QDQ model. Every reduced-precision row (bf16, int8) has its SQNR against its
+own engine's float32 on the same held-out inputs; an ISA column says what each engine ran; a
+"Done when (#12)" block closes each table.
 
-Before any timing, every row is checked numerically on the exact session/compiled model that is
-timed: its output on fixture inputs (tiled to the batch size) against the fixture's expected.npy.
-A float32 row whose output is wrong is marked WRONG and the script exits with status 3.
+Absolute times drift by 10 to 30% on shared machines, so every row of a batch size is measured in
+the same run, interleaved round-robin (each round: every row, each with its own warm-up, in an
+order that rotates from round to round), and the table reports ratios. Each competitor runs in its
+own worker process (benchlib.py), which isolates thread pools and gives its peak RSS; ours runs as
+`convnext-convert bench ... --json`, one process per round.
 
-Then the backbone rows (--no-backbone skips them, --backbone-only runs them alone): ConvNeXt-T
-features_only (Fixtures/make_backbone.py --full-size; outputs stage0..stage3) at 224x224 and
-512x512, batch 1, ONNX Runtime against `convnext-convert bench MODEL.cnx --size S`, verified per
-stage (max relative error < 1e-4) and interleaved and noise-checked the same way.
+Before any timing, every row runs the held-out samples on exactly the session, compiled model or
+file that is timed: float32 rows must match (ONNX Runtime's float32 against the fixture's
+expected.npy, the others against ONNX Runtime), else the row is WRONG and the script exits with
+status 3.
+
+--backbone adds the backbone rows (--backbone-only runs them alone): ConvNeXt-T features_only
+(Fixtures/make_backbone.py --full-size; outputs stage0..stage3) at 224x224 and 512x512, batch 1,
+ONNX Runtime against `convnext-convert bench MODEL.cnx --size S`, verified per stage (max relative
+error < 1e-4), interleaved and noise-checked the same way.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,448 +44,383 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-DEFAULT_MODEL = os.path.join(ROOT, "Fixtures", "large", "convnext_tiny_op17", "model.onnx")
+sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True     # no Benchmarks/__pycache__
+import bench_int8 as I  # noqa: E402  (the data, the quantized files and their recipes)
+from benchlib import (BROKEN_SQNR_DB, DEFAULT_BINARY, DEFAULT_RESULTS, LOW_SQNR_DB, ORT, OV_AUTO,  # noqa: E402
+                      OV_F32, OurBench, Worker, compare, cpu_facts, fixture_rows, fmt, fmt_sqnr, judge,
+                      model_facts, parse_json_object, run_child, run_header, run_rounds, short_error,
+                      sqnr_db, stats_for_ours, stats_from_samples, tile_rows, worker_samples, write_json)
+
+# The models: key -> (export, title). The exports are made by Benchmarks/setup_venv.sh --model.
+MODELS = {
+    "t224": (os.path.join(ROOT, "Fixtures", "large", "convnext_tiny_op17", "model.onnx"), "ConvNeXt-T 224x224"),
+    "b384": (os.path.join(ROOT, "Fixtures", "large", "convnext_base_384", "model.onnx"), "ConvNeXt-B 384x384"),
+}
 DEFAULT_BACKBONE = os.path.join(ROOT, "Fixtures", "large", "convnext_tiny_features", "model.onnx")
-DEFAULT_BINARY = os.path.join(ROOT, ".build", "release", "convnext-convert")
-DEFAULT_RESULTS = os.path.join(HERE, "results")
-
-# Competitors' settings: the ones behind their reference measurements (Benchmarks/README.md).
-ORT = "ort"
-OV_F32 = "ov_f32"
-OV_AUTO = "ov_auto"
-COMPETITORS = (ORT, OV_F32, OV_AUTO)
-
-# Float32 rows must match the fixture's expected output (ONNX Runtime CPU) to this tolerance,
-# relative to the largest |expected| (at least 1). Rows in reduced precision (OpenVINO's
-# bfloat16 pick) are reported, and checked only loosely.
-F32_REL_TOL = 1e-3
-LOW_PRECISION_REL_TOL = 5e-2
 # The backbone rows: every output (stage) of ours and ONNX Runtime's must agree with the reference
 # to this relative error, max|y - ref| / max|ref| per output.
 BACKBONE_REL_TOL = 1e-4
-# This project's rows: the float32 .cnx, the bfloat16 one (`quantize --bf16`, checked loosely,
-# as OpenVINO's bf16 pick is) and the reference executor on the .onnx.
-OUR_LABELS = {"cnx": "convnext-convert .cnx", "bf16": "convnext-convert .cnx bf16",
-              "ref": "convnext-convert .onnx (reference executor)"}
-# A short pause before each runtime's turn lets the previous runtime's spinning threads park.
-PAUSE_S = 0.05
-# A round in which other processes used more than this share of the machine's CPU is noisy.
-NOISY_SHARE = 0.10
+# The work of one image relative to ConvNeXt-T at 224 is about parameters x pixels (ConvNeXt-B at
+# 384: 9.1); iterations per turn scale with its inverse, so each turn takes about as long.
+T224_WORK = 28.6e6 * 224 * 224
+
+# The rows, in table order: key -> (label, engine, worker kind or None for ours, precision).
+ROWS = {
+    "ort_f32": ("ONNX Runtime {v} f32", "ort", ORT, "f32"),
+    "ov_f32": ("OpenVINO {v} f32 hint", "ov", OV_F32, "f32"),
+    "ov_auto": ("OpenVINO {v} default ({p})", "ov", OV_AUTO, "bf16"),
+    "ours_f32": ("convnext-convert f32", "ours", None, "f32"),
+    "ours_bf16": ("convnext-convert bf16", "ours", None, "bf16"),
+    "ours_int8": ("convnext-convert int8", "ours", None, "int8"),
+    "ort_int8": ("ONNX Runtime {v} int8 (static QDQ)", "ort", ORT, "int8"),
+    "ov_int8": ("OpenVINO {v} int8 QDQ (f32 hint)", "ov", OV_F32, "int8"),
+}
+# Each reduced-precision row's float32 on the same engine: its SQNR is measured against that.
+OWN_F32 = {"ov_auto": "ov_f32", "ov_int8": "ov_f32", "ort_int8": "ort_f32", "ours_bf16": "ours_f32",
+           "ours_int8": "ours_f32"}
+RATIO_COLS = (("ort_f32", "t/ORT"), ("ov_f32", "t/OVf32"), ("ov_auto", "t/OVdef"))
+# Issue #12's targets (Done when), at batch 1.
+TARGET_BF16_VS_OV = 0.80
+TARGET_INT8_VS_OV = 0.45
+TARGET_F32_VS_ORT = 0.85
 
 
 # ---------------------------------------------------------------------------------------------
-# Worker: one competitor runtime at one batch size, in its own process.
-# Protocol: one JSON command per line on stdin, one JSON reply per line on the original stdout.
+# Settings.
 # ---------------------------------------------------------------------------------------------
 
-def worker_main(kind: str, model: str, batch: int, threads: int, hw: tuple[int, int],
-                all_outputs: bool = False) -> int:
-    # Libraries may print to stdout; keep the protocol channel private.
-    proto = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
+def model_work(facts, hw):
+    return max(1e-3, facts["parameters"] * hw[0] * hw[1] / T224_WORK)
 
-    def reply(obj):
-        proto.write(json.dumps(obj) + "\n")
-        proto.flush()
 
-    try:
-        t0 = time.perf_counter()
-        if kind == ORT:
-            import onnxruntime as ort
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = threads
-            so.inter_op_num_threads = 1
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
-            in_name = sess.get_inputs()[0].name
-            out_names = [o.name for o in sess.get_outputs()]
+def default_iterations(args, batch, work=1.0):
+    """Timed iterations per row per round: 24 images' worth of ConvNeXt-T 224 (--quick 6), at least
+    4 at batch 1 and 2 above (--quick 2 and 1)."""
+    if args.iterations:
+        return args.iterations
+    base, low = (6, 2 if batch == 1 else 1) if args.quick else (24, 4 if batch == 1 else 2)
+    return max(low, round(base / (batch * work)))
 
-            def infer(x):
-                # Every output is computed either way; a backbone's are all kept (an .npz).
-                ys = sess.run(None, {in_name: x})
-                return dict(zip(out_names, ys)) if all_outputs else ys[0]
 
-            info = {"runtime": "onnxruntime", "version": ort.__version__, "precision": "f32",
-                    "settings": {"intra_op_num_threads": threads, "inter_op_num_threads": 1,
-                                 "graph_optimization_level": "ORT_ENABLE_ALL",
-                                 "providers": sess.get_providers()},
-                    "outputs": out_names}
-        else:
-            if all_outputs:
-                raise ValueError("all outputs: ONNX Runtime workers only")
-            import openvino as ov
-            core = ov.Core()
-            m = core.read_model(model)
-            # A static shape per batch size: OpenVINO's CPU plugin runs static shapes faster
-            # (benchmark_app does the same).
-            m.reshape([batch, 3, hw[0], hw[1]])
-            config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
-            if kind == OV_F32:
-                config["INFERENCE_PRECISION_HINT"] = "f32"
-            compiled = core.compile_model(m, "CPU", config)
-            request = compiled.create_infer_request()
-            precision = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
-            precision = {"<Type: 'float32'>": "f32", "<Type: 'bfloat16'>": "bf16",
-                         "<Type: 'float16'>": "f16"}.get(precision, precision)
+def default_warmup(args, batch):
+    if args.warmup is not None:
+        return args.warmup
+    return 1 if (args.quick or batch > 1) else 2
 
-            def infer(x):
-                request.infer({0: x}, share_inputs=True)
-                return request.get_output_tensor(0).data
 
-            info = {"runtime": "openvino", "version": ov.get_version(), "precision": precision,
-                    "settings": {k: str(v) for k, v in config.items()}}
-        info["load_s"] = time.perf_counter() - t0
-        x = None
-        reply({"ok": True, "info": info})
+def our_isa(row_key, obj):
+    """What our dispatcher picked, from bench's JSON (`isa`; older binaries: `kernels`)."""
+    isa = obj.get("isa") if isinstance(obj, dict) else None
+    if not isinstance(isa, dict):
+        return (obj or {}).get("kernels") or "?"
+    if row_key == "ours_bf16":
+        return f"half {isa.get('half')} + float {isa.get('float')}"
+    if row_key == "ours_int8":
+        return f"int8 {isa.get('int8')} + float {isa.get('float')}"
+    return f"float {isa.get('float')}"
 
-        for line in sys.stdin:
-            cmd = json.loads(line)
-            op = cmd["cmd"]
-            if op == "input":
-                x = np.ascontiguousarray(np.load(cmd["path"]), dtype=np.float32)
-                reply({"ok": True})
-            elif op == "infer":
-                y = infer(x)
-                if isinstance(y, dict):
-                    np.savez(cmd["out"], **{k: np.asarray(v, dtype=np.float32) for k, v in y.items()})
-                else:
-                    np.save(cmd["out"], np.array(y, dtype=np.float32, copy=True))
-                reply({"ok": True})
-            elif op == "time":
-                for _ in range(cmd["warmup"]):
-                    infer(x)
-                samples = []
-                for _ in range(cmd["iterations"]):
-                    t = time.perf_counter()
-                    infer(x)
-                    samples.append((time.perf_counter() - t) * 1000.0)
-                reply({"ok": True, "samples_ms": samples})
-            elif op == "exit":
-                reply({"ok": True})
-                break
+
+# ---------------------------------------------------------------------------------------------
+# One model: files, verification, rounds per batch, the table and the Done-when block.
+# ---------------------------------------------------------------------------------------------
+
+def model_section(args, key, model, title, t_start):
+    """Returns (exit code, result entry)."""
+    t0 = time.perf_counter()
+    facts = model_facts(model)
+    dims = facts["input_dims"]
+    hw = tuple(dims[2:4]) if all(isinstance(d, int) and d > 0 for d in dims[2:4]) else (224, 224)
+    batches = [int(b) for b in str(args.batch).split(",") if b.strip()]
+    if isinstance(dims[0], int) and dims[0] > 0:
+        print(f"note: the model has a fixed batch of {dims[0]}; only that batch is measured")
+        batches = [dims[0]]
+    work = model_work(facts, hw)
+    rounds = args.rounds if args.rounds else (2 if args.quick else 5)
+    iters = {b: default_iterations(args, b, work) for b in batches}
+    print(f"== {title}: {model}\n   ({facts['producer']}, opset {facts['opset']}, input {dims}, "
+          f"{facts['parameters']:,} parameters, {facts['onnx_bytes'] / 1e6:.1f} MB; work {work:.1f}x ConvNeXt-T 224)")
+    print(f"   batches {batches}, {args.threads} threads, {rounds} rounds, iterations per round {iters}, "
+          f"warm-up { {b: default_warmup(args, b) for b in batches} }", flush=True)
+    res = {"key": key, "title": title, "model": model, "model_facts": facts, "hw": list(hw), "batches": batches,
+           "rounds_planned": rounds, "iterations": {str(b): n for b, n in iters.items()}, "rows": {},
+           "failures": [], "batch": {}}
+    work_dir = os.path.join(args.results, key)
+    os.makedirs(work_dir, exist_ok=True)
+    data = I.make_data(work_dir, hw)
+    res["data"] = data
+    binary = os.path.abspath(args.binary)
+    no_ours = args.no_ours or not os.path.exists(binary)
+    if not args.no_ours and no_ours:
+        print(f"   no binary at {binary} (swift build -c release --product convnext-convert): our rows are skipped")
+    files = I.prepare(model, work_dir, binary, data, reuse=args.reuse, timeout=args.timeout,
+                      our_method=args.our_method, ours=not no_ours)
+    res["files"] = {k: rec for k, (_, rec) in files.items()}
+    held = data["held_out"]["path"]
+    xs_pool, ys_pool, _ = fixture_rows(model, hw)
+    exit_code = 0
+    for b in batches:
+        code, res["batch"][str(b)] = batch_section(args, model, hw, b, iters[b], rounds, files, held,
+                                                   xs_pool, ys_pool, no_ours, t_start)
+        exit_code = max(exit_code, code)
+    res["done_when"] = report(res, batches)
+    for b in batches:
+        for row in res["batch"][str(b)]["rows"].values():
+            if row.get("status") == "WRONG":
+                exit_code = 3
+                res["failures"].append(f"{title}, batch {b}: {row['label']} output is wrong ({row.get('check')})")
+    res["total_s"] = time.perf_counter() - t0
+    return exit_code, res
+
+
+def batch_section(args, model, hw, b, n_iter, rounds, files, held, xs_pool, ys_pool, no_ours, t_start):
+    """Every row at batch b: check, interleaved rounds, statistics. Returns (exit code, entry)."""
+    print(f"\n-- batch {b}: workers and checks (every row on the {I.HELD_SAMPLES} held-out samples, "
+          f"{b} at a time, on exactly what it times)", flush=True)
+    tmp = tempfile.mkdtemp(prefix="cnx-bench-")
+    paths = {"ort_f32": model, "ov_f32": model, "ov_auto": model,
+             "ort_int8": files["ort_int8"][0] if files["ort_int8"][1].get("ok") else None}
+    paths["ov_int8"] = paths["ort_int8"]
+    for k in ("ours_f32", "ours_bf16", "ours_int8"):
+        if k in files and files[k][1].get("ok"):
+            paths[k] = files[k][0]
+    rows = {k: {"key": k, "label": ROWS[k][0].format(v="", p="?").replace("  ", " "), "engine": ROWS[k][1],
+                "precision": ROWS[k][3]} for k in ROWS}
+    outputs, workers, ours = {}, {}, {}
+    timed_input = os.path.join(tmp, "timed_input.npy")   # the first b held-out samples (tiled past 8)
+    np.save(timed_input, tile_rows(np.load(held), b))
+    for k, (label, engine, kind, precision) in ROWS.items():
+        row = rows[k]
+        if engine == "ours" and no_ours:
+            row["unavailable"] = "skipped (--no-ours)" if args.no_ours else "no binary"
+            continue
+        if paths.get(k) is None:
+            row["unavailable"] = (files.get(k) or files["ort_int8"])[1].get("error", "no file") if engine == "ours" \
+                else "no QDQ model (ONNX Runtime's quantization failed)"
+            continue
+        out = os.path.join(tmp, f"{k}.npy")
+        try:
+            if engine == "ours":
+                outputs[k] = run_ours_chunks(args, paths[k], held, b, tmp, k)
+                ours[k] = OurBench(os.path.abspath(args.binary), paths[k], b, args.threads, label, hw)
             else:
-                reply({"ok": False, "error": f"unknown command {op}"})
-    except Exception as e:  # reported to the parent, which marks the row unavailable
-        reply({"ok": False, "error": f"{type(e).__name__}: {e}"})
-        return 1
-    return 0
+                w = Worker(kind, paths[k], b, args.threads, hw, int8=precision == "int8")
+                workers[k] = w
+                w.call(cmd="infer_chunks", path=held, out=out)
+                outputs[k] = np.load(out)
+                row["info"] = w.info
+                ver = w.info["version"].split("-")[0]
+                row["label"] = label.format(v=ver, p=w.info.get("float_precision", w.info["precision"]))
+                row["isa"] = w.info["isa"]["short"]
+                row["isa_facts"] = w.info["isa"]
+                if k == "ort_f32" and ys_pool is not None:
+                    # ONNX Runtime on this machine against the fixture's expected outputs.
+                    np.save(os.path.join(tmp, "fixture.npy"), tile_rows(xs_pool, b))
+                    w.call(cmd="input", path=os.path.join(tmp, "fixture.npy"))
+                    w.call(cmd="infer", out=out)
+                    row["fixture_check"] = compare(np.load(out), tile_rows(ys_pool, b))
+                w.call(cmd="input", path=timed_input)
+        except Exception as e:
+            row["unavailable"] = " ".join(str(e).split())[:400]
+            if k in workers:
+                workers.pop(k).close()
+            ours.pop(k, None)
+            outputs.pop(k, None)
+    check_rows(rows, outputs)
+    for k, row in rows.items():
+        if row.get("unavailable"):
+            print(f"   {row['label']:<40} not available: {row['unavailable']}")
+        elif "check" in row:
+            c = row["check"]
+            vs = "ONNX Runtime f32" if row["precision"] == "f32" else f"its own f32 ({rows[OWN_F32[k]]['label']})"
+            fig = (f"max|diff| {c['max_abs_diff']:.2e}" if row["precision"] == "f32" else
+                   f"SQNR {fmt_sqnr(c.get('sqnr_db'))} dB") if "max_abs_diff" in c else c.get("error", "")
+            print(f"   {row['label']:<40} vs {vs}: {fig}, top-1 agreement {fmt(c.get('top1_agreement'), '.3f')}  "
+                  f"{row['status']}")
+    fx = rows["ort_f32"].get("fixture_check")
+    if fx:
+        st = judge(fx)
+        print(f"   {rows['ort_f32']['label']:<40} vs the fixture's expected.npy: max|diff| {fx['max_abs_diff']:.2e}  {st}")
+        if st == "WRONG":
+            rows["ort_f32"]["status"] = "WRONG"
+
+    # --- interleaved rounds -------------------------------------------------------------------
+    samples = {k: {} for k in workers}
+    warm = default_warmup(args, b)
+
+    def worker_turn(k):
+        def turn(r):
+            samples[k][r] = workers[k].call(cmd="time", warmup=warm, iterations=n_iter)["samples_ms"]
+        return turn
+
+    def our_turn(k):
+        return lambda r: ours[k].round(r, n_iter, args.timeout)
+
+    turns = [(k, worker_turn(k) if k in workers else our_turn(k)) for k in ROWS
+             if (k in workers or k in ours) and rows[k].get("status") != "WRONG"]
+    print(f"-- batch {b}: {len(turns)} rows, {rounds} interleaved rounds x {n_iter} iterations", flush=True)
+    extra = 0 if (args.quick or args.no_extra_rounds) else (rounds + 1) // 2
+    rr = run_rounds(turns, rounds, extra_max=extra, deadline=t_start + args.budget,
+                    pids=[w.proc.pid for w in workers.values()])
+    for w in workers.values():
+        w.close()
+    keep = set(rr["rounds_used"])
+    for k, row in rows.items():
+        if k in rr["failed"]:
+            row["unavailable"] = rr["failed"][k]
+            continue
+        if k in workers:
+            s = stats_from_samples(worker_samples(samples[k], keep))
+            row.update(s, rss_mb=workers[k].maxrss_mb)
+        elif k in ours:
+            s = stats_for_ours(ours[k], keep)
+            row.update(s, rss_mb=s["peak_rss_mb"], rounds_json=ours[k].rounds)
+            row["isa"] = our_isa(k, ours[k].rounds[-1] if ours[k].rounds else {})
+            row["isa_facts"] = (ours[k].rounds[-1] if ours[k].rounds else {}).get("isa")
+        else:
+            continue
+        row["ips"] = b * 1000.0 / row["median_ms"]
+    for f in os.listdir(tmp):
+        os.remove(os.path.join(tmp, f))
+    os.rmdir(tmp)
+    return 0, {"rows": rows, "iterations": n_iter, **{k: rr[k] for k in rr if k != "failed"}}
 
 
-class Worker:
-    """Parent side of a competitor worker process."""
-
-    def __init__(self, kind, model, batch, threads, hw, all_outputs=False):
-        self.kind, self.batch = kind, batch
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind, "--model", model,
-               "--batch", str(batch), "--threads", str(threads), "--hw", f"{hw[0]}x{hw[1]}"]
-        if all_outputs:
-            cmd.append("--all-outputs")
-        self.stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.stderr, text=True, bufsize=1)
-        self.maxrss_mb = None
-        first = self._read()
-        if not first.get("ok"):
-            raise RuntimeError(first.get("error", "worker failed"))
-        self.info = first["info"]
-
-    def _read(self):
-        line = self.proc.stdout.readline()
-        if not line:
-            self.stderr.seek(0)
-            err = self.stderr.read().decode(errors="replace").strip().splitlines()
-            raise RuntimeError("worker died: " + (err[-1] if err else "no output"))
-        return json.loads(line)
-
-    def call(self, **cmd):
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-        r = self._read()
-        if not r.get("ok"):
-            raise RuntimeError(r.get("error", "worker error"))
-        return r
-
-    def close(self):
-        if self.maxrss_mb is None:
-            self.maxrss_mb = self.peak_rss_mb()
-        try:
-            self.call(cmd="exit")
-            self.proc.stdin.close()
-        except Exception:
-            pass
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def peak_rss_mb(self):
-        """VmHWM: the peak RSS of the worker's own address space (ru_maxrss would include ours)."""
-        try:
-            with open(f"/proc/{self.proc.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) / 1024.0
-        except (OSError, ValueError):
-            pass
-        return None
+def run_ours_chunks(args, path, held, b, tmp, key):
+    """`convnext-convert run` on the held-out samples, b at a time (the batch that is timed)."""
+    x = np.load(held)
+    outs = []
+    for i in range(0, x.shape[0], b):
+        xin, yout = os.path.join(tmp, f"{key}_in.npy"), os.path.join(tmp, f"{key}_out.npy")
+        np.save(xin, np.ascontiguousarray(x[i:i + b]))
+        rc, out, err, _, _ = run_child([os.path.abspath(args.binary), "run", path, "--input", xin, "--output", yout,
+                                        "--threads", str(args.threads)], timeout=args.timeout)
+        if rc != 0 or not os.path.exists(yout):
+            raise RuntimeError(f"`run` failed: {short_error(err, out, rc)}")
+        outs.append(np.load(yout))
+        os.remove(yout)
+    return np.concatenate(outs)
 
 
-# ---------------------------------------------------------------------------------------------
-# Our tool, as a subprocess.
-# ---------------------------------------------------------------------------------------------
-
-# On Linux a child's ru_maxrss (what wait4 and the child's own getrusage report) includes the
-# peak RSS of the process it was spawned from: exec records the old address space's high-water
-# mark. This driver holds the ONNX model in memory, so our tool is started through this tiny
-# launcher (a bare interpreter, under 10 MB) that spawns it and reports its rusage.
-LAUNCHER = """
-import json, os, sys, time
-t = time.perf_counter()
-pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
-_, status, ru = os.wait4(pid, 0)
-with open(sys.argv[1], "w") as f:
-    json.dump({"rc": os.waitstatus_to_exitcode(status), "wall_s": time.perf_counter() - t,
-               "maxrss_kb": ru.ru_maxrss}, f)
-"""
-
-
-def run_child(cmd, timeout=None):
-    """Runs cmd; returns (returncode, stdout, stderr, wall_s, maxrss_mb) for that child alone."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
-            tempfile.NamedTemporaryFile(suffix=".json") as rep:
-        try:
-            p = subprocess.Popen([sys.executable, "-I", "-S", "-c", LAUNCHER, rep.name] + list(cmd),
-                                 stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
-        except OSError as e:
-            return 127, "", str(e), 0.0, None
-        timed_out = False
-        try:
-            p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            os.killpg(p.pid, 9)
-            p.wait()
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-        if timed_out:
-            return 124, stdout, f"timed out after {timeout:.0f} s\n{stderr}", float(timeout), None
-        try:
-            with open(rep.name) as f:
-                r = json.load(f)
-        except (OSError, ValueError):   # could not be started (no such file, not executable, ...)
-            return (p.returncode or 127), stdout, stderr or "could not start it", 0.0, None
-        return r["rc"], stdout, stderr, r["wall_s"], r["maxrss_kb"] / 1024.0
-
-
-def short_error(stderr: str, stdout: str = "", rc: int | None = None) -> str:
-    lines = [l.strip() for l in (stderr or stdout).strip().splitlines() if l.strip()]
-    # The first line says what failed; the last one says why (for tracebacks and wrapped errors).
-    msg = (lines[0] if len(lines) == 1 else f"{lines[0]} | ... | {lines[-1]}" if len(lines) > 2 else
-           " | ".join(lines)) if lines else "no output"
-    if rc is not None:
-        msg = f"exit {rc}: {msg}"
-    return msg[:400]
-
-
-def parse_json_object(stdout: str):
-    """The bench subcommand prints one JSON object; tolerate other lines around it."""
-    s = stdout.strip()
-    try:
-        obj = json.loads(s)
-        if isinstance(obj, dict):
-            return obj
-    except json.JSONDecodeError:
-        pass
-    for line in reversed(s.splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                obj = json.loads(line)
-                if isinstance(obj, dict):
-                    return obj
-            except json.JSONDecodeError:
-                continue
-    raise ValueError("no JSON object in the output: " + s[:200])
-
-
-SAMPLE_KEYS = ("samples_ms", "latencies_ms", "times_ms", "iterations_ms")
-
-
-class OurBench:
-    """One row for `convnext-convert bench MODEL ...` (a .cnx, or the .onnx reference executor)."""
-
-    def __init__(self, binary, model, batch, threads, label, hw=(224, 224), force_size=False):
-        self.binary, self.model, self.batch, self.threads, self.label = binary, model, batch, threads, label
-        self.hw = hw
-        self.force_size = force_size    # always pass --size (the backbone rows: dynamic H and W)
-        self.rounds = []        # the parsed JSON of each round, with "_round" = its index
-        self.maxrss_mb = None
-
-    def cmd(self, iterations):
-        size = ["--size", str(self.hw[0])] if self.hw[0] == self.hw[1] and (self.force_size or self.hw != (224, 224)) \
-            else []
-        return [self.binary, "bench", self.model, "--threads", str(self.threads), "--batch", str(self.batch),
-                "--iterations", str(iterations), "--json"] + size
-
-    def round(self, r, iterations, timeout):
-        rc, out, err, wall, rss = run_child(self.cmd(iterations), timeout=timeout)
-        if rc != 0:
-            raise RuntimeError(short_error(err, out, rc))
-        obj = parse_json_object(out)
-        for k in ("median_ms", "p90_ms"):
-            if not isinstance(obj.get(k), (int, float)):
-                raise RuntimeError(f"the JSON has no number {k!r}: {json.dumps(obj)[:200]}")
-        obj["_wall_s"] = wall
-        obj["_maxrss_mb"] = rss
-        obj["_round"] = r
-        self.rounds.append(obj)
-        self.maxrss_mb = max(self.maxrss_mb or 0.0, rss)
-        return obj
+def check_rows(rows, outputs):
+    """float32 rows against ONNX Runtime float32 (F32 tolerance); bf16 and int8 rows against their
+    own engine's float32: SQNR (WRONG below BROKEN_SQNR_DB, low below LOW_SQNR_DB), top-1."""
+    ref = outputs.get("ort_f32")
+    for k, row in rows.items():
+        if k not in outputs:
+            continue
+        y = outputs[k]
+        if row["precision"] == "f32":
+            c = compare(y, ref)
+            row["check"], row["status"] = c or {}, judge(c)
+            if c and "max_abs_diff" in c:
+                c["sqnr_db_vs_ort_f32"] = sqnr_db(y, ref)
+            continue
+        own = outputs.get(OWN_F32[k])
+        c = compare(y, own)
+        if c is None:
+            row["check"], row["status"] = {}, "unverified"
+            continue
+        row["check"] = c
+        if "error" in c:
+            row["status"] = "WRONG"
+            continue
+        c["sqnr_db"] = s = sqnr_db(y, own)
+        if ref is not None and y.shape == ref.shape:
+            c["sqnr_db_vs_ort_f32"] = sqnr_db(y, ref)
+        row["status"] = "WRONG" if s < BROKEN_SQNR_DB else ("low" if s < LOW_SQNR_DB else "ok")
 
 
 # ---------------------------------------------------------------------------------------------
-# Model facts and fixture data.
+# The table and the Done-when block.
 # ---------------------------------------------------------------------------------------------
 
-def model_facts(path):
-    import onnx
-    m = onnx.load(path, load_external_data=False)
-    float_types = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
-                   onnx.TensorProto.DOUBLE}
-    params = sum(int(np.prod(t.dims)) for t in m.graph.initializer if t.data_type in float_types)
-    init_names = {t.name for t in m.graph.initializer}
-    inp = next(i for i in m.graph.input if i.name not in init_names)
-    dims = []
-    for d in inp.type.tensor_type.shape.dim:
-        dims.append(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?"))
-    size = os.path.getsize(path)
-    ext = set()
-    for t in m.graph.initializer:
-        for kv in t.external_data:
-            if kv.key == "location":
-                ext.add(kv.value)
-    for loc in ext:
-        p = os.path.join(os.path.dirname(path), loc)
-        if os.path.exists(p):
-            size += os.path.getsize(p)
-    opset = max((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), default=None)
-    return {"parameters": params, "input_name": inp.name, "input_dims": dims, "onnx_bytes": size,
-            "opset": opset, "output_names": [o.name for o in m.graph.output], "producer": f"{m.producer_name} {m.producer_version}".strip()}
-
-
-def fixture_rows(model_path, hw, seed=0):
-    """(inputs, expected or None, (H, W)): the fixture's sample rows (input.npy, input2.npy, ...).
-
-    hw: the model's fixed (H, W), or None when they are dynamic (then the first fixture's)."""
-    d = os.path.dirname(model_path)
-    xs, ys = [], []
-    for suffix in ("", "2"):
-        xp, yp = os.path.join(d, f"input{suffix}.npy"), os.path.join(d, f"expected{suffix}.npy")
-        if os.path.exists(xp) and os.path.exists(yp):
-            x, y = np.load(xp), np.load(yp)
-            if hw is None and x.ndim == 4:
-                hw = tuple(x.shape[2:])
-            if x.ndim == 4 and tuple(x.shape[2:]) == tuple(hw) and x.shape[0] == y.shape[0]:
-                xs.append(x.astype(np.float32))
-                ys.append(y.astype(np.float32))
-    hw = tuple(hw) if hw else (224, 224)
-    if xs:
-        return np.concatenate(xs), np.concatenate(ys), hw
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((3, 3, hw[0], hw[1]), dtype=np.float32), None, hw
-
-
-def tile_rows(a, batch):
-    idx = [i % a.shape[0] for i in range(batch)]
-    return np.ascontiguousarray(a[idx])
-
-
-def compare(y, ref):
-    if y is None or ref is None:
-        return None
-    if y.shape != ref.shape:
-        return {"error": f"shape {list(y.shape)} != expected {list(ref.shape)}"}
-    diff = float(np.max(np.abs(y.astype(np.float64) - ref.astype(np.float64))))
-    scale = max(1.0, float(np.max(np.abs(ref))))
-    top1 = float(np.mean(np.argmax(y, axis=-1) == np.argmax(ref, axis=-1))) if y.ndim == 2 else None
-    return {"max_abs_diff": diff, "scale": scale, "top1_agreement": top1}
-
-
-def judge(check, low_precision):
-    """'ok', 'WRONG' or 'unverified'."""
-    if not check:
-        return "unverified"
-    if "error" in check:
-        return "WRONG"
-    tol = (LOW_PRECISION_REL_TOL if low_precision else F32_REL_TOL) * check["scale"]
-    return "ok" if check["max_abs_diff"] <= tol else "WRONG"
-
-
-# ---------------------------------------------------------------------------------------------
-# Statistics and report.
-# ---------------------------------------------------------------------------------------------
-
-def stats_from_samples(samples):
-    a = np.asarray(samples, dtype=np.float64)
-    return {"median_ms": float(np.median(a)), "p90_ms": float(np.percentile(a, 90)),
-            "min_ms": float(a.min()), "n": int(a.size)}
-
-
-def round_samples(obj):
-    for k in SAMPLE_KEYS:
-        if isinstance(obj.get(k), list) and obj[k]:
-            return [float(v) for v in obj[k]]
-    return None
-
-
-def stats_for_ours(row: OurBench, keep_rounds):
-    rounds = [r for r in row.rounds if r["_round"] in keep_rounds] or row.rounds
-    per_iteration = [round_samples(r) for r in rounds]
-    if all(per_iteration):
-        s = stats_from_samples([v for lst in per_iteration for v in lst])
-        s["from"] = "per-iteration samples"
-    else:
-        med = [float(r["median_ms"]) for r in rounds]
-        p90 = [float(r["p90_ms"]) for r in rounds]
-        s = {"median_ms": float(np.median(med)), "p90_ms": float(np.median(p90)), "min_ms": None,
-             "n": int(sum(int(r.get("iterations", 0) or 0) for r in rounds)) or len(med),
-             "from": "median of per-round medians / p90s"}
-    peaks = [r.get("peak_rss_mb") for r in row.rounds if isinstance(r.get("peak_rss_mb"), (int, float))]
-    s["peak_rss_mb"] = max(peaks) if peaks else row.maxrss_mb
-    tps = [r.get("throughput_ips") for r in rounds if isinstance(r.get("throughput_ips"), (int, float))]
-    s["reported_throughput_ips"] = float(np.median(tps)) if tps else None
-    return s
-
-
-def fmt(v, spec=".1f", none="-"):
-    return none if v is None else format(v, spec)
-
-
-def print_table(title, rows, refs):
-    """rows: list of dicts with label, median_ms, p90_ms, ips, rss, check, status."""
-    ref_cols = [(k, lbl) for k, lbl in (("ort", "t/ORT"), ("ov_f32", "t/OVf32"), ("ov_auto", "t/OVbf16"))]
-    head = (f"{'runtime':<44} {'median ms':>9} {'p90 ms':>8} {'img/s':>7} " +
-            " ".join(f"{lbl:>8}" for _, lbl in ref_cols) + f" {'RSS MB':>7} {'max|diff|':>9}  check")
-    print(title)
+def report(res, batches):
+    head = (f"{'batch':>5} {'runtime':<40} {'median':>8} {'p90':>8} {'img/s':>7} " +
+            " ".join(f"{lbl:>7}" for _, lbl in RATIO_COLS) + f" {'RSS MB':>6} {'SQNR dB':>7} {'top-1':>5} "
+            f"{'check':<6} ISA")
+    used = "; ".join(f"batch {b}: {len(res['batch'][str(b)]['rounds_used'])} of {res['batch'][str(b)]['rounds']} "
+                     f"rounds x {res['batch'][str(b)]['iterations']} iterations" for b in batches)
+    print(f"\n{res['title']} ({used}; median/p90 in ms; t/X = median / X's median, < 1.00 is faster; "
+          f"SQNR and top-1 agreement of bf16/int8 rows against the same engine's float32 on "
+          f"{I.HELD_SAMPLES} held-out samples)")
     print(head)
     print("-" * len(head))
-    for r in rows:
-        if r.get("unavailable"):
-            print(f"{r['label']:<44} not available: {r['unavailable']}")
-            continue
-        ratios = []
-        for k, _ in ref_cols:
-            ref = refs.get(k)
-            ratios.append(f"{r['median_ms'] / ref:>8.2f}" if ref else f"{'-':>8}")
-        check = r.get("check") or {}
-        diff = check.get("max_abs_diff")
-        print(f"{r['label']:<44} {r['median_ms']:>9.2f} {r['p90_ms']:>8.2f} {r['ips']:>7.1f} " +
-              " ".join(ratios) + f" {fmt(r.get('rss_mb'), '.0f'):>7} {fmt(diff, '.2e'):>9}  {r['status']}")
+    for b in batches:
+        rows = res["batch"][str(b)]["rows"]
+        refs = {k: rows[k].get("median_ms") for k, _ in RATIO_COLS}
+        for k, r in rows.items():
+            if r.get("unavailable"):
+                print(f"{b:>5} {r['label']:<40} not available: {r['unavailable']}")
+                continue
+            if "median_ms" not in r:
+                continue
+            ratios = " ".join(f"{r['median_ms'] / refs[c]:>7.2f}" if refs.get(c) else f"{'-':>7}" for c, _ in RATIO_COLS)
+            c = r.get("check") or {}
+            sq = fmt_sqnr(c.get("sqnr_db")) if r["precision"] != "f32" else "-"
+            print(f"{b:>5} {r['label']:<40} {r['median_ms']:>8.2f} {r['p90_ms']:>8.2f} {r['ips']:>7.1f} {ratios} "
+                  f"{fmt(r.get('rss_mb'), '.0f'):>6} {sq:>7} {fmt(c.get('top1_agreement'), '.2f'):>5} "
+                  f"{r.get('status', '?'):<6} {r.get('isa', '-')}")
+        if res["batch"][str(b)].get("noisy"):
+            print(f"{b:>5} NOISY: other processes competed for the CPU in most rounds of this batch")
+    return done_when(res, batches)
+
+
+def done_when(res, batches):
+    """Issue #12's targets, each PASS or FAIL with its figures (batch 1; throughput: batch 8 vs 1)."""
+    lines, out = [], {}
+
+    def row(b, k):
+        r = res["batch"].get(str(b), {}).get("rows", {}).get(k, {})
+        return r if "median_ms" in r else None
+
+    def line(name, ok, text):
+        out[name] = {"pass": ok, "text": text}
+        lines.append(f"  {'PASS' if ok else ('FAIL' if ok is False else 'N/A ')}  {text}")
+
+    b1 = 1 if 1 in batches else batches[0]
+    ov, ort = row(b1, "ov_auto"), row(b1, "ort_f32")
+    for k, name, target in (("ours_bf16", "bf16", TARGET_BF16_VS_OV), ("ours_int8", "int8", TARGET_INT8_VS_OV)):
+        r = row(b1, k)
+        if r and ov:
+            t = r["median_ms"] / ov["median_ms"]
+            line(f"{name}_vs_ov_default", t <= target, f"{name} {r['median_ms']:.2f} ms / OpenVINO default "
+                 f"{ov['median_ms']:.2f} ms = {t:.2f} (target <= {target:.2f}), batch {b1}")
+        else:
+            line(f"{name}_vs_ov_default", None, f"{name} vs OpenVINO default: not measured")
+    ours_bf, ov_bf = row(b1, "ours_bf16"), row(b1, "ov_auto")
+    s_ours = (ours_bf or {}).get("check", {}).get("sqnr_db")
+    s_ov = (ov_bf or {}).get("check", {}).get("sqnr_db")
+    if s_ours is not None and s_ov is not None:
+        line("bf16_sqnr", s_ours >= s_ov, f"bf16 SQNR {fmt_sqnr(s_ours)} dB >= OpenVINO default's {fmt_sqnr(s_ov)} dB "
+             f"(each against its own float32, batch {b1})")
+    else:
+        line("bf16_sqnr", None, "bf16 SQNR against OpenVINO's: not measured")
+    r = row(b1, "ours_f32")
+    if r and ort:
+        t = r["median_ms"] / ort["median_ms"]
+        line("f32_vs_ort", t <= TARGET_F32_VS_ORT, f"f32 {r['median_ms']:.2f} ms / ONNX Runtime f32 {ort['median_ms']:.2f} "
+             f"ms = {t:.2f} (target <= {TARGET_F32_VS_ORT:.2f}), batch {b1}")
+    else:
+        line("f32_vs_ort", None, "f32 vs ONNX Runtime: not measured")
+    bmax = max(batches)
+    for k, name in (("ours_f32", "f32"), ("ours_bf16", "bf16"), ("ours_int8", "int8")):
+        lo, hi = row(b1, k), row(bmax, k)
+        if lo and hi and bmax != b1:
+            line(f"{name}_batch_throughput", hi["ips"] >= lo["ips"], f"{name} batch {bmax} {hi['ips']:.1f} img/s >= "
+                 f"batch {b1} {lo['ips']:.1f} img/s")
+        else:
+            line(f"{name}_batch_throughput", None, f"{name} batch {bmax} vs batch {b1} throughput: not measured")
+    i8 = row(b1, "ours_int8")
+    if i8 and i8.get("check", {}).get("sqnr_db") is not None:
+        others = "; ".join(f"{row(b1, k)['label']} {fmt_sqnr(row(b1, k)['check'].get('sqnr_db'))} dB"
+                           for k in ("ort_int8", "ov_int8") if row(b1, k) and row(b1, k).get("check"))
+        lines.append(f"  info  int8 SQNR {fmt_sqnr(i8['check']['sqnr_db'])} dB against our float32 ({others})")
+    noisy = any(res["batch"][str(b)].get("noisy") for b in batches)
+    print(f"\nDone when (#12), {res['title']}{' -- NOISY RUN, rerun quietly' if noisy else ''}:")
+    print("\n".join(lines))
     print()
-
-
+    return out
 # ---------------------------------------------------------------------------------------------
 # The backbone rows: ConvNeXt-T features_only (four stage outputs) at 224 and 512, batch 1,
 # against ONNX Runtime on the same export.
@@ -687,63 +626,32 @@ def backbone_section(args):
 
     # --- the interleaved rounds (as for the classifier rows) --------------------------------------
     samples = {s: {} for s in workers}
-    pids = [w.proc.pid for w in workers.values()]
-    foreign_by_round = []
-    max_rounds = rounds if (args.quick or args.no_extra_rounds) else 2 * rounds
-    t_rounds = time.perf_counter()
-    r = 0
-    while workers or ours:
-        if r >= rounds:
-            n_quiet = sum(1 for sh in foreign_by_round if sh is None or sh <= NOISY_SHARE)
-            if n_quiet >= rounds or r >= max_rounds or time.perf_counter() - t0 > args.budget:
-                break
-            if r == rounds:
-                print(f"  {rounds - n_quiet} noisy rounds: running extra rounds (at most {max_rounds - rounds}, "
-                      f"within a {args.budget:.0f} s budget) to get {rounds} quiet ones")
-        t_r, busy0, own0 = time.perf_counter(), machine_busy_s(), own_cpu_s(pids)
-        for s in sizes:
-            entries = ([("w", s)] if s in workers else []) + ([("o", s)] if s in ours else [])
-            k = r % len(entries) if entries else 0
-            entries = entries[k:] + entries[:k]
-            iters = backbone_iterations(args, s)
-            for how, _ in entries:
-                time.sleep(PAUSE_S)
-                try:
-                    if how == "w":
-                        samples[s][r] = workers[s].call(cmd="time", warmup=default_warmup(args, 1),
-                                                        iterations=iters)["samples_ms"]
-                    else:
-                        ours[s].round(r, iters, args.timeout)
-                except Exception as e:
-                    if how == "w":
-                        unavailable[s] = f"failed in round {r + 1}: {' '.join(str(e).split())}"[:400]
-                        workers.pop(s).close()
-                    else:
-                        ours_unavailable[s] = f"failed in round {r + 1}: {' '.join(str(e).split())}"[:400]
-                        ours.pop(s)
-        busy1, own1 = machine_busy_s(), own_cpu_s(pids)
-        share = None
-        if busy0 is not None and busy1 is not None:
-            wall = max(1e-6, time.perf_counter() - t_r)
-            share = max(0.0, (busy1 - busy0) - (own1 - own0)) / (wall * (os.cpu_count() or 1))
-        foreign_by_round.append(share)
-        print(f"  backbone round {r + 1}/{rounds}{' (extra)' if r >= rounds else ''} done "
-              f"({time.perf_counter() - t_rounds:.0f} s)"
-              + ("" if share is None else f"; other processes used {100 * share:.0f}% of the CPU"
-                 + ("  <- noisy" if share > NOISY_SHARE else "")), flush=True)
-        r += 1
-    planned, rounds = rounds, r
-    quiet = [i for i, sh in enumerate(foreign_by_round) if sh is None or sh <= NOISY_SHARE]
-    keep_rounds = set(quiet) if len(quiet) >= max(1, (planned + 1) // 2) else set(range(rounds))
-    noisy = sorted(set(range(rounds)) - set(quiet))
-    res.update({"rounds": rounds, "rounds_used": sorted(keep_rounds), "foreign_cpu_share_by_round": foreign_by_round,
-                "loadavg_end": os.getloadavg(), "noisy": bool(noisy) and len(keep_rounds) == rounds})
-    if noisy and len(keep_rounds) < rounds:
-        print(f"  statistics from the {len(keep_rounds)} quiet rounds; dropped noisy rounds "
-              f"{[i + 1 for i in noisy]} (other processes used > {100 * NOISY_SHARE:.0f}% of the CPU)")
-    elif noisy:
-        print(f"  NOISY RUN: other processes used > {100 * NOISY_SHARE:.0f}% of the CPU in "
-              f"{len(noisy)} of {rounds} rounds, too many to drop: rerun on a quiet machine.")
+
+    def worker_turn(s):
+        def turn(r):
+            samples[s][r] = workers[s].call(cmd="time", warmup=default_warmup(args, 1),
+                                            iterations=backbone_iterations(args, s))["samples_ms"]
+        return turn
+
+    def our_turn(s):
+        return lambda r: ours[s].round(r, backbone_iterations(args, s), args.timeout)
+
+    turns = []
+    for s in sizes:
+        turns += [(("w", s), worker_turn(s))] if s in workers else []
+        turns += [(("o", s), our_turn(s))] if s in ours else []
+    planned = args.rounds if args.rounds else rounds
+    rr = run_rounds(turns, planned, extra_max=0 if (args.quick or args.no_extra_rounds) else planned,
+                    deadline=t0 + args.budget, pids=[w.proc.pid for w in workers.values()], tag="backbone round")
+    for (how, s), msg in rr["failed"].items():
+        if how == "w":
+            unavailable[s] = msg
+            workers.pop(s).close()
+        else:
+            ours_unavailable[s] = msg
+            ours.pop(s)
+    keep_rounds, rounds = set(rr["rounds_used"]), rr["rounds"]
+    res.update({k: rr[k] for k in ("rounds", "rounds_used", "foreign_cpu_share_by_round", "loadavg_end", "noisy")})
     print()
     for w in workers.values():
         w.close()
@@ -755,8 +663,7 @@ def backbone_section(args):
         rows, ort_ms = [], None
         if s in workers:
             w = workers[s]
-            st = stats_from_samples([v for i in sorted(keep_rounds) for v in samples[s].get(i, [])]
-                                    or [v for lst in samples[s].values() for v in lst])
+            st = stats_from_samples(worker_samples(samples[s], keep_rounds))
             rows.append({"label": ort_label, "key": ORT, **st, "ips": 1000.0 / st["median_ms"], "rss_mb": w.maxrss_mb,
                          "check": w.check, "status": judge_outputs(w.check), "info": w.info})
             ort_ms = st["median_ms"]
@@ -802,36 +709,40 @@ def backbone_section(args):
     return exit_code, res
 
 
+
 # ---------------------------------------------------------------------------------------------
 # Main.
 # ---------------------------------------------------------------------------------------------
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=DEFAULT_MODEL,
-                    help="ONNX model (default: the full-size ConvNeXt-T legacy opset-17 export). "
-                         "input*.npy/expected*.npy beside it are used to verify; without them ORT is the reference")
+    ap.add_argument("--models", default="t224,b384",
+                    help="comma-separated: t224 (ConvNeXt-T 224), b384 (ConvNeXt-B 384), or paths of other ONNX "
+                         "exports (NCHW float32 input; input*.npy/expected*.npy beside them are used to verify)")
     ap.add_argument("--batch", default="1,8", help="comma-separated batch sizes (default 1,8)")
     ap.add_argument("--threads", type=int, default=2, help="threads for every runtime (default 2)")
-    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 7; --quick 2)")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds per batch (default 5; --quick 2)")
     ap.add_argument("--iterations", type=int, default=None,
-                    help="timed iterations per runtime per round (default max(4, ceil(24/batch)); --quick max(2, ceil(6/batch)))")
+                    help="timed iterations per row per round, for every model and batch (default: 24 images of "
+                         "ConvNeXt-T 224's work, at least 4 at batch 1 and 2 above; --quick 6, 2 and 1)")
     ap.add_argument("--warmup", type=int, default=None,
-                    help="untimed iterations before each runtime's round (default 2 at batch 1, 1 above; --quick 1)")
-    ap.add_argument("--quick", action="store_true", help="a fast smoke run")
+                    help="untimed iterations before each competitor's turn (default 2 at batch 1, 1 above; --quick 1)")
+    ap.add_argument("--quick", action="store_true", help="a fast smoke run: 2 short rounds; implies --reuse")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse the quantized and converted files of an earlier run when their recipe (model, data, "
+                         "settings, binary) matches; their recorded times are then shown, marked reused")
+    ap.add_argument("--our-method", default=None, help="--method for our quantize --int8 (default: the tool's own)")
     ap.add_argument("--binary", default=DEFAULT_BINARY, help="the convnext-convert release binary")
     ap.add_argument("--no-ours", action="store_true", help="skip this project's rows (competitors only)")
-    ap.add_argument("--no-bf16", action="store_true", help="skip this project's bfloat16 row (quantize --bf16)")
-    ap.add_argument("--no-reference", action="store_true",
-                    help="skip the row for the reference executor (bench MODEL.onnx)")
-    ap.add_argument("--results", default=DEFAULT_RESULTS, help="directory for latest.json and the .cnx")
-    ap.add_argument("--budget", type=float, default=180.0,
-                    help="seconds after which no extra round is started to replace noisy ones (default 180)")
+    ap.add_argument("--results", default=DEFAULT_RESULTS, help="directory for latest.json and the model files")
+    ap.add_argument("--budget", type=float, default=780.0,
+                    help="seconds from the start after which no extra round (to replace noisy ones) starts "
+                         "(default 780)")
     ap.add_argument("--no-extra-rounds", action="store_true",
                     help="do not add rounds when other processes made some of them noisy")
-    ap.add_argument("--timeout", type=float, default=600.0, help="seconds allowed for one invocation of our tool")
-    ap.add_argument("--no-backbone", action="store_true",
-                    help="skip the backbone rows (ConvNeXt-T features_only at 224 and 512, batch 1, against ONNX Runtime)")
+    ap.add_argument("--timeout", type=float, default=900.0, help="seconds allowed for one invocation of a tool")
+    ap.add_argument("--backbone", action="store_true",
+                    help="also the backbone rows (ConvNeXt-T features_only at 224 and 512, batch 1, against ONNX Runtime)")
     ap.add_argument("--backbone-only", action="store_true", help="run the backbone rows alone")
     ap.add_argument("--backbone-model", default=DEFAULT_BACKBONE,
                     help="the backbone export (default: Fixtures/large/convnext_tiny_features/model.onnx, made by "
@@ -841,453 +752,54 @@ def parse_args(argv):
     ap.add_argument("--backbone-iterations", type=int, default=None,
                     help="timed iterations per backbone row per round (default max(6, ceil(24 x (224/S)^2)): "
                          "24 at 224, 6 at 512; --quick max(2, ceil(6 x (224/S)^2)))")
-    ap.add_argument("--hw", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--all-outputs", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--worker", choices=COMPETITORS, default=None, help=argparse.SUPPRESS)
-    return ap.parse_args(argv)
-
-
-def default_iterations(args, batch):
-    if args.iterations:
-        return args.iterations
-    return max(2, math.ceil(6 / batch)) if args.quick else max(4, math.ceil(24 / batch))
-
-
-def default_warmup(args, batch):
-    if args.warmup is not None:
-        return args.warmup
-    return 1 if (args.quick or batch > 1) else 2
-
-
-def machine_busy_s():
-    """CPU seconds the whole machine has spent busy since boot (all cores), from /proc/stat."""
-    try:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        # user nice system idle iowait irq softirq steal ...
-        return (v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def process_cpu_s(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-def own_cpu_s(worker_pids):
-    """CPU seconds of this process, its finished children (our tool's runs) and the live workers."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system + sum(process_cpu_s(p) for p in worker_pids)
-
-
-def git_state():
-    try:
-        rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
-        return rev + ("-dirty" if dirty else "")
-    except OSError:
-        return None
-
-
-def cpu_facts():
-    name, flags = platform.processor(), set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and not name:
-                    name = line.split(":", 1)[1].strip()
-                elif line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                if name and flags:
-                    break
-    except OSError:
-        pass
-    return {"model": name, "cores": os.cpu_count(),
-            "avx512_bf16": "avx512_bf16" in flags, "avx512_vnni": "avx512_vnni" in flags,
-            "amx_bf16": "amx_bf16" in flags}
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.reuse = True
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.worker:
-        h, w = (int(v) for v in args.hw.split("x"))
-        return worker_main(args.worker, args.model, int(args.batch), args.threads, (h, w), args.all_outputs)
-
     t_start = time.perf_counter()
     os.makedirs(args.results, exist_ok=True)
-    if args.backbone_only:
-        exit_code, result = 0, run_header()
-        cpu = result["cpu"]
-        print(f"cpu: {cpu['model']}, {cpu['cores']} cores, avx512_bf16={cpu['avx512_bf16']}; "
-              f"env: {' '.join(f'{k}={v}' for k, v in sorted(result['env'].items())) or '-'}")
-    else:
-        exit_code, result = classifier_section(args, t_start)
-        if result is None:
-            return exit_code
-    if args.no_backbone:
-        result["backbone"] = {"skipped": "--no-backbone"}
-    else:
+    result = run_header()
+    result.update({"threads": args.threads, "argv": sys.argv[1:], "models": {}})
+    cpu = result["cpu"]
+    print(f"cpu: {cpu['model']}, {cpu['cores']} cores, avx512_vnni={cpu['avx512_vnni']} avx512_bf16={cpu['avx512_bf16']} "
+          f"amx_bf16={cpu['amx_bf16']}; git {result['git']}; env: "
+          f"{' '.join(f'{k}={v}' for k, v in sorted(result['env'].items())) or '-'}\n", flush=True)
+    exit_code = 0
+    if not args.backbone_only:
+        for key in [m.strip() for m in args.models.split(",") if m.strip()]:
+            path, title = MODELS.get(key, (os.path.abspath(key), None))
+            if title is None:
+                key = os.path.basename(os.path.dirname(path)) if os.path.basename(path) == "model.onnx" \
+                    else os.path.splitext(os.path.basename(path))[0]
+                title = key
+            if not os.path.exists(path):
+                msg = f"{title}: no model at {path} (bash Benchmarks/setup_venv.sh --model makes t224 and b384)"
+                print(f"error: {msg}", file=sys.stderr)
+                result["failures"].append(msg)
+                exit_code = max(exit_code, 2)
+                continue
+            code, result["models"][key] = model_section(args, key, path, title, t_start)
+            result["failures"] += result["models"][key]["failures"]
+            exit_code = max(exit_code, code)
+            write_json(os.path.join(args.results, "latest.json"), result)
+    if args.backbone or args.backbone_only:
         print()
         code, result["backbone"] = backbone_section(args)
         result["failures"] += result["backbone"].get("failures", [])
-        if args.backbone_only and code == 2:
-            return 2
         exit_code = max(exit_code, code)
     total = time.perf_counter() - t_start
     result["total_s"] = total
     print(f"total benchmark time: {total:.0f} s")
     out_json = os.path.join(args.results, "latest.json")
-    tmp_json = out_json + ".tmp"
-    with open(tmp_json, "w") as f:
-        json.dump(result, f, indent=1, default=str)
-    os.replace(tmp_json, out_json)
+    write_json(out_json, result)
     print(f"results: {out_json}")
     for msg in result["failures"]:
         print(f"FAILED: {msg}", file=sys.stderr)
     return exit_code
-
-
-def run_header():
-    """The facts about the machine and the checkout that every results file records."""
-    return {"cpu": cpu_facts(), "env": {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "OMP_", "MKL_"))},
-            "git": git_state(), "python": platform.python_version(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "failures": []}
-
-
-def classifier_section(args, t_start):
-    """The classifier rows (ConvNeXt-T against ONNX Runtime and OpenVINO). Returns (exit code, result);
-    result None when nothing could run."""
-    rounds = args.rounds if args.rounds else (2 if args.quick else 7)
-    batches = [int(b) for b in str(args.batch).split(",") if b.strip()]
-    model = os.path.abspath(args.model)
-    if not os.path.exists(model):
-        print(f"error: no model at {model} (bash Benchmarks/setup_venv.sh --model makes the default one)",
-              file=sys.stderr)
-        return 2, None
-    facts = model_facts(model)
-    dims = facts["input_dims"]
-    fixed_hw = len(dims) == 4 and all(isinstance(d, int) and d > 0 for d in dims[2:4])
-    if isinstance(dims[0], int) and dims[0] > 0:
-        fixed = dims[0]
-        dropped = [b for b in batches if b != fixed]
-        if dropped:
-            print(f"note: the model has a fixed batch of {fixed}; skipping batch {dropped}")
-        batches = [fixed]
-    xs_pool, ys_pool, hw = fixture_rows(model, tuple(dims[2:4]) if fixed_hw else None)
-    model_name = os.path.basename(os.path.dirname(model)) if os.path.basename(model) == "model.onnx" \
-        else os.path.splitext(os.path.basename(model))[0]
-    cpu = cpu_facts()
-    env_keep = {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "OMP_", "MKL_"))}
-
-    print(f"model: {model} ({facts['producer']}, opset {facts['opset']}, input {dims}, "
-          f"{facts['parameters']:,} parameters, {facts['onnx_bytes'] / 1e6:.1f} MB)")
-    print(f"cpu: {cpu['model']}, {cpu['cores']} cores, avx512_bf16={cpu['avx512_bf16']}; "
-          f"env: {' '.join(f'{k}={v}' for k, v in sorted(env_keep.items())) or '-'}")
-    print(f"input {hw[0]}x{hw[1]}, batches {batches}, {args.threads} threads, {rounds} rounds, iterations per round "
-          f"{ {b: default_iterations(args, b) for b in batches} }, "
-          f"warmup { {b: default_warmup(args, b) for b in batches} }")
-    print(f"verification reference: {'expected*.npy beside the model' if ys_pool is not None else 'ONNX Runtime (no expected.npy beside the model)'}")
-    print()
-
-    tmp = tempfile.mkdtemp(prefix="cnx-bench-")
-    inputs, refs = {}, {}
-    for b in batches:
-        inputs[b] = os.path.join(tmp, f"input_b{b}.npy")
-        np.save(inputs[b], tile_rows(xs_pool, b))
-        refs[b] = tile_rows(ys_pool, b) if ys_pool is not None else None
-
-    result = {"model": model, "model_facts": facts, "batches": batches, "threads": args.threads,
-              "rounds": rounds, "cpu": cpu, "env": env_keep, "git": git_state(),
-              "python": platform.python_version(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "rows": {}, "conversion": None, "failures": []}
-
-    # --- competitors: one worker per (runtime, batch); verify on exactly what is timed ---------
-    labels = {ORT: "ONNX Runtime (f32)", OV_F32: "OpenVINO (f32 hint)", OV_AUTO: "OpenVINO (no hint)"}
-    workers, unavailable = {}, {}
-    for b in batches:
-        for kind in COMPETITORS:
-            key = (kind, b)
-            w = None
-            try:
-                w = Worker(kind, model, b, args.threads, hw)
-                w.call(cmd="input", path=inputs[b])
-                out = os.path.join(tmp, f"{kind}_b{b}.npy")
-                w.call(cmd="infer", out=out)
-                y = np.load(out)
-                if refs[b] is None and kind == ORT:
-                    refs[b] = y   # no fixture: ONNX Runtime is the reference
-                w.check = compare(y, refs[b])
-                workers[key] = w
-            except Exception as e:
-                unavailable[key] = str(e)[:400]
-                if w is not None:
-                    w.close()
-    # Labels with versions and the precision OpenVINO picked.
-    for (kind, b), w in workers.items():
-        if kind == ORT:
-            labels[kind] = f"ONNX Runtime {w.info['version']} (f32)"
-        elif kind == OV_F32:
-            labels[kind] = f"OpenVINO {w.info['version'].split('-')[0]} (f32 hint)"
-        else:
-            labels[kind] = f"OpenVINO {w.info['version'].split('-')[0]} (no hint: {w.info['precision']})"
-
-    # --- ours: convert, then check the bench and run subcommands ---------------------------------
-    ours = {}             # (kind, batch) -> OurBench; kind "cnx" or "ref"
-    ours_unavailable = {}
-    ours_checks = {}
-    ours_run_errors = {}
-    cnx_path = os.path.join(args.results, f"{model_name}.cnx")
-    binary = os.path.abspath(args.binary)
-    if args.no_ours:
-        for b in batches:
-            ours_unavailable[("cnx", b)] = "skipped (--no-ours)"
-    elif not os.path.exists(binary):
-        for b in batches:
-            ours_unavailable[("cnx", b)] = f"no binary at {binary} (swift build -c release --product convnext-convert)"
-    else:
-        if os.path.exists(cnx_path):
-            os.remove(cnx_path)
-        bf16_path = os.path.join(args.results, f"{model_name}.bf16.cnx")
-        if not args.no_bf16:
-            # bfloat16 weights, no calibration: the row beside OpenVINO's bf16 pick.
-            if os.path.exists(bf16_path):
-                os.remove(bf16_path)
-            rc, out, err, wall, _ = run_child([binary, "quantize", "--bf16", model, bf16_path], timeout=args.timeout)
-            ok = rc == 0 and os.path.exists(bf16_path)
-            result["conversion_bf16"] = {"ok": ok, "wall_s": wall, "cnx_bytes": os.path.getsize(bf16_path) if ok else None,
-                                         "error": None if ok else short_error(err, out, rc)}
-            for b in batches:
-                if not ok:
-                    ours_unavailable[("bf16", b)] = f"quantize --bf16 failed: {result['conversion_bf16']['error']}"
-        rc, out, err, wall, rss = run_child([binary, "convert", model, cnx_path], timeout=args.timeout)
-        conv = {"command": shlex.join([binary, "convert", model, cnx_path]), "ok": rc == 0 and os.path.exists(cnx_path),
-                "wall_s": wall, "peak_rss_mb": rss}
-        if conv["ok"]:
-            size = os.path.getsize(cnx_path)
-            conv.update({"cnx_bytes": size, "fp32_param_bytes": 4 * facts["parameters"],
-                         "size_vs_4_bytes_per_param": size / (4 * facts["parameters"]) if facts["parameters"] else None})
-        else:
-            conv["error"] = short_error(err, out, rc)
-        result["conversion"] = conv
-
-        candidates = []
-        if conv["ok"]:
-            candidates += [("cnx", b) for b in batches]
-        if (result.get("conversion_bf16") or {}).get("ok"):
-            candidates += [("bf16", b) for b in batches]
-        else:
-            for b in batches:
-                ours_unavailable[("cnx", b)] = f"convert failed: {conv['error']}"
-        if not args.no_reference:
-            # The reference executor is slow (seconds per batch of 8, and its bench warms up 3
-            # times): one row, at the smallest batch, is enough for scale.
-            candidates += [("ref", min(batches))]
-        for kind, b in candidates:
-            path = {"cnx": cnx_path, "bf16": bf16_path}.get(kind, model)
-            row = OurBench(binary, path, b, args.threads, OUR_LABELS[kind], hw)
-            # Correctness first: `run` on the same input the competitors were checked on.
-            y_out = os.path.join(tmp, f"ours_{kind}_b{b}.npy")
-            rc, out, err, _, _ = run_child([binary, "run", path, "--input", inputs[b], "--output", y_out],
-                                           timeout=args.timeout)
-            if rc == 0 and os.path.exists(y_out):
-                ours_checks[(kind, b)] = compare(np.load(y_out), refs[b])
-            else:
-                ours_checks[(kind, b)] = None
-                ours_run_errors[(kind, b)] = short_error(err, out, rc)
-            # Probe the bench subcommand once (also a warm-up for the page cache).
-            try:
-                rc, out, err, _, _ = run_child(row.cmd(1), timeout=args.timeout)
-                if rc != 0:
-                    raise RuntimeError(short_error(err, out, rc))
-                parse_json_object(out)
-                ours[(kind, b)] = row
-            except Exception as e:
-                ours_unavailable[(kind, b)] = str(e)[:400]
-
-    # Announce verification.
-    print("verification (output on the fixture inputs tiled to the batch, vs expected):")
-    for b in batches:
-        for kind in COMPETITORS:
-            if (kind, b) in workers:
-                c = workers[(kind, b)].check
-                low = workers[(kind, b)].info["precision"] != "f32"
-                st = judge(c, low)
-                print(f"  batch {b:<3} {labels[kind]:<44} max|diff| {fmt(c and c.get('max_abs_diff'), '.3e')}"
-                      f"  top-1 agree {fmt(c and c.get('top1_agreement'), '.2f')}  {st}")
-            else:
-                print(f"  batch {b:<3} {labels[kind]:<44} not available: {unavailable.get((kind, b))}")
-        for kind in OUR_LABELS:
-            key = (kind, b)
-            if key not in ours and key not in ours_checks:
-                continue
-            c = ours_checks.get(key)
-            lbl = OUR_LABELS[kind]
-            if c is None:
-                err = ours_run_errors.get(key, "run failed")
-                print(f"  batch {b:<3} {lbl:<44} not verified: `run` not available: {err}")
-            else:
-                print(f"  batch {b:<3} {lbl:<44} max|diff| {fmt(c.get('max_abs_diff'), '.3e')}"
-                      f"  top-1 agree {fmt(c.get('top1_agreement'), '.2f')}  {judge(c, kind == 'bf16')}")
-    print()
-
-    # --- the interleaved rounds -----------------------------------------------------------------
-    samples = {key: {} for key in workers}     # key -> round -> per-iteration ms
-    t_rounds = time.perf_counter()
-    pids = [w.proc.pid for w in workers.values()]
-    foreign_by_round = []
-    max_rounds = rounds if (args.quick or args.no_extra_rounds) else 2 * rounds
-    r = 0
-    while True:
-        if r >= rounds:
-            n_quiet = sum(1 for sh in foreign_by_round if sh is None or sh <= NOISY_SHARE)
-            if n_quiet >= rounds or r >= max_rounds or time.perf_counter() - t_start > args.budget:
-                break
-            if r == rounds:
-                print(f"  {rounds - n_quiet} noisy rounds: running extra rounds (at most {max_rounds - rounds}, "
-                      f"within a {args.budget:.0f} s budget) to get {rounds} quiet ones")
-        t_r, busy0, own0 = time.perf_counter(), machine_busy_s(), own_cpu_s(pids)
-        for b in batches:
-            entries = [("w", key) for key in workers if key[1] == b] + [("o", key) for key in ours if key[1] == b]
-            k = r % len(entries) if entries else 0
-            entries = entries[k:] + entries[:k]      # rotate the order from round to round
-            iters, warm = default_iterations(args, b), default_warmup(args, b)
-            for how, key in entries:
-                time.sleep(PAUSE_S)
-                try:
-                    if how == "w":
-                        samples[key][r] = workers[key].call(cmd="time", warmup=warm, iterations=iters)["samples_ms"]
-                    else:
-                        # The reference executor is far slower: fewer iterations.
-                        n = max(1, iters // 8) if key[0] == "ref" else iters
-                        ours[key].round(r, n, args.timeout)
-                except Exception as e:
-                    if how == "w":
-                        unavailable[key] = f"failed in round {r + 1}: {e}"[:400]
-                        workers.pop(key).close()
-                    else:
-                        ours_unavailable[key] = f"failed in round {r + 1}: {e}"[:400]
-                        ours.pop(key)
-        busy1, own1 = machine_busy_s(), own_cpu_s(pids)
-        share = None
-        if busy0 is not None and busy1 is not None:
-            wall = max(1e-6, time.perf_counter() - t_r)
-            share = max(0.0, (busy1 - busy0) - (own1 - own0)) / (wall * (os.cpu_count() or 1))
-        foreign_by_round.append(share)
-        print(f"  round {r + 1}/{rounds}{' (extra)' if r >= rounds else ''} done ({time.perf_counter() - t_rounds:.0f} s)"
-              + ("" if share is None else f"; other processes used {100 * share:.0f}% of the CPU"
-                 + ("  <- noisy" if share > NOISY_SHARE else "")), flush=True)
-        r += 1
-    planned, rounds = rounds, r
-    # Other jobs on the machine (a build, a test suite) distort even the ratios: runtimes suffer
-    # unequally when a core is taken away (ONNX Runtime's spinning thread pool far more than
-    # OpenVINO). Keep only the quiet rounds when there are enough of them.
-    quiet = [r for r, sh in enumerate(foreign_by_round) if sh is None or sh <= NOISY_SHARE]
-    keep_rounds = set(quiet) if len(quiet) >= max(1, (planned + 1) // 2) else set(range(rounds))
-    noisy = sorted(set(range(rounds)) - set(quiet))
-    result["foreign_cpu_share_by_round"] = foreign_by_round
-    result["rounds_used"] = sorted(keep_rounds)
-    result["rounds"] = rounds
-    result["loadavg_end"] = os.getloadavg()
-    if noisy and len(keep_rounds) < rounds:
-        print(f"  statistics from the {len(keep_rounds)} quiet rounds; dropped noisy rounds "
-              f"{[r + 1 for r in noisy]} (other processes used > {100 * NOISY_SHARE:.0f}% of the CPU)")
-    elif noisy:
-        print(f"  NOISY RUN: other processes used > {100 * NOISY_SHARE:.0f}% of the CPU in "
-              f"{len(noisy)} of {rounds} rounds, too many to drop. Even the ratios are distorted "
-              "(runtimes suffer unequally from contention): rerun on a quiet machine.")
-        result["noisy"] = True
-    print()
-    for w in workers.values():
-        w.close()
-
-    # --- report ---------------------------------------------------------------------------------
-    exit_code = 0
-    for b in batches:
-        rows, table_refs = [], {}
-        for kind in COMPETITORS:
-            key = (kind, b)
-            if key not in workers:
-                rows.append({"label": labels[kind], "unavailable": unavailable.get(key, "?"), "key": kind})
-                continue
-            w = workers[key]
-            s = stats_from_samples([v for r in sorted(keep_rounds) for v in samples[key].get(r, [])]
-                                   or [v for lst in samples[key].values() for v in lst])
-            status = judge(w.check, w.info["precision"] != "f32")
-            rows.append({"label": labels[kind], "key": kind, **s, "ips": b * 1000.0 / s["median_ms"],
-                         "rss_mb": w.maxrss_mb, "check": w.check, "status": status, "info": w.info})
-            table_refs[kind] = s["median_ms"]
-        for kind in OUR_LABELS:
-            key = (kind, b)
-            lbl = OUR_LABELS[kind]
-            if key in ours:
-                s = stats_for_ours(ours[key], keep_rounds)
-                c = ours_checks.get(key)
-                rows.append({"label": lbl, "key": kind, **s, "ips": b * 1000.0 / s["median_ms"],
-                             "rss_mb": s["peak_rss_mb"], "check": c, "status": judge(c, kind == "bf16"),
-                             "rounds_json": ours[key].rounds})
-            elif key in ours_unavailable:
-                rows.append({"label": lbl, "key": kind, "unavailable": ours_unavailable[key]})
-        for row in rows:
-            if row.get("status") == "WRONG" and (row["key"] in ("cnx", "ref") or
-                                                  row.get("info", {}).get("precision") == "f32"):
-                exit_code = 3
-                result["failures"].append(f"batch {b}: {row['label']} output is wrong")
-        n_it = default_iterations(args, b)
-        used = f"{len(keep_rounds)} of {rounds}" if len(keep_rounds) < rounds else f"{rounds}"
-        print_table(f"{model_name}, batch {b}, {args.threads} threads "
-                    f"({used} interleaved rounds x {n_it} iterations; ratios are median time / the "
-                    f"competitor's; < 1.00 is faster)", rows, table_refs)
-        result["rows"][str(b)] = [{k: v for k, v in row.items()} for row in rows]
-
-    # The headline: this project's .cnx against each competitor, per batch.
-    for b in batches:
-        rows = {r["key"]: r for r in result["rows"][str(b)] if "median_ms" in r}
-        if "cnx" in rows:
-            parts = [f"{rows[k]['median_ms'] / rows['cnx']['median_ms']:.2f}x {name}"
-                     for k, name in ((ORT, "ONNX Runtime"), (OV_F32, "OpenVINO f32"), (OV_AUTO, "OpenVINO no-hint"))
-                     if k in rows]
-            print(f"batch {b}: convnext-convert .cnx speed = " + ", ".join(parts) + "  (> 1.00: we are faster)")
-        if "bf16" in rows and OV_AUTO in rows:
-            print(f"batch {b}: convnext-convert bf16 time / OpenVINO no-hint ({rows[OV_AUTO].get('info', {}).get('precision')}) = "
-                  f"{rows['bf16']['median_ms'] / rows[OV_AUTO]['median_ms']:.2f}  (< 1.00: we are faster)")
-        # How far each engine's reduced precision is from its own float32, on the same inputs.
-        sq = {}
-        for name, low, full in (("convnext-convert bf16", f"ours_bf16_b{b}.npy", f"ours_cnx_b{b}.npy"),
-                                ("OpenVINO no-hint", f"{OV_AUTO}_b{b}.npy", f"{OV_F32}_b{b}.npy")):
-            lp, fp = os.path.join(tmp, low), os.path.join(tmp, full)
-            if os.path.exists(lp) and os.path.exists(fp):
-                y, ref = np.load(lp).astype(np.float64), np.load(fp).astype(np.float64)
-                noise = float(np.sum((y - ref) ** 2))
-                sq[name] = {"sqnr_db": 10 * math.log10(float(np.sum(ref ** 2)) / noise) if noise > 0 else None,
-                            "max_abs_diff": float(np.max(np.abs(y - ref)))}
-        if sq:
-            result.setdefault("reduced_precision_vs_own_f32", {})[str(b)] = sq
-            print(f"batch {b}: reduced precision against the same engine's float32: " + "; ".join(
-                f"{k} SQNR {fmt(v['sqnr_db'], '.1f')} dB, max|diff| {v['max_abs_diff']:.3g}" for k, v in sq.items()))
-    conv = result["conversion"]
-    if conv is None:
-        print("conversion: not run (" + (ours_unavailable.get(("cnx", batches[0])) or "no binary") + ")")
-    elif not conv["ok"]:
-        print(f"conversion: not available: {conv['error']}")
-    else:
-        print(f"conversion: {conv['wall_s']:.2f} s wall, peak RSS {conv['peak_rss_mb']:.0f} MB; "
-              f".cnx {conv['cnx_bytes'] / 1e6:.1f} MB = {conv['size_vs_4_bytes_per_param']:.3f} x "
-              f"4 bytes/parameter ({conv['fp32_param_bytes'] / 1e6:.1f} MB for {facts['parameters']:,} parameters)")
-    if result.get("noisy"):
-        print("NOISY RUN: other processes competed for the CPU in most rounds; these ratios are not reliable")
-    for f in os.listdir(tmp):
-        os.remove(os.path.join(tmp, f))
-    os.rmdir(tmp)
-    return exit_code, result
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Benchmarks/run_families.sh:
 
     .venv-fixtures/bin/python Benchmarks/export_families.py [--out Fixtures/large/families]
                                                             [--only NAME,NAME] [--list] [--large]
+    .venv-fixtures/bin/python Benchmarks/export_families.py --bench [--only convnext_base_384]
 
 For each family: timm.create_model(name, pretrained=False, **kwargs) (or, for the `hf_` families,
 transformers' ConvNextForImageClassification / ConvNextV2ForImageClassification from a config with
@@ -19,6 +20,12 @@ batch 1 (dynamic batch axis), 224 x 224, into OUT/<family>/:
     meta.json       timm name, kwargs, parameter count, ONNX Runtime's error against PyTorch
 
 Families whose model.onnx and meta.json exist (with the same definition) are skipped.
+
+--bench makes the speed benchmark's models the same way instead (Benchmarks/run.sh calls it): the
+ConvNeXt-B at 384 x 384 (the paper's fine-tuning resolution) into Fixtures/large/convnext_base_384/,
+with input.npy / input2.npy (1 and 2 samples) and ONNX Runtime's outputs on them, expected.npy /
+expected2.npy, which bench.py verifies every row against. (ConvNeXt-T at 224 is
+Fixtures/make_fixtures.py --full-size's convnext_tiny_op17.)
 """
 from __future__ import annotations
 
@@ -67,6 +74,11 @@ FAMILIES.update(TRANSFORMERS)
 LARGE = {
     "convnext_large_mlp": ("convnext_large_mlp", {}, "MLP head, the full-size model", True),
 }
+# The speed benchmark's models (--bench): name -> (timm model, kwargs, about, random GRN, size).
+BENCH_MODELS = {
+    "convnext_base_384": ("convnext_base", {}, "ConvNeXt-B at the paper's fine-tuning resolution", True, 384),
+}
+DEFAULT_BENCH_OUT = os.path.join(ROOT, "Fixtures", "large")
 SEED = 1234
 
 
@@ -131,19 +143,21 @@ def transformers_model(class_name: str, fields: dict):
     return Logits()
 
 
-def export(name: str, spec, out_root: str) -> dict:
+def export(name: str, spec, out_root: str, size: int = SIZE, expected: bool = False) -> dict:
     import numpy as np
     import onnxruntime as ort
     import timm
     import torch
 
-    timm_name, kwargs, about, random_grn = spec
+    timm_name, kwargs, about, random_grn = spec[:4]
     hf = name in TRANSFORMERS
     definition = {"timm_model": timm_name, "kwargs": kwargs, "random_grn": random_grn, "seed": SEED,
-                  "opset": OPSET, "size": SIZE, "exporter": "legacy", "randomiser": 2}
+                  "opset": OPSET, "size": size, "exporter": "legacy", "randomiser": 2}
     if hf:
         definition = {"transformers_model": timm_name, "config": kwargs, "random_grn": random_grn,
-                      "seed": SEED, "opset": OPSET, "size": SIZE, "exporter": "legacy", "randomiser": 2}
+                      "seed": SEED, "opset": OPSET, "size": size, "exporter": "legacy", "randomiser": 2}
+    if expected:
+        definition["expected"] = "ONNX Runtime on input.npy (1 sample) and input2.npy (2)"
     out = os.path.join(out_root, name)
     meta_path, onnx_path = os.path.join(out, "meta.json"), os.path.join(out, "model.onnx")
     if os.path.exists(meta_path) and os.path.exists(onnx_path):
@@ -157,7 +171,7 @@ def export(name: str, spec, out_root: str) -> dict:
     torch.manual_seed(SEED)
     model = (transformers_model(timm_name, kwargs) if hf else timm.create_model(timm_name, pretrained=False, **kwargs)).eval()
     randomize(model, SEED, random_grn)
-    x = torch.from_numpy(np.random.default_rng(SEED).standard_normal((1, 3, SIZE, SIZE), dtype=np.float32))
+    x = torch.from_numpy(np.random.default_rng(SEED).standard_normal((1, 3, size, size), dtype=np.float32))
     with torch.no_grad():
         y = model(x).numpy()
     with warnings.catch_warnings():
@@ -173,6 +187,12 @@ def export(name: str, spec, out_root: str) -> dict:
     sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
     y_ort = sess.run(None, {"input": x.numpy()})[0]
     err = float(np.abs(y_ort - y).max() / max(np.abs(y).max(), 1e-30))
+    if expected:
+        # The benchmark's verification data: ONNX Runtime's outputs, as make_fixtures.py's are.
+        x2 = np.random.default_rng(SEED + 1).standard_normal((2, 3, size, size), dtype=np.float32)
+        np.save(os.path.join(out, "expected.npy"), y_ort)
+        np.save(os.path.join(out, "input2.npy"), x2)
+        np.save(os.path.join(out, "expected2.npy"), sess.run(None, {"input": x2})[0])
     meta = {"definition": definition, "about": about,
             "parameters": int(sum(p.numel() for p in model.parameters())),
             "ort_vs_torch_rel": err, "torch": torch.__version__, "timm": timm.__version__,
@@ -191,7 +211,19 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=None, help="comma-separated family names")
     ap.add_argument("--large", action="store_true", help="also convnext_large_mlp (200 M parameters)")
     ap.add_argument("--list", action="store_true", help="print the family names and exit")
+    ap.add_argument("--bench", action="store_true",
+                    help="the speed benchmark's models instead (default --out Fixtures/large)")
     args = ap.parse_args(argv)
+    if args.bench:
+        out = os.path.abspath(args.out if args.out != DEFAULT_OUT else DEFAULT_BENCH_OUT)
+        names = [n.strip() for n in (args.only or ",".join(BENCH_MODELS)).split(",") if n.strip()]
+        unknown = [n for n in names if n not in BENCH_MODELS]
+        if unknown:
+            print(f"unknown benchmark models: {', '.join(unknown)} (known: {', '.join(BENCH_MODELS)})", file=sys.stderr)
+            return 2
+        for n in names:
+            export(n, BENCH_MODELS[n], out, size=BENCH_MODELS[n][4], expected=True)
+        return 0
     families = dict(FAMILIES, **(LARGE if args.large else {}))
     if args.list:
         for n, (t, kw, about, _) in families.items():

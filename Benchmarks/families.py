@@ -16,7 +16,7 @@ For each family exported by Benchmarks/export_families.py (Fixtures/large/famili
    same input (the session that is timed): max |ours - ORT| / max |ORT| must be <= 1e-5, else the
    row is WRONG (exit status 3); ONNX Runtime against PyTorch is shown too;
 4. timing: batch 1, 2 threads, rounds alternating which runtime goes first; ONNX Runtime in its own
-   worker process (Benchmarks/bench.py's), ours as `convnext-convert bench --json`, one process
+   worker process (Benchmarks/benchlib.py's), ours as `convnext-convert bench --json`, one process
    per round; medians over all timed iterations of the rounds kept. A round in which other processes
    used more than 10% of the CPU is noisy: noisy rounds are replaced by extra ones within the
    budget, and the row says so when too few rounds were quiet.
@@ -39,7 +39,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import bench  # noqa: E402  (the worker processes, our tool's launcher, statistics, noise accounting)
+import benchlib as bench  # noqa: E402  (the worker processes, our tool's launcher, statistics, noise accounting)
 
 ROOT = bench.ROOT
 DEFAULT_DIR = os.path.join(ROOT, "Fixtures", "large", "families")

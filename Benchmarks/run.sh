@@ -1,48 +1,35 @@
 #!/usr/bin/env bash
-# The speed benchmark, one command from the repository root:
+# The speed benchmark, one command from the repository root (see Benchmarks/README.md):
 #
-#   bash Benchmarks/run.sh [--quick] [--batch 1,8] [--threads 2] [--rounds N] [--iterations K]
-#                          [--model PATH] [--no-build] [--no-ours] [--no-reference]
-#                          [--no-backbone | --backbone-only]
+#   bash Benchmarks/run.sh [--quick] [--models t224,b384] [--batch 1,8] [--threads 2] [--rounds N]
+#                          [--iterations K] [--reuse] [--no-build] [--no-ours] [--backbone | --backbone-only]
 #
-# Sets up .venv-bench (PyPI: onnxruntime, openvino, numpy, onnx), makes the full-size ConvNeXt-T
-# exports if they are missing (classifier and features_only backbone; fixtures venv, torch), builds
-# the release binary, then runs
-# Benchmarks/bench.py with the remaining arguments. Results: Benchmarks/results/latest.json.
-# OPENBLAS_* and the rest of the environment are passed through unchanged.
+# Sets up .venv-bench (PyPI: onnxruntime, openvino, numpy, onnx), makes the full-size exports if
+# they are missing (ConvNeXt-T 224, ConvNeXt-B 384; with --backbone the features_only backbone;
+# fixtures venv, torch), builds the release binary, then runs Benchmarks/bench.py with the
+# remaining arguments. Results: Benchmarks/results/latest.json. The environment (OPENBLAS_*,
+# CNX_ISA, ...) is passed through unchanged.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 cd "$ROOT"
 
 build=1
-want_model=1
-want_backbone=1
+setup_args=(--model)
 args=()
 for a in "$@"; do
     case "$a" in
         --no-build) build=0 ;;
-        --no-backbone) want_backbone=0; args+=("$a") ;;
-        --backbone-only) want_model=0; args+=("$a") ;;
+        --backbone) setup_args+=(--backbone); args+=("$a") ;;
+        --backbone-only) setup_args=(--backbone); args+=("$a") ;;
         *) args+=("$a") ;;
     esac
 done
-setup_args=()
-[ "$want_model" = 1 ] && setup_args+=(--model)
-[ "$want_backbone" = 1 ] && setup_args+=(--backbone)
 
-bash "$HERE/setup_venv.sh" ${setup_args[@]+"${setup_args[@]}"}
+bash "$HERE/setup_venv.sh" "${setup_args[@]}"
 
-mkdir -p "$HERE/results"
 if [ "$build" = 1 ]; then
-    log="$HERE/results/build.log"
-    if swift build -c release --product convnext-convert >"$log" 2>&1; then
-        :
-    else
-        echo "warning: the release build failed (last lines of $log below); this project's rows are skipped" >&2
-        tail -n 5 "$log" >&2
-        args+=("--no-ours")
-    fi
+    bash "$HERE/release_build.sh" || args+=(--no-ours)
 fi
 
 exec "$ROOT/.venv-bench/bin/python" "$HERE/bench.py" ${args[@]+"${args[@]}"}

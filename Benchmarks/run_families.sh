@@ -41,14 +41,8 @@ if [ -z "${FIXTURES_PYTHON:-}" ]; then
 fi
 "$FIXTURES_PYTHON" "$HERE/export_families.py" ${export_args[@]+"${export_args[@]}"}
 
-mkdir -p "$HERE/results"
 if [ "$build" = 1 ]; then
-    log="$HERE/results/build.log"
-    if ! swift build -c release --product convnext-convert >"$log" 2>&1; then
-        echo "warning: the release build failed (last lines of $log below); this project's rows are skipped" >&2
-        tail -n 5 "$log" >&2
-        args+=(--no-ours)
-    fi
+    bash "$HERE/release_build.sh" || args+=(--no-ours)
 fi
 
 exec "$ROOT/.venv-bench/bin/python" "$HERE/families.py" ${args[@]+"${args[@]}"}

@@ -3,8 +3,10 @@
 # Idempotent: prints one line and does nothing when requirements.txt has not changed.
 #
 #   bash Benchmarks/setup_venv.sh            # the competitors' venv only
-#   bash Benchmarks/setup_venv.sh --model    # also make sure the full-size ConvNeXt-T export exists
-#                                            # (needs torch: uses Fixtures/setup_venv.sh + make_fixtures.py)
+#   bash Benchmarks/setup_venv.sh --model    # also make sure the benchmark's full-size exports exist:
+#                                            # ConvNeXt-T 224 (Fixtures/make_fixtures.py --full-size) and
+#                                            # ConvNeXt-B 384 (Benchmarks/export_families.py --bench); needs
+#                                            # torch: the fixtures venv (Fixtures/setup_venv.sh)
 #   bash Benchmarks/setup_venv.sh --backbone # also make sure the full-size ConvNeXt-T features_only
 #                                            # export exists (Fixtures/make_backbone.py --full-size)
 set -euo pipefail
@@ -48,6 +50,12 @@ if [ "$want_model" = 1 ]; then
         echo "full-size ConvNeXt-T export missing ($MODEL): making it with the fixtures venv (torch)"
         bash "$ROOT/Fixtures/setup_venv.sh"
         (cd "$ROOT" && "$ROOT/.venv-fixtures/bin/python" Fixtures/make_fixtures.py --full-size "$ROOT/Fixtures/large")
+    fi
+    BASE="$ROOT/Fixtures/large/convnext_base_384/model.onnx"
+    if [ ! -f "$BASE" ] || [ ! -f "$ROOT/Fixtures/large/convnext_base_384/expected2.npy" ]; then
+        echo "full-size ConvNeXt-B 384 export missing ($BASE): making it with the fixtures venv (torch; about 2 minutes)"
+        bash "$ROOT/Fixtures/setup_venv.sh"
+        "$ROOT/.venv-fixtures/bin/python" "$HERE/export_families.py" --bench
     fi
 fi
 

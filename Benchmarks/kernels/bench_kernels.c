@@ -2,6 +2,7 @@
 // OpenBLAS's cblas_sgemm (one thread). Built and run by run.sh. Prints GFLOP/s (2 m n k / time)
 // and milliseconds; every figure is the median of several timed repeats.
 #include "cnx_fast.h"
+#include "bench_timing.h"
 
 #include <cblas.h>
 #include <stdio.h>
@@ -9,50 +10,13 @@
 #include <string.h>
 #include <time.h>
 
-// --cpu times with this thread's CPU clock: steadier when other work shares the cores.
-static clockid_t clock_id = CLOCK_MONOTONIC;
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(clock_id, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static float *alloc_floats(size_t count) {
-    void *p = NULL;
-    if (posix_memalign(&p, 64, (count ? count : 1) * sizeof(float)) != 0) abort();
-    return (float *)p;
-}
+static float *alloc_floats(size_t count) { return (float *)alloc_bytes(count * sizeof(float)); }
 
 static void fill(float *x, size_t count, unsigned seed) {
     for (size_t i = 0; i < count; i++) {
         seed = seed * 1664525u + 1013904223u;
         x[i] = (float)((seed >> 8) & 0xFFFF) / 32768.0f - 1.0f;
     }
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-// Median (or with --min, best) seconds per call of fn(ctx), repeats of about 30 ms each.
-#define REPEATS 9
-static int use_min = 0;
-static double time_call(void (*fn)(void *), void *ctx) {
-    fn(ctx);
-    double t0 = now();
-    int calls = 0;
-    do { fn(ctx); calls++; } while (now() - t0 < 0.01);
-    int per = (int)(calls * 3.0) + 1;
-    double s[REPEATS];
-    for (int r = 0; r < REPEATS; r++) {
-        double t = now();
-        for (int i = 0; i < per; i++) fn(ctx);
-        s[r] = (now() - t) / per;
-    }
-    qsort(s, REPEATS, sizeof(double), cmp_double);
-    return use_min ? s[0] : s[REPEATS / 2];
 }
 
 typedef struct {
@@ -171,6 +135,8 @@ static const int64_t STAGE_M[4] = {3136, 784, 196, 49};
 
 int main(int argc, char **argv) {
     int quick = 0, gemm_only = 0, act_only = 0;
+    repeats = 9;      // of about 30 ms each
+    target = 0.03;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) quick = 1;
         else if (strcmp(argv[i], "--act") == 0) act_only = 1;

@@ -10,54 +10,17 @@
 //            for the expanding layers (n = 4k), bias + residual for the contracting ones
 #include "cnx_fast.h"
 #include "cnx_qgemm.h"
+#include "bench_timing.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-static clockid_t clock_id = CLOCK_MONOTONIC;  // --cpu: this thread's CPU clock
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(clock_id, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static void *alloc_bytes(size_t bytes) {
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? bytes : 1) != 0) abort();
-    return p;
-}
-
 static unsigned seed = 12345u;
 static unsigned next_rand(void) {
     seed = seed * 1664525u + 1013904223u;
     return seed >> 8;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-// Median (or with --min, best) seconds per call of fn(ctx), over `repeats` runs of ~target s each.
-static int repeats = 7, use_min = 0;
-static double target = 0.02;
-static double time_call(void (*fn)(void *), void *ctx) {
-    fn(ctx);
-    double t0 = now();
-    int calls = 0;
-    do { fn(ctx); calls++; } while (now() - t0 < target / 3);
-    const int per = calls * 3 + 1 > 1 ? calls * 3 : 1;
-    double s[32];
-    for (int r = 0; r < repeats; r++) {
-        const double t = now();
-        for (int i = 0; i < per; i++) fn(ctx);
-        s[r] = (now() - t) / per;
-    }
-    qsort(s, (size_t)repeats, sizeof(double), cmp_double);
-    return use_min ? s[0] : s[repeats / 2];
 }
 
 typedef struct {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CKernels
 import CNXConvert
 import CNXFormat
 import CNXGraph
@@ -45,10 +46,21 @@ struct Bench: ParsableCommand {
         try reportingErrors {
             let r = try Benchmark.run(model: model, threads: threads, batch: batch, iterations: iterations, size: size)
             if json {
-                print(r.json)
+                print(Self.withISA(r.json))
             } else {
                 print(r.table)
             }
         }
+    }
+
+    /// The JSON object with `"isa"`: the path each kernel family's dispatcher picked in this process
+    /// (after the run, so after CNX_ISA / CNX_HPATH and the CPU's features were read): float32
+    /// (cnx_isa), int8 (cnx_qisa) and half precision (cnx_hpath). Benchmarks/bench.py shows them.
+    static func withISA(_ json: String) -> String {
+        let float = String(cString: cnx_isa_name(cnx_isa_current()))
+        let int8 = String(cString: cnx_qisa_name(cnx_qisa_current()))
+        let half = String(cString: cnx_hpath_name(cnx_hpath_current()))
+        guard json.hasSuffix("}") else { return json }
+        return String(json.dropLast()) + ", \"isa\": {\"float\": \"\(float)\", \"int8\": \"\(int8)\", \"half\": \"\(half)\"}}"
     }
 }

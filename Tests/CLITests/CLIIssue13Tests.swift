@@ -193,6 +193,9 @@ final class CLIMessageTests: CLIFolderTestCase {
         for level in ["avxvnni", "neon", "i8mm"] { try ok(["inspect", "d.cnx"], environment: ["CNX_ISA": level]) }
         let bench = try ok(["bench", "d.cnx", "--iterations", "1", "--json"], environment: ["CNX_ISA": "scalar"])
         XCTAssertTrue(try json(bench.stdout)["kernels"].map { "\($0)".hasPrefix("scalar") } ?? false, bench.stdout)
+        // and says what each kernel family's dispatcher picked (float, int8, half): all lowered to scalar.
+        let isa = try json(bench.stdout)["isa"] as? [String: String]
+        XCTAssertEqual(isa, ["float": "scalar", "int8": "scalar", "half": "scalar"], bench.stdout)
         XCTAssertTrue(try ok(["bench", "d.cnx", "--iterations", "1"]).stdout.contains("kernels:"))
     }
 
