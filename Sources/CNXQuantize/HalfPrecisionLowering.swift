@@ -1,7 +1,6 @@
 import CKernels
 import CNXFormat
 import CNXGraph
-import CNXPasses
 import CNXReference
 
 /// Stores the weights of the GEMM layers of a fused graph as bfloat16 or float16, without
