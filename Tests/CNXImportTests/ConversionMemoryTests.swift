@@ -33,7 +33,7 @@ final class ConversionMemoryTests: XCTestCase {
             throw XCTSkip("GNU time (/usr/bin/time) is not installed")
         }
         // Shadow memory and quarantine make RSS meaningless under a sanitizer.
-        guard dlsym(nil, "__asan_init") == nil, dlsym(nil, "__tsan_init") == nil else {
+        guard !underSanitizer else {
             throw XCTSkip("peak RSS is not measured under a sanitizer")
         }
         let dir = try temporaryDirectory()

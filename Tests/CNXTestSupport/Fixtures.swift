@@ -122,6 +122,13 @@ public func runTool(_ arguments: [String], in folder: URL? = nil, environment: [
         stderr: String(decoding: e, as: UTF8.self))
 }
 
+/// True when this test binary (and so the tool, built with the same flags) runs under a sanitizer,
+/// whose shadow memory and quarantine raise every process's RSS.
+public let underSanitizer: Bool = {
+    let names: [String] = ["__asan_init", "__tsan_init"]
+    return names.contains { name in dlsym(nil, name) != nil }
+}()
+
 /// A fresh temporary folder.
 public func temporaryDirectory() throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("cnx-test-\(UUID().uuidString)")

@@ -105,13 +105,6 @@ func residentSetSize() -> Int {
     return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
 
-/// True when this test binary (and so the tool, built with the same flags) runs under a sanitizer,
-/// whose shadow memory and quarantine raise every process's RSS.
-let underSanitizer: Bool = {
-    let names: [String] = ["__asan_init", "__tsan_init"]
-    return names.contains { name in dlsym(nil, name) != nil }
-}()
-
 /// The peak RSS a run of the tool on a hostile file of `size` bytes may reach: the tool's own
 /// baseline (runtime, Foundation, OpenBLAS) plus twice the file. Anything that allocates what a
 /// header claims rather than what the file holds goes far past it.
