@@ -308,3 +308,50 @@ void cnx_gemm_f16(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                   int64_t ldr, float *c, int64_t ldc) {
     hgemm(CNX_HK_F16, m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc);
 }
+
+// MARK: - Activations already in bfloat16
+
+void cnx_round_bf16_ref(const float *x, int64_t count, uint16_t *y) {
+    for (int64_t i = 0; i < count; i++) y[i] = cnx_bf16_from_f32(ftz(x[i]));
+}
+
+void cnx_round_bf16(const float *x, int64_t count, uint16_t *y) {
+#if CNX_X86
+    if (cnx_hpath_current() == CNX_HPATH_AVX512_BF16) {
+        cnx_round_bf16_avx512bf16(x, count, y);
+        return;
+    }
+#endif
+    cnx_round_bf16_ref(x, count, y);
+}
+
+// Row by row: A's row widened (exact), the dot twin on it, then the output rounded when bf16.
+// Row by row keeps a residual that is C itself correct (each row reads its own residual first).
+void cnx_gemm_bf16_a16_ref(int64_t m, int64_t n, int64_t k, const uint16_t *a, int64_t lda, const uint16_t *packed_b,
+                           const float *bias, int act, const float *residual, int64_t ldr, float *c, uint16_t *c16,
+                           int64_t ldc) {
+    if (m <= 0 || n <= 0) return;
+    float *row = malloc((size_t)(k > 0 ? k : 1) * sizeof(float));
+    float *out = c16 ? malloc((size_t)n * sizeof(float)) : NULL;
+    if (!row || (c16 && !out)) abort();
+    for (int64_t i = 0; i < m; i++) {
+        cnx_f32_from_bf16_n(a + i * lda, k, row);
+        cnx_gemm_bf16_dot_ref(1, n, k, row, k, packed_b, bias, act, residual ? residual + i * ldr : NULL, ldr,
+                              c16 ? out : c + i * ldc, ldc);
+        if (c16) cnx_round_bf16_ref(out, n, c16 + i * ldc);
+    }
+    free(row);
+    free(out);
+}
+
+void cnx_gemm_bf16_a16(int64_t m, int64_t n, int64_t k, const uint16_t *a, int64_t lda, const uint16_t *packed_b,
+                       const float *bias, int act, const float *residual, int64_t ldr, float *c, uint16_t *c16, int64_t ldc) {
+    act = cnx_act_normalise(act);
+#if CNX_X86
+    if (cnx_hpath_current() == CNX_HPATH_AVX512_BF16 && k % 2 == 0 && lda % 2 == 0) {
+        cnx_hgemm_a16_avx512bf16(m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, c16, ldc);
+        return;
+    }
+#endif
+    cnx_gemm_bf16_a16_ref(m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, c16, ldc);
+}

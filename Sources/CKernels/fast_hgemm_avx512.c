@@ -45,6 +45,21 @@ INLINE T512 void fma_rows(const int R, __m512 *acc0, __m512 *acc1, const float *
     }
 }
 
+// acc{0,1}[r] += the tile's rows of bf16 pairs a (lda in pairs) times `steps` pair rows of the
+// panel bp, by vdpbf16ps.
+INLINE T512BF void dot_steps(const int R, __m512 *acc0, __m512 *acc1, const uint32_t *a, int64_t lda, const uint16_t *bp,
+                             int64_t steps) {
+    for (int64_t q = 0; q < steps; q++) {
+        const __m512i w0 = _mm512_loadu_si512(bp + q * 2 * PANEL), w1 = _mm512_loadu_si512(bp + q * 2 * PANEL + PANEL);
+#pragma clang loop unroll(full)
+        for (int r = 0; r < R; r++) {
+            const __m512i ap = _mm512_set1_epi32((int)a[r * lda + q]);
+            acc0[r] = _mm512_dpbf16_ps(acc0[r], (__m512bh)ap, (__m512bh)w0);
+            acc1[r] = _mm512_dpbf16_ps(acc1[r], (__m512bh)ap, (__m512bh)w1);
+        }
+    }
+}
+
 // One tile. KIND: CNX_HK_*. steps: pairs of k (bf16 kinds; for the widened kind, whole pairs,
 // then the even half of one more when e->odd_tail) or rows of k (float16). a: the bf16 pairs
 // buffer (dot; lda in pairs) or the float activations (lda in floats) at the block's first k.
@@ -54,16 +69,7 @@ INLINE T512BF void htile(const int KIND, const int R, int64_t steps, const void 
     CNX_TILE512_MASKS(e->valid_n, m0, m1);
     cnx_tile512_start(R, acc0, acc1, c, ldc, e, m0, m1);
     if (KIND == CNX_HK_BF16_DOT) {
-        const uint32_t *a = (const uint32_t *)av;
-        for (int64_t q = 0; q < steps; q++) {
-            const __m512i w0 = _mm512_loadu_si512(bp + q * 2 * PANEL), w1 = _mm512_loadu_si512(bp + q * 2 * PANEL + PANEL);
-#pragma clang loop unroll(full)
-            for (int r = 0; r < R; r++) {
-                const __m512i ap = _mm512_set1_epi32((int)a[r * lda + q]);
-                acc0[r] = _mm512_dpbf16_ps(acc0[r], (__m512bh)ap, (__m512bh)w0);
-                acc1[r] = _mm512_dpbf16_ps(acc1[r], (__m512bh)ap, (__m512bh)w1);
-            }
-        }
+        dot_steps(R, acc0, acc1, (const uint32_t *)av, lda, bp, steps);
     } else if (KIND == CNX_HK_BF16_WIDE) {
         const float *a = (const float *)av;
         const __m512i high = _mm512_set1_epi32((int)0xFFFF0000u);
@@ -193,6 +199,97 @@ void cnx_hgemm_avx512(int kind, int64_t m, int64_t n, int64_t k, const float *a,
     }
 }
 
+// MARK: - Activations already in bfloat16
+
+// The epilogue of a tile with bfloat16 output: the activation, the residual, then rounding to
+// bfloat16 (vcvtneps2bf16: nearest even, denormals to zero, as the dot path rounds its inputs).
+static T512BF __attribute__((noinline)) void act16(int act, int mr, __m512 (*tile)[2], uint16_t *c, int64_t ldc, const hep *e,
+                                                   __mmask16 m0, __mmask16 m1) {
+#define ACT16_BODY(ACT)                                                                                    \
+    for (int r = 0; r < mr; r++) {                                                                         \
+        __m512 v[2] = {tile[r][0], tile[r][1]};                                                            \
+        cnx_act512_n(ACT, 2, v);                                                                           \
+        if (e->residual) {                                                                                 \
+            v[0] = _mm512_add_ps(v[0], _mm512_maskz_loadu_ps(m0, e->residual + r * e->ldr));               \
+            v[1] = _mm512_add_ps(v[1], _mm512_maskz_loadu_ps(m1, e->residual + r * e->ldr + 16));          \
+        }                                                                                                  \
+        _mm256_mask_storeu_epi16(c + r * ldc, m0, (__m256i)_mm512_cvtneps_pbh(v[0]));                      \
+        _mm256_mask_storeu_epi16(c + r * ldc + 16, m1, (__m256i)_mm512_cvtneps_pbh(v[1]));                 \
+    }
+    CNX_ACT_DISPATCH(act, ACT16_BODY);
+#undef ACT16_BODY
+}
+
+// One tile over the whole of K (one block): a bf16 pairs (lda in pairs); output float c (the
+// float GEMM's epilogue) or, when c16 is set, bfloat16 c16.
+INLINE T512BF void htile_a16(const int R, int64_t steps, const uint32_t *a, int64_t lda, const uint16_t *bp, float *c, uint16_t *c16,
+                             int64_t ldc, const hep *e) {
+    __m512 acc0[MR], acc1[MR];
+    CNX_TILE512_MASKS(e->valid_n, m0, m1);
+    cnx_tile512_start(R, acc0, acc1, c, ldc, e, m0, m1);
+    dot_steps(R, acc0, acc1, a, lda, bp, steps);
+    if (!c16) {
+        cnx_tile512_finish(R, acc0, acc1, c, ldc, e, m0, m1);
+        return;
+    }
+    __m512 tile[MR][2];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < R; r++) tile[r][0] = acc0[r], tile[r][1] = acc1[r];
+    // The residual was folded in at the start when there is no activation.
+    hep e16 = *e;
+    if (!e->act) e16.residual = NULL;
+    act16(e->act, R, tile, c16, ldc, &e16, m0, m1);
+}
+
+typedef void (*htile16_fn)(int64_t steps, const uint32_t *a, int64_t lda, const uint16_t *bp, float *c, uint16_t *c16,
+                           int64_t ldc, const hep *e);
+#define HTILE16(KIND, R)                                                                                        \
+    static T512BF void htile16_##R(int64_t steps, const uint32_t *a, int64_t lda, const uint16_t *bp, float *c, \
+                                   uint16_t *c16, int64_t ldc, const hep *e) {                                  \
+        htile_a16(R, steps, a, lda, bp, c, c16, ldc, e);                                                        \
+    }
+#define HTILE16_ENTRY(KIND, R) htile16_##R,
+HTILES(HTILE16, 0)
+static const htile16_fn TILES16[MR + 1] = {0, HTILES(HTILE16_ENTRY, 0)};
+
+void cnx_hgemm_a16_avx512bf16(int64_t m, int64_t n, int64_t k, const uint16_t *a, int64_t lda, const uint16_t *packed_b,
+                              const float *bias, int act, const float *residual, int64_t ldr, float *c, uint16_t *c16,
+                              int64_t ldc) {
+    if (m <= 0 || n <= 0) return;
+    const int64_t steps = k / 2, panels = (n + PANEL - 1) / PANEL;
+    // Row blocks of at most MCH rows, as even as the tiles allow: a block's activations (MCH rows
+    // of k halves) stay in L2 while every panel passes over them.
+    const int64_t blocks = (m + MCH - 1) / MCH;
+    for (int64_t b = 0, m0 = 0; b < blocks; b++) {
+        const int64_t rows = (m - m0) / (blocks - b);
+        const int64_t ntiles = (rows + MR - 1) / MR;
+        const int64_t tile_rows = rows / ntiles, taller = rows % ntiles;
+        for (int64_t p = 0; p < panels; p++) {
+            const int64_t j0 = p * PANEL;
+            hep e = {.ldr = ldr, .act = act, .first = 1, .last = 1, .bias = bias ? bias + j0 : NULL, .valid_n = n - j0};
+            const uint16_t *bp = packed_b + p * PANEL * k;
+            for (int64_t t = 0, i = m0; t < ntiles; t++) {
+                const int64_t mr = tile_rows + (t < taller);
+                e.residual = residual ? residual + i * ldr + j0 : NULL;
+                TILES16[mr](steps, (const uint32_t *)(a + i * lda), lda / 2, bp, c ? c + i * ldc + j0 : NULL,
+                            c16 ? c16 + i * ldc + j0 : NULL, ldc, &e);
+                i += mr;
+            }
+        }
+        m0 += rows;
+    }
+}
+
+// Rounds count floats to bfloat16 (vcvtneps2bf16), 16 at a time.
+T512BF void cnx_round_bf16_avx512bf16(const float *x, int64_t count, uint16_t *y) {
+    int64_t i = 0;
+    for (; i + 16 <= count; i += 16) _mm256_storeu_si256((__m256i *)(y + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i)));
+    if (i < count) {
+        const __mmask16 m = (__mmask16)((1u << (count - i)) - 1);
+        _mm256_mask_storeu_epi16(y + i, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
 #else
 
 void cnx_hgemm_avx512(int kind, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
@@ -201,5 +298,13 @@ void cnx_hgemm_avx512(int kind, int64_t m, int64_t n, int64_t k, const float *a,
     (void)kind;
     cnx_gemm_bf16_wide_ref(m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, ldc);
 }
+
+void cnx_hgemm_a16_avx512bf16(int64_t m, int64_t n, int64_t k, const uint16_t *a, int64_t lda, const uint16_t *packed_b,
+                              const float *bias, int act, const float *residual, int64_t ldr, float *c, uint16_t *c16,
+                              int64_t ldc) {
+    cnx_gemm_bf16_a16_ref(m, n, k, a, lda, packed_b, bias, act, residual, ldr, c, c16, ldc);
+}
+
+void cnx_round_bf16_avx512bf16(const float *x, int64_t count, uint16_t *y) { cnx_round_bf16_ref(x, count, y); }
 
 #endif

@@ -14,6 +14,13 @@ void cnx_hgemm_avx512(int kind, int64_t m, int64_t n, int64_t k, const float *a,
                       const uint16_t *packed_b, const float *bias, int act, const float *residual,
                       int64_t ldr, float *c, int64_t ldc);
 
+/// The AVX512_BF16 kernels of activations already in bfloat16 (cnx_gemm_bf16_a16, k even) and
+/// of the rounding to bfloat16 (cnx_round_bf16).
+void cnx_hgemm_a16_avx512bf16(int64_t m, int64_t n, int64_t k, const uint16_t *a, int64_t lda, const uint16_t *packed_b,
+                              const float *bias, int act, const float *residual, int64_t ldr, float *c, uint16_t *c16,
+                              int64_t ldc);
+void cnx_round_bf16_avx512bf16(const float *x, int64_t count, uint16_t *y);
+
 /// The arm64 kernels (neon_hgemm.c); kind CNX_HK_BF16_DOT needs FEAT_BF16, CNX_HK_F16 any arm64.
 void cnx_hgemm_neon(int kind, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                     const uint16_t *packed_b, const float *bias, int act, const float *residual,

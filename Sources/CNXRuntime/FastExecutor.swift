@@ -354,6 +354,16 @@ final class FastExecutor: @unchecked Sendable {
         let t = scratch[0].buffer(0, floats: maxRows * c)
         // Float and half-precision layers split by columns on small maps (below).
         let split1 = w1.columnGEMM, split2 = w2.columnGEMM
+        // bfloat16 layers on the dot path: the norm's output is rounded to bfloat16 once, on its
+        // rows still in cache, and the first layer's epilogue writes the hidden activation in
+        // bfloat16, which the second layer reads as it is (the same bits as rounding in the GEMMs,
+        // without a rounding pass per K block and thread, and half the hidden activation's bytes).
+        var halves: (PackedHalfMatrix, PackedHalfMatrix, UnsafeMutablePointer<UInt16>)?
+        if op.grn == nil, call.observer == nil, c % 2 == 0, hidden % 2 == 0, case .half(let h1) = w1, case .half(let h2) = w2,
+            h1.takesBF16Inputs, h2.takesBF16Inputs
+        {
+            halves = (h1, h2, Self.halfBuffer(scratch[0], 7, count: maxRows * c))
+        }
         try out.withUnsafeMutableFloats { outBuffer in
             try withFloatPointers(constants) { ptr in
                 let (dwp, dwb, b1, b2) = (ptr[0]!, ptr[1], ptr[2], ptr[3])
@@ -371,6 +381,9 @@ final class FastExecutor: @unchecked Sendable {
                             // The norm as the depthwise pass's epilogue, on the rows still in cache.
                             let rows = ti + y0 * w * c
                             FusedAttributes.normRows(norm, rows, rows: (y1 - y0) * w, c: c, eps: eps, gamma: m1, beta: nil, into: rows)
+                            if let t16 = halves?.2 {
+                                cnx_round_bf16(rows, Int64((y1 - y0) * w * c), t16 + (image * pixels + y0 * w) * c)
+                            }
                             i += y1 - y0
                         }
                     }
@@ -397,6 +410,21 @@ final class FastExecutor: @unchecked Sendable {
                                     hbuf + r0 * hidden, rows: rows, lda: hidden, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c, ldr: c,
                                     into: xb + r0 * c, ldo: c, codes: codes(lane))
                             }
+                        }
+                        continue
+                    }
+                    if rowsAll <= 256, threads > 1, let (h1, h2, t16) = halves {
+                        // As below, in bfloat16 between the layers.
+                        let h16 = Self.halfBuffer(scratch[0], 1, count: rowsAll * hidden)
+                        parallelChunks((hidden + 31) / 32, threads: threads) { lo, hi, _ in
+                            h1.multiply16(
+                                t16, rows: rowsAll, lda: c, columns: lo * 32..<min(hidden, hi * 32), bias: b1, act: act, residual: nil,
+                                ldr: 0, into: nil, into16: h16, ldc: hidden)
+                        }
+                        parallelChunks((c + 31) / 32, threads: threads) { lo, hi, _ in
+                            h2.multiply16(
+                                h16, rows: rowsAll, lda: hidden, columns: lo * 32..<min(c, hi * 32), bias: b2, act: CNX_ACT_NONE,
+                                residual: xb, ldr: c, into: xb, into16: nil, ldc: c)
                         }
                         continue
                     }
@@ -436,6 +464,16 @@ final class FastExecutor: @unchecked Sendable {
                                     into: xb + r0 * c, ldo: c)
                                 continue
                             }
+                            if let (h1, h2, t16) = halves {
+                                let h16 = UnsafeMutableRawPointer(hb).assumingMemoryBound(to: UInt16.self)
+                                h1.multiply16(
+                                    t16 + r0 * c, rows: rows, lda: c, columns: 0..<hidden, bias: b1, act: act, residual: nil, ldr: 0,
+                                    into: nil, into16: h16, ldc: hidden)
+                                h2.multiply16(
+                                    h16, rows: rows, lda: hidden, columns: 0..<c, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c,
+                                    ldr: c, into: xb + r0 * c, into16: nil, ldc: c)
+                                continue
+                            }
                             w1.apply(ln, rows: rows, lda: c, bias: b1, act: act, residual: nil, ldr: 0, into: hb, ldo: hidden, codes: q)
                             call.report(2, hb, rows * hidden)
                             w2.apply(
@@ -448,6 +486,11 @@ final class FastExecutor: @unchecked Sendable {
         }
         return out
     }
+    /// Scratch slot `slot` of `scratch` as room for `count` bfloat16 values.
+    private static func halfBuffer(_ scratch: Scratch, _ slot: Int, count: Int) -> UnsafeMutablePointer<UInt16> {
+        UnsafeMutableRawPointer(scratch.buffer(slot, floats: (count + 1) / 2 + 16)).assumingMemoryBound(to: UInt16.self)
+    }
+
     /// GRN in place on a (pixels x channels) map: x += gamma ⊙ x ⊙ Nx + beta, then times
     /// `multipliers` per channel when given (the next int8 layer's equalization).
     private func applyGRN(

@@ -42,6 +42,24 @@ final class PackedHalfMatrix: @unchecked Sendable {
 
     deinit { data.deallocate() }
 
+    /// The layer takes activations already rounded to bfloat16 (`multiply16`) on this CPU: a
+    /// bfloat16 weight on the dot path (AVX512_BF16), where that is what the kernel would do to
+    /// float activations anyway, so both give the same bits.
+    var takesBF16Inputs: Bool { dtype == .bfloat16 && widened == nil && cnx_hpath_current() == CNX_HPATH_AVX512_BF16 }
+
+    /// c[:, columns] (float32 into `c`, or bfloat16 into `c16`) = residual + act(a · self + bias)
+    /// for bfloat16 activations `a` (cnx_gemm_bf16_a16); ldc is the output's row stride.
+    func multiply16(
+        _ a: UnsafePointer<UInt16>, rows: Int, lda: Int, columns: Range<Int>, bias: UnsafePointer<Float>?, act: Int32,
+        residual: UnsafePointer<Float>?, ldr: Int, into c: UnsafeMutablePointer<Float>?, into16 c16: UnsafeMutablePointer<UInt16>?,
+        ldc: Int
+    ) {
+        let j0 = columns.lowerBound, kp2 = k + (k & 1)
+        cnx_gemm_bf16_a16(
+            Int64(rows), Int64(columns.count), Int64(k), a, Int64(lda), data + j0 * kp2, bias.map { $0 + j0 }, act,
+            residual.map { $0 + j0 }, Int64(ldr), c.map { $0 + j0 }, c16.map { $0 + j0 }, Int64(ldc))
+    }
+
     /// c[:, columns] = residual + act(a · self + bias) (ColumnGEMM, FastExecutor.swift).
     func multiply(
         _ a: UnsafePointer<Float>, rows: Int, lda: Int, columns: Range<Int>, bias: UnsafePointer<Float>?, act: Int32,

@@ -46,7 +46,7 @@ public final class Model: @unchecked Sendable {
     /// Scratch memory for predictions; keep one per thread to avoid reallocating it per call.
     public final class Workspace: @unchecked Sendable {
         let scratch: [Scratch]
-        init(threads: Int) { scratch = (0..<threads).map { _ in Scratch(slots: 7) } }
+        init(threads: Int) { scratch = (0..<threads).map { _ in Scratch(slots: 8) } }
     }
 
     public func makeWorkspace() -> Workspace { Workspace(threads: threads) }

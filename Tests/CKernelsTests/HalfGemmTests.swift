@@ -131,6 +131,84 @@ final class HalfGemmTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(checked, shapes.count * 2 * 12)
     }
 
+    /// Activations already in bfloat16 (cnx_gemm_bf16_a16, what a bf16 block runs between its
+    /// norm and its layers): on every path, the float output equals cnx_gemm_bf16 on the float
+    /// activations bit for bit where both run the dot computation (the dot path, or the dot twin),
+    /// the bfloat16 output is that float output rounded by cnx_round_bf16, the rounding itself is
+    /// its twin's (denormals to zero, nearest even), and the columns past n stay untouched.
+    func testBF16InputsMatchTheFloatInputPath() {
+        defer { cnx_hpath_force(-1) }
+        var rng = LCG(31)
+        let shapes: [(Int, Int, Int)] = [(1, 1, 2), (5, 17, 4), (15, 33, 30), (70, 70, 300), (29, 65, 512), (64, 96, 1536), (3, 40, 0)]
+        var checked = 0
+        for (m, n, k) in shapes {
+            let lda = k + 2, ldc = n + 3
+            var values = rng.floats(m * lda, scale: 2)
+            if values.count > 3 { values[1] = 1e-39; values[2] = -3e-39 }  // denormals: flushed by the rounding
+            let a16 = [UInt16](unsafeUninitializedCapacity: values.count) { buf, count in
+                cnx_round_bf16_ref(values, Int64(values.count), buf.baseAddress)
+                count = values.count
+            }
+            let a = FloatBuffer(a16.map { cnx_f32_from_bf16($0) })
+            let packed = pack(rng.floats(k * n, scale: 0.5), k: k, n: n, kind: .bf16)
+            let biasValues = rng.floats(n), resValues = rng.floats(m * ldc, scale: 3)
+            for path in paths() {
+                cnx_hpath_force(Int32(path.rawValue))
+                // The float-input GEMM that computes what the bf16-input one does on this path.
+                let floatInput: Gemm = path == CNX_HPATH_AVX512_BF16 ? cnx_gemm_bf16 : cnx_gemm_bf16_dot_ref
+                var rounded = [UInt16](repeating: 0, count: values.count)
+                cnx_round_bf16(values, Int64(values.count), &rounded)
+                XCTAssertEqual(rounded, a16, "cnx_round_bf16 on \(String(cString: cnx_hpath_name(path)))")
+                for act in [CNX_ACT_NONE, CNX_ACT_GELU, CNX_ACT_SILU] {
+                    for residual in [Residual.none, .separate, .inPlace] {
+                        let label = "\(String(cString: cnx_hpath_name(path))) \(m)x\(n)x\(k) act \(act) \(residual)"
+                        let bias = act == CNX_ACT_GELU ? nil : FloatBuffer(biasValues)
+                        let want = run(
+                            floatInput, m: m, n: n, k: k, a: a, lda: lda, packed: packed, bias: bias, act: act, residual: residual,
+                            resValues: resValues)
+                        let bf16Input: Gemm = { m, n, k, _, lda, p, bias, act, r, ldr, c, ldc in
+                            cnx_gemm_bf16_a16(m, n, k, a16, lda, p, bias, act, r, ldr, c, nil, ldc)
+                        }
+                        let got = run(
+                            bf16Input, m: m, n: n, k: k, a: a, lda: lda, packed: packed, bias: bias, act: act, residual: residual,
+                            resValues: resValues)
+                        if path == CNX_HPATH_AVX512_BF16, act != CNX_ACT_NONE, residual == .inPlace, k > 256 {
+                            // cnx_gemm_bf16 hands this case (a residual in C behind an activation,
+                            // K past one block) to its twin, whose activation is libm's: within the
+                            // SIMD-vs-libm bound of testPathsMatchTheirTwins.
+                            for i in 0..<got.count {
+                                let r = abs(resValues[(i / n) * ldc + i % n])
+                                let bound = Float(pow(2.0, -21.0)) * (abs(want[i]) + r) + 1e-7
+                                XCTAssertLessThanOrEqual(abs(got[i] - want[i]), bound, "\(label) at \(i)")
+                            }
+                        } else {
+                            XCTAssertEqual(got.map(\.bitPattern), want.map(\.bitPattern), label)
+                        }
+                        guard residual != .inPlace else { continue }
+                        // bfloat16 output: the float output rounded.
+                        var c16 = [UInt16](repeating: 0xABCD, count: m * ldc)
+                        let res = residual == .separate ? FloatBuffer(resValues) : nil
+                        cnx_gemm_bf16_a16(
+                            Int64(m), Int64(n), Int64(k), a16, Int64(lda), packed, bias?.const, act, res?.const, res == nil ? 0 : Int64(ldc),
+                            nil, &c16, Int64(ldc))
+                        for i in 0..<m {
+                            var row = [UInt16](repeating: 0, count: n)
+                            cnx_round_bf16_ref(Array(want[(i * n)..<(i * n + n)]), Int64(n), &row)
+                            XCTAssertEqual(Array(c16[(i * ldc)..<(i * ldc + n)]), row, "\(label) bf16 output row \(i)")
+                            XCTAssertEqual(Array(c16[(i * ldc + n)..<(i * ldc + ldc)]), [0xABCD, 0xABCD, 0xABCD], "\(label) past n")
+                        }
+                        checked += 1
+                    }
+                }
+            }
+        }
+        XCTAssertGreaterThanOrEqual(checked, shapes.count * 6)
+        // The rounding's own definition: denormals to a zero of their sign, then nearest even.
+        var out = [UInt16](repeating: 0, count: 4)
+        cnx_round_bf16_ref([1e-39, -1e-39, 1.00390625, 1.01171875], 4, &out)
+        XCTAssertEqual(out, [0x0000, 0x8000, 0x3F80, 0x3F82])
+    }
+
     /// The twins against the sum in Double of the products of the values they multiply: the
     /// widened ones use A as it is and B rounded to the weight dtype, the dot one A rounded to
     /// bfloat16 too. Float accumulation of k terms: within k 2^-24 sum |a b| (plus the bias).

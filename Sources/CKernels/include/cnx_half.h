@@ -99,6 +99,23 @@ void cnx_gemm_bf16(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
 void cnx_gemm_f16(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const uint16_t *packed_b,
                   const float *bias, int act, const float *residual, int64_t ldr, float *c, int64_t ldc);
 
+/// Activations already in bfloat16, for a layer whose input another kernel rounded (the block's
+/// norm, or the first pointwise layer's epilogue): A is k x m bfloat16 bits, row-major, lda in
+/// halves. Output float32 into c, or (c NULL) bfloat16 into c16, rounded as cnx_round_bf16
+/// rounds; ldc is the output's row stride in elements; residual is float32 (may be c itself
+/// with ldr == ldc). The dot path on AVX512_BF16 (k even), its twin cnx_gemm_bf16_a16_ref
+/// elsewhere. Rounding A with cnx_round_bf16 and calling this gives the same bits as
+/// cnx_gemm_bf16 on the float A (the dot path rounds its inputs the same way).
+void cnx_gemm_bf16_a16(int64_t m, int64_t n, int64_t k, const uint16_t *a, int64_t lda, const uint16_t *packed_b,
+                       const float *bias, int act, const float *residual, int64_t ldr, float *c, uint16_t *c16, int64_t ldc);
+void cnx_gemm_bf16_a16_ref(int64_t m, int64_t n, int64_t k, const uint16_t *a, int64_t lda, const uint16_t *packed_b,
+                           const float *bias, int act, const float *residual, int64_t ldr, float *c, uint16_t *c16,
+                           int64_t ldc);
+/// count floats to bfloat16 as the dot path rounds its inputs (denormals to zero, then round to
+/// nearest even; vcvtneps2bf16 on AVX512_BF16, cnx_round_bf16_ref elsewhere).
+void cnx_round_bf16(const float *x, int64_t count, uint16_t *y);
+void cnx_round_bf16_ref(const float *x, int64_t count, uint16_t *y);
+
 /// The twins (same arguments): the bf16 dot path's emulation, the widened bf16 path, float16.
 /// Without a residual behind an activation, the accumulator starts at bias (plus the residual
 /// when there is no activation), then takes the products in k order, as the SIMD paths do.
