@@ -189,7 +189,8 @@ final class HalfGemmTests: XCTestCase {
                         var c16 = [UInt16](repeating: 0xABCD, count: m * ldc)
                         let res = residual == .separate ? FloatBuffer(resValues) : nil
                         cnx_gemm_bf16_a16(
-                            Int64(m), Int64(n), Int64(k), a16, Int64(lda), packed, bias?.const, act, res?.const, res == nil ? 0 : Int64(ldc),
+                            Int64(m), Int64(n), Int64(k), a16, Int64(lda), packed, bias?.const, act, res?.const,
+                            res == nil ? 0 : Int64(ldc),
                             nil, &c16, Int64(ldc))
                         for i in 0..<m {
                             var row = [UInt16](repeating: 0, count: n)
