@@ -364,6 +364,13 @@ final class FastExecutor: @unchecked Sendable {
         {
             halves = (h1, h2, Self.halfBuffer(scratch[0], 7, count: maxRows * c))
         }
+        // int8 layers on a small map split by columns too (below): the norm's output is quantized
+        // once, on its rows still in cache, for both threads.
+        var int8Split: (PackedQMatrix, PackedQMatrix, UnsafeMutablePointer<UInt8>)?
+        if pixels <= 256, threads > 1, op.grn == nil, call.observer == nil, case .int8(let q1) = w1, case .int8(let q2) = w2 {
+            let codes = UnsafeMutableRawPointer(scratch[0].buffer(7, floats: (maxRows * c + 3) / 4 + 16))
+            int8Split = (q1, q2, codes.assumingMemoryBound(to: UInt8.self))
+        }
         try out.withUnsafeMutableFloats { outBuffer in
             try withFloatPointers(constants) { ptr in
                 let (dwp, dwb, b1, b2) = (ptr[0]!, ptr[1], ptr[2], ptr[3])
@@ -383,6 +390,9 @@ final class FastExecutor: @unchecked Sendable {
                             FusedAttributes.normRows(norm, rows, rows: (y1 - y0) * w, c: c, eps: eps, gamma: m1, beta: nil, into: rows)
                             if let t16 = halves?.2 {
                                 cnx_round_bf16(rows, Int64((y1 - y0) * w * c), t16 + (image * pixels + y0 * w) * c)
+                            }
+                            if let (q1, _, a8) = int8Split {
+                                q1.quantize(rows, count: (y1 - y0) * w * c, into: a8 + (image * pixels + y0 * w) * c)
                             }
                             i += y1 - y0
                         }
@@ -425,6 +435,23 @@ final class FastExecutor: @unchecked Sendable {
                             h2.multiply16(
                                 h16, rows: rowsAll, lda: hidden, columns: lo * 32..<min(c, hi * 32), bias: b2, act: CNX_ACT_NONE,
                                 residual: xb, ldr: c, into: xb, into16: nil, ldc: c)
+                        }
+                        continue
+                    }
+                    if let (q1, q2, a8) = int8Split {
+                        // As below, int8 to int8 (the hidden activation requantized in the first
+                        // layer's epilogue, as in the row tiles).
+                        let h8 = UnsafeMutableRawPointer(scratch[0].buffer(1, floats: (rowsAll * hidden + 3) / 4 + 16))
+                            .assumingMemoryBound(to: UInt8.self)
+                        parallelChunks((hidden + 31) / 32, threads: threads) { lo, hi, _ in
+                            q1.multiply(
+                                a8, rows: rowsAll, lda: c, columns: lo * 32..<min(hidden, hi * 32), bias: b1, act: act, requantizingFor: q2,
+                                into: h8, ldo: hidden)
+                        }
+                        parallelChunks((c + 31) / 32, threads: threads) { lo, hi, _ in
+                            q2.multiply(
+                                h8, rows: rowsAll, lda: hidden, columns: lo * 32..<min(c, hi * 32), bias: b2, act: CNX_ACT_NONE,
+                                residual: xb, ldr: c, into: xb, ldo: c)
                         }
                         continue
                     }

@@ -43,29 +43,43 @@ final class PackedQMatrix: @unchecked Sendable {
         cnx_quantize_u8(x, Int64(count), inputScale, inputZero, q)
     }
 
-    /// out (float) = residual + act(dequantized GEMM + bias), from u8 input rows.
+    /// out (float) = residual + act(dequantized GEMM + bias), from u8 input rows, over the output
+    /// columns `columns` (all by default; a range starts at a multiple of 16, the panel width);
+    /// bias, residual and out are the whole matrices' (indexed from column 0).
     func multiply(
-        _ a: UnsafePointer<UInt8>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, act: Int32,
+        _ a: UnsafePointer<UInt8>, rows: Int, lda: Int, columns: Range<Int>? = nil, bias: UnsafePointer<Float>?, act: Int32,
         residual: UnsafePointer<Float>?, ldr: Int, into out: UnsafeMutablePointer<Float>, ldo: Int
     ) {
+        let (j0, w, b) = panels(columns)
         weightScales.withUnsafeBufferPointer { ws in
             cnx_qgemm_fused_f32(
-                Int64(rows), Int64(n), Int64(k), a, Int64(lda), packed, columnSums, inputZero, inputScale,
-                ws.baseAddress, bias, act, residual, Int64(ldr), out, Int64(ldo))
+                Int64(rows), Int64(w), Int64(k), a, Int64(lda), b, columnSums + j0, inputZero, inputScale,
+                ws.baseAddress! + j0, bias.map { $0 + j0 }, act, residual.map { $0 + j0 }, Int64(ldr), out + j0, Int64(ldo))
         }
     }
 
     /// out (u8, quantized for `next`) = act(dequantized GEMM + bias), from u8 input rows: the
     /// hidden activation of a block goes from one int8 layer to the next without a float copy.
+    /// Over `columns` as the float-output form.
     func multiply(
-        _ a: UnsafePointer<UInt8>, rows: Int, lda: Int, bias: UnsafePointer<Float>?, act: Int32,
+        _ a: UnsafePointer<UInt8>, rows: Int, lda: Int, columns: Range<Int>? = nil, bias: UnsafePointer<Float>?, act: Int32,
         requantizingFor next: PackedQMatrix, into out: UnsafeMutablePointer<UInt8>, ldo: Int
     ) {
+        let (j0, w, b) = panels(columns)
         weightScales.withUnsafeBufferPointer { ws in
             cnx_qgemm_fused_u8(
-                Int64(rows), Int64(n), Int64(k), a, Int64(lda), packed, columnSums, inputZero, inputScale,
-                ws.baseAddress, bias, act, next.inputScale, next.inputZero, out, Int64(ldo))
+                Int64(rows), Int64(w), Int64(k), a, Int64(lda), b, columnSums + j0, inputZero, inputScale,
+                ws.baseAddress! + j0, bias.map { $0 + j0 }, act, next.inputScale, next.inputZero, out + j0, Int64(ldo))
         }
+    }
+
+    /// The first column, the width and the packed panels of a column range (cnx_qgemm.h: panel p,
+    /// columns 16p..16p+15, is ceil(k / 4) groups of 64 bytes).
+    private func panels(_ columns: Range<Int>?) -> (Int, Int, UnsafeRawPointer) {
+        guard let columns else { return (0, n, UnsafeRawPointer(packed)) }
+        precondition(columns.lowerBound % Int(CNX_QGEMM_PANEL) == 0 && columns.upperBound <= n, "column range \(columns) of \(n)")
+        let panelBytes = (k + 3) / 4 * 64
+        return (columns.lowerBound, columns.count, UnsafeRawPointer(packed + columns.lowerBound / Int(CNX_QGEMM_PANEL) * panelBytes))
     }
 }
 
