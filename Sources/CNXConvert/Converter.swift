@@ -105,9 +105,9 @@ public enum Converter {
         try OutputGuard.check(
             output: output, kind: .cnx,
             reads: OutputGuard.modelFiles(input, graphMetadata: graph.metadata) + options.reads, force: options.force)
-        if let name = options.dumpAfter, !Pipeline.standard.passes.contains(where: { $0.name == name }) {
+        if let name = options.dumpAfter, !Pipeline.standard.passNames.contains(name) {
             throw CNXError(
-                "--dump-after: no pass is called '\(name)'; passes: \(Pipeline.standard.passes.map(\.name).joined(separator: ", "))")
+                "--dump-after: no pass is called '\(name)'; passes: \(Pipeline.standard.passNames.joined(separator: ", "))")
         }
         var metadata = source.metadata
         let inputInfo = graph.inputs

@@ -29,6 +29,13 @@ public struct Pipeline {
 
     public init(passes: [any Pass]) { self.passes = passes }
 
+    /// The passes' names in order, each once (a pass that runs twice is named once): what
+    /// `--dump-after` takes, for its help and its error message.
+    public var passNames: [String] {
+        var seen = Set<String>()
+        return passes.map(\.name).filter { seen.insert($0).inserted }
+    }
+
     /// What one pass did.
     public struct Step: Sendable {
         public let pass: String

@@ -371,8 +371,8 @@ final class FastExecutor: @unchecked Sendable {
             let codes = UnsafeMutableRawPointer(scratch[0].buffer(7, floats: (maxRows * c + 3) / 4 + 16))
             int8Split = (q1, q2, codes.assumingMemoryBound(to: UInt8.self))
         }
-        try out.withUnsafeMutableFloats { outBuffer in
-            try withFloatPointers(constants) { ptr in
+        out.withUnsafeMutableFloats { outBuffer in
+            withFloatPointers(constants) { ptr in
                 let (dwp, dwb, b1, b2) = (ptr[0]!, ptr[1], ptr[2], ptr[3])
                 for b0 in stride(from: 0, to: n, by: group) {
                     let images = min(group, n - b0), rowsAll = images * pixels
@@ -591,8 +591,8 @@ final class FastExecutor: @unchecked Sendable {
         let eps = op.norm.epsilon, norm = op.norm.kind, act = op.activation?.code ?? CNX_ACT_NONE
         let y = arenaTensor([n, oh, ow, cout], arena: call.arena)
         let patch = cin * k * k
-        try x.withUnsafeFloats { xBuffer in
-            try y.withUnsafeMutableFloats { yBuffer in
+        x.withUnsafeFloats { xBuffer in
+            y.withUnsafeMutableFloats { yBuffer in
                 withFloatPointers(constants) { ptr in
                     let (bias, gamma, beta) = (ptr[0], ptr[1], ptr[2])
                     for b in 0..<n {
@@ -646,8 +646,8 @@ final class FastExecutor: @unchecked Sendable {
         let eps = op.norm.epsilon, norm = op.norm.kind
         let y = arenaTensor([n, oh, ow, cout], arena: call.arena)
         let patch = k * k * c
-        try x.withUnsafeFloats { xBuffer in
-            try y.withUnsafeMutableFloats { yBuffer in
+        x.withUnsafeFloats { xBuffer in
+            y.withUnsafeMutableFloats { yBuffer in
                 withFloatPointers([biasTensor]) { ptr in
                     let bias = ptr[0]
                     for b in 0..<n {
@@ -708,8 +708,8 @@ final class FastExecutor: @unchecked Sendable {
         let norm = op.norm.kind, eps = op.norm.epsilon
         let normParameters = [try vector(op.norm.weight, count: c, "ln_scale"), try vector(op.norm.bias, count: c, "ln_bias")]
         var features = Tensor(zeros: .float32, shape: [n, c])
-        try x.withUnsafeFloats { xBuffer in
-            try features.withUnsafeMutableFloats { fBuffer in
+        x.withUnsafeFloats { xBuffer in
+            features.withUnsafeMutableFloats { fBuffer in
                 withFloatPointers(normParameters) { ptr in
                     let (xp, fp, gamma, beta) = (xBuffer.baseAddress!, fBuffer.baseAddress!, ptr[0], ptr[1])
                     if op.normFirst {

@@ -299,7 +299,7 @@ public struct ValidationPart {
         if let outputs = o["outputs"] as? [Any] {
             result.outputs = try outputs.map { item in
                 guard let d = item as? [String: Any] else { throw CNXError("\(path): an output entry is not an object") }
-                return try OutputMetrics(
+                return OutputMetrics(
                     name: try reader.string(d, "name"), shape: try reader.ints(d, "shape"), samples: try reader.int(d, "samples"),
                     cosine: try reader.sum(d, "cosine"), signal: try reader.sum(d, "signal"), noise: try reader.sum(d, "noise"),
                     maxAbsDiff: try reader.float(d, "max_abs_diff"))

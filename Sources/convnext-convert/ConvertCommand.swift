@@ -36,10 +36,7 @@ struct Convert: ParsableCommand {
     var dumpAfter: String?
 
     /// The standard pipeline's pass names, in order, each once: what `--dump-after` takes.
-    static var passNames: String {
-        var seen = Set<String>()
-        return Pipeline.standard.passes.map(\.name).filter { seen.insert($0).inserted }.joined(separator: ", ")
-    }
+    static var passNames: String { Pipeline.standard.passNames.joined(separator: ", ") }
 
     @Flag(name: .long, help: "Also quantize to int8 (needs --calibration); the same as `quantize --int8`.")
     var int8 = false

@@ -68,6 +68,9 @@ final class CLIConvertTests: XCTestCase {
         let bad = try runTool([entry.model, dir.appendingPathComponent("n.cnx").path, "--dump-after", "no-such-pass"])
         XCTAssertEqual(bad.status, 1)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("n.cnx").path))
+        // The error lists the passes as the help does: each once (eliminate-transposes runs twice).
+        XCTAssertTrue(bad.stderr.contains("no pass is called 'no-such-pass'") && bad.stderr.contains("fold-gelu"), bad.stderr)
+        XCTAssertEqual(bad.stderr.components(separatedBy: "eliminate-transposes").count, 2, bad.stderr)
     }
 
     func testBenchPrintsJSON() throws {

@@ -66,7 +66,7 @@ final class Int8RuntimeTests: XCTestCase {
                     let referenceCodes = Kernels.quantizeReference(x, q)
                     let reference = try Kernels.pointwise(x, layer)
                     let packed = try PackedQMatrix(weight: layer.weight.tensor, q)
-                    try forEachInt8Path { path in
+                    forEachInt8Path { path in
                         let what = "\(name) \(node.name) layer \(number) (\(path))"
                         var codes = [UInt8](repeating: 0, count: rows * k)
                         x.withUnsafeFloats { xp in packed.quantize(xp.baseAddress!, count: rows * k, into: &codes) }
