@@ -160,8 +160,11 @@ def model_section(args, key, model, title, t_start):
     xs_pool, ys_pool, _ = fixture_rows(model, hw)
     exit_code = 0
     for b in batches:
+        # Above batch 1, our rows also run at batch 1 in the same rounds, so the throughput
+        # comparison (Done when) sets two figures from one time window side by side.
+        paired = iters[1] if (1 in iters and b > 1) else None
         code, res["batch"][str(b)] = batch_section(args, model, hw, b, iters[b], rounds, files, held,
-                                                   xs_pool, ys_pool, no_ours, t_start)
+                                                   xs_pool, ys_pool, no_ours, t_start, paired_iterations=paired)
         exit_code = max(exit_code, code)
     res["done_when"] = report(res, batches)
     for b in batches:
@@ -173,8 +176,11 @@ def model_section(args, key, model, title, t_start):
     return exit_code, res
 
 
-def batch_section(args, model, hw, b, n_iter, rounds, files, held, xs_pool, ys_pool, no_ours, t_start):
-    """Every row at batch b: check, interleaved rounds, statistics. Returns (exit code, entry)."""
+def batch_section(args, model, hw, b, n_iter, rounds, files, held, xs_pool, ys_pool, no_ours, t_start,
+                  paired_iterations=None):
+    """Every row at batch b: check, interleaved rounds, statistics. Returns (exit code, entry).
+    paired_iterations: our rows also run at batch 1 (that many iterations) in every round, as
+    turns of their own (row["paired_batch1"])."""
     print(f"\n-- batch {b}: workers and checks (every row on the {I.HELD_SAMPLES} held-out samples, "
           f"{b} at a time, on exactly what it times)", flush=True)
     tmp = tempfile.mkdtemp(prefix="cnx-bench-")
@@ -258,6 +264,12 @@ def batch_section(args, model, hw, b, n_iter, rounds, files, held, xs_pool, ys_p
 
     turns = [(k, worker_turn(k) if k in workers else our_turn(k)) for k in ROWS
              if (k in workers or k in ours) and rows[k].get("status") != "WRONG"]
+    paired = {}
+    if paired_iterations:
+        for k in ours:
+            if rows[k].get("status") != "WRONG":
+                paired[k] = OurBench(os.path.abspath(args.binary), paths[k], 1, args.threads, rows[k]["label"], hw)
+                turns.append((k + "@1", lambda r, k=k: paired[k].round(r, paired_iterations, args.timeout)))
     print(f"-- batch {b}: {len(turns)} rows, {rounds} interleaved rounds x {n_iter} iterations", flush=True)
     extra = 0 if (args.quick or args.no_extra_rounds) else (rounds + 1) // 2
     rr = run_rounds(turns, rounds, extra_max=extra, deadline=t_start + args.budget,
@@ -280,6 +292,10 @@ def batch_section(args, model, hw, b, n_iter, rounds, files, held, xs_pool, ys_p
         else:
             continue
         row["ips"] = b * 1000.0 / row["median_ms"]
+        if k in paired and k + "@1" not in rr["failed"] and paired[k].rounds:
+            p1 = stats_for_ours(paired[k], keep)
+            row["paired_batch1"] = {"median_ms": p1["median_ms"], "ips": 1000.0 / p1["median_ms"],
+                                    "iterations": paired_iterations}
     for f in os.listdir(tmp):
         os.remove(os.path.join(tmp, f))
     os.rmdir(tmp)
@@ -406,7 +422,13 @@ def done_when(res, batches):
     bmax = max(batches)
     for k, name in (("ours_f32", "f32"), ("ours_bf16", "bf16"), ("ours_int8", "int8")):
         lo, hi = row(b1, k), row(bmax, k)
-        if lo and hi and bmax != b1:
+        if hi and hi.get("paired_batch1") and bmax != 1:
+            # Batch 1 from the same rounds as batch bmax: this host's speed drifts between sections.
+            p1 = hi["paired_batch1"]["ips"]
+            table = f"; the batch-1 section's {lo['ips']:.1f}" if lo else ""
+            line(f"{name}_batch_throughput", hi["ips"] >= p1, f"{name} batch {bmax} {hi['ips']:.1f} img/s >= "
+                 f"batch 1 {p1:.1f} img/s (batch 1 run in the same rounds{table})")
+        elif lo and hi and bmax != b1:
             line(f"{name}_batch_throughput", hi["ips"] >= lo["ips"], f"{name} batch {bmax} {hi['ips']:.1f} img/s >= "
                  f"batch {b1} {lo['ips']:.1f} img/s")
         else:
