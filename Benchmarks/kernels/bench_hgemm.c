@@ -65,7 +65,11 @@ int main(void) {
     // The last two: a 58-row tile of ConvNeXt-B's stage 2 at 384 (24x24 = 576 rows in 10 tiles).
     static const int shapes[][3] = {{121, 96, 384}, {121, 384, 96},  {112, 192, 768},  {112, 768, 192},
                                     {196, 384, 1536}, {196, 1536, 384}, {49, 768, 3072}, {49, 3072, 768},
-                                    {58, 512, 2048}, {58, 2048, 512}};
+                                    {58, 512, 2048}, {58, 2048, 512},
+                                    // one thread's half of a column split: stage 2 and 3 at batch 1,
+                                    // and stage 3 with 8 images' rows
+                                    {196, 384, 768}, {196, 1536, 192}, {49, 768, 1536}, {49, 3072, 384},
+                                    {392, 768, 1536}, {392, 3072, 384}};
     // bf16: float activations rounded in the kernel (cnx_gemm_bf16); bf16 in: activations already
     // bfloat16 (cnx_gemm_bf16_a16, as a bf16 block runs on this path), the first layer writing
     // bfloat16, the second float32 with the residual.
