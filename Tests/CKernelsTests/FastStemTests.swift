@@ -63,7 +63,7 @@ final class FastStemTests: XCTestCase {
             let input = FloatBuffer(x), b = FloatBuffer(bias)
             let spec = FloatBuffer(repeating: .nan, count: c.ow * row), patches = FloatBuffer(repeating: .nan, count: c.ow * row)
             let y = FloatBuffer(repeating: .nan, count: c.ow * c.cout)
-            try forEachISA { _, name in
+            forEachISA { _, name in
                 for oy in 0..<c.oh {
                     cnx_stem_patches_f32_ref(
                         input.const, Int64(c.cin), Int64(c.h), Int64(c.w), c.nhwc ? 1 : 0, Int64(c.k), Int64(c.stride),

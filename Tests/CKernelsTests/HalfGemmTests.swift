@@ -144,7 +144,8 @@ final class HalfGemmTests: XCTestCase {
         for (m, n, k) in shapes {
             let lda = k + 2, ldc = n + 3
             var values = rng.floats(m * lda, scale: 2)
-            if values.count > 3 { values[1] = 1e-39; values[2] = -3e-39 }  // denormals: flushed by the rounding
+            // Denormals, which the rounding flushes to zero.
+            if values.count > 3 { values[1] = Float.leastNormalMagnitude / 8; values[2] = -Float.leastNormalMagnitude / 3 }
             let a16 = [UInt16](unsafeUninitializedCapacity: values.count) { buf, count in
                 cnx_round_bf16_ref(values, Int64(values.count), buf.baseAddress)
                 count = values.count
@@ -206,7 +207,8 @@ final class HalfGemmTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(checked, shapes.count * 6)
         // The rounding's own definition: denormals to a zero of their sign, then nearest even.
         var out = [UInt16](repeating: 0, count: 4)
-        cnx_round_bf16_ref([1e-39, -1e-39, 1.00390625, 1.01171875], 4, &out)
+        let tiny = Float.leastNormalMagnitude / 8
+        cnx_round_bf16_ref([tiny, -tiny, 1.00390625, 1.01171875], 4, &out)
         XCTAssertEqual(out, [0x0000, 0x8000, 0x3F80, 0x3F82])
     }
 
