@@ -284,9 +284,11 @@ def batch_section(args, model, hw, b, n_iter, rounds, files, held, xs_pool, ys_p
         if k in workers:
             s = stats_from_samples(worker_samples(samples[k], keep))
             row.update(s, rss_mb=workers[k].maxrss_mb)
+            row["round_medians"] = {str(r): float(np.median(v)) for r, v in samples[k].items() if r in keep and v}
         elif k in ours:
             s = stats_for_ours(ours[k], keep)
             row.update(s, rss_mb=s["peak_rss_mb"], rounds_json=ours[k].rounds)
+            row["round_medians"] = {str(o["_round"]): float(o["median_ms"]) for o in ours[k].rounds if o["_round"] in keep}
             row["isa"] = our_isa(k, ours[k].rounds[-1] if ours[k].rounds else {})
             row["isa_facts"] = (ours[k].rounds[-1] if ours[k].rounds else {}).get("isa")
         else:
@@ -394,6 +396,16 @@ def done_when(res, batches):
         out[name] = {"pass": ok, "text": text}
         lines.append(f"  {'PASS' if ok else ('FAIL' if ok is False else 'N/A ')}  {text}")
 
+    def per_round(r, ref, target):
+        # The same ratio within each round (both rows timed minutes apart at most, not a whole run
+        # apart): how far this host's drift moves the run's figure.
+        a, b = r.get("round_medians") or {}, ref.get("round_medians") or {}
+        ratios = sorted(a[k] / b[k] for k in a if k in b and b[k] > 0)
+        if len(ratios) < 2:
+            return ""
+        return (f"; round by round {ratios[0]:.2f}-{ratios[-1]:.2f}, median {float(np.median(ratios)):.2f}, "
+                f"{sum(t <= target for t in ratios)} of {len(ratios)} rounds within")
+
     b1 = 1 if 1 in batches else batches[0]
     ov, ort = row(b1, "ov_auto"), row(b1, "ort_f32")
     for k, name, target in (("ours_bf16", "bf16", TARGET_BF16_VS_OV), ("ours_int8", "int8", TARGET_INT8_VS_OV)):
@@ -401,7 +413,7 @@ def done_when(res, batches):
         if r and ov:
             t = r["median_ms"] / ov["median_ms"]
             line(f"{name}_vs_ov_default", t <= target, f"{name} {r['median_ms']:.2f} ms / OpenVINO default "
-                 f"{ov['median_ms']:.2f} ms = {t:.2f} (target <= {target:.2f}), batch {b1}")
+                 f"{ov['median_ms']:.2f} ms = {t:.2f} (target <= {target:.2f}), batch {b1}{per_round(r, ov, target)}")
         else:
             line(f"{name}_vs_ov_default", None, f"{name} vs OpenVINO default: not measured")
     ours_bf, ov_bf = row(b1, "ours_bf16"), row(b1, "ov_auto")
@@ -416,7 +428,7 @@ def done_when(res, batches):
     if r and ort:
         t = r["median_ms"] / ort["median_ms"]
         line("f32_vs_ort", t <= TARGET_F32_VS_ORT, f"f32 {r['median_ms']:.2f} ms / ONNX Runtime f32 {ort['median_ms']:.2f} "
-             f"ms = {t:.2f} (target <= {TARGET_F32_VS_ORT:.2f}), batch {b1}")
+             f"ms = {t:.2f} (target <= {TARGET_F32_VS_ORT:.2f}), batch {b1}{per_round(r, ort, TARGET_F32_VS_ORT)}")
     else:
         line("f32_vs_ort", None, "f32 vs ONNX Runtime: not measured")
     bmax = max(batches)
@@ -783,6 +795,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     t_start = time.perf_counter()
+    t_wall0 = time.time()
     os.makedirs(args.results, exist_ok=True)
     result = run_header()
     result.update({"threads": args.threads, "argv": sys.argv[1:], "models": {}})
@@ -818,7 +831,11 @@ def main(argv=None):
     print(f"total benchmark time: {total:.0f} s")
     out_json = os.path.join(args.results, "latest.json")
     write_json(out_json, result)
-    print(f"results: {out_json}")
+    # Every run also kept under its start time: latest.json is the next run's.
+    kept = os.path.join(args.results, "runs", time.strftime("%Y%m%d-%H%M%S", time.localtime(t_wall0)) + ".json")
+    os.makedirs(os.path.dirname(kept), exist_ok=True)
+    write_json(kept, result)
+    print(f"results: {out_json} (and {kept})")
     for msg in result["failures"]:
         print(f"FAILED: {msg}", file=sys.stderr)
     return exit_code

@@ -193,8 +193,11 @@ int main(int argc, char **argv) {
 
     printf("\nDepthwise 7x7, whole image, single thread, ms (GFLOP/s = 2 h w c 49 / t)\n");
     printf("%14s | %14s %14s %14s\n", "h x w x c", "avx512", "avx2", "scalar ref");
-    static const int64_t DW[4][3] = {{56, 56, 96}, {28, 28, 192}, {14, 14, 384}, {7, 7, 768}};
-    for (int s = 0; s < 4; s++) {
+    // ConvNeXt-T 224's stages, then ConvNeXt-B 384's (512 and 1024 channels: 2 and 4 KB between
+    // a channel block's pixels, the case the AVX-512 path copies into a blocked layout).
+    static const int64_t DW[8][3] = {{56, 56, 96}, {28, 28, 192}, {14, 14, 384}, {7, 7, 768},
+                                     {96, 96, 128}, {48, 48, 256}, {24, 24, 512}, {12, 12, 1024}};
+    for (int s = 0; s < 8; s++) {
         int64_t h = DW[s][0], w = DW[s][1], c = DW[s][2];
         dw_ctx d = {h, w, c, alloc_floats((size_t)(h * w * c)), alloc_floats((size_t)(49 * c)),
                     alloc_floats((size_t)c), alloc_floats((size_t)(h * w * c)), 0};

@@ -250,6 +250,18 @@ static cnx_qjob job_u8(const int32_t *colsum, int32_t a_zero, float a_scale, con
     return e;
 }
 
+int64_t cnx_qgemm_row_tile(void) {
+    switch (cnx_qisa_current()) {
+    case CNX_QISA_AVX512_VNNI: return 14;
+    case CNX_QISA_AVX_VNNI: return 6;
+    case CNX_QISA_AVX2: return 2;
+    case CNX_QISA_NEON: return 4;
+    case CNX_QISA_DOTPROD:
+    case CNX_QISA_I8MM: return 5;
+    default: return 1;
+    }
+}
+
 static void gemm_dispatch(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda,
                           const void *packed_b, const cnx_qjob *e) {
     if (m <= 0 || n <= 0) return;

@@ -29,6 +29,7 @@ static _Atomic uint64_t job_word;        // generation << 32 | chunks << 16 | ne
 static _Atomic int64_t job_done;         // chunks finished in the current generation
 static cnx_pool_fn job_fn;
 static void *job_ctx;
+static _Atomic int64_t job_threads;      // lanes of the current job: the caller 0, workers 1..threads-1
 static atomic_flag busy = ATOMIC_FLAG_INIT;
 
 static _Atomic int sleepers;
@@ -48,21 +49,24 @@ static int64_t now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/// Claims and runs chunks of generation `gen` until none is left.
-static void work(uint32_t gen) {
+/// Claims and runs chunks of generation `gen` until none is left, as lane `lane`.
+static void work(uint32_t gen, int64_t lane) {
     uint64_t w = atomic_load_explicit(&job_word, memory_order_acquire);
     for (;;) {
         if (gen_of(w) != gen || next_of(w) >= chunks_of(w)) return;
         if (atomic_compare_exchange_weak_explicit(&job_word, &w, w + 1, memory_order_acq_rel, memory_order_acquire)) {
-            job_fn(job_ctx, (int64_t)next_of(w));
+            job_fn(job_ctx, (int64_t)next_of(w), lane);
             atomic_fetch_add_explicit(&job_done, 1, memory_order_release);
             w = atomic_load_explicit(&job_word, memory_order_acquire);
         }
     }
 }
 
-static void *worker_main(void *unused) {
-    (void)unused;
+static void *worker_main(void *arg) {
+    // This worker's lane: 1 for the first worker created, 2 for the second, ... (the caller of
+    // a job is lane 0). A job of `threads` lanes leaves workers of a higher number out, so the
+    // lanes that run a job's chunks are distinct and below its thread count.
+    const int64_t lane = (int64_t)(intptr_t)arg;
     uint32_t seen = gen_of(atomic_load_explicit(&job_word, memory_order_acquire));
     for (;;) {
         // Spin for new work, then sleep.
@@ -91,7 +95,7 @@ static void *worker_main(void *unused) {
             }
         }
         seen = gen;
-        work(gen);
+        if (lane < atomic_load_explicit(&job_threads, memory_order_relaxed)) work(gen, lane);
     }
     return NULL;
 }
@@ -112,13 +116,14 @@ int cnx_pool_run(int64_t threads, int64_t chunks, cnx_pool_fn fn, void *ctx) {
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int failed = pthread_create(&t, &attr, worker_main, NULL);
+        int failed = pthread_create(&t, &attr, worker_main, (void *)(intptr_t)(worker_count + 1));
         pthread_attr_destroy(&attr);
         if (failed) break;
         worker_count++;
     }
     job_fn = fn;
     job_ctx = ctx;
+    atomic_store_explicit(&job_threads, threads, memory_order_relaxed);
     atomic_store_explicit(&job_done, 0, memory_order_relaxed);
     uint64_t old = atomic_load_explicit(&job_word, memory_order_relaxed);
     uint32_t gen = gen_of(old) + 1;
@@ -128,7 +133,7 @@ int cnx_pool_run(int64_t threads, int64_t chunks, cnx_pool_fn fn, void *ctx) {
         pthread_cond_broadcast(&sleep_cond);
         pthread_mutex_unlock(&sleep_lock);
     }
-    work(gen);
+    work(gen, 0);
     // Wait for the chunks the workers took: spin briefly, then give the core away between polls
     // (a worker that shares this core, on a busy machine, gets to finish).
     int polls = 0;

@@ -80,39 +80,84 @@ public protocol ActivationObserver: AnyObject {
     func observe(node: Int, layer: Int, values: UnsafeBufferPointer<Float>)
 }
 
-/// One section of `parallelChunks`, as the pool's C callback sees it.
+/// One section of `parallelChunks` or `parallelGuided`, as the pool's C callback sees it: chunk
+/// i covers items bounds[i]..<bounds[i + 1].
 private struct PoolSection {
-    let count: Int, chunks: Int
+    let bounds: UnsafePointer<Int>
     let body: (Int, Int, Int) -> Void
 }
 
 /// Runs `body(start, end, lane)` over `count` items split into at most `threads` contiguous
-/// chunks, chunk `lane` (each lane on one thread at a time). The chunks run on the runtime's
-/// spinning pool (`cnx_pool.h`: no wake-up between the many short sections of a small model);
-/// when the pool is taken (another caller, or a section inside a section), on Dispatch.
+/// chunks of equal size. `lane` (below `threads`) names the thread that runs the chunk: no two
+/// chunks running at once have the same lane, so a body may use per-lane scratch. The chunks run
+/// on the runtime's spinning pool (`cnx_pool.h`: no wake-up between the many short sections of a
+/// small model); when the pool is taken (another caller, or a section inside a section), on
+/// Dispatch.
 func parallelChunks(_ count: Int, threads: Int, _ body: (Int, Int, Int) -> Void) {
     let chunks = max(1, min(threads, count))
     if chunks == 1 {
         body(0, count, 0)
         return
     }
+    withUnsafeTemporaryAllocation(of: Int.self, capacity: chunks + 1) { bounds in
+        for i in 0...chunks { bounds[i] = count * i / chunks }
+        runSection(bounds, chunks: chunks, threads: threads, body)
+    }
+}
+
+/// As `parallelChunks`, but in chunks of decreasing size (what is left over twice the
+/// thread count, down to `minimum` items) that the threads claim as they finish the previous
+/// one: when one thread runs slower (its core shared, on a busy host), the other takes more of
+/// the work instead of waiting for it at the end of the section.
+func parallelGuided(_ count: Int, threads: Int, minimum: Int = 1, _ body: (Int, Int, Int) -> Void) {
+    let threads = max(1, min(threads, count))
+    if threads == 1 {
+        body(0, count, 0)
+        return
+    }
+    let step = max(1, minimum)
+    var chunks = 0
+    var left = count
+    while left > 0 {
+        left -= min(left, max(step, left / (2 * threads)))
+        chunks += 1
+    }
+    withUnsafeTemporaryAllocation(of: Int.self, capacity: chunks + 1) { bounds in
+        var at = 0
+        for i in 0..<chunks {
+            bounds[i] = at
+            at += min(count - at, max(step, (count - at) / (2 * threads)))
+        }
+        bounds[chunks] = count
+        runSection(bounds, chunks: chunks, threads: threads, body)
+    }
+}
+
+/// Runs chunk i (items bounds[i]..<bounds[i + 1]) of `chunks` on the pool, or on Dispatch when
+/// the pool is taken (each of `threads` iterations then runs a contiguous share of the chunks as
+/// its lane).
+private func runSection(
+    _ bounds: UnsafeMutableBufferPointer<Int>, chunks: Int, threads: Int, _ body: (Int, Int, Int) -> Void
+) {
+    let bounds = UnsafePointer(bounds.baseAddress!)
     let ran = withoutActuallyEscaping(body) { body -> Bool in
-        var section = PoolSection(count: count, chunks: chunks, body: body)
+        var section = PoolSection(bounds: bounds, body: body)
         return withUnsafeMutablePointer(to: &section) { p in
             cnx_pool_run(
-                Int64(chunks), Int64(chunks),
-                { ctx, t in
+                Int64(threads), Int64(chunks),
+                { ctx, i, lane in
                     let s = ctx!.assumingMemoryBound(to: PoolSection.self)
-                    let (count, chunks, lane) = (s.pointee.count, s.pointee.chunks, Int(t))
-                    let lo = count * lane / chunks, hi = count * (lane + 1) / chunks
-                    if lo < hi { s.pointee.body(lo, hi, lane) }
+                    let (lo, hi) = (s.pointee.bounds[Int(i)], s.pointee.bounds[Int(i) + 1])
+                    if lo < hi { s.pointee.body(lo, hi, Int(lane)) }
                 }, p) != 0
         }
     }
     if ran { return }
-    DispatchQueue.concurrentPerform(iterations: chunks) { t in
-        let lo = count * t / chunks, hi = count * (t + 1) / chunks
-        if lo < hi { body(lo, hi, t) }
+    let lanes = min(threads, chunks)
+    DispatchQueue.concurrentPerform(iterations: lanes) { t in
+        for i in (chunks * t / lanes)..<(chunks * (t + 1) / lanes) where bounds[i] < bounds[i + 1] {
+            body(bounds[i], bounds[i + 1], t)
+        }
     }
 }
 
@@ -337,22 +382,36 @@ final class FastExecutor: @unchecked Sendable {
         // the column split below; Benchmarks/FP.md), so it stays off; the loop takes any count.
         let group = 1
         let maxRows = group * pixels
-        // Row tiles: at most 64 or 128 rows (so a tile's hidden activation stays in cache), and
-        // a multiple of the thread count of them so every thread gets the same work.
+        // Row tiles: about 64 or 128 rows (so a tile's hidden activation stays in cache). Each
+        // thread takes one contiguous share of the rows, the same rows its depthwise pass just
+        // wrote (they are in its core's cache), and tiles it. int8 shares and tiles are whole
+        // multiples of the kernel's tile height (14 rows on AVX-512 VNNI), so only the map's last
+        // tile has rows for the shorter, slower kernel tiles (a 121-row tile ran as 8 x 14 + 7 + 2).
         let tileMax = hidden >= 1536 ? 64 : 128
-        func tiling(_ rows: Int) -> (tile: Int, tiles: Int) {
-            let count = max(threads, ((rows + tileMax - 1) / tileMax + threads - 1) / threads * threads)
-            let tile = max(1, (rows + count - 1) / count)
-            return (tile, (rows + tile - 1) / tile)
+        var rowMultiple = 1
+        if case .int8 = w1, case .int8 = w2 { rowMultiple = Int(cnx_qgemm_row_tile()) }
+        /// body(firstRow, rows, lane) for every tile of `rows` rows, the threads' shares in parallel.
+        func rowTiles(_ rows: Int, _ body: (Int, Int, Int) -> Void) {
+            let m = rowMultiple, units = (rows + m - 1) / m
+            parallelChunks(units, threads: threads) { lo, hi, lane in
+                let count = max(1, ((hi - lo) * m + tileMax - 1) / tileMax)
+                for i in 0..<count {
+                    let r0 = (lo + (hi - lo) * i / count) * m, r1 = min(rows, (lo + (hi - lo) * (i + 1) / count) * m)
+                    if r0 < r1 { body(r0, r1 - r0, lane) }
+                }
+            }
         }
-        let tileLimit = tiling(maxRows).tile
+        // The tallest tile (at most about tileMax rows, rounded up to rowMultiple).
+        let tileLimit = min(maxRows, tileMax + rowMultiple)
         // Bytes of u8 codes per lane: a tile of inputs to either layer.
         func codes(_ lane: Int) -> UnsafeMutablePointer<UInt8> {
             UnsafeMutableRawPointer(scratch[lane].buffer(4, floats: (tileLimit * max(c, hidden) + 3) / 4 + 16)).assumingMemoryBound(
                 to: UInt8.self)
         }
         let t = scratch[0].buffer(0, floats: maxRows * c)
-        // Float and half-precision layers split by columns on small maps (below).
+        // Small maps (the last stages: few rows, large weights): the threads split the weights'
+        // columns instead of the rows, so each reads its share of them once (every precision).
+        let splitColumns = maxRows <= 256 && threads > 1 && call.observer == nil
         let split1 = w1.columnGEMM, split2 = w2.columnGEMM
         // bfloat16 layers on the dot path: the norm's output is rounded to bfloat16 once, on its
         // rows still in cache, and the first layer's epilogue writes the hidden activation in
@@ -367,7 +426,7 @@ final class FastExecutor: @unchecked Sendable {
         // int8 layers on a small map split by columns too (below): the norm's output is quantized
         // once, on its rows still in cache, for both threads.
         var int8Split: (PackedQMatrix, PackedQMatrix, UnsafeMutablePointer<UInt8>)?
-        if pixels <= 256, threads > 1, op.grn == nil, call.observer == nil, case .int8(let q1) = w1, case .int8(let q2) = w2 {
+        if splitColumns, op.grn == nil, case .int8(let q1) = w1, case .int8(let q2) = w2 {
             let codes = UnsafeMutableRawPointer(scratch[0].buffer(7, floats: (maxRows * c + 3) / 4 + 16))
             int8Split = (q1, q2, codes.assumingMemoryBound(to: UInt8.self))
         }
@@ -397,122 +456,116 @@ final class FastExecutor: @unchecked Sendable {
                             i += y1 - y0
                         }
                     }
-                    let (tile, tiles) = tiling(rowsAll)
                     if let grn = op.grn, let grnGamma = ptr[4], let grnBeta = ptr[5] {
                         // GRN needs statistics over the whole map: materialise the hidden activation.
                         let hbuf = scratch[0].buffer(1, floats: pixels * hidden)
-                        parallelChunks(tiles, threads: threads) { lo, hi, lane in
-                            for ti in lo..<hi {
-                                let r0 = ti * tile, rows = min(tile, pixels - r0)
-                                let ln = t + r0 * c
-                                call.report(1, ln, rows * c)
-                                w1.apply(
-                                    ln, rows: rows, lda: c, bias: b1, act: act, residual: nil, ldr: 0, into: hbuf + r0 * hidden,
-                                    ldo: hidden, codes: codes(lane))
-                            }
+                        rowTiles(pixels) { r0, rows, lane in
+                            let ln = t + r0 * c
+                            call.report(1, ln, rows * c)
+                            w1.apply(
+                                ln, rows: rows, lda: c, bias: b1, act: act, residual: nil, ldr: 0, into: hbuf + r0 * hidden, ldo: hidden,
+                                codes: codes(lane))
                         }
                         applyGRN(hbuf, pixels: pixels, channels: hidden, gamma: grnGamma, beta: grnBeta, eps: grn.epsilon, multipliers: m2)
                         call.report(2, hbuf, pixels * hidden)
-                        parallelChunks(tiles, threads: threads) { lo, hi, lane in
-                            for ti in lo..<hi {
-                                let r0 = ti * tile, rows = min(tile, pixels - r0)
-                                w2.apply(
-                                    hbuf + r0 * hidden, rows: rows, lda: hidden, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c, ldr: c,
-                                    into: xb + r0 * c, ldo: c, codes: codes(lane))
-                            }
+                        rowTiles(pixels) { r0, rows, lane in
+                            w2.apply(
+                                hbuf + r0 * hidden, rows: rows, lda: hidden, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c, ldr: c,
+                                into: xb + r0 * c, ldo: c, codes: codes(lane))
                         }
                         continue
                     }
-                    if rowsAll <= 256, threads > 1, let (h1, h2, t16) = halves {
-                        // As below, in bfloat16 between the layers.
+                    if splitColumns, let (h1, h2, t16) = halves {
+                        // bfloat16 between the layers.
                         let h16 = Self.halfBuffer(scratch[0], 1, count: rowsAll * hidden)
-                        parallelChunks((hidden + 31) / 32, threads: threads) { lo, hi, _ in
+                        splitByColumns(hidden: hidden, c: c) { columns in
                             h1.multiply16(
-                                t16, rows: rowsAll, lda: c, columns: lo * 32..<min(hidden, hi * 32), bias: b1, act: act, residual: nil,
-                                ldr: 0, into: nil, into16: h16, ldc: hidden)
-                        }
-                        parallelChunks((c + 31) / 32, threads: threads) { lo, hi, _ in
+                                t16, rows: rowsAll, lda: c, columns: columns, bias: b1, act: act, residual: nil, ldr: 0, into: nil,
+                                into16: h16, ldc: hidden)
+                        } layer2: { columns in
                             h2.multiply16(
-                                h16, rows: rowsAll, lda: hidden, columns: lo * 32..<min(c, hi * 32), bias: b2, act: CNX_ACT_NONE,
-                                residual: xb, ldr: c, into: xb, into16: nil, ldc: c)
+                                h16, rows: rowsAll, lda: hidden, columns: columns, bias: b2, act: CNX_ACT_NONE, residual: xb, ldr: c,
+                                into: xb, into16: nil, ldc: c)
                         }
                         continue
                     }
                     if let (q1, q2, a8) = int8Split {
-                        // As below, int8 to int8 (the hidden activation requantized in the first
-                        // layer's epilogue, as in the row tiles).
+                        // int8 to int8 (the hidden activation requantized in the first layer's
+                        // epilogue, as in the row tiles).
                         let h8 = UnsafeMutableRawPointer(scratch[0].buffer(1, floats: (rowsAll * hidden + 3) / 4 + 16))
                             .assumingMemoryBound(to: UInt8.self)
-                        parallelChunks((hidden + 31) / 32, threads: threads) { lo, hi, _ in
+                        splitByColumns(hidden: hidden, c: c) { columns in
                             q1.multiply(
-                                a8, rows: rowsAll, lda: c, columns: lo * 32..<min(hidden, hi * 32), bias: b1, act: act, requantizingFor: q2,
-                                into: h8, ldo: hidden)
-                        }
-                        parallelChunks((c + 31) / 32, threads: threads) { lo, hi, _ in
+                                a8, rows: rowsAll, lda: c, columns: columns, bias: b1, act: act, requantizingFor: q2, into: h8, ldo: hidden)
+                        } layer2: { columns in
                             q2.multiply(
-                                h8, rows: rowsAll, lda: hidden, columns: lo * 32..<min(c, hi * 32), bias: b2, act: CNX_ACT_NONE,
-                                residual: xb, ldr: c, into: xb, ldo: c)
+                                h8, rows: rowsAll, lda: hidden, columns: columns, bias: b2, act: CNX_ACT_NONE, residual: xb, ldr: c,
+                                into: xb,
+                                ldo: c)
                         }
                         continue
                     }
-                    if rowsAll <= 256, threads > 1, call.observer == nil, let split1, let split2 {
-                        // Small maps (the last stages): few rows but large weights, so the threads
-                        // split the weights' columns instead of the rows, and each reads half of them.
+                    if splitColumns, let split1, let split2 {
+                        // float32 or half-precision weights, float32 between the layers.
                         let hbuf = scratch[0].buffer(1, floats: rowsAll * hidden)
-                        parallelChunks((hidden + 31) / 32, threads: threads) { lo, hi, _ in
+                        splitByColumns(hidden: hidden, c: c) { columns in
                             split1.multiply(
-                                t, rows: rowsAll, lda: c, columns: lo * 32..<min(hidden, hi * 32), bias: b1, act: act, residual: nil,
-                                ldr: 0, into: hbuf, ldc: hidden)
-                        }
-                        parallelChunks((c + 31) / 32, threads: threads) { lo, hi, _ in
+                                t, rows: rowsAll, lda: c, columns: columns, bias: b1, act: act, residual: nil, ldr: 0, into: hbuf,
+                                ldc: hidden)
+                        } layer2: { columns in
                             split2.multiply(
-                                hbuf, rows: rowsAll, lda: hidden, columns: lo * 32..<min(c, hi * 32), bias: b2, act: CNX_ACT_NONE,
-                                residual: xb, ldr: c, into: xb, ldc: c)
+                                hbuf, rows: rowsAll, lda: hidden, columns: columns, bias: b2, act: CNX_ACT_NONE, residual: xb, ldr: c,
+                                into: xb, ldc: c)
                         }
                         continue
                     }
                     // Tiles of rows: the 4C hidden activation of a tile stays in cache and the whole
                     // map's hidden activation never exists.
-                    parallelChunks(tiles, threads: threads) { lo, hi, lane in
-                        let hb = scratch[lane].buffer(3, floats: tile * hidden)
+                    rowTiles(rowsAll) { r0, rows, lane in
+                        let hb = scratch[lane].buffer(3, floats: tileLimit * hidden)
                         let q = codes(lane)
-                        for ti in lo..<hi {
-                            let r0 = ti * tile, rows = min(tile, rowsAll - r0)
-                            let ln = t + r0 * c
-                            call.report(1, ln, rows * c)
-                            if case .int8(let q1) = w1, case .int8(let q2) = w2, call.observer == nil {
-                                // int8 to int8: the norm's output quantized once, the activation's output
-                                // requantized in the first GEMM's epilogue, dequantized in the second's.
-                                q1.quantize(ln, count: rows * c, into: q)
-                                let hq = UnsafeMutableRawPointer(hb).assumingMemoryBound(to: UInt8.self)
-                                q1.multiply(q, rows: rows, lda: c, bias: b1, act: act, requantizingFor: q2, into: hq, ldo: hidden)
-                                q2.multiply(
-                                    hq, rows: rows, lda: hidden, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c, ldr: c,
-                                    into: xb + r0 * c, ldo: c)
-                                continue
-                            }
-                            if let (h1, h2, t16) = halves {
-                                let h16 = UnsafeMutableRawPointer(hb).assumingMemoryBound(to: UInt16.self)
-                                h1.multiply16(
-                                    t16 + r0 * c, rows: rows, lda: c, columns: 0..<hidden, bias: b1, act: act, residual: nil, ldr: 0,
-                                    into: nil, into16: h16, ldc: hidden)
-                                h2.multiply16(
-                                    h16, rows: rows, lda: hidden, columns: 0..<c, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c,
-                                    ldr: c, into: xb + r0 * c, into16: nil, ldc: c)
-                                continue
-                            }
-                            w1.apply(ln, rows: rows, lda: c, bias: b1, act: act, residual: nil, ldr: 0, into: hb, ldo: hidden, codes: q)
-                            call.report(2, hb, rows * hidden)
-                            w2.apply(
-                                hb, rows: rows, lda: hidden, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c, ldr: c, into: xb + r0 * c,
-                                ldo: c, codes: q)
+                        let ln = t + r0 * c
+                        call.report(1, ln, rows * c)
+                        if case .int8(let q1) = w1, case .int8(let q2) = w2, call.observer == nil {
+                            // int8 to int8: the norm's output quantized once, the activation's output
+                            // requantized in the first GEMM's epilogue, dequantized in the second's.
+                            q1.quantize(ln, count: rows * c, into: q)
+                            let hq = UnsafeMutableRawPointer(hb).assumingMemoryBound(to: UInt8.self)
+                            q1.multiply(q, rows: rows, lda: c, bias: b1, act: act, requantizingFor: q2, into: hq, ldo: hidden)
+                            q2.multiply(
+                                hq, rows: rows, lda: hidden, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c, ldr: c,
+                                into: xb + r0 * c, ldo: c)
+                            return
                         }
+                        if let (h1, h2, t16) = halves {
+                            let h16 = UnsafeMutableRawPointer(hb).assumingMemoryBound(to: UInt16.self)
+                            h1.multiply16(
+                                t16 + r0 * c, rows: rows, lda: c, columns: 0..<hidden, bias: b1, act: act, residual: nil, ldr: 0,
+                                into: nil, into16: h16, ldc: hidden)
+                            h2.multiply16(
+                                h16, rows: rows, lda: hidden, columns: 0..<c, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c,
+                                ldr: c, into: xb + r0 * c, into16: nil, ldc: c)
+                            return
+                        }
+                        w1.apply(ln, rows: rows, lda: c, bias: b1, act: act, residual: nil, ldr: 0, into: hb, ldo: hidden, codes: q)
+                        call.report(2, hb, rows * hidden)
+                        w2.apply(
+                            hb, rows: rows, lda: hidden, bias: b2, act: CNX_ACT_NONE, residual: xb + r0 * c, ldr: c, into: xb + r0 * c,
+                            ldo: c, codes: q)
                     }
                 }
             }
         }
         return out
     }
+    /// A block's two pointwise layers on a small map, split by output columns over the threads:
+    /// `layer1` over ranges of the hidden activation's columns, then `layer2` over ranges of the
+    /// output's (each range a multiple of 32 columns, the panel width, from the start).
+    private func splitByColumns(hidden: Int, c: Int, layer1: (Range<Int>) -> Void, layer2: (Range<Int>) -> Void) {
+        parallelGuided((hidden + 31) / 32, threads: threads) { lo, hi, _ in layer1(lo * 32..<min(hidden, hi * 32)) }
+        parallelGuided((c + 31) / 32, threads: threads) { lo, hi, _ in layer2(lo * 32..<min(c, hi * 32)) }
+    }
+
     /// Scratch slot `slot` of `scratch` as room for `count` bfloat16 values.
     private static func halfBuffer(_ scratch: Scratch, _ slot: Int, count: Int) -> UnsafeMutablePointer<UInt16> {
         UnsafeMutableRawPointer(scratch.buffer(slot, floats: (count + 1) / 2 + 16)).assumingMemoryBound(to: UInt16.self)
@@ -670,7 +723,7 @@ final class FastExecutor: @unchecked Sendable {
                             parallelChunks(oh * ow, threads: threads) { lo, hi, _ in
                                 for p in lo..<hi { patchPixel(p, into: patches + p * patch) }
                             }
-                            parallelChunks((cout + 31) / 32, threads: threads) { lo, hi, _ in
+                            parallelGuided((cout + 31) / 32, threads: threads) { lo, hi, _ in
                                 g.multiply(
                                     patches, rows: oh * ow, lda: patch, columns: lo * 32..<min(cout, hi * 32), bias: bias,
                                     act: CNX_ACT_NONE, residual: nil, ldr: 0, into: yb, ldc: cout)

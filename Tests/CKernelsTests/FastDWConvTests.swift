@@ -75,11 +75,16 @@ final class FastDWConvTests: XCTestCase {
         }
     }
 
-    /// Widths past one register block (14 and 7 output pixels), and the ConvNeXt-T stage shapes.
+    /// Widths past one register block (14 and 7 output pixels), the ConvNeXt-T stage shapes, and
+    /// ConvNeXt-B 384's 512- and 1024-channel stages (the AVX-512 path copies their rows in groups
+    /// of 8 output rows: heights 9, 17 and 20 end a group part-way, 528 channels end in a masked block).
     func testDWConvWideImagesMatchReference() {
         var rng = LCG(11)
         // 30 and 23 put a block's last input column exactly at the right edge (14- and 7-pixel blocks).
-        for (h, w, c) in [(5, 29, 97), (9, 20, 33), (6, 30, 17), (5, 23, 16), (4, 56, 96), (28, 28, 192), (7, 7, 768), (56, 56, 96)] {
+        for (h, w, c) in [
+            (5, 29, 97), (9, 20, 33), (6, 30, 17), (5, 23, 16), (4, 56, 96), (28, 28, 192), (7, 7, 768), (56, 56, 96), (24, 24, 512),
+            (12, 12, 1024), (17, 9, 528), (20, 3, 64),
+        ] {
             let t = Case(h: h, w: w, c: c, k: 7, bias: true, rng: &rng)
             let ref = t.output(ref: true)
             forEachISA { _, name in
@@ -100,7 +105,7 @@ final class FastDWConvTests: XCTestCase {
     /// are left alone.
     func testDWConvRowPiecesEqualWhole() {
         var rng = LCG(13)
-        for (h, w, c) in [(14, 14, 97), (8, 7, 13), (7, 8, 96), (3, 3, 1), (1, 14, 7)] {
+        for (h, w, c) in [(14, 14, 97), (8, 7, 13), (7, 8, 96), (3, 3, 1), (1, 14, 7), (20, 9, 512), (25, 5, 33)] {
             let t = Case(h: h, w: w, c: c, k: 7, bias: true, rng: &rng)
             forEachISA { _, name in
                 let whole = t.output(ref: false)

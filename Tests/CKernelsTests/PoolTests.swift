@@ -12,21 +12,37 @@ final class PoolTests: XCTestCase {
         var runs: [Int32]
         var nested: Int32 = -1
         var nest = false
+        /// Per lane: chunks running on it now, the most seen at once, and chunks run.
+        var active = [Int](repeating: 0, count: 64), mostAtOnce = [Int](repeating: 0, count: 64)
+        var lanes = [Int](repeating: 0, count: 64)
+        var badLane = false
         let lock = NSLock()
         init(_ n: Int) { runs = Array(repeating: 0, count: n) }
     }
 
-    static let countChunk: cnx_pool_fn = { ctx, i in
+    static let countChunk: cnx_pool_fn = { ctx, i, lane in
         let c = Unmanaged<Counts>.fromOpaque(ctx!).takeUnretainedValue()
+        let l = Int(lane)
+        c.lock.lock()
+        if l < 0 || l >= 64 {
+            c.badLane = true
+            c.lock.unlock()
+            return
+        }
+        c.active[l] += 1
+        c.mostAtOnce[l] = max(c.mostAtOnce[l], c.active[l])
+        c.lanes[l] += 1
+        c.lock.unlock()
         // Some work, so that chunks overlap on the threads.
         var x = 0.0
         for k in 0..<(200 * (Int(i) % 3 + 1)) { x += sin(Double(k)) }
         if x.isNaN { return }
         c.lock.lock()
+        c.active[l] -= 1
         c.runs[Int(i)] += 1
         c.lock.unlock()
         if c.nest && i == 0 {
-            c.nested = cnx_pool_run(2, 2, { _, _ in }, nil)
+            c.nested = cnx_pool_run(2, 2, { _, _, _ in }, nil)
         }
     }
 
@@ -38,6 +54,25 @@ final class PoolTests: XCTestCase {
                     let ok = cnx_pool_run(Int64(threads), Int64(chunks), PoolTests.countChunk, Unmanaged.passUnretained(c).toOpaque())
                     XCTAssertEqual(ok, 1)
                     XCTAssertEqual(c.runs, Array(repeating: 1, count: chunks), "threads \(threads), chunks \(chunks)")
+                }
+            }
+        }
+    }
+
+    /// Each chunk is told its thread's lane: below the section's thread count, and never the
+    /// lane of a chunk running at the same time (per-lane scratch relies on it), also when a
+    /// section with fewer threads follows one with more (the extra workers stay out).
+    func testLanesAreBelowTheThreadCountAndNeverShared() {
+        for threads in [4, 2, 3, 1, 2] {
+            for chunks in [2, 5, 64] {
+                for _ in 0..<100 {
+                    let c = Counts(chunks)
+                    XCTAssertEqual(
+                        cnx_pool_run(Int64(threads), Int64(chunks), PoolTests.countChunk, Unmanaged.passUnretained(c).toOpaque()), 1)
+                    XCTAssertFalse(c.badLane)
+                    XCTAssertEqual(c.runs, Array(repeating: 1, count: chunks))
+                    XCTAssertEqual(c.lanes[threads...].reduce(0, +), 0, "a lane at or above \(threads) threads ran a chunk")
+                    XCTAssertEqual(c.mostAtOnce.max(), 1, "two chunks ran at once on one lane")
                 }
             }
         }
@@ -61,7 +96,7 @@ final class PoolTests: XCTestCase {
                 let c = all[t][s]
                 let ctx = Unmanaged.passUnretained(c).toOpaque()
                 if cnx_pool_run(2, Int64(chunks), PoolTests.countChunk, ctx) == 0 {
-                    for i in 0..<chunks { PoolTests.countChunk(ctx, Int64(i)) }
+                    for i in 0..<chunks { PoolTests.countChunk(ctx, Int64(i), 0) }
                 }
             }
         }

@@ -16,11 +16,14 @@
 extern "C" {
 #endif
 
-/// What a section runs: fn(ctx, i) for every chunk i in 0..<chunks, each exactly once, at most
-/// one thread per chunk; chunks may run in any order on any thread.
-typedef void (*cnx_pool_fn)(void *ctx, int64_t chunk);
+/// What a section runs: fn(ctx, i, lane) for every chunk i in 0..<chunks, each exactly once, at
+/// most one thread per chunk; chunks may run in any order on any thread. `lane` names the thread
+/// that runs the chunk: 0 the caller, 1..<threads the workers; no two threads of one section have
+/// the same lane, so a chunk may use per-lane scratch memory even when there are more chunks than
+/// threads (chunks claimed dynamically, the faster thread taking more of them).
+typedef void (*cnx_pool_fn)(void *ctx, int64_t chunk, int64_t lane);
 
-/// Runs fn(ctx, i) for i in 0..<chunks on the calling thread and up to `threads - 1` pool workers,
+/// Runs fn(ctx, i, lane) for i in 0..<chunks on the calling thread and up to `threads - 1` pool workers,
 /// returning once every chunk has finished. Returns 0 when the pool is in use (another caller, or
 /// a section started from inside a section): nothing was run and the caller must run the chunks
 /// another way. Returns 1 when done. chunks must be at most 65535.

@@ -69,6 +69,11 @@ void cnx_qisa_force(int isa);
 /// "scalar", "avx2", "avxvnni", "avx512vnni", "neon", "dotprod", "i8mm" (or "unknown").
 const char *cnx_qisa_name(cnx_qisa isa);
 
+/// Rows of the current path's tallest GEMM tile (14 on AVX-512 VNNI, 6 on AVX-VNNI, 2 on AVX2, 5
+/// or 4 on arm64, 1 portable): a row count that is a multiple of it runs on full tiles only, the
+/// rest on shorter, slower ones. Callers that split a map into row tiles round to it.
+int64_t cnx_qgemm_row_tile(void);
+
 // MARK: - Packed weights
 
 /// Columns per packed panel.
