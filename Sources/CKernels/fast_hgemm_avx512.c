@@ -15,6 +15,7 @@
 #include "hgemm_internal.h"
 
 #include <stdint.h>
+#include <time.h>
 
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(CNX_NO_SIMD)
 #include <immintrin.h>
@@ -290,6 +291,67 @@ T512BF void cnx_round_bf16_avx512bf16(const float *x, int64_t count, uint16_t *y
     }
 }
 
+// MARK: - Does the dot product pay here?
+
+static double seconds_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+#define RATIO_CHAINS 24
+#define RATIO_STEPS 4096
+
+// RATIO_STEPS x RATIO_CHAINS of one instruction, each chain its own register; the empty asm
+// keeps every chain live and in a register. Returns the seconds taken.
+static T512BF double time_dot(__m512 *acc) {
+    const __m512bh one = (__m512bh)_mm512_set1_epi32(0x3F803F80);  // two bfloat16 1.0s
+    const double t0 = seconds_now();
+    for (int s = 0; s < RATIO_STEPS; s++) {
+#pragma clang loop unroll(full)
+        for (int j = 0; j < RATIO_CHAINS; j++) {
+            acc[j] = _mm512_dpbf16_ps(acc[j], one, one);
+            __asm__ volatile("" : "+v"(acc[j]));
+        }
+    }
+    return seconds_now() - t0;
+}
+
+static T512 double time_fma(__m512 *acc) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const double t0 = seconds_now();
+    for (int s = 0; s < RATIO_STEPS; s++) {
+#pragma clang loop unroll(full)
+        for (int j = 0; j < RATIO_CHAINS; j++) {
+            acc[j] = _mm512_fmadd_ps(acc[j], one, one);
+            __asm__ volatile("" : "+v"(acc[j]));
+        }
+    }
+    return seconds_now() - t0;
+}
+
+T512BF double cnx_bf16_dot_time_ratio_avx512bf16(void) {
+    __m512 acc[RATIO_CHAINS];
+    for (int j = 0; j < RATIO_CHAINS; j++) acc[j] = _mm512_setzero_ps();
+    // The first pair warms the vector units (and their clock) up and is not counted; the least
+    // of the rest is the undisturbed time (another process can only slow a try down).
+    double dot = 1e30, fma = 1e30;
+    for (int r = 0; r < 10; r++) {
+        const double d = time_dot(acc), f = time_fma(acc);
+        if (r == 0) continue;
+        if (d < dot) dot = d;
+        if (f < fma) fma = f;
+    }
+    __m512 sum = acc[0];
+    for (int j = 1; j < RATIO_CHAINS; j++) sum = _mm512_add_ps(sum, acc[j]);
+    volatile float sink = _mm512_reduce_add_ps(sum);  // every chain's result used
+    (void)sink;
+    return fma > 0 ? dot / fma : 1.0;
+}
+
+#undef RATIO_CHAINS
+#undef RATIO_STEPS
+
 #else
 
 void cnx_hgemm_avx512(int kind, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
@@ -306,5 +368,7 @@ void cnx_hgemm_a16_avx512bf16(int64_t m, int64_t n, int64_t k, const uint16_t *a
 }
 
 void cnx_round_bf16_avx512bf16(const float *x, int64_t count, uint16_t *y) { cnx_round_bf16_ref(x, count, y); }
+
+double cnx_bf16_dot_time_ratio_avx512bf16(void) { return 1.0; }
 
 #endif

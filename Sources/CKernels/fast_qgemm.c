@@ -252,12 +252,12 @@ static cnx_qjob job_u8(const int32_t *colsum, int32_t a_zero, float a_scale, con
 
 int64_t cnx_qgemm_row_tile(void) {
     switch (cnx_qisa_current()) {
-    case CNX_QISA_AVX512_VNNI: return 14;
-    case CNX_QISA_AVX_VNNI: return 6;
-    case CNX_QISA_AVX2: return 2;
-    case CNX_QISA_NEON: return 4;
+    case CNX_QISA_AVX512_VNNI: return QGEMM_MR;
+    case CNX_QISA_AVX_VNNI: return CNX_QMR_AVX_VNNI;
+    case CNX_QISA_AVX2: return CNX_QMR_AVX2;
+    case CNX_QISA_NEON: return CNX_QMR_NEON;
     case CNX_QISA_DOTPROD:
-    case CNX_QISA_I8MM: return 5;
+    case CNX_QISA_I8MM: return CNX_QMR_DOT;
     default: return 1;
     }
 }

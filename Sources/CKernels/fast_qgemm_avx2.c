@@ -31,8 +31,6 @@
 #define TVNNI __attribute__((target("avx2,fma,avxvnni")))
 #define INLINE static inline __attribute__((always_inline))
 
-#define MR_VNNI 6
-#define MR_AVX2 2
 #ifndef QGEMM_A_BLOCK
 #define QGEMM_A_BLOCK (192 * 1024)  // bytes of A per row block
 #endif
@@ -189,7 +187,7 @@ INLINE TVNNI void group_vnni(const int MR, const int TAIL, __m256i acc[][2], con
 INLINE TVNNI void tile_vnni(const int MR, const int MODE, int64_t kq, int kt, const uint8_t *a,
                             int64_t lda, const int8_t *b, const cnx_qjob *e, int64_t i,
                             int64_t j0, int64_t vn) {
-    __m256i acc[MR_VNNI][2];
+    __m256i acc[CNX_QMR_AVX_VNNI][2];
 #pragma clang loop unroll(full)
     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
     for (int64_t g = 0; g < kq; g++) group_vnni(MR, 0, acc, a + 4 * g, lda, b + 64 * g, 0);
@@ -220,14 +218,14 @@ INLINE T256 void tile_avx2(const int MR, const int MODE, int64_t kq, int kt, con
                            int64_t j0, int64_t vn) {
     const __m256i spread = _mm256_setr_epi8(0, -1, 1, -1, 2, -1, 3, -1, 0, -1, 1, -1, 2, -1, 3, -1,
                                             0, -1, 1, -1, 2, -1, 3, -1, 0, -1, 1, -1, 2, -1, 3, -1);
-    __m256i acc[MR_AVX2][4];  // acc[r][q]: columns 4q..4q+3, two lanes (k pairs) per column
+    __m256i acc[CNX_QMR_AVX2][4];  // acc[r][q]: columns 4q..4q+3, two lanes (k pairs) per column
 #pragma clang loop unroll(full)
     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = _mm256_setzero_si256();
     for (int64_t g = 0; g < kq; g++) group_avx2(MR, 0, acc, spread, a + 4 * g, lda, b + 64 * g, 0);
     if (kt) group_avx2(MR, 1, acc, spread, a + 4 * kq, lda, b + 64 * kq, kt);
     // profile: dot-product loop ends
     // hadd(acc0, acc1) = [c0 c1 c4 c5 | c2 c3 c6 c7] in 64-bit pairs; vpermq (0, 2, 1, 3) sorts.
-    __m256i out[MR_AVX2][2];
+    __m256i out[CNX_QMR_AVX2][2];
 #pragma clang loop unroll(full)
     for (int r = 0; r < MR; r++) {
         out[r][0] = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[r][0], acc[r][1]), 0xD8);
@@ -292,12 +290,12 @@ static void run256(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t ld
 
 void cnx_qgemm_run_avxvnni(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda,
                            const void *packed_b, const cnx_qjob *e) {
-    run256(m, n, k, a, lda, packed_b, e, TILES_VNNI[e->mode], ROWS_VNNI, MR_VNNI);
+    run256(m, n, k, a, lda, packed_b, e, TILES_VNNI[e->mode], ROWS_VNNI, CNX_QMR_AVX_VNNI);
 }
 
 void cnx_qgemm_run_avx2(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda,
                         const void *packed_b, const cnx_qjob *e) {
-    run256(m, n, k, a, lda, packed_b, e, TILES_AVX2[e->mode], ROWS_AVX2, MR_AVX2);
+    run256(m, n, k, a, lda, packed_b, e, TILES_AVX2[e->mode], ROWS_AVX2, CNX_QMR_AVX2);
 }
 
 // MARK: - Epilogue from an accumulator buffer

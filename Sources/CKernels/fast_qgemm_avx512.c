@@ -22,9 +22,6 @@
 #define T512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma")))
 #define INLINE static inline __attribute__((always_inline))
 
-#ifndef QGEMM_MR
-#define QGEMM_MR 14
-#endif
 #ifndef QGEMM_A_BLOCK
 #define QGEMM_A_BLOCK (192 * 1024)  // bytes of A per row block
 #endif

@@ -21,6 +21,11 @@ void cnx_hgemm_a16_avx512bf16(int64_t m, int64_t n, int64_t k, const uint16_t *a
                               int64_t ldc);
 void cnx_round_bf16_avx512bf16(const float *x, int64_t count, uint16_t *y);
 
+/// The time of a vdpbf16ps over that of a float FMA (vfmadd231ps, zmm), both measured here in
+/// 24 independent chains, the least of 9 interleaved tries each (about 1 ms in all). A vdpbf16ps
+/// does two multiply-adds a lane, an FMA one: above 2 the widened path multiplies faster.
+double cnx_bf16_dot_time_ratio_avx512bf16(void);
+
 /// The arm64 kernels (neon_hgemm.c); kind CNX_HK_BF16_DOT needs FEAT_BF16, CNX_HK_F16 any arm64.
 void cnx_hgemm_neon(int kind, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                     const uint16_t *packed_b, const float *bias, int act, const float *residual,

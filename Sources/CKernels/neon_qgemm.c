@@ -39,8 +39,6 @@
 #pragma GCC optimize("fp-contract=off")
 #endif
 
-#define QMR_DOT 5
-#define QMR_NEON 4
 #define QTN 16  // columns per tile: one panel
 #ifndef NEON_QGEMM_A_BLOCK
 #define NEON_QGEMM_A_BLOCK (128 * 1024)  // bytes of A per row block
@@ -147,7 +145,7 @@ static inline void tail_bytes(uint8_t dst[16], const uint8_t *src, int64_t len) 
 // The dot-product tile body, for SDOT (A offset by XOR 0x80) or SUDOT (A as it is). Writes the
 // MR x 16 int32 tile to t. kqp: groups of the panel (k zero-padded to 4).
 #define DOT_TILE_BODY(DOT, AVTYPE, LOAD_A)                                                      \
-    int32x4_t acc[QMR_DOT][4];                                                                  \
+    int32x4_t acc[CNX_QMR_DOT][4];                                                                  \
     CNX_UNROLL                                                                                  \
     for (int r = 0; r < MR; r++)                                                                \
         CNX_UNROLL                                                                              \
@@ -155,7 +153,7 @@ static inline void tail_bytes(uint8_t dst[16], const uint8_t *src, int64_t len) 
     const int8_t *bg = b;                                                                       \
     int64_t k0 = 0;                                                                             \
     for (; k0 + 16 <= k; k0 += 16) {                                                            \
-        AVTYPE av[QMR_DOT];                                                                     \
+        AVTYPE av[CNX_QMR_DOT];                                                                     \
         CNX_UNROLL                                                                              \
         for (int r = 0; r < MR; r++) av[r] = LOAD_A(a + r * lda + k0);                          \
         DOT_GROUP(DOT, 0);                                                                      \
@@ -165,7 +163,7 @@ static inline void tail_bytes(uint8_t dst[16], const uint8_t *src, int64_t len) 
     }                                                                                           \
     if (k0 < k) {                                                                               \
         const int64_t groups = (k - k0 + 3) / 4;                                                \
-        AVTYPE av[QMR_DOT];                                                                     \
+        AVTYPE av[CNX_QMR_DOT];                                                                     \
         CNX_UNROLL                                                                              \
         for (int r = 0; r < MR; r++) {                                                          \
             uint8_t tb[16];                                                                     \
@@ -255,7 +253,7 @@ static inline uint32_t load_group(const uint8_t *p, int64_t len) {
 CNX_INLINE void tile_neon(const int MR, int64_t k, const uint8_t *a, int64_t lda, const int8_t *b,
                           const int32_t *colsum, int32_t *t) {
     (void)colsum;
-    int32x4_t acc[QMR_NEON][4];
+    int32x4_t acc[CNX_QMR_NEON][4];
     CNX_UNROLL
     for (int r = 0; r < MR; r++)
         CNX_UNROLL
@@ -263,13 +261,13 @@ CNX_INLINE void tile_neon(const int MR, int64_t k, const uint8_t *a, int64_t lda
     const int8_t *bg = b;
     int64_t k0 = 0;
     for (; k0 + 4 <= k; k0 += 4, bg += 64) {
-        int16x4_t av[QMR_NEON];
+        int16x4_t av[CNX_QMR_NEON];
         CNX_UNROLL
         for (int r = 0; r < MR; r++) av[r] = widen_group(load_group(a + r * lda + k0, 4));
         MLAL_GROUP();
     }
     if (k0 < k) {
-        int16x4_t av[QMR_NEON];
+        int16x4_t av[CNX_QMR_NEON];
         CNX_UNROLL
         for (int r = 0; r < MR; r++) av[r] = widen_group(load_group(a + r * lda + k0, k - k0));
         MLAL_GROUP();
@@ -294,9 +292,9 @@ QTILE(dotprod, CNX_TARGET_DOTPROD, 3) QTILE(dotprod, CNX_TARGET_DOTPROD, 4)
 QTILE(dotprod, CNX_TARGET_DOTPROD, 5)
 QTILE(neon, , 1) QTILE(neon, , 2) QTILE(neon, , 3) QTILE(neon, , 4)
 
-static const qtile_fn TILES_I8MM[QMR_DOT + 1] = {0, i8mm_1, i8mm_2, i8mm_3, i8mm_4, i8mm_5};
-static const qtile_fn TILES_DOTPROD[QMR_DOT + 1] = {0, dotprod_1, dotprod_2, dotprod_3, dotprod_4, dotprod_5};
-static const qtile_fn TILES_NEON[QMR_NEON + 1] = {0, neon_1, neon_2, neon_3, neon_4};
+static const qtile_fn TILES_I8MM[CNX_QMR_DOT + 1] = {0, i8mm_1, i8mm_2, i8mm_3, i8mm_4, i8mm_5};
+static const qtile_fn TILES_DOTPROD[CNX_QMR_DOT + 1] = {0, dotprod_1, dotprod_2, dotprod_3, dotprod_4, dotprod_5};
+static const qtile_fn TILES_NEON[CNX_QMR_NEON + 1] = {0, neon_1, neon_2, neon_3, neon_4};
 
 // MARK: - Driver
 
@@ -304,13 +302,13 @@ void cnx_qgemm_run_neon(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64
                         const void *packed_b, const cnx_qjob *e, int level) {
     if (m <= 0 || n <= 0) return;
     const qtile_fn *tiles = level == CNX_QISA_I8MM ? TILES_I8MM : level == CNX_QISA_DOTPROD ? TILES_DOTPROD : TILES_NEON;
-    const int mr_max = level == CNX_QISA_NEON ? QMR_NEON : QMR_DOT;
+    const int mr_max = level == CNX_QISA_NEON ? CNX_QMR_NEON : CNX_QMR_DOT;
     const int64_t kqp = (k + 3) / 4, np = (n + QTN - 1) / QTN;
     int32_t colsum[QTN] = {0};
     // Row blocks whose A stays in L2 while every panel of B passes over it.
     int64_t mc = (NEON_QGEMM_A_BLOCK / (k > 0 ? k : 1)) / mr_max * mr_max;
     if (mc < mr_max) mc = mr_max;
-    int32_t t[QMR_DOT * QTN];
+    int32_t t[CNX_QMR_DOT * QTN];
     for (int64_t i0 = 0; i0 < m; i0 += mc) {
         const int64_t i1 = m - i0 < mc ? m : i0 + mc;
         for (int64_t p = 0; p < np; p++) {

@@ -93,6 +93,9 @@ public enum Benchmark {
             call = { _ = try model.predict(x, workspace: workspace) }
             runtime = "cnx fast runtime"
             kernels = kernelsInUse()
+            if loaded.graph.initializers.values.contains(where: { $0.dtype == .bfloat16 || $0.dtype == .float16 }) {
+                kernels += "; half-precision weights: " + halfKernelsInUse()
+            }
         } else {
             let executor = ReferenceExecutor(graph: loaded.graph)
             call = { _ = try executor.run([input.name: x]) }
@@ -139,5 +142,21 @@ public enum Benchmark {
             return "\(name) (chosen by CNX_ISA; this CPU has \(String(cString: cnx_isa_name(hardware))))"
         }
         return "\(name) (the best this CPU has)"
+    }
+
+    /// The half-precision GEMM path (`cnx_hpath`), and why when it is not the best this CPU has.
+    public static func halfKernelsInUse() -> String {
+        let active = cnx_hpath_current(), available = cnx_hpath_available()
+        let name = String(cString: cnx_hpath_name(active))
+        let best = String(cString: cnx_hpath_name(available))
+        if let env = ProcessInfo.processInfo.environment["CNX_HPATH"], !env.isEmpty {
+            return "\(name) (CNX_HPATH=\(env); this CPU has \(best))"
+        }
+        if active == CNX_HPATH_AVX512 && available == CNX_HPATH_AVX512_BF16 {
+            let ratio = String(format: "%.1f", cnx_hpath_bf16_dot_time_ratio())
+            return "\(name), bf16 widened to float32 in the kernel: a vdpbf16ps takes \(ratio)x an FMA's time on this CPU, "
+                + "so FMAs multiply faster (CNX_HPATH=avx512bf16 forces the dot product)"
+        }
+        return active == available ? "\(name) (the best this CPU has)" : "\(name) (this CPU has \(best))"
     }
 }

@@ -244,7 +244,8 @@ final class HalfGemmTests: XCTestCase {
         }
     }
 
-    /// CNX_HPATH lowers the detected path; forcing is clamped to the hardware.
+    /// The default is the best available path except where the bf16 dot product multiplies slower
+    /// than float FMAs; CNX_HPATH chooses any available path; forcing is clamped to the hardware.
     func testPathSelection() {
         let saved = getenv("CNX_HPATH").map { String(cString: $0) }
         defer {
@@ -252,7 +253,20 @@ final class HalfGemmTests: XCTestCase {
             cnx_hpath_force(-1)
         }
         unsetenv("CNX_HPATH")
-        let best = cnx_hpath_detect()
+        let best = cnx_hpath_available()
+        let ratio = cnx_hpath_bf16_dot_time_ratio()
+        if best == CNX_HPATH_AVX512_BF16 {
+            // Measured once per process: a positive figure, and the default follows it.
+            XCTAssertGreaterThan(ratio, 0.2)
+            XCTAssertLessThan(ratio, 50)
+            XCTAssertEqual(cnx_hpath_detect(), ratio > CNX_BF16_DOT_MAX_TIME_RATIO ? CNX_HPATH_AVX512 : CNX_HPATH_AVX512_BF16)
+            setenv("CNX_HPATH", "avx512bf16", 1)
+            XCTAssertEqual(cnx_hpath_detect(), CNX_HPATH_AVX512_BF16, "an explicit request for the dot product")
+            unsetenv("CNX_HPATH")
+        } else {
+            XCTAssertEqual(cnx_hpath_detect(), best)
+            XCTAssertEqual(ratio, 0, "no AVX512_BF16: nothing measured")
+        }
         setenv("CNX_HPATH", "scalar", 1)
         XCTAssertEqual(cnx_hpath_detect(), CNX_HPATH_SCALAR)
         setenv("CNX_HPATH", "avx512", 1)

@@ -67,12 +67,26 @@ typedef enum {
                                 // bound, neon_hgemm.c), float16 widened by FCVTL in the kernel
 } cnx_hpath;
 
-/// The best path: AVX-512 when the float kernels' path (cnx_isa_current(), so CNX_ISA lowers it)
-/// is AVX-512, with BF16 when cnx_cpu_features() has CNX_CPU_AVX512_BF16 (cnx_cpu.h: CNX_ISA
-/// lowers both); neon bf16 when it is NEON and the CPU has CNX_CPU_BF16; float when it is AVX2 or
-/// NEON without BF16; else scalar. The environment variable CNX_HPATH (`scalar`, `float`,
-/// `avx512`, `avx512bf16`, `neonbf16`) lowers it further (an x86 level on arm64 gives float).
-/// Never a path the CPU lacks.
+/// The paths this CPU has, up to the returned one: AVX-512 when the float kernels' path
+/// (cnx_isa_current(), so CNX_ISA lowers it) is AVX-512, with BF16 when cnx_cpu_features() has
+/// CNX_CPU_AVX512_BF16 (cnx_cpu.h: CNX_ISA lowers both); neon bf16 when it is NEON and the CPU
+/// has CNX_CPU_BF16; float when it is AVX2 or NEON without BF16; else scalar.
+cnx_hpath cnx_hpath_available(void);
+
+/// Above this ratio of a vdpbf16ps's time to an FMA's the dot product multiplies slower than the
+/// float FMAs of the widened kernel (it does two multiply-adds a lane, an FMA one).
+#define CNX_BF16_DOT_MAX_TIME_RATIO 2.0
+
+/// The time of one vdpbf16ps over that of one float FMA on this CPU, measured on first call
+/// (about 1 ms: 24 independent chains of each, the least of 9 interleaved tries); 0 on a CPU
+/// without AVX512_BF16 (and off x86).
+double cnx_hpath_bf16_dot_time_ratio(void);
+
+/// The path to use: cnx_hpath_available(), except avx512 (bf16 weights widened to float in the
+/// kernel) instead of avx512bf16 where cnx_hpath_bf16_dot_time_ratio() is above
+/// CNX_BF16_DOT_MAX_TIME_RATIO. The environment variable CNX_HPATH (`scalar`, `float`, `avx512`,
+/// `avx512bf16`, `neonbf16`) chooses any available path instead (an x86 level on arm64 gives
+/// float; one the CPU lacks gives the default). Never a path the CPU lacks.
 cnx_hpath cnx_hpath_detect(void);
 /// The path in use: cnx_hpath_detect() on first use, unless forced. Thread-safe.
 cnx_hpath cnx_hpath_current(void);

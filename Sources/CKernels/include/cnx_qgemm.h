@@ -174,6 +174,15 @@ void cnx_quantize_u8_ref(const float *x, int64_t count, float scale, int32_t zer
 #ifdef CNX_QGEMM_INTERNAL
 enum { CNX_QOUT_S32 = 0, CNX_QOUT_F32 = 1, CNX_QOUT_U8 = 2 };
 
+// Rows of each path's tallest micro-tile; cnx_qgemm_row_tile() reports the running path's.
+#ifndef QGEMM_MR
+#define QGEMM_MR 14  // AVX-512 VNNI (overridable for tile-height experiments)
+#endif
+#define CNX_QMR_AVX_VNNI 6
+#define CNX_QMR_AVX2 2
+#define CNX_QMR_NEON 4
+#define CNX_QMR_DOT 5  // dot product and i8mm
+
 /// What to do with the int32 tile: one of the three outputs, with the epilogue's parameters.
 typedef struct {
     int mode;                         // CNX_QOUT_*
