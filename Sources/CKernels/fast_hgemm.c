@@ -243,11 +243,10 @@ static int clamp_hpath(int p, int hw) {
     return p;
 }
 
-// The measured time ratio in thousandths, once per process; -1 before the measurement.
-static _Atomic int g_dot_ratio_milli = -1;
-
 double cnx_hpath_bf16_dot_time_ratio(void) {
 #if CNX_X86
+    // The measured time ratio in thousandths, once per process; -1 before the measurement.
+    static _Atomic int g_dot_ratio_milli = -1;
     if (!(cnx_cpu_features() & CNX_CPU_AVX512_BF16)) return 0;
     int v = atomic_load_explicit(&g_dot_ratio_milli, memory_order_relaxed);
     if (v < 0) {
