@@ -302,33 +302,29 @@ static double seconds_now(void) {
 #define RATIO_CHAINS 24
 #define RATIO_STEPS 4096
 
-// RATIO_STEPS x RATIO_CHAINS of one instruction, each chain its own register; the empty asm
-// keeps every chain live and in a register. Returns the seconds taken.
+// The body of a timing: RATIO_STEPS x RATIO_CHAINS of acc[j] = STEP, each chain its own
+// register; the empty asm keeps every chain live and in a register. Returns the seconds taken.
+#define TIME_CHAINS(STEP)                                                                       \
+    const double t0 = seconds_now();                                                            \
+    for (int s = 0; s < RATIO_STEPS; s++) {                                                     \
+        _Pragma("clang loop unroll(full)") for (int j = 0; j < RATIO_CHAINS; j++) {             \
+            acc[j] = STEP;                                                                      \
+            __asm__ volatile("" : "+v"(acc[j]));                                                \
+        }                                                                                       \
+    }                                                                                           \
+    return seconds_now() - t0;
+
 static T512BF double time_dot(__m512 *acc) {
     const __m512bh one = (__m512bh)_mm512_set1_epi32(0x3F803F80);  // two bfloat16 1.0s
-    const double t0 = seconds_now();
-    for (int s = 0; s < RATIO_STEPS; s++) {
-#pragma clang loop unroll(full)
-        for (int j = 0; j < RATIO_CHAINS; j++) {
-            acc[j] = _mm512_dpbf16_ps(acc[j], one, one);
-            __asm__ volatile("" : "+v"(acc[j]));
-        }
-    }
-    return seconds_now() - t0;
+    TIME_CHAINS(_mm512_dpbf16_ps(acc[j], one, one))
 }
 
 static T512 double time_fma(__m512 *acc) {
     const __m512 one = _mm512_set1_ps(1.0f);
-    const double t0 = seconds_now();
-    for (int s = 0; s < RATIO_STEPS; s++) {
-#pragma clang loop unroll(full)
-        for (int j = 0; j < RATIO_CHAINS; j++) {
-            acc[j] = _mm512_fmadd_ps(acc[j], one, one);
-            __asm__ volatile("" : "+v"(acc[j]));
-        }
-    }
-    return seconds_now() - t0;
+    TIME_CHAINS(_mm512_fmadd_ps(acc[j], one, one))
 }
+
+#undef TIME_CHAINS
 
 T512BF double cnx_bf16_dot_time_ratio_avx512bf16(void) {
     __m512 acc[RATIO_CHAINS];

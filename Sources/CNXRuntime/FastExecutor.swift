@@ -116,19 +116,15 @@ func parallelGuided(_ count: Int, threads: Int, minimum: Int = 1, _ body: (Int, 
         return
     }
     let step = max(1, minimum)
-    var chunks = 0
-    var left = count
-    while left > 0 {
-        left -= min(left, max(step, left / (2 * threads)))
-        chunks += 1
-    }
-    withUnsafeTemporaryAllocation(of: Int.self, capacity: chunks + 1) { bounds in
-        var at = 0
-        for i in 0..<chunks {
-            bounds[i] = at
-            at += min(count - at, max(step, (count - at) / (2 * threads)))
+    // At most `count` chunks (each at least one item): the bounds in one pass.
+    withUnsafeTemporaryAllocation(of: Int.self, capacity: count + 1) { bounds in
+        var chunks = 0
+        bounds[0] = 0
+        while bounds[chunks] < count {
+            let left = count - bounds[chunks]
+            bounds[chunks + 1] = bounds[chunks] + min(left, max(step, left / (2 * threads)))
+            chunks += 1
         }
-        bounds[chunks] = count
         runSection(bounds, chunks: chunks, threads: threads, body)
     }
 }
