@@ -5,6 +5,8 @@
 #include "bench_timing.h"
 
 #include <cblas.h>
+#include <immintrin.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,21 @@ static void fill(float *x, size_t count, unsigned seed) {
         seed = seed * 1664525u + 1013904223u;
         x[i] = (float)((seed >> 8) & 0xFFFF) / 32768.0f - 1.0f;
     }
+}
+
+// The CPU's float FMA peak: 24 independent chains of 512-bit (16-float) FMAs, 4096 steps a call,
+// so a GEMM's GFLOP/s can be read as a share of it (2 x 16 flops an FMA).
+static __attribute__((target("avx512f"))) void run_fma_peak(void *ctx) {
+    __m512 a[24];
+    const __m512 b = _mm512_set1_ps(1.0001f), c = _mm512_set1_ps(-0.0001f);
+    for (int i = 0; i < 24; i++) a[i] = _mm512_set1_ps((float)i);
+    for (int k = 0; k < 4096; k++) {
+#pragma clang loop unroll(full)
+        for (int i = 0; i < 24; i++) a[i] = _mm512_fmadd_ps(a[i], b, c);
+    }
+    __m512 t = a[0];
+    for (int i = 1; i < 24; i++) t = _mm512_add_ps(t, a[i]);
+    *(float *)ctx = _mm512_reduce_add_ps(t);
 }
 
 typedef struct {
@@ -134,17 +151,27 @@ static const int64_t KN[8][2] = {{96, 384}, {384, 96}, {192, 768}, {768, 192},
 static const int64_t STAGE_M[4] = {3136, 784, 196, 49};
 
 int main(int argc, char **argv) {
-    int quick = 0, gemm_only = 0, act_only = 0;
+    int quick = 0, gemm_only = 0, act_only = 0, dw_only = 0, nshapes = 0;
+    int64_t shapes[16][3];
     repeats = 9;      // of about 30 ms each
     target = 0.03;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) quick = 1;
         else if (strcmp(argv[i], "--act") == 0) act_only = 1;
         else if (strcmp(argv[i], "--gemm") == 0) gemm_only = 1;
+        else if (strcmp(argv[i], "--dw") == 0) dw_only = 1;
         else if (strcmp(argv[i], "--min") == 0) use_min = 1;
         else if (strcmp(argv[i], "--cpu") == 0) clock_id = CLOCK_THREAD_CPUTIME_ID;
-        else {
-            fprintf(stderr, "usage: %s [--quick] [--gemm] [--act] [--min] [--cpu]\n", argv[0]);
+        else if (strcmp(argv[i], "--repeats") == 0 && i + 1 < argc && atoi(argv[i + 1]) > 0) repeats = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--shape") == 0 && i + 1 < argc && nshapes < 16 &&
+                 sscanf(argv[i + 1], "%" SCNd64 ",%" SCNd64 ",%" SCNd64, &shapes[nshapes][0], &shapes[nshapes][1],
+                        &shapes[nshapes][2]) == 3 && shapes[nshapes][0] > 0 && shapes[nshapes][1] > 0 &&
+                 shapes[nshapes][2] > 0) {
+            nshapes++;
+            gemm_only = 1;
+            i++;
+        } else {
+            fprintf(stderr, "usage: %s [--quick] [--gemm] [--act] [--dw] [--min] [--cpu] [--repeats N] [--shape M,K,N ...]\n", argv[0]);
             return 2;
         }
     }
@@ -156,17 +183,25 @@ int main(int argc, char **argv) {
         return 0;
     }
 
+    if (dw_only) goto depthwise;
+    if (hw >= CNX_ISA_AVX512) {
+        float sink = 0;
+        printf("Float FMA peak (24 chains of 512-bit FMAs): %.1f GFLOP/s\n\n", 24.0 * 4096 * 32 / time_call(run_fma_peak, &sink) / 1e9);
+    }
     printf("GEMM C = A B, single thread, GFLOP/s (2mnk/t); +gelu: with the bias + GELU epilogue;\n"
            "ratio: best plain path / OpenBLAS cblas_sgemm.\n");
     printf("%6s %5s %5s | %8s %8s | %8s %8s | %8s %6s | %8s\n", "m", "k", "n", "avx512", "+gelu",
            "avx2", "+gelu", "openblas", "ratio", "blas ms");
-    for (int s = 0; s < 8; s++) {
+    // The table: each ConvNeXt-T pointwise (k, n) at m = 64, 256 and its stage's map size; or the
+    // shapes given with --shape (one row each).
+    for (int s = 0; s < (nshapes ? 1 : 8); s++) {
         int64_t k = KN[s][0], n = KN[s][1];
         int64_t ms[4] = {64, 256, STAGE_M[s / 2], 0};
-        for (int mi = 0; mi < 3; mi++) {
-            int64_t m = ms[mi];
-            if (mi == 2 && (m == 64 || m == 256)) continue;
-            if (quick && mi != 1) continue;
+        for (int mi = 0; mi < (nshapes ? nshapes : 3); mi++) {
+            int64_t m = ms[mi < 3 ? mi : 0];
+            if (nshapes) m = shapes[mi][0], k = shapes[mi][1], n = shapes[mi][2];
+            else if (mi == 2 && (m == 64 || m == 256)) continue;
+            if (quick && !nshapes && mi != 1) continue;
             gemm_ctx g = make_gemm(m, n, k);
             double flop = 2.0 * (double)m * (double)n * (double)k;
             double r[5] = {0, 0, 0, 0, 0};
@@ -191,6 +226,7 @@ int main(int argc, char **argv) {
     cnx_isa_force(-1);
     if (gemm_only) return 0;
 
+depthwise:
     printf("\nDepthwise 7x7, whole image, single thread, ms (GFLOP/s = 2 h w c 49 / t)\n");
     printf("%14s | %14s %14s %14s\n", "h x w x c", "avx512", "avx2", "scalar ref");
     // ConvNeXt-T 224's stages, then ConvNeXt-B 384's (512 and 1024 channels: 2 and 4 KB between
@@ -217,6 +253,7 @@ int main(int argc, char **argv) {
         free(d.x); free(d.wt); free(d.bias); free(d.y);
     }
     cnx_isa_force(-1);
+    if (dw_only) return 0;
 
     printf("\nLayerNorm and GELU (copy + in place) over 3136 x 96 and 3136 x 384, single thread, ms\n");
     printf("%14s | %9s %9s %9s\n", "", "avx512", "avx2", "scalar");

@@ -11,6 +11,7 @@
 // waste nothing; AVX2 takes 7 (7 + 7 + 1 = 15 of 16 ymm).
 #include "cnx_fast.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include "neon_internal.h"
 
@@ -48,6 +49,95 @@ void cnx_dwconv_nhwc_rows_f32_ref(const float *x, int64_t h, int64_t w, int64_t 
 }
 
 #if CNX_X86
+
+// MARK: - The driver shared by the SIMD paths (x86: the NEON path has its own loop)
+
+// What a SIMD path supplies to the driver: channels in blocks of `lanes` floats.
+typedef struct {
+    int lanes;
+    // Each of `pixels` pixels (`stride` floats apart in src) as blocks of `lanes` channels: block b of
+    // pixel p at dst + b * plane + p * lanes (64-byte aligned), the last block zero past channel c.
+    void (*pack)(float *dst, int64_t plane, const float *src, int64_t pixels, int64_t c, int64_t stride);
+    // Output rows oy0..oy1 of one channel block (k = 3, 5, 7): x, wt, bias (or NULL) and y point at
+    // the block's first channel, `left` channels from it exist. Strides (floats): sx between input
+    // pixels, whose rows are w * sx apart and start at row r0; sw between taps; sy between output pixels.
+    void (*rows)(int64_t k, const float *x, int64_t r0, int64_t h, int64_t w, int64_t sx, const float *wt, int64_t sw,
+                 const float *bias, int64_t left, float *y, int64_t sy, int64_t oy0, int64_t oy1);
+    // The same for any k, in place (pixels c floats apart).
+    void (*rows_any)(const float *x, int64_t h, int64_t w, int64_t c, int64_t k, const float *wt, const float *bias,
+                     int64_t left, float *y, int64_t oy0, int64_t oy1);
+} dw_isa;
+
+// Output rows per packed group (below).
+#define DW_GROUP 8
+
+// The calling thread's copy buffer, grown as needed and freed when the thread ends (NULL when
+// memory is short: the rows then run in place).
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+typedef struct { float *data; size_t floats; } dw_scratch;
+static void scratch_free(void *p) {
+    dw_scratch *s = p;
+    free(s->data);
+    free(s);
+}
+static void scratch_init(void) {
+    if (pthread_key_create(&scratch_key, scratch_free) != 0) scratch_key = (pthread_key_t)-1;
+}
+static float *thread_scratch(size_t floats) {
+    pthread_once(&scratch_once, scratch_init);
+    if (scratch_key == (pthread_key_t)-1) return NULL;
+    dw_scratch *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        if (!(s = calloc(1, sizeof *s))) return NULL;
+        if (pthread_setspecific(scratch_key, s) != 0) {
+            free(s);
+            return NULL;
+        }
+    }
+    if (s->floats < floats) {
+        free(s->data);
+        // aligned_alloc wants a size that is a multiple of the alignment (C11): whole 64-byte lines.
+        const size_t rounded = (floats + 15) / 16 * 16;
+        s->data = aligned_alloc(64, rounded * sizeof(float));
+        s->floats = s->data ? rounded : 0;
+    }
+    return s->data;
+}
+
+// k = 3, 5, 7: groups of up to DW_GROUP output rows. The input rows a group reads are first
+// copied, in pixel order (each pixel's channels read in one sequential pass), into a blocked
+// layout: channel block by block, each block's rows with its `lanes` floats a pixel; a block's
+// k x k weights likewise (`lanes` floats a tap). In place a block's pixels and taps are c floats
+// apart, and with c a multiple of 512 (ConvNeXt-B's 512 and 1024 channels: 2 or 4 KB) every one
+// of them falls in the same one or two L1 sets, so each evicts the last: those stages ran at a
+// third of the others' speed. The arithmetic and its order are unchanged. Without memory for the
+// copy, the rows run in place.
+static void dw_driver(const dw_isa *isa, const float *x, int64_t h, int64_t w, int64_t c, int64_t k, const float *weight,
+                      const float *bias, float *y, int64_t y0, int64_t y1) {
+    const int64_t L = isa->lanes, pad = (k - 1) / 2, blocks = (c + L - 1) / L;
+    const int fixed = k == 3 || k == 5 || k == 7;
+    const int64_t rows_max = min64(h, DW_GROUP + k - 1);
+    float *pack = fixed ? thread_scratch((size_t)((rows_max * w * blocks + k * k) * L)) : NULL;
+    for (int64_t g0 = y0; g0 < y1; g0 += DW_GROUP) {
+        const int64_t g1 = min64(y1, g0 + DW_GROUP);
+        const int64_t r0 = max64(0, g0 - pad), r1 = min64(h, g1 + pad), plane = (r1 - r0) * w * L;
+        float *wl = pack, *xl = pack ? pack + k * k * L : NULL;
+        if (pack) isa->pack(xl, plane, x + r0 * w * c, (r1 - r0) * w, c, c);
+        for (int64_t cb = 0; cb < c; cb += L) {
+            const float *bb = bias ? bias + cb : NULL;
+            if (!fixed) {
+                isa->rows_any(x + cb, h, w, c, k, weight + cb, bb, c - cb, y + cb, g0, g1);
+            } else if (!pack) {
+                isa->rows(k, x + cb, 0, h, w, c, weight + cb, c, bb, c - cb, y + cb, c, g0, g1);
+            } else {
+                // This block's taps: k * k "pixels" of the weights, c floats apart, one block each.
+                isa->pack(wl, 0, weight + cb, k * k, c - cb < L ? c - cb : L, c);
+                isa->rows(k, xl + (cb / L) * plane, r0, h, w, L, wl, L, bb, c - cb, y + cb, c, g0, g1);
+            }
+        }
+    }
+}
 
 #define T512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
 #define T256 __attribute__((target("avx2,fma")))
@@ -139,67 +229,37 @@ static T512 void dw_row512_any(const float *x, int64_t h, int64_t w, int64_t c, 
     }
 }
 
-// Output rows per packed group (below).
-#define DW_GROUP 8
+// The driver's entries (dw_isa, below) for 16-channel blocks. `left`: channels from the
+// block's first on (the block uses at most 16).
+INLINE T512 __mmask16 mask512(int64_t left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
 
-static T512 void dw_rows512(int64_t k, const float *x, int64_t r0, int64_t h, int64_t w,
-                            int64_t sx, const float *wt, int64_t sw, __m512 bias, float *yrow,
-                            int64_t sy, int64_t oy, __mmask16 mk) {
-    if (k == 3) dw_row512_k3(x, r0, h, w, sx, wt, sw, bias, yrow, sy, oy, mk);
-    else if (k == 5) dw_row512_k5(x, r0, h, w, sx, wt, sw, bias, yrow, sy, oy, mk);
-    else dw_row512_k7(x, r0, h, w, sx, wt, sw, bias, yrow, sy, oy, mk);
-}
-
-// k = 3, 5, 7: groups of up to DW_GROUP output rows. The input rows a group reads are first
-// copied, in pixel order (each pixel's channels read in one sequential pass), into a blocked
-// layout: 16-channel block by block, each block's rows with its 16 floats a pixel; a block's
-// k x k weights likewise (16 floats a tap). In place a block's pixels and taps are c floats
-// apart, and with c a multiple of 512 (ConvNeXt-B's 512 and 1024 channels: 2 or 4 KB) every one
-// of them falls in the same one or two L1 sets, so each evicts the last: those stages ran at a
-// third of the others' speed. The arithmetic and its order are unchanged. Without memory for the
-// copy, the rows run in place.
-static T512 void dwconv_avx512(const float *x, int64_t h, int64_t w, int64_t c, int64_t k,
-                               const float *weight, const float *bias, float *y, int64_t y0,
-                               int64_t y1) {
-    const int64_t pad = (k - 1) / 2, blocks = (c + 15) / 16;
-    const int fixed = k == 3 || k == 5 || k == 7;
-    const int64_t rows_max = min64(h, DW_GROUP + k - 1);
-    // A multiple of 16 floats (aligned_alloc wants a multiple of the alignment).
-    float *pack = fixed ? aligned_alloc(64, (size_t)(rows_max * w * blocks * 16 + k * k * 16) * sizeof(float)) : NULL;
-    for (int64_t g0 = y0; g0 < y1; g0 += DW_GROUP) {
-        const int64_t g1 = min64(y1, g0 + DW_GROUP);
-        const int64_t r0 = max64(0, g0 - pad), r1 = min64(h, g1 + pad), plane = (r1 - r0) * w * 16;
-        float *wl = pack, *xl = pack ? pack + k * k * 16 : NULL;
-        if (pack) {
-            for (int64_t p = 0; p < (r1 - r0) * w; p++) {
-                const float *src = x + (r0 * w + p) * c;
-                for (int64_t b = 0; b < blocks; b++) {
-                    const int64_t left = c - b * 16;
-                    const __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-                    _mm512_store_ps(xl + b * plane + p * 16, _mm512_maskz_loadu_ps(mk, src + b * 16));
-                }
-            }
-        }
-        for (int64_t cb = 0; cb < c; cb += 16) {
-            const int64_t left = c - cb;
-            const __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-            const __m512 bv = bias ? _mm512_maskz_loadu_ps(mk, bias + cb) : _mm512_setzero_ps();
-            const float *xb = x + cb, *wb = weight + cb;
-            if (!fixed) {
-                for (int64_t oy = g0; oy < g1; oy++) dw_row512_any(xb, h, w, c, k, wb, bv, y + oy * w * c + cb, oy, mk);
-                continue;
-            }
-            if (!pack) {
-                for (int64_t oy = g0; oy < g1; oy++) dw_rows512(k, xb, 0, h, w, c, wb, c, bv, y + oy * w * c + cb, c, oy, mk);
-                continue;
-            }
-            for (int64_t t = 0; t < k * k; t++) _mm512_store_ps(wl + t * 16, _mm512_maskz_loadu_ps(mk, wb + t * c));
-            const float *xc = xl + (cb / 16) * plane;
-            for (int64_t oy = g0; oy < g1; oy++) dw_rows512(k, xc, r0, h, w, 16, wl, 16, bv, y + oy * w * c + cb, c, oy, mk);
-        }
+static T512 void dw512_rows(int64_t k, const float *x, int64_t r0, int64_t h, int64_t w, int64_t sx, const float *wt,
+                            int64_t sw, const float *bias, int64_t left, float *y, int64_t sy, int64_t oy0, int64_t oy1) {
+    const __mmask16 mk = mask512(left);
+    const __m512 bv = bias ? _mm512_maskz_loadu_ps(mk, bias) : _mm512_setzero_ps();
+    for (int64_t oy = oy0; oy < oy1; oy++) {
+        float *yrow = y + oy * w * sy;
+        if (k == 3) dw_row512_k3(x, r0, h, w, sx, wt, sw, bv, yrow, sy, oy, mk);
+        else if (k == 5) dw_row512_k5(x, r0, h, w, sx, wt, sw, bv, yrow, sy, oy, mk);
+        else dw_row512_k7(x, r0, h, w, sx, wt, sw, bv, yrow, sy, oy, mk);
     }
-    free(pack);
 }
+
+static T512 void dw512_rows_any(const float *x, int64_t h, int64_t w, int64_t c, int64_t k, const float *wt,
+                                const float *bias, int64_t left, float *y, int64_t oy0, int64_t oy1) {
+    const __mmask16 mk = mask512(left);
+    const __m512 bv = bias ? _mm512_maskz_loadu_ps(mk, bias) : _mm512_setzero_ps();
+    for (int64_t oy = oy0; oy < oy1; oy++) dw_row512_any(x, h, w, c, k, wt, bv, y + oy * w * c, oy, mk);
+}
+
+static T512 void dw512_pack(float *dst, int64_t plane, const float *src, int64_t pixels, int64_t c, int64_t stride) {
+    const int64_t blocks = (c + 15) / 16;
+    for (int64_t p = 0; p < pixels; p++)
+        for (int64_t b = 0; b < blocks; b++)
+            _mm512_store_ps(dst + b * plane + p * 16, _mm512_maskz_loadu_ps(mask512(c - b * 16), src + p * stride + b * 16));
+}
+
+static const dw_isa DW_AVX512 = {16, dw512_pack, dw512_rows, dw512_rows_any};
 
 // MARK: - AVX2
 
@@ -281,63 +341,39 @@ static T256 void dw_row256_any(const float *x, int64_t h, int64_t w, int64_t c, 
     }
 }
 
-static T256 void dw_rows256(int64_t k, const float *x, int64_t r0, int64_t h, int64_t w,
-                            int64_t sx, const float *wt, int64_t sw, __m256 bias, float *yrow,
-                            int64_t sy, int64_t oy, __m256i mk, int masked) {
-    if (k == 3) dw_row256_k3(x, r0, h, w, sx, wt, sw, bias, yrow, sy, oy, mk, masked);
-    else if (k == 5) dw_row256_k5(x, r0, h, w, sx, wt, sw, bias, yrow, sy, oy, mk, masked);
-    else dw_row256_k7(x, r0, h, w, sx, wt, sw, bias, yrow, sy, oy, mk, masked);
+// The driver's entries for 8-channel blocks (as the AVX-512 ones).
+INLINE T256 __m256i mask256(int64_t left) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(left < 8 ? (int)left : 8), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-// As dwconv_avx512: groups of output rows, the rows and taps they read copied into an
-// 8-channel-blocked layout first (8 floats a pixel, 8 a tap).
-static T256 void dwconv_avx2(const float *x, int64_t h, int64_t w, int64_t c, int64_t k,
-                             const float *weight, const float *bias, float *y, int64_t y0,
-                             int64_t y1) {
-    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const int64_t pad = (k - 1) / 2, blocks = (c + 7) / 8;
-    const int fixed = k == 3 || k == 5 || k == 7;
-    const int64_t rows_max = min64(h, DW_GROUP + k - 1);
-    // aligned_alloc wants a size that is a multiple of the alignment (C11): floats rounded up to 16.
-    const size_t floats = (size_t)(rows_max * w * blocks * 8 + k * k * 8 + 15) / 16 * 16;
-    float *pack = fixed ? aligned_alloc(64, floats * sizeof(float)) : NULL;
-    for (int64_t g0 = y0; g0 < y1; g0 += DW_GROUP) {
-        const int64_t g1 = min64(y1, g0 + DW_GROUP);
-        const int64_t r0 = max64(0, g0 - pad), r1 = min64(h, g1 + pad), plane = (r1 - r0) * w * 8;
-        float *wl = pack, *xl = pack ? pack + k * k * 8 : NULL;
-        if (pack) {
-            for (int64_t p = 0; p < (r1 - r0) * w; p++) {
-                const float *src = x + (r0 * w + p) * c;
-                for (int64_t b = 0; b < blocks; b++) {
-                    const int64_t left = c - b * 8;
-                    const __m256i mk = _mm256_cmpgt_epi32(_mm256_set1_epi32(left < 8 ? (int)left : 8), lanes);
-                    _mm256_store_ps(xl + b * plane + p * 8, _mm256_maskload_ps(src + b * 8, mk));
-                }
-            }
-        }
-        for (int64_t cb = 0; cb < c; cb += 8) {
-            const int64_t left = c - cb;
-            const int masked = left < 8;
-            const __m256i mk = _mm256_cmpgt_epi32(_mm256_set1_epi32(masked ? (int)left : 8), lanes);
-            const __m256 bv = bias ? _mm256_maskload_ps(bias + cb, mk) : _mm256_setzero_ps();
-            const float *xb = x + cb, *wb = weight + cb;
-            if (!fixed) {
-                for (int64_t oy = g0; oy < g1; oy++) dw_row256_any(xb, h, w, c, k, wb, bv, y + oy * w * c + cb, oy, mk);
-                continue;
-            }
-            if (!pack) {
-                for (int64_t oy = g0; oy < g1; oy++)
-                    dw_rows256(k, xb, 0, h, w, c, wb, c, bv, y + oy * w * c + cb, c, oy, mk, masked);
-                continue;
-            }
-            for (int64_t t = 0; t < k * k; t++) _mm256_store_ps(wl + t * 8, _mm256_maskload_ps(wb + t * c, mk));
-            const float *xc = xl + (cb / 8) * plane;
-            for (int64_t oy = g0; oy < g1; oy++)
-                dw_rows256(k, xc, r0, h, w, 8, wl, 8, bv, y + oy * w * c + cb, c, oy, mk, masked);
-        }
+static T256 void dw256_rows(int64_t k, const float *x, int64_t r0, int64_t h, int64_t w, int64_t sx, const float *wt,
+                            int64_t sw, const float *bias, int64_t left, float *y, int64_t sy, int64_t oy0, int64_t oy1) {
+    const __m256i mk = mask256(left);
+    const int masked = left < 8;
+    const __m256 bv = bias ? _mm256_maskload_ps(bias, mk) : _mm256_setzero_ps();
+    for (int64_t oy = oy0; oy < oy1; oy++) {
+        float *yrow = y + oy * w * sy;
+        if (k == 3) dw_row256_k3(x, r0, h, w, sx, wt, sw, bv, yrow, sy, oy, mk, masked);
+        else if (k == 5) dw_row256_k5(x, r0, h, w, sx, wt, sw, bv, yrow, sy, oy, mk, masked);
+        else dw_row256_k7(x, r0, h, w, sx, wt, sw, bv, yrow, sy, oy, mk, masked);
     }
-    free(pack);
 }
+
+static T256 void dw256_rows_any(const float *x, int64_t h, int64_t w, int64_t c, int64_t k, const float *wt,
+                                const float *bias, int64_t left, float *y, int64_t oy0, int64_t oy1) {
+    const __m256i mk = mask256(left);
+    const __m256 bv = bias ? _mm256_maskload_ps(bias, mk) : _mm256_setzero_ps();
+    for (int64_t oy = oy0; oy < oy1; oy++) dw_row256_any(x, h, w, c, k, wt, bv, y + oy * w * c, oy, mk);
+}
+
+static T256 void dw256_pack(float *dst, int64_t plane, const float *src, int64_t pixels, int64_t c, int64_t stride) {
+    const int64_t blocks = (c + 7) / 8;
+    for (int64_t p = 0; p < pixels; p++)
+        for (int64_t b = 0; b < blocks; b++)
+            _mm256_store_ps(dst + b * plane + p * 8, _mm256_maskload_ps(src + p * stride + b * 8, mask256(c - b * 8)));
+}
+
+static const dw_isa DW_AVX2 = {8, dw256_pack, dw256_rows, dw256_rows_any};
 
 #endif  // CNX_X86
 
@@ -349,8 +385,8 @@ void cnx_dwconv_nhwc_rows_f32(const float *x, int64_t h, int64_t w, int64_t c, i
     if (y0 >= y1 || w <= 0 || c <= 0 || k <= 0) return;
     switch (cnx_isa_current()) {
 #if CNX_X86
-    case CNX_ISA_AVX512: dwconv_avx512(x, h, w, c, k, weight, bias, y, y0, y1); return;
-    case CNX_ISA_AVX2: dwconv_avx2(x, h, w, c, k, weight, bias, y, y0, y1); return;
+    case CNX_ISA_AVX512: dw_driver(&DW_AVX512, x, h, w, c, k, weight, bias, y, y0, y1); return;
+    case CNX_ISA_AVX2: dw_driver(&DW_AVX2, x, h, w, c, k, weight, bias, y, y0, y1); return;
 #endif
 #if CNX_ARM64
     case CNX_ISA_NEON: cnx_dwconv_nhwc_rows_f32_neon(x, h, w, c, k, weight, bias, y, y0, y1); return;
