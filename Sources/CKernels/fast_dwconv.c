@@ -74,6 +74,7 @@ typedef struct {
 // The calling thread's copy buffer, grown as needed and freed when the thread ends (NULL when
 // memory is short: the rows then run in place).
 static pthread_key_t scratch_key;
+static int scratch_key_made;  // pthread_key_create succeeded (set once, under scratch_once)
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 typedef struct { float *data; size_t floats; } dw_scratch;
 static void scratch_free(void *p) {
@@ -82,11 +83,11 @@ static void scratch_free(void *p) {
     free(s);
 }
 static void scratch_init(void) {
-    if (pthread_key_create(&scratch_key, scratch_free) != 0) scratch_key = (pthread_key_t)-1;
+    scratch_key_made = pthread_key_create(&scratch_key, scratch_free) == 0;
 }
 static float *thread_scratch(size_t floats) {
     pthread_once(&scratch_once, scratch_init);
-    if (scratch_key == (pthread_key_t)-1) return NULL;
+    if (!scratch_key_made) return NULL;
     dw_scratch *s = pthread_getspecific(scratch_key);
     if (!s) {
         if (!(s = calloc(1, sizeof *s))) return NULL;
