@@ -222,6 +222,9 @@ final class FastExecutor: @unchecked Sendable {
     private var prepared: [Int: PreparedNode] = [:]
     private let readers: [String: Int]
     private let outputNames: Set<String>
+    /// The same prepared weights run by one thread: each thread's share of a batch's images
+    /// (`runImagesOnLanes`). Set once, at the end of `init`.
+    private var oneThread: FastExecutor?
 
     typealias FusedKernel = (FastExecutor, PreparedNode, FusedCall) throws -> Tensor
 
@@ -268,12 +271,86 @@ final class FastExecutor: @unchecked Sendable {
             }
             prepared[nodeIndex] = PreparedNode(payload: payload, layers: layers)
         }
+        if self.threads > 1 { oneThread = FastExecutor(sharing: self) }
+    }
+
+    /// One thread's executor over another's prepared nodes (no packing again).
+    private init(sharing other: FastExecutor) {
+        graph = other.graph
+        threads = 1
+        prepared = other.prepared
+        readers = other.readers
+        outputNames = other.outputNames
     }
 
     /// Threads used per layer when `rows` rows of work are available.
     private func lanes(_ rows: Int) -> Int { min(threads, max(1, rows / 8)) }
 
     func run(_ inputs: [String: Tensor], scratch: [Scratch], observer: ActivationObserver? = nil) throws -> [String: Tensor] {
+        if observer == nil, let outputs = try runImagesOnLanes(inputs, scratch: scratch) { return outputs }
+        return try runGraph(inputs, scratch: scratch, observer: observer)
+    }
+
+    /// A batch of at least as many images as threads: each thread runs whole images on its own
+    /// (the one-thread executor, its own scratch), so no thread waits for another inside the
+    /// model and each image's activations stay in one core's cache; the images beyond a multiple
+    /// of the thread count then run as a batch of their own, every thread on each. The outputs are
+    /// joined along the batch. Nil (the caller runs the batch whole) when the graph does not have
+    /// one 4-D input, or an output does not have the batch as its first dimension.
+    private func runImagesOnLanes(_ inputs: [String: Tensor], scratch: [Scratch]) throws -> [String: Tensor]? {
+        guard let single = oneThread, graph.inputs.count == 1, inputs.count == 1, let name = graph.inputs.first?.name,
+            let x = inputs[name], x.dtype == .float32, x.shape.count == 4
+        else { return nil }
+        let n = x.shape[0], lanes = min(threads, scratch.count)
+        guard lanes > 1, n >= lanes else { return nil }
+        let image = x.count / n, whole = n / lanes * lanes
+        func images(_ range: Range<Int>) -> Tensor {
+            let t = Tensor(zeros: .float32, shape: [range.count] + x.shape.dropFirst())
+            t.copyFloats(from: x, offset: range.lowerBound * image, count: range.count * image)
+            return t
+        }
+        var parts = [(range: Range<Int>, outputs: [String: Tensor])?](repeating: nil, count: lanes)
+        var failure: Error?
+        let lock = NSLock()
+        parallelChunks(lanes, threads: lanes) { lo, hi, _ in
+            for lane in lo..<hi {
+                let range = (whole * lane / lanes)..<(whole * (lane + 1) / lanes)
+                do {
+                    let outputs = try single.runGraph([name: images(range)], scratch: [scratch[lane]], observer: nil)
+                    lock.withLock { parts[lane] = (range, outputs) }
+                } catch {
+                    lock.withLock { failure = failure ?? error }
+                }
+            }
+        }
+        if let failure { throw failure }
+        var all = parts.compactMap { $0 }
+        if whole < n { all.append((whole..<n, try runGraph([name: images(whole..<n)], scratch: scratch, observer: nil))) }
+        var joined: [String: Tensor] = [:]
+        for o in graph.outputs {
+            guard let first = all.first?.outputs[o.name] else { return nil }
+            let tail = Array(first.shape.dropFirst())
+            var shape = first.shape
+            guard !shape.isEmpty else { return nil }
+            shape[0] = n
+            let out = Tensor(zeros: first.dtype, shape: shape)
+            let bytesPerImage = tail.reduce(1, *) * first.dtype.size
+            for part in all {
+                guard let t = part.outputs[o.name], t.dtype == first.dtype, t.shape == [part.range.count] + tail else { return nil }
+                t.withUnsafeElementBytes { src in
+                    out.withUnsafeMutableElementBytes { dst in
+                        (dst.baseAddress! + part.range.lowerBound * bytesPerImage).copyMemory(
+                            from: src.baseAddress!, byteCount: part.range.count * bytesPerImage)
+                    }
+                }
+            }
+            joined[o.name] = out
+        }
+        return joined
+    }
+
+    /// Runs every node in order, each fused one with all of this executor's threads.
+    private func runGraph(_ inputs: [String: Tensor], scratch: [Scratch], observer: ActivationObserver?) throws -> [String: Tensor] {
         var values = graph.initializers
         for (k, v) in inputs { values[k] = v }
         var remaining = readers
