@@ -150,3 +150,38 @@ int cnx_pool_run(int64_t threads, int64_t chunks, cnx_pool_fn fn, void *ctx) {
     atomic_flag_clear_explicit(&busy, memory_order_release);
     return 1;
 }
+
+// MARK: - Shares
+
+void cnx_share_set(uint64_t *share, int64_t lo, int64_t hi) {
+    atomic_store_explicit((_Atomic uint64_t *)share, (uint64_t)(uint32_t)hi << 32 | (uint32_t)lo, memory_order_release);
+}
+
+int64_t cnx_share_left(const uint64_t *share) {
+    uint64_t w = atomic_load_explicit((_Atomic uint64_t *)share, memory_order_acquire);
+    int64_t lo = (uint32_t)w, hi = (uint32_t)(w >> 32);
+    return hi > lo ? hi - lo : 0;
+}
+
+int64_t cnx_share_take(uint64_t *share, int back, int64_t most, int64_t least, int64_t *first) {
+    _Atomic uint64_t *word = (_Atomic uint64_t *)share;
+    uint64_t w = atomic_load_explicit(word, memory_order_acquire);
+    if (most < 1) most = 1;
+    for (;;) {
+        int64_t lo = (uint32_t)w, hi = (uint32_t)(w >> 32), left = hi - lo;
+        if (left <= 0) return 0;
+        int64_t n = most;
+        if (back) {
+            n = (left + 1) / 2;
+            if (n < least) n = least;
+            if (n > most) n = most;
+        }
+        if (n > left) n = left;
+        int64_t nlo = back ? lo : lo + n, nhi = back ? hi - n : hi;
+        uint64_t nw = (uint64_t)(uint32_t)nhi << 32 | (uint32_t)nlo;
+        if (atomic_compare_exchange_weak_explicit(word, &w, nw, memory_order_acq_rel, memory_order_acquire)) {
+            *first = back ? hi - n : lo;
+            return n;
+        }
+    }
+}

@@ -129,6 +129,43 @@ func parallelGuided(_ count: Int, threads: Int, minimum: Int = 1, _ body: (Int, 
     }
 }
 
+/// Runs `body(start, end, lane)` over `count` items split into one contiguous share per thread.
+/// A thread takes pieces of up to `piece` items from the front of its own share (the items its
+/// core worked on in the section before, so still in its cache); once that is done, it takes
+/// pieces from the back of the share with the most left: half of what is left there, at least
+/// `least` and at most `piece` items. So a thread that runs slower (its core shared, on a busy
+/// host) hands the end of its share over instead of making the others wait for it.
+func parallelShares(_ count: Int, threads: Int, piece: Int, least: Int, _ body: (Int, Int, Int) -> Void) {
+    let lanes = max(1, min(threads, count)), piece = max(1, piece)
+    if lanes == 1 {
+        for lo in stride(from: 0, to: count, by: piece) { body(lo, min(count, lo + piece), 0) }
+        return
+    }
+    let line = 8  // one cache line per share
+    withUnsafeTemporaryAllocation(of: UInt64.self, capacity: lanes * line) { words in
+        let shares = words.baseAddress!
+        for l in 0..<lanes { cnx_share_set(shares + l * line, Int64(count * l / lanes), Int64(count * (l + 1) / lanes)) }
+        parallelChunks(lanes, threads: lanes) { _, _, lane in
+            var first: Int64 = 0
+            while true {
+                let n = Int(cnx_share_take(shares + lane * line, 0, Int64(piece), Int64(least), &first))
+                if n == 0 { break }
+                body(Int(first), Int(first) + n, lane)
+            }
+            while true {
+                var victim = -1, most: Int64 = 0
+                for l in 0..<lanes where l != lane {
+                    let left = cnx_share_left(shares + l * line)
+                    if left > most { (victim, most) = (l, left) }
+                }
+                if victim < 0 { return }
+                let n = Int(cnx_share_take(shares + victim * line, 1, Int64(piece), Int64(least), &first))
+                if n > 0 { body(Int(first), Int(first) + n, lane) }
+            }
+        }
+    }
+}
+
 /// Runs chunk i (items bounds[i]..<bounds[i + 1]) of `chunks` on the pool, or on Dispatch when
 /// the pool is taken (each of `threads` iterations then runs a contiguous share of the chunks as
 /// its lane).
@@ -466,12 +503,11 @@ final class FastExecutor: @unchecked Sendable {
         /// body(firstRow, rows, lane) for every tile of `rows` rows, the threads' shares in parallel.
         func rowTiles(_ rows: Int, _ body: (Int, Int, Int) -> Void) {
             let m = rowMultiple, units = (rows + m - 1) / m
-            parallelChunks(units, threads: threads) { lo, hi, lane in
-                let count = max(1, ((hi - lo) * m + tileMax - 1) / tileMax)
-                for i in 0..<count {
-                    let r0 = (lo + (hi - lo) * i / count) * m, r1 = min(rows, (lo + (hi - lo) * (i + 1) / count) * m)
-                    if r0 < r1 { body(r0, r1 - r0, lane) }
-                }
+            // Tiles of nearly equal height in a thread's share (288 rows: 58 58 58 57 57, not 64 x 4 + 32).
+            let share = (units + threads - 1) / threads, count = max(1, (share * m + tileMax - 1) / tileMax)
+            parallelShares(units, threads: threads, piece: (share + count - 1) / count, least: (28 + m - 1) / m) { lo, hi, lane in
+                let r0 = lo * m, r1 = min(rows, hi * m)
+                if r0 < r1 { body(r0, r1 - r0, lane) }
             }
         }
         // The tallest tile (at most about tileMax rows, rounded up to rowMultiple).

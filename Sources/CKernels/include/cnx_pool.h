@@ -29,6 +29,19 @@ typedef void (*cnx_pool_fn)(void *ctx, int64_t chunk, int64_t lane);
 /// another way. Returns 1 when done. chunks must be at most 65535.
 int cnx_pool_run(int64_t threads, int64_t chunks, cnx_pool_fn fn, void *ctx);
 
+/// A share of a section's work items, [lo, hi), that threads take pieces of at once: one 64-bit
+/// word (lo in the low 32 bits, hi in the high 32), changed only by compare-and-swap. Give each
+/// share a cache line of its own. Items are below 2^31.
+void cnx_share_set(uint64_t *share, int64_t lo, int64_t hi);
+
+/// Items not yet taken from the share.
+int64_t cnx_share_left(const uint64_t *share);
+
+/// Takes a piece of the share: from the front (back == 0) up to `most` items; from the back half
+/// of what is left, at least `least` and at most `most` items (never more than is left). Returns
+/// how many items it took (0: none left) and sets *first to the first of them.
+int64_t cnx_share_take(uint64_t *share, int back, int64_t most, int64_t least, int64_t *first);
+
 #ifdef __cplusplus
 }
 #endif
