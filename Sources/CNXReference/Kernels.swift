@@ -610,7 +610,7 @@ package enum Kernels {
         return x.reshaped(shape)
     }
 
-    static func concat(_ parts: [Tensor], axis: Int) throws -> Tensor {
+    package static func concat(_ parts: [Tensor], axis: Int) throws -> Tensor {
         guard let first = parts.first else { throw CNXError("no inputs") }
         let rank = first.shape.count
         let a = try normalizeAxis(axis, rank: rank)

@@ -365,23 +365,14 @@ final class FastExecutor: @unchecked Sendable {
         if whole < n { all.append((whole..<n, try runGraph([name: images(whole..<n)], scratch: scratch, observer: nil))) }
         var joined: [String: Tensor] = [:]
         for o in graph.outputs {
-            guard let first = all.first?.outputs[o.name] else { return nil }
+            guard let first = all.first?.outputs[o.name], !first.shape.isEmpty else { return nil }
             let tail = Array(first.shape.dropFirst())
-            var shape = first.shape
-            guard !shape.isEmpty else { return nil }
-            shape[0] = n
-            let out = Tensor(zeros: first.dtype, shape: shape)
-            let bytesPerImage = tail.reduce(1, *) * first.dtype.size
+            var pieces: [Tensor] = []
             for part in all {
                 guard let t = part.outputs[o.name], t.dtype == first.dtype, t.shape == [part.range.count] + tail else { return nil }
-                t.withUnsafeElementBytes { src in
-                    out.withUnsafeMutableElementBytes { dst in
-                        (dst.baseAddress! + part.range.lowerBound * bytesPerImage).copyMemory(
-                            from: src.baseAddress!, byteCount: part.range.count * bytesPerImage)
-                    }
-                }
+                pieces.append(t)
             }
-            joined[o.name] = out
+            joined[o.name] = try Kernels.concat(pieces, axis: 0)
         }
         return joined
     }
@@ -503,7 +494,7 @@ final class FastExecutor: @unchecked Sendable {
         /// body(firstRow, rows, lane) for every tile of `rows` rows, the threads' shares in parallel.
         func rowTiles(_ rows: Int, _ body: (Int, Int, Int) -> Void) {
             let m = rowMultiple, units = (rows + m - 1) / m
-            // Tiles of nearly equal height in a thread's share (288 rows: 58 58 58 57 57, not 64 x 4 + 32).
+            // Pieces of nearly equal height in a thread's share (288 rows: 58 58 58 58 56, not 64 x 4 + 32).
             let share = (units + threads - 1) / threads, count = max(1, (share * m + tileMax - 1) / tileMax)
             parallelShares(units, threads: threads, piece: (share + count - 1) / count, least: (28 + m - 1) / m) { lo, hi, lane in
                 let r0 = lo * m, r1 = min(rows, hi * m)
