@@ -179,8 +179,8 @@ def model_section(args, key, model, title, t_start):
 def batch_section(args, model, hw, b, n_iter, rounds, files, held, xs_pool, ys_pool, no_ours, t_start,
                   paired_iterations=None):
     """Every row at batch b: check, interleaved rounds, statistics. Returns (exit code, entry).
-    paired_iterations: our rows also run at batch 1 (that many iterations) in every round, as
-    turns of their own (row["paired_batch1"])."""
+    paired_iterations: our rows also run at batch 1 (that many iterations) in every round, back to
+    back with their batch-b run (row["paired_batch1"])."""
     print(f"\n-- batch {b}: workers and checks (every row on the {I.HELD_SAMPLES} held-out samples, "
           f"{b} at a time, on exactly what it times)", flush=True)
     tmp = tempfile.mkdtemp(prefix="cnx-bench-")
@@ -262,14 +262,34 @@ def batch_section(args, model, hw, b, n_iter, rounds, files, held, xs_pool, ys_p
     def our_turn(k):
         return lambda r: ours[k].round(r, n_iter, args.timeout)
 
-    turns = [(k, worker_turn(k) if k in workers else our_turn(k)) for k in ROWS
-             if (k in workers or k in ours) and rows[k].get("status") != "WRONG"]
-    paired = {}
+    paired, paired_failed = {}, {}
     if paired_iterations:
         for k in ours:
             if rows[k].get("status") != "WRONG":
                 paired[k] = OurBench(os.path.abspath(args.binary), paths[k], 1, args.threads, rows[k]["label"], hw)
-                turns.append((k + "@1", lambda r, k=k: paired[k].round(r, paired_iterations, args.timeout)))
+
+    def paired_turn(k):
+        # Our row at batch b and the same file at batch 1 back to back (which goes first
+        # alternates by round): the throughput line compares the two, and on this kind of host
+        # the speed drifts within a round, so turns minutes apart differ by more than the
+        # batch does. A failure at batch 1 only drops the batch-1 figure.
+        def turn(r):
+            def one():
+                if k in paired_failed:
+                    return
+                try:
+                    paired[k].round(r, paired_iterations, args.timeout)
+                except Exception as e:
+                    paired_failed[k] = f"batch 1 failed in round {r + 1}: {' '.join(str(e).split())}"[:400]
+            if r % 2:
+                one()
+            our_turn(k)(r)
+            if not r % 2:
+                one()
+        return turn
+
+    turns = [(k, worker_turn(k) if k in workers else (paired_turn(k) if k in paired else our_turn(k))) for k in ROWS
+             if (k in workers or k in ours) and rows[k].get("status") != "WRONG"]
     print(f"-- batch {b}: {len(turns)} rows, {rounds} interleaved rounds x {n_iter} iterations", flush=True)
     extra = 0 if (args.quick or args.no_extra_rounds) else (rounds + 1) // 2
     rr = run_rounds(turns, rounds, extra_max=extra, deadline=t_start + args.budget,
@@ -294,7 +314,9 @@ def batch_section(args, model, hw, b, n_iter, rounds, files, held, xs_pool, ys_p
         else:
             continue
         row["ips"] = b * 1000.0 / row["median_ms"]
-        if k in paired and k + "@1" not in rr["failed"] and paired[k].rounds:
+        if k in paired_failed:
+            row["paired_batch1_unavailable"] = paired_failed[k]
+        elif k in paired and paired[k].rounds:
             p1 = stats_for_ours(paired[k], keep)
             row["paired_batch1"] = {"median_ms": p1["median_ms"], "ips": 1000.0 / p1["median_ms"],
                                     "iterations": paired_iterations}

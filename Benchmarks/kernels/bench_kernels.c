@@ -43,11 +43,13 @@ typedef struct {
 } gemm_ctx;
 
 // A GEMM of m x k by k x n with filled inputs, B packed, a bias, and no activation.
+static int64_t lda_pad = 0;  // --lda-pad P: A's rows k + P floats apart
+
 static gemm_ctx make_gemm(int64_t m, int64_t n, int64_t k) {
-    gemm_ctx g = {m, n, k, alloc_floats((size_t)(m * k)), alloc_floats((size_t)(k * n)),
+    gemm_ctx g = {m, n, k, alloc_floats((size_t)(m * (k + lda_pad))), alloc_floats((size_t)(k * n)),
                   alloc_floats(cnx_gemm_packed_b_floats(k, n)), alloc_floats((size_t)n),
                   alloc_floats((size_t)(m * n)), 0};
-    fill(g.a, (size_t)(m * k), 1);
+    fill(g.a, (size_t)(m * (k + lda_pad)), 1);
     fill(g.b, (size_t)(k * n), 2);
     fill(g.bias, (size_t)n, 3);
     cnx_gemm_pack_b(g.b, k, n, g.pb);
@@ -60,13 +62,13 @@ static void free_gemm(gemm_ctx *g) {
 
 static void run_ours(void *p) {
     gemm_ctx *g = p;
-    cnx_gemm_f32(g->m, g->n, g->k, g->a, g->k, g->pb, g->bias, g->act, NULL, 0, g->c, g->n);
+    cnx_gemm_f32(g->m, g->n, g->k, g->a, g->k + lda_pad, g->pb, g->bias, g->act, NULL, 0, g->c, g->n);
 }
 
 static void run_blas(void *p) {
     gemm_ctx *g = p;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->m, (int)g->n, (int)g->k, 1.0f,
-                g->a, (int)g->k, g->b, (int)g->n, 0.0f, g->c, (int)g->n);
+                g->a, (int)(g->k + lda_pad), g->b, (int)g->n, 0.0f, g->c, (int)g->n);
 }
 
 typedef struct {
@@ -163,6 +165,7 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--min") == 0) use_min = 1;
         else if (strcmp(argv[i], "--cpu") == 0) clock_id = CLOCK_THREAD_CPUTIME_ID;
         else if (strcmp(argv[i], "--repeats") == 0 && i + 1 < argc && atoi(argv[i + 1]) > 0) repeats = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--lda-pad") == 0 && i + 1 < argc) lda_pad = atoll(argv[++i]);
         else if (strcmp(argv[i], "--shape") == 0 && i + 1 < argc && nshapes < 16 &&
                  sscanf(argv[i + 1], "%" SCNd64 ",%" SCNd64 ",%" SCNd64, &shapes[nshapes][0], &shapes[nshapes][1],
                         &shapes[nshapes][2]) == 3 && shapes[nshapes][0] > 0 && shapes[nshapes][1] > 0 &&
@@ -171,7 +174,7 @@ int main(int argc, char **argv) {
             gemm_only = 1;
             i++;
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--gemm] [--act] [--dw] [--min] [--cpu] [--repeats N] [--shape M,K,N ...]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--gemm] [--act] [--dw] [--min] [--cpu] [--repeats N] [--lda-pad P] [--shape M,K,N ...]\n", argv[0]);
             return 2;
         }
     }

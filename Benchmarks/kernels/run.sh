@@ -3,7 +3,7 @@
 # (-O2 -fno-math-errno, no -march: the SIMD paths carry their own target attributes).
 #   bash Benchmarks/kernels/run.sh            # full table
 #   bash Benchmarks/kernels/run.sh --quick    # GEMM at m = 256 only
-#   options: --shape M,K,N (repeatable: those GEMM shapes instead of the table), --repeats N (default 9), --gemm (GEMM table only), --dw (depthwise only), --act (activations and norms only: GEMM epilogues, elementwise), --min (best of the repeats instead of the median),
+#   options: --shape M,K,N (repeatable: those GEMM shapes instead of the table), --repeats N (default 9), --lda-pad P (A's rows k + P floats apart), --gemm (GEMM table only), --dw (depthwise only), --act (activations and norms only: GEMM epilogues, elementwise), --min (best of the repeats instead of the median),
 #            --cpu (time with the thread CPU clock, steadier when the cores are shared)
 # CNX_ISA=avx2 (etc.) lowers the paths tried; OPENBLAS_CORETYPE is left as the environment sets it.
 set -euo pipefail

@@ -5,10 +5,11 @@
 // panel is one contiguous run. A is read in place (rows contiguous, leading dimension lda).
 // Loop nest of the SIMD paths, per call:
 //   rows in blocks of MC -> K in blocks of at most KC -> 32-column panels -> micro-tiles of MR rows.
-// The panel's K block stays in L1 while the row block's MR-row tiles stream their A rows past
-// it; the first tile of a panel prefetches the next panel's K block (B comes from L3 or memory
-// when the layer is large and m small). Partial sums of earlier K blocks live in C. The bias
-// (and a residual not behind an activation) initialise the accumulators; the activation, and a
+// The row block's MR-row tiles stream their A rows past the panel's K block, which comes from
+// L1 or L2 (prefetched a few K steps ahead); the first tile of a panel prefetches the next
+// panel's K block into L2 (B comes from L3 or memory when the layer is large and m small).
+// Partial sums of earlier K blocks live in C. The bias (and a residual not behind an
+// activation) initialise the accumulators; the activation, and a
 // residual after it, run after the last K block on the tile while it is in registers or L1.
 #include "cnx_fast.h"
 #include "neon_internal.h"
@@ -86,6 +87,13 @@ void cnx_gemm_f32_ref(int64_t m, int64_t n, int64_t k, const float *a, int64_t l
 #ifndef GEMM_MC
 #define GEMM_MC 112
 #endif
+// Prefetch distance in K steps of B inside a tile. With the next panel into L2 instead of L1
+// and the hidden activation's rows spread over L1's sets (FastExecutor), one thread, best of 51:
+// 58 x 512 x 2048 159.8 -> 162-164 GFLOP/s, 144 x 1024 x 4096 156 -> 159, 64 x 384 x 1536 with
+// GELU 154-159 -> 159-161; the other ConvNeXt shapes level.
+#ifndef GEMM_PFD
+#define GEMM_PFD 8
+#endif
 #define MR512 14   // AVX-512 tile: 14 rows x 32 columns = 28 zmm accumulators
 #define MR256 6    // AVX2 tile:     6 rows x 16 columns = 12 ymm accumulators
 
@@ -124,9 +132,14 @@ INLINE T512 void tile512(const int MR, int64_t kc, const float *a, int64_t lda, 
     cnx_tile512_start(MR, acc0, acc1, c, ldc, e, m0, m1);
     const float *pf = e->prefetch;
     for (int64_t kk = 0; kk < kc; kk++) {
+        // This panel's B, GEMM_PFD steps ahead, into L1 (the K block, 64 KB at KC = 512, streams
+        // from L2); the next panel's K block, on the first tile of a panel, into L2 only (into L1
+        // it evicted this one's lines and A's).
+        _mm_prefetch((const char *)(bp + (kk + GEMM_PFD) * PANEL), _MM_HINT_T0);
+        _mm_prefetch((const char *)(bp + (kk + GEMM_PFD) * PANEL + 16), _MM_HINT_T0);
         if (pf) {
-            _mm_prefetch((const char *)(pf + kk * PANEL), _MM_HINT_T0);
-            _mm_prefetch((const char *)(pf + kk * PANEL + 16), _MM_HINT_T0);
+            _mm_prefetch((const char *)(pf + kk * PANEL), _MM_HINT_T1);
+            _mm_prefetch((const char *)(pf + kk * PANEL + 16), _MM_HINT_T1);
         }
         const __m512 b0 = _mm512_loadu_ps(bp + kk * PANEL), b1 = _mm512_loadu_ps(bp + kk * PANEL + 16);
 #pragma clang loop unroll(full)
