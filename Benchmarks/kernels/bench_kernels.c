@@ -42,9 +42,9 @@ typedef struct {
     int act;
 } gemm_ctx;
 
-// A GEMM of m x k by k x n with filled inputs, B packed, a bias, and no activation.
 static int64_t lda_pad = 0;  // --lda-pad P: A's rows k + P floats apart
 
+// A GEMM of m x k by k x n with filled inputs, B packed, a bias, and no activation.
 static gemm_ctx make_gemm(int64_t m, int64_t n, int64_t k) {
     gemm_ctx g = {m, n, k, alloc_floats((size_t)(m * (k + lda_pad))), alloc_floats((size_t)(k * n)),
                   alloc_floats(cnx_gemm_packed_b_floats(k, n)), alloc_floats((size_t)n),
