@@ -191,10 +191,13 @@ public struct Graph: @unchecked Sendable {
         return counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key.rawValue < $1.key.rawValue }
     }
 
-    /// Parameters: the elements and bytes of the floating-point initializers.
+    /// Parameters: the elements and bytes of the floating-point initializers, without the
+    /// one-element ones (an epsilon, GELU's 0.5 and sqrt 2, a Pow's exponent: constants of the
+    /// arithmetic a reader or exporter spelled out, not weights), so a checkpoint's count is
+    /// PyTorch's `sum(p.numel() for p in model.parameters())`.
     public var parameterCount: (elements: Int, bytes: Int) {
         var e = 0, b = 0
-        for t in initializers.values where t.dtype == .float32 || t.dtype == .float16 || t.dtype == .bfloat16 {
+        for t in initializers.values where (t.dtype == .float32 || t.dtype == .float16 || t.dtype == .bfloat16) && t.count > 1 {
             e += t.count
             b += t.byteCount
         }

@@ -15,7 +15,7 @@ struct Inspect: ParsableCommand {
             precision of its GEMMs.
             """)
 
-    @Argument(help: "The model file (.onnx, .cnx, .safetensors, .pth, or a timm hub folder).")
+    @Argument(help: "The model file (.onnx, .cnx, .safetensors, .pth, or a timm hub or transformers folder).")
     var model: String
 
     @Flag(name: .long, help: "Print one JSON object instead of text.")

@@ -16,7 +16,7 @@ struct Int8Options: ParsableArguments {
             valueName: "DATA"))
     var calibration: String?
 
-    @Option(name: .long, help: "How activation ranges are chosen: minmax, percentile or entropy.")
+    @Option(name: .long, help: "How activation ranges are chosen: minmax, percentile, entropy or mse.")
     var method: String = CalibrationMethod.percentile.rawValue
 
     @Option(name: .long, help: "Percentile for --method percentile.")

@@ -113,7 +113,11 @@ enum Report {
         }
         lines.append("format:     \(m["format"] ?? loaded.format)" + (m["external_data"].map { " (external data: \($0))" } ?? ""))
         if m["producer"] != nil || loaded.format == "onnx" {
-            lines.append("producer:   \(m["producer"] ?? "?") \(m["producer_version"] ?? "")")
+            let version = m["producer_version"].map { $0.isEmpty ? "" : " \($0)" } ?? ""
+            lines.append("producer:   \(m["producer"] ?? "?")\(version)")
+        }
+        // The ONNX file's own opset and IR version (a graph read from a checkpoint has neither).
+        if loaded.format == "onnx" || m["ir_version"] != nil {
             lines.append("opset:      \(m["opset"] ?? "?") (IR version \(m["ir_version"] ?? "?"))")
         }
         lines.append("read by:    \(tool)")

@@ -33,7 +33,7 @@ struct Run: ParsableCommand {
             images.
             """)
 
-    @Argument(help: "The model file (.cnx, .onnx, .safetensors, .pth, or a timm hub folder).")
+    @Argument(help: "The model file (.cnx, .onnx, .safetensors, .pth, or a timm hub or transformers folder).")
     var model: String
 
     @Argument(help: "Images: JPEG or PNG files, folders of them, or quoted glob patterns.")

@@ -219,7 +219,7 @@ struct Validate: ParsableCommand {
             Exit status: 0; 1 on an error; 2 when --max-drop is exceeded.
             """)
 
-    @Argument(help: "The model to check (.cnx, .onnx, .safetensors, .pth, or a timm hub folder).")
+    @Argument(help: "The model to check (.cnx, .onnx, .safetensors, .pth, or a timm hub or transformers folder).")
     var model: String
 
     @Option(name: .long, help: "The model to compare with (any model file the tool reads), normally the source of MODEL.")

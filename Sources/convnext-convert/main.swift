@@ -38,8 +38,8 @@ struct ConvnextConvert: ParsableCommand {
         abstract: "Convert, quantize, inspect, run, validate and benchmark ConvNeXt models exported from PyTorch.",
         discussion: """
             Reads ONNX files (with the external-data file torch writes beside them), PyTorch \
-            checkpoints (.safetensors, .pth/.pt/.bin, a timm hub folder with its config.json) and .cnx \
-            files; writes .cnx files.
+            checkpoints (.safetensors, .pth/.pt/.bin, a timm hub or transformers folder with its \
+            config.json) and .cnx files; writes .cnx files.
 
               convnext-convert model.onnx model.cnx      (convert is the default command)
               convnext-convert quantize --int8 m.onnx m.int8.cnx --calibration calib.npy

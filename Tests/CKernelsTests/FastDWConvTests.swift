@@ -76,14 +76,16 @@ final class FastDWConvTests: XCTestCase {
     }
 
     /// Widths past one register block (14 and 7 output pixels), the ConvNeXt-T stage shapes, and
-    /// ConvNeXt-B 384's 512- and 1024-channel stages (the AVX-512 path copies their rows in groups
-    /// of 8 output rows: heights 9, 17 and 20 end a group part-way, 528 channels end in a masked block).
+    /// ConvNeXt-B 384's 512- and 1024-channel stages (channel counts a multiple of 512, or of 256
+    /// on AVX2, run on a copy of their rows in groups of 8 output rows: heights 9, 17 and 20 end a
+    /// group part-way; the others, 528 and 768 channels among them, run in place, 528 ending in a
+    /// masked block).
     func testDWConvWideImagesMatchReference() {
         var rng = LCG(11)
         // 30 and 23 put a block's last input column exactly at the right edge (14- and 7-pixel blocks).
         for (h, w, c) in [
             (5, 29, 97), (9, 20, 33), (6, 30, 17), (5, 23, 16), (4, 56, 96), (28, 28, 192), (7, 7, 768), (56, 56, 96), (24, 24, 512),
-            (12, 12, 1024), (17, 9, 528), (20, 3, 64),
+            (12, 12, 1024), (17, 9, 528), (20, 3, 64), (9, 11, 256), (17, 5, 1536),
         ] {
             let t = Case(h: h, w: w, c: c, k: 7, bias: true, rng: &rng)
             let ref = t.output(ref: true)

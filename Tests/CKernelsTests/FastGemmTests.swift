@@ -229,6 +229,32 @@ final class FastGemmTests: XCTestCase {
         }
     }
 
+    /// A's rows a multiple of 2 KB apart (lda 512, 1024, 1536) are copied with their rows spread
+    /// over L1's sets before the tiles read them: the same bits as the same rows a few floats
+    /// apart (read in place), and the naive sums' values; row blocks, K blocks and partial panels.
+    func testGemmRowsOnFewCacheSetsMatchInPlace() {
+        var rng = LCG(9)
+        for (m, n, k, lda) in [(130, 70, 1024, 1024), (37, 64, 700, 1536), (20, 33, 512, 512), (15, 96, 1300, 2048)] {
+            let a = rng.floats(m * lda), b = rng.floats(k * n), packed = pack(b, k: k, n: n)
+            let wide = FloatBuffer(a)
+            var tight: [Float] = []
+            for i in 0..<m { tight += a[(i * lda)..<(i * lda + k)] + [0, 0, 0] }
+            let tightBuffer = FloatBuffer(tight)
+            let bias = FloatBuffer(rng.floats(n)), residual = FloatBuffer(rng.floats(m * n))
+            let expected = naive(
+                m: m, n: n, k: k, a: tight, lda: k + 3, b: b, bias: bias.array, act: 1, residual: residual.array, ldr: n)
+            forEachISA { _, name in
+                let copied = run(
+                    ref: false, m: m, n: n, k: k, a: wide, lda: lda, packed: packed, bias: bias, act: 1, residual: residual, ldr: n)
+                let inPlace = run(
+                    ref: false, m: m, n: n, k: k, a: tightBuffer, lda: k + 3, packed: packed, bias: bias, act: 1,
+                    residual: residual, ldr: n)
+                XCTAssertEqual(copied, inPlace, "\(name) \(m)x\(n)x\(k), lda \(lda)")
+                XCTAssertLessThan(relativeError(copied, expected), 1e-5, "\(name) \(m)x\(n)x\(k), lda \(lda)")
+            }
+        }
+    }
+
     /// The activation inside the GEMM is cnx_activation_inplace_f32 on the same path, bit for bit:
     /// the GEMM with act and a residual == the plain GEMM, then the activation, then + residual.
     /// Shapes with row blocks, K blocks and partial panels; the sums scaled to reach |y| ~ 20.

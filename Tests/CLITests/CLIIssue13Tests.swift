@@ -207,7 +207,7 @@ final class CLIMessageTests: CLIFolderTestCase {
 
     func testHelpSaysWhatEachCommandReads() throws {
         let root = try ok(["--help"]).stdout
-        for s in [".safetensors", ".pth", "timm hub folder", ".cnx", "validate", "--generate-completion-script"] {
+        for s in [".safetensors", ".pth", "timm hub", "transformers", ".cnx", "validate", "--generate-completion-script"] {
             XCTAssertTrue(root.contains(s), "root help lacks \(s)")
         }
         XCTAssertTrue(try ok(["convert", "--help"]).stdout.contains(".safetensors"))

@@ -27,6 +27,8 @@ enum Families {
         let forms: [Form]
         let onnx: Bool
         let bare_flags: [String: String]
+        /// PyTorch's `sum(p.numel() for p in model.parameters())`.
+        let parameters: Int
 
         /// PyTorch's output `name`.
         func expected(_ output: String) throws -> Tensor {
@@ -99,6 +101,7 @@ final class FamilyCoverageTests: XCTestCase {
                 let label = "\(e.name)/\(form.path)"
                 let loaded = try ModelLoader.load(e.path(form.path), options: try Families.options(form.flags))
                 XCTAssertEqual(loaded.graph.outputs.map(\.name), e.outputs, label)
+                XCTAssertEqual(loaded.graph.parameterCount.elements, e.parameters, "\(label): parameters (inspect's count)")
                 let before = try Families.run(loaded.graph, x)
                 var optimised = loaded.graph
                 _ = try Pipeline.standard.run(&optimised)
