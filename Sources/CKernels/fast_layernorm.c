@@ -4,6 +4,7 @@
 //   RMS norm (timm RmsNorm2d): one pass (the mean square), y = x rstd, rstd = 1 / sqrt(ms + eps).
 //   simple norm (timm SimpleNorm2d): two passes (mean, then sum (x - mean)^2 / (c - 1)), y = x rstd.
 #include "cnx_fast.h"
+#include "cnx_half.h"
 #include "neon_internal.h"
 
 #include <math.h>
@@ -89,44 +90,70 @@ static inline __attribute__((always_inline)) T512 __mmask16 tail512(int64_t left
     return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
 }
 
+// A row's mean and 1 / sqrt(var + eps), broadcast (the two passes of the float and the bfloat16
+// output, which therefore normalise to the same floats).
+static inline __attribute__((always_inline)) T512 void layernorm_stats512(const float *xr, int64_t c, float eps, __m512 *mean,
+                                                                          __m512 *rstd) {
+    const float inv_c = 1.0f / (float)c;
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= c; i += 32) {
+        s0 = _mm512_add_ps(s0, _mm512_loadu_ps(xr + i));
+        s1 = _mm512_add_ps(s1, _mm512_loadu_ps(xr + i + 16));
+    }
+    for (; i < c; i += 16) s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(tail512(c - i), xr + i));
+    *mean = _mm512_set1_ps(_mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) * inv_c);
+    s0 = _mm512_setzero_ps();
+    s1 = _mm512_setzero_ps();
+    for (i = 0; i + 32 <= c; i += 32) {
+        __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(xr + i), *mean);
+        __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(xr + i + 16), *mean);
+        s0 = _mm512_fmadd_ps(d0, d0, s0);
+        s1 = _mm512_fmadd_ps(d1, d1, s1);
+    }
+    for (; i < c; i += 16) {
+        __mmask16 m = tail512(c - i);
+        __m512 d = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, xr + i), *mean);
+        s0 = _mm512_fmadd_ps(d, d, s0);
+    }
+    const float var = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) * inv_c;
+    *rstd = _mm512_set1_ps(1.0f / sqrtf(var + eps));
+}
+
+// Columns i.. of a row normalised: (x - mean) rstd (* gamma) (+ beta), under m.
+static inline __attribute__((always_inline)) T512 __m512 layernorm_out512(const float *xr, int64_t i, __mmask16 m, __m512 mean,
+                                                                         __m512 rstd, const float *gamma, const float *beta) {
+    __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, xr + i), mean), rstd);
+    if (gamma) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, gamma + i));
+    if (beta) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, beta + i));
+    return v;
+}
+
+// Every row: its statistics, then its normalised vectors v (columns i.., mask m) to STORE.
+#define LAYERNORM_ROWS512(STORE)                                                      \
+    for (int64_t r = 0; r < rows; r++) {                                              \
+        const float *xr = x + r * c;                                                  \
+        __m512 mean, rstd;                                                            \
+        layernorm_stats512(xr, c, eps, &mean, &rstd);                                 \
+        for (int64_t i = 0; i < c; i += 16) {                                         \
+            const __mmask16 m = tail512(c - i);                                       \
+            const __m512 v = layernorm_out512(xr, i, m, mean, rstd, gamma, beta);     \
+            STORE;                                                                    \
+        }                                                                             \
+    }
+
 static T512 void layernorm_avx512(const float *x, int64_t rows, int64_t c, float eps,
                                   const float *gamma, const float *beta, float *y) {
     if (c <= 0) return;
-    const float inv_c = 1.0f / (float)c;
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * c;
-        float *yr = y + r * c;
-        __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-        int64_t i = 0;
-        for (; i + 32 <= c; i += 32) {
-            s0 = _mm512_add_ps(s0, _mm512_loadu_ps(xr + i));
-            s1 = _mm512_add_ps(s1, _mm512_loadu_ps(xr + i + 16));
-        }
-        for (; i < c; i += 16) s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(tail512(c - i), xr + i));
-        const __m512 mean = _mm512_set1_ps(_mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) * inv_c);
-        s0 = _mm512_setzero_ps();
-        s1 = _mm512_setzero_ps();
-        for (i = 0; i + 32 <= c; i += 32) {
-            __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(xr + i), mean);
-            __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(xr + i + 16), mean);
-            s0 = _mm512_fmadd_ps(d0, d0, s0);
-            s1 = _mm512_fmadd_ps(d1, d1, s1);
-        }
-        for (; i < c; i += 16) {
-            __mmask16 m = tail512(c - i);
-            __m512 d = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, xr + i), mean);
-            s0 = _mm512_fmadd_ps(d, d, s0);
-        }
-        const float var = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) * inv_c;
-        const __m512 rstd = _mm512_set1_ps(1.0f / sqrtf(var + eps));
-        for (i = 0; i < c; i += 16) {
-            __mmask16 m = tail512(c - i);
-            __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, xr + i), mean), rstd);
-            if (gamma) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, gamma + i));
-            if (beta) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, beta + i));
-            _mm512_mask_storeu_ps(yr + i, m, v);
-        }
-    }
+    LAYERNORM_ROWS512(_mm512_mask_storeu_ps(y + r * c + i, m, v))
+}
+
+// The same rows rounded to bfloat16 as they are written (vcvtneps2bf16: nearest even, denormals
+// to zero), the bits of cnx_round_bf16 on the float output, without writing or reading it.
+static __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,fma"))) void
+layernorm_bf16_avx512(const float *x, int64_t rows, int64_t c, float eps, const float *gamma, const float *beta, uint16_t *y) {
+    if (c <= 0) return;
+    LAYERNORM_ROWS512(_mm256_mask_storeu_epi16(y + r * c + i, m, (__m256i)_mm512_cvtneps_pbh(v)))
 }
 
 static inline __attribute__((always_inline)) T256 __m256i tail256(int64_t left) {
@@ -336,6 +363,18 @@ void cnx_layernorm_rows_f32(const float *x, int64_t rows, int64_t c, float eps,
 #endif
     default: cnx_layernorm_rows_f32_ref(x, rows, c, eps, gamma, beta, y); return;
     }
+}
+
+int cnx_layernorm_rows_bf16(const float *x, int64_t rows, int64_t c, float eps, const float *gamma, const float *beta,
+                            uint16_t *y) {
+#if CNX_X86
+    if (cnx_isa_current() == CNX_ISA_AVX512 && cnx_hpath_current() == CNX_HPATH_AVX512_BF16) {
+        layernorm_bf16_avx512(x, rows, c, eps, gamma, beta, y);
+        return 1;
+    }
+#endif
+    (void)x, (void)rows, (void)c, (void)eps, (void)gamma, (void)beta, (void)y;
+    return 0;
 }
 
 static void scaled_rows(int kind, const float *x, int64_t rows, int64_t c, float eps,

@@ -552,12 +552,20 @@ final class FastExecutor: @unchecked Sendable {
                             let image = i / h, y0 = i % h, y1 = min(h, y0 + hi - i)
                             let xi = xb + image * pixels * c, ti = t + image * pixels * c
                             cnx_dwconv_nhwc_rows_f32(xi, Int64(h), Int64(w), Int64(c), Int64(k), dwp, dwb, ti, Int64(y0), Int64(y1))
-                            // The norm as the depthwise pass's epilogue, on the rows still in cache.
+                            // The norm as the depthwise pass's epilogue, on the rows still in cache;
+                            // for bfloat16 layers a LayerNorm writes its rows rounded (the same bits
+                            // as rounding the float rows, which nothing else reads then).
                             let rows = ti + y0 * w * c
-                            FusedAttributes.normRows(norm, rows, rows: (y1 - y0) * w, c: c, eps: eps, gamma: m1, beta: nil, into: rows)
                             if let t16 = halves?.2 {
-                                cnx_round_bf16(rows, Int64((y1 - y0) * w * c), t16 + (image * pixels + y0 * w) * c)
+                                let r16 = t16 + (image * pixels + y0 * w) * c, pixelRows = (y1 - y0) * w
+                                if norm != .layer || cnx_layernorm_rows_bf16(rows, Int64(pixelRows), Int64(c), eps, m1, nil, r16) == 0 {
+                                    FusedAttributes.normRows(norm, rows, rows: pixelRows, c: c, eps: eps, gamma: m1, beta: nil, into: rows)
+                                    cnx_round_bf16(rows, Int64(pixelRows * c), r16)
+                                }
+                                i += y1 - y0
+                                continue
                             }
+                            FusedAttributes.normRows(norm, rows, rows: (y1 - y0) * w, c: c, eps: eps, gamma: m1, beta: nil, into: rows)
                             if let (q1, _, a8) = int8Split {
                                 q1.quantize(rows, count: (y1 - y0) * w * c, into: a8 + (image * pixels + y0 * w) * c)
                             }

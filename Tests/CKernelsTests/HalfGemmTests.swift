@@ -136,6 +136,36 @@ final class HalfGemmTests: XCTestCase {
     /// activations bit for bit where both run the dot computation (the dot path, or the dot twin),
     /// the bfloat16 output is that float output rounded by cnx_round_bf16, the rounding itself is
     /// its twin's (denormals to zero, nearest even), and the columns past n stay untouched.
+    /// The LayerNorm that writes bfloat16 rows (bfloat16 blocks' norm) gives the bits of the float
+    /// LayerNorm rounded by cnx_round_bf16, tails and gamma included, where the dot path runs;
+    /// elsewhere it declines and writes nothing.
+    func testLayerNormToBF16IsTheFloatNormRounded() {
+        defer { cnx_hpath_force(-1) }
+        var rng = LCG(37)
+        for (rows, c) in [(3, 96), (5, 37), (2, 768), (4, 1), (7, 130)] {
+            let x = rng.floats(rows * c, scale: 3), gammaValues = rng.floats(c)
+            for gamma in [nil, gammaValues] {
+                var floats = [Float](repeating: 0, count: rows * c)
+                cnx_layernorm_rows_f32(x, Int64(rows), Int64(c), 1e-6, gamma, nil, &floats)
+                for path in paths() {
+                    cnx_hpath_force(Int32(path.rawValue))
+                    let label = "\(String(cString: cnx_hpath_name(path))) \(rows)x\(c) gamma \(gamma != nil)"
+                    var got = [UInt16](repeating: 0xABCD, count: rows * c)
+                    let ran = cnx_layernorm_rows_bf16(x, Int64(rows), Int64(c), 1e-6, gamma, nil, &got)
+                    if path == CNX_HPATH_AVX512_BF16 {
+                        XCTAssertEqual(ran, 1, label)
+                        var want = [UInt16](repeating: 0, count: rows * c)
+                        cnx_round_bf16(floats, Int64(rows * c), &want)
+                        XCTAssertEqual(got, want, label)
+                    } else {
+                        XCTAssertEqual(ran, 0, label)
+                        XCTAssertEqual(got, [UInt16](repeating: 0xABCD, count: rows * c), label)
+                    }
+                }
+            }
+        }
+    }
+
     func testBF16InputsMatchTheFloatInputPath() {
         defer { cnx_hpath_force(-1) }
         var rng = LCG(31)

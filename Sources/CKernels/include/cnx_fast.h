@@ -109,6 +109,12 @@ void cnx_layernorm_rows_f32(const float *x, int64_t rows, int64_t c, float eps,
                             const float *gamma, const float *beta, float *y);
 void cnx_layernorm_rows_f32_ref(const float *x, int64_t rows, int64_t c, float eps,
                                 const float *gamma, const float *beta, float *y);
+/// The same rows rounded to bfloat16 as they are written: the bits of cnx_layernorm_rows_f32
+/// followed by cnx_round_bf16, without the float rows. Runs only where the bfloat16 dot path
+/// does (AVX-512 BF16 chosen by cnx_hpath_current): returns 1, or 0 having written nothing (the
+/// caller then norms in float32 and rounds).
+int cnx_layernorm_rows_bf16(const float *x, int64_t rows, int64_t c, float eps, const float *gamma, const float *beta,
+                            uint16_t *y);
 
 /// RMS norm: y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * gamma + beta over each row of c values
 /// (not centred; eps inside the root). gamma and beta may each be NULL (1 and 0). y may equal x.
