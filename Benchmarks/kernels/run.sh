@@ -15,6 +15,5 @@ CC="${CC:-clang}"
 K="$ROOT/Sources/CKernels"
 "$CC" -O2 -fno-math-errno -std=gnu11 $EXTRA_CFLAGS -I"$ROOT/Sources/CKernels/include" \
     -I/usr/include/x86_64-linux-gnu/openblas-pthread \
-    "$HERE/bench_kernels.c" "$K/fast_dispatch.c" "$K/cpu_features.c" "$K/gelu_table.c" "$K/fast_activation.c" "$K/fast_gemm.c" "$K/fast_dwconv.c" "$K/thread_scratch.c" "$K/fast_layernorm.c" \
-    -o "$OUT" -lopenblas -lm
+    "$HERE/bench_kernels.c" "$K"/*.c -o "$OUT" -lopenblas -lm -lpthread
 exec "$OUT" "$@"

@@ -6,7 +6,5 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 OUT="${OUT:-${TMPDIR:-/tmp}/cnx-bench-hgemm}"
 K="$ROOT/Sources/CKernels"
-"${CC:-clang}" -O2 -fno-math-errno -std=gnu11 -I"$K/include" "$HERE/bench_hgemm.c" "$K/fast_dispatch.c" \
-    "$K/fast_activation.c" "$K/fast_gemm.c" "$K/fast_hgemm.c" "$K/fast_hgemm_avx512.c" "$K/cpu_features.c" \
-    "$K/gelu_table.c" -o "$OUT" -lm
+"${CC:-clang}" -O2 -fno-math-errno -std=gnu11 -I"$K/include" "$HERE/bench_hgemm.c" "$K"/*.c -o "$OUT" -lm -lpthread
 exec "$OUT" "$@"
