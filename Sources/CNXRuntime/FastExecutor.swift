@@ -555,19 +555,16 @@ final class FastExecutor: @unchecked Sendable {
                             // The norm as the depthwise pass's epilogue, on the rows still in cache;
                             // for bfloat16 layers a LayerNorm writes its rows rounded (the same bits
                             // as rounding the float rows, which nothing else reads then).
-                            let rows = ti + y0 * w * c
+                            let rows = ti + y0 * w * c, pixelRows = (y1 - y0) * w, first = (image * pixels + y0 * w) * c
                             if let t16 = halves?.2 {
-                                let r16 = t16 + (image * pixels + y0 * w) * c, pixelRows = (y1 - y0) * w
+                                let r16 = t16 + first
                                 if norm != .layer || cnx_layernorm_rows_bf16(rows, Int64(pixelRows), Int64(c), eps, m1, nil, r16) == 0 {
                                     FusedAttributes.normRows(norm, rows, rows: pixelRows, c: c, eps: eps, gamma: m1, beta: nil, into: rows)
                                     cnx_round_bf16(rows, Int64(pixelRows * c), r16)
                                 }
-                                i += y1 - y0
-                                continue
-                            }
-                            FusedAttributes.normRows(norm, rows, rows: (y1 - y0) * w, c: c, eps: eps, gamma: m1, beta: nil, into: rows)
-                            if let (q1, _, a8) = int8Split {
-                                q1.quantize(rows, count: (y1 - y0) * w * c, into: a8 + (image * pixels + y0 * w) * c)
+                            } else {
+                                FusedAttributes.normRows(norm, rows, rows: pixelRows, c: c, eps: eps, gamma: m1, beta: nil, into: rows)
+                                if let (q1, _, a8) = int8Split { q1.quantize(rows, count: pixelRows * c, into: a8 + first) }
                             }
                             i += y1 - y0
                         }
