@@ -3,7 +3,11 @@ timm registers (convnext*, convnextv2*), torchvision's four, transformers' ConvN
 at tiny and base -- at full size, with random weights moved away from their initial values: save
 the checkpoint as people get it (state dict as model.safetensors, some also as model.pth;
 transformers as a save_pretrained folder), convert it with the release binary, run the .cnx on one
-input and compare with PyTorch's logits.
+input and compare with PyTorch's logits. The weights are the fixtures' (make_checkpoints.py's
+randomize_all: norms, layer scales and GRN included, weights at 1 / sqrt(fan-in)). At full size
+the numbers alone barely tell the GELU forms apart (convnext_tiny read with a wrong
+--activation gelu_tanh: 1.1e-4) and not a wrong LayerNorm eps (1e-5 for 1e-6: 7e-6); the
+assumed values printed beside each line are the check there.
 
     .venv-fixtures/bin/python scripts/full-size-sweep.py [--binary B] [--max-params N] [NAME ...]
 
@@ -25,39 +29,11 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOLERANCE = 1e-4
-
-
-def is_norm(module):
-    name = type(module).__name__
-    return isinstance(module, (torch.nn.LayerNorm, torch.nn.GroupNorm)) or (
-        "Norm" in name and "Response" not in name and "GRN" not in name and "Head" not in name)
-
-
-def is_grn(module):
-    name = type(module).__name__
-    return "GlobalResponseNorm" in name or "GRN" in name
-
-
-@torch.no_grad()
-def randomise(model, seed=1234):
-    """Every parameter away from its initial value: norm weights 1 + 0.1 r, norm biases 0.1 r,
-    layer scales 0.1 + 0.05 r, GRN 0.1 r, everything else 0.02 r."""
-    g = torch.Generator().manual_seed(seed)
-    seen = set()
-    for mname, module in model.named_modules():
-        for pname, p in module.named_parameters(recurse=False):
-            r = torch.randn(p.shape, generator=g)
-            if is_grn(module):
-                p.copy_(0.1 * r)
-            elif is_norm(module):
-                p.copy_(1 + 0.1 * r if pname == "weight" else 0.1 * r)
-            elif pname in ("gamma", "layer_scale", "layer_scale_parameter"):
-                p.copy_(0.1 + 0.05 * r)
-            else:
-                p.copy_(0.02 * r)
-            seen.add(f"{mname}.{pname}" if mname else pname)
-    missing = {n for n, _ in model.named_parameters()} - seen
-    assert not missing, missing
+# The fixtures' randomiser (every parameter of every family far from its initial value, weights at
+# 1 / sqrt(fan-in)) and input.
+sys.path.insert(0, os.path.join(ROOT, "Fixtures"))
+from make_checkpoints import randomize_all  # noqa: E402
+from make_fixtures import make_input  # noqa: E402
 
 
 def build(spec):
@@ -127,8 +103,8 @@ def main():
             print(f"{spec}: skipped, {params / 1e6:.0f} M parameters (--max-params)")
             continue
         model.eval()
-        randomise(model)
-        x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
+        randomize_all(model, seed=1234)
+        x = make_input((1, 3, size, size), seed=0)
         with torch.no_grad():
             expected = logits(model(torch.from_numpy(x)))
         work = tempfile.mkdtemp(prefix="cnx-sweep-")
