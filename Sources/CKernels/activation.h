@@ -80,10 +80,11 @@ static inline float cnx_act_scalar(int act, float x) {
 // interval, fitted (minimax on a |P(u) - Q(a)|, by reweighted least squares) and rounded to
 // float. A lane permute fetches each lane's coefficients: row j of a table holds the
 // coefficients of u^j, one column per interval.
-//   AVX-512: 16 intervals (one zmm permute), degree 5.  AVX2: 8 intervals (ymm permute), degree 6.
+//   AVX-512: 32 intervals (a two-register zmm permute), degree 4.  AVX2: 8 intervals (ymm permute),
+//   degree 6. (NEON: 16 intervals, degree 5.)
 #define CNX_GELU_AMAX 6.0f
 
-// The 16-interval table is gelu_table.c's, shared with the NEON GELU (same bits on both).
+// The tables are gelu_table.c's, made by scripts/gelu-table.py.
 #include "gelu_table.h"
 
 static const float CNX_GELU_Q8[7][8] __attribute__((aligned(32), unused)) = {
@@ -119,36 +120,38 @@ static const float CNX_GELU_Q8[7][8] __attribute__((aligned(32), unused)) = {
 
 /// Exact GELU of N vectors, each step over all N before the next: the N dependency chains then
 /// sit side by side in the scheduler instead of one after another.
+CNX_ACT_INLINE CNX_ACT_T512 __m512 cnx_gelu512_coef(int j, __m512i idx) {
+    return _mm512_permutex2var_ps(_mm512_load_ps(cnx_gelu_q32[j]), idx, _mm512_load_ps(cnx_gelu_q32[j] + 16));
+}
+
 CNX_ACT_INLINE CNX_ACT_T512 void cnx_gelu512_n(const int N, __m512 *x) {
-    __m512 a[4], s[4], f[4], u[4], p[4];
+    __m512 a[4], s[4], u[4], p[4];
     __m512i idx[4];
 #pragma clang loop unroll(full)
     for (int v = 0; v < N; v++) {
         a[v] = _mm512_abs_ps(x[v]);
-        // Interval position; the clamp keeps the index below 16 (NaN -> 15.99999; masked off below).
-        s[v] = _mm512_min_ps(_mm512_mul_ps(a[v], _mm512_set1_ps(16.0f / CNX_GELU_AMAX)), _mm512_set1_ps(15.99999f));
+        s[v] = _mm512_mul_ps(a[v], _mm512_set1_ps(32.0f / CNX_GELU_AMAX));  // interval position
     }
-#pragma clang loop unroll(full)
-    for (int v = 0; v < N; v++) f[v] = _mm512_roundscale_ps(s[v], _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    // u = s - floor(s) in one exact vreduceps; the permutes read only the index's low 5 bits, so
+    // s >= 32 (|x| >= 6, or s rounded up to 32 just below it, where a Q(a) < 1e-8) and NaN (index
+    // 0x80000000) need no clamp: those lanes take relu below.
 #pragma clang loop unroll(full)
     for (int v = 0; v < N; v++) {
-        idx[v] = _mm512_cvttps_epi32(f[v]);
-        u[v] = _mm512_sub_ps(s[v], f[v]);
-        p[v] = _mm512_permutexvar_ps(idx[v], _mm512_load_ps(cnx_gelu_q16[5]));
+        u[v] = _mm512_reduce_ps(s[v], _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+        idx[v] = _mm512_cvttps_epi32(s[v]);
+        p[v] = cnx_gelu512_coef(4, idx[v]);
     }
-    for (int j = 4; j >= 0; j--)
+    for (int j = 3; j >= 0; j--)
 #pragma clang loop unroll(full)
-        for (int v = 0; v < N; v++)
-            p[v] = _mm512_fmadd_ps(p[v], u[v], _mm512_permutexvar_ps(idx[v], _mm512_load_ps(cnx_gelu_q16[j])));
+        for (int v = 0; v < N; v++) p[v] = _mm512_fmadd_ps(p[v], u[v], cnx_gelu512_coef(j, idx[v]));
 #pragma clang loop unroll(full)
     for (int v = 0; v < N; v++) {
         const __m512 relu = _mm512_max_ps(_mm512_setzero_ps(), x[v]);  // NaN stays NaN (second operand)
-        const __mmask16 near = _mm512_cmp_ps_mask(a[v], _mm512_set1_ps(CNX_GELU_AMAX), _CMP_LT_OQ);
+        const __mmask16 near = _mm512_cmp_ps_mask(s[v], _mm512_set1_ps(32.0f), _CMP_LT_OQ);
         x[v] = _mm512_mask3_fnmadd_ps(a[v], p[v], relu, near);  // relu - a p where |x| < 6, else relu
     }
 }
 
-/// x = x / (1 + exp(-t(x))) for N vectors, t(x) = x (SiLU) or cnx_tanh_gelu_t(x) (TANH).
 CNX_ACT_INLINE CNX_ACT_T512 void cnx_xsigmoid512_n(const int TANH, const int N, __m512 *x) {
     __m512 v[4], n[4], r[4], p[4];
 #pragma clang loop unroll(full)
