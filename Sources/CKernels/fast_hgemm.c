@@ -142,12 +142,8 @@ static inline uint16_t packed_f16_at(const uint16_t *packed, int64_t kp2, int64_
 
 // MARK: - Twins
 
-// Flush a float denormal to a zero of its sign.
-static inline float ftz(float x) { return fabsf(x) < 1.17549435e-38f ? copysignf(0.0f, x) : x; }
-
-// The dot path's rounding of an activation: denormals are treated as zero, then round to nearest
-// even (what vcvtne2ps2bf16 does).
-static inline float bf16_round_daz(float x) { return cnx_f32_from_bf16(cnx_bf16_from_f32(ftz(x))); }
+#define ftz cnx_ftz
+#define bf16_round_daz cnx_bf16_round_daz
 
 // The accumulator before the products: bias, plus the residual when no activation sits between.
 static inline float acc_start(const float *bias, int act, const float *residual, int64_t ldr, int64_t i,

@@ -2,7 +2,17 @@
 #ifndef CNX_HGEMM_INTERNAL_H
 #define CNX_HGEMM_INTERNAL_H
 
+#include <math.h>
 #include <stdint.h>
+
+#include "cnx_half.h"
+
+/// Flush a float denormal to a zero of its sign.
+static inline float cnx_ftz(float x) { return fabsf(x) < 1.17549435e-38f ? copysignf(0.0f, x) : x; }
+
+/// The dot path's rounding of an activation: denormals are treated as zero, then round to nearest
+/// even (what vcvtne2ps2bf16 does).
+static inline float cnx_bf16_round_daz(float x) { return cnx_f32_from_bf16(cnx_bf16_from_f32(cnx_ftz(x))); }
 
 /// Which computation a half-precision GEMM runs (cnx_half.h).
 enum { CNX_HK_BF16_DOT = 0, CNX_HK_BF16_WIDE = 1, CNX_HK_F16 = 2 };

@@ -531,6 +531,11 @@ final class FastExecutor: @unchecked Sendable {
         {
             halves = (h1, h2, Self.halfBuffer(scratch[0], 7, count: maxRows * c))
         }
+        // A bfloat16 block on the dot path runs its depthwise layer on the dot product too
+        // (cnx_dwconv_nhwc_rows_bf16: inputs and weights rounded to bfloat16, float32 sums; 1.4-1.8x
+        // the float32 pass on ConvNeXt's shapes). Elsewhere, and for float32 and int8 blocks, float32.
+        var dwBF16 = false
+        if case .half(let h1) = w1, h1.takesBF16Inputs { dwBF16 = true }
         // int8 layers on a small map split by columns too (below): the norm's output is quantized
         // once, on its rows still in cache, for both threads.
         var int8Split: (PackedQMatrix, PackedQMatrix, UnsafeMutablePointer<UInt8>)?
@@ -551,7 +556,10 @@ final class FastExecutor: @unchecked Sendable {
                         while i < hi {
                             let image = i / h, y0 = i % h, y1 = min(h, y0 + hi - i)
                             let xi = xb + image * pixels * c, ti = t + image * pixels * c
-                            cnx_dwconv_nhwc_rows_f32(xi, Int64(h), Int64(w), Int64(c), Int64(k), dwp, dwb, ti, Int64(y0), Int64(y1))
+                            let (hh, ww, cc, kk) = (Int64(h), Int64(w), Int64(c), Int64(k))
+                            if !dwBF16 || cnx_dwconv_nhwc_rows_bf16(xi, hh, ww, cc, kk, dwp, dwb, ti, Int64(y0), Int64(y1)) == 0 {
+                                cnx_dwconv_nhwc_rows_f32(xi, hh, ww, cc, kk, dwp, dwb, ti, Int64(y0), Int64(y1))
+                            }
                             // The norm as the depthwise pass's epilogue, on the rows still in cache;
                             // for bfloat16 layers a LayerNorm writes its rows rounded (the same bits
                             // as rounding the float rows, which nothing else reads then).

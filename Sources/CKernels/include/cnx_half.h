@@ -130,6 +130,19 @@ void cnx_gemm_bf16_a16_ref(int64_t m, int64_t n, int64_t k, const uint16_t *a, i
 void cnx_round_bf16(const float *x, int64_t count, uint16_t *y);
 void cnx_round_bf16_ref(const float *x, int64_t count, uint16_t *y);
 
+/// Depthwise k x k convolution of output rows [y0, y1) (cnx_dwconv_nhwc_rows_f32's arguments and
+/// layout) on the bfloat16 dot product, for the bfloat16 models: x and the weights rounded to
+/// bfloat16 (nearest even, denormals as zero), per kernel row the taps in pairs (kx, kx + 1), the
+/// last odd tap paired with zero, each pair's odd product added first, then the even one, to a
+/// float accumulator that starts at the bias (vdpbf16ps: each sum rounded, denormal sums
+/// flushed). Runs only where the bfloat16 dot path does (AVX-512 BF16 chosen by
+/// cnx_hpath_current) and k is 3, 5 or 7: returns 1, or 0 having written nothing (the caller then
+/// runs the float32 depthwise). Its twin, cnx_dwconv_nhwc_rows_bf16_ref, gives the same bits.
+int cnx_dwconv_nhwc_rows_bf16(const float *x, int64_t h, int64_t w, int64_t c, int64_t k, const float *weight,
+                              const float *bias, float *y, int64_t y0, int64_t y1);
+void cnx_dwconv_nhwc_rows_bf16_ref(const float *x, int64_t h, int64_t w, int64_t c, int64_t k, const float *weight,
+                                   const float *bias, float *y, int64_t y0, int64_t y1);
+
 /// The twins (same arguments): the bf16 dot path's emulation, the widened bf16 path, float16.
 /// Without a residual behind an activation, the accumulator starts at bias (plus the residual
 /// when there is no activation), then takes the products in k order, as the SIMD paths do.
