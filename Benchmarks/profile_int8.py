@@ -35,7 +35,7 @@ PARTS = [
     ("gemm_act", "int8 GEMM epilogue: activation (GELU)"),
     ("gemm_epi", "int8 GEMM epilogue: dequantize, requantize, residual, stores"),
     ("quantize", "activation quantization float -> u8 (LayerNorm output)"),
-    ("dwconv", "depthwise 7x7 (float)"),
+    ("dwconv", "depthwise 7x7 (float; bfloat16 in bf16 blocks on the dot path)"),
     ("norm", "LayerNorm and other norms (float)"),
     ("float_gemm", "float GEMMs: stem, head (float layers)"),
     ("stem_layout", "stem patches, pooling, layout"),
@@ -86,7 +86,7 @@ def classify(dso, sym, srcline, ranges):
         return "gemm_epi"
     if name.startswith("cnx_quantize_u8") or name == "cnx_quantize_u8_one":
         return "quantize"
-    if "dwconv" in name:
+    if "dwconv" in name or file.startswith(("fast_dwconv", "neon_dwconv")):
         return "dwconv"
     if "layernorm" in name or "norm_rows" in name or "rmsnorm" in name or file in ("fast_layernorm.c", "neon_norm.c"):
         return "norm"
