@@ -5,12 +5,14 @@
 #
 #   bash Benchmarks/profile_int8.sh [--model M.onnx] [--size 224] [--threads 2] [--batch 1]
 #                                   [--iterations 150] [--no-build] [--reuse] [--isa LEVEL]
+#                                   [--cnx FILE.cnx]
 #
 # --model   float ONNX export to quantize (default: the full-size ConvNeXt-T,
 #           Fixtures/large/convnext_tiny_op17/model.onnx, made by Benchmarks/setup_venv.sh --model)
 # --size    input height and width for calibration and the run (default 224)
 # --reuse   keep an int8 .cnx already in Benchmarks/results/profile/ (quantizing takes a while)
 # --isa     CNX_ISA for the run (e.g. avx2 to profile the ymm paths)
+# --cnx     profile this .cnx as it is (any precision: float32 and bf16 files too), no quantizing
 # Needs `perf` (linux-perf) with permission to sample this user's processes
 # (kernel.perf_event_paranoid <= 2). Outputs (git-ignored) in Benchmarks/results/profile/:
 # NAME.int8.cnx, perf.data, report.txt (perf report by symbol and source line), profile.json.
@@ -23,7 +25,7 @@ ROOT="$(cd "$HERE/.." && pwd)"
 cd "$ROOT"
 
 model="$ROOT/Fixtures/large/convnext_tiny_op17/model.onnx"
-size=224 threads=2 batch=1 iterations=150 build=1 reuse=0 isa=""
+size=224 threads=2 batch=1 iterations=150 build=1 reuse=0 isa="" given=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --model) model="$2"; shift ;;
@@ -32,17 +34,20 @@ while [ $# -gt 0 ]; do
         --batch) batch="$2"; shift ;;
         --iterations) iterations="$2"; shift ;;
         --isa) isa="$2"; shift ;;
+        --cnx) given="$2"; shift ;;
         --no-build) build=0 ;;
         --reuse) reuse=1 ;;
-        *) echo "usage: $0 [--model M.onnx] [--size S] [--threads T] [--batch B] [--iterations N] [--isa LEVEL] [--no-build] [--reuse]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--model M.onnx] [--size S] [--threads T] [--batch B] [--iterations N] [--isa LEVEL] [--no-build] [--reuse] [--cnx FILE.cnx]" >&2; exit 2 ;;
     esac
     shift
 done
 command -v perf >/dev/null || { echo "profile_int8.sh: perf is not installed (apt-get install linux-perf)" >&2; exit 1; }
-if [ "$model" = "$ROOT/Fixtures/large/convnext_tiny_op17/model.onnx" ]; then
+if [ -n "$given" ]; then
+    [ -f "$given" ] || { echo "profile_int8.sh: no .cnx at $given" >&2; exit 1; }
+elif [ "$model" = "$ROOT/Fixtures/large/convnext_tiny_op17/model.onnx" ]; then
     bash "$HERE/setup_venv.sh" --model
 fi
-[ -f "$model" ] || { echo "profile_int8.sh: no model at $model" >&2; exit 1; }
+[ -n "$given" ] || [ -f "$model" ] || { echo "profile_int8.sh: no model at $model" >&2; exit 1; }
 
 out="$HERE/results/profile"
 mkdir -p "$out"
@@ -54,7 +59,9 @@ fi
 name="$(basename "$(dirname "$model")")"
 [ "$(basename "$model")" = "model.onnx" ] || name="$(basename "$model" .onnx)"
 cnx="$out/$name.$size.int8.cnx"
-if [ "$reuse" = 0 ] || [ ! -f "$cnx" ]; then
+if [ -n "$given" ]; then
+    cnx="$given"
+elif [ "$reuse" = 0 ] || [ ! -f "$cnx" ]; then
     # The calibration data of Benchmarks/bench_int8.py: 32 standard normal samples, seed 20240032.
     "$ROOT/.venv-bench/bin/python" -c "
 import numpy as np, sys
