@@ -142,9 +142,6 @@ static inline uint16_t packed_f16_at(const uint16_t *packed, int64_t kp2, int64_
 
 // MARK: - Twins
 
-#define ftz cnx_ftz
-#define bf16_round_daz cnx_bf16_round_daz
-
 // The accumulator before the products: bias, plus the residual when no activation sits between.
 static inline float acc_start(const float *bias, int act, const float *residual, int64_t ldr, int64_t i,
                               int64_t j) {
@@ -172,14 +169,14 @@ void cnx_gemm_bf16_dot_ref(int64_t m, int64_t n, int64_t k, const float *a, int6
         for (int64_t j = 0; j < n; j++) {
             float s = acc_start(bias, act, residual, ldr, i, j);
             for (int64_t q = 0; q < kp2 / 2; q++) {
-                const float a0 = bf16_round_daz(a[i * lda + 2 * q]);
-                const float a1 = 2 * q + 1 < k ? bf16_round_daz(a[i * lda + 2 * q + 1]) : 0.0f;
-                const float w0 = ftz(cnx_f32_from_bf16(packed_bf16_at(packed_b, kp2, 2 * q, j)));
-                const float w1 = ftz(cnx_f32_from_bf16(packed_bf16_at(packed_b, kp2, 2 * q + 1, j)));
+                const float a0 = cnx_bf16_round_daz(a[i * lda + 2 * q]);
+                const float a1 = 2 * q + 1 < k ? cnx_bf16_round_daz(a[i * lda + 2 * q + 1]) : 0.0f;
+                const float w0 = cnx_ftz(cnx_f32_from_bf16(packed_bf16_at(packed_b, kp2, 2 * q, j)));
+                const float w1 = cnx_ftz(cnx_f32_from_bf16(packed_bf16_at(packed_b, kp2, 2 * q + 1, j)));
                 // The odd product first, then the even one; each product is exact in float.
                 const float p1 = a1 * w1, p0 = a0 * w0;
-                s = ftz(s + p1);
-                s = ftz(s + p0);
+                s = cnx_ftz(s + p1);
+                s = cnx_ftz(s + p0);
             }
             c[i * ldc + j] = acc_finish(s, act, residual, ldr, i, j);
         }
@@ -339,7 +336,7 @@ void cnx_gemm_f16(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
 // MARK: - Activations already in bfloat16
 
 void cnx_round_bf16_ref(const float *x, int64_t count, uint16_t *y) {
-    for (int64_t i = 0; i < count; i++) y[i] = cnx_bf16_from_f32(ftz(x[i]));
+    for (int64_t i = 0; i < count; i++) y[i] = cnx_bf16_from_f32(cnx_ftz(x[i]));
 }
 
 void cnx_round_bf16(const float *x, int64_t count, uint16_t *y) {
