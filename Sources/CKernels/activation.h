@@ -118,12 +118,13 @@ static const float CNX_GELU_Q8[7][8] __attribute__((aligned(32), unused)) = {
 
 // MARK: - AVX-512
 
-/// Exact GELU of N vectors, each step over all N before the next: the N dependency chains then
-/// sit side by side in the scheduler instead of one after another.
+/// Coefficient j of each lane's interval (idx: the interval, low 5 bits read) from the 32-interval table.
 CNX_ACT_INLINE CNX_ACT_T512 __m512 cnx_gelu512_coef(int j, __m512i idx) {
     return _mm512_permutex2var_ps(_mm512_load_ps(cnx_gelu_q32[j]), idx, _mm512_load_ps(cnx_gelu_q32[j] + 16));
 }
 
+/// Exact GELU of N vectors, each step over all N before the next: the N dependency chains then
+/// sit side by side in the scheduler instead of one after another.
 CNX_ACT_INLINE CNX_ACT_T512 void cnx_gelu512_n(const int N, __m512 *x) {
     __m512 a[4], s[4], u[4], p[4];
     __m512i idx[4];
@@ -152,6 +153,7 @@ CNX_ACT_INLINE CNX_ACT_T512 void cnx_gelu512_n(const int N, __m512 *x) {
     }
 }
 
+/// x = x / (1 + exp(-t(x))) for N vectors, t(x) = x (SiLU) or cnx_tanh_gelu_t(x) (TANH).
 CNX_ACT_INLINE CNX_ACT_T512 void cnx_xsigmoid512_n(const int TANH, const int N, __m512 *x) {
     __m512 v[4], n[4], r[4], p[4];
 #pragma clang loop unroll(full)
