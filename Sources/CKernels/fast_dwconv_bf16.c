@@ -18,8 +18,6 @@
 #include "hgemm_internal.h"
 #include "thread_scratch.h"
 
-#include <math.h>
-
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
@@ -41,8 +39,7 @@ void cnx_dwconv_nhwc_rows_bf16_ref(const float *x, int64_t h, int64_t w, int64_t
                         const float x1 = ix + 1 >= 0 && ix + 1 < w ? cnx_bf16_round_daz(x[(iy * w + ix + 1) * c + ch]) : 0.0f;
                         const float w0 = cnx_bf16_round_daz(weight[(ky * k + kx) * c + ch]);
                         const float w1 = kx + 1 < k ? cnx_bf16_round_daz(weight[(ky * k + kx + 1) * c + ch]) : 0.0f;
-                        s = cnx_ftz(s + x1 * w1);
-                        s = cnx_ftz(s + x0 * w0);
+                        s = cnx_bf16_dot_pair(s, x0, x1, w0, w1);
                     }
                 }
                 y[(oy * w + ox) * c + ch] = s;

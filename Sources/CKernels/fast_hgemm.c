@@ -173,10 +173,7 @@ void cnx_gemm_bf16_dot_ref(int64_t m, int64_t n, int64_t k, const float *a, int6
                 const float a1 = 2 * q + 1 < k ? cnx_bf16_round_daz(a[i * lda + 2 * q + 1]) : 0.0f;
                 const float w0 = cnx_ftz(cnx_f32_from_bf16(packed_bf16_at(packed_b, kp2, 2 * q, j)));
                 const float w1 = cnx_ftz(cnx_f32_from_bf16(packed_bf16_at(packed_b, kp2, 2 * q + 1, j)));
-                // The odd product first, then the even one; each product is exact in float.
-                const float p1 = a1 * w1, p0 = a0 * w0;
-                s = cnx_ftz(s + p1);
-                s = cnx_ftz(s + p0);
+                s = cnx_bf16_dot_pair(s, a0, a1, w0, w1);
             }
             c[i * ldc + j] = acc_finish(s, act, residual, ldr, i, j);
         }

@@ -14,6 +14,14 @@ static inline float cnx_ftz(float x) { return fabsf(x) < 1.17549435e-38f ? copys
 /// even (what vcvtne2ps2bf16 does).
 static inline float cnx_bf16_round_daz(float x) { return cnx_f32_from_bf16(cnx_bf16_from_f32(cnx_ftz(x))); }
 
+/// One lane of vdpbf16ps on one pair, the twins' emulation: s + a1 w1, then + a0 w0 (the odd
+/// product first), each product exact in float (bfloat16 operands), each sum rounded to float with
+/// a denormal result flushed.
+static inline float cnx_bf16_dot_pair(float s, float a0, float a1, float w0, float w1) {
+    s = cnx_ftz(s + a1 * w1);
+    return cnx_ftz(s + a0 * w0);
+}
+
 /// Which computation a half-precision GEMM runs (cnx_half.h).
 enum { CNX_HK_BF16_DOT = 0, CNX_HK_BF16_WIDE = 1, CNX_HK_F16 = 2 };
 

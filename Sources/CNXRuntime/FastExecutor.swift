@@ -538,6 +538,7 @@ final class FastExecutor: @unchecked Sendable {
         // (in int8 blocks it measured 1.5-3% faster with the same SQNR, but most logits moved).
         var dwBF16 = false
         if case .half(let h1) = w1, h1.takesBF16Inputs { dwBF16 = true }
+        let (hh, ww, cc, kk) = (Int64(h), Int64(w), Int64(c), Int64(k))
         // int8 layers on a small map split by columns too (below): the norm's output is quantized
         // once, on its rows still in cache, for both threads.
         var int8Split: (PackedQMatrix, PackedQMatrix, UnsafeMutablePointer<UInt8>)?
@@ -558,7 +559,6 @@ final class FastExecutor: @unchecked Sendable {
                         while i < hi {
                             let image = i / h, y0 = i % h, y1 = min(h, y0 + hi - i)
                             let xi = xb + image * pixels * c, ti = t + image * pixels * c
-                            let (hh, ww, cc, kk) = (Int64(h), Int64(w), Int64(c), Int64(k))
                             if !dwBF16 || cnx_dwconv_nhwc_rows_bf16(xi, hh, ww, cc, kk, dwp, dwb, ti, Int64(y0), Int64(y1)) == 0 {
                                 cnx_dwconv_nhwc_rows_f32(xi, hh, ww, cc, kk, dwp, dwb, ti, Int64(y0), Int64(y1))
                             }
