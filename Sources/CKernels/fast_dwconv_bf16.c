@@ -15,6 +15,8 @@
 // cnx_dwconv_nhwc_rows_bf16_ref does exactly that, bit for bit.
 #include "cnx_half.h"
 
+#include <string.h>
+
 #include "hgemm_internal.h"
 #include "thread_scratch.h"
 
@@ -54,7 +56,9 @@ void cnx_dwconv_nhwc_rows_bf16_ref(const float *x, int64_t h, int64_t w, int64_t
 
 #define GROUP 32  // output rows per group of converted input rows
 #define PADL 4   // zero pair pixels left of column 0 (P[-4 .. -1]; P[-1] = (0, x[0]))
-#define PADR 10  // and right of column w - 1 (a last 7-pixel block reads up to P[w + 8])
+// Zero pair pixels right of column w - 1: a block of outputs ending at column w reads up to
+// P[w + 2]; on a map narrower than 7 columns one 7-pixel block reads up to P[8].
+static inline int64_t pad_right(int64_t w) { return w >= 7 ? 3 : 10 - w; }
 
 INLINE T512BF __mmask16 lanes(int64_t left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
 
@@ -69,10 +73,10 @@ INLINE T512BF __m512i make_pair(__m512 lo, __m512 hi, __m512i index) {
 }
 
 // The pair rows of one channel block (from channel cb, `left` of them exist) of `rows` input
-// rows (w pixels of c channels from x): row r, pair pixel ix (-PADL <= ix < w + PADR) at
-// p + (r * wp + PADL + ix) * 16, wp = w + PADL + PADR. Each input vector is loaded once.
+// rows (w pixels of c channels from x): row r, pair pixel ix (-PADL <= ix < w + pad_right(w)) at
+// p + (r * wp + PADL + ix) * 16, wp = w + PADL + pad_right(w). Each input vector is loaded once.
 static T512BF void pair_rows(uint32_t *p, const float *x, int64_t rows, int64_t w, int64_t c, int64_t left) {
-    const int64_t wp = w + PADL + PADR;
+    const int64_t wp = w + PADL + pad_right(w);
     const __m512i index = pair_index(), zero = _mm512_setzero_si512();
     const __mmask16 mk = lanes(left);
     for (int64_t r = 0; r < rows; r++) {
@@ -122,12 +126,28 @@ INLINE T512BF void dwb_block(const int K, const int R, const uint32_t *p, int64_
         if (j < valid) _mm512_mask_storeu_ps(yrow + (x0 + j) * sy, mk, acc[j]);
 }
 
-// One output row of one channel block: blocks of 14 pixels while they fit, then of 7.
+// One output row of one channel block, in blocks of 7 to 14 pixels as even as they come (24
+// columns: 12 + 12, not 14 + 7 + 7 with 4 outputs thrown away); a row narrower than 7 pixels
+// is one 7-pixel block of which the first w are stored.
 INLINE T512BF void dwb_row(const int K, const uint32_t *p, int64_t wp, int64_t r0, int64_t h, int64_t w,
                            const __m512i *wq, __m512 bias, float *yrow, int64_t sy, int64_t oy, __mmask16 mk) {
-    int64_t x0 = 0;
-    for (; x0 + 14 <= w; x0 += 14) dwb_block(K, 14, p, wp, r0, h, wq, bias, yrow, sy, oy, x0, 14, mk);
-    for (; x0 < w; x0 += 7) dwb_block(K, 7, p, wp, r0, h, wq, bias, yrow, sy, oy, x0, min64(7, w - x0), mk);
+    if (w < 7) {
+        dwb_block(K, 7, p, wp, r0, h, wq, bias, yrow, sy, oy, 0, w, mk);
+        return;
+    }
+    const int64_t blocks = (w + 13) / 14, base = w / blocks, taller = w % blocks;
+    for (int64_t b = 0, x0 = 0; b < blocks; b++) {
+        const int64_t r = base + (b < taller);
+        switch (r) {
+#define DWB_CASE(R) \
+    case R:         \
+        dwb_block(K, R, p, wp, r0, h, wq, bias, yrow, sy, oy, x0, R, mk); \
+        break;
+            DWB_CASE(7) DWB_CASE(8) DWB_CASE(9) DWB_CASE(10) DWB_CASE(11) DWB_CASE(12) DWB_CASE(13) DWB_CASE(14)
+#undef DWB_CASE
+        }
+        x0 += r;
+    }
 }
 
 #define DEF_ROW(K)                                                                                               \
@@ -143,7 +163,7 @@ DEF_ROW(3) DEF_ROW(5) DEF_ROW(7)
 // threads: in L2) just before the block's outputs read them.
 static T512BF int dwconv_bf16_avx512(const float *x, int64_t h, int64_t w, int64_t c, int64_t k, const float *weight,
                                      const float *bias, float *y, int64_t y0, int64_t y1) {
-    const int64_t pad = k / 2, Q = (k + 1) / 2, wp = w + PADL + PADR;
+    const int64_t pad = k / 2, Q = (k + 1) / 2, wp = w + PADL + pad_right(w);
     const int64_t rows_max = min64(h, GROUP + k - 1);
     uint32_t *pairs = (uint32_t *)cnx_thread_scratch(CNX_SCRATCH_DWCONV, (size_t)(rows_max * wp * 16));
     if (!pairs) return 0;
@@ -171,6 +191,30 @@ static T512BF int dwconv_bf16_avx512(const float *x, int64_t h, int64_t w, int64
     return 1;
 }
 #endif
+
+int cnx_dwconv_bf16_runs(int64_t k) {
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(CNX_NO_SIMD)
+    return (k == 3 || k == 5 || k == 7) && cnx_hpath_current() == CNX_HPATH_AVX512_BF16;
+#else
+    (void)k;
+    return 0;
+#endif
+}
+
+void cnx_round_bf16_f32(const float *x, int64_t count, float *y) {
+    // cnx_bf16_round_daz on the bits, branch-free so that the compiler vectorizes the loop:
+    // a denormal becomes a zero of its sign, a NaN stays a quiet NaN, anything else rounds to
+    // nearest even (the largest finite values carry into infinity).
+    for (int64_t i = 0; i < count; i++) {
+        uint32_t u;
+        memcpy(&u, x + i, 4);
+        const uint32_t mag = u & 0x7FFFFFFFu;
+        const uint32_t flushed = mag < 0x00800000u ? u & 0x80000000u : u;
+        const uint32_t rounded = (flushed + 0x7FFFu + ((flushed >> 16) & 1u)) & 0xFFFF0000u;
+        const uint32_t r = mag > 0x7F800000u ? (u | 0x00400000u) & 0xFFFF0000u : rounded;
+        memcpy(y + i, &r, 4);
+    }
+}
 
 int cnx_dwconv_nhwc_rows_bf16(const float *x, int64_t h, int64_t w, int64_t c, int64_t k, const float *weight,
                               const float *bias, float *y, int64_t y0, int64_t y1) {

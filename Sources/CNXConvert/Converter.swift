@@ -163,7 +163,10 @@ public enum Converter {
                 // A mixed file: the layers int8 leaves float32 (but the stem) get half weights.
                 let lowered = try HalfPrecisionLowering.apply(&q.graph, to: half.dtype)
                 q.keptFloat = lowered.keptFloat
-                for (k, v) in lowered.metadata where k != MetadataKey.quantizationDescription { metadata[k] = v }
+                // The int8 pass's description and depthwise precision (its blocks' depthwise on bfloat16) stand.
+                for (k, v) in lowered.metadata where k != MetadataKey.quantizationDescription && k != MetadataKey.quantizationDepthwise {
+                    metadata[k] = v
+                }
                 if case .string(let d)? = metadata[MetadataKey.quantizationDescription] {
                     metadata[MetadataKey.quantizationDescription] = .string(
                         d + (d.hasSuffix(".") ? " " : ". ")

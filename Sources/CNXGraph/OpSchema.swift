@@ -326,7 +326,7 @@ extension OpSchema {
             return OpSchema(
                 op,
                 inputs: [
-                    InputSlot("X", dtypes: f32), InputSlot("dw_weight", dtypes: f32), InputSlot("dw_bias", dtypes: f32),
+                    InputSlot("X", dtypes: f32), InputSlot("dw_weight", dtypes: depthwiseWeight), InputSlot("dw_bias", dtypes: f32),
                     InputSlot("W1", dtypes: gemmWeight), InputSlot("B1", dtypes: f32),
                     InputSlot("W2", dtypes: gemmWeight), InputSlot("B2", dtypes: f32),
                     InputSlot("grn_gamma", required: false, dtypes: f32), InputSlot("grn_beta", required: false, dtypes: f32),
@@ -362,6 +362,9 @@ extension OpSchema {
     /// A fused operation's GEMM weight: float32, int8 with its layer's quantization attributes,
     /// or bfloat16 / float16 (half-precision layers, Formats/CNX.md).
     private static let gemmWeight: [DType] = [.float32, .int8, .bfloat16, .float16]
+    /// A block's depthwise weight: float32, or bfloat16 for a depthwise convolution computed on
+    /// bfloat16 (its input rounded too; Formats/CNX.md, `cnx.Block`).
+    private static let depthwiseWeight: [DType] = [.float32, .bfloat16]
 
     /// The inputs of `cnx.Stem` and `cnx.Downsample`, each one k x k convolution as a GEMM and a
     /// norm over channels. The bias is required (Formats/CNX.md): a convolution without one gets

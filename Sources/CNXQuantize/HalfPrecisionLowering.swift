@@ -32,8 +32,12 @@ public enum HalfPrecisionLowering {
         guard graph.nodes.contains(where: { $0.op == .block }) else {
             throw CNXError("no fused ConvNeXt blocks: \(dtype.name) weights need a model the converter recognises")
         }
-        if graph.initializers.values.contains(where: { dtypes.contains($0.dtype) }) {
-            throw CNXError("the model's weights are already bfloat16 or float16")
+        // GEMM weights only: an int8 file's bfloat16 depthwise weights (Int8Lowering) stay as they are.
+        for node in graph.nodes where FusedPayload.describes(node.op) {
+            for linear in try FusedPayload(node, in: graph).layers.values
+            where linear.precision == .bfloat16 || linear.precision == .float16 {
+                throw CNXError("the model's weights are already bfloat16 or float16")
+            }
         }
         let names = Int8Lowering.layerNames(graph)
         var lowered: [String] = [], kept: [String] = []

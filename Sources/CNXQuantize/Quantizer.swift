@@ -1,5 +1,6 @@
 import CNXFormat
 import CNXGraph
+import CNXReference
 import CNXRuntime
 import Foundation
 
@@ -186,15 +187,27 @@ public enum Quantizer {
         var quantized = graph
         try Int8Lowering.apply(&quantized, activations: activations, keepFloat: keep)
         let total = activations.count
+        let blocks = quantized.nodes.filter { $0.op == .block }.count
+        let bf16Depthwise = try quantized.nodes.filter {
+            guard $0.op == .block, case .block(let op) = try FusedPayload($0, in: quantized) else { return false }
+            return op.depthwise.onBFloat16
+        }.count
+        let depthwise =
+            bf16Depthwise == 0
+            ? "depthwise float32"
+            : bf16Depthwise == blocks
+                ? "depthwise bfloat16 (inputs rounded, float32 sums)"
+                : "depthwise bfloat16 (inputs rounded, float32 sums) in the \(bf16Depthwise) blocks whose pointwise layers are int8, float32 in the other \(blocks - bf16Depthwise)"
         let metadata: [String: MetadataValue] = [
             MetadataKey.quantizationDescription: .string(
-                "int8: weights symmetric per output channel, activations u8 per tensor with a zero point; \(total - keep.count) of \(total) GEMM layers int8 (pointwise, downsample\(options.quantizeHead ? ", head" : "")); input channels of the layers a norm feeds equalized where that lowers the expected error; depthwise, norms, activations, GRN, residual stream, stem\(options.quantizeHead ? "" : " and head") float32"
+                "int8: weights symmetric per output channel, activations u8 per tensor with a zero point; \(total - keep.count) of \(total) GEMM layers int8 (pointwise, downsample\(options.quantizeHead ? ", head" : "")); input channels of the layers a norm feeds equalized where that lowers the expected error; \(depthwise); norms, activations, GRN, residual stream, stem\(options.quantizeHead ? "" : " and head") float32"
             ),
             "quantization.method": .string(options.method.rawValue),
             "quantization.samples": .int(Int64(calibration.shape.first ?? 0)),
             "quantization.int8_layers": .strings(activations.keys.sorted().filter { !keep.contains($0) }.compactMap { names[$0] }),
             "quantization.float_layers": .strings(keep.sorted().compactMap { names[$0] }),
-            "quantization.depthwise": .string("float32"),
+            "quantization.depthwise": .string(
+                bf16Depthwise == 0 ? "float32" : bf16Depthwise == blocks ? "bfloat16" : "bfloat16 and float32"),
         ]
         return Result(
             graph: quantized, metadata: metadata, activations: activations, names: names,

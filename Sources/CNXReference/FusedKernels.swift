@@ -91,18 +91,27 @@ extension Kernels {
             let patches = self.patches(normed, nhwc: true, kernel: k, stride: k, pad: 0)
             return [try pointwise(patches, op.conv)]
         case .block(let op):
-            let dw = try float(op.depthwise.weight.tensor), dwb = try float(op.depthwise.bias.tensor)
+            let onBF16 = op.depthwise.onBFloat16
+            let dw = try onBF16 ? widened(op.depthwise.weight.tensor) : float(op.depthwise.weight.tensor)
+            let dwb = try float(op.depthwise.bias.tensor)
             guard x.shape.count == 4, dw.shape.count == 3, dw.shape[0] == dw.shape[1], dw.shape[0] % 2 == 1, dw.shape[2] == x.shape[3],
                 dwb.count == x.shape[3]
             else {
                 throw CNXError("input \(x.shape) does not fit depthwise weight \(dw.shape)")
             }
             let t = Tensor(zeros: .float32, shape: x.shape)
+            let (n, h, w, c, k) = (Int64(x.shape[0]), Int64(x.shape[1]), Int64(x.shape[2]), Int64(x.shape[3]), Int64(dw.shape[0]))
             withFloatPointers([x, dw, dwb]) { p in
                 t.withUnsafeMutableFloats { tp in
-                    cnx_dwconv_nhwc_f32(
-                        p[0], Int64(x.shape[0]), Int64(x.shape[1]), Int64(x.shape[2]), Int64(x.shape[3]),
-                        Int64(dw.shape[0]), p[1], p[2], tp.baseAddress)
+                    if onBF16 {
+                        // On bfloat16: the dot path's twin (inputs rounded, pairs of taps, float sums).
+                        for b in 0..<n {
+                            let image = b * h * w * c
+                            cnx_dwconv_nhwc_rows_bf16_ref(p[0]! + Int(image), h, w, c, k, p[1], p[2], tp.baseAddress! + Int(image), 0, h)
+                        }
+                    } else {
+                        cnx_dwconv_nhwc_f32(p[0], n, h, w, c, k, p[1], p[2], tp.baseAddress)
+                    }
                 }
             }
             let normed = try norm(op.norm.kind, t, nil, nil, eps: op.norm.epsilon)
@@ -138,6 +147,12 @@ extension Kernels {
             }
             return [features]
         }
+    }
+
+    /// A bfloat16 tensor's exact float32 values.
+    static func widened(_ t: Tensor) throws -> Tensor {
+        guard t.dtype == .bfloat16, let w = t.widenedHalf() else { throw CNXError("expects bfloat16, got \(t.dtype.name)") }
+        return w
     }
 
     /// A `cnx.Linear` node's activation, checked.

@@ -114,6 +114,9 @@ public struct Depthwise: @unchecked Sendable {
     public var weight: Constant
     public var bias: Constant
     public var kernel: Int { weight.tensor.shape[0] }
+    /// A bfloat16 weight: the convolution runs on bfloat16 (its input rounded to bfloat16 as the
+    /// weight is, exact products, float32 sums; Formats/CNX.md, `cnx.Block`).
+    public var onBFloat16: Bool { weight.tensor.dtype == .bfloat16 }
 }
 
 /// ConvNeXt V2's global response normalisation of a block's hidden activation.

@@ -222,9 +222,12 @@ final class Scratch {
 
 /// A fused node ready to run: its payload, read once at load, and its GEMM layers packed.
 struct PreparedNode {
+    /// The node's payload; a block's bfloat16 depthwise weight widened to float32 (exact).
     let payload: FusedPayload
     /// By layer number (`FusedPayload.layers`).
     let layers: [Int: LayerWeights]
+    /// A block whose depthwise convolution runs on bfloat16 (its weight is bfloat16 in the file).
+    var depthwiseOnBF16 = false
 
     func layer(_ number: Int) throws -> LayerWeights {
         guard let l = layers[number] else { throw CNXError("pointwise layer \(number) was not prepared") }
@@ -290,7 +293,14 @@ final class FastExecutor: @unchecked Sendable {
         for (nodeIndex, node) in graph.nodes.enumerated() where FastExecutor.fusedKernels[node.op] != nil {
             // What this runtime cannot run (a norm or activation it does not know, an int8 layer
             // without its scales) is refused at load, not at the first prediction.
-            let payload = try FusedPayload(node, in: graph)
+            var payload = try FusedPayload(node, in: graph)
+            var depthwiseOnBF16 = false
+            if case .block(var op) = payload, op.depthwise.onBFloat16, let wide = op.depthwise.weight.tensor.widenedHalf() {
+                // The kernels read float32 weights: the bfloat16 values, exactly.
+                op.depthwise.weight = Constant(name: op.depthwise.weight.name, tensor: wide)
+                payload = .block(op)
+                depthwiseOnBF16 = true
+            }
             var layers: [Int: LayerWeights] = [:]
             for (number, linear) in payload.layers {
                 do {
@@ -306,7 +316,7 @@ final class FastExecutor: @unchecked Sendable {
                 }
                 linear.weight.tensor.storage.dropPages()
             }
-            prepared[nodeIndex] = PreparedNode(payload: payload, layers: layers)
+            prepared[nodeIndex] = PreparedNode(payload: payload, layers: layers, depthwiseOnBF16: depthwiseOnBF16)
         }
         if self.threads > 1 { oneThread = FastExecutor(sharing: self) }
     }
@@ -531,13 +541,15 @@ final class FastExecutor: @unchecked Sendable {
         {
             halves = (h1, h2, Self.halfBuffer(scratch[0], 7, count: maxRows * c))
         }
-        // A bfloat16 block on the dot path runs its depthwise layer on the dot product too
-        // (cnx_dwconv_nhwc_rows_bf16: inputs and weights rounded to bfloat16, float32 sums; 1.4-1.8x
-        // the float32 pass on ConvNeXt's shapes). float32 and int8 blocks keep the float32
-        // depthwise: int8 models agree with the reference runtime up to u8 rounding boundaries
-        // (in int8 blocks it measured 1.5-3% faster with the same SQNR, but most logits moved).
-        var dwBF16 = false
+        // The depthwise layer on the bfloat16 dot product (cnx_dwconv_nhwc_rows_bf16: inputs and
+        // weights rounded to bfloat16, float32 sums; 1.4-1.8x the float32 pass on ConvNeXt's
+        // shapes): a block whose depthwise weight is bfloat16 (what `quantize --int8` writes for
+        // int8 blocks), and a bfloat16 block on the dot path, which may round (Formats/CNX.md).
+        // Where the dot kernel does not run, a bfloat16 depthwise weight still means a rounded
+        // input: the float32 kernel runs on a rounded copy (`roundedInput`).
+        var dwBF16 = p.depthwiseOnBF16
         if case .half(let h1) = w1, h1.takesBF16Inputs { dwBF16 = true }
+        let roundedInput = p.depthwiseOnBF16 && cnx_dwconv_bf16_runs(Int64(k)) == 0 ? scratch[0].buffer(2, floats: maxRows * c) : nil
         let (hh, ww, cc, kk) = (Int64(h), Int64(w), Int64(c), Int64(k))
         // int8 layers on a small map split by columns too (below): the norm's output is quantized
         // once, on its rows still in cache, for both threads.
@@ -552,13 +564,19 @@ final class FastExecutor: @unchecked Sendable {
                 for b0 in stride(from: 0, to: n, by: group) {
                     let images = min(group, n - b0), rowsAll = images * pixels
                     let xb = outBuffer.baseAddress! + b0 * pixels * c
+                    if let xr = roundedInput {
+                        parallelChunks(images * h, threads: threads) { lo, hi, _ in
+                            cnx_round_bf16_f32(xb + lo * w * c, Int64((hi - lo) * w * c), xr + lo * w * c)
+                        }
+                    }
+                    let dwInput = UnsafePointer(roundedInput ?? xb)
                     // Depthwise rows of every image of the pass, split over the threads even on
                     // small maps (a 7-row map's row is still 7 x C x k^2 multiply-adds).
                     parallelChunks(images * h, threads: threads) { lo, hi, _ in
                         var i = lo
                         while i < hi {
                             let image = i / h, y0 = i % h, y1 = min(h, y0 + hi - i)
-                            let xi = xb + image * pixels * c, ti = t + image * pixels * c
+                            let xi = dwInput + image * pixels * c, ti = t + image * pixels * c
                             if !dwBF16 || cnx_dwconv_nhwc_rows_bf16(xi, hh, ww, cc, kk, dwp, dwb, ti, Int64(y0), Int64(y1)) == 0 {
                                 cnx_dwconv_nhwc_rows_f32(xi, hh, ww, cc, kk, dwp, dwb, ti, Int64(y0), Int64(y1))
                             }

@@ -94,4 +94,36 @@ final class DepthwiseBF16Tests: XCTestCase {
             XCTAssertLessThanOrEqual(worstFloat, 1.05, "\(h)x\(w)x\(c) k\(k): the twin against float32")
         }
     }
+
+    /// cnx_round_bf16_f32 (the input rounding of a bfloat16 depthwise where the dot kernel does
+    /// not run) against bfloat16's definition and the dot path's rounding (cnx_round_bf16_ref),
+    /// bit for bit: ties both ways, denormals (to zeros of their sign), the largest finite values
+    /// (carrying into infinity), infinities, NaNs (quiet), in place and not.
+    func testRoundingInFloatMatchesTheDotPathsRounding() {
+        var rng = LCG(79)
+        var x = rng.floats(4099, scale: 100)
+        let special: [Float] = [
+            0, -0.0, .leastNormalMagnitude, -.leastNormalMagnitude, .leastNormalMagnitude / 2, -.leastNonzeroMagnitude,
+            1.00390625, 1.01171875, -2.01171875, .greatestFiniteMagnitude, -.greatestFiniteMagnitude, .infinity, -.infinity,
+            .nan, Float(bitPattern: 0x7F80_0001), Float(bitPattern: 0xFFC0_1234), 65504, 1e-30, 3.3895314e38,
+        ]
+        for (i, v) in special.enumerated() { x[i * 11] = v }
+        var bits = [UInt16](repeating: 0, count: x.count)
+        cnx_round_bf16_ref(x, Int64(x.count), &bits)
+        var got = [Float](repeating: 7, count: x.count)
+        cnx_round_bf16_f32(x, Int64(x.count), &got)
+        for i in x.indices {
+            XCTAssertEqual(got[i].bitPattern, UInt32(bits[i]) << 16, "x = \(x[i]) (\(String(x[i].bitPattern, radix: 16)))")
+            if x[i].isFinite && !x[i].isSubnormal && abs(x[i]) < 3.3e38 {
+                XCTAssertEqual(Double(got[i]), bf16(x[i]), "x = \(x[i])")
+            }
+        }
+        XCTAssertEqual(got[0 * 11].sign, .plus)
+        XCTAssertEqual(got[5 * 11].bitPattern, 0x8000_0000, "a negative denormal becomes -0")
+        XCTAssertTrue(got[13 * 11].isNaN && got[14 * 11].isNaN && got[15 * 11].isNaN)
+        XCTAssertEqual(got[9 * 11], .infinity, "the largest finite float rounds up")
+        var inPlace = x
+        inPlace.withUnsafeMutableBufferPointer { cnx_round_bf16_f32($0.baseAddress, Int64($0.count), $0.baseAddress) }
+        XCTAssertEqual(inPlace.map(\.bitPattern), got.map(\.bitPattern), "in place")
+    }
 }

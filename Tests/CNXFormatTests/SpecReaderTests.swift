@@ -260,11 +260,11 @@ final class SpecReaderTests: XCTestCase {
     func testAnInt8TensorInAFloatSlotIsReported() throws {
         let p = try problems(editing: { m in
             let i = m.graph.nodes.firstIndex { $0.op == .block }!
-            let name = m.graph.nodes[i].inputs[1]
-            let dw = m.graph.initializers[name]!
-            m.graph.initializers[name] = Tensor(zeros: .int8, shape: dw.shape)
+            let name = m.graph.nodes[i].inputs[2]
+            let bias = m.graph.initializers[name]!
+            m.graph.initializers[name] = Tensor(zeros: .int8, shape: bias.shape)
         })
-        assertReported(p, "input 1 (dw_weight) is int8, the document allows float32")
+        assertReported(p, "input 2 (dw_bias) is int8, the document allows float32")
     }
 
     func testAnUndocumentedMetadataKeyIsReported() throws {

@@ -155,6 +155,12 @@ final class HalfPrecisionTests: XCTestCase {
         let model = try Model(path: out)
         let weights = model.graph.nodes.filter { $0.op == .block }.map { model.graph.initializers[$0.inputs[3]]!.dtype }
         XCTAssertEqual(Set(weights), [.int8, .bfloat16])
+        // The int8 blocks' depthwise convolutions run on bfloat16, the bfloat16 blocks' stay float32.
+        for node in model.graph.nodes where node.op == .block {
+            let w1 = model.graph.initializers[node.inputs[3]]!.dtype, dw = model.graph.initializers[node.inputs[1]]!.dtype
+            XCTAssertEqual(dw, w1 == .int8 ? .bfloat16 : .float32, node.name)
+        }
+        XCTAssertEqual(report.metadata["quantization.depthwise"], .string("bfloat16 and float32"))
         XCTAssertEqual(report.metadata["quantization.bfloat16_layers"]?.stringsValue?.filter { $0.hasPrefix("stages.1") }.count, 5)
         let labels = try digits("test_labels.npy").int64s.map { Int($0) }
         let top = top1(try model.predict(try digits("test.npy"))), floatTop = top1(try digits("test_expected.npy"))

@@ -142,6 +142,13 @@ int cnx_dwconv_nhwc_rows_bf16(const float *x, int64_t h, int64_t w, int64_t c, i
                               const float *bias, float *y, int64_t y0, int64_t y1);
 void cnx_dwconv_nhwc_rows_bf16_ref(const float *x, int64_t h, int64_t w, int64_t c, int64_t k, const float *weight,
                                    const float *bias, float *y, int64_t y0, int64_t y1);
+/// 1 when cnx_dwconv_nhwc_rows_bf16 runs for a k x k kernel on this CPU's path, else 0.
+int cnx_dwconv_bf16_runs(int64_t k);
+/// y[i] = x[i] rounded to bfloat16 as the dot path rounds (cnx_round_bf16), kept as a float (the
+/// low 16 bits zero); y may be x. A block whose depthwise weight is bfloat16 computes from its
+/// input rounded so, on any path: where the dot kernel does not run, the runtime rounds the input
+/// with this and runs the float32 depthwise on it (the same products, summed in another order).
+void cnx_round_bf16_f32(const float *x, int64_t count, float *y);
 
 /// The twins (same arguments): the bf16 dot path's emulation, the widened bf16 path, float16.
 /// Without a residual behind an activation, the accumulator starts at bias (plus the residual
