@@ -15,6 +15,8 @@ enum Report {
         var op: String
         var weights: [String]
         var gemms: [(name: String, detail: String, int8: Bool)]
+        /// A block's depthwise convolution: "float32", or "bfloat16" (Formats/CNX.md, `cnx.Block`).
+        var depthwise: String?
     }
 
     static func layers(_ graph: Graph) -> [Layer] {
@@ -24,6 +26,8 @@ enum Report {
             let node = graph.nodes[i]
             let weights = node.inputs.filter { graph.initializers[$0] != nil }
             let mine = gemms.keys.filter { $0.node == i }.sorted()
+            var depthwise: String?
+            if case .block(let op)? = try? FusedPayload(node, in: graph) { depthwise = op.depthwise.onBFloat16 ? "bfloat16" : "float32" }
             return Layer(
                 name: fused[i]!, op: node.op.rawValue, weights: weights,
                 gemms: mine.map { key in
@@ -37,7 +41,7 @@ enum Report {
                             format: "int8, input scale %.5g zero %d, weight scales %.3g...%.3g (%d channels)",
                             q.activationScale, q.activationZero, ws.min() ?? 0, ws.max() ?? 0, ws.count), true
                     )
-                })
+                }, depthwise: depthwise)
         }
     }
 
@@ -100,7 +104,10 @@ enum Report {
                     lines.append(
                         "  \(l.name.padding(toLength: 22, withPad: " ", startingAt: 0)) \(l.op.padding(toLength: 16, withPad: " ", startingAt: 0)) \(l.weights.count) tensors"
                     )
-                    if int8 > 0 || half > 0 { for g in l.gemms { lines.append("    \(g.name): \(g.detail)") } }
+                    if int8 > 0 || half > 0 {
+                        if l.depthwise == "bfloat16" { lines.append("    \(l.name).dw: bfloat16 depthwise (input rounded, float32 sums)") }
+                        for g in l.gemms { lines.append("    \(g.name): \(g.detail)") }
+                    }
                 }
             }
             var owner: [String: String] = [:]
@@ -188,6 +195,7 @@ enum Report {
                         layers(graph).map { l in
                             .object([
                                 ("name", .string(l.name)), ("op", .string(l.op)), ("weights", .array(l.weights.map { .string($0) })),
+                                ("depthwise", l.depthwise.map { .string($0) } ?? .null),
                                 (
                                     "gemms",
                                     .array(
