@@ -6,6 +6,8 @@
 //     activations): max |got - ref| / max |ref| < 1e-5, as the x86 tests (Tests/CKernelsTests);
 //     the activations elementwise within 2e-6 + 1e-6 |ref|; the NEON exact GELU bit for bit equal
 //     to a scalar model of the AVX-512 formula (the same table, fmaf for its fused steps);
+//   - the bfloat16 depthwise of int8 blocks (no dot kernel here): cnx_round_bf16_f32 bit for bit
+//     against cnx_round_bf16_ref, and the float kernel on the rounded input within 1e-5 of the twin;
 //   - int8 kernels: the s32 GEMM, and the epilogues and quantizer without activation, bit-exact;
 //     with an activation, float outputs within 1e-6 (relative to the largest output) of the
 //     reference and u8 outputs within 1, and bit-exact against the same path's epilogue without
@@ -265,6 +267,49 @@ static void test_dwconv(void) {
         free(wt);
         free(bias);
     }
+}
+
+// A bfloat16 depthwise (an int8 block's) on arm64: no dot kernel (cnx_dwconv_bf16_runs is 0), so
+// the runtime rounds the input with cnx_round_bf16_f32 (bit for bit cnx_round_bf16_ref, ties,
+// denormals, NaN and the carry into infinity included) and runs the NEON float32 depthwise on it
+// with the weights' bfloat16 values: within float rounding of the bf16 twin (the same products,
+// another order).
+static void test_bf16_depthwise(void) {
+    check(cnx_dwconv_bf16_runs(7) == 0, "no bfloat16 dot depthwise on arm64");
+    const size_t n = 1031;
+    float *x = floats(n, 50.0f), *got = malloc(n * sizeof(float));
+    uint16_t *bits = malloc(n * sizeof(uint16_t));
+    const float special[] = {0.0f, -0.0f, 1e-40f, -1e-41f, 1.00390625f, -1.01171875f, 3.4028235e38f, INFINITY, NAN, 65504.0f};
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) x[i * 13] = special[i];
+    cnx_round_bf16_ref(x, (int64_t)n, bits);
+    cnx_round_bf16_f32(x, (int64_t)n, got);
+    size_t same = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, got + i, 4);
+        same += u == (uint32_t)bits[i] << 16;
+    }
+    check(same == n, "cnx_round_bf16_f32 against cnx_round_bf16_ref: %zu of %zu the same", same, n);
+    free(x);
+    free(got);
+    free(bits);
+    const int64_t h = 9, w = 13, c = 24, k = 7;
+    const size_t nx = (size_t)(h * w * c), nw = (size_t)(k * k * c);
+    float *in = floats(nx, 3.0f), *wt = floats(nw, 0.3f), *bias = floats((size_t)c, 0.5f), *rounded = malloc(nx * sizeof(float));
+    float *wr = malloc(nw * sizeof(float)), *fast = malloc(nx * sizeof(float)), *twin = malloc(nx * sizeof(float));
+    cnx_round_bf16_f32(wt, (int64_t)nw, wr);
+    cnx_round_bf16_f32(in, (int64_t)nx, rounded);
+    cnx_dwconv_nhwc_rows_f32(rounded, h, w, c, k, wr, bias, fast, 0, h);
+    cnx_dwconv_nhwc_rows_bf16_ref(in, h, w, c, k, wr, bias, twin, 0, h);
+    const double err = rel_error(fast, twin, nx);
+    check(err < 1e-5, "bf16 depthwise by the float kernel on the rounded input against the twin: error %.3g", err);
+    free(in);
+    free(wt);
+    free(bias);
+    free(rounded);
+    free(wr);
+    free(fast);
+    free(twin);
 }
 
 static void test_norms(void) {
@@ -606,6 +651,7 @@ int main(int argc, char **argv) {
     test_gemm();
     test_activations();
     test_dwconv();
+    test_bf16_depthwise();
     test_norms();
     end_path();
     cnx_isa_force(-1);
