@@ -35,7 +35,7 @@ PARTS = [
     ("gemm_act", "int8 GEMM epilogue: activation (GELU)"),
     ("gemm_epi", "int8 GEMM epilogue: dequantize, requantize, residual, stores"),
     ("quantize", "activation quantization float -> u8 (LayerNorm output)"),
-    ("dwconv", "depthwise 7x7 (float; bfloat16 in bf16 blocks on the dot path)"),
+    ("dwconv", "depthwise 7x7 (bfloat16 in int8 and bf16 blocks, else float)"),
     ("norm", "LayerNorm and other norms (float)"),
     ("float_gemm", "float GEMMs: stem, head (float layers)"),
     ("stem_layout", "stem patches, pooling, layout"),
