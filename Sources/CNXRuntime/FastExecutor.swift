@@ -547,9 +547,10 @@ final class FastExecutor: @unchecked Sendable {
         // int8 blocks), and a bfloat16 block on the dot path, which may round (Formats/CNX.md).
         // Where the dot kernel does not run, a bfloat16 depthwise weight still means a rounded
         // input: the float32 kernel runs on a rounded copy (`roundedInput`).
-        var dwBF16 = p.depthwiseOnBF16
+        let dwOnDot = cnx_dwconv_bf16_runs(Int64(k)) != 0
+        var dwBF16 = p.depthwiseOnBF16 && dwOnDot
         if case .half(let h1) = w1, h1.takesBF16Inputs { dwBF16 = true }
-        let roundedInput = p.depthwiseOnBF16 && cnx_dwconv_bf16_runs(Int64(k)) == 0 ? scratch[0].buffer(2, floats: maxRows * c) : nil
+        let roundedInput = p.depthwiseOnBF16 && !dwOnDot ? scratch[0].buffer(2, floats: maxRows * c) : nil
         let (hh, ww, cc, kk) = (Int64(h), Int64(w), Int64(c), Int64(k))
         // int8 layers on a small map split by columns too (below): the norm's output is quantized
         // once, on its rows still in cache, for both threads.

@@ -26,13 +26,14 @@ enum Report {
             let node = graph.nodes[i]
             let weights = node.inputs.filter { graph.initializers[$0] != nil }
             let mine = gemms.keys.filter { $0.node == i }.sorted()
+            let payload = try? FusedPayload(node, in: graph)
             var depthwise: String?
-            if case .block(let op)? = try? FusedPayload(node, in: graph) { depthwise = op.depthwise.onBFloat16 ? "bfloat16" : "float32" }
+            if case .block(let op)? = payload { depthwise = op.depthwise.onBFloat16 ? "bfloat16" : "float32" }
             return Layer(
                 name: fused[i]!, op: node.op.rawValue, weights: weights,
                 gemms: mine.map { key in
                     let name = gemms[key]!
-                    let precision = (try? FusedPayload(node, in: graph))?.layers[key.layer]?.precision
+                    let precision = payload?.layers[key.layer]?.precision
                     guard case .int8(let q)? = precision else { return (name, precision?.name ?? "float32", false) }
                     let ws = q.weightScales
                     return (
