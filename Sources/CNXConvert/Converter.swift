@@ -157,20 +157,26 @@ public enum Converter {
         var quantized: Quantized?
         if let int8 = options.int8 {
             options.stage?("quantizing")
-            var q = try quantize(graph, calibration: int8.calibration, options: int8.options, input: input)
+            var int8Options = int8.options
+            // A mixed file: the stem and head in the half precision of the other float layers.
+            if let half = options.halfPrecision { int8Options.endsPrecision = half.dtype }
+            var q = try quantize(graph, calibration: int8.calibration, options: int8Options, input: input)
             for (k, v) in q.metadata where k != MetadataKey.quantizationFloatLayers || options.halfPrecision == nil { metadata[k] = v }
             if let half = options.halfPrecision {
-                // A mixed file: the layers int8 leaves float32 (but the stem) get half weights.
+                // A mixed file: every layer int8 leaves float32 gets half weights (the stem and
+                // head already have them, from the quantizer).
+                let ends = q.metadata["quantization.\(half.dtype.name)_layers"]?.stringsValue ?? []
                 let lowered = try HalfPrecisionLowering.apply(&q.graph, to: half.dtype)
                 q.keptFloat = lowered.keptFloat
                 // The int8 pass's description and depthwise precision (its blocks' depthwise on bfloat16) stand.
                 for (k, v) in lowered.metadata where k != MetadataKey.quantizationDescription && k != MetadataKey.quantizationDepthwise {
                     metadata[k] = v
                 }
+                let layersKey = "quantization.\(half.dtype.name)_layers"
+                metadata[layersKey] = .strings((ends + lowered.lowered).sorted())
                 if case .string(let d)? = metadata[MetadataKey.quantizationDescription] {
                     metadata[MetadataKey.quantizationDescription] = .string(
-                        d + (d.hasSuffix(".") ? " " : ". ")
-                            + "Mixed: the GEMM layers not int8, but the stem, have \(half.dtype.name) weights.")
+                        d + (d.hasSuffix(".") ? " " : ". ") + "Mixed: the GEMM layers not int8 have \(half.dtype.name) weights.")
                 }
             }
             graph = q.graph

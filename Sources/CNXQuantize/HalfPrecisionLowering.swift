@@ -27,31 +27,41 @@ public enum HalfPrecisionLowering {
 
     /// Rounds (to nearest even) the weights of the layers to `dtype`, in place.
     @discardableResult
-    public static func apply(_ graph: inout Graph, to dtype: DType, keepFloat: Set<LayerKey> = []) throws -> Result {
+    /// `only`: lower exactly these layers (the stem included) and no other; what int8 files
+    /// do with the stem and head they leave unquantized (Quantizer.Options.endsPrecision).
+    public static func apply(_ graph: inout Graph, to dtype: DType, keepFloat: Set<LayerKey> = [], only: Set<LayerKey>? = nil) throws
+        -> Result
+    {
         guard dtypes.contains(dtype) else { throw CNXError("weights can be lowered to bfloat16 or float16, not \(dtype.name)") }
         guard graph.nodes.contains(where: { $0.op == .block }) else {
             throw CNXError("no fused ConvNeXt blocks: \(dtype.name) weights need a model the converter recognises")
         }
-        // GEMM weights only: an int8 file's bfloat16 depthwise weights (Int8Lowering) stay as they are.
+        // GEMM weights only: an int8 file's bfloat16 depthwise weights (Int8Lowering) stay as they
+        // are, and so do the half weights an int8 file gives its stem and head (the layers of a
+        // model with int8 layers that are half already are skipped below).
+        var quantized = false, half = false
         for node in graph.nodes where FusedPayload.describes(node.op) {
-            for linear in try FusedPayload(node, in: graph).layers.values
-            where linear.precision == .bfloat16 || linear.precision == .float16 {
-                throw CNXError("the model's weights are already bfloat16 or float16")
+            for linear in try FusedPayload(node, in: graph).layers.values {
+                if case .int8 = linear.precision { quantized = true }
+                if linear.precision == .bfloat16 || linear.precision == .float16 { half = true }
             }
         }
+        if half && !quantized { throw CNXError("the model's weights are already bfloat16 or float16") }
         let names = Int8Lowering.layerNames(graph)
         var lowered: [String] = [], kept: [String] = []
         var converted: [String: String] = [:]  // float32 weight -> its half copy (shared weights once)
         for key in names.keys.sorted() {
             let name = names[key]!
             var node = graph.nodes[key.node]
-            if node.op == .stem || keepFloat.contains(key) {
-                kept.append(name)
-                continue
-            }
+            if let only, !only.contains(key) { continue }
             var payload = try FusedPayload(node, in: graph)
             guard let layer = payload.layers[key.layer] else { throw CNXError("\(node.label): layer \(name) has no weight") }
             if case .int8 = layer.precision { continue }  // int8 stays
+            if layer.precision == .bfloat16 || layer.precision == .float16 { continue }  // an int8 file's half stem or head
+            if (only == nil && node.op == .stem) || keepFloat.contains(key) {
+                kept.append(name)
+                continue
+            }
             let w = layer.weight.tensor
             guard w.shape.count == 2, w.dtype == .float32 else {
                 throw CNXError("\(node.label): layer \(name) has no 2-D float32 weight")

@@ -945,6 +945,17 @@ final class FastExecutor: @unchecked Sendable {
                 defer { codes.deallocate() }
                 y.withUnsafeMutableFloats { yBuffer in
                     withFloatPointers([bias]) { b in
+                        if n <= 256, threads > 1, wm.n > 32, let g = wm.columnGEMM {
+                            // A few rows and a large weight (the classifier: 768 x 1000 floats
+                            // read once per image): the threads split its columns, so each reads
+                            // its share, and neither waits idle through the layer.
+                            parallelGuided((wm.n + 31) / 32, threads: threads) { lo, hi, _ in
+                                g.multiply(
+                                    fp, rows: n, lda: wm.k, columns: lo * 32..<min(wm.n, hi * 32), bias: b[0], act: act, residual: nil,
+                                    ldr: 0, into: yBuffer.baseAddress!, ldc: wm.n)
+                            }
+                            return
+                        }
                         wm.apply(
                             fp, rows: n, lda: wm.k, bias: b[0], act: act, residual: nil, ldr: 0, into: yBuffer.baseAddress!, ldo: wm.n,
                             codes: codes)

@@ -501,6 +501,9 @@ public enum HTMLReport {
         public var layers: [(layer: String, sqnrDB: Double)]
         /// Layers kept float32 in the written file.
         public var keptFloat: [String]
+        /// Layers int8 does not quantize that have half-precision weights (an int8 file's stem
+        /// and head: bfloat16), with the dtype's name.
+        public var halfLayers: [(layer: String, dtype: String)] = []
         /// The file written.
         public var output: ModelFacts?
         /// The written model's output SQNR against float32 on the calibration samples.
@@ -581,6 +584,12 @@ public enum HTMLReport {
         let notMeasured = q.keptFloat.filter { k in !q.layers.contains { $0.layer == k } }
         if !notMeasured.isEmpty {
             chart += "<p class=\"note\">Always float32, not measured: \(notMeasured.map(HTML.escape).joined(separator: ", ")).</p>\n"
+        }
+        for dtype in Set(q.halfLayers.map(\.dtype)).sorted() {
+            let half = q.halfLayers.filter { $0.dtype == dtype && !q.layers.map(\.layer).contains($0.layer) }.map(\.layer)
+            if half.isEmpty { continue }
+            chart +=
+                "<p class=\"note\">Not quantized to int8 (\(HTML.escape(dtype)) weights), not measured: \(half.map(HTML.escape).joined(separator: ", ")).</p>\n"
         }
         let name = base(q.model.path)
         return HTML.page(

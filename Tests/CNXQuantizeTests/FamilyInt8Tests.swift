@@ -1,3 +1,4 @@
+import CKernels
 import CNXConvert
 import CNXGraph
 import CNXIO
@@ -81,8 +82,13 @@ final class FamilyInt8Tests: XCTestCase {
             // rounding differs by an ulp: multiplying by 1 / s in the norm against dividing by s);
             // a random network amplifies such a step layer after layer, hence 30 dB, as for the
             // models in Int8RuntimeTests.
+            // The stem's and head's bfloat16 weights widened, as the reference multiplies them: on
+            // the dot path the fast runtime also rounds their inputs to bfloat16, which is not
+            // what this comparison of the int8 arithmetic is about (HalfPrecisionTests is).
             let one = Quantizer.firstSamples(test, count: 1, graph: graph)
             let reference = try XCTUnwrap(ReferenceExecutor(graph: q.graph).run([graph.inputs[0].name: one])[graph.outputs[0].name])
+            cnx_hpath_force(Int32(CNX_HPATH_SCALAR.rawValue))
+            defer { cnx_hpath_force(-1) }
             let fast = try Model(graph: q.graph, threads: 2).predict(one)
             XCTAssertGreaterThan(OutputError.sqnr(fast, reference), 30, "\(entry.name): fast int8 against reference int8")
             minimumAgreement = min(minimumAgreement, OutputError.sqnr(fast, reference))

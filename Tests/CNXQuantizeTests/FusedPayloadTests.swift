@@ -39,7 +39,9 @@ final class FusedPayloadTests: XCTestCase {
             XCTAssertTrue(payload.constants.keys.allSatisfy { graph.initializers[$0] != nil }, node.name)
         }
         XCTAssertTrue(
-            kinds.isSuperset(of: ["cnx.Block 1 int8", "cnx.Block 2 int8", "cnx.Downsample 1 int8", "cnx.Stem 1 float32", "cnx.Head 1 int8"]
+            kinds.isSuperset(of: [
+                "cnx.Block 1 int8", "cnx.Block 2 int8", "cnx.Downsample 1 int8", "cnx.Stem 1 bfloat16", "cnx.Head 1 int8",
+            ]
             ), "\(kinds)")
     }
 

@@ -83,7 +83,7 @@ final class HTMLReportTests: XCTestCase {
             has(try XCTUnwrap(l["layer"] as? String))
             if let s = l["sqnr_db"] as? Double { has(String(format: "%.1f dB", s)) } else { has("identical") }
         }
-        has("float32 (kept)")  // the stem, which quantize keeps float32
+        has("bfloat16")  // the stem, which quantize --int8 gives bfloat16 weights
         // The files: the SHA-256 prefixes as sha256sum computes them, the sizes.
         for file in [model, ValidateFixtures.digit("model.onnx")] {
             let sum = try shell("/usr/bin/sha256sum", [file])
@@ -212,7 +212,7 @@ final class HTMLReportTests: XCTestCase {
             let parts = line.split(separator: " ")
             return (String(parts[0]), String(parts[parts.count - 2]))
         }
-        XCTAssertEqual(printed.count, 19, "8 blocks x 2 layers and 3 downsample layers; the stem and the head stay float32")
+        XCTAssertEqual(printed.count, 19, "8 blocks x 2 layers and 3 downsample layers; the stem and the head are not int8")
         let html = try String(contentsOfFile: report, encoding: .utf8)
         XCTAssertEqual(ExternalReferences.find(in: html), [])
         let rows = html.split(separator: "\n").filter { $0.contains("<title>") && $0.contains(" dB</text>") }
@@ -221,7 +221,7 @@ final class HTMLReportTests: XCTestCase {
             XCTAssertTrue(row.contains(">\(layer)<title>"), "\(layer) out of order: \(row)")
             XCTAssertTrue(row.contains(">\(value) dB</text>"), "\(layer) \(value): \(row)")
         }
-        XCTAssertTrue(html.contains("Always float32, not measured: stem, head."))
+        XCTAssertTrue(html.contains("Not quantized to int8 (bfloat16 weights), not measured: stem, head."))
 
         let noSensitivity = try runTool([
             "quantize", "--int8", ValidateFixtures.digit("model.onnx"), path("q2.cnx"), "--calibration",
