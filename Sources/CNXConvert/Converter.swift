@@ -165,14 +165,14 @@ public enum Converter {
             if let half = options.halfPrecision {
                 // A mixed file: every layer int8 leaves float32 gets half weights (the stem and
                 // head already have them, from the quantizer).
-                let ends = q.metadata["quantization.\(half.dtype.name)_layers"]?.stringsValue ?? []
+                let layersKey = "quantization.\(half.dtype.name)_layers"
+                let ends = q.metadata[layersKey]?.stringsValue ?? []
                 let lowered = try HalfPrecisionLowering.apply(&q.graph, to: half.dtype)
                 q.keptFloat = lowered.keptFloat
                 // The int8 pass's description and depthwise precision (its blocks' depthwise on bfloat16) stand.
                 for (k, v) in lowered.metadata where k != MetadataKey.quantizationDescription && k != MetadataKey.quantizationDepthwise {
                     metadata[k] = v
                 }
-                let layersKey = "quantization.\(half.dtype.name)_layers"
                 metadata[layersKey] = .strings((ends + lowered.lowered).sorted())
                 if case .string(let d)? = metadata[MetadataKey.quantizationDescription] {
                     metadata[MetadataKey.quantizationDescription] = .string(

@@ -25,10 +25,10 @@ public enum HalfPrecisionLowering {
     /// The name of the pass, as `converter.passes` records it.
     public static func passName(_ dtype: DType) -> String { "lower-\(dtype.name)" }
 
-    /// Rounds (to nearest even) the weights of the layers to `dtype`, in place.
+    /// Rounds (to nearest even) the weights of the layers to `dtype`, in place. `only`: lower
+    /// exactly these layers (the stem included) and no other; what int8 files do with the stem
+    /// and head they leave unquantized (Quantizer.Options.endsPrecision).
     @discardableResult
-    /// `only`: lower exactly these layers (the stem included) and no other; what int8 files
-    /// do with the stem and head they leave unquantized (Quantizer.Options.endsPrecision).
     public static func apply(_ graph: inout Graph, to dtype: DType, keepFloat: Set<LayerKey> = [], only: Set<LayerKey>? = nil) throws
         -> Result
     {

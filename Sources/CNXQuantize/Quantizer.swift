@@ -133,9 +133,9 @@ public enum Quantizer {
             progress: options.progress)
         var keep = try keys(for: options.keepFloat, in: graph)
         let names = Int8Lowering.layerNames(graph)
-        // The stem reads the image itself: a 0.1% share of the work, kept float32 so the error
-        // starts after it (both convolutions of an overlapping stem). The head likewise, unless
-        // asked for (see quantizeHead).
+        // The stem reads the image itself: not quantized, so the int8 error starts after it
+        // (both convolutions of an overlapping stem). The head likewise, unless asked for (see
+        // quantizeHead). Both get `endsPrecision` weights.
         let named = keep
         keep.formUnion(names.filter { $0.value == "stem" || $0.value.hasPrefix("stem.") }.keys)
         if !options.quantizeHead { keep.formUnion(names.filter { $0.value == "head" || $0.value.hasPrefix("head.") }.keys) }

@@ -704,8 +704,15 @@ final class FastExecutor: @unchecked Sendable {
     /// `layer1` over ranges of the hidden activation's columns, then `layer2` over ranges of the
     /// output's (each range a multiple of 32 columns, the panel width, from the start).
     private func splitByColumns(hidden: Int, c: Int, layer1: (Range<Int>) -> Void, layer2: (Range<Int>) -> Void) {
-        parallelGuided((hidden + 31) / 32, threads: threads) { lo, hi, _ in layer1(lo * 32..<min(hidden, hi * 32)) }
-        parallelGuided((c + 31) / 32, threads: threads) { lo, hi, _ in layer2(lo * 32..<min(c, hi * 32)) }
+        byColumns(hidden, layer1)
+        byColumns(c, layer2)
+    }
+
+    /// `body` over ranges of `n` output columns (each a multiple of 32 columns, the panel width,
+    /// from the start) that the threads claim as they finish: one layer with few rows and a
+    /// large weight, each thread reading its share of the weight once.
+    private func byColumns(_ n: Int, _ body: (Range<Int>) -> Void) {
+        parallelGuided((n + 31) / 32, threads: threads) { lo, hi, _ in body(lo * 32..<min(n, hi * 32)) }
     }
 
     /// Scratch slot `slot` of `scratch` as room for `count` bfloat16 values.
@@ -865,10 +872,10 @@ final class FastExecutor: @unchecked Sendable {
                             parallelChunks(oh * ow, threads: threads) { lo, hi, _ in
                                 for p in lo..<hi { patchPixel(p, into: patches + p * patch) }
                             }
-                            parallelGuided((cout + 31) / 32, threads: threads) { lo, hi, _ in
+                            byColumns(cout) { columns in
                                 g.multiply(
-                                    patches, rows: oh * ow, lda: patch, columns: lo * 32..<min(cout, hi * 32), bias: bias,
-                                    act: CNX_ACT_NONE, residual: nil, ldr: 0, into: yb, ldc: cout)
+                                    patches, rows: oh * ow, lda: patch, columns: columns, bias: bias, act: CNX_ACT_NONE, residual: nil,
+                                    ldr: 0, into: yb, ldc: cout)
                             }
                             continue
                         }
@@ -949,10 +956,10 @@ final class FastExecutor: @unchecked Sendable {
                             // A few rows and a large weight (the classifier: 768 x 1000 floats
                             // read once per image): the threads split its columns, so each reads
                             // its share, and neither waits idle through the layer.
-                            parallelGuided((wm.n + 31) / 32, threads: threads) { lo, hi, _ in
+                            byColumns(wm.n) { columns in
                                 g.multiply(
-                                    fp, rows: n, lda: wm.k, columns: lo * 32..<min(wm.n, hi * 32), bias: b[0], act: act, residual: nil,
-                                    ldr: 0, into: yBuffer.baseAddress!, ldc: wm.n)
+                                    fp, rows: n, lda: wm.k, columns: columns, bias: b[0], act: act, residual: nil, ldr: 0,
+                                    into: yBuffer.baseAddress!, ldc: wm.n)
                             }
                             return
                         }

@@ -585,8 +585,9 @@ public enum HTMLReport {
         if !notMeasured.isEmpty {
             chart += "<p class=\"note\">Always float32, not measured: \(notMeasured.map(HTML.escape).joined(separator: ", ")).</p>\n"
         }
+        let measured = Set(q.layers.map(\.layer))
         for dtype in Set(q.halfLayers.map(\.dtype)).sorted() {
-            let half = q.halfLayers.filter { $0.dtype == dtype && !q.layers.map(\.layer).contains($0.layer) }.map(\.layer)
+            let half = q.halfLayers.filter { $0.dtype == dtype && !measured.contains($0.layer) }.map(\.layer)
             if half.isEmpty { continue }
             chart +=
                 "<p class=\"note\">Not quantized to int8 (\(HTML.escape(dtype)) weights), not measured: \(half.map(HTML.escape).joined(separator: ", ")).</p>\n"
