@@ -165,7 +165,7 @@ public enum Converter {
             if let half = options.halfPrecision {
                 // A mixed file: every layer int8 leaves float32 gets half weights (the stem and
                 // head already have them, from the quantizer).
-                let layersKey = "quantization.\(half.dtype.name)_layers"
+                let layersKey = MetadataKey.quantizationHalfLayers(half.dtype)
                 let ends = q.metadata[layersKey]?.stringsValue ?? []
                 let lowered = try HalfPrecisionLowering.apply(&q.graph, to: half.dtype)
                 q.keptFloat = lowered.keptFloat

@@ -84,6 +84,10 @@ public enum MetadataKey {
     /// The layers with bfloat16 / float16 weights (`--bf16`, `--fp16`).
     public static let quantizationBFloat16Layers = "quantization.bfloat16_layers"
     public static let quantizationFloat16Layers = "quantization.float16_layers"
+    /// The key of the layers with `dtype` weights: one of the two above.
+    public static func quantizationHalfLayers(_ dtype: DType) -> String {
+        dtype == .float16 ? quantizationFloat16Layers : quantizationBFloat16Layers
+    }
 
     /// Every standard key, in the order of Formats/CNX.md's table (the spec test checks that the
     /// two lists agree).

@@ -102,8 +102,8 @@ public enum HalfPrecisionLowering {
             "quantization.description": .string(
                 "\(dtype.name) weights (rounded to nearest even, no calibration) in \(lowered.count) GEMM layers; activations, accumulation, the stem, depthwise convolutions, norms, activation functions and the residual stream float32"
             ),
-            "quantization.\(dtype.name)_layers": .strings(lowered),
-            "quantization.float_layers": .strings(kept),
+            MetadataKey.quantizationHalfLayers(dtype): .strings(lowered),
+            MetadataKey.quantizationFloatLayers: .strings(kept),
             "quantization.depthwise": .string("float32"),
         ]
         return Result(lowered: lowered, keptFloat: kept, metadata: metadata)

@@ -224,12 +224,12 @@ public enum Quantizer {
             ),
             "quantization.method": .string(options.method.rawValue),
             "quantization.samples": .int(Int64(calibration.shape.first ?? 0)),
-            "quantization.int8_layers": .strings(activations.keys.sorted().filter { !keep.contains($0) }.compactMap { names[$0] }),
-            "quantization.float_layers": .strings(floatKept.sorted().compactMap { names[$0] }),
+            MetadataKey.quantizationInt8Layers: .strings(activations.keys.sorted().filter { !keep.contains($0) }.compactMap { names[$0] }),
+            MetadataKey.quantizationFloatLayers: .strings(floatKept.sorted().compactMap { names[$0] }),
             "quantization.depthwise": .string(
                 bf16Depthwise == 0 ? "float32" : bf16Depthwise == blocks ? "bfloat16" : "bfloat16 and float32"),
         ]
-        if let dtype = options.endsPrecision, !ends.isEmpty { metadata["quantization.\(dtype.name)_layers"] = .strings(endNames) }
+        if let dtype = options.endsPrecision, !ends.isEmpty { metadata[MetadataKey.quantizationHalfLayers(dtype)] = .strings(endNames) }
         return Result(
             graph: quantized, metadata: metadata, activations: activations, names: names,
             keptFloat: floatKept.sorted().compactMap { names[$0] }, sensitivity: sensitivity, accuracy: accuracy,

@@ -191,7 +191,7 @@ public struct ModelFacts: Sendable {
             precision = dtypes.isEmpty || dtypes == ["float32"] ? "float32" : "weights " + dtypes.joined(separator: ", ")
         } else {
             precision = "int8: \(int8) of \(int8 + float) GEMM layers"
-            if let kept = metadata["quantization.float_layers"]?.stringsValue {
+            if let kept = metadata[MetadataKey.quantizationFloatLayers]?.stringsValue {
                 precision += kept.isEmpty ? "; none kept float32" : "; float32: " + kept.joined(separator: ", ")
             }
             if let method = metadata["quantization.method"]?.stringValue { precision += "; calibration \(method)" }

@@ -196,7 +196,7 @@ func printModelLines(_ r: Converter.Report) {
 /// The report of a bfloat16 / float16 conversion.
 func printHalfReport(_ r: Converter.Report, output: String, dtype: DType) {
     printModelLines(r)
-    let layers = r.metadata["quantization.\(dtype.name)_layers"]?.stringsValue ?? []
+    let layers = r.metadata[MetadataKey.quantizationHalfLayers(dtype)]?.stringsValue ?? []
     print(
         "\(dtype.name): \(layers.count) GEMM layers"
             + (r.halfSQNR.map { String(format: ", output SQNR %.1f dB against float32 on a random input", $0) } ?? ""))
@@ -210,7 +210,7 @@ func halfJSON(_ r: Converter.Report, output: String, dtype: DType) -> String {
         ("precision", .string(dtype.name)), ("passes", .array(r.passes.map { .string($0) })),
         ("verification_error", r.verificationError.map { .number(Double($0)) } ?? .null),
         ("sqnr_db", r.halfSQNR.map { .number($0) } ?? .null),
-        ("\(dtype.name)_layers", .array((r.metadata["quantization.\(dtype.name)_layers"]?.stringsValue ?? []).map { .string($0) })),
+        ("\(dtype.name)_layers", .array((r.metadata[MetadataKey.quantizationHalfLayers(dtype)]?.stringsValue ?? []).map { .string($0) })),
         ("float_layers", .array(r.keptFloat.map { .string($0) })),
     ]).text
 }
@@ -318,7 +318,7 @@ extension Quantize {
             model: try facts(files.input), layers: r.sensitivity.map { ($0.layer, $0.sqnr) }, keptFloat: r.keptFloat)
         page.output = try facts(files.output)
         page.halfLayers = HalfPrecisionLowering.dtypes.flatMap { dtype in
-            (r.metadata["quantization.\(dtype.name)_layers"]?.stringsValue ?? []).map { ($0, dtype.name) }
+            (r.metadata[MetadataKey.quantizationHalfLayers(dtype)]?.stringsValue ?? []).map { ($0, dtype.name) }
         }
         (page.int8SQNR, page.method, page.calibrationSamples, page.measuredOn) = (
             r.int8SQNR, settings.options.method.rawValue, calibration, measuredOn
@@ -351,7 +351,7 @@ func printInt8Report(_ r: Converter.Report, output: String) {
     if let s = r.quantizeSeconds { print(String(format: "quantized: in %.2f s", s)) }
     if let q = r.int8SQNR { print(String(format: "int8:      output SQNR %.1f dB against float32 on calibration samples", q)) }
     for dtype in HalfPrecisionLowering.dtypes {
-        if let layers = r.metadata["quantization.\(dtype.name)_layers"]?.stringsValue {
+        if let layers = r.metadata[MetadataKey.quantizationHalfLayers(dtype)]?.stringsValue {
             print("\(dtype.name): \(layers.joined(separator: ", "))")
         }
     }
@@ -389,7 +389,7 @@ func int8JSON(_ r: Converter.Report, output: String) -> String {
     o.append(("verification_error", r.verificationError.map { .number(Double($0)) } ?? .null))
     o.append(("int8_sqnr_db", r.int8SQNR.map { .number($0) } ?? .null))
     o.append(("float_layers", .array(r.keptFloat.map { .string($0) })))
-    o.append(("int8_layers", .array((r.metadata["quantization.int8_layers"]?.stringsValue ?? []).map { .string($0) })))
+    o.append(("int8_layers", .array((r.metadata[MetadataKey.quantizationInt8Layers]?.stringsValue ?? []).map { .string($0) })))
     o.append(("sensitivity", .array(r.sensitivity.map { .object([("layer", .string($0.layer)), ("sqnr_db", .number($0.sqnr))]) })))
     if let a = r.accuracy {
         o.append(
