@@ -99,12 +99,12 @@ public enum HalfPrecisionLowering {
         }
         graph.removeDeadCode()
         let metadata: [String: MetadataValue] = [
-            "quantization.description": .string(
+            MetadataKey.quantizationDescription: .string(
                 "\(dtype.name) weights (rounded to nearest even, no calibration) in \(lowered.count) GEMM layers; activations, accumulation, the stem, depthwise convolutions, norms, activation functions and the residual stream float32"
             ),
             MetadataKey.quantizationHalfLayers(dtype): .strings(lowered),
             MetadataKey.quantizationFloatLayers: .strings(kept),
-            "quantization.depthwise": .string("float32"),
+            MetadataKey.quantizationDepthwise: .string("float32"),
         ]
         return Result(lowered: lowered, keptFloat: kept, metadata: metadata)
     }

@@ -222,11 +222,11 @@ public enum Quantizer {
             MetadataKey.quantizationDescription: .string(
                 "int8: weights symmetric per output channel, activations u8 per tensor with a zero point; \(total - keep.count) of \(total) GEMM layers int8 (pointwise, downsample\(options.quantizeHead ? ", head" : "")); input channels of the layers a norm feeds equalized where that lowers the expected error; \(depthwise)\(halfText); norms, activations, GRN, residual stream\(endsText) float32"
             ),
-            "quantization.method": .string(options.method.rawValue),
-            "quantization.samples": .int(Int64(calibration.shape.first ?? 0)),
+            MetadataKey.quantizationMethod: .string(options.method.rawValue),
+            MetadataKey.quantizationSamples: .int(Int64(calibration.shape.first ?? 0)),
             MetadataKey.quantizationInt8Layers: .strings(activations.keys.sorted().filter { !keep.contains($0) }.compactMap { names[$0] }),
             MetadataKey.quantizationFloatLayers: .strings(floatKept.sorted().compactMap { names[$0] }),
-            "quantization.depthwise": .string(
+            MetadataKey.quantizationDepthwise: .string(
                 bf16Depthwise == 0 ? "float32" : bf16Depthwise == blocks ? "bfloat16" : "bfloat16 and float32"),
         ]
         if let dtype = options.endsPrecision, !ends.isEmpty { metadata[MetadataKey.quantizationHalfLayers(dtype)] = .strings(endNames) }

@@ -194,7 +194,7 @@ public struct ModelFacts: Sendable {
             if let kept = metadata[MetadataKey.quantizationFloatLayers]?.stringsValue {
                 precision += kept.isEmpty ? "; none kept float32" : "; float32: " + kept.joined(separator: ", ")
             }
-            if let method = metadata["quantization.method"]?.stringValue { precision += "; calibration \(method)" }
+            if let method = metadata[MetadataKey.quantizationMethod]?.stringValue { precision += "; calibration \(method)" }
         }
         func describe(_ family: String?, _ variant: String?, _ depths: [Int], _ dims: [Int]) -> String {
             [
