@@ -15,6 +15,7 @@ steps with one rounding each, as fused multiply-adds), against Q in double.
 
     python3 scripts/gelu-table.py --intervals 32 --degree 4   # the AVX-512 table (gelu_table.c)
     python3 scripts/gelu-table.py --intervals 16 --degree 5   # the NEON table
+    python3 scripts/gelu-table.py --intervals 32 --degree 2   # the quadratic GELU (gelu_table.c)
 
 Needs numpy only.
 """

@@ -40,13 +40,16 @@
         case CNX_ACT_GELU: BODY(CNX_ACT_GELU); break;                                            \
         case CNX_ACT_GELU_TANH: BODY(CNX_ACT_GELU_TANH); break;                                  \
         case CNX_ACT_SILU: BODY(CNX_ACT_SILU); break;                                            \
+        case CNX_ACT_GELU_QUADRATIC: BODY(CNX_ACT_GELU_QUADRATIC); break;                        \
         default: BODY(CNX_ACT_NONE); break;                                                      \
         }                                                                                        \
     } while (0)
 
-/// Acts outside 1..3 are none.
+/// Acts outside 1..4 are none.
 static inline int cnx_act_normalise(int act) {
-    return act == CNX_ACT_GELU || act == CNX_ACT_GELU_TANH || act == CNX_ACT_SILU ? act : CNX_ACT_NONE;
+    return act == CNX_ACT_GELU || act == CNX_ACT_GELU_TANH || act == CNX_ACT_SILU || act == CNX_ACT_GELU_QUADRATIC
+               ? act
+               : CNX_ACT_NONE;
 }
 
 /// The argument of the sigmoid of tanh GELU, in the order every path uses.
@@ -57,12 +60,30 @@ static inline float cnx_tanh_gelu_t(float x) {
     return x * u;
 }
 
+#include "gelu_table.h"
+
+/// The quadratic GELU (CNX_ACT_GELU_QUADRATIC), the specification every path computes bit for
+/// bit: s = |x| 32/6 rounded once; past the table (s >= 32, or NaN) max(x, 0); else on interval
+/// i = floor(s) at u = s - i (exact), P = (c2 u + c1) u + c0 in two fused multiply-adds, and
+/// max(x, 0) - |x| P in one more. max(x, 0) is x for NaN and for -0 (as vmaxps(0, x)).
+static inline float cnx_gelu_quadratic_scalar(float x) {
+    const float a = fabsf(x), s = a * (32.0f / 6.0f);
+    const float relu = x > 0.0f || !(x < 0.0f) ? x : 0.0f;
+    if (!(s < 32.0f)) return relu;
+    const int i = (int)s;
+    const float u = s - (float)i;
+    float p = fmaf(cnx_gelu_q32d2[2][i], u, cnx_gelu_q32d2[1][i]);
+    p = fmaf(p, u, cnx_gelu_q32d2[0][i]);
+    return fmaf(-a, p, relu);
+}
+
 /// The scalar specification of every activation.
 static inline float cnx_act_scalar(int act, float x) {
     switch (act) {
     case CNX_ACT_GELU: return 0.5f * x * (1.0f + erff(x * CNX_INV_SQRT2));
     case CNX_ACT_GELU_TANH: return x / (1.0f + expf(-cnx_tanh_gelu_t(x)));
     case CNX_ACT_SILU: return x / (1.0f + expf(-x));
+    case CNX_ACT_GELU_QUADRATIC: return cnx_gelu_quadratic_scalar(x);
     default: return x;
     }
 }
@@ -84,8 +105,7 @@ static inline float cnx_act_scalar(int act, float x) {
 //   degree 6. (NEON: 16 intervals, degree 5.)
 #define CNX_GELU_AMAX 6.0f
 
-// The tables are gelu_table.c's, made by scripts/gelu-table.py.
-#include "gelu_table.h"
+// The tables are gelu_table.c's (gelu_table.h, included above), made by scripts/gelu-table.py.
 
 static const float CNX_GELU_Q8[7][8] __attribute__((aligned(32), unused)) = {
     {5.000000000e-01f, 2.266273350e-01f, 6.680720299e-02f, 1.222447678e-02f, 1.349897939e-03f, 8.841690578e-05f, 3.397613000e-06f, 7.604597130e-08f},
@@ -118,14 +138,15 @@ static const float CNX_GELU_Q8[7][8] __attribute__((aligned(32), unused)) = {
 
 // MARK: - AVX-512
 
-/// Coefficient j of each lane's interval (idx: the interval, low 5 bits read) from the 32-interval table.
-CNX_ACT_INLINE CNX_ACT_T512 __m512 cnx_gelu512_coef(int j, __m512i idx) {
-    return _mm512_permutex2var_ps(_mm512_load_ps(cnx_gelu_q32[j]), idx, _mm512_load_ps(cnx_gelu_q32[j] + 16));
+/// Coefficient j of each lane's interval (idx: the interval, low 5 bits read) from a 32-interval table.
+CNX_ACT_INLINE CNX_ACT_T512 __m512 cnx_gelu512_coef(const float (*table)[32], int j, __m512i idx) {
+    return _mm512_permutex2var_ps(_mm512_load_ps(table[j]), idx, _mm512_load_ps(table[j] + 16));
 }
 
-/// Exact GELU of N vectors, each step over all N before the next: the N dependency chains then
-/// sit side by side in the scheduler instead of one after another.
-CNX_ACT_INLINE CNX_ACT_T512 void cnx_gelu512_n(const int N, __m512 *x) {
+/// GELU of N vectors from a 32-interval table of degree D (rows 0..D), each step over all N
+/// before the next: the N dependency chains then sit side by side in the scheduler instead of
+/// one after another.
+CNX_ACT_INLINE CNX_ACT_T512 void cnx_gelu512_table_n(const int N, __m512 *x, const int D, const float (*table)[32]) {
     __m512 a[4], s[4], u[4], p[4];
     __m512i idx[4];
 #pragma clang loop unroll(full)
@@ -140,17 +161,25 @@ CNX_ACT_INLINE CNX_ACT_T512 void cnx_gelu512_n(const int N, __m512 *x) {
     for (int v = 0; v < N; v++) {
         u[v] = _mm512_reduce_ps(s[v], _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
         idx[v] = _mm512_cvttps_epi32(s[v]);
-        p[v] = cnx_gelu512_coef(4, idx[v]);
+        p[v] = cnx_gelu512_coef(table, D, idx[v]);
     }
-    for (int j = 3; j >= 0; j--)
+    for (int j = D - 1; j >= 0; j--)
 #pragma clang loop unroll(full)
-        for (int v = 0; v < N; v++) p[v] = _mm512_fmadd_ps(p[v], u[v], cnx_gelu512_coef(j, idx[v]));
+        for (int v = 0; v < N; v++) p[v] = _mm512_fmadd_ps(p[v], u[v], cnx_gelu512_coef(table, j, idx[v]));
 #pragma clang loop unroll(full)
     for (int v = 0; v < N; v++) {
         const __m512 relu = _mm512_max_ps(_mm512_setzero_ps(), x[v]);  // NaN stays NaN (second operand)
         const __mmask16 near = _mm512_cmp_ps_mask(s[v], _mm512_set1_ps(32.0f), _CMP_LT_OQ);
         x[v] = _mm512_mask3_fnmadd_ps(a[v], p[v], relu, near);  // relu - a p where |x| < 6, else relu
     }
+}
+
+/// Exact GELU of N vectors (degree 4: within 4e-8).
+CNX_ACT_INLINE CNX_ACT_T512 void cnx_gelu512_n(const int N, __m512 *x) { cnx_gelu512_table_n(N, x, 4, cnx_gelu_q32); }
+
+/// The quadratic GELU of N vectors (CNX_ACT_GELU_QUADRATIC: cnx_gelu_quadratic_scalar's bits).
+CNX_ACT_INLINE CNX_ACT_T512 void cnx_gelu512_quadratic_n(const int N, __m512 *x) {
+    cnx_gelu512_table_n(N, x, 2, cnx_gelu_q32d2);
 }
 
 /// x = x / (1 + exp(-t(x))) for N vectors, t(x) = x (SiLU) or cnx_tanh_gelu_t(x) (TANH).
@@ -196,6 +225,7 @@ CNX_ACT_INLINE CNX_ACT_T512 void cnx_xsigmoid512_n(const int TANH, const int N, 
 /// The activation ACT (a CNX_ACT_* constant) of N <= 4 vectors in place.
 CNX_ACT_INLINE CNX_ACT_T512 void cnx_act512_n(const int ACT, const int N, __m512 *x) {
     if (ACT == CNX_ACT_GELU) cnx_gelu512_n(N, x);
+    else if (ACT == CNX_ACT_GELU_QUADRATIC) cnx_gelu512_quadratic_n(N, x);
     else if (ACT == CNX_ACT_GELU_TANH) cnx_xsigmoid512_n(1, N, x);
     else if (ACT == CNX_ACT_SILU) cnx_xsigmoid512_n(0, N, x);
 }
@@ -227,6 +257,24 @@ CNX_ACT_INLINE CNX_ACT_T256 void cnx_gelu256_n(const int N, __m256 *x) {
         const __m256 relu = _mm256_max_ps(_mm256_setzero_ps(), x[v]);
         const __m256 near = _mm256_cmp_ps(a[v], _mm256_set1_ps(CNX_GELU_AMAX), _CMP_LT_OQ);
         x[v] = _mm256_sub_ps(relu, _mm256_and_ps(near, _mm256_mul_ps(a[v], p[v])));
+    }
+}
+
+/// The quadratic GELU of N vectors (cnx_gelu_quadratic_scalar's bits): the coefficients gathered
+/// (the index masked to 0..31; lanes past the table take max(x, 0)).
+CNX_ACT_INLINE CNX_ACT_T256 void cnx_gelu256_quadratic_n(const int N, __m256 *x) {
+#pragma clang loop unroll(full)
+    for (int v = 0; v < N; v++) {
+        const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x[v]);
+        const __m256 s = _mm256_mul_ps(a, _mm256_set1_ps(32.0f / CNX_GELU_AMAX));
+        const __m256 f = _mm256_round_ps(s, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+        const __m256i idx = _mm256_and_si256(_mm256_cvttps_epi32(f), _mm256_set1_epi32(31));
+        const __m256 u = _mm256_sub_ps(s, f);
+        __m256 p = _mm256_fmadd_ps(_mm256_i32gather_ps(cnx_gelu_q32d2[2], idx, 4), u, _mm256_i32gather_ps(cnx_gelu_q32d2[1], idx, 4));
+        p = _mm256_fmadd_ps(p, u, _mm256_i32gather_ps(cnx_gelu_q32d2[0], idx, 4));
+        const __m256 relu = _mm256_max_ps(_mm256_setzero_ps(), x[v]);  // NaN stays NaN (second operand)
+        const __m256 near = _mm256_cmp_ps(s, _mm256_set1_ps(32.0f), _CMP_LT_OQ);
+        x[v] = _mm256_blendv_ps(relu, _mm256_fnmadd_ps(a, p, relu), near);
     }
 }
 
@@ -276,6 +324,7 @@ CNX_ACT_INLINE CNX_ACT_T256 void cnx_xsigmoid256_n(const int TANH, const int N, 
 
 CNX_ACT_INLINE CNX_ACT_T256 void cnx_act256_n(const int ACT, const int N, __m256 *x) {
     if (ACT == CNX_ACT_GELU) cnx_gelu256_n(N, x);
+    else if (ACT == CNX_ACT_GELU_QUADRATIC) cnx_gelu256_quadratic_n(N, x);
     else if (ACT == CNX_ACT_GELU_TANH) cnx_xsigmoid256_n(1, N, x);
     else if (ACT == CNX_ACT_SILU) cnx_xsigmoid256_n(0, N, x);
 }

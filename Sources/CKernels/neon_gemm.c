@@ -149,12 +149,14 @@ CNX_INLINE void act_loop(const int ACT, float *x, int64_t count) {
 static __attribute__((noinline)) void act_gelu(float *x, int64_t count) { act_loop(NEON_ACT_GELU, x, count); }
 static __attribute__((noinline)) void act_gelu_tanh(float *x, int64_t count) { act_loop(NEON_ACT_GELU_TANH, x, count); }
 static __attribute__((noinline)) void act_silu(float *x, int64_t count) { act_loop(NEON_ACT_SILU, x, count); }
+static __attribute__((noinline)) void act_gelu_quadratic(float *x, int64_t count) { act_loop(NEON_ACT_GELU_QUADRATIC, x, count); }
 
 void cnx_activation_inplace_f32_neon(float *x, int64_t count, int act) {
     switch (act) {
     case NEON_ACT_GELU: act_gelu(x, count); return;
     case NEON_ACT_GELU_TANH: act_gelu_tanh(x, count); return;
     case NEON_ACT_SILU: act_silu(x, count); return;
+    case NEON_ACT_GELU_QUADRATIC: act_gelu_quadratic(x, count); return;
     default: return;
     }
 }

@@ -44,7 +44,7 @@ unsigned cnx_arm64_features(void);
 #define CNX_UNROLL _Pragma("GCC unroll 32")
 
 // The activation codes of every `int act` (the fuse branch names them CNX_ACT_*).
-enum { NEON_ACT_NONE = 0, NEON_ACT_GELU = 1, NEON_ACT_GELU_TANH = 2, NEON_ACT_SILU = 3 };
+enum { NEON_ACT_NONE = 0, NEON_ACT_GELU = 1, NEON_ACT_GELU_TANH = 2, NEON_ACT_SILU = 3, NEON_ACT_GELU_QUADRATIC = 4 };
 
 // Float kernels (cnx_fast.h semantics), chosen when cnx_isa_current() == CNX_ISA_NEON.
 void cnx_gemm_f32_neon(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
@@ -103,6 +103,36 @@ CNX_INLINE float32x4_t neon_gelu(float32x4_t x) {
     return vbslq_f32(near, vfmsq_f32(relu, a, p), relu);  // relu - a p where |x| < 6
 }
 
+// 16 bytes of row j of the quadratic GELU's table (32 floats, 128 bytes) at byte indices 0..127:
+// two 64-byte lookups, each 0 where its half does not hold the index.
+CNX_INLINE float32x4_t neon_gelu_quadratic_coef(int j, uint8x16_t bytes) {
+    const uint8_t *p = (const uint8_t *)cnx_gelu_q32d2[j];
+    uint8x16x4_t lo, hi;
+    for (int k = 0; k < 4; k++) {
+        lo.val[k] = vld1q_u8(p + 16 * k);
+        hi.val[k] = vld1q_u8(p + 64 + 16 * k);
+    }
+    const uint8x16_t b = vorrq_u8(vqtbl4q_u8(lo, bytes), vqtbl4q_u8(hi, vsubq_u8(bytes, vdupq_n_u8(64))));
+    return vreinterpretq_f32_u8(b);
+}
+
+// The quadratic GELU (CNX_ACT_GELU_QUADRATIC, activation.h's cnx_gelu_quadratic_scalar) bit for
+// bit: the same product, floor, fused multiply-adds and selection.
+CNX_INLINE float32x4_t neon_gelu_quadratic(float32x4_t x) {
+    const float32x4_t a = vabsq_f32(x);
+    const float32x4_t s = vmulq_n_f32(a, 32.0f / 6.0f);
+    const float32x4_t f = vrndmq_f32(s);
+    const uint32x4_t idx = vandq_u32(vcvtq_u32_f32(f), vdupq_n_u32(31));  // NaN -> 0; lanes past 32 masked off below
+    const uint8x16_t bytes = vreinterpretq_u8_u32(vmlaq_n_u32(vdupq_n_u32(0x03020100u), idx, 0x04040404u));
+    const float32x4_t u = vsubq_f32(s, f);
+    float32x4_t p = vfmaq_f32(neon_gelu_quadratic_coef(1, bytes), neon_gelu_quadratic_coef(2, bytes), u);
+    p = vfmaq_f32(neon_gelu_quadratic_coef(0, bytes), p, u);
+    // max(x, 0) as vmaxps(0, x): x where x is not negative (NaN, -0 included), else +0.
+    const float32x4_t relu = vbslq_f32(vcltq_f32(x, vdupq_n_f32(0.0f)), vdupq_n_f32(0.0f), x);
+    const uint32x4_t near = vcltq_f32(s, vdupq_n_f32(32.0f));
+    return vbslq_f32(near, vfmsq_f32(relu, a, p), relu);
+}
+
 // exp(x): 2^n exp(r), n = round(x / ln 2), r = x - n ln 2 in two parts (Cody-Waite), exp(r) by
 // its Taylor polynomial of degree 7 (|r| <= ln 2 / 2: truncation below 6e-9 relative). Where the
 // result would be denormal (x < ln 2^-126) it is flushed to 0; past ln FLT_MAX it is +inf; NaN
@@ -152,6 +182,7 @@ CNX_INLINE float32x4_t neon_act(float32x4_t x, int act) {
     case NEON_ACT_GELU: return neon_gelu(x);
     case NEON_ACT_GELU_TANH: return neon_gelu_tanh(x);
     case NEON_ACT_SILU: return neon_x_sigmoid(x, x);
+    case NEON_ACT_GELU_QUADRATIC: return neon_gelu_quadratic(x);
     default: return x;
     }
 }

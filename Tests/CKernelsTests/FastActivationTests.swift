@@ -44,6 +44,7 @@ final class FastActivationTests: XCTestCase {
         XCTAssertEqual(CNX_ACT_GELU, 1)
         XCTAssertEqual(CNX_ACT_GELU_TANH, 2)
         XCTAssertEqual(CNX_ACT_SILU, 3)
+        XCTAssertEqual(CNX_ACT_GELU_QUADRATIC, 4)
     }
 
     /// The oracle's two forms of tanh GELU agree where both are accurate in Double.
@@ -84,7 +85,7 @@ final class FastActivationTests: XCTestCase {
     /// The scalar reference against the formulas in Double, point by point.
     func testReferenceMatchesDouble() {
         let x = Self.inputs
-        for (act, name) in activationCodes where act != CNX_ACT_GELU && act != CNX_ACT_NONE {
+        for (act, name) in activationCodes where act != CNX_ACT_GELU && act != CNX_ACT_NONE && act != CNX_ACT_GELU_QUADRATIC {
             checkAgainstDouble(apply(ref: true, x, act: act), x, act: act, "\(name) ref")
         }
     }
@@ -100,7 +101,10 @@ final class FastActivationTests: XCTestCase {
                     let got = apply(ref: false, Array(x.prefix(count)), act: act)
                     var worst: Float = 0, at: Float = 0
                     for i in 0..<count {
-                        if act == CNX_ACT_GELU {
+                        if act == CNX_ACT_GELU_QUADRATIC {
+                            // One specification, evaluated in one order on every path.
+                            XCTAssertEqual(got[i].bitPattern, ref[i].bitPattern, "\(path) \(name) at \(x[i])")
+                        } else if act == CNX_ACT_GELU {
                             // Exact GELU's own promise (cnx_gelu_inplace_f32): 2e-6 absolute of erff's.
                             XCTAssertEqual(got[i], ref[i], accuracy: 2e-6, "\(path) \(name) at \(x[i])")
                         } else if abs(ref[i]) < Float(Self.tinyResult) {
@@ -113,7 +117,7 @@ final class FastActivationTests: XCTestCase {
                     // cnx_fast.h: 3.0e-7 measured; the exp's 1 ulp plus two roundings on either side.
                     XCTAssertLessThanOrEqual(Double(worst), 6 * floatUnit, "\(path) \(name) count \(count) vs ref, worst at \(at)")
                 }
-                guard act != CNX_ACT_GELU else { return }
+                guard act != CNX_ACT_GELU && act != CNX_ACT_GELU_QUADRATIC else { return }
                 checkAgainstDouble(apply(ref: false, x, act: act), x, act: act, "\(path) \(name)")
             }
         }
@@ -130,10 +134,37 @@ final class FastActivationTests: XCTestCase {
             var gelu = x
             cnx_gelu_inplace_f32(&gelu, Int64(gelu.count))
             XCTAssertTrue(qBitsEqual(apply(ref: false, x, act: CNX_ACT_GELU), gelu), path)
-            for act: Int32 in [CNX_ACT_NONE, 4, -1, 99] {
+            for act: Int32 in [CNX_ACT_NONE, 5, -1, 99] {
                 XCTAssertTrue(qBitsEqual(apply(ref: false, x, act: act), x), "\(path) act \(act)")
                 XCTAssertTrue(qBitsEqual(apply(ref: true, x, act: act), x), "ref act \(act)")
             }
+        }
+    }
+
+    /// The quadratic GELU against GELU in Double: within quadraticGELUError (plus the result's own
+    /// rounding) everywhere, and it is the quadratic table, not the exact one: somewhere it is
+    /// more than 100 times the exact GELU's 4e-8 away. Special values as max(x, 0) past the table,
+    /// the same bits on every path (testEveryPathMatchesReferenceAndDouble covers the grid).
+    func testQuadraticGELU() {
+        let x = Self.inputs
+        let ref = apply(ref: true, x, act: CNX_ACT_GELU_QUADRATIC)
+        var worst = 0.0, at: Float = 0
+        for i in 0..<x.count {
+            let err = abs(Double(ref[i]) - geluExact(Double(x[i])))
+            XCTAssertLessThanOrEqual(err, quadraticGELUError + Double(ref[i].ulp), "at \(x[i])")
+            if err > worst { (worst, at) = (err, x[i]) }
+        }
+        XCTAssertGreaterThan(worst, 4e-6, "the quadratic table's error, worst at \(at)")
+        let special: [Float] = [0, -0.0, 1e-30, -1e-30, 5.99, 6, -6, 7, -7, 1e10, -1e10, .infinity, -.infinity, .nan]
+        let expected: [Float] = [0, -0.0, 5e-31, -5e-31]
+        let y = apply(ref: true, special, act: CNX_ACT_GELU_QUADRATIC)
+        for (i, e) in expected.enumerated() { XCTAssertEqual(y[i].bitPattern, e.bitPattern, "at \(special[i])") }
+        XCTAssertEqual(Array(y[6...12]), [0, 7, 0, 1e10, 0, .infinity, 0])
+        XCTAssertTrue(y[13].isNaN)
+        XCTAssertEqual(Double(y[4]), geluExact(5.99), accuracy: quadraticGELUError)
+        XCTAssertEqual(Double(y[5]), 6)
+        forEachISA { _, path in
+            XCTAssertTrue(qBitsEqual(apply(ref: false, special, act: CNX_ACT_GELU_QUADRATIC), y), path)
         }
     }
 

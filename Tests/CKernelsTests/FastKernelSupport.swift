@@ -88,6 +88,7 @@ func activationExact(_ act: Int32, _ x: Double) -> Double {
         let z = tanhGeluArgument(x)
         return z >= -1 ? 0.5 * x * (1 + tanh(z)) : x / (1 + exp(-2 * z))
     case CNX_ACT_SILU: return x / (1 + exp(-x))  // x sigmoid(x)
+    case CNX_ACT_GELU_QUADRATIC: return geluExact(x)  // within 1.12e-5: see quadraticGELUError
     default: return x
     }
 }
@@ -98,8 +99,12 @@ func tanhGeluArgument(_ x: Double) -> Double { (2 / Double.pi).squareRoot() * (x
 /// The activation codes with their names, for labels.
 let activationCodes: [(Int32, String)] = [
     (CNX_ACT_NONE, "none"), (CNX_ACT_GELU, "gelu"),
-    (CNX_ACT_GELU_TANH, "gelu_tanh"), (CNX_ACT_SILU, "silu"),
+    (CNX_ACT_GELU_TANH, "gelu_tanh"), (CNX_ACT_SILU, "silu"), (CNX_ACT_GELU_QUADRATIC, "gelu_quadratic"),
 ]
+
+/// The largest distance of the quadratic GELU (CNX_ACT_GELU_QUADRATIC) from exact GELU
+/// (scripts/gelu-table.py --intervals 32 --degree 2 prints 1.12e-5 for its float pipeline).
+let quadraticGELUError = 1.12e-5
 
 /// 2^-24: the relative size of half an ulp of a float, at most.
 let floatUnit = Double(Float.ulpOfOne) / 2

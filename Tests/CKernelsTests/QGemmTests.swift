@@ -2,9 +2,9 @@ import CKernels
 import XCTest
 
 /// The int8 kernels (cnx_qgemm.h): every path this CPU supports, forced in turn, against the
-/// scalar reference and a Swift triple loop. The s32 GEMM, and the epilogues without an activation,
-/// must be bit-identical; with one (exact GELU, tanh GELU, SiLU) float outputs agree within 1e-6
-/// (relative to the largest output) and u8 outputs within 1.
+/// scalar reference and a Swift triple loop. The s32 GEMM, and the epilogues without an activation
+/// or with the quadratic GELU, must be bit-identical; with another (exact GELU, tanh GELU, SiLU)
+/// float outputs agree within 1e-6 (relative to the largest output) and u8 outputs within 1.
 final class QGemmTests: XCTestCase {
     static let ms = [1, 7, 13, 97, 200]
     static let ns = [1, 7, 13, 97, 384]
@@ -339,7 +339,10 @@ final class QGemmTests: XCTestCase {
             let accValues = naiveGemmS32(m: m, n: n, k: k, a: a, lda: k, b: b)
             let acc = QBuffer(accValues)
             let residual = QBuffer(rng.floats(m * n, -3, 3))
-            for act: Int32 in [0, 1, 2, 3] {
+            for act: Int32 in [0, 1, 2, 3, CNX_ACT_GELU_QUADRATIC] {
+                // No activation and the quadratic GELU (one specification, one order of float
+                // operations): the same bits on every path.
+                let bitExact = act == 0 || act == CNX_ACT_GELU_QUADRATIC
                 for (useBias, useColsum, useScale) in [(true, true, true), (false, true, true), (true, false, true), (true, true, false)] {
                     let e = parameters(
                         &rng, acc: accValues, m: m, n: n, w: w, act: act, bias: useBias,
@@ -357,10 +360,18 @@ final class QGemmTests: XCTestCase {
                                 exact[i * n + j] = Float(y + Double(res?.pointer[i * n + j] ?? 0))
                             }
                         }
-                        XCTAssertLessThan(qRelativeError(ref, exact), 2e-6, "ref vs Double \(label)")
+                        if act == CNX_ACT_GELU_QUADRATIC {
+                            let scale = exact.map { Double(abs($0)) }.max() ?? 0
+                            for (r, x) in zip(ref, exact) {
+                                XCTAssertLessThanOrEqual(
+                                    abs(Double(r) - Double(x)), quadraticGELUError + 1e-6 * scale, "ref vs Double \(label)")
+                            }
+                        } else {
+                            XCTAssertLessThan(qRelativeError(ref, exact), 2e-6, "ref vs Double \(label)")
+                        }
                         forEachQISA { _, name in
                             let got = epilogueF32(.dispatched, m: m, n: n, acc: acc, e, residual: res)
-                            if act == 0 {
+                            if bitExact {
                                 XCTAssertTrue(qBitsEqual(got, ref), "\(name) f32 \(label) residual \(res != nil)")
                             } else {
                                 XCTAssertLessThanOrEqual(qRelativeError(got, ref), 1e-6, "\(name) f32 \(label) residual \(res != nil)")
@@ -370,7 +381,7 @@ final class QGemmTests: XCTestCase {
                     let refU8 = epilogueU8(.reference, m: m, n: n, acc: acc, e)
                     forEachQISA { _, name in
                         let got = epilogueU8(.dispatched, m: m, n: n, acc: acc, e)
-                        if act == 0 {
+                        if bitExact {
                             XCTAssertEqual(got, refU8, "\(name) u8 \(label)")
                         } else {
                             XCTAssertLessThanOrEqual(qMaxByteDifference(got, refU8), 1, "\(name) u8 \(label)")
@@ -408,7 +419,7 @@ final class QGemmTests: XCTestCase {
             e.act = 0
             let linear = epilogueF32(.dispatched, m: m, n: n, acc: acc, e)
             XCTAssertGreaterThan(linear.map(abs).max() ?? 0, 6, "covers |y| > 6")
-            for act: Int32 in [1, 2, 3] {
+            for act: Int32 in [1, 2, 3, CNX_ACT_GELU_QUADRATIC] {
                 e.act = act
                 let fused = epilogueF32(.dispatched, m: m, n: n, acc: acc, e)
                 var separate = linear

@@ -30,6 +30,12 @@ extern "C" {
 #define CNX_ACT_GELU_TANH 2
 /// SiLU (swish), x sigmoid(x) = x / (1 + exp(-x)) (nn.SiLU(), timm's `silu` / `swish`).
 #define CNX_ACT_SILU 3
+/// The quadratic GELU: max(x, 0) - |x| P(|x|), P piecewise quadratic on 32 intervals of [0, 6)
+/// (the table cnx_gelu_q32d2 in gelu_table.c, from scripts/gelu-table.py), evaluated in float in one
+/// fixed order, so every path gives the same bits; within 1.12e-5 of exact GELU. For layers
+/// whose output is rounded to a coarser step right after (int8 u8 codes): two coefficients fewer
+/// than the exact GELU's table.
+#define CNX_ACT_GELU_QUADRATIC 4
 
 // MARK: - Instruction-set dispatch
 

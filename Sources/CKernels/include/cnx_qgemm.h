@@ -22,7 +22,9 @@
 //     the AVX-512 one; AVX-VNNI and AVX2: the AVX2 one; bit for bit) and the reference applies
 //     the libm-based cnx_activation_inplace_f32_ref, so float outputs differ by a few ulp (GELU:
 //     within 4e-8 absolute beyond the rounding; tanh GELU and SiLU: within 4 ulp) and u8 outputs
-//     by at most 1 where the value sits on a rounding boundary.
+//     by at most 1 where the value sits on a rounding boundary. The quadratic GELU
+//     (CNX_ACT_GELU_QUADRATIC) is one specification evaluated in one order on every path,
+//     reference included, so with it the epilogues are bit-identical too.
 // All functions are single-threaded and allocate nothing: callers thread over row tiles.
 #ifndef CNX_QGEMM_H
 #define CNX_QGEMM_H
