@@ -81,6 +81,8 @@ public enum MetadataKey {
     public static let quantizationInt8Layers = "quantization.int8_layers"
     public static let quantizationFloatLayers = "quantization.float_layers"
     public static let quantizationDepthwise = "quantization.depthwise"
+    /// The blocks' GELU in an int8 file: "exact", "quadratic" (`gelu_quadratic`) or "quadratic and exact".
+    public static let quantizationGELU = "quantization.gelu"
     /// The layers with bfloat16 / float16 weights (`--bf16`, `--fp16`).
     public static let quantizationBFloat16Layers = "quantization.bfloat16_layers"
     public static let quantizationFloat16Layers = "quantization.float16_layers"
@@ -97,7 +99,8 @@ public enum MetadataKey {
             mean, std, interpolation, cropPct, sourceFileName, sourceSHA256, sourceNamingScheme,
             sourcePretrainedTag, converterVersion, converterPasses, quantizationDescription,
             quantizationMethod, quantizationSamples, quantizationInt8Layers, quantizationFloatLayers,
-            quantizationDepthwise, quantizationBFloat16Layers, quantizationFloat16Layers, resizeMode, cropOffset, rescaleFactor,
+            quantizationDepthwise, quantizationGELU, quantizationBFloat16Layers, quantizationFloat16Layers, resizeMode, cropOffset,
+            rescaleFactor,
             sourceTransformersArchitecture, sourceShards,
         ] + assumed
 

@@ -32,6 +32,10 @@ public enum Quantizer {
         /// Rescale the input channels of the layers a norm feeds (SmoothQuant-style), so
         /// that channels of very different magnitude share the per-tensor u8 grid.
         public var equalize = true
+        /// Blocks whose hidden activation is rounded to u8 codes of a step of at least
+        /// `Int8Lowering.quadraticGELUStep` get the quadratic GELU (within 1.12e-5 of exact GELU).
+        /// false: exact GELU everywhere (`--exact-gelu`).
+        public var quadraticGELU = true
         /// Layer names (`stages.S.blocks.J.pw1`, or `stages.S.blocks.J` for both) kept float32.
         public var keepFloat: [String] = []
         public var threads: Int?
@@ -145,6 +149,7 @@ public enum Quantizer {
         func lowered(keeping keep: Set<LayerKey>) throws -> Graph {
             var g = graph
             try Int8Lowering.apply(&g, activations: activations, keepFloat: keep)
+            if options.quadraticGELU { try Int8Lowering.quadraticGELU(&g) }
             if let dtype = options.endsPrecision, !ends.isEmpty { try HalfPrecisionLowering.apply(&g, to: dtype, only: ends) }
             return g
         }
@@ -212,6 +217,14 @@ public enum Quantizer {
             : bf16Depthwise == blocks
                 ? "depthwise bfloat16 (inputs rounded, float32 sums)"
                 : "depthwise bfloat16 (inputs rounded, float32 sums) in the \(bf16Depthwise) blocks whose pointwise layers are int8, float32 in the other \(blocks - bf16Depthwise)"
+        let quadratic = try quantized.nodes.filter {
+            guard $0.op == .block, case .block(let op) = try FusedPayload($0, in: quantized) else { return false }
+            return op.activation == .geluQuadratic
+        }.count
+        let geluText =
+            quadratic == 0
+            ? ""
+            : "; GELU by the quadratic table (within 1.12e-5) in the \(quadratic == blocks ? "" : "\(quadratic) of the ")\(quadratic == blocks ? "blocks" : "\(blocks) blocks") (their hidden u8 step at least \(Int8Lowering.quadraticGELUStep))"
         let endNames = ends.sorted().compactMap { names[$0] }
         // The stem and head as the description names them: in half precision, or float32.
         func listed(_ n: [String]) -> String { n.count <= 1 ? n.joined() : n.dropLast().joined(separator: ", ") + " and " + n.last! }
@@ -220,7 +233,7 @@ public enum Quantizer {
         let endsText = floatEnds.isEmpty ? "" : ", \(listed(floatEnds))"
         var metadata: [String: MetadataValue] = [
             MetadataKey.quantizationDescription: .string(
-                "int8: weights symmetric per output channel, activations u8 per tensor with a zero point; \(total - keep.count) of \(total) GEMM layers int8 (pointwise, downsample\(options.quantizeHead ? ", head" : "")); input channels of the layers a norm feeds equalized where that lowers the expected error; \(depthwise)\(halfText); norms, activations, GRN, residual stream\(endsText) float32"
+                "int8: weights symmetric per output channel, activations u8 per tensor with a zero point; \(total - keep.count) of \(total) GEMM layers int8 (pointwise, downsample\(options.quantizeHead ? ", head" : "")); input channels of the layers a norm feeds equalized where that lowers the expected error; \(depthwise)\(halfText)\(geluText); norms, activations, GRN, residual stream\(endsText) float32"
             ),
             MetadataKey.quantizationMethod: .string(options.method.rawValue),
             MetadataKey.quantizationSamples: .int(Int64(calibration.shape.first ?? 0)),
@@ -228,6 +241,7 @@ public enum Quantizer {
             MetadataKey.quantizationFloatLayers: .strings(floatKept.sorted().compactMap { names[$0] }),
             MetadataKey.quantizationDepthwise: .string(
                 bf16Depthwise == 0 ? "float32" : bf16Depthwise == blocks ? "bfloat16" : "bfloat16 and float32"),
+            MetadataKey.quantizationGELU: .string(quadratic == 0 ? "exact" : quadratic == blocks ? "quadratic" : "quadratic and exact"),
         ]
         if let dtype = options.endsPrecision, !ends.isEmpty { metadata[MetadataKey.quantizationHalfLayers(dtype)] = .strings(endNames) }
         return Result(

@@ -158,7 +158,9 @@ extension Kernels {
     /// A `cnx.Linear` node's activation, checked.
     static func activation(_ node: Node) throws -> FusedActivation? {
         guard let name = node.string("activation") else { return nil }
-        guard let a = FusedActivation(rawValue: name) else { throw CNXError("unknown activation '\(name)' (gelu, gelu_tanh or silu)") }
+        guard let a = FusedActivation(rawValue: name) else {
+            throw CNXError("unknown activation '\(name)' (gelu, gelu_tanh, silu or gelu_quadratic)")
+        }
         return a
     }
 

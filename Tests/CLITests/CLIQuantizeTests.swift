@@ -36,6 +36,37 @@ final class CLIQuantizeTests: XCTestCase {
         XCTAssertTrue(inspect.stdout.contains("stages.3.blocks.1.pw2: float32"), inspect.stdout)
     }
 
+    /// The quadratic GELU (the default where a block's hidden u8 step allows it) and `--exact-gelu`:
+    /// the files say which they hold, and on this trained model the quadratic one is as accurate
+    /// against the float32 ONNX model (validate: top-1 accuracy and logit SQNR) as exact GELU.
+    func testQuadraticGELUAndExactGELU() throws {
+        let dir = try scratchDirectory()
+        var sqnr: [String: Double] = [:]
+        for (name, extra) in [("quadratic", [String]()), ("exact", ["--exact-gelu"])] {
+            let out = dir.appendingPathComponent("\(name).cnx").path
+            let r = try runTool(["quantize", "--int8", path("model.onnx"), out, "--calibration", path("calib.npy")] + extra)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let file = try CNXReader.load(path: out)
+            XCTAssertEqual(file.metadata["quantization.gelu"], .string(name))
+            let activations = file.graph.nodes.filter { $0.op == .block }.map { $0.string("activation") ?? "gelu" }
+            XCTAssertEqual(Set(activations), [name == "exact" ? "gelu" : "gelu_quadratic"])
+            let v = try runTool([
+                "validate", out, "--reference", path("model.onnx"), "--data", digits.appendingPathComponent("test_png").path,
+            ])
+            XCTAssertEqual(v.status, 0, v.stderr)
+            let line = try XCTUnwrap(v.stdout.split(separator: "\n").first { $0.contains("logits:") && $0.contains("SQNR") }, v.stdout)
+            let words = line.split(separator: " ")
+            let at = try XCTUnwrap(words.firstIndex(of: "SQNR"))
+            sqnr[name] = Double(words[at + 1])
+            // Top-1 against the labels: float32 and int8 columns within two images of 360.
+            let accuracy = try XCTUnwrap(v.stdout.split(separator: "\n").first { $0.hasPrefix("top-1 accuracy") }, v.stdout)
+            let percents = accuracy.split(separator: " ").compactMap { Double($0.dropLast()) }
+            XCTAssertEqual(percents.count, 2, String(accuracy))
+            XCTAssertGreaterThanOrEqual(percents.last ?? 0, (percents.first ?? 100) - 0.6, String(accuracy))
+        }
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(sqnr["quadratic"]), try XCTUnwrap(sqnr["exact"]) - 0.1, "\(sqnr)")
+    }
+
     func testBadRequestsAreRefused() throws {
         let dir = try scratchDirectory()
         let out = dir.appendingPathComponent("x.cnx").path
