@@ -131,6 +131,19 @@ public enum Int8Lowering {
         graph.removeDeadCode()
     }
 
+    /// What `quantization.gelu` records for `graph`: "quadratic" when every block whose activation
+    /// is a GELU has the quadratic one, "exact" when none has, else "quadratic and exact"; nil
+    /// for a model whose blocks use no GELU (tanh GELU, SiLU).
+    public static func geluSummary(_ graph: Graph) throws -> String? {
+        var quadratic = 0, exact = 0
+        for node in graph.nodes where node.op == .block {
+            guard case .block(let op) = try FusedPayload(node, in: graph) else { continue }
+            if op.activation == .geluQuadratic { quadratic += 1 } else if op.activation == .gelu { exact += 1 }
+        }
+        if quadratic + exact == 0 { return nil }
+        return quadratic == 0 ? "exact" : exact == 0 ? "quadratic" : "quadratic and exact"
+    }
+
     /// The smallest u8 step of a block's hidden activation at which `quadraticGELU` gives the
     /// block the quadratic GELU: 1000 times that GELU's largest error (1.12e-5), so the error
     /// moves a u8 code only where the exact value lies within a thousandth of a step of a

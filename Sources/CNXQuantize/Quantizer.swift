@@ -241,9 +241,9 @@ public enum Quantizer {
             MetadataKey.quantizationFloatLayers: .strings(floatKept.sorted().compactMap { names[$0] }),
             MetadataKey.quantizationDepthwise: .string(
                 bf16Depthwise == 0 ? "float32" : bf16Depthwise == blocks ? "bfloat16" : "bfloat16 and float32"),
-            MetadataKey.quantizationGELU: .string(quadratic == 0 ? "exact" : quadratic == blocks ? "quadratic" : "quadratic and exact"),
         ]
         if let dtype = options.endsPrecision, !ends.isEmpty { metadata[MetadataKey.quantizationHalfLayers(dtype)] = .strings(endNames) }
+        if let gelu = try Int8Lowering.geluSummary(quantized) { metadata[MetadataKey.quantizationGELU] = .string(gelu) }
         return Result(
             graph: quantized, metadata: metadata, activations: activations, names: names,
             keptFloat: floatKept.sorted().compactMap { names[$0] }, sensitivity: sensitivity, accuracy: accuracy,
