@@ -17,6 +17,8 @@ enum Report {
         var gemms: [(name: String, detail: String, int8: Bool)]
         /// A block's depthwise convolution: "float32", or "bfloat16" (Formats/CNX.md, `cnx.Block`).
         var depthwise: String?
+        /// A block with the quadratic GELU (`gelu_quadratic`, Formats/CNX.md).
+        var quadraticGELU = false
     }
 
     static func layers(_ graph: Graph) -> [Layer] {
@@ -27,8 +29,11 @@ enum Report {
             let weights = node.inputs.filter { graph.initializers[$0] != nil }
             let mine = gemms.keys.filter { $0.node == i }.sorted()
             let payload = try? FusedPayload(node, in: graph)
-            var depthwise: String?
-            if case .block(let op)? = payload { depthwise = op.depthwise.onBFloat16 ? "bfloat16" : "float32" }
+            var depthwise: String?, quadratic = false
+            if case .block(let op)? = payload {
+                depthwise = op.depthwise.onBFloat16 ? "bfloat16" : "float32"
+                quadratic = op.activation == .geluQuadratic
+            }
             return Layer(
                 name: fused[i]!, op: node.op.rawValue, weights: weights,
                 gemms: mine.map { key in
@@ -42,7 +47,7 @@ enum Report {
                             format: "int8, input scale %.5g zero %d, weight scales %.3g...%.3g (%d channels)",
                             q.activationScale, q.activationZero, ws.min() ?? 0, ws.max() ?? 0, ws.count), true
                     )
-                }, depthwise: depthwise)
+                }, depthwise: depthwise, quadraticGELU: quadratic)
         }
     }
 
@@ -108,6 +113,9 @@ enum Report {
                     if int8 > 0 || half > 0 {
                         if l.depthwise == "bfloat16" { lines.append("    \(l.name).dw: bfloat16 depthwise (input rounded, float32 sums)") }
                         for g in l.gemms { lines.append("    \(g.name): \(g.detail)") }
+                        if l.quadraticGELU {
+                            lines.append("    \(l.name).gelu: the quadratic GELU (within 1.12e-5 of exact; Formats/CNX.md)")
+                        }
                     }
                 }
             }

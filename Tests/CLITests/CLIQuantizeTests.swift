@@ -50,6 +50,8 @@ final class CLIQuantizeTests: XCTestCase {
             XCTAssertEqual(file.metadata["quantization.gelu"], .string(name))
             let activations = file.graph.nodes.filter { $0.op == .block }.map { $0.string("activation") ?? "gelu" }
             XCTAssertEqual(Set(activations), [name == "exact" ? "gelu" : "gelu_quadratic"])
+            let inspect = try runTool(["inspect", out])
+            XCTAssertEqual(inspect.stdout.contains("stages.0.blocks.0.gelu: the quadratic GELU"), name == "quadratic", inspect.stdout)
             let v = try runTool([
                 "validate", out, "--reference", path("model.onnx"), "--data", digits.appendingPathComponent("test_png").path,
             ])
