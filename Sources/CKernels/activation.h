@@ -260,18 +260,30 @@ CNX_ACT_INLINE CNX_ACT_T256 void cnx_gelu256_n(const int N, __m256 *x) {
     }
 }
 
-/// The quadratic GELU of N vectors (cnx_gelu_quadratic_scalar's bits): the coefficients gathered
-/// (the index masked to 0..31; lanes past the table take max(x, 0)).
+/// Coefficient row j of the quadratic GELU's table (32 floats) at each lane's interval: the four
+/// 8-entry quarters each permuted by the index's low 3 bits, then chosen by bits 3 and 4 (lo3,
+/// hi4: those bits moved to the sign, which blendv reads). No gathers: they cost several times this.
+CNX_ACT_INLINE CNX_ACT_T256 __m256 cnx_gelu256_quadratic_coef(int j, __m256i idx, __m256 bit3, __m256 bit4) {
+    const float *row = cnx_gelu_q32d2[j];
+    const __m256 q0 = _mm256_permutevar8x32_ps(_mm256_load_ps(row), idx);
+    const __m256 q1 = _mm256_permutevar8x32_ps(_mm256_load_ps(row + 8), idx);
+    const __m256 q2 = _mm256_permutevar8x32_ps(_mm256_load_ps(row + 16), idx);
+    const __m256 q3 = _mm256_permutevar8x32_ps(_mm256_load_ps(row + 24), idx);
+    return _mm256_blendv_ps(_mm256_blendv_ps(q0, q1, bit3), _mm256_blendv_ps(q2, q3, bit3), bit4);
+}
+
+/// The quadratic GELU of N vectors (cnx_gelu_quadratic_scalar's bits).
 CNX_ACT_INLINE CNX_ACT_T256 void cnx_gelu256_quadratic_n(const int N, __m256 *x) {
 #pragma clang loop unroll(full)
     for (int v = 0; v < N; v++) {
         const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x[v]);
         const __m256 s = _mm256_mul_ps(a, _mm256_set1_ps(32.0f / CNX_GELU_AMAX));
         const __m256 f = _mm256_round_ps(s, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-        const __m256i idx = _mm256_and_si256(_mm256_cvttps_epi32(f), _mm256_set1_epi32(31));
+        const __m256i idx = _mm256_cvttps_epi32(f);  // lanes past the table (or NaN) take max(x, 0) below
+        const __m256 bit3 = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)), bit4 = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 27));
         const __m256 u = _mm256_sub_ps(s, f);
-        __m256 p = _mm256_fmadd_ps(_mm256_i32gather_ps(cnx_gelu_q32d2[2], idx, 4), u, _mm256_i32gather_ps(cnx_gelu_q32d2[1], idx, 4));
-        p = _mm256_fmadd_ps(p, u, _mm256_i32gather_ps(cnx_gelu_q32d2[0], idx, 4));
+        __m256 p = _mm256_fmadd_ps(cnx_gelu256_quadratic_coef(2, idx, bit3, bit4), u, cnx_gelu256_quadratic_coef(1, idx, bit3, bit4));
+        p = _mm256_fmadd_ps(p, u, cnx_gelu256_quadratic_coef(0, idx, bit3, bit4));
         const __m256 relu = _mm256_max_ps(_mm256_setzero_ps(), x[v]);  // NaN stays NaN (second operand)
         const __m256 near = _mm256_cmp_ps(s, _mm256_set1_ps(32.0f), _CMP_LT_OQ);
         x[v] = _mm256_blendv_ps(relu, _mm256_fnmadd_ps(a, p, relu), near);
