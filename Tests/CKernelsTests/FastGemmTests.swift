@@ -118,6 +118,7 @@ final class FastGemmTests: XCTestCase {
                     let pbias = FloatBuffer(bias), pres = FloatBuffer(residual)
                     for (useBias, act, useResidual) in [
                         (false, 0, false), (true, 0, false), (true, 1, false), (true, 1, true), (true, 2, true), (true, 3, false),
+                        (true, 4, true),
                     ] as [(Bool, Int32, Bool)] {
                         let label = "m \(m) n \(n) k \(k) bias \(useBias) act \(act) residual \(useResidual)"
                         let expected = epilogue(
@@ -127,13 +128,21 @@ final class FastGemmTests: XCTestCase {
                         let ref = run(
                             ref: true, m: m, n: n, k: k, a: pa, lda: k, packed: packed, bias: b,
                             act: act, residual: r, ldr: n)
-                        XCTAssertLessThan(relativeError(ref, expected), 1e-5, "ref \(label)")
+                        // The quadratic GELU is within 1.12e-5 of the exact GELU the Double oracle
+                        // applies: held to that, absolutely, against the naive sums.
+                        let oracle = act == CNX_ACT_GELU_QUADRATIC ? 1e-4 : 1e-5
+                        XCTAssertLessThan(relativeError(ref, expected), Float(oracle), "ref \(label)")
+                        if act == CNX_ACT_GELU_QUADRATIC {
+                            for (x, e) in zip(ref, expected) {
+                                XCTAssertLessThanOrEqual(abs(Double(x) - Double(e)), quadraticGELUError + 1e-5 * Double(abs(e)), label)
+                            }
+                        }
                         forEachISA { _, name in
                             let got = run(
                                 ref: false, m: m, n: n, k: k, a: pa, lda: k, packed: packed,
                                 bias: b, act: act, residual: r, ldr: n)
                             XCTAssertLessThan(relativeError(got, ref), 1e-5, "\(name) \(label) vs ref")
-                            XCTAssertLessThan(relativeError(got, expected), 1e-5, "\(name) \(label) vs naive")
+                            XCTAssertLessThan(relativeError(got, expected), Float(oracle), "\(name) \(label) vs naive")
                         }
                     }
                 }

@@ -102,7 +102,7 @@ final class HalfGemmTests: XCTestCase {
                     let simd: Gemm = kind == .bf16 ? cnx_gemm_bf16 : cnx_gemm_f16
                     let twin: Gemm =
                         kind == .f16 ? cnx_gemm_f16_ref : path == CNX_HPATH_AVX512_BF16 ? cnx_gemm_bf16_dot_ref : cnx_gemm_bf16_wide_ref
-                    for act in [CNX_ACT_NONE, CNX_ACT_GELU, CNX_ACT_GELU_TANH, CNX_ACT_SILU] {
+                    for act in [CNX_ACT_NONE, CNX_ACT_GELU, CNX_ACT_GELU_TANH, CNX_ACT_SILU, CNX_ACT_GELU_QUADRATIC] {
                         for residual in [Residual.none, .separate, .inPlace] {
                             let bias = act == CNX_ACT_GELU ? nil : FloatBuffer(biasValues)
                             let got = run(
