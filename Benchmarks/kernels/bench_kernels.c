@@ -94,7 +94,8 @@ static void run_gelu(void *p) {
     cnx_gelu_inplace_f32(l->y, l->rows * l->c);
 }
 
-// The activation / norm of the --act section: kind 0..3 = CNX_ACT_*, 4 = RMS norm, 5 = simple norm.
+// The activation / norm of the --act section: kind 0..3 = CNX_ACT_*, 4 = RMS norm, 5 = simple norm,
+// 6 = the quadratic GELU (CNX_ACT_GELU_QUADRATIC).
 typedef struct { ln_ctx l; int kind; } act_ctx;
 static void run_act(void *p) {
     act_ctx *a = p;
@@ -102,7 +103,7 @@ static void run_act(void *p) {
     if (a->kind == 4) { cnx_rmsnorm_rows_f32(a->l.x, a->l.rows, a->l.c, 1e-6f, NULL, NULL, a->l.y); return; }
     if (a->kind == 5) { cnx_simplenorm_rows_f32(a->l.x, a->l.rows, a->l.c, 1e-6f, NULL, NULL, a->l.y); return; }
     memcpy(a->l.y, a->l.x, (size_t)count * sizeof(float));
-    cnx_activation_inplace_f32(a->l.y, count, a->kind);
+    cnx_activation_inplace_f32(a->l.y, count, a->kind == 6 ? CNX_ACT_GELU_QUADRATIC : a->kind);
 }
 
 // GEMM epilogues with each activation (the first pointwise layer of ConvNeXt-Atto and -T, k x 4k
@@ -131,10 +132,10 @@ static void act_section(cnx_isa hw) {
     }
     printf("\nActivations (copy + in place) and norms over 3136 x 160 floats, single thread, ms\n");
     printf("%10s | %9s %9s %9s\n", "", "avx512", "avx2", "scalar");
-    static const char *NAMES[6] = {"copy", "gelu", "gelu_tanh", "silu", "rmsnorm", "simplenorm"};
+    static const char *NAMES[7] = {"copy", "gelu", "gelu_tanh", "silu", "rmsnorm", "simplenorm", "gelu_quad"};
     act_ctx a = {{3136, 160, alloc_floats(3136 * 160), alloc_floats(3136 * 160)}, 0};
     fill(a.l.x, 3136 * 160, 8);
-    for (int kind = 0; kind < 6; kind++) {
+    for (int kind = 0; kind < 7; kind++) {
         a.kind = kind;
         printf("%10s |", NAMES[kind]);
         for (int isa = 2; isa >= 0; isa--) {

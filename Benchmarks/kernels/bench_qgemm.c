@@ -5,6 +5,8 @@
 //   s32      cnx_qgemm_u8s8_s32 (int32 out)
 //   u8       cnx_qgemm_fused_u8 without an activation (u8+gelu minus u8: what GELU costs)
 //   u8+gelu  cnx_qgemm_fused_u8 with GELU (ConvNeXt's first pointwise layer: requantized for the next)
+//   u8+quad  the same with the quadratic GELU (CNX_ACT_GELU_QUADRATIC: what quantize --int8 writes
+//            where the hidden u8 step allows it)
 //   f32+res  cnx_qgemm_fused_f32 with a residual (the second pointwise layer)
 //   float    cnx_gemm_f32 (AVX-512 path) with the same epilogue as the fused column: bias + GELU
 //            for the expanding layers (n = 4k), bias + residual for the contracting ones
@@ -45,7 +47,8 @@ static void fused_u8(bench *b, int act) {
     cnx_qgemm_fused_u8(b->m, b->n, b->k, b->a, b->k, b->pb, b->colsum, 117, 0.02f, b->w_scale, b->bias, act,
                        0.02f, 20, b->out_u8, b->n);
 }
-static void run_fused_u8(void *p) { fused_u8(p, 1); }
+static void run_fused_u8(void *p) { fused_u8(p, CNX_ACT_GELU); }
+static void run_fused_u8_quadratic(void *p) { fused_u8(p, CNX_ACT_GELU_QUADRATIC); }
 static void run_fused_u8_plain(void *p) { fused_u8(p, 0); }
 
 static void run_fused_f32(void *p) {
@@ -85,8 +88,8 @@ int main(int argc, char **argv) {
     printf("int8 GEMM, single thread, GOP/s (2 m n k / s); float: cnx_gemm_f32 on the %s path, GFLOP/s\n",
            cnx_isa_name(cnx_isa_current()));
     printf("shapes: %s\n\n", all ? "every m x every (k, n)" : "ConvNeXt-T's own (stage s: m = 3136 / 4^s)");
-    printf("%5s %5s %5s  %-10s %8s %8s %8s %8s  %8s  %s\n", "m", "k", "n", "path", "s32", "u8", "u8+gelu",
-           "f32+res", "float", "fused best / float");
+    printf("%5s %5s %5s  %-10s %8s %8s %8s %8s %8s  %8s  %s\n", "m", "k", "n", "path", "s32", "u8", "u8+gelu",
+           "u8+quad", "f32+res", "float", "fused best / float");
 
     for (int mi = 0; mi < 4; mi++) {
         for (int s = 0; s < 8; s++) {
@@ -130,10 +133,11 @@ int main(int argc, char **argv) {
                 const double s32 = ops / time_call(run_s32, &b) * 1e-9;
                 const double u8_plain = ops / time_call(run_fused_u8_plain, &b) * 1e-9;
                 const double u8 = ops / time_call(run_fused_u8, &b) * 1e-9;
+                const double u8q = ops / time_call(run_fused_u8_quadratic, &b) * 1e-9;
                 const double f32 = ops / time_call(run_fused_f32, &b) * 1e-9;
                 const double fused = b.act ? u8 : f32;  // the layer's own epilogue
-                printf("%5lld %5lld %5lld  %-10s %8.1f %8.1f %8.1f %8.1f  %8.1f  %5.2fx\n", (long long)m, (long long)k,
-                       (long long)n, cnx_qisa_name(paths[pi]), s32, u8_plain, u8, f32, gflops, fused / gflops);
+                printf("%5lld %5lld %5lld  %-10s %8.1f %8.1f %8.1f %8.1f %8.1f  %8.1f  %5.2fx\n", (long long)m, (long long)k,
+                       (long long)n, cnx_qisa_name(paths[pi]), s32, u8_plain, u8, u8q, f32, gflops, fused / gflops);
                 fflush(stdout);
             }
             cnx_qisa_force(-1);
