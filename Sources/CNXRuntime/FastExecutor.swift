@@ -260,7 +260,12 @@ final class FastExecutor: @unchecked Sendable {
     let threads: Int
     /// The fused nodes, by node index: payload and packed layers.
     private var prepared: [Int: PreparedNode] = [:]
-    private let readers: [String: Int]
+    /// The schedule's bookkeeping, computed once (the graph's order is fixed): by node index, the
+    /// values no later node reads (dropped after it: not graph outputs, not initializers), and
+    /// whether the node is the last reader of its first input, read once there (a block may then
+    /// overwrite it, unless the caller passed it).
+    private let dropsAfter: [[String]]
+    private let lastReaderOfInput: [Bool]
     private let outputNames: Set<String>
     /// The same prepared weights run by one thread: each thread's share of a batch's images
     /// (`runImagesOnLanes`). Set once, at the end of `init`.
@@ -280,10 +285,9 @@ final class FastExecutor: @unchecked Sendable {
     init(graph: Graph, threads: Int) throws {
         self.graph = graph
         self.threads = max(1, threads)
-        var readers: [String: Int] = [:]
-        for n in graph.nodes { for i in n.inputs where !i.isEmpty { readers[i, default: 0] += 1 } }
-        self.readers = readers
-        outputNames = Set(graph.outputs.map(\.name))
+        let outputNames = Set(graph.outputs.map(\.name))
+        self.outputNames = outputNames
+        (dropsAfter, lastReaderOfInput) = FastExecutor.schedule(graph, outputs: outputNames)
         // Float weights packed once, shared by the nodes that read the same initializer.
         var packedFloat: [String: PackedMatrix] = [:]
         // A backbone output's norm this runtime does not know is refused at load too.
@@ -326,7 +330,8 @@ final class FastExecutor: @unchecked Sendable {
         graph = other.graph
         threads = 1
         prepared = other.prepared
-        readers = other.readers
+        dropsAfter = other.dropsAfter
+        lastReaderOfInput = other.lastReaderOfInput
         outputNames = other.outputNames
     }
 
@@ -388,10 +393,33 @@ final class FastExecutor: @unchecked Sendable {
     }
 
     /// Runs every node in order, each fused one with all of this executor's threads.
+    /// `dropsAfter` and `lastReaderOfInput` of `graph` (see there).
+    private static func schedule(_ graph: Graph, outputs: Set<String>) -> ([[String]], [Bool]) {
+        var last: [String: Int] = [:], count: [String: Int] = [:]
+        for (i, n) in graph.nodes.enumerated() {
+            for name in n.inputs where !name.isEmpty { last[name] = i }
+        }
+        var drops = [[String]](repeating: [], count: graph.nodes.count)
+        for (name, i) in last.sorted(by: { $0.key < $1.key }) where !outputs.contains(name) && graph.initializers[name] == nil {
+            drops[i].append(name)
+        }
+        // Readings of each value from node i on, walking back from the end.
+        var exclusive = [Bool](repeating: false, count: graph.nodes.count)
+        for i in graph.nodes.indices.reversed() {
+            let n = graph.nodes[i]
+            for name in n.inputs where !name.isEmpty { count[name, default: 0] += 1 }
+            if let input = n.inputs.first, !input.isEmpty {
+                exclusive[i] = count[input] == 1 && !outputs.contains(input) && graph.initializers[input] == nil
+            }
+        }
+        return (drops, exclusive)
+    }
+
     private func runGraph(_ inputs: [String: Tensor], scratch: [Scratch], observer: ActivationObserver?) throws -> [String: Tensor] {
-        var values = graph.initializers
-        for (k, v) in inputs { values[k] = v }
-        var remaining = readers
+        // The values computed so far and the caller's inputs; initializers are read from the
+        // graph (not copied: the copy was a few percent of a small model's time).
+        var values = inputs
+        func value(_ name: String) -> Tensor? { values[name] ?? graph.initializers[name] }
         // Which value each arena buffer holds in this call.
         var arenaHolders: [Int: String] = [:]
         for (nodeIndex, node) in graph.nodes.enumerated() {
@@ -399,7 +427,7 @@ final class FastExecutor: @unchecked Sendable {
                 var args: [Tensor?] = []
                 for name in node.inputs {
                     if name.isEmpty { args.append(nil); continue }
-                    guard let v = values[name] else { throw CNXError("\(node.label) reads '\(name)', which nothing computed") }
+                    guard let v = value(name) else { throw CNXError("\(node.label) reads '\(name)', which nothing computed") }
                     args.append(v)
                 }
                 let outs: [Tensor]
@@ -409,17 +437,15 @@ final class FastExecutor: @unchecked Sendable {
                     outs = node.op == .features ? [try features(node, args, scratch: scratch)] : try ReferenceKernels.evaluate(node, args)
                 } catch let e as CNXError { throw CNXError("\(node.label): \(e.message)") }
                 for (name, t) in zip(node.outputs, outs) where !name.isEmpty { values[name] = t }
-                release(node, &remaining, &values)
+                for name in dropsAfter[nodeIndex] { values[name] = nil }
                 continue
             }
             let input = node.inputs.first ?? ""
-            guard let x = values[input], x.dtype == .float32 else {
+            guard let x = value(input), x.dtype == .float32 else {
                 throw CNXError("\(node.label) reads '\(input)', which nothing computed as float32")
             }
             // The block may overwrite its input when nothing else reads that value later.
-            let exclusive =
-                remaining[input] == 1 && !outputNames.contains(input) && graph.initializers[input] == nil
-                && inputs[input] == nil
+            let exclusive = lastReaderOfInput[nodeIndex] && inputs[input] == nil
             let arena =
                 node.op == .stem || node.op == .downsample
                 ? arenaSlot(for: node, values: values, holding: arenaHolders).map { (scratch[0], $0) } : nil
@@ -435,21 +461,14 @@ final class FastExecutor: @unchecked Sendable {
                     arenaHolders[slot] = node.outputs[0]
                 }
             }
-            release(node, &remaining, &values)
+            for name in dropsAfter[nodeIndex] { values[name] = nil }
         }
         var out: [String: Tensor] = [:]
         for o in graph.outputs {
-            guard let t = values[o.name] else { throw CNXError("graph output '\(o.name)' was never computed") }
+            guard let t = value(o.name) else { throw CNXError("graph output '\(o.name)' was never computed") }
             out[o.name] = t
         }
         return out
-    }
-
-    private func release(_ node: Node, _ remaining: inout [String: Int], _ values: inout [String: Tensor]) {
-        for name in node.inputs where !name.isEmpty {
-            remaining[name, default: 0] -= 1
-            if remaining[name] == 0 && !outputNames.contains(name) && graph.initializers[name] == nil { values[name] = nil }
-        }
     }
 
     /// The tensor of an optional constant, checked to hold `count` float32 values.
