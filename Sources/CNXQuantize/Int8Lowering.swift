@@ -131,15 +131,21 @@ public enum Int8Lowering {
         graph.removeDeadCode()
     }
 
-    /// What `quantization.gelu` records for `graph`: "quadratic" when every block whose activation
-    /// is a GELU has the quadratic one, "exact" when none has, else "quadratic and exact"; nil
-    /// for a model whose blocks use no GELU (tanh GELU, SiLU).
-    public static func geluSummary(_ graph: Graph) throws -> String? {
+    /// The blocks of `graph` with the quadratic GELU and with exact GELU.
+    public static func geluBlocks(_ graph: Graph) throws -> (quadratic: Int, exact: Int) {
         var quadratic = 0, exact = 0
         for node in graph.nodes where node.op == .block {
             guard case .block(let op) = try FusedPayload(node, in: graph) else { continue }
             if op.activation == .geluQuadratic { quadratic += 1 } else if op.activation == .gelu { exact += 1 }
         }
+        return (quadratic, exact)
+    }
+
+    /// What `quantization.gelu` records for `graph`: "quadratic" when every block whose activation
+    /// is a GELU has the quadratic one, "exact" when none has, else "quadratic and exact"; nil
+    /// for a model whose blocks use no GELU (tanh GELU, SiLU).
+    public static func geluSummary(_ graph: Graph) throws -> String? {
+        let (quadratic, exact) = try geluBlocks(graph)
         if quadratic + exact == 0 { return nil }
         return quadratic == 0 ? "exact" : exact == 0 ? "quadratic" : "quadratic and exact"
     }

@@ -217,10 +217,7 @@ public enum Quantizer {
             : bf16Depthwise == blocks
                 ? "depthwise bfloat16 (inputs rounded, float32 sums)"
                 : "depthwise bfloat16 (inputs rounded, float32 sums) in the \(bf16Depthwise) blocks whose pointwise layers are int8, float32 in the other \(blocks - bf16Depthwise)"
-        let quadratic = try quantized.nodes.filter {
-            guard $0.op == .block, case .block(let op) = try FusedPayload($0, in: quantized) else { return false }
-            return op.activation == .geluQuadratic
-        }.count
+        let quadratic = try Int8Lowering.geluBlocks(quantized).quadratic
         let geluText =
             quadratic == 0
             ? ""

@@ -392,7 +392,6 @@ final class FastExecutor: @unchecked Sendable {
         return joined
     }
 
-    /// Runs every node in order, each fused one with all of this executor's threads.
     /// `dropsAfter` and `lastReaderOfInput` of `graph` (see there).
     private static func schedule(_ graph: Graph, outputs: Set<String>) -> ([[String]], [Bool]) {
         var last: [String: Int] = [:], count: [String: Int] = [:]
@@ -415,6 +414,7 @@ final class FastExecutor: @unchecked Sendable {
         return (drops, exclusive)
     }
 
+    /// Runs every node in order, each fused one with all of this executor's threads.
     private func runGraph(_ inputs: [String: Tensor], scratch: [Scratch], observer: ActivationObserver?) throws -> [String: Tensor] {
         // The values computed so far and the caller's inputs; initializers are read from the
         // graph (not copied: the copy was a few percent of a small model's time).

@@ -35,7 +35,7 @@ struct Int8Options: ParsableArguments {
     @Flag(
         name: .long,
         help:
-            "Keep exact GELU in every block. By default a block whose hidden activation is rounded to u8 codes of a step of at least 0.0112 gets the quadratic GELU (within 1.12e-5 of exact, a thousandth of that step): ConvNeXt-T 2% faster on AVX-512, 1.5% slower where the int8 path is AVX2."
+            "Keep exact GELU in every block. By default a block whose hidden activation is rounded to u8 codes of a step of at least \(Int8Lowering.quadraticGELUStep) gets the quadratic GELU (within 1.12e-5 of exact, a thousandth of that step): ConvNeXt-T 2% faster on AVX-512, 1.5% slower where the int8 path is AVX2."
     )
     var exactGelu = false
 
