@@ -170,13 +170,18 @@ struct Run: ParsableCommand {
 
     /// Runs every image; returns whether any failed.
     func runImages() throws -> Bool {
-        let (m, loaded) = try Models.load(model, threads: threads, fast: true)
-        let kind = output.map { outputKind($0, outputs: m.outputNames.count) }
         // Which images, each argument expanded; an argument that gives none is an error for it alone.
         var files: [String] = [], errors: [(file: String, message: String)] = []
         for argument in images {
             do { files += try Self.expand(argument) } catch let e as CNXError { errors.append((argument, e.message)) }
         }
+        // Not one image to run (a mistyped name): say so in one line, without loading the model
+        // first (the JSON report keeps its per-file entries).
+        if files.isEmpty, !errors.isEmpty, !json, FileManager.default.fileExists(atPath: model) {
+            throw CNXError(errors.map(\.message).joined(separator: "; "))
+        }
+        let (m, loaded) = try Models.load(model, threads: threads, fast: true)
+        let kind = output.map { outputKind($0, outputs: m.outputNames.count) }
         if let output, let kind {
             try OutputGuard.check(
                 output: output, kind: kind,

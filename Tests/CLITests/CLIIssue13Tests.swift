@@ -359,6 +359,13 @@ final class CLIRunImagesTests: CLIFolderTestCase {
         let y = try NPY.read(path: path("all.npy"))
         XCTAssertEqual(y.shape, [count + globbed, 10])
         XCTAssertEqual(images.compactMap { $0["row"] as? Int }, Array(0..<(count + globbed)))
+        // Nothing to run at all (a mistyped name): one line naming each argument, no notes first,
+        // and no output written.
+        XCTAssertEqual(try oneLineError(["run", "d.cnx", "missing.jpg"]), "error: missing.jpg: no such file\n")
+        XCTAssertEqual(
+            try oneLineError(["run", "d.cnx", "missing.jpg", "\(folder)/zz*.png", "--output", "none.npy"]),
+            "error: missing.jpg: no such file; \(folder)/zz*.png: no file matches this pattern\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("none.npy")))
     }
 
     func testABatchLargerThanAFixedBatchIsSplit() throws {
