@@ -308,7 +308,7 @@ def batch_section(args, model, hw, b, n_iter, rounds, files, held, xs_pool, ys_p
         elif k in ours:
             s = stats_for_ours(ours[k], keep)
             row.update(s, rss_mb=s["peak_rss_mb"], rounds_json=ours[k].rounds)
-            row["round_medians"] = {str(o["_round"]): float(o["median_ms"]) for o in ours[k].rounds if o["_round"] in keep}
+            row["round_medians"] = round_medians(ours[k], keep)
             row["isa"] = our_isa(k, ours[k].rounds[-1] if ours[k].rounds else {})
             row["isa_facts"] = (ours[k].rounds[-1] if ours[k].rounds else {}).get("isa")
         else:
@@ -319,13 +319,16 @@ def batch_section(args, model, hw, b, n_iter, rounds, files, held, xs_pool, ys_p
         elif k in paired and paired[k].rounds:
             p1 = stats_for_ours(paired[k], keep)
             row["paired_batch1"] = {"median_ms": p1["median_ms"], "ips": 1000.0 / p1["median_ms"],
-                                    "iterations": paired_iterations,
-                                    "round_medians": {str(o["_round"]): float(o["median_ms"]) for o in paired[k].rounds
-                                                      if o["_round"] in keep}}
+                                    "iterations": paired_iterations, "round_medians": round_medians(paired[k], keep)}
     for f in os.listdir(tmp):
         os.remove(os.path.join(tmp, f))
     os.rmdir(tmp)
     return 0, {"rows": rows, "iterations": n_iter, **{k: rr[k] for k in rr if k != "failed"}}
+
+
+def round_medians(ours, keep):
+    """Our row's median by round (the rounds kept), keyed as the competitors' rows are."""
+    return {str(o["_round"]): float(o["median_ms"]) for o in ours.rounds if o["_round"] in keep}
 
 
 def run_ours_chunks(args, path, held, b, tmp, key):

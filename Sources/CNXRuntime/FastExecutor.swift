@@ -394,21 +394,21 @@ final class FastExecutor: @unchecked Sendable {
 
     /// `dropsAfter` and `lastReaderOfInput` of `graph` (see there).
     private static func schedule(_ graph: Graph, outputs: Set<String>) -> ([[String]], [Bool]) {
+        // A value the run computes and may let go of: not a graph output, not an initializer.
+        func transient(_ name: String) -> Bool { !outputs.contains(name) && graph.initializers[name] == nil }
         var last: [String: Int] = [:], count: [String: Int] = [:]
         for (i, n) in graph.nodes.enumerated() {
             for name in n.inputs where !name.isEmpty { last[name] = i }
         }
         var drops = [[String]](repeating: [], count: graph.nodes.count)
-        for (name, i) in last.sorted(by: { $0.key < $1.key }) where !outputs.contains(name) && graph.initializers[name] == nil {
-            drops[i].append(name)
-        }
+        for (name, i) in last.sorted(by: { $0.key < $1.key }) where transient(name) { drops[i].append(name) }
         // Readings of each value from node i on, walking back from the end.
         var exclusive = [Bool](repeating: false, count: graph.nodes.count)
         for i in graph.nodes.indices.reversed() {
             let n = graph.nodes[i]
             for name in n.inputs where !name.isEmpty { count[name, default: 0] += 1 }
             if let input = n.inputs.first, !input.isEmpty {
-                exclusive[i] = count[input] == 1 && !outputs.contains(input) && graph.initializers[input] == nil
+                exclusive[i] = count[input] == 1 && transient(input)
             }
         }
         return (drops, exclusive)
