@@ -493,6 +493,15 @@ def done_when(res, batches):
         others = "; ".join(f"{row(b1, k)['label']} {fmt_sqnr(row(b1, k)['check'].get('sqnr_db'))} dB"
                            for k in ("ort_int8", "ov_int8") if row(b1, k) and row(b1, k).get("check"))
         lines.append(f"  info  int8 SQNR {fmt_sqnr(i8['check']['sqnr_db'])} dB against our float32 ({others})")
+    # Each engine's median round by round: OpenVINO's default has run in two modes on one host
+    # (ConvNeXt-B 384: about 255 ms in some rounds, 280-300 in others, in one worker process), and
+    # which one most rounds drew decides the run's ratio. Information only.
+    by_round = [row(b1, k) for k in ("ours_bf16", "ours_int8", "ov_auto")]
+    if all(r and r.get("round_medians") for r in by_round):
+        text = "; ".join(f"{r['label']} " + " ".join(f"{v:.1f}" for _, v in sorted(r["round_medians"].items(),
+                                                                                     key=lambda kv: int(kv[0])))
+                         for r in by_round)
+        lines.append(f"  info  medians round by round, ms: {text}")
     noisy = any(res["batch"][str(b)].get("noisy") for b in batches)
     print(f"\nDone when (#12), {res['title']}{' -- NOISY RUN, rerun quietly' if noisy else ''}:")
     print("\n".join(lines))
